@@ -1,0 +1,3 @@
+from schedd.cmd import main
+
+main(prog_name="schedd")

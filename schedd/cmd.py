@@ -1,0 +1,252 @@
+"""The ``schedd`` daemon command: ``schedd run`` (one node) and ``schedd dev`` (a local cluster).
+
+Exit codes: 0 clean stop, 2 bad configuration (one line on stderr naming the option),
+70 a fatal storage error (see the log line), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import tomllib
+from typing import Any
+
+import click
+
+from schedd.errors import SchedError
+
+log = logging.getLogger("schedd")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    # pysyncobj logs a spurious CRITICAL "truncating already-applied log entries" in
+    # non-batched mode during normal operation (see docs/operations.md); keep its WARNINGs.
+    logging.getLogger("pysyncobj").setLevel(logging.ERROR if level.upper() != "DEBUG" else logging.DEBUG)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"schedd: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _parse_duration(text: str, option: str) -> float:
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for suffix in ("ms", "s", "m", "h"):
+        if text.endswith(suffix):
+            number = text[: -len(suffix)]
+            break
+    else:
+        number, suffix = text, "s"
+    try:
+        value = float(number) * units[suffix]
+    except ValueError:
+        _fail(f"{option}: {text!r} is not a duration such as 500ms, 10s or 2m")
+    if value <= 0:
+        _fail(f"{option}: must be positive")
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="schedd")
+def main() -> None:
+    """schedd: a Raft-replicated job scheduler.
+
+    \b
+    Start a local 3-node cluster with a demo worker:
+        schedd dev --demo
+    Run one node of a production cluster:
+        SCHEDD_RAFT_PASSWORD=... schedd run --node-id n1 --data-dir /var/lib/schedd \\
+            --raft 10.0.0.1:7001 --grpc 10.0.0.1:7000 \\
+            --peer n2=10.0.0.2:7001/10.0.0.2:7000 --peer n3=10.0.0.3:7001/10.0.0.3:7000
+    """
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file with the options below.")
+@click.option("--node-id", help="This node's id (unique in the cluster).")
+@click.option("--data-dir", help="Directory for the LMDB state, Raft journal and snapshot.")
+@click.option("--raft", "raft_addr", help="HOST:PORT for Raft traffic (peers connect here).")
+@click.option("--grpc", "grpc_addr", help="HOST:PORT for the gRPC API (clients and workers).")
+@click.option("--peer", "peers", multiple=True, help="ID=RAFT_HOST:PORT/GRPC_HOST:PORT of another node; repeat.")
+@click.option("--raft-password-file", type=click.Path(dir_okay=False),
+              help="File holding the Raft password (else SCHEDD_RAFT_PASSWORD).")
+@click.option("--lease-ttl", default=None, help="Lease period of a firing without heartbeats [10s].")
+@click.option("--heartbeat-interval", default=None, help="How often workers heartbeat [2s].")
+@click.option("--retry-backoff", default=None, help="Wait before a failed or expired attempt is retried [1s].")
+@click.option("--map-size", default=None, type=int, help="LMDB map size in MiB [4096].")
+@click.option("--log-level", default="info", show_default=True)
+def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft_addr: str | None,
+        grpc_addr: str | None, peers: tuple[str, ...], raft_password_file: str | None, lease_ttl: str | None,
+        heartbeat_interval: str | None, retry_backoff: str | None, map_size: int | None, log_level: str) -> None:
+    """Run one schedd node until SIGTERM or Ctrl-C.
+
+    \b
+    Example:
+        SCHEDD_RAFT_PASSWORD=secret schedd run --node-id n1 --data-dir ./n1 \\
+            --raft 127.0.0.1:7101 --grpc 127.0.0.1:7001 \\
+            --peer n2=127.0.0.1:7102/127.0.0.1:7002 --peer n3=127.0.0.1:7103/127.0.0.1:7003
+    """
+    conf: dict[str, Any] = {}
+    if config_file:
+        try:
+            with open(config_file, "rb") as f:
+                conf = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            _fail(f"--config: cannot read {config_file}: {e}")
+
+    def pick(value: Any, key: str, default: Any = None) -> Any:
+        return value if value not in (None, ()) else conf.get(key, default)
+
+    _setup_logging(pick(log_level if log_level != "info" else None, "log_level", "info"))
+    from schedd.dispatcher import DispatchSettings
+    from schedd.node import Node, NodeConfig, Peer
+
+    password = os.environ.get("SCHEDD_RAFT_PASSWORD", "")
+    pw_file = pick(raft_password_file, "raft_password_file")
+    if pw_file:
+        try:
+            with open(pw_file) as f:
+                password = f.read().strip()
+        except OSError as e:
+            _fail(f"--raft-password-file: cannot read {pw_file}: {e.strerror}")
+    for flag, value in (("--node-id", pick(node_id, "node_id")), ("--data-dir", pick(data_dir, "data_dir")),
+                        ("--raft", pick(raft_addr, "raft")), ("--grpc", pick(grpc_addr, "grpc"))):
+        if not value:
+            _fail(f"{flag} is required (or set it in --config)")
+    if not password:
+        _fail("a Raft password is required: set SCHEDD_RAFT_PASSWORD or pass --raft-password-file "
+              "(Raft traffic is always encrypted and authenticated)")
+    d = DispatchSettings()
+    settings = DispatchSettings(
+        lease_ttl_s=_parse_duration(str(pick(lease_ttl, "lease_ttl", f"{d.lease_ttl_s}s")), "--lease-ttl"),
+        heartbeat_interval_s=_parse_duration(str(pick(heartbeat_interval, "heartbeat_interval",
+                                                      f"{d.heartbeat_interval_s}s")), "--heartbeat-interval"),
+        retry_backoff_ms=int(1000 * _parse_duration(str(pick(retry_backoff, "retry_backoff",
+                                                             f"{d.retry_backoff_ms}ms")), "--retry-backoff")),
+    )
+    if settings.heartbeat_interval_s * 2 > settings.lease_ttl_s:
+        _fail("--heartbeat-interval: must be at most half of --lease-ttl so one lost heartbeat does not expire a lease")
+    try:
+        config = NodeConfig(
+            node_id=pick(node_id, "node_id"), data_dir=pick(data_dir, "data_dir"), raft=pick(raft_addr, "raft"),
+            grpc=pick(grpc_addr, "grpc"), password=password,
+            peers=tuple(Peer.parse(p) for p in pick(peers, "peers", ())),
+            dispatch=settings, map_size=int(pick(map_size, "map_size_mib", 4096)) << 20)
+        node = Node(config)
+    except SchedError as e:
+        _fail(e.message)
+        return
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("event=signal signal=%s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    node.start()
+    while not stop.wait(0.5):
+        pass
+    node.stop()
+    sys.exit(0)
+
+
+@main.command()
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 7), help="How many nodes.")
+@click.option("--dir", "root", default=".schedd-dev", show_default=True, help="Where the nodes keep their data.")
+@click.option("--base-port", default=50051, show_default=True, type=click.IntRange(1024, 65000),
+              help="gRPC ports are BASE..BASE+N-1, Raft ports BASE+100...")
+@click.option("--demo", is_flag=True, help="Also start a shell worker and a demo job firing every 5 seconds.")
+def dev(nodes: int, root: str, base_port: int, demo: bool) -> None:
+    """Start a local cluster of real `schedd run` processes on 127.0.0.1 and keep it running
+    until Ctrl-C.
+
+    \b
+    Example:
+        schedd dev --demo
+        export SCHEDD_ENDPOINTS=127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053
+        schedctl run list --job demo
+    """
+    import socket
+    import subprocess
+
+    from schedd.testing import LocalCluster
+
+    for port in [base_port + i for i in range(nodes)] + [base_port + 100 + i for i in range(nodes)]:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                _fail(f"--base-port: port {port} is in use (another schedd dev?); stop it or pick another --base-port")
+    cluster = LocalCluster(root, nodes=nodes, base_port=base_port)
+    click.echo(f"starting {nodes} schedd nodes in {cluster.root} (logs: {cluster.root}/n*/node.log)")
+    cluster.start()
+    worker: subprocess.Popen[bytes] | None = None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        try:
+            leader = cluster.wait_for_leader(timeout=30)
+        except (TimeoutError, RuntimeError) as e:
+            _fail(str(e), 1)
+        env_line = f"export SCHEDD_ENDPOINTS={cluster.endpoints_env}"
+        with open(os.path.join(cluster.root, "env"), "w") as f:
+            f.write(env_line + "\n")
+        click.echo(f"leader: {leader}")
+        for spec in cluster.specs:
+            click.echo(f"  {spec.node_id}: grpc {spec.grpc}  raft {spec.raft}")
+        click.echo("point schedctl at the cluster with:")
+        click.echo(f"  {env_line}")
+        click.echo(f"  (also written to {os.path.join(cluster.root, 'env')}; `source` it in another shell)")
+        if demo:
+            worker = _start_demo(cluster)
+        click.echo("press Ctrl-C to stop")
+        while not stop.wait(0.5):
+            if worker is not None and worker.poll() is not None:
+                click.echo(f"demo worker exited with {worker.returncode}; see {cluster.root}/worker.log", err=True)
+                worker = None
+    finally:
+        click.echo("stopping...")
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        cluster.stop()
+        click.echo("stopped")
+
+
+def _start_demo(cluster: Any) -> Any:
+    import subprocess
+
+    from schedd.client import Client
+    from schedd.errors import AlreadyExists
+
+    log_path = os.path.join(cluster.root, "worker.log")
+    script = 'echo "demo: job=$SCHEDD_JOB run=$SCHEDD_RUN_ID scheduled=$SCHEDD_SCHEDULED_AT fence=$SCHEDD_FENCE"'
+    cmd = [sys.executable, "-m", "schedctl", "--endpoints", cluster.endpoints_env, "worker", "run",
+           "--concurrency", "4", "--", "sh", "-c", script]
+    worker = subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    with Client(cluster.endpoints) as client:
+        try:
+            client.create_job("demo", cron="*/5 * * * * *", payload='{"hello": "world"}', request_id="schedd-dev-demo")
+        except AlreadyExists:
+            pass
+    click.echo("demo: a shell worker is running (output in "
+               f"{log_path}); job 'demo' fires every 5 seconds.")
+    click.echo("  watch it with:  schedctl run list --job demo")
+    time.sleep(0)
+    return worker
+
+
+if __name__ == "__main__":
+    main()

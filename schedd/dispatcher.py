@@ -1,0 +1,365 @@
+"""Leader-only dispatch loop.
+
+Each tick, in one Raft entry (a Batch command stamped with the leader's ``now_ms``):
+completions received since the last tick, lease expiries, due firings (FireDue: every due slot
+up to now, many jobs per entry) and lease grants for pending runs (GrantLeases). Only after
+that entry is committed does the leader send the granted firings down the worker streams: a
+deposed leader cannot commit, so it cannot hand out work.
+
+Leadership: on becoming leader the loop commits a Barrier, then rebuilds its memory (leases
+from LMDB, each with one fresh lease period) and starts. On losing leadership it stops at once,
+forgets its leases and closes every worker stream with a leader hint.
+
+Failure contract: when a tick's entry does not commit (timeout, lost leadership) nothing from it
+is sent; completions are answered UNAVAILABLE (the agent resends them), and the lease table is
+reconciled with LMDB before the next tick, because the entry may still commit later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from schedd import keys
+from schedd.apply import Result, encode
+from schedd.clock import Clock
+from schedd.errors import SchedError, Unavailable
+from schedd.leases import LeaseTable
+from schedd.pb import api_pb2, command_pb2, types_pb2
+from schedd.schedule import Cron, parse_cron, slots_due
+from schedd.workers import Registry, WorkerSession
+
+log = logging.getLogger("schedd.dispatcher")
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    lease_ttl_s: float = 10.0
+    heartbeat_interval_s: float = 2.0
+    retry_backoff_ms: int = 1000
+    catchup_window_ms: int = 3600_000   # missed slots older than this are not replayed
+    max_slots_per_job: int = 100        # per tick; the rest come next tick
+    max_fires_per_tick: int = 2000
+    max_grants_per_tick: int = 2000
+    propose_timeout_s: float = 5.0
+    idle_tick_s: float = 0.05
+    reconcile_every_s: float = 1.0
+
+
+CompletionCallback = Callable[[str, str], None]  # (status code name, message)
+
+
+class Dispatcher:
+    def __init__(self, *, node_id: str, store: object, raft: object, clock: Clock,
+                 registry: Registry, leader_hint: Callable[[], str],
+                 settings: DispatchSettings | None = None) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.raft = raft
+        self.clock = clock
+        self.registry = registry
+        self.leader_hint = leader_hint
+        self.settings = settings or DispatchSettings()
+        self.leases = LeaseTable(self.settings.lease_ttl_s)
+        self._lock = threading.Lock()          # guards leases, _completions, _active
+        self._wake = threading.Condition(self._lock)
+        self._completions: list[tuple[command_pb2.CompleteItem, CompletionCallback]] = []
+        self._active = False
+        self._term = -1
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_reconcile = 0.0
+        self._need_reconcile = False
+        self._crons: dict[tuple[str, str], Cron] = {}
+        self.became_leader_at: float | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._deactivate("node stopping")
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    # ---- inputs from worker streams and RPCs -------------------------------------------------
+
+    def attach(self, session: WorkerSession, running: list[api_pb2.Lease]) -> tuple[list[api_pb2.Lease], list[api_pb2.Lease]]:
+        """Register a worker stream; re-attach the leases it still holds (same fence)."""
+        if not self._active:
+            raise Unavailable("this node is not dispatching (not the leader)")
+        committed = self.store.leases()
+        reattached, lost = [], []
+        now = self.clock.monotonic()
+        with self._lock:
+            for lease in running:
+                held = committed.get(lease.run_id)
+                if held is not None and held[0] == lease.fence:
+                    self.leases.add(lease.run_id, lease.fence, session.worker_id, now)
+                    reattached.append(lease)
+                else:
+                    lost.append(lease)
+        self.registry.attach(session)
+        self.wake()
+        return reattached, lost
+
+    def detach(self, session: WorkerSession) -> None:
+        # Its leases stay until they expire: the worker may reconnect and re-attach them.
+        self.registry.detach(session)
+
+    def heartbeat(self, session: WorkerSession, leases: list[api_pb2.Lease]) -> list[api_pb2.Lease]:
+        """Renew the worker's leases; return those it no longer holds."""
+        now = self.clock.monotonic()
+        lost = []
+        with self._lock:
+            for lease in leases:
+                if not self.leases.renew(lease.run_id, lease.fence, session.worker_id, now):
+                    lost.append(lease)
+        return lost
+
+    def submit_completions(self, items: list[api_pb2.Completion], callback: Callable[[api_pb2.Completion, str, str], None]) -> None:
+        """Queue fenced completions for the next tick; ``callback(item, code, message)`` is
+        called once per item after the tick's entry commits (or fails)."""
+        with self._wake:
+            for c in items:
+                if not self._active:
+                    callback(c, "UNAVAILABLE", "not the leader; resend to the new leader")
+                    continue
+                # The worker freed its slot when it sent this; stop counting the lease against it.
+                self.leases.release(c.run_id, c.fence)
+                item = command_pb2.CompleteItem(run_id=c.run_id, fence=c.fence,
+                                                success=c.outcome == api_pb2.OUTCOME_SUCCEEDED, error=c.error)
+                self._completions.append((item, lambda code, msg, c=c: callback(c, code, msg)))
+            self._wake.notify_all()
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                leader = self.raft.is_leader()
+                term = self.raft.raftCurrentTerm
+                if not leader or term != self._term:
+                    if self._active:
+                        self._deactivate("lost leadership" if not leader else "term changed")
+                    if leader:
+                        self._activate(term)
+                    else:
+                        self._sleep(self.settings.idle_tick_s)
+                    continue
+                self._tick()
+            except Exception:  # keep dispatching; a bug here must not silently stop firings
+                log.exception("event=dispatch_tick_failed")
+                self._need_reconcile = True
+                self._sleep(0.2)
+
+    def _sleep(self, seconds: float) -> None:
+        with self._wake:
+            if not self._completions:
+                self._wake.wait(timeout=max(0.0, seconds))
+
+    def _activate(self, term: int) -> None:
+        try:
+            cmd = command_pb2.Command(now_ms=self.clock.now_ms(),
+                                      barrier=command_pb2.BarrierCmd(node_id=self.node_id, term=term))
+            self.raft.propose(encode(cmd), self.settings.propose_timeout_s)
+        except SchedError as e:
+            log.warning("event=barrier_failed term=%d error=%r", term, e.message)
+            self._sleep(0.2)
+            return
+        with self._lock:
+            self.leases.clear()
+            self.leases.reconcile(self.store.leases(), self.clock.monotonic())
+            self._term = term
+            self._active = True
+            self.became_leader_at = self.clock.monotonic()
+        log.info("event=dispatch_started node=%s term=%d leases=%d", self.node_id, term, len(self.leases))
+
+    def _deactivate(self, reason: str) -> None:
+        with self._lock:
+            was = self._active
+            self._active = False
+            self._term = -1
+            self.leases.clear()
+            completions, self._completions = self._completions, []
+        for _, cb in completions:
+            cb("UNAVAILABLE", "leader changed before the completion committed; resend it")
+        hint = self.leader_hint()
+        self.registry.close_all(f"{self.node_id} stopped leading: {reason}", hint)
+        if was:
+            log.info("event=dispatch_stopped node=%s reason=%r leader_hint=%s", self.node_id, reason, hint or "-")
+
+    def _tick(self) -> None:
+        s = self.settings
+        now_ms = self.clock.now_ms()
+        mono = self.clock.monotonic()
+        if self._need_reconcile or mono - self._last_reconcile >= s.reconcile_every_s:
+            with self._lock:
+                self.leases.reconcile(self.store.leases(), mono)
+            self._last_reconcile = mono
+            self._need_reconcile = False
+
+        with self._lock:
+            completions, self._completions = self._completions, []
+            expired = self.leases.take_expired(mono)
+        fires, new_runs = self._plan_fires(now_ms)
+        grants = self._plan_grants(now_ms, new_runs)
+
+        cmds: list[command_pb2.Command] = []
+        if completions:
+            cmds.append(command_pb2.Command(complete_runs=command_pb2.CompleteRunsCmd(
+                items=[i for i, _ in completions], retry_backoff_ms=s.retry_backoff_ms)))
+        if expired:
+            cmds.append(command_pb2.Command(expire_leases=command_pb2.ExpireLeasesCmd(
+                items=[command_pb2.ExpireItem(run_id=e.run_id, fence=e.fence,
+                                              reason=f"lease expired (worker {e.worker_id} sent no heartbeat for {s.lease_ttl_s:g}s)")
+                       for e in expired], retry_backoff_ms=s.retry_backoff_ms)))
+        if fires:
+            cmds.append(command_pb2.Command(fire_due=command_pb2.FireDueCmd(items=fires)))
+        if grants:
+            cmds.append(command_pb2.Command(grant_leases=command_pb2.GrantLeasesCmd(
+                items=grants, lease_ttl_ms=int(s.lease_ttl_s * 1000))))
+        if not cmds:
+            self._sleep(self._idle_wait(now_ms, mono))
+            return
+
+        batch = command_pb2.Command(now_ms=now_ms, batch=command_pb2.Batch(commands=cmds))
+        try:
+            result = self.raft.propose(encode(batch), s.propose_timeout_s)
+        except SchedError as e:
+            log.warning("event=dispatch_propose_failed error=%r completions=%d expiries=%d fires=%d grants=%d",
+                        e.message, len(completions), len(expired), len(fires), len(grants))
+            for _, cb in completions:
+                cb("UNAVAILABLE", f"completion not committed ({e.message}); resend it")
+            self._need_reconcile = True
+            self._sleep(0.1)
+            return
+        self._after_commit(result, cmds, completions)
+
+    def _idle_wait(self, now_ms: int, mono: float) -> float:
+        wait = self.settings.idle_tick_s
+        for t in (self.store.next_due_ms(), self.store.next_pending_ms()):
+            if t is not None:
+                wait = min(wait, (t - now_ms) / 1000)
+        with self._lock:
+            exp = self.leases.next_expiry()
+        if exp is not None:
+            wait = min(wait, exp - mono)
+        return max(0.001, wait)
+
+    def _after_commit(self, result: Result, cmds: list[command_pb2.Command],
+                      completions: list[tuple[command_pb2.CompleteItem, CompletionCallback]]) -> None:
+        subs = dict(zip((c.WhichOneof("body") for c in cmds), result.sub, strict=True))
+        comp = subs.get("complete_runs")
+        if comp is not None:
+            with self._lock:  # a reconcile may have re-added these while they were in flight
+                for (item, _), (code, _msg) in zip(completions, comp.items, strict=True):
+                    if code == "OK":
+                        self.leases.release(item.run_id, item.fence)
+            for (_, cb), (code, msg) in zip(completions, comp.items, strict=True):
+                cb(code, msg)
+        grant = subs.get("grant_leases")
+        if grant is None or not grant.granted:
+            return
+        mono = self.clock.monotonic()
+        per_worker: dict[str, list[types_pb2.Firing]] = defaultdict(list)
+        with self._lock:
+            for g in grant.granted:
+                run = g.run
+                self.leases.add(run.run_id, run.fence, run.worker_id, mono)
+                per_worker[run.worker_id].append(types_pb2.Firing(
+                    run_id=run.run_id, job=run.job, scheduled_ms=run.scheduled_ms, attempt=run.attempt,
+                    fence=run.fence, payload=g.payload, queue=run.queue,
+                    lease_ttl_ms=int(self.settings.lease_ttl_s * 1000)))
+        for worker_id, firings in per_worker.items():
+            session = self.registry.get(worker_id)
+            if session is None:
+                continue  # gone since the grant: the lease expires and the run is retried
+            session.send(api_pb2.ServerMessage(firings=api_pb2.Firings(firings=firings)))
+
+    # ---- planning (reads committed state; decisions are re-checked by apply) -----------------
+
+    def _cron(self, schedule: types_pb2.Schedule) -> Cron:
+        key = (schedule.cron, schedule.timezone or "UTC")
+        cron = self._crons.get(key)
+        if cron is None:
+            cron = self._crons[key] = parse_cron(*key)
+        return cron
+
+    def _plan_fires(self, now_ms: int) -> tuple[list[command_pb2.FireItem], list[tuple[str, int, str]]]:
+        s = self.settings
+        items: list[command_pb2.FireItem] = []
+        new_runs: list[tuple[str, int, str]] = []  # (run id, attempt, queue)
+        budget = s.max_fires_per_tick
+        for due_ms, name in self.store.due_until(now_ms, limit=s.max_fires_per_tick):
+            if budget <= 0:
+                break
+            job = self.store.get_job(name)
+            if job is None or job.next_due_ms != due_ms or job.state != types_pb2.JOB_STATE_ACTIVE:
+                continue
+            if job.schedule.kind == types_pb2.SCHEDULE_KIND_CRON:
+                try:
+                    cron = self._cron(job.schedule)
+                except SchedError:
+                    log.error("event=bad_schedule job=%s cron=%r", name, job.schedule.cron)
+                    continue
+                first = due_ms
+                if due_ms < now_ms - s.catchup_window_ms:
+                    first = cron.next_after(now_ms - s.catchup_window_ms - 1)
+                slots, nxt = slots_due(cron, first, now_ms, min(s.max_slots_per_job, budget))
+            else:
+                slots, nxt = [due_ms], 0
+            budget -= len(slots)
+            items.append(command_pb2.FireItem(name=name, uid=job.uid, from_due_ms=due_ms,
+                                              slots_ms=slots, next_due_ms=nxt))
+            new_runs.extend((keys.run_id(name, job.uid, t), 1, job.queue) for t in slots)
+        return items, new_runs
+
+    def _plan_grants(self, now_ms: int, new_runs: list[tuple[str, int, str]]) -> list[command_pb2.GrantItem]:
+        sessions = [w for w in self.registry.all() if not w.closed.is_set()]
+        if not sessions:
+            return []
+        with self._lock:
+            free = {w.worker_id: w.concurrency - self.leases.count_for(w.worker_id) for w in sessions}
+        if sum(max(0, f) for f in free.values()) <= 0:
+            return []
+        by_queue: dict[str, list[WorkerSession]] = defaultdict(list)
+        for w in sessions:
+            for q in w.queues:
+                by_queue[q].append(w)
+        candidates = list(new_runs)
+        seen = {rid for rid, _, _ in new_runs}
+        for run in self.store.pending_until(now_ms, limit=self.settings.max_grants_per_tick):
+            if run.run_id not in seen:
+                candidates.append((run.run_id, run.attempt, run.queue))
+        grants: list[command_pb2.GrantItem] = []
+        cursor: dict[str, int] = defaultdict(int)
+        for rid, attempt, q in candidates:
+            if len(grants) >= self.settings.max_grants_per_tick:
+                break
+            pool = by_queue.get(q)
+            if not pool:
+                continue
+            for _ in range(len(pool)):  # round-robin over workers of this queue with a free slot
+                w = pool[cursor[q] % len(pool)]
+                cursor[q] += 1
+                if free[w.worker_id] > 0:
+                    free[w.worker_id] -= 1
+                    grants.append(command_pb2.GrantItem(run_id=rid, attempt=attempt, worker_id=w.worker_id))
+                    break
+        return grants

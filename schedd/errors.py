@@ -1,0 +1,97 @@
+"""One error root for schedd, and the one table that maps it to gRPC status codes.
+
+Exception tree::
+
+    SchedError
+    ├── InvalidArgument     bad input; the message names the field          INVALID_ARGUMENT
+    ├── NotFound            no such job or run                               NOT_FOUND
+    ├── AlreadyExists       a job with that name exists                      ALREADY_EXISTS
+    ├── StaleFence          the fence is not the run's current lease         ABORTED
+    ├── FailedPrecondition  the object is not in a state that allows it      FAILED_PRECONDITION
+    ├── Unavailable         no leader / not the leader / node unreachable    UNAVAILABLE
+    │   └── NotLeader       this node is a follower; ``leader`` says where   UNAVAILABLE
+    ├── OutcomeUnknown      the write may or may not have committed          DEADLINE_EXCEEDED
+    └── Internal            a bug or a local failure; see the node's log     INTERNAL
+
+This module is pure: the table holds status-code *names* so the core never imports grpc.
+"""
+
+from __future__ import annotations
+
+
+class SchedError(Exception):
+    """Root of every error schedd raises on purpose. ``code`` is a gRPC status-code name."""
+
+    code = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(SchedError):
+    code = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class NotFound(SchedError):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(SchedError):
+    code = "ALREADY_EXISTS"
+
+
+class StaleFence(SchedError):
+    code = "ABORTED"
+
+
+class FailedPrecondition(SchedError):
+    code = "FAILED_PRECONDITION"
+
+
+class Unavailable(SchedError):
+    code = "UNAVAILABLE"
+
+
+class NotLeader(Unavailable):
+    def __init__(self, message: str, leader: str = "") -> None:
+        super().__init__(message)
+        self.leader = leader
+
+
+class OutcomeUnknown(SchedError):
+    code = "DEADLINE_EXCEEDED"
+
+
+class Internal(SchedError):
+    code = "INTERNAL"
+
+
+#: status-code name -> exception class, used to turn a gRPC status back into a typed error.
+BY_CODE: dict[str, type[SchedError]] = {
+    "INVALID_ARGUMENT": InvalidArgument,
+    "NOT_FOUND": NotFound,
+    "ALREADY_EXISTS": AlreadyExists,
+    "ABORTED": StaleFence,
+    "FAILED_PRECONDITION": FailedPrecondition,
+    "UNAVAILABLE": Unavailable,
+    "DEADLINE_EXCEEDED": OutcomeUnknown,
+    "INTERNAL": Internal,
+}
+
+
+def from_code(code: str, message: str) -> SchedError:
+    """Build the typed error for a status-code name (unknown names become ``Internal``)."""
+    cls = BY_CODE.get(code, Internal)
+    if cls is InvalidArgument:
+        field, _, problem = message.partition(": ")
+        return InvalidArgument(field, problem) if problem else InvalidArgument("request", message)
+    err = cls.__new__(cls)
+    SchedError.__init__(err, message)
+    if cls is NotLeader:
+        err.leader = ""  # type: ignore[attr-defined]
+    return err

@@ -1,0 +1,78 @@
+"""Key layout of the replicated state (LMDB named databases). Pure encoding helpers.
+
+=============  ==============================================  ==========================
+database       key                                             value
+=============  ==============================================  ==========================
+jobs           job name                                        types_pb2.Job
+due            be64(next_due_ms) + job name                    empty
+runs           run id                                          types_pb2.Run
+runs_by_job    job name + 0x00 + be64(scheduled_ms) + run id   empty
+pending        be64(not_before_ms) + run id                    empty   (PENDING runs)
+leases         run id                                          be64(fence) + worker id (LEASED runs)
+requests       client request id                               JSON result of the first apply
+meta           applied_index / next_fence / schema             be64 or text
+=============  ==============================================  ==========================
+
+Ordering matters: ``due`` and ``pending`` sort by time, so the dispatcher's scan costs O(due).
+"""
+
+from __future__ import annotations
+
+import struct
+
+DBS = ("jobs", "due", "runs", "runs_by_job", "pending", "leases", "requests", "meta")
+
+APPLIED_INDEX = b"applied_index"
+NEXT_FENCE = b"next_fence"
+SCHEMA = b"schema"
+SCHEMA_VERSION = b"1"
+
+_BE = struct.Struct(">Q")
+
+
+def be64(n: int) -> bytes:
+    return _BE.pack(max(0, n))
+
+
+def from_be64(b: bytes) -> int:
+    return _BE.unpack(b[:8])[0]
+
+
+def run_id(job: str, uid: int, scheduled_ms: int) -> str:
+    """Stable run id: job name, the job's uid (create index) and the scheduled instant.
+
+    Job names cannot contain ':', so the id parses back unambiguously.
+    """
+    return f"{job}:{uid}:{scheduled_ms}"
+
+
+def due_key(due_ms: int, name: str) -> bytes:
+    return be64(due_ms) + name.encode()
+
+
+def split_due_key(key: bytes) -> tuple[int, str]:
+    return from_be64(key), key[8:].decode()
+
+
+def pending_key(not_before_ms: int, rid: str) -> bytes:
+    return be64(not_before_ms) + rid.encode()
+
+
+def split_pending_key(key: bytes) -> tuple[int, str]:
+    return from_be64(key), key[8:].decode()
+
+
+def by_job_prefix(job: str) -> bytes:
+    return job.encode() + b"\x00"
+
+
+def by_job_key(job: str, scheduled_ms: int, rid: str) -> bytes:
+    return by_job_prefix(job) + be64(scheduled_ms) + rid.encode()
+
+
+def lease_value(fence: int, worker_id: str) -> bytes:
+    return be64(fence) + worker_id.encode()
+
+
+def split_lease_value(value: bytes) -> tuple[int, str]:
+    return from_be64(value), value[8:].decode()

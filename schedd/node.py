@@ -1,0 +1,183 @@
+"""A schedd node: LMDB store + Raft + dispatcher + gRPC server, wired together.
+
+Lifecycle: ``Node(config).start()`` ... ``stop()``. ``stop`` hands leadership to a caught-up
+peer first when this node leads, so a rolling restart does not wait out an election timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from schedd.clock import Clock, SystemClock
+from schedd.dispatcher import DispatchSettings, Dispatcher
+from schedd.errors import InvalidArgument, NotLeader
+from schedd.pb import api_pb2
+from schedd.raft import RaftNode, RaftSettings
+from schedd.service import add_services
+from schedd.store import Store
+from schedd.workers import Registry
+
+log = logging.getLogger("schedd.node")
+
+
+@dataclass(frozen=True)
+class Peer:
+    node_id: str
+    raft: str
+    grpc: str
+
+    @staticmethod
+    def parse(text: str) -> Peer:
+        """``ID=RAFT_HOST:PORT/GRPC_HOST:PORT``"""
+        node_id, eq, rest = text.partition("=")
+        raft, slash, grpc_addr = rest.partition("/")
+        if not (node_id and eq and slash and _is_addr(raft) and _is_addr(grpc_addr)):
+            raise InvalidArgument("--peer", f"{text!r} is not ID=RAFT_HOST:PORT/GRPC_HOST:PORT")
+        return Peer(node_id, raft, grpc_addr)
+
+
+def _is_addr(text: str) -> bool:
+    host, _, port = text.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_id: str
+    data_dir: str
+    raft: str
+    grpc: str
+    password: str
+    peers: tuple[Peer, ...] = ()
+    raft_settings: RaftSettings = field(default_factory=RaftSettings)
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    map_size: int = 4 << 30
+    grpc_workers: int = 64
+
+    def validate(self) -> None:
+        if not self.node_id:
+            raise InvalidArgument("--node-id", "is required")
+        if not _is_addr(self.raft):
+            raise InvalidArgument("--raft", f"{self.raft!r} is not HOST:PORT")
+        if not _is_addr(self.grpc):
+            raise InvalidArgument("--grpc", f"{self.grpc!r} is not HOST:PORT")
+        if not self.password:
+            raise InvalidArgument("raft password", "is required: set SCHEDD_RAFT_PASSWORD or pass "
+                                                   "--raft-password-file (Raft traffic is always encrypted)")
+        ids = [self.node_id, *(p.node_id for p in self.peers)]
+        if len(set(ids)) != len(ids):
+            raise InvalidArgument("--peer", "node ids must be unique")
+        addrs = [self.raft, *(p.raft for p in self.peers)]
+        if len(set(addrs)) != len(addrs):
+            raise InvalidArgument("--peer", "raft addresses must be unique")
+
+
+class Node:
+    def __init__(self, config: NodeConfig, clock: Clock | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.propose_timeout_s = 5.0
+        os.makedirs(config.data_dir, exist_ok=True)
+        self._members = {config.raft: (config.node_id, config.grpc)}
+        self._members.update({p.raft: (p.node_id, p.grpc) for p in config.peers})
+        self.store = Store(os.path.join(config.data_dir, "state"), map_size=config.map_size)
+        self.registry = Registry()
+        self.raft = RaftNode(config.raft, [p.raft for p in config.peers], self.store,
+                             config.data_dir, config.password, config.raft_settings)
+        self.dispatcher = Dispatcher(node_id=config.node_id, store=self.store, raft=self.raft,
+                                     clock=self.clock, registry=self.registry,
+                                     leader_hint=self.leader_grpc, settings=config.dispatch)
+        self.store.on_applied = lambda _index, _result: self.dispatcher.wake()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.grpc_workers,
+                                                             thread_name_prefix="grpc"),
+                                  options=[("grpc.so_reuseport", 0)])
+        names = add_services(self.server, self)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        if self.server.add_insecure_port(config.grpc) == 0:
+            raise InvalidArgument("--grpc", f"cannot listen on {config.grpc} (in use?)")
+        self._stopped = threading.Event()
+        self._syncer: threading.Thread | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.server.start()
+        self.dispatcher.start()
+        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._syncer = threading.Thread(target=self._sync_loop, name="lmdb-sync", daemon=True)
+        self._syncer.start()
+        log.info("event=node_started node=%s raft=%s grpc=%s peers=%s", self.config.node_id, self.config.raft,
+                 self.config.grpc, ",".join(p.node_id for p in self.config.peers) or "-")
+
+    def _sync_loop(self) -> None:
+        # LMDB runs with sync=False (as pysyncobj's journal, which is never fsynced); flush once a
+        # second so a power loss loses at most about a second of applied state on this node.
+        while not self._stopped.wait(1.0):
+            try:
+                self.store.sync()
+            except Exception:
+                log.exception("event=lmdb_sync_failed")
+
+    def stop(self, handover_s: float = 3.0) -> None:
+        if self._stopped.is_set():
+            return
+        log.info("event=node_stopping node=%s leader=%s", self.config.node_id, self.raft.is_leader())
+        if self.raft.is_leader() and self.config.peers:
+            self.transfer_leadership("")
+            deadline = time.monotonic() + handover_s
+            while self.raft.is_leader() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self._stopped.set()
+        self.health.enter_graceful_shutdown()
+        self.dispatcher.stop()
+        self.server.stop(grace=1.0).wait(2.0)
+        self.raft.destroy_synchronous()
+        self.store.close()
+        log.info("event=node_stopped node=%s", self.config.node_id)
+
+    # ---- leadership --------------------------------------------------------------------------
+
+    def leader_grpc(self) -> str:
+        member = self._members.get(self.raft.leader_address())
+        return member[1] if member else ""
+
+    def leader_id(self) -> str:
+        member = self._members.get(self.raft.leader_address())
+        return member[0] if member else ""
+
+    def require_leader(self) -> None:
+        if not self.raft.is_leader():
+            hint = self.leader_grpc()
+            where = f"the leader is {self.leader_id()} at {hint}" if hint else "no leader is known yet"
+            raise NotLeader(f"{self.config.node_id} is not the leader; {where}", hint)
+
+    def transfer_leadership(self, to_node_id: str) -> None:
+        target = None
+        if to_node_id:
+            target = next((p.raft for p in self.config.peers if p.node_id == to_node_id), None)
+            if target is None:
+                raise InvalidArgument("to_node_id", f"no peer named {to_node_id!r}")
+        self.raft.transferLeadership(target)
+
+    def status(self, with_digest: bool = False) -> api_pb2.NodeStatus:
+        st = self.raft.status()
+        role = {0: "follower", 1: "candidate", 2: "leader"}.get(int(st.get("state", 0)), "unknown")
+        return api_pb2.NodeStatus(
+            node_id=self.config.node_id, role=role, term=int(st.get("raft_term", 0)),
+            commit_index=int(st.get("commit_idx", 0)), applied_index=self.store.applied_index(),
+            leader_id=self.leader_id(), leader_grpc=self.leader_grpc(), grpc_address=self.config.grpc,
+            raft_address=self.config.raft, has_quorum=bool(st.get("has_quorum", False)),
+            state_digest=self.store.digest() if with_digest else "",
+            workers=len(self.registry), peers=[p.node_id for p in self.config.peers])

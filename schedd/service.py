@@ -1,0 +1,273 @@
+"""gRPC servicers: translate requests to commands, propose them, translate results back.
+
+Every write and read goes to the leader; a follower aborts with UNAVAILABLE and the leader's
+gRPC address in the trailing metadata key ``schedd-leader``. Domain errors map to status codes
+through ``schedd.errors`` (one table); anything unexpected is logged and answered INTERNAL
+without leaking a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+
+from schedd import validate
+from schedd.apply import Result, encode
+from schedd.errors import InvalidArgument, NotFound, NotLeader, SchedError, StaleFence, Unavailable, from_code
+from schedd.pb import api_grpc, api_pb2, command_pb2
+from schedd.workers import WorkerSession
+
+if TYPE_CHECKING:
+    from schedd.node import Node
+
+log = logging.getLogger("schedd.service")
+
+LEADER_METADATA_KEY = "schedd-leader"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def abort(context: grpc.ServicerContext, err: SchedError) -> None:
+    if isinstance(err, NotLeader):
+        context.set_trailing_metadata(((LEADER_METADATA_KEY, err.leader),))
+    context.abort(getattr(grpc.StatusCode, err.code), err.message)
+
+
+def rpc(fn: F) -> F:
+    """Map SchedError to its status code; never let a traceback reach the client."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(self, request, context)
+        except SchedError as e:
+            abort(context, e)
+        except Exception:
+            if context.code() is not None:  # context.abort() already raised through here
+                raise
+            log.exception("event=rpc_failed method=%s", fn.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {fn.__name__}; see the node's log")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _result(result: Result) -> Result:
+    if not result.ok:
+        raise from_code(result.code, result.message)
+    return result
+
+
+class _Base:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def _leader(self) -> None:
+        self.node.require_leader()
+
+    def _propose(self, cmd: command_pb2.Command) -> Result:
+        self._leader()
+        return _result(self.node.raft.propose(encode(cmd), self.node.propose_timeout_s))
+
+
+class JobService(_Base, api_grpc.JobServiceServicer):
+    @rpc
+    def CreateJob(self, req: api_pb2.CreateJobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
+        self._leader()
+        cmd = validate.create_job(req, self.node.clock.now_ms())
+        return api_pb2.JobResponse(job=self._propose(cmd).job)
+
+    @rpc
+    def GetJob(self, req: api_pb2.JobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
+        self._leader()
+        job = self.node.store.get_job(validate.name(req.name))
+        if job is None:
+            raise NotFound(f"name: no job named {req.name!r}")
+        return api_pb2.JobResponse(job=job)
+
+    @rpc
+    def ListJobs(self, req: api_pb2.ListJobsRequest, context: grpc.ServicerContext) -> api_pb2.ListJobsResponse:
+        self._leader()
+        limit = req.limit or 1000
+        if limit > 10_000:
+            raise InvalidArgument("limit", f"{limit} is over the maximum of 10000; page with after_name")
+        return api_pb2.ListJobsResponse(jobs=self.node.store.list_jobs(req.after_name, limit))
+
+    @rpc
+    def DeleteJob(self, req: api_pb2.JobRequest, context: grpc.ServicerContext) -> api_pb2.DeleteJobResponse:
+        self._propose(command_pb2.Command(now_ms=self.node.clock.now_ms(),
+                                          delete_job=command_pb2.DeleteJobCmd(name=validate.name(req.name))))
+        return api_pb2.DeleteJobResponse()
+
+    @rpc
+    def PauseJob(self, req: api_pb2.JobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
+        cmd = command_pb2.Command(now_ms=self.node.clock.now_ms(),
+                                  pause_job=command_pb2.PauseJobCmd(name=validate.name(req.name)))
+        return api_pb2.JobResponse(job=self._propose(cmd).job)
+
+    @rpc
+    def ResumeJob(self, req: api_pb2.JobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
+        self._leader()
+        name = validate.name(req.name)
+        job = self.node.store.get_job(name)
+        if job is None:
+            raise NotFound(f"name: no job named {name!r}")
+        now = self.node.clock.now_ms()
+        cmd = command_pb2.Command(now_ms=now, resume_job=command_pb2.ResumeJobCmd(
+            name=name, next_due_ms=validate.resume_due(job, now)))
+        return api_pb2.JobResponse(job=self._propose(cmd).job)
+
+    @rpc
+    def TriggerJob(self, req: api_pb2.TriggerJobRequest, context: grpc.ServicerContext) -> api_pb2.TriggerJobResponse:
+        cmd = command_pb2.Command(now_ms=self.node.clock.now_ms(), request_id=validate.request_id(req.request_id),
+                                  trigger_job=command_pb2.TriggerJobCmd(name=validate.name(req.name)))
+        return api_pb2.TriggerJobResponse(run=self._propose(cmd).run)
+
+
+class RunService(_Base, api_grpc.RunServiceServicer):
+    @rpc
+    def ListRuns(self, req: api_pb2.ListRunsRequest, context: grpc.ServicerContext) -> api_pb2.ListRunsResponse:
+        self._leader()
+        limit = req.limit or 100
+        if limit > 100_000:
+            raise InvalidArgument("limit", f"{limit} is over the maximum of 100000")
+        job = validate.name(req.job, "job") if req.job else ""
+        return api_pb2.ListRunsResponse(runs=self.node.store.list_runs(job, limit))
+
+    @rpc
+    def GetRun(self, req: api_pb2.GetRunRequest, context: grpc.ServicerContext) -> api_pb2.RunResponse:
+        self._leader()
+        if not req.run_id:
+            raise InvalidArgument("run_id", "is required")
+        run = self.node.store.get_run(req.run_id)
+        if run is None:
+            raise NotFound(f"run_id: no run {req.run_id!r}")
+        return api_pb2.RunResponse(run=run)
+
+    @rpc
+    def CompleteRun(self, req: api_pb2.Completion, context: grpc.ServicerContext) -> api_pb2.CompleteRunResponse:
+        self._leader()
+        if not req.run_id:
+            raise InvalidArgument("run_id", "is required")
+        if not req.fence:
+            raise InvalidArgument("fence", "is required (the fence of the firing)")
+        if req.outcome == api_pb2.OUTCOME_UNSPECIFIED:
+            raise InvalidArgument("outcome", "must be OUTCOME_SUCCEEDED or OUTCOME_FAILED")
+        done = threading.Event()
+        answer: list[tuple[str, str]] = []
+
+        def callback(_: api_pb2.Completion, code: str, message: str) -> None:
+            answer.append((code, message))
+            done.set()
+
+        self.node.dispatcher.submit_completions([req], callback)
+        if not done.wait(self.node.propose_timeout_s + 1):
+            raise Unavailable("the completion was not confirmed in time; resend it (it is idempotent)")
+        code, message = answer[0]
+        if code == "ABORTED":
+            raise StaleFence(message)
+        if code != "OK":
+            raise from_code(code, message)
+        return api_pb2.CompleteRunResponse()
+
+
+class WorkerService(_Base, api_grpc.WorkerServiceServicer):
+    def Connect(self, request_iterator: Iterator[api_pb2.WorkerMessage],
+                context: grpc.ServicerContext) -> Iterator[api_pb2.ServerMessage]:
+        node = self.node
+        try:
+            node.require_leader()
+            if not node.dispatcher.active:
+                raise NotLeader("this node is becoming leader; retry in a moment", node.leader_grpc())
+            try:
+                first = next(request_iterator)
+            except StopIteration:
+                return
+            if first.WhichOneof("body") != "hello":
+                raise InvalidArgument("hello", "the first message on the stream must be hello")
+            hello = first.hello
+            if not hello.worker_id or len(hello.worker_id) > 128:
+                raise InvalidArgument("hello.worker_id", "is required (at most 128 characters)")
+            if hello.concurrency > 10_000:
+                raise InvalidArgument("hello.concurrency", f"{hello.concurrency} is over the maximum of 10000")
+            queues = frozenset(validate.queue(q, "hello.queues") for q in hello.queues) or frozenset({"default"})
+            session = WorkerSession(hello.worker_id, queues, hello.concurrency or 1)
+            reattached, lost = node.dispatcher.attach(session, list(hello.running))
+        except SchedError as e:
+            abort(context, e)
+            return
+        log.info("event=worker_attached worker=%s queues=%s concurrency=%d reattached=%d lost=%d peer=%s",
+                 session.worker_id, ",".join(sorted(queues)), session.concurrency, len(reattached), len(lost),
+                 context.peer())
+        context.add_callback(lambda: session.close("rpc terminated"))
+        reader = threading.Thread(target=self._read, args=(session, request_iterator),
+                                  name=f"worker-{session.worker_id}", daemon=True)
+        reader.start()
+        try:
+            yield api_pb2.ServerMessage(welcome=api_pb2.Welcome(
+                node_id=node.config.node_id,
+                lease_ttl_ms=int(node.dispatcher.settings.lease_ttl_s * 1000),
+                heartbeat_interval_ms=int(node.dispatcher.settings.heartbeat_interval_s * 1000),
+                reattached=reattached, lost=lost))
+            while True:
+                msg = session.outbound.get()
+                if msg is None:
+                    break
+                yield msg
+        finally:
+            node.dispatcher.detach(session)
+            session.close("stream ended")
+            log.info("event=worker_detached worker=%s reason=%r", session.worker_id, session.close_reason)
+        if session.leader_hint is not None:
+            context.set_trailing_metadata(((LEADER_METADATA_KEY, session.leader_hint),))
+            context.abort(grpc.StatusCode.UNAVAILABLE, session.close_reason)
+
+    def _read(self, session: WorkerSession, request_iterator: Iterator[api_pb2.WorkerMessage]) -> None:
+        dispatcher = self.node.dispatcher
+
+        def ack(c: api_pb2.Completion, code: str, message: str) -> None:
+            session.send(api_pb2.ServerMessage(acks=api_pb2.CompletionAcks(acks=[api_pb2.CompletionAck(
+                run_id=c.run_id, fence=c.fence, code=getattr(grpc.StatusCode, code).value[0], message=message)])))
+
+        try:
+            for msg in request_iterator:
+                kind = msg.WhichOneof("body")
+                if kind == "heartbeat":
+                    lost = dispatcher.heartbeat(session, list(msg.heartbeat.leases))
+                    if lost:
+                        session.send(api_pb2.ServerMessage(lost=api_pb2.LeasesLost(
+                            leases=lost, reason="lease not held: it expired, was re-granted or the run finished")))
+                elif kind == "completions":
+                    dispatcher.submit_completions(list(msg.completions.completions), ack)
+        except grpc.RpcError:
+            pass
+        except Exception:
+            log.exception("event=worker_stream_failed worker=%s", session.worker_id)
+        finally:
+            session.close("worker closed the stream")
+
+
+class ClusterService(_Base, api_grpc.ClusterServiceServicer):
+    @rpc
+    def GetNodeStatus(self, req: api_pb2.NodeStatusRequest, context: grpc.ServicerContext) -> api_pb2.NodeStatus:
+        return self.node.status(with_digest=req.with_digest)
+
+    @rpc
+    def TransferLeadership(self, req: api_pb2.TransferLeadershipRequest,
+                           context: grpc.ServicerContext) -> api_pb2.TransferLeadershipResponse:
+        self._leader()
+        self.node.transfer_leadership(req.to_node_id)
+        return api_pb2.TransferLeadershipResponse()
+
+
+def add_services(server: grpc.Server, node: Node) -> list[str]:
+    api_grpc.add_JobServiceServicer_to_server(JobService(node), server)
+    api_grpc.add_RunServiceServicer_to_server(RunService(node), server)
+    api_grpc.add_WorkerServiceServicer_to_server(WorkerService(node), server)
+    api_grpc.add_ClusterServiceServicer_to_server(ClusterService(node), server)
+    return [api_pb2.DESCRIPTOR.services_by_name[n].full_name
+            for n in ("JobService", "RunService", "WorkerService", "ClusterService")]
+

@@ -1,0 +1,304 @@
+"""LMDB storage of the replicated state: executes what ``apply`` decides, serves reads, and
+writes/restores snapshots for pysyncobj.
+
+Failure contract: any LMDB error while applying an entry (disk full, map full, I/O) stops the
+process at once with a log line saying what to do. The entry is never skipped; the node
+re-applies it from the Raft journal after the operator fixes the disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import shutil
+import struct
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import lmdb
+
+from schedd import keys
+from schedd.apply import Put, Result, apply, state_digest
+from schedd.pb import types_pb2
+
+log = logging.getLogger("schedd.store")
+
+SNAPSHOT_MAGIC = b"SCHEDDSNAP1\n"
+_TRAILER = struct.Struct("<Q12s")  # metadata length, magic
+
+
+def fatal(message: str) -> None:
+    """Stop the process without unwinding: the Raft journal redoes the entry on restart."""
+    log.critical(message)
+    logging.shutdown()
+    os._exit(70)
+
+
+class _TxnReader:
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
+        self._txn = txn
+        self._dbs = dbs
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        return self._txn.get(key, db=self._dbs[db])
+
+
+class Store:
+    """The node's LMDB environment. Apply runs in pysyncobj's tick thread only; reads may come
+    from any thread (each uses its own short read transaction)."""
+
+    def __init__(self, path: str, map_size: int = 4 << 30) -> None:
+        os.makedirs(path, exist_ok=True)
+        self.path = path
+        self._env = lmdb.open(path, map_size=map_size, max_dbs=len(keys.DBS) + 2,
+                              sync=False, metasync=False, subdir=True)
+        self._dbs = {name: self._env.open_db(name.encode()) for name in keys.DBS}
+        self._apply_lock = threading.Lock()
+        self.on_applied: Callable[[int, Result], None] | None = None
+        with self._env.begin(write=True) as txn:
+            if txn.get(keys.SCHEMA, db=self._dbs["meta"]) is None:
+                txn.put(keys.SCHEMA, keys.SCHEMA_VERSION, db=self._dbs["meta"])
+
+    def close(self) -> None:
+        self._env.sync(True)
+        self._env.close()
+
+    def sync(self) -> None:
+        self._env.sync(True)
+
+    # ---- apply -------------------------------------------------------------------------------
+
+    def apply_entry(self, data: bytes, index: int) -> Result:
+        """Apply one committed log entry (tick thread). Never raises."""
+        try:
+            with self._apply_lock, self._env.begin(write=True) as txn:
+                mutations, result = apply(_TxnReader(txn, self._dbs), data, index)
+                for m in mutations:
+                    if isinstance(m, Put):
+                        txn.put(m.key, m.value, db=self._dbs[m.db])
+                    else:
+                        txn.delete(m.key, db=self._dbs[m.db])
+        except lmdb.MapFullError:
+            fatal(f"LMDB map is full at {self.path} applying log index {index}: "
+                  "restart the node with a larger --map-size")
+            raise  # unreachable
+        except lmdb.Error as e:
+            fatal(f"LMDB failed at {self.path} applying log index {index}: {e}; "
+                  "check the disk (space, permissions) and restart the node")
+            raise
+        except Exception:  # a bug in apply: stopping beats diverging from the other replicas
+            log.exception("apply raised at log index %d", index)
+            fatal(f"apply raised at log index {index}; this is a bug, please report it with the log")
+            raise
+        if self.on_applied is not None:
+            try:
+                self.on_applied(index, result)
+            except Exception:
+                log.exception("on_applied hook failed")
+        return result
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[lmdb.Transaction]:
+        with self._env.begin(buffers=False) as txn:
+            yield txn
+
+    def db(self, name: str) -> Any:
+        return self._dbs[name]
+
+    def applied_index(self) -> int:
+        with self.read() as txn:
+            raw = txn.get(keys.APPLIED_INDEX, db=self._dbs["meta"])
+        return 0 if raw is None else keys.from_be64(raw)
+
+    def get_job(self, name: str) -> types_pb2.Job | None:
+        with self.read() as txn:
+            raw = txn.get(name.encode(), db=self._dbs["jobs"])
+        return None if raw is None else types_pb2.Job.FromString(raw)
+
+    def get_run(self, rid: str) -> types_pb2.Run | None:
+        with self.read() as txn:
+            raw = txn.get(rid.encode(), db=self._dbs["runs"])
+        return None if raw is None else types_pb2.Run.FromString(raw)
+
+    def list_jobs(self, after: str = "", limit: int = 1000) -> list[types_pb2.Job]:
+        out = []
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["jobs"])
+            ok = cur.set_range(after.encode() + b"\x00") if after else cur.first()
+            while ok and len(out) < limit:
+                out.append(types_pb2.Job.FromString(cur.value()))
+                ok = cur.next()
+        return out
+
+    def list_runs(self, job: str = "", limit: int = 100) -> list[types_pb2.Run]:
+        """The newest ``limit`` runs (of one job, by scheduled time; or all, by run id)."""
+        out: list[types_pb2.Run] = []
+        with self.read() as txn:
+            runs = self._dbs["runs"]
+            if job:
+                prefix = keys.by_job_prefix(job)
+                cur = txn.cursor(db=self._dbs["runs_by_job"])
+                # walk backwards from the end of this job's key range
+                if cur.set_range(prefix[:-1] + b"\x01"):
+                    ok = cur.prev()
+                else:
+                    ok = cur.last()
+                while ok and len(out) < limit and cur.key().startswith(prefix):
+                    rid = cur.key()[len(prefix) + 8:]
+                    raw = txn.get(rid, db=runs)
+                    if raw is not None:
+                        out.append(types_pb2.Run.FromString(raw))
+                    ok = cur.prev()
+            else:
+                cur = txn.cursor(db=runs)
+                ok = cur.last()
+                while ok and len(out) < limit:
+                    out.append(types_pb2.Run.FromString(cur.value()))
+                    ok = cur.prev()
+        out.reverse()
+        return out
+
+    def due_until(self, now_ms: int, limit: int) -> list[tuple[int, str]]:
+        """(due_ms, job name) with due_ms <= now_ms, earliest first. O(due), not O(jobs)."""
+        out = []
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["due"])
+            ok = cur.first()
+            while ok and len(out) < limit:
+                due, name = keys.split_due_key(cur.key())
+                if due > now_ms:
+                    break
+                out.append((due, name))
+                ok = cur.next()
+        return out
+
+    def next_due_ms(self) -> int | None:
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["due"])
+            return keys.split_due_key(cur.key())[0] if cur.first() else None
+
+    def pending_until(self, now_ms: int, limit: int) -> list[types_pb2.Run]:
+        out = []
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["pending"])
+            ok = cur.first()
+            while ok and len(out) < limit:
+                nb, rid = keys.split_pending_key(cur.key())
+                if nb > now_ms:
+                    break
+                raw = txn.get(rid.encode(), db=self._dbs["runs"])
+                if raw is not None:
+                    out.append(types_pb2.Run.FromString(raw))
+                ok = cur.next()
+        return out
+
+    def next_pending_ms(self) -> int | None:
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["pending"])
+            return keys.split_pending_key(cur.key())[0] if cur.first() else None
+
+    def leases(self) -> dict[str, tuple[int, str]]:
+        """Every outstanding lease: run id -> (fence, worker id)."""
+        with self.read() as txn:
+            return {k.decode(): keys.split_lease_value(v)
+                    for k, v in txn.cursor(db=self._dbs["leases"])}
+
+    def digest(self) -> str:
+        with self.read() as txn:
+            return state_digest((db, iter(txn.cursor(db=self._dbs[db]))) for db in keys.DBS)
+
+    def counts(self) -> dict[str, int]:
+        with self.read() as txn:
+            return {db: txn.stat(self._dbs[db])["entries"] for db in keys.DBS}
+
+    # ---- snapshots (pysyncobj serializer hooks; tick thread) --------------------------------
+
+    def write_snapshot(self, filename: str, raft_meta: tuple[Any, Any, Any]) -> None:
+        """One regular file: a compacted LMDB image, then pysyncobj's metadata as JSON, then a
+        trailer (metadata length + magic). State is exactly at the last applied entry because
+        this runs in the tick thread between applies."""
+        meta = json.dumps(_encode_raft_meta(raft_meta)).encode()
+        with open(filename, "wb") as f:
+            self._env.copyfd(f.fileno(), compact=True)
+            f.seek(0, os.SEEK_END)
+            f.write(meta)
+            f.write(_TRAILER.pack(len(meta), SNAPSHOT_MAGIC))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_snapshot(self, filename: str) -> tuple[Any, Any, Any]:
+        """Return pysyncobj's metadata; bring the local state up to the snapshot if it is behind.
+
+        The local LMDB is kept when its applied index is at or past the snapshot's (only
+        committed entries are ever applied, so it cannot have diverged). Otherwise its contents
+        are replaced, in one write transaction, by the image's.
+        """
+        size = os.path.getsize(filename)
+        with open(filename, "rb") as f:
+            f.seek(size - _TRAILER.size)
+            mlen, magic = _TRAILER.unpack(f.read(_TRAILER.size))
+            if magic != SNAPSHOT_MAGIC:
+                raise ValueError(f"{filename} is not a schedd snapshot")
+            f.seek(size - _TRAILER.size - mlen)
+            raft_meta = _decode_raft_meta(json.loads(f.read(mlen)))
+            snap_index = raft_meta[0][1]  # (last applied entry, the one before, cluster)
+            if self.applied_index() >= snap_index:
+                log.info("snapshot at index %d: local state is at %d, kept", snap_index, self.applied_index())
+                return raft_meta
+            tmp = tempfile.mkdtemp(prefix="snapshot-", dir=os.path.dirname(self.path.rstrip("/")) or ".")
+            try:
+                f.seek(0)
+                left = size - _TRAILER.size - mlen
+                with open(os.path.join(tmp, "data.mdb"), "wb") as out:
+                    while left:
+                        chunk = f.read(min(left, 1 << 20))
+                        out.write(chunk)
+                        left -= len(chunk)
+                self._restore_from(tmp)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        log.info("restored state from snapshot at index %d", snap_index)
+        return raft_meta
+
+    def _restore_from(self, path: str) -> None:
+        src = lmdb.open(path, readonly=True, lock=False, max_dbs=len(keys.DBS) + 2, subdir=True)
+        try:
+            with self._apply_lock, src.begin() as stx, self._env.begin(write=True) as dtx:
+                for name in keys.DBS:
+                    dst = self._dbs[name]
+                    dtx.drop(dst, delete=False)
+                    try:
+                        sdb = src.open_db(name.encode(), txn=stx, create=False)
+                    except lmdb.NotFoundError:
+                        continue
+                    for k, v in stx.cursor(db=sdb):
+                        dtx.put(k, v, db=dst)
+        finally:
+            src.close()
+
+
+def _encode_entry(entry: Any) -> list[Any]:
+    command, idx, term = entry
+    return [base64.b64encode(bytes(command)).decode(), idx, term]
+
+
+def _encode_raft_meta(meta: tuple[Any, Any, Any]) -> dict[str, Any]:
+    last, prev, cluster = meta
+    return {"last": _encode_entry(last), "prev": _encode_entry(prev),
+            "cluster": sorted(str(getattr(n, "id", n)) for n in cluster)}
+
+
+def _decode_raft_meta(d: dict[str, Any]) -> tuple[Any, Any, Any]:
+    from pysyncobj.node import TCPNode
+
+    def entry(e: list[Any]) -> tuple[bytes, int, int]:
+        return (base64.b64decode(e[0]), int(e[1]), int(e[2]))
+
+    return (entry(d["last"]), entry(d["prev"]), {TCPNode(a) for a in d["cluster"]})
