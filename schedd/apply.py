@@ -416,7 +416,8 @@ _HANDLERS: dict[str, _Handler] = {
 class MemoryState:
     """A dict-backed replica for tests and models: the same apply, no LMDB."""
 
-    data: dict[str, dict[bytes, bytes]] = field(default_factory=lambda: {db: {} for db in keys.DBS})
+    data: dict[str, dict[bytes, bytes]] = field(default_factory=lambda: {
+        **{db: {} for db in keys.DBS}, "meta": {keys.SCHEMA: keys.SCHEMA_VERSION}})
 
     def get(self, db: str, key: bytes) -> bytes | None:
         return self.data[db].get(key)

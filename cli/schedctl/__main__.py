@@ -1,0 +1,5 @@
+"""`python -m schedctl`."""
+
+from schedctl.main import main
+
+main()

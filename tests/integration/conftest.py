@@ -1,0 +1,67 @@
+"""Fixtures that start real schedd processes (3 nodes on 127.0.0.1, random ports, temp dirs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from schedd.testing import LocalCluster
+
+FAST = ["--lease-ttl", "3s", "--heartbeat-interval", "500ms", "--retry-backoff", "200ms"]
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, every: float = 0.1) -> object:
+    """Poll ``cond`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LocalCluster]]:
+    made: list[LocalCluster] = []
+
+    def make(nodes: int = 3, extra_args: list[str] | None = None) -> LocalCluster:
+        c = LocalCluster(str(tmp_path_factory.mktemp("cluster")), nodes=nodes, extra_args=extra_args or FAST)
+        made.append(c)
+        c.start()
+        c.wait_for_leader(timeout=30)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(str(tmp_path_factory.mktemp("shared-cluster")), nodes=3, extra_args=FAST)
+    c.start()
+    try:
+        c.wait_for_leader(timeout=30)
+        yield c
+    finally:
+        c.stop()
+
+
+def schedctl(endpoints: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real schedctl command line."""
+    env = dict(os.environ, SCHEDD_ENDPOINTS=endpoints)
+    return subprocess.run([sys.executable, "-m", "schedctl", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def start_shell_worker(endpoints: str, effects: str, log_path: str, *extra: str) -> subprocess.Popen[bytes]:
+    """A real shell worker whose command appends 'run_id fence' to ``effects``."""
+    script = f'echo "$SCHEDD_RUN_ID $SCHEDD_FENCE $SCHEDD_ATTEMPT" >> {effects}'
+    cmd = [sys.executable, "-m", "schedctl", "--endpoints", endpoints, "worker", "run", *extra, "--", "sh", "-c", script]
+    return subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
