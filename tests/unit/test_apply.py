@@ -178,9 +178,12 @@ def random_log(ops: list[tuple[str, str, int, bool]]) -> list[bytes]:
         elif op in ("grant", "complete", "expire") and runs:
             run = runs[k % len(runs)]
             fence = run.fence + (1 if flag and op != "grant" else 0)  # sometimes stale/unknown
-            e = {"grant": lambda: grant(run.run_id, attempt=run.attempt, now=now),
-                 "complete": lambda: complete(run.run_id, fence, success=flag, now=now),
-                 "expire": lambda: expire(run.run_id, fence, now=now)}[op]()
+            if op == "grant":
+                e = grant(run.run_id, attempt=run.attempt, now=now)
+            elif op == "complete":
+                e = complete(run.run_id, fence, success=flag, now=now)
+            else:
+                e = expire(run.run_id, fence, now=now)
         elif op == "pause":
             e = cmd(now, pause_job=command_pb2.PauseJobCmd(name=name))
         elif op == "resume":

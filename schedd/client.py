@@ -1,0 +1,593 @@
+"""The synchronous Python SDK: ``Client`` talks to a schedd cluster over gRPC.
+
+    from schedd.client import Client
+
+    with Client("127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103") as client:
+        client.create_job("nightly", cron="0 3 * * *", tz="Europe/Berlin")
+        for run in client.list_runs(job="nightly"):
+            print(run.run_id, run.state)
+
+Failure contract
+----------------
+* Every call except :meth:`Client.node_status` and :meth:`Client.cluster_status` goes to the
+  current Raft leader. A follower answers ``UNAVAILABLE`` with the leader's address in the trailing
+  metadata key ``schedd-leader``; the client switches to that address (even one that is not in
+  ``endpoints``). A node that cannot be reached, or that knows no leader, makes the client try the
+  next endpoint. Between attempts it backs off (50 ms, doubling, at most 1 s) and it gives up after
+  ``retry_for`` seconds with :class:`schedd.errors.Unavailable`.
+* Every attempt has a deadline of ``timeout`` seconds. A timed-out *read* is retried elsewhere. A
+  timed-out *write* has an unknown outcome: ``create_job`` and ``trigger_job`` carry a request id
+  (generated when none is given, reused by every retry), so the client retries them safely; the
+  other writes raise :class:`schedd.errors.OutcomeUnknown` instead of guessing.
+* ``INVALID_ARGUMENT``, ``NOT_FOUND``, ``ALREADY_EXISTS``, ``ABORTED`` (stale fence) and
+  ``FAILED_PRECONDITION`` are final answers and raise the matching :mod:`schedd.errors` type at
+  once. No ``grpc`` exception ever leaves this module: every failure is a
+  :class:`schedd.errors.SchedError`.
+
+The small pure helpers (:func:`parse_endpoints`, :func:`leader_hint`, :func:`classify`,
+:func:`error_from_status`, :func:`summarize_failure`, :func:`backoff_delays`) hold the decisions
+and are unit-tested without a network.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import grpc
+
+from schedd import errors
+from schedd.clock import Clock, SystemClock
+from schedd.pb import api_grpc, api_pb2, types_pb2
+
+__all__ = [
+    "LEADER_METADATA_KEY",
+    "Action",
+    "Client",
+    "NodeReport",
+    "backoff_delays",
+    "classify",
+    "error_from_status",
+    "leader_hint",
+    "new_request_id",
+    "parse_endpoint",
+    "parse_endpoints",
+    "summarize_failure",
+]
+
+#: Trailing-metadata key in which a follower names the leader's gRPC address ("" = unknown).
+LEADER_METADATA_KEY = "schedd-leader"
+
+#: Status codes that are the server's final word: retrying cannot change them.
+FINAL_CODES = frozenset(
+    {"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "ABORTED", "FAILED_PRECONDITION"}
+)
+
+
+_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    # Reconnect quickly to a node that comes back (failover, restart): the defaults wait up to
+    # 2 min. grpc also uses min_reconnect_backoff as the connect (handshake) timeout: 1 s.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+_HOST_PORT = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d{1,5})$"
+)
+
+_T = TypeVar("_T")
+
+#: (endpoint, status or None when unreachable, reason or "") as returned by cluster_status().
+NodeReport = tuple[str, api_pb2.NodeStatus | None, str]
+
+
+# ---- pure helpers --------------------------------------------------------------------------
+
+
+def parse_endpoint(text: str, field: str = "endpoints") -> str:
+    """Validate one ``host:port`` (or ``[v6addr]:port``) address and return it stripped.
+
+    Raises :class:`schedd.errors.InvalidArgument` naming ``field`` when it is malformed.
+    """
+    text = text.strip()
+    m = _HOST_PORT.match(text)
+    if not m:
+        raise errors.InvalidArgument(
+            field, f"{text!r} is not host:port (for example 127.0.0.1:7101)"
+        )
+    port = int(m.group("port"))
+    if not 1 <= port <= 65535:
+        raise errors.InvalidArgument(field, f"{text!r} has port {port}; want 1-65535")
+    return text
+
+
+def parse_endpoints(endpoints: str | Sequence[str], field: str = "endpoints") -> list[str]:
+    """Turn ``"h1:p1,h2:p2"`` or ``["h1:p1", "h2:p2,h3:p3"]`` into a list of unique addresses.
+
+    Order is kept (the first one is tried first); blanks are ignored; an empty result or a
+    malformed address raises :class:`schedd.errors.InvalidArgument` naming ``field``.
+    """
+    items = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise errors.InvalidArgument(field, f"{item!r} is not a host:port string")
+        for part in item.split(","):
+            if part.strip():
+                ep = parse_endpoint(part, field)
+                if ep not in out:
+                    out.append(ep)
+    if not out:
+        raise errors.InvalidArgument(field, "no endpoint given; want host:port[,host:port...]")
+    return out
+
+
+def leader_hint(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The leader address a follower put in the trailing metadata, or ``""`` when there is none.
+
+    A hint that is not a valid ``host:port`` is ignored (treated as "leader unknown").
+    """
+    for key, value in metadata or ():
+        if key.lower() != LEADER_METADATA_KEY:
+            continue
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        text = text.strip()
+        if not text:
+            return ""
+        try:
+            return parse_endpoint(text)
+        except errors.InvalidArgument:
+            return ""
+    return ""
+
+
+class Action(enum.Enum):
+    """What the client does after a failed attempt."""
+
+    FAIL = "fail"  # raise now: the answer is final (or retrying could apply a write twice)
+    FOLLOW = "follow"  # go to the leader named in the hint
+    ROTATE = "rotate"  # try the next endpoint after a back-off
+    RETRY = "retry"  # try the same endpoint again after a back-off
+
+
+def classify(
+    code: str, *, hint: str, current: str, idempotent: bool, maybe_sent: bool = True
+) -> Action:
+    """Decide what to do about an attempt at ``current`` that failed with status ``code``.
+
+    ``idempotent`` says whether sending the same request again is safe even if the first one was
+    applied (reads, and writes carrying a request id). ``maybe_sent`` is False when the channel
+    never had a connection during the attempt, so the request cannot have reached the node.
+    """
+    if code in FINAL_CODES:
+        return Action.FAIL
+    if code == "UNAVAILABLE":
+        if hint and hint != current:
+            return Action.FOLLOW
+        if hint:  # the node names itself: leadership is changing hands, ask it again shortly
+            return Action.RETRY
+        return Action.ROTATE
+    if code == "DEADLINE_EXCEEDED":
+        return Action.ROTATE if idempotent or not maybe_sent else Action.FAIL
+    return Action.FAIL
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def summarize_failure(code: str, details: str, timeout: float | None = None) -> str:
+    """A short, one-line reason for a failed attempt, for messages shown to operators."""
+    details = _one_line(details or "")
+    low = details.lower()
+    if code == "DEADLINE_EXCEEDED":
+        return f"no answer within {timeout:g}s" if timeout is not None else "timed out"
+    if code == "UNAVAILABLE":
+        for needle, reason in (
+            ("connection refused", "connection refused"),
+            ("failed to connect", "cannot connect"),
+            ("name resolution", "unknown host"),
+            ("dns resolution failed", "unknown host"),
+            ("connection reset", "connection reset"),
+            ("socket closed", "connection closed"),
+        ):
+            if needle in low:
+                return reason
+    return details or code.lower().replace("_", " ")
+
+
+def error_from_status(code: str, details: str, hint: str = "") -> errors.SchedError:
+    """Turn a gRPC status (code *name* and details) into the matching typed error.
+
+    ``UNAVAILABLE`` with a leader hint becomes :class:`schedd.errors.NotLeader` carrying it; codes
+    outside the schedd table become :class:`schedd.errors.Internal` with the code in the message.
+    """
+    details = _one_line(details or "")
+    if code == "UNAVAILABLE" and hint:
+        return errors.NotLeader(details or f"not the leader; the leader is {hint}", hint)
+    if code in errors.BY_CODE:
+        return errors.from_code(code, details or code.lower().replace("_", " "))
+    return errors.Internal(f"{code}: {details}" if details else code)
+
+
+def backoff_delays(initial: float = 0.05, maximum: float = 1.0) -> Iterator[float]:
+    """Back-off delays in seconds: ``initial``, doubling, capped at ``maximum``; never ends."""
+    delay = initial
+    while True:
+        yield delay
+        delay = min(delay * 2, maximum)
+
+
+def new_request_id() -> str:
+    """A fresh client request id (uuid4, hex) for a create or trigger."""
+    return uuid.uuid4().hex
+
+
+def _status_of(exc: grpc.RpcError) -> tuple[str, str, str]:
+    """(code name, details, leader hint) of a failed call; robust to odd RpcError objects."""
+    try:
+        code_obj = exc.code()  # type: ignore[attr-defined]
+        code = code_obj.name if code_obj is not None else "UNKNOWN"
+    except Exception:
+        code = "UNKNOWN"
+    try:
+        details = exc.details() or ""  # type: ignore[attr-defined]
+    except Exception:
+        details = str(exc)
+    try:
+        hint = leader_hint(exc.trailing_metadata())  # type: ignore[attr-defined]
+    except Exception:
+        hint = ""
+    return code, details, hint
+
+
+# ---- the client ----------------------------------------------------------------------------
+
+
+class _Stubs:
+    """One channel to one node, the stubs on it, and whether it has been connected.
+
+    ``connections`` counts transitions to READY. A call can only be sent on a READY connection, so
+    an attempt that times out while the count did not move and the channel is not READY never
+    reached the node (a stopped or black-holed host), and resending it is safe.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self.jobs = api_grpc.JobServiceStub(self.channel)
+        self.runs = api_grpc.RunServiceStub(self.channel)
+        self.cluster = api_grpc.ClusterServiceStub(self.channel)
+        self.connections = 0
+        self.ready = False
+        self.channel.subscribe(self._on_state, try_to_connect=False)
+
+    def _on_state(self, state: grpc.ChannelConnectivity) -> None:
+        self.ready = state is grpc.ChannelConnectivity.READY
+        if self.ready:
+            self.connections += 1
+
+    def maybe_sent_since(self, connections_before: int) -> bool:
+        """Whether a call started when ``connections`` was ``connections_before`` may have been sent."""
+        return self.ready or self.connections != connections_before
+
+
+class Client:
+    """A synchronous client for a schedd cluster that follows the Raft leader by itself.
+
+    ``endpoints``: ``"host:port"`` strings, or one comma-separated string, of the nodes' gRPC
+    addresses (any subset of the cluster works; the leader is found through hints).
+    ``timeout``: deadline of each attempt, in seconds. ``retry_for``: how long to keep retrying
+    when no leader answers before raising :class:`schedd.errors.Unavailable`.
+
+    Thread-safe. Use it as a context manager, or call :meth:`close` when done.
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        timeout: float = 5.0,
+        retry_for: float = 20.0,
+        clock: Clock | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._endpoints = parse_endpoints(endpoints)
+        if timeout <= 0:
+            raise errors.InvalidArgument("timeout", f"{timeout!r} must be positive")
+        if retry_for < 0:
+            raise errors.InvalidArgument("retry_for", f"{retry_for!r} must not be negative")
+        self._timeout = float(timeout)
+        self._retry_for = float(retry_for)
+        self._clock: Clock = clock or SystemClock()
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._stubs: dict[str, _Stubs] = {}
+        self._leader = self._endpoints[0]  # where the next leader-bound call goes first
+        self._closed = False
+
+    # -- lifecycle --
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The configured endpoints, in the order they are tried."""
+        return list(self._endpoints)
+
+    @property
+    def leader(self) -> str:
+        """The address the next leader-bound call is sent to (the last known leader)."""
+        with self._lock:
+            return self._leader
+
+    def close(self) -> None:
+        """Close every channel. Idempotent; the client cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            stubs, self._stubs = list(self._stubs.values()), {}
+        for s in stubs:
+            s.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- jobs --
+
+    def create_job(
+        self,
+        name: str,
+        *,
+        cron: str | None = None,
+        tz: str = "UTC",
+        at_ms: int | None = None,
+        queue: str = "default",
+        payload: str = "",
+        max_attempts: int = 0,
+        request_id: str | None = None,
+    ) -> types_pb2.Job:
+        """Create job ``name`` firing on a ``cron`` expression in zone ``tz``, or once at ``at_ms``.
+
+        Give exactly one of ``cron`` / ``at_ms``. ``payload`` is JSON text handed to every firing;
+        ``max_attempts`` 0 means the server's default. Safe to retry with the same ``request_id``
+        (one is generated when omitted). Raises InvalidArgument, AlreadyExists, Unavailable.
+        """
+        if (cron is None) == (at_ms is None):
+            raise errors.InvalidArgument("schedule", "give exactly one of cron or at_ms")
+        if max_attempts < 0:
+            raise errors.InvalidArgument("max_attempts", f"{max_attempts} must not be negative")
+
+        def build() -> api_pb2.CreateJobRequest:
+            if cron is not None:
+                schedule = types_pb2.Schedule(
+                    kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron, timezone=tz or "UTC"
+                )
+            else:
+                schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=at_ms)
+            return api_pb2.CreateJobRequest(
+                name=name,
+                schedule=schedule,
+                queue=queue,
+                payload=payload,
+                max_attempts=max_attempts,
+                request_id=request_id or new_request_id(),
+            )
+
+        resp = self._call("jobs", "CreateJob", _build(build), idempotent=True)
+        return resp.job
+
+    def get_job(self, name: str) -> types_pb2.Job:
+        """The job called ``name``. Raises NotFound."""
+        req = _build(lambda: api_pb2.JobRequest(name=name))
+        return self._call("jobs", "GetJob", req, idempotent=True).job
+
+    def list_jobs(self, limit: int | None = 1000) -> list[types_pb2.Job]:
+        """Jobs in name order, at most ``limit`` of them (``None``: all), fetched page by page."""
+        if limit is not None and limit < 0:
+            raise errors.InvalidArgument("limit", f"{limit} must not be negative")
+        jobs: list[types_pb2.Job] = []
+        after = ""
+        while limit is None or len(jobs) < limit:
+            page = 1000 if limit is None else min(1000, limit - len(jobs))
+            req = _build(lambda: api_pb2.ListJobsRequest(limit=page, after_name=after))  # noqa: B023
+            got = list(self._call("jobs", "ListJobs", req, idempotent=True).jobs)
+            if not got or (after and got[-1].name <= after):
+                break  # the end, or a server that ignores after_name: stop instead of looping
+            jobs.extend(got)
+            after = got[-1].name
+        return jobs if limit is None else jobs[:limit]
+
+    def delete_job(self, name: str) -> None:
+        """Delete job ``name``; its pending runs are cancelled. Raises NotFound.
+
+        Not retried after a timeout (raises OutcomeUnknown). After a lost connection it is retried,
+        so a delete that did commit before the connection broke may then report NotFound.
+        """
+        req = _build(lambda: api_pb2.JobRequest(name=name))
+        self._call("jobs", "DeleteJob", req, idempotent=False)
+
+    def pause_job(self, name: str) -> types_pb2.Job:
+        """Stop scheduling new firings of ``name`` (runs already created still run)."""
+        req = _build(lambda: api_pb2.JobRequest(name=name))
+        return self._call("jobs", "PauseJob", req, idempotent=False).job
+
+    def resume_job(self, name: str) -> types_pb2.Job:
+        """Schedule ``name`` again from now on (misfire policy decides about the gap)."""
+        req = _build(lambda: api_pb2.JobRequest(name=name))
+        return self._call("jobs", "ResumeJob", req, idempotent=False).job
+
+    def trigger_job(self, name: str, request_id: str | None = None) -> types_pb2.Run:
+        """Create a manual run of ``name`` now and return it. Safe to retry with ``request_id``."""
+        rid = request_id or new_request_id()
+        req = _build(lambda: api_pb2.TriggerJobRequest(name=name, request_id=rid))
+        return self._call("jobs", "TriggerJob", req, idempotent=True).run
+
+    # -- runs --
+
+    def list_runs(self, job: str = "", limit: int = 100) -> list[types_pb2.Run]:
+        """The newest ``limit`` runs (of ``job``, or of all jobs when empty), oldest first."""
+        if limit < 0:
+            raise errors.InvalidArgument("limit", f"{limit} must not be negative")
+        req = _build(lambda: api_pb2.ListRunsRequest(job=job, limit=limit))
+        return list(self._call("runs", "ListRuns", req, idempotent=True).runs)
+
+    def get_run(self, run_id: str) -> types_pb2.Run:
+        """The run ``run_id``. Raises NotFound."""
+        req = _build(lambda: api_pb2.GetRunRequest(run_id=run_id))
+        return self._call("runs", "GetRun", req, idempotent=True).run
+
+    def complete_run(self, run_id: str, fence: int, success: bool, error: str = "") -> None:
+        """Report the outcome of the attempt holding ``fence``.
+
+        Raises StaleFence when ``fence`` is no longer the run's current lease (another attempt owns
+        it now: do not apply the effect). A success is retried after a timeout (the server accepts
+        a resent success for the same fence); a timed-out failure raises OutcomeUnknown.
+        """
+        outcome = api_pb2.OUTCOME_SUCCEEDED if success else api_pb2.OUTCOME_FAILED
+        req = _build(
+            lambda: api_pb2.Completion(run_id=run_id, fence=fence, outcome=outcome, error=error)
+        )
+        self._call("runs", "CompleteRun", req, idempotent=success)
+
+    # -- cluster --
+
+    def node_status(
+        self, endpoint: str, with_digest: bool = False, timeout: float = 2.0
+    ) -> api_pb2.NodeStatus:
+        """Ask the node at ``endpoint`` (and only it) for its Raft status; no retries.
+
+        Raises Unavailable when it cannot be reached or does not answer within ``timeout``.
+        """
+        target = parse_endpoint(endpoint, "endpoint")
+        req = api_pb2.NodeStatusRequest(with_digest=with_digest)
+        try:
+            return self._stub(target).cluster.GetNodeStatus(req, timeout=timeout)
+        except grpc.RpcError as exc:
+            code, details, hint = _status_of(exc)
+            if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+                raise errors.Unavailable(
+                    f"{target}: {summarize_failure(code, details, timeout)}"
+                ) from None
+            raise error_from_status(code, details, hint) from None
+        except ValueError as exc:  # grpc: channel closed under us
+            raise errors.FailedPrecondition(f"client is closed ({exc})") from None
+
+    def cluster_status(
+        self, with_digest: bool = False, timeout: float | None = None
+    ) -> list[NodeReport]:
+        """Ask every configured endpoint, in parallel, for its status.
+
+        Returns ``(endpoint, status, "")`` for each node that answered and
+        ``(endpoint, None, reason)`` for each that did not, in the configured order.
+        """
+        t = self._timeout if timeout is None else timeout
+
+        def ask(ep: str) -> NodeReport:
+            try:
+                return ep, self.node_status(ep, with_digest=with_digest, timeout=t), ""
+            except errors.SchedError as exc:
+                reason = exc.message
+                if reason.startswith(f"{ep}: "):
+                    reason = reason[len(ep) + 2 :]
+                return ep, None, reason
+
+        with ThreadPoolExecutor(max_workers=len(self._endpoints)) as pool:
+            return list(pool.map(ask, self._endpoints))
+
+    # -- machinery --
+
+    def _stub(self, target: str) -> _Stubs:
+        with self._lock:
+            if self._closed:
+                raise errors.FailedPrecondition("client is closed")
+            stubs = self._stubs.get(target)
+            if stubs is None:
+                stubs = self._stubs[target] = _Stubs(target)
+            return stubs
+
+    def _next_endpoint(self, current: str) -> str:
+        if current in self._endpoints:
+            i = self._endpoints.index(current)
+            return self._endpoints[(i + 1) % len(self._endpoints)]
+        return self._endpoints[0]  # a hinted leader outside the list failed: start over
+
+    def _call(self, service: str, method: str, request: Any, *, idempotent: bool) -> Any:
+        """Send ``request`` to the leader, following hints and retrying as the module doc says."""
+        give_up_at = self._clock.monotonic() + self._retry_for
+        delays = backoff_delays()
+        target = self.leader
+        follows = 0  # hint-follows since the last back-off; bounded so two nodes cannot ping-pong
+        last = ""
+        while True:
+            stubs = self._stub(target)
+            connections = getattr(stubs, "connections", 0)
+            try:
+                rpc = getattr(getattr(stubs, service), method)
+                result = rpc(request, timeout=self._timeout)
+            except grpc.RpcError as exc:
+                code, details, hint = _status_of(exc)
+                maybe_sent = (
+                    stubs.maybe_sent_since(connections) if isinstance(stubs, _Stubs) else True
+                )
+            except ValueError as exc:  # grpc: channel closed by a concurrent close()
+                raise errors.FailedPrecondition(f"client is closed ({exc})") from None
+            else:
+                with self._lock:
+                    self._leader = target
+                return result
+
+            action = classify(
+                code, hint=hint, current=target, idempotent=idempotent, maybe_sent=maybe_sent
+            )
+            if action is Action.FAIL:
+                if code == "DEADLINE_EXCEEDED":
+                    reason = (
+                        summarize_failure(code, details, self._timeout)
+                        if details.strip().lower() in ("", "deadline exceeded")
+                        else _one_line(details)
+                    )
+                    raise errors.OutcomeUnknown(
+                        f"{method} at {target}: {reason}; it may or may not have been applied: "
+                        "check the current state before retrying"
+                    )
+                raise error_from_status(code, details, hint)
+
+            if code == "DEADLINE_EXCEEDED" and not maybe_sent:
+                last = f"{target}: no connection within {self._timeout:g}s"
+            else:
+                last = f"{target}: {summarize_failure(code, details, self._timeout)}"
+            if action is Action.FOLLOW and follows <= len(self._endpoints):
+                follows += 1
+                delay = 0.0
+                target = hint
+            else:
+                follows = 0
+                delay = next(delays)
+                if action is Action.FOLLOW:
+                    target = hint
+                elif action is Action.ROTATE:
+                    target = self._next_endpoint(target)
+            if self._clock.monotonic() + delay > give_up_at:
+                raise errors.Unavailable(
+                    f"no leader reachable at {','.join(self._endpoints)} (last error: {last}): "
+                    "is the cluster running? check `schedctl cluster status`"
+                )
+            with self._lock:
+                self._leader = target
+            if delay:
+                self._sleep(delay)
+
+
+def _build(make: Callable[[], _T]) -> _T:
+    """Build a request message, turning protobuf's type/range errors into InvalidArgument."""
+    try:
+        return make()
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidArgument("request", _one_line(str(exc))) from None
