@@ -39,8 +39,8 @@ def test_create_get_list_and_json(cluster) -> None:
 
 
 @pytest.mark.parametrize("args,code,field", [
-    (["job", "create", "bad-cron", "--cron", "61 * * * *"], 2, "schedule.cron"),
-    (["job", "create", "bad-tz", "--cron", "* * * * *", "--tz", "Mars/Base"], 2, "schedule.timezone"),
+    (["job", "create", "bad-cron", "--cron", "61 * * * *"], 2, "--cron"),
+    (["job", "create", "bad-tz", "--cron", "* * * * *", "--tz", "Mars/Base"], 2, "--tz"),
     (["job", "create", "bad name!", "--cron", "* * * * *"], 2, "name"),
     (["job", "get", "no-such-job"], 3, "name"),
     (["job", "delete", "no-such-job"], 3, "name"),
