@@ -1,0 +1,51 @@
+"""The schedd daemon command: refuses bad configuration with one line, stops gracefully."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from schedd.testing import LocalCluster, free_ports
+
+pytestmark = pytest.mark.integration
+
+
+def schedd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    e = {k: v for k, v in os.environ.items() if k != "SCHEDD_RAFT_PASSWORD"}
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "schedd", *args], capture_output=True, text=True, env=e, timeout=60)
+
+
+@pytest.mark.parametrize("extra,env,needle", [
+    ([], {}, "Raft password is required"),
+    (["--peer", "n2=nonsense"], {"SCHEDD_RAFT_PASSWORD": "x"}, "--peer"),
+    (["--lease-ttl", "soon"], {"SCHEDD_RAFT_PASSWORD": "x"}, "--lease-ttl"),
+])
+def test_bad_configuration_is_refused_with_one_line(tmp_path, extra, env, needle) -> None:
+    raft, grpc_port = free_ports(2)
+    p = schedd("run", "--node-id", "n1", "--data-dir", str(tmp_path / "d"), "--raft", f"127.0.0.1:{raft}",
+               "--grpc", f"127.0.0.1:{grpc_port}", *extra, env=env)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in p.stderr
+
+
+def test_sigterm_on_the_leader_hands_over_and_exits_cleanly(make_cluster) -> None:
+    cluster: LocalCluster = make_cluster()
+    leader = cluster.wait_for_leader()
+    term_before = cluster.status(leader).term
+    t0 = time.monotonic()
+    assert cluster.stop_node(leader) == 0
+    new_leader = cluster.wait_for_leader(timeout=20, exclude=leader)
+    took = time.monotonic() - t0
+    assert cluster.status(new_leader).term > term_before
+    with open(cluster.spec(leader).log_path) as f:
+        log = f.read()
+    assert "event=node_stopped" in log and "Traceback" not in log
+    print(f"handover: {leader} -> {new_leader} in {took:.2f}s")
+    cluster.kill_node(new_leader, signal.SIGKILL)  # the remaining node alone has no quorum: fine
