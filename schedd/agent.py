@@ -1,0 +1,1145 @@
+"""The embedded worker agent: ``Worker`` runs your handlers for the firings the leader sends.
+
+Usage::
+
+    from schedd.agent import Worker
+
+    worker = Worker("127.0.0.1:7001,127.0.0.1:7002", queues=["default"], concurrency=4)
+
+    @worker.handler("nightly-report")
+    def report(ctx):                      # ctx: Context
+        write_report(ctx.scheduled_at, fence=ctx.fence)
+
+    worker.run()                          # until stop(), SIGINT or SIGTERM
+
+Delivery contract (what a handler can rely on):
+
+* **At least once.** A firing may be delivered again (with a higher ``fence``) when a lease is
+  lost: the worker was cut off from the leader, paused, or its completion never arrived. Make
+  effects idempotent, or fence them: a sink that remembers the highest fence it accepted for a
+  run and refuses lower ones gives exactly-once effect.
+* **Outcome.** Returning means success. Raising means failure (error text = ``repr`` of the
+  exception, traceback logged); raise ``HandlerFailure("text")`` to fail with exactly that text
+  and no traceback. If ``ctx.cancelled`` was set by the time the handler returns,
+  the attempt is reported **failed** even if it returned normally: the agent cannot tell a
+  handler that finished from one that gave up early, and reporting a retry is the choice that
+  never loses a firing.
+* **Cancellation.** ``ctx.cancelled`` is set when the lease is lost (the leader said so, or the
+  agent had no contact with a leader for longer than the lease TTL), when a drain times out, or
+  on a forced stop. Python cannot kill a thread: a handler that ignores it keeps its pool slot.
+* **Completions** are kept until the leader acknowledges them (committed through Raft) and are
+  resent after a reconnect; the fence makes a duplicate harmless. A result whose lease had
+  already been lost is rejected with ``ABORTED`` and logged as discarded.
+
+Structure: a pure core (``LeaseBook``, ``context_from_firing``, ``kv``) that does no I/O and takes
+an injected monotonic clock, and a thin shell (``Worker``) that owns the gRPC stream, the
+heartbeat ticker and the handler thread pool. See ``Worker`` for the threads and their locking.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import queue
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+__all__ = [
+    "AckKind",
+    "AckResult",
+    "CompletionRecord",
+    "Context",
+    "Handler",
+    "HandlerFailure",
+    "LeaseBook",
+    "LeaseKey",
+    "LostLease",
+    "Outcome",
+    "Worker",
+    "context_from_firing",
+    "kv",
+    "parse_endpoints",
+]
+
+#: A lease is identified by the run it is for and the fence it was granted under.
+LeaseKey = tuple[str, int]
+
+#: gRPC status-code numbers the core needs (kept here so the core never imports grpc).
+CODE_OK = 0
+CODE_DEADLINE_EXCEEDED = 4
+CODE_RESOURCE_EXHAUSTED = 8
+CODE_ABORTED = 10
+CODE_UNAVAILABLE = 14
+_RETRYABLE_CODES = frozenset({CODE_DEADLINE_EXCEEDED, CODE_RESOURCE_EXHAUSTED, CODE_UNAVAILABLE})
+_CODE_NAMES = {
+    0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION", 10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED",
+    13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+}
+
+#: Longest error text sent with a failed completion (the rest is cut, with a marker).
+MAX_ERROR_CHARS = 2000
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def code_name(code: int) -> str:
+    """The gRPC status-code name for a number (``CODE_<n>`` when unknown)."""
+    return _CODE_NAMES.get(code, f"CODE_{code}")
+
+
+# ================================================================================================
+# Pure core: no I/O, no threads, no clock except the injected one.
+# ================================================================================================
+
+
+class Outcome(enum.IntEnum):
+    """How an attempt ended; values equal the wire enum ``schedd.v1.Outcome``."""
+
+    SUCCEEDED = 1
+    FAILED = 2
+
+
+@dataclass(frozen=True)
+class CompletionRecord:
+    """A finished attempt waiting for the leader's acknowledgement."""
+
+    run_id: str
+    fence: int
+    outcome: Outcome
+    error: str = ""
+
+    @property
+    def key(self) -> LeaseKey:
+        return (self.run_id, self.fence)
+
+
+@dataclass(frozen=True)
+class LostLease:
+    """A lease the agent must stop working under; ``reason`` is for the log."""
+
+    run_id: str
+    fence: int
+    reason: str
+
+    @property
+    def key(self) -> LeaseKey:
+        return (self.run_id, self.fence)
+
+
+class AckKind(enum.Enum):
+    """What an acknowledgement did to a pending completion."""
+
+    OK = "ok"              # committed; forgotten
+    STALE = "stale"        # ABORTED: the lease had been lost, the result was discarded; forgotten
+    RETRY = "retry"        # transient (UNAVAILABLE, DEADLINE_EXCEEDED, ...): kept, sent again later
+    REJECTED = "rejected"  # any other code: the leader will never accept it; forgotten
+    UNKNOWN = "unknown"    # no such pending completion (a duplicate ack); ignored
+
+
+@dataclass(frozen=True)
+class AckResult:
+    kind: AckKind
+    record: CompletionRecord | None
+    code: int
+    message: str = ""
+
+
+@dataclass
+class _Held:
+    run_id: str
+    fence: int
+    ttl_s: float
+    renewed_at: float                 # monotonic seconds of the last confirmed renewal
+    lost_reason: str | None = None    # set once: the lease is lost (the handler may still run)
+
+
+@dataclass
+class _Pending:
+    record: CompletionRecord
+    sent: bool = False                # written on the current stream (reset on reconnect)
+    not_before: float = 0.0           # monotonic: do not resend before this (after a RETRY ack)
+
+
+class LeaseBook:
+    """Bookkeeping of one worker's leases and unacknowledged completions. Pure and single-threaded
+    (the caller holds a lock); time comes only from the injected ``clock`` (monotonic seconds).
+
+    Invariants:
+
+    * A lease is *held* from ``acquire`` until ``finish``; a held lease is *live* until it is
+      lost. Only live leases are heartbeated or offered in ``Hello.running``.
+    * A lease is lost at most once, and loss is final: the leader told us (``Welcome.lost``,
+      ``LeasesLost``, or a Hello lease it did not re-attach), or no renewal was confirmed for
+      longer than its TTL. ``expire`` reports each such lease exactly once.
+    * A renewal counts from the moment the renewing message (Hello or Heartbeat) was handed to the
+      stream, and only once its write is known to have completed (or, for Hello, once Welcome
+      re-attached it). The local deadline therefore never lies after the leader's, except by
+      the time the transport takes to notice a silently dead peer.
+    * Every finished attempt stays *pending* until an ack with a final code arrives, whether or
+      not its lease was lost (the leader's fence check, not our guess, decides). ``start_session``
+      marks every pending completion unsent, so a reconnect resends all of them.
+    """
+
+    def __init__(self, clock: Callable[[], float], default_ttl_ms: int = 30_000) -> None:
+        if default_ttl_ms <= 0:
+            raise ValueError("default_ttl_ms must be positive")
+        self._clock = clock
+        self._ttl_s = default_ttl_ms / 1000.0
+        self._held: dict[LeaseKey, _Held] = {}
+        self._pending: dict[LeaseKey, _Pending] = {}
+        self._hello: tuple[frozenset[LeaseKey], float] | None = None
+        self.retry_delay_s = 0.5
+
+    # ---- leases ----------------------------------------------------------------------------
+
+    @property
+    def ttl_ms(self) -> int:
+        return int(round(self._ttl_s * 1000))
+
+    def set_ttl(self, ttl_ms: int) -> None:
+        """Adopt the leader's lease TTL for leases acquired without one (ignored when <= 0)."""
+        if ttl_ms > 0:
+            self._ttl_s = ttl_ms / 1000.0
+
+    def acquire(self, run_id: str, fence: int, ttl_ms: int = 0) -> bool:
+        """Start holding a lease received in a firing. False (and no change) for a duplicate:
+        the same lease is already held, or its completion is still pending."""
+        key = (run_id, fence)
+        if key in self._held or key in self._pending:
+            return False
+        ttl_s = ttl_ms / 1000.0 if ttl_ms > 0 else self._ttl_s
+        self._held[key] = _Held(run_id, fence, ttl_s, self._clock())
+        return True
+
+    def is_held(self, run_id: str, fence: int) -> bool:
+        return (run_id, fence) in self._held
+
+    def is_lost(self, run_id: str, fence: int) -> bool:
+        h = self._held.get((run_id, fence))
+        return h is not None and h.lost_reason is not None
+
+    def live(self) -> list[LeaseKey]:
+        """Held leases not lost, in a stable order: what Heartbeat and Hello carry."""
+        return sorted(k for k, h in self._held.items() if h.lost_reason is None)
+
+    def held_count(self) -> int:
+        return len(self._held)
+
+    def heartbeat_written(self, leases: Iterable[LeaseKey], sent_at: float) -> None:
+        """A heartbeat handed to the stream at ``sent_at`` was written: renew its leases."""
+        for key in leases:
+            h = self._held.get(key)
+            if h is not None and h.lost_reason is None and sent_at > h.renewed_at:
+                h.renewed_at = sent_at
+
+    def _lose(self, h: _Held, reason: str) -> LostLease | None:
+        if h.lost_reason is not None:
+            return None
+        h.lost_reason = reason
+        return LostLease(h.run_id, h.fence, reason)
+
+    def server_lost(self, leases: Iterable[LeaseKey], reason: str) -> list[LostLease]:
+        """The leader revoked these leases (``LeasesLost``). Returns the newly lost held ones."""
+        out = []
+        for key in leases:
+            h = self._held.get(key)
+            if h is not None and (lost := self._lose(h, reason or "revoked by the leader")):
+                out.append(lost)
+        return out
+
+    def expire(self) -> list[LostLease]:
+        """Leases whose last confirmed renewal is more than their TTL ago: newly lost."""
+        now = self._clock()
+        out = []
+        for h in self._held.values():
+            if h.lost_reason is None and now - h.renewed_at > h.ttl_s:
+                reason = f"no contact with a leader for more than {int(h.ttl_s * 1000)} ms"
+                lost = self._lose(h, reason)
+                assert lost is not None
+                out.append(lost)
+        return out
+
+    def next_expiry(self) -> float | None:
+        """The earliest monotonic instant at which ``expire`` may report a lease."""
+        times = [h.renewed_at + h.ttl_s for h in self._held.values() if h.lost_reason is None]
+        return min(times) if times else None
+
+    # ---- sessions --------------------------------------------------------------------------
+
+    def start_session(self) -> list[LeaseKey]:
+        """A new stream is opening: returns the leases for ``Hello.running`` (taken now, at the
+        moment Hello is handed to the stream) and marks every pending completion unsent."""
+        leases = self.live()
+        self._hello = (frozenset(leases), self._clock())
+        for p in self._pending.values():
+            p.sent = False
+            p.not_before = 0.0
+        return leases
+
+    def on_welcome(
+        self, lease_ttl_ms: int, reattached: Iterable[LeaseKey], lost: Iterable[LeaseKey]
+    ) -> list[LostLease]:
+        """Apply the leader's Welcome. Re-attached leases are renewed as of the Hello; leases in
+        ``lost``, and Hello leases the leader did not re-attach, are lost. Returns the newly lost."""
+        self.set_ttl(lease_ttl_ms)
+        offered, hello_at = self._hello if self._hello else (frozenset(), self._clock())
+        self._hello = None
+        reattached_set = set(reattached)
+        out = []
+        for key in lost:
+            h = self._held.get(key)
+            if h is not None and (gone := self._lose(h, "not re-attached by the new leader")):
+                out.append(gone)
+        for key in sorted(offered):
+            h = self._held.get(key)
+            if h is None:
+                continue  # finished meanwhile; its completion is pending and will be resent
+            if key in reattached_set:
+                if h.lost_reason is None and hello_at > h.renewed_at:
+                    h.renewed_at = hello_at
+            elif gone := self._lose(h, "not re-attached by the leader"):
+                out.append(gone)
+        return out
+
+    # ---- completions -----------------------------------------------------------------------
+
+    def finish(self, run_id: str, fence: int, outcome: Outcome, error: str = "") -> CompletionRecord:
+        """The handler for a lease returned: the lease is released and its completion pending.
+        Finishing a lease that is not held still records the completion (the caller knows it ran)."""
+        key = (run_id, fence)
+        self._held.pop(key, None)
+        if len(error) > MAX_ERROR_CHARS:
+            error = error[: MAX_ERROR_CHARS - 14] + "...[truncated]"
+        record = CompletionRecord(run_id, fence, Outcome(outcome), error)
+        self._pending[key] = _Pending(record)
+        return record
+
+    def take_unsent(self) -> list[CompletionRecord]:
+        """Completions to write now (unsent, and past any retry delay); marks them sent."""
+        now = self._clock()
+        out = []
+        for p in self._pending.values():
+            if not p.sent and p.not_before <= now:
+                p.sent = True
+                out.append(p.record)
+        return out
+
+    def has_unsent(self) -> bool:
+        now = self._clock()
+        return any(not p.sent and p.not_before <= now for p in self._pending.values())
+
+    def pending(self) -> list[CompletionRecord]:
+        """Every completion not yet finally acknowledged."""
+        return [p.record for p in self._pending.values()]
+
+    def on_ack(self, run_id: str, fence: int, code: int, message: str = "") -> AckResult:
+        """Apply one ``CompletionAck``; see ``AckKind`` for what each code does."""
+        key = (run_id, fence)
+        p = self._pending.get(key)
+        if p is None:
+            return AckResult(AckKind.UNKNOWN, None, code, message)
+        if code in _RETRYABLE_CODES:
+            p.sent = False
+            p.not_before = self._clock() + self.retry_delay_s
+            return AckResult(AckKind.RETRY, p.record, code, message)
+        del self._pending[key]
+        kind = AckKind.OK if code == CODE_OK else AckKind.STALE if code == CODE_ABORTED else AckKind.REJECTED
+        return AckResult(kind, p.record, code, message)
+
+    def idle(self) -> bool:
+        """Nothing held and nothing pending: a drain is complete."""
+        return not self._held and not self._pending
+
+
+# ---- small pure helpers --------------------------------------------------------------------
+
+
+def kv(event: str, **fields: Any) -> str:
+    """A ``key=value`` log message: ``event=...`` first, values with spaces or quotes quoted."""
+    parts = [f"event={event}"]
+    for k, v in fields.items():
+        if v is None:
+            continue
+        s = v if isinstance(v, str) else str(v)
+        if s == "" or any(c in s for c in ' "=\n\t'):
+            s = '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        parts.append(f"{k}={s}")
+    return " ".join(parts)
+
+
+def parse_endpoints(endpoints: str | Sequence[str]) -> list[str]:
+    """``"h1:p1,h2:p2"`` or a sequence of them → a de-duplicated list. ValueError when empty."""
+    items = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    out: list[str] = []
+    for item in items:
+        for part in str(item).split(","):
+            part = part.strip()
+            if part and part not in out:
+                out.append(part)
+    if not out:
+        raise ValueError("endpoints: at least one host:port is required")
+    return out
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """Epoch milliseconds → an aware UTC datetime (exact, no float rounding)."""
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+class HandlerFailure(Exception):
+    """Raise from a handler to fail the attempt with ``str(exc)`` as the error text, logged as
+    one line without a traceback (an expected failure, not a bug)."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler gets for one attempt of one run. Immutable, except that ``cancelled`` is an
+    event the agent sets when the handler should stop (lease lost or revoked, worker stopping).
+
+    ``fence`` strictly increases across attempts of a run cluster-wide: pass it to the systems
+    you write to so they can refuse a stale (lower) fence.
+    """
+
+    run_id: str
+    job: str
+    scheduled_at: datetime      # aware, UTC
+    scheduled_ms: int           # the same instant in epoch milliseconds
+    attempt: int                # 1 for the first delivery
+    fence: int
+    payload: str                # the job's payload (JSON text, may be empty)
+    queue: str
+    worker_id: str
+    lease_ttl_ms: int = 0
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+
+def context_from_firing(firing: Any, worker_id: str, cancelled: threading.Event | None = None) -> Context:
+    """Build the handler context for a ``schedd.v1.Firing`` (any object with its fields)."""
+    return Context(
+        run_id=firing.run_id,
+        job=firing.job,
+        scheduled_at=ms_to_datetime(firing.scheduled_ms),
+        scheduled_ms=firing.scheduled_ms,
+        attempt=firing.attempt,
+        fence=firing.fence,
+        payload=firing.payload,
+        queue=firing.queue,
+        worker_id=worker_id,
+        lease_ttl_ms=firing.lease_ttl_ms,
+        cancelled=cancelled if cancelled is not None else threading.Event(),
+    )
+
+
+def default_worker_id() -> str:
+    """``hostname-pid-xxxx``: unique per process, readable in ``schedctl run list``."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def reconnect_delays(first: float = 0.05, cap: float = 1.0) -> Iterator[float]:
+    """Backoff between connection attempts: 50 ms doubling up to 1 s, then 1 s forever."""
+    d = first
+    while True:
+        yield d
+        d = min(d * 2, cap)
+
+
+# ================================================================================================
+# Shell: the gRPC stream, the ticker, the handler pool.
+# ================================================================================================
+
+Handler = Callable[[Context], None]
+
+_HB = "heartbeat"
+_FLUSH = "flush"
+_CLOSE = "close"
+_LEADER_KEY = "schedd-leader"
+_DEFAULT_HB_MS = 2000           # assumed until the first Welcome says otherwise
+_FLUSH_GRACE_S = 6.0            # after a drain: time for cancelled handlers to end and acks to come
+_TICK_MAX_S = 0.25
+_CONNECT_TIMEOUT_S = 3.0        # TCP + HTTP/2 handshake; a frozen node accepts TCP but never answers
+_WELCOME_TIMEOUT_S = 5.0        # Hello sent, no Welcome: give up on this node
+_NO_LEADER_LOG_EVERY_S = 10.0
+
+
+class _Session:
+    """One Connect stream. The outgoing queue holds *intents* (heartbeat, flush, close); the
+    request generator turns them into messages when gRPC asks for the next one, so every
+    message carries the state of that moment."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.q: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.welcomed = False
+        self.closed = False
+        self.hb_interval_s = _DEFAULT_HB_MS / 1000.0
+        self.next_hb = 0.0
+        self.call: Any = None
+        self.probe: Callable[[], Any] | None = None  # starts a liveness probe; None = unsupported
+        self.probe_inflight = False
+        self.next_probe = 0.0
+        self.started_at = 0.0
+        self.node_id = ""
+        self.hint: str | None = None  # a leader address learnt outside the stream (probe)
+
+    def abort(self) -> None:
+        """Tear the stream down from outside the stream thread (dead peer, no Welcome)."""
+        call = self.call
+        if call is not None:
+            call.cancel()
+
+    def kick(self, intent: str) -> None:
+        if not self.closed:
+            self.q.put(intent)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.q.put(_CLOSE)
+
+
+@dataclass
+class _Active:
+    ctx: Context
+    reason: list[str] = field(default_factory=list)  # why ctx.cancelled was set (first wins)
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+_in_handler = threading.local()
+
+
+class Worker:
+    """An embedded worker: connects to the cluster leader and runs handlers for its firings.
+
+    ``endpoints``: ``"host:port,host:port"`` or a sequence; any node will do (followers redirect
+    to the leader). ``queues``: which queues to take firings from. ``concurrency``: handlers run
+    at once (the leader never has more firings in flight to this worker). ``worker_id``: shown
+    in run records; default ``hostname-pid-xxxx``. ``clock``: monotonic seconds (tests).
+
+    Threads (all daemon threads, all named ``schedd-*``):
+
+    * **stream** — connects (following the ``schedd-leader`` hint of a follower, else rotating
+      endpoints with 50 ms → 1 s backoff), sends Hello, then reads server messages: Welcome,
+      Firings (submitted to the pool), CompletionAcks, LeasesLost.
+    * gRPC's **request consumer** — pulls our request generator, which turns queued intents
+      into Heartbeat / Completions messages. gRPC pulls the next message only after the last
+      write completed; that is how a heartbeat write is confirmed before its leases are renewed.
+    * **ticker** — every heartbeat interval queues a heartbeat, queues resends of unacked
+      completions and starts a liveness probe (``GetNodeStatus`` on the stream's connection;
+      no answer within ~2 heartbeat intervals, or "not leader", tears the stream down); it
+      aborts a stream that got no Welcome within 5 s, and cancels leases that have had no
+      confirmed renewal for a TTL, even while disconnected.
+    * **handler pool** — ``concurrency`` threads running your handlers.
+
+    One lock guards the ``LeaseBook``, the active handlers and the current session; no I/O or
+    user code runs under it. Reconnect: a new stream starts with ``LeaseBook.start_session``
+    (Hello carries live leases; every unacked completion becomes unsent) and, once Welcome
+    arrives, flushes all unsent completions. Failure contract: the worker never raises out of
+    ``run`` for network trouble; it logs and keeps trying until stopped.
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        queues: Sequence[str] = ("default",),
+        concurrency: int = 1,
+        worker_id: str | None = None,
+        logger: logging.Logger | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.endpoints = parse_endpoints(endpoints)
+        if isinstance(queues, str):
+            queues = [q.strip() for q in queues.split(",")]
+        self.queues = [q for q in dict.fromkeys(queues) if q]
+        if not self.queues:
+            raise ValueError("queues: at least one queue name is required")
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
+        self.concurrency = concurrency
+        self.worker_id = worker_id or default_worker_id()
+        self.log = logger or logging.getLogger("schedd.agent")
+        self._clock = clock
+        self._handlers: dict[str, Handler] = {}
+        self._default: Handler | None = None
+
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified when handlers end / acks come
+        self._book = LeaseBook(clock)
+        self._active: dict[LeaseKey, _Active] = {}
+        self._session: _Session | None = None
+        self._hb_ms = _DEFAULT_HB_MS
+
+        self._state = _State.NEW
+        self._state_lock = threading.Lock()
+        self._draining = threading.Event()  # no new firings are started
+        self._closing = threading.Event()   # the stream loop must end
+        self._force = threading.Event()     # second signal: cancel everything now
+        self._stopped = threading.Event()
+        self._wake = threading.Event()      # wakes the ticker early
+        self._pool: ThreadPoolExecutor | None = None
+        self._threads: list[threading.Thread] = []
+
+    # ---- registration ----------------------------------------------------------------------
+
+    def handler(self, job: str) -> Callable[[Handler], Handler]:
+        """Decorator: run ``fn(ctx)`` for firings of ``job`` (``"*"``: any job without its own
+        handler). ValueError when ``job`` already has a handler."""
+        if not isinstance(job, str) or not job:
+            raise ValueError("handler: job name must be a non-empty string")
+
+        def register(fn: Handler) -> Handler:
+            if job == "*":
+                self.default_handler(fn)
+                return fn
+            if job in self._handlers:
+                raise ValueError(f"handler: job {job!r} already has a handler")
+            self._handlers[job] = fn
+            return fn
+
+        return register
+
+    def default_handler(self, fn: Handler) -> Handler:
+        """Run ``fn(ctx)`` for any job without its own handler. ValueError if one is set."""
+        if self._default is not None:
+            raise ValueError("handler: a default ('*') handler is already registered")
+        self._default = fn
+        return fn
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect and take firings in background threads; returns at once.
+        RuntimeError if the worker was already started or stopped."""
+        with self._state_lock:
+            if self._state is not _State.NEW:
+                raise RuntimeError(f"worker is {self._state.value}; a Worker runs once")
+            self._state = _State.RUNNING
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="schedd-handler")
+        self.log.info(kv("worker_starting", worker_id=self.worker_id, queues=",".join(self.queues),
+                         concurrency=self.concurrency, endpoints=",".join(self.endpoints)))
+        for name, target in (("schedd-agent-stream", self._stream_loop),
+                             ("schedd-agent-ticker", self._ticker_loop)):
+            t = threading.Thread(target=self._guard(target), name=name, daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def run(self) -> None:
+        """Start and block until the worker has stopped (``stop()`` from another thread, or
+        SIGINT/SIGTERM when called from the main thread: the first signal drains, a second one
+        cancels running handlers)."""
+        if self._state is _State.NEW:
+            self.start()
+        restore: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                restore[sig] = signal.signal(sig, self._on_signal)
+        try:
+            while not self._stopped.wait(0.2):
+                pass
+        finally:
+            for sig, old in restore.items():
+                signal.signal(sig, old)
+
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop taking firings, let running handlers finish for up to ``drain_timeout`` seconds
+        (still heartbeating), cancel the rest, send their completions, then close the stream.
+        A firing that arrives meanwhile is not started, heartbeated or completed (the protocol
+        has no way to hand it back): it keeps the leader from sending more, and is re-dispatched
+        when its lease expires. After the drain, up to 6 s more are spent waiting for cancelled
+        handlers and acks; completions still unacked then are logged (the leader retries those
+        runs after their leases expire).
+        Idempotent and thread-safe: a second call waits for the first to finish. Called from
+        inside a handler it only starts the stop (waiting would wait for itself)."""
+        with self._state_lock:
+            state = self._state
+            if state is _State.NEW:
+                self._state = _State.STOPPED
+                self._stopped.set()
+                return
+            if state is _State.RUNNING:
+                self._state = _State.STOPPING
+        if getattr(_in_handler, "active", False):
+            if state is _State.RUNNING:
+                threading.Thread(target=self._drain_and_close, args=(drain_timeout,),
+                                 name="schedd-agent-stop", daemon=True).start()
+            return
+        if state is _State.RUNNING:
+            self._drain_and_close(drain_timeout)
+        else:
+            self._stopped.wait()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self._state is _State.RUNNING:
+            self.log.info(kv("signal", signal=name, action="drain"))
+            threading.Thread(target=self.stop, name="schedd-agent-stop", daemon=True).start()
+        else:
+            self.log.warning(kv("signal", signal=name, action="cancel_running_handlers"))
+            self._force.set()
+            with self._lock:
+                self._cancel_all_locked("worker stopping (forced)")
+            with self._changed:
+                self._changed.notify_all()
+
+    def _drain_and_close(self, drain_timeout: float) -> None:
+        self._draining.set()
+        with self._lock:
+            n = len(self._active)
+        self.log.info(kv("worker_stopping", running=n, drain_timeout_s=drain_timeout))
+        deadline = self._clock() + max(0.0, drain_timeout)
+        with self._changed:
+            while self._active and not self._force.is_set():
+                left = deadline - self._clock()
+                if left <= 0:
+                    break
+                self._changed.wait(min(left, 0.1))
+            if self._active:
+                self.log.warning(kv("drain_timeout", still_running=len(self._active),
+                                    action="cancelling"))
+                self._cancel_all_locked("worker stopping (drain timeout)")
+            self._wake.set()
+            grace = self._clock() + (1.0 if self._force.is_set() else _FLUSH_GRACE_S)
+            while (self._active or self._book.pending()) and self._clock() < grace:
+                self._changed.wait(0.05)
+            unacked = self._book.pending()
+            still = len(self._active)
+        for rec in unacked:
+            self.log.warning(kv("completion_unacked", run_id=rec.run_id, fence=rec.fence,
+                                outcome=rec.outcome.name,
+                                note="the leader will retry the run after its lease expires"))
+        self._closing.set()
+        self._wake.set()
+        with self._lock:
+            sess = self._session
+        if sess is not None:
+            sess.close()  # half-close: the server ends the stream
+        for t in self._threads:
+            t.join(timeout=2.0)
+            if t.is_alive() and sess is not None and sess.call is not None:
+                sess.call.cancel()
+                t.join(timeout=1.0)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._state_lock:
+            self._state = _State.STOPPED
+        self.log.info(kv("worker_stopped", worker_id=self.worker_id, unacked=len(unacked),
+                         handlers_still_running=still))
+        self._stopped.set()
+
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except Exception:  # a bug: do not leave run() hanging
+                self.log.exception(kv("agent_thread_crashed", thread=threading.current_thread().name))
+                if not self._closing.is_set():
+                    threading.Thread(target=self.stop, args=(0.0,), daemon=True).start()
+
+        return run
+
+    # ---- stream ----------------------------------------------------------------------------
+
+    def _stream_loop(self) -> None:
+        delays = reconnect_delays()
+        idx = 0
+        hint: str | None = None
+        down_since: float | None = None
+        last_down_log = 0.0
+        while not self._closing.is_set():
+            from_hint = hint is not None
+            if hint is not None:
+                target, hint = hint, None
+            else:
+                target = self.endpoints[idx % len(self.endpoints)]
+                idx += 1
+            welcomed, new_hint, why = self._one_session(target)
+            if self._closing.is_set():
+                break
+            now = self._clock()
+            if welcomed:
+                delays = reconnect_delays()
+                down_since, last_down_log = now, now
+                self.log.warning(kv("disconnected", target=target, reason=why,
+                                    leader_hint=new_hint, action="reconnecting"))
+            else:
+                if down_since is None:
+                    down_since, last_down_log = now, now
+                if now - last_down_log >= _NO_LEADER_LOG_EVERY_S:
+                    last_down_log = now
+                    self.log.warning(kv("no_leader", seconds=int(now - down_since),
+                                        last_target=target, last_error=why))
+                else:
+                    self.log.debug(kv("connect_failed", target=target, reason=why,
+                                      leader_hint=new_hint))
+            if new_hint:
+                hint = new_hint  # even our own target: a node re-elected in a new term
+                if new_hint != target and (welcomed or not from_hint):
+                    continue  # the first hop to a named leader is free; later ones back off
+            self._closing.wait(next(delays))
+
+    def _one_session(self, target: str) -> tuple[bool, str | None, str]:
+        """Run one stream to ``target`` until it breaks. Returns (welcomed, leader hint, reason)."""
+        import grpc
+
+        from schedd.pb import api_grpc, api_pb2
+
+        session = _Session(target)
+        # No keepalive pings: gRPC resets the keepalive timer on every write, so with heartbeats
+        # flowing it never pings, and pings between sparse heartbeats earn a too_many_pings
+        # GOAWAY from a default server. Liveness comes from the probe (see _start_probe).
+        channel = grpc.insecure_channel(target, options=[("grpc.enable_retries", 0)])
+        hint: str | None = None
+        why = "stream ended"
+        try:
+            why = self._await_connection(channel)
+            if why:
+                return False, None, why
+            status = api_grpc.ClusterServiceStub(channel).GetNodeStatus
+            session.probe = lambda: status.future(
+                api_pb2.NodeStatusRequest(), timeout=self._probe_timeout_s())
+            session.started_at = self._clock()
+            call = api_grpc.WorkerServiceStub(channel).Connect(self._requests(session))
+            session.call = call
+            with self._lock:
+                self._session = session
+            for msg in call:
+                self._on_message(session, msg)
+        except grpc.RpcError as e:
+            code = e.code() if hasattr(e, "code") else None
+            why = f"{getattr(code, 'name', code)}: {e.details() if hasattr(e, 'details') else e}"
+            md = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
+            for key, value in md or ():
+                if key == _LEADER_KEY:
+                    hint = (value.decode() if isinstance(value, bytes) else value).strip() or None
+        finally:
+            with self._lock:
+                if self._session is session:
+                    self._session = None
+                session.close()
+            channel.close()
+            self._wake.set()  # the ticker re-plans (and exits when closing)
+        return session.welcomed, hint or session.hint, why
+
+    def _await_connection(self, channel: Any) -> str:
+        """Wait until ``channel`` is connected: '' when ready, else why not. A refused connection
+        fails at once; a node that accepts TCP but never answers (frozen) fails after
+        ``_CONNECT_TIMEOUT_S``; a stop in progress ends the wait."""
+        import grpc
+
+        settled = threading.Event()
+        seen: list[Any] = [None]
+        final = (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                 grpc.ChannelConnectivity.SHUTDOWN)
+
+        def on_change(state: Any) -> None:
+            seen[0] = state
+            if state in final:
+                settled.set()
+
+        channel.subscribe(on_change, try_to_connect=True)
+        try:
+            give_up = self._clock() + _CONNECT_TIMEOUT_S
+            while not settled.wait(0.05):
+                if self._closing.is_set():
+                    return "worker closing"
+                if self._clock() >= give_up:
+                    return f"no connection within {_CONNECT_TIMEOUT_S:g} s"
+        finally:
+            channel.unsubscribe(on_change)
+        if seen[0] is grpc.ChannelConnectivity.READY:
+            return ""
+        return f"connection failed ({getattr(seen[0], 'name', seen[0])})"
+
+    def _requests(self, session: _Session) -> Iterator[Any]:
+        """The request stream (pulled by gRPC's consumer thread). Code after a ``yield`` runs only
+        once gRPC asks for the next message, i.e. after the yielded one was written."""
+        from schedd.pb import api_pb2
+
+        with self._lock:
+            running = self._book.start_session()
+        yield api_pb2.WorkerMessage(hello=api_pb2.Hello(
+            worker_id=self.worker_id, queues=self.queues, concurrency=self.concurrency,
+            running=[api_pb2.Lease(run_id=r, fence=f) for r, f in running]))
+        while True:
+            intent = session.q.get()
+            if intent == _CLOSE or session.closed:
+                return
+            with self._lock:
+                if intent == _HB:
+                    leases, sent_at = self._book.live(), self._clock()
+                    msg = api_pb2.WorkerMessage(heartbeat=api_pb2.Heartbeat(
+                        leases=[api_pb2.Lease(run_id=r, fence=f) for r, f in leases]))
+                else:
+                    leases, sent_at = [], 0.0
+                    recs = self._book.take_unsent()
+                    if not recs:
+                        continue
+                    msg = api_pb2.WorkerMessage(completions=api_pb2.Completions(completions=[
+                        api_pb2.Completion(run_id=c.run_id, fence=c.fence, outcome=int(c.outcome),
+                                           error=c.error) for c in recs]))
+            if intent == _FLUSH:
+                self.log.debug(kv("completions_sent", count=len(msg.completions.completions)))
+            yield msg
+            if leases:
+                with self._lock:
+                    self._book.heartbeat_written(leases, sent_at)
+
+    def _on_message(self, session: _Session, msg: Any) -> None:
+        body = msg.WhichOneof("body")
+        if body == "welcome":
+            self._on_welcome(session, msg.welcome)
+        elif body == "firings":
+            for firing in msg.firings.firings:
+                self._on_firing(firing)
+        elif body == "acks":
+            self._on_acks(msg.acks.acks)
+        elif body == "lost":
+            keys = [(le.run_id, le.fence) for le in msg.lost.leases]
+            with self._lock:
+                lost = self._book.server_lost(keys, msg.lost.reason)
+            self._cancel(lost)
+        else:
+            self.log.debug(kv("unknown_server_message", body=body))
+
+    def _on_welcome(self, session: _Session, w: Any) -> None:
+        with self._lock:
+            lost = self._book.on_welcome(
+                w.lease_ttl_ms,
+                [(le.run_id, le.fence) for le in w.reattached],
+                [(le.run_id, le.fence) for le in w.lost])
+            if w.heartbeat_interval_ms > 0:
+                self._hb_ms = int(w.heartbeat_interval_ms)
+            session.hb_interval_s = self._hb_ms / 1000.0
+            session.next_hb = self._clock() + session.hb_interval_s
+            session.next_probe = session.next_hb
+            session.node_id = w.node_id
+            session.welcomed = True
+            session.kick(_FLUSH)  # resend every unacked completion
+        self.log.info(kv("connected", node_id=w.node_id, target=session.target,
+                         lease_ttl_ms=w.lease_ttl_ms, heartbeat_ms=w.heartbeat_interval_ms,
+                         reattached=len(w.reattached), lost=len(lost)))
+        self._cancel(lost)
+        self._wake.set()
+
+    def _on_firing(self, firing: Any) -> None:
+        key = (firing.run_id, firing.fence)
+        if self._draining.is_set():
+            self.log.warning(kv("firing_refused", run_id=firing.run_id, fence=firing.fence,
+                                job=firing.job, reason="worker stopping",
+                                note="not started; the leader re-dispatches it when the lease expires"))
+            return
+        with self._lock:
+            if not self._book.acquire(firing.run_id, firing.fence, firing.lease_ttl_ms):
+                dup = True
+            else:
+                dup = False
+                ctx = context_from_firing(firing, self.worker_id)
+                self._active[key] = _Active(ctx)
+        if dup:
+            self.log.info(kv("firing_duplicate", run_id=firing.run_id, fence=firing.fence))
+            return
+        self.log.info(kv("firing_received", run_id=firing.run_id, job=firing.job,
+                         fence=firing.fence, attempt=firing.attempt,
+                         scheduled_ms=firing.scheduled_ms))
+        assert self._pool is not None
+        try:
+            self._pool.submit(self._run_handler, ctx)
+        except RuntimeError:  # pool shut down: we are closing; the lease will expire
+            with self._lock:
+                self._active.pop(key, None)
+                self._book.server_lost([key], "worker closed")
+
+    def _on_acks(self, acks: Iterable[Any]) -> None:
+        results = []
+        with self._changed:
+            for a in acks:
+                results.append(self._book.on_ack(a.run_id, a.fence, a.code, a.message))
+            self._changed.notify_all()
+        for r in results:
+            rec = r.record
+            if r.kind is AckKind.OK and rec is not None:
+                self.log.info(kv("completion_acked", run_id=rec.run_id, fence=rec.fence,
+                                 outcome=rec.outcome.name))
+            elif r.kind is AckKind.STALE and rec is not None:
+                self.log.warning(kv("completion_rejected", run_id=rec.run_id, fence=rec.fence,
+                                    code="ABORTED", outcome=rec.outcome.name,
+                                    note="the lease had been lost; the result was discarded"))
+            elif r.kind is AckKind.RETRY and rec is not None:
+                self.log.info(kv("completion_retry", run_id=rec.run_id, fence=rec.fence,
+                                 code=code_name(r.code), message=r.message))
+            elif r.kind is AckKind.REJECTED and rec is not None:
+                self.log.error(kv("completion_rejected", run_id=rec.run_id, fence=rec.fence,
+                                  code=code_name(r.code), message=r.message,
+                                  note="the result was discarded"))
+        if any(r.kind is AckKind.RETRY for r in results):
+            self._wake.set()
+
+    # ---- handlers and cancellation ---------------------------------------------------------
+
+    def _cancel(self, lost: Sequence[LostLease]) -> None:
+        for le in lost:
+            with self._lock:
+                act = self._active.get(le.key)
+                if act is not None:
+                    if not act.reason:
+                        act.reason.append(f"lease lost: {le.reason}")
+                    act.ctx.cancelled.set()
+            self.log.warning(kv("lease_lost", run_id=le.run_id, fence=le.fence, reason=le.reason,
+                                action="handler cancelled" if act else "none running"))
+
+    def _cancel_all_locked(self, reason: str) -> None:
+        for act in self._active.values():
+            if not act.reason:
+                act.reason.append(reason)
+            act.ctx.cancelled.set()
+
+    def _run_handler(self, ctx: Context) -> None:
+        _in_handler.active = True
+        key = (ctx.run_id, ctx.fence)
+        started = self._clock()
+        fn = self._handlers.get(ctx.job) or self._default
+        outcome, error = Outcome.SUCCEEDED, ""
+        try:
+            if ctx.cancelled.is_set():
+                outcome, error = Outcome.FAILED, "cancelled before start"
+            elif fn is None:
+                outcome, error = Outcome.FAILED, f"no handler registered for job {ctx.job!r} on worker {self.worker_id}"
+                self.log.error(kv("no_handler", run_id=ctx.run_id, job=ctx.job))
+            else:
+                self.log.debug(kv("handler_started", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence))
+                fn(ctx)
+        except HandlerFailure as e:  # expected: handler_finished below carries the text
+            outcome, error = Outcome.FAILED, str(e) or repr(e)
+        except BaseException as e:  # a handler's failure is a result, not a crash
+            outcome, error = Outcome.FAILED, repr(e)
+            self.log.error(kv("handler_failed", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence,
+                              error=repr(e)), exc_info=True)
+        finally:
+            _in_handler.active = False
+        with self._changed:
+            act = self._active.pop(key, None)
+            if outcome is Outcome.SUCCEEDED and ctx.cancelled.is_set():
+                why = act.reason[0] if act and act.reason else "cancelled"
+                outcome, error = Outcome.FAILED, f"cancelled: {why}"
+            self._book.finish(ctx.run_id, ctx.fence, outcome, error)
+            sess = self._session
+            if sess is not None and sess.welcomed:
+                sess.kick(_FLUSH)
+            self._changed.notify_all()
+        self.log.info(kv("handler_finished", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence,
+                         outcome=outcome.name, ms=int((self._clock() - started) * 1000),
+                         error=error or None))
+
+    # ---- liveness probe --------------------------------------------------------------------
+
+    def _probe_timeout_s(self) -> float:
+        hb_s = self._hb_ms / 1000.0
+        return max(1.0, min(2 * hb_s, self._book.ttl_ms / 3000.0))
+
+    def _start_probe(self, sess: _Session) -> None:
+        """Ask the node we stream to for its status over the same connection, once per
+        heartbeat interval. Heartbeat writes succeed into the kernel buffer even when the leader
+        is frozen (SIGSTOP, GC pause) or silently cut off, and gRPC keepalive never pings while
+        we write; a round trip is the only proof of life. No answer within the probe timeout, or
+        an answer saying the node no longer leads, tears the stream down so the stream loop
+        finds the current leader while our leases are still valid there."""
+        import grpc
+
+        assert sess.probe is not None
+        sent_at = self._clock()
+        try:
+            fut = sess.probe()
+        except Exception as e:  # channel closed under us: the session is ending anyway
+            sess.probe_inflight = False
+            self.log.debug(kv("probe_not_sent", target=sess.target, error=repr(e)))
+            return
+
+        def done(f: Any) -> None:
+            sess.probe_inflight = False
+            if sess.closed:
+                return
+            try:
+                status = f.result()
+            except grpc.RpcError as e:
+                code = e.code() if hasattr(e, "code") else None
+                if code == grpc.StatusCode.UNIMPLEMENTED:
+                    sess.probe = None  # an older server: rely on the stream alone
+                    return
+                self.log.warning(kv("leader_unresponsive", target=sess.target, node_id=sess.node_id,
+                                    error=getattr(code, "name", str(code)),
+                                    waited_ms=int((self._clock() - sent_at) * 1000),
+                                    action="reconnecting"))
+                sess.abort()
+                return
+            except Exception as e:  # CancelledError when the session ended first
+                self.log.debug(kv("probe_failed", target=sess.target, error=repr(e)))
+                return
+            if status.role and status.role != "leader":
+                self.log.warning(kv("leader_stepped_down", target=sess.target, node_id=status.node_id,
+                                    role=status.role, leader_hint=status.leader_grpc or None,
+                                    action="reconnecting"))
+                sess.hint = status.leader_grpc or None
+                sess.abort()
+
+        fut.add_done_callback(done)
+
+    # ---- ticker ----------------------------------------------------------------------------
+
+    def _ticker_loop(self) -> None:
+        while True:
+            now = self._clock()
+            with self._lock:
+                if self._closing.is_set() and self._session is None:
+                    return
+                lost = self._book.expire()
+                sess = self._session
+                wake_at = now + _TICK_MAX_S
+                probe = stale = False
+                if sess is not None and sess.welcomed and not sess.closed:
+                    if now >= sess.next_hb:
+                        sess.kick(_HB)
+                        sess.next_hb = now + sess.hb_interval_s
+                    if self._book.has_unsent():
+                        sess.kick(_FLUSH)
+                    if sess.probe is not None and not sess.probe_inflight and now >= sess.next_probe:
+                        probe = sess.probe_inflight = True
+                        sess.next_probe = now + sess.hb_interval_s
+                    wake_at = min(wake_at, sess.next_hb, sess.next_probe)
+                elif sess is not None and not sess.closed:
+                    stale = now - sess.started_at > _WELCOME_TIMEOUT_S
+                nxt = self._book.next_expiry()
+                if nxt is not None:
+                    wake_at = min(wake_at, nxt + 0.001)
+            if lost:
+                self._cancel(lost)
+            if probe and sess is not None:
+                self._start_probe(sess)
+            if stale and sess is not None:
+                self.log.warning(kv("no_welcome", target=sess.target, seconds=_WELCOME_TIMEOUT_S,
+                                    action="trying another node"))
+                sess.abort()
+            if self._closing.is_set() and sess is None:
+                return
+            self._wake.wait(max(0.005, wake_at - now))
+            self._wake.clear()

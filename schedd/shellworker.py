@@ -1,0 +1,189 @@
+"""The shell-command worker behind ``schedctl worker run -- CMD ARGS...``.
+
+For each firing it runs ``argv`` as a child process (no shell) with the parent's environment plus:
+
+==========================  ==================================================================
+``SCHEDD_JOB``              job name
+``SCHEDD_RUN_ID``           run id (job + scheduled time; stable across attempts)
+``SCHEDD_SCHEDULED_AT``     scheduled time, RFC 3339 UTC (``2026-01-02T03:04:05Z``)
+``SCHEDD_ATTEMPT``          1 for the first delivery
+``SCHEDD_FENCE``            fencing token: strictly increases across attempts; pass it to sinks
+``SCHEDD_PAYLOAD``          the job's payload (JSON text, may be empty)
+``SCHEDD_QUEUE``            the queue it came from
+``SCHEDD_WORKER_ID``        this worker's id
+==========================  ==================================================================
+
+Exit code 0 is success; anything else is a failure reported as ``exit code N`` (plus the last
+line the child wrote to stderr). The child's stdout and stderr pass through to ours. If the
+lease is lost or the worker is stopping past its drain timeout, the child's process group gets
+SIGTERM, then SIGKILL 5 s later. Each child runs in its own session (process group), so a Ctrl-C
+in the terminal reaches the worker, which drains, rather than killing every running child.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO
+
+from schedd.agent import Context, HandlerFailure, Worker, kv
+from schedd.schedule import format_ms
+
+__all__ = ["KILL_AFTER_S", "CommandFailed", "child_env", "describe_exit", "run_shell_worker", "shell_handler"]
+
+#: Seconds between SIGTERM and SIGKILL when a running child must stop.
+KILL_AFTER_S = 5.0
+_POLL_S = 0.05
+_MAX_LINE = 500
+
+
+class CommandFailed(HandlerFailure):
+    """The child exited non-zero; ``str()`` is the error text recorded on the run."""
+
+
+def child_env(ctx: Context, base: Mapping[str, str]) -> dict[str, str]:
+    """The child's environment: ``base`` plus the ``SCHEDD_*`` variables for this firing."""
+    env = dict(base)
+    env.update({
+        "SCHEDD_JOB": ctx.job,
+        "SCHEDD_RUN_ID": ctx.run_id,
+        "SCHEDD_SCHEDULED_AT": format_ms(ctx.scheduled_ms),
+        "SCHEDD_ATTEMPT": str(ctx.attempt),
+        "SCHEDD_FENCE": str(ctx.fence),
+        "SCHEDD_PAYLOAD": ctx.payload,
+        "SCHEDD_QUEUE": ctx.queue,
+        "SCHEDD_WORKER_ID": ctx.worker_id,
+    })
+    return env
+
+
+def describe_exit(returncode: int, last_stderr_line: str = "") -> str:
+    """``exit code N`` (a negative N is a signal, named), plus ``: <last stderr line>``."""
+    text = f"exit code {returncode}"
+    if returncode < 0:
+        try:
+            text += f" ({signal.Signals(-returncode).name})"
+        except ValueError:
+            pass
+    line = last_stderr_line.strip()
+    if line:
+        if len(line) > _MAX_LINE:
+            line = line[: _MAX_LINE - 3] + "..."
+        text += f": {line}"
+    return text
+
+
+def _tee(src: IO[bytes], dst: IO[bytes], last: list[str]) -> None:
+    """Copy the child's stderr to ours line by line, remembering the last non-empty line."""
+    try:
+        for raw in iter(src.readline, b""):
+            try:
+                dst.write(raw)
+                dst.flush()
+            except (OSError, ValueError):
+                pass
+            text = raw.decode("utf-8", "replace").strip()
+            if text:
+                last[0] = text
+    finally:
+        src.close()
+
+
+def _stderr_sink() -> IO[bytes]:
+    buf = getattr(sys.stderr, "buffer", None)
+    if buf is not None:
+        return buf
+    return open(os.devnull, "wb")  # noqa: SIM115 - only when stderr is not a real stream
+
+
+def shell_handler(argv: Sequence[str], log: logging.Logger | None = None) -> Callable[[Context], None]:
+    """A handler that runs ``argv`` per firing. Failure contract: raises ``CommandFailed`` on a
+    non-zero exit, ``OSError`` when the command cannot be started; never leaves a child behind
+    unless it survives SIGKILL."""
+    argv = list(argv)
+    log = log or logging.getLogger("schedd.shellworker")
+
+    def handle(ctx: Context) -> None:
+        last = [""]
+        proc = subprocess.Popen(
+            argv, env=child_env(ctx, os.environ), stdin=subprocess.DEVNULL,
+            stdout=None, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        assert proc.stderr is not None
+        tee = threading.Thread(target=_tee, args=(proc.stderr, _stderr_sink(), last),
+                               name=f"schedd-stderr-{proc.pid}", daemon=True)
+        tee.start()
+        term_at: float | None = None
+        killed = False
+        while True:
+            try:
+                rc = proc.wait(timeout=_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if ctx.cancelled.is_set() and term_at is None:
+                term_at = time.monotonic()
+                log.warning(kv("child_terminate", run_id=ctx.run_id, pid=proc.pid, signal="SIGTERM"))
+                _signal_group(proc, signal.SIGTERM)
+            elif term_at is not None and not killed and time.monotonic() - term_at >= KILL_AFTER_S:
+                killed = True
+                log.warning(kv("child_kill", run_id=ctx.run_id, pid=proc.pid, signal="SIGKILL"))
+                _signal_group(proc, signal.SIGKILL)
+        tee.join(timeout=1.0)  # a grandchild may hold stderr open; do not wait for it
+        if rc != 0:
+            raise CommandFailed(describe_exit(rc, last[0]))
+
+    return handle
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the child leads its own session: reach its children too
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+def run_shell_worker(
+    endpoints: list[str],
+    queues: list[str],
+    concurrency: int,
+    argv: list[str],
+    worker_id: str | None = None,
+) -> int:
+    """Run the shell worker until SIGINT/SIGTERM (or ``stop`` from elsewhere).
+
+    Returns 0 after a clean stop, 2 with a one-line error on stderr for bad arguments (empty
+    ``argv``, no endpoints, concurrency < 1). Configures logging to stderr at INFO (or
+    ``SCHEDD_LOG_LEVEL``) when the process has no logging set up yet.
+    """
+    if not argv:
+        print("error: no command given; usage: schedctl worker run [--queue Q] -- CMD [ARGS...]",
+              file=sys.stderr)
+        return 2
+    try:
+        worker = Worker(endpoints, queues=queues or ["default"], concurrency=concurrency,
+                        worker_id=worker_id, logger=logging.getLogger("schedd.agent"))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not logging.getLogger().handlers:
+        level = os.environ.get("SCHEDD_LOG_LEVEL", "INFO").upper()
+        logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    worker.default_handler(shell_handler(argv))
+    print(f"schedd worker {worker.worker_id}: queues={','.join(worker.queues)} "
+          f"concurrency={worker.concurrency} endpoints={','.join(worker.endpoints)} "
+          f"command={shlex.join(argv)}", flush=True)
+    worker.run()
+    return 0
+
