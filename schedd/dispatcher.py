@@ -254,7 +254,9 @@ class Dispatcher:
     def _idle_wait(self, now_ms: int, mono: float) -> float:
         wait = self.settings.idle_tick_s
         for t in (self.store.next_due_ms(), self.store.next_pending_ms()):
-            if t is not None:
+            # A time already past is work this tick could not do (no worker with a free slot
+            # serves that queue): a worker attaching or finishing wakes the loop, so do not spin.
+            if t is not None and t > now_ms:
                 wait = min(wait, (t - now_ms) / 1000)
         with self._lock:
             exp = self.leases.next_expiry()
