@@ -26,17 +26,18 @@ Failure contract
 
 The small pure helpers (:func:`parse_endpoints`, :func:`leader_hint`, :func:`classify`,
 :func:`error_from_status`, :func:`summarize_failure`, :func:`backoff_delays`) hold the decisions
-and are unit-tested without a network.
+and are unit-tested without a network. The address helpers (:func:`parse_endpoint`,
+:func:`parse_endpoints`, :func:`leader_hint`, :func:`backoff_delays`, ``LEADER_METADATA_KEY``)
+live in :mod:`schedd.endpoints`, shared with the worker agent, and are re-exported here.
 """
 
 from __future__ import annotations
 
 import enum
-import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -44,6 +45,13 @@ import grpc
 
 from schedd import errors
 from schedd.clock import Clock, SystemClock
+from schedd.endpoints import (
+    LEADER_METADATA_KEY,
+    backoff_delays,
+    leader_hint,
+    parse_endpoint,
+    parse_endpoints,
+)
 from schedd.pb import api_grpc, api_pb2, types_pb2
 
 __all__ = [
@@ -61,9 +69,6 @@ __all__ = [
     "summarize_failure",
 ]
 
-#: Trailing-metadata key in which a follower names the leader's gRPC address ("" = unknown).
-LEADER_METADATA_KEY = "schedd-leader"
-
 #: Status codes that are the server's final word: retrying cannot change them.
 FINAL_CODES = frozenset(
     {"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "ABORTED", "FAILED_PRECONDITION"}
@@ -78,10 +83,6 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
-_HOST_PORT = re.compile(
-    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d{1,5})$"
-)
-
 _T = TypeVar("_T")
 
 #: (endpoint, status or None when unreachable, reason or "") as returned by cluster_status().
@@ -89,63 +90,6 @@ NodeReport = tuple[str, api_pb2.NodeStatus | None, str]
 
 
 # ---- pure helpers --------------------------------------------------------------------------
-
-
-def parse_endpoint(text: str, field: str = "endpoints") -> str:
-    """Validate one ``host:port`` (or ``[v6addr]:port``) address and return it stripped.
-
-    Raises :class:`schedd.errors.InvalidArgument` naming ``field`` when it is malformed.
-    """
-    text = text.strip()
-    m = _HOST_PORT.match(text)
-    if not m:
-        raise errors.InvalidArgument(
-            field, f"{text!r} is not host:port (for example 127.0.0.1:7101)"
-        )
-    port = int(m.group("port"))
-    if not 1 <= port <= 65535:
-        raise errors.InvalidArgument(field, f"{text!r} has port {port}; want 1-65535")
-    return text
-
-
-def parse_endpoints(endpoints: str | Sequence[str], field: str = "endpoints") -> list[str]:
-    """Turn ``"h1:p1,h2:p2"`` or ``["h1:p1", "h2:p2,h3:p3"]`` into a list of unique addresses.
-
-    Order is kept (the first one is tried first); blanks are ignored; an empty result or a
-    malformed address raises :class:`schedd.errors.InvalidArgument` naming ``field``.
-    """
-    items = [endpoints] if isinstance(endpoints, str) else list(endpoints)
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise errors.InvalidArgument(field, f"{item!r} is not a host:port string")
-        for part in item.split(","):
-            if part.strip():
-                ep = parse_endpoint(part, field)
-                if ep not in out:
-                    out.append(ep)
-    if not out:
-        raise errors.InvalidArgument(field, "no endpoint given; want host:port[,host:port...]")
-    return out
-
-
-def leader_hint(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
-    """The leader address a follower put in the trailing metadata, or ``""`` when there is none.
-
-    A hint that is not a valid ``host:port`` is ignored (treated as "leader unknown").
-    """
-    for key, value in metadata or ():
-        if key.lower() != LEADER_METADATA_KEY:
-            continue
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-        text = text.strip()
-        if not text:
-            return ""
-        try:
-            return parse_endpoint(text)
-        except errors.InvalidArgument:
-            return ""
-    return ""
 
 
 class Action(enum.Enum):
@@ -215,14 +159,6 @@ def error_from_status(code: str, details: str, hint: str = "") -> errors.SchedEr
     if code in errors.BY_CODE:
         return errors.from_code(code, details or code.lower().replace("_", " "))
     return errors.Internal(f"{code}: {details}" if details else code)
-
-
-def backoff_delays(initial: float = 0.05, maximum: float = 1.0) -> Iterator[float]:
-    """Back-off delays in seconds: ``initial``, doubling, capped at ``maximum``; never ends."""
-    delay = initial
-    while True:
-        yield delay
-        delay = min(delay * 2, maximum)
 
 
 def new_request_id() -> str:

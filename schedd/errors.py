@@ -4,6 +4,7 @@ Exception tree::
 
     SchedError
     ├── InvalidArgument     bad input; the message names the field          INVALID_ARGUMENT
+    │                       (also a ValueError)
     ├── NotFound            no such job or run                               NOT_FOUND
     ├── AlreadyExists       a job with that name exists                      ALREADY_EXISTS
     ├── StaleFence          the fence is not the run's current lease         ABORTED
@@ -12,6 +13,9 @@ Exception tree::
     │   └── NotLeader       this node is a follower; ``leader`` says where   UNAVAILABLE
     ├── OutcomeUnknown      the write may or may not have committed          DEADLINE_EXCEEDED
     └── Internal            a bug or a local failure; see the node's log     INTERNAL
+
+``InvalidArgument`` is also a ``ValueError``, so callers that expect the Python convention for
+bad arguments (the worker agent documents "bad arguments raise ValueError") catch it too.
 
 This module is pure: the table holds status-code *names* so the core never imports grpc.
 """
@@ -29,7 +33,9 @@ class SchedError(Exception):
         self.message = message
 
 
-class InvalidArgument(SchedError):
+class InvalidArgument(SchedError, ValueError):
+    """Bad input; ``field`` names it. Also a ``ValueError`` (see the module docstring)."""
+
     code = "INVALID_ARGUMENT"
 
     def __init__(self, field: str, problem: str) -> None:

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from schedd.clock import Clock, SystemClock
-from schedd.dispatcher import DispatchSettings, Dispatcher
+from schedd.dispatcher import Dispatcher, DispatchSettings
 from schedd.errors import InvalidArgument, NotLeader
 from schedd.pb import api_pb2
 from schedd.raft import RaftNode, RaftSettings

@@ -18,7 +18,16 @@ import grpc
 
 from schedd import validate
 from schedd.apply import Result, encode
-from schedd.errors import InvalidArgument, NotFound, NotLeader, SchedError, StaleFence, Unavailable, from_code
+from schedd.endpoints import LEADER_METADATA_KEY
+from schedd.errors import (
+    InvalidArgument,
+    NotFound,
+    NotLeader,
+    SchedError,
+    StaleFence,
+    Unavailable,
+    from_code,
+)
 from schedd.pb import api_grpc, api_pb2, command_pb2
 from schedd.workers import WorkerSession
 
@@ -27,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("schedd.service")
 
-LEADER_METADATA_KEY = "schedd-leader"
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -26,9 +26,9 @@ from schedd.agent import (
     context_from_firing,
     kv,
     parse_endpoints,
-    reconnect_delays,
 )
 from schedd.clock import FakeClock
+from schedd.endpoints import backoff_delays
 from schedd.shellworker import child_env, describe_exit, run_shell_worker
 
 TTL_MS = 10_000
@@ -318,7 +318,7 @@ def test_parse_endpoints() -> None:
 
 
 def test_reconnect_backoff_doubles_to_one_second() -> None:
-    it = reconnect_delays()
+    it = backoff_delays()
     assert [next(it) for _ in range(7)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
 
 

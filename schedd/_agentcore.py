@@ -1,0 +1,405 @@
+"""The worker agent's pure core: lease bookkeeping, completion records, handler context.
+
+Nothing here does I/O, starts a thread or reads the clock: time comes from a clock function the
+caller injects (monotonic seconds), and the caller holds the lock. :class:`schedd.agent.Worker`
+is the shell around it (gRPC stream, heartbeat ticker, handler pool); it translates wire
+messages into calls on :class:`LeaseBook` and executes what the book decides.
+
+Private module: users import these names from :mod:`schedd.agent`, which re-exports them.
+The delivery contract they implement is written in :mod:`schedd.agent`'s docstring; the
+bookkeeping invariants are written on :class:`LeaseBook`.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+__all__ = [
+    "CODE_ABORTED",
+    "CODE_DEADLINE_EXCEEDED",
+    "CODE_OK",
+    "CODE_RESOURCE_EXHAUSTED",
+    "CODE_UNAVAILABLE",
+    "MAX_ERROR_CHARS",
+    "AckKind",
+    "AckResult",
+    "CompletionRecord",
+    "Context",
+    "Handler",
+    "HandlerFailure",
+    "LeaseBook",
+    "LeaseKey",
+    "LostLease",
+    "Outcome",
+    "code_name",
+    "context_from_firing",
+    "kv",
+    "ms_to_datetime",
+]
+
+#: A lease is identified by the run it is for and the fence it was granted under.
+LeaseKey = tuple[str, int]
+
+#: gRPC status-code numbers the core needs (kept here so the core never imports grpc).
+CODE_OK = 0
+CODE_DEADLINE_EXCEEDED = 4
+CODE_RESOURCE_EXHAUSTED = 8
+CODE_ABORTED = 10
+CODE_UNAVAILABLE = 14
+_RETRYABLE_CODES = frozenset({CODE_DEADLINE_EXCEEDED, CODE_RESOURCE_EXHAUSTED, CODE_UNAVAILABLE})
+_CODE_NAMES = {
+    0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION", 10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED",
+    13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+}
+
+#: Longest error text sent with a failed completion (the rest is cut, with a marker).
+MAX_ERROR_CHARS = 2000
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def code_name(code: int) -> str:
+    """The gRPC status-code name for a number (``CODE_<n>`` when unknown)."""
+    return _CODE_NAMES.get(code, f"CODE_{code}")
+
+
+# ---- leases and completions ----------------------------------------------------------------
+
+
+class Outcome(enum.IntEnum):
+    """How an attempt ended; values equal the wire enum ``schedd.v1.Outcome``."""
+
+    SUCCEEDED = 1
+    FAILED = 2
+
+
+@dataclass(frozen=True)
+class CompletionRecord:
+    """A finished attempt waiting for the leader's acknowledgement."""
+
+    run_id: str
+    fence: int
+    outcome: Outcome
+    error: str = ""
+
+    @property
+    def key(self) -> LeaseKey:
+        return (self.run_id, self.fence)
+
+
+@dataclass(frozen=True)
+class LostLease:
+    """A lease the agent must stop working under; ``reason`` is for the log."""
+
+    run_id: str
+    fence: int
+    reason: str
+
+    @property
+    def key(self) -> LeaseKey:
+        return (self.run_id, self.fence)
+
+
+class AckKind(enum.Enum):
+    """What an acknowledgement did to a pending completion."""
+
+    OK = "ok"              # committed; forgotten
+    STALE = "stale"        # ABORTED: the lease had been lost, the result was discarded; forgotten
+    RETRY = "retry"        # transient (UNAVAILABLE, DEADLINE_EXCEEDED, ...): kept, sent again later
+    REJECTED = "rejected"  # any other code: the leader will never accept it; forgotten
+    UNKNOWN = "unknown"    # no such pending completion (a duplicate ack); ignored
+
+
+@dataclass(frozen=True)
+class AckResult:
+    kind: AckKind
+    record: CompletionRecord | None
+    code: int
+    message: str = ""
+
+
+@dataclass
+class _Held:
+    run_id: str
+    fence: int
+    ttl_s: float
+    renewed_at: float                 # monotonic seconds of the last confirmed renewal
+    lost_reason: str | None = None    # set once: the lease is lost (the handler may still run)
+
+
+@dataclass
+class _Pending:
+    record: CompletionRecord
+    sent: bool = False                # written on the current stream (reset on reconnect)
+    not_before: float = 0.0           # monotonic: do not resend before this (after a RETRY ack)
+
+
+class LeaseBook:
+    """Bookkeeping of one worker's leases and unacknowledged completions. Pure and single-threaded
+    (the caller holds a lock); time comes only from the injected ``clock`` (monotonic seconds).
+
+    Invariants:
+
+    * A lease is *held* from ``acquire`` until ``finish``; a held lease is *live* until it is
+      lost. Only live leases are heartbeated or offered in ``Hello.running``.
+    * A lease is lost at most once, and loss is final: the leader told us (``Welcome.lost``,
+      ``LeasesLost``, or a Hello lease it did not re-attach), or no renewal was confirmed for
+      longer than its TTL. ``expire`` reports each such lease exactly once.
+    * A renewal counts from the moment the renewing message (Hello or Heartbeat) was handed to the
+      stream, and only once its write is known to have completed (or, for Hello, once Welcome
+      re-attached it). The local deadline therefore never lies after the leader's, except by
+      the time the transport takes to notice a silently dead peer.
+    * Every finished attempt stays *pending* until an ack with a final code arrives, whether or
+      not its lease was lost (the leader's fence check, not our guess, decides). ``start_session``
+      marks every pending completion unsent, so a reconnect resends all of them.
+    """
+
+    def __init__(self, clock: Callable[[], float], default_ttl_ms: int = 30_000) -> None:
+        if default_ttl_ms <= 0:
+            raise ValueError("default_ttl_ms must be positive")
+        self._clock = clock
+        self._ttl_s = default_ttl_ms / 1000.0
+        self._held: dict[LeaseKey, _Held] = {}
+        self._pending: dict[LeaseKey, _Pending] = {}
+        self._hello: tuple[frozenset[LeaseKey], float] | None = None
+        self.retry_delay_s = 0.5
+
+    # ---- leases ----------------------------------------------------------------------------
+
+    @property
+    def ttl_ms(self) -> int:
+        return int(round(self._ttl_s * 1000))
+
+    def set_ttl(self, ttl_ms: int) -> None:
+        """Adopt the leader's lease TTL for leases acquired without one (ignored when <= 0)."""
+        if ttl_ms > 0:
+            self._ttl_s = ttl_ms / 1000.0
+
+    def acquire(self, run_id: str, fence: int, ttl_ms: int = 0) -> bool:
+        """Start holding a lease received in a firing. False (and no change) for a duplicate:
+        the same lease is already held, or its completion is still pending."""
+        key = (run_id, fence)
+        if key in self._held or key in self._pending:
+            return False
+        ttl_s = ttl_ms / 1000.0 if ttl_ms > 0 else self._ttl_s
+        self._held[key] = _Held(run_id, fence, ttl_s, self._clock())
+        return True
+
+    def is_held(self, run_id: str, fence: int) -> bool:
+        return (run_id, fence) in self._held
+
+    def is_lost(self, run_id: str, fence: int) -> bool:
+        h = self._held.get((run_id, fence))
+        return h is not None and h.lost_reason is not None
+
+    def live(self) -> list[LeaseKey]:
+        """Held leases not lost, in a stable order: what Heartbeat and Hello carry."""
+        return sorted(k for k, h in self._held.items() if h.lost_reason is None)
+
+    def held_count(self) -> int:
+        return len(self._held)
+
+    def heartbeat_written(self, leases: Iterable[LeaseKey], sent_at: float) -> None:
+        """A heartbeat handed to the stream at ``sent_at`` was written: renew its leases."""
+        for key in leases:
+            h = self._held.get(key)
+            if h is not None and h.lost_reason is None and sent_at > h.renewed_at:
+                h.renewed_at = sent_at
+
+    def _lose(self, h: _Held, reason: str) -> LostLease | None:
+        if h.lost_reason is not None:
+            return None
+        h.lost_reason = reason
+        return LostLease(h.run_id, h.fence, reason)
+
+    def server_lost(self, leases: Iterable[LeaseKey], reason: str) -> list[LostLease]:
+        """The leader revoked these leases (``LeasesLost``). Returns the newly lost held ones."""
+        out = []
+        for key in leases:
+            h = self._held.get(key)
+            if h is not None and (lost := self._lose(h, reason or "revoked by the leader")):
+                out.append(lost)
+        return out
+
+    def expire(self) -> list[LostLease]:
+        """Leases whose last confirmed renewal is more than their TTL ago: newly lost."""
+        now = self._clock()
+        out = []
+        for h in self._held.values():
+            if h.lost_reason is None and now - h.renewed_at > h.ttl_s:
+                reason = f"no contact with a leader for more than {int(h.ttl_s * 1000)} ms"
+                lost = self._lose(h, reason)
+                assert lost is not None
+                out.append(lost)
+        return out
+
+    def next_expiry(self) -> float | None:
+        """The earliest monotonic instant at which ``expire`` may report a lease."""
+        times = [h.renewed_at + h.ttl_s for h in self._held.values() if h.lost_reason is None]
+        return min(times) if times else None
+
+    # ---- sessions --------------------------------------------------------------------------
+
+    def start_session(self) -> list[LeaseKey]:
+        """A new stream is opening: returns the leases for ``Hello.running`` (taken now, at the
+        moment Hello is handed to the stream) and marks every pending completion unsent."""
+        leases = self.live()
+        self._hello = (frozenset(leases), self._clock())
+        for p in self._pending.values():
+            p.sent = False
+            p.not_before = 0.0
+        return leases
+
+    def on_welcome(
+        self, lease_ttl_ms: int, reattached: Iterable[LeaseKey], lost: Iterable[LeaseKey]
+    ) -> list[LostLease]:
+        """Apply the leader's Welcome. Re-attached leases are renewed as of the Hello; leases in
+        ``lost``, and Hello leases the leader did not re-attach, are lost. Returns the newly lost."""
+        self.set_ttl(lease_ttl_ms)
+        offered, hello_at = self._hello if self._hello else (frozenset(), self._clock())
+        self._hello = None
+        reattached_set = set(reattached)
+        out = []
+        for key in lost:
+            h = self._held.get(key)
+            if h is not None and (gone := self._lose(h, "not re-attached by the new leader")):
+                out.append(gone)
+        for key in sorted(offered):
+            h = self._held.get(key)
+            if h is None:
+                continue  # finished meanwhile; its completion is pending and will be resent
+            if key in reattached_set:
+                if h.lost_reason is None and hello_at > h.renewed_at:
+                    h.renewed_at = hello_at
+            elif gone := self._lose(h, "not re-attached by the leader"):
+                out.append(gone)
+        return out
+
+    # ---- completions -----------------------------------------------------------------------
+
+    def finish(self, run_id: str, fence: int, outcome: Outcome, error: str = "") -> CompletionRecord:
+        """The handler for a lease returned: the lease is released and its completion pending.
+        Finishing a lease that is not held still records the completion (the caller knows it ran)."""
+        key = (run_id, fence)
+        self._held.pop(key, None)
+        if len(error) > MAX_ERROR_CHARS:
+            error = error[: MAX_ERROR_CHARS - 14] + "...[truncated]"
+        record = CompletionRecord(run_id, fence, Outcome(outcome), error)
+        self._pending[key] = _Pending(record)
+        return record
+
+    def take_unsent(self) -> list[CompletionRecord]:
+        """Completions to write now (unsent, and past any retry delay); marks them sent."""
+        now = self._clock()
+        out = []
+        for p in self._pending.values():
+            if not p.sent and p.not_before <= now:
+                p.sent = True
+                out.append(p.record)
+        return out
+
+    def has_unsent(self) -> bool:
+        now = self._clock()
+        return any(not p.sent and p.not_before <= now for p in self._pending.values())
+
+    def pending(self) -> list[CompletionRecord]:
+        """Every completion not yet finally acknowledged."""
+        return [p.record for p in self._pending.values()]
+
+    def on_ack(self, run_id: str, fence: int, code: int, message: str = "") -> AckResult:
+        """Apply one ``CompletionAck``; see ``AckKind`` for what each code does."""
+        key = (run_id, fence)
+        p = self._pending.get(key)
+        if p is None:
+            return AckResult(AckKind.UNKNOWN, None, code, message)
+        if code in _RETRYABLE_CODES:
+            p.sent = False
+            p.not_before = self._clock() + self.retry_delay_s
+            return AckResult(AckKind.RETRY, p.record, code, message)
+        del self._pending[key]
+        kind = AckKind.OK if code == CODE_OK else AckKind.STALE if code == CODE_ABORTED else AckKind.REJECTED
+        return AckResult(kind, p.record, code, message)
+
+    def idle(self) -> bool:
+        """Nothing held and nothing pending: a drain is complete."""
+        return not self._held and not self._pending
+
+
+# ---- handler context -----------------------------------------------------------------------
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """Epoch milliseconds → an aware UTC datetime (exact, no float rounding)."""
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+class HandlerFailure(Exception):
+    """Raise from a handler to fail the attempt with ``str(exc)`` as the error text, logged as
+    one line without a traceback (an expected failure, not a bug)."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler gets for one attempt of one run. Immutable, except that ``cancelled`` is an
+    event the agent sets when the handler should stop (lease lost or revoked, worker stopping).
+
+    ``fence`` strictly increases across attempts of a run cluster-wide: pass it to the systems
+    you write to so they can refuse a stale (lower) fence.
+    """
+
+    run_id: str
+    job: str
+    scheduled_at: datetime      # aware, UTC
+    scheduled_ms: int           # the same instant in epoch milliseconds
+    attempt: int                # 1 for the first delivery
+    fence: int
+    payload: str                # the job's payload (JSON text, may be empty)
+    queue: str
+    worker_id: str
+    lease_ttl_ms: int = 0
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+
+def context_from_firing(firing: Any, worker_id: str, cancelled: threading.Event | None = None) -> Context:
+    """Build the handler context for a ``schedd.v1.Firing`` (any object with its fields)."""
+    return Context(
+        run_id=firing.run_id,
+        job=firing.job,
+        scheduled_at=ms_to_datetime(firing.scheduled_ms),
+        scheduled_ms=firing.scheduled_ms,
+        attempt=firing.attempt,
+        fence=firing.fence,
+        payload=firing.payload,
+        queue=firing.queue,
+        worker_id=worker_id,
+        lease_ttl_ms=firing.lease_ttl_ms,
+        cancelled=cancelled if cancelled is not None else threading.Event(),
+    )
+
+
+#: A job handler, ``fn(ctx)``: returning means success, raising means failure.
+Handler = Callable[[Context], None]
+
+
+# ---- logging -------------------------------------------------------------------------------
+
+
+def kv(event: str, **fields: Any) -> str:
+    """A ``key=value`` log message: ``event=...`` first, values with spaces or quotes quoted."""
+    parts = [f"event={event}"]
+    for k, v in fields.items():
+        if v is None:
+            continue
+        s = v if isinstance(v, str) else str(v)
+        if s == "" or any(c in s for c in ' "=\n\t'):
+            s = '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        parts.append(f"{k}={s}")
+    return " ".join(parts)
+
