@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from schedd import _agentcore
 from schedd._agentcore import (
@@ -296,7 +296,7 @@ class Worker:
         cancels running handlers)."""
         if self._state is _State.NEW:
             self.start()
-        restore: dict[int, Any] = {}
+        restore: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 restore[sig] = signal.signal(sig, self._on_signal)
@@ -544,7 +544,7 @@ class Worker:
                     if not recs:
                         continue
                     msg = api_pb2.WorkerMessage(completions=api_pb2.Completions(completions=[
-                        api_pb2.Completion(run_id=c.run_id, fence=c.fence, outcome=int(c.outcome),
+                        api_pb2.Completion(run_id=c.run_id, fence=c.fence, outcome=cast(Any, int(c.outcome)),
                                            error=c.error) for c in recs]))
             if intent == _FLUSH:
                 self.log.debug(kv("completions_sent", count=len(msg.completions.completions)))

@@ -114,8 +114,8 @@ def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft
     pw_file = pick(raft_password_file, "raft_password_file")
     if pw_file:
         try:
-            with open(pw_file) as f:
-                password = f.read().strip()
+            with open(pw_file) as pf:
+                password = pf.read().strip()
         except OSError as e:
             _fail(f"--raft-password-file: cannot read {pw_file}: {e.strerror}")
     for flag, value in (("--node-id", pick(node_id, "node_id")), ("--data-dir", pick(data_dir, "data_dir")),

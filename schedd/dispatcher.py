@@ -17,11 +17,13 @@ reconciled with LMDB before the next tick, because the entry may still commit la
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from schedd import keys
 from schedd.apply import Result, encode
@@ -31,6 +33,10 @@ from schedd.leases import LeaseTable
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.schedule import Cron, parse_cron, slots_due
 from schedd.workers import Registry, WorkerSession
+
+if TYPE_CHECKING:
+    from schedd.raft import RaftNode
+    from schedd.store import Store
 
 log = logging.getLogger("schedd.dispatcher")
 
@@ -53,7 +59,7 @@ CompletionCallback = Callable[[str, str], None]  # (status code name, message)
 
 
 class Dispatcher:
-    def __init__(self, *, node_id: str, store: object, raft: object, clock: Clock,
+    def __init__(self, *, node_id: str, store: Store, raft: RaftNode, clock: Clock,
                  registry: Registry, leader_hint: Callable[[], str],
                  settings: DispatchSettings | None = None) -> None:
         self.node_id = node_id
@@ -144,7 +150,7 @@ class Dispatcher:
                 self.leases.release(c.run_id, c.fence)
                 item = command_pb2.CompleteItem(run_id=c.run_id, fence=c.fence,
                                                 success=c.outcome == api_pb2.OUTCOME_SUCCEEDED, error=c.error)
-                self._completions.append((item, lambda code, msg, c=c: callback(c, code, msg)))
+                self._completions.append((item, functools.partial(callback, c)))
             self._wake.notify_all()
 
     # ---- the loop ----------------------------------------------------------------------------

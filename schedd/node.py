@@ -12,6 +12,7 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -172,7 +173,7 @@ class Node:
         self.raft.transferLeadership(target)
 
     def status(self, with_digest: bool = False) -> api_pb2.NodeStatus:
-        st = self.raft.status()
+        st: dict[str, Any] = self.raft.status()
         role = {0: "follower", 1: "candidate", 2: "leader"}.get(int(st.get("state", 0)), "unknown")
         return api_pb2.NodeStatus(
             node_id=self.config.node_id, role=role, term=int(st.get("raft_term", 0)),

@@ -32,6 +32,15 @@ SNAPSHOT_MAGIC = b"SCHEDDSNAP1\n"
 _TRAILER = struct.Struct("<Q12s")  # metadata length, magic
 
 
+def _bytes(value: bytes | memoryview | None) -> bytes | None:
+    """py-lmdb returns bytes for transactions opened without ``buffers=True`` (all of ours)."""
+    return value if value is None or isinstance(value, bytes) else bytes(value)
+
+
+def _key(cursor: lmdb.Cursor) -> bytes:
+    return bytes(cursor.key())
+
+
 def fatal(message: str) -> None:
     """Stop the process without unwinding: the Raft journal redoes the entry on restart."""
     log.critical(message)
@@ -45,7 +54,7 @@ class _TxnReader:
         self._dbs = dbs
 
     def get(self, db: str, key: bytes) -> bytes | None:
-        return self._txn.get(key, db=self._dbs[db])
+        return _bytes(self._txn.get(key, db=self._dbs[db]))
 
 
 class Store:
@@ -115,7 +124,7 @@ class Store:
     def applied_index(self) -> int:
         with self.read() as txn:
             raw = txn.get(keys.APPLIED_INDEX, db=self._dbs["meta"])
-        return 0 if raw is None else keys.from_be64(raw)
+        return 0 if raw is None else keys.from_be64(bytes(raw))
 
     def get_job(self, name: str) -> types_pb2.Job | None:
         with self.read() as txn:
@@ -128,7 +137,7 @@ class Store:
         return None if raw is None else types_pb2.Run.FromString(raw)
 
     def list_jobs(self, after: str = "", limit: int = 1000) -> list[types_pb2.Job]:
-        out = []
+        out: list[types_pb2.Job] = []
         with self.read() as txn:
             cur = txn.cursor(db=self._dbs["jobs"])
             ok = cur.set_range(after.encode() + b"\x00") if after else cur.first()
@@ -150,8 +159,8 @@ class Store:
                     ok = cur.prev()
                 else:
                     ok = cur.last()
-                while ok and len(out) < limit and cur.key().startswith(prefix):
-                    rid = cur.key()[len(prefix) + 8:]
+                while ok and len(out) < limit and _key(cur).startswith(prefix):
+                    rid = _key(cur)[len(prefix) + 8:]
                     raw = txn.get(rid, db=runs)
                     if raw is not None:
                         out.append(types_pb2.Run.FromString(raw))
@@ -167,12 +176,12 @@ class Store:
 
     def due_until(self, now_ms: int, limit: int) -> list[tuple[int, str]]:
         """(due_ms, job name) with due_ms <= now_ms, earliest first. O(due), not O(jobs)."""
-        out = []
+        out: list[tuple[int, str]] = []
         with self.read() as txn:
             cur = txn.cursor(db=self._dbs["due"])
             ok = cur.first()
             while ok and len(out) < limit:
-                due, name = keys.split_due_key(cur.key())
+                due, name = keys.split_due_key(_key(cur))
                 if due > now_ms:
                     break
                 out.append((due, name))
@@ -182,15 +191,15 @@ class Store:
     def next_due_ms(self) -> int | None:
         with self.read() as txn:
             cur = txn.cursor(db=self._dbs["due"])
-            return keys.split_due_key(cur.key())[0] if cur.first() else None
+            return keys.split_due_key(_key(cur))[0] if cur.first() else None
 
     def pending_until(self, now_ms: int, limit: int) -> list[types_pb2.Run]:
-        out = []
+        out: list[types_pb2.Run] = []
         with self.read() as txn:
             cur = txn.cursor(db=self._dbs["pending"])
             ok = cur.first()
             while ok and len(out) < limit:
-                nb, rid = keys.split_pending_key(cur.key())
+                nb, rid = keys.split_pending_key(_key(cur))
                 if nb > now_ms:
                     break
                 raw = txn.get(rid.encode(), db=self._dbs["runs"])
@@ -202,12 +211,12 @@ class Store:
     def next_pending_ms(self) -> int | None:
         with self.read() as txn:
             cur = txn.cursor(db=self._dbs["pending"])
-            return keys.split_pending_key(cur.key())[0] if cur.first() else None
+            return keys.split_pending_key(_key(cur))[0] if cur.first() else None
 
     def leases(self) -> dict[str, tuple[int, str]]:
         """Every outstanding lease: run id -> (fence, worker id)."""
         with self.read() as txn:
-            return {k.decode(): keys.split_lease_value(v)
+            return {bytes(k).decode(): keys.split_lease_value(bytes(v))
                     for k, v in txn.cursor(db=self._dbs["leases"])}
 
     def digest(self) -> str:
