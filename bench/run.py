@@ -1,0 +1,272 @@
+"""schedd benchmark: schedd next to raw pysyncobj and APScheduler, measured in one run.
+
+    python bench/run.py [--quick] [--runs 3] [--out bench/results/latest.json]
+
+Parts (see bench/README.md for what each figure means):
+  (a) schedd burst throughput: N one-shot jobs due at one instant, 3-node cluster, one worker
+  (b) schedd lag: 100 cron jobs firing every second, handler start minus scheduled time
+  (c) raw pysyncobj, same settings as schedd: commits/s with many calls in flight, one sync call
+  (d) APScheduler 3.x in memory: N jobs due at once; 100 jobs every second
+
+Prints a table (figure, schedd, baseline, ratio) on stdout and writes every raw number to the
+JSON file. Progress goes to stderr. Everything binds to 127.0.0.1 and every process started
+here is stopped before the part returns. Exit status 1 when a part raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from common import load_average, progress
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+@dataclass(frozen=True)
+class Plan:
+    jobs: int
+    lag_s: float
+    raft_s: float
+    raft_inflight: int
+    concurrency: int
+    runs: int
+    keep: bool
+    server_path: str | None
+
+
+def _git_commit() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True, timeout=10).stdout
+
+    try:
+        # the nodes import this work tree: list what differs from the commit
+        changed = [line.split(maxsplit=1)[-1] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+                   if line.strip()]
+        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(changed), "changed_files": changed}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None, "changed_files": []}
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for pkg in ("schedd", "pysyncobj", "apscheduler", "grpcio", "protobuf", "lmdb", "croniter", "cryptography"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _machine() -> dict[str, Any]:
+    mem = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem = round(int(f.readline().split()[1]) / 1024 / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    cpu_model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        pass
+    return {"cpu_count": os.cpu_count(), "cpu_model": cpu_model, "mem_gib": mem,
+            "platform": platform.platform(), "load_average_at_start": load_average()}
+
+
+def _part(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> None:
+    """Run one part; an exception becomes ``{"error": ...}`` so the other parts still run."""
+    t0 = time.monotonic()
+    try:
+        res = fn()
+    except Exception as e:  # report and go on: one broken part must not hide the others
+        progress(f"{name}: FAILED: {e!r}")
+        res = {"error": repr(e), "traceback": traceback.format_exc(), "valid": False}
+    res["wall_s"] = round(time.monotonic() - t0, 1)
+    results.setdefault(name, []).append(res)
+
+
+def run_all(plan: Plan) -> dict[str, Any]:
+    import aps_bench
+    import raw_raft
+    import schedd_bench
+
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for i in range(plan.runs):
+        if plan.runs > 1:
+            progress(f"=== run {i + 1}/{plan.runs} ===")
+        # interleaved so that schedd and its baselines see the same machine conditions
+        _part(parts, "raw_pysyncobj", lambda: raw_raft.run(plan.raft_s, plan.raft_inflight, keep=plan.keep))
+        _part(parts, "schedd_throughput",
+              lambda: schedd_bench.throughput(plan.jobs, concurrency=plan.concurrency, keep=plan.keep,
+                                              server_path=plan.server_path))
+        _part(parts, "apscheduler_throughput", lambda: aps_bench.throughput(plan.jobs))
+        _part(parts, "schedd_lag",
+              lambda: schedd_bench.lag(100, plan.lag_s, concurrency=plan.concurrency, keep=plan.keep,
+                                       server_path=plan.server_path))
+        _part(parts, "apscheduler_lag", lambda: aps_bench.lag(100, plan.lag_s))
+    return parts
+
+
+# ---- summary -------------------------------------------------------------------------------
+
+
+def _values(runs: list[dict[str, Any]], *path: str) -> list[float]:
+    out = []
+    for r in runs:
+        v: Any = r
+        for key in path:
+            v = v.get(key) if isinstance(v, dict) else None
+        if isinstance(v, int | float):
+            out.append(float(v))
+    return out
+
+
+@dataclass(frozen=True)
+class Stat:
+    median: float | None
+    lo: float | None
+    hi: float | None
+    n: int
+    invalid: int
+
+    @staticmethod
+    def of(runs: list[dict[str, Any]], *path: str) -> Stat:
+        vals = _values(runs, *path)
+        invalid = sum(1 for r in runs if not r.get("valid", False))
+        if not vals:
+            return Stat(None, None, None, 0, invalid)
+        return Stat(statistics.median(vals), min(vals), max(vals), len(vals), invalid)
+
+    def fmt(self, digits: int = 0) -> str:
+        if self.median is None:
+            return "n/a"
+        text = f"{self.median:,.{digits}f}"
+        if self.n > 1:
+            text += f" [{self.lo:,.{digits}f}–{self.hi:,.{digits}f}]"
+        if self.invalid:
+            text += " *"
+        return text
+
+
+def _ratio(a: Stat, b: Stat) -> str:
+    if a.median is None or b.median in (None, 0):
+        return "n/a"
+    assert b.median is not None
+    r = a.median / b.median
+    return f"{r:.3f}×" if r < 0.1 else f"{r:.2f}×"
+
+
+def summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[dict[str, str]]:
+    sa, sb = parts.get("schedd_throughput", []), parts.get("schedd_lag", [])
+    raw, aa, al = parts.get("raw_pysyncobj", []), parts.get("apscheduler_throughput", []), parts.get("apscheduler_lag", [])
+    fps = Stat.of(sa, "firings_per_s")
+    rows: list[tuple[str, Stat, str, Stat, int]] = [
+        (f"burst: firings/s, {plan.jobs} due at once (due → completion committed)", fps,
+         f"raw pysyncobj commits/s ({plan.raft_inflight} in flight)", Stat.of(raw, "commits_per_s"), 0),
+        (f"burst: firings/s, {plan.jobs} due at once", fps,
+         "APScheduler in-memory firings/s", Stat.of(aa, "firings_per_s"), 0),
+        ("burst: due → last completion, s", Stat.of(sa, "due_to_last_completion_s"),
+         "APScheduler due → last job ran, s", Stat.of(aa, "due_to_last_job_s"), 2),
+        ("lag p50 ms at 100 firings/s", Stat.of(sb, "lag", "p50_ms"),
+         "APScheduler lag p50 ms", Stat.of(al, "lag", "p50_ms"), 1),
+        ("lag p99 ms at 100 firings/s", Stat.of(sb, "lag", "p99_ms"),
+         "APScheduler lag p99 ms", Stat.of(al, "lag", "p99_ms"), 1),
+        ("lag max ms at 100 firings/s", Stat.of(sb, "lag", "max_ms"),
+         "APScheduler lag max ms", Stat.of(al, "lag", "max_ms"), 1),
+        ("lag p50 ms at 100 firings/s", Stat.of(sb, "lag", "p50_ms"),
+         "raw pysyncobj one sync call p50 ms", Stat.of(raw, "sync_p50_ms"), 2),
+        ("job creation: create_job calls/s (32 threads)", Stat.of(sa, "create_per_s"),
+         "raw pysyncobj commits/s", Stat.of(raw, "commits_per_s"), 0),
+    ]
+    return [{"figure": f, "schedd": s.fmt(d), "baseline": bname, "baseline_value": b.fmt(d),
+             "ratio": _ratio(s, b)} for f, s, bname, b, d in rows]
+
+
+def print_table(rows: list[dict[str, str]], parts: dict[str, list[dict[str, Any]]]) -> None:
+    headers = ["figure", "schedd", "baseline", "ratio"]
+    table = [[r["figure"], r["schedd"], f"{r['baseline_value']} ({r['baseline']})", r["ratio"]] for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    print(line)
+    print("-" * len(line))
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    lag = parts.get("schedd_lag", [])
+    if lag:
+        counts = ", ".join(f"{r.get('firings', '?')}/{r.get('expected_firings', '?')}" for r in lag)
+        print(f"\nschedd lag firings received/expected per run: {counts}")
+    bad = [f"{name} run {i + 1}: {r.get('error') or 'invalid (see JSON)'}"
+           for name, runs in parts.items() for i, r in enumerate(runs) if not r.get("valid", False)]
+    if bad:
+        print("\n* invalid or failed:")
+        for b in bad:
+            print(f"  - {b}")
+    print("\nratio = schedd / baseline (throughput: higher is better for schedd; latency: lower is).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="schedd benchmark (see bench/README.md)")
+    parser.add_argument("--quick", action="store_true", help="1000 jobs, 8 s lag window, 3 s raw Raft")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"), help="JSON output file")
+    parser.add_argument("--runs", type=int, default=1, help="repeat every part this many times; the table shows "
+                                                            "median [min–max]")
+    parser.add_argument("--jobs", type=int, default=None, help="jobs due at once in the burst parts")
+    parser.add_argument("--lag-seconds", type=float, default=None, help="length of the lag window")
+    parser.add_argument("--concurrency", type=int, default=512, help="schedd worker concurrency")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dirs (node logs) even on success")
+    parser.add_argument("--server-path", default=None,
+                        help="directory put first on the nodes' PYTHONPATH: measure the schedd server of another "
+                             "tree (e.g. a worktree with a candidate fix) against the same baselines")
+    args = parser.parse_args(argv)
+    plan = Plan(
+        jobs=args.jobs or (1000 if args.quick else 5000),
+        lag_s=args.lag_seconds or (8.0 if args.quick else 20.0),
+        raft_s=3.0 if args.quick else 5.0,
+        raft_inflight=2000,
+        concurrency=args.concurrency,
+        runs=max(1, args.runs),
+        keep=args.keep,
+        server_path=args.server_path,
+    )
+    started = time.monotonic()
+    meta = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "git": _git_commit(),
+        "python": sys.version.split()[0],
+        "machine": _machine(),
+        "versions": _versions(),
+        "plan": plan.__dict__,
+        "argv": sys.argv[1:] if argv is None else argv,
+    }
+    progress(f"plan: {plan}")
+    parts = run_all(plan)
+    rows = summary(parts, plan)
+    meta["wall_s"] = round(time.monotonic() - started, 1)
+    report = {"meta": meta, "table": rows, "parts": parts}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2, sort_keys=False)
+        f.write("\n")
+    print_table(rows, parts)
+    print(f"\nraw numbers: {args.out}  (total {meta['wall_s']:.0f} s)")
+    failed = any("error" in r for runs in parts.values() for r in runs)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

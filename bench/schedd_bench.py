@@ -1,0 +1,283 @@
+"""schedd on a real local 3-node cluster: (a) burst throughput and (b) lag at a steady rate.
+
+Both parts start a fresh ``LocalCluster`` (3 ``schedd run`` processes on 127.0.0.1, random ports,
+product defaults) in a temporary directory, attach one in-process agent ``Worker`` whose handler
+does nothing, and always stop the worker and the cluster. The directory is deleted afterwards
+unless the part failed or ``keep`` is set; then its path (with ``n*/node.log``) is in the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from common import CpuMeter, latency_summary_ms, load_average, progress
+
+from schedd.agent import Context, Worker
+from schedd.client import Client
+from schedd.pb import types_pb2
+from schedd.testing import LocalCluster
+
+
+class AgentEvents(logging.Handler):
+    """Receives the agent's log records (``event=... key=value``) and keeps what the benchmark
+    needs: when each completion was acknowledged (= committed through Raft on the leader),
+    whether the worker is connected, and every warning or error the agent logged. The last
+    ``ring`` records (DEBUG and up) are kept in memory and written to ``agent.log`` in the
+    cluster's temp dir when it is kept (writing every record to a file during the run would
+    add file I/O to the worker's hot path)."""
+
+    def __init__(self, ring: int = 5000) -> None:
+        super().__init__(logging.DEBUG)
+        self.connected = threading.Event()
+        self.acked_at: list[float] = []
+        self.problems: list[str] = []
+        self.recent: deque[logging.LogRecord] = deque(maxlen=ring)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.recent.append(record)
+        msg = record.getMessage()
+        if msg.startswith("event=completion_acked"):
+            self.acked_at.append(time.time())
+        elif msg.startswith("event=connected"):
+            self.connected.set()
+        elif record.levelno >= logging.WARNING and len(self.problems) < 200:
+            self.problems.append(f"{record.levelname} {msg}")
+
+    def dump(self, path: str) -> None:
+        fmt = logging.Formatter("ts=%(asctime)s level=%(levelname)s thread=%(threadName)s %(message)s")
+        with open(path, "w") as f:
+            for record in list(self.recent):
+                f.write(fmt.format(record) + "\n")
+
+
+def _agent_logger(name: str, events: AgentEvents) -> logging.Logger:
+    logger = logging.getLogger(f"bench.agent.{name}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    logger.addHandler(events)
+    return logger
+
+
+@dataclass
+class Harness:
+    """A running cluster plus one worker; created by ``running_cluster``."""
+
+    cluster: LocalCluster
+    client: Client
+    worker: Worker
+    events: AgentEvents
+    leader: str
+    started: list[tuple[float, Context]] = field(default_factory=list)
+
+    def node_pids(self) -> dict[str, int]:
+        return {node_id: proc.pid for node_id, proc in self.cluster.procs.items()}
+
+    def cpu_meter(self) -> CpuMeter:
+        pids = {f"{nid}{' (leader)' if nid == self.leader else ''}": pid for nid, pid in self.node_pids().items()}
+        pids["bench process (worker, client)"] = os.getpid()
+        return CpuMeter(pids)
+
+
+@contextmanager
+def running_cluster(name: str, concurrency: int, keep: bool, result: dict[str, Any],
+                    extra_args: list[str] | None = None, server_path: str | None = None) -> Iterator[Harness]:
+    """Start a fresh 3-node cluster and a connected worker; stop both whatever happens.
+
+    ``result`` receives ``tmp_dir``; the directory is deleted on success unless ``keep``.
+    ``server_path`` is put first on the nodes' PYTHONPATH (to measure another tree's server).
+    """
+    root = tempfile.mkdtemp(prefix=f"schedd-bench-{name}-")
+    result["tmp_dir"] = root
+    env = dict(os.environ)
+    if server_path:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.abspath(server_path), env.get("PYTHONPATH")) if p)
+        env["PYTHONSAFEPATH"] = "1"  # `python -m schedd` would otherwise put the cwd (maybe this repo) first
+        result["server_path"] = os.path.abspath(server_path)
+    cluster = LocalCluster(root, nodes=3, extra_args=extra_args or [], env=env)
+    client: Client | None = None
+    worker: Worker | None = None
+    events = AgentEvents()
+    ok = False
+    try:
+        progress(f"{name}: starting 3 schedd nodes in {root}")
+        cluster.start()
+        leader = cluster.wait_for_leader(timeout=30)
+        client = Client(cluster.endpoints, timeout=10.0, retry_for=30.0)
+        worker = Worker(cluster.endpoints, concurrency=concurrency, worker_id=f"bench-{name}",
+                        logger=_agent_logger(name, events))
+        harness = Harness(cluster, client, worker, events, leader)
+
+        @worker.handler("*")
+        def _noop(ctx: Context) -> None:
+            harness.started.append((time.time(), ctx))
+
+        worker.start()
+        if not events.connected.wait(30):
+            raise TimeoutError(f"worker did not connect within 30 s; logs in {root}/agent.log and n*/node.log")
+        progress(f"{name}: leader {leader}, worker connected")
+        result["leader"] = leader
+        yield harness
+        # the leader may have changed during the run; a change is worth knowing about
+        result["leader_at_end"] = cluster.leader()
+        ok = True
+    finally:
+        t0 = time.monotonic()
+        if worker is not None:
+            worker.stop(drain_timeout=2.0)
+        if client is not None:
+            client.close()
+        t1 = time.monotonic()
+        cluster.stop()
+        result["teardown_s"] = {"worker": round(t1 - t0, 2), "cluster": round(time.monotonic() - t1, 2)}
+        if not ok:
+            result.setdefault("agent_warnings", events.problems[:20])
+        if ok and not keep:
+            shutil.rmtree(root, ignore_errors=True)
+            result["tmp_dir"] = None
+        else:
+            events.dump(os.path.join(root, "agent.log"))
+            progress(f"{name}: logs kept in {root} (agent.log, n*/node.log)")
+
+
+def _create_jobs(client: Client, specs: list[tuple[str, dict[str, Any]]], threads: int) -> float:
+    """Create every ``(name, kwargs)`` job with ``threads`` concurrent calls; returns seconds taken."""
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(threads, thread_name_prefix="bench-create") as pool:
+        futures = [pool.submit(client.create_job, name, request_id=f"bench-{name}", **kw) for name, kw in specs]
+        for f in futures:
+            f.result()
+    return time.monotonic() - t0
+
+
+def _run_states(client: Client, limit: int, prefix: str) -> dict[str, int]:
+    """How many of the newest ``limit`` runs of jobs named ``prefix*`` are in each state."""
+    counts: dict[str, int] = {}
+    for run in client.list_runs(limit=limit):
+        if run.job.startswith(prefix):
+            state = types_pb2.RunState.Name(run.state)
+            counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def throughput(jobs: int, concurrency: int = 512, create_threads: int = 32, lead_s: float | None = None,
+               keep: bool = False, timeout_s: float | None = None, server_path: str | None = None) -> dict[str, Any]:
+    """(a) ``jobs`` one-shot jobs due at one instant; time from that instant until the leader has
+    acknowledged (committed) the last completion. Completion times are counted from the agent's
+    ``completion_acked`` events; ``list_runs`` confirms the final states afterwards."""
+    result: dict[str, Any] = {"jobs": jobs, "worker_concurrency": concurrency, "create_threads": create_threads,
+                              "measured_by": "agent completion acks (sent by the leader after the completion "
+                                             "entry committed); final states checked with list_runs"}
+    # creating jobs runs at roughly 1-2k/s here; leave room so every job exists before the due instant
+    lead = lead_s if lead_s is not None else 3.0 + jobs / 600.0
+    timeout = timeout_s if timeout_s is not None else 60.0 + jobs / 50.0
+    with running_cluster("throughput", concurrency, keep, result, server_path=server_path) as h:
+        due_ms = int((time.time() + lead) * 1000)
+        specs = [(f"a-{i:06d}", {"at_ms": due_ms}) for i in range(jobs)]
+        progress(f"throughput: creating {jobs} one-shot jobs due in {lead:.1f} s ({create_threads} threads)")
+        meter = h.cpu_meter()
+        meter.start()
+        create_s = _create_jobs(h.client, specs, create_threads)
+        result["create_cpu_cores"] = meter.stop()
+        result["create_s"] = round(create_s, 3)
+        result["create_per_s"] = round(jobs / create_s, 1)
+        created_at = time.time()
+        due = due_ms / 1000.0
+        result["created_before_due_s"] = round(due - created_at, 3)
+        result["valid"] = created_at < due
+        if created_at >= due:
+            progress(f"throughput: WARNING creation ended {created_at - due:.2f} s after the due instant")
+        progress(f"throughput: created in {create_s:.2f} s ({jobs / create_s:.0f}/s); waiting for the due instant")
+        meter = h.cpu_meter()
+        time.sleep(max(0.0, due - time.time() - 0.05))
+        meter.start()
+        deadline = time.monotonic() + timeout
+        last_report = time.monotonic()
+        while len(h.events.acked_at) < jobs and time.monotonic() < deadline:
+            time.sleep(0.01)
+            if time.monotonic() - last_report >= 2.0:
+                last_report = time.monotonic()
+                progress(f"throughput: {len(h.events.acked_at)}/{jobs} completions committed")
+        result["cpu_cores"] = meter.stop()
+        result["load_average"] = load_average()
+        acked = sorted(h.events.acked_at)
+        started = sorted(t for t, _ in h.started)
+        result["completed"] = len(acked)
+        result["handler_starts"] = len(started)
+        if acked:
+            drain = acked[min(jobs, len(acked)) - 1] - due
+            result["due_to_last_completion_s"] = round(drain, 3)
+            result["firings_per_s"] = round(min(jobs, len(acked)) / drain, 1) if drain > 0 else None
+            result["due_to_first_handler_ms"] = round((started[0] - due) * 1000, 2) if started else None
+            result["due_to_last_handler_s"] = round(started[-1] - due, 3) if started else None
+            lags = [t - ctx.scheduled_ms / 1000.0 for t, ctx in h.started]
+            result["handler_start_lag"] = latency_summary_ms(lags)
+        if len(acked) < jobs:
+            result["valid"] = False
+            result["error"] = f"only {len(acked)}/{jobs} completions committed within {timeout:.0f} s"
+            progress(f"throughput: ERROR {result['error']}")
+        time.sleep(0.3)  # the last completion is committed; let followers apply it too
+        result["run_states"] = _run_states(h.client, jobs + 10, "a-")
+        result["succeeded"] = result["run_states"].get("RUN_STATE_SUCCEEDED", 0)
+        result["agent_warnings"] = h.events.problems[:20]
+        result["agent_warning_count"] = len(h.events.problems)
+        if result["succeeded"] != jobs:
+            result["valid"] = False
+    return result
+
+
+def lag(jobs: int = 100, duration_s: float = 20.0, concurrency: int = 512, keep: bool = False,
+        warmup_s: float = 2.0, grace_s: float = 3.0, server_path: str | None = None) -> dict[str, Any]:
+    """(b) ``jobs`` cron jobs firing every second (``jobs`` firings/s) for ``duration_s``; lag is
+    handler start (``time.time()``) minus the firing's scheduled time, per firing."""
+    result: dict[str, Any] = {"jobs": jobs, "cron": "* * * * * *", "duration_s": duration_s,
+                              "rate_per_s": jobs, "worker_concurrency": concurrency,
+                              "measured_by": "time.time() at handler start - ctx.scheduled_ms / 1000"}
+    with running_cluster("lag", concurrency, keep, result, server_path=server_path) as h:
+        specs = [(f"lag-{i:04d}", {"cron": "* * * * * *"}) for i in range(jobs)]
+        create_s = _create_jobs(h.client, specs, 16)
+        result["create_s"] = round(create_s, 3)
+        start = math.ceil(time.time()) + warmup_s
+        end = start + duration_s
+        result["window"] = [start, end]
+        progress(f"lag: {jobs} jobs firing every second; measuring {duration_s:g} s after a {warmup_s:g} s warm-up")
+        meter = h.cpu_meter()
+        time.sleep(max(0.0, start - time.time()))
+        meter.start()
+        while time.time() < end:
+            time.sleep(min(2.0, max(0.0, end - time.time())))
+            if time.time() < end:
+                progress(f"lag: {end - time.time():.0f} s left")
+        result["cpu_cores"] = meter.stop()
+        result["load_average"] = load_average()
+        time.sleep(grace_s)  # firings scheduled just before `end` may still be on their way
+        in_window = [(t, ctx) for t, ctx in list(h.started) if start <= ctx.scheduled_ms / 1000.0 < end]
+        run_ids = [ctx.run_id for _, ctx in in_window]
+        first: dict[str, float] = {}
+        for t, ctx in in_window:
+            first[ctx.run_id] = min(t, first.get(ctx.run_id, t))
+        by_id = {ctx.run_id: ctx for _, ctx in in_window}
+        lags = [first[rid] - by_id[rid].scheduled_ms / 1000.0 for rid in first]
+        expected = int(round(jobs * duration_s))
+        result["expected_firings"] = expected
+        result["firings"] = len(first)
+        result["duplicate_deliveries"] = len(run_ids) - len(first)
+        result["missing"] = expected - len(first)
+        result["lag"] = latency_summary_ms(lags)
+        result["agent_warnings"] = h.events.problems[:20]
+        result["agent_warning_count"] = len(h.events.problems)
+        result["valid"] = result["missing"] == 0
+    return result
