@@ -48,8 +48,10 @@ class DispatchSettings:
     retry_backoff_ms: int = 1000
     catchup_window_ms: int = 3600_000   # missed slots older than this are not replayed
     max_slots_per_job: int = 100        # per tick; the rest come next tick
-    max_fires_per_tick: int = 2000
-    max_grants_per_tick: int = 2000
+    # Bounds on one tick's Raft entry: a smaller entry commits (and reaches workers) sooner;
+    # the next tick follows at once while work remains.
+    max_fires_per_tick: int = 500
+    max_grants_per_tick: int = 1000
     propose_timeout_s: float = 5.0
     idle_tick_s: float = 0.05
     reconcile_every_s: float = 1.0
@@ -92,7 +94,9 @@ class Dispatcher:
         self._stop.set()
         self.wake()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            # A tick blocked on a proposal that cannot commit (no quorum left) would hold us for
+            # the proposal timeout; nothing it could still do matters once we stop.
+            self._thread.join(timeout=1.0)
         self._deactivate("node stopping")
 
     def wake(self) -> None:
@@ -352,7 +356,8 @@ class Dispatcher:
                 by_queue[q].append(w)
         candidates = list(new_runs)
         seen = {rid for rid, _, _ in new_runs}
-        for run in self.store.pending_until(now_ms, limit=self.settings.max_grants_per_tick):
+        want = min(self.settings.max_grants_per_tick, sum(max(0, f) for f in free.values()))
+        for run in self.store.pending_until(now_ms, limit=want):
             if run.run_id not in seen:
                 candidates.append((run.run_id, run.attempt, run.queue))
         grants: list[command_pb2.GrantItem] = []

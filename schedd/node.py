@@ -135,11 +135,8 @@ class Node:
         if self._stopped.is_set():
             return
         log.info("event=node_stopping node=%s leader=%s", self.config.node_id, self.raft.is_leader())
-        if self.raft.is_leader() and self.config.peers:
-            self.transfer_leadership("")
-            deadline = time.monotonic() + handover_s
-            while self.raft.is_leader() and time.monotonic() < deadline:
-                time.sleep(0.05)
+        if self.raft.is_leader() and self.config.peers and self.raft.hasQuorum:
+            self._hand_over(handover_s)
         self._stopped.set()
         self.health.enter_graceful_shutdown()
         self.dispatcher.stop()
@@ -164,13 +161,25 @@ class Node:
             where = f"the leader is {self.leader_id()} at {hint}" if hint else "no leader is known yet"
             raise NotLeader(f"{self.config.node_id} is not the leader; {where}", hint)
 
+    def _hand_over(self, within_s: float) -> None:
+        """Try to pass leadership to a caught-up peer before stopping. A follower that is a few
+        entries behind makes pysyncobj refuse; ask again until it is caught up or time is up."""
+        deadline = time.monotonic() + within_s
+        while self.raft.is_leader() and time.monotonic() < deadline:
+            answered = threading.Event()
+            self.raft.request_transfer(None, lambda _sent: answered.set())
+            answered.wait(0.5)
+            end = min(deadline, time.monotonic() + 0.5)
+            while self.raft.is_leader() and time.monotonic() < end:
+                time.sleep(0.02)
+
     def transfer_leadership(self, to_node_id: str) -> None:
         target = None
         if to_node_id:
             target = next((p.raft for p in self.config.peers if p.node_id == to_node_id), None)
             if target is None:
                 raise InvalidArgument("to_node_id", f"no peer named {to_node_id!r}")
-        self.raft.transferLeadership(target)
+        self.raft.request_transfer(target, lambda _sent: None)
 
     def status(self, with_digest: bool = False) -> api_pb2.NodeStatus:
         st: dict[str, Any] = self.raft.status()

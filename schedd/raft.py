@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjException, replicated
@@ -50,6 +52,7 @@ class RaftNode(SyncObj):
         # Attributes set before SyncObj.__init__ are left out of pysyncobj's own pickling.
         self._store = store
         self._in_flight = threading.BoundedSemaphore(s.max_in_flight)
+        self._tick_actions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         conf = SyncObjConf(
             password=password,
             journalFile=f"{journal_dir}/raft.journal",
@@ -69,6 +72,7 @@ class RaftNode(SyncObj):
             dynamicMembershipChange=False,
         )
         super().__init__(self_addr, partners, conf)
+        self.addOnTickCallback(self._run_tick_actions)
 
     @replicated
     def _apply_entry(self, data: bytes) -> Result:
@@ -95,6 +99,30 @@ class RaftNode(SyncObj):
             raise OutcomeUnknown(f"write outcome unknown ({_reason(code)}); retry with the same request id") from None
         finally:
             self._in_flight.release()
+
+    def request_transfer(self, target: str | None, callback: Callable[[bool], None]) -> None:
+        """Ask pysyncobj to hand leadership to ``target`` (None: the most caught-up peer).
+
+        pysyncobj's transferLeadership touches its transport, so it runs in the tick thread via a
+        one-shot tick callback. ``callback(sent)`` runs there too: False when refused (not the
+        leader, or no peer fully caught up yet); True only means the request was sent.
+        """
+
+        self._tick_actions.put(lambda: self.transferLeadership(
+            target, callback=lambda _r, err: callback(err == FAIL_REASON.SUCCESS)))
+
+    def _run_tick_actions(self) -> None:
+        # Registered once: pysyncobj holds its callback lock while calling us, so a callback
+        # must never add or remove tick callbacks itself.
+        while True:
+            try:
+                action = self._tick_actions.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                action()
+            except Exception:
+                log.exception("event=tick_action_failed")
 
     # ---- status ------------------------------------------------------------------------------
 

@@ -236,10 +236,6 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
     def _read(self, session: WorkerSession, request_iterator: Iterator[api_pb2.WorkerMessage]) -> None:
         dispatcher = self.node.dispatcher
 
-        def ack(c: api_pb2.Completion, code: str, message: str) -> None:
-            session.send(api_pb2.ServerMessage(acks=api_pb2.CompletionAcks(acks=[api_pb2.CompletionAck(
-                run_id=c.run_id, fence=c.fence, code=getattr(grpc.StatusCode, code).value[0], message=message)])))
-
         try:
             for msg in request_iterator:
                 kind = msg.WhichOneof("body")
@@ -249,13 +245,35 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                         session.send(api_pb2.ServerMessage(lost=api_pb2.LeasesLost(
                             leases=lost, reason="lease not held: it expired, was re-granted or the run finished")))
                 elif kind == "completions":
-                    dispatcher.submit_completions(list(msg.completions.completions), ack)
+                    items = list(msg.completions.completions)
+                    dispatcher.submit_completions(items, _AckBatch(session, len(items)))
         except grpc.RpcError:
             pass
         except Exception:
             log.exception("event=worker_stream_failed worker=%s", session.worker_id)
         finally:
             session.close("worker closed the stream")
+
+
+class _AckBatch:
+    """Answers one Completions message with one CompletionAcks message (a stream message costs
+    far more than an item in it), sent once every item's outcome is known."""
+
+    def __init__(self, session: WorkerSession, expected: int) -> None:
+        self._session = session
+        self._expected = expected
+        self._acks: list[api_pb2.CompletionAck] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, c: api_pb2.Completion, code: str, message: str) -> None:
+        ack = api_pb2.CompletionAck(run_id=c.run_id, fence=c.fence,
+                                    code=getattr(grpc.StatusCode, code).value[0], message=message)
+        with self._lock:
+            self._acks.append(ack)
+            if len(self._acks) < self._expected:
+                return
+            acks, self._acks = self._acks, []
+        self._session.send(api_pb2.ServerMessage(acks=api_pb2.CompletionAcks(acks=acks)))
 
 
 class ClusterService(_Base, api_grpc.ClusterServiceServicer):
