@@ -167,7 +167,7 @@ class Node:
         deadline = time.monotonic() + within_s
         while self.raft.is_leader() and time.monotonic() < deadline:
             answered = threading.Event()
-            self.raft.request_transfer(None, lambda _sent: answered.set())
+            self.raft.request_transfer(None, lambda _sent, done=answered: done.set())
             answered.wait(0.5)
             end = min(deadline, time.monotonic() + 0.5)
             while self.raft.is_leader() and time.monotonic() < end:
