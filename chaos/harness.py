@@ -1,0 +1,564 @@
+"""The chaos harness: a real schedd cluster whose every Raft link and every gRPC endpoint goes
+through a userspace proxy it controls, real workers, a fencing sink, a history, and faults.
+
+**Partitioning pysyncobj without root (the identity trick).** pysyncobj 0.3.17 opens one TCP
+connection per pair of nodes, dialled only by the node whose self address string compares
+*greater* (``_shouldConnect``), and the accepting node identifies the dialer by the address
+string the dialer sends first. So node ``hi`` lists a lower node ``lo`` under a per-pair proxy
+address (same digit count, compares lower than ``hi``'s own address, so ``hi`` still dials it),
+and ``lo`` lists ``hi`` under its real address (which is what ``hi`` announces). Every pair's
+single connection then runs ``hi → proxy(lo,hi) → lo``. ``assert_raft_proxied`` checks it from
+the kernel's socket table: every established connection accepted on a node's Raft port must
+come from a proxy's upstream socket. All ports are 5-digit (the Linux ephemeral range), so the
+string comparison is the numeric one.
+
+**gRPC.** Each node also gets a proxy in front of its gRPC port; the ``--peer`` gRPC addresses
+are the proxy addresses, so the leader hints a follower hands out point through the proxies,
+and workers and the workload client only ever talk through them. The harness's own monitor and
+final-state reads use the real addresses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaos import sink as sinkmod
+from chaos.history import History
+from chaos.proxy import Link, ProxyHub
+from schedd import errors
+from schedd.client import Client
+from schedd.pb import types_pb2
+from schedd.testing import LocalCluster, NodeSpec, free_ports
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LEASE_TTL_S = 3.0
+FAST_ARGS = ["--lease-ttl", f"{LEASE_TTL_S:g}s", "--heartbeat-interval", "500ms", "--retry-backoff", "200ms"]
+
+#: Second-level workload: (name, cron, queue, payload behaviour). Every handler fails on the first
+#: attempt with probability fail_p and hangs (heartbeating) with probability hang_p; jobs allow
+#: MAX_ATTEMPTS attempts unless "max_attempts" says otherwise (0: the server's default, 5).
+WORKLOAD: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("tick-1s", "* * * * * *", "default", {}),
+    ("flaky-2s", "*/2 * * * * *", "default", {"fail_p": 0.3}),
+    ("slow-3s", "*/3 * * * * *", "default", {"hang_p": 0.3, "hang_s": 2.0}),
+    ("victim-agent", "*/2 * * * * *", "agent", {"fail_p": 0.1}),
+    ("victim-shell", "*/2 * * * * *", "shell", {"fail_p": 0.1}),
+    ("default-2s", "*/2 * * * * *", "default", {"max_attempts": 0}),  # the server's default (5 attempts)
+]
+MAX_ATTEMPTS = 20
+#: (worker id, kind, queues)
+WORKERS = [("a1", "agent", "default,agent"), ("a2", "agent", "default,agent"), ("s1", "shell", "default,shell")]
+
+TERMINAL = {types_pb2.RUN_STATE_SUCCEEDED, types_pb2.RUN_STATE_FAILED, types_pb2.RUN_STATE_CANCELLED}
+
+
+def _addr(port: int) -> str:
+    return f"127.0.0.1:{port}"
+
+
+class ProxiedCluster(LocalCluster):
+    """A LocalCluster whose Raft pairs and gRPC ports sit behind ``hub`` proxies."""
+
+    def __init__(self, root: str, hub: ProxyHub, nodes: int = 3, extra_args: list[str] | None = None) -> None:
+        super().__init__(root, nodes=nodes, extra_args=extra_args or FAST_ARGS)
+        pairs = nodes * (nodes - 1) // 2
+        raft_side = sorted(free_ports(nodes + pairs))
+        grpc_side = free_ports(2 * nodes)
+        if any(not 10000 <= p <= 65535 for p in raft_side):
+            raise RuntimeError(f"the identity trick needs 5-digit ports; got {raft_side}")
+        raft_ports, proxy_ports = raft_side[pairs:], raft_side[:pairs]  # every proxy port < every node port
+        for i, spec in enumerate(self.specs):
+            self.specs[i] = NodeSpec(spec.node_id, _addr(raft_ports[i]), _addr(grpc_side[i]), spec.data_dir,
+                                     spec.log_path)
+        self.hub = hub
+        self.grpc_links: dict[str, Link] = {}
+        self.raft_links: dict[tuple[str, str], Link] = {}  # (lo, hi) -> link; hi dials lo through it
+        for i, spec in enumerate(self.specs):
+            self.grpc_links[spec.node_id] = hub.add(f"grpc-{spec.node_id}", _addr(grpc_side[nodes + i]), spec.grpc)
+        k = 0
+        for a in self.specs:
+            for b in self.specs:
+                if a.raft < b.raft:
+                    link = hub.add(f"raft-{a.node_id}-{b.node_id}", _addr(proxy_ports[k]), a.raft)
+                    assert len(link.listen) == len(b.raft) and link.listen < b.raft
+                    self.raft_links[(a.node_id, b.node_id)] = link
+                    k += 1
+
+    @property
+    def proxy_endpoints(self) -> list[str]:
+        return [self.grpc_links[s.node_id].listen for s in self.specs]
+
+    def command(self, spec: NodeSpec) -> list[str]:
+        cmd = [sys.executable, "-m", "schedd", "run", "--node-id", spec.node_id, "--data-dir", spec.data_dir,
+               "--raft", spec.raft, "--grpc", spec.grpc, "--raft-password-file", self.password_file]
+        for other in self.specs:
+            if other is spec:
+                continue
+            raft = self.raft_links[(other.node_id, spec.node_id)].listen if other.raft < spec.raft else other.raft
+            cmd += ["--peer", f"{other.node_id}={raft}/{self.grpc_links[other.node_id].listen}"]
+        return cmd + self.extra_args
+
+    def links_of(self, node_id: str) -> list[Link]:
+        return [link for (a, b), link in self.raft_links.items() if node_id in (a, b)]
+
+    def pair_link(self, src: str, dst: str) -> tuple[Link, str]:
+        """The link between two nodes and the proxy direction that carries ``src → dst``."""
+        lo, hi = sorted((src, dst), key=lambda n: self.spec(n).raft)
+        return self.raft_links[(lo, hi)], ("fwd" if src == hi else "back")
+
+    def assert_raft_proxied(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Every pair connected through its proxy, and no Raft connection that bypasses one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = [link.name for link in self.raft_links.values() if link.connected() == 0]
+            bad = self._direct_raft_connections()
+            if not missing and not bad:
+                return {"pairs": len(self.raft_links), "ok": True}
+            if time.monotonic() > deadline:
+                raise AssertionError(f"Raft links not all proxied: unconnected={missing} direct={bad}")
+            time.sleep(0.2)
+
+    def _direct_raft_connections(self) -> list[str]:
+        node_ports = {int(s.raft.rsplit(":", 1)[1]) for s in self.specs}
+        proxy_up = set()
+        for link in self.raft_links.values():
+            proxy_up |= link.upstream_ports()
+        bad = []
+        for local, remote in _established_tcp():
+            if local in node_ports and remote not in proxy_up:
+                bad.append(f"{remote}->{local}")
+        return bad
+
+
+def _established_tcp() -> list[tuple[int, int]]:
+    """(local port, remote port) of every ESTABLISHED IPv4 TCP socket on 127.0.0.1."""
+    out = []
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if parts[3] != "01":
+                continue
+            out.append((int(parts[1].split(":")[1], 16), int(parts[2].split(":")[1], 16)))
+    return out
+
+
+@dataclass
+class WorkerProc:
+    worker_id: str
+    kind: str
+    queues: str
+    proc: subprocess.Popen[bytes] | None = None
+    paused: bool = False
+
+
+@dataclass
+class Quiesce:
+    paused: dict[str, int] = field(default_factory=dict)  # job -> next_due_ms at pause
+
+
+class Harness:
+    """One scenario run: cluster + proxies + workers + sink + history under ``out``."""
+
+    def __init__(self, out: str, nodes: int = 3, seed: int = 0, fencing: bool = True,
+                 workload: list[tuple[str, str, str, dict[str, Any]]] | None = None) -> None:
+        self.out = os.path.abspath(out)
+        os.makedirs(self.out, exist_ok=True)
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.fencing = fencing
+        self.workload = WORKLOAD if workload is None else workload
+        self.history_path = os.path.join(self.out, "history.jsonl")
+        self.sink_path = os.path.join(self.out, "sink.db")
+        self.ctl = os.path.join(self.out, "ctl")
+        os.makedirs(self.ctl, exist_ok=True)
+        sinkmod.init(self.sink_path)
+        self.h = History(self.history_path, "harness")
+        self.nemesis = History(self.history_path, "nemesis")
+        self.clienth = History(self.history_path, "client")
+        self.hub = ProxyHub()
+        self.cluster = ProxiedCluster(os.path.join(self.out, "cluster"), self.hub, nodes=nodes)
+        self.workers = {wid: WorkerProc(wid, kind, queues) for wid, kind, queues in WORKERS}
+        self._stop = threading.Event()
+        self._crud_stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._client: Client | None = None
+        self.faults = 0
+        self.quiesce = Quiesce()
+        self.h.write("start", seed=seed, nodes=nodes, fencing=fencing, lease_ttl_s=LEASE_TTL_S,
+                     specs=[{"node": s.node_id, "raft": s.raft, "grpc": s.grpc,
+                             "grpc_proxy": self.cluster.grpc_links[s.node_id].listen} for s in self.cluster.specs],
+                     raft_links={link.name: [link.listen, link.target] for link in self.cluster.raft_links.values()})
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.cluster.start()
+        self.cluster.wait_for_leader(timeout=30)
+        self.h.write("proxy_check", **self.cluster.assert_raft_proxied())
+        self._spawn(self._monitor_loop, "monitor")
+        for w in self.workers.values():
+            self.start_worker(w.worker_id)
+
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.cluster.proxy_endpoints, timeout=3, retry_for=30)
+        return self._client
+
+    def _spawn(self, fn: Callable[[], None], name: str) -> None:
+        t = threading.Thread(target=fn, name=f"chaos-{name}", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        """Tear everything down; safe to call twice, never raises."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        if self._client is not None:
+            self._client.close()
+        procs = [w.proc for w in self.workers.values() if w.proc is not None]
+        procs += [p for p in self.cluster.procs.values()]
+        for p in procs:
+            _signal_group(p, signal.SIGCONT)
+            _signal_group(p, signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(p, signal.SIGKILL)
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self._kill_effect_children()
+        for ch in self.cluster._channels.values():
+            ch.close()
+        self.cluster._channels.clear()
+        self.hub.close()
+
+    def _kill_effect_children(self) -> None:
+        """Shell-worker children run in their own sessions; kill any still running."""
+        from chaos.history import read
+
+        pids = {e["pid"] for e in read(self.history_path) if e.get("op") == "handler" and e.get("type") == "start"}
+        for pid in pids - {os.getpid()}:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"chaos.effect" not in f.read():
+                        continue
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    # ---- workers -----------------------------------------------------------------------------
+
+    def worker_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(CHAOS_SINK=self.sink_path, CHAOS_HISTORY=self.history_path, CHAOS_CTL=self.ctl,
+                   CHAOS_SEED=str(self.seed), CHAOS_FENCING="on" if self.fencing else "off",
+                   PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "cli"), env.get("PYTHONPATH", "")]),
+                   PYTHONUNBUFFERED="1")
+        return env
+
+    def start_worker(self, worker_id: str) -> None:
+        w = self.workers[worker_id]
+        eps = ",".join(self.cluster.proxy_endpoints)
+        if w.kind == "agent":
+            cmd = [sys.executable, "-m", "chaos.worker", "--id", w.worker_id, "--endpoints", eps,
+                   "--queues", w.queues, "--concurrency", "4"]
+        else:
+            cmd = [sys.executable, "-m", "schedctl", "--endpoints", eps, "worker", "run", "--concurrency", "4",
+                   "--worker-id", w.worker_id]
+            for q in w.queues.split(","):
+                cmd += ["--queue", q]
+            cmd += ["--", sys.executable, "-m", "chaos.effect"]
+        log = open(os.path.join(self.out, f"worker-{w.worker_id}.log"), "ab")
+        w.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.worker_env(), cwd=REPO,
+                                  start_new_session=True)
+        log.close()
+        w.paused = False
+        self.h.write("worker_started", worker=w.worker_id, kind=w.kind, pid=w.proc.pid)
+
+    def worker_alive(self, worker_id: str) -> bool:
+        p = self.workers[worker_id].proc
+        return p is not None and p.poll() is None
+
+    # ---- faults (each one is a nemesis record) -----------------------------------------------
+
+    def leader(self, timeout: float = 30.0) -> str:
+        return self.cluster.wait_for_leader(timeout=timeout)
+
+    def _term(self, node: str) -> int:
+        st = self.cluster.status(node, timeout=1.0)
+        return st.term if st is not None else -1
+
+    def kill_node(self, node: str, leader_fault: bool = False) -> None:
+        term = self._term(node)
+        self.nemesis.write("kill_node", node=node, leader_fault=leader_fault, term=term)
+        self.faults += 1
+        self.cluster.kill_node(node, signal.SIGKILL)
+
+    def restart_node(self, node: str) -> None:
+        self.cluster.start_node(node)
+        self.nemesis.write("restart_node", node=node)
+
+    def pause_node(self, node: str, leader_fault: bool = False) -> None:
+        term = self._term(node)
+        self.nemesis.write("pause_node", node=node, leader_fault=leader_fault, term=term)
+        self.faults += 1
+        self.cluster.procs[node].send_signal(signal.SIGSTOP)
+
+    def resume_node(self, node: str) -> None:
+        self.cluster.procs[node].send_signal(signal.SIGCONT)
+        self.nemesis.write("resume_node", node=node)
+
+    def isolate_node(self, node: str, leader_fault: bool = False) -> None:
+        term = self._term(node)
+        self.nemesis.write("isolate_node", node=node, leader_fault=leader_fault, term=term,
+                           links=[link.name for link in self.cluster.links_of(node)])
+        self.faults += 1
+        for link in self.cluster.links_of(node):
+            link.cut("both")
+
+    def cut_one_way(self, src: str, dst: str) -> None:
+        link, direction = self.cluster.pair_link(src, dst)
+        self.nemesis.write("cut_one_way", src=src, dst=dst, link=link.name, direction=direction)
+        self.faults += 1
+        link.cut(direction)
+
+    def heal(self) -> None:
+        self.hub.heal_all()
+        self.nemesis.write("heal")
+
+    def pause_worker(self, worker_id: str) -> None:
+        w = self.workers[worker_id]
+        self.nemesis.write("pause_worker", worker=worker_id, pid=w.proc.pid if w.proc else None)
+        self.faults += 1
+        if w.proc is not None:
+            w.proc.send_signal(signal.SIGSTOP)
+            w.paused = True
+
+    def resume_worker(self, worker_id: str) -> None:
+        w = self.workers[worker_id]
+        if w.proc is not None:
+            w.proc.send_signal(signal.SIGCONT)
+            w.paused = False
+        self.nemesis.write("resume_worker", worker=worker_id)
+
+    # ---- armed handler behaviours ------------------------------------------------------------
+
+    def arm(self, what: str, job: str) -> str:
+        name = f"{what}-{job}"
+        for suffix in ("", ".taken", ".claimed"):
+            try:
+                os.unlink(os.path.join(self.ctl, name + suffix))
+            except FileNotFoundError:
+                pass
+        try:
+            os.unlink(os.path.join(self.ctl, f"go-{name}"))
+        except FileNotFoundError:
+            pass
+        open(os.path.join(self.ctl, name), "w").close()
+        self.h.write("arm", what=what, job=job)
+        return name
+
+    def wait_claim(self, name: str, timeout: float = 30.0) -> dict[str, Any] | None:
+        path = os.path.join(self.ctl, name + ".claimed")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if os.path.exists(path):
+                with open(path) as f:
+                    return json.load(f)
+            time.sleep(0.02)
+        return None
+
+    def release(self, name: str) -> None:
+        open(os.path.join(self.ctl, f"go-{name}"), "w").close()
+
+    def expect(self, what: str, **fields: Any) -> None:
+        """A scenario-specific fact for the checker to verify."""
+        self.h.write("expect", what=what, **fields)
+
+    # ---- workload ----------------------------------------------------------------------------
+
+    def call(self, op: str, fn: Callable[[], Any], hist: History | None = None, **args: Any) -> tuple[str, Any]:
+        """Run one client operation, recording invoke and its outcome (ok / fail / info)."""
+        hist = hist or self.clienth
+        key = uuid.uuid4().hex[:12]
+        hist.write(op, "invoke", key=key, **args)
+        try:
+            res = fn()
+        except (errors.AlreadyExists, errors.NotFound, errors.InvalidArgument, errors.FailedPrecondition) as e:
+            # The SDK resends a delete after a lost connection, so NOT_FOUND may answer our own
+            # earlier attempt that did commit (documented in Client.delete_job): outcome unknown.
+            kind = "info" if op == "delete_job" and isinstance(e, errors.NotFound) else "fail"
+            hist.write(op, kind, key=key, error=f"{type(e).__name__}: {e.message}", **args)
+            return kind, e
+        except errors.SchedError as e:  # OutcomeUnknown, Unavailable, NotLeader, ...: may have applied
+            hist.write(op, "info", key=key, error=f"{type(e).__name__}: {e.message}", **args)
+            return "info", e
+        fields: dict[str, Any] = {}
+        if isinstance(res, types_pb2.Job):
+            fields["job"] = {"name": res.name, "uid": res.uid, "next_due_ms": res.next_due_ms,
+                             "state": int(res.state), "cron": res.schedule.cron}
+        elif isinstance(res, types_pb2.Run):
+            fields["run"] = {"run_id": res.run_id, "job": res.job, "scheduled_ms": res.scheduled_ms}
+        hist.write(op, "ok", key=key, **fields, **args)
+        return "ok", res
+
+    def create_workload(self) -> None:
+        c = self.client()
+        for name, cron, queue, behaviour in self.workload:
+            for _ in range(5):
+                status, _ = self.call("create_job", lambda n=name, cr=cron, q=queue, b=behaviour: c.create_job(
+                    n, cron=cr, queue=q, payload=json.dumps(b), max_attempts=int(b.get("max_attempts", MAX_ATTEMPTS)),
+                    request_id=f"workload-{n}"), name=name, workload=True, request_id=f"workload-{name}")
+                if status == "ok":
+                    break
+            else:
+                raise RuntimeError(f"could not create workload job {name}")
+
+    def start_crud(self, every_s: float = 0.6) -> None:
+        self._spawn(lambda: self._crud_loop(every_s), "crud")
+
+    def _crud_loop(self, every_s: float) -> None:
+        hist = History(self.history_path, "crud")
+        rng = random.Random(self.seed + 1)
+        created: list[str] = []
+        i = 0
+        with Client(self.cluster.proxy_endpoints, timeout=2, retry_for=4) as c:
+            while not self._stop.wait(every_s):
+                if created and rng.random() < 0.35:
+                    name = created.pop(rng.randrange(len(created)))
+                    self.call("delete_job", lambda n=name: c.delete_job(n), hist=hist, name=name)
+                else:
+                    i += 1
+                    name = f"crud-{i}"
+                    rid = f"crud-{self.seed}-{i}"
+                    status, _ = self.call("create_job", lambda n=name, r=rid: c.create_job(
+                        n, cron="0 0 1 1 *", request_id=r), hist=hist, name=name, request_id=rid)
+                    if status == "ok":
+                        created.append(name)
+                if self._crud_stop.is_set():
+                    break
+
+    def stop_crud(self) -> None:
+        self._crud_stop.set()
+        for t in self._threads:
+            if t.name == "chaos-crud":
+                t.join(timeout=15)
+
+    # ---- monitor -----------------------------------------------------------------------------
+
+    def _monitor_loop(self) -> None:
+        hist = History(self.history_path, "monitor")
+        seen: set[tuple[str, int]] = set()
+        while not self._stop.wait(0.2):
+            for spec in self.cluster.specs:
+                st = self.cluster.status(spec.node_id, timeout=0.4)
+                if st is not None and st.role == "leader" and (spec.node_id, st.term) not in seen:
+                    seen.add((spec.node_id, st.term))
+                    hist.write("leader", node=spec.node_id, term=st.term)
+
+    # ---- quiesce, drain, final state ---------------------------------------------------------
+
+    def heal_everything(self) -> None:
+        """Undo every fault: heal proxies, resume and restart nodes and workers."""
+        self.hub.heal_all()
+        for spec in self.cluster.specs:
+            p = self.cluster.procs.get(spec.node_id)
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+            elif p is not None:
+                self.restart_node(spec.node_id)
+        for w in self.workers.values():
+            if w.paused:
+                self.resume_worker(w.worker_id)
+            if not self.worker_alive(w.worker_id):
+                self.start_worker(w.worker_id)
+        for name in os.listdir(self.ctl):  # release anything still waiting
+            if name.endswith(".claimed"):
+                self.release(name[: -len(".claimed")])
+        self.h.write("healed")
+
+    def quiesce_and_drain(self, drain_timeout: float = 60.0) -> None:
+        self.stop_crud()
+        self.heal_everything()
+        self.leader(timeout=60)
+        c = self.client()
+        for name, *_ in self.workload:
+            for _ in range(10):
+                status, res = self.call("pause_job", lambda n=name: c.pause_job(n), name=name, quiesce=True)
+                if status == "ok":
+                    self.quiesce.paused[name] = res.next_due_ms
+                    break
+                time.sleep(0.5)
+        self.h.write("quiesced", paused=self.quiesce.paused)
+        deadline = time.monotonic() + drain_timeout
+        open_runs: list[str] = []
+        while time.monotonic() < deadline:
+            try:
+                runs = c.list_runs(limit=100_000)
+            except errors.SchedError:
+                time.sleep(0.5)
+                continue
+            open_runs = [r.run_id for r in runs if r.state not in TERMINAL]
+            if not open_runs:
+                break
+            time.sleep(0.5)
+        self.h.write("drained", ok=not open_runs, open_runs=open_runs[:50])
+        time.sleep(1.0)  # late completions and stale sink writes land
+
+    def collect_final(self) -> dict[str, Any]:
+        c = self.client()
+        final: dict[str, Any] = {"jobs": [], "runs": [], "nodes": {}, "converged": None}
+        for _ in range(3):
+            try:
+                final["jobs"] = [{"name": j.name, "uid": j.uid, "state": int(j.state), "next_due_ms": j.next_due_ms}
+                                 for j in c.list_jobs(limit=None)]
+                final["runs"] = [{"run_id": r.run_id, "job": r.job, "scheduled_ms": r.scheduled_ms,
+                                  "state": types_pb2.RunState.Name(r.state).removeprefix("RUN_STATE_"),
+                                  "attempt": r.attempt, "fence": r.fence, "worker_id": r.worker_id,
+                                  "manual": r.manual} for r in c.list_runs(limit=100_000)]
+                break
+            except errors.SchedError as e:
+                final["error"] = e.message
+                time.sleep(1)
+        try:
+            index, digest = self.cluster.wait_converged(timeout=30)
+            final["converged"] = {"applied_index": index, "digest": digest}
+        except AssertionError as e:
+            final["converged"] = None
+            final["converge_error"] = str(e)
+        for spec in self.cluster.specs:
+            st = self.cluster.status(spec.node_id, with_digest=True)
+            final["nodes"][spec.node_id] = None if st is None else {
+                "role": st.role, "term": st.term, "applied_index": st.applied_index,
+                "commit_index": st.commit_index, "digest": st.state_digest}
+        with open(os.path.join(self.out, "final.json"), "w") as f:
+            json.dump(final, f, indent=1)
+        self.h.write("final", converged=final["converged"], runs=len(final["runs"]), jobs=len(final["jobs"]))
+        return final
+
+
+def _signal_group(p: subprocess.Popen[bytes], sig: int) -> None:
+    if p.poll() is not None:
+        return
+    try:
+        os.killpg(p.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

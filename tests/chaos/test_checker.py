@@ -1,0 +1,98 @@
+"""The chaos checker on hand-written histories: it must see every kind of violation it claims
+to check (no processes; milliseconds)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from chaos import checker, sink
+from chaos.history import History
+
+pytestmark = pytest.mark.chaos
+
+T0 = 1_800_000_000_000  # a whole second, in ms
+
+
+def make(tmp_path, *, runs: list[dict[str, Any]] | None = None, applies: list[tuple[str, int]] = (),
+         extra: list[tuple[str, str, dict[str, Any]]] = (), nodes: dict[str, Any] | None = None) -> str:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    out = str(tmp_path)
+    sink.init(f"{out}/sink.db")
+    s = sink.Sink(f"{out}/sink.db", fencing=False)
+    for rid, fence in applies:
+        s.write(rid, fence, "w1")
+    s.close()
+    h = History(f"{out}/history.jsonl", "harness")
+    h.write("start", lease_ttl_s=3.0)
+    c = History(f"{out}/history.jsonl", "client")
+    c.write("create_job", "ok", name="j", workload=True,
+            job={"name": "j", "uid": 7, "next_due_ms": T0, "cron": "* * * * * *"})
+    c.write("pause_job", "ok", name="j", quiesce=True, job={"name": "j", "uid": 7, "next_due_ms": T0 + 3000})
+    for proc, op, fields in extra:
+        History(f"{out}/history.jsonl", proc).write(op, **fields)
+    if runs is None:
+        runs = [{"run_id": f"j:7:{T0 + i * 1000}", "job": "j", "scheduled_ms": T0 + i * 1000, "state": "SUCCEEDED",
+                 "attempt": 1, "fence": i + 1, "worker_id": "w1", "manual": False} for i in range(3)]
+    final = {"jobs": [{"name": "j", "uid": 7, "state": 2, "next_due_ms": T0 + 3000}], "runs": runs,
+             "nodes": nodes or {"n1": {"applied_index": 9, "digest": "d"}, "n2": {"applied_index": 9, "digest": "d"}},
+             "converged": {"applied_index": 9, "digest": "d"}}
+    with open(f"{out}/final.json", "w") as f:
+        json.dump(final, f)
+    return out
+
+
+ALL = [(f"j:7:{T0 + i * 1000}", i + 1) for i in range(3)]
+
+
+def test_clean_history_passes(tmp_path) -> None:
+    rep = checker.check(make(tmp_path, applies=ALL))
+    assert rep.ok, rep.violations
+    assert (rep.expected, rep.effective, rep.lost, rep.duplicates) == (3, 3, 0, 0)
+
+
+def test_lost_firing_and_missing_effect(tmp_path) -> None:
+    runs = [{"run_id": f"j:7:{T0}", "job": "j", "scheduled_ms": T0, "state": "SUCCEEDED", "attempt": 1,
+             "fence": 1, "worker_id": "w1", "manual": False}]
+    rep = checker.check(make(tmp_path, runs=runs, applies=ALL[:1]))
+    assert rep.lost == 2 and any(v.startswith("P1: lost firing") for v in rep.violations)
+
+
+def test_duplicate_effect(tmp_path) -> None:
+    rep = checker.check(make(tmp_path, applies=[*ALL, (ALL[0][0], 9)]))
+    assert rep.duplicates == 1 and any(v.startswith("P2") for v in rep.violations)
+
+
+def test_stale_apply_and_unexpected_firing(tmp_path) -> None:
+    extra_run = {"run_id": f"j:7:{T0 + 5000}", "job": "j", "scheduled_ms": T0 + 5000, "state": "SUCCEEDED",
+                 "attempt": 1, "fence": 8, "worker_id": "w1", "manual": False}
+    runs = [{"run_id": rid, "job": "j", "scheduled_ms": T0 + i * 1000, "state": "SUCCEEDED", "attempt": 1,
+             "fence": f, "worker_id": "w1", "manual": False} for i, (rid, f) in enumerate(ALL)]
+    rep = checker.check(make(tmp_path, runs=[*runs, extra_run], applies=[(ALL[0][0], 5), *ALL]))
+    assert any(v.startswith("C2: unexpected firing") for v in rep.violations)
+    assert any(v.startswith("C3: sink applied") for v in rep.violations)
+
+
+def test_two_live_leases(tmp_path) -> None:
+    rid = ALL[0][0]
+    ev = [("worker:w1", "handler", {"type": "start", "run_id": rid, "fence": 1, "worker": "w1", "scheduled_ms": T0}),
+          ("worker:w2", "handler", {"type": "start", "run_id": rid, "fence": 4, "worker": "w2", "scheduled_ms": T0}),
+          ("worker:w1", "handler", {"type": "end", "run_id": rid, "fence": 1, "worker": "w1", "ok": True,
+                                    "cancelled": False, "scheduled_ms": T0})]
+    rep = checker.check(make(tmp_path, applies=ALL, extra=ev))
+    assert any("two live leases" in v for v in rep.violations), rep.violations
+    ev[2][2]["cancelled"] = True  # the agent knew it had lost the lease: fencing's job, not a violation
+    runs = [{"run_id": r, "job": "j", "scheduled_ms": T0 + i * 1000, "state": "SUCCEEDED", "attempt": 1,
+             "fence": 4 if i == 0 else f, "worker_id": "w1", "manual": False} for i, (r, f) in enumerate(ALL)]
+    rep = checker.check(make(tmp_path / "b", runs=runs, applies=ALL, extra=ev))
+    assert rep.ok, rep.violations
+
+
+def test_lost_acknowledged_create_and_divergence(tmp_path) -> None:
+    ev = [("client", "create_job", {"type": "ok", "name": "gone", "job": {"name": "gone", "uid": 3}})]
+    nodes = {"n1": {"applied_index": 9, "digest": "d"}, "n2": {"applied_index": 9, "digest": "e"}}
+    rep = checker.check(make(tmp_path, applies=ALL, extra=ev, nodes=nodes))
+    assert any(v.startswith("P4: acknowledged create of gone") for v in rep.violations)
+    assert any(v.startswith("C7") for v in rep.violations)
