@@ -118,6 +118,9 @@ _TICK_MAX_S = 0.25
 _CONNECT_TIMEOUT_S = 3.0        # TCP + HTTP/2 handshake; a frozen node accepts TCP but never answers
 _WELCOME_TIMEOUT_S = 5.0        # Hello sent, no Welcome: give up on this node
 _NO_LEADER_LOG_EVERY_S = 10.0
+# A node found frozen (no answer to the probe or to a connect) is skipped for this long, even
+# when a follower's stale hint still names it: its peers elect a new leader meanwhile.
+_SUSPECT_S = 5.0
 
 
 class _Session:
@@ -139,6 +142,7 @@ class _Session:
         self.started_at = 0.0
         self.node_id = ""
         self.hint: str | None = None  # a leader address learnt outside the stream (probe)
+        self.unresponsive = False     # the probe found the node frozen or cut off
 
     def abort(self) -> None:
         """Tear the stream down from outside the stream thread (dead peer, no Welcome)."""
@@ -416,17 +420,26 @@ class Worker:
         hint: str | None = None
         down_since: float | None = None
         last_down_log = 0.0
+        suspects: dict[str, float] = {}  # endpoint -> until when it is skipped
         while not self._closing.is_set():
+            now = self._clock()
+            for ep in [ep for ep, until in suspects.items() if until <= now]:
+                del suspects[ep]
+            if hint is not None and hint in suspects:
+                hint = None  # a stale hint naming the frozen node: ask the others instead
             from_hint = hint is not None
             if hint is not None:
                 target, hint = hint, None
             else:
-                target = self.endpoints[idx % len(self.endpoints)]
+                healthy = [ep for ep in self.endpoints if ep not in suspects] or self.endpoints
+                target = healthy[idx % len(healthy)]
                 idx += 1
-            welcomed, new_hint, why = self._one_session(target)
+            welcomed, new_hint, why, unresponsive = self._one_session(target)
             if self._closing.is_set():
                 break
             now = self._clock()
+            if unresponsive:
+                suspects[target] = now + _SUSPECT_S
             if welcomed:
                 delays = backoff_delays()
                 down_since, last_down_log = now, now
@@ -448,8 +461,9 @@ class Worker:
                     continue  # the first hop to a named leader is free; later ones back off
             self._closing.wait(next(delays))
 
-    def _one_session(self, target: str) -> tuple[bool, str | None, str]:
-        """Run one stream to ``target`` until it breaks. Returns (welcomed, leader hint, reason)."""
+    def _one_session(self, target: str) -> tuple[bool, str | None, str, bool]:
+        """Run one stream to ``target`` until it breaks. Returns (welcomed, leader hint, reason,
+        whether the node looked frozen: no connection in time, or no answer to the probe)."""
         import grpc
 
         from schedd.pb import api_grpc, api_pb2
@@ -464,7 +478,7 @@ class Worker:
         try:
             why = self._await_connection(channel)
             if why:
-                return False, None, why
+                return False, None, why, why.startswith("no connection within")
             status = api_grpc.ClusterServiceStub(channel).GetNodeStatus
             session.probe = lambda: status.future(
                 api_pb2.NodeStatusRequest(), timeout=self._probe_timeout_s())
@@ -487,7 +501,7 @@ class Worker:
                 session.close()
             channel.close()
             self._wake.set()  # the ticker re-plans (and exits when closing)
-        return session.welcomed, hint or session.hint, why
+        return session.welcomed, hint or session.hint, why, session.unresponsive
 
     def _await_connection(self, channel: Any) -> str:
         """Wait until ``channel`` is connected: '' when ready, else why not. A refused connection
@@ -738,6 +752,7 @@ class Worker:
                                     error=getattr(code, "name", str(code)),
                                     waited_ms=int((self._clock() - sent_at) * 1000),
                                     action="reconnecting"))
+                sess.unresponsive = True
                 sess.abort()
                 return
             except Exception as e:  # CancelledError when the session ended first

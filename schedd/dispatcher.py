@@ -82,6 +82,7 @@ class Dispatcher:
         self._last_reconcile = 0.0
         self._need_reconcile = False
         self._crons: dict[tuple[str, str], Cron] = {}
+        self._rr_cursor: dict[str, int] = defaultdict(int)
         self.became_leader_at: float | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -343,7 +344,11 @@ class Dispatcher:
         return items, new_runs
 
     def _plan_grants(self, now_ms: int, new_runs: list[tuple[str, int, str]]) -> list[command_pb2.GrantItem]:
-        sessions = [w for w in self.registry.all() if not w.closed.is_set()]
+        # Only workers heard from within two heartbeat intervals get new work: a frozen worker
+        # (SIGSTOP, GC pause, cut link) keeps its stream open but would let every retry of a
+        # run expire in its hands until the attempts are used up.
+        horizon = self.clock.monotonic() - 2 * self.settings.heartbeat_interval_s - 0.5
+        sessions = [w for w in self.registry.all() if not w.closed.is_set() and w.last_seen >= horizon]
         if not sessions:
             return []
         with self._lock:
@@ -361,7 +366,7 @@ class Dispatcher:
             if run.run_id not in seen:
                 candidates.append((run.run_id, run.attempt, run.queue))
         grants: list[command_pb2.GrantItem] = []
-        cursor: dict[str, int] = defaultdict(int)
+        cursor = self._rr_cursor  # kept across ticks, so retries do not go to the same worker
         for rid, attempt, q in candidates:
             if len(grants) >= self.settings.max_grants_per_tick:
                 break

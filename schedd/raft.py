@@ -55,6 +55,7 @@ class RaftNode(SyncObj):
         self._tick_actions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         conf = SyncObjConf(
             password=password,
+            bindAddress=self_addr,  # listen on the configured address only, not on every interface
             journalFile=f"{journal_dir}/raft.journal",
             fullDumpFile=f"{journal_dir}/raft.snapshot",
             serializer=store.write_snapshot,

@@ -202,7 +202,8 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             if hello.concurrency > 10_000:
                 raise InvalidArgument("hello.concurrency", f"{hello.concurrency} is over the maximum of 10000")
             queues = frozenset(validate.queue(q, "hello.queues") for q in hello.queues) or frozenset({"default"})
-            session = WorkerSession(hello.worker_id, queues, hello.concurrency or 1)
+            session = WorkerSession(hello.worker_id, queues, hello.concurrency or 1,
+                                    last_seen=node.clock.monotonic())
             reattached, lost = node.dispatcher.attach(session, list(hello.running))
         except SchedError as e:
             abort(context, e)
@@ -238,6 +239,7 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
 
         try:
             for msg in request_iterator:
+                session.seen(self.node.clock.monotonic())
                 kind = msg.WhichOneof("body")
                 if kind == "heartbeat":
                     lost = dispatcher.heartbeat(session, list(msg.heartbeat.leases))

@@ -22,6 +22,10 @@ class WorkerSession:
     closed: threading.Event = field(default_factory=threading.Event)
     close_reason: str = ""
     leader_hint: str | None = None  # set when closed because this node stopped leading
+    last_seen: float = 0.0          # monotonic time of the last message from the worker
+
+    def seen(self, now: float) -> None:
+        self.last_seen = now
 
     def send(self, msg: api_pb2.ServerMessage) -> None:
         if not self.closed.is_set():
