@@ -284,19 +284,24 @@ class Client:
         cron: str | None = None,
         tz: str = "UTC",
         at_ms: int | None = None,
+        every_ms: int | None = None,
+        jitter_ms: int = 0,
         queue: str = "default",
         payload: str = "",
         max_attempts: int = 0,
         request_id: str | None = None,
     ) -> types_pb2.Job:
-        """Create job ``name`` firing on a ``cron`` expression in zone ``tz``, or once at ``at_ms``.
+        """Create job ``name`` firing on a ``cron`` expression in zone ``tz``, every ``every_ms``
+        (anchored at the Unix epoch), or once at ``at_ms``.
 
-        Give exactly one of ``cron`` / ``at_ms``. ``payload`` is JSON text handed to every firing;
-        ``max_attempts`` 0 means the server's default. Safe to retry with the same ``request_id``
-        (one is generated when omitted). Raises InvalidArgument, AlreadyExists, Unavailable.
+        Give exactly one of ``cron`` / ``every_ms`` / ``at_ms``. ``jitter_ms`` spreads each firing
+        by a deterministic hash of the job name and slot. ``payload`` is JSON text handed to every
+        firing; ``max_attempts`` 0 means the server's default. Safe to retry with the same
+        ``request_id`` (one is generated when omitted). Raises InvalidArgument, AlreadyExists,
+        Unavailable.
         """
-        if (cron is None) == (at_ms is None):
-            raise errors.InvalidArgument("schedule", "give exactly one of cron or at_ms")
+        if sum(x is not None for x in (cron, at_ms, every_ms)) != 1:
+            raise errors.InvalidArgument("schedule", "give exactly one of cron, every_ms or at_ms")
         if max_attempts < 0:
             raise errors.InvalidArgument("max_attempts", f"{max_attempts} must not be negative")
 
@@ -305,8 +310,11 @@ class Client:
                 schedule = types_pb2.Schedule(
                     kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron, timezone=tz or "UTC"
                 )
+            elif every_ms is not None:
+                schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=every_ms)
             else:
                 schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=at_ms)
+            schedule.jitter_ms = jitter_ms
             return api_pb2.CreateJobRequest(
                 name=name,
                 schedule=schedule,

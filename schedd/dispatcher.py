@@ -31,7 +31,7 @@ from schedd.clock import Clock
 from schedd.errors import SchedError, Unavailable
 from schedd.leases import LeaseTable
 from schedd.pb import api_pb2, command_pb2, types_pb2
-from schedd.schedule import Cron, parse_cron, slots_due
+from schedd.schedule import Schedule, compile_schedule
 from schedd.workers import Registry, WorkerSession
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._last_reconcile = 0.0
         self._need_reconcile = False
-        self._crons: dict[tuple[str, str], Cron] = {}
+        self._schedules: dict[bytes, Schedule] = {}  # compiled, by serialized Schedule
         self._rr_cursor: dict[str, int] = defaultdict(int)
         self.became_leader_at: float | None = None
 
@@ -307,12 +307,12 @@ class Dispatcher:
 
     # ---- planning (reads committed state; decisions are re-checked by apply) -----------------
 
-    def _cron(self, schedule: types_pb2.Schedule) -> Cron:
-        key = (schedule.cron, schedule.timezone or "UTC")
-        cron = self._crons.get(key)
-        if cron is None:
-            cron = self._crons[key] = parse_cron(*key)
-        return cron
+    def _schedule(self, schedule: types_pb2.Schedule) -> Schedule:
+        key = schedule.SerializeToString(deterministic=True)
+        compiled = self._schedules.get(key)
+        if compiled is None:
+            compiled = self._schedules[key] = compile_schedule(schedule)
+        return compiled
 
     def _plan_fires(self, now_ms: int) -> tuple[list[command_pb2.FireItem], list[tuple[str, int, str]]]:
         s = self.settings
@@ -325,18 +325,19 @@ class Dispatcher:
             job = self.store.get_job(name)
             if job is None or job.next_due_ms != due_ms or job.state != types_pb2.JOB_STATE_ACTIVE:
                 continue
-            if job.schedule.kind == types_pb2.SCHEDULE_KIND_CRON:
-                try:
-                    cron = self._cron(job.schedule)
-                except SchedError:
-                    log.error("event=bad_schedule job=%s cron=%r", name, job.schedule.cron)
-                    continue
-                first = due_ms
-                if due_ms < now_ms - s.catchup_window_ms:
-                    first = cron.next_after(now_ms - s.catchup_window_ms - 1)
-                slots, nxt = slots_due(cron, first, now_ms, min(s.max_slots_per_job, budget))
-            else:
-                slots, nxt = [due_ms], 0
+            try:
+                sched = self._schedule(job.schedule)
+            except SchedError:
+                log.error("event=bad_schedule job=%s schedule=%r", name, job.schedule)
+                continue
+            # With jitter, next_due_ms is the jittered due time; the run's identity is its slot.
+            first: int | None = sched.slot_of_due(name, due_ms)
+            if job.schedule.kind != types_pb2.SCHEDULE_KIND_AT and due_ms < now_ms - s.catchup_window_ms:
+                first = sched.next_after(now_ms - s.catchup_window_ms - 1)
+            slots: list[int] = []
+            nxt = 0  # the schedule ended while nobody dispatched
+            if first is not None:
+                slots, nxt = sched.slots_due(name, first, now_ms, min(s.max_slots_per_job, budget))
             budget -= len(slots)
             items.append(command_pb2.FireItem(name=name, uid=job.uid, from_due_ms=due_ms,
                                               slots_ms=slots, next_due_ms=nxt))

@@ -6,6 +6,7 @@ peer first when this node leads, so a rolling restart does not wait out an elect
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -80,6 +81,10 @@ class NodeConfig:
         addrs = [self.raft, *(p.raft for p in self.peers)]
         if len(set(addrs)) != len(addrs):
             raise InvalidArgument("--peer", "raft addresses must be unique")
+
+
+def _set_event(event: threading.Event, *_: object) -> None:
+    event.set()
 
 
 class Node:
@@ -167,7 +172,7 @@ class Node:
         deadline = time.monotonic() + within_s
         while self.raft.is_leader() and time.monotonic() < deadline:
             answered = threading.Event()
-            self.raft.request_transfer(None, lambda _sent, done=answered: done.set())
+            self.raft.request_transfer(None, functools.partial(_set_event, answered))
             answered.wait(0.5)
             end = min(deadline, time.monotonic() + 0.5)
             while self.raft.is_leader() and time.monotonic() < end:

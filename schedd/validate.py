@@ -9,7 +9,19 @@ import re
 
 from schedd.errors import InvalidArgument
 from schedd.pb import api_pb2, command_pb2, types_pb2
-from schedd.schedule import parse_cron, parse_zone
+from schedd.schedule import (
+    GAP_TO_PB,
+    MAX_INTERVAL_MS,
+    MAX_JITTER_MS,
+    MIN_INTERVAL_MS,
+    REPEAT_TO_PB,
+    compile_schedule,
+    dst_gap_from_pb,
+    dst_repeat_from_pb,
+    parse_cron,
+    parse_duration,
+    parse_zone,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -54,18 +66,75 @@ def payload(value: str) -> str:
     return value
 
 
-def first_due(schedule: types_pb2.Schedule, now_ms: int) -> int:
-    """The first due instant of a validated schedule, strictly after ``now_ms`` for cron."""
-    if schedule.kind == types_pb2.SCHEDULE_KIND_CRON:
-        return parse_cron(schedule.cron, schedule.timezone or "UTC").next_after(now_ms)
-    return schedule.at_ms
+def first_due(schedule: types_pb2.Schedule, now_ms: int, job_name: str = "") -> int:
+    """The first due instant of a validated schedule (0: none): for a recurring schedule, the
+    due time (jitter applied) of the first slot strictly after ``now_ms``; for a one-shot, the
+    due time of ``at_ms`` even if it is a little in the past (it fires at once)."""
+    sched = compile_schedule(schedule)
+    if schedule.kind == types_pb2.SCHEDULE_KIND_AT:
+        return sched.due_ms(job_name, schedule.at_ms)
+    return sched.first_due(job_name, now_ms)
+
+
+def _bounds_and_jitter(s: types_pb2.Schedule, out: types_pb2.Schedule) -> None:
+    for f in ("start_ms", "end_ms", "jitter_ms"):
+        if getattr(s, f) < 0:
+            raise InvalidArgument(f"schedule.{f}", "must not be negative")
+    if s.start_ms and s.end_ms and s.end_ms <= s.start_ms:
+        raise InvalidArgument("schedule.end_ms", "must be after schedule.start_ms")
+    if out.kind == types_pb2.SCHEDULE_KIND_INTERVAL:
+        if s.jitter_ms >= out.every_ms:
+            raise InvalidArgument("schedule.jitter_ms", f"{s.jitter_ms} ms must be less than the interval "
+                                                        f"({out.every_ms} ms)")
+    elif s.jitter_ms > MAX_JITTER_MS:
+        raise InvalidArgument("schedule.jitter_ms", f"{s.jitter_ms} ms is over the limit of 1 day")
+    out.start_ms, out.end_ms, out.jitter_ms = s.start_ms, s.end_ms, s.jitter_ms
+
+
+def _cron_or_every(s: types_pb2.Schedule, out: types_pb2.Schedule) -> None:
+    text = " ".join(s.cron.split())
+    if text.lower().startswith("@every"):  # an alias of an interval: stored as one
+        out.kind = types_pb2.SCHEDULE_KIND_INTERVAL
+        out.every_ms = parse_duration(text[len("@every"):], "schedule.cron")
+        for f in ("dst_gap", "dst_repeat"):
+            if getattr(s, f):
+                raise InvalidArgument(f"schedule.{f}", "applies to cron expressions only, not @every")
+        _interval_fields(s, out, "schedule.cron")
+        return
+    gap = dst_gap_from_pb(s.dst_gap)
+    repeat = dst_repeat_from_pb(s.dst_repeat)
+    cron = parse_cron(text, s.timezone or "UTC", "schedule.cron", gap, repeat)
+    out.kind, out.cron, out.timezone = s.kind, cron.expr, cron.tz
+    out.dst_gap, out.dst_repeat = GAP_TO_PB[gap], REPEAT_TO_PB[repeat]
+
+
+def _interval_fields(s: types_pb2.Schedule, out: types_pb2.Schedule, every_field: str) -> None:
+    if out.every_ms < MIN_INTERVAL_MS:
+        raise InvalidArgument(every_field, f"{out.every_ms} ms is below the minimum interval of 1s")
+    if out.every_ms > MAX_INTERVAL_MS:
+        raise InvalidArgument(every_field, f"{out.every_ms} ms is over the maximum interval of 366 days")
+    if s.HasField("anchor_ms") and s.anchor_ms < 0:
+        raise InvalidArgument("schedule.anchor_ms", "must not be negative")
+    out.anchor_ms = s.anchor_ms if s.HasField("anchor_ms") else max(0, s.start_ms)
+    out.timezone = parse_zone(s.timezone) if s.timezone else "UTC"
 
 
 def schedule(s: types_pb2.Schedule, now_ms: int) -> types_pb2.Schedule:
+    """Validate a schedule and return it normalized, every default written out (so a later
+    change of a default never changes a stored job)."""
     out = types_pb2.Schedule()
+    if s.kind != types_pb2.SCHEDULE_KIND_CRON:
+        for f in ("dst_gap", "dst_repeat"):
+            if getattr(s, f):
+                raise InvalidArgument(f"schedule.{f}", "applies to cron schedules only")
+    if s.kind != types_pb2.SCHEDULE_KIND_INTERVAL and s.HasField("anchor_ms") \
+            and not s.cron.strip().lower().startswith("@every"):
+        raise InvalidArgument("schedule.anchor_ms", "applies to interval schedules only")
     if s.kind == types_pb2.SCHEDULE_KIND_CRON:
-        cron = parse_cron(s.cron, s.timezone or "UTC")
-        out.kind, out.cron, out.timezone = s.kind, cron.expr, cron.tz
+        _cron_or_every(s, out)
+    elif s.kind == types_pb2.SCHEDULE_KIND_INTERVAL:
+        out.kind, out.every_ms = s.kind, s.every_ms
+        _interval_fields(s, out, "schedule.every_ms")
     elif s.kind == types_pb2.SCHEDULE_KIND_AT:
         if s.at_ms <= 0:
             raise InvalidArgument("schedule.at_ms", "is required for a one-shot job")
@@ -75,7 +144,17 @@ def schedule(s: types_pb2.Schedule, now_ms: int) -> types_pb2.Schedule:
             parse_zone(s.timezone)
         out.kind, out.at_ms, out.timezone = s.kind, s.at_ms, s.timezone or "UTC"
     else:
-        raise InvalidArgument("schedule.kind", "is required: a cron expression or a one-shot time")
+        raise InvalidArgument("schedule.kind", "is required: a cron expression, an interval or a one-shot time")
+    _bounds_and_jitter(s, out)
+    sched = compile_schedule(out)
+    if out.kind == types_pb2.SCHEDULE_KIND_AT:
+        if (out.start_ms and out.at_ms < out.start_ms) or (out.end_ms and out.at_ms > out.end_ms):
+            raise InvalidArgument("schedule.at_ms", "is outside schedule.start_ms .. schedule.end_ms")
+    elif sched.next_after(now_ms) is None:
+        if out.end_ms:
+            raise InvalidArgument("schedule.end_ms", "the schedule has no firing between now (or "
+                                                     "schedule.start_ms) and schedule.end_ms")
+        raise InvalidArgument("schedule.cron", "the schedule never fires after now")
     return out
 
 
@@ -86,7 +165,7 @@ def create_job(req: api_pb2.CreateJobRequest, now_ms: int) -> command_pb2.Comman
     job = types_pb2.Job(name=name(req.name), schedule=sched, queue=queue(req.queue),
                         payload=payload(req.payload),
                         max_attempts=req.max_attempts or DEFAULT_MAX_ATTEMPTS,
-                        next_due_ms=first_due(sched, now_ms))
+                        next_due_ms=first_due(sched, now_ms, job_name=req.name))
     return command_pb2.Command(now_ms=now_ms, request_id=request_id(req.request_id),
                                create_job=command_pb2.CreateJobCmd(job=job))
 
@@ -95,4 +174,4 @@ def resume_due(job: types_pb2.Job, now_ms: int) -> int:
     """Where a resumed job picks up: the next slot after now (missed slots are not replayed)."""
     if job.schedule.kind == types_pb2.SCHEDULE_KIND_AT:
         return job.next_due_ms
-    return first_due(job.schedule, now_ms)
+    return first_due(job.schedule, now_ms, job.name)

@@ -20,7 +20,7 @@ import click
 from schedctl import output
 from schedd import errors
 from schedd.client import Client, new_request_id, parse_endpoints
-from schedd.schedule import parse_rfc3339
+from schedd.schedule import parse_duration, parse_rfc3339
 
 # ---- exit codes ----------------------------------------------------------------------------
 
@@ -69,6 +69,8 @@ CREATE_FIELDS = {
     "schedule.cron": "--cron",
     "schedule.timezone": "--tz",
     "schedule.at_ms": "--at",
+    "schedule.every_ms": "--every",
+    "schedule.jitter_ms": "--jitter",
     "queue": "--queue",
     "payload": "--payload",
     "max_attempts": "--max-attempts",
@@ -335,6 +337,8 @@ def _with_request_id_note(exc: errors.SchedError, rid: str) -> errors.SchedError
 @click.argument("name")
 @click.option("--cron", metavar="EXPR", help="Cron: 5 fields, or 6 with seconds first.")
 @click.option("--tz", metavar="ZONE", help="IANA time zone of --cron (default UTC).")
+@click.option("--every", metavar="DURATION", help="Fixed interval, e.g. 90s, 15m, 1h30m (anchored at the Unix epoch).")
+@click.option("--jitter", metavar="DURATION", help="Spread each firing by a deterministic 0..DURATION offset.")
 @click.option(
     "--at", "at", metavar="RFC3339", help="Fire once at this time, e.g. 2030-01-02T03:04:05Z."
 )
@@ -360,25 +364,31 @@ def job_create(
     name: str,
     cron: str | None,
     tz: str | None,
+    every: str | None,
+    jitter: str | None,
     at: str | None,
     queue: str,
     payload: str,
     max_attempts: int | None,
     request_id: str | None,
 ) -> None:
-    """Create job NAME with a cron schedule (--cron) or a one-shot time (--at).
+    """Create job NAME with a cron schedule (--cron), a fixed interval (--every) or a one-shot
+    time (--at).
 
     \b
     Examples:
       schedctl job create nightly --cron '0 3 * * *' --tz Europe/Berlin
       schedctl job create tick --cron '*/10 * * * * *' --queue fast --payload '{"n": 1}'
+      schedctl job create poll --every 90s --jitter 10s
       schedctl job create once --at 2030-01-02T03:04:05Z
     """
-    if (cron is None) == (at is None):
-        raise click.UsageError("give exactly one of --cron EXPR or --at RFC3339")
-    if at is not None and tz is not None:
+    if sum(x is not None for x in (cron, every, at)) != 1:
+        raise click.UsageError("give exactly one of --cron EXPR, --every DURATION or --at RFC3339")
+    if cron is None and tz is not None:
         raise click.UsageError("--tz applies to --cron only; put the UTC offset into --at")
     at_ms = parse_rfc3339(at, "--at") if at is not None else None
+    every_ms = parse_duration(every, "--every") if every is not None else None
+    jitter_ms = parse_duration(jitter, "--jitter") if jitter is not None else 0
     if payload:
         try:
             json.loads(payload)
@@ -391,6 +401,8 @@ def job_create(
             cron=cron,
             tz=tz or "UTC",
             at_ms=at_ms,
+            every_ms=every_ms,
+            jitter_ms=jitter_ms,
             queue=queue,
             payload=payload,
             max_attempts=max_attempts or 0,

@@ -100,3 +100,27 @@ def test_full_restart_keeps_every_job_and_run(make_cluster) -> None:
         assert [r.SerializeToString(deterministic=True) for r in client.list_runs(limit=1000)] == runs_before
     new_index, new_digest = cluster.wait_converged()
     assert new_digest == digest and new_index >= index
+
+
+def test_interval_job_with_jitter_fires_every_slot_once(make_cluster, tmp_path) -> None:
+    cluster: LocalCluster = make_cluster()
+    effects = tmp_path / "effects.log"
+    effects.touch()
+    worker = start_shell_worker(cluster.endpoints_env, str(effects), str(tmp_path / "worker.log"),
+                                "--concurrency", "2")
+    try:
+        with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+            job = client.create_job("every-1s", every_ms=1000, jitter_ms=400)
+            assert job.schedule.kind == types_pb2.SCHEDULE_KIND_INTERVAL
+            wait_for(lambda: len(succeeded_after(client, "every-1s", 0)) >= 5, 30, "5 interval runs")
+            last = client.pause_job("every-1s")
+            runs = wait_for(lambda: (lambda rs: rs if rs and all(r.state == SUCCEEDED for r in rs) else None)(
+                client.list_runs(job="every-1s", limit=1000)), 20, "the claimed runs to finish")
+            slots = [r.scheduled_ms for r in runs]
+            # The run's identity is the un-jittered slot: consecutive whole seconds, none skipped.
+            assert all(s % 1000 == 0 for s in slots)
+            assert slots == list(range(slots[0], slots[-1] + 1000, 1000))
+            assert last.state == types_pb2.JOB_STATE_PAUSED
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)

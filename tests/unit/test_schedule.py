@@ -59,7 +59,7 @@ def test_slots_due_enumerates_every_missed_slot() -> None:
 def test_zone_is_respected() -> None:
     # 09:00 in Berlin on 2026-01-15 is 08:00Z (CET, UTC+1)
     after = parse_rfc3339("2026-01-15T00:00:00Z", "t")
-    assert format_ms(parse_cron("0 9 * * *", "Europe/Berlin").next_after(after)) == "2026-01-15T08:00:00Z"
+    assert parse_cron("0 9 * * *", "Europe/Berlin").next_after(after) == parse_rfc3339("2026-01-15T08:00:00Z", "t")
 
 
 @pytest.mark.parametrize("expr,tz,field", [
@@ -80,3 +80,11 @@ def test_rfc3339() -> None:
     with pytest.raises(InvalidArgument):
         parse_rfc3339("2026-01-02 03:04", "at")
     assert format_ms(1767323045123) == "2026-01-02T03:04:05.123Z"
+
+
+def test_slots_due_stops_when_the_schedule_ends() -> None:
+    from schedd.schedule import Interval, Schedule
+
+    sched = Schedule(Interval(1000), end_ms=T0 + 2000)
+    assert slots_due(sched, T0, T0 + 10_000, limit=100) == ([T0, T0 + 1000, T0 + 2000], 0)
+    assert slots_due(sched, None, T0, limit=100) == ([], 0)
