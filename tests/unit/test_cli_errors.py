@@ -307,6 +307,8 @@ def test_create_passes_options_through(fake: type[FakeClient]) -> None:
         "cron": None,
         "tz": "UTC",
         "at_ms": 1_893_456_000_000,
+        "every_ms": None,
+        "jitter_ms": 0,
         "queue": "q",
         "payload": '{"a": 1}',
         "max_attempts": 3,
