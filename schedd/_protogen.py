@@ -49,6 +49,14 @@ def generate(proto_dir: str, out_root: str) -> None:
         f.write(_hash(files))
 
 
+def _stamp_is(stamp: str, want: str) -> bool:
+    try:
+        with open(stamp) as f:
+            return f.read() == want
+    except FileNotFoundError:
+        return False
+
+
 def ensure_generated() -> None:
     """Make ``schedd.v1`` importable; regenerate in a source checkout when a .proto changed."""
     if not os.path.isdir(_SOURCE_PROTO_DIR):
@@ -56,22 +64,14 @@ def ensure_generated() -> None:
     files = _proto_files(_SOURCE_PROTO_DIR)
     stamp = os.path.join(_HERE, "v1", _STAMP)
     want = _hash(files)
-    try:
-        with open(stamp) as f:
-            if f.read() == want:
-                return
-    except FileNotFoundError:
-        pass
+    if _stamp_is(stamp, want):
+        return
     os.makedirs(os.path.join(_HERE, "v1"), exist_ok=True)
     # Several processes may start at once (a test cluster): generate under a lock.
     with open(os.path.join(_HERE, "v1", ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            with open(stamp) as f:
-                if f.read() == want:
-                    return
-        except FileNotFoundError:
-            pass
+        if _stamp_is(stamp, want):
+            return
         generate(_SOURCE_PROTO_DIR, os.path.dirname(_HERE))
         for name in list(sys.modules):
             if name.startswith("schedd.v1."):
