@@ -88,6 +88,7 @@ class CompletionRecord:
     fence: int
     outcome: Outcome
     error: str = ""
+    exit_code: int | None = None  # the process's, when the handler ran one
 
     @property
     def key(self) -> LeaseKey:
@@ -284,14 +285,15 @@ class LeaseBook:
 
     # ---- completions -----------------------------------------------------------------------
 
-    def finish(self, run_id: str, fence: int, outcome: Outcome, error: str = "") -> CompletionRecord:
+    def finish(self, run_id: str, fence: int, outcome: Outcome, error: str = "",
+               exit_code: int | None = None) -> CompletionRecord:
         """The handler for a lease returned: the lease is released and its completion pending.
         Finishing a lease that is not held still records the completion (the caller knows it ran)."""
         key = (run_id, fence)
         self._held.pop(key, None)
         if len(error) > MAX_ERROR_CHARS:
             error = error[: MAX_ERROR_CHARS - 14] + "...[truncated]"
-        record = CompletionRecord(run_id, fence, Outcome(outcome), error)
+        record = CompletionRecord(run_id, fence, Outcome(outcome), error, exit_code)
         self._pending[key] = _Pending(record)
         return record
 
@@ -342,7 +344,13 @@ def ms_to_datetime(ms: int) -> datetime:
 
 class HandlerFailure(Exception):
     """Raise from a handler to fail the attempt with ``str(exc)`` as the error text, logged as
-    one line without a traceback (an expected failure, not a bug)."""
+    one line without a traceback (an expected failure, not a bug). ``exit_code``, when the work
+    was a process, is reported with the completion: a job's retry policy may list exit codes
+    that are not retried."""
+
+    def __init__(self, *args: object, exit_code: int | None = None) -> None:
+        super().__init__(*args)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)

@@ -559,7 +559,7 @@ class Worker:
                         continue
                     msg = api_pb2.WorkerMessage(completions=api_pb2.Completions(completions=[
                         api_pb2.Completion(run_id=c.run_id, fence=c.fence, outcome=cast(Any, int(c.outcome)),
-                                           error=c.error) for c in recs]))
+                                           error=c.error, exit_code=c.exit_code) for c in recs]))
             if intent == _FLUSH:
                 self.log.debug(kv("completions_sent", count=len(msg.completions.completions)))
             yield msg
@@ -682,6 +682,7 @@ class Worker:
         started = self._clock()
         fn = self._handlers.get(ctx.job) or self._default
         outcome, error = Outcome.SUCCEEDED, ""
+        exit_code: int | None = None
         try:
             if ctx.cancelled.is_set():
                 outcome, error = Outcome.FAILED, "cancelled before start"
@@ -692,7 +693,7 @@ class Worker:
                 self.log.debug(kv("handler_started", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence))
                 fn(ctx)
         except HandlerFailure as e:  # expected: handler_finished below carries the text
-            outcome, error = Outcome.FAILED, str(e) or repr(e)
+            outcome, error, exit_code = Outcome.FAILED, str(e) or repr(e), e.exit_code
         except BaseException as e:  # a handler's failure is a result, not a crash
             outcome, error = Outcome.FAILED, repr(e)
             self.log.error(kv("handler_failed", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence,
@@ -704,7 +705,7 @@ class Worker:
             if outcome is Outcome.SUCCEEDED and ctx.cancelled.is_set():
                 why = act.reason[0] if act and act.reason else "cancelled"
                 outcome, error = Outcome.FAILED, f"cancelled: {why}"
-            self._book.finish(ctx.run_id, ctx.fence, outcome, error)
+            self._book.finish(ctx.run_id, ctx.fence, outcome, error, exit_code)
             sess = self._session
             if sess is not None and sess.welcomed:
                 sess.kick(_FLUSH)

@@ -15,6 +15,10 @@ Contract (every replica relies on it):
   completions carry what the leader saw (due time, attempt, fence) and are no-ops when the state
   has moved on, so a late or duplicated proposal (a deposed leader's entry committed after all)
   cannot fire a slot twice or revive an old lease.
+* **A command's meaning never changes.** A failed attempt is retried after the job's
+  RetryPolicy backoff (``schedd.retry``: exact arithmetic, no libm) or, for a job without one,
+  the fixed backoff in the command. A run that ends failing becomes DEAD only when the command
+  carries ``dead_letter``; entries written before dead letters existed still end in FAILED.
 
 The caller executes the mutations in one storage transaction.
 """
@@ -28,7 +32,7 @@ from typing import Protocol
 
 from google.protobuf.message import DecodeError
 
-from schedd import keys
+from schedd import keys, retry
 from schedd.pb import command_pb2, types_pb2
 
 COMMAND_VERSION = 1
@@ -61,10 +65,13 @@ Mutation = Put | Delete
 
 @dataclass(frozen=True)
 class Granted:
-    """A lease granted by this entry: the leader sends ``run`` to ``run.worker_id``."""
+    """A lease granted by this entry: the leader sends ``run`` to ``run.worker_id``.
+    ``run_timeout_ms`` is the job's (0 = none): the leader expires the lease at
+    ``run.started_ms + run_timeout_ms``."""
 
     run: Run
     payload: str
+    run_timeout_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -321,25 +328,33 @@ def _grant_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> R
         run.started_ms = now
         txn.put_run(run)
         txn.put("leases", run.run_id.encode(), keys.lease_value(fence, item.worker_id))
-        granted.append(Granted(run=run, payload=job.payload))
+        granted.append(Granted(run=run, payload=job.payload, run_timeout_ms=job.run_timeout_ms))
     del ttl  # the expiry lives in the leader's memory; renewals are not replicated
     return Result(granted=tuple(granted), count=len(granted))
 
 
-def _fail_attempt(txn: Txn, run: Run, error: str, now: int, backoff_ms: int) -> None:
-    """End the current attempt as failed: retry later, or FAILED when attempts are used up."""
+def _fail_attempt(txn: Txn, run: Run, error: str, now: int, default_backoff_ms: int, *,
+                  exit_code: int | None = None, dead_letter: bool = False) -> None:
+    """End the current attempt as failed: retry after the job's backoff, or end the run when the
+    failure is non-retryable or its attempts are used up: DEAD (a dead letter) when the command
+    says so, FAILED for entries written before dead letters existed."""
     txn.delete("leases", run.run_id.encode())
     job = txn.job(run.job)
-    max_attempts = (job.max_attempts if job is not None else 0) or 5
+    policy = retry.policy_of(job)
+    failed = max(1, run.attempt - run.attempt_base)  # attempts since the last manual retry
+    final = retry.non_retryable(policy, exit_code, error)
     run.error = error
-    if run.attempt < max_attempts and job is not None:
+    run.exit_code = exit_code or 0
+    if not final and failed < retry.max_attempts(job) and job is not None:
         run.state = types_pb2.RUN_STATE_PENDING
         run.attempt += 1
-        run.not_before_ms = now + max(0, backoff_ms)
+        run.not_before_ms = now + retry.backoff_ms(policy, failed, default_backoff_ms)
         txn.put("pending", keys.pending_key(run.not_before_ms, run.run_id), b"")
     else:
-        run.state = types_pb2.RUN_STATE_FAILED
+        run.state = types_pb2.RUN_STATE_DEAD if dead_letter else types_pb2.RUN_STATE_FAILED
         run.finished_ms = now
+        if final:
+            run.error = f"{error} (not retried: {final})"
     txn.put_run(run)
 
 
@@ -349,7 +364,8 @@ def _expire_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> 
         run = txn.run(item.run_id)
         if run is None or run.state != types_pb2.RUN_STATE_LEASED or run.fence != item.fence:
             continue
-        _fail_attempt(txn, run, item.reason or "lease expired", now, cmd.expire_leases.retry_backoff_ms)
+        _fail_attempt(txn, run, item.reason or "lease expired", now, cmd.expire_leases.retry_backoff_ms,
+                      dead_letter=cmd.expire_leases.dead_letter)
         expired += 1
     return Result(count=expired)
 
@@ -365,7 +381,7 @@ def _complete_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> 
             if (run.fence == item.fence and item.success and run.state == types_pb2.RUN_STATE_SUCCEEDED):
                 items.append(("OK", "already recorded"))  # a resend after a reconnect
                 continue
-            state = types_pb2.RunState.Name(run.state).removeprefix("RUN_STATE_").lower()
+            state = _state_word(run.state)
             items.append(("ABORTED", f"fence: {item.fence} is stale for run {item.run_id!r} "
                                      f"(current fence {run.fence}, state {state}); the result was discarded"))
             continue
@@ -374,11 +390,43 @@ def _complete_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> 
             run.state = types_pb2.RUN_STATE_SUCCEEDED
             run.finished_ms = now
             run.error = ""
+            run.exit_code = 0
             txn.put_run(run)
         else:
-            _fail_attempt(txn, run, item.error or "failed", now, cmd.complete_runs.retry_backoff_ms)
+            _fail_attempt(txn, run, item.error or "failed", now, cmd.complete_runs.retry_backoff_ms,
+                          exit_code=item.exit_code if item.HasField("exit_code") else None,
+                          dead_letter=cmd.complete_runs.dead_letter)
         items.append(("OK", ""))
     return Result(items=tuple(items), count=sum(1 for c, _ in items if c == "OK"))
+
+
+def _state_word(state: int) -> str:
+    return types_pb2.RunState.Name(state).removeprefix("RUN_STATE_").lower() \
+        if state in types_pb2.RunState.values() else str(state)
+
+
+def _retry_run(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    """An operator's replay of a dead letter: the run is PENDING again, due now, at the next
+    attempt number, with a fresh set of attempts (``attempt_base``) under the job's policy."""
+    rid = cmd.retry_run.run_id
+    run = txn.run(rid)
+    if run is None:
+        return Result("NOT_FOUND", f"run_id: no run {rid!r}")
+    if run.state not in (types_pb2.RUN_STATE_DEAD, types_pb2.RUN_STATE_FAILED):
+        return Result("FAILED_PRECONDITION", f"run_id: run {rid!r} is {_state_word(run.state)}; "
+                                             "only dead or failed runs can be retried", run=run)
+    job = txn.job(run.job)
+    if job is None or keys.run_id(job.name, job.uid, run.scheduled_ms) != run.run_id:
+        return Result("FAILED_PRECONDITION", f"run_id: the job of run {rid!r} was deleted; "
+                                             "it cannot be retried", run=run)
+    run.state = types_pb2.RUN_STATE_PENDING
+    run.attempt_base = run.attempt
+    run.attempt += 1
+    run.not_before_ms = now
+    run.finished_ms = 0
+    txn.put_run(run)
+    txn.put("pending", keys.pending_key(run.not_before_ms, run.run_id), b"")
+    return Result(job=job, run=run)
 
 
 def _barrier(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
@@ -407,6 +455,7 @@ _HANDLERS: dict[str, _Handler] = {
     "grant_leases": _grant_leases,
     "expire_leases": _expire_leases,
     "complete_runs": _complete_runs,
+    "retry_run": _retry_run,
     "barrier": _barrier,
     "batch": _batch,
 }

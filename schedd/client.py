@@ -16,7 +16,7 @@ Failure contract
   next endpoint. Between attempts it backs off (50 ms, doubling, at most 1 s) and it gives up after
   ``retry_for`` seconds with :class:`schedd.errors.Unavailable`.
 * Every attempt has a deadline of ``timeout`` seconds. A timed-out *read* is retried elsewhere. A
-  timed-out *write* has an unknown outcome: ``create_job`` and ``trigger_job`` carry a request id
+  timed-out *write* has an unknown outcome: ``create_job``, ``trigger_job`` and ``retry_run`` carry a request id
   (generated when none is given, reused by every retry), so the client retries them safely; the
   other writes raise :class:`schedd.errors.OutcomeUnknown` instead of guessing.
 * ``INVALID_ARGUMENT``, ``NOT_FOUND``, ``ALREADY_EXISTS``, ``ABORTED`` (stale fence) and
@@ -37,9 +37,9 @@ import enum
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 
@@ -66,6 +66,8 @@ __all__ = [
     "new_request_id",
     "parse_endpoint",
     "parse_endpoints",
+    "retry_policy",
+    "run_state",
     "summarize_failure",
 ]
 
@@ -159,6 +161,55 @@ def error_from_status(code: str, details: str, hint: str = "") -> errors.SchedEr
     if code in errors.BY_CODE:
         return errors.from_code(code, details or code.lower().replace("_", " "))
     return errors.Internal(f"{code}: {details}" if details else code)
+
+
+def retry_policy(
+    *,
+    max_attempts: int = 0,
+    initial_backoff_ms: int | None = None,
+    multiplier: float = 0.0,
+    max_backoff_ms: int = 0,
+    non_retryable_exit_codes: Iterable[int] = (),
+    non_retryable_errors: Iterable[str] = (),
+) -> types_pb2.RetryPolicy:
+    """A ``RetryPolicy`` for :meth:`Client.create_job`. Zero / ``None`` means the server's
+    default: ``max_attempts`` 5 (or the job's ``max_attempts``), ``initial_backoff_ms`` 1000,
+    ``multiplier`` 2, ``max_backoff_ms`` 100 x initial (at most a day). The wait after the n-th
+    failed attempt is ``min(max_backoff_ms, initial_backoff_ms * multiplier ** (n - 1))``. A
+    failure reporting one of ``non_retryable_exit_codes``, or whose error text contains one of
+    ``non_retryable_errors``, is not retried. The server checks the ranges (InvalidArgument
+    naming ``retry.<field>``)."""
+    policy = _build(lambda: types_pb2.RetryPolicy(
+        max_attempts=max_attempts, multiplier=multiplier, max_backoff_ms=max_backoff_ms,
+        non_retryable_exit_codes=list(non_retryable_exit_codes),
+        non_retryable_errors=list(non_retryable_errors)))
+    if initial_backoff_ms is not None:
+        policy.initial_backoff_ms = _build(lambda: int(initial_backoff_ms))
+    return policy
+
+
+def _as_policy(retry: types_pb2.RetryPolicy | Mapping[str, Any]) -> types_pb2.RetryPolicy:
+    if isinstance(retry, types_pb2.RetryPolicy):
+        return retry
+    known = {f.name for f in types_pb2.RetryPolicy.DESCRIPTOR.fields}
+    for key in retry:
+        if key not in known:
+            raise errors.InvalidArgument(f"retry.{key}", f"unknown field; known: {', '.join(sorted(known))}")
+    return retry_policy(**retry)
+
+
+def run_state(state: int | str) -> int:
+    """A ``RunState`` value from itself or its short name (``"dead"``, ``"RUN_STATE_DEAD"``)."""
+    if isinstance(state, str):
+        name = state.strip().upper()
+        name = name if name.startswith("RUN_STATE_") else f"RUN_STATE_{name}"
+        if name in types_pb2.RunState.keys() and name != "RUN_STATE_UNSPECIFIED":
+            return types_pb2.RunState.Value(name)
+        words = [n.removeprefix("RUN_STATE_").lower() for n in types_pb2.RunState.keys()][1:]
+        raise errors.InvalidArgument("state", f"{state!r} is not a run state ({', '.join(words)})")
+    if state not in types_pb2.RunState.values():
+        raise errors.InvalidArgument("state", f"{state} is not a run state")
+    return int(state)
 
 
 def new_request_id() -> str:
@@ -290,20 +341,28 @@ class Client:
         payload: str = "",
         max_attempts: int = 0,
         request_id: str | None = None,
+        retry: types_pb2.RetryPolicy | Mapping[str, Any] | None = None,
+        run_timeout_ms: int = 0,
     ) -> types_pb2.Job:
         """Create job ``name`` firing on a ``cron`` expression in zone ``tz``, every ``every_ms``
         (anchored at the Unix epoch), or once at ``at_ms``.
 
         Give exactly one of ``cron`` / ``every_ms`` / ``at_ms``. ``jitter_ms`` spreads each firing
         by a deterministic hash of the job name and slot. ``payload`` is JSON text handed to every
-        firing; ``max_attempts`` 0 means the server's default. Safe to retry with the same
-        ``request_id`` (one is generated when omitted). Raises InvalidArgument, AlreadyExists,
-        Unavailable.
+        firing; ``max_attempts`` 0 means the server's default. ``retry``: a retry policy, as a
+        ``RetryPolicy`` or a dict of :func:`retry_policy`'s keyword arguments, e.g.
+        ``{"max_attempts": 3, "initial_backoff_ms": 1000, "multiplier": 2, "max_backoff_ms":
+        60_000, "non_retryable_exit_codes": [3]}``; without one, a failed attempt is retried
+        after the cluster's fixed backoff. ``run_timeout_ms``: an attempt running longer fails
+        (0 = no limit). A run out of attempts becomes DEAD (see :meth:`retry_run`). Safe to retry
+        with the same ``request_id`` (one is generated when omitted). Raises InvalidArgument,
+        AlreadyExists, Unavailable.
         """
         if sum(x is not None for x in (cron, at_ms, every_ms)) != 1:
             raise errors.InvalidArgument("schedule", "give exactly one of cron, every_ms or at_ms")
         if max_attempts < 0:
             raise errors.InvalidArgument("max_attempts", f"{max_attempts} must not be negative")
+        policy = _as_policy(retry) if retry is not None else None
 
         def build() -> api_pb2.CreateJobRequest:
             if cron is not None:
@@ -322,6 +381,8 @@ class Client:
                 payload=payload,
                 max_attempts=max_attempts,
                 request_id=request_id or new_request_id(),
+                retry=policy,
+                run_timeout_ms=run_timeout_ms,
             )
 
         resp = self._call("jobs", "CreateJob", _build(build), idempotent=True)
@@ -375,20 +436,39 @@ class Client:
 
     # -- runs --
 
-    def list_runs(self, job: str = "", limit: int = 100) -> list[types_pb2.Run]:
-        """The newest ``limit`` runs (of ``job``, or of all jobs when empty), oldest first."""
+    def list_runs(
+        self, job: str = "", limit: int = 100, state: int | str | None = None
+    ) -> list[types_pb2.Run]:
+        """The newest ``limit`` runs (of ``job``, or of all jobs when empty), oldest first.
+
+        ``state`` keeps only runs in that state, given as a ``RunState`` value or its short name
+        (``"dead"`` lists the dead letters). The server scans the runs for it: O(runs).
+        """
         if limit < 0:
             raise errors.InvalidArgument("limit", f"{limit} must not be negative")
-        req = _build(lambda: api_pb2.ListRunsRequest(job=job, limit=limit))
+        st = run_state(state) if state is not None else 0
+        req = _build(lambda: api_pb2.ListRunsRequest(job=job, limit=limit, state=cast(Any, st)))
         return list(self._call("runs", "ListRuns", req, idempotent=True).runs)
+
+    def retry_run(self, run_id: str, request_id: str | None = None) -> types_pb2.Run:
+        """Replay a DEAD (or FAILED) run: it is PENDING again, due now, at the next attempt number,
+        with a fresh set of attempts under its job's retry policy. Returns the run. Raises
+        NotFound, FailedPrecondition (the run is in another state, or its job was deleted).
+        Safe to retry with the same ``request_id`` (one is generated when omitted)."""
+        rid = request_id or new_request_id()
+        req = _build(lambda: api_pb2.RetryRunRequest(run_id=run_id, request_id=rid))
+        return self._call("runs", "RetryRun", req, idempotent=True).run
 
     def get_run(self, run_id: str) -> types_pb2.Run:
         """The run ``run_id``. Raises NotFound."""
         req = _build(lambda: api_pb2.GetRunRequest(run_id=run_id))
         return self._call("runs", "GetRun", req, idempotent=True).run
 
-    def complete_run(self, run_id: str, fence: int, success: bool, error: str = "") -> None:
-        """Report the outcome of the attempt holding ``fence``.
+    def complete_run(
+        self, run_id: str, fence: int, success: bool, error: str = "", exit_code: int | None = None
+    ) -> None:
+        """Report the outcome of the attempt holding ``fence`` (``exit_code``: the process's, if
+        the work was one; a job's retry policy may list exit codes that are not retried).
 
         Raises StaleFence when ``fence`` is no longer the run's current lease (another attempt owns
         it now: do not apply the effect). A success is retried after a timeout (the server accepts
@@ -396,7 +476,9 @@ class Client:
         """
         outcome = api_pb2.OUTCOME_SUCCEEDED if success else api_pb2.OUTCOME_FAILED
         req = _build(
-            lambda: api_pb2.Completion(run_id=run_id, fence=fence, outcome=outcome, error=error)
+            lambda: api_pb2.Completion(
+                run_id=run_id, fence=fence, outcome=outcome, error=error, exit_code=exit_code
+            )
         )
         self._call("runs", "CompleteRun", req, idempotent=success)
 

@@ -81,7 +81,7 @@ def main() -> None:
               help="File holding the Raft password (else SCHEDD_RAFT_PASSWORD).")
 @click.option("--lease-ttl", default=None, help="Lease period of a firing without heartbeats [10s].")
 @click.option("--heartbeat-interval", default=None, help="How often workers heartbeat [2s].")
-@click.option("--retry-backoff", default=None, help="Wait before a failed or expired attempt is retried [1s].")
+@click.option("--retry-backoff", default=None, help="Wait before a failed or expired attempt is retried, for jobs without a retry policy [1s].")
 @click.option("--map-size", default=None, type=int, help="LMDB map size in MiB [4096].")
 @click.option("--log-level", default="info", show_default=True)
 def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft_addr: str | None,

@@ -6,6 +6,13 @@ up to now, many jobs per entry) and lease grants for pending runs (GrantLeases).
 that entry is committed does the leader send the granted firings down the worker streams: a
 deposed leader cannot commit, so it cannot hand out work.
 
+Run timeouts: a job's ``run_timeout_ms`` is enforced here, on the leader, because it needs a
+clock: a lease held past ``started_ms + run_timeout_ms`` (leader wall-clock time) is expired
+through the same committed ExpireLeases command as a missed heartbeat, with the reason "run
+timeout", so apply counts it as a failed attempt and stays pure. The deadlines live in memory
+(``_deadlines``): added when a grant commits, rebuilt from LMDB on becoming leader and after any
+proposal whose outcome is unknown, pruned against the committed leases on every reconcile.
+
 Leadership: on becoming leader the loop commits a Barrier, then rebuilds its memory (leases
 from LMDB, each with one fresh lease period) and starts. On losing leadership it stops at once,
 forgets its leases and closes every worker stream with a leader hint.
@@ -31,7 +38,7 @@ from schedd.clock import Clock
 from schedd.errors import SchedError, Unavailable
 from schedd.leases import LeaseTable
 from schedd.pb import api_pb2, command_pb2, types_pb2
-from schedd.schedule import Schedule, compile_schedule
+from schedd.schedule import Schedule, compile_schedule, format_duration
 from schedd.workers import Registry, WorkerSession
 
 if TYPE_CHECKING:
@@ -60,6 +67,14 @@ class DispatchSettings:
 CompletionCallback = Callable[[str, str], None]  # (status code name, message)
 
 
+@dataclass(frozen=True)
+class _TimedOut:
+    run_id: str
+    fence: int
+    worker_id: str
+    reason: str
+
+
 class Dispatcher:
     def __init__(self, *, node_id: str, store: Store, raft: RaftNode, clock: Clock,
                  registry: Registry, leader_hint: Callable[[], str],
@@ -83,6 +98,8 @@ class Dispatcher:
         self._need_reconcile = False
         self._schedules: dict[bytes, Schedule] = {}  # compiled, by serialized Schedule
         self._rr_cursor: dict[str, int] = defaultdict(int)
+        # run id -> (fence, deadline ms, timeout ms) of leases whose job has a run timeout
+        self._deadlines: dict[str, tuple[int, int, int]] = {}
         self.became_leader_at: float | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -155,6 +172,8 @@ class Dispatcher:
                 self.leases.release(c.run_id, c.fence)
                 item = command_pb2.CompleteItem(run_id=c.run_id, fence=c.fence,
                                                 success=c.outcome == api_pb2.OUTCOME_SUCCEEDED, error=c.error)
+                if c.HasField("exit_code"):
+                    item.exit_code = c.exit_code
                 self._completions.append((item, functools.partial(callback, c)))
             self._wake.notify_all()
 
@@ -193,9 +212,11 @@ class Dispatcher:
             log.warning("event=barrier_failed term=%d error=%r", term, e.message)
             self._sleep(0.2)
             return
+        deadlines = self.store.lease_deadlines()
         with self._lock:
             self.leases.clear()
             self.leases.reconcile(self.store.leases(), self.clock.monotonic())
+            self._deadlines = deadlines
             self._term = term
             self._active = True
             self.became_leader_at = self.clock.monotonic()
@@ -207,6 +228,7 @@ class Dispatcher:
             self._active = False
             self._term = -1
             self.leases.clear()
+            self._deadlines = {}
             completions, self._completions = self._completions, []
         for _, cb in completions:
             cb("UNAVAILABLE", "leader changed before the completion committed; resend it")
@@ -220,26 +242,38 @@ class Dispatcher:
         now_ms = self.clock.now_ms()
         mono = self.clock.monotonic()
         if self._need_reconcile or mono - self._last_reconcile >= s.reconcile_every_s:
+            committed = self.store.leases()
+            # After an unknown outcome a grant may have committed unseen: rebuild the deadlines.
+            deadlines = self.store.lease_deadlines() if self._need_reconcile else None
             with self._lock:
-                self.leases.reconcile(self.store.leases(), mono)
+                self.leases.reconcile(committed, mono)
+                if deadlines is None:
+                    deadlines = {r: d for r, d in self._deadlines.items()
+                                 if committed.get(r, (None, ""))[0] == d[0]}
+                self._deadlines = deadlines
             self._last_reconcile = mono
             self._need_reconcile = False
 
         with self._lock:
             completions, self._completions = self._completions, []
             expired = self.leases.take_expired(mono)
+            for e in expired:
+                self._deadlines.pop(e.run_id, None)
+            timed_out = self._take_timeouts(now_ms)
         fires, new_runs = self._plan_fires(now_ms)
         grants = self._plan_grants(now_ms, new_runs)
 
         cmds: list[command_pb2.Command] = []
         if completions:
             cmds.append(command_pb2.Command(complete_runs=command_pb2.CompleteRunsCmd(
-                items=[i for i, _ in completions], retry_backoff_ms=s.retry_backoff_ms)))
-        if expired:
+                items=[i for i, _ in completions], retry_backoff_ms=s.retry_backoff_ms, dead_letter=True)))
+        if expired or timed_out:
+            items = [command_pb2.ExpireItem(run_id=e.run_id, fence=e.fence,
+                                            reason=f"lease expired (worker {e.worker_id} sent no heartbeat for {s.lease_ttl_s:g}s)")
+                     for e in expired]
+            items += [command_pb2.ExpireItem(run_id=t.run_id, fence=t.fence, reason=t.reason) for t in timed_out]
             cmds.append(command_pb2.Command(expire_leases=command_pb2.ExpireLeasesCmd(
-                items=[command_pb2.ExpireItem(run_id=e.run_id, fence=e.fence,
-                                              reason=f"lease expired (worker {e.worker_id} sent no heartbeat for {s.lease_ttl_s:g}s)")
-                       for e in expired], retry_backoff_ms=s.retry_backoff_ms)))
+                items=items, retry_backoff_ms=s.retry_backoff_ms, dead_letter=True)))
         if fires:
             cmds.append(command_pb2.Command(fire_due=command_pb2.FireDueCmd(items=fires)))
         if grants:
@@ -253,14 +287,45 @@ class Dispatcher:
         try:
             result = self.raft.propose(encode(batch), s.propose_timeout_s)
         except SchedError as e:
-            log.warning("event=dispatch_propose_failed error=%r completions=%d expiries=%d fires=%d grants=%d",
-                        e.message, len(completions), len(expired), len(fires), len(grants))
+            log.warning("event=dispatch_propose_failed error=%r completions=%d expiries=%d timeouts=%d fires=%d grants=%d",
+                        e.message, len(completions), len(expired), len(timed_out), len(fires), len(grants))
             for _, cb in completions:
                 cb("UNAVAILABLE", f"completion not committed ({e.message}); resend it")
             self._need_reconcile = True
             self._sleep(0.1)
             return
         self._after_commit(result, cmds, completions)
+        self._tell_timed_out(timed_out)
+
+    def _take_timeouts(self, now_ms: int) -> list[_TimedOut]:
+        """Remove and return the leases past their run timeout (caller holds the lock). A lease
+        the table no longer holds under that fence (a completion in flight, a heartbeat expiry)
+        is dropped: if that completion does not commit, the reconcile rebuilds its deadline."""
+        out: list[_TimedOut] = []
+        for rid, (fence, deadline, timeout) in list(self._deadlines.items()):
+            if deadline > now_ms:
+                continue
+            del self._deadlines[rid]
+            lease = self.leases.get(rid)
+            if lease is None or lease.fence != fence:
+                continue
+            self.leases.release(rid, fence)
+            out.append(_TimedOut(rid, fence, lease.worker_id,
+                                 f"run timeout: still running {format_duration(timeout)} after it started"))
+        return out
+
+    def _tell_timed_out(self, timed_out: list[_TimedOut]) -> None:
+        """Tell each worker at once that its timed-out leases are gone, so the handler (the
+        shell worker's child) is cancelled now rather than at the next heartbeat."""
+        by_worker: dict[str, list[_TimedOut]] = defaultdict(list)
+        for t in timed_out:
+            by_worker[t.worker_id].append(t)
+        for worker_id, items in by_worker.items():
+            session = self.registry.get(worker_id)
+            if session is not None:
+                session.send(api_pb2.ServerMessage(lost=api_pb2.LeasesLost(
+                    leases=[api_pb2.Lease(run_id=t.run_id, fence=t.fence) for t in items],
+                    reason=items[0].reason)))
 
     def _idle_wait(self, now_ms: int, mono: float) -> float:
         wait = self.settings.idle_tick_s
@@ -271,8 +336,11 @@ class Dispatcher:
                 wait = min(wait, (t - now_ms) / 1000)
         with self._lock:
             exp = self.leases.next_expiry()
+            deadline = min((d for _, d, _ in self._deadlines.values()), default=None)
         if exp is not None:
             wait = min(wait, exp - mono)
+        if deadline is not None:
+            wait = min(wait, (deadline - now_ms) / 1000)
         return max(0.001, wait)
 
     def _after_commit(self, result: Result, cmds: list[command_pb2.Command],
@@ -295,6 +363,8 @@ class Dispatcher:
             for g in grant.granted:
                 run = g.run
                 self.leases.add(run.run_id, run.fence, run.worker_id, mono)
+                if g.run_timeout_ms > 0:
+                    self._deadlines[run.run_id] = (run.fence, run.started_ms + g.run_timeout_ms, g.run_timeout_ms)
                 per_worker[run.worker_id].append(types_pb2.Firing(
                     run_id=run.run_id, job=run.job, scheduled_ms=run.scheduled_ms, attempt=run.attempt,
                     fence=run.fence, payload=g.payload, queue=run.queue,

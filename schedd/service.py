@@ -143,7 +143,8 @@ class RunService(_Base, api_grpc.RunServiceServicer):
         if limit > 100_000:
             raise InvalidArgument("limit", f"{limit} is over the maximum of 100000")
         job = validate.name(req.job, "job") if req.job else ""
-        return api_pb2.ListRunsResponse(runs=self.node.store.list_runs(job, limit))
+        state = validate.run_state(req.state)
+        return api_pb2.ListRunsResponse(runs=self.node.store.list_runs(job, limit, state))
 
     @rpc
     def GetRun(self, req: api_pb2.GetRunRequest, context: grpc.ServicerContext) -> api_pb2.RunResponse:
@@ -154,6 +155,12 @@ class RunService(_Base, api_grpc.RunServiceServicer):
         if run is None:
             raise NotFound(f"run_id: no run {req.run_id!r}")
         return api_pb2.RunResponse(run=run)
+
+    @rpc
+    def RetryRun(self, req: api_pb2.RetryRunRequest, context: grpc.ServicerContext) -> api_pb2.RunResponse:
+        cmd = command_pb2.Command(now_ms=self.node.clock.now_ms(), request_id=validate.request_id(req.request_id),
+                                  retry_run=command_pb2.RetryRunCmd(run_id=validate.run_id(req.run_id)))
+        return api_pb2.RunResponse(run=self._propose(cmd).run)
 
     @rpc
     def CompleteRun(self, req: api_pb2.Completion, context: grpc.ServicerContext) -> api_pb2.CompleteRunResponse:

@@ -14,7 +14,9 @@ For each firing it runs ``argv`` as a child process (no shell) with the parent's
 ==========================  ==================================================================
 
 Exit code 0 is success; anything else is a failure reported as ``exit code N`` (plus the last
-line the child wrote to stderr). The child's stdout and stderr pass through to ours. If the
+line the child wrote to stderr), with N sent as the completion's ``exit_code`` (which a job's
+retry policy can list as non-retryable). A child killed by a signal reports no exit code; its
+error text names the signal. The child's stdout and stderr pass through to ours. If the
 lease is lost or the worker is stopping past its drain timeout, the child's process group gets
 SIGTERM, then SIGKILL 5 s later. Each child runs in its own session (process group), so a Ctrl-C
 in the terminal reaches the worker, which drains, rather than killing every running child.
@@ -138,7 +140,7 @@ def shell_handler(argv: Sequence[str], log: logging.Logger | None = None) -> Cal
                 _signal_group(proc, signal.SIGKILL)
         tee.join(timeout=1.0)  # a grandchild may hold stderr open; do not wait for it
         if rc != 0:
-            raise CommandFailed(describe_exit(rc, last[0]))
+            raise CommandFailed(describe_exit(rc, last[0]), exit_code=rc if rc > 0 else None)
 
     return handle
 

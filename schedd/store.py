@@ -146,9 +146,17 @@ class Store:
                 ok = cur.next()
         return out
 
-    def list_runs(self, job: str = "", limit: int = 100) -> list[types_pb2.Run]:
-        """The newest ``limit`` runs (of one job, by scheduled time; or all, by run id)."""
+    def list_runs(self, job: str = "", limit: int = 100, state: int = 0) -> list[types_pb2.Run]:
+        """The newest ``limit`` runs (of one job, by scheduled time; or all, by run id), oldest
+        first. With ``state``, only runs in that state: there is no index by state, so this
+        walks the runs (of the job, or all of them) until it has ``limit``: O(runs) at worst."""
         out: list[types_pb2.Run] = []
+
+        def keep(raw: bytes | memoryview) -> None:
+            run = types_pb2.Run.FromString(bytes(raw))
+            if not state or run.state == state:
+                out.append(run)
+
         with self.read() as txn:
             runs = self._dbs["runs"]
             if job:
@@ -163,13 +171,13 @@ class Store:
                     rid = _key(cur)[len(prefix) + 8:]
                     raw = txn.get(rid, db=runs)
                     if raw is not None:
-                        out.append(types_pb2.Run.FromString(raw))
+                        keep(raw)
                     ok = cur.prev()
             else:
                 cur = txn.cursor(db=runs)
                 ok = cur.last()
                 while ok and len(out) < limit:
-                    out.append(types_pb2.Run.FromString(cur.value()))
+                    keep(cur.value())
                     ok = cur.prev()
         out.reverse()
         return out
@@ -218,6 +226,26 @@ class Store:
         with self.read() as txn:
             return {bytes(k).decode(): keys.split_lease_value(bytes(v))
                     for k, v in txn.cursor(db=self._dbs["leases"])}
+
+    def lease_deadlines(self) -> dict[str, tuple[int, int, int]]:
+        """Run timeouts of the outstanding leases: run id -> (fence, deadline ms, timeout ms), for
+        runs whose job has a ``run_timeout_ms`` (deadline = the grant's ``started_ms`` + it).
+        O(leases)."""
+        out: dict[str, tuple[int, int, int]] = {}
+        timeouts: dict[str, int] = {}
+        with self.read() as txn:
+            for k, v in txn.cursor(db=self._dbs["leases"]):
+                raw = txn.get(bytes(k), db=self._dbs["runs"])
+                if raw is None:
+                    continue
+                run = types_pb2.Run.FromString(raw)
+                if run.job not in timeouts:
+                    jraw = txn.get(run.job.encode(), db=self._dbs["jobs"])
+                    timeouts[run.job] = types_pb2.Job.FromString(jraw).run_timeout_ms if jraw else 0
+                if timeouts[run.job] > 0:
+                    fence, _ = keys.split_lease_value(bytes(v))
+                    out[run.run_id] = (fence, run.started_ms + timeouts[run.job], timeouts[run.job])
+        return out
 
     def digest(self) -> str:
         with self.read() as txn:

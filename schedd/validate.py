@@ -5,10 +5,20 @@ proposed, so bad input changes nothing."""
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from schedd.errors import InvalidArgument
 from schedd.pb import api_pb2, command_pb2, types_pb2
+from schedd.retry import (
+    DAY_MS,
+    DEFAULT_INITIAL_BACKOFF_MS,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BACKOFF_FACTOR,
+    DEFAULT_MULTIPLIER,
+    MAX_ATTEMPTS_LIMIT,
+    MAX_MULTIPLIER,
+)
 from schedd.schedule import (
     GAP_TO_PB,
     MAX_INTERVAL_MS,
@@ -26,9 +36,12 @@ from schedd.schedule import (
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_PAYLOAD_BYTES = 64 * 1024
-MAX_ATTEMPTS_LIMIT = 100
-DEFAULT_MAX_ATTEMPTS = 5
 MAX_REQUEST_ID = 128
+MAX_RUN_ID = 300
+MIN_RUN_TIMEOUT_MS = 1000
+MAX_RUN_TIMEOUT_MS = 7 * DAY_MS
+MAX_NON_RETRYABLE = 32          # entries in each non-retryable list
+MAX_NON_RETRYABLE_ERROR = 200   # characters of one non-retryable error text
 PAST_AT_TOLERANCE_MS = 60_000
 
 
@@ -158,6 +171,73 @@ def schedule(s: types_pb2.Schedule, now_ms: int) -> types_pb2.Schedule:
     return out
 
 
+def _ms(value: int, field: str, low: int, high: int, what: str) -> int:
+    if value < 0:
+        raise InvalidArgument(field, f"{value} must not be negative")
+    if not low <= value <= high:
+        raise InvalidArgument(field, f"{value} ms is out of range: {what}")
+    return value
+
+
+def retry_policy(p: types_pb2.RetryPolicy, max_attempts: int) -> types_pb2.RetryPolicy:
+    """Validate a retry policy and return it with every default written out. ``max_attempts``
+    is the request's own (legacy) field, already checked; the two must agree when both are set."""
+    out = types_pb2.RetryPolicy()
+    if p.max_attempts > MAX_ATTEMPTS_LIMIT:
+        raise InvalidArgument("retry.max_attempts", f"{p.max_attempts} is over the limit of {MAX_ATTEMPTS_LIMIT}")
+    if p.max_attempts and max_attempts and p.max_attempts != max_attempts:
+        raise InvalidArgument("retry.max_attempts", f"{p.max_attempts} disagrees with max_attempts "
+                                                    f"{max_attempts}; set one of them")
+    out.max_attempts = p.max_attempts or max_attempts or DEFAULT_MAX_ATTEMPTS
+    initial = p.initial_backoff_ms if p.HasField("initial_backoff_ms") else DEFAULT_INITIAL_BACKOFF_MS
+    out.initial_backoff_ms = _ms(initial, "retry.initial_backoff_ms", 0, DAY_MS, "0 .. 1 day")
+    m = p.multiplier
+    if m == 0:
+        m = DEFAULT_MULTIPLIER
+    if not (math.isfinite(m) and 1.0 <= m <= MAX_MULTIPLIER):
+        raise InvalidArgument("retry.multiplier", f"{p.multiplier!r} is out of range: 1 .. {MAX_MULTIPLIER:g}")
+    out.multiplier = m
+    cap = p.max_backoff_ms
+    if cap == 0:
+        cap = min(DAY_MS, DEFAULT_MAX_BACKOFF_FACTOR * initial)
+    elif cap > 0 and cap < initial:
+        raise InvalidArgument("retry.max_backoff_ms", f"{cap} ms is below retry.initial_backoff_ms ({initial} ms)")
+    out.max_backoff_ms = _ms(cap, "retry.max_backoff_ms", initial, DAY_MS, "retry.initial_backoff_ms .. 1 day")
+    codes = sorted(set(p.non_retryable_exit_codes))
+    if len(codes) > MAX_NON_RETRYABLE:
+        raise InvalidArgument("retry.non_retryable_exit_codes", f"{len(codes)} codes is over the limit of {MAX_NON_RETRYABLE}")
+    for code in codes:
+        if not 1 <= code <= 255:
+            raise InvalidArgument("retry.non_retryable_exit_codes", f"{code} is not a failing exit code (1 .. 255)")
+    out.non_retryable_exit_codes.extend(codes)
+    texts = list(dict.fromkeys(p.non_retryable_errors))
+    if len(texts) > MAX_NON_RETRYABLE:
+        raise InvalidArgument("retry.non_retryable_errors", f"{len(texts)} entries is over the limit of {MAX_NON_RETRYABLE}")
+    for text in texts:
+        if not text.strip():
+            raise InvalidArgument("retry.non_retryable_errors", "an entry is empty (it would match every error)")
+        if len(text) > MAX_NON_RETRYABLE_ERROR:
+            raise InvalidArgument("retry.non_retryable_errors", f"an entry is longer than {MAX_NON_RETRYABLE_ERROR} characters")
+    out.non_retryable_errors.extend(texts)
+    return out
+
+
+def run_timeout(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument("run_timeout_ms", f"{value} must not be negative")
+    if value and not MIN_RUN_TIMEOUT_MS <= value <= MAX_RUN_TIMEOUT_MS:
+        raise InvalidArgument("run_timeout_ms", f"{value} ms is out of range: 0 (none) or 1 s .. 7 days")
+    return value
+
+
+def run_id(value: str) -> str:
+    if not value:
+        raise InvalidArgument("run_id", "is required")
+    if len(value) > MAX_RUN_ID:
+        raise InvalidArgument("run_id", f"longer than {MAX_RUN_ID} characters")
+    return value
+
+
 def create_job(req: api_pb2.CreateJobRequest, now_ms: int) -> command_pb2.Command:
     if req.max_attempts > MAX_ATTEMPTS_LIMIT:
         raise InvalidArgument("max_attempts", f"{req.max_attempts} is over the limit of {MAX_ATTEMPTS_LIMIT}")
@@ -165,9 +245,19 @@ def create_job(req: api_pb2.CreateJobRequest, now_ms: int) -> command_pb2.Comman
     job = types_pb2.Job(name=name(req.name), schedule=sched, queue=queue(req.queue),
                         payload=payload(req.payload),
                         max_attempts=req.max_attempts or DEFAULT_MAX_ATTEMPTS,
+                        run_timeout_ms=run_timeout(req.run_timeout_ms),
                         next_due_ms=first_due(sched, now_ms, job_name=req.name))
+    if req.HasField("retry"):
+        job.retry.CopyFrom(retry_policy(req.retry, req.max_attempts))
+        job.max_attempts = job.retry.max_attempts
     return command_pb2.Command(now_ms=now_ms, request_id=request_id(req.request_id),
                                create_job=command_pb2.CreateJobCmd(job=job))
+
+
+def run_state(value: int, field: str = "state") -> int:
+    if value not in types_pb2.RunState.values():
+        raise InvalidArgument(field, f"{value} is not a run state")
+    return value
 
 
 def resume_due(job: types_pb2.Job, now_ms: int) -> int:

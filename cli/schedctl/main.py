@@ -20,6 +20,7 @@ import click
 from schedctl import output
 from schedd import errors
 from schedd.client import Client, new_request_id, parse_endpoints
+from schedd.pb import types_pb2
 from schedd.schedule import parse_duration, parse_rfc3339
 
 # ---- exit codes ----------------------------------------------------------------------------
@@ -75,6 +76,20 @@ CREATE_FIELDS = {
     "payload": "--payload",
     "max_attempts": "--max-attempts",
     "request_id": "--request-id",
+    "retry.max_attempts": "--max-attempts",
+    "retry.initial_backoff_ms": "--backoff",
+    "retry.multiplier": "--backoff-multiplier",
+    "retry.max_backoff_ms": "--max-backoff",
+    "retry.non_retryable_exit_codes": "--non-retryable-exit-code",
+    "retry.non_retryable_errors": "--non-retryable-error",
+    "run_timeout_ms": "--run-timeout",
+}
+
+#: run states by the word schedctl shows and accepts (``--state dead``)
+RUN_STATES = {
+    name.removeprefix("RUN_STATE_").lower(): value
+    for name, value in types_pb2.RunState.items()
+    if value != types_pb2.RUN_STATE_UNSPECIFIED
 }
 
 
@@ -351,7 +366,42 @@ def _with_request_id_note(exc: errors.SchedError, rid: str) -> errors.SchedError
     type=click.IntRange(min=1),
     metavar="N",
     default=None,
-    help="Deliveries per firing before it fails (default: the server's).",
+    help="Deliveries per firing before the run is dead (default: the server's, 5).",
+)
+@click.option(
+    "--backoff",
+    metavar="DURATION",
+    help="Wait after the first failed attempt, e.g. 1s; doubles by default (gives the job a "
+    "retry policy; without one, the cluster's fixed --retry-backoff applies).",
+)
+@click.option(
+    "--backoff-multiplier",
+    type=float,
+    metavar="X",
+    help="Each further wait is X times the last, 1..10 (default 2).",
+)
+@click.option(
+    "--max-backoff", metavar="DURATION", help="Longest wait between attempts (default 100 x --backoff)."
+)
+@click.option(
+    "--non-retryable-exit-code",
+    "non_retryable_exit_codes",
+    type=int,
+    multiple=True,
+    metavar="N",
+    help="A failure with this exit code is not retried: the run is dead at once. Repeatable.",
+)
+@click.option(
+    "--non-retryable-error",
+    "non_retryable_errors",
+    multiple=True,
+    metavar="TEXT",
+    help="A failure whose error text contains TEXT is not retried. Repeatable.",
+)
+@click.option(
+    "--run-timeout",
+    metavar="DURATION",
+    help="An attempt still running after DURATION (1s..7d) fails and is retried.",
 )
 @click.option(
     "--request-id",
@@ -370,10 +420,20 @@ def job_create(
     queue: str,
     payload: str,
     max_attempts: int | None,
+    backoff: str | None,
+    backoff_multiplier: float | None,
+    max_backoff: str | None,
+    non_retryable_exit_codes: tuple[int, ...],
+    non_retryable_errors: tuple[str, ...],
+    run_timeout: str | None,
     request_id: str | None,
 ) -> None:
     """Create job NAME with a cron schedule (--cron), a fixed interval (--every) or a one-shot
     time (--at).
+
+    A failed attempt is retried after a backoff until --max-attempts; then, or at once for a
+    non-retryable failure, the run is dead: `schedctl run list --state dead` lists it and
+    `schedctl run retry RUN_ID` replays it.
 
     \b
     Examples:
@@ -381,6 +441,8 @@ def job_create(
       schedctl job create tick --cron '*/10 * * * * *' --queue fast --payload '{"n": 1}'
       schedctl job create poll --every 90s --jitter 10s
       schedctl job create once --at 2030-01-02T03:04:05Z
+      schedctl job create etl --cron '0 * * * *' --max-attempts 4 --backoff 10s \\
+          --max-backoff 5m --non-retryable-exit-code 3 --run-timeout 30m
     """
     if sum(x is not None for x in (cron, every, at)) != 1:
         raise click.UsageError("give exactly one of --cron EXPR, --every DURATION or --at RFC3339")
@@ -394,6 +456,26 @@ def job_create(
             json.loads(payload)
         except ValueError as exc:
             raise click.UsageError(f"--payload: not valid JSON ({exc})") from None
+    # Only what was given is passed on: a job without retry options keeps the cluster's fixed
+    # backoff (no policy), and the SDK call stays as it was for scripts that do not use them.
+    extra: dict[str, Any] = {}
+    retry: dict[str, Any] = {}
+    if backoff is not None:
+        retry["initial_backoff_ms"] = parse_duration(backoff, "--backoff")
+    if backoff_multiplier is not None:
+        retry["multiplier"] = backoff_multiplier
+    if max_backoff is not None:
+        retry["max_backoff_ms"] = parse_duration(max_backoff, "--max-backoff")
+    if non_retryable_exit_codes:
+        retry["non_retryable_exit_codes"] = list(non_retryable_exit_codes)
+    if non_retryable_errors:
+        retry["non_retryable_errors"] = list(non_retryable_errors)
+    if retry:
+        if max_attempts:
+            retry["max_attempts"] = max_attempts
+        extra["retry"] = retry
+    if run_timeout is not None:
+        extra["run_timeout_ms"] = parse_duration(run_timeout, "--run-timeout")
     rid = request_id or new_request_id()
     try:
         created = s.client().create_job(
@@ -407,6 +489,7 @@ def job_create(
             payload=payload,
             max_attempts=max_attempts or 0,
             request_id=rid,
+            **extra,
         )
     except errors.InvalidArgument as exc:
         option = CREATE_FIELDS.get(exc.field)
@@ -536,15 +619,23 @@ def run() -> None:
     show_default=True,
     help="Show the newest N runs.",
 )
+@click.option(
+    "--state",
+    type=click.Choice(list(RUN_STATES)),
+    default=None,
+    help="Only runs in this state; dead = the dead letters (scans the runs).",
+)
 @pass_settings
-def run_list(s: Settings, job_name: str, limit: int) -> None:
+def run_list(s: Settings, job_name: str, limit: int, state: str | None) -> None:
     """List the newest runs, oldest first.
 
     \b
     Example:
       schedctl run list --job nightly --limit 20
+      schedctl run list --state dead
     """
-    runs = s.client().list_runs(job=job_name, limit=limit)
+    kw: dict[str, Any] = {} if state is None else {"state": RUN_STATES[state]}
+    runs = s.client().list_runs(job=job_name, limit=limit, **kw)
     s.emit(
         [output.message_to_dict(r) for r in runs],
         lambda: (
@@ -568,6 +659,30 @@ def run_get(s: Settings, run_id: str) -> None:
     """
     r = s.client().get_run(run_id)
     s.emit(output.message_to_dict(r), lambda: output.run_block(r))
+
+
+@run.command("retry")
+@click.argument("run_id")
+@click.option("--request-id", metavar="ID", help="Makes the retry safe to repeat.")
+@pass_settings
+def run_retry(s: Settings, run_id: str, request_id: str | None) -> None:
+    """Replay dead (or failed) run RUN_ID: it runs again now, at the next attempt number, with a
+    fresh set of attempts under its job's retry policy. Exits 1 for a run in another state.
+
+    \b
+    Example:
+      schedctl run list --state dead       # shows the run ids
+      schedctl run retry RUN_ID
+    """
+    rid = request_id or new_request_id()
+    try:
+        r = s.client().retry_run(run_id, request_id=rid)
+    except errors.SchedError as exc:
+        raise _with_request_id_note(exc, rid) from None
+    s.emit(
+        output.message_to_dict(r),
+        lambda: f"retrying run {r.run_id}: attempt {r.attempt} ({output.run_state(r.state)})",
+    )
 
 
 # ---- workers -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 from google.protobuf.message import Message
 
 from schedd.pb import types_pb2
-from schedd.schedule import format_ms
+from schedd.schedule import format_duration, format_ms
 
 #: timestamp field -> the RFC 3339 field added next to it in JSON output
 TIME_FIELDS: dict[str, str] = {
@@ -119,6 +119,20 @@ def run_row(r: types_pb2.Run) -> list[object]:
     ]
 
 
+def retry_text(j: types_pb2.Job) -> str:
+    """``3 attempts, backoff 1s x2 up to 1m, not retried: exit 3`` (or the fixed default)."""
+    if not j.HasField("retry"):
+        return "cluster default backoff"
+    p = j.retry
+    text = (f"backoff {format_duration(p.initial_backoff_ms)} x{p.multiplier:g} "
+            f"up to {format_duration(p.max_backoff_ms)}")
+    final = [f"exit {c}" for c in p.non_retryable_exit_codes]
+    final += [repr(e) for e in p.non_retryable_errors]
+    if final:
+        text += f"; not retried: {', '.join(final)}"
+    return text
+
+
 def job_block(j: types_pb2.Job) -> str:
     """Every field of a job, one per line."""
     return block(
@@ -128,7 +142,10 @@ def job_block(j: types_pb2.Job) -> str:
             ("schedule", schedule_text(j.schedule)),
             ("queue", j.queue),
             ("next due", when(j.next_due_ms)),
-            ("max attempts", j.max_attempts or "default"),
+            ("max attempts", (j.retry.max_attempts if j.HasField("retry") else 0)
+             or j.max_attempts or "default"),
+            ("retry", retry_text(j)),
+            ("run timeout", format_duration(j.run_timeout_ms) if j.run_timeout_ms else "none"),
             ("payload", j.payload or "-"),
             ("created", when(j.created_ms)),
             ("uid", j.uid),
@@ -153,6 +170,7 @@ def run_block(r: types_pb2.Run) -> str:
             ("started", when(r.started_ms)),
             ("finished", when(r.finished_ms)),
             ("error", r.error or "-"),
+            ("exit code", r.exit_code or "-"),
         ]
     )
 

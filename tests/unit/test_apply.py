@@ -17,8 +17,9 @@ def cmd(now: int = T0, **body: object) -> bytes:
     return encode(command_pb2.Command(now_ms=now, **body))
 
 
-def create(name: str, cron: str = "* * * * * *", now: int = T0, request_id: str = "") -> bytes:
-    req = api_pb2.CreateJobRequest(name=name, request_id=request_id,
+def create(name: str, cron: str = "* * * * * *", now: int = T0, request_id: str = "",
+           retry: types_pb2.RetryPolicy | None = None) -> bytes:
+    req = api_pb2.CreateJobRequest(name=name, request_id=request_id, retry=retry,
                                    schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron))
     return encode(create_job(req, now))
 
@@ -33,14 +34,17 @@ def grant(run_id: str, worker: str = "w1", attempt: int = 1, now: int = T0) -> b
         items=[command_pb2.GrantItem(run_id=run_id, attempt=attempt, worker_id=worker)], lease_ttl_ms=10_000))
 
 
-def complete(run_id: str, fence: int, success: bool = True, now: int = T0) -> bytes:
+def complete(run_id: str, fence: int, success: bool = True, now: int = T0,
+             exit_code: int | None = None, dead_letter: bool = False) -> bytes:
     return cmd(now, complete_runs=command_pb2.CompleteRunsCmd(
-        items=[command_pb2.CompleteItem(run_id=run_id, fence=fence, success=success)], retry_backoff_ms=1000))
+        items=[command_pb2.CompleteItem(run_id=run_id, fence=fence, success=success, exit_code=exit_code)],
+        retry_backoff_ms=1000, dead_letter=dead_letter))
 
 
-def expire(run_id: str, fence: int, now: int = T0) -> bytes:
+def expire(run_id: str, fence: int, now: int = T0, dead_letter: bool = False) -> bytes:
     return cmd(now, expire_leases=command_pb2.ExpireLeasesCmd(
-        items=[command_pb2.ExpireItem(run_id=run_id, fence=fence)], retry_backoff_ms=1000))
+        items=[command_pb2.ExpireItem(run_id=run_id, fence=fence)], retry_backoff_ms=1000,
+        dead_letter=dead_letter))
 
 
 def run_log(entries: list[bytes]) -> MemoryState:
@@ -155,7 +159,7 @@ def test_attempts_are_bounded() -> None:
 # ---- properties over random logs ---------------------------------------------------------
 
 OPS = st.lists(st.tuples(st.sampled_from(["create", "fire", "grant", "complete", "expire", "pause",
-                                          "resume", "delete", "trigger", "garbage"]),
+                                          "resume", "delete", "trigger", "garbage", "retry"]),
                          st.sampled_from(["a", "b"]), st.integers(0, 3), st.booleans()),
                max_size=40)
 
@@ -171,7 +175,10 @@ def random_log(ops: list[tuple[str, str, int, bool]]) -> list[bytes]:
         job = types_pb2.Job.FromString(job_raw) if job_raw else None
         runs = [types_pb2.Run.FromString(v) for v in shadow.data["runs"].values()]
         if op == "create":
-            e = create(name, now=now)
+            # job "b" has a retry policy: two attempts, exit code 3 is final, exponential backoff
+            policy = types_pb2.RetryPolicy(max_attempts=2, initial_backoff_ms=k * 500, multiplier=1.5,
+                                           non_retryable_exit_codes=[3]) if name == "b" else None
+            e = create(name, now=now, retry=policy)
         elif op == "fire" and job is not None:
             slots = [job.next_due_ms + 1000 * i for i in range(k + 1)]
             e = fire(name, job.uid, job.next_due_ms, slots, slots[-1] + 1000, now=now)
@@ -180,10 +187,14 @@ def random_log(ops: list[tuple[str, str, int, bool]]) -> list[bytes]:
             fence = run.fence + (1 if flag and op != "grant" else 0)  # sometimes stale/unknown
             if op == "grant":
                 e = grant(run.run_id, attempt=run.attempt, now=now)
-            elif op == "complete":
-                e = complete(run.run_id, fence, success=flag, now=now)
+            elif op == "complete":  # k: the exit code reported (0: none); k < 2 is an older leader's entry
+                e = complete(run.run_id, fence, success=flag, now=now, exit_code=k or None, dead_letter=k >= 2)
             else:
-                e = expire(run.run_id, fence, now=now)
+                e = expire(run.run_id, fence, now=now, dead_letter=flag)
+        elif op == "retry" and runs:  # mostly a dead letter, sometimes a run in another state
+            ended = [r for r in runs if r.state in (types_pb2.RUN_STATE_DEAD, types_pb2.RUN_STATE_FAILED)]
+            pick = ended if ended and flag else runs
+            e = cmd(now, retry_run=command_pb2.RetryRunCmd(run_id=pick[k % len(pick)].run_id))
         elif op == "pause":
             e = cmd(now, pause_job=command_pb2.PauseJobCmd(name=name))
         elif op == "resume":
@@ -229,6 +240,12 @@ def test_fences_strictly_increase_and_leases_match_runs(ops: list[tuple[str, str
             assert g.run.fence > last_fence
             last_fence = g.run.fence
         runs = {k.decode(): types_pb2.Run.FromString(v) for k, v in state.data["runs"].items()}
+        assert all(r.state in types_pb2.RunState.values() and r.state != types_pb2.RUN_STATE_UNSPECIFIED
+                   for r in runs.values())
+        assert all(r.attempt > r.attempt_base for r in runs.values())
+        dead = {rid for rid, r in runs.items() if r.state == types_pb2.RUN_STATE_DEAD}
+        assert not dead & {k.decode() for k in state.data["leases"]}  # dead letters hold no lease
+        assert not dead & {keys.split_pending_key(k)[1] for k in state.data["pending"]}  # nor wait
         leased = {rid for rid, r in runs.items() if r.state == types_pb2.RUN_STATE_LEASED}
         assert leased == {k.decode() for k in state.data["leases"]}  # at most one live lease per run
         pending = {rid for rid, r in runs.items() if r.state == types_pb2.RUN_STATE_PENDING}
