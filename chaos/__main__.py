@@ -19,11 +19,16 @@ from chaos import checker, scenarios
 
 def _print_outcome(o: scenarios.Outcome, nodes: int, verbose: bool) -> None:
     print(scenarios.table([scenarios.row(o, nodes)]))
+    if o.skipped:
+        print(f"  SKIPPED: {o.skipped}")
+        sys.stdout.flush()
+        return
     r = o.report
     print(f"  {o.seconds:.0f}s, history: {r.out}/history.jsonl")
     shown = r.violations if verbose else r.violations[:10]
     for v in shown:
-        print(f"  {'expected (control): ' if o.scenario.control else 'VIOLATION: '}{v}")
+        expected = o.scenario.control or (o.scenario.demonstrates and v.startswith(o.scenario.demonstrates))
+        print(f"  {'expected (demonstration): ' if expected else 'VIOLATION: '}{v}")
     if len(r.violations) > len(shown):
         print(f"  ... {len(r.violations) - len(shown)} more in {r.out}/report.json")
     for n in r.notes:

@@ -119,7 +119,9 @@ def check(out: str, p3_bound_s: float = P3_BOUND_S) -> Report:
             else:
                 ends[(e["run_id"], e["fence"])] = e
     nemesis = [e for e in events if e["proc"] == "nemesis"]
-    rep.faults = sum(1 for e in nemesis if e["op"] not in ("heal", "restart_node", "resume_node", "resume_worker"))
+    rep.faults = sum(1 for e in nemesis if e["op"] not in ("heal", "restart_node", "resume_node", "resume_worker",
+                                                          "disk_freed", "disk_full_outcome", "power_checkpoint",
+                                                          "power_checkpoint_lmdb"))
     rep.faults += sum(1 for e in events if e["op"] == "armed" and e.get("what") == "kill_after_effect")
 
     _check_p1(rep, events, runs, applies, starts)
@@ -129,7 +131,60 @@ def check(out: str, p3_bound_s: float = P3_BOUND_S) -> Report:
     _check_convergence(rep, final)
     _check_p3(rep, events, p3_bound_s)
     _check_expectations(rep, events, final, sink_log, applies, starts)
+    _check_punctuality(rep, events, runs, starts)
     return rep
+
+
+#: a firing may start this much before its slot with every clock true (the workers and the
+#: checker read the same system clock as the nodes; this only absorbs rounding)
+EARLY_TOLERANCE_S = 0.5
+
+
+def _check_punctuality(rep: Report, events: list[dict[str, Any]], runs: dict[str, Any],
+                       starts: dict[str, list[dict[str, Any]]]) -> None:
+    """C2 (early firings): no scheduled firing starts before its slot by more than the largest
+    wall-clock offset any node had (``clock_jump`` records; 0 without clock faults) plus
+    EARLY_TOLERANCE_S: a leader whose clock is ahead by S fires up to S early, never more.
+    Lateness is reported, not judged: a leader whose clock is behind by S fires S late, an
+    election or a paused worker adds more, and P1 is about every slot being delivered."""
+    skew = max((abs(e.get("offset_s", 0.0)) for e in events if e["op"] == "clock_jump"), default=0.0)
+    bound = skew + EARLY_TOLERANCE_S
+    early: list[tuple[float, str]] = []
+    late: list[float] = []
+    for rid, xs in starts.items():
+        r = runs.get(rid)
+        if r is None or r.get("manual"):
+            continue  # a manual run's scheduled_ms is when it was triggered, not a slot
+        first = min(xs, key=lambda e: e["t"])
+        delta = first["t"] - first["scheduled_ms"] / 1000
+        if delta < 0:
+            early.append((-delta, rid))
+        else:
+            late.append(delta)
+    too_early = sorted((x for x in early if x[0] > bound), reverse=True)
+    for d, rid in too_early[:20]:
+        rep.violations.append(f"C2: {rid} started {d:.1f}s before its slot (allowed: {bound:.1f}s = largest "
+                              f"clock offset {skew:g}s + {EARLY_TOLERANCE_S:g}s)")
+    if len(too_early) > 20:
+        rep.violations.append(f"C2: ... {len(too_early) - 20} more firings started too early")
+    if early or skew:
+        rep.notes.append(f"early firings: {len(early)}, max {max((d for d, _ in early), default=0.0):.1f}s "
+                         f"(bound {bound:.1f}s)")
+    jumps = sorted((e["t"], f"{e['node']} ({e.get('role', '?')}) at {e['offset_s']:+g}s")
+                   for e in events if e["op"] == "clock_jump")
+    if jumps:  # per clock phase: how early / late first attempts started
+        firsts = [min(xs, key=lambda e: e["t"]) for rid, xs in starts.items()
+                  if rid in runs and not runs[rid].get("manual")]
+        bounds = [(-math.inf, "before the first jump"), *jumps, (math.inf, "")]
+        for (t0, name), (t1, _) in zip(bounds, bounds[1:], strict=False):
+            ds = [e["t"] - e["scheduled_ms"] / 1000 for e in firsts if t0 <= e["t"] < t1]
+            if ds:
+                rep.notes.append(f"clock phase {name}: {len(ds)} firings, max early {max(0.0, -min(ds)):.1f}s, "
+                                 f"max late {max(0.0, max(ds)):.1f}s")
+    if late:
+        late.sort()
+        rep.notes.append(f"first attempt lateness: p50 {percentile(late, 50):.2f}s, p99 {percentile(late, 99):.2f}s, "
+                         f"max {late[-1]:.1f}s over {len(late)} firings")
 
 
 def _check_p1(rep: Report, events: list[dict[str, Any]], runs: dict[str, Any],
@@ -324,5 +379,20 @@ def _check_expectations(rep: Report, events: list[dict[str, Any]], final: dict[s
             if len(oks) != 1 or len(manual) != x["count"]:
                 rep.violations.append(f"expect: ambiguous trigger {x['request_id']}: acknowledged runs {sorted(oks)}, "
                                       f"{len(manual)} manual runs of {x['job']} (want {x['count']})")
+        elif what == "disk_full_exit":
+            # F14: the node whose disk filled must stop by itself with exit code 70 and a
+            # CRITICAL line saying what to do (schedd/store.py fatal()); dying from a signal or
+            # running on (wedged or not) breaks the contract even when no data is harmed.
+            rc, lines = x.get("rc"), x.get("log", [])
+            critical = [ln for ln in lines if "CRITICAL" in ln]
+            if rc is None:
+                rep.violations.append(f"F14: {x['node']} still ran {x.get('wait_s')}s after its disk filled "
+                                      f"(applied index {x.get('lag')} behind the leader's commit)")
+            elif rc != 70 or not critical:
+                how = f"signal {-rc}" if rc < 0 else f"exit {rc}"
+                rep.violations.append(f"F14: {x['node']} stopped with {how} on a full disk, want exit 70 and a "
+                                      f"CRITICAL line; its log: {lines[-3:] or 'nothing'}")
+            else:
+                rep.notes.append(f"{x['node']} stopped with exit 70: {critical[-1][-200:]}")
         else:
             rep.notes.append(f"unknown expectation {what}")

@@ -33,12 +33,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
+
+from chaos import faketime
 from chaos import sink as sinkmod
 from chaos.history import History
 from chaos.proxy import Link, ProxyHub
 from schedd import errors
 from schedd.client import Client
-from schedd.pb import types_pb2
+from schedd.pb import api_pb2, types_pb2
 from schedd.testing import LocalCluster, NodeSpec, free_ports
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +63,8 @@ MAX_ATTEMPTS = 20
 #: (worker id, kind, queues)
 WORKERS = [("a1", "agent", "default,agent"), ("a2", "agent", "default,agent"), ("s1", "shell", "default,shell")]
 
-TERMINAL = {types_pb2.RUN_STATE_SUCCEEDED, types_pb2.RUN_STATE_FAILED, types_pb2.RUN_STATE_CANCELLED}
+TERMINAL = {types_pb2.RUN_STATE_SUCCEEDED, types_pb2.RUN_STATE_FAILED, types_pb2.RUN_STATE_CANCELLED,
+            types_pb2.RUN_STATE_DEAD}
 
 
 def _addr(port: int) -> str:
@@ -95,12 +99,35 @@ class ProxiedCluster(LocalCluster):
                     self.raft_links[(a.node_id, b.node_id)] = link
                     k += 1
 
+        #: per-node overrides (set before the node starts): extra environment variables, and the
+        #: module run instead of ``schedd`` (``chaos.faketime_node`` for a node under libfaketime)
+        self.node_env: dict[str, dict[str, str]] = {}
+        self.node_module: dict[str, str] = {}
+
     @property
     def proxy_endpoints(self) -> list[str]:
         return [self.grpc_links[s.node_id].listen for s in self.specs]
 
+    def set_data_dir(self, node_id: str, data_dir: str) -> None:
+        """Put a node's data (LMDB, journal, snapshot) elsewhere; its log stays where it was."""
+        i = next(i for i, s in enumerate(self.specs) if s.node_id == node_id)
+        s = self.specs[i]
+        self.specs[i] = NodeSpec(s.node_id, s.raft, s.grpc, data_dir, s.log_path)
+
+    def start_node(self, node_id: str) -> None:
+        spec = self.spec(node_id)
+        os.makedirs(spec.data_dir, exist_ok=True)
+        os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
+        env = dict(self.env)
+        env.update(self.node_env.get(node_id, {}))
+        log = open(spec.log_path, "ab")
+        self.procs[node_id] = subprocess.Popen(self.command(spec), stdout=log, stderr=subprocess.STDOUT,
+                                               env=env, start_new_session=True, cwd=REPO)
+        log.close()
+
     def command(self, spec: NodeSpec) -> list[str]:
-        cmd = [sys.executable, "-m", "schedd", "run", "--node-id", spec.node_id, "--data-dir", spec.data_dir,
+        module = self.node_module.get(spec.node_id, "schedd")
+        cmd = [sys.executable, "-m", module, "run", "--node-id", spec.node_id, "--data-dir", spec.data_dir,
                "--raft", spec.raft, "--grpc", spec.grpc, "--raft-password-file", self.password_file]
         for other in self.specs:
             if other is spec:
@@ -196,6 +223,9 @@ class Harness:
         self._client: Client | None = None
         self.faults = 0
         self.quiesce = Quiesce()
+        self.clock_files: dict[str, str] = {}   # node -> libfaketime timestamp file
+        self.clock_offsets: dict[str, float] = {}
+        self.mounts: list[str] = []             # tmpfs mounts to save and unmount at stop()
         self.h.write("start", seed=seed, nodes=nodes, fencing=fencing, lease_ttl_s=LEASE_TTL_S,
                      specs=[{"node": s.node_id, "raft": s.raft, "grpc": s.grpc,
                              "grpc_proxy": self.cluster.grpc_links[s.node_id].listen} for s in self.cluster.specs],
@@ -249,6 +279,9 @@ class Harness:
             ch.close()
         self.cluster._channels.clear()
         self.hub.close()
+        for path in self.mounts:
+            self._save_and_unmount(path)
+        self.mounts.clear()
 
     def _kill_effect_children(self) -> None:
         """Shell-worker children run in their own sessions; kill any still running."""
@@ -358,6 +391,100 @@ class Harness:
             w.proc.send_signal(signal.SIGCONT)
             w.paused = False
         self.nemesis.write("resume_worker", worker=worker_id)
+
+    def transfer_leadership(self, to: str, timeout: float = 30.0) -> bool:
+        """Ask the leader to hand leadership to ``to`` until it does (a harness step, not a fault)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if leader == to:
+                self.h.write("leader_moved", to=to, term=self._term(to))
+                return True
+            try:
+                self.cluster._stub(leader).TransferLeadership(api_pb2.TransferLeadershipRequest(to_node_id=to),
+                                                              timeout=2)
+            except grpc.RpcError:
+                pass
+            end = min(deadline, time.monotonic() + 3)
+            while time.monotonic() < end and self.cluster.leader() != to:
+                time.sleep(0.1)
+        self.h.write("leader_move_failed", to=to, leader=self.cluster.leader())
+        return False
+
+    # ---- clock (libfaketime, one node) -------------------------------------------------------
+
+    def enable_faketime(self, node_id: str, lib: str) -> None:
+        """Before start: run ``node_id`` under libfaketime with a wall-clock offset file (now +0)."""
+        path = os.path.join(self.out, f"faketime-{node_id}.rc")
+        faketime.write_offset(path, 0)
+        self.clock_files[node_id] = path
+        self.clock_offsets[node_id] = 0.0
+        self.cluster.node_env[node_id] = faketime.node_env(lib, path)
+        self.cluster.node_module[node_id] = "chaos.faketime_node"
+        self.h.write("faketime", node=node_id, lib=lib, file=path)
+
+    def set_clock(self, node_id: str, offset_s: float) -> None:
+        """Step ``node_id``'s wall clock to real time + ``offset_s`` (takes effect within ~1 s)."""
+        prev = self.clock_offsets.get(node_id, 0.0)
+        st = self.cluster.status(node_id, timeout=1.0)
+        self.nemesis.write("clock_jump", node=node_id, offset_s=offset_s, step_s=offset_s - prev,
+                           role=st.role if st is not None else "down", term=st.term if st is not None else -1)
+        if offset_s != prev:
+            self.faults += 1
+        faketime.write_offset(self.clock_files[node_id], offset_s)
+        self.clock_offsets[node_id] = offset_s
+        time.sleep(1.2)  # libfaketime re-reads the file at most once a second
+
+    # ---- disk (tmpfs, one node) --------------------------------------------------------------
+
+    def mount_tmpfs(self, path: str, size_mb: int) -> None:
+        os.makedirs(path, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", path],
+                       check=True, capture_output=True, text=True)
+        self.mounts.append(path)
+        self.h.write("tmpfs_mounted", path=path, size_mb=size_mb)
+
+    def _save_and_unmount(self, path: str) -> None:
+        """Keep a copy of the tmpfs for the post-mortem (``<path>.saved``), then unmount it."""
+        import shutil
+
+        try:
+            shutil.copytree(path, path + ".saved", ignore=shutil.ignore_patterns("fill*"), dirs_exist_ok=True)
+        except OSError:
+            pass
+        if subprocess.run(["umount", path], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", path], capture_output=True)
+
+    def fill_disk(self, node_id: str, leave_bytes: int = 0) -> dict[str, int]:
+        """Fill the filesystem under ``node_id``'s data dir with a filler file until ENOSPC."""
+        d = self.cluster.spec(node_id).data_dir
+        st = os.statvfs(d)
+        free_before = st.f_bavail * st.f_frsize
+        written = 0
+        with open(os.path.join(d, "fill"), "wb", buffering=0) as f:
+            for chunk in (1 << 20, 1 << 12):
+                block = b"\0" * chunk
+                while True:
+                    if leave_bytes and free_before - written - chunk < leave_bytes:
+                        break
+                    try:
+                        written += f.write(block)
+                    except OSError:
+                        break
+        st = os.statvfs(d)
+        info = {"free_before": free_before, "filled": written, "free_after": st.f_bavail * st.f_frsize}
+        self.nemesis.write("disk_full", node=node_id, path=d, **info)
+        self.faults += 1
+        return info
+
+    def free_disk(self, node_id: str) -> None:
+        d = self.cluster.spec(node_id).data_dir
+        try:
+            os.unlink(os.path.join(d, "fill"))
+        except FileNotFoundError:
+            pass
+        st = os.statvfs(d)
+        self.nemesis.write("disk_freed", node=node_id, free=st.f_bavail * st.f_frsize)
 
     # ---- armed handler behaviours ------------------------------------------------------------
 
@@ -477,8 +604,11 @@ class Harness:
     # ---- quiesce, drain, final state ---------------------------------------------------------
 
     def heal_everything(self) -> None:
-        """Undo every fault: heal proxies, resume and restart nodes and workers."""
+        """Undo every fault: heal proxies and clocks, resume and restart nodes and workers."""
         self.hub.heal_all()
+        for node_id, off in list(self.clock_offsets.items()):
+            if off:
+                self.set_clock(node_id, 0.0)
         for spec in self.cluster.specs:
             p = self.cluster.procs.get(spec.node_id)
             if p is not None and p.poll() is None:

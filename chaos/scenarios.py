@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import subprocess
 import time
 import traceback
 from collections.abc import Callable
@@ -17,13 +20,17 @@ from dataclasses import dataclass
 
 import grpc
 
-from chaos import checker, history
+from chaos import checker, faketime, history
 from chaos.harness import LEASE_TTL_S, Harness
 from schedd.pb import api_grpc, api_pb2, types_pb2
 
 OUT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 WARMUP_S = 4.0
 ELECTION_MAX_S = 2.0  # schedd's RaftSettings.election_max_s
+
+
+class Skip(Exception):
+    """Raised by a scenario's setup when this machine cannot inject its fault."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,12 @@ class Scenario:
     fencing: bool = True
     control: bool = False  # negative control: passes when the checker reports duplicates
     smoke: bool = True
+    #: runs after the harness is built and before the cluster starts (per-node env, mounts);
+    #: raises Skip when the fault cannot be injected here
+    setup: Callable[[Harness], None] | None = None
+    #: a demonstration of a documented weakness: passes only when the checker reports a
+    #: violation starting with this prefix (e.g. "P4"), like the negative control
+    demonstrates: str = ""
 
 
 def _until(deadline: float, need: float) -> bool:
@@ -311,6 +324,230 @@ def ambiguous_client_write(h: Harness, duration: float) -> None:
         time.sleep(rest)
 
 
+# ---- clock jumps (F13) -------------------------------------------------------------------------
+
+CLOCK_NODE = "n1"
+CLOCK_SKEW_S = float(os.environ.get("CHAOS_CLOCK_SKEW_S", "60"))
+
+
+def _clock_setup(h: Harness) -> None:
+    lib, why = faketime.check()
+    if lib is None:
+        raise Skip(f"clock-jump needs libfaketime: {why}")
+    h.enable_faketime(CLOCK_NODE, lib)
+
+
+def _other(h: Harness, node: str) -> str:
+    return next(s.node_id for s in h.cluster.specs if s.node_id != node)
+
+
+def clock_jump(h: Harness, duration: float) -> None:
+    """One node (n1, under libfaketime) steps its wall clock while leading, then while following.
+
+    1. n1 leads; its clock steps back S: it fires nothing until real time is S past the next
+       slot, then every slot S late.
+    2. still leading, it steps forward 2S (to +S): the late slots fire at once, and the next S
+       seconds of slots fire early (by at most S).
+    3. leadership moves to a node with a true clock: those slots already fired, so nothing is
+       due for about S seconds; nothing fires twice.
+    4. n1 follows; its clock steps back 2S (to -S), then forward to +S, then to true time:
+       a follower stamps nothing, so scheduling must not notice.
+    Lease expiry follows the monotonic clock: no step may expire a lease early or late.
+    """
+    S = CLOCK_SKEW_S
+    node = CLOCK_NODE
+    if not h.transfer_leadership(node):
+        raise RuntimeError(f"could not make {node} the leader")
+    h.set_clock(node, -S)
+    time.sleep(S + 8)
+    h.set_clock(node, +S)
+    time.sleep(8)
+    if not h.transfer_leadership(_other(h, node)):
+        raise RuntimeError(f"could not move leadership off {node}")
+    time.sleep(S + 4)
+    h.set_clock(node, -S)
+    time.sleep(8)
+    h.set_clock(node, +S)
+    time.sleep(8)
+    h.set_clock(node, 0.0)
+    _settle(h, 3)
+
+
+# ---- disk full (F14) ---------------------------------------------------------------------------
+
+DISK_NODE = "n3"
+DISK_TMPFS_MB = 24
+
+
+def _disk_setup(h: Harness) -> None:
+    if os.geteuid() != 0:
+        raise Skip("disk-full mounts a tmpfs and needs root")
+    path = os.path.join(h.cluster.root, DISK_NODE, "data")
+    try:
+        h.mount_tmpfs(path, DISK_TMPFS_MB)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise Skip(f"disk-full cannot mount a tmpfs here: {getattr(e, 'stderr', '') or e}") from None
+    h.cluster.set_data_dir(DISK_NODE, path)
+    # A fatal signal (SIGBUS from an mmap write into a full tmpfs) then prints the Python stack
+    # of every thread to the node log: the evidence of which write it was.
+    # A 24 MiB volume is below the default free-space floor (64 MiB): lower it for this node.
+    h.cluster.node_env[DISK_NODE] = {"PYTHONFAULTHANDLER": "1", "SCHEDD_MIN_FREE_MIB": "2"}
+
+
+def _log_tail(path: str, n: int = 400) -> list[str]:
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.read().splitlines()[-n:]
+    except OSError:
+        return []
+    keep = ("CRITICAL", "ERROR", "Traceback", "Error", "error", "Fatal", "No space")
+    return [ln for ln in lines if any(k in ln for k in keep)][-20:]
+
+
+def disk_full(h: Harness, duration: float) -> None:
+    """A follower's data dir (n3: LMDB, Raft journal, snapshot) is a 24 MiB tmpfs. Under load it is
+    filled to ENOSPC. The node must stop by itself (exit 70, one CRITICAL line) without
+    acknowledging anything it did not store; the other two keep scheduling. Then the space is
+    freed, the node restarted: it must catch up and converge (checked at the end)."""
+    node = DISK_NODE
+    if h.leader() == node and not h.transfer_leadership(_other(h, node)):
+        raise RuntimeError(f"could not move leadership off {node}")
+    t0 = time.monotonic()
+    fill = h.fill_disk(node)
+    proc = h.cluster.procs[node]
+    wait_s = max(30.0, duration - 10)
+    samples: list[tuple[float, int, int]] = []  # (seconds since fill, node applied, leader commit)
+    while proc.poll() is None and time.monotonic() - t0 < wait_s:
+        st = h.cluster.status(node, timeout=1.0)
+        leader = h.cluster.leader()
+        lst = h.cluster.status(leader, timeout=1.0) if leader else None
+        if st is not None and lst is not None:
+            samples.append((round(time.monotonic() - t0, 1), st.applied_index, lst.commit_index))
+        time.sleep(0.5)
+    rc = proc.poll()
+    spec = h.cluster.spec(node)
+    st = os.statvfs(spec.data_dir)
+    files = {n: os.path.getsize(os.path.join(spec.data_dir, n)) for n in os.listdir(spec.data_dir)
+             if os.path.isfile(os.path.join(spec.data_dir, n))}
+    lag = samples[-1][2] - samples[-1][1] if samples else None
+    h.nemesis.write("disk_full_outcome", node=node, rc=rc, after_s=round(time.monotonic() - t0, 1),
+                    log=_log_tail(spec.log_path), free=st.f_bavail * st.f_frsize, files=files,
+                    last_samples=samples[-5:], lag=lag, fill=fill)
+    h.expect("disk_full_exit", node=node, rc=rc, log=_log_tail(spec.log_path), lag=lag,
+             wait_s=round(wait_s, 1))
+    if rc is None:  # still running on a full disk: stop it so that it can be restarted
+        h.cluster.kill_node(node, signal.SIGKILL)
+        h.nemesis.write("kill_node", node=node, leader_fault=False, why="still running on a full disk")
+    rest = duration - (time.monotonic() - t0) - 5
+    if rest > 0:
+        time.sleep(rest)  # the majority keeps scheduling without it
+    h.free_disk(node)
+    h.restart_node(node)
+    _settle(h, 5)
+
+
+# ---- power loss (durability, F17) ---------------------------------------------------------------
+
+
+def _copy_data(src: str, dst: str) -> None:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("node.log"))
+
+
+def _restore_data(backup: str, data_dir: str, keep: tuple[str, ...] = ()) -> None:
+    """Replace ``data_dir``'s contents (except its log and the names in ``keep``) by ``backup``'s."""
+    keep = ("node.log", *keep)
+    for name in os.listdir(data_dir):
+        if name in keep:
+            continue
+        p = os.path.join(data_dir, name)
+        shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
+    for name in os.listdir(backup):
+        if name in keep:
+            continue
+        s, d = os.path.join(backup, name), os.path.join(data_dir, name)
+        shutil.copytree(s, d) if os.path.isdir(s) else shutil.copy2(s, d)
+
+
+def _checkpoint(h: Harness, dest: str, only: str | None = None) -> dict[str, object]:
+    """SIGSTOP every node, copy its data dir (or only its ``only`` subdirectory), SIGCONT."""
+    procs = [h.cluster.procs[s.node_id] for s in h.cluster.specs]
+    for p in procs:
+        p.send_signal(signal.SIGSTOP)
+    try:
+        for spec in h.cluster.specs:
+            if only is None:
+                _copy_data(spec.data_dir, os.path.join(dest, spec.node_id))
+            else:
+                shutil.copytree(os.path.join(spec.data_dir, only), os.path.join(dest, spec.node_id, only))
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGCONT)
+    return _indexes(h)
+
+
+def _indexes(h: Harness) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for s in h.cluster.specs:
+        st = h.cluster.status(s.node_id, timeout=2)
+        out[s.node_id] = None if st is None else {"applied": st.applied_index, "commit": st.commit_index,
+                                                  "term": st.term}
+    return out
+
+
+def power_loss_majority(h: Harness, duration: float) -> None:
+    """A model of power loss of every node when nothing was fsynced for the last seconds.
+
+    At t1 every node is SIGSTOPped, its data dir (LMDB, Raft journal and meta, snapshot) copied
+    and SIGCONTed: that copy is what the disk would hold if no write after t1 reached it. The
+    cluster keeps running (acknowledging writes and firing) for about half of ``duration``; then
+    every node is SIGKILLed (the power cut), its data dir replaced by the t1 copy (the writes
+    after t1 were in the page cache only) and restarted. Everything acknowledged after t1 is
+    gone on every node: the checker must see it (P4). pysyncobj 0.3.17 never fsyncs its journal
+    or its term/vote file and schedd syncs LMDB once a second, so the kernel's writeback
+    (``vm.dirty_expire_centisecs``, 30 s by default) bounds how old the real t1 can be.
+    """
+    _power_loss(h, duration, lmdb_ahead=False)
+
+
+def power_loss_lmdb_ahead(h: Harness, duration: float) -> None:
+    """The same power cut, modelled per file as schedd syncs them: the Raft journal and its meta
+    file (never fsynced) roll back to t1 on every node, but LMDB (fsynced once a second) survives
+    at its last sync: on n1 the state at the cut, on the others the state one second earlier
+    (their last sync fell a little earlier). LMDB is then *ahead* of the Raft log, and apply
+    skips every entry at or below LMDB's applied index, on each node up to a different index."""
+    _power_loss(h, duration, lmdb_ahead=True)
+
+
+def _power_loss(h: Harness, duration: float, lmdb_ahead: bool) -> None:
+    lag_s = max(6.0, duration / 2)
+    backups = os.path.join(h.out, "power-loss-t1")
+    h.nemesis.write("power_checkpoint", nodes=_checkpoint(h, backups))
+    if lmdb_ahead:
+        time.sleep(lag_s - 1)
+        lmdb_t2 = os.path.join(h.out, "power-loss-lmdb-t2")
+        h.nemesis.write("power_checkpoint_lmdb", nodes=_checkpoint(h, lmdb_t2, only="state"))
+        time.sleep(1)
+    else:
+        time.sleep(lag_s)
+    leader = h.leader()
+    before = _indexes(h)
+    for spec in h.cluster.specs:
+        h.kill_node(spec.node_id, leader_fault=spec.node_id == leader)
+    for i, spec in enumerate(h.cluster.specs):
+        if not lmdb_ahead:
+            _restore_data(os.path.join(backups, spec.node_id), spec.data_dir)
+            continue
+        _restore_data(os.path.join(backups, spec.node_id), spec.data_dir, keep=("state",))
+        if i > 0:
+            _restore_data(os.path.join(lmdb_t2, spec.node_id), spec.data_dir,
+                          keep=tuple(n for n in os.listdir(spec.data_dir) if n != "state"))
+    h.nemesis.write("power_loss", lost_s=lag_s, lmdb_ahead=lmdb_ahead, before=before)
+    time.sleep(1)
+    for spec in h.cluster.specs:
+        h.restart_node(spec.node_id)
+    _settle(h, 4)
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("leader-kill", "SIGKILL the leader, restart it 5 s later; repeat (F1)", leader_kill),
     Scenario("leader-pause", "SIGSTOP the leader past the election and lease timeouts, SIGCONT (F5)", leader_pause),
@@ -326,12 +563,23 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("flaky-network", "30 ms delay and 2% connection resets per chunk on every Raft link (F9)",
              flaky_network, smoke=False),
     Scenario("worker-pause-long", "SIGSTOP one agent worker for 20 s (about 6 lease periods) while another "
-             "worker of the same queues is idle", worker_pause_long, smoke=False),
+             "worker of the same queues is idle", worker_pause_long),
     Scenario("full-cluster-restart", "SIGKILL every node, restart them staggered (F4)", full_cluster_restart, smoke=False),
     Scenario("follower-kill-catch-up", "SIGKILL a follower under load, restart it, check it converges (F2)",
              follower_kill_catch_up, smoke=False),
     Scenario("control-no-fencing", "negative control: worker-pause-past-lease with CHAOS_FENCING=off; the "
              "checker must report duplicates", worker_pause_past_lease, fencing=False, control=True),
+    Scenario("clock-jump", f"libfaketime on n1: wall clock -{CLOCK_SKEW_S:g}s/+{CLOCK_SKEW_S:g}s while it leads, "
+             "then while it follows (F13)", clock_jump, smoke=False, setup=_clock_setup),
+    Scenario("disk-full", f"a follower's data dir on a {DISK_TMPFS_MB} MiB tmpfs, filled under load; freed, "
+             "restarted, must converge (F14)", disk_full, smoke=False, setup=_disk_setup),
+    Scenario("power-loss-majority", "demonstration: SIGKILL every node and roll each data dir back to a copy "
+             "taken seconds earlier (unfsynced writes lost); the checker must report lost acknowledged "
+             "writes (F17)", power_loss_majority, smoke=False, demonstrates="P4"),
+    Scenario("power-loss-lmdb-ahead", "demonstration: the power cut per file: Raft journal and meta back "
+             "to a copy seconds old, LMDB at its last 1 s sync (n1 at the cut, the others 1 s before); "
+             "the checker must report diverged replicas (F17)", power_loss_lmdb_ahead, smoke=False,
+             demonstrates="C7"),
 ]}
 
 SMOKE = [s for s in SCENARIOS.values() if s.smoke]
@@ -342,11 +590,16 @@ class Outcome:
     scenario: Scenario
     report: checker.Report
     seconds: float
+    skipped: str = ""  # why the scenario could not run here
 
     @property
     def passed(self) -> bool:
+        if self.skipped:
+            return True
         if self.scenario.control:
             return self.report.duplicates > 0
+        if self.scenario.demonstrates:
+            return any(v.startswith(self.scenario.demonstrates) for v in self.report.violations)
         return self.report.ok
 
 
@@ -355,6 +608,18 @@ def run(name: str, seed: int = 1, duration: float = 20.0, nodes: int = 3, out_ro
     out = os.path.join(out_root, f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-n{nodes}-s{seed}")
     t0 = time.monotonic()
     h = Harness(out, nodes=nodes, seed=seed, fencing=sc.fencing)
+    if sc.setup is not None:
+        try:
+            sc.setup(h)
+        except Skip as e:
+            h.h.write("skipped", reason=str(e))
+            h.stop()
+            return _skipped(sc, out, str(e), time.monotonic() - t0, seed, duration, nodes)
+        except Exception:
+            h.stop()
+            rep = checker.Report(out=out)
+            rep.violations.append(f"scenario setup failed: {traceback.format_exc().strip().splitlines()[-1]}")
+            return Outcome(sc, rep, time.monotonic() - t0)
     error = ""
     try:
         try:
@@ -388,6 +653,15 @@ def run(name: str, seed: int = 1, duration: float = 20.0, nodes: int = 3, out_ro
     return outcome
 
 
+def _skipped(sc: Scenario, out: str, why: str, seconds: float, seed: int, duration: float,
+             nodes: int) -> Outcome:
+    outcome = Outcome(sc, checker.Report(out=out), seconds, skipped=why)
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump({"scenario": sc.name, "seed": seed, "duration": duration, "nodes": nodes, "skipped": why,
+                   "passed": True}, f, indent=1)
+    return outcome
+
+
 HEADER = ("scenario", "nodes", "faults", "expected", "delivered", "effective", "dups", "lost", "fenced",
           "failover p50/p99/max s", "result")
 
@@ -396,8 +670,12 @@ def row(o: Outcome, nodes: int) -> tuple[str, ...]:
     r = o.report
     fo = r.failover_stats()
     fo_s = "-" if fo is None else "/".join(f"{x:.1f}" for x in fo)
+    if o.skipped:
+        return (o.scenario.name, str(nodes), *["-"] * 8, "SKIP")
     if o.scenario.control:
         result = "PASS (dups seen)" if o.passed else "FAIL (no dups)"
+    elif o.scenario.demonstrates:
+        result = f"PASS ({o.scenario.demonstrates} seen)" if o.passed else f"FAIL (no {o.scenario.demonstrates})"
     else:
         result = "PASS" if o.passed else f"FAIL ({len(r.violations)})"
     return (o.scenario.name, str(nodes), str(r.faults), str(r.expected), str(r.delivered), str(r.effective),

@@ -6,6 +6,8 @@ Exit codes: 0 clean stop, 2 bad configuration (one line on stderr naming the opt
 
 from __future__ import annotations
 
+import errno
+import faulthandler
 import logging
 import os
 import signal
@@ -29,8 +31,24 @@ def _setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     # pysyncobj logs a spurious CRITICAL "truncating already-applied log entries" in
-    # non-batched mode during normal operation (see docs/operations.md); keep its WARNINGs.
-    logging.getLogger("pysyncobj").setLevel(logging.ERROR if level.upper() != "DEBUG" else logging.DEBUG)
+    # non-batched mode during normal operation (see README, Operating it); keep its errors.
+    pysyncobj_log = logging.getLogger("pysyncobj")
+    pysyncobj_log.setLevel(logging.ERROR if level.upper() != "DEBUG" else logging.DEBUG)
+    pysyncobj_log.addHandler(_StorageFailureStop())
+
+
+class _StorageFailureStop(logging.Handler):
+    """pysyncobj catches and logs exceptions of its tick (``failed _onTick``) and carries on.
+    A disk error there (journal or term/vote file: full disk, I/O error) must stop the node
+    instead, as a storage error in apply does: exit 70 with a line saying what to do."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS):
+            from schedd.store import fatal
+
+            fatal(f"Raft journal write failed: {exc}; free disk space or fix the disk, then restart "
+                  "the node (it catches up from its peers)")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -83,10 +101,13 @@ def main() -> None:
 @click.option("--heartbeat-interval", default=None, help="How often workers heartbeat [2s].")
 @click.option("--retry-backoff", default=None, help="Wait before a failed or expired attempt is retried, for jobs without a retry policy [1s].")
 @click.option("--map-size", default=None, type=int, help="LMDB map size in MiB [4096].")
+@click.option("--min-free", default=None, type=int, envvar="SCHEDD_MIN_FREE_MIB",
+              help="Stop (exit 70) when the data disk has less free space, MiB [64].")
 @click.option("--log-level", default="info", show_default=True)
 def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft_addr: str | None,
         grpc_addr: str | None, peers: tuple[str, ...], raft_password_file: str | None, lease_ttl: str | None,
-        heartbeat_interval: str | None, retry_backoff: str | None, map_size: int | None, log_level: str) -> None:
+        heartbeat_interval: str | None, retry_backoff: str | None, map_size: int | None, min_free: int | None,
+        log_level: str) -> None:
     """Run one schedd node until SIGTERM or Ctrl-C.
 
     \b
@@ -107,6 +128,7 @@ def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft
         return value if value not in (None, ()) else conf.get(key, default)
 
     _setup_logging(pick(log_level if log_level != "info" else None, "log_level", "info"))
+    faulthandler.enable()  # a fatal signal (SIGBUS, SIGSEGV) leaves a stack in the log
     from schedd.dispatcher import DispatchSettings
     from schedd.node import Node, NodeConfig, Peer
 
@@ -140,7 +162,8 @@ def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft
             node_id=pick(node_id, "node_id"), data_dir=pick(data_dir, "data_dir"), raft=pick(raft_addr, "raft"),
             grpc=pick(grpc_addr, "grpc"), password=password,
             peers=tuple(Peer.parse(p) for p in pick(peers, "peers", ())),
-            dispatch=settings, map_size=int(pick(map_size, "map_size_mib", 4096)) << 20)
+            dispatch=settings, map_size=int(pick(map_size, "map_size_mib", 4096)) << 20,
+            min_free_bytes=int(pick(min_free, "min_free_mib", 64)) << 20)
         node = Node(config)
     except SchedError as e:
         _fail(e.message)

@@ -294,6 +294,15 @@ class Dispatcher:
             self._need_reconcile = True
             self._sleep(0.1)
             return
+        if not result.ok or len(result.sub) != len(cmds):
+            # Not this batch's own result (e.g. SKIPPED: the local state was already past this
+            # log index, which only a rolled-back journal can cause). Treat it as unknown.
+            log.error("event=dispatch_unexpected_result code=%s message=%r", result.code, result.message)
+            for _, cb in completions:
+                cb("UNAVAILABLE", "completion outcome unknown; resend it")
+            self._need_reconcile = True
+            self._sleep(0.1)
+            return
         self._after_commit(result, cmds, completions)
         self._tell_timed_out(timed_out)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import threading
 import time
 from concurrent import futures
@@ -25,7 +26,7 @@ from schedd.errors import InvalidArgument, NotLeader
 from schedd.pb import api_pb2
 from schedd.raft import RaftNode, RaftSettings
 from schedd.service import add_services
-from schedd.store import Store
+from schedd.store import Store, fatal
 from schedd.workers import Registry
 
 log = logging.getLogger("schedd.node")
@@ -64,6 +65,7 @@ class NodeConfig:
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     map_size: int = 4 << 30
     grpc_workers: int = 64
+    min_free_bytes: int = 64 << 20  # stop (exit 70) below this much free disk
 
     def validate(self) -> None:
         if not self.node_id:
@@ -128,13 +130,20 @@ class Node:
                  self.config.grpc, ",".join(p.node_id for p in self.config.peers) or "-")
 
     def _sync_loop(self) -> None:
-        # LMDB runs with sync=False (as pysyncobj's journal, which is never fsynced); flush once a
-        # second so a power loss loses at most about a second of applied state on this node.
+        # LMDB runs with sync=False and pysyncobj never syncs its journal: once a second, flush
+        # the journal and then LMDB (in that order, see RaftNode.checkpoint), and stop the node
+        # cleanly before the disk is full (a full disk under pysyncobj's mmap'ed journal kills
+        # the process with SIGBUS instead).
         while not self._stopped.wait(1.0):
             try:
-                self.store.sync()
+                free = shutil.disk_usage(self.config.data_dir).free
+                if free < self.config.min_free_bytes:
+                    fatal(f"only {free >> 20} MiB free on the disk of {self.config.data_dir} "
+                          f"(the minimum is {self.config.min_free_bytes >> 20} MiB): free some space "
+                          "or grow the volume, then restart the node; it catches up from its peers")
+                self.raft.checkpoint()
             except Exception:
-                log.exception("event=lmdb_sync_failed")
+                log.exception("event=checkpoint_failed")
 
     def stop(self, handover_s: float = 3.0) -> None:
         if self._stopped.is_set():

@@ -4,6 +4,7 @@ to check (no processes; milliseconds)."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ from chaos.history import History
 
 pytestmark = pytest.mark.chaos
 
-T0 = 1_800_000_000_000  # a whole second, in ms
+T0 = (int(time.time()) // 60 * 60 - 600) * 1000  # a whole minute, ten minutes ago, in ms
+# (handler records carry the real wall clock: slots in the past keep them from looking early)
 
 
 def make(tmp_path, *, runs: list[dict[str, Any]] | None = None, applies: list[tuple[str, int]] = (),
@@ -96,3 +98,32 @@ def test_lost_acknowledged_create_and_divergence(tmp_path) -> None:
     rep = checker.check(make(tmp_path, applies=ALL, extra=ev, nodes=nodes))
     assert any(v.startswith("P4: acknowledged create of gone") for v in rep.violations)
     assert any(v.startswith("C7") for v in rep.violations)
+
+
+def _start(rid: str, slot_ms: int, *, t: float, fence: int = 1) -> tuple[str, str, dict[str, Any]]:
+    return ("worker:w1", "handler", {"type": "start", "run_id": rid, "fence": fence, "worker": "w1",
+                                     "scheduled_ms": slot_ms, "t": t})
+
+
+def test_early_firing_bounded_by_the_largest_clock_offset(tmp_path) -> None:
+    rid, slot = ALL[1][0], T0 + 1000
+    early = [_start(rid, slot, t=slot / 1000 - 20)]  # started 20 s before its slot
+    rep = checker.check(make(tmp_path / "a", applies=ALL, extra=early))
+    assert any(v.startswith(f"C2: {rid} started 20.0s before its slot") for v in rep.violations), rep.violations
+    jump = [("nemesis", "clock_jump", {"node": "n1", "offset_s": 60.0, "step_s": 60.0})]
+    rep = checker.check(make(tmp_path / "b", applies=ALL, extra=[*jump, *early]))
+    assert rep.ok, rep.violations  # a leader 60 s ahead may fire up to 60 s early
+    rep = checker.check(make(tmp_path / "c", applies=ALL, extra=[*jump, _start(rid, slot, t=slot / 1000 - 61)]))
+    assert any(v.startswith(f"C2: {rid} started 61.0s") for v in rep.violations), rep.violations
+
+
+def test_disk_full_exit_contract(tmp_path) -> None:
+    def expect(rc: int | None, log: list[str]) -> tuple[str, str, dict[str, Any]]:
+        return ("harness", "expect", {"what": "disk_full_exit", "node": "n3", "rc": rc, "log": log, "lag": 40,
+                                      "wait_s": 30})
+
+    ok = expect(70, ["ts=... level=CRITICAL logger=schedd.store LMDB failed at /d applying log index 9: ..."])
+    assert checker.check(make(tmp_path / "a", applies=ALL, extra=[ok])).ok
+    for i, bad in enumerate([expect(-7, []), expect(None, []), expect(1, ["Traceback ..."])]):
+        rep = checker.check(make(tmp_path / f"b{i}", applies=ALL, extra=[bad]))
+        assert any(v.startswith("F14: n3") for v in rep.violations), rep.violations
