@@ -46,20 +46,19 @@ def run_id(job: str, uid: int, scheduled_ms: int) -> str:
     return f"{job}:{uid}:{scheduled_ms}"
 
 
-def due_key(due_ms: int, name: str) -> bytes:
-    return be64(due_ms) + name.encode()
+def time_key(ms: int, ident: str) -> bytes:
+    """Key of a time-ordered index (``due``: job name; ``pending``: run id)."""
+    return be64(ms) + ident.encode()
 
 
-def split_due_key(key: bytes) -> tuple[int, str]:
+def split_time_key(key: bytes) -> tuple[int, str]:
     return from_be64(key), key[8:].decode()
 
 
-def pending_key(not_before_ms: int, rid: str) -> bytes:
-    return be64(not_before_ms) + rid.encode()
-
-
-def split_pending_key(key: bytes) -> tuple[int, str]:
-    return from_be64(key), key[8:].decode()
+due_key = time_key          # be64(next_due_ms) + job name
+pending_key = time_key      # be64(not_before_ms) + run id
+split_due_key = split_time_key
+split_pending_key = split_time_key
 
 
 def by_job_prefix(job: str) -> bytes:

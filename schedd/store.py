@@ -182,44 +182,39 @@ class Store:
         out.reverse()
         return out
 
-    def due_until(self, now_ms: int, limit: int) -> list[tuple[int, str]]:
-        """(due_ms, job name) with due_ms <= now_ms, earliest first. O(due), not O(jobs)."""
+    def _until(self, db: str, now_ms: int, limit: int) -> list[tuple[int, str]]:
+        """Entries of a time-ordered index with time <= now_ms, earliest first: O(result)."""
         out: list[tuple[int, str]] = []
         with self.read() as txn:
-            cur = txn.cursor(db=self._dbs["due"])
+            cur = txn.cursor(db=self._dbs[db])
             ok = cur.first()
             while ok and len(out) < limit:
-                due, name = keys.split_due_key(_key(cur))
-                if due > now_ms:
+                t, ident = keys.split_time_key(_key(cur))
+                if t > now_ms:
                     break
-                out.append((due, name))
+                out.append((t, ident))
                 ok = cur.next()
         return out
+
+    def _first_time(self, db: str) -> int | None:
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs[db])
+            return keys.split_time_key(_key(cur))[0] if cur.first() else None
+
+    def due_until(self, now_ms: int, limit: int) -> list[tuple[int, str]]:
+        """(due_ms, job name) with due_ms <= now_ms, earliest first. O(due), not O(jobs)."""
+        return self._until("due", now_ms, limit)
 
     def next_due_ms(self) -> int | None:
-        with self.read() as txn:
-            cur = txn.cursor(db=self._dbs["due"])
-            return keys.split_due_key(_key(cur))[0] if cur.first() else None
+        return self._first_time("due")
 
     def pending_until(self, now_ms: int, limit: int) -> list[types_pb2.Run]:
-        out: list[types_pb2.Run] = []
-        with self.read() as txn:
-            cur = txn.cursor(db=self._dbs["pending"])
-            ok = cur.first()
-            while ok and len(out) < limit:
-                nb, rid = keys.split_pending_key(_key(cur))
-                if nb > now_ms:
-                    break
-                raw = txn.get(rid.encode(), db=self._dbs["runs"])
-                if raw is not None:
-                    out.append(types_pb2.Run.FromString(raw))
-                ok = cur.next()
-        return out
+        """PENDING runs whose not-before time has come, earliest first."""
+        runs = (self.get_run(rid) for _, rid in self._until("pending", now_ms, limit))
+        return [r for r in runs if r is not None]
 
     def next_pending_ms(self) -> int | None:
-        with self.read() as txn:
-            cur = txn.cursor(db=self._dbs["pending"])
-            return keys.split_pending_key(_key(cur))[0] if cur.first() else None
+        return self._first_time("pending")
 
     def leases(self) -> dict[str, tuple[int, str]]:
         """Every outstanding lease: run id -> (fence, worker id)."""
