@@ -35,27 +35,10 @@ PAYLOAD = b"x" * 200
 
 
 def _conf(journal_dir: str, password: str) -> Any:
-    from pysyncobj import SyncObjConf
+    """Exactly schedd's settings, minus its LMDB snapshot hooks (the counter has no state)."""
+    from schedd.raft import RaftSettings, sync_obj_conf
 
-    from schedd.raft import RaftSettings
-
-    s = RaftSettings()
-    return SyncObjConf(
-        password=password,
-        journalFile=os.path.join(journal_dir, "raft.journal"),
-        fullDumpFile=os.path.join(journal_dir, "raft.snapshot"),
-        appendEntriesUseBatch=False,
-        appendEntriesPeriod=s.heartbeat_s,
-        raftMinTimeout=s.election_min_s,
-        raftMaxTimeout=s.election_max_s,
-        connectionTimeout=max(s.connection_timeout_s, s.election_max_s),
-        leaderFallbackTimeout=s.leader_fallback_s,
-        commandsWaitLeader=False,
-        logCompactionMinEntries=s.compaction_min_entries,
-        logCompactionMinTime=s.compaction_min_time_s,
-        logCompactionSplit=True,
-        dynamicMembershipChange=False,
-    )
+    return sync_obj_conf(RaftSettings(), password, journal_dir)
 
 
 def _node_main(args: argparse.Namespace) -> int:

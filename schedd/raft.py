@@ -41,6 +41,29 @@ class RaftSettings:
     max_in_flight: int = 256
 
 
+def sync_obj_conf(s: RaftSettings, password: str, journal_dir: str, **extra: object) -> SyncObjConf:
+    """schedd's pysyncobj configuration (also used by the raw-Raft baseline in bench/, so the
+    baseline runs with exactly the same settings). ``extra`` adds options such as the
+    snapshot serializer hooks and the bind address."""
+    return SyncObjConf(
+        password=password,
+        journalFile=f"{journal_dir}/raft.journal",
+        fullDumpFile=f"{journal_dir}/raft.snapshot",
+        appendEntriesUseBatch=False,  # ~1 ms commits; we batch ourselves (many items per entry)
+        appendEntriesPeriod=s.heartbeat_s,
+        raftMinTimeout=s.election_min_s,
+        raftMaxTimeout=s.election_max_s,
+        connectionTimeout=max(s.connection_timeout_s, s.election_max_s),
+        leaderFallbackTimeout=s.leader_fallback_s,
+        commandsWaitLeader=False,
+        logCompactionMinEntries=s.compaction_min_entries,
+        logCompactionMinTime=s.compaction_min_time_s,
+        logCompactionSplit=True,
+        dynamicMembershipChange=False,
+        **extra,
+    )
+
+
 class RaftNode(SyncObj):
     """A pysyncobj node whose state machine is ``store``."""
 
@@ -53,25 +76,8 @@ class RaftNode(SyncObj):
         self._store = store
         self._in_flight = threading.BoundedSemaphore(s.max_in_flight)
         self._tick_actions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        conf = SyncObjConf(
-            password=password,
-            bindAddress=self_addr,  # listen on the configured address only, not on every interface
-            journalFile=f"{journal_dir}/raft.journal",
-            fullDumpFile=f"{journal_dir}/raft.snapshot",
-            serializer=store.write_snapshot,
-            deserializer=store.read_snapshot,
-            appendEntriesUseBatch=False,  # ~1 ms commits; we batch ourselves (many items per entry)
-            appendEntriesPeriod=s.heartbeat_s,
-            raftMinTimeout=s.election_min_s,
-            raftMaxTimeout=s.election_max_s,
-            connectionTimeout=max(s.connection_timeout_s, s.election_max_s),
-            leaderFallbackTimeout=s.leader_fallback_s,
-            commandsWaitLeader=False,
-            logCompactionMinEntries=s.compaction_min_entries,
-            logCompactionMinTime=s.compaction_min_time_s,
-            logCompactionSplit=True,
-            dynamicMembershipChange=False,
-        )
+        conf = sync_obj_conf(s, password, journal_dir, bindAddress=self_addr,
+                             serializer=store.write_snapshot, deserializer=store.read_snapshot)
         super().__init__(self_addr, partners, conf)
         self.addOnTickCallback(self._run_tick_actions)
 
