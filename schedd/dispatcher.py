@@ -100,7 +100,6 @@ class Dispatcher:
         self._rr_cursor: dict[str, int] = defaultdict(int)
         # run id -> (fence, deadline ms, timeout ms) of leases whose job has a run timeout
         self._deadlines: dict[str, tuple[int, int, int]] = {}
-        self.became_leader_at: float | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -219,7 +218,6 @@ class Dispatcher:
             self._deadlines = deadlines
             self._term = term
             self._active = True
-            self.became_leader_at = self.clock.monotonic()
         log.info("event=dispatch_started node=%s term=%d leases=%d", self.node_id, term, len(self.leases))
 
     def _deactivate(self, reason: str) -> None:
