@@ -37,13 +37,13 @@ import enum
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 import grpc
 
-from schedd import errors
+from schedd import errors, policies
 from schedd.clock import Clock, SystemClock
 from schedd.endpoints import (
     LEADER_METADATA_KEY,
@@ -265,6 +265,74 @@ class _Stubs:
         return self.ready or self.connections != connections_before
 
 
+_POLICY_INT_FIELDS = ("misfire_grace_ms", "catchup_window_ms", "max_catchup", "max_concurrent",
+                      "dispatch_timeout_ms", "priority", "keep_runs", "keep_for_ms", "max_runs")
+_SCHEDULE_FIELDS = ("start_ms", "end_ms", "anchor_ms", "dst_gap", "dst_repeat")
+
+
+def job_request(
+    name: str,
+    *,
+    cron: str | None = None,
+    tz: str = "UTC",
+    at_ms: int | None = None,
+    every_ms: int | None = None,
+    jitter_ms: int = 0,
+    queue: str = "default",
+    payload: str = "",
+    max_attempts: int = 0,
+    request_id: str = "",
+    retry: types_pb2.RetryPolicy | Mapping[str, Any] | None = None,
+    run_timeout_ms: int = 0,
+    **options: Any,
+) -> api_pb2.CreateJobRequest:
+    """Build the CreateJobRequest for :meth:`Client.create_job`'s arguments (also the job
+    definition of an update). Raises InvalidArgument for an unknown option or a bad value the
+    client can tell locally; the server validates everything again."""
+    if sum(x is not None for x in (cron, at_ms, every_ms)) != 1:
+        raise errors.InvalidArgument("schedule", "give exactly one of cron, every_ms or at_ms")
+    if max_attempts < 0:
+        raise errors.InvalidArgument("max_attempts", f"{max_attempts} must not be negative")
+    if cron is not None:
+        schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron, timezone=tz or "UTC")
+    elif every_ms is not None:
+        schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=every_ms)
+    else:
+        schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=cast(int, at_ms))
+    schedule.jitter_ms = jitter_ms
+    req = api_pb2.CreateJobRequest(name=name, schedule=schedule, queue=queue, payload=payload,
+                                   max_attempts=max_attempts, request_id=request_id,
+                                   run_timeout_ms=run_timeout_ms)
+    if retry is not None:
+        req.retry.CopyFrom(_as_policy(retry))
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key == "misfire":
+            req.misfire = cast(Any, policies.misfire_from(value))
+        elif key == "overlap":
+            req.overlap = cast(Any, policies.overlap_from(value))
+        elif key in _POLICY_INT_FIELDS:
+            setattr(req, key, int(value))
+        elif key in ("on_success", "on_failure"):
+            setattr(req, key, str(value))
+        elif key == "tags":
+            req.tags.update({str(k): str(v) for k, v in dict(value).items()})
+        elif key == "allow_past":
+            req.allow_past = bool(value)
+        elif key in ("start_ms", "end_ms", "anchor_ms"):
+            setattr(req.schedule, key, int(value))
+        elif key == "dst_gap":
+            req.schedule.dst_gap = cast(Any, {"shift": types_pb2.DST_GAP_SHIFT, "skip": types_pb2.DST_GAP_SKIP}.get(
+                str(value).lower(), value if isinstance(value, int) else -1))
+        elif key == "dst_repeat":
+            req.schedule.dst_repeat = cast(Any, {"once": types_pb2.DST_REPEAT_ONCE, "twice": types_pb2.DST_REPEAT_TWICE}.get(
+                str(value).lower(), value if isinstance(value, int) else -1))
+        else:
+            raise errors.InvalidArgument(key, "is not a job option")
+    return req
+
+
 class Client:
     """A synchronous client for a schedd cluster that follows the Raft leader by itself.
 
@@ -343,6 +411,7 @@ class Client:
         request_id: str | None = None,
         retry: types_pb2.RetryPolicy | Mapping[str, Any] | None = None,
         run_timeout_ms: int = 0,
+        **policies: Any,
     ) -> types_pb2.Job:
         """Create job ``name`` firing on a ``cron`` expression in zone ``tz``, every ``every_ms``
         (anchored at the Unix epoch), or once at ``at_ms``.
@@ -354,39 +423,78 @@ class Client:
         ``{"max_attempts": 3, "initial_backoff_ms": 1000, "multiplier": 2, "max_backoff_ms":
         60_000, "non_retryable_exit_codes": [3]}``; without one, a failed attempt is retried
         after the cluster's fixed backoff. ``run_timeout_ms``: an attempt running longer fails
-        (0 = no limit). A run out of attempts becomes DEAD (see :meth:`retry_run`). Safe to retry
-        with the same ``request_id`` (one is generated when omitted). Raises InvalidArgument,
-        AlreadyExists, Unavailable.
+        (0 = no limit). A run out of attempts becomes DEAD (see :meth:`retry_run`).
+
+        Policies (keyword arguments, see docs/policies.md): ``misfire`` (``"skip"``,
+        ``"fire_once"``, ``"fire_all"``), ``misfire_grace_ms``, ``catchup_window_ms``,
+        ``max_catchup``, ``overlap`` (``"allow"``, ``"forbid"``, ``"buffer_one"``,
+        ``"replace"``), ``max_concurrent``, ``dispatch_timeout_ms``, ``on_success``,
+        ``on_failure``, ``priority``, ``tags`` (dict), ``keep_runs``, ``keep_for_ms``,
+        ``max_runs``, ``start_ms``, ``end_ms``, ``dst_gap`` (``"shift"``/``"skip"``),
+        ``dst_repeat`` (``"once"``/``"twice"``), ``anchor_ms``, ``allow_past``.
+
+        Safe to retry with the same ``request_id`` (one is generated when omitted). Raises
+        InvalidArgument, AlreadyExists, Unavailable.
         """
-        if sum(x is not None for x in (cron, at_ms, every_ms)) != 1:
-            raise errors.InvalidArgument("schedule", "give exactly one of cron, every_ms or at_ms")
-        if max_attempts < 0:
-            raise errors.InvalidArgument("max_attempts", f"{max_attempts} must not be negative")
-        policy = _as_policy(retry) if retry is not None else None
-
-        def build() -> api_pb2.CreateJobRequest:
-            if cron is not None:
-                schedule = types_pb2.Schedule(
-                    kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron, timezone=tz or "UTC"
-                )
-            elif every_ms is not None:
-                schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=every_ms)
-            else:
-                schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=at_ms)
-            schedule.jitter_ms = jitter_ms
-            return api_pb2.CreateJobRequest(
-                name=name,
-                schedule=schedule,
-                queue=queue,
-                payload=payload,
-                max_attempts=max_attempts,
-                request_id=request_id or new_request_id(),
-                retry=policy,
-                run_timeout_ms=run_timeout_ms,
-            )
-
-        resp = self._call("jobs", "CreateJob", _build(build), idempotent=True)
+        rid = request_id or new_request_id()
+        req = _build(lambda: job_request(
+            name, cron=cron, tz=tz, at_ms=at_ms, every_ms=every_ms, jitter_ms=jitter_ms, queue=queue,
+            payload=payload, max_attempts=max_attempts, request_id=rid, retry=retry,
+            run_timeout_ms=run_timeout_ms, **policies))
+        resp = self._call("jobs", "CreateJob", req, idempotent=True)
         return resp.job
+
+    def update_job(
+        self,
+        name: str,
+        *,
+        expect_version: int = 0,
+        request_id: str | None = None,
+        **definition: Any,
+    ) -> types_pb2.Job:
+        """Replace the definition of job ``name`` (same keyword arguments as :meth:`create_job`;
+        what is not given takes its default, as in a create). Its runs stay. When the schedule
+        is unchanged the slot sequence continues; a new schedule starts after now.
+
+        ``expect_version``: fail with FailedPrecondition unless the job is at that version
+        (optimistic concurrency: read, modify, update with the version you read). Raises
+        NotFound, InvalidArgument, FailedPrecondition.
+        """
+        rid = request_id or new_request_id()
+        req = _build(lambda: api_pb2.UpdateJobRequest(
+            job=job_request(name, request_id=rid, **definition), expect_version=expect_version))
+        return self._call("jobs", "UpdateJob", req, idempotent=True).job
+
+    def backfill_job(
+        self, name: str, from_ms: int, to_ms: int, *, limit: int = 1000, overlap: str | int = 0
+    ) -> api_pb2.BackfillResponse:
+        """Create runs for the slots of ``name`` in ``from_ms .. to_ms`` (inclusive), at most
+        ``limit`` per call; call again from ``next_from_ms`` until it is 0 (:meth:`backfill`
+        does the loop). Slots that already have a run are left alone, so a repeated call is
+        safe. Raises NotFound, InvalidArgument."""
+        ov = policies.overlap_from(overlap) if overlap else 0
+        req = _build(lambda: api_pb2.BackfillRequest(name=name, from_ms=from_ms, to_ms=to_ms,
+                                                     limit=limit, overlap=cast(Any, ov)))
+        return self._call("jobs", "BackfillJob", req, idempotent=True)
+
+    def backfill(
+        self, name: str, from_ms: int, to_ms: int, *, chunk: int = 1000, overlap: str | int = 0
+    ) -> Iterator[api_pb2.BackfillResponse]:
+        """Backfill ``from_ms .. to_ms`` chunk by chunk, yielding each chunk's response (for a
+        progress display). Interrupting it leaves the chunks done so far in place."""
+        start = from_ms
+        while True:
+            resp = self.backfill_job(name, start, to_ms, limit=chunk, overlap=overlap)
+            yield resp
+            if not resp.next_from_ms:
+                return
+            start = resp.next_from_ms
+
+    def explain_job(self, name: str, at_ms: int) -> api_pb2.ExplainResponse:
+        """Why did (or will) job ``name`` run or not at ``at_ms``? Returns a verdict word, a
+        sentence, the slot concerned and the run or skip records that decided it."""
+        req = _build(lambda: api_pb2.ExplainRequest(name=name, at_ms=at_ms))
+        return self._call("jobs", "ExplainJob", req, idempotent=True)
 
     def get_job(self, name: str) -> types_pb2.Job:
         """The job called ``name``. Raises NotFound."""
@@ -423,15 +531,23 @@ class Client:
         req = _build(lambda: api_pb2.JobRequest(name=name))
         return self._call("jobs", "PauseJob", req, idempotent=False).job
 
-    def resume_job(self, name: str) -> types_pb2.Job:
-        """Schedule ``name`` again from now on (misfire policy decides about the gap)."""
-        req = _build(lambda: api_pb2.JobRequest(name=name))
+    def resume_job(self, name: str, *, skip_missed: bool = False) -> types_pb2.Job:
+        """Schedule ``name`` again. The slots missed while it was paused are handled by its
+        misfire policy (skip: none run; fire_once: one run; fire_all: each one in the catch-up
+        window), or all recorded as skipped with ``skip_missed``."""
+        req = _build(lambda: api_pb2.ResumeJobRequest(name=name, skip_missed=skip_missed))
         return self._call("jobs", "ResumeJob", req, idempotent=False).job
 
-    def trigger_job(self, name: str, request_id: str | None = None) -> types_pb2.Run:
-        """Create a manual run of ``name`` now and return it. Safe to retry with ``request_id``."""
+    def trigger_job(
+        self, name: str, request_id: str | None = None, *, overlap: str | int = 0
+    ) -> types_pb2.Run:
+        """Create a manual run of ``name`` now and return it. ``overlap`` overrides the job's
+        overlap policy for this run (e.g. ``"allow"`` to run even while another is active); when
+        the policy skips it, the returned run is the SKIPPED record. Safe to retry with
+        ``request_id``."""
         rid = request_id or new_request_id()
-        req = _build(lambda: api_pb2.TriggerJobRequest(name=name, request_id=rid))
+        ov = policies.overlap_from(overlap) if overlap else 0
+        req = _build(lambda: api_pb2.TriggerJobRequest(name=name, request_id=rid, overlap=cast(Any, ov)))
         return self._call("jobs", "TriggerJob", req, idempotent=True).run
 
     # -- runs --

@@ -1,0 +1,102 @@
+"""Misfire and overlap policies: names <-> protobuf values, defaults, and the words used in
+run records. Pure; shared by validation, apply, the SDK and schedctl. docs/policies.md is the
+user guide."""
+
+from __future__ import annotations
+
+from schedd.errors import InvalidArgument
+from schedd.pb import types_pb2
+
+DEFAULT_MISFIRE = types_pb2.MISFIRE_FIRE_ONCE
+DEFAULT_MISFIRE_GRACE_MS = 60_000
+DEFAULT_CATCHUP_WINDOW_MS = 86_400_000
+DEFAULT_MAX_CATCHUP = 100
+MAX_MAX_CATCHUP = 10_000
+DEFAULT_OVERLAP = types_pb2.OVERLAP_ALLOW
+MAX_CONCURRENT_LIMIT = 1000
+
+MISFIRE_NAMES: dict[str, int] = {
+    "skip": types_pb2.MISFIRE_SKIP,
+    "fire_once": types_pb2.MISFIRE_FIRE_ONCE,
+    "fire_all": types_pb2.MISFIRE_FIRE_ALL,
+}
+OVERLAP_NAMES: dict[str, int] = {
+    "allow": types_pb2.OVERLAP_ALLOW,
+    "forbid": types_pb2.OVERLAP_FORBID,
+    "buffer_one": types_pb2.OVERLAP_BUFFER_ONE,
+    "replace": types_pb2.OVERLAP_REPLACE,
+}
+SKIP_REASON_TEXT: dict[int, str] = {
+    types_pb2.SKIP_MISFIRE: "missed (misfire policy skip)",
+    types_pb2.SKIP_COALESCED: "missed; a later missed slot ran for it (misfire policy fire_once)",
+    types_pb2.SKIP_CATCHUP_WINDOW: "missed by more than the catch-up window",
+    types_pb2.SKIP_CATCHUP_LIMIT: "missed; over the max_catchup limit (misfire policy fire_all)",
+    types_pb2.SKIP_OVERLAP: "an earlier run was still active (overlap policy / max_concurrent)",
+    types_pb2.SKIP_BUFFER_FULL: "an earlier run was active and one firing was already buffered",
+    types_pb2.SKIP_PAUSED: "the job was paused",
+    types_pb2.SKIP_MAX_RUNS: "the job had reached max_runs",
+}
+SKIP_REASON_WORD: dict[int, str] = {
+    types_pb2.SKIP_MISFIRE: "misfire",
+    types_pb2.SKIP_COALESCED: "coalesced",
+    types_pb2.SKIP_CATCHUP_WINDOW: "catchup_window",
+    types_pb2.SKIP_CATCHUP_LIMIT: "catchup_limit",
+    types_pb2.SKIP_OVERLAP: "overlap",
+    types_pb2.SKIP_BUFFER_FULL: "buffer_full",
+    types_pb2.SKIP_PAUSED: "paused",
+    types_pb2.SKIP_MAX_RUNS: "max_runs",
+}
+ORIGIN_WORD: dict[int, str] = {
+    types_pb2.RUN_ORIGIN_UNSPECIFIED: "",
+    types_pb2.ORIGIN_SCHEDULE: "schedule",
+    types_pb2.ORIGIN_CATCHUP: "catchup",
+    types_pb2.ORIGIN_TRIGGER: "trigger",
+    types_pb2.ORIGIN_BACKFILL: "backfill",
+    types_pb2.ORIGIN_CHAIN: "chain",
+}
+
+
+def misfire_from(value: str | int, field: str = "misfire") -> int:
+    """A misfire policy from its name (``skip``, ``fire_once``, ``fire_all``) or pb value."""
+    if isinstance(value, str):
+        key = value.strip().lower().replace("-", "_")
+        if key not in MISFIRE_NAMES:
+            raise InvalidArgument(field, f"{value!r} is not a misfire policy (one of {', '.join(MISFIRE_NAMES)})")
+        return MISFIRE_NAMES[key]
+    if value not in types_pb2.MisfirePolicy.values():
+        raise InvalidArgument(field, f"{value} is not a misfire policy")
+    return value
+
+
+def overlap_from(value: str | int, field: str = "overlap") -> int:
+    """An overlap policy from its name (``allow``, ``forbid``, ``buffer_one``, ``replace``)."""
+    if isinstance(value, str):
+        key = value.strip().lower().replace("-", "_")
+        if key not in OVERLAP_NAMES:
+            raise InvalidArgument(field, f"{value!r} is not an overlap policy (one of {', '.join(OVERLAP_NAMES)})")
+        return OVERLAP_NAMES[key]
+    if value not in types_pb2.OverlapPolicy.values():
+        raise InvalidArgument(field, f"{value} is not an overlap policy")
+    return value
+
+
+def misfire_name(value: int) -> str:
+    for k, v in MISFIRE_NAMES.items():
+        if v == value:
+            return k
+    return "fire_once" if value == 0 else str(value)
+
+
+def overlap_name(value: int) -> str:
+    for k, v in OVERLAP_NAMES.items():
+        if v == value:
+            return k
+    return "allow" if value == 0 else str(value)
+
+
+def skip_reason_word(value: int) -> str:
+    return SKIP_REASON_WORD.get(value, "")
+
+
+def origin_word(value: int) -> str:
+    return ORIGIN_WORD.get(value, "")
