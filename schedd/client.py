@@ -731,5 +731,7 @@ def _build(make: Callable[[], _T]) -> _T:
     """Build a request message, turning protobuf's type/range errors into InvalidArgument."""
     try:
         return make()
+    except errors.SchedError:
+        raise
     except (TypeError, ValueError) as exc:
         raise errors.InvalidArgument("request", _one_line(str(exc))) from None
