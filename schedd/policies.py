@@ -7,52 +7,52 @@ from __future__ import annotations
 from schedd.errors import InvalidArgument
 from schedd.pb import types_pb2
 
-DEFAULT_MISFIRE = types_pb2.MISFIRE_FIRE_ONCE
+DEFAULT_MISFIRE = types_pb2.MISFIRE_POLICY_FIRE_ONCE
 DEFAULT_MISFIRE_GRACE_MS = 60_000
 DEFAULT_CATCHUP_WINDOW_MS = 86_400_000
 DEFAULT_MAX_CATCHUP = 100
 MAX_MAX_CATCHUP = 10_000
-DEFAULT_OVERLAP = types_pb2.OVERLAP_ALLOW
+DEFAULT_OVERLAP = types_pb2.OVERLAP_POLICY_ALLOW
 MAX_CONCURRENT_LIMIT = 1000
 
 MISFIRE_NAMES: dict[str, int] = {
-    "skip": types_pb2.MISFIRE_SKIP,
-    "fire_once": types_pb2.MISFIRE_FIRE_ONCE,
-    "fire_all": types_pb2.MISFIRE_FIRE_ALL,
+    "skip": types_pb2.MISFIRE_POLICY_SKIP,
+    "fire_once": types_pb2.MISFIRE_POLICY_FIRE_ONCE,
+    "fire_all": types_pb2.MISFIRE_POLICY_FIRE_ALL,
 }
 OVERLAP_NAMES: dict[str, int] = {
-    "allow": types_pb2.OVERLAP_ALLOW,
-    "forbid": types_pb2.OVERLAP_FORBID,
-    "buffer_one": types_pb2.OVERLAP_BUFFER_ONE,
-    "replace": types_pb2.OVERLAP_REPLACE,
+    "allow": types_pb2.OVERLAP_POLICY_ALLOW,
+    "forbid": types_pb2.OVERLAP_POLICY_FORBID,
+    "buffer_one": types_pb2.OVERLAP_POLICY_BUFFER_ONE,
+    "replace": types_pb2.OVERLAP_POLICY_REPLACE,
 }
 SKIP_REASON_TEXT: dict[int, str] = {
-    types_pb2.SKIP_MISFIRE: "missed (misfire policy skip)",
-    types_pb2.SKIP_COALESCED: "missed; a later missed slot ran for it (misfire policy fire_once)",
-    types_pb2.SKIP_CATCHUP_WINDOW: "missed by more than the catch-up window",
-    types_pb2.SKIP_CATCHUP_LIMIT: "missed; over the max_catchup limit (misfire policy fire_all)",
-    types_pb2.SKIP_OVERLAP: "an earlier run was still active (overlap policy / max_concurrent)",
-    types_pb2.SKIP_BUFFER_FULL: "an earlier run was active and one firing was already buffered",
-    types_pb2.SKIP_PAUSED: "the job was paused",
-    types_pb2.SKIP_MAX_RUNS: "the job had reached max_runs",
+    types_pb2.SKIP_REASON_MISFIRE: "missed (misfire policy skip)",
+    types_pb2.SKIP_REASON_COALESCED: "missed; a later missed slot ran for it (misfire policy fire_once)",
+    types_pb2.SKIP_REASON_CATCHUP_WINDOW: "missed by more than the catch-up window",
+    types_pb2.SKIP_REASON_CATCHUP_LIMIT: "missed; over the max_catchup limit (misfire policy fire_all)",
+    types_pb2.SKIP_REASON_OVERLAP: "an earlier run was still active (overlap policy / max_concurrent)",
+    types_pb2.SKIP_REASON_BUFFER_FULL: "an earlier run was active and one firing was already buffered",
+    types_pb2.SKIP_REASON_PAUSED: "the job was paused",
+    types_pb2.SKIP_REASON_MAX_RUNS: "the job had reached max_runs",
 }
 SKIP_REASON_WORD: dict[int, str] = {
-    types_pb2.SKIP_MISFIRE: "misfire",
-    types_pb2.SKIP_COALESCED: "coalesced",
-    types_pb2.SKIP_CATCHUP_WINDOW: "catchup_window",
-    types_pb2.SKIP_CATCHUP_LIMIT: "catchup_limit",
-    types_pb2.SKIP_OVERLAP: "overlap",
-    types_pb2.SKIP_BUFFER_FULL: "buffer_full",
-    types_pb2.SKIP_PAUSED: "paused",
-    types_pb2.SKIP_MAX_RUNS: "max_runs",
+    types_pb2.SKIP_REASON_MISFIRE: "misfire",
+    types_pb2.SKIP_REASON_COALESCED: "coalesced",
+    types_pb2.SKIP_REASON_CATCHUP_WINDOW: "catchup_window",
+    types_pb2.SKIP_REASON_CATCHUP_LIMIT: "catchup_limit",
+    types_pb2.SKIP_REASON_OVERLAP: "overlap",
+    types_pb2.SKIP_REASON_BUFFER_FULL: "buffer_full",
+    types_pb2.SKIP_REASON_PAUSED: "paused",
+    types_pb2.SKIP_REASON_MAX_RUNS: "max_runs",
 }
 ORIGIN_WORD: dict[int, str] = {
     types_pb2.RUN_ORIGIN_UNSPECIFIED: "",
-    types_pb2.ORIGIN_SCHEDULE: "schedule",
-    types_pb2.ORIGIN_CATCHUP: "catchup",
-    types_pb2.ORIGIN_TRIGGER: "trigger",
-    types_pb2.ORIGIN_BACKFILL: "backfill",
-    types_pb2.ORIGIN_CHAIN: "chain",
+    types_pb2.RUN_ORIGIN_SCHEDULE: "schedule",
+    types_pb2.RUN_ORIGIN_CATCHUP: "catchup",
+    types_pb2.RUN_ORIGIN_TRIGGER: "trigger",
+    types_pb2.RUN_ORIGIN_BACKFILL: "backfill",
+    types_pb2.RUN_ORIGIN_CHAIN: "chain",
 }
 
 
