@@ -88,6 +88,17 @@ def main() -> None:
     """
 
 
+def _catchup_spacing(rate: Any) -> int:
+    try:
+        per_s = float(rate)
+    except (TypeError, ValueError):
+        _fail(f"--catchup-rate: {rate!r} is not a number of runs per second")
+        raise
+    if not 0.01 <= per_s <= 100_000:
+        _fail(f"--catchup-rate: {per_s:g} is out of range: 0.01 .. 100000 runs per second")
+    return max(0, round(1000 / per_s))
+
+
 @main.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file with the options below.")
 @click.option("--node-id", help="This node's id (unique in the cluster).")
@@ -100,14 +111,16 @@ def main() -> None:
 @click.option("--lease-ttl", default=None, help="Lease period of a firing without heartbeats [10s].")
 @click.option("--heartbeat-interval", default=None, help="How often workers heartbeat [2s].")
 @click.option("--retry-backoff", default=None, help="Wait before a failed or expired attempt is retried, for jobs without a retry policy [1s].")
+@click.option("--catchup-rate", default=None, type=float,
+              help="Cluster-wide limit on catch-up runs (missed slots fired late, backfills), per second [100].")
 @click.option("--map-size", default=None, type=int, help="LMDB map size in MiB [4096].")
 @click.option("--min-free", default=None, type=int, envvar="SCHEDD_MIN_FREE_MIB",
               help="Stop (exit 70) when the data disk has less free space, MiB [64].")
 @click.option("--log-level", default="info", show_default=True)
 def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft_addr: str | None,
         grpc_addr: str | None, peers: tuple[str, ...], raft_password_file: str | None, lease_ttl: str | None,
-        heartbeat_interval: str | None, retry_backoff: str | None, map_size: int | None, min_free: int | None,
-        log_level: str) -> None:
+        heartbeat_interval: str | None, retry_backoff: str | None, catchup_rate: float | None,
+        map_size: int | None, min_free: int | None, log_level: str) -> None:
     """Run one schedd node until SIGTERM or Ctrl-C.
 
     \b
@@ -154,6 +167,7 @@ def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft
                                                       f"{d.heartbeat_interval_s}s")), "--heartbeat-interval"),
         retry_backoff_ms=int(1000 * _parse_duration(str(pick(retry_backoff, "retry_backoff",
                                                              f"{d.retry_backoff_ms}ms")), "--retry-backoff")),
+        catchup_spacing_ms=_catchup_spacing(pick(catchup_rate, "catchup_rate", 1000 / d.catchup_spacing_ms)),
     )
     if settings.heartbeat_interval_s * 2 > settings.lease_ttl_s:
         _fail("--heartbeat-interval: must be at most half of --lease-ttl so one lost heartbeat does not expire a lease")

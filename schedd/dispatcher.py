@@ -29,13 +29,14 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from schedd import keys
-from schedd.apply import Result, encode
+from schedd import keys, retention
+from schedd.apply import Result, Revoked, encode, is_late
 from schedd.clock import Clock
 from schedd.errors import SchedError, Unavailable
+from schedd.firing import plan_fire
 from schedd.leases import LeaseTable
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.schedule import Schedule, compile_schedule, format_duration
@@ -53,7 +54,10 @@ class DispatchSettings:
     lease_ttl_s: float = 10.0
     heartbeat_interval_s: float = 2.0
     retry_backoff_ms: int = 1000
-    catchup_window_ms: int = 3600_000   # missed slots older than this are not replayed
+    catchup_window_ms: int = 3600_000   # jobs from before misfire policies: older slots are dropped
+    # Cluster-wide pacing of catch-up runs (missed slots fired late, backfills): at most one per
+    # this many ms in not_before time, across all jobs (10 ms = 100 catch-up runs per second).
+    catchup_spacing_ms: int = 10
     max_slots_per_job: int = 100        # per tick; the rest come next tick
     # Bounds on one tick's Raft entry: a smaller entry commits (and reaches workers) sooner;
     # the next tick follows at once while work remains.
@@ -62,6 +66,9 @@ class DispatchSettings:
     propose_timeout_s: float = 5.0
     idle_tick_s: float = 0.05
     reconcile_every_s: float = 1.0
+    housekeeping_every_s: float = 5.0   # dispatch timeouts and retention
+    prune_jobs_per_pass: int = 200      # retention visits this many jobs per housekeeping pass
+    prune_runs_per_entry: int = 1000
 
 
 CompletionCallback = Callable[[str, str], None]  # (status code name, message)
@@ -100,6 +107,8 @@ class Dispatcher:
         self._rr_cursor: dict[str, int] = defaultdict(int)
         # run id -> (fence, deadline ms, timeout ms) of leases whose job has a run timeout
         self._deadlines: dict[str, tuple[int, int, int]] = {}
+        self._last_housekeeping = 0.0
+        self._prune_cursor = ""
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -158,6 +167,29 @@ class Dispatcher:
                 if not self.leases.renew(lease.run_id, lease.fence, session.worker_id, now):
                     lost.append(lease)
         return lost
+
+    def applied(self, result: Result) -> None:
+        """Hook for every applied entry (any proposer): tell workers about leases the entry
+        revoked (overlap REPLACE), so their handlers stop now rather than at the next heartbeat."""
+        if result.revoked and self._active:
+            self._revoke(list(result.revoked))
+        self.wake()
+
+    def _revoke(self, revoked: list[Revoked]) -> None:
+        by_worker: dict[str, list[Revoked]] = defaultdict(list)
+        with self._lock:
+            for r in revoked:
+                self.leases.release(r.run_id, r.fence)
+                self._deadlines.pop(r.run_id, None)
+                by_worker[r.worker_id].append(r)
+        for worker_id, items in by_worker.items():
+            session = self.registry.get(worker_id)
+            if session is not None:
+                session.send(api_pb2.ServerMessage(lost=api_pb2.LeasesLost(
+                    leases=[api_pb2.Lease(run_id=r.run_id, fence=r.fence) for r in items],
+                    reason=items[0].reason)))
+            log.info("event=leases_revoked worker=%s runs=%s reason=%r", worker_id,
+                     ",".join(r.run_id for r in items), items[0].reason)
 
     def submit_completions(self, items: list[api_pb2.Completion], callback: Callable[[api_pb2.Completion, str, str], None]) -> None:
         """Queue fenced completions for the next tick; ``callback(item, code, message)`` is
@@ -260,6 +292,10 @@ class Dispatcher:
             timed_out = self._take_timeouts(now_ms)
         fires, new_runs = self._plan_fires(now_ms)
         grants = self._plan_grants(now_ms, new_runs)
+        chores: list[command_pb2.Command] = []
+        if mono - self._last_housekeeping >= s.housekeeping_every_s:
+            self._last_housekeeping = mono
+            chores = self._housekeeping(now_ms)
 
         cmds: list[command_pb2.Command] = []
         if completions:
@@ -273,10 +309,12 @@ class Dispatcher:
             cmds.append(command_pb2.Command(expire_leases=command_pb2.ExpireLeasesCmd(
                 items=items, retry_backoff_ms=s.retry_backoff_ms, dead_letter=True)))
         if fires:
-            cmds.append(command_pb2.Command(fire_due=command_pb2.FireDueCmd(items=fires)))
+            cmds.append(command_pb2.Command(fire_due=command_pb2.FireDueCmd(
+                items=fires, catchup_spacing_ms=s.catchup_spacing_ms)))
         if grants:
             cmds.append(command_pb2.Command(grant_leases=command_pb2.GrantLeasesCmd(
                 items=grants, lease_ttl_ms=int(s.lease_ttl_s * 1000))))
+        cmds += chores
         if not cmds:
             self._sleep(self._idle_wait(now_ms, mono))
             return
@@ -391,10 +429,10 @@ class Dispatcher:
             compiled = self._schedules[key] = compile_schedule(schedule)
         return compiled
 
-    def _plan_fires(self, now_ms: int) -> tuple[list[command_pb2.FireItem], list[tuple[str, int, str]]]:
+    def _plan_fires(self, now_ms: int) -> tuple[list[command_pb2.FireItem], list[_Candidate]]:
         s = self.settings
         items: list[command_pb2.FireItem] = []
-        new_runs: list[tuple[str, int, str]] = []  # (run id, attempt, queue)
+        new_runs: list[_Candidate] = []
         budget = s.max_fires_per_tick
         for due_ms, name in self.store.due_until(now_ms, limit=s.max_fires_per_tick):
             if budget <= 0:
@@ -407,6 +445,16 @@ class Dispatcher:
             except SchedError:
                 log.error("event=bad_schedule job=%s schedule=%r", name, job.schedule)
                 continue
+            if job.misfire:
+                item = plan_fire(sched, job, due_ms, now_ms, max_slots=min(s.max_slots_per_job, budget))
+                budget -= len(item.slots_ms)
+                items.append(item)
+                # Late (catch-up) runs are paced by apply: they wait for their not_before.
+                new_runs.extend(_Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority,
+                                           dict(job.tags)) for t, d in zip(item.slots_ms, item.dues_ms, strict=True)
+                                if not is_late(job, d, now_ms))
+                continue
+            # A job from before misfire policies: every slot in the dispatcher's window fires.
             # With jitter, next_due_ms is the jittered due time; the run's identity is its slot.
             first: int | None = sched.slot_of_due(name, due_ms)
             if job.schedule.kind != types_pb2.SCHEDULE_KIND_AT and due_ms < now_ms - s.catchup_window_ms:
@@ -418,10 +466,13 @@ class Dispatcher:
             budget -= len(slots)
             items.append(command_pb2.FireItem(name=name, uid=job.uid, from_due_ms=due_ms,
                                               slots_ms=slots, next_due_ms=nxt))
-            new_runs.extend((keys.run_id(name, job.uid, t), 1, job.queue) for t in slots)
+            new_runs.extend(_Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags))
+                            for t in slots)
         return items, new_runs
 
-    def _plan_grants(self, now_ms: int, new_runs: list[tuple[str, int, str]]) -> list[command_pb2.GrantItem]:
+    def _plan_grants(self, now_ms: int, new_runs: list[_Candidate]) -> list[command_pb2.GrantItem]:
+        """Grants for due PENDING runs: highest priority first, then oldest; a run goes only to a
+        worker of its queue that carries all of its tags and has a free slot."""
         # Only workers heard from within two heartbeat intervals get new work: a frozen worker
         # (SIGSTOP, GC pause, cut link) keeps its stream open but would let every retry of a
         # run expire in its hands until the attempts are used up.
@@ -431,31 +482,84 @@ class Dispatcher:
             return []
         with self._lock:
             free = {w.worker_id: w.concurrency - self.leases.count_for(w.worker_id) for w in sessions}
-        if sum(max(0, f) for f in free.values()) <= 0:
+        total_free = sum(max(0, f) for f in free.values())
+        if total_free <= 0:
             return []
         by_queue: dict[str, list[WorkerSession]] = defaultdict(list)
         for w in sessions:
             for q in w.queues:
                 by_queue[q].append(w)
         candidates = list(new_runs)
-        seen = {rid for rid, _, _ in new_runs}
-        want = min(self.settings.max_grants_per_tick, sum(max(0, f) for f in free.values()))
-        for run in self.store.pending_until(now_ms, limit=want):
+        seen = {c.run_id for c in new_runs}
+        want = min(self.settings.max_grants_per_tick, total_free)
+        # Read past `want` so that priority and tags can choose among more due runs than slots.
+        for run in self.store.pending_until(now_ms, limit=max(4 * want, 200)):
             if run.run_id not in seen:
-                candidates.append((run.run_id, run.attempt, run.queue))
+                candidates.append(_Candidate(run.run_id, run.attempt, run.queue, run.priority, dict(run.tags)))
+        candidates.sort(key=lambda c: -c.priority)  # stable: time order within a priority
         grants: list[command_pb2.GrantItem] = []
         cursor = self._rr_cursor  # kept across ticks, so retries do not go to the same worker
-        for rid, attempt, q in candidates:
-            if len(grants) >= self.settings.max_grants_per_tick:
+        for c in candidates:
+            if len(grants) >= want:
                 break
-            pool = by_queue.get(q)
+            pool = by_queue.get(c.queue)
             if not pool:
                 continue
             for _ in range(len(pool)):  # round-robin over workers of this queue with a free slot
-                w = pool[cursor[q] % len(pool)]
-                cursor[q] += 1
-                if free[w.worker_id] > 0:
+                w = pool[cursor[c.queue] % len(pool)]
+                cursor[c.queue] += 1
+                if free[w.worker_id] > 0 and _carries(w, c.tags):
                     free[w.worker_id] -= 1
-                    grants.append(command_pb2.GrantItem(run_id=rid, attempt=attempt, worker_id=w.worker_id))
+                    grants.append(command_pb2.GrantItem(run_id=c.run_id, attempt=c.attempt, worker_id=w.worker_id))
                     break
         return grants
+
+    # ---- housekeeping: dispatch timeouts, retention ------------------------------------------
+
+    def _housekeeping(self, now_ms: int) -> list[command_pb2.Command]:
+        cmds: list[command_pb2.Command] = []
+        late = [command_pb2.DispatchTimeoutItem(run_id=r.run_id, attempt=r.attempt)
+                for r in self.store.pending_until(now_ms, limit=5000)
+                if r.dispatch_deadline_ms and r.dispatch_deadline_ms <= now_ms]
+        if late:
+            cmds.append(command_pb2.Command(dispatch_timeout=command_pb2.DispatchTimeoutCmd(items=late[:1000])))
+        prune = self._plan_prune(now_ms)
+        if prune:
+            cmds.append(command_pb2.Command(prune_runs=command_pb2.PruneRunsCmd(run_ids=prune)))
+        return cmds
+
+    def _plan_prune(self, now_ms: int) -> list[str]:
+        """Finished runs past their job's retention, visiting a slice of the jobs per pass."""
+        s = self.settings
+        jobs = self.store.list_jobs(self._prune_cursor, s.prune_jobs_per_pass)
+        self._prune_cursor = jobs[-1].name if len(jobs) == s.prune_jobs_per_pass else ""
+        out: list[str] = []
+        for job in jobs:
+            if not (job.keep_runs or job.keep_for_ms):
+                continue
+            runs = self.store.finished_runs_newest_first(job.name)
+            try:
+                out.extend(retention.expired(job, runs, now_ms, s.prune_runs_per_entry - len(out)))
+            finally:
+                runs.close()
+            if len(out) >= s.prune_runs_per_entry:
+                break
+        return out
+
+
+def _carries(worker: WorkerSession, required: dict[str, str]) -> bool:
+    if not required:
+        return True
+    have: dict[str, str] = getattr(worker, "tags", None) or {}
+    return all(have.get(k) == v for k, v in required.items())
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A PENDING run the grant planner may lease out."""
+
+    run_id: str
+    attempt: int
+    queue: str
+    priority: int = 0
+    tags: dict[str, str] = field(default_factory=dict)

@@ -9,6 +9,7 @@ runs           run id                                          types_pb2.Run
 runs_by_job    job name + 0x00 + be64(scheduled_ms) + run id   empty
 pending        be64(not_before_ms) + run id                    empty   (PENDING runs)
 leases         run id                                          be64(fence) + worker id (LEASED runs)
+active         job + 0x00 + be64(uid) + be64(scheduled) + id  empty   (PENDING/LEASED runs)
 requests       client request id                               JSON result of the first apply
 meta           applied_index / next_fence / schema             be64 or text
 =============  ==============================================  ==========================
@@ -20,10 +21,11 @@ from __future__ import annotations
 
 import struct
 
-DBS = ("jobs", "due", "runs", "runs_by_job", "pending", "leases", "requests", "meta")
+DBS = ("jobs", "due", "runs", "runs_by_job", "pending", "leases", "active", "requests", "meta")
 
 APPLIED_INDEX = b"applied_index"
 NEXT_FENCE = b"next_fence"
+CATCHUP_NEXT = b"catchup_next"  # earliest not_before of the next paced catch-up run
 SCHEMA = b"schema"
 SCHEMA_VERSION = b"1"
 
@@ -75,3 +77,21 @@ def lease_value(fence: int, worker_id: str) -> bytes:
 
 def split_lease_value(value: bytes) -> tuple[int, str]:
     return from_be64(value), value[8:].decode()
+
+
+def active_prefix(job: str, uid: int) -> bytes:
+    """Prefix of one job incarnation's active runs (overlap policies count and cancel them)."""
+    return job.encode() + b"\x00" + be64(uid)
+
+
+def active_key(job: str, uid: int, scheduled_ms: int, rid: str) -> bytes:
+    return active_prefix(job, uid) + be64(scheduled_ms) + rid.encode()
+
+
+def uid_of_run_id(rid: str) -> int:
+    """The job uid inside a run id (``job:uid:scheduled``); 0 if it does not parse."""
+    parts = rid.rsplit(":", 2)
+    try:
+        return int(parts[1]) if len(parts) == 3 else 0
+    except ValueError:
+        return 0

@@ -105,7 +105,7 @@ class Node:
         self.dispatcher = Dispatcher(node_id=config.node_id, store=self.store, raft=self.raft,
                                      clock=self.clock, registry=self.registry,
                                      leader_hint=self.leader_grpc, settings=config.dispatch)
-        self.store.on_applied = lambda _index, _result: self.dispatcher.wake()
+        self.store.on_applied = lambda _index, result: self.dispatcher.applied(result)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.grpc_workers,
                                                              thread_name_prefix="grpc"),
                                   options=[("grpc.so_reuseport", 0)])

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from schedd import validate
+from schedd import policies, validate
 from schedd.apply import Result, encode
 from schedd.endpoints import LEADER_METADATA_KEY
 from schedd.errors import (
@@ -28,7 +28,10 @@ from schedd.errors import (
     Unavailable,
     from_code,
 )
-from schedd.pb import api_grpc, api_pb2, command_pb2
+from schedd.explain import explain
+from schedd.firing import count_slots
+from schedd.pb import api_grpc, api_pb2, command_pb2, types_pb2
+from schedd.schedule import Cron, Schedule, compile_schedule
 from schedd.workers import WorkerSession
 
 if TYPE_CHECKING:
@@ -117,22 +120,87 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         return api_pb2.JobResponse(job=self._propose(cmd).job)
 
     @rpc
-    def ResumeJob(self, req: api_pb2.JobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
+    def UpdateJob(self, req: api_pb2.UpdateJobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
         self._leader()
-        name = validate.name(req.name)
-        job = self.node.store.get_job(name)
+        cmd = validate.update_job(req, self.node.clock.now_ms())
+        return api_pb2.JobResponse(job=self._propose(cmd).job)
+
+    def _job(self, name: str) -> types_pb2.Job:
+        job = self.node.store.get_job(validate.name(name))
         if job is None:
             raise NotFound(f"name: no job named {name!r}")
+        return job
+
+    @rpc
+    def ResumeJob(self, req: api_pb2.ResumeJobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
+        self._leader()
+        job = self._job(req.name)
         now = self.node.clock.now_ms()
-        cmd = command_pb2.Command(now_ms=now, resume_job=command_pb2.ResumeJobCmd(
-            name=name, next_due_ms=validate.resume_due(job, now)))
+        body = command_pb2.ResumeJobCmd(name=job.name, mode=command_pb2.RESUME_MISFIRE)
+        if req.skip_missed and job.schedule.kind != types_pb2.SCHEDULE_KIND_AT:
+            body.mode = command_pb2.RESUME_SKIP_MISSED
+            body.from_due_ms = job.next_due_ms
+            body.next_due_ms = validate.resume_due(job, now)
+            if job.next_due_ms and job.next_due_ms <= now:
+                body.missed_first_ms = compile_schedule(job.schedule).slot_of_due(job.name, job.next_due_ms)
+        cmd = command_pb2.Command(now_ms=now, resume_job=body)
         return api_pb2.JobResponse(job=self._propose(cmd).job)
 
     @rpc
     def TriggerJob(self, req: api_pb2.TriggerJobRequest, context: grpc.ServicerContext) -> api_pb2.TriggerJobResponse:
+        overlap = policies.overlap_from(req.overlap) if req.overlap else 0
         cmd = command_pb2.Command(now_ms=self.node.clock.now_ms(), request_id=validate.request_id(req.request_id),
-                                  trigger_job=command_pb2.TriggerJobCmd(name=validate.name(req.name)))
+                                  trigger_job=command_pb2.TriggerJobCmd(name=validate.name(req.name),
+                                                                        overlap=overlap))  # type: ignore[arg-type]
         return api_pb2.TriggerJobResponse(run=self._propose(cmd).run)
+
+    @rpc
+    def BackfillJob(self, req: api_pb2.BackfillRequest, context: grpc.ServicerContext) -> api_pb2.BackfillResponse:
+        """One chunk: the slots in [from, to] up to ``limit``, created in one committed entry.
+        The SDK/CLI loop over chunks (next_from_ms) and show progress."""
+        self._leader()
+        start, end, limit = validate.backfill_range(req)
+        job = self._job(req.name)
+        sched = compile_schedule(job.schedule)
+        slots: list[int] = []
+        slot = sched.next_after(start - 1)
+        while slot is not None and slot <= end and len(slots) < limit:
+            slots.append(slot)
+            slot = sched.next_after(slot)
+        nxt = slot if slot is not None and slot <= end else 0
+        resp = api_pb2.BackfillResponse(next_from_ms=nxt, total_slots=_count_slots(sched, start, end))
+        if not slots:
+            return resp
+        cmd = command_pb2.Command(now_ms=self.node.clock.now_ms(), backfill=command_pb2.BackfillCmd(
+            name=job.name, uid=job.uid, slots_ms=slots, overlap=req.overlap,
+            spacing_ms=self.node.dispatcher.settings.catchup_spacing_ms))
+        result = self._propose(cmd)
+        resp.created, resp.existing = result.count, result.existing
+        return resp
+
+    @rpc
+    def ExplainJob(self, req: api_pb2.ExplainRequest, context: grpc.ServicerContext) -> api_pb2.ExplainResponse:
+        self._leader()
+        job = self._job(req.name)
+        if req.at_ms <= 0:
+            raise InvalidArgument("at_ms", "is required (the time to explain)")
+        store = self.node.store
+        return explain(job, compile_schedule(job.schedule), req.at_ms, self.node.clock.now_ms(),
+                       lambda at, n: store.runs_at_or_before(job.name, job.uid, at, n))
+
+
+_COUNT_CAP = 1_000_000
+
+
+def _count_slots(sched: Schedule, start: int, end: int) -> int:
+    n = count_slots(sched, start, end)
+    if n or not isinstance(sched.trigger, Cron):
+        return min(n, _COUNT_CAP)
+    slot = sched.next_after(start - 1)
+    while slot is not None and slot <= end and n < _COUNT_CAP:
+        n += 1
+        slot = sched.next_after(slot)
+    return n
 
 
 class RunService(_Base, api_grpc.RunServiceServicer):

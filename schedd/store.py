@@ -16,14 +16,14 @@ import shutil
 import struct
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import lmdb
 
 from schedd import keys
-from schedd.apply import Put, Result, apply, state_digest
+from schedd.apply import FINISHED_STATES, Put, Result, apply, state_digest
 from schedd.pb import types_pb2
 
 log = logging.getLogger("schedd.store")
@@ -55,6 +55,18 @@ class _TxnReader:
 
     def get(self, db: str, key: bytes) -> bytes | None:
         return _bytes(self._txn.get(key, db=self._dbs[db]))
+
+    def scan(self, db: str, prefix: bytes, limit: int) -> list[bytes]:
+        cur = self._txn.cursor(db=self._dbs[db])
+        out: list[bytes] = []
+        ok = cur.set_range(prefix)
+        while ok and len(out) < limit:
+            k = _key(cur)
+            if not k.startswith(prefix):
+                break
+            out.append(k)
+            ok = cur.next()
+        return out
 
 
 class Store:
@@ -180,6 +192,36 @@ class Store:
                     keep(cur.value())
                     ok = cur.prev()
         out.reverse()
+        return out
+
+    def finished_runs_newest_first(self, job: str) -> Generator[types_pb2.Run, None, None]:
+        """The job's finished runs (any incarnation), newest scheduled first; lazily, in one
+        read transaction held until the iterator is exhausted or closed."""
+        prefix = keys.by_job_prefix(job)
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["runs_by_job"])
+            ok = cur.prev() if cur.set_range(prefix[:-1] + b"\x01") else cur.last()
+            while ok and _key(cur).startswith(prefix):
+                raw = txn.get(_key(cur)[len(prefix) + 8:], db=self._dbs["runs"])
+                if raw is not None:
+                    run = types_pb2.Run.FromString(raw)
+                    if run.state in FINISHED_STATES:
+                        yield run
+                ok = cur.prev()
+
+    def runs_at_or_before(self, job: str, uid: int, at_ms: int, limit: int) -> list[types_pb2.Run]:
+        """Records of one job incarnation scheduled at or before ``at_ms``, newest first."""
+        out: list[types_pb2.Run] = []
+        prefix = keys.by_job_prefix(job)
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["runs_by_job"])
+            ok = cur.prev() if cur.set_range(prefix + keys.be64(at_ms + 1)) else cur.last()
+            while ok and len(out) < limit and _key(cur).startswith(prefix):
+                rid = _key(cur)[len(prefix) + 8:]
+                raw = txn.get(rid, db=self._dbs["runs"])
+                if raw is not None and keys.uid_of_run_id(rid.decode()) == uid:
+                    out.append(types_pb2.Run.FromString(raw))
+                ok = cur.prev()
         return out
 
     def _until(self, db: str, now_ms: int, limit: int) -> list[tuple[int, str]]:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 
+from schedd import policies
 from schedd.errors import InvalidArgument
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.retry import (
@@ -43,6 +45,13 @@ MAX_RUN_TIMEOUT_MS = 7 * DAY_MS
 MAX_NON_RETRYABLE = 32          # entries in each non-retryable list
 MAX_NON_RETRYABLE_ERROR = 200   # characters of one non-retryable error text
 PAST_AT_TOLERANCE_MS = 60_000
+MAX_TAGS = 16
+TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
+MAX_PRIORITY = 100
+MAX_KEEP_RUNS = 1_000_000
+DEFAULT_BACKFILL_CHUNK = 1000
+MAX_BACKFILL_CHUNK = 10_000
+MAX_BACKFILL_SPAN_MS = 3660 * 86_400_000
 
 
 def name(value: str, field: str = "name") -> str:
@@ -132,7 +141,7 @@ def _interval_fields(s: types_pb2.Schedule, out: types_pb2.Schedule, every_field
     out.timezone = parse_zone(s.timezone) if s.timezone else "UTC"
 
 
-def schedule(s: types_pb2.Schedule, now_ms: int) -> types_pb2.Schedule:
+def schedule(s: types_pb2.Schedule, now_ms: int, allow_past: bool = False) -> types_pb2.Schedule:
     """Validate a schedule and return it normalized, every default written out (so a later
     change of a default never changes a stored job)."""
     out = types_pb2.Schedule()
@@ -151,7 +160,7 @@ def schedule(s: types_pb2.Schedule, now_ms: int) -> types_pb2.Schedule:
     elif s.kind == types_pb2.SCHEDULE_KIND_AT:
         if s.at_ms <= 0:
             raise InvalidArgument("schedule.at_ms", "is required for a one-shot job")
-        if s.at_ms < now_ms - PAST_AT_TOLERANCE_MS:
+        if s.at_ms < now_ms - PAST_AT_TOLERANCE_MS and not allow_past:
             raise InvalidArgument("schedule.at_ms", "is in the past; pick a future time")
         if s.timezone:
             parse_zone(s.timezone)
@@ -238,10 +247,76 @@ def run_id(value: str) -> str:
     return value
 
 
-def create_job(req: api_pb2.CreateJobRequest, now_ms: int) -> command_pb2.Command:
+def _opt(req: api_pb2.CreateJobRequest, f: str, default: int) -> int:
+    return getattr(req, f) if req.HasField(f) else default
+
+
+def tags(values: Mapping[str, str], field: str = "tags") -> dict[str, str]:
+    if len(values) > MAX_TAGS:
+        raise InvalidArgument(field, f"{len(values)} tags is over the limit of {MAX_TAGS}")
+    for k, v in values.items():
+        if not TAG_RE.match(k):
+            raise InvalidArgument(field, f"key {k[:40]!r} is not a valid tag key (1-63 of A-Z a-z 0-9 . _ - /)")
+        if len(v) > 128:
+            raise InvalidArgument(field, f"the value of {k!r} is longer than 128 characters")
+    return dict(values)
+
+
+def policies_into(req: api_pb2.CreateJobRequest, job: types_pb2.Job) -> None:
+    """Validate the policy fields of a create/update request into ``job``, defaults written out."""
+    job.misfire = policies.misfire_from(req.misfire or policies.DEFAULT_MISFIRE)  # type: ignore[assignment]
+    job.misfire_grace_ms = _ms(_opt(req, "misfire_grace_ms", policies.DEFAULT_MISFIRE_GRACE_MS),
+                               "misfire_grace_ms", 0, DAY_MS, "0 .. 1 day")
+    job.catchup_window_ms = _ms(_opt(req, "catchup_window_ms", policies.DEFAULT_CATCHUP_WINDOW_MS),
+                                "catchup_window_ms", 1000, 366 * DAY_MS, "1 s .. 366 days")
+    mc = _opt(req, "max_catchup", policies.DEFAULT_MAX_CATCHUP)
+    if not 1 <= mc <= policies.MAX_MAX_CATCHUP:
+        raise InvalidArgument("max_catchup", f"{mc} is out of range: 1 .. {policies.MAX_MAX_CATCHUP}")
+    job.max_catchup = mc
+    job.overlap = policies.overlap_from(req.overlap or policies.DEFAULT_OVERLAP)  # type: ignore[assignment]
+    limit = _opt(req, "max_concurrent", 0 if job.overlap == types_pb2.OVERLAP_POLICY_ALLOW else 1)
+    if limit > policies.MAX_CONCURRENT_LIMIT:
+        raise InvalidArgument("max_concurrent", f"{limit} is over the limit of {policies.MAX_CONCURRENT_LIMIT}")
+    if limit == 0 and job.overlap != types_pb2.OVERLAP_POLICY_ALLOW:
+        raise InvalidArgument("max_concurrent", f"must be at least 1 with overlap policy "
+                                                f"{policies.overlap_name(job.overlap)}")
+    job.max_concurrent = limit
+    if req.dispatch_timeout_ms < 0 or (req.dispatch_timeout_ms and not
+                                       MIN_RUN_TIMEOUT_MS <= req.dispatch_timeout_ms <= MAX_RUN_TIMEOUT_MS):
+        raise InvalidArgument("dispatch_timeout_ms", f"{req.dispatch_timeout_ms} ms is out of range: "
+                                                     "0 (none) or 1 s .. 7 days")
+    job.dispatch_timeout_ms = req.dispatch_timeout_ms
+    for f in ("on_success", "on_failure"):
+        target = getattr(req, f)
+        if target:
+            name(target, f)
+            if target == req.name:
+                raise InvalidArgument(f, "a job cannot chain to itself")
+        setattr(job, f, target)
+    if not 0 <= req.priority <= MAX_PRIORITY:
+        raise InvalidArgument("priority", f"{req.priority} is out of range: 0 .. {MAX_PRIORITY}")
+    job.priority = req.priority
+    job.tags.update(tags(req.tags))
+    if req.keep_runs > MAX_KEEP_RUNS:
+        raise InvalidArgument("keep_runs", f"{req.keep_runs} is over the limit of {MAX_KEEP_RUNS}")
+    job.keep_runs = req.keep_runs
+    if req.keep_for_ms < 0 or (req.keep_for_ms and not 60_000 <= req.keep_for_ms <= 3660 * DAY_MS):
+        raise InvalidArgument("keep_for_ms", f"{req.keep_for_ms} ms is out of range: 0 (forever) or 1 minute .. 10 years")
+    job.keep_for_ms = req.keep_for_ms
+    job.max_runs = req.max_runs
+
+
+def job_definition(req: api_pb2.CreateJobRequest, now_ms: int) -> types_pb2.Job:
+    """A create (or update) request as a validated Job, every default written out, with the
+    leader's first due time after ``now_ms``."""
     if req.max_attempts > MAX_ATTEMPTS_LIMIT:
         raise InvalidArgument("max_attempts", f"{req.max_attempts} is over the limit of {MAX_ATTEMPTS_LIMIT}")
-    sched = schedule(req.schedule, now_ms)
+    s = req.schedule
+    if (s.kind == types_pb2.SCHEDULE_KIND_AT and not req.allow_past and s.at_ms > 0
+            and s.at_ms < now_ms - PAST_AT_TOLERANCE_MS):
+        raise InvalidArgument("schedule.at_ms", "is in the past; pick a future time, or set allow_past "
+                                                "(schedctl: --allow-past) to run it at once")
+    sched = schedule(s, now_ms, allow_past=req.allow_past)
     job = types_pb2.Job(name=name(req.name), schedule=sched, queue=queue(req.queue),
                         payload=payload(req.payload),
                         max_attempts=req.max_attempts or DEFAULT_MAX_ATTEMPTS,
@@ -250,8 +325,37 @@ def create_job(req: api_pb2.CreateJobRequest, now_ms: int) -> command_pb2.Comman
     if req.HasField("retry"):
         job.retry.CopyFrom(retry_policy(req.retry, req.max_attempts))
         job.max_attempts = job.retry.max_attempts
+    policies_into(req, job)
+    return job
+
+
+def create_job(req: api_pb2.CreateJobRequest, now_ms: int) -> command_pb2.Command:
+    job = job_definition(req, now_ms)
     return command_pb2.Command(now_ms=now_ms, request_id=request_id(req.request_id),
                                create_job=command_pb2.CreateJobCmd(job=job))
+
+
+def update_job(req: api_pb2.UpdateJobRequest, now_ms: int) -> command_pb2.Command:
+    job = job_definition(req.job, now_ms)
+    return command_pb2.Command(now_ms=now_ms, request_id=request_id(req.job.request_id),
+                               update_job=command_pb2.UpdateJobCmd(job=job, expect_version=req.expect_version))
+
+
+def backfill_range(req: api_pb2.BackfillRequest) -> tuple[int, int, int]:
+    """(from_ms, to_ms, limit) of a backfill request."""
+    name(req.name)
+    if req.from_ms <= 0:
+        raise InvalidArgument("from_ms", "is required (the first instant of the range)")
+    if req.to_ms < req.from_ms:
+        raise InvalidArgument("to_ms", "must not be before from_ms")
+    if req.to_ms - req.from_ms > MAX_BACKFILL_SPAN_MS:
+        raise InvalidArgument("to_ms", "the range is longer than 10 years")
+    limit = req.limit or DEFAULT_BACKFILL_CHUNK
+    if limit > MAX_BACKFILL_CHUNK:
+        raise InvalidArgument("limit", f"{limit} is over the limit of {MAX_BACKFILL_CHUNK} runs per call")
+    if req.overlap:
+        policies.overlap_from(req.overlap)
+    return req.from_ms, req.to_ms, limit
 
 
 def run_state(value: int, field: str = "state") -> int:
@@ -261,7 +365,7 @@ def run_state(value: int, field: str = "state") -> int:
 
 
 def resume_due(job: types_pb2.Job, now_ms: int) -> int:
-    """Where a resumed job picks up: the next slot after now (missed slots are not replayed)."""
+    """Where a resumed job picks up when missed slots are skipped: the next slot after now."""
     if job.schedule.kind == types_pb2.SCHEDULE_KIND_AT:
         return job.next_due_ms
     return first_due(job.schedule, now_ms, job.name)
