@@ -645,10 +645,13 @@ def _fire_due(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
     return Result(count=fired, message=f"{stale} stale" if stale else "")
 
 
-def is_late(job: Job, due_ms: int, now: int) -> bool:
-    """A slot is missed (a misfire) when it is due more than the grace period before now.
+def is_late(job: Job, slot_ms: int, due_ms: int, now: int) -> bool:
+    """A slot is missed (a misfire) when it is due more than the grace period before now, or
+    when it fell while the job was paused (a resume never fires the paused slots as if on time).
     Lateness counts from the job's creation at the earliest: a one-shot created for a past time
     (allow_past) is not late."""
+    if job.paused_ms and job.paused_ms <= slot_ms < (job.resumed_ms or now + 1):
+        return True
     return now - max(due_ms, job.created_ms) > job.misfire_grace_ms
 
 
@@ -671,8 +674,8 @@ def _fire_with_policy(txn: Txn, job: Job, item: command_pb2.FireItem, now: int, 
         _skip(txn, job, item.late_first_ms, why(item.late_first_ms, range_reason), now,
               until=item.late_last_ms, count=int(item.late_count))
     dues = list(item.dues_ms) if len(item.dues_ms) == len(item.slots_ms) else list(item.slots_ms)
-    late = [(s, d) for s, d in zip(item.slots_ms, dues, strict=True) if is_late(job, d, now)]
-    on_time = [(s, d) for s, d in zip(item.slots_ms, dues, strict=True) if not is_late(job, d, now)]
+    late = [(s, d) for s, d in zip(item.slots_ms, dues, strict=True) if is_late(job, s, d, now)]
+    on_time = [(s, d) for s, d in zip(item.slots_ms, dues, strict=True) if not is_late(job, s, d, now)]
     fire: list[tuple[int, int, int]] = []  # (slot, not_before, origin)
     if misfire == types_pb2.MISFIRE_POLICY_SKIP:
         for s, _ in late:

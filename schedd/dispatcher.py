@@ -452,7 +452,7 @@ class Dispatcher:
                 # Late (catch-up) runs are paced by apply: they wait for their not_before.
                 new_runs.extend(_Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority,
                                            dict(job.tags)) for t, d in zip(item.slots_ms, item.dues_ms, strict=True)
-                                if not is_late(job, d, now_ms))
+                                if not is_late(job, t, d, now_ms))
                 continue
             # A job from before misfire policies: every slot in the dispatcher's window fires.
             # With jitter, next_due_ms is the jittered due time; the run's identity is its slot.

@@ -67,7 +67,7 @@ def plan_fire(sched: Schedule, job: types_pb2.Job, due_ms: int, now_ms: int, *, 
         due = sched.due_ms(name, slot)
         if due > now_ms:
             break
-        if is_late(job, due, now_ms):
+        if is_late(job, slot, due, now_ms):
             kept.append((slot, due))
             if len(kept) > keep:
                 s, _ = kept.popleft()

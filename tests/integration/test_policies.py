@@ -1,0 +1,180 @@
+"""Scheduling policies on a real 3-node cluster with real shell workers: overlap with a slow
+worker, misfire after the whole cluster was stopped, pause/resume, backfill, explain, and bad
+input answered INVALID_ARGUMENT naming the field with nothing changed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from schedd import errors
+from schedd.client import Client
+from schedd.pb import types_pb2 as S
+from schedd.testing import LocalCluster
+
+from .conftest import wait_for
+
+
+def shell_worker(endpoints: str, script: str, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "schedctl", "--endpoints", endpoints, "worker", "run", *extra,
+           "--", "sh", "-c", script]
+    return subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def covering(runs: list, slot: int) -> list:
+    return [r for r in runs if r.scheduled_ms == slot
+            or (r.state == S.RUN_STATE_SKIPPED and r.scheduled_ms <= slot <= r.skipped_until_ms)]
+
+
+@pytest.mark.parametrize("policy", ["forbid", "replace"])
+def test_overlap_policy_with_a_slow_worker(cluster: LocalCluster, tmp_path: Path, policy: str) -> None:
+    """Every second a slot comes due while the last run still sleeps: forbid skips the new one,
+    replace cancels the old one (its lease is revoked and its late result is discarded). Never
+    two runs at once, and every slot has exactly one record."""
+    name = f"slow-{policy}"
+    effects = tmp_path / "effects"
+    effects.touch()
+    worker = shell_worker(cluster.endpoints_env, f'sleep 2.5; echo "$SCHEDD_RUN_ID" >> {effects}',
+                          tmp_path / "worker.log", "--concurrency", "4")
+    try:
+        with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+            job = client.create_job(name, every_ms=1000, overlap=policy)
+            first = job.next_due_ms
+            time.sleep(7)
+            client.pause_job(name)
+            runs = client.list_runs(job=name, limit=1000)
+            last_slot = max(r.scheduled_ms if r.state != S.RUN_STATE_SKIPPED else r.skipped_until_ms for r in runs)
+            for slot in range(first, last_slot + 1, 1000):
+                assert len(covering(runs, slot)) == 1, f"slot {slot}: {covering(runs, slot)}"
+            skipped = [r for r in runs if r.state == S.RUN_STATE_SKIPPED]
+            cancelled = [r for r in runs if r.state == S.RUN_STATE_CANCELLED]
+            if policy == "forbid":
+                assert skipped and all(r.skip_reason == S.SKIP_REASON_OVERLAP for r in skipped)
+                assert not cancelled
+            else:
+                assert len(cancelled) >= 3 and not skipped
+                assert all("replaced by run" in r.note for r in cancelled)
+            leased = [r for r in runs if r.state in (S.RUN_STATE_LEASED, S.RUN_STATE_SUCCEEDED)]
+            spans = sorted((r.started_ms, r.finished_ms or 1 << 62) for r in leased)
+            for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+                assert start >= end - 50, f"two runs overlapped: {spans}"  # 50 ms: stamps of one entry
+            time.sleep(3)
+            done = set(effects.read_text().split())
+            assert not done & {r.run_id for r in cancelled}, "a replaced run's effect was counted"
+    finally:
+        stop(worker)
+
+
+def test_misfire_after_the_whole_cluster_was_stopped(make_cluster, tmp_path: Path) -> None:
+    """Slots that came due while every node was down: fire_once runs one catch-up for them and
+    records the rest as coalesced; skip records them all; nothing is lost or doubled."""
+    cluster: LocalCluster = make_cluster()
+    with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+        once = client.create_job("once", every_ms=1000, misfire="fire_once", misfire_grace_ms=1000)
+        client.create_job("skip", every_ms=1000, misfire="skip", misfire_grace_ms=1000)
+        first = once.next_due_ms
+        time.sleep(1.5)
+    for spec in cluster.specs:
+        cluster.kill_node(spec.node_id, signal.SIGKILL)
+    time.sleep(6)
+    restarted = int(time.time() * 1000)
+    cluster.start()
+    cluster.wait_for_leader(timeout=30)
+    with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+        wait_for(lambda: client.get_job("once").next_due_ms > restarted + 1000, 20, "firing to resume")
+        for name in ("once", "skip"):
+            client.pause_job(name)
+        for name in ("once", "skip"):
+            runs = client.list_runs(job=name, limit=1000)
+            end = client.get_job(name).next_due_ms
+            for slot in range(first, end, 1000):
+                assert len(covering(runs, slot)) == 1, f"{name}: slot {slot} has {covering(runs, slot)}"
+            catchup = [r for r in runs if r.origin == S.RUN_ORIGIN_CATCHUP]
+            skipped = [r for r in runs if r.state == S.RUN_STATE_SKIPPED]
+            if name == "once":
+                assert len(catchup) == 1
+                assert {r.skip_reason for r in skipped} == {S.SKIP_REASON_COALESCED}
+            else:
+                assert not catchup
+                assert {r.skip_reason for r in skipped} == {S.SKIP_REASON_MISFIRE}
+            assert sum(r.skipped_count for r in skipped) >= 4  # about 6 s down, 1 s grace
+        e = client.explain_job("skip", skipped[0].scheduled_ms)
+        assert e.verdict == "skipped" and "misfire" in e.explanation
+
+
+def test_pause_resume_does_not_fire_a_burst(cluster: LocalCluster) -> None:
+    with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+        client.create_job("pausable", every_ms=1000, misfire="skip")
+        time.sleep(1.5)
+        paused = client.pause_job("pausable")
+        time.sleep(3.2)
+        client.resume_job("pausable")
+        time.sleep(1.5)
+        client.pause_job("pausable")
+        runs = client.list_runs(job="pausable", limit=100)
+        paused_slots = [r for r in runs if r.state == S.RUN_STATE_SKIPPED]
+        assert paused_slots and {r.skip_reason for r in paused_slots} == {S.SKIP_REASON_PAUSED}
+        fired_in_pause = [r for r in runs if r.state != S.RUN_STATE_SKIPPED
+                          and paused.paused_ms <= r.scheduled_ms < paused.paused_ms + 3000]
+        assert not fired_in_pause
+        e = client.explain_job("pausable", paused_slots[0].scheduled_ms)
+        assert e.verdict == "skipped" and "paused" in e.explanation
+
+
+def test_backfill_creates_each_slot_once(cluster: LocalCluster) -> None:
+    with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+        client.create_job("hourly-report", cron="0 * * * *")
+        now = int(time.time() * 1000)
+        start = now - now % 3_600_000 - 10 * 3_600_000
+        chunks = list(client.backfill("hourly-report", start, start + 9 * 3_600_000, chunk=4))
+        assert [c.created for c in chunks] == [4, 4, 2]
+        assert chunks[0].total_slots == 10
+        again = list(client.backfill("hourly-report", start, start + 9 * 3_600_000, chunk=100))
+        assert [(c.created, c.existing) for c in again] == [(0, 10)]
+        runs = client.list_runs(job="hourly-report", limit=100)
+        assert sorted(r.scheduled_ms for r in runs) == [start + k * 3_600_000 for k in range(10)]
+        assert {r.origin for r in runs} == {S.RUN_ORIGIN_BACKFILL}
+
+
+def test_update_and_chaining_and_bad_input(cluster: LocalCluster) -> None:
+    with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+        a = client.create_job("chain-a", cron="@daily")
+        client.create_job("chain-b", cron="@daily", on_success="chain-a")
+        before = [j.SerializeToString(deterministic=True) for j in client.list_jobs()]
+        bad = [
+            (dict(cron="@daily", on_failure="chain-b"), "on_failure"),            # a -> b -> a
+            (dict(cron="@daily", on_success="nope"), "on_success"),               # no such job
+            (dict(cron="61 * * * *"), "schedule.cron"),
+            (dict(cron="@daily", tz="Mars/Olympus"), "schedule.timezone"),
+            (dict(cron="@daily", retry={"max_attempts": 1000}), "retry.max_attempts"),
+            (dict(cron="@daily", retry={"initial_backoff_ms": 5000, "max_backoff_ms": 10}), "retry.max_backoff_ms"),
+            (dict(cron="@daily", payload='"' + "x" * 70_000 + '"'), "payload"),
+            (dict(at_ms=int(time.time() * 1000) - 3_600_000), "schedule.at_ms"),
+            (dict(cron="@daily", overlap="forbid", max_concurrent=0), "max_concurrent"),
+        ]
+        for kwargs, field in bad:
+            with pytest.raises(errors.InvalidArgument) as info:
+                client.update_job("chain-a", expect_version=a.version, **kwargs)
+            assert info.value.field == field, (kwargs, info.value)
+        assert [j.SerializeToString(deterministic=True) for j in client.list_jobs()] == before
+        with pytest.raises(errors.FailedPrecondition):
+            client.update_job("chain-a", expect_version=a.version + 5, cron="@hourly")
+        updated = client.update_job("chain-a", expect_version=a.version, cron="@hourly", priority=7)
+        assert updated.version == a.version + 1 and updated.priority == 7
+        past = client.create_job("past-once", at_ms=int(time.time() * 1000) - 3_600_000, allow_past=True)
+        assert past.state == S.JOB_STATE_ACTIVE
+        wait_for(lambda: client.list_runs(job="past-once"), 10, "the past one-shot to fire at once")
