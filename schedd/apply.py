@@ -673,6 +673,8 @@ def _fire_with_policy(txn: Txn, job: Job, item: command_pb2.FireItem, now: int, 
     if item.late_first_ms:
         _skip(txn, job, item.late_first_ms, why(item.late_first_ms, range_reason), now,
               until=item.late_last_ms, count=int(item.late_count))
+    for gap in item.dst_gap_ms:
+        _skip(txn, job, gap, types_pb2.SKIP_REASON_DST_GAP, now, merge=False)
     dues = list(item.dues_ms) if len(item.dues_ms) == len(item.slots_ms) else list(item.slots_ms)
     late = [(s, d) for s, d in zip(item.slots_ms, dues, strict=True) if is_late(job, s, d, now)]
     on_time = [(s, d) for s, d in zip(item.slots_ms, dues, strict=True) if not is_late(job, s, d, now)]

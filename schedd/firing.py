@@ -21,7 +21,7 @@ from collections import deque
 
 from schedd.apply import is_late
 from schedd.pb import command_pb2, types_pb2
-from schedd.schedule import Interval, Schedule
+from schedd.schedule import Interval, Schedule, compile_schedule
 
 DEFAULT_SCAN_CAP = 20_000
 
@@ -49,7 +49,22 @@ def plan_fire(sched: Schedule, job: types_pb2.Job, due_ms: int, now_ms: int, *, 
     """The FireItem for ``job`` whose committed next due time ``due_ms`` has come (<= now)."""
     name = job.name
     item = command_pb2.FireItem(name=name, uid=job.uid, from_due_ms=due_ms, policy=True)
-    slot: int | None = sched.slot_of_due(name, due_ms)
+    real: Schedule | None = None
+    if job.schedule.kind == types_pb2.SCHEDULE_KIND_CRON and job.schedule.dst_gap == types_pb2.DST_GAP_SKIP:
+        # Walk the SHIFT variant: its slots are the real ones plus one instant per DST gap,
+        # which is recorded (not fired) so that the skipped local time has a record.
+        shifted = types_pb2.Schedule()
+        shifted.CopyFrom(job.schedule)
+        shifted.dst_gap = types_pb2.DST_GAP_SHIFT
+        real, sched = sched, compile_schedule(shifted)
+
+    def is_gap(t: int) -> bool:  # a slot of the SHIFT variant only
+        return real is not None and real.next_after(t - 1) != t and sched.next_after(t - 1) == t
+
+    def due_of(t: int) -> int:  # a gap instant carries no jitter; real slots keep their own
+        return t if is_gap(t) else (real or sched).due_ms(name, t)
+
+    slot: int | None = due_ms if is_gap(due_ms) else (real or sched).slot_of_due(name, due_ms)
     window_start = now_ms - job.catchup_window_ms
     if due_ms < window_start and max(due_ms, job.created_ms) < window_start:
         assert slot is not None
@@ -64,9 +79,13 @@ def plan_fire(sched: Schedule, job: types_pb2.Job, due_ms: int, now_ms: int, *, 
     walked = 0
     partial = False
     while slot is not None:
-        due = sched.due_ms(name, slot)
+        due = due_of(slot)
         if due > now_ms:
             break
+        if is_gap(slot):
+            item.dst_gap_ms.append(slot)
+            slot = sched.next_after(slot)
+            continue
         if is_late(job, slot, due, now_ms):
             kept.append((slot, due))
             if len(kept) > keep:
@@ -94,5 +113,5 @@ def plan_fire(sched: Schedule, job: types_pb2.Job, due_ms: int, now_ms: int, *, 
     listed = list(kept) + on_time
     item.slots_ms.extend(s for s, _ in listed)
     item.dues_ms.extend(d for _, d in listed)
-    item.next_due_ms = sched.due_ms(name, next_slot) if next_slot is not None else 0
+    item.next_due_ms = due_of(next_slot) if next_slot is not None else 0
     return item

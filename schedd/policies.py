@@ -35,6 +35,7 @@ SKIP_REASON_TEXT: dict[int, str] = {
     types_pb2.SKIP_REASON_BUFFER_FULL: "an earlier run was active and one firing was already buffered",
     types_pb2.SKIP_REASON_PAUSED: "the job was paused",
     types_pb2.SKIP_REASON_MAX_RUNS: "the job had reached max_runs",
+    types_pb2.SKIP_REASON_DST_GAP: "the local time did not exist (daylight-saving gap; dst_gap is skip)",
 }
 SKIP_REASON_WORD: dict[int, str] = {
     types_pb2.SKIP_REASON_MISFIRE: "misfire",
@@ -45,6 +46,7 @@ SKIP_REASON_WORD: dict[int, str] = {
     types_pb2.SKIP_REASON_BUFFER_FULL: "buffer_full",
     types_pb2.SKIP_REASON_PAUSED: "paused",
     types_pb2.SKIP_REASON_MAX_RUNS: "max_runs",
+    types_pb2.SKIP_REASON_DST_GAP: "dst_gap",
 }
 ORIGIN_WORD: dict[int, str] = {
     types_pb2.RUN_ORIGIN_UNSPECIFIED: "",

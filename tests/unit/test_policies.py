@@ -355,3 +355,23 @@ def test_explain_answers_from_the_records() -> None:
     assert explain(job, sched, T0 + 2500, c.now, records).verdict == "not_a_slot"
     assert explain(job, sched, T0 + 9000, c.now, records).verdict == "not_due_yet"
     assert explain(job, sched, T0 - 5000, c.now, records).verdict == "before_created"
+
+
+def test_a_dst_gap_slot_skipped_by_policy_gets_a_record() -> None:
+    """Europe/Berlin springs forward at 2026-03-29 01:00 UTC (02:00 -> 03:00 local): a job at
+    02:30 local has no slot that day; with dst_gap skip the day gets a DST_GAP record."""
+    c = Cluster()
+    c.now = 1774656000000  # 2026-03-28T00:00:00Z
+    req = api_pb2.CreateJobRequest(name="berlin", schedule=S.Schedule(
+        kind=S.SCHEDULE_KIND_CRON, cron="30 2 * * *", timezone="Europe/Berlin", dst_gap=S.DST_GAP_SKIP))
+    c.index += 1
+    assert c.state.apply(encode(create_job(req, c.now)), c.index).ok
+    for hours in range(1, 24 * 3, 1):
+        c.now = 1774656000000 + hours * 3_600_000
+        c.tick()
+    runs = c.runs("berlin")
+    assert [(r.scheduled_ms, r.state, r.skip_reason) for r in runs] == [
+        (1774661400000, S.RUN_STATE_PENDING, 0),                         # 03-28 02:30 CET
+        (1774746000000, S.RUN_STATE_SKIPPED, S.SKIP_REASON_DST_GAP),     # 03-29: 03:00 CEST, the shift instant
+        (1774830600000, S.RUN_STATE_PENDING, 0),                         # 03-30 02:30 CEST
+    ]
