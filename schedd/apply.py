@@ -199,14 +199,14 @@ def _apply_with_request_id(txn: Txn, cmd: command_pb2.Command, index: int) -> Re
             return _replay_result(txn, json.loads(seen))
     result = _dispatch(txn, cmd, index, cmd.now_ms)
     if rid:
-        record = {"code": result.code, "message": result.message,
+        record = {"code": result.code, "message": result.message, "at": cmd.now_ms,
                   "job": result.job.name if result.job is not None else "",
                   "run": result.run.run_id if result.run is not None else ""}
         txn.put("requests", rid.encode(), json.dumps(record, sort_keys=True).encode())
     return result
 
 
-def _replay_result(txn: Txn, record: dict[str, str]) -> Result:
+def _replay_result(txn: Txn, record: dict[str, Any]) -> Result:
     """The answer to a retried request: the first outcome, with the objects as they are now."""
     job = txn.job(record["job"]) if record.get("job") else None
     run = txn.run(record["run"]) if record.get("run") else None
@@ -842,6 +842,18 @@ def _prune_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
             job.open_skip = ""
             txn.put_job(job)
         n += 1
+    ttl = cmd.prune_runs.request_ttl_ms
+    for req in cmd.prune_runs.request_ids if ttl > 0 else ():
+        raw = txn.get("requests", req.encode())
+        if raw is None:
+            continue
+        try:
+            at = int(json.loads(raw).get("at", 0))
+        except (ValueError, TypeError, AttributeError):
+            continue
+        if 0 < at < now - ttl:
+            txn.delete("requests", req.encode())
+            n += 1
     return Result(count=n)
 
 

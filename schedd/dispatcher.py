@@ -69,6 +69,8 @@ class DispatchSettings:
     housekeeping_every_s: float = 5.0   # dispatch timeouts and retention
     prune_jobs_per_pass: int = 200      # retention visits this many jobs per housekeeping pass
     prune_runs_per_entry: int = 1000
+    request_ttl_ms: int = 86_400_000    # client request ids dedupe retries for this long
+    prune_requests_per_pass: int = 2000
 
 
 CompletionCallback = Callable[[str, str], None]  # (status code name, message)
@@ -109,6 +111,7 @@ class Dispatcher:
         self._deadlines: dict[str, tuple[int, int, int]] = {}
         self._last_housekeeping = 0.0
         self._prune_cursor = ""
+        self._request_cursor = ""
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -524,9 +527,20 @@ class Dispatcher:
         if late:
             cmds.append(command_pb2.Command(dispatch_timeout=command_pb2.DispatchTimeoutCmd(items=late[:1000])))
         prune = self._plan_prune(now_ms)
-        if prune:
-            cmds.append(command_pb2.Command(prune_runs=command_pb2.PruneRunsCmd(run_ids=prune)))
+        requests = self._plan_prune_requests(now_ms)
+        if prune or requests:
+            cmds.append(command_pb2.Command(prune_runs=command_pb2.PruneRunsCmd(
+                run_ids=prune, request_ids=requests, request_ttl_ms=self.settings.request_ttl_ms)))
         return cmds
+
+    def _plan_prune_requests(self, now_ms: int) -> list[str]:
+        """Request ids recorded more than request_ttl_ms ago, a slice of the table per pass."""
+        s = self.settings
+        if s.request_ttl_ms <= 0:
+            return []
+        got = self.store.requests_after(self._request_cursor, s.prune_requests_per_pass)
+        self._request_cursor = got[-1][0] if len(got) == s.prune_requests_per_pass else ""
+        return [rid for rid, at in got if 0 < at < now_ms - s.request_ttl_ms]
 
     def _plan_prune(self, now_ms: int) -> list[str]:
         """Finished runs past their job's retention, visiting a slice of the jobs per pass."""

@@ -209,6 +209,22 @@ class Store:
                         yield run
                 ok = cur.prev()
 
+    def requests_after(self, after: str, limit: int) -> list[tuple[str, int]]:
+        """(request id, recorded at ms; 0 if unknown) of up to ``limit`` request records after
+        ``after`` in key order (retention walks them in slices)."""
+        out: list[tuple[str, int]] = []
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["requests"])
+            ok = cur.set_range(after.encode() + b"\x00") if after else cur.first()
+            while ok and len(out) < limit:
+                try:
+                    at = int(json.loads(bytes(cur.value())).get("at", 0))
+                except (ValueError, TypeError, AttributeError):
+                    at = 0
+                out.append((_key(cur).decode(errors="replace"), at))
+                ok = cur.next()
+        return out
+
     def runs_at_or_before(self, job: str, uid: int, at_ms: int, limit: int) -> list[types_pb2.Run]:
         """Records of one job incarnation scheduled at or before ``at_ms``, newest first."""
         out: list[types_pb2.Run] = []

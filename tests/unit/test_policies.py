@@ -375,3 +375,16 @@ def test_a_dst_gap_slot_skipped_by_policy_gets_a_record() -> None:
         (1774746000000, S.RUN_STATE_SKIPPED, S.SKIP_REASON_DST_GAP),     # 03-29: 03:00 CEST, the shift instant
         (1774830600000, S.RUN_STATE_PENDING, 0),                         # 03-30 02:30 CEST
     ]
+
+
+def test_request_ids_are_pruned_after_their_ttl_only() -> None:
+    c = Cluster()
+    req = api_pb2.CreateJobRequest(name="r", request_id="req-1",
+                                   schedule=S.Schedule(kind=S.SCHEDULE_KIND_INTERVAL, every_ms=1000))
+    c.index += 1
+    c.state.apply(encode(create_job(req, c.now)), c.index)
+    c.now += 1000
+    assert c.apply(prune_runs=command_pb2.PruneRunsCmd(request_ids=["req-1"], request_ttl_ms=5000)).count == 0
+    c.now += 10_000
+    assert c.apply(prune_runs=command_pb2.PruneRunsCmd(request_ids=["req-1"], request_ttl_ms=5000)).count == 1
+    assert b"req-1" not in c.state.data["requests"]
