@@ -277,9 +277,8 @@ def _report(s: Settings, results: list[dict[str, Any]], dry_run: bool) -> None:
               help="Format of the file written to stdout (--json: json).")
 @pass_settings
 def job_export(s: Settings, names: tuple[str, ...], fmt: str) -> None:
-    """Print jobs NAME... (default: all jobs) as a file that `schedctl job apply -f` takes back:
-    applying it unchanged reports every job "unchanged". Settings equal to the server's defaults
-    are left out.
+    """Print jobs as a file for `job apply` (default: all jobs; applying it unchanged reports
+    every job "unchanged"). Settings equal to the server's defaults are left out.
 
     \b
     Examples:

@@ -68,6 +68,8 @@ def error_line(exc: errors.SchedError) -> str:
     msg = " ".join(exc.message.split())
     if isinstance(exc, errors.Unavailable) and "cluster status" not in msg and "`schedd" not in msg:
         msg = f"{msg} ({UNAVAILABLE_HINT})"
+    if msg.startswith("UNIMPLEMENTED"):
+        msg = f"{msg} (the cluster's schedd is older than this schedctl; upgrade the nodes)"
     return msg
 
 
