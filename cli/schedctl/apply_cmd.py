@@ -264,8 +264,9 @@ def _report(s: Settings, results: list[dict[str, Any]], dry_run: bool) -> None:
                 else:
                     lines.append(f"  {c['field']}: {spec.show(c['field'], c['old'])} -> "
                                  f"{spec.show(c['field'], c['new'])}")
-        summary = ", ".join(f"{n} {a}" for a, n in counts.items() if n) or "nothing to do"
-        lines.append(f"{len(results)} jobs: {summary}")
+        words = {"created": "to create", "updated": "to update", "deleted": "to delete"} if dry_run else {}
+        summary = ", ".join(f"{n} {words.get(a, a)}" for a, n in counts.items() if n) or "nothing to do"
+        lines.append(f"{len(results)} job{'' if len(results) == 1 else 's'}: {summary}")
         return "\n".join(lines)
 
     s.emit(doc, human)

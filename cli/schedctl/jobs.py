@@ -254,8 +254,6 @@ def job_create(s: Settings, name: str, request_id: str | None, **p: Any) -> None
     try:
         with options_named():
             created = s.client().create_job(name, request_id=rid, **kw)
-    except errors.InvalidArgument:
-        raise
     except errors.SchedError as exc:
         raise with_request_id_note(exc, rid) from None
     s.emit(created, lambda: output.job_block(created))

@@ -223,8 +223,9 @@ def _same(key: str, a: Any, b: Any) -> bool:
 
 def diff(wanted: Spec, current: Spec | None) -> list[tuple[str, Any, Any]]:
     """``(field, old, new)`` for each key ``wanted`` sets whose value differs from ``current``
-    (``None``: the job does not exist, so every key is new). ``retry`` differences are listed per
-    sub-field (``retry.max_backoff_ms``). Keys that are not stored (``allow_past``) never differ.
+    (``None``: the job does not exist, so every key that is not a default is new). ``retry``
+    differences are listed per sub-field (``retry.max_backoff_ms``). Keys that are not stored
+    (``allow_past``) never differ.
     """
     cur = current or {}
     out: list[tuple[str, Any, Any]] = []
@@ -232,6 +233,8 @@ def diff(wanted: Spec, current: Spec | None) -> list[tuple[str, Any, Any]]:
         if key in NOT_STORED or new is None:
             continue
         old = cur.get(key)
+        if current is None and (new == DEFAULTS.get(key) or (key == "anchor_ms" and new == wanted.get("start_ms", 0))):
+            continue  # a new job: the defaults filled in are not worth listing
         if key == "retry" and isinstance(old, dict):
             for rk in RETRY_FIELDS:
                 if not _same(f"retry.{rk}", old.get(rk), new.get(rk)):
@@ -251,7 +254,9 @@ def show(key: str, v: Any) -> str:
     if kind == "time":
         return format_ms(int(v)) if v else "none"
     if kind == "retry" and isinstance(v, dict):
-        return ", ".join(f"{k}={show('retry.' + k, x)}" for k, x in v.items())
+        return ", ".join(f"{k}={show('retry.' + k, x)}" for k, x in v.items() if x != [])
+    if kind == "float":
+        return f"{float(v):g}"
     if kind == "tags" and isinstance(v, dict):
         return ", ".join(f"{k}={x}" for k, x in sorted(v.items())) or "none"
     if isinstance(v, str):

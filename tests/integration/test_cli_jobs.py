@@ -94,7 +94,7 @@ def test_dry_run_prints_the_diff_and_changes_nothing_then_apply_updates(cluster,
         '  queue: "a" -> "b"',
         "  retry.initial_backoff_ms: 1s -> 2s",
         "  retry.max_backoff_ms: 1m40s -> 3m20s",
-        "1 jobs: 1 updated",
+        "1 job: 1 to update",
     ]
     assert js(eps, "job", "get", "dr") == before
     doc = js(eps, "job", "apply", "-f", str(f))

@@ -104,6 +104,7 @@ def test_dry_run_prints_the_diff_and_changes_nothing(server: type[FakeServer], t
     assert "  retry.max_backoff_ms: 16m40s -> 33m20s" in out
     assert "job alert: would be updated" in out and "  jitter_ms: 30s -> 1m" in out
     assert "job once: unchanged" in out and "job legacy: unchanged" in out
+    assert out.splitlines()[-1] == "4 jobs: 2 to update, 2 unchanged"
 
     doc = json.loads(invoke(*EP, "job", "apply", "-f", f2, "--dry-run", "--json").stdout)
     assert doc["dry_run"] is True

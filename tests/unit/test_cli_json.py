@@ -93,11 +93,7 @@ def test_apply_and_backfill_documents(server: type[FakeServer], tmp_path: Path) 
     f.write_text('[[job]]\nname = "n"\nevery = "1h"\n')
     doc = j("job", "apply", "-f", str(f), "--json")
     assert doc == {"dry_run": False, "jobs": [{"name": "n", "action": "created", "changes": [
-        {"field": "every_ms", "old": None, "new": 3_600_000},
-        {"field": "jitter_ms", "old": None, "new": 0},
-        {"field": "start_ms", "old": None, "new": 0},
-        {"field": "end_ms", "old": None, "new": 0},
-        {"field": "anchor_ms", "old": None, "new": 0}]}],
+        {"field": "every_ms", "old": None, "new": 3_600_000}]}],
         "counts": {"created": 1, "updated": 0, "unchanged": 0, "deleted": 0}}
     server.backfill_chunks = [api_pb2.BackfillResponse(created=1, total_slots=1)]
     assert list(j("job", "backfill", "n", "--from", "-1h", "--to", "now", "--json")) == [
