@@ -163,6 +163,18 @@ def _drop_other_kinds(out: Spec, overlay: Mapping[str, Any]) -> None:
         out.pop("anchor_ms", None)
 
 
+def _default_max_concurrent(overlap: str) -> int:
+    return 0 if overlap == "allow" else 1
+
+
+def _follow_overlap(out: Spec, base: Spec, overlay: Mapping[str, Any]) -> None:
+    """A new overlap policy without a max_concurrent: a limit that was the old policy's default
+    goes, so the new policy's default applies (0 = unlimited is refused with forbid)."""
+    if "overlap" in overlay and "max_concurrent" not in overlay and "max_concurrent" in base \
+            and base["max_concurrent"] == _default_max_concurrent(base.get("overlap", "allow")):
+        out.pop("max_concurrent", None)
+
+
 def merge_flags(base: Spec, overlay: Mapping[str, Any]) -> Spec:
     """``base`` with the given flags applied (``job update``).
 
@@ -170,7 +182,8 @@ def merge_flags(base: Spec, overlay: Mapping[str, Any]) -> Spec:
     settings that only applied to it (``tz`` and the DST rules of a cron, an interval's anchor).
     ``retry`` keys are merged into the current policy; ``tags`` are merged too, a ``None`` value
     removes the tag. ``max_attempts`` also sets ``retry.max_attempts`` when there is a policy (the
-    server refuses the two when they disagree).
+    server refuses the two when they disagree). A new ``overlap`` drops a ``max_concurrent`` that
+    was the old policy's default.
     """
     out = dict(base)
     _drop_other_kinds(out, overlay)
@@ -189,6 +202,7 @@ def merge_flags(base: Spec, overlay: Mapping[str, Any]) -> Spec:
             out[k] = v
     if "max_attempts" in overlay and "retry" in out:
         out["retry"]["max_attempts"] = overlay["max_attempts"]
+    _follow_overlap(out, base, overlay)
     return out
 
 
@@ -198,6 +212,7 @@ def merge_file(base: Spec, entry: Spec) -> Spec:
     what it leaves out keeps the job's current value."""
     out = {k: v for k, v in base.items() if k not in SCHEDULE_KEYS}
     out.update(entry)
+    _follow_overlap(out, base, entry)
     return out
 
 
@@ -495,7 +510,7 @@ def to_entry(name: str, spec: Spec) -> dict[str, Any]:
         v = spec[key]
         default = DEFAULTS.get(key)
         if key == "max_concurrent":  # 0 (no limit) with allow, else 1
-            default = 0 if spec.get("overlap", "allow") == "allow" else 1
+            default = _default_max_concurrent(spec.get("overlap", "allow"))
         if v == default:
             continue
         if FIELDS[key] == "duration":

@@ -240,6 +240,15 @@ def test_merge_flags_switches_schedule_kinds_and_merges_tags() -> None:
     assert out["tz"] == "Europe/Berlin" and out["dst_gap"] == "skip"
 
 
+def test_a_new_overlap_policy_brings_its_own_max_concurrent_default() -> None:
+    allow = {"every_ms": 60_000, "overlap": "allow", "max_concurrent": 0}
+    assert "max_concurrent" not in spec.merge_flags(allow, {"overlap": "forbid"})
+    assert "max_concurrent" not in spec.merge_file(allow, {"every_ms": 60_000, "overlap": "forbid"})
+    custom = {**allow, "max_concurrent": 3}
+    assert spec.merge_flags(custom, {"overlap": "forbid"})["max_concurrent"] == 3
+    assert spec.merge_flags(allow, {"overlap": "forbid", "max_concurrent": 2})["max_concurrent"] == 2
+
+
 def test_toml_writer_round_trips() -> None:
     doc = {"current-context": "prod", "x": 1.5, "ok": True, "list": [1, 2],
            "contexts": {"prod": {"endpoints": ["a:1", "b:2"]}, "a b": {"endpoints": "c:3"}},

@@ -59,6 +59,8 @@ def store_policies(job: types_pb2.Job, req: api_pb2.CreateJobRequest) -> None:
         job.max_concurrent = req.max_concurrent
     else:
         job.max_concurrent = 0 if job.overlap == types_pb2.OVERLAP_POLICY_ALLOW else 1
+    if job.max_concurrent == 0 and job.overlap != types_pb2.OVERLAP_POLICY_ALLOW:
+        raise errors.InvalidArgument("max_concurrent", "must be at least 1 with overlap policy forbid")
     for f in ("dispatch_timeout_ms", "on_success", "on_failure", "priority", "keep_runs",
               "keep_for_ms", "max_runs"):
         setattr(job, f, getattr(req, f))

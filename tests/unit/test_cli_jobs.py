@@ -112,6 +112,9 @@ def test_update_merges_flags_over_the_current_definition(server: type[FakeServer
     assert server.jobs["n"].priority == 5  # everything else stays
     r = invoke(*EP, "job", "update", "n", "--tz", "UTC")
     assert r.exit_code == 2 and "--tz" in r.stderr
+    r = invoke(*EP, "job", "update", "n", "--overlap", "forbid")  # allow's limit 0 must not stay
+    assert r.exit_code == 0, r.output
+    assert server.jobs["n"].max_concurrent == 1 and "max_concurrent" not in last_write()[2]
 
 
 def test_update_version_checks(server: type[FakeServer]) -> None:
