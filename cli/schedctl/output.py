@@ -36,6 +36,7 @@ TIME_FIELDS: dict[str, str] = {
     "at_ms": "at",
     "paused_ms": "paused_at",
     "updated_ms": "updated_at",
+    "resumed_ms": "resumed_at",
     "skipped_until_ms": "skipped_until_at",
     "dispatch_deadline_ms": "dispatch_deadline_at",
     "start_ms": "start_at",
