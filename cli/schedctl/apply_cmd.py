@@ -25,6 +25,7 @@ import click
 
 from schedctl import output, spec, tomlout
 from schedctl.common import Settings, pass_settings
+from schedctl.completion import job_names
 from schedctl.jobs import job
 from schedd import errors
 from schedd.client import new_request_id
@@ -273,7 +274,7 @@ def _report(s: Settings, results: list[dict[str, Any]], dry_run: bool) -> None:
 
 
 @job.command("export")
-@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=job_names)
 @click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="toml", show_default=True,
               help="Format of the file written to stdout (--json: json).")
 @pass_settings

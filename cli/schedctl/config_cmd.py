@@ -6,6 +6,7 @@ import click
 
 from schedctl import config, output
 from schedctl.common import Settings, pass_settings
+from schedctl.completion import context_names
 from schedd import errors
 from schedd.client import parse_endpoints
 
@@ -57,7 +58,7 @@ def current_context(s: Settings) -> None:
 
 
 @config_group.command("use-context")
-@click.argument("name")
+@click.argument("name", shell_complete=context_names)
 @pass_settings
 def use_context(s: Settings, name: str) -> None:
     """Make context NAME the current one (exit 3 when there is no such context).
@@ -98,7 +99,7 @@ def set_context(s: Settings, name: str, endpoints: str, use: bool) -> None:
 
 
 @config_group.command("delete-context")
-@click.argument("name")
+@click.argument("name", shell_complete=context_names)
 @pass_settings
 def delete_context(s: Settings, name: str) -> None:
     """Remove context NAME (exit 3 when there is no such context).

@@ -32,6 +32,7 @@ from schedctl.common import (
     watch_option,
 )
 from schedctl.common import fail_line as _fail
+from schedctl.completion import context_names
 from schedctl.config_cmd import config_group
 from schedctl.jobs import job
 from schedctl.runs import RUN_STATES, run
@@ -132,6 +133,7 @@ def _guarded(run: Callable[[], Any]) -> int:
          "Default: $SCHEDD_ENDPOINTS, or the current context's.",
 )
 @click.option("--context", "context", metavar="NAME", envvar="SCHEDD_CONTEXT", show_envvar=True,
+              shell_complete=context_names,
               help="Use the endpoints of this context from the config file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @click.option(

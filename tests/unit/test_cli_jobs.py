@@ -279,6 +279,44 @@ def test_completion_completes_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     assert opts == ["--misfire", "--misfire-grace"]
 
 
+def test_the_shell_protocol_reaches_clicks_completion() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "COMP_WORDS": "schedctl job ex", "COMP_CWORD": "2",
+           "_SCHEDCTL_COMPLETE": "bash_complete",
+           "PYTHONPATH": os.pathsep.join([str(root), str(root / "cli"), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-m", "schedctl"], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.split() == ["plain,explain", "plain,export"], (p.stdout, p.stderr)
+
+
+def test_completion_of_job_and_context_names(server: type[FakeServer], monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Any) -> None:
+    from click.shell_completion import ShellComplete
+    from schedctl import completion
+    from schedctl.main import cli
+
+    def complete(args: list[str], incomplete: str) -> list[str]:
+        return [c.value for c in ShellComplete(cli, {}, "schedctl", "_X").get_completions(args, incomplete)]
+
+    monkeypatch.setattr(completion, "Client", FakeServer)
+    for n in ("nightly", "noon", "poll"):
+        invoke(*EP, "job", "create", n, "--every", "1h")
+    assert complete(["--endpoints", "h:1", "job", "get"], "n") == ["nightly", "noon"]
+    assert complete(["--endpoints", "h:1", "job", "export", "poll"], "") == ["nightly", "noon", "poll"]
+    monkeypatch.delenv("SCHEDD_ENDPOINTS", raising=False)
+    monkeypatch.setenv("SCHEDD_CONFIG", str(tmp_path / "none.toml"))
+    assert complete(["job", "get"], "n") == []  # no endpoints anywhere: nothing, and no error
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[contexts.prod]\nendpoints = "a:1"\n[contexts.dev]\nendpoints = "b:1"\n')
+    monkeypatch.setenv("SCHEDD_CONFIG", str(cfg))
+    assert complete(["config", "use-context"], "") == ["dev", "prod"]
+    assert complete(["--context"], "p") == ["prod"]
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("now", NOW), ("-2h", NOW - 7_200_000), ("now+10m", NOW + 600_000), ("+1d", NOW + 86_400_000),
     ("2030-01-01T01:00:00+01:00", NOW), ("2030-01-01T00:00:00.250Z", NOW + 250),
