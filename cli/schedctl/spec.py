@@ -175,6 +175,12 @@ def _follow_overlap(out: Spec, base: Spec, overlay: Mapping[str, Any]) -> None:
         out.pop("max_concurrent", None)
 
 
+def _follow_max_attempts(out: Spec, overlay: Mapping[str, Any]) -> None:
+    """A new max_attempts is also the retry policy's (the server refuses the two disagreeing)."""
+    if "max_attempts" in overlay and "retry" in out:
+        out["retry"] = {**out["retry"], "max_attempts": overlay["max_attempts"]}
+
+
 def merge_flags(base: Spec, overlay: Mapping[str, Any]) -> Spec:
     """``base`` with the given flags applied (``job update``).
 
@@ -200,8 +206,7 @@ def merge_flags(base: Spec, overlay: Mapping[str, Any]) -> Spec:
             out["tags"] = tags
         else:
             out[k] = v
-    if "max_attempts" in overlay and "retry" in out:
-        out["retry"]["max_attempts"] = overlay["max_attempts"]
+    _follow_max_attempts(out, overlay)
     _follow_overlap(out, base, overlay)
     return out
 
@@ -212,6 +217,8 @@ def merge_file(base: Spec, entry: Spec) -> Spec:
     what it leaves out keeps the job's current value."""
     out = {k: v for k, v in base.items() if k not in SCHEDULE_KEYS}
     out.update(entry)
+    if "retry" not in entry:
+        _follow_max_attempts(out, entry)
     _follow_overlap(out, base, entry)
     return out
 

@@ -240,6 +240,15 @@ def test_merge_flags_switches_schedule_kinds_and_merges_tags() -> None:
     assert out["tz"] == "Europe/Berlin" and out["dst_gap"] == "skip"
 
 
+def test_max_attempts_follows_into_the_retry_policy_without_touching_the_base() -> None:
+    base = {"every_ms": 60_000, "max_attempts": 5, "retry": {"max_attempts": 5, "multiplier": 2.0}}
+    out = spec.merge_flags(base, {"max_attempts": 3})
+    assert out["retry"]["max_attempts"] == 3 and base["retry"]["max_attempts"] == 5
+    assert spec.diff(out, base) == [("max_attempts", 5, 3), ("retry.max_attempts", 5, 3)]
+    out = spec.merge_file(base, {"every_ms": 60_000, "max_attempts": 2})
+    assert out["retry"]["max_attempts"] == 2 and base["retry"]["max_attempts"] == 5
+
+
 def test_a_new_overlap_policy_brings_its_own_max_concurrent_default() -> None:
     allow = {"every_ms": 60_000, "overlap": "allow", "max_concurrent": 0}
     assert "max_concurrent" not in spec.merge_flags(allow, {"overlap": "forbid"})
