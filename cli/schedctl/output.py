@@ -4,6 +4,11 @@ Human output: times in RFC 3339 UTC, enums without their prefix ("active", "succ
 JSON output: protobuf field names (snake_case) with every field present, 64-bit integers as
 numbers, enums by their full proto name ("RUN_STATE_SUCCEEDED"), and an RFC 3339 string next to
 each ``*_ms`` timestamp (``scheduled_ms`` → ``scheduled_at``; ``null`` when the time is 0).
+
+The SDK may hand back protobuf messages or frozen records with the same attribute names and a
+``to_pb()`` method. Everything here reads results by attribute only, and :func:`as_pb` turns a
+record back into its message where protobuf semantics (field presence, JSON) are needed. All JSON
+output goes through :func:`jsonable` (via :func:`dumps`), so both kinds print identically.
 """
 
 from __future__ import annotations
@@ -29,6 +34,18 @@ TIME_FIELDS: dict[str, str] = {
     "finished_ms": "finished_at",
     "not_before_ms": "not_before_at",
     "at_ms": "at",
+    "paused_ms": "paused_at",
+    "updated_ms": "updated_at",
+    "resumed_ms": "resumed_at",
+    "skipped_until_ms": "skipped_until_at",
+    "dispatch_deadline_ms": "dispatch_deadline_at",
+    "start_ms": "start_at",
+    "end_ms": "end_at",
+    "anchor_ms": "anchor_at",
+    "slot_ms": "slot_at",
+    "previous_slot_ms": "previous_slot_at",
+    "next_slot_ms": "next_slot_at",
+    "next_from_ms": "next_from_at",
 }
 
 _PARAMS = inspect.signature(json_format.MessageToDict).parameters
@@ -43,16 +60,27 @@ _INT64 = (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64)
 # ---- plain values --------------------------------------------------------------------------
 
 
+def as_pb(obj: Any) -> Any:
+    """The protobuf message behind an SDK result: ``obj.to_pb()`` when it has one, else ``obj``."""
+    to_pb = getattr(obj, "to_pb", None)
+    return to_pb() if callable(to_pb) else obj
+
+
 def when(ms: int) -> str:
     """RFC 3339 UTC, or ``-`` for 0 (no time)."""
     return format_ms(ms) if ms else "-"
 
 
+def duration(ms: int, zero: str = "none") -> str:
+    """``1h30m``, or ``zero`` for 0."""
+    return format_duration(ms) if ms else zero
+
+
 def enum_word(enum: EnumDescriptor, value: int) -> str:
     """``RUN_STATE_SUCCEEDED`` -> ``succeeded``; unknown numbers print as the number."""
-    v = enum.values_by_number.get(value)
+    v = enum.values_by_number.get(int(value))
     if v is None:
-        return str(value)
+        return str(int(value))
     first = enum.values[0].name if enum.values else ""
     prefix = first.removesuffix("UNSPECIFIED") if first.endswith("_UNSPECIFIED") else ""
     return v.name.removeprefix(prefix).lower()
@@ -68,13 +96,52 @@ def run_state(value: int) -> str:
     return enum_word(types_pb2.RunState.DESCRIPTOR, value)
 
 
-def schedule_text(s: types_pb2.Schedule) -> str:
-    """``cron "0 3 * * *" Europe/Berlin`` or ``at 2026-01-02T03:04:05Z``."""
+def skip_reason(value: int) -> str:
+    """Short name of a SkipReason value (``""`` for none)."""
+    return "" if not value else enum_word(types_pb2.SkipReason.DESCRIPTOR, value)
+
+
+def origin(value: int) -> str:
+    """Short name of a RunOrigin value (``""`` for runs recorded before origins existed)."""
+    return "" if not value else enum_word(types_pb2.RunOrigin.DESCRIPTOR, value)
+
+
+def misfire(value: int) -> str:
+    """Short name of a MisfirePolicy value; 0 (a job from before policies) reads ``default``."""
+    return enum_word(types_pb2.MisfirePolicy.DESCRIPTOR, value) if value else "default"
+
+
+def overlap(value: int) -> str:
+    """Short name of an OverlapPolicy value; 0 is the default, allow."""
+    return enum_word(types_pb2.OverlapPolicy.DESCRIPTOR, value or types_pb2.OVERLAP_POLICY_ALLOW)
+
+
+def schedule_text(s: Any) -> str:
+    """``cron "0 3 * * *" Europe/Berlin``, ``every 1m30s`` or ``at 2026-01-02T03:04:05Z``."""
     if s.kind == types_pb2.SCHEDULE_KIND_CRON:
         return f'cron "{s.cron}" {s.timezone or "UTC"}'
+    if s.kind == types_pb2.SCHEDULE_KIND_INTERVAL:
+        return f"every {format_duration(s.every_ms)}"
     if s.kind == types_pb2.SCHEDULE_KIND_AT:
         return f"at {when(s.at_ms)}"
     return "-"
+
+
+def schedule_details(s: Any) -> str:
+    """Bounds, jitter and DST rules of a schedule, or ``-`` when it has none of them."""
+    parts = []
+    if s.start_ms:
+        parts.append(f"from {when(s.start_ms)}")
+    if s.end_ms:
+        parts.append(f"until {when(s.end_ms)}")
+    if s.jitter_ms:
+        parts.append(f"jitter {format_duration(s.jitter_ms)}")
+    if s.kind == types_pb2.SCHEDULE_KIND_INTERVAL and s.anchor_ms and s.anchor_ms != s.start_ms:
+        parts.append(f"anchored at {when(s.anchor_ms)}")
+    if s.kind == types_pb2.SCHEDULE_KIND_CRON:
+        parts.append(f"DST gap {enum_word(types_pb2.DstGap.DESCRIPTOR, s.dst_gap or 1)}, "
+                     f"repeat {enum_word(types_pb2.DstRepeat.DESCRIPTOR, s.dst_repeat or 1)}")
+    return "; ".join(parts) or "-"
 
 
 # ---- tables and blocks ---------------------------------------------------------------------
@@ -98,29 +165,51 @@ def block(pairs: Sequence[tuple[str, object]]) -> str:
 
 
 JOB_HEADERS = ("NAME", "STATE", "SCHEDULE", "QUEUE", "NEXT DUE")
-RUN_HEADERS = ("RUN ID", "JOB", "SCHEDULED AT", "STATE", "ATTEMPT", "FENCE", "WORKER")
+RUN_HEADERS = ("RUN ID", "JOB", "SCHEDULED AT", "STATE", "ORIGIN", "ATTEMPT", "FENCE", "WORKER",
+               "REASON")
 
 
-def job_row(j: types_pb2.Job) -> list[str]:
+def job_row(job: Any) -> list[str]:
     """One row of the job table."""
+    j = as_pb(job)
     return [j.name, job_state(j.state), schedule_text(j.schedule), j.queue, when(j.next_due_ms)]
 
 
-def run_row(r: types_pb2.Run) -> list[object]:
-    """One row of the run table."""
+def skip_text(r: Any) -> str:
+    """``misfire``, or ``misfire x12 until 2026-...`` for a record standing for a range."""
+    word = skip_reason(r.skip_reason)
+    if not word:
+        return "-"
+    if r.skipped_until_ms and r.skipped_until_ms != r.scheduled_ms:
+        count = f" x{r.skipped_count}" if r.skipped_count else ""
+        return f"{word}{count} until {when(r.skipped_until_ms)}"
+    return word
+
+
+def run_row(run: Any) -> list[object]:
+    """One row of the run table (REASON: why a skip record was not fired)."""
+    r = as_pb(run)
     return [
         r.run_id,
         r.job,
         when(r.scheduled_ms),
         run_state(r.state),
+        origin(r.origin) or ("trigger" if r.manual else "-"),
         r.attempt,
         r.fence or "-",
         r.worker_id or "-",
+        skip_text(r),
     ]
 
 
-def retry_text(j: types_pb2.Job) -> str:
-    """``3 attempts, backoff 1s x2 up to 1m, not retried: exit 3`` (or the fixed default)."""
+def runs_table(runs: Sequence[Any], empty: str = "no runs") -> str:
+    """The run table, or ``empty``."""
+    return table(RUN_HEADERS, [run_row(r) for r in runs]) if runs else empty
+
+
+def retry_text(job: Any) -> str:
+    """``backoff 1s x2 up to 1m40s; not retried: exit 3`` (or the fixed default)."""
+    j = as_pb(job)
     if not j.HasField("retry"):
         return "cluster default backoff"
     p = j.retry
@@ -133,49 +222,120 @@ def retry_text(j: types_pb2.Job) -> str:
     return text
 
 
-def job_block(j: types_pb2.Job) -> str:
-    """Every field of a job, one per line."""
+def _misfire_text(j: Any) -> str:
+    if not j.misfire:
+        return "default (created before misfire policies)"
+    text = f"{misfire(j.misfire)}, grace {duration(j.misfire_grace_ms, '0s')}"
+    text += f", catch-up window {duration(j.catchup_window_ms)}"
+    if j.misfire == types_pb2.MISFIRE_POLICY_FIRE_ALL:
+        text += f", at most {j.max_catchup} per catch-up"
+    return text
+
+
+def _overlap_text(j: Any) -> str:
+    limit = f"at most {j.max_concurrent} at once" if j.max_concurrent else "no limit"
+    text = f"{overlap(j.overlap)}, {limit}"
+    if j.buffered_run:
+        text += f", buffered run {j.buffered_run}"
+    return text
+
+
+def _retention_text(j: Any) -> str:
+    parts = []
+    if j.keep_runs:
+        parts.append(f"newest {j.keep_runs} finished runs")
+    if j.keep_for_ms:
+        parts.append(f"finished runs for {format_duration(j.keep_for_ms)}")
+    return ", ".join(parts) or "keep all runs"
+
+
+def job_block(job: Any) -> str:
+    """Every field of a job, one per line, policies included."""
+    j = as_pb(job)
+    tags = ", ".join(f"{k}={v}" for k, v in sorted(j.tags.items())) or "-"
+    max_attempts = (j.retry.max_attempts if j.HasField("retry") else 0) or j.max_attempts
     return block(
         [
             ("name", j.name),
-            ("state", job_state(j.state)),
+            ("state", job_state(j.state) + (f" since {when(j.paused_ms)}" if j.paused_ms else "")),
             ("schedule", schedule_text(j.schedule)),
+            ("schedule options", schedule_details(j.schedule)),
             ("queue", j.queue),
             ("next due", when(j.next_due_ms)),
-            ("max attempts", (j.retry.max_attempts if j.HasField("retry") else 0)
-             or j.max_attempts or "default"),
+            ("misfire", _misfire_text(j)),
+            ("overlap", _overlap_text(j)),
+            ("max attempts", max_attempts or "default"),
             ("retry", retry_text(j)),
-            ("run timeout", format_duration(j.run_timeout_ms) if j.run_timeout_ms else "none"),
+            ("run timeout", duration(j.run_timeout_ms)),
+            ("dispatch timeout", duration(j.dispatch_timeout_ms)),
+            ("priority", j.priority),
+            ("tags", tags),
+            ("on success", j.on_success or "-"),
+            ("on failure", j.on_failure or "-"),
+            ("max runs", f"{j.fired_runs} fired of {j.max_runs}" if j.max_runs else
+             f"no limit ({j.fired_runs} fired)"),
+            ("retention", _retention_text(j)),
             ("payload", j.payload or "-"),
+            ("version", j.version),
             ("created", when(j.created_ms)),
+            ("updated", when(j.updated_ms)),
             ("uid", j.uid),
         ]
     )
 
 
-def run_block(r: types_pb2.Run) -> str:
+def run_block(run: Any) -> str:
     """Every field of a run, one per line."""
-    return block(
-        [
-            ("run id", r.run_id),
-            ("job", r.job),
-            ("state", run_state(r.state)),
-            ("scheduled at", when(r.scheduled_ms)),
-            ("attempt", r.attempt),
-            ("fence", r.fence or "-"),
-            ("worker", r.worker_id or "-"),
-            ("queue", r.queue),
-            ("manual", "yes" if r.manual else "no"),
-            ("not before", when(r.not_before_ms)),
-            ("started", when(r.started_ms)),
-            ("finished", when(r.finished_ms)),
-            ("error", r.error or "-"),
-            ("exit code", r.exit_code or "-"),
-        ]
-    )
+    r = as_pb(run)
+    pairs: list[tuple[str, object]] = [
+        ("run id", r.run_id),
+        ("job", r.job),
+        ("state", run_state(r.state)),
+        ("scheduled at", when(r.scheduled_ms)),
+        ("origin", origin(r.origin) or ("trigger" if r.manual else "-")),
+    ]
+    if r.skip_reason:
+        pairs.append(("skip reason", skip_text(r)))
+    if r.skipped_count:
+        pairs.append(("skipped slots", r.skipped_count))
+    pairs += [
+        ("attempt", r.attempt),
+        ("fence", r.fence or "-"),
+        ("worker", r.worker_id or "-"),
+        ("queue", r.queue),
+        ("priority", r.priority),
+        ("tags", ", ".join(f"{k}={v}" for k, v in sorted(r.tags.items())) or "-"),
+        ("not before", when(r.not_before_ms)),
+        ("dispatch deadline", when(r.dispatch_deadline_ms)),
+        ("started", when(r.started_ms)),
+        ("finished", when(r.finished_ms)),
+        ("progress", r.progress or "-"),
+        ("error", r.error or "-"),
+        ("exit code", r.exit_code or "-"),
+        ("caused by", r.caused_by or "-"),
+        ("note", r.note or "-"),
+    ]
+    return block(pairs)
 
 
 # ---- JSON ----------------------------------------------------------------------------------
+
+
+def jsonable(obj: Any) -> Any:
+    """The JSON-ready form of ``obj``: the one path every JSON document takes.
+
+    A protobuf message, or an SDK record with ``to_pb()``, becomes the stable object described in
+    the module docstring; lists, tuples and dicts are converted element by element; other values
+    pass through (they must already be JSON-serializable).
+    """
+    msg = as_pb(obj)
+    if isinstance(msg, Message):
+        return message_to_dict(msg)
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    return obj
 
 
 def message_to_dict(msg: Message) -> dict[str, Any]:
@@ -191,15 +351,35 @@ def _is_repeated(field: FieldDescriptor) -> bool:
     return field.label == FieldDescriptor.LABEL_REPEATED  # type: ignore[attr-defined]
 
 
+def _default(field: FieldDescriptor) -> Any:
+    """The JSON value of a field that MessageToDict left out (an unset message or optional)."""
+    if field.message_type is not None:
+        if field.message_type.GetOptions().map_entry:
+            return {}
+        return [] if _is_repeated(field) else None
+    if _is_repeated(field):
+        return []
+    if field.enum_type is not None:
+        return field.enum_type.values_by_number[0].name
+    if field.cpp_type == FieldDescriptor.CPPTYPE_STRING:
+        return ""
+    if field.cpp_type == FieldDescriptor.CPPTYPE_BOOL:
+        return False
+    if field.cpp_type in (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT):
+        return 0.0
+    return 0
+
+
 def _normalize(obj: Mapping[str, Any], desc: Descriptor) -> dict[str, Any]:
-    # Keys in field-number order, whatever MessageToDict did, so the layout never depends on
-    # which fields happen to be set.
+    # Keys in field-number order, whatever MessageToDict did, and every field present (an unset
+    # message is null), so the layout never depends on which fields happen to be set.
+    obj = {**{f.name: _default(f) for f in desc.fields if f.name not in obj}, **obj}
     order = {f.name: f.number for f in desc.fields}
     out: dict[str, Any] = {}
     for key in sorted(obj, key=lambda k: (order.get(k, 1 << 30), k)):
         value = obj[key]
         field = desc.fields_by_name.get(key)
-        if field is not None:
+        if field is not None and value is not None:
             if field.message_type is not None and not field.message_type.GetOptions().map_entry:
                 sub = field.message_type
                 value = (
@@ -215,6 +395,8 @@ def _normalize(obj: Mapping[str, Any], desc: Descriptor) -> dict[str, Any]:
     return out
 
 
-def dumps(doc: object) -> str:
-    """One JSON document, indented, with a stable key order."""
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+def dumps(doc: object, *, compact: bool = False) -> str:
+    """One JSON document (through :func:`jsonable`), indented, or on one line with ``compact``."""
+    if compact:
+        return json.dumps(jsonable(doc), ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(jsonable(doc), indent=2, ensure_ascii=False)

@@ -25,7 +25,11 @@ from schedctl import main as cli_main  # noqa: E402
 from schedd import errors  # noqa: E402
 from schedd.pb import api_pb2, types_pb2  # noqa: E402
 
-CLEAN_ENV: dict[str, str | None] = {"SCHEDD_ENDPOINTS": None, "SCHEDCTL_RETRY_FOR": None}
+# No endpoints from the environment and no config file: each test says where the cluster is.
+CLEAN_ENV: dict[str, str | None] = {
+    "SCHEDD_ENDPOINTS": None, "SCHEDCTL_RETRY_FOR": None, "SCHEDD_CONTEXT": None,
+    "SCHEDD_CONFIG": str(Path(__file__).parent / "no-such-dir" / "config.toml"),
+}
 
 
 def invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:
@@ -111,24 +115,26 @@ def test_click_usage_errors_are_one_line_too() -> None:
     assert_one_error_line(result, "--timeout")
 
 
+def _leaf_commands(group: Any, path: tuple[str, ...] = ()) -> list[list[str]]:
+    out: list[list[str]] = []
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):
+            out += _leaf_commands(cmd, (*path, name))
+        else:
+            out.append([*path, name])
+    return out
+
+
 def test_help_documents_exit_codes_and_every_command_has_an_example() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
     for line in ["0    ok", "2    usage", "3    not found", "4    unavailable", "6    aborted"]:
         assert line in result.stdout
-    commands = [
-        ["cluster", "status"],
-        ["job", "create"],
-        ["job", "get"],
-        ["job", "list"],
-        ["job", "delete"],
-        ["job", "pause"],
-        ["job", "resume"],
-        ["job", "trigger"],
-        ["run", "list"],
-        ["run", "get"],
-        ["worker", "run"],
-    ]
+    commands = _leaf_commands(cli_main.cli)
+    for expected in (["cluster", "status"], ["job", "create"], ["job", "update"], ["job", "apply"],
+                     ["job", "export"], ["job", "backfill"], ["job", "explain"], ["run", "list"],
+                     ["config", "use-context"], ["completion"], ["worker", "run"]):
+        assert expected in commands
     for cmd in commands:
         result = invoke(*cmd, "--help")
         assert result.exit_code == 0, cmd
@@ -338,8 +344,8 @@ def test_human_output_uses_rfc3339_and_short_enum_names(fake: type[FakeClient]) 
     for col in ["JOB", "SCHEDULED AT", "STATE", "ATTEMPT", "FENCE", "WORKER"]:
         assert col in header
     assert row.split() == [
-        "nightly/1893466800000", "nightly", "2030-01-01T03:00:00Z", "succeeded", "1",
-        "4294967301", "w1",
+        "nightly/1893466800000", "nightly", "2030-01-01T03:00:00Z", "succeeded", "-", "1",
+        "4294967301", "w1", "-",
     ]  # fmt: skip
     assert fake.calls[0][2] == {"job": "nightly", "limit": 100}
 

@@ -1,0 +1,439 @@
+"""``schedctl job ...``: create, update, inspect and control jobs; backfill and explain.
+
+The definition flags (schedule, retry, policies) shared by ``create`` and ``update`` live in
+:mod:`schedctl.flags`. ``update`` merges them over the job it just read (:mod:`schedctl.spec`)
+and sends the whole definition with the version it read, so a concurrent change is refused, not
+overwritten.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from schedctl import common, output, spec
+from schedctl.common import (
+    EXIT_INTERRUPTED,
+    Settings,
+    options_named,
+    parse_time,
+    pass_settings,
+    with_request_id_note,
+)
+from schedctl.completion import job_names
+from schedctl.flags import definition_options, kind_of, overlay_from_flags
+from schedd import errors, policies
+from schedd.client import new_request_id
+from schedd.pb import types_pb2
+from schedd.schedule import format_ms, parse_duration
+
+
+@click.group()
+def job() -> None:
+    """Create, inspect and control jobs; apply and export job files."""
+
+
+# ---- create ------------------------------------------------------------------------------------
+
+
+@job.command("create")
+@click.argument("name", shell_complete=job_names)
+@definition_options
+@click.option("--request-id", metavar="ID",
+              help="Makes the create safe to retry: the same id returns the first answer.")
+@pass_settings
+def job_create(s: Settings, name: str, request_id: str | None, **p: Any) -> None:
+    """Create job NAME with a cron schedule (--cron), a fixed interval (--every), or one shot
+    (--at TIME, or --in DELAY).
+
+    A failed attempt is retried after a backoff until --max-attempts; then, or at once for a
+    non-retryable failure, the run is dead: `schedctl run list --state dead` lists it and
+    `schedctl run retry RUN_ID` replays it. Missed slots follow --misfire; a slot due while a run
+    is still active follows --overlap (docs/policies.md).
+
+    \b
+    Examples:
+      schedctl job create nightly --cron '0 3 * * *' --tz Europe/Berlin
+      schedctl job create tick --cron '*/10 * * * * *' --queue fast --payload '{"n": 1}'
+      schedctl job create poll --every 90s --jitter 10s --overlap forbid
+      schedctl job create once --at 2030-01-02T03:04:05Z
+      schedctl job create soon --in 10m
+      schedctl job create etl --cron '0 * * * *' --max-attempts 4 --backoff 10s \\
+          --max-backoff 5m --non-retryable-exit-code 3 --run-timeout 30m \\
+          --misfire fire_all --catchup-window 6h --tag gpu=yes --keep-runs 100
+    """
+    if sum(p[k] is not None for k in ("cron", "every", "at", "in_")) != 1:
+        raise click.UsageError("give exactly one of --cron EXPR, --every DURATION, --at TIME or --in DURATION")
+    if p["cron"] is None and p["tz"] is not None:
+        raise click.UsageError("--tz applies to --cron only; put the UTC offset into --at")
+    o = overlay_from_flags(p, common.now_ms(), update=False)
+    # Only what was given is passed on (a job without retry options keeps the cluster's fixed
+    # backoff, no policy); the basic keywords are always there, as the SDK's create_job takes them.
+    kw: dict[str, Any] = {
+        "cron": o.pop("cron", None), "tz": o.pop("tz", None) or "UTC", "at_ms": o.pop("at_ms", None),
+        "every_ms": o.pop("every_ms", None), "jitter_ms": o.pop("jitter_ms", 0),
+        "queue": o.pop("queue", None) or "default", "payload": o.pop("payload", ""),
+        "max_attempts": o.pop("max_attempts", 0),
+    }
+    kw.update(o)
+    rid = request_id or new_request_id()
+    try:
+        with options_named():
+            created = s.client().create_job(name, request_id=rid, **kw)
+    except errors.SchedError as exc:
+        raise with_request_id_note(exc, rid) from None
+    s.emit(created, lambda: output.job_block(created))
+
+
+# ---- update ------------------------------------------------------------------------------------
+
+
+@job.command("update")
+@click.argument("name", shell_complete=job_names)
+@definition_options
+@click.option("--expect-version", type=click.IntRange(min=1), metavar="N",
+              help="Refuse the update unless the job is at version N (default: the version read "
+                   "just before, so a concurrent change is detected).")
+@click.option("--force", is_flag=True, help="Update whatever the job's version is now.")
+@click.option("--request-id", metavar="ID", help="Makes the update safe to retry.")
+@pass_settings
+def job_update(s: Settings, name: str, expect_version: int | None, force: bool,
+               request_id: str | None, **p: Any) -> None:
+    """Change job NAME: the options given replace those settings, the rest stay as they are.
+
+    schedctl reads the job, applies the options and sends the whole definition with the version
+    it read: if someone changed the job in between, the update is refused (exit 1) and nothing
+    changes; --force skips that check. The job's runs stay. An unchanged schedule continues its
+    slot sequence; a new one starts at its first slot after now. A new kind of schedule (--cron,
+    --every, --at/--in) replaces the old one.
+
+    \b
+    Examples:
+      schedctl job update nightly --cron '30 3 * * *'
+      schedctl job update nightly --misfire skip --overlap forbid --priority 50
+      schedctl job update etl --tag gpu- --tag zone=eu --keep-for 7d
+      schedctl job update etl --queue slow --expect-version 4
+    """
+    if force and expect_version is not None:
+        raise click.UsageError("give --expect-version N or --force, not both")
+    now = common.now_ms()
+    o = overlay_from_flags(p, now, update=True)
+    if not o:
+        raise click.UsageError("nothing to change: give at least one option (see --help)")
+    current = s.client().get_job(name)
+    base = spec.job_to_spec(current)
+    merged = spec.merge_flags(base, o)
+    if "tz" in o and kind_of(merged) != "cron":
+        raise click.UsageError("--tz applies to cron schedules only")
+    changes = spec.diff(merged, base)
+    version = output.as_pb(current).version
+    if not changes:
+        s.emit({"name": name, "changed": False, "version": version, "changes": [], "job": current},
+               lambda: f"job {name} unchanged (version {version})")
+        return
+    expect = 0 if force else (expect_version if expect_version is not None else version)
+    try:
+        with options_named():
+            updated = s.client().update_job(name, expect_version=expect,
+                                            request_id=request_id or new_request_id(),
+                                            **spec.to_kwargs(merged))
+    except errors.FailedPrecondition as exc:
+        if expect:
+            exc.message = (f"{exc.message} (the update expected version {expect}; check "
+                           f"`schedctl job get {name}` and run it again, or use --force)")
+            exc.args = (exc.message,)
+        raise
+    new_version = output.as_pb(updated).version
+    doc = {"name": name, "changed": True, "version": new_version,
+           "changes": [{"field": f, "old": a, "new": b} for f, a, b in changes], "job": updated}
+
+    def human() -> str:
+        lines = [f"updated job {name} (version {version} -> {new_version})"]
+        lines += [f"  {f}: {spec.show(f, a)} -> {spec.show(f, b)}" for f, a, b in changes]
+        return "\n".join(lines)
+
+    s.emit(doc, human)
+
+
+# ---- read ------------------------------------------------------------------------------------
+
+
+@job.command("get")
+@click.argument("name", shell_complete=job_names)
+@pass_settings
+def job_get(s: Settings, name: str) -> None:
+    """Show job NAME with all its settings and policies.
+
+    \b
+    Example:
+      schedctl job get nightly
+      schedctl job get nightly --json | jq .version
+    """
+    j = s.client().get_job(name)
+    s.emit(j, lambda: output.job_block(j))
+
+
+@job.command("list")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", default=1000, show_default=True)
+@pass_settings
+def job_list(s: Settings, limit: int) -> None:
+    """List jobs in name order.
+
+    \b
+    Example:
+      schedctl job list
+      schedctl job list --json | jq -r '.[].name'
+    """
+    jobs = s.client().list_jobs(limit=limit)
+    s.emit(jobs, lambda: output.table(output.JOB_HEADERS, [output.job_row(j) for j in jobs])
+           if jobs else "no jobs")
+
+
+@job.command("delete")
+@click.argument("name", shell_complete=job_names)
+@pass_settings
+def job_delete(s: Settings, name: str) -> None:
+    """Delete job NAME; its runs that have not started are cancelled.
+
+    \b
+    Example:
+      schedctl job delete nightly
+    """
+    s.client().delete_job(name)
+    s.emit({"name": name, "deleted": True}, lambda: f"deleted job {name}")
+
+
+@job.command("pause")
+@click.argument("name", shell_complete=job_names)
+@pass_settings
+def job_pause(s: Settings, name: str) -> None:
+    """Stop scheduling new firings of job NAME (runs already created still run).
+
+    \b
+    Example:
+      schedctl job pause nightly
+    """
+    j = s.client().pause_job(name)
+    s.emit(j, lambda: output.job_block(j))
+
+
+@job.command("resume")
+@click.argument("name", shell_complete=job_names)
+@click.option("--skip-missed", is_flag=True,
+              help="Record the slots missed while paused as skipped and continue after now "
+                   "(default: the job's misfire policy decides).")
+@pass_settings
+def job_resume(s: Settings, name: str, skip_missed: bool) -> None:
+    """Schedule job NAME again. The slots missed while it was paused are handled by its misfire
+    policy (skip: none run; fire_once: one run; fire_all: each in the catch-up window), or all
+    recorded as skipped with --skip-missed.
+
+    \b
+    Example:
+      schedctl job resume nightly
+      schedctl job resume nightly --skip-missed
+    """
+    j = s.client().resume_job(name, skip_missed=skip_missed)
+    s.emit(j, lambda: output.job_block(j))
+
+
+@job.command("trigger")
+@click.argument("name", shell_complete=job_names)
+@click.option("--overlap", type=click.Choice(list(policies.OVERLAP_NAMES), case_sensitive=False),
+              help="Override the job's overlap policy for this run (allow: run even while another "
+                   "run is active).")
+@click.option("--request-id", metavar="ID", help="Makes the trigger safe to retry.")
+@pass_settings
+def job_trigger(s: Settings, name: str, overlap: str | None, request_id: str | None) -> None:
+    """Fire job NAME now, once, in addition to its schedule. When its overlap policy skips the
+    run, the skip record is shown (state skipped) and the exit code is still 0.
+
+    \b
+    Example:
+      schedctl job trigger nightly
+      schedctl job trigger nightly --overlap allow
+    """
+    rid = request_id or new_request_id()
+    kw: dict[str, Any] = {"overlap": overlap.lower()} if overlap else {}
+    try:
+        run = s.client().trigger_job(name, request_id=rid, **kw)
+    except errors.SchedError as exc:
+        raise with_request_id_note(exc, rid) from None
+
+    def human() -> str:
+        r = output.as_pb(run)
+        if r.state == types_pb2.RUN_STATE_SKIPPED:
+            return f"job {name} not triggered: run {r.run_id} skipped ({output.skip_text(r)})"
+        return f"triggered job {name}: run {r.run_id} ({output.run_state(r.state)})"
+
+    s.emit(run, human)
+
+
+@job.command("preview")
+@click.argument("name", required=False, shell_complete=job_names)
+@click.option("--cron", metavar="EXPR", help="Preview a cron expression instead of job NAME.")
+@click.option("--tz", metavar="ZONE", help="IANA time zone of --cron (default UTC).")
+@click.option("--every", metavar="DURATION", help="Preview a fixed interval instead of job NAME.")
+@click.option("--jitter", metavar="DURATION", help="With --cron/--every: the jitter to apply.")
+@click.option("--count", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--after", metavar="TIME", help="Start after this time (default: now).")
+@pass_settings
+def job_preview(s: Settings, name: str | None, cron: str | None, tz: str | None, every: str | None,
+                jitter: str | None, count: int, after: str | None) -> None:
+    """List the next firing times of job NAME (its stored schedule, jitter and bounds), or of a
+    --cron / --every schedule before you create it. Computed locally with the same code the
+    leader uses.
+
+    \b
+    Examples:
+      schedctl job preview nightly --count 5
+      schedctl job preview --cron '30 2 * * *' --tz Europe/Berlin --after 2026-03-28T00:00:00Z
+      schedctl job preview --every 90s --jitter 10s
+    """
+    from schedd import validate
+    from schedd.schedule import preview
+
+    now = common.now_ms()
+    start = parse_time(after, "--after", now) if after else now
+    if sum(x is not None for x in (name, cron, every)) != 1:
+        raise click.UsageError("give exactly one of NAME, --cron EXPR or --every DURATION")
+    if name is not None:
+        if tz or jitter:
+            raise click.UsageError("--tz and --jitter apply to --cron/--every; a job's own settings are used")
+        job_name, schedule = name, output.as_pb(s.client().get_job(name)).schedule
+    else:
+        if every is not None and tz:
+            raise click.UsageError("--tz applies to --cron only")
+        raw = (types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron, timezone=tz or "UTC")
+               if cron is not None else
+               types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL,
+                                  every_ms=parse_duration(every or "", "--every")))
+        raw.jitter_ms = parse_duration(jitter, "--jitter") if jitter else 0
+        with options_named():
+            schedule = validate.schedule(raw, start)
+        job_name = ""
+    times = preview(schedule, start, count, name=job_name)
+    s.emit([{"due_ms": t, "due_at": format_ms(t)} for t in times],
+           lambda: "\n".join(format_ms(t) for t in times) or "(no further firings)")
+
+
+@job.command("explain")
+@click.argument("name", shell_complete=job_names)
+@click.option("--at", "at", metavar="TIME", default="now", show_default=True,
+              help="The time in question: RFC 3339, now, or relative (-1h).")
+@pass_settings
+def job_explain(s: Settings, name: str, at: str) -> None:
+    """Why did (or will) job NAME run or not at TIME? Prints the verdict (ran, running, skipped,
+    not_a_slot, not_due_yet, ...), a sentence, the slot concerned, the slots around TIME and the
+    run or skip records that decided it.
+
+    \b
+    Examples:
+      schedctl job explain nightly --at 2026-03-29T01:00:00Z
+      schedctl job explain poll --at -10m --json
+    """
+    at_ms = parse_time(at, "--at", common.now_ms())
+    resp = s.client().explain_job(name, at_ms)
+
+    def human() -> str:
+        r = output.as_pb(resp)
+        head = output.block([
+            ("verdict", r.verdict or "-"),
+            ("why", r.explanation or "-"),
+            ("asked about", format_ms(at_ms)),
+            ("slot", output.when(r.slot_ms)),
+            ("previous slot", output.when(r.previous_slot_ms)),
+            ("next slot", output.when(r.next_slot_ms)),
+        ])
+        return f"{head}\n\n{output.runs_table(list(r.runs), 'no run or skip records')}"
+
+    s.emit(resp, human)
+
+
+# ---- backfill --------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.drawn = False
+
+    def update(self, done: int, total: int, created: int) -> None:
+        if not self.enabled:
+            return
+        frac = min(1.0, done / total) if total else 1.0
+        filled = int(frac * self.WIDTH)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        click.echo(f"\r[{bar}] {frac:4.0%} {done}/{total} slots, {created} runs created",
+                   nl=False, err=True)
+        self.drawn = True
+
+    def clear(self) -> None:
+        if self.drawn:
+            click.echo("\r\x1b[2K", nl=False, err=True)
+            self.drawn = False
+
+
+@job.command("backfill")
+@click.argument("name", shell_complete=job_names)
+@click.option("--from", "from_", metavar="TIME", required=True,
+              help="First slot time (inclusive): RFC 3339, now, or relative (-7d).")
+@click.option("--to", metavar="TIME", required=True, help="Last slot time (inclusive).")
+@click.option("--overlap", type=click.Choice(list(policies.OVERLAP_NAMES), case_sensitive=False),
+              help="Overlap policy for the backfilled runs (default allow).")
+@click.option("--chunk", type=click.IntRange(1, 10_000), default=1000, show_default=True,
+              metavar="N", help="Runs created per request.")
+@pass_settings
+def job_backfill(s: Settings, name: str, from_: str, to: str, overlap: str | None, chunk: int) -> None:
+    """Create runs for the slots of job NAME from --from to --to (inclusive), chunk by chunk.
+
+    Slots that already have a run or a skip record are left alone, so running it again is safe.
+    A progress bar is drawn on stderr when it is a terminal; a summary line is always printed.
+    Ctrl-C stops after the current chunk is sent: the runs created so far stay, and the message
+    says how to continue (exit 130).
+
+    \b
+    Examples:
+      schedctl job backfill nightly --from 2026-01-01T00:00:00Z --to 2026-01-31T23:59:59Z
+      schedctl job backfill poll --from -6h --to now --overlap forbid --chunk 200
+    """
+    now = common.now_ms()
+    from_ms = parse_time(from_, "--from", now)
+    to_ms = parse_time(to, "--to", now)
+    if to_ms < from_ms:
+        raise errors.InvalidArgument("--to", f"{format_ms(to_ms)} is before --from {format_ms(from_ms)}")
+    created = existing = chunks = 0
+    total = 0
+    next_from = from_ms
+    bar = Progress(sys.stderr.isatty())
+    client = s.client()
+    try:
+        for resp in client.backfill(name, from_ms, to_ms, chunk=chunk,
+                                    overlap=overlap.lower() if overlap else 0):
+            r = output.as_pb(resp)
+            chunks += 1
+            created += r.created
+            existing += r.existing
+            total = total or int(r.total_slots)
+            next_from = int(r.next_from_ms)
+            bar.update(created + existing, total, created)
+    except KeyboardInterrupt:
+        bar.clear()
+        click.echo(
+            f"interrupted: {created} runs created in {chunks} chunks stay in place; continue with: "
+            f"schedctl job backfill {name} --from {format_ms(next_from)} --to {format_ms(to_ms)}"
+            + (f" --overlap {overlap.lower()}" if overlap else ""), err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+    bar.clear()
+    doc = {"name": name, "from_ms": from_ms, "from_at": format_ms(from_ms), "to_ms": to_ms,
+           "to_at": format_ms(to_ms), "total_slots": total, "created": created,
+           "existing": existing, "chunks": chunks}
+    s.emit(doc, lambda: (f"backfilled job {name} from {format_ms(from_ms)} to {format_ms(to_ms)}: "
+                         f"{created} runs created, {existing} slots already had a run or skip "
+                         f"record ({total} slots, {chunks} chunks)"))
