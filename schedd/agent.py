@@ -246,6 +246,7 @@ class Worker:
         tags: Mapping[str, str] | None = None,
         concurrency: int = 1,
         worker_id: str | None = None,
+        drain_timeout: float = 10.0,
         logger: logging.Logger | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -259,6 +260,9 @@ class Worker:
             raise ValueError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
         self.concurrency = concurrency
         self.tags = _check_tags(tags)
+        if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, (int, float)) or drain_timeout < 0:
+            raise ValueError(f"drain_timeout: must be a number of seconds >= 0, got {drain_timeout!r}")
+        self.drain_timeout = float(drain_timeout)
         self.worker_id = worker_id or default_worker_id()
         self.log = logger or logging.getLogger("schedd.agent")
         self._clock = clock
@@ -345,7 +349,7 @@ class Worker:
             for sig, old in restore.items():
                 signal.signal(sig, old)
 
-    def stop(self, drain_timeout: float = 10.0) -> None:
+    def stop(self, drain_timeout: float | None = None) -> None:
         """Drain and stop. At once the leader is told (an empty ``Release``) to send no new
         firings; running handlers get up to ``drain_timeout`` seconds to finish, heartbeats
         going on meanwhile, and their completions are sent as usual. Handlers still running
@@ -355,6 +359,7 @@ class Worker:
         drain is not started and is released the same way. Then up to 6 s more are spent
         until every release is written and every completion acknowledged; what is left is
         logged (the leader expires those leases after the TTL).
+        ``drain_timeout`` defaults to the worker's (10 s unless given to the constructor).
         Idempotent and thread-safe: a second call waits for the first to finish. Called from
         inside a handler it only starts the stop (waiting would wait for itself)."""
         with self._state_lock:
@@ -365,6 +370,8 @@ class Worker:
                 return
             if state is _State.RUNNING:
                 self._state = _State.STOPPING
+        if drain_timeout is None:
+            drain_timeout = self.drain_timeout
         if getattr(_in_handler, "active", False):
             if state is _State.RUNNING:
                 threading.Thread(target=self._drain_and_close, args=(drain_timeout,),
