@@ -74,6 +74,7 @@ from schedd._agentcore import (
     kv,
 )
 from schedd.endpoints import backoff_delays, leader_hint, parse_endpoints
+from schedd.errors import StaleFence
 
 __all__ = [
     "AckKind",
@@ -790,6 +791,10 @@ class Worker:
             outcome, error, exit_code = Outcome.FAILED, str(e) or repr(e), e.exit_code
         except _AsyncCancelled:
             outcome, error = Outcome.FAILED, "cancelled"  # the reason is added below
+        except StaleFence as e:  # a fenced write refused: expected after a lost lease, one line
+            outcome, error = Outcome.FAILED, str(e)
+            self.log.warning(kv("stale_fence", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence, error=str(e),
+                                note="a newer attempt owns this run; the effect was not applied"))
         except BaseException as e:  # a handler's failure is a result, not a crash
             outcome, error = Outcome.FAILED, repr(e)
             self.log.error(kv("handler_failed", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence,
