@@ -8,9 +8,15 @@ Usage::
 
     @worker.handler("nightly-report")
     def report(ctx):                      # ctx: Context
+        ctx.heartbeat("rendering")        # progress text, shown by GetRun while it runs
         write_report(ctx.scheduled_at, fence=ctx.fence)
 
-    worker.run()                          # until stop(), SIGINT or SIGTERM
+    @worker.handler("ping")
+    async def ping(ctx):                  # async handlers run on the worker's own event loop
+        await notify(ctx.payload)
+
+    worker.run()                          # until stop(), SIGINT or SIGTERM (drains)
+    # or, embedded in a service: worker.start() ... worker.stop()
 
 Delivery contract (what a handler can rely on):
 
@@ -26,7 +32,13 @@ Delivery contract (what a handler can rely on):
   never loses a firing.
 * **Cancellation.** ``ctx.cancelled`` is set when the lease is lost (the leader said so, or the
   agent had no contact with a leader for longer than the lease TTL), when a drain times out, or
-  on a forced stop. Python cannot kill a thread: a handler that ignores it keeps its pool slot.
+  on a forced stop; an async handler's task is also cancelled. Python cannot kill a thread: a
+  sync handler that ignores it keeps its pool slot.
+* **Drain.** ``stop()`` / SIGTERM: no new firings, running handlers finish (heartbeats go on)
+  for up to ``drain_timeout``; the leases still held then are *released* (``Release``): the
+  leader makes those runs PENDING again at once without using an attempt.
+* **Fenced effects.** :func:`schedd.fencing.fenced_sqlite` refuses a stale attempt's write in
+  your SQLite database; raising its ``StaleFence`` fails the attempt with one log line.
 * **Completions** are kept until the leader acknowledges them (committed through Raft) and are
   resent after a reconnect; the fence makes a duplicate harmless. A result whose lease had
   already been lost is rejected with ``ABORTED`` and logged as discarded.

@@ -384,6 +384,10 @@ def test_shell_worker_rejects_empty_command(capsys: pytest.CaptureFixture[str]) 
     assert err.count("\n") == 1 and "no command" in err
     assert run_shell_worker(["127.0.0.1:1"], ["default"], 0, ["true"]) == 2
     assert "concurrency" in capsys.readouterr().err
+    assert run_shell_worker(["127.0.0.1:1"], ["default"], 1, ["true"], tags={"": "x"}) == 2
+    assert "tags" in capsys.readouterr().err
+    assert run_shell_worker(["127.0.0.1:1"], ["default"], 1, ["true"], drain_timeout=-1) == 2
+    assert "drain_timeout" in capsys.readouterr().err
 
 
 # ---- releases (drain), progress, tags ---------------------------------------------------------
