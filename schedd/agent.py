@@ -844,6 +844,13 @@ class Worker:
                     try:
                         loop.run_forever()
                     finally:
+                        # Stopped with handlers still running (released, or ignoring their
+                        # cancellation): cancel them so the pool threads waiting for them end.
+                        tasks = asyncio.all_tasks(loop)
+                        for t in tasks:
+                            t.cancel()
+                        if tasks:
+                            loop.run_until_complete(asyncio.wait(tasks, timeout=2.0))
                         loop.close()
 
                 threading.Thread(target=serve, name="schedd-agent-asyncio", daemon=True).start()
@@ -868,6 +875,8 @@ class Worker:
         loop.call_soon_threadsafe(begin)
         cancel_sent = False
         while not done.wait(0.05):
+            if loop.is_closed():  # the worker stopped and its loop with it
+                raise _AsyncCancelled()
             if ctx.cancelled.is_set() and not cancel_sent:
                 cancel_sent = True
                 loop.call_soon_threadsafe(lambda: box[0].cancel())
