@@ -43,8 +43,8 @@ from schedd.client import Client
 from schedd.fencing import StaleFence, fenced_sqlite
 from schedd.pb import types_pb2
 
-#: How long A's handler "works" between taking the firing and writing: the window for SIGSTOP.
-WORK_S = 2.0
+#: Longest time A's handler "works" before its write (it is released earlier by the demo).
+WORK_S = 120.0
 
 
 # ---- the worker side (a subprocess) ----------------------------------------------------------
@@ -65,7 +65,12 @@ def run_worker(args: argparse.Namespace) -> int:
         event(args.events, worker=args.name, pid=os.getpid(), what="got_firing", fence=ctx.fence,
               attempt=ctx.attempt, run_id=ctx.run_id)
         if args.name == "A":
-            time.sleep(WORK_S)  # the pause hits here; this handler does not look at ctx.cancelled
+            # "Work" until the demo says the pause is over (a file appears), so the pause always
+            # lands before the write however slow the machine is. Like a real handler in the
+            # middle of its work, it does not look at ctx.cancelled again before writing.
+            deadline = time.monotonic() + WORK_S
+            while not os.path.exists(args.events + ".resumed") and time.monotonic() < deadline:
+                time.sleep(0.02)
         conn = sqlite3.connect(args.db, isolation_level=None, timeout=30)
         try:
             with fenced_sqlite(conn, f"result:{ctx.run_id}", ctx.fence):
@@ -147,6 +152,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 time.sleep(0.05)
                 done = client.get_run(run.run_id)
 
+            Path(args.events + ".resumed").touch()  # A's work is done once it runs again
             os.kill(a.pid, signal.SIGCONT)
             print("SIGCONT to worker A: it goes on with its write, holding the old fence...")
             rejected = wait_event(args.events, 30, "worker A's late write to be rejected", worker="A",
