@@ -223,13 +223,17 @@ class Worker:
     """An embedded worker: connects to the cluster leader and runs handlers for its firings.
 
     ``endpoints``: ``"host:port,host:port"`` or a sequence; any node will do (followers redirect
-    to the leader). ``queues``: which queues to take firings from. ``concurrency``: handlers run
-    at once (the leader never has more firings in flight to this worker). ``worker_id``: shown
-    in run records; default ``hostname-pid-xxxx``. ``clock``: monotonic seconds (tests).
+    to the leader). ``queues``: which queues to take firings from. ``tags``: what this worker
+    offers (``Hello.tags``; a job with tags goes only to workers carrying all of them).
+    ``concurrency``: handlers run at once, sync and async alike (the leader never has more
+    firings in flight to this worker). ``worker_id``: shown in run records; default
+    ``hostname-pid-xxxx``. ``drain_timeout``: seconds running handlers get on SIGTERM /
+    ``stop()`` before their leases are released. ``clock``: monotonic seconds (tests).
     Bad arguments raise ``ValueError``; a malformed or empty ``endpoints`` raises
-    :class:`schedd.errors.InvalidArgument`, which is one.
+    :class:`schedd.errors.InvalidArgument`, which is one. Guide: docs/agent.md.
 
-    Threads (all daemon threads, all named ``schedd-*``):
+    Threads (all named ``schedd-*``; all daemon threads except the handler pool's, which
+    Python joins at exit):
 
     * **stream** — connects (following the ``schedd-leader`` hint of a follower, else rotating
       endpoints with 50 ms → 1 s backoff), sends Hello, then reads server messages: Welcome,
@@ -242,7 +246,9 @@ class Worker:
       no answer within ~2 heartbeat intervals, or "not leader", tears the stream down); it
       aborts a stream that got no Welcome within 5 s, and cancels leases that have had no
       confirmed renewal for a TTL, even while disconnected.
-    * **handler pool** — ``concurrency`` threads running your handlers.
+    * **handler pool** — ``concurrency`` threads running your handlers (for an async handler,
+      the thread waits for its task and cancels it when ``ctx.cancelled`` is set).
+    * **asyncio** — the event loop async handlers run on, started on first use.
 
     One lock guards the ``LeaseBook``, the active handlers and the current session; no I/O or
     user code runs under it. Reconnect: a new stream starts with ``LeaseBook.start_session``
