@@ -26,6 +26,7 @@ __all__ = [
     "CODE_RESOURCE_EXHAUSTED",
     "CODE_UNAVAILABLE",
     "MAX_ERROR_CHARS",
+    "MAX_PROGRESS_CHARS",
     "AckKind",
     "AckResult",
     "CompletionRecord",
@@ -61,6 +62,8 @@ _CODE_NAMES = {
 
 #: Longest error text sent with a failed completion (the rest is cut, with a marker).
 MAX_ERROR_CHARS = 2000
+#: Longest progress text a handler can report (the leader keeps at most as much).
+MAX_PROGRESS_CHARS = 1000
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -170,6 +173,7 @@ class LeaseBook:
         self._held: dict[LeaseKey, _Held] = {}
         self._pending: dict[LeaseKey, _Pending] = {}
         self._hello: tuple[frozenset[LeaseKey], float] | None = None
+        self._releases: dict[LeaseKey, bool] = {}  # given back -> written on the current stream
         self.retry_delay_s = 0.5
 
     # ---- leases ----------------------------------------------------------------------------
@@ -185,9 +189,9 @@ class LeaseBook:
 
     def acquire(self, run_id: str, fence: int, ttl_ms: int = 0) -> bool:
         """Start holding a lease received in a firing. False (and no change) for a duplicate:
-        the same lease is already held, or its completion is still pending."""
+        the same lease is already held, its completion is still pending, or it was released."""
         key = (run_id, fence)
-        if key in self._held or key in self._pending:
+        if key in self._held or key in self._pending or key in self._releases:
             return False
         ttl_s = ttl_ms / 1000.0 if ttl_ms > 0 else self._ttl_s
         self._held[key] = _Held(run_id, fence, ttl_s, self._clock())
@@ -246,6 +250,36 @@ class LeaseBook:
         times = [h.renewed_at + h.ttl_s for h in self._held.values() if h.lost_reason is None]
         return min(times) if times else None
 
+    # ---- releases (drain) ------------------------------------------------------------------
+
+    def release(self, leases: Iterable[LeaseKey], reason: str) -> list[LostLease]:
+        """Give these leases back to the leader (a drain ran out of time): each held one is lost
+        now (its handler must stop), queued for a ``Release`` message, and its completion will
+        not be sent (the leader makes the run PENDING again; a result from this attempt would
+        only be rejected). A key that is not held (a firing refused while stopping) is queued
+        too. Returns the newly lost held leases."""
+        out = []
+        for key in leases:
+            h = self._held.get(key)
+            if h is not None and (lost := self._lose(h, reason)):
+                out.append(lost)
+            if key not in self._pending:
+                self._releases.setdefault(key, False)
+        return out
+
+    def is_released(self, run_id: str, fence: int) -> bool:
+        return (run_id, fence) in self._releases
+
+    def take_releases(self) -> list[LeaseKey]:
+        """Released leases not yet written on the current stream; marks them written."""
+        out = sorted(k for k, sent in self._releases.items() if not sent)
+        for k in out:
+            self._releases[k] = True
+        return out
+
+    def has_unsent_releases(self) -> bool:
+        return not all(self._releases.values())
+
     # ---- sessions --------------------------------------------------------------------------
 
     def start_session(self) -> list[LeaseKey]:
@@ -256,6 +290,8 @@ class LeaseBook:
         for p in self._pending.values():
             p.sent = False
             p.not_before = 0.0
+        for k in self._releases:  # the old stream may have died before the leader read them
+            self._releases[k] = False
         return leases
 
     def on_welcome(
@@ -288,13 +324,15 @@ class LeaseBook:
     def finish(self, run_id: str, fence: int, outcome: Outcome, error: str = "",
                exit_code: int | None = None) -> CompletionRecord:
         """The handler for a lease returned: the lease is released and its completion pending.
-        Finishing a lease that is not held still records the completion (the caller knows it ran)."""
+        Finishing a lease that is not held still records the completion (the caller knows it ran),
+        except for a released lease: its run is the leader's again, so nothing is sent."""
         key = (run_id, fence)
         self._held.pop(key, None)
         if len(error) > MAX_ERROR_CHARS:
             error = error[: MAX_ERROR_CHARS - 14] + "...[truncated]"
         record = CompletionRecord(run_id, fence, Outcome(outcome), error, exit_code)
-        self._pending[key] = _Pending(record)
+        if key not in self._releases:
+            self._pending[key] = _Pending(record)
         return record
 
     def take_unsent(self) -> list[CompletionRecord]:
@@ -330,8 +368,8 @@ class LeaseBook:
         return AckResult(kind, p.record, code, message)
 
     def idle(self) -> bool:
-        """Nothing held and nothing pending: a drain is complete."""
-        return not self._held and not self._pending
+        """Nothing held, nothing pending, every release written: a drain is complete."""
+        return not self._held and not self._pending and not self.has_unsent_releases()
 
 
 # ---- handler context -----------------------------------------------------------------------
@@ -373,6 +411,31 @@ class Context:
     worker_id: str
     lease_ttl_ms: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    _progress: list[str] = field(default_factory=lambda: [""], repr=False, compare=False)
+
+    def heartbeat(self, progress: str = "") -> None:
+        """Report progress (free text, e.g. ``"42/100 files"``): sent with the agent's next
+        heartbeat and shown as ``Run.progress`` by ``GetRun``/``ListRuns`` while the run is
+        leased (the leader keeps only the last text, in memory). Thread-safe and cheap: call it
+        as often as you like. Texts over ``MAX_PROGRESS_CHARS`` are cut. The lease itself is
+        renewed by the agent's own heartbeats, whether or not the handler calls this."""
+        if not isinstance(progress, str):
+            raise TypeError(f"progress: must be a str, got {type(progress).__name__}")
+        self._progress[0] = progress[:MAX_PROGRESS_CHARS]
+
+    @property
+    def progress(self) -> str:
+        """The last text given to :meth:`heartbeat` ('' before the first)."""
+        return self._progress[0]
+
+    async def wait_cancelled(self, poll_s: float = 0.05) -> None:
+        """For async handlers: return once ``cancelled`` is set (polls every ``poll_s``; never
+        blocks the event loop). Async handlers are also cancelled directly: the agent cancels
+        their task, so ``asyncio.CancelledError`` is raised at the current ``await``."""
+        import asyncio
+
+        while not self.cancelled.is_set():
+            await asyncio.sleep(poll_s)
 
 
 def context_from_firing(firing: Any, worker_id: str, cancelled: threading.Event | None = None) -> Context:
@@ -392,8 +455,8 @@ def context_from_firing(firing: Any, worker_id: str, cancelled: threading.Event 
     )
 
 
-#: A job handler, ``fn(ctx)``: returning means success, raising means failure.
-Handler = Callable[[Context], None]
+#: A job handler, ``fn(ctx)`` or ``async fn(ctx)``: returning means success, raising means failure.
+Handler = Callable[[Context], Any]
 
 
 # ---- logging -------------------------------------------------------------------------------

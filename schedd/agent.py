@@ -8,9 +8,15 @@ Usage::
 
     @worker.handler("nightly-report")
     def report(ctx):                      # ctx: Context
+        ctx.heartbeat("rendering")        # progress text, shown by GetRun while it runs
         write_report(ctx.scheduled_at, fence=ctx.fence)
 
-    worker.run()                          # until stop(), SIGINT or SIGTERM
+    @worker.handler("ping")
+    async def ping(ctx):                  # async handlers run on the worker's own event loop
+        await notify(ctx.payload)
+
+    worker.run()                          # until stop(), SIGINT or SIGTERM (drains)
+    # or, embedded in a service: worker.start() ... worker.stop()
 
 Delivery contract (what a handler can rely on):
 
@@ -26,7 +32,13 @@ Delivery contract (what a handler can rely on):
   never loses a firing.
 * **Cancellation.** ``ctx.cancelled`` is set when the lease is lost (the leader said so, or the
   agent had no contact with a leader for longer than the lease TTL), when a drain times out, or
-  on a forced stop. Python cannot kill a thread: a handler that ignores it keeps its pool slot.
+  on a forced stop; an async handler's task is also cancelled. Python cannot kill a thread: a
+  sync handler that ignores it keeps its pool slot.
+* **Drain.** ``stop()`` / SIGTERM: no new firings, running handlers finish (heartbeats go on)
+  for up to ``drain_timeout``; the leases still held then are *released* (``Release``): the
+  leader makes those runs PENDING again at once without using an attempt.
+* **Fenced effects.** :func:`schedd.fencing.fenced_sqlite` refuses a stale attempt's write in
+  your SQLite database; raising its ``StaleFence`` fails the attempt with one log line.
 * **Completions** are kept until the leader acknowledges them (committed through Raft) and are
   resent after a reconnect; the fence makes a duplicate harmless. A result whose lease had
   already been lost is rejected with ``ABORTED`` and logged as discarded.
@@ -41,7 +53,9 @@ their locking.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import inspect
 import logging
 import os
 import queue
@@ -50,7 +64,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -72,6 +86,7 @@ from schedd._agentcore import (
     kv,
 )
 from schedd.endpoints import backoff_delays, leader_hint, parse_endpoints
+from schedd.errors import StaleFence
 
 __all__ = [
     "AckKind",
@@ -100,6 +115,28 @@ MAX_ERROR_CHARS = _agentcore.MAX_ERROR_CHARS
 ms_to_datetime = _agentcore.ms_to_datetime
 
 
+_MAX_TAGS = 64
+_MAX_TAG_CHARS = 128
+
+
+def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+    """Worker tags as sent in Hello: at most 64, names 1-128 chars, values up to 128 chars (str)."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise ValueError(f"tags: must be a mapping of str to str, got {type(tags).__name__}")
+    if len(tags) > _MAX_TAGS:
+        raise ValueError(f"tags: {len(tags)} tags is over the maximum of {_MAX_TAGS}")
+    out: dict[str, str] = {}
+    for k, v in tags.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ValueError(f"tags: {k!r}={v!r}: names and values must be strings")
+        if not k or len(k) > _MAX_TAG_CHARS or len(v) > _MAX_TAG_CHARS:
+            raise ValueError(f"tags: {k!r}: names must be 1-{_MAX_TAG_CHARS} characters, values at most {_MAX_TAG_CHARS}")
+        out[k] = v
+    return out
+
+
 def default_worker_id() -> str:
     """``hostname-pid-xxxx``: unique per process, readable in ``schedctl run list``."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
@@ -111,6 +148,7 @@ def default_worker_id() -> str:
 
 _HB = "heartbeat"
 _FLUSH = "flush"
+_RELEASE = "release"
 _CLOSE = "close"
 _DEFAULT_HB_MS = 2000           # assumed until the first Welcome says otherwise
 _FLUSH_GRACE_S = 6.0            # after a drain: time for cancelled handlers to end and acks to come
@@ -143,6 +181,7 @@ class _Session:
         self.node_id = ""
         self.hint: str | None = None  # a leader address learnt outside the stream (probe)
         self.unresponsive = False     # the probe found the node frozen or cut off
+        self.drain_announced = False  # a Release (maybe empty) was written on this stream
 
     def abort(self) -> None:
         """Tear the stream down from outside the stream thread (dead peer, no Welcome)."""
@@ -176,17 +215,25 @@ class _State(enum.Enum):
 _in_handler = threading.local()
 
 
+class _AsyncCancelled(Exception):
+    """An async handler's task ended cancelled (the agent cancelled it)."""
+
+
 class Worker:
     """An embedded worker: connects to the cluster leader and runs handlers for its firings.
 
     ``endpoints``: ``"host:port,host:port"`` or a sequence; any node will do (followers redirect
-    to the leader). ``queues``: which queues to take firings from. ``concurrency``: handlers run
-    at once (the leader never has more firings in flight to this worker). ``worker_id``: shown
-    in run records; default ``hostname-pid-xxxx``. ``clock``: monotonic seconds (tests).
+    to the leader). ``queues``: which queues to take firings from. ``tags``: what this worker
+    offers (``Hello.tags``; a job with tags goes only to workers carrying all of them).
+    ``concurrency``: handlers run at once, sync and async alike (the leader never has more
+    firings in flight to this worker). ``worker_id``: shown in run records; default
+    ``hostname-pid-xxxx``. ``drain_timeout``: seconds running handlers get on SIGTERM /
+    ``stop()`` before their leases are released. ``clock``: monotonic seconds (tests).
     Bad arguments raise ``ValueError``; a malformed or empty ``endpoints`` raises
-    :class:`schedd.errors.InvalidArgument`, which is one.
+    :class:`schedd.errors.InvalidArgument`, which is one. Guide: docs/agent.md.
 
-    Threads (all daemon threads, all named ``schedd-*``):
+    Threads (all named ``schedd-*``; all daemon threads except the handler pool's, which
+    Python joins at exit):
 
     * **stream** — connects (following the ``schedd-leader`` hint of a follower, else rotating
       endpoints with 50 ms → 1 s backoff), sends Hello, then reads server messages: Welcome,
@@ -199,7 +246,9 @@ class Worker:
       no answer within ~2 heartbeat intervals, or "not leader", tears the stream down); it
       aborts a stream that got no Welcome within 5 s, and cancels leases that have had no
       confirmed renewal for a TTL, even while disconnected.
-    * **handler pool** — ``concurrency`` threads running your handlers.
+    * **handler pool** — ``concurrency`` threads running your handlers (for an async handler,
+      the thread waits for its task and cancels it when ``ctx.cancelled`` is set).
+    * **asyncio** — the event loop async handlers run on, started on first use.
 
     One lock guards the ``LeaseBook``, the active handlers and the current session; no I/O or
     user code runs under it. Reconnect: a new stream starts with ``LeaseBook.start_session``
@@ -213,8 +262,10 @@ class Worker:
         endpoints: str | Sequence[str],
         *,
         queues: Sequence[str] = ("default",),
+        tags: Mapping[str, str] | None = None,
         concurrency: int = 1,
         worker_id: str | None = None,
+        drain_timeout: float = 10.0,
         logger: logging.Logger | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -227,6 +278,10 @@ class Worker:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency: must be an integer >= 1, got {concurrency!r}")
         self.concurrency = concurrency
+        self.tags = _check_tags(tags)
+        if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, (int, float)) or drain_timeout < 0:
+            raise ValueError(f"drain_timeout: must be a number of seconds >= 0, got {drain_timeout!r}")
+        self.drain_timeout = float(drain_timeout)
         self.worker_id = worker_id or default_worker_id()
         self.log = logger or logging.getLogger("schedd.agent")
         self._clock = clock
@@ -249,6 +304,8 @@ class Worker:
         self._wake = threading.Event()      # wakes the ticker early
         self._pool: ThreadPoolExecutor | None = None
         self._threads: list[threading.Thread] = []
+        self._aloop: asyncio.AbstractEventLoop | None = None  # runs async handlers (lazily started)
+        self._aloop_lock = threading.Lock()
 
     # ---- registration ----------------------------------------------------------------------
 
@@ -311,14 +368,17 @@ class Worker:
             for sig, old in restore.items():
                 signal.signal(sig, old)
 
-    def stop(self, drain_timeout: float = 10.0) -> None:
-        """Stop taking firings, let running handlers finish for up to ``drain_timeout`` seconds
-        (still heartbeating), cancel the rest, send their completions, then close the stream.
-        A firing that arrives meanwhile is not started, heartbeated or completed (the protocol
-        has no way to hand it back): it keeps the leader from sending more, and is re-dispatched
-        when its lease expires. After the drain, up to 6 s more are spent waiting for cancelled
-        handlers and acks; completions still unacked then are logged (the leader retries those
-        runs after their leases expire).
+    def stop(self, drain_timeout: float | None = None) -> None:
+        """Drain and stop. At once the leader is told (an empty ``Release``) to send no new
+        firings; running handlers get up to ``drain_timeout`` seconds to finish, heartbeats
+        going on meanwhile, and their completions are sent as usual. Handlers still running
+        then have their leases **released** (a ``Release`` message: the leader makes those runs
+        PENDING again at once, without using an attempt, and their fences stale) and
+        ``ctx.cancelled`` set; their results are not sent. A firing that arrives during the
+        drain is not started and is released the same way. Then up to 6 s more are spent
+        until every release is written and every completion acknowledged; what is left is
+        logged (the leader expires those leases after the TTL).
+        ``drain_timeout`` defaults to the worker's (10 s unless given to the constructor).
         Idempotent and thread-safe: a second call waits for the first to finish. Called from
         inside a handler it only starts the stop (waiting would wait for itself)."""
         with self._state_lock:
@@ -329,6 +389,8 @@ class Worker:
                 return
             if state is _State.RUNNING:
                 self._state = _State.STOPPING
+        if drain_timeout is None:
+            drain_timeout = self.drain_timeout
         if getattr(_in_handler, "active", False):
             if state is _State.RUNNING:
                 threading.Thread(target=self._drain_and_close, args=(drain_timeout,),
@@ -360,24 +422,41 @@ class Worker:
         self._draining.set()
         with self._lock:
             n = len(self._active)
+            sess = self._session
+            if sess is not None and sess.welcomed:
+                sess.kick(_RELEASE)  # an empty Release: the leader sends this stream no new firings
         self.log.info(kv("worker_stopping", running=n, drain_timeout_s=drain_timeout))
         deadline = self._clock() + max(0.0, drain_timeout)
+        released: list[LostLease] = []
         with self._changed:
+            # Heartbeats go on meanwhile (the ticker is untouched), so the leases stay ours.
             while self._active and not self._force.is_set():
                 left = deadline - self._clock()
                 if left <= 0:
                     break
                 self._changed.wait(min(left, 0.1))
             if self._active:
+                why = "worker stopping (forced)" if self._force.is_set() else "worker stopping (drain timeout)"
                 self.log.warning(kv("drain_timeout", still_running=len(self._active),
-                                    action="cancelling"))
-                self._cancel_all_locked("worker stopping (drain timeout)")
+                                    action="releasing leases and cancelling handlers"))
+                released = self._book.release(list(self._active), why)
+                self._cancel_all_locked(f"{why}: lease released")
+                sess = self._session
+                if sess is not None and sess.welcomed:
+                    sess.kick(_RELEASE)
             self._wake.set()
+            # Wait for the releases to be written and the completions to be acknowledged; a
+            # released handler is not waited for (its run is the leader's again).
             grace = self._clock() + (1.0 if self._force.is_set() else _FLUSH_GRACE_S)
-            while (self._active or self._book.pending()) and self._clock() < grace:
+            while (self._book.pending() or self._book.has_unsent_releases()) and self._clock() < grace:
                 self._changed.wait(0.05)
             unacked = self._book.pending()
+            unreleased = self._book.has_unsent_releases()
             still = len(self._active)
+        for le in released:
+            self.log.warning(kv("lease_released", run_id=le.run_id, fence=le.fence,
+                                note="the leader makes the run pending again at once" if not unreleased
+                                else "not written (no leader reachable): the lease expires at the leader"))
         for rec in unacked:
             self.log.warning(kv("completion_unacked", run_id=rec.run_id, fence=rec.fence,
                                 outcome=rec.outcome.name,
@@ -395,6 +474,10 @@ class Worker:
                 t.join(timeout=1.0)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._aloop_lock:
+            aloop, self._aloop = self._aloop, None
+        if aloop is not None:
+            aloop.call_soon_threadsafe(aloop.stop)
         with self._state_lock:
             self._state = _State.STOPPED
         self.log.info(kv("worker_stopped", worker_id=self.worker_id, unacked=len(unacked),
@@ -542,7 +625,7 @@ class Worker:
             running = self._book.start_session()
         yield api_pb2.WorkerMessage(hello=api_pb2.Hello(
             worker_id=self.worker_id, queues=self.queues, concurrency=self.concurrency,
-            running=[api_pb2.Lease(run_id=r, fence=f) for r, f in running]))
+            running=[api_pb2.Lease(run_id=r, fence=f) for r, f in running], tags=self.tags))
         while True:
             intent = session.q.get()
             if intent == _CLOSE or session.closed:
@@ -551,7 +634,20 @@ class Worker:
                 if intent == _HB:
                     leases, sent_at = self._book.live(), self._clock()
                     msg = api_pb2.WorkerMessage(heartbeat=api_pb2.Heartbeat(
-                        leases=[api_pb2.Lease(run_id=r, fence=f) for r, f in leases]))
+                        leases=[api_pb2.Lease(run_id=r, fence=f, progress=self._progress_locked((r, f)))
+                                for r, f in leases]))
+                elif intent == _RELEASE:
+                    leases, sent_at = [], 0.0
+                    keys = self._book.take_releases()
+                    if not keys and (session.drain_announced or not self._draining.is_set()):
+                        continue
+                    session.drain_announced = True
+                    msg = api_pb2.WorkerMessage(release=api_pb2.Release(
+                        leases=[api_pb2.Lease(run_id=r, fence=f) for r, f in keys],
+                        reason="worker stopping" + (" (drain timeout)" if keys else "")))
+                    self.log.info(kv("release_sent", leases=len(keys), target=session.target,
+                                     note="the leader makes these runs pending again" if keys
+                                     else "the leader sends no new firings"))
                 else:
                     leases, sent_at = [], 0.0
                     recs = self._book.take_unsent()
@@ -566,6 +662,9 @@ class Worker:
             if leases:
                 with self._lock:
                     self._book.heartbeat_written(leases, sent_at)
+            elif intent == _RELEASE:
+                with self._changed:  # a drain waits for its releases to be written
+                    self._changed.notify_all()
 
     def _on_message(self, session: _Session, msg: Any) -> None:
         body = msg.WhichOneof("body")
@@ -598,6 +697,8 @@ class Worker:
             session.node_id = w.node_id
             session.welcomed = True
             session.kick(_FLUSH)  # resend every unacked completion
+            if self._draining.is_set() or self._book.has_unsent_releases():
+                session.kick(_RELEASE)  # stopping: no new firings, and give back what we must
         self.log.info(kv("connected", node_id=w.node_id, target=session.target,
                          lease_ttl_ms=w.lease_ttl_ms, heartbeat_ms=w.heartbeat_interval_ms,
                          reattached=len(w.reattached), lost=len(lost)))
@@ -607,9 +708,14 @@ class Worker:
     def _on_firing(self, firing: Any) -> None:
         key = (firing.run_id, firing.fence)
         if self._draining.is_set():
+            with self._lock:
+                self._book.release([key], "worker stopping")
+                sess = self._session
+                if sess is not None and sess.welcomed:
+                    sess.kick(_RELEASE)
             self.log.warning(kv("firing_refused", run_id=firing.run_id, fence=firing.fence,
                                 job=firing.job, reason="worker stopping",
-                                note="not started; the leader re-dispatches it when the lease expires"))
+                                note="not started; released back to the leader"))
             return
         with self._lock:
             if not self._book.acquire(firing.run_id, firing.fence, firing.lease_ttl_ms):
@@ -670,6 +776,10 @@ class Worker:
             self.log.warning(kv("lease_lost", run_id=le.run_id, fence=le.fence, reason=le.reason,
                                 action="handler cancelled" if act else "none running"))
 
+    def _progress_locked(self, key: LeaseKey) -> str:
+        act = self._active.get(key)
+        return act.ctx.progress if act is not None else ""
+
     def _cancel_all_locked(self, reason: str) -> None:
         for act in self._active.values():
             if not act.reason:
@@ -691,9 +801,18 @@ class Worker:
                 self.log.error(kv("no_handler", run_id=ctx.run_id, job=ctx.job))
             else:
                 self.log.debug(kv("handler_started", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence))
-                fn(ctx)
+                if inspect.iscoroutinefunction(fn):
+                    self._run_async(fn, ctx)
+                else:
+                    fn(ctx)
         except HandlerFailure as e:  # expected: handler_finished below carries the text
             outcome, error, exit_code = Outcome.FAILED, str(e) or repr(e), e.exit_code
+        except _AsyncCancelled:
+            outcome, error = Outcome.FAILED, "cancelled"  # the reason is added below
+        except StaleFence as e:  # a fenced write refused: expected after a lost lease, one line
+            outcome, error = Outcome.FAILED, str(e)
+            self.log.warning(kv("stale_fence", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence, error=str(e),
+                                note="a newer attempt owns this run; the effect was not applied"))
         except BaseException as e:  # a handler's failure is a result, not a crash
             outcome, error = Outcome.FAILED, repr(e)
             self.log.error(kv("handler_failed", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence,
@@ -702,9 +821,10 @@ class Worker:
             _in_handler.active = False
         with self._changed:
             act = self._active.pop(key, None)
-            if outcome is Outcome.SUCCEEDED and ctx.cancelled.is_set():
+            if ctx.cancelled.is_set() and (outcome is Outcome.SUCCEEDED or error == "cancelled"):
                 why = act.reason[0] if act and act.reason else "cancelled"
                 outcome, error = Outcome.FAILED, f"cancelled: {why}"
+            released = self._book.is_released(ctx.run_id, ctx.fence)
             self._book.finish(ctx.run_id, ctx.fence, outcome, error, exit_code)
             sess = self._session
             if sess is not None and sess.welcomed:
@@ -712,7 +832,66 @@ class Worker:
             self._changed.notify_all()
         self.log.info(kv("handler_finished", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence,
                          outcome=outcome.name, ms=int((self._clock() - started) * 1000),
-                         error=error or None))
+                         error=error or None, result="not sent: lease released" if released else None))
+
+    # ---- async handlers --------------------------------------------------------------------
+
+    def _async_loop(self) -> asyncio.AbstractEventLoop:
+        """The worker's event loop for async handlers, started on first use in its own thread
+        (``schedd-agent-asyncio``) and stopped with the worker."""
+        with self._aloop_lock:
+            if self._aloop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def serve() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    try:
+                        loop.run_forever()
+                    finally:
+                        # Stopped with handlers still running (released, or ignoring their
+                        # cancellation): cancel them so the pool threads waiting for them end.
+                        tasks = asyncio.all_tasks(loop)
+                        for t in tasks:
+                            t.cancel()
+                        if tasks:
+                            loop.run_until_complete(asyncio.wait(tasks, timeout=2.0))
+                        loop.close()
+
+                threading.Thread(target=serve, name="schedd-agent-asyncio", daemon=True).start()
+                ready.wait()
+                self._aloop = loop
+            return self._aloop
+
+    def _run_async(self, fn: Handler, ctx: Context) -> None:
+        """Run ``await fn(ctx)`` on the worker's loop; this pool thread waits for it (so
+        ``concurrency`` bounds async handlers too). When ``ctx.cancelled`` is set, the task is
+        cancelled: ``asyncio.CancelledError`` is raised at its current ``await``. Raises what
+        the coroutine raised, or ``_AsyncCancelled`` when it ended cancelled."""
+        loop = self._async_loop()
+        done = threading.Event()
+        box: list[asyncio.Task[Any]] = []
+
+        def begin() -> None:
+            task = loop.create_task(fn(ctx))
+            task.add_done_callback(lambda _t: done.set())
+            box.append(task)
+
+        loop.call_soon_threadsafe(begin)
+        cancel_sent = False
+        while not done.wait(0.05):
+            if loop.is_closed():  # the worker stopped and its loop with it
+                raise _AsyncCancelled()
+            if ctx.cancelled.is_set() and not cancel_sent:
+                cancel_sent = True
+                loop.call_soon_threadsafe(lambda: box[0].cancel())
+        task = box[0]
+        if task.cancelled():
+            raise _AsyncCancelled()
+        exc = task.exception()
+        if exc is not None:
+            raise exc
 
     # ---- liveness probe --------------------------------------------------------------------
 

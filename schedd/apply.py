@@ -768,10 +768,28 @@ def _expire_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> 
         run = txn.run(item.run_id)
         if run is None or run.state != types_pb2.RUN_STATE_LEASED or run.fence != item.fence:
             continue
+        if item.released:
+            _release(txn, run, item.reason or "released by the worker", now)
+            expired += 1
+            continue
         _fail_attempt(txn, run, item.reason or "lease expired", now, cmd.expire_leases.retry_backoff_ms,
                       dead_letter=cmd.expire_leases.dead_letter)
         expired += 1
     return Result(count=expired)
+
+
+def _release(txn: Txn, run: Run, reason: str, now: int) -> None:
+    """The worker gave the lease back unfinished (drain): the run is PENDING again at once, at
+    the next attempt number (so a new grant has a new attempt and fence), and ``attempt_base``
+    moves with it, so the release does not use up an attempt of the retry policy."""
+    txn.delete("leases", run.run_id.encode())
+    run.state = types_pb2.RUN_STATE_PENDING
+    run.attempt += 1
+    run.attempt_base += 1
+    run.not_before_ms = now
+    run.error = reason
+    txn.put_run(run)
+    txn.put("pending", keys.pending_key(run.not_before_ms, run.run_id), b"")
 
 
 def _complete_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:

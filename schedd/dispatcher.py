@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("schedd.dispatcher")
 
+#: Longest progress text kept per lease (and longest release reason).
+MAX_PROGRESS_CHARS = 1000
+
 
 @dataclass(frozen=True)
 class DispatchSettings:
@@ -99,6 +102,7 @@ class Dispatcher:
         self._lock = threading.Lock()          # guards leases, _completions, _active
         self._wake = threading.Condition(self._lock)
         self._completions: list[tuple[command_pb2.CompleteItem, CompletionCallback]] = []
+        self._released: list[command_pb2.ExpireItem] = []  # leases workers gave back (next tick)
         self._active = False
         self._term = -1
         self._stop = threading.Event()
@@ -162,12 +166,14 @@ class Dispatcher:
         self.registry.detach(session)
 
     def heartbeat(self, session: WorkerSession, leases: list[api_pb2.Lease]) -> list[api_pb2.Lease]:
-        """Renew the worker's leases; return those it no longer holds."""
+        """Renew the worker's leases (and keep each one's progress text, ``Lease.progress``,
+        cut to ``MAX_PROGRESS_CHARS``); return those it no longer holds."""
         now = self.clock.monotonic()
         lost = []
         with self._lock:
             for lease in leases:
-                if not self.leases.renew(lease.run_id, lease.fence, session.worker_id, now):
+                if not self.leases.renew(lease.run_id, lease.fence, session.worker_id, now,
+                                         lease.progress[:MAX_PROGRESS_CHARS]):
                     lost.append(lease)
         return lost
 
@@ -193,6 +199,41 @@ class Dispatcher:
                     reason=items[0].reason)))
             log.info("event=leases_revoked worker=%s runs=%s reason=%r", worker_id,
                      ",".join(r.run_id for r in items), items[0].reason)
+
+    def release(self, session: WorkerSession, leases: list[api_pb2.Lease], reason: str) -> int:
+        """The worker gives these leases back (drain timeout, or firings it will not start).
+        A Release, even an empty one, marks the session draining: it gets no new grants.
+        Each one held under exactly that fence leaves the lease table now and is queued for the
+        next tick's ExpireLeases command as a *released* item: apply makes the run PENDING at
+        once without using an attempt, and the fence stale. Returns how many were queued.
+        Leases not held (already expired, re-granted, completed) are ignored: nothing to give
+        back. If the tick's entry does not commit, the lease is back in the table at the next
+        reconcile and expires as usual (later, but never lost)."""
+        session.draining = True  # a worker releases only when it stops: no new grants to it
+        why = f"released by worker {session.worker_id}" + (f": {reason}" if reason else "")
+        queued = 0
+        with self._wake:
+            if not self._active:
+                return 0
+            for lease in leases:
+                held = self.leases.get(lease.run_id)
+                if held is None or held.fence != lease.fence:
+                    continue
+                self.leases.release(lease.run_id, lease.fence)
+                self._deadlines.pop(lease.run_id, None)
+                self._released.append(command_pb2.ExpireItem(
+                    run_id=lease.run_id, fence=lease.fence, reason=why[:MAX_PROGRESS_CHARS], released=True))
+                queued += 1
+            if queued:
+                self._wake.notify_all()
+        return queued
+
+    def progress_of(self, run_id: str) -> str:
+        """The last progress text heartbeated for the run's current lease ('' when none, or when
+        this node is not the leader: progress lives in the leader's memory only)."""
+        with self._lock:
+            lease = self.leases.get(run_id)
+            return lease.progress if lease is not None else ""
 
     def submit_completions(self, items: list[api_pb2.Completion], callback: Callable[[api_pb2.Completion, str, str], None]) -> None:
         """Queue fenced completions for the next tick; ``callback(item, code, message)`` is
@@ -234,7 +275,7 @@ class Dispatcher:
 
     def _sleep(self, seconds: float) -> None:
         with self._wake:
-            if not self._completions:
+            if not self._completions and not self._released:
                 self._wake.wait(timeout=max(0.0, seconds))
 
     def _activate(self, term: int) -> None:
@@ -263,6 +304,7 @@ class Dispatcher:
             self.leases.clear()
             self._deadlines = {}
             completions, self._completions = self._completions, []
+            self._released = []  # the new leader re-attaches or expires those leases
         for _, cb in completions:
             cb("UNAVAILABLE", "leader changed before the completion committed; resend it")
         hint = self.leader_hint()
@@ -289,6 +331,9 @@ class Dispatcher:
 
         with self._lock:
             completions, self._completions = self._completions, []
+            released, self._released = self._released, []
+            for r in released:  # a reconcile above may have put them back; they are given up
+                self.leases.release(r.run_id, r.fence)
             expired = self.leases.take_expired(mono)
             for e in expired:
                 self._deadlines.pop(e.run_id, None)
@@ -304,8 +349,9 @@ class Dispatcher:
         if completions:
             cmds.append(command_pb2.Command(complete_runs=command_pb2.CompleteRunsCmd(
                 items=[i for i, _ in completions], retry_backoff_ms=s.retry_backoff_ms, dead_letter=True)))
-        if expired or timed_out:
-            items = [command_pb2.ExpireItem(run_id=e.run_id, fence=e.fence,
+        if expired or timed_out or released:
+            items = list(released)
+            items += [command_pb2.ExpireItem(run_id=e.run_id, fence=e.fence,
                                             reason=f"lease expired (worker {e.worker_id} sent no heartbeat for {s.lease_ttl_s:g}s)")
                      for e in expired]
             items += [command_pb2.ExpireItem(run_id=t.run_id, fence=t.fence, reason=t.reason) for t in timed_out]

@@ -20,6 +20,7 @@ class Lease:
     fence: int
     worker_id: str
     expires_at: float
+    progress: str = ""  # the handler's last progress text (from heartbeats; memory only)
 
 
 class LeaseTable:
@@ -36,13 +37,16 @@ class LeaseTable:
     def add(self, run_id: str, fence: int, worker_id: str, now: float) -> None:
         self._leases[run_id] = Lease(run_id, fence, worker_id, now + self.ttl_s)
 
-    def renew(self, run_id: str, fence: int, worker_id: str, now: float) -> bool:
-        """Extend a lease held under exactly this fence; False if it is not (or no longer) held."""
+    def renew(self, run_id: str, fence: int, worker_id: str, now: float, progress: str = "") -> bool:
+        """Extend a lease held under exactly this fence; False if it is not (or no longer) held.
+        A non-empty ``progress`` replaces the lease's last progress text (empty keeps it)."""
         lease = self._leases.get(run_id)
         if lease is None or lease.fence != fence:
             return False
         lease.worker_id = worker_id
         lease.expires_at = now + self.ttl_s
+        if progress:
+            lease.progress = progress
         return True
 
     def release(self, run_id: str, fence: int) -> bool:

@@ -212,7 +212,16 @@ class RunService(_Base, api_grpc.RunServiceServicer):
             raise InvalidArgument("limit", f"{limit} is over the maximum of 100000")
         job = validate.name(req.job, "job") if req.job else ""
         state = validate.run_state(req.state)
-        return api_pb2.ListRunsResponse(runs=self.node.store.list_runs(job, limit, state))
+        runs = self.node.store.list_runs(job, limit, state)
+        for run in runs:
+            self._with_progress(run)
+        return api_pb2.ListRunsResponse(runs=runs)
+
+    def _with_progress(self, run: Any) -> Any:
+        """Fill ``Run.progress`` of a leased run from the leader's memory (never stored)."""
+        if run.state == types_pb2.RUN_STATE_LEASED:
+            run.progress = self.node.dispatcher.progress_of(run.run_id)
+        return run
 
     @rpc
     def GetRun(self, req: api_pb2.GetRunRequest, context: grpc.ServicerContext) -> api_pb2.RunResponse:
@@ -222,7 +231,7 @@ class RunService(_Base, api_grpc.RunServiceServicer):
         run = self.node.store.get_run(req.run_id)
         if run is None:
             raise NotFound(f"run_id: no run {req.run_id!r}")
-        return api_pb2.RunResponse(run=run)
+        return api_pb2.RunResponse(run=self._with_progress(run))
 
     @rpc
     def RetryRun(self, req: api_pb2.RetryRunRequest, context: grpc.ServicerContext) -> api_pb2.RunResponse:
@@ -278,7 +287,7 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                 raise InvalidArgument("hello.concurrency", f"{hello.concurrency} is over the maximum of 10000")
             queues = frozenset(validate.queue(q, "hello.queues") for q in hello.queues) or frozenset({"default"})
             session = WorkerSession(hello.worker_id, queues, hello.concurrency or 1,
-                                    last_seen=node.clock.monotonic())
+                                    last_seen=node.clock.monotonic(), tags=_worker_tags(hello.tags))
             reattached, lost = node.dispatcher.attach(session, list(hello.running))
         except SchedError as e:
             abort(context, e)
@@ -324,12 +333,32 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                 elif kind == "completions":
                     items = list(msg.completions.completions)
                     dispatcher.submit_completions(items, _AckBatch(session, len(items)))
+                elif kind == "release":
+                    n = dispatcher.release(session, list(msg.release.leases), msg.release.reason)
+                    log.info("event=worker_released worker=%s leases=%d released=%d reason=%r",
+                             session.worker_id, len(msg.release.leases), n, msg.release.reason)
         except grpc.RpcError:
             pass
         except Exception:
             log.exception("event=worker_stream_failed worker=%s", session.worker_id)
         finally:
             session.close("worker closed the stream")
+
+
+_MAX_WORKER_TAGS = 64
+_MAX_TAG_CHARS = 128
+
+
+def _worker_tags(tags: Any) -> dict[str, str]:
+    """``Hello.tags`` checked: at most 64, keys non-empty, keys and values at most 128 chars."""
+    if len(tags) > _MAX_WORKER_TAGS:
+        raise InvalidArgument("hello.tags", f"{len(tags)} tags is over the maximum of {_MAX_WORKER_TAGS}")
+    for k, v in tags.items():
+        if not k or len(k) > _MAX_TAG_CHARS:
+            raise InvalidArgument("hello.tags", f"tag name {k!r} must be 1 to {_MAX_TAG_CHARS} characters")
+        if len(v) > _MAX_TAG_CHARS:
+            raise InvalidArgument("hello.tags", f"value of tag {k!r} is over {_MAX_TAG_CHARS} characters")
+    return dict(tags)
 
 
 class _AckBatch:

@@ -18,7 +18,8 @@ line the child wrote to stderr), with N sent as the completion's ``exit_code`` (
 retry policy can list as non-retryable). A child killed by a signal reports no exit code; its
 error text names the signal. The child's stdout and stderr pass through to ours. If the
 lease is lost or the worker is stopping past its drain timeout, the child's process group gets
-SIGTERM, then SIGKILL 5 s later. Each child runs in its own session (process group), so a Ctrl-C
+SIGTERM, then SIGKILL 5 s later; on a drain timeout the lease is also released, so the run is
+dispatched again at once without using up an attempt (see docs/agent.md). Each child runs in its own session (process group), so a Ctrl-C
 in the terminal reaches the worker, which drains, rather than killing every running child.
 """
 
@@ -161,11 +162,16 @@ def run_shell_worker(
     concurrency: int,
     argv: list[str],
     worker_id: str | None = None,
+    *,
+    tags: dict[str, str] | None = None,
+    drain_timeout: float = 10.0,
 ) -> int:
     """Run the shell worker until SIGINT/SIGTERM (or ``stop`` from elsewhere).
 
     Returns 0 after a clean stop, 2 with a one-line error on stderr for bad arguments (empty
-    ``argv``, no endpoints, concurrency < 1). Configures logging to stderr at INFO (or
+    ``argv``, no endpoints, concurrency < 1, bad ``tags`` or ``drain_timeout``). ``tags``: what
+    this worker offers (jobs with tags go only to workers carrying them); ``drain_timeout``:
+    seconds running commands get to finish on SIGTERM before their leases are released. Configures logging to stderr at INFO (or
     ``SCHEDD_LOG_LEVEL``) when the process has no logging set up yet.
     """
     if not argv:
@@ -174,7 +180,8 @@ def run_shell_worker(
         return 2
     try:
         worker = Worker(endpoints, queues=queues or ["default"], concurrency=concurrency,
-                        worker_id=worker_id, logger=logging.getLogger("schedd.agent"))
+                        worker_id=worker_id, logger=logging.getLogger("schedd.agent"),
+                        tags=tags, drain_timeout=drain_timeout)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -183,8 +190,10 @@ def run_shell_worker(
         logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s %(message)s")
     worker.default_handler(shell_handler(argv))
+    shown_tags = ",".join(f"{k}={v}" for k, v in sorted(worker.tags.items()))
     print(f"schedd worker {worker.worker_id}: queues={','.join(worker.queues)} "
-          f"concurrency={worker.concurrency} endpoints={','.join(worker.endpoints)} "
+          + (f"tags={shown_tags} " if shown_tags else "")
+          + f"concurrency={worker.concurrency} endpoints={','.join(worker.endpoints)} "
           f"command={shlex.join(argv)}", flush=True)
     worker.run()
     return 0

@@ -23,6 +23,10 @@ class WorkerSession:
     close_reason: str = ""
     leader_hint: str | None = None  # set when closed because this node stopped leading
     last_seen: float = 0.0          # monotonic time of the last message from the worker
+    tags: dict[str, str] = field(default_factory=dict)  # Hello.tags: what this worker offers
+    # The worker sent a Release: it is stopping and takes no new firings on this stream
+    # (Registry.all leaves it out, so no grant goes to it); heartbeats and completions still flow.
+    draining: bool = False
 
     def seen(self, now: float) -> None:
         self.last_seen = now
@@ -64,11 +68,14 @@ class Registry:
             return self._sessions.get(worker_id)
 
     def all(self) -> list[WorkerSession]:
+        """The sessions that take new firings: attached and not draining."""
         with self._lock:
-            return sorted(self._sessions.values(), key=lambda s: s.worker_id)
+            return sorted((s for s in self._sessions.values() if not s.draining), key=lambda s: s.worker_id)
 
     def close_all(self, reason: str, leader_hint: str | None) -> None:
-        for session in self.all():
+        with self._lock:
+            sessions = list(self._sessions.values())  # draining ones too
+        for session in sessions:
             session.close(reason, leader_hint)
 
     def __len__(self) -> int:

@@ -384,3 +384,81 @@ def test_shell_worker_rejects_empty_command(capsys: pytest.CaptureFixture[str]) 
     assert err.count("\n") == 1 and "no command" in err
     assert run_shell_worker(["127.0.0.1:1"], ["default"], 0, ["true"]) == 2
     assert "concurrency" in capsys.readouterr().err
+    assert run_shell_worker(["127.0.0.1:1"], ["default"], 1, ["true"], tags={"": "x"}) == 2
+    assert "tags" in capsys.readouterr().err
+    assert run_shell_worker(["127.0.0.1:1"], ["default"], 1, ["true"], drain_timeout=-1) == 2
+    assert "drain_timeout" in capsys.readouterr().err
+
+
+# ---- releases (drain), progress, tags ---------------------------------------------------------
+
+
+def test_release_loses_the_lease_and_queues_it_once_per_stream(clock: FakeClock, book: LeaseBook) -> None:
+    assert book.acquire("r1", 5) and book.acquire("r2", 6)
+    lost = book.release([("r1", 5)], "worker stopping (drain timeout)")
+    assert [(le.key, le.reason) for le in lost] == [(("r1", 5), "worker stopping (drain timeout)")]
+    assert book.live() == [("r2", 6)]                 # no longer heartbeated nor offered in Hello
+    assert book.release([("r1", 5)], "again") == []   # lost at most once
+    assert book.has_unsent_releases()
+    assert book.take_releases() == [("r1", 5)]
+    assert book.take_releases() == [] and not book.has_unsent_releases()
+    assert book.start_session() == [("r2", 6)]        # a new stream: the release is sent again
+    assert book.take_releases() == [("r1", 5)]
+
+
+def test_released_lease_finishes_without_a_completion(book: LeaseBook) -> None:
+    assert book.acquire("r1", 5)
+    book.release([("r1", 5)], "drain")
+    book.finish("r1", 5, Outcome.FAILED, "cancelled")
+    assert book.pending() == [] and book.take_unsent() == []
+    book.take_releases()
+    assert book.idle()
+    assert not book.acquire("r1", 5)                  # a resent firing of a released lease
+
+
+def test_refused_firing_is_released_without_being_held(book: LeaseBook) -> None:
+    assert book.release([("r9", 3)], "worker stopping") == []
+    assert book.take_releases() == [("r9", 3)] and book.held_count() == 0
+
+
+def test_release_does_not_drop_a_finished_attempts_completion(book: LeaseBook) -> None:
+    assert book.acquire("r1", 5)
+    book.finish("r1", 5, Outcome.SUCCEEDED)
+    book.release([("r1", 5)], "drain")                # too late: the result stands
+    assert not book.has_unsent_releases()
+    assert [r.key for r in book.pending()] == [("r1", 5)]
+
+
+def test_context_progress() -> None:
+    ctx = context_from_firing(_firing(), "w1")
+    assert ctx.progress == ""
+    ctx.heartbeat("3/10 files")
+    assert ctx.progress == "3/10 files"
+    ctx.heartbeat("x" * 5000)
+    assert len(ctx.progress) == 1000
+    with pytest.raises(TypeError, match="progress"):
+        ctx.heartbeat(3)  # type: ignore[arg-type]
+
+
+def test_context_wait_cancelled_returns_once_set() -> None:
+    import asyncio
+
+    ctx = context_from_firing(_firing(), "w1")
+
+    async def main() -> bool:
+        asyncio.get_running_loop().call_later(0.05, ctx.cancelled.set)
+        await asyncio.wait_for(ctx.wait_cancelled(poll_s=0.01), timeout=5)
+        return ctx.cancelled.is_set()
+
+    assert asyncio.run(main())
+
+
+def test_worker_tags_validation() -> None:
+    assert Worker("h:1", tags={"region": "eu", "gpu": "yes"}).tags == {"region": "eu", "gpu": "yes"}
+    assert Worker("h:1").tags == {}
+    with pytest.raises(ValueError, match="tags"):
+        Worker("h:1", tags={"": "x"})
+    with pytest.raises(ValueError, match="tags"):
+        Worker("h:1", tags={"k": 1})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="tags"):
+        Worker("h:1", tags=["a"])  # type: ignore[arg-type]

@@ -1,0 +1,65 @@
+"""The leader side of a worker's Release, without Raft or LMDB: the dispatcher drops the lease
+from its table, queues a released ExpireItem for the next tick, and the session gets no grants."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from schedd.clock import FakeClock
+from schedd.dispatcher import Dispatcher
+from schedd.pb import api_pb2
+from schedd.workers import Registry, WorkerSession
+
+
+def dispatcher(registry: Registry) -> Dispatcher:
+    d = Dispatcher(node_id="n1", store=cast(Any, None), raft=cast(Any, None), clock=FakeClock(),
+                   registry=registry, leader_hint=lambda: "")
+    d._active = True  # as after _activate on the leader
+    return d
+
+
+def test_release_queues_released_items_and_marks_the_session_draining() -> None:
+    registry = Registry()
+    w1 = WorkerSession("w1", frozenset({"default"}), 2, tags={"region": "eu"})
+    w2 = WorkerSession("w2", frozenset({"default"}), 2)
+    registry.attach(w1)
+    registry.attach(w2)
+    d = dispatcher(registry)
+    d.leases.add("r1", 5, "w1", 0.0)
+    d.leases.add("r2", 6, "w1", 0.0)
+    n = d.release(w1, [api_pb2.Lease(run_id="r1", fence=5),      # held: released
+                       api_pb2.Lease(run_id="r2", fence=99),     # other fence: ignored
+                       api_pb2.Lease(run_id="r3", fence=1)],     # not held: ignored
+                  "worker stopping (drain timeout)")
+    assert n == 1
+    assert d.leases.get("r1") is None and d.leases.get("r2") is not None
+    assert [(i.run_id, i.fence, i.released) for i in d._released] == [("r1", 5, True)]
+    assert d._released[0].reason == "released by worker w1: worker stopping (drain timeout)"
+    assert w1.draining and [s.worker_id for s in registry.all()] == ["w2"]
+    registry.close_all("stopped leading", "n2:1")  # a draining session is still closed with a hint
+    assert w1.closed.is_set() and w1.leader_hint == "n2:1"
+
+
+def test_empty_release_only_stops_new_grants() -> None:
+    registry = Registry()
+    w1 = WorkerSession("w1", frozenset({"default"}), 1)
+    registry.attach(w1)
+    d = dispatcher(registry)
+    assert d.release(w1, [], "") == 0 and d._released == []
+    assert registry.all() == []
+
+
+def test_heartbeat_keeps_the_last_progress_per_lease() -> None:
+    registry = Registry()
+    w1 = WorkerSession("w1", frozenset({"default"}), 1)
+    d = dispatcher(registry)
+    d.leases.add("r1", 5, "w1", 0.0)
+    assert d.heartbeat(w1, [api_pb2.Lease(run_id="r1", fence=5, progress="1/3")]) == []
+    assert d.progress_of("r1") == "1/3"
+    d.heartbeat(w1, [api_pb2.Lease(run_id="r1", fence=5)])  # no text: the last one stays
+    assert d.progress_of("r1") == "1/3"
+    d.heartbeat(w1, [api_pb2.Lease(run_id="r1", fence=5, progress="x" * 5000)])
+    assert len(d.progress_of("r1")) == 1000
+    lost = d.heartbeat(w1, [api_pb2.Lease(run_id="r1", fence=4, progress="stale")])
+    assert [le.fence for le in lost] == [4] and d.progress_of("r1") == "x" * 1000
+    assert d.progress_of("nope") == ""
