@@ -400,6 +400,18 @@ def _job_of(txn: Txn, run: Run) -> Job | None:
     return job
 
 
+def _pend(txn: Txn, run: Run) -> None:
+    """Index a PENDING run by due time, overall and per queue (the grant planner reads the
+    queues its workers serve, so a queue nobody serves cannot starve the others)."""
+    txn.put("pending", keys.pending_key(run.not_before_ms, run.run_id), b"")
+    txn.put("pending_q", keys.queue_pending_key(run.queue, run.not_before_ms, run.run_id), b"")
+
+
+def _unpend(txn: Txn, run: Run) -> None:
+    txn.delete("pending", keys.pending_key(run.not_before_ms, run.run_id))
+    txn.delete("pending_q", keys.queue_pending_key(run.queue, run.not_before_ms, run.run_id))
+
+
 def _active_key(run: Run) -> bytes:
     return keys.active_key(run.job, keys.uid_of_run_id(run.run_id), run.scheduled_ms, run.run_id)
 
@@ -415,7 +427,7 @@ def _new_run(txn: Txn, job: Job, scheduled_ms: int, not_before_ms: int, manual: 
         run.dispatch_deadline_ms = not_before_ms + job.dispatch_timeout_ms
     txn.put_run(run)
     txn.put("runs_by_job", keys.by_job_key(job.name, scheduled_ms, run.run_id), b"")
-    txn.put("pending", keys.pending_key(not_before_ms, run.run_id), b"")
+    _pend(txn, run)
     txn.put("active", _active_key(run), b"")
     return run
 
@@ -454,7 +466,7 @@ def _cancel_active(txn: Txn, run: Run, now: int, why: str) -> None:
         txn.delete("leases", run.run_id.encode())
         txn.revoked.append(Revoked(run.run_id, run.fence, run.worker_id, why))
     elif run.state == types_pb2.RUN_STATE_PENDING:
-        txn.delete("pending", keys.pending_key(run.not_before_ms, run.run_id))
+        _unpend(txn, run)
     run.state = types_pb2.RUN_STATE_CANCELLED
     run.finished_ms = now
     run.note = why
@@ -526,7 +538,7 @@ def _promote_buffered(txn: Txn, job: Job, now: int) -> None:
     if job.dispatch_timeout_ms:
         run.dispatch_deadline_ms = run.not_before_ms + job.dispatch_timeout_ms
     txn.put_run(run)
-    txn.put("pending", keys.pending_key(run.not_before_ms, run.run_id), b"")
+    _pend(txn, run)
     txn.put("active", _active_key(run), b"")
 
 
@@ -712,7 +724,7 @@ def _grant_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> R
         if run is None or run.state != types_pb2.RUN_STATE_PENDING or run.attempt != item.attempt:
             continue
         job = _job_of(txn, run)
-        txn.delete("pending", keys.pending_key(run.not_before_ms, run.run_id))
+        _unpend(txn, run)
         if job is None:
             run.state = types_pb2.RUN_STATE_CANCELLED
             run.finished_ms = now
@@ -751,7 +763,7 @@ def _fail_attempt(txn: Txn, run: Run, error: str, now: int, default_backoff_ms: 
         run.not_before_ms = now + retry.backoff_ms(policy, failed, default_backoff_ms)
         if job.dispatch_timeout_ms:
             run.dispatch_deadline_ms = run.not_before_ms + job.dispatch_timeout_ms
-        txn.put("pending", keys.pending_key(run.not_before_ms, run.run_id), b"")
+        _pend(txn, run)
         txn.put_run(run)
         return
     run.state = types_pb2.RUN_STATE_DEAD if dead_letter else types_pb2.RUN_STATE_FAILED
@@ -789,7 +801,7 @@ def _release(txn: Txn, run: Run, reason: str, now: int) -> None:
     run.not_before_ms = now
     run.error = reason
     txn.put_run(run)
-    txn.put("pending", keys.pending_key(run.not_before_ms, run.run_id), b"")
+    _pend(txn, run)
 
 
 def _complete_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
@@ -832,7 +844,7 @@ def _dispatch_timeout(txn: Txn, cmd: command_pb2.Command, index: int, now: int) 
         if (run is None or run.state != types_pb2.RUN_STATE_PENDING or run.attempt != item.attempt
                 or not run.dispatch_deadline_ms or run.dispatch_deadline_ms > now):
             continue
-        txn.delete("pending", keys.pending_key(run.not_before_ms, run.run_id))
+        _unpend(txn, run)
         job = _job_of(txn, run)
         limit = job.dispatch_timeout_ms if job is not None else run.dispatch_deadline_ms - run.not_before_ms
         run.state = types_pb2.RUN_STATE_DEAD
@@ -902,7 +914,7 @@ def _retry_run(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resu
     if job.dispatch_timeout_ms:
         run.dispatch_deadline_ms = now + job.dispatch_timeout_ms
     txn.put_run(run)
-    txn.put("pending", keys.pending_key(run.not_before_ms, run.run_id), b"")
+    _pend(txn, run)
     txn.put("active", _active_key(run), b"")
     return Result(job=job, run=run)
 

@@ -541,8 +541,13 @@ class Dispatcher:
         candidates = list(new_runs)
         seen = {c.run_id for c in new_runs}
         want = min(self.settings.max_grants_per_tick, total_free)
-        # Read past `want` so that priority and tags can choose among more due runs than slots.
-        for run in self.store.pending_until(now_ms, limit=max(4 * want, 200)):
+        # Per served queue (a queue without workers cannot starve the others), reading past
+        # `want` so that priority and tags can choose among more due runs than free slots.
+        pending: list[types_pb2.Run] = []
+        for q in by_queue:
+            pending += self.store.pending_in_queue(q, now_ms, limit=max(4 * want, 200))
+        pending.sort(key=lambda r: r.not_before_ms)
+        for run in pending:
             if run.run_id not in seen:
                 candidates.append(_Candidate(run.run_id, run.attempt, run.queue, run.priority, dict(run.tags)))
         candidates.sort(key=lambda c: -c.priority)  # stable: time order within a priority

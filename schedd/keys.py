@@ -8,6 +8,7 @@ due            be64(next_due_ms) + job name                    empty
 runs           run id                                          types_pb2.Run
 runs_by_job    job name + 0x00 + be64(scheduled_ms) + run id   empty
 pending        be64(not_before_ms) + run id                    empty   (PENDING runs)
+pending_q      queue + 0x00 + be64(not_before_ms) + run id     empty   (PENDING runs, per queue)
 leases         run id                                          be64(fence) + worker id (LEASED runs)
 active         job + 0x00 + be64(uid) + be64(scheduled) + id  empty   (PENDING/LEASED runs)
 requests       client request id                               JSON result of the first apply
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import struct
 
-DBS = ("jobs", "due", "runs", "runs_by_job", "pending", "leases", "active", "requests", "meta")
+DBS = ("jobs", "due", "runs", "runs_by_job", "pending", "pending_q", "leases", "active", "requests", "meta")
 
 APPLIED_INDEX = b"applied_index"
 NEXT_FENCE = b"next_fence"
@@ -95,3 +96,11 @@ def uid_of_run_id(rid: str) -> int:
         return int(parts[1]) if len(parts) == 3 else 0
     except ValueError:
         return 0
+
+
+def queue_pending_prefix(queue: str) -> bytes:
+    return queue.encode() + b"\x00"
+
+
+def queue_pending_key(queue: str, not_before_ms: int, rid: str) -> bytes:
+    return queue_pending_prefix(queue) + be64(not_before_ms) + rid.encode()

@@ -271,6 +271,23 @@ class Store:
         runs = (self.get_run(rid) for _, rid in self._until("pending", now_ms, limit))
         return [r for r in runs if r is not None]
 
+    def pending_in_queue(self, queue: str, now_ms: int, limit: int) -> list[types_pb2.Run]:
+        """PENDING runs of one queue whose not-before time has come, earliest first."""
+        prefix = keys.queue_pending_prefix(queue)
+        out: list[types_pb2.Run] = []
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["pending_q"])
+            ok = cur.set_range(prefix)
+            while ok and len(out) < limit:
+                k = _key(cur)
+                if not k.startswith(prefix) or keys.from_be64(k[len(prefix):]) > now_ms:
+                    break
+                raw = txn.get(k[len(prefix) + 8:], db=self._dbs["runs"])
+                if raw is not None:
+                    out.append(types_pb2.Run.FromString(raw))
+                ok = cur.next()
+        return out
+
     def next_pending_ms(self) -> int | None:
         return self._first_time("pending")
 

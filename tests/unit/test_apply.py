@@ -250,6 +250,12 @@ def test_fences_strictly_increase_and_leases_match_runs(ops: list[tuple[str, str
         assert leased == {k.decode() for k in state.data["leases"]}  # at most one live lease per run
         pending = {rid for rid, r in runs.items() if r.state == types_pb2.RUN_STATE_PENDING}
         assert pending == {keys.split_pending_key(k)[1] for k in state.data["pending"]}
+        assert {(r.queue, r.not_before_ms, rid) for rid, r in runs.items() if r.state == types_pb2.RUN_STATE_PENDING} \
+            == {(k.split(b"\x00", 1)[0].decode(), keys.from_be64(k.split(b"\x00", 1)[1]), k.split(b"\x00", 1)[1][8:].decode())
+                for k in state.data["pending_q"]}
+        active = {rid for rid, r in runs.items() if r.state in (types_pb2.RUN_STATE_PENDING, types_pb2.RUN_STATE_LEASED)}
+        # active key: job + 0x00 + be64(uid) + be64(scheduled) + run id
+        assert active == {k[k.index(b"\x00") + 17:].decode() for k in state.data["active"]}
         jobs = [types_pb2.Job.FromString(v) for v in state.data["jobs"].values()]
         due = {keys.split_due_key(k) for k in state.data["due"]}
         assert due == {(j.next_due_ms, j.name) for j in jobs
