@@ -613,7 +613,7 @@ def job_preview(s: Settings, name: str | None, cron: str | None, tz: str | None,
     if name is not None:
         if tz or jitter:
             raise click.UsageError("--tz and --jitter apply to --cron/--every; a job's own settings are used")
-        job_name, schedule = name, s.client().get_job(name).schedule
+        job_name, schedule = name, s.client().get_job(name).schedule.to_pb()
     else:
         if every is not None and tz:
             raise click.UsageError("--tz applies to --cron only")

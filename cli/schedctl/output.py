@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from schedd import models
 from schedd.pb import types_pb2
 from schedd.schedule import format_duration, format_ms
 
@@ -68,7 +69,7 @@ def run_state(value: int) -> str:
     return enum_word(types_pb2.RunState.DESCRIPTOR, value)
 
 
-def schedule_text(s: types_pb2.Schedule) -> str:
+def schedule_text(s: models.Schedule | types_pb2.Schedule) -> str:
     """``cron "0 3 * * *" Europe/Berlin`` or ``at 2026-01-02T03:04:05Z``."""
     if s.kind == types_pb2.SCHEDULE_KIND_CRON:
         return f'cron "{s.cron}" {s.timezone or "UTC"}'
@@ -101,12 +102,12 @@ JOB_HEADERS = ("NAME", "STATE", "SCHEDULE", "QUEUE", "NEXT DUE")
 RUN_HEADERS = ("RUN ID", "JOB", "SCHEDULED AT", "STATE", "ATTEMPT", "FENCE", "WORKER")
 
 
-def job_row(j: types_pb2.Job) -> list[str]:
+def job_row(j: models.Job | types_pb2.Job) -> list[str]:
     """One row of the job table."""
     return [j.name, job_state(j.state), schedule_text(j.schedule), j.queue, when(j.next_due_ms)]
 
 
-def run_row(r: types_pb2.Run) -> list[object]:
+def run_row(r: models.Run | types_pb2.Run) -> list[object]:
     """One row of the run table."""
     return [
         r.run_id,
@@ -119,8 +120,9 @@ def run_row(r: types_pb2.Run) -> list[object]:
     ]
 
 
-def retry_text(j: types_pb2.Job) -> str:
+def retry_text(job: models.Job | types_pb2.Job) -> str:
     """``3 attempts, backoff 1s x2 up to 1m, not retried: exit 3`` (or the fixed default)."""
+    j: types_pb2.Job = job.to_pb() if isinstance(job, models.Job) else job
     if not j.HasField("retry"):
         return "cluster default backoff"
     p = j.retry
@@ -133,8 +135,9 @@ def retry_text(j: types_pb2.Job) -> str:
     return text
 
 
-def job_block(j: types_pb2.Job) -> str:
+def job_block(job: models.Job | types_pb2.Job) -> str:
     """Every field of a job, one per line."""
+    j: types_pb2.Job = job.to_pb() if isinstance(job, models.Job) else job
     return block(
         [
             ("name", j.name),
@@ -153,7 +156,7 @@ def job_block(j: types_pb2.Job) -> str:
     )
 
 
-def run_block(r: types_pb2.Run) -> str:
+def run_block(r: models.Run | types_pb2.Run) -> str:
     """Every field of a run, one per line."""
     return block(
         [
@@ -178,8 +181,11 @@ def run_block(r: types_pb2.Run) -> str:
 # ---- JSON ----------------------------------------------------------------------------------
 
 
-def message_to_dict(msg: Message) -> dict[str, Any]:
-    """A protobuf message as the stable JSON object described in the module docstring."""
+def message_to_dict(msg: Message | models.Record) -> dict[str, Any]:
+    """A protobuf message (or an SDK record, converted back to one) as the stable JSON object
+    described in the module docstring."""
+    if isinstance(msg, models.Record):
+        msg = msg.to_pb()
     raw = json_format.MessageToDict(msg, preserving_proto_field_name=True, **_DEFAULTS_KW)
     return _normalize(raw, msg.DESCRIPTOR)
 
