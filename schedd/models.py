@@ -13,7 +13,8 @@ Contract (pinned by tests/unit/test_models.py against the .proto descriptors):
   ``UNKNOWN_<n>`` instead of failing.
 * ``repeated`` fields are tuples, ``map`` fields are dicts, a ``proto3 optional`` scalar is
   ``None`` when unset, and so is a nested record whose presence means something
-  (``Job.retry``: ``None`` = the cluster's fixed backoff). ``Job.schedule`` is always a record.
+  (``Job.retry``: ``None`` = the cluster's fixed backoff). ``Job.schedule`` is always a record
+  (an unset one reads as an empty ``Schedule()``, which ``to_pb`` leaves unset).
 * ``from_pb(msg)`` / ``to_pb()`` round-trip losslessly; ``to_dict()`` is JSON-ready: protobuf
   field names in field-number order, every field present, enums by their full protobuf name
   (``"RUN_STATE_SUCCEEDED"``), tuples as lists, unset optionals as ``None``.
@@ -339,8 +340,11 @@ class Record:
                 setattr(msg, name, v)
             elif kind == _ENUM:
                 setattr(msg, name, int(v))
-            elif kind in (_MESSAGE, _OPT_MESSAGE):
+            elif kind == _OPT_MESSAGE:
                 getattr(msg, name).CopyFrom(v.to_pb())
+            elif kind == _MESSAGE:
+                if v != type(v)():  # an always-present record left empty was unset: keep it so
+                    getattr(msg, name).CopyFrom(v.to_pb())
             elif kind == _REPEATED:
                 getattr(msg, name).extend(v)
             elif kind == _REPEATED_ENUM:
@@ -361,8 +365,11 @@ class Record:
         True when the optional field ``name`` is set (not ``None``). Raises ``ValueError`` for
         a field without presence, as protobuf does."""
         for field_name, kind, _ in self._conversion():
-            if field_name == name and kind in (_OPTIONAL, _OPT_MESSAGE, _MESSAGE):
+            if field_name == name and kind in (_OPTIONAL, _OPT_MESSAGE):
                 return getattr(self, name) is not None
+            if field_name == name and kind == _MESSAGE:
+                value = getattr(self, name)
+                return bool(value != type(value)())
         raise ValueError(f"{type(self).__name__} has no optional field {name!r}")
 
 
