@@ -108,6 +108,7 @@ class AsyncClient:
         self._stubs: dict[str, _AioStubs] = {}
         self._leader = self._endpoints[0]
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by the first call
 
     # -- lifecycle --
 
@@ -294,6 +295,12 @@ class AsyncClient:
     def _stub(self, target: str) -> _AioStubs:
         if self._closed:
             raise errors.FailedPrecondition("client is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:  # grpc.aio channels cannot move between loops
+            raise errors.FailedPrecondition(
+                "this AsyncClient belongs to another event loop; make one client per loop")
         stubs = self._stubs.get(target)
         if stubs is None:
             stubs = self._stubs[target] = _AioStubs(target)

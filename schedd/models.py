@@ -34,6 +34,7 @@ from typing import Any, ClassVar, NamedTuple, Self
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from schedd.errors import InvalidArgument
 from schedd.pb import api_pb2, types_pb2
 
 __all__ = [
@@ -105,8 +106,6 @@ class ProtoEnum(enum.IntEnum):
     def parse(cls, value: str | int) -> Self:
         """A member from itself, its number, its short name (``"dead"``, case-insensitive) or
         its protobuf name. Raises :class:`schedd.errors.InvalidArgument` (a ``ValueError``)."""
-        from schedd.errors import InvalidArgument
-
         if isinstance(value, str):
             key = value.strip().upper().replace("-", "_")
             pb = _PB_ENUMS.get(cls)
@@ -652,6 +651,21 @@ _RECORD_BY_PROTO: dict[str, type[Record]] = {
     cls._pb.DESCRIPTOR.full_name: cls
     for cls in (Schedule, RetryPolicy, Job, Run, NodeStatus, BackfillResult, Explanation)
 }
+
+
+def _hashable(v: Any) -> Any:
+    return frozenset(v.items()) if isinstance(v, dict) else v
+
+
+def _record_hash(self: Record) -> int:
+    # The generated dataclass hash fails on the dict of a map field; hash its items instead,
+    # so equal records (dataclass equality) hash alike and records can go into sets.
+    return hash((type(self),) + tuple(_hashable(getattr(self, f.name))
+                                      for f in dataclasses.fields(self)))  # type: ignore[arg-type]
+
+
+for _cls in _RECORD_BY_PROTO.values():
+    _cls.__hash__ = _record_hash  # type: ignore[method-assign,assignment]
 
 
 class NodeReport(NamedTuple):

@@ -213,3 +213,11 @@ def test_node_report_is_a_tuple_with_names() -> None:
     assert not down.ok
     assert down.to_dict() == {"endpoint": "b:2", "status": None, "error": "connection refused"}
     assert ok.to_dict()["status"]["node_id"] == "n1"
+
+
+def test_equal_records_hash_alike_even_with_map_fields() -> None:
+    a = models.Run.from_pb(types_pb2.Run(run_id="r", tags={"zone": "a", "gpu": "1"}))
+    b = models.Run(run_id="r", tags={"gpu": "1", "zone": "a"})
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert models.Run(run_id="r") != models.Job(name="r")
+    assert len({models.Job(name="x"), models.Job(name="y")}) == 2

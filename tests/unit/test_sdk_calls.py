@@ -359,3 +359,11 @@ def test_async_client_rejects_bad_settings_before_any_network() -> None:
         AsyncClient("a:1", timeout=0)
     with pytest.raises(errors.InvalidArgument):
         AsyncClient("a:1", retry_for=-1)
+
+
+def test_async_client_refuses_a_second_event_loop() -> None:
+    client = AsyncClient("127.0.0.1:1", timeout=0.2, retry_for=0.0)
+    with pytest.raises(errors.Unavailable):
+        asyncio.run(client.get_job("j"))  # binds the client to this loop; nothing listens there
+    with pytest.raises(errors.FailedPrecondition, match="another event loop"):
+        asyncio.run(client.get_job("j"))  # asyncio.run makes a new loop
