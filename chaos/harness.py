@@ -39,7 +39,7 @@ from chaos import faketime
 from chaos import sink as sinkmod
 from chaos.history import History
 from chaos.proxy import Link, ProxyHub
-from schedd import errors
+from schedd import errors, models
 from schedd.client import Client
 from schedd.pb import api_pb2, types_pb2
 from schedd.testing import LocalCluster, NodeSpec, free_ports
@@ -539,10 +539,10 @@ class Harness:
             hist.write(op, "info", key=key, error=f"{type(e).__name__}: {e.message}", **args)
             return "info", e
         fields: dict[str, Any] = {}
-        if isinstance(res, types_pb2.Job):
+        if isinstance(res, (types_pb2.Job, models.Job)):
             fields["job"] = {"name": res.name, "uid": res.uid, "next_due_ms": res.next_due_ms,
                              "state": int(res.state), "cron": res.schedule.cron}
-        elif isinstance(res, types_pb2.Run):
+        elif isinstance(res, (types_pb2.Run, models.Run)):
             fields["run"] = {"run_id": res.run_id, "job": res.job, "scheduled_ms": res.scheduled_ms}
         hist.write(op, "ok", key=key, **fields, **args)
         return "ok", res

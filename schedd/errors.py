@@ -44,36 +44,52 @@ class InvalidArgument(SchedError, ValueError):
 
 
 class NotFound(SchedError):
+    """No such job or run."""
+
     code = "NOT_FOUND"
 
 
 class AlreadyExists(SchedError):
+    """A job with that name exists already."""
+
     code = "ALREADY_EXISTS"
 
 
 class StaleFence(SchedError):
+    """The fence is not the run's current lease: another attempt owns it; do not apply the effect."""
+
     code = "ABORTED"
 
 
 class FailedPrecondition(SchedError):
+    """The object is not in a state that allows the operation (or the client is closed)."""
+
     code = "FAILED_PRECONDITION"
 
 
 class Unavailable(SchedError):
+    """No leader could be reached (after retrying for ``retry_for``), or a node is unreachable."""
+
     code = "UNAVAILABLE"
 
 
 class NotLeader(Unavailable):
+    """This node is a follower; ``leader`` is the leader's gRPC address ("" when unknown)."""
+
     def __init__(self, message: str, leader: str = "") -> None:
         super().__init__(message)
         self.leader = leader
 
 
 class OutcomeUnknown(SchedError):
+    """A write timed out without a request id: it may or may not have committed."""
+
     code = "DEADLINE_EXCEEDED"
 
 
 class Internal(SchedError):
+    """A bug or a local failure (also a gRPC status outside the table); see the node's log."""
+
     code = "INTERNAL"
 
 

@@ -1,24 +1,58 @@
-"""A local cluster of real ``schedd run`` processes, for ``schedd dev``, tests and benchmarks.
+"""Testing helpers shipped to users: a local cluster of real ``schedd run`` processes.
 
 Every node is a separate OS process on 127.0.0.1 with its own data directory, so killing one
-(SIGKILL), pausing one (SIGSTOP) or restarting the whole cluster behaves as in production.
+(SIGKILL), pausing one (SIGSTOP) or restarting the whole cluster behaves as in production. Used by
+``schedd dev``, schedd's own tests and benchmarks, and by your tests:
+
+    from schedd.testing import local_cluster
+
+    def test_my_job_definitions() -> None:
+        with local_cluster() as cluster:          # 3 nodes in a temp dir, leader elected
+            cluster.client.create_job("nightly", cron="0 3 * * *")
+            leader = cluster.kill_leader()        # SIGKILL; the client follows the new leader
+            assert cluster.client.get_job("nightly").name == "nightly"
+
+With pytest, the ``schedd_cluster`` fixture of :mod:`schedd.pytest_plugin` does the same per test
+(docs/sdk.md). A node that exits on its own makes the waits raise naming its log file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from schedd.pb import api_grpc, api_pb2
+
+if TYPE_CHECKING:
+    from schedd.aio import AsyncClient
+    from schedd.client import Client
+
+__all__ = [
+    "FAST_ARGS",
+    "LocalCluster",
+    "NodeSpec",
+    "RunningCluster",
+    "free_ports",
+    "local_cluster",
+]
+
+#: ``schedd run`` options that make failures show quickly in tests: leases expire after 3 s,
+#: workers heartbeat every 0.5 s, failed attempts are retried after 0.2 s.
+FAST_ARGS: tuple[str, ...] = ("--lease-ttl", "3s", "--heartbeat-interval", "500ms",
+                              "--retry-backoff", "200ms")
 
 
 def free_ports(n: int) -> list[int]:
@@ -39,6 +73,8 @@ def free_ports(n: int) -> list[int]:
 
 @dataclass
 class NodeSpec:
+    """Where one node of a :class:`LocalCluster` listens and keeps its data and log."""
+
     node_id: str
     raft: str
     grpc: str
@@ -77,16 +113,20 @@ class LocalCluster:
 
     @property
     def endpoints(self) -> list[str]:
+        """The nodes' gRPC addresses, in node order."""
         return [s.grpc for s in self.specs]
 
     @property
     def endpoints_env(self) -> str:
+        """The endpoints as one comma-separated string (for ``SCHEDD_ENDPOINTS``)."""
         return ",".join(self.endpoints)
 
     def spec(self, node_id: str) -> NodeSpec:
+        """The spec of node ``node_id`` (``n1``, ``n2``, ...). Raises StopIteration if none."""
         return next(s for s in self.specs if s.node_id == node_id)
 
     def command(self, spec: NodeSpec) -> list[str]:
+        """The ``schedd run`` command line of a node."""
         cmd = [sys.executable, "-m", "schedd", "run", "--node-id", spec.node_id, "--data-dir", spec.data_dir,
                "--raft", spec.raft, "--grpc", spec.grpc, "--raft-password-file", self.password_file]
         for other in self.specs:
@@ -97,11 +137,13 @@ class LocalCluster:
     # ---- processes ---------------------------------------------------------------------------
 
     def start(self) -> LocalCluster:
+        """Start every node (without waiting for a leader: see :meth:`wait_for_leader`)."""
         for spec in self.specs:
             self.start_node(spec.node_id)
         return self
 
     def start_node(self, node_id: str) -> None:
+        """Start (or restart) one node; its output is appended to its ``node.log``."""
         spec = self.spec(node_id)
         os.makedirs(spec.data_dir, exist_ok=True)
         log = open(spec.log_path, "ab")
@@ -110,10 +152,12 @@ class LocalCluster:
         log.close()
 
     def alive(self, node_id: str) -> bool:
+        """Whether the node's process is running (a SIGSTOPped one counts as running)."""
         proc = self.procs.get(node_id)
         return proc is not None and proc.poll() is None
 
     def kill_node(self, node_id: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to a node; for SIGKILL, SIGTERM and SIGINT wait until it has exited."""
         proc = self.procs[node_id]
         if proc.poll() is None:
             proc.send_signal(sig)
@@ -121,6 +165,8 @@ class LocalCluster:
                 proc.wait(timeout=30)
 
     def stop_node(self, node_id: str, timeout: float = 15.0) -> int | None:
+        """Stop a node gracefully (SIGTERM, SIGKILL after ``timeout``); its exit code, or None
+        if it was never started."""
         proc = self.procs.get(node_id)
         if proc is None or proc.poll() is not None:
             return None if proc is None else proc.returncode
@@ -133,11 +179,33 @@ class LocalCluster:
             return proc.wait()
 
     def stop(self) -> None:
+        """Stop every node and close the status channels. Idempotent."""
         for ch in self._channels.values():
             ch.close()
         self._channels.clear()
         for spec in self.specs:
             self.stop_node(spec.node_id)
+
+    def kill_leader(self, sig: int = signal.SIGKILL, timeout: float = 30.0) -> str:
+        """Wait for a leader, send it ``sig`` (SIGKILL: wait until it is gone) and return its
+        id. The cluster elects a new leader if a majority is left (see :meth:`wait_for_leader`)."""
+        leader = self.wait_for_leader(timeout=timeout)
+        self.kill_node(leader, sig)
+        return leader
+
+    def client(self, **options: Any) -> Client:
+        """A new :class:`schedd.client.Client` for every node (``options``: its keyword
+        arguments, e.g. ``timeout``). Close it when done."""
+        from schedd.client import Client
+
+        return Client(self.endpoints, **options)
+
+    def async_client(self, **options: Any) -> AsyncClient:
+        """A new :class:`schedd.aio.AsyncClient` for every node; use it in one event loop and
+        ``await client.close()`` (or ``async with``) when done."""
+        from schedd.aio import AsyncClient
+
+        return AsyncClient(self.endpoints, **options)
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -155,6 +223,7 @@ class LocalCluster:
         return api_grpc.ClusterServiceStub(ch)
 
     def status(self, node_id: str, with_digest: bool = False, timeout: float = 2.0) -> api_pb2.NodeStatus | None:
+        """The node's own status (protobuf), or None when it is down or does not answer."""
         if not self.alive(node_id):
             return None
         try:
@@ -172,6 +241,8 @@ class LocalCluster:
         return None
 
     def wait_for_leader(self, timeout: float = 30.0, exclude: str | None = None) -> str:
+        """Wait until a node (other than ``exclude``) leads; its id. Raises TimeoutError naming the
+        logs, or RuntimeError when a node exited on its own."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             leader = self.leader()
@@ -204,3 +275,87 @@ class LocalCluster:
                     return last[0][1], last[0][2]
             time.sleep(0.2)
         raise AssertionError(f"replicas did not converge within {timeout}s: {last}")
+
+
+# ---- for users' tests ----------------------------------------------------------------------
+
+
+@dataclass
+class RunningCluster:
+    """A started :class:`LocalCluster` with an elected leader and a connected client, as given
+    by :func:`local_cluster` and the ``schedd_cluster`` pytest fixture.
+
+    ``client`` is closed when the cluster stops. Everything of :class:`LocalCluster`
+    (``kill_node``, ``start_node``, ``status``, ``wait_converged``, ...) is on ``cluster``.
+    """
+
+    cluster: LocalCluster
+    client: Client
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The nodes' gRPC addresses."""
+        return self.cluster.endpoints
+
+    @property
+    def endpoints_env(self) -> str:
+        """The endpoints as one comma-separated string (for ``SCHEDD_ENDPOINTS``)."""
+        return self.cluster.endpoints_env
+
+    @property
+    def root(self) -> str:
+        """The directory holding the nodes' data and logs (``<root>/n1/node.log``, ...)."""
+        return self.cluster.root
+
+    def async_client(self, **options: Any) -> AsyncClient:
+        """A new :class:`schedd.aio.AsyncClient` for this cluster (close it when done)."""
+        return self.cluster.async_client(**options)
+
+    def kill_leader(self, sig: int = signal.SIGKILL) -> str:
+        """SIGKILL (or ``sig``) the current leader; its node id. See :meth:`LocalCluster.kill_leader`."""
+        return self.cluster.kill_leader(sig)
+
+    def wait_for_leader(self, timeout: float = 30.0, exclude: str | None = None) -> str:
+        """Wait until a node (other than ``exclude``) leads; its node id."""
+        return self.cluster.wait_for_leader(timeout=timeout, exclude=exclude)
+
+    def wait_converged(self, timeout: float = 30.0) -> tuple[int, str]:
+        """Wait until the running nodes agree on applied index and state digest; both."""
+        return self.cluster.wait_converged(timeout=timeout)
+
+
+@contextlib.contextmanager
+def local_cluster(
+    nodes: int = 3,
+    *,
+    root: str | None = None,
+    extra_args: Sequence[str] = FAST_ARGS,
+    timeout: float = 30.0,
+    client_timeout: float = 5.0,
+    retry_for: float = 30.0,
+) -> Iterator[RunningCluster]:
+    """Start ``nodes`` real schedd processes, wait for a leader, yield a :class:`RunningCluster`,
+    and stop everything on exit (also on an exception).
+
+    ``root``: the data directory; by default a fresh temporary one that is removed afterwards
+    (a given ``root`` is kept, logs included). ``extra_args``: ``schedd run`` options, by default
+    :data:`FAST_ARGS`. ``timeout``: how long to wait for the first leader. ``client_timeout`` and
+    ``retry_for`` configure the yielded client (see :class:`schedd.client.Client`).
+    """
+    from schedd.client import Client
+
+    own_root = root is None
+    path = tempfile.mkdtemp(prefix="schedd-test-") if root is None else root
+    cluster = LocalCluster(path, nodes=nodes, extra_args=extra_args)
+    client: Client | None = None
+    try:
+        cluster.start()
+        cluster.wait_for_leader(timeout=timeout)
+        client = Client(cluster.endpoints, timeout=client_timeout, retry_for=retry_for)
+        yield RunningCluster(cluster, client)
+    finally:
+        if client is not None:
+            client.close()
+        cluster.stop()
+        if own_root:
+            shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,544 @@
+"""The decisions shared by the synchronous and the asyncio SDK, with no I/O of their own.
+
+Both :class:`schedd.client.Client` and :class:`schedd.aio.AsyncClient` are thin shells over this
+module: every public method builds a :class:`Call` here (request validation, request ids,
+idempotence, how to turn the response into a :mod:`schedd.models` record), hands it to its own
+transport, and drives the same :class:`Attempts` state machine for leader following, back-off,
+deadlines and giving up. Nothing here sleeps, reads the clock or opens a channel: the shells pass
+``now`` in, so the retry schedule is unit-tested with a fake clock.
+
+Private: the public names are re-exported by :mod:`schedd.client`.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
+
+from schedd import errors, models, policies
+from schedd.endpoints import backoff_delays, leader_hint
+from schedd.pb import api_pb2, types_pb2
+
+#: Status codes that are the server's final word: retrying cannot change them.
+FINAL_CODES = frozenset(
+    {"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "ABORTED", "FAILED_PRECONDITION"}
+)
+
+#: gRPC channel options of both clients.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    # Reconnect quickly to a node that comes back (failover, restart): the defaults wait up to
+    # 2 min. grpc also uses min_reconnect_backoff as the connect (handshake) timeout: 1 s.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+#: The largest page ListJobs is asked for.
+JOB_PAGE = 1000
+
+_T = TypeVar("_T")
+
+
+# ---- failure classification ----------------------------------------------------------------
+
+
+class Action(enum.Enum):
+    """What the client does after a failed attempt."""
+
+    FAIL = "fail"  # raise now: the answer is final (or retrying could apply a write twice)
+    FOLLOW = "follow"  # go to the leader named in the hint
+    ROTATE = "rotate"  # try the next endpoint after a back-off
+    RETRY = "retry"  # try the same endpoint again after a back-off
+
+
+def classify(
+    code: str, *, hint: str, current: str, idempotent: bool, maybe_sent: bool = True
+) -> Action:
+    """Decide what to do about an attempt at ``current`` that failed with status ``code``.
+
+    ``idempotent`` says whether sending the same request again is safe even if the first one was
+    applied (reads, and writes carrying a request id). ``maybe_sent`` is False when the channel
+    never had a connection during the attempt, so the request cannot have reached the node.
+    """
+    if code in FINAL_CODES:
+        return Action.FAIL
+    if code == "UNAVAILABLE":
+        if hint and hint != current:
+            return Action.FOLLOW
+        if hint:  # the node names itself: leadership is changing hands, ask it again shortly
+            return Action.RETRY
+        return Action.ROTATE
+    if code == "DEADLINE_EXCEEDED":
+        return Action.ROTATE if idempotent or not maybe_sent else Action.FAIL
+    return Action.FAIL
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
+    return " ".join(text.split())
+
+
+def summarize_failure(code: str, details: str, timeout: float | None = None) -> str:
+    """A short, one-line reason for a failed attempt, for messages shown to operators."""
+    details = one_line(details or "")
+    low = details.lower()
+    if code == "DEADLINE_EXCEEDED":
+        return f"no answer within {timeout:g}s" if timeout is not None else "timed out"
+    if code == "UNAVAILABLE":
+        for needle, reason in (
+            ("connection refused", "connection refused"),
+            ("failed to connect", "cannot connect"),
+            ("name resolution", "unknown host"),
+            ("dns resolution failed", "unknown host"),
+            ("connection reset", "connection reset"),
+            ("socket closed", "connection closed"),
+        ):
+            if needle in low:
+                return reason
+    return details or code.lower().replace("_", " ")
+
+
+def error_from_status(code: str, details: str, hint: str = "") -> errors.SchedError:
+    """Turn a gRPC status (code *name* and details) into the matching typed error.
+
+    ``UNAVAILABLE`` with a leader hint becomes :class:`schedd.errors.NotLeader` carrying it; codes
+    outside the schedd table become :class:`schedd.errors.Internal` with the code in the message.
+    """
+    details = one_line(details or "")
+    if code == "UNAVAILABLE" and hint:
+        return errors.NotLeader(details or f"not the leader; the leader is {hint}", hint)
+    if code in errors.BY_CODE:
+        return errors.from_code(code, details or code.lower().replace("_", " "))
+    return errors.Internal(f"{code}: {details}" if details else code)
+
+
+def status_of(exc: BaseException) -> tuple[str, str, str]:
+    """(code name, details, leader hint) of a failed gRPC call (sync or asyncio); robust to odd
+    ``RpcError`` objects."""
+    try:
+        code_obj = exc.code()  # type: ignore[attr-defined]
+        code = code_obj.name if code_obj is not None else "UNKNOWN"
+    except Exception:
+        code = "UNKNOWN"
+    try:
+        details = exc.details() or ""  # type: ignore[attr-defined]
+    except Exception:
+        details = str(exc)
+    try:
+        hint = leader_hint(exc.trailing_metadata())  # type: ignore[attr-defined]
+    except Exception:
+        hint = ""
+    return code, details, hint
+
+
+def node_failure(target: str, code: str, details: str, hint: str, timeout: float) -> errors.SchedError:
+    """The error of a failed single-node status call: Unavailable naming the node when it could
+    not be reached or did not answer in time, else the typed error of the status."""
+    if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+        return errors.Unavailable(f"{target}: {summarize_failure(code, details, timeout)}")
+    return error_from_status(code, details, hint)
+
+
+def report_of(endpoint: str, status: models.NodeStatus | None,
+              error: errors.SchedError | None) -> models.NodeReport:
+    """A :class:`schedd.models.NodeReport`; the reason drops the endpoint prefix it repeats."""
+    if error is None:
+        return models.NodeReport(endpoint, status, "")
+    reason = error.message
+    if reason.startswith(f"{endpoint}: "):
+        reason = reason[len(endpoint) + 2 :]
+    return models.NodeReport(endpoint, None, reason)
+
+
+# ---- the retry schedule of one call --------------------------------------------------------
+
+
+class Attempts:
+    """The leader-following retry schedule of one call (the failure contract of
+    :mod:`schedd.client`), as a state machine fed with failures and the current time.
+
+    ``target`` is where the next attempt goes. :meth:`failed` either raises the call's final
+    :class:`schedd.errors.SchedError` or moves ``target`` and returns the delay to wait first.
+    Hints are followed at once, at most ``len(endpoints) + 1`` times in a row (so two nodes
+    naming each other cannot ping-pong without back-off); every other retry backs off 50 ms,
+    doubling, at most 1 s; no retry starts after ``retry_for`` seconds.
+    """
+
+    def __init__(self, endpoints: Sequence[str], first: str, *, method: str, idempotent: bool,
+                 timeout: float, retry_for: float, now: float) -> None:
+        self.target = first
+        self._endpoints = list(endpoints)
+        self._method = method
+        self._idempotent = idempotent
+        self._timeout = timeout
+        self._give_up_at = now + retry_for
+        self._delays = backoff_delays()
+        self._follows = 0
+
+    def _next_endpoint(self, current: str) -> str:
+        if current in self._endpoints:
+            i = self._endpoints.index(current)
+            return self._endpoints[(i + 1) % len(self._endpoints)]
+        return self._endpoints[0]  # a hinted leader outside the list failed: start over
+
+    def failed(self, code: str, details: str, hint: str, *, maybe_sent: bool, now: float) -> float:
+        """Account for an attempt at ``target`` that failed; see the class docstring."""
+        target = self.target
+        action = classify(code, hint=hint, current=target, idempotent=self._idempotent,
+                          maybe_sent=maybe_sent)
+        if action is Action.FAIL:
+            if code == "DEADLINE_EXCEEDED":
+                reason = (
+                    summarize_failure(code, details, self._timeout)
+                    if details.strip().lower() in ("", "deadline exceeded")
+                    else one_line(details)
+                )
+                raise errors.OutcomeUnknown(
+                    f"{self._method} at {target}: {reason}; it may or may not have been applied: "
+                    "check the current state before retrying"
+                )
+            raise error_from_status(code, details, hint)
+
+        if code == "DEADLINE_EXCEEDED" and not maybe_sent:
+            last = f"{target}: no connection within {self._timeout:g}s"
+        else:
+            last = f"{target}: {summarize_failure(code, details, self._timeout)}"
+        if action is Action.FOLLOW and self._follows <= len(self._endpoints):
+            self._follows += 1
+            delay = 0.0
+            self.target = hint
+        else:
+            self._follows = 0
+            delay = next(self._delays)
+            if action is Action.FOLLOW:
+                self.target = hint
+            elif action is Action.ROTATE:
+                self.target = self._next_endpoint(target)
+        if now + delay > self._give_up_at:
+            raise errors.Unavailable(
+                f"no leader reachable at {','.join(self._endpoints)} (last error: {last}): "
+                "is the cluster running? check `schedctl cluster status`"
+            )
+        return delay
+
+
+# ---- requests ------------------------------------------------------------------------------
+
+
+def build(make: Callable[[], _T]) -> _T:
+    """Build a request message, turning protobuf's type/range errors into InvalidArgument."""
+    try:
+        return make()
+    except errors.SchedError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidArgument("request", one_line(str(exc))) from None
+
+
+def new_request_id() -> str:
+    """A fresh client request id (uuid4, hex) for a create or trigger."""
+    return uuid.uuid4().hex
+
+
+def retry_policy(
+    *,
+    max_attempts: int = 0,
+    initial_backoff_ms: int | None = None,
+    multiplier: float = 0.0,
+    max_backoff_ms: int = 0,
+    non_retryable_exit_codes: Iterable[int] = (),
+    non_retryable_errors: Iterable[str] = (),
+) -> types_pb2.RetryPolicy:
+    """A ``RetryPolicy`` for :meth:`Client.create_job`. Zero / ``None`` means the server's
+    default: ``max_attempts`` 5 (or the job's ``max_attempts``), ``initial_backoff_ms`` 1000,
+    ``multiplier`` 2, ``max_backoff_ms`` 100 x initial (at most a day). The wait after the n-th
+    failed attempt is ``min(max_backoff_ms, initial_backoff_ms * multiplier ** (n - 1))``. A
+    failure reporting one of ``non_retryable_exit_codes``, or whose error text contains one of
+    ``non_retryable_errors``, is not retried. The server checks the ranges (InvalidArgument
+    naming ``retry.<field>``)."""
+    policy = build(lambda: types_pb2.RetryPolicy(
+        max_attempts=max_attempts, multiplier=multiplier, max_backoff_ms=max_backoff_ms,
+        non_retryable_exit_codes=list(non_retryable_exit_codes),
+        non_retryable_errors=list(non_retryable_errors)))
+    if initial_backoff_ms is not None:
+        policy.initial_backoff_ms = build(lambda: int(initial_backoff_ms))
+    return policy
+
+
+RetrySpec = types_pb2.RetryPolicy | models.RetryPolicy | Mapping[str, Any]
+
+
+def as_policy(retry: RetrySpec) -> types_pb2.RetryPolicy:
+    """A protobuf RetryPolicy from a message, a :class:`schedd.models.RetryPolicy` or a dict of
+    :func:`retry_policy`'s keyword arguments (an unknown key raises InvalidArgument)."""
+    if isinstance(retry, types_pb2.RetryPolicy):
+        return retry
+    if isinstance(retry, models.RetryPolicy):
+        return cast(types_pb2.RetryPolicy, retry.to_pb())
+    known = {f.name for f in types_pb2.RetryPolicy.DESCRIPTOR.fields}
+    for key in retry:
+        if key not in known:
+            raise errors.InvalidArgument(f"retry.{key}", f"unknown field; known: {', '.join(sorted(known))}")
+    return retry_policy(**retry)
+
+
+def run_state(state: int | str) -> int:
+    """A ``RunState`` value from itself or its short name (``"dead"``, ``"RUN_STATE_DEAD"``)."""
+    if isinstance(state, str):
+        name = state.strip().upper()
+        name = name if name.startswith("RUN_STATE_") else f"RUN_STATE_{name}"
+        if name in types_pb2.RunState.keys() and name != "RUN_STATE_UNSPECIFIED":
+            return types_pb2.RunState.Value(name)
+        words = [n.removeprefix("RUN_STATE_").lower() for n in types_pb2.RunState.keys()][1:]
+        raise errors.InvalidArgument("state", f"{state!r} is not a run state ({', '.join(words)})")
+    if state not in types_pb2.RunState.values():
+        raise errors.InvalidArgument("state", f"{state} is not a run state")
+    return int(state)
+
+
+_POLICY_INT_FIELDS = ("misfire_grace_ms", "catchup_window_ms", "max_catchup", "max_concurrent",
+                      "dispatch_timeout_ms", "priority", "keep_runs", "keep_for_ms", "max_runs")
+
+
+def job_request(
+    name: str,
+    *,
+    cron: str | None = None,
+    tz: str = "UTC",
+    at_ms: int | None = None,
+    every_ms: int | None = None,
+    jitter_ms: int = 0,
+    queue: str = "default",
+    payload: str = "",
+    max_attempts: int = 0,
+    request_id: str = "",
+    retry: RetrySpec | None = None,
+    run_timeout_ms: int = 0,
+    **options: Any,
+) -> api_pb2.CreateJobRequest:
+    """Build the CreateJobRequest for :meth:`Client.create_job`'s arguments (also the job
+    definition of an update). Raises InvalidArgument for an unknown option or a bad value the
+    client can tell locally; the server validates everything again."""
+    if sum(x is not None for x in (cron, at_ms, every_ms)) != 1:
+        raise errors.InvalidArgument("schedule", "give exactly one of cron, every_ms or at_ms")
+    if max_attempts < 0:
+        raise errors.InvalidArgument("max_attempts", f"{max_attempts} must not be negative")
+    if cron is not None:
+        schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron, timezone=tz or "UTC")
+    elif every_ms is not None:
+        schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=every_ms)
+    else:
+        schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=cast(int, at_ms))
+    schedule.jitter_ms = jitter_ms
+    req = api_pb2.CreateJobRequest(name=name, schedule=schedule, queue=queue, payload=payload,
+                                   max_attempts=max_attempts, request_id=request_id,
+                                   run_timeout_ms=run_timeout_ms)
+    if retry is not None:
+        req.retry.CopyFrom(as_policy(retry))
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key == "misfire":
+            req.misfire = cast(Any, policies.misfire_from(value))
+        elif key == "overlap":
+            req.overlap = cast(Any, policies.overlap_from(value))
+        elif key in _POLICY_INT_FIELDS:
+            setattr(req, key, int(value))
+        elif key in ("on_success", "on_failure"):
+            setattr(req, key, str(value))
+        elif key == "tags":
+            req.tags.update({str(k): str(v) for k, v in dict(value).items()})
+        elif key == "allow_past":
+            req.allow_past = bool(value)
+        elif key in ("start_ms", "end_ms", "anchor_ms"):
+            setattr(req.schedule, key, int(value))
+        elif key == "dst_gap":
+            req.schedule.dst_gap = cast(Any, {"shift": types_pb2.DST_GAP_SHIFT, "skip": types_pb2.DST_GAP_SKIP}.get(
+                str(value).lower(), value if isinstance(value, int) else -1))
+        elif key == "dst_repeat":
+            req.schedule.dst_repeat = cast(Any, {"once": types_pb2.DST_REPEAT_ONCE, "twice": types_pb2.DST_REPEAT_TWICE}.get(
+                str(value).lower(), value if isinstance(value, int) else -1))
+        else:
+            raise errors.InvalidArgument(key, "is not a job option")
+    return req
+
+
+# ---- one call per RPC ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call(Generic[_T]):
+    """One leader-bound RPC: where it goes, the request, whether resending it is safe, and how
+    its response becomes the SDK's result."""
+
+    service: str  # the stub attribute: "jobs", "runs" or "cluster"
+    method: str
+    request: Any
+    idempotent: bool
+    result: Callable[[Any], _T]
+
+
+def _job(resp: Any) -> models.Job:
+    return models.Job.from_pb(resp.job)
+
+
+def _run(resp: Any) -> models.Run:
+    return models.Run.from_pb(resp.run)
+
+
+def _nothing(resp: Any) -> None:
+    return None
+
+
+def _overlap(overlap: str | int) -> int:
+    return policies.overlap_from(overlap) if overlap else 0
+
+
+def create_job(name: str, request_id: str | None, definition: dict[str, Any]) -> Call[models.Job]:
+    """CreateJob; safe to resend (a request id is generated when none is given)."""
+    rid = request_id or new_request_id()
+    req = build(lambda: job_request(name, request_id=rid, **definition))
+    return Call("jobs", "CreateJob", req, True, _job)
+
+
+def update_job(name: str, expect_version: int, request_id: str | None,
+               definition: dict[str, Any]) -> Call[models.Job]:
+    """UpdateJob with the whole new definition; safe to resend (request id)."""
+    if expect_version < 0:
+        raise errors.InvalidArgument("expect_version", f"{expect_version} must not be negative")
+    rid = request_id or new_request_id()
+    req = build(lambda: api_pb2.UpdateJobRequest(
+        job=job_request(name, request_id=rid, **definition), expect_version=expect_version))
+    return Call("jobs", "UpdateJob", req, True, _job)
+
+
+def backfill_job(name: str, from_ms: int, to_ms: int, limit: int,
+                 overlap: str | int) -> Call[models.BackfillResult]:
+    """BackfillJob; safe to resend (slots that already have a run are left alone)."""
+    if limit < 0:
+        raise errors.InvalidArgument("limit", f"{limit} must not be negative")
+    if to_ms < from_ms:
+        raise errors.InvalidArgument("to_ms", f"{to_ms} is before from_ms {from_ms}")
+    ov = _overlap(overlap)
+    req = build(lambda: api_pb2.BackfillRequest(name=name, from_ms=from_ms, to_ms=to_ms,
+                                                limit=limit, overlap=cast(Any, ov)))
+    return Call("jobs", "BackfillJob", req, True, models.BackfillResult.from_pb)
+
+
+def explain_job(name: str, at_ms: int) -> Call[models.Explanation]:
+    """ExplainJob (a read)."""
+    req = build(lambda: api_pb2.ExplainRequest(name=name, at_ms=at_ms))
+    return Call("jobs", "ExplainJob", req, True, models.Explanation.from_pb)
+
+
+def get_job(name: str) -> Call[models.Job]:
+    """GetJob (a read)."""
+    req = build(lambda: api_pb2.JobRequest(name=name))
+    return Call("jobs", "GetJob", req, True, _job)
+
+
+def delete_job(name: str) -> Call[None]:
+    """DeleteJob; not resent after a timeout (no request id in the protocol)."""
+    req = build(lambda: api_pb2.JobRequest(name=name))
+    return Call("jobs", "DeleteJob", req, False, _nothing)
+
+
+def pause_job(name: str) -> Call[models.Job]:
+    """PauseJob; not resent after a timeout."""
+    req = build(lambda: api_pb2.JobRequest(name=name))
+    return Call("jobs", "PauseJob", req, False, _job)
+
+
+def resume_job(name: str, skip_missed: bool) -> Call[models.Job]:
+    """ResumeJob; not resent after a timeout."""
+    req = build(lambda: api_pb2.ResumeJobRequest(name=name, skip_missed=skip_missed))
+    return Call("jobs", "ResumeJob", req, False, _job)
+
+
+def trigger_job(name: str, request_id: str | None, overlap: str | int) -> Call[models.Run]:
+    """TriggerJob; safe to resend (request id)."""
+    rid = request_id or new_request_id()
+    ov = _overlap(overlap)
+    req = build(lambda: api_pb2.TriggerJobRequest(name=name, request_id=rid, overlap=cast(Any, ov)))
+    return Call("jobs", "TriggerJob", req, True, _run)
+
+
+def list_runs(job: str, limit: int, state: int | str | None) -> Call[list[models.Run]]:
+    """ListRuns (a read)."""
+    if limit < 0:
+        raise errors.InvalidArgument("limit", f"{limit} must not be negative")
+    st = run_state(state) if state is not None else 0
+    req = build(lambda: api_pb2.ListRunsRequest(job=job, limit=limit, state=cast(Any, st)))
+    return Call("runs", "ListRuns", req, True,
+                lambda resp: [models.Run.from_pb(r) for r in resp.runs])
+
+
+def get_run(run_id: str) -> Call[models.Run]:
+    """GetRun (a read)."""
+    req = build(lambda: api_pb2.GetRunRequest(run_id=run_id))
+    return Call("runs", "GetRun", req, True, _run)
+
+
+def retry_run(run_id: str, request_id: str | None) -> Call[models.Run]:
+    """RetryRun; safe to resend (request id)."""
+    rid = request_id or new_request_id()
+    req = build(lambda: api_pb2.RetryRunRequest(run_id=run_id, request_id=rid))
+    return Call("runs", "RetryRun", req, True, _run)
+
+
+def complete_run(run_id: str, fence: int, success: bool, error: str,
+                 exit_code: int | None) -> Call[None]:
+    """CompleteRun; a success is safe to resend (the server accepts it again for the same
+    fence), a failure is not."""
+    outcome = api_pb2.OUTCOME_SUCCEEDED if success else api_pb2.OUTCOME_FAILED
+    req = build(lambda: api_pb2.Completion(run_id=run_id, fence=fence, outcome=outcome,
+                                           error=error, exit_code=exit_code))
+    return Call("runs", "CompleteRun", req, success, _nothing)
+
+
+def transfer_leadership(to_node_id: str) -> Call[None]:
+    """TransferLeadership; not resent after a timeout (a second transfer would move it again)."""
+    req = build(lambda: api_pb2.TransferLeadershipRequest(to_node_id=to_node_id))
+    return Call("cluster", "TransferLeadership", req, False, _nothing)
+
+
+def node_status_request(with_digest: bool) -> api_pb2.NodeStatusRequest:
+    """The GetNodeStatus request (sent to one node, not through :class:`Attempts`)."""
+    return build(lambda: api_pb2.NodeStatusRequest(with_digest=with_digest))
+
+
+class JobPager:
+    """The paging of :meth:`Client.list_jobs`: ``next_call()`` until it returns None, feeding each
+    page's jobs to ``add``; ``jobs`` is then the result (at most ``limit``, ``None`` = all)."""
+
+    def __init__(self, limit: int | None) -> None:
+        if limit is not None and limit < 0:
+            raise errors.InvalidArgument("limit", f"{limit} must not be negative")
+        self._limit = limit
+        self._after = ""
+        self._done = False
+        self.jobs: list[models.Job] = []
+
+    def next_call(self) -> Call[list[models.Job]] | None:
+        """The call fetching the next page, or None when the listing is complete."""
+        if self._done or (self._limit is not None and len(self.jobs) >= self._limit):
+            return None
+        page = JOB_PAGE if self._limit is None else min(JOB_PAGE, self._limit - len(self.jobs))
+        after = self._after
+        req = build(lambda: api_pb2.ListJobsRequest(limit=page, after_name=after))
+        return Call("jobs", "ListJobs", req, True,
+                    lambda resp: [models.Job.from_pb(j) for j in resp.jobs])
+
+    def add(self, got: list[models.Job]) -> None:
+        """Take one page. An empty page ends the listing, and so does a page that does not move
+        past the previous one (a server ignoring after_name): stop instead of looping."""
+        if not got or (self._after and got[-1].name <= self._after):
+            self._done = True
+            return
+        self.jobs.extend(got)
+        self._after = got[-1].name
+        if self._limit is not None:
+            del self.jobs[self._limit:]
