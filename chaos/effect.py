@@ -147,7 +147,7 @@ def shell_main() -> int:
     run_id = env["SCHEDD_RUN_ID"]
     try:
         handle(run_id=run_id, job=env["SCHEDD_JOB"], fence=int(env["SCHEDD_FENCE"]),
-               attempt=int(env["SCHEDD_ATTEMPT"]), scheduled_ms=int(run_id.rsplit(":", 1)[1]),
+               attempt=int(env["SCHEDD_ATTEMPT"]), scheduled_ms=int(run_id.rsplit(":", 1)[1].rstrip("m")),
                worker=env.get("SCHEDD_WORKER_ID", "shell"), worker_pid=os.getppid(),
                payload=env.get("SCHEDD_PAYLOAD", ""), cancelled=None)
     except InjectedFailure as e:

@@ -174,6 +174,7 @@ class LeaseBook:
         self._pending: dict[LeaseKey, _Pending] = {}
         self._hello: tuple[frozenset[LeaseKey], float] | None = None
         self._releases: dict[LeaseKey, bool] = {}  # given back -> written on the current stream
+        self._contact: float | None = None  # last heartbeat written / welcome received
         self.retry_delay_s = 0.5
 
     # ---- leases ----------------------------------------------------------------------------
@@ -194,8 +195,18 @@ class LeaseBook:
         if key in self._held or key in self._pending or key in self._releases:
             return False
         ttl_s = ttl_ms / 1000.0 if ttl_ms > 0 else self._ttl_s
-        self._held[key] = _Held(run_id, fence, ttl_s, self._clock())
+        # A firing read now may have waited in the socket while this process was frozen: its
+        # lease is no younger than our last confirmed contact with the leader.
+        start = self._clock()
+        if self._contact is not None:
+            start = min(start, self._contact)
+        self._held[key] = _Held(run_id, fence, ttl_s, start)
         return True
+
+    def contact(self, at: float) -> None:
+        """The leader heard from us at ``at`` (a heartbeat was written, a Welcome arrived)."""
+        if self._contact is None or at > self._contact:
+            self._contact = at
 
     def is_held(self, run_id: str, fence: int) -> bool:
         return (run_id, fence) in self._held

@@ -659,9 +659,11 @@ class Worker:
             if intent == _FLUSH:
                 self.log.debug(kv("completions_sent", count=len(msg.completions.completions)))
             yield msg
-            if leases:
+            if intent == _HB:
                 with self._lock:
-                    self._book.heartbeat_written(leases, sent_at)
+                    self._book.contact(sent_at)
+                    if leases:
+                        self._book.heartbeat_written(leases, sent_at)
             elif intent == _RELEASE:
                 with self._changed:  # a drain waits for its releases to be written
                     self._changed.notify_all()
@@ -685,6 +687,7 @@ class Worker:
 
     def _on_welcome(self, session: _Session, w: Any) -> None:
         with self._lock:
+            self._book.contact(self._clock())
             lost = self._book.on_welcome(
                 w.lease_ttl_ms,
                 [(le.run_id, le.fence) for le in w.reattached],
@@ -718,15 +721,28 @@ class Worker:
                                 note="not started; released back to the leader"))
             return
         with self._lock:
+            expired: list[LostLease] = []
             if not self._book.acquire(firing.run_id, firing.fence, firing.lease_ttl_ms):
                 dup = True
             else:
                 dup = False
-                ctx = context_from_firing(firing, self.worker_id)
-                self._active[key] = _Active(ctx)
+                expired = self._book.expire()
+                if any((x.run_id, x.fence) == key for x in expired):
+                    # Frozen since before it arrived: the leader has expired this lease already.
+                    self._book.finish(firing.run_id, firing.fence, Outcome.FAILED,
+                                      "not started: the lease expired before the firing was read")
+                else:
+                    ctx = context_from_firing(firing, self.worker_id)
+                    self._active[key] = _Active(ctx)
         if dup:
             self.log.info(kv("firing_duplicate", run_id=firing.run_id, fence=firing.fence))
             return
+        if any((x.run_id, x.fence) == key for x in expired):
+            self.log.warning(kv("firing_expired", run_id=firing.run_id, fence=firing.fence, job=firing.job,
+                                note="not started: no contact with a leader for longer than its lease"))
+            self._cancel([x for x in expired if (x.run_id, x.fence) != key])
+            return
+        self._cancel(expired)
         self.log.info(kv("firing_received", run_id=firing.run_id, job=firing.job,
                          fence=firing.fence, attempt=firing.attempt,
                          scheduled_ms=firing.scheduled_ms))

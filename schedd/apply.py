@@ -380,6 +380,8 @@ def _resume_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
     else:
         job.next_due_ms = body.next_due_ms
     job.resumed_ms = now or 1
+    if job.max_runs and job.fired_runs >= job.max_runs:
+        job.next_due_ms = 0
     if job.next_due_ms:
         job.state = types_pb2.JOB_STATE_ACTIVE
         txn.put("due", keys.due_key(job.next_due_ms, job.name), b"")
@@ -416,9 +418,16 @@ def _active_key(run: Run) -> bytes:
     return keys.active_key(run.job, keys.uid_of_run_id(run.run_id), run.scheduled_ms, run.run_id)
 
 
+def _rid(job: Job, slot_ms: int, origin: int) -> str:
+    if origin in (types_pb2.RUN_ORIGIN_TRIGGER, types_pb2.RUN_ORIGIN_CHAIN):
+        return keys.manual_run_id(job.name, job.uid, slot_ms)
+    return keys.run_id(job.name, job.uid, slot_ms)
+
+
 def _new_run(txn: Txn, job: Job, scheduled_ms: int, not_before_ms: int, manual: bool,
              origin: int = types_pb2.RUN_ORIGIN_SCHEDULE, caused_by: str = "") -> Run:
-    run = Run(run_id=keys.run_id(job.name, job.uid, scheduled_ms), job=job.name,
+    job.open_skip = ""  # a later skip must not extend a record over this run's slot
+    run = Run(run_id=_rid(job, scheduled_ms, origin), job=job.name,
               scheduled_ms=scheduled_ms, state=types_pb2.RUN_STATE_PENDING, attempt=1,
               not_before_ms=not_before_ms, queue=job.queue, manual=manual,
               origin=cast(Any, origin), priority=job.priority, caused_by=caused_by)
@@ -447,16 +456,20 @@ def _skip(txn: Txn, job: Job, slot_ms: int, reason: int, now: int, *, until: int
             rec.finished_ms = now
             txn.put_run(rec)
             return rec
-    rid = keys.run_id(job.name, job.uid, slot_ms)
-    if txn.get("runs", rid.encode()) is not None:
-        return None  # this slot already has a record
+    rid = _rid(job, slot_ms, origin)
+    while txn.get("runs", rid.encode()) is not None:
+        # The first slot has its own record (a trigger at that millisecond, an earlier skip):
+        # the range record starts just after it, so the rest of the range is still covered.
+        slot_ms += 1
+        if slot_ms > until:
+            return None
+        rid = _rid(job, slot_ms, origin)
     rec = Run(run_id=rid, job=job.name, scheduled_ms=slot_ms, state=types_pb2.RUN_STATE_SKIPPED,
               skip_reason=cast(Any, reason), skipped_until_ms=until, skipped_count=count, finished_ms=now,
               queue=job.queue, origin=cast(Any, origin), note=note)
     txn.put_run(rec)
     txn.put("runs_by_job", keys.by_job_key(job.name, slot_ms, rid), b"")
-    if merge:
-        job.open_skip = rid
+    job.open_skip = rid if merge else ""
     return rec
 
 
@@ -509,7 +522,7 @@ def _start_run(txn: Txn, job: Job, slot_ms: int, not_before_ms: int, now: int, *
                override: int = 0, manual: bool = False, caused_by: str = "", merge_skip: bool = True) -> Run | None:
     """A new run of ``job`` for ``slot_ms`` through its overlap policy: PENDING, WAITING
     (buffered) or a SKIPPED record. The caller saves ``job``."""
-    rid = keys.run_id(job.name, job.uid, slot_ms)
+    rid = _rid(job, slot_ms, origin)
     decision = _admit(txn, job, now, override, rid)
     if decision == RUN:
         return _new_run(txn, job, slot_ms, not_before_ms, manual, origin, caused_by)
@@ -521,6 +534,7 @@ def _start_run(txn: Txn, job: Job, slot_ms: int, not_before_ms: int, now: int, *
         txn.put_run(run)
         txn.put("runs_by_job", keys.by_job_key(job.name, slot_ms, rid), b"")
         job.buffered_run = rid
+        job.open_skip = ""
         return run
     return _skip(txn, job, slot_ms, decision, now, merge=merge_skip, origin=origin,
                  note=f"caused by run {caused_by}" if caused_by else "")
@@ -581,7 +595,7 @@ def _chain(txn: Txn, run: Run, target: str, now: int, how: str) -> bool:
 
 def _free_slot(txn: Txn, job: Job, at_ms: int) -> int:
     # Two manual runs in the same millisecond still get distinct, deterministic run ids.
-    while txn.get("runs", keys.run_id(job.name, job.uid, at_ms).encode()) is not None:
+    while txn.get("runs", keys.manual_run_id(job.name, job.uid, at_ms).encode()) is not None:
         at_ms += 1
     return at_ms
 
@@ -706,6 +720,7 @@ def _fire_with_policy(txn: Txn, job: Job, item: command_pb2.FireItem, now: int, 
         if job.max_runs and job.fired_runs >= job.max_runs:
             break
         if txn.get("runs", keys.run_id(job.name, job.uid, slot).encode()) is not None:
+            job.open_skip = ""  # (a backfill's) record of its own: later skips start anew
             continue
         not_before = _paced(txn, now, spacing_ms) if due < 0 else due
         run = _start_run(txn, job, slot, not_before, now, origin=origin)
@@ -903,7 +918,7 @@ def _retry_run(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resu
         return Result("FAILED_PRECONDITION", f"run_id: run {rid!r} is {_state_word(run.state)}; "
                                              "only dead or failed runs can be retried", run=run)
     job = txn.job(run.job)
-    if job is None or keys.run_id(job.name, job.uid, run.scheduled_ms) != run.run_id:
+    if job is None or job.uid != keys.uid_of_run_id(run.run_id):
         return Result("FAILED_PRECONDITION", f"run_id: the job of run {rid!r} was deleted; "
                                              "it cannot be retried", run=run)
     run.state = types_pb2.RUN_STATE_PENDING

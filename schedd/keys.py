@@ -49,6 +49,13 @@ def run_id(job: str, uid: int, scheduled_ms: int) -> str:
     return f"{job}:{uid}:{scheduled_ms}"
 
 
+def manual_run_id(job: str, uid: int, at_ms: int) -> str:
+    """Id of a run created by a trigger or a chain at ``at_ms``: the ``m`` suffix keeps manual
+    runs out of the slots' id space, so a trigger landing on a slot's exact millisecond cannot
+    take the id the scheduled firing of that slot needs."""
+    return f"{job}:{uid}:{at_ms}m"
+
+
 def time_key(ms: int, ident: str) -> bytes:
     """Key of a time-ordered index (``due``: job name; ``pending``: run id)."""
     return be64(ms) + ident.encode()

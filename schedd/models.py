@@ -176,6 +176,7 @@ class SkipReason(ProtoEnum):
     BUFFER_FULL = 6
     PAUSED = 7
     MAX_RUNS = 8
+    DST_GAP = 9
 
 
 class RunOrigin(ProtoEnum):
@@ -475,6 +476,8 @@ class Job(Record):
     fired_runs: int = 0
     buffered_run: str = ""
     updated_ms: int = 0
+    open_skip: str = ""
+    resumed_ms: int = 0
 
     @property
     def next_due_at(self) -> datetime | None:

@@ -50,6 +50,18 @@ def book(clock: FakeClock) -> LeaseBook:
 # ---- leases ----------------------------------------------------------------------------------
 
 
+def test_a_firing_read_after_a_freeze_is_already_expired(book: LeaseBook, clock: FakeClock) -> None:
+    """The process was frozen (SIGSTOP, GC) with a firing in its socket: the lease it carries is
+    no younger than the last heartbeat the leader got, so it expires at once, not TTL later."""
+    book.contact(clock.monotonic())
+    clock.advance(TTL_MS / 1000 * 3)       # frozen: no heartbeat written meanwhile
+    assert book.acquire("r1", 5)
+    assert [(x.run_id, x.fence) for x in book.expire()] == [("r1", 5)]
+    book.contact(clock.monotonic())        # heartbeats flow again: new firings start fresh
+    assert book.acquire("r2", 6)
+    assert book.expire() == []
+
+
 def test_acquire_rejects_duplicates_while_held_or_pending(book: LeaseBook) -> None:
     assert book.acquire("r1", 5)
     assert not book.acquire("r1", 5)

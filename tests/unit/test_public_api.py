@@ -146,16 +146,17 @@ EXPECTED: dict[str, dict[str, Any]] = {'schedd': {'AlreadyExists': 'exported',
             'Unavailable': 'exported',
             '__version__': 'exported'},
  'schedd.agent': {'Worker': {'__init__': "def(self, endpoints: 'str | Sequence[str]', *, queues: "
-                                         "'Sequence[str]' = ('default',), concurrency: 'int' = 1, "
-                                         "worker_id: 'str | None' = None, logger: 'logging.Logger "
-                                         "| None' = None, clock: 'Callable[[], float]' = <built-in "
-                                         "function monotonic>) -> 'None'",
+                                         "'Sequence[str]' = ('default',), tags: 'Mapping[str, str] "
+                                         "| None' = None, concurrency: 'int' = 1, worker_id: 'str "
+                                         "| None' = None, drain_timeout: 'float' = 10.0, logger: "
+                                         "'logging.Logger | None' = None, clock: 'Callable[[], "
+                                         "float]' = <built-in function monotonic>) -> 'None'",
                              'class': 'object',
                              'default_handler': "def(self, fn: 'Handler') -> 'Handler'",
                              'handler': "def(self, job: 'str') -> 'Callable[[Handler], Handler]'",
                              'run': "def(self) -> 'None'",
                              'start': "def(self) -> 'None'",
-                             'stop': "def(self, drain_timeout: 'float' = 10.0) -> 'None'",
+                             'stop': "def(self, drain_timeout: 'float | None' = None) -> 'None'",
                              'stopped': 'property'}},
  'schedd.aio': {'AsyncClient': {'__aenter__': "def(self) -> 'AsyncClient'",
                                 '__aexit__': "def(self, *exc_info: 'object') -> 'None'",
@@ -372,7 +373,7 @@ EXPECTED: dict[str, dict[str, Any]] = {'schedd': {'AlreadyExists': 'exported',
                                        "'int' = 0, keep_for_ms: 'int' = 0, version: 'int' = 0, "
                                        "paused_ms: 'int' = 0, max_runs: 'int' = 0, fired_runs: "
                                        "'int' = 0, buffered_run: 'str' = '', updated_ms: 'int' = "
-                                       '0) -> None',
+                                       "0, open_skip: 'str' = '', resumed_ms: 'int' = 0) -> None",
                            'class': 'Record',
                            'created_at': 'property',
                            'from_pb': "classmethod(msg: 'Message') -> 'Self'",
@@ -503,7 +504,7 @@ EXPECTED: dict[str, dict[str, Any]] = {'schedd': {'AlreadyExists': 'exported',
                    'SkipReason': {'class': 'ProtoEnum',
                                   'members': 'UNSPECIFIED=0, MISFIRE=1, COALESCED=2, '
                                              'CATCHUP_WINDOW=3, CATCHUP_LIMIT=4, OVERLAP=5, '
-                                             'BUFFER_FULL=6, PAUSED=7, MAX_RUNS=8',
+                                             'BUFFER_FULL=6, PAUSED=7, MAX_RUNS=8, DST_GAP=9',
                                   'parse': "classmethod(value: 'str | int') -> 'Self'",
                                   'proto_name': 'property',
                                   'word': 'property'}},
