@@ -90,5 +90,5 @@ def test_list_runs_by_job_newest_last(tmp_path) -> None:
     assert [r.scheduled_ms for r in runs] == sorted(r.scheduled_ms for r in runs)
     assert [r.scheduled_ms for r in store.list_runs("a", limit=2)] == [T0 + 4, T0 + 6]
     assert len(store.list_runs(limit=100)) == 4
-    assert keys.run_id("a", 1, T0 + 3) in {r.run_id for r in runs}
+    assert keys.manual_run_id("a", 1, T0 + 3) in {r.run_id for r in runs}
     store.close()
