@@ -414,8 +414,9 @@ def _unpend(txn: Txn, run: Run) -> None:
     txn.delete("pending_q", keys.queue_pending_key(run.queue, run.not_before_ms, run.run_id))
 
 
-def _active_key(run: Run) -> bytes:
-    return keys.active_key(run.job, keys.uid_of_run_id(run.run_id), run.scheduled_ms, run.run_id)
+def _active_key(run: Run, uid: int | None = None) -> bytes:
+    return keys.active_key(run.job, keys.uid_of_run_id(run.run_id) if uid is None else uid,
+                           run.scheduled_ms, run.run_id)
 
 
 def _rid(job: Job, slot_ms: int, origin: int) -> str:
@@ -431,13 +432,14 @@ def _new_run(txn: Txn, job: Job, scheduled_ms: int, not_before_ms: int, manual: 
               scheduled_ms=scheduled_ms, state=types_pb2.RUN_STATE_PENDING, attempt=1,
               not_before_ms=not_before_ms, queue=job.queue, manual=manual,
               origin=cast(Any, origin), priority=job.priority, caused_by=caused_by)
-    run.tags.update(job.tags)
+    if job.tags:
+        run.tags.update(job.tags)
     if job.dispatch_timeout_ms:
         run.dispatch_deadline_ms = not_before_ms + job.dispatch_timeout_ms
     txn.put_run(run)
     txn.put("runs_by_job", keys.by_job_key(job.name, scheduled_ms, run.run_id), b"")
     _pend(txn, run)
-    txn.put("active", _active_key(run), b"")
+    txn.put("active", _active_key(run, job.uid), b"")
     return run
 
 
@@ -671,6 +673,10 @@ def _fire_due(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
     return Result(count=fired, message=f"{stale} stale" if stale else "")
 
 
+_RANGE_REASON = {types_pb2.MISFIRE_POLICY_SKIP: types_pb2.SKIP_REASON_MISFIRE,
+                 types_pb2.MISFIRE_POLICY_FIRE_ONCE: types_pb2.SKIP_REASON_COALESCED}
+
+
 def is_late(job: Job, slot_ms: int, due_ms: int, now: int) -> bool:
     """A slot is missed (a misfire) when it is due more than the grace period before now, or
     when it fell while the job was paused (a resume never fires the paused slots as if on time).
@@ -684,37 +690,41 @@ def is_late(job: Job, slot_ms: int, due_ms: int, now: int) -> bool:
 def _fire_with_policy(txn: Txn, job: Job, item: command_pb2.FireItem, now: int, spacing_ms: int) -> int:
     """Decide each slot of ``item`` by the job's misfire policy, then its overlap policy."""
     misfire = job.misfire
+    paused_from, paused_to = job.paused_ms, job.resumed_ms or now + 1
 
     def why(slot: int, default: int) -> int:
-        if job.paused_ms and job.paused_ms <= slot < (job.resumed_ms or now + 1):
-            return types_pb2.SKIP_REASON_PAUSED
-        return default
+        return types_pb2.SKIP_REASON_PAUSED if paused_from and paused_from <= slot < paused_to else default
 
     if item.dropped_first_ms:
         _skip(txn, job, item.dropped_first_ms, why(item.dropped_first_ms, types_pb2.SKIP_REASON_CATCHUP_WINDOW),
               now, until=item.dropped_last_ms, count=int(item.dropped_count))
-    range_reason = {types_pb2.MISFIRE_POLICY_SKIP: types_pb2.SKIP_REASON_MISFIRE,
-                    types_pb2.MISFIRE_POLICY_FIRE_ONCE: types_pb2.SKIP_REASON_COALESCED}.get(
-                        misfire, types_pb2.SKIP_REASON_CATCHUP_LIMIT)
     if item.late_first_ms:
+        range_reason = _RANGE_REASON.get(misfire, types_pb2.SKIP_REASON_CATCHUP_LIMIT)
         _skip(txn, job, item.late_first_ms, why(item.late_first_ms, range_reason), now,
               until=item.late_last_ms, count=int(item.late_count))
     for gap in item.dst_gap_ms:
         _skip(txn, job, gap, types_pb2.SKIP_REASON_DST_GAP, now, merge=False)
-    dues = list(item.dues_ms) if len(item.dues_ms) == len(item.slots_ms) else list(item.slots_ms)
-    late = [(s, d) for s, d in zip(item.slots_ms, dues, strict=True) if is_late(job, s, d, now)]
-    on_time = [(s, d) for s, d in zip(item.slots_ms, dues, strict=True) if not is_late(job, s, d, now)]
-    fire: list[tuple[int, int, int]] = []  # (slot, not_before, origin)
-    if misfire == types_pb2.MISFIRE_POLICY_SKIP:
-        for s, _ in late:
-            _skip(txn, job, s, why(s, types_pb2.SKIP_REASON_MISFIRE), now)
-    elif misfire == types_pb2.MISFIRE_POLICY_FIRE_ONCE:
-        for s, _ in late[:-1]:
-            _skip(txn, job, s, types_pb2.SKIP_REASON_COALESCED, now)
-        fire += [(s, -1, types_pb2.RUN_ORIGIN_CATCHUP) for s, _ in late[-1:]]
-    else:
-        fire += [(s, -1, types_pb2.RUN_ORIGIN_CATCHUP) for s, _ in late]
-    fire += [(s, d, types_pb2.RUN_ORIGIN_SCHEDULE) for s, d in on_time]
+    slots = item.slots_ms
+    dues = item.dues_ms if len(item.dues_ms) == len(slots) else slots
+    late: list[int] = []
+    fire: list[tuple[int, int, int]] = []  # (slot, not_before (-1: paced), origin)
+    for s, d in zip(slots, dues, strict=True):
+        if is_late(job, s, d, now):
+            late.append(s)
+        else:
+            fire.append((s, d, types_pb2.RUN_ORIGIN_SCHEDULE))
+    if late:
+        if misfire == types_pb2.MISFIRE_POLICY_SKIP:
+            for s in late:
+                _skip(txn, job, s, why(s, types_pb2.SKIP_REASON_MISFIRE), now)
+            catchup = []
+        elif misfire == types_pb2.MISFIRE_POLICY_FIRE_ONCE:
+            for s in late[:-1]:
+                _skip(txn, job, s, types_pb2.SKIP_REASON_COALESCED, now)
+            catchup = late[-1:]
+        else:
+            catchup = late
+        fire = [(s, -1, types_pb2.RUN_ORIGIN_CATCHUP) for s in catchup] + fire
     fired = 0
     for slot, due, origin in fire:
         if job.max_runs and job.fired_runs >= job.max_runs:

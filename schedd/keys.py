@@ -92,8 +92,11 @@ def active_prefix(job: str, uid: int) -> bytes:
     return job.encode() + b"\x00" + be64(uid)
 
 
+_BE2 = struct.Struct(">QQ")
+
+
 def active_key(job: str, uid: int, scheduled_ms: int, rid: str) -> bytes:
-    return active_prefix(job, uid) + be64(scheduled_ms) + rid.encode()
+    return job.encode() + b"\x00" + _BE2.pack(max(0, uid), max(0, scheduled_ms)) + rid.encode()
 
 
 def uid_of_run_id(rid: str) -> int:

@@ -277,6 +277,10 @@ def worker() -> None:
     help="Firings run at once.",
 )
 @click.option("--worker-id", metavar="ID", help="Stable id of this worker (default: generated).")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+              help="A tag this worker carries; jobs with tags go only to workers carrying all of them. Repeat.")
+@click.option("--drain-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="SECONDS",
+              help="On SIGTERM, how long running commands get to finish before their leases are released.")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
 @pass_settings
 def worker_run(
@@ -284,6 +288,8 @@ def worker_run(
     queues: tuple[str, ...],
     concurrency: int,
     worker_id: str | None,
+    tags: tuple[str, ...],
+    drain_timeout: float,
     argv: tuple[str, ...],
 ) -> NoReturn:
     """Run CMD once per firing; exit status 0 means success.
@@ -294,8 +300,15 @@ def worker_run(
     \b
     Example:
       schedctl worker run --queue default --concurrency 4 -- sh -c 'echo "$SCHEDD_JOB"'
+      schedctl worker run --queue gpu --tag gpu=a100 --drain-timeout 60 -- ./train.sh
     """
     endpoints = s.endpoint_list()
+    offered: dict[str, str] = {}
+    for t in tags:
+        key, sep, value = t.partition("=")
+        if not sep or not key:
+            raise errors.InvalidArgument("--tag", f"{t!r} is not KEY=VALUE")
+        offered[key] = value
     try:
         from schedd.shellworker import run_shell_worker
     except ImportError as exc:
@@ -303,7 +316,8 @@ def worker_run(
             f"the shell worker is not available in this install ({exc})"
         ) from None
     code = run_shell_worker(
-        endpoints, list(queues) or ["default"], concurrency, list(argv), worker_id
+        endpoints, list(queues) or ["default"], concurrency, list(argv), worker_id,
+        tags=offered, drain_timeout=drain_timeout,
     )
     raise click.exceptions.Exit(int(code))
 

@@ -178,3 +178,26 @@ def test_update_and_chaining_and_bad_input(cluster: LocalCluster) -> None:
         past = client.create_job("past-once", at_ms=int(time.time() * 1000) - 3_600_000, allow_past=True)
         assert past.state == S.JOB_STATE_ACTIVE
         wait_for(lambda: client.list_runs(job="past-once"), 10, "the past one-shot to fire at once")
+
+
+def test_a_tagged_job_goes_only_to_a_worker_carrying_its_tags(cluster: LocalCluster, tmp_path: Path) -> None:
+    effects = tmp_path / "effects"
+    effects.touch()
+    script = f'echo "$SCHEDD_RUN_ID $SCHEDD_WORKER_ID" >> {effects}'
+    plain = shell_worker(cluster.endpoints_env, script, tmp_path / "plain.log", "--queue", "tagged",
+                         "--worker-id", "plain")
+    try:
+        with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+            client.create_job("needs-gpu", every_ms=1000, queue="tagged", tags={"gpu": "a100"})
+            time.sleep(2.5)
+            assert effects.read_text() == "", "a worker without the tag got a firing"
+            gpu = shell_worker(cluster.endpoints_env, script, tmp_path / "gpu.log", "--queue", "tagged",
+                               "--worker-id", "gpu", "--tag", "gpu=a100", "--tag", "zone=eu")
+            try:
+                wait_for(lambda: effects.read_text().count(" gpu") >= 3, 20, "the tagged worker's runs")
+            finally:
+                client.pause_job("needs-gpu")
+                stop(gpu)
+            assert {line.split()[1] for line in effects.read_text().splitlines()} == {"gpu"}
+    finally:
+        stop(plain)

@@ -400,9 +400,14 @@ def test_worker_run_hands_argv_to_the_shell_worker_and_exits_with_its_code(
         concurrency: int,
         argv: list[str],
         worker_id: str | None,
+        *,
+        tags: dict[str, str] | None = None,
+        drain_timeout: float = 10.0,
     ) -> int:
         got.update(endpoints=endpoints, queues=queues, concurrency=concurrency, argv=argv)
         got["worker_id"] = worker_id
+        if tags or drain_timeout != 10.0:
+            got.update(tags=tags, drain_timeout=drain_timeout)
         return 3
 
     module = types.ModuleType("schedd.shellworker")
@@ -420,6 +425,12 @@ def test_worker_run_hands_argv_to_the_shell_worker_and_exits_with_its_code(
         "argv": ["sh", "-c", "exit 0", "--not-ours"],
         "worker_id": None,
     }
+
+    got.clear()
+    result = invoke("--endpoints", "a:1", "worker", "run", "--tag", "gpu=a100", "--drain-timeout", "60", "ls")
+    assert result.exit_code == 3 and got["tags"] == {"gpu": "a100"} and got["drain_timeout"] == 60.0
+    result = invoke("--endpoints", "a:1", "worker", "run", "--tag", "gpu", "ls")
+    assert result.exit_code == 2 and "--tag" in result.output
 
     got.clear()
     result = invoke("--endpoints", "a:1", "worker", "run", "ls", "-l")
