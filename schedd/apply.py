@@ -313,6 +313,8 @@ def _update_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
         txn.delete("due", keys.due_key(job.next_due_ms, job.name))
     for f in ("uid", "created_ms", "state", "fired_runs", "buffered_run", "open_skip", "paused_ms", "resumed_ms"):
         setattr(new, f, getattr(job, f))
+    if not same_schedule:
+        new.open_skip = ""  # the new slot sequence starts its own skip records
     new.version = max(job.version, 1) + 1
     new.updated_ms = now
     new.next_due_ms = next_due

@@ -190,15 +190,20 @@ class JobService(_Base, api_grpc.JobServiceServicer):
 
 
 _COUNT_CAP = 1_000_000
+_CRON_COUNT_CAP = 20_000  # ~0.2 s of cron math; every chunk call counts its remaining range
 
 
 def _count_slots(sched: Schedule, start: int, end: int) -> int:
+    """Slots in [start, end]: exact for intervals (capped at 1,000,000); for cron, counted up
+    to 20,000 and 0 ("too many to count") beyond."""
     n = count_slots(sched, start, end)
     if n or not isinstance(sched.trigger, Cron):
         return min(n, _COUNT_CAP)
     slot = sched.next_after(start - 1)
-    while slot is not None and slot <= end and n < _COUNT_CAP:
+    while slot is not None and slot <= end:
         n += 1
+        if n > _CRON_COUNT_CAP:
+            return 0
         slot = sched.next_after(slot)
     return n
 
