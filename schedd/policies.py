@@ -4,6 +4,8 @@ user guide."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from schedd.errors import InvalidArgument
 from schedd.pb import types_pb2
 
@@ -58,28 +60,25 @@ ORIGIN_WORD: dict[int, str] = {
 }
 
 
-def misfire_from(value: str | int, field: str = "misfire") -> int:
-    """A misfire policy from its name (``skip``, ``fire_once``, ``fire_all``) or pb value."""
+def _from(value: str | int, names: dict[str, int], valid: Iterable[int], field: str, what: str) -> int:
     if isinstance(value, str):
         key = value.strip().lower().replace("-", "_")
-        if key not in MISFIRE_NAMES:
-            raise InvalidArgument(field, f"{value!r} is not a misfire policy (one of {', '.join(MISFIRE_NAMES)})")
-        return MISFIRE_NAMES[key]
-    if value not in types_pb2.MisfirePolicy.values():
-        raise InvalidArgument(field, f"{value} is not a misfire policy")
+        if key not in names:
+            raise InvalidArgument(field, f"{value!r} is not {what} (one of {', '.join(names)})")
+        return names[key]
+    if value not in valid:
+        raise InvalidArgument(field, f"{value} is not {what}")
     return value
+
+
+def misfire_from(value: str | int, field: str = "misfire") -> int:
+    """A misfire policy from its name (``skip``, ``fire_once``, ``fire_all``) or pb value."""
+    return _from(value, MISFIRE_NAMES, types_pb2.MisfirePolicy.values(), field, "a misfire policy")
 
 
 def overlap_from(value: str | int, field: str = "overlap") -> int:
     """An overlap policy from its name (``allow``, ``forbid``, ``buffer_one``, ``replace``)."""
-    if isinstance(value, str):
-        key = value.strip().lower().replace("-", "_")
-        if key not in OVERLAP_NAMES:
-            raise InvalidArgument(field, f"{value!r} is not an overlap policy (one of {', '.join(OVERLAP_NAMES)})")
-        return OVERLAP_NAMES[key]
-    if value not in types_pb2.OverlapPolicy.values():
-        raise InvalidArgument(field, f"{value} is not an overlap policy")
-    return value
+    return _from(value, OVERLAP_NAMES, types_pb2.OverlapPolicy.values(), field, "an overlap policy")
 
 
 def misfire_name(value: int) -> str:
