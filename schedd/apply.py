@@ -206,6 +206,15 @@ def _apply_with_request_id(txn: Txn, cmd: command_pb2.Command, index: int) -> Re
     return result
 
 
+def request_recorded_at(raw: bytes) -> int:
+    """When a request record was written (``now_ms`` of its entry); 0 if unknown (records
+    from before the time was stored, or unreadable)."""
+    try:
+        return int(json.loads(raw).get("at", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0
+
+
 def _replay_result(txn: Txn, record: dict[str, Any]) -> Result:
     """The answer to a retried request: the first outcome, with the objects as they are now."""
     job = txn.job(record["job"]) if record.get("job") else None
@@ -568,24 +577,21 @@ def _ended(txn: Txn, run: Run, now: int, *, success: bool | None) -> None:
     job = _job_of(txn, run)
     if job is None:
         return
-    changed = False
     if job.buffered_run:
         _promote_buffered(txn, job, now)
-        changed = True
+        txn.put_job(job)
     target = "" if success is None else (job.on_success if success else job.on_failure)
     if target:
-        changed |= _chain(txn, run, target, now, "on_success" if success else "on_failure")
-    if changed:
-        txn.put_job(job)
+        _chain(txn, run, target, now, "on_success" if success else "on_failure")
 
 
-def _chain(txn: Txn, run: Run, target: str, now: int, how: str) -> bool:
+def _chain(txn: Txn, run: Run, target: str, now: int, how: str) -> None:
     """Trigger ``target`` because ``run`` ended (ORIGIN_CHAIN, through its overlap policy)."""
     tj = txn.job(target)
     if tj is None:
         run.note = f"{how} job {target!r} does not exist; nothing was chained"
         txn.put_run(run)
-        return False
+        return
     slot = _free_slot(txn, tj, now)
     if tj.state == types_pb2.JOB_STATE_PAUSED:
         _skip(txn, tj, slot, types_pb2.SKIP_REASON_PAUSED, now, merge=False, origin=types_pb2.RUN_ORIGIN_CHAIN,
@@ -594,7 +600,6 @@ def _chain(txn: Txn, run: Run, target: str, now: int, how: str) -> bool:
         _start_run(txn, tj, slot, now, now, origin=types_pb2.RUN_ORIGIN_CHAIN, manual=True,
                    caused_by=run.run_id, merge_skip=False)
     txn.put_job(tj)
-    return False
 
 
 def _free_slot(txn: Txn, job: Job, at_ms: int) -> int:
@@ -684,18 +689,20 @@ def is_late(job: Job, slot_ms: int, due_ms: int, now: int) -> bool:
     when it fell while the job was paused (a resume never fires the paused slots as if on time).
     Lateness counts from the job's creation at the earliest: a one-shot created for a past time
     (allow_past) is not late."""
-    if job.paused_ms and job.paused_ms <= slot_ms < (job.resumed_ms or now + 1):
-        return True
-    return now - max(due_ms, job.created_ms) > job.misfire_grace_ms
+    return in_pause(job, slot_ms, now) or now - max(due_ms, job.created_ms) > job.misfire_grace_ms
+
+
+def in_pause(job: Job, slot_ms: int, now: int) -> bool:
+    """``slot_ms`` fell inside the job's last pause (``paused_ms`` .. ``resumed_ms``, or now)."""
+    return bool(job.paused_ms) and job.paused_ms <= slot_ms < (job.resumed_ms or now + 1)
 
 
 def _fire_with_policy(txn: Txn, job: Job, item: command_pb2.FireItem, now: int, spacing_ms: int) -> int:
     """Decide each slot of ``item`` by the job's misfire policy, then its overlap policy."""
     misfire = job.misfire
-    paused_from, paused_to = job.paused_ms, job.resumed_ms or now + 1
 
     def why(slot: int, default: int) -> int:
-        return types_pb2.SKIP_REASON_PAUSED if paused_from and paused_from <= slot < paused_to else default
+        return types_pb2.SKIP_REASON_PAUSED if in_pause(job, slot, now) else default
 
     if item.dropped_first_ms:
         _skip(txn, job, item.dropped_first_ms, why(item.dropped_first_ms, types_pb2.SKIP_REASON_CATCHUP_WINDOW),
@@ -904,10 +911,7 @@ def _prune_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
         raw = txn.get("requests", req.encode())
         if raw is None:
             continue
-        try:
-            at = int(json.loads(raw).get("at", 0))
-        except (ValueError, TypeError, AttributeError):
-            continue
+        at = request_recorded_at(raw)
         if 0 < at < now - ttl:
             txn.delete("requests", req.encode())
             n += 1

@@ -79,14 +79,6 @@ class DispatchSettings:
 CompletionCallback = Callable[[str, str], None]  # (status code name, message)
 
 
-@dataclass(frozen=True)
-class _TimedOut:
-    run_id: str
-    fence: int
-    worker_id: str
-    reason: str
-
-
 class Dispatcher:
     def __init__(self, *, node_id: str, store: Store, raft: RaftNode, clock: Clock,
                  registry: Registry, leader_hint: Callable[[], str],
@@ -185,20 +177,13 @@ class Dispatcher:
         self.wake()
 
     def _revoke(self, revoked: list[Revoked]) -> None:
-        by_worker: dict[str, list[Revoked]] = defaultdict(list)
         with self._lock:
             for r in revoked:
                 self.leases.release(r.run_id, r.fence)
                 self._deadlines.pop(r.run_id, None)
-                by_worker[r.worker_id].append(r)
-        for worker_id, items in by_worker.items():
-            session = self.registry.get(worker_id)
-            if session is not None:
-                session.send(api_pb2.ServerMessage(lost=api_pb2.LeasesLost(
-                    leases=[api_pb2.Lease(run_id=r.run_id, fence=r.fence) for r in items],
-                    reason=items[0].reason)))
-            log.info("event=leases_revoked worker=%s runs=%s reason=%r", worker_id,
-                     ",".join(r.run_id for r in items), items[0].reason)
+        self._tell_lost(revoked)
+        log.info("event=leases_revoked runs=%s reason=%r", ",".join(f"{r.run_id}@{r.worker_id}" for r in revoked),
+                 revoked[0].reason)
 
     def release(self, session: WorkerSession, leases: list[api_pb2.Lease], reason: str) -> int:
         """The worker gives these leases back (drain timeout, or firings it will not start).
@@ -389,13 +374,13 @@ class Dispatcher:
             self._sleep(0.1)
             return
         self._after_commit(result, cmds, completions)
-        self._tell_timed_out(timed_out)
+        self._tell_lost(timed_out)
 
-    def _take_timeouts(self, now_ms: int) -> list[_TimedOut]:
+    def _take_timeouts(self, now_ms: int) -> list[Revoked]:
         """Remove and return the leases past their run timeout (caller holds the lock). A lease
         the table no longer holds under that fence (a completion in flight, a heartbeat expiry)
         is dropped: if that completion does not commit, the reconcile rebuilds its deadline."""
-        out: list[_TimedOut] = []
+        out: list[Revoked] = []
         for rid, (fence, deadline, timeout) in list(self._deadlines.items()):
             if deadline > now_ms:
                 continue
@@ -404,15 +389,15 @@ class Dispatcher:
             if lease is None or lease.fence != fence:
                 continue
             self.leases.release(rid, fence)
-            out.append(_TimedOut(rid, fence, lease.worker_id,
+            out.append(Revoked(rid, fence, lease.worker_id,
                                  f"run timeout: still running {format_duration(timeout)} after it started"))
         return out
 
-    def _tell_timed_out(self, timed_out: list[_TimedOut]) -> None:
-        """Tell each worker at once that its timed-out leases are gone, so the handler (the
-        shell worker's child) is cancelled now rather than at the next heartbeat."""
-        by_worker: dict[str, list[_TimedOut]] = defaultdict(list)
-        for t in timed_out:
+    def _tell_lost(self, lost: list[Revoked]) -> None:
+        """Tell each worker at once that these leases are gone (run timeout, overlap replace),
+        so its handler (the shell worker's child) is cancelled now, not at the next heartbeat."""
+        by_worker: dict[str, list[Revoked]] = defaultdict(list)
+        for t in lost:
             by_worker[t.worker_id].append(t)
         for worker_id, items in by_worker.items():
             session = self.registry.get(worker_id)
@@ -613,10 +598,7 @@ class Dispatcher:
 
 
 def _carries(worker: WorkerSession, required: dict[str, str]) -> bool:
-    if not required:
-        return True
-    have: dict[str, str] = getattr(worker, "tags", None) or {}
-    return all(have.get(k) == v for k, v in required.items())
+    return all(worker.tags.get(k) == v for k, v in required.items())
 
 
 @dataclass(frozen=True)

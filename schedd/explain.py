@@ -21,19 +21,6 @@ _BACK_LIMIT_MS = 400 * 86_400_000
 RecordsBefore = Callable[[int, int], list[types_pb2.Run]]  # (at_ms, limit) -> newest first
 
 
-def previous_slot(sched: Schedule, at_ms: int) -> int | None:
-    """The last slot at or before ``at_ms`` (None: none within 400 days)."""
-    back = 1000
-    while back <= _BACK_LIMIT_MS:
-        slot = sched.next_after(at_ms - back)
-        if slot is not None and slot <= at_ms:
-            while (nxt := sched.next_after(slot)) is not None and nxt <= at_ms:
-                slot = nxt
-            return slot
-        back *= 8
-    return None
-
-
 def _dst_gap_between(sched: Schedule, lo: int, hi: int) -> bool:
     trig = sched.trigger
     if not isinstance(trig, Cron):
@@ -53,7 +40,7 @@ def _state(run: types_pb2.Run) -> str:
 def explain(job: types_pb2.Job, sched: Schedule, at_ms: int, now_ms: int,
             records_before: RecordsBefore) -> api_pb2.ExplainResponse:
     out = api_pb2.ExplainResponse()
-    prev = previous_slot(sched, at_ms)
+    prev = sched.previous_slot(at_ms, _BACK_LIMIT_MS)
     nxt = sched.next_after(at_ms)
     out.previous_slot_ms = prev or 0
     out.next_slot_ms = nxt or 0

@@ -529,16 +529,23 @@ class Schedule:
         due time computed under other settings), which is also the answer without jitter."""
         if self.jitter_ms <= 0:
             return due_ms
+        slot = self.previous_slot(due_ms, self.jitter_ms)
+        return due_ms if slot is None else slot
+
+    def previous_slot(self, at_ms: int, max_back_ms: int) -> int | None:
+        """The last slot at or before ``at_ms``, looking back at most ``max_back_ms`` (None: no
+        slot in that stretch). An exponential search backwards, then forwards: a few steps even
+        for per-second crons."""
         back = 1000
-        while True:  # exponential search backwards: a few steps even for per-second crons
-            back = min(back, self.jitter_ms)
-            slot = self.next_after(due_ms - back)
-            if slot is not None and slot <= due_ms:
+        while True:
+            back = min(back, max_back_ms)
+            slot = self.next_after(at_ms - back)
+            if slot is not None and slot <= at_ms:
                 break
-            if back >= self.jitter_ms:
-                return due_ms
+            if back >= max_back_ms:
+                return None
             back *= 8
-        while (nxt := self.next_after(slot)) is not None and nxt <= due_ms:
+        while (nxt := self.next_after(slot)) is not None and nxt <= at_ms:
             slot = nxt
         return slot
 

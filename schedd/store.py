@@ -23,7 +23,7 @@ from typing import Any
 import lmdb
 
 from schedd import keys
-from schedd.apply import FINISHED_STATES, Put, Result, apply, state_digest
+from schedd.apply import FINISHED_STATES, Put, Result, apply, request_recorded_at, state_digest
 from schedd.pb import types_pb2
 
 log = logging.getLogger("schedd.store")
@@ -170,23 +170,13 @@ class Store:
                 out.append(run)
 
         with self.read() as txn:
-            runs = self._dbs["runs"]
             if job:
-                prefix = keys.by_job_prefix(job)
-                cur = txn.cursor(db=self._dbs["runs_by_job"])
-                # walk backwards from the end of this job's key range
-                if cur.set_range(prefix[:-1] + b"\x01"):
-                    ok = cur.prev()
-                else:
-                    ok = cur.last()
-                while ok and len(out) < limit and _key(cur).startswith(prefix):
-                    rid = _key(cur)[len(prefix) + 8:]
-                    raw = txn.get(rid, db=runs)
-                    if raw is not None:
-                        keep(raw)
-                    ok = cur.prev()
+                for _, raw in self._job_runs_backwards(txn, job):
+                    if len(out) >= limit:
+                        break
+                    keep(raw)
             else:
-                cur = txn.cursor(db=runs)
+                cur = txn.cursor(db=self._dbs["runs"])
                 ok = cur.last()
                 while ok and len(out) < limit:
                     keep(cur.value())
@@ -197,17 +187,11 @@ class Store:
     def finished_runs_newest_first(self, job: str) -> Generator[types_pb2.Run, None, None]:
         """The job's finished runs (any incarnation), newest scheduled first; lazily, in one
         read transaction held until the iterator is exhausted or closed."""
-        prefix = keys.by_job_prefix(job)
         with self.read() as txn:
-            cur = txn.cursor(db=self._dbs["runs_by_job"])
-            ok = cur.prev() if cur.set_range(prefix[:-1] + b"\x01") else cur.last()
-            while ok and _key(cur).startswith(prefix):
-                raw = txn.get(_key(cur)[len(prefix) + 8:], db=self._dbs["runs"])
-                if raw is not None:
-                    run = types_pb2.Run.FromString(raw)
-                    if run.state in FINISHED_STATES:
-                        yield run
-                ok = cur.prev()
+            for _, raw in self._job_runs_backwards(txn, job):
+                run = types_pb2.Run.FromString(raw)
+                if run.state in FINISHED_STATES:
+                    yield run
 
     def requests_after(self, after: str, limit: int) -> list[tuple[str, int]]:
         """(request id, recorded at ms; 0 if unknown) of up to ``limit`` request records after
@@ -217,28 +201,37 @@ class Store:
             cur = txn.cursor(db=self._dbs["requests"])
             ok = cur.set_range(after.encode() + b"\x00") if after else cur.first()
             while ok and len(out) < limit:
-                try:
-                    at = int(json.loads(bytes(cur.value())).get("at", 0))
-                except (ValueError, TypeError, AttributeError):
-                    at = 0
-                out.append((_key(cur).decode(errors="replace"), at))
+                out.append((_key(cur).decode(errors="replace"), request_recorded_at(bytes(cur.value()))))
                 ok = cur.next()
         return out
 
     def runs_at_or_before(self, job: str, uid: int, at_ms: int, limit: int) -> list[types_pb2.Run]:
         """Records of one job incarnation scheduled at or before ``at_ms``, newest first."""
         out: list[types_pb2.Run] = []
-        prefix = keys.by_job_prefix(job)
         with self.read() as txn:
-            cur = txn.cursor(db=self._dbs["runs_by_job"])
-            ok = cur.prev() if cur.set_range(prefix + keys.be64(at_ms + 1)) else cur.last()
-            while ok and len(out) < limit and _key(cur).startswith(prefix):
-                rid = _key(cur)[len(prefix) + 8:]
-                raw = txn.get(rid, db=self._dbs["runs"])
-                if raw is not None and keys.uid_of_run_id(rid.decode()) == uid:
+            for rid, raw in self._job_runs_backwards(txn, job, keys.by_job_prefix(job) + keys.be64(at_ms + 1)):
+                if len(out) >= limit:
+                    break
+                if keys.uid_of_run_id(rid) == uid:
                     out.append(types_pb2.Run.FromString(raw))
-                ok = cur.prev()
         return out
+
+    def _job_runs_backwards(self, txn: lmdb.Transaction, job: str,
+                            before: bytes | None = None) -> Iterator[tuple[str, bytes]]:
+        """(run id, stored run) of ``job``'s runs keyed before ``before`` in ``runs_by_job``
+        (default: all of them), newest scheduled first."""
+        prefix = keys.by_job_prefix(job)
+        if before is None:
+            before = prefix[:-1] + b"\x01"  # just past the last key of this job
+        runs = self._dbs["runs"]
+        cur = txn.cursor(db=self._dbs["runs_by_job"])
+        ok = cur.prev() if cur.set_range(before) else cur.last()
+        while ok and _key(cur).startswith(prefix):
+            rid = _key(cur)[len(prefix) + 8:]
+            raw = txn.get(rid, db=runs)
+            if raw is not None:
+                yield rid.decode(), bytes(raw)
+            ok = cur.prev()
 
     def _until(self, db: str, now_ms: int, limit: int) -> list[tuple[int, str]]:
         """Entries of a time-ordered index with time <= now_ms, earliest first: O(result)."""
