@@ -36,7 +36,7 @@ PAYLOAD = b"x" * 200
 
 def _conf(journal_dir: str, password: str) -> Any:
     """Exactly schedd's settings, minus its LMDB snapshot hooks (the counter has no state)."""
-    from schedd.raft import RaftSettings, sync_obj_conf
+    from schedd.raft.settings import RaftSettings, sync_obj_conf
 
     return sync_obj_conf(RaftSettings(), password, journal_dir)
 

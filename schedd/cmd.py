@@ -30,10 +30,11 @@ def _setup_logging(level: str) -> None:
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         stream=sys.stderr,
     )
-    # pysyncobj logs a spurious CRITICAL "truncating already-applied log entries" in
-    # non-batched mode during normal operation (see README, Operating it); keep its errors.
+    # pysyncobj's warnings matter: its CRITICAL "truncating already-applied log entries" was the
+    # visible sign of a follower dropping acknowledged entries, which schedd.raft now prevents;
+    # should it ever appear again it is a bug to report, not noise.
     pysyncobj_log = logging.getLogger("pysyncobj")
-    pysyncobj_log.setLevel(logging.ERROR if level.upper() != "DEBUG" else logging.DEBUG)
+    pysyncobj_log.setLevel(logging.WARNING if level.upper() != "DEBUG" else logging.DEBUG)
     pysyncobj_log.addHandler(_StorageFailureStop())
 
 
@@ -116,11 +117,15 @@ def _catchup_spacing(rate: Any) -> int:
 @click.option("--map-size", default=None, type=int, help="LMDB map size in MiB [4096].")
 @click.option("--min-free", default=None, type=int, envvar="SCHEDD_MIN_FREE_MIB",
               help="Stop (exit 70) when the data disk has less free space, MiB [64].")
+@click.option("--unsafe-no-fsync", is_flag=True, default=None,
+              help="Acknowledge writes before they are on disk (synced once a second instead). A power cut "
+                   "of a majority then loses acknowledged writes and can reuse fences. Only for tests and "
+                   "throw-away clusters; never set by default or by an environment variable.")
 @click.option("--log-level", default="info", show_default=True)
 def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft_addr: str | None,
         grpc_addr: str | None, peers: tuple[str, ...], raft_password_file: str | None, lease_ttl: str | None,
         heartbeat_interval: str | None, retry_backoff: str | None, catchup_rate: float | None,
-        map_size: int | None, min_free: int | None, log_level: str) -> None:
+        map_size: int | None, min_free: int | None, unsafe_no_fsync: bool | None, log_level: str) -> None:
     """Run one schedd node until SIGTERM or Ctrl-C.
 
     \b
@@ -171,12 +176,18 @@ def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft
     )
     if settings.heartbeat_interval_s * 2 > settings.lease_ttl_s:
         _fail("--heartbeat-interval: must be at most half of --lease-ttl so one lost heartbeat does not expire a lease")
+    unsafe = pick(unsafe_no_fsync, "unsafe_no_fsync", False)
+    if not isinstance(unsafe, bool):
+        _fail(f"--config: unsafe_no_fsync must be true or false, not {unsafe!r}")
+    from schedd.raft.settings import RaftSettings
+
     try:
         config = NodeConfig(
             node_id=pick(node_id, "node_id"), data_dir=pick(data_dir, "data_dir"), raft=pick(raft_addr, "raft"),
             grpc=pick(grpc_addr, "grpc"), password=password,
             peers=tuple(Peer.parse(p) for p in pick(peers, "peers", ())),
-            dispatch=settings, map_size=int(pick(map_size, "map_size_mib", 4096)) << 20,
+            dispatch=settings, raft_settings=RaftSettings(fsync=not unsafe),
+            map_size=int(pick(map_size, "map_size_mib", 4096)) << 20,
             min_free_bytes=int(pick(min_free, "min_free_mib", 64)) << 20)
         node = Node(config)
     except SchedError as e:

@@ -43,7 +43,7 @@ from schedd.schedule import Schedule, compile_schedule, format_duration
 from schedd.workers import Registry, WorkerSession
 
 if TYPE_CHECKING:
-    from schedd.raft import RaftNode
+    from schedd.raft.adapter import RaftNode
     from schedd.store import Store
 
 log = logging.getLogger("schedd.dispatcher")

@@ -24,7 +24,9 @@ from schedd.clock import Clock, SystemClock
 from schedd.dispatcher import Dispatcher, DispatchSettings
 from schedd.errors import InvalidArgument, NotLeader
 from schedd.pb import api_pb2
-from schedd.raft import RaftNode, RaftSettings
+from schedd.raft.adapter import RaftNode, StateAheadOfJournal
+from schedd.raft.journal import JournalCorrupt
+from schedd.raft.settings import RaftSettings
 from schedd.service import add_services
 from schedd.store import Store, fatal
 from schedd.workers import Registry
@@ -100,8 +102,26 @@ class Node:
         self._members.update({p.raft: (p.node_id, p.grpc) for p in config.peers})
         self.store = Store(os.path.join(config.data_dir, "state"), map_size=config.map_size)
         self.registry = Registry()
-        self.raft = RaftNode(config.raft, [p.raft for p in config.peers], self.store,
-                             config.data_dir, config.password, config.raft_settings)
+        try:
+            self.raft = RaftNode(config.raft, [p.raft for p in config.peers], self.store,
+                                 config.data_dir, config.password, config.raft_settings)
+        except JournalCorrupt as e:
+            fatal(f"Raft journal damaged: {e}. A crash only ever tears the end of the journal, which "
+                  "is repaired on start; this is damage before the end (disk or file corruption). "
+                  "Move the data directory aside and restart the node empty, so it is restored from "
+                  "the leader (safe while the other nodes hold a majority)")
+            raise
+        except StateAheadOfJournal as e:
+            fatal(str(e))
+            raise
+        except OSError as e:
+            fatal(f"cannot open the Raft journal in {config.data_dir}: {e}; check the disk and the "
+                  "directory's permissions, then restart the node")
+            raise
+        if not config.raft_settings.fsync:
+            log.warning("event=unsafe_no_fsync node=%s: the Raft journal is not fsynced before writes are "
+                        "acknowledged; a power cut of a majority can lose acknowledged writes. Use this only "
+                        "for tests and throw-away clusters", config.node_id)
         self.dispatcher = Dispatcher(node_id=config.node_id, store=self.store, raft=self.raft,
                                      clock=self.clock, registry=self.registry,
                                      leader_hint=self.leader_grpc, settings=config.dispatch)

@@ -25,6 +25,7 @@ import lmdb
 from schedd import keys
 from schedd.apply import FINISHED_STATES, Put, Result, apply, request_recorded_at, state_digest
 from schedd.pb import types_pb2
+from schedd.raft import disk
 
 log = logging.getLogger("schedd.store")
 
@@ -79,6 +80,9 @@ class Store:
         self._env = lmdb.open(path, map_size=map_size, max_dbs=len(keys.DBS) + 2,
                               sync=False, metasync=False, subdir=True)
         self._dbs = {name: self._env.open_db(name.encode()) for name in keys.DBS}
+        # The names of the new directory and files must survive a power cut too.
+        disk.fsync_dir(path)
+        disk.fsync_dir(os.path.dirname(os.path.abspath(path)))
         self._apply_lock = threading.Lock()
         self.on_applied: Callable[[int, Result], None] | None = None
         with self._env.begin(write=True) as txn:
@@ -86,10 +90,12 @@ class Store:
                 txn.put(keys.SCHEMA, keys.SCHEMA_VERSION, db=self._dbs["meta"])
 
     def close(self) -> None:
-        self._env.sync(True)
+        self.sync()
         self._env.close()
 
     def sync(self) -> None:
+        """Make every committed LMDB transaction durable (the node calls this once a second,
+        right after syncing the Raft journal)."""
         self._env.sync(True)
 
     # ---- apply -------------------------------------------------------------------------------
@@ -331,7 +337,22 @@ class Store:
             f.write(meta)
             f.write(_TRAILER.pack(len(meta), SNAPSHOT_MAGIC))
             f.flush()
-            os.fsync(f.fileno())
+            disk.fdatasync(f.fileno(), filename)
+
+    @staticmethod
+    def snapshot_last_index(filename: str) -> int:
+        """The last log index a snapshot file covers (0 when there is none)."""
+        try:
+            size = os.path.getsize(filename)
+            with open(filename, "rb") as f:
+                f.seek(size - _TRAILER.size)
+                mlen, magic = _TRAILER.unpack(f.read(_TRAILER.size))
+                if magic != SNAPSHOT_MAGIC:
+                    return 0
+                f.seek(size - _TRAILER.size - mlen)
+                return int(json.loads(f.read(mlen))["last"][1])
+        except (OSError, ValueError, KeyError, IndexError, struct.error):
+            return 0
 
     def read_snapshot(self, filename: str) -> tuple[Any, Any, Any]:
         """Return pysyncobj's metadata; bring the local state up to the snapshot if it is behind.

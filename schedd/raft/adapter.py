@@ -1,0 +1,322 @@
+"""The one place that touches pysyncobj: a ``SyncObj`` whose state machine is the LMDB store.
+
+* One replicated entry point, ``_apply_entry(data: bytes)``, taking an encoded
+  ``schedd.v1.Command``: method ids in pysyncobj are positional, so a second ``@replicated``
+  method would re-map old log entries. Never add one.
+* The entry's log index is ``raftLastApplied + 1`` (apply runs in log order in the tick thread).
+* Snapshots go through the store's serializer (an LMDB image plus Raft metadata in one file),
+  never pysyncobj's fork-and-pickle default (unsafe with gRPC threads).
+* ``propose`` always has a timeout. A timeout, LEADER_CHANGED or UNKNOWN_OUTCOME means the
+  outcome is unknown (the entry may still commit): callers retry only with the same request id.
+
+What this class changes in pysyncobj 0.3.17, and why (each relies on its internals, so the
+version is pinned and checked at import):
+
+* **Durable journal, group commit.** The log lives in :class:`~schedd.raft.journal.DurableJournal`.
+  At the start of every tick the journal is synced once (one write, one ``fdatasync``) *before*
+  pysyncobj counts the leader itself towards a commit, and a follower's acknowledgements
+  (``next_node_idx``) are held back until that sync: an entry counts towards a commit only
+  once it is on a majority of disks. Applying happens after that sync too, so LMDB is never
+  ahead of the journal.
+* **Replication fix** (:mod:`schedd.raft.replication`): a follower never truncates entries that
+  match the leader's and acknowledges only what a message proves; a leader never moves a
+  follower's ``nextIndex`` backwards on a success acknowledgement.
+* **No chunked entries.** Entries are capped at ``max_entry_bytes`` (refused in :meth:`propose`),
+  below pysyncobj's ``appendEntriesBatchSizeBytes``, so pysyncobj's chunked "transmission" path
+  for one oversized entry (which can cut a pickle short) is never taken.
+* A crash between pysyncobj renaming a new snapshot into place and compacting the journal left
+  a journal that does not start at the snapshot; pysyncobj then cleared the journal *including
+  entries after the snapshot*. The journal is aligned with the snapshot first instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pysyncobj.syncobj as _syncobj
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjException, replicated
+from pysyncobj.transport import TCPTransport
+from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
+
+from schedd.apply import Result
+from schedd.errors import InvalidArgument, NotLeader, OutcomeUnknown, Unavailable
+from schedd.raft import replication
+from schedd.raft.journal import DurableJournal
+from schedd.raft.settings import RaftSettings, sync_obj_conf
+from schedd.store import Store, fatal
+
+log = logging.getLogger("schedd.raft")
+
+SUPPORTED_PYSYNCOBJ = "0.3.17"
+if PYSYNCOBJ_VERSION != SUPPORTED_PYSYNCOBJ:  # the fixes below read and override its internals
+    raise ImportError(f"schedd's Raft adapter needs pysyncobj {SUPPORTED_PYSYNCOBJ} exactly (found "
+                      f"{PYSYNCOBJ_VERSION}): reinstall schedd to get the pinned version")
+
+
+class StateAheadOfJournal(Exception):
+    """LMDB has applied entries that the journal and snapshot no longer hold."""
+
+
+# SyncObj.__init__ creates its journal by calling the module-level createJournal(path). A
+# RaftNode registers the journal it opened under that path just before; anything else (the
+# raw-pysyncobj benchmark) gets pysyncobj's own.
+_stock_create_journal = _syncobj.createJournal
+_prepared: dict[str, DurableJournal] = {}
+_prepared_lock = threading.Lock()
+
+
+def _create_journal(path: str | None = None) -> Any:
+    with _prepared_lock:
+        journal = _prepared.pop(path, None) if path else None
+    return journal if journal is not None else _stock_create_journal(path)
+
+
+_syncobj.createJournal = _create_journal
+
+
+class RaftNode(SyncObj):
+    """A pysyncobj node whose state machine is ``store``.
+
+    Raises :class:`~schedd.raft.journal.JournalCorrupt` or :class:`StateAheadOfJournal` when
+    the data directory cannot be trusted (the caller stops with exit 70)."""
+
+    def __init__(self, self_addr: str, partners: list[str], store: Store, journal_dir: str,
+                 password: str, settings: RaftSettings | None = None, *,
+                 transport_class: type = TCPTransport, auto_tick: bool = True) -> None:
+        if not password:
+            raise ValueError("a Raft password is required")
+        s = settings or RaftSettings()
+        if s.max_entry_bytes >= s.append_batch_bytes:
+            raise ValueError("max_entry_bytes must be below append_batch_bytes (no chunked entries)")
+        # Attributes set before SyncObj.__init__ are left out of pysyncobj's own pickling.
+        self._store = store
+        self._settings = s
+        self._in_flight = threading.BoundedSemaphore(s.max_in_flight)
+        self._tick_actions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._deferred_acks: list[tuple[Any, dict[str, Any]]] = []
+        self._ack_override: int | None = None
+        self._snapshot_path = f"{journal_dir}/raft.snapshot"
+        conf = sync_obj_conf(s, password, journal_dir, bindAddress=self_addr, autoTick=auto_tick,
+                             serializer=store.write_snapshot, deserializer=self._read_snapshot)
+        self._journal = DurableJournal(conf.journalFile, fsync=s.fsync, on_io_error=fatal)
+        self._check_state_not_ahead()
+        with _prepared_lock:
+            _prepared[conf.journalFile] = self._journal
+        try:
+            super().__init__(self_addr, partners, conf, transportClass=transport_class)
+        finally:
+            with _prepared_lock:
+                _prepared.pop(conf.journalFile, None)
+        if self._SyncObj__raftLog is not self._journal:
+            raise RuntimeError("pysyncobj did not take schedd's journal (createJournal hook not used)")
+        self.addOnTickCallback(self._run_tick_actions)
+
+    def _check_state_not_ahead(self) -> None:
+        applied = self._store.applied_index()
+        held = max(self._journal.last_index, Store.snapshot_last_index(self._snapshot_path))
+        if applied > held:
+            raise StateAheadOfJournal(
+                f"the state in {self._store.path} has applied log index {applied}, but the Raft journal "
+                f"and snapshot in {os.path.dirname(self._snapshot_path)} end at {held}: they lost entries "
+                "the state had applied (a power cut with --unsafe-no-fsync, or files copied by hand). "
+                f"Move {self._store.path} aside and restart the node: it rebuilds its state from the "
+                "journal and snapshot, then catches up from the leader")
+
+    @replicated
+    def _apply_entry(self, data: bytes) -> Result:
+        if self._journal.dirty:  # never apply what the journal does not hold durably
+            self._sync_journal()
+        return self._store.apply_entry(data, self.raftLastApplied + 1)
+
+    # ---- group commit ------------------------------------------------------------------------
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N803 (pysyncobj's signature)
+        # Before pysyncobj counts this node towards a commit (as the leader) and before its held
+        # acknowledgements go out (as a follower): everything appended since the last tick is
+        # made durable with one sync.
+        self._sync_journal()
+        super()._onTick(timeToWait)
+
+    def _sync_journal(self) -> None:
+        self._journal.sync()  # an I/O error stops the node (the journal's on_io_error)
+        if self._deferred_acks:
+            acks, self._deferred_acks = self._deferred_acks, []
+            transport = self._SyncObj__transport
+            for node, message in acks:
+                transport.send(node, message)
+
+    def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False, nextNodeIdx: int | None = None,  # noqa: N802,N803
+                                  success: bool = False) -> None:
+        """pysyncobj's only sender of follower acknowledgements. They wait for the journal
+        sync (and keep their order); a success may carry the replication fix's index."""
+        if nextNodeIdx is None:
+            nextNodeIdx = self._SyncObj__raftLog[-1][1] + 1
+        if success and self._ack_override is not None:
+            nextNodeIdx = self._ack_override
+        message = {"type": "next_node_idx", "next_node_idx": nextNodeIdx, "reset": reset, "success": success}
+        if self._deferred_acks or self._journal.dirty:
+            self._deferred_acks.append((node, message))
+        else:
+            self._SyncObj__transport.send(node, message)
+
+    def _SyncObj__onBecomeLeader(self) -> None:  # noqa: N802
+        SyncObj._SyncObj__onBecomeLeader(self)  # type: ignore[attr-defined]
+        # Its NO_OP entry may be counted in this same tick (a one-node cluster): sync it now.
+        self._sync_journal()
+
+    # ---- replication fix ---------------------------------------------------------------------
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+        handle = SyncObj._SyncObj__onMessageReceived  # type: ignore[attr-defined]
+        if not self._settings.replication_fix or not isinstance(message, dict):
+            return handle(self, node, message)
+        kind = message.get("type")
+        if (kind == "append_entries" and "prevLogIdx" in message and "transmission" not in message
+                and message["term"] >= self.raftCurrentTerm):
+            log_ = self._SyncObj__raftLog
+            first = log_[0][1]
+            plan = replication.plan_append(first, log_[-1][1], lambda i: log_[i - first][2], message["prevLogIdx"],
+                                           message["prevLogTerm"], message.get("entries") or [],
+                                           message["commit_index"])
+            if plan is None:
+                return handle(self, node, message)
+            rewritten = dict(message, prevLogIdx=plan.prev_idx, prevLogTerm=plan.prev_term, entries=plan.entries,
+                             commit_index=plan.commit_index)
+            self._ack_override = plan.ack_next
+            try:
+                return handle(self, node, rewritten)
+            finally:
+                self._ack_override = None
+        if kind == "next_node_idx" and message.get("success") and not message.get("reset"):
+            next_index = self._SyncObj__raftNextIndex
+            before = next_index.get(node)
+            handle(self, node, message)
+            if before is not None and next_index.get(node, before) < before:
+                next_index[node] = before  # an ack for an older message: do not re-send the tail
+            return None
+        return handle(self, node, message)
+
+    # ---- snapshots ---------------------------------------------------------------------------
+
+    def _read_snapshot(self, filename: str) -> tuple[Any, Any, Any]:
+        """pysyncobj's deserializer hook (start-up, and a snapshot received from the leader).
+
+        The snapshot is made durable first (pysyncobj wrote a received one without syncing, and
+        clears the journal right after this returns). Then, if the journal holds the snapshot's
+        two entries but starts before them (a crash between the snapshot's rename and the
+        compaction), it is compacted to start there, so pysyncobj keeps the entries after the
+        snapshot instead of clearing them."""
+        if self._settings.fsync:
+            from schedd.raft import disk
+
+            disk.fsync_path(filename)
+            disk.fsync_dir(os.path.dirname(os.path.abspath(filename)))
+        meta = self._store.read_snapshot(filename)
+        last, prev = meta[0], meta[1]
+        entries = self._journal
+        first = entries[0][1] if len(entries) else None
+        if first is not None and first < prev[1] <= entries[-1][1]:
+            at = prev[1] - first
+            held = entries[at:at + 2]
+            if len(held) == 2 and tuple(held[0]) == tuple(prev) and tuple(held[1]) == tuple(last):
+                log.info("event=journal_aligned_with_snapshot index=%d dropped=%d", last[1], at)
+                entries.deleteEntriesTo(at)
+        return meta
+
+    # ---- proposing ---------------------------------------------------------------------------
+
+    def propose(self, data: bytes, timeout: float) -> Result:
+        """Replicate ``data`` and return its apply result. Raises NotLeader / Unavailable when
+        the entry was certainly not applied, OutcomeUnknown when it may have been, and
+        InvalidArgument when it is larger than a Raft entry may be."""
+        if len(data) > self._settings.max_entry_bytes:
+            raise InvalidArgument("request", f"{len(data)} bytes encoded is over the limit of "
+                                             f"{self._settings.max_entry_bytes} bytes for one replicated entry")
+        if not self._in_flight.acquire(timeout=timeout):
+            raise Unavailable("node overloaded: too many writes in flight; retry with backoff")
+        try:
+            return self._apply_entry(data, sync=True, timeout=timeout)
+        except SyncObjException as e:
+            code = e.errorCode
+            if code == "Timeout":
+                raise OutcomeUnknown("the write was not confirmed in time; it may still commit. "
+                                     "Retry with the same request id") from None
+            if code in (FAIL_REASON.NOT_LEADER, FAIL_REASON.MISSING_LEADER):
+                raise NotLeader("this node is not the leader", self.leader_address()) from None
+            if code in (FAIL_REASON.QUEUE_FULL, FAIL_REASON.DISCARDED):
+                raise Unavailable(f"write not applied ({_reason(code)}); retry") from None
+            raise OutcomeUnknown(f"write outcome unknown ({_reason(code)}); retry with the same request id") from None
+        finally:
+            self._in_flight.release()
+
+    def request_transfer(self, target: str | None, callback: Callable[[bool], None]) -> None:
+        """Ask pysyncobj to hand leadership to ``target`` (None: the most caught-up peer).
+
+        pysyncobj's transferLeadership touches its transport, so it runs in the tick thread via a
+        one-shot tick callback. ``callback(sent)`` runs there too: False when refused (not the
+        leader, or no peer fully caught up yet); True only means the request was sent.
+        """
+
+        self._tick_actions.put(lambda: self.transferLeadership(
+            target, callback=lambda _r, err: callback(err == FAIL_REASON.SUCCESS)))
+
+    def _run_tick_actions(self) -> None:
+        # Registered once: pysyncobj holds its callback lock while calling us, so a callback
+        # must never add or remove tick callbacks itself.
+        while True:
+            try:
+                action = self._tick_actions.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                action()
+            except Exception:
+                log.exception("event=tick_action_failed")
+
+    def checkpoint(self) -> None:
+        """Sync the Raft journal, then LMDB, in the tick thread (between applies).
+
+        LMDB must never be on disk *ahead* of the journal: replay would skip entries the journal
+        lost and the replicas would diverge. With fsync on, the journal is already durable
+        (group commit); with ``--unsafe-no-fsync`` this is the journal's only fsync.
+        """
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                self._journal.sync(force=True)
+                self._store.sync()
+            finally:
+                done.set()
+
+        self._tick_actions.put(run)
+        done.wait(5.0)
+
+    # ---- status ------------------------------------------------------------------------------
+
+    @property
+    def journal(self) -> DurableJournal:
+        return self._journal
+
+    def is_leader(self) -> bool:
+        return self._isLeader()
+
+    def leader_address(self) -> str:
+        leader = self._getLeader()
+        return "" if leader is None else str(getattr(leader, "id", leader))
+
+    def status(self) -> dict[str, object]:
+        return self.getStatus()
+
+
+def _reason(code: object) -> str:
+    names = {v: k for k, v in vars(FAIL_REASON).items() if k.isupper()}
+    return names.get(code, str(code))
+
+
+__all__ = ["RaftNode", "StateAheadOfJournal"]

@@ -1,0 +1,60 @@
+"""Raft settings and the pysyncobj configuration built from them (also used by the
+raw-pysyncobj baseline in ``bench/``, so the baseline runs with exactly the same options)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pysyncobj import SyncObjConf
+
+
+@dataclass(frozen=True)
+class RaftSettings:
+    """Raft timing, durability and limits.
+
+    * ``leader_fallback_s`` bounds how long a cut-off leader believes it leads.
+    * ``fsync``: every entry is durable (group commit) before it counts towards a commit.
+      False is ``--unsafe-no-fsync``: acknowledged writes survive a process crash but not a
+      power cut (the journal is synced once a second, before LMDB).
+    * ``replication_fix``: the fix of pysyncobj's follower truncation (``schedd.raft.replication``).
+      False only in tests, as a negative control.
+    * ``max_entry_bytes`` < ``append_batch_bytes``: no single entry ever needs pysyncobj's
+      chunked transfer. 4 MiB messages keep pysyncobj's quadratic buffer copies (its receive
+      buffer grows by concatenation) to a few tens of milliseconds when a follower catches up.
+    """
+
+    election_min_s: float = 0.8
+    election_max_s: float = 2.0
+    heartbeat_s: float = 0.1
+    connection_timeout_s: float = 3.5
+    leader_fallback_s: float = 3.0
+    compaction_min_entries: int = 50_000
+    compaction_min_time_s: float = 600.0
+    max_in_flight: int = 256
+    fsync: bool = True
+    replication_fix: bool = True
+    append_batch_bytes: int = 4 << 20
+    max_entry_bytes: int = 2 << 20
+
+
+def sync_obj_conf(s: RaftSettings, password: str, journal_dir: str, **extra: object) -> SyncObjConf:
+    """schedd's pysyncobj configuration. ``extra`` adds options such as the snapshot serializer
+    hooks and the bind address."""
+    return SyncObjConf(
+        password=password,
+        journalFile=f"{journal_dir}/raft.journal",
+        fullDumpFile=f"{journal_dir}/raft.snapshot",
+        appendEntriesUseBatch=False,  # ~1 ms commits; we batch ourselves (many items per entry)
+        appendEntriesPeriod=s.heartbeat_s,
+        appendEntriesBatchSizeBytes=s.append_batch_bytes,
+        raftMinTimeout=s.election_min_s,
+        raftMaxTimeout=s.election_max_s,
+        connectionTimeout=max(s.connection_timeout_s, s.election_max_s),
+        leaderFallbackTimeout=s.leader_fallback_s,
+        commandsWaitLeader=False,
+        logCompactionMinEntries=s.compaction_min_entries,
+        logCompactionMinTime=s.compaction_min_time_s,
+        logCompactionSplit=True,
+        dynamicMembershipChange=False,
+        **extra,
+    )
