@@ -48,8 +48,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("schedd.dispatcher")
 
-#: Longest progress text kept per lease (and longest release reason).
+#: Longest progress text kept per lease.
 MAX_PROGRESS_CHARS = 1000
+#: Longest error text of a completion, and longest reason of a release, that are replicated.
+MAX_ERROR_CHARS = 2048
+MAX_RELEASE_REASON_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,11 @@ class DispatchSettings:
     # the next tick follows at once while work remains.
     max_fires_per_tick: int = 500
     max_grants_per_tick: int = 1000
+    # With the caps below, every list of one tick's entry is bounded, and so is the entry: its
+    # worst case stays under the Raft entry limit (tests/unit/test_dispatch_bounds.py).
+    max_completion_bytes_per_tick: int = 256 << 10
+    max_releases_per_tick: int = 500
+    max_timeouts_per_tick: int = 1000
     propose_timeout_s: float = 5.0
     idle_tick_s: float = 0.05
     reconcile_every_s: float = 1.0
@@ -195,7 +203,7 @@ class Dispatcher:
         back. If the tick's entry does not commit, the lease is back in the table at the next
         reconcile and expires as usual (later, but never lost)."""
         session.draining = True  # a worker releases only when it stops: no new grants to it
-        why = f"released by worker {session.worker_id}" + (f": {reason}" if reason else "")
+        why = f"released by worker {session.worker_id}" + (f": {reason[:MAX_RELEASE_REASON_CHARS]}" if reason else "")
         queued = 0
         with self._wake:
             if not self._active:
@@ -231,7 +239,8 @@ class Dispatcher:
                 # The worker freed its slot when it sent this; stop counting the lease against it.
                 self.leases.release(c.run_id, c.fence)
                 item = command_pb2.CompleteItem(run_id=c.run_id, fence=c.fence,
-                                                success=c.outcome == api_pb2.OUTCOME_SUCCEEDED, error=c.error)
+                                                success=c.outcome == api_pb2.OUTCOME_SUCCEEDED,
+                                                error=clip_error(c.error))
                 if c.HasField("exit_code"):
                     item.exit_code = c.exit_code
                 self._completions.append((item, functools.partial(callback, c)))
@@ -315,14 +324,15 @@ class Dispatcher:
             self._need_reconcile = False
 
         with self._lock:
-            completions, self._completions = self._completions, []
-            released, self._released = self._released, []
+            completions = self._take_completions()
+            released = self._released[:s.max_releases_per_tick]
+            del self._released[:s.max_releases_per_tick]
             for r in released:  # a reconcile above may have put them back; they are given up
                 self.leases.release(r.run_id, r.fence)
             expired = self.leases.take_expired(mono)
             for e in expired:
                 self._deadlines.pop(e.run_id, None)
-            timed_out = self._take_timeouts(now_ms)
+            timed_out = self._take_timeouts(now_ms, s.max_timeouts_per_tick)
         fires, new_runs = self._plan_fires(now_ms)
         grants = self._plan_grants(now_ms, new_runs)
         chores: list[command_pb2.Command] = []
@@ -376,12 +386,29 @@ class Dispatcher:
         self._after_commit(result, cmds, completions)
         self._tell_lost(timed_out)
 
-    def _take_timeouts(self, now_ms: int) -> list[Revoked]:
-        """Remove and return the leases past their run timeout (caller holds the lock). A lease
-        the table no longer holds under that fence (a completion in flight, a heartbeat expiry)
-        is dropped: if that completion does not commit, the reconcile rebuilds its deadline."""
+    def _take_completions(self) -> list[tuple[command_pb2.CompleteItem, CompletionCallback]]:
+        """The queued completions that fit this tick's byte budget, oldest first (caller holds
+        the lock); the rest wait for the next tick."""
+        budget = self.settings.max_completion_bytes_per_tick
+        n = 0
+        for item, _ in self._completions:
+            budget -= item.ByteSize() + 8
+            if budget < 0 and n:
+                break
+            n += 1
+        taken = self._completions[:n]
+        del self._completions[:n]
+        return taken
+
+    def _take_timeouts(self, now_ms: int, limit: int) -> list[Revoked]:
+        """Remove and return up to ``limit`` leases past their run timeout (caller holds the
+        lock). A lease the table no longer holds under that fence (a completion in flight, a
+        heartbeat expiry) is dropped: if that completion does not commit, the reconcile rebuilds
+        its deadline."""
         out: list[Revoked] = []
         for rid, (fence, deadline, timeout) in list(self._deadlines.items()):
+            if len(out) >= limit:
+                break
             if deadline > now_ms:
                 continue
             del self._deadlines[rid]
@@ -595,6 +622,14 @@ class Dispatcher:
             if len(out) >= s.prune_runs_per_entry:
                 break
         return out
+
+
+def clip_error(text: str) -> str:
+    """A completion's error text as replicated: at most MAX_ERROR_CHARS characters."""
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    keep = MAX_ERROR_CHARS - 48  # room for the note
+    return text[:keep] + f" [... {len(text) - keep} more characters cut]"
 
 
 def _carries(worker: WorkerSession, required: dict[str, str]) -> bool:

@@ -595,6 +595,7 @@ class NodeStatus(Record):
     state_digest: str = ""
     workers: int = 0
     peers: tuple[str, ...] = ()
+    unsafe_no_fsync: bool = False
 
     @property
     def is_leader(self) -> bool:

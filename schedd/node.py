@@ -22,8 +22,9 @@ from grpc_reflection.v1alpha import reflection
 
 from schedd.clock import Clock, SystemClock
 from schedd.dispatcher import Dispatcher, DispatchSettings
-from schedd.errors import InvalidArgument, NotLeader
+from schedd.errors import InvalidArgument, NotLeader, Unavailable
 from schedd.pb import api_pb2
+from schedd.raft import disk
 from schedd.raft.adapter import RaftNode, StateAheadOfJournal
 from schedd.raft.journal import JournalCorrupt
 from schedd.raft.settings import RaftSettings
@@ -91,6 +92,41 @@ def _set_event(event: threading.Event, *_: object) -> None:
     event.set()
 
 
+def _boot_id() -> str:
+    """This boot of the machine (Linux); "" where unknown."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _set_aside_state_torn_by_a_machine_crash(state_dir: str, marker: str) -> None:
+    """LMDB runs without a sync per transaction (the Raft journal is the durable record; LMDB
+    is synced once a second). A process crash loses nothing (the page cache survives), but a
+    power cut or kernel crash can leave LMDB's data and meta pages half written: a database
+    that opens but is wrong. The marker holds the boot id while the node runs and is removed
+    after a clean stop; finding it with another boot id means the machine went down under the
+    node. Then the state is set aside and rebuilt from the snapshot and the journal, which hold
+    everything it had applied."""
+    try:
+        with open(marker) as f:
+            seen = f.read().strip()
+    except FileNotFoundError:
+        return
+    boot = _boot_id()
+    if not (seen and boot and seen != boot and os.path.isdir(state_dir)):
+        return
+    aside = state_dir + ".torn"
+    if os.path.exists(aside):
+        shutil.rmtree(aside)
+    os.rename(state_dir, aside)
+    disk.fsync_dir(os.path.dirname(state_dir))
+    log.warning("event=state_rebuild state=%s set_aside=%s: the machine restarted while this node was running "
+                "(power cut or kernel crash), so its LMDB state may be torn; it is rebuilt from the Raft "
+                "snapshot and journal (the old copy can be deleted)", state_dir, aside)
+
+
 class Node:
     def __init__(self, config: NodeConfig, clock: Clock | None = None) -> None:
         config.validate()
@@ -100,7 +136,11 @@ class Node:
         os.makedirs(config.data_dir, exist_ok=True)
         self._members = {config.raft: (config.node_id, config.grpc)}
         self._members.update({p.raft: (p.node_id, p.grpc) for p in config.peers})
-        self.store = Store(os.path.join(config.data_dir, "state"), map_size=config.map_size)
+        state_dir = os.path.join(config.data_dir, "state")
+        self._running_marker = os.path.join(config.data_dir, "running.boot")
+        _set_aside_state_torn_by_a_machine_crash(state_dir, self._running_marker)
+        self.store = Store(state_dir, map_size=config.map_size)
+        disk.write_file(self._running_marker, _boot_id().encode())
         self.registry = Registry()
         try:
             self.raft = RaftNode(config.raft, [p.raft for p in config.peers], self.store,
@@ -177,6 +217,8 @@ class Node:
         self.server.stop(grace=1.0).wait(2.0)
         self.raft.destroy_synchronous()
         self.store.close()
+        os.unlink(self._running_marker)  # LMDB is synced and closed: a reboot cannot tear it now
+        disk.fsync_dir(self.config.data_dir)
         log.info("event=node_stopped node=%s", self.config.node_id)
 
     # ---- leadership --------------------------------------------------------------------------
@@ -213,7 +255,27 @@ class Node:
             target = next((p.raft for p in self.config.peers if p.node_id == to_node_id), None)
             if target is None:
                 raise InvalidArgument("to_node_id", f"no peer named {to_node_id!r}")
-        self.raft.request_transfer(target, lambda _sent: None)
+        self.require_leader()
+        # pysyncobj refuses while the target (or every peer) is behind the leader's last entry,
+        # which is common for a moment under load: ask again until it is sent or time is up.
+        within_s = 5.0
+        deadline = time.monotonic() + within_s
+        while self.raft.is_leader():
+            answer: list[bool] = []
+            answered = threading.Event()
+
+            def done(sent: bool, answer: list[bool] = answer, answered: threading.Event = answered) -> None:
+                answer.append(sent)
+                answered.set()
+
+            self.raft.request_transfer(target, done)
+            answered.wait(1.0)
+            if answer and answer[0]:
+                return
+            if time.monotonic() > deadline:
+                raise Unavailable(f"no {'peer' if target is None else to_node_id} caught up with the leader "
+                                  f"within {within_s:g}s to take over; retry, or check that it is running")
+            time.sleep(0.05)
 
     def status(self, with_digest: bool = False) -> api_pb2.NodeStatus:
         st: dict[str, Any] = self.raft.status()
@@ -224,4 +286,5 @@ class Node:
             leader_id=self.leader_id(), leader_grpc=self.leader_grpc(), grpc_address=self.config.grpc,
             raft_address=self.config.raft, has_quorum=bool(st.get("has_quorum", False)),
             state_digest=self.store.digest() if with_digest else "",
-            workers=len(self.registry), peers=[p.node_id for p in self.config.peers])
+            workers=len(self.registry), peers=[p.node_id for p in self.config.peers],
+            unsafe_no_fsync=not self.config.raft_settings.fsync)

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("schedd.service")
 
+#: Encoded bytes of jobs in one ListJobs page: well under gRPC's default 4 MiB message limit.
+LIST_PAGE_BYTES = 2 << 20
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -105,7 +108,8 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         limit = req.limit or 1000
         if limit > 10_000:
             raise InvalidArgument("limit", f"{limit} is over the maximum of 10000; page with after_name")
-        return api_pb2.ListJobsResponse(jobs=self.node.store.list_jobs(req.after_name, limit))
+        # A page may hold fewer than `limit` jobs (big payloads): clients page on from the last name.
+        return api_pb2.ListJobsResponse(jobs=self.node.store.list_jobs(req.after_name, limit, max_bytes=LIST_PAGE_BYTES))
 
     @rpc
     def DeleteJob(self, req: api_pb2.JobRequest, context: grpc.ServicerContext) -> api_pb2.DeleteJobResponse:

@@ -154,13 +154,22 @@ class Store:
             raw = txn.get(rid.encode(), db=self._dbs["runs"])
         return None if raw is None else types_pb2.Run.FromString(raw)
 
-    def list_jobs(self, after: str = "", limit: int = 1000) -> list[types_pb2.Job]:
+    def list_jobs(self, after: str = "", limit: int = 1000, max_bytes: int | None = None) -> list[types_pb2.Job]:
+        """Jobs after ``after`` in name order: at most ``limit``, and with ``max_bytes`` no more
+        than fit in that many encoded bytes (at least one), so a page of big payloads stays
+        under the gRPC message limit; the caller pages on from the last name."""
         out: list[types_pb2.Job] = []
+        budget = max_bytes
         with self.read() as txn:
             cur = txn.cursor(db=self._dbs["jobs"])
             ok = cur.set_range(after.encode() + b"\x00") if after else cur.first()
             while ok and len(out) < limit:
-                out.append(types_pb2.Job.FromString(cur.value()))
+                raw = cur.value()
+                if budget is not None:
+                    budget -= len(raw) + 8
+                    if budget < 0 and out:
+                        break
+                out.append(types_pb2.Job.FromString(raw))
                 ok = cur.next()
         return out
 

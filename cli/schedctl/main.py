@@ -227,7 +227,8 @@ def _status_docs(reports: Sequence[tuple[str, Any, str]]) -> list[dict[str, Any]
 def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
     headers = ["NODE", "ROLE", "TERM", "COMMIT", "APPLIED", "LEADER", "GRPC"]
     down = any(st is None for _, st, _ in reports)
-    if down:
+    unsafe = any(st is not None and getattr(st, "unsafe_no_fsync", False) for _, st, _ in reports)
+    if down or unsafe:
         headers.append("NOTE")
     rows: list[list[object]] = []
     for ep, st, err in reports:
@@ -243,8 +244,9 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
                 st.leader_id or "-",
                 st.grpc_address or ep,
             ]
-            if down:
-                row.append("")
+            if down or unsafe:
+                row.append("UNSAFE: --unsafe-no-fsync (writes not on disk when acknowledged)"
+                           if getattr(st, "unsafe_no_fsync", False) else "")
         rows.append(row)
     return output.table(headers, rows)
 

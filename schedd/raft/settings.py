@@ -34,7 +34,7 @@ class RaftSettings:
     fsync: bool = True
     replication_fix: bool = True
     append_batch_bytes: int = 4 << 20
-    max_entry_bytes: int = 2 << 20
+    max_entry_bytes: int = 3 << 20
 
 
 def sync_obj_conf(s: RaftSettings, password: str, journal_dir: str, **extra: object) -> SyncObjConf:

@@ -404,7 +404,8 @@ EXPECTED: dict[str, dict[str, Any]] = {'schedd': {'AlreadyExists': 'exported',
                                               "leader_grpc: 'str' = '', grpc_address: 'str' = '', "
                                               "raft_address: 'str' = '', has_quorum: 'bool' = "
                                               "False, state_digest: 'str' = '', workers: 'int' = "
-                                              "0, peers: 'tuple[str, ...]' = ()) -> None",
+                                              "0, peers: 'tuple[str, ...]' = (), unsafe_no_fsync: "
+                                              "'bool' = False) -> None",
                                   'class': 'Record',
                                   'from_pb': "classmethod(msg: 'Message') -> 'Self'",
                                   'is_leader': 'property',

@@ -92,3 +92,17 @@ def test_list_runs_by_job_newest_last(tmp_path) -> None:
     assert len(store.list_runs(limit=100)) == 4
     assert keys.manual_run_id("a", 1, T0 + 3) in {r.run_id for r in runs}
     store.close()
+
+
+def test_list_jobs_pages_by_bytes_as_well_as_by_count(tmp_path) -> None:
+    s = Store(str(tmp_path / "state"))
+    for i in range(10):
+        cmd = command_pb2.Command(now_ms=1, create_job=command_pb2.CreateJobCmd(job=types_pb2.Job(
+            name=f"j{i}", payload="x" * 10_000, next_due_ms=10**13, schedule=types_pb2.Schedule(cron="0 0 1 1 *"))))
+        assert s.apply_entry(encode(cmd), i + 1).ok
+    assert len(s.list_jobs(limit=100)) == 10
+    page = s.list_jobs(limit=100, max_bytes=35_000)
+    assert [j.name for j in page] == ["j0", "j1", "j2"]
+    assert [j.name for j in s.list_jobs(after="j2", limit=100, max_bytes=35_000)] == ["j3", "j4", "j5"]
+    assert len(s.list_jobs(limit=100, max_bytes=1)) == 1  # always at least one: paging moves on
+    s.close()

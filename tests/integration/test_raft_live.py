@@ -1,4 +1,4 @@
-"""Reproduces pysyncobj 0.3.17's follower truncation on real nodes, and shows the fix holds.
+"""Real Raft nodes: reproduces pysyncobj 0.3.17's follower truncation on real nodes, and shows the fix holds.
 
 Three :class:`RaftNode` s (schedd's own configuration: journal, LMDB store, password) talk over
 real TCP on 127.0.0.1; the leader is kept busy by many threads proposing ~20 KB entries, so it
@@ -15,12 +15,14 @@ leader may already have counted towards a commit).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,3 +165,74 @@ def test_fixed_followers_never_drop_acknowledged_entries() -> None:
     assert got["regressions"] == 0, got
     assert got["criticals"] == [], got["criticals"][:3]
     assert len(set(got["applied"])) == 1 and len(got["digests"]) == 1, got
+
+
+@contextlib.contextmanager
+def three_nodes(settings: RaftSettings) -> Iterator[tuple[RaftNode, list[Store], list[str]]]:
+    """Three RaftNodes on 127.0.0.1; yields (leader, stores, messages the leader sent with
+    pysyncobj's chunked "transmission" key)."""
+    root = tempfile.mkdtemp(prefix="raft-big-")
+    addrs = [f"127.0.0.1:{p}" for p in free_ports(3)]
+    stores = [Store(os.path.join(root, f"n{i}", "state"), map_size=256 << 20) for i in range(3)]
+    nodes = [RaftNode(a, [b for b in addrs if b != a], stores[i], os.path.join(root, f"n{i}"), "password", settings)
+             for i, a in enumerate(addrs)]
+    chunked: list[str] = []
+    try:
+        deadline = time.monotonic() + 20
+        while not any(n.is_leader() for n in nodes):
+            assert time.monotonic() < deadline, "no leader elected"
+            time.sleep(0.05)
+        leader = next(n for n in nodes if n.is_leader())
+        transport = leader._SyncObj__transport  # type: ignore[attr-defined]
+        send = transport.send
+
+        def watched(node: Any, message: Any) -> Any:
+            if isinstance(message, dict) and "transmission" in message:
+                chunked.append(message["transmission"])
+            return send(node, message)
+
+        transport.send = watched
+        yield leader, stores, chunked
+        deadline = time.monotonic() + 20
+        while len({s.applied_index() for s in stores}) != 1:
+            assert time.monotonic() < deadline, [s.applied_index() for s in stores]
+            time.sleep(0.05)
+        assert len({s.digest() for s in stores}) == 1
+    finally:
+        for n in nodes:
+            n.destroy_synchronous()
+        for s in stores:
+            s.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_largest_entry_replicates_whole_and_a_larger_one_is_refused() -> None:
+    """An entry at the size limit goes out in one AppendEntries (never pysyncobj's chunked
+    "transmission" path), and one byte more is refused before it reaches the log."""
+    from schedd.errors import InvalidArgument
+
+    settings = RaftSettings()
+    with three_nodes(settings) as (leader, _stores, chunked):
+        leader.propose(_pad_to(settings.max_entry_bytes), timeout=10)
+        with pytest.raises(InvalidArgument, match="over the limit"):
+            leader.propose(_pad_to(settings.max_entry_bytes + 1), timeout=10)
+    assert chunked == []
+
+
+def test_negative_control_an_entry_over_the_message_size_is_chunked() -> None:
+    """The watcher sees pysyncobj's chunked path when an entry is larger than a message (the
+    adapter's limit bypassed, pysyncobj's old 64 KiB messages)."""
+    settings = RaftSettings(append_batch_bytes=1 << 16, max_entry_bytes=(1 << 16) - 1)
+    with three_nodes(settings) as (leader, _stores, chunked):
+        leader._apply_entry(_pad_to(200_000), sync=True, timeout=10)
+    assert "start" in chunked and "finish" in chunked
+
+
+def _pad_to(size: int) -> bytes:
+    """A barrier command padded (unknown field 1000) to exactly ``size`` bytes."""
+    cmd = encode(command_pb2.Command(now_ms=1, barrier=command_pb2.BarrierCmd(node_id="big", term=1)))
+    for pad in range(size - len(cmd) - 12, size - len(cmd)):
+        out = cmd + b"\xc2\x3e" + _varint(pad) + b"y" * pad
+        if len(out) == size:
+            return out
+    raise AssertionError(f"cannot pad to {size}")

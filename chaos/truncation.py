@@ -1,0 +1,117 @@
+"""Scenarios for pysyncobj's follower truncation: the bug turned into lost committed writes.
+
+Each round: one follower (the *laggard*) is SIGSTOPped, so the leader's commits rest on the
+other follower's acknowledgements alone; 16 client threads create jobs with 20 KB payloads as
+fast as they can (many entries in flight, so the leader pipelines and re-sends tails, which is
+what makes pysyncobj truncate). Every node runs ``chaos.trap_node``: when the remaining follower's
+log ends below what it has acknowledged, it stops listening to that leader at once and says
+so. The round then kills the leader and wakes the laggard: the two survivors elect a leader that
+lacks entries the old one committed and acknowledged. Without the trap (the fix on), the leader
+is killed anyway after a few seconds of load: the same failover at a busy moment.
+
+* ``raft-truncation``: schedd's Raft; must pass every check (the trap never springs).
+* ``control-raft-truncation``: ``CHAOS_RAFT_FIX=off`` (pysyncobj's own replication); passes only
+  when the checker reports lost acknowledged writes (P4): proof that the scenario and checker
+  can see the bug.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from chaos.history import History
+from schedd.client import Client
+
+if TYPE_CHECKING:
+    from chaos.harness import Harness
+
+PAYLOAD = json.dumps({"pad": "x" * 20_000})  # payloads must be JSON
+LOAD_THREADS = 16
+ROUND_LOAD_S = 6.0
+ROUNDS = 3
+
+
+def trap_setup(fix: bool) -> Callable[[Harness], None]:
+    """Every node runs ``chaos.trap_node``, with the replication fix on or off."""
+
+    def setup(h: Harness) -> None:
+        for spec in h.cluster.specs:
+            h.cluster.node_module[spec.node_id] = "chaos.trap_node"
+            h.cluster.node_env[spec.node_id] = {"CHAOS_RAFT_FIX": "on" if fix else "off"}
+    return setup
+
+
+class _LogWatch:
+    """New lines of one node log since the watch started."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = os.path.getsize(path) if os.path.exists(path) else 0
+
+    def find(self, needle: str) -> str | None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read().decode(errors="replace")
+        except OSError:
+            return None
+        for line in data.splitlines():
+            if needle in line:
+                return line
+        return None
+
+
+def _load(h: Harness, round_no: int, stop: threading.Event) -> list[threading.Thread]:
+    def worker(t: int) -> None:
+        hist = History(h.history_path, f"load-{round_no}-{t}")
+        with Client(h.cluster.proxy_endpoints, timeout=2, retry_for=4) as c:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                name, rid = f"big-{round_no}-{t}-{i}", f"big-{h.seed}-{round_no}-{t}-{i}"
+                h.call("create_job", lambda n=name, r=rid: c.create_job(
+                    n, cron="0 0 1 1 *", payload=PAYLOAD, request_id=r), hist=hist, name=name, request_id=rid)
+
+    threads = [threading.Thread(target=worker, args=(t,), daemon=True, name=f"chaos-load-{t}")
+               for t in range(LOAD_THREADS)]
+    for th in threads:
+        th.start()
+    return threads
+
+
+def raft_truncation(h: Harness, duration: float) -> None:
+    """Up to ROUNDS rounds, as many as start within ``duration`` (at least one). Once the trap
+    has sprung (the control), one more round proves nothing: stop there."""
+    deadline = time.monotonic() + duration
+    for round_no in range(ROUNDS):
+        if round_no and time.monotonic() > deadline:
+            break
+        leader = h.leader()
+        followers = [s.node_id for s in h.cluster.specs if s.node_id != leader]
+        laggard, witness = followers[0], followers[1]
+        watch = _LogWatch(h.cluster.spec(witness).log_path)
+        h.pause_node(laggard)
+        stop = threading.Event()
+        threads = _load(h, round_no, stop)
+        sprung = None
+        end = time.monotonic() + ROUND_LOAD_S
+        while time.monotonic() < end and sprung is None:
+            time.sleep(0.01)
+            sprung = watch.find("event=trap_regression")
+        h.nemesis.write("trap", round=round_no, sprung=sprung is not None, line=sprung or "", leader=leader,
+                        witness=witness, laggard=laggard)
+        h.kill_node(leader, leader_fault=True)
+        h.resume_node(laggard)
+        stop.set()
+        for th in threads:
+            th.join(timeout=15)
+        h.leader(timeout=30)
+        h.restart_node(leader)
+        time.sleep(3)
+        if sprung:
+            break
