@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _T0 = time.monotonic()
 
@@ -58,11 +58,16 @@ def process_cpu_s(pid: int) -> float | None:
 
 @dataclass
 class CpuMeter:
-    """CPU seconds of some processes between ``start()`` and ``stop()``, as cores used."""
+    """CPU seconds of some processes between ``start()`` and ``stop()``, as cores used.
+
+    ``stop()`` also keeps the raw figures: ``cpu_s`` (CPU seconds of each process in the window,
+    user + system, from /proc) and ``wall_s`` (the window's length)."""
 
     pids: dict[str, int]
     _start: dict[str, float | None] | None = None
     _t0: float = 0.0
+    cpu_s: dict[str, float | None] = field(default_factory=dict)
+    wall_s: float = 0.0
 
     def start(self) -> None:
         self._t0 = time.monotonic()
@@ -71,11 +76,15 @@ class CpuMeter:
     def stop(self) -> dict[str, float | None]:
         """Cores used by each process (CPU seconds / wall seconds) since ``start()``."""
         wall = max(1e-9, time.monotonic() - self._t0)
+        self.wall_s = round(wall, 3)
+        self.cpu_s = {}
         out: dict[str, float | None] = {}
         for name, pid in self.pids.items():
             before = (self._start or {}).get(name)
             after = process_cpu_s(pid)
-            out[name] = None if before is None or after is None else round((after - before) / wall, 3)
+            used = None if before is None or after is None else after - before
+            self.cpu_s[name] = None if used is None else round(used, 3)
+            out[name] = None if used is None else round(used / wall, 3)
         return out
 
 

@@ -1,16 +1,19 @@
 """schedd benchmark: schedd next to raw pysyncobj and APScheduler, measured in one run.
 
-    python bench/run.py [--quick] [--runs 3] [--out bench/results/latest.json]
+    python bench/run.py [--quick] [--runs 3] [--no-unsafe] [--out bench/results/latest.json]
 
 Parts (see bench/README.md for what each figure means):
   (a) schedd burst throughput: N one-shot jobs due at one instant, 3-node cluster, one worker
   (b) schedd lag: 100 cron jobs firing every second, handler start minus scheduled time
   (c) raw pysyncobj, same settings as schedd: commits/s with many calls in flight, one sync call
   (d) APScheduler 3.x in memory: N jobs due at once; 100 jobs every second
+  (e) (a) and (b) again with every node started with --unsafe-no-fsync, right next to the
+      durable runs (unless --no-unsafe): the cost of the durable journal
 
-Prints a table (figure, schedd, baseline, ratio) on stdout and writes every raw number to the
-JSON file. Progress goes to stderr. Everything binds to 127.0.0.1 and every process started
-here is stopped before the part returns. Exit status 1 when a part raised.
+Prints a table (figure, schedd, baseline, ratio) and a durable vs --unsafe-no-fsync table on
+stdout and writes every raw number to the JSON file. Progress goes to stderr. Everything binds
+to 127.0.0.1 and every process started here is stopped before the part returns. Exit status 1
+when a part raised.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 from typing import Any
 
@@ -46,6 +50,12 @@ class Plan:
     runs: int
     keep: bool
     server_path: str | None
+    unsafe: bool = True  # also run (a) and (b) with --unsafe-no-fsync, interleaved with the durable runs
+
+
+# part names, by "unsafe_no_fsync"
+SCHEDD_THROUGHPUT = {False: "schedd_throughput", True: "schedd_throughput_unsafe"}
+SCHEDD_LAG = {False: "schedd_lag", True: "schedd_lag_unsafe"}
 
 
 def _git_commit() -> dict[str, Any]:
@@ -106,18 +116,29 @@ def run_all(plan: Plan) -> dict[str, Any]:
     import schedd_bench
 
     parts: dict[str, list[dict[str, Any]]] = {}
+
+    def throughput(unsafe: bool) -> dict[str, Any]:
+        return schedd_bench.throughput(plan.jobs, concurrency=plan.concurrency, keep=plan.keep,
+                                       server_path=plan.server_path, unsafe_no_fsync=unsafe)
+
+    def lag(unsafe: bool) -> dict[str, Any]:
+        return schedd_bench.lag(100, plan.lag_s, concurrency=plan.concurrency, keep=plan.keep,
+                                server_path=plan.server_path, unsafe_no_fsync=unsafe)
+
     for i in range(plan.runs):
         if plan.runs > 1:
             progress(f"=== run {i + 1}/{plan.runs} ===")
+        # durable and unsafe back to back, the order swapped every run (no mode always goes first)
+        modes = [False, True] if plan.unsafe else [False]
+        if i % 2:
+            modes.reverse()
         # interleaved so that schedd and its baselines see the same machine conditions
         _part(parts, "raw_pysyncobj", lambda: raw_raft.run(plan.raft_s, plan.raft_inflight, keep=plan.keep))
-        _part(parts, "schedd_throughput",
-              lambda: schedd_bench.throughput(plan.jobs, concurrency=plan.concurrency, keep=plan.keep,
-                                              server_path=plan.server_path))
+        for unsafe in modes:
+            _part(parts, SCHEDD_THROUGHPUT[unsafe], partial(throughput, unsafe))
         _part(parts, "apscheduler_throughput", lambda: aps_bench.throughput(plan.jobs))
-        _part(parts, "schedd_lag",
-              lambda: schedd_bench.lag(100, plan.lag_s, concurrency=plan.concurrency, keep=plan.keep,
-                                       server_path=plan.server_path))
+        for unsafe in modes:
+            _part(parts, SCHEDD_LAG[unsafe], partial(lag, unsafe))
         _part(parts, "apscheduler_lag", lambda: aps_bench.lag(100, plan.lag_s))
     return parts
 
@@ -194,29 +215,103 @@ def summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[dict[str
          "raw pysyncobj commits/s", Stat.of(raw, "commits_per_s"), 0),
     ]
     return [{"figure": f, "schedd": s.fmt(d), "baseline": bname, "baseline_value": b.fmt(d),
-             "ratio": _ratio(s, b)} for f, s, bname, b, d in rows]
+             "ratio": _ratio(s, b)} for f, s, bname, b, d in rows] + fsync_summary(parts, plan)
 
 
-def print_table(rows: list[dict[str, str]], parts: dict[str, list[dict[str, Any]]]) -> None:
-    headers = ["figure", "schedd", "baseline", "ratio"]
-    table = [[r["figure"], r["schedd"], f"{r['baseline_value']} ({r['baseline']})", r["ratio"]] for r in rows]
+FSYNC_TARGET = 0.75  # the issue's target: durable >= 0.75x unsafe on every figure with a target
+
+
+def _paired(durable: list[dict[str, Any]], unsafe: list[dict[str, Any]], path: tuple[str, ...]) -> Stat:
+    """durable / unsafe per run (run i of each mode ran back to back), over the runs where both
+    have the figure: median [min-max]."""
+    ratios = []
+    for d, u in zip(durable, unsafe, strict=False):
+        dv, uv = _values([d], *path), _values([u], *path)
+        if dv and uv and uv[0]:
+            ratios.append(dv[0] / uv[0])
+    if not ratios:
+        return Stat(None, None, None, 0, 0)
+    return Stat(statistics.median(ratios), min(ratios), max(ratios), len(ratios), 0)
+
+
+def fsync_summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[dict[str, str]]:
+    """Rows comparing the durable journal (default) with ``--unsafe-no-fsync``, run back to back.
+
+    ``ratio`` is durable / unsafe, median of the figure in each mode. ``score`` is that ratio
+    turned so that higher is better for durable (throughput: durable / unsafe; latency and CPU:
+    unsafe / durable); the target (``FSYNC_TARGET``) is score >= 0.75 for the rows that have
+    one. ``per_run`` is the durable / unsafe ratio of each pair of runs, median [min-max]."""
+    if not plan.unsafe:
+        return []
+    dt_, ut = parts.get(SCHEDD_THROUGHPUT[False], []), parts.get(SCHEDD_THROUGHPUT[True], [])
+    dl, ul = parts.get(SCHEDD_LAG[False], []), parts.get(SCHEDD_LAG[True], [])
+    # (figure, durable runs, unsafe runs, path, digits, higher is better, has the target)
+    specs: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]], tuple[str, ...], int, bool, bool]] = [
+        (f"burst: firings/s, {plan.jobs} due at once", dt_, ut, ("firings_per_s",), 0, True, True),
+        ("job creation: create_job calls/s (32 threads)", dt_, ut, ("create_per_s",), 0, True, True),
+        ("lag p50 ms at 100 firings/s", dl, ul, ("lag", "p50_ms"), 1, False, True),
+        ("lag p99 ms at 100 firings/s", dl, ul, ("lag", "p99_ms"), 1, False, True),
+        ("burst: node CPU µs per firing (3 nodes)", dt_, ut, ("cpu_us_per_firing", "nodes"), 0, False, False),
+        ("burst: leader CPU µs per firing", dt_, ut, ("cpu_us_per_firing", "leader"), 0, False, False),
+        ("creation: node CPU µs per create_job (3 nodes)", dt_, ut, ("create_cpu_us_per_job", "nodes"), 0,
+         False, False),
+        ("lag: node CPU µs per firing (3 nodes)", dl, ul, ("cpu_us_per_firing", "nodes"), 0, False, False),
+    ]
+    out = []
+    for figure, d_runs, u_runs, path, digits, higher_better, targeted in specs:
+        d, u = Stat.of(d_runs, *path), Stat.of(u_runs, *path)
+        score: float | None = None
+        if d.median is not None and u.median:
+            score = d.median / u.median if higher_better else (u.median / d.median if d.median else None)
+        verdict = ""
+        if targeted:
+            verdict = "n/a" if score is None else ("met" if score >= FSYNC_TARGET else "NOT met")
+        per_run = _paired(d_runs, u_runs, path)
+        out.append({"figure": figure, "kind": "durable_vs_unsafe", "schedd": d.fmt(digits),
+                    "baseline": "--unsafe-no-fsync", "baseline_value": u.fmt(digits), "ratio": _ratio(d, u),
+                    "per_run": per_run.fmt(2) if per_run.n else "n/a",
+                    "better": "higher" if higher_better else "lower",
+                    "score": "n/a" if score is None else f"{score:.2f}",
+                    "target": f">= {FSYNC_TARGET:.2f}" if targeted else "", "verdict": verdict})
+    return out
+
+
+def _print_rows(headers: list[str], table: list[list[str]]) -> None:
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     print(line)
     print("-" * len(line))
     for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    lag = parts.get("schedd_lag", [])
-    if lag:
-        counts = ", ".join(f"{r.get('firings', '?')}/{r.get('expected_firings', '?')}" for r in lag)
-        print(f"\nschedd lag firings received/expected per run: {counts}")
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def print_table(rows: list[dict[str, str]], parts: dict[str, list[dict[str, Any]]]) -> None:
+    main = [r for r in rows if r.get("kind") != "durable_vs_unsafe"]
+    fsync = [r for r in rows if r.get("kind") == "durable_vs_unsafe"]
+    _print_rows(["figure", "schedd", "baseline", "ratio"],
+                [[r["figure"], r["schedd"], f"{r['baseline_value']} ({r['baseline']})", r["ratio"]] for r in main])
+    print("\nratio = schedd / baseline (throughput: higher is better for schedd; latency: lower is).")
+    if fsync:
+        print("\nschedd durable journal (default) vs --unsafe-no-fsync, run back to back:\n")
+        _print_rows(["figure", "durable", "unsafe-no-fsync", "durable/unsafe", "per run", "better", "score",
+                     "target"],
+                    [[r["figure"], r["schedd"], r["baseline_value"], r["ratio"], r["per_run"], r["better"],
+                      r["score"], f"{r['target']} {r['verdict']}".strip()] for r in fsync])
+        print("\ndurable/unsafe = median durable / median unsafe; per run = durable / unsafe of each pair of runs, "
+              "median [min–max].\nscore = the ratio turned so that higher is better for durable (throughput: "
+              "durable/unsafe; latency, CPU: unsafe/durable).\nTarget: score >= 0.75 (lag: durable at most "
+              "1.33× the unsafe lag).")
+    for name in (SCHEDD_LAG[False], SCHEDD_LAG[True]):
+        lag = parts.get(name, [])
+        if lag:
+            counts = ", ".join(f"{r.get('firings', '?')}/{r.get('expected_firings', '?')}" for r in lag)
+            print(f"\n{name} firings received/expected per run: {counts}")
     bad = [f"{name} run {i + 1}: {r.get('error') or 'invalid (see JSON)'}"
            for name, runs in parts.items() for i, r in enumerate(runs) if not r.get("valid", False)]
     if bad:
         print("\n* invalid or failed:")
         for b in bad:
             print(f"  - {b}")
-    print("\nratio = schedd / baseline (throughput: higher is better for schedd; latency: lower is).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lag-seconds", type=float, default=None, help="length of the lag window")
     parser.add_argument("--concurrency", type=int, default=512, help="schedd worker concurrency")
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs (node logs) even on success")
+    parser.add_argument("--no-unsafe", action="store_true",
+                        help="skip the schedd runs with --unsafe-no-fsync (the durable vs unsafe comparison)")
     parser.add_argument("--server-path", default=None,
                         help="directory put first on the nodes' PYTHONPATH: measure the schedd server of another "
                              "tree (e.g. a worktree with a candidate fix) against the same baselines")
@@ -242,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         runs=max(1, args.runs),
         keep=args.keep,
         server_path=args.server_path,
+        unsafe=not args.no_unsafe,
     )
     started = time.monotonic()
     meta = {

@@ -4,6 +4,12 @@ Both parts start a fresh ``LocalCluster`` (3 ``schedd run`` processes on 127.0.0
 product defaults) in a temporary directory, attach one in-process agent ``Worker`` whose handler
 does nothing, and always stop the worker and the cluster. The directory is deleted afterwards
 unless the part failed or ``keep`` is set; then its path (with ``n*/node.log``) is in the result.
+
+``unsafe_no_fsync=True`` starts every node with ``--unsafe-no-fsync`` (the Raft journal synced
+once a second instead of before each commit); the default is the product default, a durable
+journal (group commit). Each result says which in ``mode``. CPU figures per measured window:
+``cpu_s`` (CPU seconds per process), ``cpu_cores`` (the same divided by the window's length) and
+``cpu_us_per_firing`` / ``create_cpu_us_per_job`` (see :func:`cpu_us_per`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,30 @@ from schedd.agent import Context, Worker
 from schedd.client import Client
 from schedd.pb import types_pb2
 from schedd.testing import LocalCluster
+
+BENCH_PROCESS = "bench process (worker, client)"
+UNSAFE_ARGS = ["--unsafe-no-fsync"]
+
+
+def mode_name(unsafe_no_fsync: bool) -> str:
+    """``durable`` (the product default) or ``unsafe-no-fsync``."""
+    return "unsafe-no-fsync" if unsafe_no_fsync else "durable"
+
+
+def cpu_us_per(cpu_s: dict[str, float | None], count: int) -> dict[str, float | None]:
+    """CPU microseconds per item (firing, created job) spent in a measured window by ``nodes``
+    (the 3 schedd processes together), by the ``leader`` alone and by the ``bench process``
+    (the in-process worker and client). None when a process's CPU time is unknown. The
+    window also holds whatever else the processes did then (heartbeats, idle ticks)."""
+    nodes = [v for name, v in cpu_s.items() if name != BENCH_PROCESS]
+    leader = [v for name, v in cpu_s.items() if name.endswith("(leader)")]
+
+    def per(values: list[float | None]) -> float | None:
+        if count <= 0 or not values or any(v is None for v in values):
+            return None
+        return round(sum(v for v in values if v is not None) / count * 1e6, 1)
+
+    return {"nodes": per(nodes), "leader": per(leader), "bench_process": per([cpu_s.get(BENCH_PROCESS)])}
 
 
 class AgentEvents(logging.Handler):
@@ -88,7 +118,7 @@ class Harness:
 
     def cpu_meter(self) -> CpuMeter:
         pids = {f"{nid}{' (leader)' if nid == self.leader else ''}": pid for nid, pid in self.node_pids().items()}
-        pids["bench process (worker, client)"] = os.getpid()
+        pids[BENCH_PROCESS] = os.getpid()
         return CpuMeter(pids)
 
 
@@ -173,25 +203,50 @@ def _run_states(client: Client, limit: int, prefix: str) -> dict[str, int]:
     return counts
 
 
+CALIBRATION_JOBS = 256
+
+
+def _burst_lead(client: Client, jobs: int, threads: int, result: dict[str, Any]) -> float:
+    """Seconds from now to the burst's due instant: long enough for all ``jobs`` to be created
+    first. Creation speed on a shared machine varies 4x from one minute to the next, so it is
+    measured first on this cluster: ``CALIBRATION_JOBS`` one-shot jobs (``cal-*``) due in a day
+    (they never fire during the benchmark). The lead is 3 s + 1.5x the creation time that rate
+    predicts, and at least the old fixed lead (3 s + N/600 s)."""
+    n = min(CALIBRATION_JOBS, max(1, jobs // 10))
+    far_ms = int((time.time() + 86400) * 1000)
+    took = _create_jobs(client, [(f"cal-{i:04d}", {"at_ms": far_ms}) for i in range(n)], threads)
+    rate = n / max(took, 1e-6)
+    result["calibration"] = {"jobs": n, "create_s": round(took, 3), "create_per_s": round(rate, 1)}
+    return max(3.0 + jobs / 600.0, 3.0 + 1.5 * jobs / rate)
+
+
 def throughput(jobs: int, concurrency: int = 512, create_threads: int = 32, lead_s: float | None = None,
-               keep: bool = False, timeout_s: float | None = None, server_path: str | None = None) -> dict[str, Any]:
+               keep: bool = False, timeout_s: float | None = None, server_path: str | None = None,
+               unsafe_no_fsync: bool = False) -> dict[str, Any]:
     """(a) ``jobs`` one-shot jobs due at one instant; time from that instant until the leader has
     acknowledged (committed) the last completion. Completion times are counted from the agent's
-    ``completion_acked`` events; ``list_runs`` confirms the final states afterwards."""
-    result: dict[str, Any] = {"jobs": jobs, "worker_concurrency": concurrency, "create_threads": create_threads,
+    ``completion_acked`` events; ``list_runs`` confirms the final states afterwards. The due
+    instant is ``lead_s`` ahead, by default measured on the cluster (:func:`_burst_lead`).
+    ``unsafe_no_fsync``: every node runs with ``--unsafe-no-fsync``."""
+    node_args = list(UNSAFE_ARGS) if unsafe_no_fsync else []
+    result: dict[str, Any] = {"mode": mode_name(unsafe_no_fsync), "node_args": node_args,
+                              "jobs": jobs, "worker_concurrency": concurrency, "create_threads": create_threads,
                               "measured_by": "agent completion acks (sent by the leader after the completion "
                                              "entry committed); final states checked with list_runs"}
-    # creating jobs runs at roughly 1-2k/s here; leave room so every job exists before the due instant
-    lead = lead_s if lead_s is not None else 3.0 + jobs / 600.0
     timeout = timeout_s if timeout_s is not None else 60.0 + jobs / 50.0
-    with running_cluster("throughput", concurrency, keep, result, server_path=server_path) as h:
+    name = "throughput-unsafe" if unsafe_no_fsync else "throughput"
+    with running_cluster(name, concurrency, keep, result, extra_args=node_args, server_path=server_path) as h:
+        lead = lead_s if lead_s is not None else _burst_lead(h.client, jobs, create_threads, result)
+        result["lead_s"] = round(lead, 2)
         due_ms = int((time.time() + lead) * 1000)
         specs = [(f"a-{i:06d}", {"at_ms": due_ms}) for i in range(jobs)]
-        progress(f"throughput: creating {jobs} one-shot jobs due in {lead:.1f} s ({create_threads} threads)")
+        progress(f"{name}: creating {jobs} one-shot jobs due in {lead:.1f} s ({create_threads} threads)")
         meter = h.cpu_meter()
         meter.start()
         create_s = _create_jobs(h.client, specs, create_threads)
         result["create_cpu_cores"] = meter.stop()
+        result["create_cpu_s"] = meter.cpu_s
+        result["create_cpu_us_per_job"] = cpu_us_per(meter.cpu_s, jobs)
         result["create_s"] = round(create_s, 3)
         result["create_per_s"] = round(jobs / create_s, 1)
         created_at = time.time()
@@ -199,8 +254,8 @@ def throughput(jobs: int, concurrency: int = 512, create_threads: int = 32, lead
         result["created_before_due_s"] = round(due - created_at, 3)
         result["valid"] = created_at < due
         if created_at >= due:
-            progress(f"throughput: WARNING creation ended {created_at - due:.2f} s after the due instant")
-        progress(f"throughput: created in {create_s:.2f} s ({jobs / create_s:.0f}/s); waiting for the due instant")
+            progress(f"{name}: WARNING creation ended {created_at - due:.2f} s after the due instant")
+        progress(f"{name}: created in {create_s:.2f} s ({jobs / create_s:.0f}/s); waiting for the due instant")
         meter = h.cpu_meter()
         time.sleep(max(0.0, due - time.time() - 0.05))
         meter.start()
@@ -210,8 +265,11 @@ def throughput(jobs: int, concurrency: int = 512, create_threads: int = 32, lead
             time.sleep(0.01)
             if time.monotonic() - last_report >= 2.0:
                 last_report = time.monotonic()
-                progress(f"throughput: {len(h.events.acked_at)}/{jobs} completions committed")
+                progress(f"{name}: {len(h.events.acked_at)}/{jobs} completions committed")
         result["cpu_cores"] = meter.stop()
+        result["cpu_s"] = meter.cpu_s
+        result["cpu_window_s"] = meter.wall_s
+        result["cpu_us_per_firing"] = cpu_us_per(meter.cpu_s, min(jobs, len(h.events.acked_at)))
         result["load_average"] = load_average()
         acked = sorted(h.events.acked_at)
         started = sorted(t for t, _ in h.started)
@@ -228,7 +286,7 @@ def throughput(jobs: int, concurrency: int = 512, create_threads: int = 32, lead
         if len(acked) < jobs:
             result["valid"] = False
             result["error"] = f"only {len(acked)}/{jobs} completions committed within {timeout:.0f} s"
-            progress(f"throughput: ERROR {result['error']}")
+            progress(f"{name}: ERROR {result['error']}")
         time.sleep(0.3)  # the last completion is committed; let followers apply it too
         result["run_states"] = _run_states(h.client, jobs + 10, "a-")
         result["succeeded"] = result["run_states"].get("RUN_STATE_SUCCEEDED", 0)
@@ -240,28 +298,34 @@ def throughput(jobs: int, concurrency: int = 512, create_threads: int = 32, lead
 
 
 def lag(jobs: int = 100, duration_s: float = 20.0, concurrency: int = 512, keep: bool = False,
-        warmup_s: float = 2.0, grace_s: float = 3.0, server_path: str | None = None) -> dict[str, Any]:
+        warmup_s: float = 2.0, grace_s: float = 3.0, server_path: str | None = None,
+        unsafe_no_fsync: bool = False) -> dict[str, Any]:
     """(b) ``jobs`` cron jobs firing every second (``jobs`` firings/s) for ``duration_s``; lag is
-    handler start (``time.time()``) minus the firing's scheduled time, per firing."""
-    result: dict[str, Any] = {"jobs": jobs, "cron": "* * * * * *", "duration_s": duration_s,
+    handler start (``time.time()``) minus the firing's scheduled time, per firing.
+    ``unsafe_no_fsync``: every node runs with ``--unsafe-no-fsync``."""
+    node_args = list(UNSAFE_ARGS) if unsafe_no_fsync else []
+    result: dict[str, Any] = {"mode": mode_name(unsafe_no_fsync), "node_args": node_args, "jobs": jobs, "cron": "* * * * * *", "duration_s": duration_s,
                               "rate_per_s": jobs, "worker_concurrency": concurrency,
                               "measured_by": "time.time() at handler start - ctx.scheduled_ms / 1000"}
-    with running_cluster("lag", concurrency, keep, result, server_path=server_path) as h:
+    name = "lag-unsafe" if unsafe_no_fsync else "lag"
+    with running_cluster(name, concurrency, keep, result, extra_args=node_args, server_path=server_path) as h:
         specs = [(f"lag-{i:04d}", {"cron": "* * * * * *"}) for i in range(jobs)]
         create_s = _create_jobs(h.client, specs, 16)
         result["create_s"] = round(create_s, 3)
         start = math.ceil(time.time()) + warmup_s
         end = start + duration_s
         result["window"] = [start, end]
-        progress(f"lag: {jobs} jobs firing every second; measuring {duration_s:g} s after a {warmup_s:g} s warm-up")
+        progress(f"{name}: {jobs} jobs firing every second; measuring {duration_s:g} s after a {warmup_s:g} s warm-up")
         meter = h.cpu_meter()
         time.sleep(max(0.0, start - time.time()))
         meter.start()
         while time.time() < end:
             time.sleep(min(2.0, max(0.0, end - time.time())))
             if time.time() < end:
-                progress(f"lag: {end - time.time():.0f} s left")
+                progress(f"{name}: {end - time.time():.0f} s left")
         result["cpu_cores"] = meter.stop()
+        result["cpu_s"] = meter.cpu_s
+        result["cpu_window_s"] = meter.wall_s
         result["load_average"] = load_average()
         time.sleep(grace_s)  # firings scheduled just before `end` may still be on their way
         in_window = [(t, ctx) for t, ctx in list(h.started) if start <= ctx.scheduled_ms / 1000.0 < end]
@@ -272,6 +336,8 @@ def lag(jobs: int = 100, duration_s: float = 20.0, concurrency: int = 512, keep:
         by_id = {ctx.run_id: ctx for _, ctx in in_window}
         lags = [first[rid] - by_id[rid].scheduled_ms / 1000.0 for rid in first]
         expected = int(round(jobs * duration_s))
+        # the CPU window is the measuring window, which holds exactly the expected firings
+        result["cpu_us_per_firing"] = cpu_us_per(result["cpu_s"], expected)
         result["expected_firings"] = expected
         result["firings"] = len(first)
         result["duplicate_deliveries"] = len(run_ids) - len(first)

@@ -18,6 +18,8 @@ Checks (ids as in ``research/reliability.md`` §5.1):
   in the final state (unless a later operation's outcome is unknown); a create retried with
   its request id never reports ALREADY_EXISTS.
 * **Convergence (C7).** Every node reports the same applied index and state digest.
+* **Raft log safety (C10).** No node log holds pysyncobj's CRITICAL "truncating already-applied
+  log entries": a node deleting entries it had applied means committed entries were dropped.
 * **P3 failover (C8).** For each leader fault: time from the fault to the first handler that
   completed successfully for a firing scheduled after the fault (a new leader must have fired
   and granted it). p50/p99/max are reported; a fault with no such firing is a violation.
@@ -120,14 +122,14 @@ def check(out: str, p3_bound_s: float = P3_BOUND_S) -> Report:
                 ends[(e["run_id"], e["fence"])] = e
     nemesis = [e for e in events if e["proc"] == "nemesis"]
     rep.faults = sum(1 for e in nemesis if e["op"] not in ("heal", "restart_node", "resume_node", "resume_worker",
-                                                          "disk_freed", "disk_full_outcome", "power_checkpoint",
-                                                          "power_checkpoint_lmdb"))
+                                                          "disk_freed", "disk_full_outcome", "trap"))
     rep.faults += sum(1 for e in events if e["op"] == "armed" and e.get("what") == "kill_after_effect")
 
     _check_p1(rep, events, runs, applies, starts)
     _check_p2(rep, applies)
     _check_fences(rep, events, runs, sink_log, starts, ends, ttl)
     _check_p4(rep, events, final)
+    _check_raft_logs(rep, out)
     _check_convergence(rep, final)
     _check_p3(rep, events, p3_bound_s)
     _check_expectations(rep, events, final, sink_log, applies, starts)
@@ -316,6 +318,20 @@ def _check_p4(rep: Report, events: list[dict[str, Any]], final: dict[str, Any]) 
                 rep.violations.append(f"P4: job {name} has uid {j['uid']}, acknowledged create said {last['job']['uid']}")
         elif name in jobs:
             rep.violations.append(f"P4: acknowledged delete of {name} is undone after recovery")
+
+
+def _check_raft_logs(rep: Report, out: str) -> None:
+    cluster = os.path.join(out, "cluster")
+    for node in sorted(os.listdir(cluster)) if os.path.isdir(cluster) else []:
+        path = os.path.join(cluster, node, "node.log")
+        try:
+            with open(path, errors="replace") as f:
+                hits = [line.strip() for line in f if "truncating already-applied" in line]
+        except OSError:
+            continue
+        if hits:
+            rep.violations.append(f"C10: {node} truncated applied Raft entries {len(hits)} times "
+                                  f"(first: {hits[0][:160]})")
 
 
 def _check_convergence(rep: Report, final: dict[str, Any]) -> None:

@@ -1,19 +1,18 @@
 """Durability measurements behind ``docs/durability.md``.
 
-    python -m chaos.durability fsyncs [--seconds 10]   # which files a node fsyncs (strace)
-    python -m chaos.durability fsyncs --durable          # the same with chaos.durable_node
-    python -m chaos.durability journal-cost [--n 2000]   # what an fsynced Raft journal would cost
-    python -m chaos.durability throughput [--seconds 10] # creates/s, schedd vs chaos.durable_node
+    python -m chaos.durability fsyncs [--seconds 10]     # which files a node syncs, how often (strace)
+    python -m chaos.durability fsyncs --unsafe           # the same with --unsafe-no-fsync
+    python -m chaos.durability journal-cost [--n 2000]   # the journal's cost per append, by sync mode
+    python -m chaos.durability throughput [--seconds 10] # creates/s: durable vs --unsafe-no-fsync
 
 ``fsyncs`` starts a real 3-node cluster (``schedd.testing.LocalCluster``), drives job creates for
 a few seconds and attaches ``strace -f -y -e trace=fsync,fdatasync,msync,sync_file_range,syncfs``
-to the leader and a follower: it counts sync calls per file, so "the Raft journal is never
-fsynced" is a measurement, not a reading of pysyncobj's source.
+to the leader and a follower: it counts sync calls per file, so "one fdatasync of the journal per
+group of entries" is a measurement, not a reading of the code.
 
-``journal-cost`` appends entries to pysyncobj's own ``FileJournal`` on the disk under
-``chaos/out`` three ways: as schedd runs it (no flush), with ``flush()`` (msync) after every
-append, and with one ``flush()`` per batch of 10 appends (group commit). The difference is what a
-durable mode would add to every committed entry on this disk.
+``journal-cost`` appends entries to schedd's ``DurableJournal`` on the disk under ``chaos/out``:
+without a sync, with a sync after every append, and with one sync per 10 appends (group commit),
+next to pysyncobj's own unsynced ``FileJournal``.
 """
 
 from __future__ import annotations
@@ -34,20 +33,14 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 SYNC_CALLS = "fsync,fdatasync,msync,sync_file_range,syncfs,sync"
 
 
-def _cluster(root: str, durable: bool):  # type: ignore[no-untyped-def]
+def _cluster(root: str, unsafe: bool):  # type: ignore[no-untyped-def]
     from schedd.testing import LocalCluster
 
-    class Cluster(LocalCluster):
-        def command(self, spec):  # type: ignore[no-untyped-def]
-            cmd = super().command(spec)
-            return [cmd[0], "-m", "chaos.durable_node", *cmd[3:]] if durable else cmd
-
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
-    return Cluster(os.path.join(root, "cluster"), nodes=3, env=env)
+    return LocalCluster(os.path.join(root, "cluster"), nodes=3,
+                        extra_args=["--unsafe-no-fsync"] if unsafe else [])
 
 
-def fsyncs(seconds: float, durable: bool = False) -> int:
+def fsyncs(seconds: float, unsafe: bool = False) -> int:
     from schedd.client import Client
 
     if shutil.which("strace") is None:
@@ -55,7 +48,7 @@ def fsyncs(seconds: float, durable: bool = False) -> int:
         return 2
     os.makedirs(OUT, exist_ok=True)
     root = tempfile.mkdtemp(prefix="durability-", dir=OUT)
-    cluster = _cluster(root, durable)
+    cluster = _cluster(root, unsafe)
     traces: dict[str, subprocess.Popen[bytes]] = {}
     stop = threading.Event()
     creates = 0
@@ -95,8 +88,8 @@ def fsyncs(seconds: float, durable: bool = False) -> int:
                     m = re.search(r"(\w+)\((\d+)<([^>]*)>", line)
                     if m:
                         counts[f"{m.group(1)} {os.path.relpath(m.group(3), cluster.root)}"] += 1
-                    elif " msync(" in line:  # no fd: in a schedd node only the journal is mmapped
-                        counts["msync (raft.journal mmap)"] += 1
+                    elif " msync(" in line:
+                        counts["msync (an mmap)"] += 1
             if not counts:
                 print(f"| {role} | (none) | 0 |")
             for what, n in sorted(counts.items()):
@@ -112,7 +105,7 @@ def fsyncs(seconds: float, durable: bool = False) -> int:
 
 
 def throughput(seconds: float, clients: int) -> int:
-    """Acknowledged creates per second and their latency, schedd as it is vs chaos.durable_node."""
+    """Acknowledged creates per second and their latency, durable vs --unsafe-no-fsync."""
     import statistics
 
     from schedd.client import Client
@@ -122,9 +115,9 @@ def throughput(seconds: float, clients: int) -> int:
           f"(data under {OUT}, {_fs_of(OUT)}):\n")
     print("| journal | creates/s | p50 ms | p99 ms |")
     print("|---|---|---|---|")
-    for durable in (False, True):
+    for unsafe in (False, True):
         root = tempfile.mkdtemp(prefix="throughput-", dir=OUT)
-        cluster = _cluster(root, durable)
+        cluster = _cluster(root, unsafe)
         lat: list[float] = []
         stop = threading.Event()
         try:
@@ -153,7 +146,7 @@ def throughput(seconds: float, clients: int) -> int:
                 t.join(timeout=10)
             xs = sorted(lat[:n])
             p99 = xs[min(len(xs) - 1, int(len(xs) * 0.99))]
-            print(f"| {'msync per append (chaos.durable_node)' if durable else 'no sync (schedd today)'} | "
+            print(f"| {'--unsafe-no-fsync (synced once a second)' if unsafe else 'durable (group commit)'} | "
                   f"{n / dt:,.0f} | {statistics.median(xs) * 1000:.1f} | {p99 * 1000:.1f} |")
         finally:
             stop.set()
@@ -165,22 +158,27 @@ def throughput(seconds: float, clients: int) -> int:
 def journal_cost(n: int) -> int:
     from pysyncobj.journal import FileJournal
 
+    from schedd.raft.journal import DurableJournal
+
     os.makedirs(OUT, exist_ok=True)
-    payload = os.urandom(300)  # about one schedd dispatch batch
-    print(f"{n} appends of {len(payload)} bytes to pysyncobj's FileJournal under {OUT} "
-          f"({_fs_of(OUT)}):\n")
-    print("| mode | appends/s | µs per append |")
+    payload = os.urandom(300)  # about one small schedd entry
+    print(f"{n} appends of {len(payload)} bytes under {OUT} ({_fs_of(OUT)}):\n")
+    print("| journal | appends/s | µs per append |")
     print("|---|---|---|")
-    for mode, every in (("no flush (schedd today)", 0), ("flush (msync) after every append", 1),
-                        ("flush once per 10 appends (group commit)", 10)):
+    modes = (("pysyncobj FileJournal, never synced (schedd before)", None, 0),
+             ("DurableJournal, no fdatasync (--unsafe-no-fsync)", False, 1),
+             ("DurableJournal, fdatasync after every append", True, 1),
+             ("DurableJournal, one fdatasync per 10 appends (group commit)", True, 10))
+    for mode, fsync, every in modes:
         d = tempfile.mkdtemp(prefix="journal-", dir=OUT)
         try:
-            j = FileJournal(os.path.join(d, "raft.journal"))
+            path = os.path.join(d, "raft.journal")
+            j = FileJournal(path) if fsync is None else DurableJournal(path, fsync=fsync)
             t0 = time.perf_counter()
             for i in range(n):
                 j.add(payload, i + 1, 1)
                 if every and (i + 1) % every == 0:
-                    j.flush()
+                    j.sync()  # type: ignore[union-attr]
             dt = time.perf_counter() - t0
             j._destroy()
         finally:
@@ -203,14 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     fs = sub.add_parser("fsyncs")
     fs.add_argument("--seconds", type=float, default=10.0)
-    fs.add_argument("--durable", action="store_true", help="nodes run chaos.durable_node")
+    fs.add_argument("--unsafe", action="store_true", help="nodes run with --unsafe-no-fsync")
     sub.add_parser("journal-cost").add_argument("--n", type=int, default=2000)
     tp = sub.add_parser("throughput")
     tp.add_argument("--seconds", type=float, default=10.0)
     tp.add_argument("--clients", type=int, default=8)
     args = p.parse_args(argv)
     if args.cmd == "fsyncs":
-        return fsyncs(args.seconds, args.durable)
+        return fsyncs(args.seconds, args.unsafe)
     if args.cmd == "throughput":
         return throughput(args.seconds, args.clients)
     return journal_cost(args.n)

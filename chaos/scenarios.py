@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from chaos import checker, faketime, history
+from chaos import checker, faketime, history, scenarios_power, truncation
 from chaos.harness import LEASE_TTL_S, Harness
 from schedd.pb import api_grpc, api_pb2, types_pb2
 
@@ -44,9 +43,11 @@ class Scenario:
     #: runs after the harness is built and before the cluster starts (per-node env, mounts);
     #: raises Skip when the fault cannot be injected here
     setup: Callable[[Harness], None] | None = None
-    #: a demonstration of a documented weakness: passes only when the checker reports a
-    #: violation starting with this prefix (e.g. "P4"), like the negative control
-    demonstrates: str = ""
+    #: a negative control of a failure the checker must see: passes only when it reports a
+    #: violation starting with one of these prefixes (e.g. "P4"), and the run itself went through
+    demonstrates: tuple[str, ...] = ()
+    #: fault seconds in the CI smoke set (tests/chaos/test_smoke.py) when shorter than its default
+    smoke_duration: float | None = None
 
 
 def _until(deadline: float, need: float) -> bool:
@@ -446,108 +447,6 @@ def disk_full(h: Harness, duration: float) -> None:
     _settle(h, 5)
 
 
-# ---- power loss (durability, F17) ---------------------------------------------------------------
-
-
-def _copy_data(src: str, dst: str) -> None:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("node.log"))
-
-
-def _restore_data(backup: str, data_dir: str, keep: tuple[str, ...] = ()) -> None:
-    """Replace ``data_dir``'s contents (except its log and the names in ``keep``) by ``backup``'s."""
-    keep = ("node.log", *keep)
-    for name in os.listdir(data_dir):
-        if name in keep:
-            continue
-        p = os.path.join(data_dir, name)
-        shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
-    for name in os.listdir(backup):
-        if name in keep:
-            continue
-        s, d = os.path.join(backup, name), os.path.join(data_dir, name)
-        shutil.copytree(s, d) if os.path.isdir(s) else shutil.copy2(s, d)
-
-
-def _checkpoint(h: Harness, dest: str, only: str | None = None) -> dict[str, object]:
-    """SIGSTOP every node, copy its data dir (or only its ``only`` subdirectory), SIGCONT."""
-    procs = [h.cluster.procs[s.node_id] for s in h.cluster.specs]
-    for p in procs:
-        p.send_signal(signal.SIGSTOP)
-    try:
-        for spec in h.cluster.specs:
-            if only is None:
-                _copy_data(spec.data_dir, os.path.join(dest, spec.node_id))
-            else:
-                shutil.copytree(os.path.join(spec.data_dir, only), os.path.join(dest, spec.node_id, only))
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGCONT)
-    return _indexes(h)
-
-
-def _indexes(h: Harness) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for s in h.cluster.specs:
-        st = h.cluster.status(s.node_id, timeout=2)
-        out[s.node_id] = None if st is None else {"applied": st.applied_index, "commit": st.commit_index,
-                                                  "term": st.term}
-    return out
-
-
-def power_loss_majority(h: Harness, duration: float) -> None:
-    """A model of power loss of every node when nothing was fsynced for the last seconds.
-
-    At t1 every node is SIGSTOPped, its data dir (LMDB, Raft journal and meta, snapshot) copied
-    and SIGCONTed: that copy is what the disk would hold if no write after t1 reached it. The
-    cluster keeps running (acknowledging writes and firing) for about half of ``duration``; then
-    every node is SIGKILLed (the power cut), its data dir replaced by the t1 copy (the writes
-    after t1 were in the page cache only) and restarted. Everything acknowledged after t1 is
-    gone on every node: the checker must see it (P4). pysyncobj 0.3.17 never fsyncs its journal
-    or its term/vote file and schedd syncs LMDB once a second, so the kernel's writeback
-    (``vm.dirty_expire_centisecs``, 30 s by default) bounds how old the real t1 can be.
-    """
-    _power_loss(h, duration, lmdb_ahead=False)
-
-
-def power_loss_lmdb_ahead(h: Harness, duration: float) -> None:
-    """The same power cut, modelled per file as schedd syncs them: the Raft journal and its meta
-    file (never fsynced) roll back to t1 on every node, but LMDB (fsynced once a second) survives
-    at its last sync: on n1 the state at the cut, on the others the state one second earlier
-    (their last sync fell a little earlier). LMDB is then *ahead* of the Raft log, and apply
-    skips every entry at or below LMDB's applied index, on each node up to a different index."""
-    _power_loss(h, duration, lmdb_ahead=True)
-
-
-def _power_loss(h: Harness, duration: float, lmdb_ahead: bool) -> None:
-    lag_s = max(6.0, duration / 2)
-    backups = os.path.join(h.out, "power-loss-t1")
-    h.nemesis.write("power_checkpoint", nodes=_checkpoint(h, backups))
-    if lmdb_ahead:
-        time.sleep(lag_s - 1)
-        lmdb_t2 = os.path.join(h.out, "power-loss-lmdb-t2")
-        h.nemesis.write("power_checkpoint_lmdb", nodes=_checkpoint(h, lmdb_t2, only="state"))
-        time.sleep(1)
-    else:
-        time.sleep(lag_s)
-    leader = h.leader()
-    before = _indexes(h)
-    for spec in h.cluster.specs:
-        h.kill_node(spec.node_id, leader_fault=spec.node_id == leader)
-    for i, spec in enumerate(h.cluster.specs):
-        if not lmdb_ahead:
-            _restore_data(os.path.join(backups, spec.node_id), spec.data_dir)
-            continue
-        _restore_data(os.path.join(backups, spec.node_id), spec.data_dir, keep=("state",))
-        if i > 0:
-            _restore_data(os.path.join(lmdb_t2, spec.node_id), spec.data_dir,
-                          keep=tuple(n for n in os.listdir(spec.data_dir) if n != "state"))
-    h.nemesis.write("power_loss", lost_s=lag_s, lmdb_ahead=lmdb_ahead, before=before)
-    time.sleep(1)
-    for spec in h.cluster.specs:
-        h.restart_node(spec.node_id)
-    _settle(h, 4)
-
-
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("leader-kill", "SIGKILL the leader, restart it 5 s later; repeat (F1)", leader_kill),
     Scenario("leader-pause", "SIGSTOP the leader past the election and lease timeouts, SIGCONT (F5)", leader_pause),
@@ -564,6 +463,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              flaky_network, smoke=False),
     Scenario("worker-pause-long", "SIGSTOP one agent worker for 20 s (about 6 lease periods) while another "
              "worker of the same queues is idle", worker_pause_long),
+    Scenario("raft-truncation", "leader pipelining big entries, one follower stopped; the other follower's "
+             "log shrinking below its acknowledgements (pysyncobj's bug, fixed) would spring a trap that "
+             "cuts it off at that moment; the leader is killed each round", truncation.raft_truncation,
+             setup=truncation.trap_setup(fix=True), smoke_duration=5.0),
+    Scenario("control-raft-truncation", "negative control: raft-truncation with pysyncobj's own replication "
+             "(CHAOS_RAFT_FIX=off); the checker must report lost acknowledged writes or diverged replicas",
+             truncation.raft_truncation, setup=truncation.trap_setup(fix=False), demonstrates=("P4", "C7"),
+             smoke_duration=5.0),
     Scenario("full-cluster-restart", "SIGKILL every node, restart them staggered (F4)", full_cluster_restart, smoke=False),
     Scenario("follower-kill-catch-up", "SIGKILL a follower under load, restart it, check it converges (F2)",
              follower_kill_catch_up, smoke=False),
@@ -573,13 +480,16 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "then while it follows (F13)", clock_jump, smoke=False, setup=_clock_setup),
     Scenario("disk-full", f"a follower's data dir on a {DISK_TMPFS_MB} MiB tmpfs, filled under load; freed, "
              "restarted, must converge (F14)", disk_full, smoke=False, setup=_disk_setup),
-    Scenario("power-loss-majority", "demonstration: SIGKILL every node and roll each data dir back to a copy "
-             "taken seconds earlier (unfsynced writes lost); the checker must report lost acknowledged "
-             "writes (F17)", power_loss_majority, smoke=False, demonstrates="P4"),
-    Scenario("power-loss-lmdb-ahead", "demonstration: the power cut per file: Raft journal and meta back "
-             "to a copy seconds old, LMDB at its last 1 s sync (n1 at the cut, the others 1 s before); "
-             "the checker must report diverged replicas (F17)", power_loss_lmdb_ahead, smoke=False,
-             demonstrates="C7"),
+    Scenario("power-loss-majority", "power model on every node, Raft log compacted every 100 entries or 4 s: "
+             "a majority (the leader and a follower, then the followers) loses power at once right after "
+             "acknowledged writes, twice or more; nothing acknowledged may be lost (F17)",
+             scenarios_power.power_loss_majority, setup=scenarios_power.setup_compacting, smoke_duration=10.0),
+    Scenario("power-loss-all", "power model on every node: every node loses power at once right after "
+             "acknowledged writes, twice or more; nothing acknowledged may be lost (F17)",
+             scenarios_power.power_loss_all, setup=scenarios_power.setup, smoke_duration=10.0),
+    Scenario("control-power-loss-unsafe", "negative control: power-loss-all with --unsafe-no-fsync, three cuts; "
+             "the checker must report lost acknowledged writes (P4)", scenarios_power.control_power_loss_unsafe,
+             setup=scenarios_power.setup_unsafe, demonstrates=("P4",), smoke_duration=10.0),
 ]}
 
 SMOKE = [s for s in SCENARIOS.values() if s.smoke]
@@ -596,9 +506,12 @@ class Outcome:
     def passed(self) -> bool:
         if self.skipped:
             return True
-        if self.scenario.control:
-            return self.report.duplicates > 0
-        if self.scenario.demonstrates:
+        if self.scenario.control or self.scenario.demonstrates:
+            # A control passes only on the failure it exists for, in a run that went through.
+            if any(v.startswith("scenario error") for v in self.report.violations):
+                return False
+            if self.scenario.control:
+                return self.report.duplicates > 0
             return any(v.startswith(self.scenario.demonstrates) for v in self.report.violations)
         return self.report.ok
 
@@ -675,7 +588,8 @@ def row(o: Outcome, nodes: int) -> tuple[str, ...]:
     if o.scenario.control:
         result = "PASS (dups seen)" if o.passed else "FAIL (no dups)"
     elif o.scenario.demonstrates:
-        result = f"PASS ({o.scenario.demonstrates} seen)" if o.passed else f"FAIL (no {o.scenario.demonstrates})"
+        seen = "/".join(o.scenario.demonstrates)
+        result = f"PASS ({seen} seen)" if o.passed else f"FAIL (no {seen})"
     else:
         result = "PASS" if o.passed else f"FAIL ({len(r.violations)})"
     return (o.scenario.name, str(nodes), str(r.faults), str(r.expected), str(r.delivered), str(r.effective),

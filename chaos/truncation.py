@@ -84,6 +84,22 @@ def _load(h: Harness, round_no: int, stop: threading.Event) -> list[threading.Th
     return threads
 
 
+def _committed_past(h: Harness, leader: str, line: str, within_s: float = 3.0) -> int | None:
+    """Wait (bounded) until the leader's commit index covers what the witness acknowledged and
+    then lost: the acknowledgements are already on their way, and killing the leader before it
+    counts them would lose nothing committed. The leader's commit index, or None."""
+    acked = int(line.split("acked=")[1].split()[0])
+    deadline = time.monotonic() + within_s
+    commit = None
+    while time.monotonic() < deadline:
+        st = h.cluster.status(leader, timeout=0.5)
+        commit = None if st is None else st.commit_index
+        if commit is not None and commit >= acked:
+            break
+        time.sleep(0.01)
+    return commit
+
+
 def raft_truncation(h: Harness, duration: float) -> None:
     """Up to ROUNDS rounds, as many as start within ``duration`` (at least one). Once the trap
     has sprung (the control), one more round proves nothing: stop there."""
@@ -103,8 +119,9 @@ def raft_truncation(h: Harness, duration: float) -> None:
         while time.monotonic() < end and sprung is None:
             time.sleep(0.01)
             sprung = watch.find("event=trap_regression")
+        committed = _committed_past(h, leader, sprung) if sprung else None
         h.nemesis.write("trap", round=round_no, sprung=sprung is not None, line=sprung or "", leader=leader,
-                        witness=witness, laggard=laggard)
+                        witness=witness, laggard=laggard, leader_commit=committed)
         h.kill_node(leader, leader_fault=True)
         h.resume_node(laggard)
         stop.set()

@@ -190,10 +190,9 @@ class Node:
                  self.config.grpc, ",".join(p.node_id for p in self.config.peers) or "-")
 
     def _sync_loop(self) -> None:
-        # LMDB runs with sync=False and pysyncobj never syncs its journal: once a second, flush
-        # the journal and then LMDB (in that order, see RaftNode.checkpoint), and stop the node
-        # cleanly before the disk is full (a full disk under pysyncobj's mmap'ed journal kills
-        # the process with SIGBUS instead).
+        # LMDB runs with sync=False: once a second, sync it (never ahead of the Raft journal, see
+        # RaftNode.checkpoint), and stop the node cleanly before the disk is full, where an I/O
+        # error would stop it less clearly.
         while not self._stopped.wait(1.0):
             try:
                 free = shutil.disk_usage(self.config.data_dir).free

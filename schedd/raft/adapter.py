@@ -21,6 +21,9 @@ version is pinned and checked at import):
 * **Replication fix** (:mod:`schedd.raft.replication`): a follower never truncates entries that
   match the leader's and acknowledges only what a message proves; a leader never moves a
   follower's ``nextIndex`` backwards on a success acknowledgement.
+* **Probe fix** (always on): a leader ignores a reset that answers a message pipelined after a
+  lower reset, so it walks back towards a diverged follower instead of livelocking
+  (:meth:`RaftNode._stale_reset`).
 * **No chunked entries.** Entries are capped at ``max_entry_bytes`` (refused in :meth:`propose`),
   below pysyncobj's ``appendEntriesBatchSizeBytes``, so pysyncobj's chunked "transmission" path
   for one oversized entry (which can cut a pickle short) is never taken.
@@ -40,6 +43,7 @@ from typing import Any
 
 import pysyncobj.syncobj as _syncobj
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjException, replicated
+from pysyncobj.monotonic import monotonic
 from pysyncobj.transport import TCPTransport
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
@@ -100,6 +104,7 @@ class RaftNode(SyncObj):
         self._tick_actions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._deferred_acks: list[tuple[Any, dict[str, Any]]] = []
         self._ack_override: int | None = None
+        self._probe_floor: dict[Any, int] = {}  # leader: lowest reset per follower since its last success
         self._snapshot_path = f"{journal_dir}/raft.snapshot"
         conf = sync_obj_conf(s, password, journal_dir, bindAddress=self_addr, autoTick=auto_tick,
                              serializer=store.write_snapshot, deserializer=self._read_snapshot)
@@ -165,6 +170,7 @@ class RaftNode(SyncObj):
             self._SyncObj__transport.send(node, message)
 
     def _SyncObj__onBecomeLeader(self) -> None:  # noqa: N802
+        self._probe_floor.clear()
         SyncObj._SyncObj__onBecomeLeader(self)  # type: ignore[attr-defined]
         # Its NO_OP entry may be counted in this same tick (a one-node cluster): sync it now.
         self._sync_journal()
@@ -173,9 +179,14 @@ class RaftNode(SyncObj):
 
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
         handle = SyncObj._SyncObj__onMessageReceived  # type: ignore[attr-defined]
-        if not self._settings.replication_fix or not isinstance(message, dict):
+        if not isinstance(message, dict):
             return handle(self, node, message)
         kind = message.get("type")
+        if kind == "next_node_idx" and self._isLeader() and self._stale_reset(node, message):
+            self._SyncObj__lastResponseTime[node] = monotonic()  # it still answered
+            return None
+        if not self._settings.replication_fix:
+            return handle(self, node, message)
         if (kind == "append_entries" and "prevLogIdx" in message and "transmission" not in message
                 and message["term"] >= self.raftCurrentTerm):
             log_ = self._SyncObj__raftLog
@@ -200,6 +211,29 @@ class RaftNode(SyncObj):
                 next_index[node] = before  # an ack for an older message: do not re-send the tail
             return None
         return handle(self, node, message)
+
+    def _stale_reset(self, node: Any, message: dict[str, Any]) -> bool:
+        """Whether a follower's reset answers a message sent *after* the probe that set a lower
+        ``nextIndex``: such a reset is stale and must not move ``nextIndex`` up again.
+
+        pysyncobj's leader pipelines the whole tail after a reset (it advances ``nextIndex``
+        optimistically message by message). Towards a follower whose log diverges, the first
+        message fails on the term at ``prev`` (reset to ``prev``) and every later one on a
+        missing ``prev`` (reset to the follower's end + 1, higher): the last reset wins, the probe
+        never walks back, and the follower never catches up (measured: a returning old leader
+        stuck for minutes). Raft walks back one probe at a time; here a reset is ignored while it
+        is above the lowest one since the last success."""
+        if message.get("success"):
+            self._probe_floor.pop(node, None)
+            return False
+        if not message.get("reset"):
+            return False
+        floor = self._probe_floor.get(node)
+        value = message["next_node_idx"]
+        if floor is not None and value > floor:
+            return True
+        self._probe_floor[node] = value
+        return False
 
     # ---- snapshots ---------------------------------------------------------------------------
 
@@ -268,6 +302,11 @@ class RaftNode(SyncObj):
     def _run_tick_actions(self) -> None:
         # Registered once: pysyncobj holds its callback lock while calling us, so a callback
         # must never add or remove tick callbacks itself.
+        if self._journal.dirty:
+            # pysyncobj runs tick callbacks after it appended and sent this tick's new entries
+            # and before it waits for answers: the leader's sync now overlaps the followers'
+            # round trip instead of following it (measured: +6-7 % burst throughput).
+            self._sync_journal()
         while True:
             try:
                 action = self._tick_actions.get_nowait()
@@ -279,12 +318,18 @@ class RaftNode(SyncObj):
                 log.exception("event=tick_action_failed")
 
     def checkpoint(self) -> None:
-        """Sync the Raft journal, then LMDB, in the tick thread (between applies).
+        """Make LMDB durable up to what it has applied (the node calls this once a second).
 
         LMDB must never be on disk *ahead* of the journal: replay would skip entries the journal
-        lost and the replicas would diverge. With fsync on, the journal is already durable
-        (group commit); with ``--unsafe-no-fsync`` this is the journal's only fsync.
+        lost and the replicas would diverge. With fsync on, every applied entry is already in
+        the synced journal, so LMDB is synced right here, in the caller's thread: its sync
+        (tens of milliseconds at worst, without the GIL) no longer stalls the tick thread. With
+        ``--unsafe-no-fsync`` the journal is synced first and then LMDB, both in the tick
+        thread between applies (this is then the journal's only fsync).
         """
+        if self._settings.fsync:
+            self._store.sync()
+            return
         done = threading.Event()
 
         def run() -> None:

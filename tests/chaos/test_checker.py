@@ -127,3 +127,14 @@ def test_disk_full_exit_contract(tmp_path) -> None:
     for i, bad in enumerate([expect(-7, []), expect(None, []), expect(1, ["Traceback ..."])]):
         rep = checker.check(make(tmp_path / f"b{i}", applies=ALL, extra=[bad]))
         assert any(v.startswith("F14: n3") for v in rep.violations), rep.violations
+
+
+def test_truncated_applied_entries_in_a_node_log(tmp_path) -> None:
+    out = make(tmp_path, applies=ALL)
+    assert checker.check(out).ok
+    log = tmp_path / "cluster" / "n2" / "node.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("ts=... level=CRITICAL logger=pysyncobj.syncobj truncating already-applied log entries from "
+                   "index 79 (last applied: 84) - state machine may have diverged from other cluster members\n")
+    rep = checker.check(out)
+    assert [v[:35] for v in rep.violations] == ["C10: n2 truncated applied Raft entr"]

@@ -4,8 +4,6 @@
 * ``disk-full`` (F14): root, to mount a tmpfs; about 40 s. **Fails today**: the node whose disk
   fills dies from SIGBUS in pysyncobj's journal mmap in most runs instead of exiting 70
   (chaos/README.md, Findings)
-* ``power-loss-majority`` (F17): a demonstration; passes when lost acknowledged writes are seen
-* ``power-loss-lmdb-ahead`` (F17): a demonstration; passes when diverged replicas are seen
 
     CHAOS_ONDEMAND=1 python3 -m pytest tests/chaos/test_ondemand.py
 
@@ -24,7 +22,7 @@ from chaos import scenarios
 
 pytestmark = [pytest.mark.chaos]
 
-ON_DEMAND = ["clock-jump", "disk-full", "power-loss-majority", "power-loss-lmdb-ahead"]
+ON_DEMAND = ["clock-jump", "disk-full"]
 
 
 def test_setup_skip_is_a_skip_not_a_failure(tmp_path) -> None:

@@ -288,3 +288,28 @@ def test_leader_never_moves_next_index_back_on_an_older_ack(make_node: Any) -> N
         results[fix] = (node._SyncObj__raftNextIndex[peer], node._SyncObj__raftMatchIndex[peer])  # type: ignore[attr-defined]
     assert results[True] == (11, 4)
     assert results[False] == (5, 4)  # pysyncobj alone re-sends 5..10
+
+
+def test_leader_walks_back_to_a_diverged_follower_instead_of_livelocking(make_node: Any) -> None:
+    """The leader pipelined its tail to a follower whose log diverges after 82: the first
+    message fails on the term at 83 (reset to 83), every later one on a missing prev (reset to
+    the follower's end + 1 = 84). pysyncobj takes the last reset, so it re-sends from 84 and
+    gets the same answers forever; the adapter keeps the lowest reset until a success."""
+    results = {}
+    for fix in (True, False):
+        node, _ = make_node(fix=fix)
+        node._SyncObj__onBecomeLeader()  # type: ignore[attr-defined]
+        peer = next(n for n in node.otherNodes if n == LEADER)
+        if not fix:  # the probe rule is not part of the switchable fix: take it out by hand
+            node._stale_reset = lambda _node, _message: False  # type: ignore[method-assign]
+        for value in (83, 84, 84, 84):
+            node._SyncObj__onMessageReceived(peer, {"type": "next_node_idx", "next_node_idx": value,  # type: ignore[attr-defined]
+                                                    "reset": True, "success": False})
+        first = node._SyncObj__raftNextIndex[peer]  # type: ignore[attr-defined]
+        node._SyncObj__onMessageReceived(peer, {"type": "next_node_idx", "next_node_idx": 86,  # type: ignore[attr-defined]
+                                                "reset": False, "success": True})
+        node._SyncObj__onMessageReceived(peer, {"type": "next_node_idx", "next_node_idx": 90,  # type: ignore[attr-defined]
+                                                "reset": True, "success": False})
+        results[fix] = (first, node._SyncObj__raftNextIndex[peer])  # type: ignore[attr-defined]
+    assert results[True] == (83, 90)  # after a success, a new reset is taken as it comes
+    assert results[False] == (84, 90)
