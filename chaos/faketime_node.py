@@ -21,6 +21,6 @@ def _sleep(seconds: float) -> None:
 time.sleep = _sleep
 
 if __name__ == "__main__":
-    from schedd.cmd import main
+    from schedd.server.cmd import main
 
     main(prog_name="schedd")

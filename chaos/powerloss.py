@@ -5,8 +5,8 @@ every directory holds the entries it had at its last ``fsync``: a file created, 
 replaced after that fsync is back as it was (or gone), whatever reached the page cache.
 
 How it works. :class:`Shadow` runs inside the node process (``chaos/powerloss_node.py``) and
-replaces the functions of :mod:`schedd.raft.disk` (the seam every durability-relevant file
-operation of the Raft layer goes through) and :meth:`schedd.store.Store.sync` (LMDB's only
+replaces the functions of :mod:`schedd.state.disk` (the seam every durability-relevant file
+operation of the Raft layer goes through) and :meth:`schedd.state.store.Store.sync` (LMDB's only
 sync; ``Store.close`` calls it). After each real sync it copies what that sync made durable into
 a shadow directory outside the data directory:
 
@@ -171,10 +171,10 @@ class Shadow:
     # ---- install into this process -----------------------------------------------------------
 
     def install(self) -> Callable[[], None]:
-        """Replace :mod:`schedd.raft.disk`'s functions and ``Store.sync`` by observing versions;
+        """Replace :mod:`schedd.state.disk`'s functions and ``Store.sync`` by observing versions;
         returns a function that puts the originals back (for in-process tests)."""
-        from schedd.raft import disk
-        from schedd.store import Store
+        from schedd.state import disk
+        from schedd.state.store import Store
 
         real = {name: getattr(disk, name) for name in ("pwrite", "truncate", "fdatasync", "fsync_path",
                                                        "fsync_dir")}

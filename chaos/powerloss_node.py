@@ -4,7 +4,7 @@ Test tooling for the chaos suite, never used in production. Before schedd opens 
 :class:`chaos.powerloss.Shadow` of the ``--data-dir`` is started in ``$SCHEDD_SHADOW_DIR`` (a
 baseline: whatever exists now survived the last cut) and installed into this process, so every
 sync the node makes is mirrored there; after a SIGKILL, :func:`chaos.powerloss.cut` rebuilds the
-data directory as a power cut would leave it. schedd's boot id (``schedd.node._boot_id``, how it
+data directory as a power cut would leave it. schedd's boot id (``schedd.server.node._boot_id``, how it
 tells a machine crash from a process crash) is the model's, which every cut changes. Then it is
 exactly ``python -m schedd``.
 """
@@ -44,13 +44,13 @@ def install_from_env(argv: list[str]) -> Shadow:
 
 
 def _model_reboots(shadow_dir: str) -> None:
-    import schedd.node
+    import schedd.server.node
 
-    if not hasattr(schedd.node, "_boot_id"):
-        sys.stderr.write("chaos.powerloss_node: schedd.node has no _boot_id; power cuts are not seen as reboots\n")
+    if not hasattr(schedd.server.node, "_boot_id"):
+        sys.stderr.write("chaos.powerloss_node: schedd.server.node has no _boot_id; power cuts are not seen as reboots\n")
         return
     value = boot_id(shadow_dir)
-    schedd.node._boot_id = lambda: value
+    schedd.server.node._boot_id = lambda: value
 
 
 def _compaction_from_env() -> None:
@@ -78,6 +78,6 @@ def _compaction_from_env() -> None:
 if __name__ == "__main__":
     install_from_env(sys.argv[1:])
     _compaction_from_env()
-    from schedd.cmd import main
+    from schedd.server.cmd import main
 
     main(prog_name="schedd")

@@ -22,7 +22,7 @@ import os
 import time
 from typing import Any
 
-import schedd.node
+import schedd.server.node
 from schedd.raft.adapter import RaftNode
 from schedd.raft.settings import RaftSettings
 
@@ -72,9 +72,9 @@ class TrapRaftNode(RaftNode):
         return None
 
 
-schedd.node.RaftNode = TrapRaftNode  # type: ignore[misc]
+schedd.server.node.RaftNode = TrapRaftNode  # type: ignore[misc]
 
 if __name__ == "__main__":
-    from schedd.cmd import main
+    from schedd.server.cmd import main
 
     main(prog_name="schedd")

@@ -1,3 +1,3 @@
-from schedd.cmd import main
+from schedd.server.cmd import main
 
 main(prog_name="schedd")

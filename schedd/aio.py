@@ -28,13 +28,13 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
-from schedd import _sdkcore as core
 from schedd import errors
-from schedd._sdkcore import RetrySpec
 from schedd.clock import Clock, SystemClock
-from schedd.endpoints import parse_endpoint, parse_endpoints
 from schedd.models import BackfillResult, Explanation, Job, NodeReport, NodeStatus, Run
 from schedd.pb import api_grpc
+from schedd.sdk import core
+from schedd.sdk.core import RetrySpec
+from schedd.sdk.endpoints import parse_endpoint, parse_endpoints
 
 __all__ = ["AsyncClient"]
 
@@ -313,7 +313,7 @@ class AsyncClient:
 
     async def _call(self, service: str, method: str, request: Any, *, idempotent: bool) -> Any:
         """Send ``request`` to the leader, following hints and retrying as :mod:`schedd.client`
-        describes (the same :class:`schedd._sdkcore.Attempts` schedule)."""
+        describes (the same :class:`schedd.sdk.core.Attempts` schedule)."""
         attempts = core.Attempts(self._endpoints, self._leader, method=method,
                                  idempotent=idempotent, timeout=self._timeout,
                                  retry_for=self._retry_for, now=self._clock.monotonic())

@@ -45,9 +45,12 @@ from typing import Any, TypeVar
 
 import grpc
 
-from schedd import _sdkcore as core
 from schedd import errors
-from schedd._sdkcore import (
+from schedd.clock import Clock, SystemClock
+from schedd.models import BackfillResult, Explanation, Job, NodeReport, NodeStatus, Run
+from schedd.pb import api_grpc
+from schedd.sdk import core
+from schedd.sdk.core import (
     Action,
     RetrySpec,
     classify,
@@ -58,16 +61,13 @@ from schedd._sdkcore import (
     run_state,
     summarize_failure,
 )
-from schedd.clock import Clock, SystemClock
-from schedd.endpoints import (
+from schedd.sdk.endpoints import (
     LEADER_METADATA_KEY,
     backoff_delays,
     leader_hint,
     parse_endpoint,
     parse_endpoints,
 )
-from schedd.models import BackfillResult, Explanation, Job, NodeReport, NodeStatus, Run
-from schedd.pb import api_grpc
 
 __all__ = [
     "LEADER_METADATA_KEY",

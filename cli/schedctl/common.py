@@ -23,7 +23,7 @@ import click
 from schedctl import config, output
 from schedd import errors
 from schedd.client import Client, parse_endpoints
-from schedd.schedule import format_ms, parse_duration, parse_rfc3339
+from schedd.sched.schedule import format_ms, parse_duration, parse_rfc3339
 
 # ---- exit codes ----------------------------------------------------------------------------
 

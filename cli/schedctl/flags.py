@@ -12,8 +12,9 @@ import click
 
 from schedctl import spec
 from schedctl.common import parse_time
-from schedd import errors, policies
-from schedd.schedule import parse_duration
+from schedd import errors
+from schedd.sched import policies
+from schedd.sched.schedule import parse_duration
 
 
 def _duration_opt(name: str, help: str, dest: str | None = None) -> Callable[[Any], Any]:

@@ -24,10 +24,11 @@ from schedctl.common import (
 )
 from schedctl.completion import job_names
 from schedctl.flags import definition_options, kind_of, overlay_from_flags
-from schedd import errors, policies
+from schedd import errors
 from schedd.client import new_request_id
 from schedd.pb import types_pb2
-from schedd.schedule import format_ms, parse_duration
+from schedd.sched import policies
+from schedd.sched.schedule import format_ms, parse_duration
 
 
 @click.group()
@@ -292,8 +293,8 @@ def job_preview(s: Settings, name: str | None, cron: str | None, tz: str | None,
       schedctl job preview --cron '30 2 * * *' --tz Europe/Berlin --after 2026-03-28T00:00:00Z
       schedctl job preview --every 90s --jitter 10s
     """
-    from schedd import validate
-    from schedd.schedule import preview
+    from schedd.sched.schedule import preview
+    from schedd.server import validate
 
     now = common.now_ms()
     start = parse_time(after, "--after", now) if after else now

@@ -312,7 +312,7 @@ def worker_run(
             raise errors.InvalidArgument("--tag", f"{t!r} is not KEY=VALUE")
         offered[key] = value
     try:
-        from schedd.shellworker import run_shell_worker
+        from schedd.agent.shell import run_shell_worker
     except ImportError as exc:
         raise errors.Internal(
             f"the shell worker is not available in this install ({exc})"

@@ -23,7 +23,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 from google.protobuf.message import Message
 
 from schedd.pb import types_pb2
-from schedd.schedule import format_duration, format_ms
+from schedd.sched.schedule import format_duration, format_ms
 
 #: timestamp field -> the RFC 3339 field added next to it in JSON output
 TIME_FIELDS: dict[str, str] = {

@@ -24,10 +24,18 @@ from datetime import date, datetime
 from typing import Any
 
 from schedctl.output import as_pb
-from schedd import errors, policies, validate
+from schedd import errors
 from schedd.client import retry_policy
 from schedd.pb import types_pb2
-from schedd.schedule import format_duration, format_ms, parse_cron, parse_duration, parse_rfc3339
+from schedd.sched import policies
+from schedd.sched.schedule import (
+    format_duration,
+    format_ms,
+    parse_cron,
+    parse_duration,
+    parse_rfc3339,
+)
+from schedd.server import validate
 
 Spec = dict[str, Any]
 

@@ -4,24 +4,13 @@
 * :mod:`schedd.raft.adapter` -- :class:`RaftNode`, the only code that touches pysyncobj.
 * :mod:`schedd.raft.journal` -- the durable, checksummed journal with group commit.
 * :mod:`schedd.raft.replication` -- the follower's AppendEntries rule, as a pure plan.
-* :mod:`schedd.raft.disk` -- the file operations durability rests on (one seam).
 
-Names are imported lazily: the store uses :mod:`schedd.raft.disk` and the adapter uses the store.
+The file operations durability rests on are in :mod:`schedd.state.disk` (one seam, shared with
+the LMDB store).
 """
 
-from __future__ import annotations
+from schedd.raft.adapter import RaftNode, StateAheadOfJournal
+from schedd.raft.journal import JournalCorrupt
+from schedd.raft.settings import RaftSettings, sync_obj_conf
 
-from typing import Any
-
-_EXPORTS = {"RaftNode": "adapter", "StateAheadOfJournal": "adapter", "JournalCorrupt": "journal",
-            "RaftSettings": "settings", "sync_obj_conf": "settings"}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'schedd.raft' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"schedd.raft.{_EXPORTS[name]}"), name)
+__all__ = ["JournalCorrupt", "RaftNode", "RaftSettings", "StateAheadOfJournal", "sync_obj_conf"]

@@ -47,12 +47,12 @@ from pysyncobj.monotonic import monotonic
 from pysyncobj.transport import TCPTransport
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
-from schedd.apply import Result
 from schedd.errors import InvalidArgument, NotLeader, OutcomeUnknown, Unavailable
 from schedd.raft import replication
 from schedd.raft.journal import DurableJournal
 from schedd.raft.settings import RaftSettings, sync_obj_conf
-from schedd.store import Store, fatal
+from schedd.state.apply import Result
+from schedd.state.store import Store, fatal
 
 log = logging.getLogger("schedd.raft")
 
@@ -246,7 +246,7 @@ class RaftNode(SyncObj):
         compaction), it is compacted to start there, so pysyncobj keeps the entries after the
         snapshot instead of clearing them."""
         if self._settings.fsync:
-            from schedd.raft import disk
+            from schedd.state import disk
 
             disk.fsync_path(filename)
             disk.fsync_dir(os.path.dirname(os.path.abspath(filename)))

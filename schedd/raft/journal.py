@@ -54,7 +54,7 @@ from typing import Any, TypeVar, overload
 
 from pysyncobj.journal import Journal
 
-from schedd.raft import disk
+from schedd.state import disk
 
 log = logging.getLogger("schedd.raft.journal")
 

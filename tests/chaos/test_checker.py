@@ -122,7 +122,7 @@ def test_disk_full_exit_contract(tmp_path) -> None:
         return ("harness", "expect", {"what": "disk_full_exit", "node": "n3", "rc": rc, "log": log, "lag": 40,
                                       "wait_s": 30})
 
-    ok = expect(70, ["ts=... level=CRITICAL logger=schedd.store LMDB failed at /d applying log index 9: ..."])
+    ok = expect(70, ["ts=... level=CRITICAL logger=schedd.state.store LMDB failed at /d applying log index 9: ..."])
     assert checker.check(make(tmp_path / "a", applies=ALL, extra=[ok])).ok
     for i, bad in enumerate([expect(-7, []), expect(None, []), expect(1, ["Traceback ..."])]):
         rep = checker.check(make(tmp_path / f"b{i}", applies=ALL, extra=[bad]))

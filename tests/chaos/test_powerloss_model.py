@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from chaos import powerloss
-from schedd.raft import disk
 from schedd.raft.journal import DurableJournal
-from schedd.store import Store
+from schedd.state import disk
+from schedd.state.store import Store
 
 pytestmark = pytest.mark.chaos
 

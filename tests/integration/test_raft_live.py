@@ -28,11 +28,11 @@ from typing import Any
 
 import pytest
 
-from schedd.apply import encode
 from schedd.pb import command_pb2
 from schedd.raft.adapter import RaftNode
 from schedd.raft.settings import RaftSettings
-from schedd.store import Store
+from schedd.state.apply import encode
+from schedd.state.store import Store
 from schedd.testing import free_ports
 
 pytestmark = pytest.mark.integration

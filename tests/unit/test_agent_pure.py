@@ -27,9 +27,9 @@ from schedd.agent import (
     kv,
     parse_endpoints,
 )
+from schedd.agent.shell import child_env, describe_exit, run_shell_worker
 from schedd.clock import FakeClock
-from schedd.endpoints import backoff_delays
-from schedd.shellworker import child_env, describe_exit, run_shell_worker
+from schedd.sdk.endpoints import backoff_delays
 
 TTL_MS = 10_000
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
-from schedd import keys
-from schedd.apply import MemoryState, encode
 from schedd.pb import api_pb2, command_pb2, types_pb2
-from schedd.validate import create_job
+from schedd.server.validate import create_job
+from schedd.state import keys
+from schedd.state.apply import MemoryState, encode
 
 T0 = 1_700_000_000_000
 

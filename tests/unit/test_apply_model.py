@@ -1,10 +1,10 @@
-"""A model-based test of the replicated state machine (``schedd.apply``), in process.
+"""A model-based test of the replicated state machine (``schedd.state.apply``), in process.
 
 A hypothesis state machine drives one ``MemoryState`` replica with the commands a leader
-proposes: jobs created and updated through ``schedd.validate`` (interval schedules of 1-5 s and
+proposes: jobs created and updated through ``schedd.server.validate`` (interval schedules of 1-5 s and
 random misfire / overlap / max_runs policies), pause and resume (both modes, built like
-``schedd.service.ResumeJob``), triggers, dispatcher ticks whose FireDue items are planned exactly
-like the leader's (``schedd.firing.plan_fire``), grants, completions, lease expiries, stale
+``schedd.server.service.ResumeJob``), triggers, dispatcher ticks whose FireDue items are planned exactly
+like the leader's (``schedd.sched.firing.plan_fire``), grants, completions, lease expiries, stale
 completions, a deposed leader's duplicate proposal committed late, restarts and full replays.
 Time is a fake clock that only moves forward, in small steps (often landing exactly on a slot)
 and in jumps of minutes to hours.
@@ -67,11 +67,12 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from schedd import keys, validate
-from schedd.apply import MemoryState, Result, encode, is_late, state_digest
-from schedd.firing import plan_fire
 from schedd.pb import api_pb2, command_pb2, types_pb2
-from schedd.schedule import compile_schedule
+from schedd.sched.firing import plan_fire
+from schedd.sched.schedule import compile_schedule
+from schedd.server import validate
+from schedd.state import keys
+from schedd.state.apply import MemoryState, Result, encode, is_late, state_digest
 
 T0 = 1_700_000_000_000
 NAMES = ("a", "b")
@@ -305,7 +306,7 @@ class ApplyModel(RuleBasedStateMachine):
         job = self._job(name)
         if job is None:
             return
-        # Built exactly like schedd.service.ResumeJob.
+        # Built exactly like schedd.server.service.ResumeJob.
         body = command_pb2.ResumeJobCmd(name=job.name, mode=command_pb2.RESUME_MISFIRE)
         if skip_missed and job.schedule.kind != types_pb2.SCHEDULE_KIND_AT:
             body.mode = command_pb2.RESUME_SKIP_MISSED

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from schedd import keys
-from schedd.apply import MemoryState
 from schedd.pb import command_pb2, types_pb2
+from schedd.state import keys
+from schedd.state.apply import MemoryState
 from tests.unit.test_apply import T0, cmd, complete, create, fire, grant, run_log
 
 FIRST_DUE = T0 - T0 % 1000 + 1000

@@ -410,9 +410,9 @@ def test_worker_run_hands_argv_to_the_shell_worker_and_exits_with_its_code(
             got.update(tags=tags, drain_timeout=drain_timeout)
         return 3
 
-    module = types.ModuleType("schedd.shellworker")
+    module = types.ModuleType("schedd.agent.shell")
     module.run_shell_worker = run_shell_worker  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "schedd.shellworker", module)
+    monkeypatch.setitem(sys.modules, "schedd.agent.shell", module)
     result = invoke(
         "--endpoints", "a:1,b:2", "worker", "run", "--queue", "q1", "--queue", "q2",
         "--concurrency", "4", "--", "sh", "-c", "exit 0", "--not-ours",

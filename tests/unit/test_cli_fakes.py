@@ -24,9 +24,11 @@ except ImportError:  # a source checkout: the package lives in cli/
 
 from schedctl import main as cli_main  # noqa: E402
 
-from schedd import errors, policies, validate  # noqa: E402
+from schedd import errors
 from schedd.client import job_request  # noqa: E402
 from schedd.pb import api_pb2, types_pb2  # noqa: E402
+from schedd.sched import policies
+from schedd.server import validate  # noqa: E402
 
 NOW = 1_893_456_000_000  # 2030-01-01T00:00:00Z
 

@@ -8,16 +8,16 @@ list, all at once and with the longest strings allowed, is encoded and compared 
 
 from __future__ import annotations
 
-from schedd.apply import encode
-from schedd.dispatcher import (
+from schedd.pb import command_pb2
+from schedd.raft.settings import RaftSettings
+from schedd.server.dispatcher import (
     MAX_ERROR_CHARS,
     MAX_RELEASE_REASON_CHARS,
     DispatchSettings,
     clip_error,
 )
-from schedd.leases import LeaseTable
-from schedd.pb import command_pb2
-from schedd.raft.settings import RaftSettings
+from schedd.server.leases import LeaseTable
+from schedd.state.apply import encode
 
 NAME = "j" * 128  # validate.NAME_RE: at most 128 characters
 WORKER = "w" * 128  # the service refuses longer worker ids

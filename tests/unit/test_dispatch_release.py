@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 from schedd.clock import FakeClock
-from schedd.dispatcher import Dispatcher
 from schedd.pb import api_pb2
-from schedd.workers import Registry, WorkerSession
+from schedd.server.dispatcher import Dispatcher
+from schedd.server.workers import Registry, WorkerSession
 
 
 def dispatcher(registry: Registry) -> Dispatcher:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schedd.leases import LeaseTable
+from schedd.server.leases import LeaseTable
 
 
 def test_renew_extends_and_expiry_takes_once() -> None:

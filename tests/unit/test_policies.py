@@ -1,5 +1,5 @@
 """Misfire, overlap, chaining, update, backfill, dispatch timeout and retention, decided in apply
-from leader-built commands (schedd.firing plans them as the dispatcher does). In-process, fake
+from leader-built commands (schedd.sched.firing plans them as the dispatcher does). In-process, fake
 clock: no Raft, no LMDB, no network."""
 
 from __future__ import annotations
@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from schedd import keys, retention
-from schedd.apply import MemoryState, Result, encode
-from schedd.explain import explain
-from schedd.firing import plan_fire
 from schedd.pb import api_pb2, command_pb2, types_pb2
-from schedd.schedule import compile_schedule
-from schedd.validate import create_job, update_job
+from schedd.sched import retention
+from schedd.sched.explain import explain
+from schedd.sched.firing import plan_fire
+from schedd.sched.schedule import compile_schedule
+from schedd.server.validate import create_job, update_job
+from schedd.state import keys
+from schedd.state.apply import MemoryState, Result, encode
 
 T0 = 1_700_000_000_000  # a whole second
 S = types_pb2

@@ -12,8 +12,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from schedd.raft import disk
 from schedd.raft.journal import HEADER_SIZE, DurableJournal, JournalCorrupt
+from schedd.state import disk
 
 
 def entries(n: int, start: int = 1, term: int = 1, size: int = 40) -> list[tuple[bytes, int, int]]:

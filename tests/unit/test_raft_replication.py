@@ -29,7 +29,7 @@ from pysyncobj.transport import Transport
 from schedd.raft.adapter import RaftNode
 from schedd.raft.replication import plan_append
 from schedd.raft.settings import RaftSettings
-from schedd.store import Store
+from schedd.state.store import Store
 
 # ---- the pure plan against Raft's rule ------------------------------------------------------
 

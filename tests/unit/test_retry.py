@@ -16,14 +16,16 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from schedd import keys, retry, validate
-from schedd.apply import MemoryState, encode
 from schedd.clock import FakeClock
-from schedd.dispatcher import Dispatcher, DispatchSettings
 from schedd.errors import InvalidArgument
 from schedd.pb import api_pb2, command_pb2, types_pb2
-from schedd.store import Store
-from schedd.workers import Registry, WorkerSession
+from schedd.sched import retry
+from schedd.server import validate
+from schedd.server.dispatcher import Dispatcher, DispatchSettings
+from schedd.server.workers import Registry, WorkerSession
+from schedd.state import keys
+from schedd.state.apply import MemoryState, encode
+from schedd.state.store import Store
 
 try:
     import schedctl  # noqa: F401  (installed with the package)

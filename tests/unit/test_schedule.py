@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 
 from schedd.errors import InvalidArgument
-from schedd.schedule import format_ms, parse_cron, parse_rfc3339, slots_due
+from schedd.sched.schedule import format_ms, parse_cron, parse_rfc3339, slots_due
 
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 
@@ -83,7 +83,7 @@ def test_rfc3339() -> None:
 
 
 def test_slots_due_stops_when_the_schedule_ends() -> None:
-    from schedd.schedule import Interval, Schedule
+    from schedd.sched.schedule import Interval, Schedule
 
     sched = Schedule(Interval(1000), end_ms=T0 + 2000)
     assert slots_due(sched, T0, T0 + 10_000, limit=100) == ([T0, T0 + 1000, T0 + 2000], 0)

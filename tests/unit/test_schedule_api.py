@@ -9,10 +9,9 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
-from schedd import validate
 from schedd.errors import InvalidArgument
 from schedd.pb import api_pb2, types_pb2
-from schedd.schedule import (
+from schedd.sched.schedule import (
     At,
     Cron,
     DstGap,
@@ -27,6 +26,7 @@ from schedd.schedule import (
     parse_rfc3339,
     preview,
 )
+from schedd.server import validate
 
 T0 = parse_rfc3339("2026-01-01T00:00:00Z", "t")  # a Thursday
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000

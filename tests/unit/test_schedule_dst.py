@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from schedd.schedule import DstGap, DstRepeat, parse_cron, parse_rfc3339
+from schedd.sched.schedule import DstGap, DstRepeat, parse_cron, parse_rfc3339
 
 SHIFT, SKIP = DstGap.SHIFT, DstGap.SKIP
 ONCE, TWICE = DstRepeat.ONCE, DstRepeat.TWICE
@@ -137,7 +137,7 @@ def test_the_worked_examples_in_the_docs_hold() -> None:
     from pathlib import Path
     from zoneinfo import ZoneInfo
 
-    from schedd.schedule import Cron, format_ms
+    from schedd.sched.schedule import Cron, format_ms
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "schedules.md").read_text()
     table = doc.split("<!-- dst-table")[1].split("<!-- /dst-table -->")[0]

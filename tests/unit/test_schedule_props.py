@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
-from schedd.schedule import Cron, DstGap, DstRepeat
+from schedd.sched.schedule import Cron, DstGap, DstRepeat
 
 ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC",
          "Pacific/Chatham", "America/Havana"]

@@ -7,10 +7,10 @@ import os
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
-from schedd import keys
-from schedd.apply import MemoryState, encode
 from schedd.pb import command_pb2, types_pb2
-from schedd.store import Store
+from schedd.state import keys
+from schedd.state.apply import MemoryState, encode
+from schedd.state.store import Store
 
 T0 = 1_700_000_000_000
 

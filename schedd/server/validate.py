@@ -9,10 +9,10 @@ import math
 import re
 from collections.abc import Mapping
 
-from schedd import policies
 from schedd.errors import InvalidArgument
 from schedd.pb import api_pb2, command_pb2, types_pb2
-from schedd.retry import (
+from schedd.sched import policies
+from schedd.sched.retry import (
     DAY_MS,
     DEFAULT_INITIAL_BACKOFF_MS,
     DEFAULT_MAX_ATTEMPTS,
@@ -21,7 +21,7 @@ from schedd.retry import (
     MAX_ATTEMPTS_LIMIT,
     MAX_MULTIPLIER,
 )
-from schedd.schedule import (
+from schedd.sched.schedule import (
     GAP_TO_PB,
     MAX_INTERVAL_MS,
     MAX_JITTER_MS,

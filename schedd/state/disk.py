@@ -1,7 +1,7 @@
 """Every file operation the Raft layer needs to be durable, in one seam.
 
 The journal, its metadata file and the snapshot files write and sync through these functions
-only (LMDB syncs itself: :meth:`schedd.store.Store.sync`). That gives one place to read the
+only (LMDB syncs itself: :meth:`schedd.state.store.Store.sync`). That gives one place to read the
 durability protocol, and one place for the chaos suite's power-loss model
 (``chaos/powerloss.py``) to observe which bytes reached the disk: it replaces these functions in
 a test node's process and keeps, per file, the content as of its last completed sync.

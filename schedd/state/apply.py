@@ -16,7 +16,7 @@ Contract (every replica relies on it):
   has moved on, so a late or duplicated proposal (a deposed leader's entry committed after all)
   cannot fire a slot twice or revive an old lease.
 * **A command's meaning never changes.** A failed attempt is retried after the job's
-  RetryPolicy backoff (``schedd.retry``: exact arithmetic, no libm) or, for a job without one,
+  RetryPolicy backoff (``schedd.sched.retry``: exact arithmetic, no libm) or, for a job without one,
   the fixed backoff in the command. A run that ends failing becomes DEAD only when the command
   carries ``dead_letter``; entries written before dead letters existed still end in FAILED.
 
@@ -32,8 +32,9 @@ from typing import Any, Protocol, cast
 
 from google.protobuf.message import DecodeError
 
-from schedd import keys, retry
 from schedd.pb import command_pb2, types_pb2
+from schedd.sched import retry
+from schedd.state import keys
 
 COMMAND_VERSION = 1
 

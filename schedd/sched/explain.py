@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from schedd import policies
 from schedd.pb import api_pb2, types_pb2
-from schedd.schedule import Cron, Schedule, format_ms
+from schedd.sched import policies
+from schedd.sched.schedule import Cron, Schedule, format_ms
 
 _BACK_LIMIT_MS = 400 * 86_400_000
 

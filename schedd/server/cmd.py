@@ -46,7 +46,7 @@ class _StorageFailureStop(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS):
-            from schedd.store import fatal
+            from schedd.state.store import fatal
 
             fatal(f"Raft journal write failed: {exc}; free disk space or fix the disk, then restart "
                   "the node (it catches up from its peers)")
@@ -147,8 +147,8 @@ def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft
 
     _setup_logging(pick(log_level if log_level != "info" else None, "log_level", "info"))
     faulthandler.enable()  # a fatal signal (SIGBUS, SIGSEGV) leaves a stack in the log
-    from schedd.dispatcher import DispatchSettings
-    from schedd.node import Node, NodeConfig, Peer
+    from schedd.server.dispatcher import DispatchSettings
+    from schedd.server.node import Node, NodeConfig, Peer
 
     password = os.environ.get("SCHEDD_RAFT_PASSWORD", "")
     pw_file = pick(raft_password_file, "raft_password_file")

@@ -2,7 +2,7 @@
 
 Pure (no I/O, no clock: ``now_ms`` is an argument), so every leader builds the same item from
 the same committed job and stamped time. The *decisions* (fire, coalesce, skip, buffer) are
-made by apply from the item and the job's policies (``schedd.apply._fire_with_policy``); this
+made by apply from the item and the job's policies (``schedd.state.apply._fire_with_policy``); this
 module only enumerates slots, bounded so one tick never walks an unbounded range:
 
 * slots older than the catch-up window (``now - catchup_window_ms``) are not enumerated: they
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from schedd.apply import is_late
 from schedd.pb import command_pb2, types_pb2
-from schedd.schedule import Interval, Schedule, compile_schedule
+from schedd.sched.schedule import Interval, Schedule, compile_schedule
+from schedd.state.apply import is_late
 
 DEFAULT_SCAN_CAP = 20_000
 

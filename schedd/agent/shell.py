@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
 from schedd.agent import Context, HandlerFailure, Worker, kv
-from schedd.schedule import format_ms
+from schedd.sched.schedule import format_ms
 
 __all__ = ["KILL_AFTER_S", "CommandFailed", "child_env", "describe_exit", "run_shell_worker", "shell_handler"]
 

@@ -21,16 +21,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from schedd.clock import Clock, SystemClock
-from schedd.dispatcher import Dispatcher, DispatchSettings
 from schedd.errors import InvalidArgument, NotLeader, Unavailable
 from schedd.pb import api_pb2
-from schedd.raft import disk
 from schedd.raft.adapter import RaftNode, StateAheadOfJournal
 from schedd.raft.journal import JournalCorrupt
 from schedd.raft.settings import RaftSettings
-from schedd.service import add_services
-from schedd.store import Store, fatal
-from schedd.workers import Registry
+from schedd.server.dispatcher import Dispatcher, DispatchSettings
+from schedd.server.service import add_services
+from schedd.server.workers import Registry
+from schedd.state import disk
+from schedd.state.store import Store, fatal
 
 log = logging.getLogger("schedd.node")
 

@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from schedd import errors, models, policies
-from schedd.endpoints import backoff_delays, leader_hint
+from schedd import errors, models
 from schedd.pb import api_pb2, types_pb2
+from schedd.sched import policies
+from schedd.sdk.endpoints import backoff_delays, leader_hint
 
 #: Status codes that are the server's final word: retrying cannot change them.
 FINAL_CODES = frozenset(

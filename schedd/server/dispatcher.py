@@ -32,19 +32,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from schedd import keys, retention
-from schedd.apply import Result, Revoked, encode, is_late
 from schedd.clock import Clock
 from schedd.errors import SchedError, Unavailable
-from schedd.firing import plan_fire
-from schedd.leases import LeaseTable
 from schedd.pb import api_pb2, command_pb2, types_pb2
-from schedd.schedule import Schedule, compile_schedule, format_duration
-from schedd.workers import Registry, WorkerSession
+from schedd.sched import retention
+from schedd.sched.firing import plan_fire
+from schedd.sched.schedule import Schedule, compile_schedule, format_duration
+from schedd.server.leases import LeaseTable
+from schedd.server.workers import Registry, WorkerSession
+from schedd.state import keys
+from schedd.state.apply import Result, Revoked, encode, is_late
 
 if TYPE_CHECKING:
     from schedd.raft.adapter import RaftNode
-    from schedd.store import Store
+    from schedd.state.store import Store
 
 log = logging.getLogger("schedd.dispatcher")
 

@@ -22,10 +22,16 @@ from typing import Any
 
 import lmdb
 
-from schedd import keys
-from schedd.apply import FINISHED_STATES, Put, Result, apply, request_recorded_at, state_digest
 from schedd.pb import types_pb2
-from schedd.raft import disk
+from schedd.state import disk, keys
+from schedd.state.apply import (
+    FINISHED_STATES,
+    Put,
+    Result,
+    apply,
+    request_recorded_at,
+    state_digest,
+)
 
 log = logging.getLogger("schedd.store")
 

@@ -43,11 +43,11 @@ Delivery contract (what a handler can rely on):
   resent after a reconnect; the fence makes a duplicate harmless. A result whose lease had
   already been lost is rejected with ``ABORTED`` and logged as discarded.
 
-Structure: a pure core in :mod:`schedd._agentcore` (``LeaseBook``, ``context_from_firing``,
+Structure: a pure core in :mod:`schedd.agent.core` (``LeaseBook``, ``context_from_firing``,
 ``kv``) that does no I/O and takes an injected monotonic clock, and this thin shell (``Worker``)
 that owns the gRPC stream, the heartbeat ticker and the handler thread pool. The core's public
 names are re-exported here; the address helpers (endpoint parsing, the ``schedd-leader`` hint,
-back-off) are shared with the SDK in :mod:`schedd.endpoints`. See ``Worker`` for the threads and
+back-off) are shared with the SDK in :mod:`schedd.sdk.endpoints`. See ``Worker`` for the threads and
 their locking.
 """
 
@@ -69,8 +69,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from schedd import _agentcore
-from schedd._agentcore import (
+from schedd.agent import core as _agentcore
+from schedd.agent.core import (
     AckKind,
     AckResult,
     CompletionRecord,
@@ -85,8 +85,8 @@ from schedd._agentcore import (
     context_from_firing,
     kv,
 )
-from schedd.endpoints import backoff_delays, leader_hint, parse_endpoints
 from schedd.errors import StaleFence
+from schedd.sdk.endpoints import backoff_delays, leader_hint, parse_endpoints
 
 __all__ = [
     "AckKind",
@@ -105,7 +105,7 @@ __all__ = [
     "parse_endpoints",
 ]
 
-# Importable from here before the pure core moved to schedd._agentcore; not part of __all__.
+# Importable from here before the pure core moved to schedd.agent.core; not part of __all__.
 CODE_OK = _agentcore.CODE_OK
 CODE_DEADLINE_EXCEEDED = _agentcore.CODE_DEADLINE_EXCEEDED
 CODE_RESOURCE_EXHAUSTED = _agentcore.CODE_RESOURCE_EXHAUSTED

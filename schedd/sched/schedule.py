@@ -599,7 +599,7 @@ def _anchor(s: types_pb2.Schedule) -> int:
 def compile_schedule(s: types_pb2.Schedule) -> Schedule:
     """Build the evaluator of a Schedule message. Checks the structure (cron syntax, zone,
     kind, DST enums) and raises InvalidArgument naming the field; the limits that depend on
-    the present time are checked by ``schedd.validate.schedule``. A cron text of the form
+    the present time are checked by ``schedd.server.validate.schedule``. A cron text of the form
     ``@every <duration>`` is accepted as an interval."""
     if s.kind == types_pb2.SCHEDULE_KIND_CRON:
         text = " ".join(s.cron.split())

@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from schedd import policies, validate
-from schedd.apply import Result, encode
-from schedd.endpoints import LEADER_METADATA_KEY
 from schedd.errors import (
     InvalidArgument,
     NotFound,
@@ -28,14 +25,18 @@ from schedd.errors import (
     Unavailable,
     from_code,
 )
-from schedd.explain import explain
-from schedd.firing import count_slots
 from schedd.pb import api_grpc, api_pb2, command_pb2, types_pb2
-from schedd.schedule import Cron, Schedule, compile_schedule
-from schedd.workers import WorkerSession
+from schedd.sched import policies
+from schedd.sched.explain import explain
+from schedd.sched.firing import count_slots
+from schedd.sched.schedule import Cron, Schedule, compile_schedule
+from schedd.sdk.endpoints import LEADER_METADATA_KEY
+from schedd.server import validate
+from schedd.server.workers import WorkerSession
+from schedd.state.apply import Result, encode
 
 if TYPE_CHECKING:
-    from schedd.node import Node
+    from schedd.server.node import Node
 
 log = logging.getLogger("schedd.service")
 
