@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections import deque
 
 from schedd.pb import command_pb2, types_pb2
+from schedd.sched.misfire import is_late
 from schedd.sched.schedule import Interval, Schedule, compile_schedule
-from schedd.state.apply import is_late
 
 DEFAULT_SCAN_CAP = 20_000
 

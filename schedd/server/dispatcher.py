@@ -37,11 +37,12 @@ from schedd.errors import SchedError, Unavailable
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched import retention
 from schedd.sched.firing import plan_fire
+from schedd.sched.misfire import is_late
 from schedd.sched.schedule import Schedule, compile_schedule, format_duration
 from schedd.server.leases import LeaseTable
 from schedd.server.workers import Registry, WorkerSession
 from schedd.state import keys
-from schedd.state.apply import Result, Revoked, encode, is_late
+from schedd.state.apply import Result, Revoked, encode
 
 if TYPE_CHECKING:
     from schedd.raft.adapter import RaftNode

@@ -69,10 +69,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched.firing import plan_fire
+from schedd.sched.misfire import is_late
 from schedd.sched.schedule import compile_schedule
 from schedd.server import validate
 from schedd.state import keys
-from schedd.state.apply import MemoryState, Result, encode, is_late, state_digest
+from schedd.state.apply import MemoryState, Result, encode, state_digest
 
 T0 = 1_700_000_000_000
 NAMES = ("a", "b")

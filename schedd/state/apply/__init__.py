@@ -1,0 +1,213 @@
+"""The replicated state machine: ``apply(reader, data, index) -> (mutations, Result)``.
+
+Contract (every replica relies on it):
+
+* **Deterministic.** The output depends only on the state read through ``reader``, the command
+  bytes and the log index. No clock, randomness, environment, time-zone data or I/O: the leader
+  stamps ``now_ms`` and every computed due time into the command.
+* **Idempotent by log index.** The mutations always include ``meta.applied_index = index``; an
+  entry at or below the stored applied index returns ``SKIPPED`` with no mutations (pysyncobj
+  re-applies its journal on every restart).
+* **Never raises.** Garbage, unknown command types and domain rejections (not found, stale fence,
+  duplicate) are results, identical on every replica. Only the caller's storage failures (disk
+  full) escape, and they stop the process before the entry is recorded.
+* **Compare-and-set everywhere the leader acted on a read.** FireDue, grants, expiries and
+  completions carry what the leader saw (due time, attempt, fence) and are no-ops when the state
+  has moved on, so a late or duplicated proposal (a deposed leader's entry committed after all)
+  cannot fire a slot twice or revive an old lease.
+* **A command's meaning never changes.** A failed attempt is retried after the job's
+  RetryPolicy backoff (``schedd.sched.retry``: exact arithmetic, no libm) or, for a job without one,
+  the fixed backoff in the command. A run that ends failing becomes DEAD only when the command
+  carries ``dead_letter``; entries written before dead letters existed still end in FAILED.
+
+The caller executes the mutations in one storage transaction.
+
+Modules: :mod:`~schedd.state.apply.txn` (vocabulary), :mod:`~schedd.state.apply.runs`
+(run lifecycle), :mod:`~schedd.state.apply.jobs`, :mod:`~schedd.state.apply.firing`,
+:mod:`~schedd.state.apply.leases`, :mod:`~schedd.state.apply.retention` (the command handlers);
+this module is the envelope: decoding, versions, request ids, batches, dispatch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from schedd.pb import command_pb2
+from schedd.state import keys
+from schedd.state.apply.firing import _fire_due
+from schedd.state.apply.jobs import (
+    _backfill,
+    _create_job,
+    _delete_job,
+    _pause_job,
+    _resume_job,
+    _trigger_job,
+    _update_job,
+)
+from schedd.state.apply.leases import (
+    _complete_runs,
+    _dispatch_timeout,
+    _expire_leases,
+    _grant_leases,
+    _retry_run,
+)
+from schedd.state.apply.retention import _prune_runs
+from schedd.state.apply.runs import FINISHED_STATES
+from schedd.state.apply.txn import (
+    COMMAND_VERSION,
+    SKIPPED,
+    Delete,
+    Granted,
+    Mutation,
+    Put,
+    Reader,
+    Result,
+    Revoked,
+    Txn,
+    encode,
+    request_recorded_at,
+)
+
+
+def apply(reader: Reader, data: bytes, index: int) -> tuple[list[Mutation], Result]:
+    """Apply one log entry. See the module docstring for the contract."""
+    txn = Txn(reader)
+    if index <= txn.counter(keys.APPLIED_INDEX, 0):
+        return [], SKIPPED
+    try:
+        cmd = command_pb2.Command.FromString(data)
+    except (DecodeError, ValueError) as e:
+        result = Result("INVALID_ARGUMENT", f"command: undecodable entry ({type(e).__name__})")
+    else:
+        if cmd.version != COMMAND_VERSION:
+            result = Result("INVALID_ARGUMENT", f"command.version: {cmd.version} is not supported (want {COMMAND_VERSION})")
+        else:
+            result = _apply_with_request_id(txn, cmd, index)
+    if txn.revoked:
+        result = replace(result, revoked=tuple(txn.revoked))
+    txn.put("meta", keys.APPLIED_INDEX, keys.be64(index))
+    return txn.mutations, result
+
+
+def _apply_with_request_id(txn: Txn, cmd: command_pb2.Command, index: int) -> Result:
+    rid = cmd.request_id
+    if rid:
+        seen = txn.get("requests", rid.encode())
+        if seen is not None:
+            return _replay_result(txn, json.loads(seen))
+    result = _dispatch(txn, cmd, index, cmd.now_ms)
+    if rid:
+        record = {"code": result.code, "message": result.message, "at": cmd.now_ms,
+                  "job": result.job.name if result.job is not None else "",
+                  "run": result.run.run_id if result.run is not None else ""}
+        txn.put("requests", rid.encode(), json.dumps(record, sort_keys=True).encode())
+    return result
+
+
+
+
+def _replay_result(txn: Txn, record: dict[str, Any]) -> Result:
+    """The answer to a retried request: the first outcome, with the objects as they are now."""
+    job = txn.job(record["job"]) if record.get("job") else None
+    run = txn.run(record["run"]) if record.get("run") else None
+    return Result(record["code"], record["message"], job=job, run=run)
+
+
+def _dispatch(txn: Txn, cmd: command_pb2.Command, index: int, now_ms: int) -> Result:
+    kind = cmd.WhichOneof("body")
+    handler = _HANDLERS.get(kind or "")
+    if handler is None:
+        return Result("INVALID_ARGUMENT", f"command.body: unknown command type {kind!r}")
+    return handler(txn, cmd, index, cmd.now_ms or now_ms)
+
+
+
+
+def _barrier(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    return Result(message=f"barrier {cmd.barrier.node_id} term {cmd.barrier.term}")
+
+
+def _batch(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    subs = []
+    for sub in cmd.batch.commands:
+        if sub.WhichOneof("body") == "batch":
+            subs.append(Result("INVALID_ARGUMENT", "command.batch: batches do not nest"))
+            continue
+        subs.append(_dispatch(txn, sub, index, sub.now_ms or now))
+    return Result(sub=tuple(subs))
+
+
+_Handler = Callable[[Txn, command_pb2.Command, int, int], Result]
+
+
+_HANDLERS: dict[str, _Handler] = {
+    "create_job": _create_job,
+    "delete_job": _delete_job,
+    "pause_job": _pause_job,
+    "resume_job": _resume_job,
+    "trigger_job": _trigger_job,
+    "update_job": _update_job,
+    "backfill": _backfill,
+    "dispatch_timeout": _dispatch_timeout,
+    "prune_runs": _prune_runs,
+    "fire_due": _fire_due,
+    "grant_leases": _grant_leases,
+    "expire_leases": _expire_leases,
+    "complete_runs": _complete_runs,
+    "retry_run": _retry_run,
+    "barrier": _barrier,
+    "batch": _batch,
+}
+
+
+@dataclass
+class MemoryState:
+    """A dict-backed replica for tests and models: the same apply, no LMDB."""
+
+    data: dict[str, dict[bytes, bytes]] = field(default_factory=lambda: {
+        **{db: {} for db in keys.DBS}, "meta": {keys.SCHEMA: keys.SCHEMA_VERSION}})
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        return self.data[db].get(key)
+
+    def scan(self, db: str, prefix: bytes, limit: int) -> list[bytes]:
+        return sorted(k for k in self.data[db] if k.startswith(prefix))[:limit]
+
+    def execute(self, mutations: list[Mutation]) -> None:
+        for m in mutations:
+            if isinstance(m, Put):
+                self.data[m.db][m.key] = m.value
+            else:
+                self.data[m.db].pop(m.key, None)
+
+    def apply(self, data: bytes, index: int) -> Result:
+        mutations, result = apply(self, data, index)
+        self.execute(mutations)
+        return result
+
+    def digest(self) -> str:
+        return state_digest((db, sorted(self.data[db].items())) for db in keys.DBS)
+
+
+def state_digest(dbs: object) -> str:
+    """SHA-256 over every (db, key, value) in key order, leaving out ``meta.applied_index``
+    (a position in the log, not state). ``dbs`` yields (db name, iterable of (key, value))."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for db, items in dbs:  # type: ignore[attr-defined]
+        h.update(db.encode() + b"\x00")
+        for k, v in items:
+            if db == "meta" and k == keys.APPLIED_INDEX:
+                continue
+            h.update(keys.be64(len(k)) + k + keys.be64(len(v)) + v)
+    return h.hexdigest()
+
+
+__all__ = ["COMMAND_VERSION", "FINISHED_STATES", "SKIPPED", "Delete", "Granted", "MemoryState", "Mutation", "Put",
+           "Reader", "Result", "Revoked", "Txn", "apply", "encode", "request_recorded_at", "state_digest"]

@@ -1,0 +1,207 @@
+"""Job commands: create, update, delete, pause, resume, trigger, backfill. Pure.
+"""
+
+from __future__ import annotations
+
+from schedd.pb import command_pb2, types_pb2
+from schedd.state import keys
+from schedd.state.apply.runs import (
+    _MAX_CHAIN_WALK,
+    _free_slot,
+    _missing,
+    _paced,
+    _promote_buffered,
+    _skip,
+    _start_run,
+)
+from schedd.state.apply.txn import Job, Result, Txn
+
+
+def _chain_error(txn: Txn, name: str, on_success: str, on_failure: str) -> Result | None:
+    """INVALID_ARGUMENT when a chain target is missing or the new edges close a cycle."""
+    for fld, target in (("on_success", on_success), ("on_failure", on_failure)):
+        if not target:
+            continue
+        if target == name:
+            return Result("INVALID_ARGUMENT", f"{fld}: a job cannot chain to itself")
+        if txn.job(target) is None:
+            return Result("INVALID_ARGUMENT", f"{fld}: no job named {target!r}")
+    for fld, target in (("on_success", on_success), ("on_failure", on_failure)):
+        if not target:
+            continue
+        # Depth-first over the stored chain edges, looking for a way back to `name`.
+        parent: dict[str, str] = {target: name}
+        stack = [target]
+        steps = 0
+        while stack:
+            cur = stack.pop()
+            steps += 1
+            if steps > _MAX_CHAIN_WALK:
+                return Result("INVALID_ARGUMENT", f"{fld}: the chain from {target!r} is longer than "
+                                                  f"{_MAX_CHAIN_WALK} jobs")
+            job = txn.job(cur)
+            if job is None:
+                continue
+            for nxt in (job.on_success, job.on_failure):
+                if not nxt or nxt in parent:
+                    continue
+                parent[nxt] = cur
+                if nxt == name:
+                    path = [name]
+                    while path[-1] != target:
+                        path.append(parent[path[-1]])
+                    path.append(name)
+                    return Result("INVALID_ARGUMENT", f"{fld}: chaining to {target!r} makes a cycle: "
+                                                      + " -> ".join(reversed(path)))
+                stack.append(nxt)
+    return None
+
+
+def _create_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    job = Job()
+    job.CopyFrom(cmd.create_job.job)
+    if not job.name:
+        return Result("INVALID_ARGUMENT", "name: is required")
+    if txn.get("jobs", job.name.encode()) is not None:
+        return Result("ALREADY_EXISTS", f"name: a job named {job.name!r} already exists")
+    err = _chain_error(txn, job.name, job.on_success, job.on_failure)
+    if err is not None:
+        return err
+    job.uid = index
+    job.created_ms = now
+    job.version = 1
+    job.state = types_pb2.JOB_STATE_ACTIVE if job.next_due_ms else types_pb2.JOB_STATE_FINISHED
+    if job.next_due_ms:
+        txn.put("due", keys.due_key(job.next_due_ms, job.name), b"")
+    txn.put_job(job)
+    return Result(job=job)
+
+
+def _update_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    new = Job()
+    new.CopyFrom(cmd.update_job.job)
+    job = txn.job(new.name)
+    if job is None:
+        return _missing(new.name)
+    want = cmd.update_job.expect_version
+    if want and max(job.version, 1) != want:
+        return Result("FAILED_PRECONDITION", f"expect_version: job {job.name!r} is at version "
+                                             f"{max(job.version, 1)}, not {want}; read it again and retry", job=job)
+    err = _chain_error(txn, new.name, new.on_success, new.on_failure)
+    if err is not None:
+        return err
+    same_schedule = (new.schedule.SerializeToString(deterministic=True)
+                     == job.schedule.SerializeToString(deterministic=True))
+    next_due = job.next_due_ms if same_schedule else new.next_due_ms
+    if job.state == types_pb2.JOB_STATE_ACTIVE and job.next_due_ms:
+        txn.delete("due", keys.due_key(job.next_due_ms, job.name))
+    for f in ("uid", "created_ms", "state", "fired_runs", "buffered_run", "open_skip", "paused_ms", "resumed_ms"):
+        setattr(new, f, getattr(job, f))
+    if not same_schedule:
+        new.open_skip = ""  # the new slot sequence starts its own skip records
+    new.version = max(job.version, 1) + 1
+    new.updated_ms = now
+    new.next_due_ms = next_due
+    if new.max_runs and new.fired_runs >= new.max_runs:
+        new.next_due_ms = 0
+    if new.state != types_pb2.JOB_STATE_PAUSED:
+        new.state = types_pb2.JOB_STATE_ACTIVE if new.next_due_ms else types_pb2.JOB_STATE_FINISHED
+    if new.state == types_pb2.JOB_STATE_ACTIVE:
+        txn.put("due", keys.due_key(new.next_due_ms, new.name), b"")
+    if new.buffered_run and new.overlap != types_pb2.OVERLAP_POLICY_BUFFER_ONE:
+        _promote_buffered(txn, new, now)
+    txn.put_job(new)
+    return Result(job=new)
+
+
+def _delete_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    name = cmd.delete_job.name
+    job = txn.job(name)
+    if job is None:
+        return _missing(name)
+    if job.next_due_ms and job.state == types_pb2.JOB_STATE_ACTIVE:
+        txn.delete("due", keys.due_key(job.next_due_ms, name))
+    if job.buffered_run:
+        run = txn.run(job.buffered_run)
+        if run is not None and run.state == types_pb2.RUN_STATE_WAITING:
+            run.state = types_pb2.RUN_STATE_CANCELLED
+            run.finished_ms = now
+            run.error = "job was deleted"
+            txn.put_run(run)
+    txn.delete("jobs", name.encode())
+    # Its PENDING runs are cancelled lazily, when the dispatcher tries to grant them.
+    return Result(job=job)
+
+
+def _pause_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    name = cmd.pause_job.name
+    job = txn.job(name)
+    if job is None:
+        return _missing(name)
+    if job.state == types_pb2.JOB_STATE_ACTIVE:
+        if job.next_due_ms:
+            txn.delete("due", keys.due_key(job.next_due_ms, name))
+        job.state = types_pb2.JOB_STATE_PAUSED
+        job.paused_ms = now
+        job.resumed_ms = 0
+        txn.put_job(job)
+    return Result(job=job)
+
+
+def _resume_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    body = cmd.resume_job
+    job = txn.job(body.name)
+    if job is None:
+        return _missing(body.name)
+    if job.state != types_pb2.JOB_STATE_PAUSED:
+        return Result(job=job)
+    if body.mode == command_pb2.RESUME_MISFIRE:
+        pass  # keep next_due_ms: FireDue applies the misfire policy to the slots missed
+    elif body.mode == command_pb2.RESUME_SKIP_MISSED:
+        if job.next_due_ms != body.from_due_ms:
+            return Result("FAILED_PRECONDITION", f"name: job {job.name!r} changed while resuming; retry", job=job)
+        if body.missed_first_ms and body.missed_first_ms <= now:
+            _skip(txn, job, body.missed_first_ms, types_pb2.SKIP_REASON_PAUSED, now, until=now, count=0, merge=False)
+        job.next_due_ms = body.next_due_ms
+    else:
+        job.next_due_ms = body.next_due_ms
+    job.resumed_ms = now or 1
+    if job.max_runs and job.fired_runs >= job.max_runs:
+        job.next_due_ms = 0
+    if job.next_due_ms:
+        job.state = types_pb2.JOB_STATE_ACTIVE
+        txn.put("due", keys.due_key(job.next_due_ms, job.name), b"")
+    else:
+        job.state = types_pb2.JOB_STATE_FINISHED
+    txn.put_job(job)
+    return Result(job=job)
+
+
+def _trigger_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    name = cmd.trigger_job.name
+    job = txn.job(name)
+    if job is None:
+        return _missing(name)
+    slot = _free_slot(txn, job, now)
+    run = _start_run(txn, job, slot, now, now, origin=types_pb2.RUN_ORIGIN_TRIGGER,
+                     override=cmd.trigger_job.overlap, manual=True, merge_skip=False)
+    txn.put_job(job)
+    return Result(job=job, run=run)
+
+
+def _backfill(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    body = cmd.backfill
+    job = txn.job(body.name)
+    if job is None or job.uid != body.uid:
+        return _missing(body.name)
+    created = existing = 0
+    for slot in body.slots_ms:
+        if txn.get("runs", keys.run_id(job.name, job.uid, slot).encode()) is not None:
+            existing += 1
+            continue
+        run = _start_run(txn, job, slot, _paced(txn, now, body.spacing_ms), now,
+                         origin=types_pb2.RUN_ORIGIN_BACKFILL,
+                         override=body.overlap or types_pb2.OVERLAP_POLICY_ALLOW, merge_skip=False)
+        created += run is not None
+    txn.put_job(job)
+    return Result(job=job, count=created, existing=existing)

@@ -1,0 +1,35 @@
+"""Retention: deleting finished runs the leader proposes (never an active one). Pure.
+"""
+
+from __future__ import annotations
+
+from schedd.pb import command_pb2
+from schedd.state import keys
+from schedd.state.apply.runs import FINISHED_STATES
+from schedd.state.apply.txn import Result, Txn, request_recorded_at
+
+
+def _prune_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    """Retention: delete finished runs (never an active or waiting one)."""
+    n = 0
+    for rid in cmd.prune_runs.run_ids:
+        run = txn.run(rid)
+        if run is None or run.state not in FINISHED_STATES:
+            continue
+        txn.delete("runs", rid.encode())
+        txn.delete("runs_by_job", keys.by_job_key(run.job, run.scheduled_ms, rid))
+        job = txn.job(run.job)
+        if job is not None and job.open_skip == rid:
+            job.open_skip = ""
+            txn.put_job(job)
+        n += 1
+    ttl = cmd.prune_runs.request_ttl_ms
+    for req in cmd.prune_runs.request_ids if ttl > 0 else ():
+        raw = txn.get("requests", req.encode())
+        if raw is None:
+            continue
+        at = request_recorded_at(raw)
+        if 0 < at < now - ttl:
+            txn.delete("requests", req.encode())
+            n += 1
+    return Result(count=n)

@@ -1,0 +1,158 @@
+"""The vocabulary of apply: the state view it reads (``Reader``), the write overlay (``Txn``), the
+mutations it returns (``Put``, ``Delete``), and its ``Result``. Pure.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+from schedd.pb import command_pb2, types_pb2
+from schedd.state import keys
+
+COMMAND_VERSION = 1
+
+
+Job = types_pb2.Job
+
+
+Run = types_pb2.Run
+
+
+class Reader(Protocol):
+    """Read access to committed state: ``get(db, key)`` (None when absent) and ``scan(db,
+    prefix, limit)``: the first ``limit`` keys starting with ``prefix``, in key order."""
+
+    def get(self, db: str, key: bytes) -> bytes | None: ...
+
+    def scan(self, db: str, prefix: bytes, limit: int) -> list[bytes]: ...
+
+
+@dataclass(frozen=True)
+class Put:
+    db: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Delete:
+    db: str
+    key: bytes
+
+
+Mutation = Put | Delete
+
+
+@dataclass(frozen=True)
+class Granted:
+    """A lease granted by this entry: the leader sends ``run`` to ``run.worker_id``.
+    ``run_timeout_ms`` is the job's (0 = none): the leader expires the lease at
+    ``run.started_ms + run_timeout_ms``."""
+
+    run: Run
+    payload: str
+    run_timeout_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """A lease this entry took away from a worker (overlap REPLACE): the leader tells it."""
+
+    run_id: str
+    fence: int
+    worker_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """What an entry did. ``code`` is a gRPC status-code name (``OK``, ``NOT_FOUND``, ...)."""
+
+    code: str = "OK"
+    message: str = ""
+    job: Job | None = None
+    run: Run | None = None
+    granted: tuple[Granted, ...] = ()
+    items: tuple[tuple[str, str], ...] = ()  # per-item (code, message) for completions
+    count: int = 0
+    sub: tuple[Result, ...] = ()
+    revoked: tuple[Revoked, ...] = ()  # on the entry's top-level result
+    existing: int = 0                  # BackfillCmd: slots that already had a record
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "OK"
+
+
+SKIPPED = Result(code="SKIPPED", message="entry at or below the applied index")
+
+
+class Txn:
+    """A write overlay over a Reader: reads see earlier writes; writes become mutations."""
+
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+        self._writes: dict[tuple[str, bytes], bytes | None] = {}
+        self.mutations: list[Mutation] = []
+        self.revoked: list[Revoked] = []
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        k = (db, key)
+        if k in self._writes:
+            return self._writes[k]
+        return self._reader.get(db, key)
+
+    def put(self, db: str, key: bytes, value: bytes) -> None:
+        self._writes[(db, key)] = value
+        self.mutations.append(Put(db, key, value))
+
+    def delete(self, db: str, key: bytes) -> None:
+        self._writes[(db, key)] = None
+        self.mutations.append(Delete(db, key))
+
+    def scan(self, db: str, prefix: bytes, limit: int) -> list[bytes]:
+        """Keys with ``prefix`` in key order, earlier writes of this entry included."""
+        found = set(self._reader.scan(db, prefix, limit + len(self._writes)))
+        for (d, k), v in self._writes.items():
+            if d == db and k.startswith(prefix):
+                if v is None:
+                    found.discard(k)
+                else:
+                    found.add(k)
+        return sorted(found)[:limit]
+
+    # typed helpers -------------------------------------------------------------------------
+
+    def job(self, name: str) -> Job | None:
+        raw = self.get("jobs", name.encode())
+        return None if raw is None else Job.FromString(raw)
+
+    def put_job(self, job: Job) -> None:
+        self.put("jobs", job.name.encode(), job.SerializeToString(deterministic=True))
+
+    def run(self, rid: str) -> Run | None:
+        raw = self.get("runs", rid.encode())
+        return None if raw is None else Run.FromString(raw)
+
+    def put_run(self, run: Run) -> None:
+        self.put("runs", run.run_id.encode(), run.SerializeToString(deterministic=True))
+
+    def counter(self, key: bytes, default: int) -> int:
+        raw = self.get("meta", key)
+        return default if raw is None else keys.from_be64(raw)
+
+
+def encode(cmd: command_pb2.Command) -> bytes:
+    if not cmd.version:
+        cmd.version = COMMAND_VERSION
+    return cmd.SerializeToString(deterministic=True)
+
+def request_recorded_at(raw: bytes) -> int:
+    """When a request record was written (``now_ms`` of its entry); 0 if unknown (records
+    from before the time was stored, or unreadable)."""
+    try:
+        return int(json.loads(raw).get("at", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0
