@@ -29,19 +29,17 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from schedd.clock import Clock
 from schedd.errors import SchedError, Unavailable
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched import retention
-from schedd.sched.firing import plan_fire
-from schedd.sched.misfire import is_late
 from schedd.sched.schedule import Schedule, compile_schedule, format_duration
+from schedd.server import planner
 from schedd.server.leases import LeaseTable
 from schedd.server.workers import Registry, WorkerSession
-from schedd.state import keys
 from schedd.state.apply import Result, Revoked, encode
 
 if TYPE_CHECKING:
@@ -335,57 +333,43 @@ class Dispatcher:
             for e in expired:
                 self._deadlines.pop(e.run_id, None)
             timed_out = self._take_timeouts(now_ms, s.max_timeouts_per_tick)
-        fires, new_runs = self._plan_fires(now_ms)
-        grants = self._plan_grants(now_ms, new_runs)
         chores: list[command_pb2.Command] = []
         if mono - self._last_housekeeping >= s.housekeeping_every_s:
             self._last_housekeeping = mono
             chores = self._housekeeping(now_ms)
-
-        cmds: list[command_pb2.Command] = []
-        if completions:
-            cmds.append(command_pb2.Command(complete_runs=command_pb2.CompleteRunsCmd(
-                items=[i for i, _ in completions], retry_backoff_ms=s.retry_backoff_ms, dead_letter=True)))
-        if expired or timed_out or released:
-            items = list(released)
-            items += [command_pb2.ExpireItem(run_id=e.run_id, fence=e.fence,
+        expiries = list(released)
+        expiries += [command_pb2.ExpireItem(run_id=e.run_id, fence=e.fence,
                                             reason=f"lease expired (worker {e.worker_id} sent no heartbeat for {s.lease_ttl_s:g}s)")
                      for e in expired]
-            items += [command_pb2.ExpireItem(run_id=t.run_id, fence=t.fence, reason=t.reason) for t in timed_out]
-            cmds.append(command_pb2.Command(expire_leases=command_pb2.ExpireLeasesCmd(
-                items=items, retry_backoff_ms=s.retry_backoff_ms, dead_letter=True)))
-        if fires:
-            cmds.append(command_pb2.Command(fire_due=command_pb2.FireDueCmd(
-                items=fires, catchup_spacing_ms=s.catchup_spacing_ms)))
-        if grants:
-            cmds.append(command_pb2.Command(grant_leases=command_pb2.GrantLeasesCmd(
-                items=grants, lease_ttl_ms=int(s.lease_ttl_s * 1000))))
-        cmds += chores
-        if not cmds:
+        expiries += [command_pb2.ExpireItem(run_id=t.run_id, fence=t.fence, reason=t.reason) for t in timed_out]
+        plan = planner.plan_tick(self.store, now_ms, self._plan_settings, completions=[i for i, _ in completions],
+                                 expiries=expiries, workers=self._free_workers(), cursor=self._rr_cursor,
+                                 schedule_of=self._schedule, chores=chores)
+        if not plan.commands:
             self._sleep(self._idle_wait(now_ms, mono))
             return
-
-        batch = command_pb2.Command(now_ms=now_ms, batch=command_pb2.Batch(commands=cmds))
         try:
-            result = self.raft.propose(encode(batch), s.propose_timeout_s)
+            result = self.raft.propose(encode(plan.batch()), s.propose_timeout_s)
         except SchedError as e:
             log.warning("event=dispatch_propose_failed error=%r completions=%d expiries=%d timeouts=%d fires=%d grants=%d",
-                        e.message, len(completions), len(expired), len(timed_out), len(fires), len(grants))
+                        e.message, len(completions), len(expired), len(timed_out), plan.fires, plan.grants)
             for _, cb in completions:
                 cb("UNAVAILABLE", f"completion not committed ({e.message}); resend it")
             self._need_reconcile = True
             self._sleep(0.1)
             return
-        if not result.ok or len(result.sub) != len(cmds):
+        try:
+            outbox = planner.after_commit(plan, result)
+        except planner.NotThisPlan as e:
             # Not this batch's own result (e.g. SKIPPED: the local state was already past this
             # log index, which only a rolled-back journal can cause). Treat it as unknown.
-            log.error("event=dispatch_unexpected_result code=%s message=%r", result.code, result.message)
+            log.error("event=dispatch_unexpected_result %s", e)
             for _, cb in completions:
                 cb("UNAVAILABLE", "completion outcome unknown; resend it")
             self._need_reconcile = True
             self._sleep(0.1)
             return
-        self._after_commit(result, cmds, completions)
+        self._execute(outbox, completions)
         self._tell_lost(timed_out)
 
     def _take_completions(self) -> list[tuple[command_pb2.CompleteItem, CompletionCallback]]:
@@ -451,33 +435,25 @@ class Dispatcher:
             wait = min(wait, (deadline - now_ms) / 1000)
         return max(0.001, wait)
 
-    def _after_commit(self, result: Result, cmds: list[command_pb2.Command],
-                      completions: list[tuple[command_pb2.CompleteItem, CompletionCallback]]) -> None:
-        subs = dict(zip((c.WhichOneof("body") for c in cmds), result.sub, strict=True))
-        comp = subs.get("complete_runs")
-        if comp is not None:
-            with self._lock:  # a reconcile may have re-added these while they were in flight
-                for (item, _), (code, _msg) in zip(completions, comp.items, strict=True):
-                    if code == "OK":
-                        self.leases.release(item.run_id, item.fence)
-            for (_, cb), (code, msg) in zip(completions, comp.items, strict=True):
-                cb(code, msg)
-        grant = subs.get("grant_leases")
-        if grant is None or not grant.granted:
+    def _execute(self, outbox: planner.Outbox,
+                 completions: list[tuple[command_pb2.CompleteItem, CompletionCallback]]) -> None:
+        """Carry out what the committed tick decided: answer each completion, hold each granted
+        lease (and its run-timeout deadline), send each worker its firings."""
+        with self._lock:  # a reconcile may have re-added these while they were in flight
+            for (item, _), (code, _msg) in zip(completions, outbox.answers, strict=True):
+                if code == "OK":
+                    self.leases.release(item.run_id, item.fence)
+        for (_, cb), (code, msg) in zip(completions, outbox.answers, strict=True):
+            cb(code, msg)
+        if not outbox.granted:
             return
         mono = self.clock.monotonic()
-        per_worker: dict[str, list[types_pb2.Firing]] = defaultdict(list)
         with self._lock:
-            for g in grant.granted:
-                run = g.run
-                self.leases.add(run.run_id, run.fence, run.worker_id, mono)
-                if g.run_timeout_ms > 0:
-                    self._deadlines[run.run_id] = (run.fence, run.started_ms + g.run_timeout_ms, g.run_timeout_ms)
-                per_worker[run.worker_id].append(types_pb2.Firing(
-                    run_id=run.run_id, job=run.job, scheduled_ms=run.scheduled_ms, attempt=run.attempt,
-                    fence=run.fence, payload=g.payload, queue=run.queue,
-                    lease_ttl_ms=int(self.settings.lease_ttl_s * 1000)))
-        for worker_id, firings in per_worker.items():
+            for g in outbox.granted:
+                self.leases.add(g.firing.run_id, g.firing.fence, g.worker_id, mono)
+                if g.deadline_ms:
+                    self._deadlines[g.firing.run_id] = (g.firing.fence, g.deadline_ms, g.timeout_ms)
+        for worker_id, firings in outbox.firings_by_worker().items():
             session = self.registry.get(worker_id)
             if session is None:
                 continue  # gone since the grant: the lease expires and the run is retried
@@ -486,101 +462,36 @@ class Dispatcher:
     # ---- planning (reads committed state; decisions are re-checked by apply) -----------------
 
     def _schedule(self, schedule: types_pb2.Schedule) -> Schedule:
+        """Compiled schedules, cached by content. One that does not compile (a bug in validation,
+        or stored by an older version) is logged and skipped by the planner."""
         key = schedule.SerializeToString(deterministic=True)
         compiled = self._schedules.get(key)
         if compiled is None:
-            compiled = self._schedules[key] = compile_schedule(schedule)
+            try:
+                compiled = self._schedules[key] = compile_schedule(schedule)
+            except SchedError:
+                log.error("event=bad_schedule schedule=%r", schedule)
+                raise
         return compiled
 
-    def _plan_fires(self, now_ms: int) -> tuple[list[command_pb2.FireItem], list[_Candidate]]:
+    @property
+    def _plan_settings(self) -> planner.PlanSettings:
         s = self.settings
-        items: list[command_pb2.FireItem] = []
-        new_runs: list[_Candidate] = []
-        budget = s.max_fires_per_tick
-        for due_ms, name in self.store.due_until(now_ms, limit=s.max_fires_per_tick):
-            if budget <= 0:
-                break
-            job = self.store.get_job(name)
-            if job is None or job.next_due_ms != due_ms or job.state != types_pb2.JOB_STATE_ACTIVE:
-                continue
-            try:
-                sched = self._schedule(job.schedule)
-            except SchedError:
-                log.error("event=bad_schedule job=%s schedule=%r", name, job.schedule)
-                continue
-            if job.misfire:
-                item = plan_fire(sched, job, due_ms, now_ms, max_slots=min(s.max_slots_per_job, budget))
-                budget -= len(item.slots_ms)
-                items.append(item)
-                # Late (catch-up) runs are paced by apply: they wait for their not_before.
-                new_runs.extend(_Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority,
-                                           dict(job.tags)) for t, d in zip(item.slots_ms, item.dues_ms, strict=True)
-                                if not is_late(job, t, d, now_ms))
-                continue
-            # A job from before misfire policies: every slot in the dispatcher's window fires.
-            # With jitter, next_due_ms is the jittered due time; the run's identity is its slot.
-            first: int | None = sched.slot_of_due(name, due_ms)
-            if job.schedule.kind != types_pb2.SCHEDULE_KIND_AT and due_ms < now_ms - s.catchup_window_ms:
-                first = sched.next_after(now_ms - s.catchup_window_ms - 1)
-            slots: list[int] = []
-            nxt = 0  # the schedule ended while nobody dispatched
-            if first is not None:
-                slots, nxt = sched.slots_due(name, first, now_ms, min(s.max_slots_per_job, budget))
-            budget -= len(slots)
-            items.append(command_pb2.FireItem(name=name, uid=job.uid, from_due_ms=due_ms,
-                                              slots_ms=slots, next_due_ms=nxt))
-            new_runs.extend(_Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags))
-                            for t in slots)
-        return items, new_runs
+        return planner.PlanSettings(max_slots_per_job=s.max_slots_per_job, max_fires_per_tick=s.max_fires_per_tick,
+                                    max_grants_per_tick=s.max_grants_per_tick, catchup_window_ms=s.catchup_window_ms,
+                                    catchup_spacing_ms=s.catchup_spacing_ms, retry_backoff_ms=s.retry_backoff_ms,
+                                    lease_ttl_ms=int(s.lease_ttl_s * 1000))
 
-    def _plan_grants(self, now_ms: int, new_runs: list[_Candidate]) -> list[command_pb2.GrantItem]:
-        """Grants for due PENDING runs: highest priority first, then oldest; a run goes only to a
-        worker of its queue that carries all of its tags and has a free slot."""
-        # Only workers heard from within two heartbeat intervals get new work: a frozen worker
-        # (SIGSTOP, GC pause, cut link) keeps its stream open but would let every retry of a
-        # run expire in its hands until the attempts are used up.
+    def _free_workers(self) -> list[planner.FreeWorker]:
+        """The workers that may get new work now, with their free slots. Only workers heard from
+        within two heartbeat intervals: a frozen worker (SIGSTOP, GC pause, cut link) keeps its
+        stream open but would let every retry of a run expire in its hands until the attempts
+        are used up."""
         horizon = self.clock.monotonic() - 2 * self.settings.heartbeat_interval_s - 0.5
         sessions = [w for w in self.registry.all() if not w.closed.is_set() and w.last_seen >= horizon]
-        if not sessions:
-            return []
         with self._lock:
-            free = {w.worker_id: w.concurrency - self.leases.count_for(w.worker_id) for w in sessions}
-        total_free = sum(max(0, f) for f in free.values())
-        if total_free <= 0:
-            return []
-        by_queue: dict[str, list[WorkerSession]] = defaultdict(list)
-        for w in sessions:
-            for q in w.queues:
-                by_queue[q].append(w)
-        candidates = list(new_runs)
-        seen = {c.run_id for c in new_runs}
-        want = min(self.settings.max_grants_per_tick, total_free)
-        # Per served queue (a queue without workers cannot starve the others), reading past
-        # `want` so that priority and tags can choose among more due runs than free slots.
-        pending: list[types_pb2.Run] = []
-        for q in by_queue:
-            pending += self.store.pending_in_queue(q, now_ms, limit=max(4 * want, 200))
-        pending.sort(key=lambda r: r.not_before_ms)
-        for run in pending:
-            if run.run_id not in seen:
-                candidates.append(_Candidate(run.run_id, run.attempt, run.queue, run.priority, dict(run.tags)))
-        candidates.sort(key=lambda c: -c.priority)  # stable: time order within a priority
-        grants: list[command_pb2.GrantItem] = []
-        cursor = self._rr_cursor  # kept across ticks, so retries do not go to the same worker
-        for c in candidates:
-            if len(grants) >= want:
-                break
-            pool = by_queue.get(c.queue)
-            if not pool:
-                continue
-            for _ in range(len(pool)):  # round-robin over workers of this queue with a free slot
-                w = pool[cursor[c.queue] % len(pool)]
-                cursor[c.queue] += 1
-                if free[w.worker_id] > 0 and _carries(w, c.tags):
-                    free[w.worker_id] -= 1
-                    grants.append(command_pb2.GrantItem(run_id=c.run_id, attempt=c.attempt, worker_id=w.worker_id))
-                    break
-        return grants
+            return [planner.FreeWorker(w.worker_id, tuple(w.queues), dict(w.tags),
+                                       w.concurrency - self.leases.count_for(w.worker_id)) for w in sessions]
 
     # ---- housekeeping: dispatch timeouts, retention ------------------------------------------
 
@@ -632,18 +543,3 @@ def clip_error(text: str) -> str:
         return text
     keep = MAX_ERROR_CHARS - 48  # room for the note
     return text[:keep] + f" [... {len(text) - keep} more characters cut]"
-
-
-def _carries(worker: WorkerSession, required: dict[str, str]) -> bool:
-    return all(worker.tags.get(k) == v for k, v in required.items())
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    """A PENDING run the grant planner may lease out."""
-
-    run_id: str
-    attempt: int
-    queue: str
-    priority: int = 0
-    tags: dict[str, str] = field(default_factory=dict)

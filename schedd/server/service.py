@@ -28,10 +28,9 @@ from schedd.errors import (
 from schedd.pb import api_grpc, api_pb2, command_pb2, types_pb2
 from schedd.sched import policies
 from schedd.sched.explain import explain
-from schedd.sched.firing import count_slots
-from schedd.sched.schedule import Cron, Schedule, compile_schedule
+from schedd.sched.schedule import compile_schedule
 from schedd.sdk.endpoints import LEADER_METADATA_KEY
-from schedd.server import validate
+from schedd.server import commands, validate
 from schedd.server.workers import WorkerSession
 from schedd.state.apply import Result, encode
 
@@ -141,14 +140,7 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         self._leader()
         job = self._job(req.name)
         now = self.node.clock.now_ms()
-        body = command_pb2.ResumeJobCmd(name=job.name, mode=command_pb2.RESUME_MISFIRE)
-        if req.skip_missed and job.schedule.kind != types_pb2.SCHEDULE_KIND_AT:
-            body.mode = command_pb2.RESUME_SKIP_MISSED
-            body.from_due_ms = job.next_due_ms
-            body.next_due_ms = validate.resume_due(job, now)
-            if job.next_due_ms and job.next_due_ms <= now:
-                body.missed_first_ms = compile_schedule(job.schedule).slot_of_due(job.name, job.next_due_ms)
-        cmd = command_pb2.Command(now_ms=now, resume_job=body)
+        cmd = command_pb2.Command(now_ms=now, resume_job=commands.plan_resume(job, now, req.skip_missed))
         return api_pb2.JobResponse(job=self._propose(cmd).job)
 
     @rpc
@@ -166,18 +158,12 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         self._leader()
         start, end, limit = validate.backfill_range(req)
         job = self._job(req.name)
-        sched = compile_schedule(job.schedule)
-        slots: list[int] = []
-        slot = sched.next_after(start - 1)
-        while slot is not None and slot <= end and len(slots) < limit:
-            slots.append(slot)
-            slot = sched.next_after(slot)
-        nxt = slot if slot is not None and slot <= end else 0
-        resp = api_pb2.BackfillResponse(next_from_ms=nxt, total_slots=_count_slots(sched, start, end))
-        if not slots:
+        chunk = commands.plan_backfill(job, start, end, limit)
+        resp = api_pb2.BackfillResponse(next_from_ms=chunk.next_from_ms, total_slots=chunk.total_slots)
+        if not chunk.slots:
             return resp
         cmd = command_pb2.Command(now_ms=self.node.clock.now_ms(), backfill=command_pb2.BackfillCmd(
-            name=job.name, uid=job.uid, slots_ms=slots, overlap=req.overlap,
+            name=job.name, uid=job.uid, slots_ms=chunk.slots, overlap=req.overlap,
             spacing_ms=self.node.dispatcher.settings.catchup_spacing_ms))
         result = self._propose(cmd)
         resp.created, resp.existing = result.count, result.existing
@@ -194,23 +180,6 @@ class JobService(_Base, api_grpc.JobServiceServicer):
                        lambda at, n: store.runs_at_or_before(job.name, job.uid, at, n))
 
 
-_COUNT_CAP = 1_000_000
-_CRON_COUNT_CAP = 20_000  # ~0.2 s of cron math; every chunk call counts its remaining range
-
-
-def _count_slots(sched: Schedule, start: int, end: int) -> int:
-    """Slots in [start, end]: exact for intervals (capped at 1,000,000); for cron, counted up
-    to 20,000 and 0 ("too many to count") beyond."""
-    n = count_slots(sched, start, end)
-    if n or not isinstance(sched.trigger, Cron):
-        return min(n, _COUNT_CAP)
-    slot = sched.next_after(start - 1)
-    while slot is not None and slot <= end:
-        n += 1
-        if n > _CRON_COUNT_CAP:
-            return 0
-        slot = sched.next_after(slot)
-    return n
 
 
 class RunService(_Base, api_grpc.RunServiceServicer):

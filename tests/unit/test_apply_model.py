@@ -2,9 +2,9 @@
 
 A hypothesis state machine drives one ``MemoryState`` replica with the commands a leader
 proposes: jobs created and updated through ``schedd.server.validate`` (interval schedules of 1-5 s and
-random misfire / overlap / max_runs policies), pause and resume (both modes, built like
-``schedd.server.service.ResumeJob``), triggers, dispatcher ticks whose FireDue items are planned exactly
-like the leader's (``schedd.sched.firing.plan_fire``), grants, completions, lease expiries, stale
+random misfire / overlap / max_runs policies), pause and resume (both modes, built by
+``schedd.server.commands.plan_resume`` as the RPC does), triggers, dispatcher ticks planned by the leader's own
+planner (``schedd.server.planner.plan_tick``: FireDue and grants), completions, lease expiries, stale
 completions, a deposed leader's duplicate proposal committed late, restarts and full replays.
 Time is a fake clock that only moves forward, in small steps (often landing exactly on a slot)
 and in jumps of minutes to hours.
@@ -61,6 +61,7 @@ Adapted by design (read from apply.py):
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import hypothesis.strategies as st
@@ -69,9 +70,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched.firing import plan_fire
-from schedd.sched.misfire import is_late
 from schedd.sched.schedule import compile_schedule
-from schedd.server import validate
+from schedd.server import commands, planner, validate
 from schedd.state import keys
 from schedd.state.apply import MemoryState, Result, encode, state_digest
 
@@ -172,6 +172,7 @@ class ApplyModel(RuleBasedStateMachine):
         self.req_seq = 0
         self.models: dict[str, JobModel] = {}
         self.expects: list[Expect] = []
+        self.cursor: dict[str, int] = defaultdict(int)  # the planner's round-robin, kept across ticks
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -307,14 +308,7 @@ class ApplyModel(RuleBasedStateMachine):
         job = self._job(name)
         if job is None:
             return
-        # Built exactly like schedd.server.service.ResumeJob.
-        body = command_pb2.ResumeJobCmd(name=job.name, mode=command_pb2.RESUME_MISFIRE)
-        if skip_missed and job.schedule.kind != types_pb2.SCHEDULE_KIND_AT:
-            body.mode = command_pb2.RESUME_SKIP_MISSED
-            body.from_due_ms = job.next_due_ms
-            body.next_due_ms = validate.resume_due(job, self.now)
-            if job.next_due_ms and job.next_due_ms <= self.now:
-                body.missed_first_ms = compile_schedule(job.schedule).slot_of_due(job.name, job.next_due_ms)
+        body = commands.plan_resume(job, self.now, skip_missed)  # what the ResumeJob RPC proposes
         r = self._apply(command_pb2.Command(now_ms=self.now, resume_job=body))
         assert r.ok and r.job is not None, r
         if job.state == types_pb2.JOB_STATE_PAUSED and r.job.next_due_ms != job.next_due_ms:
@@ -346,31 +340,23 @@ class ApplyModel(RuleBasedStateMachine):
 
     @rule(spacing=st.sampled_from([0, 10, 1000]), with_grants=st.booleans())
     def tick(self, spacing: int, with_grants: bool) -> None:
-        """FireDue for every ACTIVE job due now, planned like the leader's dispatcher (and, like
-        it, the on-time new runs granted in the same batch)."""
+        """A dispatcher tick planned by the leader's own planner (``schedd.server.planner``):
+        FireDue for every ACTIVE job due now and, with workers, grants of due PENDING runs
+        (the on-time new runs of the same batch first)."""
         now = self.now
-        items: list[command_pb2.FireItem] = []
-        grants: list[command_pb2.GrantItem] = []
-        jobs_before: dict[str, types_pb2.Job] = {}
-        for name in NAMES:
-            job = self._job(name)
-            if job is None or job.state != types_pb2.JOB_STATE_ACTIVE or not job.next_due_ms or job.next_due_ms > now:
-                continue
-            jobs_before[name] = job
-            item = plan_fire(compile_schedule(job.schedule), job, job.next_due_ms, now, max_slots=100)
-            items.append(item)
-            for s, d in zip(item.slots_ms, item.dues_ms, strict=True):
-                if not is_late(job, s, d, now):
-                    grants.append(command_pb2.GrantItem(run_id=keys.run_id(name, job.uid, s), attempt=1,
-                                                        worker_id=WORKERS[len(grants) % 2]))
-        if not items:
+        jobs_before = {name: job for name in NAMES if (job := self._job(name)) is not None
+                       and job.state == types_pb2.JOB_STATE_ACTIVE and job.next_due_ms and job.next_due_ms <= now}
+        workers = [planner.FreeWorker(w, ("default",), {}, 1000) for w in WORKERS] if with_grants else []
+        plan = planner.plan_tick(self.state, now, planner.PlanSettings(catchup_spacing_ms=spacing, lease_ttl_ms=10_000),
+                                 completions=[], expiries=[], workers=workers, cursor=self.cursor,
+                                 schedule_of=compile_schedule)
+        assert plan.fires == len(jobs_before), (plan, sorted(jobs_before))
+        if not plan.fires:
             return
+        cmds = list(plan.commands)
         runs_before = self._runs()
         active_before = self._active()
-        cmds = [command_pb2.Command(fire_due=command_pb2.FireDueCmd(items=items, catchup_spacing_ms=spacing))]
-        if with_grants and grants:
-            cmds.append(command_pb2.Command(grant_leases=command_pb2.GrantLeasesCmd(items=grants, lease_ttl_ms=10_000)))
-        r = self._apply(command_pb2.Command(now_ms=now, batch=command_pb2.Batch(commands=cmds)), dup_ok=True)
+        r = self._apply(plan.batch(), dup_ok=True)
         assert r.ok and len(r.sub) == len(cmds), r
         assert r.sub[0].ok and not r.sub[0].message, r.sub[0]  # nothing stale: planned from this state
         runs_after = self._runs()

@@ -37,7 +37,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from schedd.pb import command_pb2
+from schedd.pb import command_pb2, types_pb2
 from schedd.state import keys
 from schedd.state.apply.firing import _fire_due
 from schedd.state.apply.jobs import (
@@ -192,6 +192,27 @@ class MemoryState:
 
     def digest(self) -> str:
         return state_digest((db, sorted(self.data[db].items())) for db in keys.DBS)
+
+    # The planner's reads (schedd.server.planner.PlanView), as the LMDB store answers them.
+
+    def get_job(self, name: str) -> types_pb2.Job | None:
+        raw = self.data["jobs"].get(name.encode())
+        return None if raw is None else types_pb2.Job.FromString(raw)
+
+    def due_until(self, now_ms: int, limit: int) -> list[tuple[int, str]]:
+        out = [keys.split_time_key(k) for k in sorted(self.data["due"])]
+        return [(t, name) for t, name in out if t <= now_ms][:limit]
+
+    def pending_in_queue(self, queue: str, now_ms: int, limit: int) -> list[types_pb2.Run]:
+        prefix = keys.queue_pending_prefix(queue)
+        out: list[types_pb2.Run] = []
+        for k in sorted(k for k in self.data["pending_q"] if k.startswith(prefix)):
+            if keys.from_be64(k[len(prefix):]) > now_ms or len(out) >= limit:
+                break
+            raw = self.data["runs"].get(k[len(prefix) + 8:])
+            if raw is not None:
+                out.append(types_pb2.Run.FromString(raw))
+        return out
 
 
 def state_digest(dbs: object) -> str:

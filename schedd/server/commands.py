@@ -1,0 +1,68 @@
+"""Commands the leader builds from a request *and* the committed job: resume and backfill.
+
+Pure (no I/O, no clock: ``now_ms`` is the leader's stamped time). The gRPC servicers read the
+job, call these and propose the result; the model test of apply calls the same functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schedd.pb import command_pb2, types_pb2
+from schedd.sched.firing import count_slots
+from schedd.sched.schedule import Cron, Schedule, compile_schedule
+from schedd.server import validate
+
+COUNT_CAP = 1_000_000
+CRON_COUNT_CAP = 20_000  # ~0.2 s of cron math; every chunk call counts its remaining range
+
+
+def plan_resume(job: types_pb2.Job, now_ms: int, skip_missed: bool) -> command_pb2.ResumeJobCmd:
+    """Resume ``job``: missed slots go through its misfire policy, or with ``skip_missed`` are
+    recorded as SKIPPED (paused) and the job jumps to its first slot after now (a one-shot job
+    has nothing to skip)."""
+    body = command_pb2.ResumeJobCmd(name=job.name, mode=command_pb2.RESUME_MISFIRE)
+    if skip_missed and job.schedule.kind != types_pb2.SCHEDULE_KIND_AT:
+        body.mode = command_pb2.RESUME_SKIP_MISSED
+        body.from_due_ms = job.next_due_ms
+        body.next_due_ms = validate.resume_due(job, now_ms)
+        if job.next_due_ms and job.next_due_ms <= now_ms:
+            body.missed_first_ms = compile_schedule(job.schedule).slot_of_due(job.name, job.next_due_ms)
+    return body
+
+
+@dataclass(frozen=True)
+class BackfillChunk:
+    """One backfill chunk: ``slots`` to create now, where the next chunk starts (0: done) and
+    the slots of the whole range (0 for a cron range too long to count)."""
+
+    slots: list[int]
+    next_from_ms: int
+    total_slots: int
+
+
+def plan_backfill(job: types_pb2.Job, start_ms: int, end_ms: int, limit: int) -> BackfillChunk:
+    """The slots of ``job``'s schedule in [start, end], at most ``limit`` of them."""
+    sched = compile_schedule(job.schedule)
+    slots: list[int] = []
+    slot = sched.next_after(start_ms - 1)
+    while slot is not None and slot <= end_ms and len(slots) < limit:
+        slots.append(slot)
+        slot = sched.next_after(slot)
+    nxt = slot if slot is not None and slot <= end_ms else 0
+    return BackfillChunk(slots, nxt, capped_count(sched, start_ms, end_ms))
+
+
+def capped_count(sched: Schedule, start: int, end: int) -> int:
+    """Slots in [start, end]: exact for intervals (capped at 1,000,000); for cron, counted up
+    to 20,000 and 0 ("too many to count") beyond."""
+    n = count_slots(sched, start, end)
+    if n or not isinstance(sched.trigger, Cron):
+        return min(n, COUNT_CAP)
+    slot = sched.next_after(start - 1)
+    while slot is not None and slot <= end:
+        n += 1
+        if n > CRON_COUNT_CAP:
+            return 0
+        slot = sched.next_after(slot)
+    return n

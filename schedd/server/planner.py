@@ -1,0 +1,270 @@
+"""The leader's dispatch planner, pure: what one tick proposes and what to do once it commits.
+
+``plan_tick(view, inputs, ...) -> TickPlan`` reads committed state through a :class:`PlanView`
+(the LMDB store in the node; a dict replica in tests), decides the tick's Batch entry: the
+completions and lease expiries handed in, FireDue for every due job (``plan_fires``) and grants
+for due PENDING runs (``plan_grants``), and returns it. ``after_commit(plan, result) -> Outbox``
+turns the committed entry's result into what the shell must do: answer each completion, add each
+granted lease to the lease table, and send each worker its firings. The shell
+(:class:`schedd.server.dispatcher.Dispatcher`) only gathers inputs, proposes and executes.
+
+Every decision here is re-checked by apply (compare-and-set on due time, attempt, fence), so a
+plan made from a state that has since moved on changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from schedd.errors import SchedError
+from schedd.pb import command_pb2, types_pb2
+from schedd.sched.firing import plan_fire
+from schedd.sched.misfire import is_late
+from schedd.sched.schedule import Schedule
+from schedd.state import keys
+from schedd.state.apply import Result
+
+
+class PlanView(Protocol):
+    """The committed state the planner reads."""
+
+    def due_until(self, now_ms: int, limit: int) -> list[tuple[int, str]]:
+        """(due ms, job name) with due ms <= now, earliest first."""
+        ...
+
+    def get_job(self, name: str) -> types_pb2.Job | None: ...
+
+    def pending_in_queue(self, queue: str, now_ms: int, limit: int) -> list[types_pb2.Run]:
+        """PENDING runs of one queue whose not-before time has come, earliest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """The planner's bounds (a subset of DispatchSettings)."""
+
+    max_slots_per_job: int = 100
+    max_fires_per_tick: int = 500
+    max_grants_per_tick: int = 1000
+    catchup_window_ms: int = 3600_000
+    catchup_spacing_ms: int = 10
+    retry_backoff_ms: int = 1000
+    lease_ttl_ms: int = 10_000
+
+
+@dataclass(frozen=True)
+class FreeWorker:
+    """A live worker as the grant planner sees it: ``free`` slots it can take now."""
+
+    worker_id: str
+    queues: tuple[str, ...]
+    tags: Mapping[str, str]
+    free: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A PENDING run (or one this tick creates) the grant planner may lease out."""
+
+    run_id: str
+    attempt: int
+    queue: str
+    priority: int = 0
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TickPlan:
+    """One tick's entry: ``commands`` go into one Batch stamped with ``now_ms``. ``completions``
+    is the number of completion items at the front of the CompleteRuns command (answered in
+    order by :func:`after_commit`)."""
+
+    now_ms: int
+    commands: tuple[command_pb2.Command, ...]
+    completions: int = 0
+    fires: int = 0
+    grants: int = 0
+    lease_ttl_ms: int = 0
+
+    def batch(self) -> command_pb2.Command:
+        return command_pb2.Command(now_ms=self.now_ms, batch=command_pb2.Batch(commands=list(self.commands)))
+
+
+@dataclass(frozen=True)
+class GrantedLease:
+    """A lease the committed entry granted: the run to send, and its deadline when the job has
+    a run timeout (``started_ms + run_timeout_ms``; 0: none)."""
+
+    firing: types_pb2.Firing
+    worker_id: str
+    deadline_ms: int = 0
+    timeout_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Outbox:
+    """What the shell does after the tick's entry committed."""
+
+    answers: tuple[tuple[str, str], ...] = ()  # (code, message) per completion, in order
+    granted: tuple[GrantedLease, ...] = ()
+
+    def firings_by_worker(self) -> dict[str, list[types_pb2.Firing]]:
+        out: dict[str, list[types_pb2.Firing]] = defaultdict(list)
+        for g in self.granted:
+            out[g.worker_id].append(g.firing)
+        return dict(out)
+
+
+ScheduleOf = Callable[[types_pb2.Schedule], Schedule]
+
+
+def plan_fires(view: PlanView, now_ms: int, s: PlanSettings,
+               schedule_of: ScheduleOf) -> tuple[list[command_pb2.FireItem], list[Candidate]]:
+    """FireDue items for the jobs due now (at most ``max_fires_per_tick`` slots in all) and the
+    on-time runs they create, which the same tick may grant. A job whose schedule no longer
+    compiles is left alone (its due entry stays; the error is the caller's to log)."""
+    items: list[command_pb2.FireItem] = []
+    new_runs: list[Candidate] = []
+    budget = s.max_fires_per_tick
+    for due_ms, name in view.due_until(now_ms, limit=s.max_fires_per_tick):
+        if budget <= 0:
+            break
+        job = view.get_job(name)
+        if job is None or job.next_due_ms != due_ms or job.state != types_pb2.JOB_STATE_ACTIVE:
+            continue
+        try:
+            sched = schedule_of(job.schedule)
+        except SchedError:
+            continue
+        if job.misfire:
+            item = plan_fire(sched, job, due_ms, now_ms, max_slots=min(s.max_slots_per_job, budget))
+            budget -= len(item.slots_ms)
+            items.append(item)
+            # Late (catch-up) runs are paced by apply: they wait for their not_before.
+            new_runs.extend(Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags))
+                            for t, d in zip(item.slots_ms, item.dues_ms, strict=True)
+                            if not is_late(job, t, d, now_ms))
+            continue
+        # A job from before misfire policies: every slot in the dispatcher's window fires.
+        # With jitter, next_due_ms is the jittered due time; the run's identity is its slot.
+        first: int | None = sched.slot_of_due(name, due_ms)
+        if job.schedule.kind != types_pb2.SCHEDULE_KIND_AT and due_ms < now_ms - s.catchup_window_ms:
+            first = sched.next_after(now_ms - s.catchup_window_ms - 1)
+        slots: list[int] = []
+        nxt = 0  # the schedule ended while nobody dispatched
+        if first is not None:
+            slots, nxt = sched.slots_due(name, first, now_ms, min(s.max_slots_per_job, budget))
+        budget -= len(slots)
+        items.append(command_pb2.FireItem(name=name, uid=job.uid, from_due_ms=due_ms, slots_ms=slots, next_due_ms=nxt))
+        new_runs.extend(Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags))
+                        for t in slots)
+    return items, new_runs
+
+
+def plan_grants(view: PlanView, now_ms: int, new_runs: Sequence[Candidate], workers: Sequence[FreeWorker],
+                cursor: MutableMapping[str, int], s: PlanSettings) -> list[command_pb2.GrantItem]:
+    """Grants for due PENDING runs: highest priority first, then oldest; a run goes only to a
+    worker of its queue that carries all of its tags and has a free slot, round-robin over the
+    queue's workers from ``cursor[queue]`` (advanced in place, kept across ticks so retries do
+    not go back to the same worker)."""
+    free = {w.worker_id: w.free for w in workers}
+    total_free = sum(max(0, f) for f in free.values())
+    if total_free <= 0:
+        return []
+    by_queue: dict[str, list[FreeWorker]] = defaultdict(list)
+    for w in workers:
+        for q in w.queues:
+            by_queue[q].append(w)
+    candidates = list(new_runs)
+    seen = {c.run_id for c in new_runs}
+    want = min(s.max_grants_per_tick, total_free)
+    # Per served queue (a queue without workers cannot starve the others), reading past
+    # `want` so that priority and tags can choose among more due runs than free slots.
+    pending: list[types_pb2.Run] = []
+    for q in by_queue:
+        pending += view.pending_in_queue(q, now_ms, limit=max(4 * want, 200))
+    pending.sort(key=lambda r: r.not_before_ms)
+    for run in pending:
+        if run.run_id not in seen:
+            candidates.append(Candidate(run.run_id, run.attempt, run.queue, run.priority, dict(run.tags)))
+    candidates.sort(key=lambda c: -c.priority)  # stable: time order within a priority
+    grants: list[command_pb2.GrantItem] = []
+    for c in candidates:
+        if len(grants) >= want:
+            break
+        pool = by_queue.get(c.queue)
+        if not pool:
+            continue
+        for _ in range(len(pool)):
+            w = pool[cursor[c.queue] % len(pool)]
+            cursor[c.queue] += 1
+            if free[w.worker_id] > 0 and carries(w.tags, c.tags):
+                free[w.worker_id] -= 1
+                grants.append(command_pb2.GrantItem(run_id=c.run_id, attempt=c.attempt, worker_id=w.worker_id))
+                break
+    return grants
+
+
+def carries(worker_tags: Mapping[str, str], required: Mapping[str, str]) -> bool:
+    """A worker carries a run's tags when it has every one with the same value."""
+    return all(worker_tags.get(k) == v for k, v in required.items())
+
+
+def plan_tick(view: PlanView, now_ms: int, s: PlanSettings, *, completions: Sequence[command_pb2.CompleteItem],
+              expiries: Sequence[command_pb2.ExpireItem], workers: Sequence[FreeWorker],
+              cursor: MutableMapping[str, int], schedule_of: ScheduleOf,
+              chores: Sequence[command_pb2.Command] = ()) -> TickPlan:
+    """One tick's entry, in apply order: completions (they free slots and end runs), expiries,
+    FireDue (creates runs), grants (may name runs the FireDue just created), then ``chores``
+    (dispatch timeouts, retention). An empty plan has no commands."""
+    fires, new_runs = plan_fires(view, now_ms, s, schedule_of)
+    grants = plan_grants(view, now_ms, new_runs, workers, cursor, s) if workers else []
+    cmds: list[command_pb2.Command] = []
+    if completions:
+        cmds.append(command_pb2.Command(complete_runs=command_pb2.CompleteRunsCmd(
+            items=list(completions), retry_backoff_ms=s.retry_backoff_ms, dead_letter=True)))
+    if expiries:
+        cmds.append(command_pb2.Command(expire_leases=command_pb2.ExpireLeasesCmd(
+            items=list(expiries), retry_backoff_ms=s.retry_backoff_ms, dead_letter=True)))
+    if fires:
+        cmds.append(command_pb2.Command(fire_due=command_pb2.FireDueCmd(items=fires,
+                                                                        catchup_spacing_ms=s.catchup_spacing_ms)))
+    if grants:
+        cmds.append(command_pb2.Command(grant_leases=command_pb2.GrantLeasesCmd(items=grants,
+                                                                                lease_ttl_ms=s.lease_ttl_ms)))
+    cmds += chores
+    return TickPlan(now_ms, tuple(cmds), completions=len(completions), fires=len(fires), grants=len(grants),
+                    lease_ttl_ms=s.lease_ttl_ms)
+
+
+class NotThisPlan(Exception):
+    """The committed result is not this plan's entry's (only a rolled-back journal causes it):
+    the caller treats the tick's outcome as unknown."""
+
+
+def after_commit(plan: TickPlan, result: Result) -> Outbox:
+    """What to do once ``plan``'s entry committed with ``result``. Raises :class:`NotThisPlan`
+    when ``result`` does not match the plan's commands."""
+    if not result.ok or len(result.sub) != len(plan.commands):
+        raise NotThisPlan(f"{result.code}: {result.message}")
+    subs = dict(zip((c.WhichOneof("body") for c in plan.commands), result.sub, strict=True))
+    answers: tuple[tuple[str, str], ...] = ()
+    comp = subs.get("complete_runs")
+    if comp is not None:
+        answers = tuple((code, msg) for code, msg in comp.items)
+        if len(answers) != plan.completions:
+            raise NotThisPlan(f"{len(answers)} completion results for {plan.completions} completions")
+    granted: list[GrantedLease] = []
+    grant = subs.get("grant_leases")
+    if grant is not None:
+        for g in grant.granted:
+            run = g.run
+            deadline = run.started_ms + g.run_timeout_ms if g.run_timeout_ms > 0 else 0
+            granted.append(GrantedLease(
+                types_pb2.Firing(run_id=run.run_id, job=run.job, scheduled_ms=run.scheduled_ms, attempt=run.attempt,
+                                 fence=run.fence, payload=g.payload, queue=run.queue, lease_ttl_ms=plan.lease_ttl_ms),
+                run.worker_id, deadline, g.run_timeout_ms))
+    return Outbox(answers, tuple(granted))
