@@ -60,6 +60,10 @@ WORKLOAD: list[tuple[str, str, str, dict[str, Any]]] = [
     ("default-2s", "*/2 * * * * *", "default", {"max_attempts": 0}),  # the server's default (5 attempts)
 ]
 MAX_ATTEMPTS = 20
+#: P1 holds the cluster to every slot of the workload, so no slot may be a legitimate misfire:
+#: a leader's wall clock steps forward by up to 2 x CHAOS_CLOCK_SKEW_S in clock-jump (120 s by
+#: default), past the default 60 s grace. Every other fault delays firings by seconds.
+WORKLOAD_GRACE_MS = 5 * 60_000
 #: (worker id, kind, queues)
 WORKERS = [("a1", "agent", "default,agent"), ("a2", "agent", "default,agent"), ("s1", "shell", "default,shell")]
 
@@ -553,7 +557,8 @@ class Harness:
             for _ in range(5):
                 status, _ = self.call("create_job", lambda n=name, cr=cron, q=queue, b=behaviour: c.create_job(
                     n, cron=cr, queue=q, payload=json.dumps(b), max_attempts=int(b.get("max_attempts", MAX_ATTEMPTS)),
-                    request_id=f"workload-{n}"), name=name, workload=True, request_id=f"workload-{name}")
+                    request_id=f"workload-{n}", misfire="fire_all", misfire_grace_ms=WORKLOAD_GRACE_MS),
+                    name=name, workload=True, request_id=f"workload-{name}")
                 if status == "ok":
                     break
             else:

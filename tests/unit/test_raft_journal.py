@@ -244,13 +244,22 @@ def test_term_and_vote_are_saved_before_return(path: str, syncs: list[str]) -> N
 
 
 def test_commit_index_is_saved_lazily(path: str) -> None:
+    from schedd.raft.journal import COMMIT_SAVE_EVERY
+
     j = DurableJournal(path)
     j.setRaftCommitIndex(42)
-    assert reopen(j).getRaftCommitIndex() == 1
+    for _ in range(COMMIT_SAVE_EVERY - 1):
+        j.onOneSecondTimer()
+    assert reopen(j).getRaftCommitIndex() == 1  # not yet
     j = DurableJournal(path)
     j.setRaftCommitIndex(42)
-    j.onOneSecondTimer()
+    for _ in range(COMMIT_SAVE_EVERY):
+        j.onOneSecondTimer()
     assert reopen(j).getRaftCommitIndex() == 42
+    j = DurableJournal(path)
+    j.setRaftCommitIndex(43)
+    j._destroy()  # a clean stop saves it
+    assert DurableJournal(path).getRaftCommitIndex() == 43
 
 
 def test_damaged_term_record_is_corruption(path: str) -> None:
