@@ -19,7 +19,9 @@ Vocabulary:
   every leader and ``preview`` compute the same instants.
 
 Cron is evaluated by walking local wall-clock time in the job's IANA zone with our own field
-matcher (croniter is not used: its DST behaviour is fixed, ours is a per-job policy):
+matcher (croniter is not used: its DST behaviour is fixed, ours is a per-job policy). As in
+cronie (the Linux ``cron(8)``), fields are separated by spaces and tabs only and numbers are
+ASCII digits only. DST:
 
 * a local time that does not exist (spring forward) fires at the first instant after the gap
   (``DstGap.SHIFT``, the default; all missing times of one gap collapse into that one firing)
@@ -33,6 +35,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+import unicodedata
 from abc import ABC, abstractmethod
 from bisect import bisect_left
 from calendar import monthrange
@@ -205,21 +208,38 @@ class _Fields:
         return None
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only. ``str.isdigit()`` alone is also true for '¹' (which ``int()`` then
+    rejects with a bare ValueError) and for '٣', '５' and '𝟓' (which ``int()`` reads as 3 and 5)."""
+    return text.isascii() and text.isdigit()
+
+
+def _digit_hint(text: str) -> str:
+    """A hint for an error about ``text`` when it holds a non-ASCII digit."""
+    if any(c.isdigit() and not c.isascii() for c in text):
+        return " (write numbers with the ASCII digits 0-9)"
+    return ""
+
+
 def _value(text: str, spec: _Spec, err: str) -> int:
-    if text.isdigit():
+    if _is_number(text):
         v = int(text)
     elif text.upper() in spec.names:
         v = spec.names[text.upper()]
     else:
         raise InvalidArgument(err, f"{spec.name} field: {text!r} is not a number"
-                                   + (" or a name" if spec.names else ""))
+                              + (" or a name" if spec.names else "") + _digit_hint(text))
     if not spec.lo <= v <= spec.hi:
         raise InvalidArgument(err, f"{spec.name} field: {v} is out of range {spec.lo}-{spec.hi}")
     return v
 
 
+_NTH_RE = re.compile(r"(\w+)#(\w+)", re.ASCII)
+
+
 def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[str]]:
-    """-> (values, is_star, special items). Supports * ? n a-b */s a-b/s a/s, lists, names."""
+    """-> (values, is_star, special items). Supports * ? n a-b */s a-b/s a/s, lists, names, and
+    the special items L (day of month), D#n and DL (day of week)."""
     if text == "*" or (text == "?" and spec in (_DOM, _DOW)):
         hi = 6 if spec is _DOW else spec.hi
         return set(range(spec.lo, hi + 1)), True, set()
@@ -232,9 +252,10 @@ def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[
         if spec is _DOM and up == "L":
             special.add("L")
             continue
-        if spec is _DOW and (mt := re.fullmatch(r"(\w+)#(\w+)", up)):
-            if not mt.group(2).isdigit() or not 1 <= int(mt.group(2)) <= 5:
-                raise InvalidArgument(err, f"{spec.name} field: {part!r}: the week after # must be 1-5")
+        if spec is _DOW and (mt := _NTH_RE.fullmatch(up)):
+            if not _is_number(mt.group(2)) or not 1 <= int(mt.group(2)) <= 5:
+                raise InvalidArgument(err, f"{spec.name} field: {part!r}: the week after # must be "
+                                           f"1-5{_digit_hint(mt.group(2))}")
             special.add(f"{_value(mt.group(1), spec, err) % 7}#{mt.group(2)}")
             continue
         if spec is _DOW and len(up) > 1 and up.endswith("L"):
@@ -243,8 +264,9 @@ def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[
         base, slash, step_text = part.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit() or int(step_text) < 1:
-                raise InvalidArgument(err, f"{spec.name} field: step in {part!r} must be a positive number")
+            if not _is_number(step_text) or int(step_text) < 1:
+                raise InvalidArgument(err, f"{spec.name} field: step in {part!r} must be a positive "
+                                           f"number{_digit_hint(step_text)}")
             step = int(step_text)
         if base == "*":
             a, b = spec.lo, (6 if spec is _DOW else spec.hi)
@@ -262,8 +284,27 @@ def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[
     return values, False, special
 
 
+_BAD_BLANK = re.compile(r"[^\S \t]")  # whitespace other than space and tab
+
+
+def collapse_blanks(text: str, field_name: str = "schedule.cron") -> str:
+    """The canonical spacing of a cron (or ``@every``) text: runs of spaces and tabs become one
+    space, none at either end. Raises InvalidArgument naming ``field_name`` for any other
+    whitespace (a newline, U+00A0 NO-BREAK SPACE, U+3000 IDEOGRAPHIC SPACE, ...): cronie
+    separates fields by spaces and tabs only, and a look-alike blank is more likely a paste
+    accident than an intended separator."""
+    if bad := _BAD_BLANK.search(text):
+        ch = bad.group()
+        name = unicodedata.name(ch, "")
+        raise InvalidArgument(field_name, f"{text!r}: U+{ord(ch):04X}{' ' + name if name else ''} is not a field "
+                                          "separator; separate fields with spaces or tabs")
+    return " ".join(text.split())
+
+
 def _parse_fields(expr: str, err: str) -> _Fields:
-    parts = expr.split()
+    parts = collapse_blanks(expr, err).split()
+    if len(parts) not in (5, 6):
+        raise InvalidArgument(err, f"has {len(parts)} fields; want 5 or 6")
     if len(parts) == 5:
         parts = ["0", *parts]
     sec, minute, hour, dom, month, dow = parts
@@ -281,8 +322,9 @@ def _parse_fields(expr: str, err: str) -> _Fields:
 
 
 def normalize_cron(expr: str, field_name: str = "schedule.cron") -> str:
-    """Collapse whitespace, expand a macro and check the field count."""
-    expr = " ".join((expr or "").split())
+    """Collapse blanks (:func:`collapse_blanks`), lower-case a macro, check the field count.
+    Raises InvalidArgument naming ``field_name``."""
+    expr = collapse_blanks(expr or "", field_name)
     if not expr:
         raise InvalidArgument(field_name, "is required")
     if len(expr) > MAX_CRON_LEN:
@@ -450,14 +492,16 @@ def parse_cron(expr: str, tz: str = "UTC", field: str = "schedule.cron",
 # ---- durations ------------------------------------------------------------------------------
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d)")
+_DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d)", re.ASCII)  # \d alone also matches '٣' and '５'
 
 
 def parse_duration(text: str, field_name: str) -> int:
-    """"90s", "1h30m", "250ms", "2d" -> milliseconds."""
+    """"90s", "1h30m", "250ms", "2d" -> milliseconds; ASCII digits only. Raises InvalidArgument
+    naming ``field_name``."""
     text = (text or "").strip().lower()
     if not text or _DURATION_RE.sub("", text):
-        raise InvalidArgument(field_name, f"{text!r} is not a duration such as 90s, 15m, 1h30m or 2d")
+        raise InvalidArgument(field_name, f"{text!r} is not a duration such as 90s, 15m, 1h30m or 2d"
+                                          + _digit_hint(text))
     return sum(int(n) * _UNITS_MS[u] for n, u in _DURATION_RE.findall(text))
 
 
@@ -602,7 +646,7 @@ def compile_schedule(s: types_pb2.Schedule) -> Schedule:
     the present time are checked by ``schedd.validate.schedule``. A cron text of the form
     ``@every <duration>`` is accepted as an interval."""
     if s.kind == types_pb2.SCHEDULE_KIND_CRON:
-        text = " ".join(s.cron.split())
+        text = collapse_blanks(s.cron, "schedule.cron")
         if text.lower().startswith("@every"):
             every = parse_duration(text[len("@every"):], "schedule.cron")
             if every < MIN_INTERVAL_MS:

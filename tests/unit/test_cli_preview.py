@@ -36,3 +36,14 @@ def test_preview_bad_input_is_one_line_naming_the_option() -> None:
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: --cron:")
     assert run("job", "preview").exit_code == 2
+
+
+def test_preview_of_a_non_ascii_digit_is_a_usage_error_not_a_crash() -> None:
+    # '¹' passes str.isdigit() but not int(): it was "unexpected failure in schedctl: ValueError".
+    for cron in ("0 0 * * ¹", "0 0 * * ٣", "0\u00a00 * * *"):
+        r = run("job", "preview", "--cron", cron)
+        assert r.exit_code == 2, (cron, r.output)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: --cron:"), lines
+        assert "unexpected failure" not in r.stderr
+

@@ -1,0 +1,130 @@
+"""Cron edge cases found by the differential test against cronsim and croniter, one regression
+test (or more) each: non-ASCII digits and non-ASCII blanks."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from schedctl import spec as cli_spec
+
+from schedd import validate
+from schedd.errors import InvalidArgument
+from schedd.pb import types_pb2
+from schedd.schedule import (
+    Cron,
+    compile_schedule,
+    parse_cron,
+    parse_duration,
+    parse_rfc3339,
+)
+
+CRON = types_pb2.SCHEDULE_KIND_CRON
+T0 = parse_rfc3339("2026-01-01T00:00:00Z", "t")  # a Thursday
+NOW = T0
+
+
+def chain(cron: Cron, after: int, n: int) -> list[int]:
+    out: list[int] = []
+    t: int | None = after
+    while len(out) < n and (t := cron.next_after(t)) is not None:  # type: ignore[arg-type]
+        out.append(t)
+    return out
+
+
+def utc_date(ms: int) -> date:
+    return date.fromordinal(date(1970, 1, 1).toordinal() + ms // 86_400_000)
+
+
+def days(expr: str, n: int, after: str = "2026-01-01T00:00:00Z") -> list[str]:
+    """The UTC dates of the first ``n`` firings strictly after ``after``, as "Thu 01-01"."""
+    return [utc_date(t).strftime("%a %m-%d") for t in chain(parse_cron(expr), parse_rfc3339(after, "t"), n)]
+
+
+def rejects(expr: str) -> InvalidArgument:
+    """parse_cron, compile_schedule and validate.schedule (what the server runs) all refuse
+    ``expr`` with InvalidArgument naming schedule.cron; returns parse_cron's error."""
+    with pytest.raises(InvalidArgument) as e:
+        parse_cron(expr)
+    assert e.value.field == "schedule.cron"
+    for call in (lambda: compile_schedule(types_pb2.Schedule(kind=CRON, cron=expr)),
+                 lambda: validate.schedule(types_pb2.Schedule(kind=CRON, cron=expr), NOW)):
+        with pytest.raises(InvalidArgument) as other:
+            call()
+        assert other.value.field == "schedule.cron"
+    return e.value
+
+
+# ---- 1. ASCII digits only --------------------------------------------------------------------
+
+# '¹' made int() raise a bare ValueError (gRPC INTERNAL); the others were read as 3 and 5.
+NON_ASCII_DIGITS = ["¹", "٣", "５", "𝟓"]
+
+
+@pytest.mark.parametrize("digit", NON_ASCII_DIGITS)
+@pytest.mark.parametrize("template,field", [
+    ("{d} * * * *", "minute"),
+    ("0 {d} * * *", "hour"),
+    ("0 0 {d} * *", "day-of-month"),
+    ("0 0 * {d} *", "month"),
+    ("0 0 * * {d}", "day-of-week"),
+    ("{d} * * * * *", "second"),
+    ("*/{d} * * * *", "minute"),        # a step
+    ("1-{d} * * * *", "minute"),        # a range's end
+    ("{d}/5 * * * *", "minute"),        # a start with a step
+    ("0 0 1,{d} * *", "day-of-month"),  # a list item
+    ("0 0 * * 5#{d}", "day-of-week"),   # the week after #
+    ("0 0 * * {d}#2", "day-of-week"),   # the weekday before #
+    ("0 0 * * {d}L", "day-of-week"),    # the weekday before L
+])
+def test_only_ascii_digits_make_numbers(template: str, field: str, digit: str) -> None:
+    err = rejects(template.format(d=digit))
+    assert f"{field} field" in err.message and "ASCII digits 0-9" in err.message
+
+
+@pytest.mark.parametrize("digit", NON_ASCII_DIGITS)
+def test_every_and_durations_take_ascii_digits_only(digit: str) -> None:
+    with pytest.raises(InvalidArgument) as e:
+        compile_schedule(types_pb2.Schedule(kind=CRON, cron=f"@every {digit}m"))
+    assert e.value.field == "schedule.cron" and "ASCII digits 0-9" in e.value.message
+    with pytest.raises(InvalidArgument) as e:
+        validate.schedule(types_pb2.Schedule(kind=CRON, cron=f"@every {digit}m"), NOW)
+    assert e.value.field == "schedule.cron"
+    with pytest.raises(InvalidArgument):
+        parse_duration(f"1{digit}s", "timeout")
+
+
+def test_ascii_numbers_still_parse() -> None:
+    assert days("0 0 07 01 5", 2) == ["Fri 01-02", "Wed 01-07"]  # leading zeros; the fields ORed
+    assert parse_duration("1h05m", "f") == 3_900_000
+
+
+# ---- 2. spaces and tabs separate fields, nothing else ------------------------------------------
+
+BLANKS = ["\u00a0", "\u3000", "\u2003", "\u202f", "\u2028", "\u0085", "\n", "\r", "\v", "\f", "\x1c"]
+
+
+@pytest.mark.parametrize("blank", BLANKS)
+def test_only_spaces_and_tabs_separate_fields(blank: str) -> None:
+    for expr in (f"0{blank}9 * * *", f"0 9 * * *{blank}", f"{blank}0 9 * * *"):
+        err = rejects(expr)
+        assert f"U+{ord(blank):04X}" in err.message and "spaces or tabs" in err.message
+        with pytest.raises(InvalidArgument):
+            Cron(expr)
+    with pytest.raises(InvalidArgument) as e:
+        validate.schedule(types_pb2.Schedule(kind=CRON, cron=f"@every{blank}90s"), NOW)
+    assert e.value.field == "schedule.cron"
+
+
+def test_the_cli_file_check_refuses_other_blanks_too() -> None:
+    with pytest.raises(InvalidArgument) as e:
+        cli_spec.from_entry({"name": "x", "cron": "0\u00a03 * * *"}, "jobs.toml: job 1")
+    assert e.value.field == "jobs.toml: job 1 (x): cron" and "U+00A0" in e.value.message
+
+
+def test_tabs_and_runs_of_spaces_still_separate_fields() -> None:
+    assert parse_cron("\t0 \t 9  * * *\t").expr == "0 9 * * *"
+    out = validate.schedule(types_pb2.Schedule(kind=CRON, cron="0\t9 * * *"), NOW)
+    assert out.cron == "0 9 * * *"
+    out = validate.schedule(types_pb2.Schedule(kind=CRON, cron="@every\t90s"), NOW)
+    assert (out.kind, out.every_ms) == (types_pb2.SCHEDULE_KIND_INTERVAL, 90_000)
