@@ -19,9 +19,9 @@ Vocabulary:
   every leader and ``preview`` compute the same instants.
 
 Cron is evaluated by walking local wall-clock time in the job's IANA zone with our own field
-matcher (croniter is not used: its DST behaviour is fixed, ours is a per-job policy). As in
-cronie (the Linux ``cron(8)``), fields are separated by spaces and tabs only and numbers are
-ASCII digits only. DST:
+matcher (croniter is not used: its DST behaviour is fixed, ours is a per-job policy). The syntax
+follows cronie (the Linux ``cron(8)``) where cronie defines it: Sunday as the upper end of a
+weekday range (``FRI-SUN``), fields separated by spaces and tabs only, ASCII digits only. DST:
 
 * a local time that does not exist (spring forward) fires at the first instant after the gap
   (``DstGap.SHIFT``, the default; all missing times of one gap collapse into that one firing)
@@ -273,10 +273,14 @@ def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[
         elif "-" in base:
             first, _, last = base.partition("-")
             a, b = _value(first, spec, err), _value(last, spec, err)
+            if spec is _DOW and b == 0 < a:
+                b = 7  # cronie reads Sunday at the end of a weekday range as 7: FRI-SUN = 5-7
             if a > b:
                 raise InvalidArgument(err, f"{spec.name} field: range {part!r} runs backwards")
         else:
             a = _value(base, spec, err)
+            if slash and spec is _DOW:
+                a %= 7  # 7/2 = 0/2: Sunday starts the week; from 7 to Saturday would be empty
             b = (6 if spec is _DOW else spec.hi) if slash else a
         values.update(range(a, b + 1, step))
     if spec is _DOW:

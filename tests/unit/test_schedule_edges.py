@@ -1,5 +1,6 @@
 """Cron edge cases found by the differential test against cronsim and croniter, one regression
-test (or more) each: non-ASCII digits and non-ASCII blanks."""
+test (or more) each: non-ASCII digits, non-ASCII blanks, ``7/2`` and weekday ranges ending on
+Sunday."""
 
 from __future__ import annotations
 
@@ -128,3 +129,50 @@ def test_tabs_and_runs_of_spaces_still_separate_fields() -> None:
     assert out.cron == "0 9 * * *"
     out = validate.schedule(types_pb2.Schedule(kind=CRON, cron="@every\t90s"), NOW)
     assert (out.kind, out.every_ms) == (types_pb2.SCHEDULE_KIND_INTERVAL, 90_000)
+
+
+# ---- 3. 7/s in day of week starts on Sunday ------------------------------------------------------
+
+
+def test_seven_slash_step_starts_on_sunday() -> None:
+    # It was the empty set: "0 0 * * 7/2" never fired, "0 0 1 * 7/2" fired on the 1st only.
+    sun_tue_thu_sat = ["Sat 01-03", "Sun 01-04", "Tue 01-06", "Thu 01-08", "Sat 01-10", "Sun 01-11"]
+    for expr in ("0 0 * * 7/2", "0 0 * * 0/2", "0 0 * * SUN/2", "0 0 * * 0,2,4,6"):
+        assert days(expr, 6) == sun_tue_thu_sat, expr
+    assert days("0 0 * * 7/3", 4) == ["Sat 01-03", "Sun 01-04", "Wed 01-07", "Sat 01-10"]
+    # both day fields restricted: ORed, the 1st of the month and those weekdays
+    assert days("0 0 1 * 7/2", 4, after="2025-12-31T12:00:00Z") == [
+        "Thu 01-01", "Sat 01-03", "Sun 01-04", "Tue 01-06"]
+    assert days("0 0 1 * 7/2", 1, after="2026-01-31T12:00:00Z") == ["Sun 02-01"]
+
+
+def test_other_starts_still_run_to_saturday() -> None:
+    assert days("0 0 * * 1/2", 4) == ["Fri 01-02", "Mon 01-05", "Wed 01-07", "Fri 01-09"]
+    assert days("0 0 * * 6/2", 2) == ["Sat 01-03", "Sat 01-10"]
+
+
+# ---- 4. a weekday range may end on Sunday written 0 or SUN ----------------------------------------
+
+
+@pytest.mark.parametrize("expr,same_as", [
+    ("0 0 * * MON-SUN", "0 0 * * 1-7"),
+    ("0 0 * * mon-sun", "0 0 * * 0-6"),
+    ("0 0 * * FRI-SUN", "0 0 * * 5-7"),
+    ("0 0 * * 5-0", "0 0 * * 5,6,0"),
+    ("0 0 * * fri-0", "0 0 * * FRI,SAT,SUN"),
+    ("0 0 * * SAT-SUN", "0 0 * * 6,7"),
+    ("0 0 * * MON-SUN/2", "0 0 * * MON,WED,FRI,SUN"),
+    ("0 0 * * 1-0/3", "0 0 * * 1,4,7"),
+    ("0 0 * * SUN-SUN", "0 0 * * 0"),
+    ("0 0 13 * FRI-SUN", "0 0 13 * 5-7"),  # ORed with the 13th, as any restricted weekday field
+])
+def test_weekday_range_can_end_on_sunday(expr: str, same_as: str) -> None:
+    assert days(expr, 30) == days(same_as, 30)
+
+
+@pytest.mark.parametrize("expr", [
+    "0 0 * * 5-1", "0 0 * * 7-5", "0 0 * * SAT-MON",  # still backwards
+    "5-0 * * * *", "0 5-0 * * *",                     # only a weekday range reads 0 as 7
+])
+def test_other_backwards_ranges_are_still_refused(expr: str) -> None:
+    assert "runs backwards" in rejects(expr).message
