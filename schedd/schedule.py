@@ -59,6 +59,12 @@ _EPOCH_NAIVE = datetime(1970, 1, 1)
 _MIN_S = -2_208_988_800       # 1900-01-01T00:00:00Z: earlier `after` values are clamped to it
 _MAX_S = 253_370_764_800      # 9999-01-01T00:00:00Z: nothing is scheduled after it
 _SEARCH_YEARS = 401           # the Gregorian calendar repeats every 400 years
+# The lengths a month can have. Over any 400 consecutive years every month starts on every
+# weekday with each of its lengths (February: 28 and 29), which makes the static "can it ever
+# fire?" check exact (tests/unit/test_schedule_edges.py checks the claim).
+_MONTH_LENGTHS = {m: ((28, 29) if m == 2 else (monthrange(2001, m)[1],)) for m in range(1, 13)}
+_MONTH_NAMES = ["January", "February", "March", "April", "May", "June", "July", "August",
+                "September", "October", "November", "December"]
 
 
 class DstGap(enum.Enum):
@@ -174,15 +180,44 @@ class _Fields:
     dom_star: bool                  # "*" or "?": with either star the day fields are ANDed, else ORed
     dow_star: bool
 
-    def day_matches(self, y: int, m: int, d: int, wd: int) -> bool:
-        """Vixie-cron rule: if either day field is * (or ?), both must match; else either."""
-        last = monthrange(y, m)[1] if (self.dom_last or self.dow_last) else 0
+    def day_ok(self, d: int, wd: int, last: int) -> bool:
+        """Whether day ``d`` of a month of ``last`` days, a weekday ``wd`` (0 = Sunday), matches
+        the day fields. Vixie-cron rule: if either day field is ``*`` (or ``?``), both must
+        match; else either. ``last`` may be 0 when neither field uses ``L``."""
         dom_ok = d in self.doms or (self.dom_last and d == last)
         dow_ok = (wd in self.dows or (wd, (d - 1) // 7 + 1) in self.dow_nth
                   or (wd in self.dow_last and d + 7 > last))
         if self.dom_star or self.dow_star:
             return dom_ok and dow_ok
         return dom_ok or dow_ok
+
+    def day_matches(self, y: int, m: int, d: int, wd: int) -> bool:
+        """:meth:`day_ok` for the date ``y-m-d`` (weekday ``wd``, 0 = Sunday)."""
+        return self.day_ok(d, wd, monthrange(y, m)[1] if (self.dom_last or self.dow_last) else 0)
+
+    def can_fire(self) -> bool:
+        """Whether any date matches the month and day fields: exact, without walking years.
+
+        A date matches by its month length, its weekday and its day number only, and every
+        (month length, weekday of the 1st) pair of the months in the month field occurs in any
+        400 consecutive years (``_MONTH_LENGTHS``). At most 4 lengths x 7 weekdays x 31 days."""
+        lengths = sorted({n for m in self.months for n in _MONTH_LENGTHS[m]}, reverse=True)
+        return any(self.day_ok(d, (first + d - 1) % 7, n)
+                   for n in lengths for first in range(7) for d in range(1, n + 1))
+
+    def why_never(self) -> str:
+        """Why :meth:`can_fire` is false, in words, for an error message."""
+        months = "" if len(self.months) == 12 else f" in {_join([_MONTH_NAMES[m - 1] for m in self.months])}"
+        if self.dows >= frozenset(range(7)):
+            # Every weekday matches, so only the day numbers can be at fault (an L would match):
+            # each is past the end of every month listed.
+            return f"there is no day {_join(sorted(self.doms))}{months}"
+        # Else the fields are ANDed (ORed, the weekdays alone would fire), and a '?' field
+        # matches every day, so a field that starts with '*' makes them so.
+        which = ("both day fields start" if self.dom_star and self.dow_star else
+                 f"the {'day-of-month' if self.dom_star else 'day-of-week'} field starts")
+        return (f"no day{months} matches both the day-of-month and the day-of-week field (a day "
+                f"must match both because {which} with '*')")
 
     def next_time_of_day(self, tod: int) -> int | None:
         """The first matching second of the day at or after ``tod`` (seconds since midnight)."""
@@ -206,6 +241,12 @@ class _Fields:
         if i + 1 < len(hours):
             return hours[i + 1] * 3600 + minutes[0] * 60 + seconds[0]
         return None
+
+
+def _join(items: list[int] | list[str]) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    words = [str(i) for i in items]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def _is_number(text: str) -> bool:
@@ -364,11 +405,24 @@ class Cron(Trigger):
     dst_repeat: DstRepeat = DstRepeat.ONCE
     _fields: _Fields = field(init=False, repr=False, compare=False)
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    _fires: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         expr = MACROS.get(self.expr, self.expr)
-        object.__setattr__(self, "_fields", _parse_fields(expr, "schedule.cron"))
+        fields = _parse_fields(expr, "schedule.cron")
+        object.__setattr__(self, "_fields", fields)
         object.__setattr__(self, "_zone", ZoneInfo(self.tz))
+        object.__setattr__(self, "_fires", fields.can_fire())
+
+    @property
+    def fires(self) -> bool:
+        """Whether any date at all matches the fields (``0 0 30 2 *``: no). Exact, and computed
+        without walking the calendar; when false, :meth:`next_after` is None at once."""
+        return self._fires
+
+    def why_never(self) -> str:
+        """Why :attr:`fires` is false, in words, for an error message."""
+        return self._fields.why_never()
 
     # -- zone helpers (all in whole seconds; "wall" = local wall-clock seconds since 1970-01-01)
 
@@ -397,7 +451,10 @@ class Cron(Trigger):
         return hi
 
     def _next_wall(self, start: int, limit: int | None = None) -> int | None:
-        """The first wall time >= ``start`` (and < ``limit``) that the fields match."""
+        """The first wall time >= ``start`` (and < ``limit``) that the fields match. Called only
+        when some date matches (``fires``), so the walk ends early: every matching calendar
+        shape recurs well within ``_SEARCH_YEARS`` (the rarest, a leap February starting on a
+        given weekday, within 40 years)."""
         f = self._fields
         day, tod = divmod(start, _DAY_S)
         d = date.fromordinal(day + _EPOCH_ORDINAL)
@@ -425,7 +482,7 @@ class Cron(Trigger):
 
     def next_after(self, after_ms: int) -> int | None:
         after = max(after_ms // 1000, _MIN_S - 1)
-        if after >= _MAX_S:
+        if after >= _MAX_S or not self._fires:
             return None
         off, fold = self._offset_at(after)
         local = after + off
@@ -488,6 +545,11 @@ def parse_cron(expr: str, tz: str = "UTC", field: str = "schedule.cron",
         cron = Cron(expr, zone, dst_gap, dst_repeat)
     except InvalidArgument as e:
         raise InvalidArgument(field, f"{expr!r}: {e.message.split(': ', 1)[1]}") from None
+    # The static check decides without walking the calendar (walking 401 years of days to find
+    # nothing cost 12-100 ms of CPU per request); the walk from 1970 stays as the net behind it
+    # and ends early for anything that fires.
+    if not cron.fires:
+        raise InvalidArgument(field, f"cron expression {expr!r} never fires: {cron.why_never()}")
     if cron.next_after(0) is None:
         raise InvalidArgument(field, f"cron expression {expr!r} never fires")
     return cron
