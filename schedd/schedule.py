@@ -20,8 +20,9 @@ Vocabulary:
 
 Cron is evaluated by walking local wall-clock time in the job's IANA zone with our own field
 matcher (croniter is not used: its DST behaviour is fixed, ours is a per-job policy). The syntax
-follows cronie (the Linux ``cron(8)``) where cronie defines it: Sunday as the upper end of a
-weekday range (``FRI-SUN``), fields separated by spaces and tabs only, ASCII digits only. DST:
+follows cronie (the Linux ``cron(8)``) where cronie defines it: the day-of-month/day-of-week rule
+(a day field *starting* with ``*`` makes the two ANDed), Sunday as the upper end of a weekday
+range (``FRI-SUN``), fields separated by spaces and tabs only, ASCII digits only. DST:
 
 * a local time that does not exist (spring forward) fires at the first instant after the gap
   (``DstGap.SHIFT``, the default; all missing times of one gap collapse into that one firing)
@@ -177,13 +178,14 @@ class _Fields:
     dom_last: bool                  # "L": the last day of the month
     dow_nth: frozenset[tuple[int, int]]  # "5#3": (weekday, n) the n-th such weekday of the month
     dow_last: frozenset[int]        # "5L": the last such weekday of the month
-    dom_star: bool                  # "*" or "?": with either star the day fields are ANDed, else ORed
+    dom_star: bool                  # the field starts with "*" (or is "?"): see day_ok
     dow_star: bool
 
     def day_ok(self, d: int, wd: int, last: int) -> bool:
         """Whether day ``d`` of a month of ``last`` days, a weekday ``wd`` (0 = Sunday), matches
-        the day fields. Vixie-cron rule: if either day field is ``*`` (or ``?``), both must
-        match; else either. ``last`` may be 0 when neither field uses ``L``."""
+        the day fields. cronie's rule (from Vixie cron): if either day field starts with ``*``
+        (``*``, ``*/2``, ``*,5``) or is ``?``, a day must match both fields; else either.
+        ``last`` may be 0 when neither field uses ``L``."""
         dom_ok = d in self.doms or (self.dom_last and d == last)
         dow_ok = (wd in self.dows or (wd, (d - 1) // 7 + 1) in self.dow_nth
                   or (wd in self.dow_last and d + 7 > last))
@@ -279,8 +281,9 @@ _NTH_RE = re.compile(r"(\w+)#(\w+)", re.ASCII)
 
 
 def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[str]]:
-    """-> (values, is_star, special items). Supports * ? n a-b */s a-b/s a/s, lists, names, and
-    the special items L (day of month), D#n and DL (day of week)."""
+    """-> (values, star, special items). Supports * ? n a-b */s a-b/s a/s, lists, names, and
+    the special items L (day of month), D#n and DL (day of week). ``star`` is cronie's DOM_STAR
+    and DOW_STAR flag: the field starts with ``*`` (or is ``?``); see :meth:`_Fields.day_ok`."""
     if text == "*" or (text == "?" and spec in (_DOM, _DOW)):
         hi = 6 if spec is _DOW else spec.hi
         return set(range(spec.lo, hi + 1)), True, set()
@@ -326,7 +329,7 @@ def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[
         values.update(range(a, b + 1, step))
     if spec is _DOW:
         values = {v % 7 for v in values}
-    return values, False, special
+    return values, text.startswith("*"), special
 
 
 _BAD_BLANK = re.compile(r"[^\S \t]")  # whitespace other than space and tab

@@ -1,6 +1,6 @@
 """Cron edge cases found by the differential test against cronsim and croniter, one regression
 test (or more) each: non-ASCII digits, non-ASCII blanks, ``7/2`` and weekday ranges ending on
-Sunday, the cost of rejecting an expression that never fires."""
+Sunday, the cost of rejecting an expression that never fires, and cronie's day-field rule."""
 
 from __future__ import annotations
 
@@ -193,6 +193,9 @@ NEVER = [
     ("0 0 30,31 2 *", "there is no day 30 or 31 in February"),
     ("0 0 31 4,6,9,11 *", "there is no day 31 in April, June, September or November"),
     ("* * 31 2,4,6,9,11 *", "there is no day 31 in February, April, June, September or November"),
+    ("0 0 */15 2 5#5", "no day in February matches both the day-of-month and the day-of-week field"),
+    ("0 0 */31 * 5#5", "no day matches both the day-of-month and the day-of-week field"),
+    ("0 0 31 2 */2", "no day in February matches both"),
 ]
 
 
@@ -267,3 +270,26 @@ def test_static_check_agrees_with_walking_every_day_of_400_years(f: _Fields) -> 
                  for y in range(2000, 2400) for m in f.months for d in range(1, monthrange(y, m)[1] + 1))
     assert f.can_fire() == walked
     event("fires" if walked else "never fires")
+
+
+# ---- 6. cronie's day-field rule: a field *starting* with '*' ANDs the two ------------------------
+
+
+@pytest.mark.parametrize("expr,want", [
+    # odd days that are Mondays (it was: odd days, and Mondays)
+    ("0 0 */2 * 1", ["Mon 01-05", "Mon 01-19", "Mon 02-09", "Mon 02-23"]),
+    # Mondays only (it was: every day, as *,5 is every day)
+    ("0 0 *,5 * 1", ["Mon 01-05", "Mon 01-12", "Mon 01-19", "Mon 01-26"]),
+    # the 1st when it is a Sunday, Tuesday, Thursday or Saturday (it was: the 1st, and those days)
+    ("0 0 1 * */2", ["Sun 02-01", "Sun 03-01", "Sat 08-01", "Tue 09-01"]),
+    # only the first character counts: 5,*/2 does not start with '*', so ORed as before
+    ("0 0 5,*/2 * 1", ["Sat 01-03", "Mon 01-05", "Wed 01-07", "Fri 01-09"]),
+    # unchanged: both restricted (ORed), a bare * or ? (ANDed)
+    ("0 0 13 * 5", ["Fri 01-02", "Fri 01-09", "Tue 01-13", "Fri 01-16"]),
+    ("0 0 ? * 5", ["Fri 01-02", "Fri 01-09", "Fri 01-16", "Fri 01-23"]),
+    ("0 0 * * 5", ["Fri 01-02", "Fri 01-09", "Fri 01-16", "Fri 01-23"]),
+    # {1, 29} and the fifth Monday: Monday the 29th of February (2044, 2072, 2112)
+    ("0 0 */28 2 1#5", ["Mon 02-29", "Mon 02-29", "Mon 02-29"]),
+])
+def test_a_day_field_starting_with_a_star_ands_the_day_fields(expr: str, want: list[str]) -> None:
+    assert days(expr, len(want)) == want

@@ -171,7 +171,8 @@ def field(draw: st.DrawFn, lo: int, hi: int, names: list[str] | None = None,
             k = draw(st.integers(1, 10))
             parts.append(f"{a}/{k}")
             values.update(range(a % 7 if (lo, hi) == (0, 7) else a, top + 1, k))
-    return ",".join(parts), frozenset(values), False
+    # cronie's DOM_STAR/DOW_STAR: a field *starting* with "*" (also "*/k", "*,5") ANDs the day fields
+    return ",".join(parts), frozenset(values), parts[0].startswith("*")
 
 
 @st.composite
@@ -183,8 +184,6 @@ def cron_case(draw: st.DrawFn, with_seconds: bool) -> tuple[str, RefCron]:
     month = draw(field(1, 12, MONTH_NAMES, star_weight=8, dense=True))
     dow_text, dow_set, dow_star = draw(field(0, 7, DAY_NAMES + ["7"], star_weight=7, dense=True))
     dow_set = frozenset(v % 7 for v in dow_set)
-    if dow_star:
-        dow_set = frozenset(range(7))
     extra = draw(st.sampled_from(["", "", "", "", "L", "nth", "last"]))
     dom_text, dom_set, dom_star = dom
     nth: frozenset[tuple[int, int]] = frozenset()
