@@ -397,7 +397,7 @@ def _check_expectations(rep: Report, events: list[dict[str, Any]], final: dict[s
                                       f"{len(manual)} manual runs of {x['job']} (want {x['count']})")
         elif what == "disk_full_exit":
             # F14: the node whose disk filled must stop by itself with exit code 70 and a
-            # CRITICAL line saying what to do (schedd/store.py fatal()); dying from a signal or
+            # CRITICAL line saying what to do (schedd/state/store.py fatal()); dying from a signal or
             # running on (wedged or not) breaks the contract even when no data is harmed.
             rc, lines = x.get("rc"), x.get("log", [])
             critical = [ln for ln in lines if "CRITICAL" in ln]

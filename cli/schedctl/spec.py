@@ -29,6 +29,7 @@ from schedd.client import retry_policy
 from schedd.pb import types_pb2
 from schedd.sched import policies
 from schedd.sched.schedule import (
+    collapse_blanks,
     format_duration,
     format_ms,
     parse_cron,
@@ -384,8 +385,9 @@ def canonical_retry(raw: Mapping[str, Any], max_attempts: int, where: str) -> di
 def _normalise_schedule(spec: Spec, where: str) -> None:
     """Fill in the schedule the way the server stores it, so a file compares equal to it."""
     cron = spec.get("cron")
-    if isinstance(cron, str) and " ".join(cron.split()).lower().startswith("@every"):
-        spec["every_ms"] = parse_duration(" ".join(cron.split())[len("@every"):], f"{where}: cron")
+    text = collapse_blanks(cron, f"{where}: cron") if isinstance(cron, str) else ""
+    if text.lower().startswith("@every"):
+        spec["every_ms"] = parse_duration(text[len("@every"):], f"{where}: cron")
         del spec["cron"]
     kinds = [k for k in KIND_KEYS if k in spec]
     if len(kinds) != 1:
@@ -405,7 +407,7 @@ def _normalise_schedule(spec: Spec, where: str) -> None:
         spec.setdefault("dst_gap", "shift")
         spec.setdefault("dst_repeat", "once")
         try:  # what the server stores: whitespace collapsed, macros lower case
-            c = parse_cron(" ".join(spec["cron"].split()), spec["tz"], f"{where}: cron")
+            c = parse_cron(spec["cron"], spec["tz"], f"{where}: cron")
             spec["cron"], spec["tz"] = c.expr, c.tz
         except errors.InvalidArgument as exc:
             field = exc.field if exc.field.startswith(where) else f"{where}: tz"

@@ -19,7 +19,10 @@ Vocabulary:
   every leader and ``preview`` compute the same instants.
 
 Cron is evaluated by walking local wall-clock time in the job's IANA zone with our own field
-matcher (croniter is not used: its DST behaviour is fixed, ours is a per-job policy):
+matcher (croniter is not used: its DST behaviour is fixed, ours is a per-job policy). The syntax
+follows cronie (the Linux ``cron(8)``) where cronie defines it: the day-of-month/day-of-week rule
+(a day field *starting* with ``*`` makes the two ANDed), Sunday as the upper end of a weekday
+range (``FRI-SUN``), fields separated by spaces and tabs only, ASCII digits only. DST:
 
 * a local time that does not exist (spring forward) fires at the first instant after the gap
   (``DstGap.SHIFT``, the default; all missing times of one gap collapse into that one firing)
@@ -33,6 +36,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+import unicodedata
 from abc import ABC, abstractmethod
 from bisect import bisect_left
 from calendar import monthrange
@@ -56,6 +60,12 @@ _EPOCH_NAIVE = datetime(1970, 1, 1)
 _MIN_S = -2_208_988_800       # 1900-01-01T00:00:00Z: earlier `after` values are clamped to it
 _MAX_S = 253_370_764_800      # 9999-01-01T00:00:00Z: nothing is scheduled after it
 _SEARCH_YEARS = 401           # the Gregorian calendar repeats every 400 years
+# The lengths a month can have. Over any 400 consecutive years every month starts on every
+# weekday with each of its lengths (February: 28 and 29), which makes the static "can it ever
+# fire?" check exact (tests/unit/test_schedule_edges.py checks the claim).
+_MONTH_LENGTHS = {m: ((28, 29) if m == 2 else (monthrange(2001, m)[1],)) for m in range(1, 13)}
+_MONTH_NAMES = ["January", "February", "March", "April", "May", "June", "July", "August",
+                "September", "October", "November", "December"]
 
 
 class DstGap(enum.Enum):
@@ -168,18 +178,48 @@ class _Fields:
     dom_last: bool                  # "L": the last day of the month
     dow_nth: frozenset[tuple[int, int]]  # "5#3": (weekday, n) the n-th such weekday of the month
     dow_last: frozenset[int]        # "5L": the last such weekday of the month
-    dom_star: bool                  # "*" or "?": with either star the day fields are ANDed, else ORed
+    dom_star: bool                  # the field starts with "*" (or is "?"): see day_ok
     dow_star: bool
 
-    def day_matches(self, y: int, m: int, d: int, wd: int) -> bool:
-        """Vixie-cron rule: if either day field is * (or ?), both must match; else either."""
-        last = monthrange(y, m)[1] if (self.dom_last or self.dow_last) else 0
+    def day_ok(self, d: int, wd: int, last: int) -> bool:
+        """Whether day ``d`` of a month of ``last`` days, a weekday ``wd`` (0 = Sunday), matches
+        the day fields. cronie's rule (from Vixie cron): if either day field starts with ``*``
+        (``*``, ``*/2``, ``*,5``) or is ``?``, a day must match both fields; else either.
+        ``last`` may be 0 when neither field uses ``L``."""
         dom_ok = d in self.doms or (self.dom_last and d == last)
         dow_ok = (wd in self.dows or (wd, (d - 1) // 7 + 1) in self.dow_nth
                   or (wd in self.dow_last and d + 7 > last))
         if self.dom_star or self.dow_star:
             return dom_ok and dow_ok
         return dom_ok or dow_ok
+
+    def day_matches(self, y: int, m: int, d: int, wd: int) -> bool:
+        """:meth:`day_ok` for the date ``y-m-d`` (weekday ``wd``, 0 = Sunday)."""
+        return self.day_ok(d, wd, monthrange(y, m)[1] if (self.dom_last or self.dow_last) else 0)
+
+    def can_fire(self) -> bool:
+        """Whether any date matches the month and day fields: exact, without walking years.
+
+        A date matches by its month length, its weekday and its day number only, and every
+        (month length, weekday of the 1st) pair of the months in the month field occurs in any
+        400 consecutive years (``_MONTH_LENGTHS``). At most 4 lengths x 7 weekdays x 31 days."""
+        lengths = sorted({n for m in self.months for n in _MONTH_LENGTHS[m]}, reverse=True)
+        return any(self.day_ok(d, (first + d - 1) % 7, n)
+                   for n in lengths for first in range(7) for d in range(1, n + 1))
+
+    def why_never(self) -> str:
+        """Why :meth:`can_fire` is false, in words, for an error message."""
+        months = "" if len(self.months) == 12 else f" in {_join([_MONTH_NAMES[m - 1] for m in self.months])}"
+        if self.dows >= frozenset(range(7)):
+            # Every weekday matches, so only the day numbers can be at fault (an L would match):
+            # each is past the end of every month listed.
+            return f"there is no day {_join(sorted(self.doms))}{months}"
+        # Else the fields are ANDed (ORed, the weekdays alone would fire), and a '?' field
+        # matches every day, so a field that starts with '*' makes them so.
+        which = ("both day fields start" if self.dom_star and self.dow_star else
+                 f"the {'day-of-month' if self.dom_star else 'day-of-week'} field starts")
+        return (f"no day{months} matches both the day-of-month and the day-of-week field (a day "
+                f"must match both because {which} with '*')")
 
     def next_time_of_day(self, tod: int) -> int | None:
         """The first matching second of the day at or after ``tod`` (seconds since midnight)."""
@@ -205,21 +245,45 @@ class _Fields:
         return None
 
 
+def _join(items: list[int] | list[str]) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    words = [str(i) for i in items]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only. ``str.isdigit()`` alone is also true for '¹' (which ``int()`` then
+    rejects with a bare ValueError) and for '٣', '５' and '𝟓' (which ``int()`` reads as 3 and 5)."""
+    return text.isascii() and text.isdigit()
+
+
+def _digit_hint(text: str) -> str:
+    """A hint for an error about ``text`` when it holds a non-ASCII digit."""
+    if any(c.isdigit() and not c.isascii() for c in text):
+        return " (write numbers with the ASCII digits 0-9)"
+    return ""
+
+
 def _value(text: str, spec: _Spec, err: str) -> int:
-    if text.isdigit():
+    if _is_number(text):
         v = int(text)
     elif text.upper() in spec.names:
         v = spec.names[text.upper()]
     else:
         raise InvalidArgument(err, f"{spec.name} field: {text!r} is not a number"
-                                   + (" or a name" if spec.names else ""))
+                              + (" or a name" if spec.names else "") + _digit_hint(text))
     if not spec.lo <= v <= spec.hi:
         raise InvalidArgument(err, f"{spec.name} field: {v} is out of range {spec.lo}-{spec.hi}")
     return v
 
 
+_NTH_RE = re.compile(r"(\w+)#(\w+)", re.ASCII)
+
+
 def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[str]]:
-    """-> (values, is_star, special items). Supports * ? n a-b */s a-b/s a/s, lists, names."""
+    """-> (values, star, special items). Supports * ? n a-b */s a-b/s a/s, lists, names, and
+    the special items L (day of month), D#n and DL (day of week). ``star`` is cronie's DOM_STAR
+    and DOW_STAR flag: the field starts with ``*`` (or is ``?``); see :meth:`_Fields.day_ok`."""
     if text == "*" or (text == "?" and spec in (_DOM, _DOW)):
         hi = 6 if spec is _DOW else spec.hi
         return set(range(spec.lo, hi + 1)), True, set()
@@ -232,9 +296,10 @@ def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[
         if spec is _DOM and up == "L":
             special.add("L")
             continue
-        if spec is _DOW and (mt := re.fullmatch(r"(\w+)#(\w+)", up)):
-            if not mt.group(2).isdigit() or not 1 <= int(mt.group(2)) <= 5:
-                raise InvalidArgument(err, f"{spec.name} field: {part!r}: the week after # must be 1-5")
+        if spec is _DOW and (mt := _NTH_RE.fullmatch(up)):
+            if not _is_number(mt.group(2)) or not 1 <= int(mt.group(2)) <= 5:
+                raise InvalidArgument(err, f"{spec.name} field: {part!r}: the week after # must be "
+                                           f"1-5{_digit_hint(mt.group(2))}")
             special.add(f"{_value(mt.group(1), spec, err) % 7}#{mt.group(2)}")
             continue
         if spec is _DOW and len(up) > 1 and up.endswith("L"):
@@ -243,27 +308,51 @@ def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[
         base, slash, step_text = part.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit() or int(step_text) < 1:
-                raise InvalidArgument(err, f"{spec.name} field: step in {part!r} must be a positive number")
+            if not _is_number(step_text) or int(step_text) < 1:
+                raise InvalidArgument(err, f"{spec.name} field: step in {part!r} must be a positive "
+                                           f"number{_digit_hint(step_text)}")
             step = int(step_text)
         if base == "*":
             a, b = spec.lo, (6 if spec is _DOW else spec.hi)
         elif "-" in base:
             first, _, last = base.partition("-")
             a, b = _value(first, spec, err), _value(last, spec, err)
+            if spec is _DOW and b == 0 < a:
+                b = 7  # cronie reads Sunday at the end of a weekday range as 7: FRI-SUN = 5-7
             if a > b:
                 raise InvalidArgument(err, f"{spec.name} field: range {part!r} runs backwards")
         else:
             a = _value(base, spec, err)
+            if slash and spec is _DOW:
+                a %= 7  # 7/2 = 0/2: Sunday starts the week; from 7 to Saturday would be empty
             b = (6 if spec is _DOW else spec.hi) if slash else a
         values.update(range(a, b + 1, step))
     if spec is _DOW:
         values = {v % 7 for v in values}
-    return values, False, special
+    return values, text.startswith("*"), special
+
+
+_BAD_BLANK = re.compile(r"[^\S \t]")  # whitespace other than space and tab
+
+
+def collapse_blanks(text: str, field_name: str = "schedule.cron") -> str:
+    """The canonical spacing of a cron (or ``@every``) text: runs of spaces and tabs become one
+    space, none at either end. Raises InvalidArgument naming ``field_name`` for any other
+    whitespace (a newline, U+00A0 NO-BREAK SPACE, U+3000 IDEOGRAPHIC SPACE, ...): cronie
+    separates fields by spaces and tabs only, and a look-alike blank is more likely a paste
+    accident than an intended separator."""
+    if bad := _BAD_BLANK.search(text):
+        ch = bad.group()
+        name = unicodedata.name(ch, "")
+        raise InvalidArgument(field_name, f"{text!r}: U+{ord(ch):04X}{' ' + name if name else ''} is not a field "
+                                          "separator; separate fields with spaces or tabs")
+    return " ".join(text.split())
 
 
 def _parse_fields(expr: str, err: str) -> _Fields:
-    parts = expr.split()
+    parts = collapse_blanks(expr, err).split()
+    if len(parts) not in (5, 6):
+        raise InvalidArgument(err, f"has {len(parts)} fields; want 5 or 6")
     if len(parts) == 5:
         parts = ["0", *parts]
     sec, minute, hour, dom, month, dow = parts
@@ -281,8 +370,9 @@ def _parse_fields(expr: str, err: str) -> _Fields:
 
 
 def normalize_cron(expr: str, field_name: str = "schedule.cron") -> str:
-    """Collapse whitespace, expand a macro and check the field count."""
-    expr = " ".join((expr or "").split())
+    """Collapse blanks (:func:`collapse_blanks`), lower-case a macro, check the field count.
+    Raises InvalidArgument naming ``field_name``."""
+    expr = collapse_blanks(expr or "", field_name)
     if not expr:
         raise InvalidArgument(field_name, "is required")
     if len(expr) > MAX_CRON_LEN:
@@ -318,11 +408,24 @@ class Cron(Trigger):
     dst_repeat: DstRepeat = DstRepeat.ONCE
     _fields: _Fields = field(init=False, repr=False, compare=False)
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    _fires: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         expr = MACROS.get(self.expr, self.expr)
-        object.__setattr__(self, "_fields", _parse_fields(expr, "schedule.cron"))
+        fields = _parse_fields(expr, "schedule.cron")
+        object.__setattr__(self, "_fields", fields)
         object.__setattr__(self, "_zone", ZoneInfo(self.tz))
+        object.__setattr__(self, "_fires", fields.can_fire())
+
+    @property
+    def fires(self) -> bool:
+        """Whether any date at all matches the fields (``0 0 30 2 *``: no). Exact, and computed
+        without walking the calendar; when false, :meth:`next_after` is None at once."""
+        return self._fires
+
+    def why_never(self) -> str:
+        """Why :attr:`fires` is false, in words, for an error message."""
+        return self._fields.why_never()
 
     # -- zone helpers (all in whole seconds; "wall" = local wall-clock seconds since 1970-01-01)
 
@@ -351,7 +454,10 @@ class Cron(Trigger):
         return hi
 
     def _next_wall(self, start: int, limit: int | None = None) -> int | None:
-        """The first wall time >= ``start`` (and < ``limit``) that the fields match."""
+        """The first wall time >= ``start`` (and < ``limit``) that the fields match. Called only
+        when some date matches (``fires``), so the walk ends early: every matching calendar
+        shape recurs well within ``_SEARCH_YEARS`` (the rarest, a leap February starting on a
+        given weekday, within 40 years)."""
         f = self._fields
         day, tod = divmod(start, _DAY_S)
         d = date.fromordinal(day + _EPOCH_ORDINAL)
@@ -379,7 +485,7 @@ class Cron(Trigger):
 
     def next_after(self, after_ms: int) -> int | None:
         after = max(after_ms // 1000, _MIN_S - 1)
-        if after >= _MAX_S:
+        if after >= _MAX_S or not self._fires:
             return None
         off, fold = self._offset_at(after)
         local = after + off
@@ -442,6 +548,11 @@ def parse_cron(expr: str, tz: str = "UTC", field: str = "schedule.cron",
         cron = Cron(expr, zone, dst_gap, dst_repeat)
     except InvalidArgument as e:
         raise InvalidArgument(field, f"{expr!r}: {e.message.split(': ', 1)[1]}") from None
+    # The static check decides without walking the calendar (walking 401 years of days to find
+    # nothing cost 12-100 ms of CPU per request); the walk from 1970 stays as the net behind it
+    # and ends early for anything that fires.
+    if not cron.fires:
+        raise InvalidArgument(field, f"cron expression {expr!r} never fires: {cron.why_never()}")
     if cron.next_after(0) is None:
         raise InvalidArgument(field, f"cron expression {expr!r} never fires")
     return cron
@@ -450,14 +561,16 @@ def parse_cron(expr: str, tz: str = "UTC", field: str = "schedule.cron",
 # ---- durations ------------------------------------------------------------------------------
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d)")
+_DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d)", re.ASCII)  # \d alone also matches '٣' and '５'
 
 
 def parse_duration(text: str, field_name: str) -> int:
-    """"90s", "1h30m", "250ms", "2d" -> milliseconds."""
+    """"90s", "1h30m", "250ms", "2d" -> milliseconds; ASCII digits only. Raises InvalidArgument
+    naming ``field_name``."""
     text = (text or "").strip().lower()
     if not text or _DURATION_RE.sub("", text):
-        raise InvalidArgument(field_name, f"{text!r} is not a duration such as 90s, 15m, 1h30m or 2d")
+        raise InvalidArgument(field_name, f"{text!r} is not a duration such as 90s, 15m, 1h30m or 2d"
+                                          + _digit_hint(text))
     return sum(int(n) * _UNITS_MS[u] for n, u in _DURATION_RE.findall(text))
 
 
@@ -602,7 +715,7 @@ def compile_schedule(s: types_pb2.Schedule) -> Schedule:
     the present time are checked by ``schedd.server.validate.schedule``. A cron text of the form
     ``@every <duration>`` is accepted as an interval."""
     if s.kind == types_pb2.SCHEDULE_KIND_CRON:
-        text = " ".join(s.cron.split())
+        text = collapse_blanks(s.cron, "schedule.cron")
         if text.lower().startswith("@every"):
             every = parse_duration(text[len("@every"):], "schedule.cron")
             if every < MIN_INTERVAL_MS:

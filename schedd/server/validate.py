@@ -27,6 +27,7 @@ from schedd.sched.schedule import (
     MAX_JITTER_MS,
     MIN_INTERVAL_MS,
     REPEAT_TO_PB,
+    collapse_blanks,
     compile_schedule,
     dst_gap_from_pb,
     dst_repeat_from_pb,
@@ -114,7 +115,7 @@ def _bounds_and_jitter(s: types_pb2.Schedule, out: types_pb2.Schedule) -> None:
 
 
 def _cron_or_every(s: types_pb2.Schedule, out: types_pb2.Schedule) -> None:
-    text = " ".join(s.cron.split())
+    text = collapse_blanks(s.cron, "schedule.cron")
     if text.lower().startswith("@every"):  # an alias of an interval: stored as one
         out.kind = types_pb2.SCHEDULE_KIND_INTERVAL
         out.every_ms = parse_duration(text[len("@every"):], "schedule.cron")

@@ -36,3 +36,21 @@ def test_preview_bad_input_is_one_line_naming_the_option() -> None:
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: --cron:")
     assert run("job", "preview").exit_code == 2
+
+
+def test_preview_of_a_non_ascii_digit_is_a_usage_error_not_a_crash() -> None:
+    # '¹' passes str.isdigit() but not int(): it was "unexpected failure in schedctl: ValueError".
+    for cron in ("0 0 * * ¹", "0 0 * * ٣", "0\u00a00 * * *"):
+        r = run("job", "preview", "--cron", cron)
+        assert r.exit_code == 2, (cron, r.output)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: --cron:"), lines
+        assert "unexpected failure" not in r.stderr
+
+
+def test_preview_of_seven_slash_two_lists_sundays_tuesdays_thursdays_and_saturdays() -> None:
+    r = run("--json", "job", "preview", "--cron", "0 0 * * 7/2", "--after", "2026-01-01T00:00:00Z",
+            "--count", "4")
+    assert r.exit_code == 0, r.output  # it was refused: "never fires"
+    assert [d["due_at"][:10] for d in json.loads(r.output)] == [
+        "2026-01-03", "2026-01-04", "2026-01-06", "2026-01-08"]

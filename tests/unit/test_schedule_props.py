@@ -149,7 +149,10 @@ def field(draw: st.DrawFn, lo: int, hi: int, names: list[str] | None = None,
         elif kind == "range":
             a = draw(st.integers(lo, hi))
             b = draw(st.integers(a, min(hi, a + (hi - lo if dense else 6))))
-            parts.append(f"{render(a)}-{render(b)}")
+            end = render(b)
+            if (lo, hi) == (0, 7) and b == 7 and a > 0 and draw(st.booleans()):
+                end = draw(st.sampled_from(["0", "SUN", "sun"]))  # Sunday ends a range as 7 (cronie)
+            parts.append(f"{render(a)}-{end}")
             values.update(range(a, b + 1))
         elif kind == "step":
             k = draw(st.integers(1, max(1, (hi - lo) // 2)))
@@ -161,13 +164,15 @@ def field(draw: st.DrawFn, lo: int, hi: int, names: list[str] | None = None,
             k = draw(st.integers(1, 10))
             parts.append(f"{render(a)}-{render(b)}/{k}")
             values.update(range(a, b + 1, k))
-        else:  # "a/k" runs to the field's end; for day-of-week that is 6 (Saturday), as croniter
+        else:  # "a/k" runs to the field's end; for day-of-week that is 6 (Saturday), as croniter,
+            # and a start of 7 is Sunday, the week's first day: 7/2 = 0/2
             top = 6 if (lo, hi) == (0, 7) else hi
-            a = draw(st.integers(lo, top))
+            a = draw(st.integers(lo, hi))
             k = draw(st.integers(1, 10))
             parts.append(f"{a}/{k}")
-            values.update(range(a, top + 1, k))
-    return ",".join(parts), frozenset(values), False
+            values.update(range(a % 7 if (lo, hi) == (0, 7) else a, top + 1, k))
+    # cronie's DOM_STAR/DOW_STAR: a field *starting* with "*" (also "*/k", "*,5") ANDs the day fields
+    return ",".join(parts), frozenset(values), parts[0].startswith("*")
 
 
 @st.composite
@@ -179,8 +184,6 @@ def cron_case(draw: st.DrawFn, with_seconds: bool) -> tuple[str, RefCron]:
     month = draw(field(1, 12, MONTH_NAMES, star_weight=8, dense=True))
     dow_text, dow_set, dow_star = draw(field(0, 7, DAY_NAMES + ["7"], star_weight=7, dense=True))
     dow_set = frozenset(v % 7 for v in dow_set)
-    if dow_star:
-        dow_set = frozenset(range(7))
     extra = draw(st.sampled_from(["", "", "", "", "L", "nth", "last"]))
     dom_text, dom_set, dom_star = dom
     nth: frozenset[tuple[int, int]] = frozenset()
