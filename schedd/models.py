@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, NamedTuple, Self
 
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from schedd.errors import InvalidArgument
@@ -255,13 +254,6 @@ _SCALAR, _OPTIONAL, _ENUM, _MESSAGE, _OPT_MESSAGE, _REPEATED, _REPEATED_ENUM, _R
     _MAP = range(9)
 
 
-def _is_repeated(fd: FieldDescriptor) -> bool:
-    flag = getattr(fd, "is_repeated", None)
-    if flag is not None:
-        return bool(flag)
-    return fd.label == FieldDescriptor.LABEL_REPEATED  # type: ignore[attr-defined]  # protobuf < 5.28
-
-
 class Record:
     """Base of the records: conversion between a frozen dataclass and its protobuf message
     (``from_pb``, ``to_pb``, ``to_dict``; see the module docstring)."""
@@ -283,14 +275,14 @@ class Record:
                 steps.append((f.name, _MAP, None))
             elif msg_type is not None:
                 record = _RECORD_BY_PROTO[msg_type.full_name]
-                if _is_repeated(fd):
+                if fd.is_repeated:
                     steps.append((f.name, _REPEATED_MESSAGE, record))
                 else:
                     steps.append((f.name, _OPT_MESSAGE if f.default is None else _MESSAGE, record))
             elif fd.enum_type is not None:
                 enum_cls = _ENUM_BY_PROTO[fd.enum_type.full_name]
-                steps.append((f.name, _REPEATED_ENUM if _is_repeated(fd) else _ENUM, enum_cls))
-            elif _is_repeated(fd):
+                steps.append((f.name, _REPEATED_ENUM if fd.is_repeated else _ENUM, enum_cls))
+            elif fd.is_repeated:
                 steps.append((f.name, _REPEATED, None))
             elif fd.has_presence:
                 steps.append((f.name, _OPTIONAL, None))

@@ -13,10 +13,9 @@ output goes through :func:`jsonable` (via :func:`dumps`), so both kinds print id
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
@@ -24,6 +23,11 @@ from google.protobuf.message import Message
 
 from schedd.pb import types_pb2
 from schedd.sched.schedule import format_duration, format_ms
+
+if TYPE_CHECKING:
+    # At run time descriptors are upb's (protobuf's C implementation); the stubs type both kinds.
+    from google._upb._message import Descriptor as UpbDescriptor
+    from google._upb._message import FieldDescriptor as UpbFieldDescriptor
 
 #: timestamp field -> the RFC 3339 field added next to it in JSON output
 TIME_FIELDS: dict[str, str] = {
@@ -48,12 +52,6 @@ TIME_FIELDS: dict[str, str] = {
     "next_from_ms": "next_from_at",
 }
 
-_PARAMS = inspect.signature(json_format.MessageToDict).parameters
-_DEFAULTS_KW: dict[str, bool] = (
-    {"always_print_fields_with_no_presence": True}
-    if "always_print_fields_with_no_presence" in _PARAMS
-    else {"including_default_value_fields": True}  # protobuf < 5.26
-)
 _INT64 = (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64)
 
 
@@ -340,24 +338,18 @@ def jsonable(obj: Any) -> Any:
 
 def message_to_dict(msg: Message) -> dict[str, Any]:
     """A protobuf message as the stable JSON object described in the module docstring."""
-    raw = json_format.MessageToDict(msg, preserving_proto_field_name=True, **_DEFAULTS_KW)
+    raw = json_format.MessageToDict(msg, preserving_proto_field_name=True,
+                                    always_print_fields_with_no_presence=True)
     return _normalize(raw, msg.DESCRIPTOR)
 
 
-def _is_repeated(field: FieldDescriptor) -> bool:
-    flag = getattr(field, "is_repeated", None)
-    if flag is not None:
-        return bool(flag)
-    return field.label == FieldDescriptor.LABEL_REPEATED  # type: ignore[attr-defined]
-
-
-def _default(field: FieldDescriptor) -> Any:
+def _default(field: FieldDescriptor | UpbFieldDescriptor) -> Any:
     """The JSON value of a field that MessageToDict left out (an unset message or optional)."""
     if field.message_type is not None:
         if field.message_type.GetOptions().map_entry:
             return {}
-        return [] if _is_repeated(field) else None
-    if _is_repeated(field):
+        return [] if field.is_repeated else None
+    if field.is_repeated:
         return []
     if field.enum_type is not None:
         return field.enum_type.values_by_number[0].name
@@ -370,7 +362,7 @@ def _default(field: FieldDescriptor) -> Any:
     return 0
 
 
-def _normalize(obj: Mapping[str, Any], desc: Descriptor) -> dict[str, Any]:
+def _normalize(obj: Mapping[str, Any], desc: Descriptor | UpbDescriptor) -> dict[str, Any]:
     # Keys in field-number order, whatever MessageToDict did, and every field present (an unset
     # message is null), so the layout never depends on which fields happen to be set.
     obj = {**{f.name: _default(f) for f in desc.fields if f.name not in obj}, **obj}
@@ -384,11 +376,11 @@ def _normalize(obj: Mapping[str, Any], desc: Descriptor) -> dict[str, Any]:
                 sub = field.message_type
                 value = (
                     [_normalize(v, sub) for v in value]
-                    if _is_repeated(field)
+                    if field.is_repeated
                     else _normalize(value, sub)
                 )
             elif field.cpp_type in _INT64:
-                value = [int(v) for v in value] if _is_repeated(field) else int(value)
+                value = [int(v) for v in value] if field.is_repeated else int(value)
         out[key] = value
         if key in TIME_FIELDS and isinstance(value, int):
             out[TIME_FIELDS[key]] = format_ms(value) if value else None

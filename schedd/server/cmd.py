@@ -1,13 +1,14 @@
 """The ``schedd`` daemon command: ``schedd run`` (one node) and ``schedd dev`` (a local cluster).
 
-Exit codes: 0 clean stop, 2 bad configuration (one line on stderr naming the option),
-70 a fatal storage error (see the log line), 1 anything else.
+Exit codes: 0 clean stop, 2 bad configuration (one line on stderr naming the option) or server
+packages missing (``schedd[server]``), 70 a fatal storage error (see the log line), 1 anything else.
 """
 
 from __future__ import annotations
 
 import errno
 import faulthandler
+import importlib.util
 import logging
 import os
 import signal
@@ -55,6 +56,32 @@ class _StorageFailureStop(logging.Handler):
 def _fail(message: str, code: int = 2) -> None:
     click.echo(f"schedd: error: {message}", err=True)
     sys.exit(code)
+
+
+#: What a node imports beyond the SDK: module -> its distribution (the `server` extra, pyproject.toml).
+SERVER_MODULES = {
+    "lmdb": "lmdb",
+    "pysyncobj": "pysyncobj",
+    "cryptography": "cryptography",
+    "grpc_health": "grpcio-health-checking",
+    "grpc_reflection": "grpcio-reflection",
+}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _require_server() -> None:
+    """One line and exit 2 when an SDK-only install (``pip install --no-deps schedd``) is asked
+    to run a node, instead of an import traceback."""
+    missing = [dist for module, dist in SERVER_MODULES.items() if not _installed(module)]
+    if missing:
+        _fail(f"running a node needs {', '.join(missing)}, not installed here: "
+              "python3 -m pip install 'schedd[server]'")
 
 
 def _parse_duration(text: str, option: str) -> float:
@@ -134,6 +161,7 @@ def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft
             --raft 127.0.0.1:7101 --grpc 127.0.0.1:7001 \\
             --peer n2=127.0.0.1:7102/127.0.0.1:7002 --peer n3=127.0.0.1:7103/127.0.0.1:7003
     """
+    _require_server()
     conf: dict[str, Any] = {}
     if config_file:
         try:
@@ -228,6 +256,8 @@ def dev(nodes: int, root: str, base_port: int, demo: bool) -> None:
     import subprocess
 
     from schedd.testing import LocalCluster
+
+    _require_server()
 
     for port in [base_port + i for i in range(nodes)] + [base_port + 100 + i for i in range(nodes)]:
         with socket.socket() as s:

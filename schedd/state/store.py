@@ -138,7 +138,7 @@ class Store:
     # ---- reads -------------------------------------------------------------------------------
 
     @contextmanager
-    def read(self) -> Iterator[lmdb.Transaction]:
+    def read(self) -> Iterator[lmdb.Transaction[bytes]]:
         with self._env.begin(buffers=False) as txn:
             yield txn
 
