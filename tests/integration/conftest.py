@@ -5,25 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from schedd.testing import LocalCluster
+from tests._util import wait_for  # noqa: F401  (re-exported for older imports; use tests._util)
 
 FAST = ["--lease-ttl", "3s", "--heartbeat-interval", "500ms", "--retry-backoff", "200ms"]
-
-
-def wait_for(cond: Callable[[], object], timeout: float, what: str, every: float = 0.1) -> object:
-    """Poll ``cond`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

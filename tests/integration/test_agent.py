@@ -26,7 +26,9 @@ from schedd.agent import Context, Worker
 from schedd.client import Client
 from schedd.pb import types_pb2
 from schedd.testing import LocalCluster
-from tests.integration.conftest import wait_for
+from tests._util import wait_for
+
+pytestmark = pytest.mark.integration
 
 HOUR_MS = 3600_000
 
@@ -103,7 +105,7 @@ def test_lost_lease_cancels_sync_and_async_handlers(cluster: LocalCluster, clien
     @worker.handler(async_job)
     async def slow_async(ctx: Context) -> None:
         try:
-            await asyncio.sleep(30)
+            await asyncio.sleep(30)  # the handler's work: it runs until the agent cancels it
         except asyncio.CancelledError:
             async_cancelled.set()
             raise

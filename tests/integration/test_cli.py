@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +70,13 @@ def test_follower_endpoint_is_followed_to_the_leader(cluster) -> None:
     follower = next(s.grpc for s in cluster.specs if s.node_id != leader)
     p = schedctl(follower, "job", "create", "via-follower", "--cron", "0 5 * * *")
     assert p.returncode == 0, p.stderr
+
+
+def test_the_shell_protocol_reaches_clicks_completion() -> None:
+    """The real program answers bash's completion protocol (no cluster needed: subcommand names)."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "COMP_WORDS": "schedctl job ex", "COMP_CWORD": "2",
+           "_SCHEDCTL_COMPLETE": "bash_complete",
+           "PYTHONPATH": os.pathsep.join([str(root), str(root / "cli"), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-m", "schedctl"], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.split() == ["plain,explain", "plain,export"], (p.stdout, p.stderr)

@@ -11,8 +11,9 @@ import pytest
 from schedd.client import Client
 from schedd.pb import types_pb2
 from schedd.testing import LocalCluster
+from tests._util import wait_for
 
-from .conftest import start_shell_worker, wait_for
+from .conftest import start_shell_worker
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,8 @@ def test_leader_kill_loses_no_firing_and_runs_none_twice(make_cluster, tmp_path)
             failover_s = time.monotonic() - t_kill
             assert failover_s < 15, f"firings resumed {failover_s:.1f}s after the leader was killed"
 
-            time.sleep(3)
+            wait_for(lambda: len(succeeded_after(client, "tick", killed_at_ms)) >= 3, 30,
+                     "3 firings scheduled after the kill to succeed")
             paused = client.pause_job("tick")
             last_due = paused.next_due_ms - 1000  # slots before next_due were all claimed
 

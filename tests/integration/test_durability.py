@@ -17,7 +17,8 @@ import signal
 import pytest
 
 from schedd.testing import LocalCluster
-from tests.integration.conftest import schedctl, wait_for
+from tests._util import wait_for
+from tests.integration.conftest import schedctl
 
 pytestmark = pytest.mark.integration
 

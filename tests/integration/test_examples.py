@@ -23,7 +23,9 @@ import pytest
 from schedd.client import Client
 from schedd.pb import api_pb2, types_pb2
 from schedd.testing import LocalCluster
-from tests.integration.conftest import wait_for
+from tests._util import wait_for
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

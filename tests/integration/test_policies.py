@@ -16,8 +16,9 @@ from schedd import errors
 from schedd.client import Client
 from schedd.pb import types_pb2 as S
 from schedd.testing import LocalCluster
+from tests._util import wait_for
 
-from .conftest import wait_for
+pytestmark = pytest.mark.integration
 
 
 def shell_worker(endpoints: str, script: str, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -54,7 +55,16 @@ def test_overlap_policy_with_a_slow_worker(cluster: LocalCluster, tmp_path: Path
         with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
             job = client.create_job(name, every_ms=1000, overlap=policy)
             first = job.next_due_ms
-            time.sleep(7)
+
+            def seven_slots_and_the_policy_at_work() -> bool:
+                if client.get_job(name).next_due_ms < first + 7000:
+                    return False
+                runs = client.list_runs(job=name, limit=1000)
+                if policy == "forbid":
+                    return any(r.state == S.RUN_STATE_SKIPPED for r in runs)
+                return sum(r.state == S.RUN_STATE_CANCELLED for r in runs) >= 3
+
+            wait_for(seven_slots_and_the_policy_at_work, 60, f"7 slots decided with {policy} at work")
             client.pause_job(name)
             runs = client.list_runs(job=name, limit=1000)
             last_slot = max(r.scheduled_ms if r.state != S.RUN_STATE_SKIPPED else r.skipped_until_ms for r in runs)
@@ -72,7 +82,10 @@ def test_overlap_policy_with_a_slow_worker(cluster: LocalCluster, tmp_path: Path
             spans = sorted((r.started_ms, r.finished_ms or 1 << 62) for r in leased)
             for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
                 assert start >= end - 50, f"two runs overlapped: {spans}"  # 50 ms: stamps of one entry
-            time.sleep(3)
+            if cancelled:
+                # Part of the test, a window in which nothing may happen: a replaced run's
+                # command (sleep 2.5) would have written its effect by now had it not been stopped.
+                time.sleep(3)
             done = set(effects.read_text().split())
             assert not done & {r.run_id for r in cancelled}, "a replaced run's effect was counted"
     finally:
@@ -85,12 +98,13 @@ def test_misfire_after_the_whole_cluster_was_stopped(make_cluster, tmp_path: Pat
     cluster: LocalCluster = make_cluster()
     with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
         once = client.create_job("once", every_ms=1000, misfire="fire_once", misfire_grace_ms=1000)
-        client.create_job("skip", every_ms=1000, misfire="skip", misfire_grace_ms=1000)
+        skip = client.create_job("skip", every_ms=1000, misfire="skip", misfire_grace_ms=1000)
         first = once.next_due_ms
-        time.sleep(1.5)
+        wait_for(lambda: client.get_job("once").next_due_ms > first
+                 and client.get_job("skip").next_due_ms > skip.next_due_ms, 20, "both jobs to fire once")
     for spec in cluster.specs:
         cluster.kill_node(spec.node_id, signal.SIGKILL)
-    time.sleep(6)
+    time.sleep(6)  # the outage under test: about 6 slots come due while every node is down
     restarted = int(time.time() * 1000)
     cluster.start()
     cluster.wait_for_leader(timeout=30)
@@ -119,11 +133,15 @@ def test_misfire_after_the_whole_cluster_was_stopped(make_cluster, tmp_path: Pat
 def test_pause_resume_does_not_fire_a_burst(cluster: LocalCluster) -> None:
     with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
         client.create_job("pausable", every_ms=1000, misfire="skip")
-        time.sleep(1.5)
+        wait_for(lambda: client.list_runs(job="pausable"), 20, "the job's first firing")
         paused = client.pause_job("pausable")
-        time.sleep(3.2)
-        client.resume_job("pausable")
-        time.sleep(1.5)
+        time.sleep(3.2)  # the pause under test: 3 slots come due while the job is paused
+        resumed = client.resume_job("pausable")
+        # A burst would fire the paused slots before any later one: once a slot after the resume
+        # has fired, the dispatcher has had its chance to burst.
+        wait_for(lambda: [r for r in client.list_runs(job="pausable", limit=100)
+                          if r.state != S.RUN_STATE_SKIPPED and r.scheduled_ms >= resumed.resumed_ms],
+                 20, "a firing after the resume")
         client.pause_job("pausable")
         runs = client.list_runs(job="pausable", limit=100)
         paused_slots = [r for r in runs if r.state == S.RUN_STATE_SKIPPED]
@@ -189,6 +207,9 @@ def test_a_tagged_job_goes_only_to_a_worker_carrying_its_tags(cluster: LocalClus
     try:
         with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
             client.create_job("needs-gpu", every_ms=1000, queue="tagged", tags={"gpu": "a100"})
+            wait_for(lambda: client.list_runs(job="needs-gpu"), 20, "a firing of the tagged job")
+            # Part of the test, a window in which nothing may happen: the untagged worker serves
+            # the queue and must not get the pending firing.
             time.sleep(2.5)
             assert effects.read_text() == "", "a worker without the tag got a firing"
             gpu = shell_worker(cluster.endpoints_env, script, tmp_path / "gpu.log", "--queue", "tagged",

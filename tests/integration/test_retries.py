@@ -18,8 +18,9 @@ import pytest
 from schedd.client import Client
 from schedd.pb import types_pb2
 from schedd.testing import LocalCluster
+from tests._util import wait_for
 
-from .conftest import schedctl, wait_for
+from .conftest import schedctl
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,20 +22,11 @@ from schedd.client import Client
 from schedd.pb import types_pb2
 from schedd.pytest_plugin import schedd_cluster  # noqa: F401  (the fixture, as users get it)
 from schedd.testing import RunningCluster, local_cluster
+from tests._util import wait_for, wait_for_async
 
 pytestmark = pytest.mark.integration
 
 HOUR_MS = 3_600_000
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -277,8 +268,7 @@ def test_async_client_through_a_leader_sigkill(schedd_cluster: RunningCluster) -
 
             lanes = [asyncio.create_task(traffic(n)) for n in range(3)]
             try:
-                while len(results) < 6:
-                    await asyncio.sleep(0.02)
+                await wait_for_async(lambda: len(results) >= 6, 30, "traffic before the kill", every=0.02)
                 killed = await asyncio.to_thread(c.kill_leader)  # the loop keeps calling meanwhile
                 killed_at = time.monotonic()
                 n_at_kill = len(results)
@@ -286,10 +276,7 @@ def test_async_client_through_a_leader_sigkill(schedd_cluster: RunningCluster) -
                 created = await client.create_job("kill-async-2", every_ms=HOUR_MS, request_id="ka2")
                 assert (await client.create_job("kill-async-2", every_ms=HOUR_MS,
                                                 request_id="ka2")).uid == created.uid
-                deadline = time.monotonic() + 30
-                while len(results) < n_at_kill + 6 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                assert len(results) >= n_at_kill + 6, "no traffic after the kill"
+                await wait_for_async(lambda: len(results) >= n_at_kill + 6, 30, "traffic after the kill")
             finally:
                 stop.set()
                 await asyncio.gather(*lanes)

@@ -279,20 +279,6 @@ def test_completion_completes_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     assert opts == ["--misfire", "--misfire-grace"]
 
 
-def test_the_shell_protocol_reaches_clicks_completion() -> None:
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "COMP_WORDS": "schedctl job ex", "COMP_CWORD": "2",
-           "_SCHEDCTL_COMPLETE": "bash_complete",
-           "PYTHONPATH": os.pathsep.join([str(root), str(root / "cli"), os.environ.get("PYTHONPATH", "")])}
-    p = subprocess.run([sys.executable, "-m", "schedctl"], env=env, capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0 and p.stdout.split() == ["plain,explain", "plain,export"], (p.stdout, p.stderr)
-
-
 def test_completion_of_job_and_context_names(server: type[FakeServer], monkeypatch: pytest.MonkeyPatch,
                                             tmp_path: Any) -> None:
     from click.shell_completion import ShellComplete
