@@ -60,6 +60,10 @@ PLUGIN_FIXTURES = {"schedd_cluster"}  # schedd.pytest_plugin
 NOT_INTEGRATION = {
     "test_static.py::test_ruff_is_clean": "runs the ruff linter, not schedd",
     "test_static.py::test_mypy_is_clean": "runs the mypy type checker, not schedd",
+    "test_static.py::test_mypy_checks_protobuf_fields": "runs the mypy type checker on a probe file, not schedd",
+    "test_generated.py::test_committed_code_is_fresh": "runs the protobuf generator, not schedd",
+    "test_generated.py::test_a_stale_file_is_reported_with_the_command_to_run": "runs the protobuf generator, not schedd",
+    "test_generated.py::test_importing_schedd_pb_writes_nothing": "imports schedd.pb in a fresh interpreter; no schedd process",
     "chaos/test_ondemand.py::test_setup_skip_is_a_skip_not_a_failure": "the scenario's setup raises Skip before the harness starts anything",
     "chaos/test_ondemand.py::test_clock_jump_skips_without_libfaketime": "libfaketime is missing, so the scenario is skipped before the harness starts anything",
 }

@@ -127,7 +127,7 @@ print(schedd.client.__file__)
     _run(*pip, "install", wheel, timeout=600)
     out = _run(py, "-I", "-c", """
 import importlib.metadata
-import schedd.client, schedd.agent, schedd.node
+import schedd.client, schedd.agent, schedd.server.node
 try:
     print(importlib.metadata.version("grpcio-tools"))
 except importlib.metadata.PackageNotFoundError:
@@ -145,7 +145,7 @@ except importlib.metadata.PackageNotFoundError:
     p = _read_only_python(py, packages, f"""
 import os
 {SDK_IMPORTS}
-import schedd.node
+import schedd.server.node
 from schedd.pb import types_pb2
 assert types_pb2.Job(name="x").name == "x"
 try:

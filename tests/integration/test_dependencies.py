@@ -14,7 +14,11 @@ import sys
 import tomllib
 from pathlib import Path
 
-from schedd.cmd import SERVER_MODULES
+import pytest
+
+from schedd.server.cmd import SERVER_MODULES
+
+pytestmark = pytest.mark.integration  # starts Python subprocesses
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,11 +38,11 @@ sys.meta_path.insert(0, Hide())
 
 SDK_MODULES = [
     "schedd", "schedd.client", "schedd.aio", "schedd.agent", "schedd.models", "schedd.errors",
-    "schedd.fencing", "schedd.shellworker", "schedd.testing", "schedd.pytest_plugin", "schedd.pb",
-    "schedd.cmd", "schedctl.main",
+    "schedd.fencing", "schedd.agent.shell", "schedd.testing", "schedd.pytest_plugin", "schedd.pb",
+    "schedd.server.cmd", "schedctl.main",
 ]
 # Daemon modules an SDK import must not drag in (each needs a hidden package, directly or not).
-SERVER_ONLY = ["schedd.store", "schedd.node", "schedd.raft", "schedd.dispatcher", "schedd.service"]
+SERVER_ONLY = ["schedd.state.store", "schedd.server.node", "schedd.raft", "schedd.server.dispatcher", "schedd.server.service"]
 
 
 def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -65,7 +69,7 @@ print("ok")
 
 
 def test_the_blocker_really_hides_the_server() -> None:
-    p = _python("import schedd.store")
+    p = _python("import schedd.state.store")
     assert p.returncode != 0 and "hidden by the test" in p.stderr
 
 
@@ -77,7 +81,7 @@ def test_schedctl_runs_without_server_packages() -> None:
 
 def test_schedd_run_and_dev_say_in_one_line_what_to_install() -> None:
     for argv in (["run", "--node-id", "n1"], ["dev"]):
-        p = _python(f"import sys; from schedd.cmd import main; sys.argv = ['schedd', *{argv!r}]; main()")
+        p = _python(f"import sys; from schedd.server.cmd import main; sys.argv = ['schedd', *{argv!r}]; main()")
         assert p.returncode == 2, (argv, p.stdout, p.stderr)
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1, p.stderr
