@@ -39,14 +39,15 @@ from chaos import faketime
 from chaos import sink as sinkmod
 from chaos.history import History
 from chaos.proxy import Link, ProxyHub
-from schedd import errors, models
+from schedd import errors, models, rules, testing
 from schedd.client import Client
 from schedd.pb import api_pb2, types_pb2
 from schedd.testing import LocalCluster, NodeSpec, free_ports
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LEASE_TTL_S = 3.0
-FAST_ARGS = ["--lease-ttl", f"{LEASE_TTL_S:g}s", "--heartbeat-interval", "500ms", "--retry-backoff", "200ms"]
+FAST_ARGS = list(testing.FAST_ARGS)
+assert f"{LEASE_TTL_S:g}s" in FAST_ARGS  # the checker's lease TTL is FAST_ARGS's
 
 #: Second-level workload: (name, cron, queue, payload behaviour). Every handler fails on the first
 #: attempt with probability fail_p and hangs (heartbeating) with probability hang_p; jobs allow
@@ -67,8 +68,7 @@ WORKLOAD_GRACE_MS = 5 * 60_000
 #: (worker id, kind, queues)
 WORKERS = [("a1", "agent", "default,agent"), ("a2", "agent", "default,agent"), ("s1", "shell", "default,shell")]
 
-TERMINAL = {types_pb2.RUN_STATE_SUCCEEDED, types_pb2.RUN_STATE_FAILED, types_pb2.RUN_STATE_CANCELLED,
-            types_pb2.RUN_STATE_DEAD}
+TERMINAL = rules.FINAL_RUN_STATES  # SKIPPED included: a skip record is over too
 
 
 def _addr(port: int) -> str:

@@ -51,41 +51,45 @@ from schedd.models import BackfillResult, Explanation, Job, NodeReport, NodeStat
 from schedd.pb import api_grpc
 from schedd.sdk import core
 from schedd.sdk.core import (
-    Action,
+    Action as Action,
+)
+from schedd.sdk.core import (
     RetrySpec,
-    classify,
-    error_from_status,
-    job_request,
     new_request_id,
     retry_policy,
-    run_state,
-    summarize_failure,
+)
+from schedd.sdk.core import (
+    classify as classify,
+)
+from schedd.sdk.core import (
+    error_from_status as error_from_status,
+)
+from schedd.sdk.core import (
+    job_request as job_request,
+)
+from schedd.sdk.core import (
+    run_state as run_state,
+)
+from schedd.sdk.core import (
+    summarize_failure as summarize_failure,
 )
 from schedd.sdk.endpoints import (
-    LEADER_METADATA_KEY,
-    backoff_delays,
-    leader_hint,
+    LEADER_METADATA_KEY as LEADER_METADATA_KEY,
+)
+from schedd.sdk.endpoints import (
+    backoff_delays as backoff_delays,
+)
+from schedd.sdk.endpoints import (
+    leader_hint as leader_hint,
+)
+from schedd.sdk.endpoints import (
     parse_endpoint,
     parse_endpoints,
 )
 
-__all__ = [
-    "LEADER_METADATA_KEY",
-    "Action",
-    "Client",
-    "NodeReport",
-    "backoff_delays",
-    "classify",
-    "error_from_status",
-    "job_request",
-    "leader_hint",
-    "new_request_id",
-    "parse_endpoint",
-    "parse_endpoints",
-    "retry_policy",
-    "run_state",
-    "summarize_failure",
-]
+# What users call. The helpers imported above stay importable (the CLI and the tests use some)
+# but are the SDK's internals: schedd.sdk.
+__all__ = ["Client", "NodeReport", "new_request_id", "parse_endpoints", "retry_policy"]
 
 #: Status codes that are the server's final word: retrying cannot change them.
 FINAL_CODES = core.FINAL_CODES

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, NamedTuple, Self
 
 from google.protobuf.message import Message
 
+from schedd import rules
 from schedd.errors import InvalidArgument
 from schedd.pb import api_pb2, types_pb2
 
@@ -218,8 +219,7 @@ class RunState(ProtoEnum):
         return self in _FINAL_RUN_STATES
 
 
-_FINAL_RUN_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED,
-                               RunState.DEAD, RunState.SKIPPED})
+_FINAL_RUN_STATES = frozenset(RunState(s) for s in rules.FINAL_RUN_STATES)
 
 
 class Outcome(ProtoEnum):

@@ -30,15 +30,16 @@ SHELL = {"schedd.client", "schedd.aio", "schedd.agent", "schedd.testing", "sched
 #: pure module (or package prefix) -> schedd modules it may import (prefixes)
 PURE: dict[str, tuple[str, ...]] = {
     "schedd.errors": (),
-    "schedd.models": ("schedd.errors", "schedd.pb"),
+    "schedd.models": ("schedd.errors", "schedd.pb", "schedd.rules"),
+    "schedd.rules": ("schedd.errors", "schedd.pb"),
     "schedd.sched": ("schedd.errors", "schedd.pb", "schedd.sched"),
     "schedd.state.keys": (),
     # apply must not read time-zone data either: the leader computes every due time
-    "schedd.state.apply": ("schedd.pb", "schedd.state.keys", "schedd.state.apply", "schedd.sched.retry",
+    "schedd.state.apply": ("schedd.pb", "schedd.rules", "schedd.state.keys", "schedd.state.apply", "schedd.sched.retry",
                            "schedd.sched.misfire"),
     "schedd.raft.replication": (),
     "schedd.server.leases": (),
-    "schedd.server.validate": ("schedd.errors", "schedd.pb", "schedd.sched"),
+    "schedd.server.validate": ("schedd.errors", "schedd.pb", "schedd.rules", "schedd.sched"),
     "schedd.server.commands": ("schedd.pb", "schedd.sched", "schedd.server.validate"),
     "schedd.server.planner": ("schedd.errors", "schedd.pb", "schedd.sched", "schedd.state.keys",
                               "schedd.state.apply"),

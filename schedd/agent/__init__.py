@@ -69,11 +69,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from schedd import rules
 from schedd.agent import core as _agentcore
 from schedd.agent.core import (
     AckKind,
-    AckResult,
-    CompletionRecord,
     Context,
     Handler,
     HandlerFailure,
@@ -85,25 +84,18 @@ from schedd.agent.core import (
     context_from_firing,
     kv,
 )
+from schedd.agent.core import (
+    AckResult as AckResult,
+)
+from schedd.agent.core import (
+    CompletionRecord as CompletionRecord,
+)
 from schedd.errors import StaleFence
 from schedd.sdk.endpoints import backoff_delays, leader_hint, parse_endpoints
 
-__all__ = [
-    "AckKind",
-    "AckResult",
-    "CompletionRecord",
-    "Context",
-    "Handler",
-    "HandlerFailure",
-    "LeaseBook",
-    "LeaseKey",
-    "LostLease",
-    "Outcome",
-    "Worker",
-    "context_from_firing",
-    "kv",
-    "parse_endpoints",
-]
+# What users call; the lease book, completion records and the rest are the agent's internals
+# (schedd.agent.core), importable but not part of the API.
+__all__ = ["Context", "Handler", "HandlerFailure", "Worker"]
 
 # Importable from here before the pure core moved to schedd.agent.core; not part of __all__.
 CODE_OK = _agentcore.CODE_OK
@@ -115,26 +107,10 @@ MAX_ERROR_CHARS = _agentcore.MAX_ERROR_CHARS
 ms_to_datetime = _agentcore.ms_to_datetime
 
 
-_MAX_TAGS = 64
-_MAX_TAG_CHARS = 128
-
-
 def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
-    """Worker tags as sent in Hello: at most 64, names 1-128 chars, values up to 128 chars (str)."""
-    if tags is None:
-        return {}
-    if not isinstance(tags, Mapping):
-        raise ValueError(f"tags: must be a mapping of str to str, got {type(tags).__name__}")
-    if len(tags) > _MAX_TAGS:
-        raise ValueError(f"tags: {len(tags)} tags is over the maximum of {_MAX_TAGS}")
-    out: dict[str, str] = {}
-    for k, v in tags.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise ValueError(f"tags: {k!r}={v!r}: names and values must be strings")
-        if not k or len(k) > _MAX_TAG_CHARS or len(v) > _MAX_TAG_CHARS:
-            raise ValueError(f"tags: {k!r}: names must be 1-{_MAX_TAG_CHARS} characters, values at most {_MAX_TAG_CHARS}")
-        out[k] = v
-    return out
+    """Worker tags, checked before connecting by the rule the server applies (``schedd.rules``);
+    an InvalidArgument is a ValueError."""
+    return rules.worker_tags(tags)
 
 
 def default_worker_id() -> str:

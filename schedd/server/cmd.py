@@ -85,20 +85,20 @@ def _require_server() -> None:
 
 
 def _parse_duration(text: str, option: str) -> float:
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for suffix in ("ms", "s", "m", "h"):
-        if text.endswith(suffix):
-            number = text[: -len(suffix)]
-            break
-    else:
-        number, suffix = text, "s"
+    """A flag's duration in seconds, by the one duration syntax (``500ms``, ``10s``, ``1m30s``;
+    a bare number is seconds)."""
+    from schedd.errors import InvalidArgument
+    from schedd.sched.schedule import parse_duration
+
+    text = text.strip()
     try:
-        value = float(number) * units[suffix]
-    except ValueError:
+        ms = parse_duration(text + "s" if text.isascii() and text.isdigit() else text, option)
+    except InvalidArgument:
         _fail(f"{option}: {text!r} is not a duration such as 500ms, 10s or 2m")
-    if value <= 0:
+        raise
+    if ms <= 0:
         _fail(f"{option}: must be positive")
-    return value
+    return ms / 1000
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
+from schedd import rules
 from schedd.errors import (
     InvalidArgument,
     NotFound,
@@ -260,7 +261,7 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             if first.WhichOneof("body") != "hello":
                 raise InvalidArgument("hello", "the first message on the stream must be hello")
             hello = first.hello
-            if not hello.worker_id or len(hello.worker_id) > 128:
+            if not hello.worker_id or len(hello.worker_id) > rules.MAX_WORKER_ID_CHARS:
                 raise InvalidArgument("hello.worker_id", "is required (at most 128 characters)")
             if hello.concurrency > 10_000:
                 raise InvalidArgument("hello.concurrency", f"{hello.concurrency} is over the maximum of 10000")
@@ -324,20 +325,9 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             session.close("worker closed the stream")
 
 
-_MAX_WORKER_TAGS = 64
-_MAX_TAG_CHARS = 128
-
-
 def _worker_tags(tags: Any) -> dict[str, str]:
-    """``Hello.tags`` checked: at most 64, keys non-empty, keys and values at most 128 chars."""
-    if len(tags) > _MAX_WORKER_TAGS:
-        raise InvalidArgument("hello.tags", f"{len(tags)} tags is over the maximum of {_MAX_WORKER_TAGS}")
-    for k, v in tags.items():
-        if not k or len(k) > _MAX_TAG_CHARS:
-            raise InvalidArgument("hello.tags", f"tag name {k!r} must be 1 to {_MAX_TAG_CHARS} characters")
-        if len(v) > _MAX_TAG_CHARS:
-            raise InvalidArgument("hello.tags", f"value of tag {k!r} is over {_MAX_TAG_CHARS} characters")
-    return dict(tags)
+    """``Hello.tags`` checked by the one rule the agent also applies (``schedd.rules``)."""
+    return rules.worker_tags(dict(tags), "hello.tags")
 
 
 class _AckBatch:

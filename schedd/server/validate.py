@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 
+from schedd import rules
 from schedd.errors import InvalidArgument
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched import policies
@@ -36,8 +36,7 @@ from schedd.sched.schedule import (
     parse_zone,
 )
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE, QUEUE_RE, TAG_RE = rules.NAME_RE, rules.QUEUE_RE, rules.TAG_RE
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_REQUEST_ID = 128
 MAX_RUN_ID = 300
@@ -46,8 +45,7 @@ MAX_RUN_TIMEOUT_MS = 7 * DAY_MS
 MAX_NON_RETRYABLE = 32          # entries in each non-retryable list
 MAX_NON_RETRYABLE_ERROR = 200   # characters of one non-retryable error text
 PAST_AT_TOLERANCE_MS = 60_000
-MAX_TAGS = 16
-TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
+MAX_TAGS = rules.MAX_JOB_TAGS
 MAX_PRIORITY = 100
 MAX_KEEP_RUNS = 1_000_000
 DEFAULT_BACKFILL_CHUNK = 1000
@@ -55,20 +53,8 @@ MAX_BACKFILL_CHUNK = 10_000
 MAX_BACKFILL_SPAN_MS = 3660 * 86_400_000
 
 
-def name(value: str, field: str = "name") -> str:
-    if not value:
-        raise InvalidArgument(field, "is required")
-    if not NAME_RE.match(value):
-        raise InvalidArgument(field, f"{value[:40]!r} is not a valid job name "
-                                     "(1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit)")
-    return value
-
-
-def queue(value: str, field: str = "queue") -> str:
-    value = value or "default"
-    if not QUEUE_RE.match(value):
-        raise InvalidArgument(field, f"{value[:40]!r} is not a valid queue name (1-64 of A-Z a-z 0-9 . _ -)")
-    return value
+name = rules.name
+queue = rules.queue
 
 
 def request_id(value: str) -> str:
@@ -253,14 +239,7 @@ def _opt(req: api_pb2.CreateJobRequest, f: str, default: int) -> int:
 
 
 def tags(values: Mapping[str, str], field: str = "tags") -> dict[str, str]:
-    if len(values) > MAX_TAGS:
-        raise InvalidArgument(field, f"{len(values)} tags is over the limit of {MAX_TAGS}")
-    for k, v in values.items():
-        if not TAG_RE.match(k):
-            raise InvalidArgument(field, f"key {k[:40]!r} is not a valid tag key (1-63 of A-Z a-z 0-9 . _ - /)")
-        if len(v) > 128:
-            raise InvalidArgument(field, f"the value of {k!r} is longer than 128 characters")
-    return dict(values)
+    return rules.tags(values, field)
 
 
 def policies_into(req: api_pb2.CreateJobRequest, job: types_pb2.Job) -> None:

@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from schedd.testing import LocalCluster
+from schedd.testing import FAST_ARGS, LocalCluster
 from tests._util import wait_for  # noqa: F401  (re-exported for older imports; use tests._util)
 
-FAST = ["--lease-ttl", "3s", "--heartbeat-interval", "500ms", "--retry-backoff", "200ms"]
+FAST = list(FAST_ARGS)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from schedd import rules
 from schedd.pb import types_pb2
 from schedd.state import keys
 from schedd.state.apply.txn import Job, Result, Revoked, Run, Txn
@@ -13,8 +14,7 @@ from schedd.state.apply.txn import Job, Result, Revoked, Run, Txn
 _ACTIVE_STATES = (types_pb2.RUN_STATE_PENDING, types_pb2.RUN_STATE_LEASED)
 
 
-FINISHED_STATES = (types_pb2.RUN_STATE_SUCCEEDED, types_pb2.RUN_STATE_FAILED, types_pb2.RUN_STATE_CANCELLED,
-                   types_pb2.RUN_STATE_DEAD, types_pb2.RUN_STATE_SKIPPED)
+FINISHED_STATES = tuple(sorted(rules.FINAL_RUN_STATES))
 
 
 _MAX_CHAIN_WALK = 10_000
