@@ -166,7 +166,7 @@ def plan_fires(view: PlanView, now_ms: int, s: PlanSettings,
 
 def plan_grants(view: PlanView, now_ms: int, new_runs: Sequence[Candidate], workers: Sequence[FreeWorker],
                 cursor: MutableMapping[str, int], s: PlanSettings) -> list[command_pb2.GrantItem]:
-    """Grants for due PENDING runs: highest priority first, then oldest; a run goes only to a
+    """Grants for due PENDING runs: highest priority first, then oldest (ties: run id); a run goes only to a
     worker of its queue that carries all of its tags and has a free slot, round-robin over the
     queue's workers from ``cursor[queue]`` (advanced in place, kept across ticks so retries do
     not go back to the same worker)."""
@@ -186,7 +186,7 @@ def plan_grants(view: PlanView, now_ms: int, new_runs: Sequence[Candidate], work
     pending: list[types_pb2.Run] = []
     for q in by_queue:
         pending += view.pending_in_queue(q, now_ms, limit=max(4 * want, 200))
-    pending.sort(key=lambda r: r.not_before_ms)
+    pending.sort(key=lambda r: (r.not_before_ms, r.run_id))  # oldest first; ties by id, across queues too
     for run in pending:
         if run.run_id not in seen:
             candidates.append(Candidate(run.run_id, run.attempt, run.queue, run.priority, dict(run.tags)))

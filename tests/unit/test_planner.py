@@ -1,7 +1,7 @@
 """The leader's grant placement (schedd.server.planner.plan_grants): properties against a
 brute-force reference of the documented rule, in process.
 
-The rule: due PENDING runs, highest priority first, then oldest not-before; each goes to the
+The rule: due PENDING runs, highest priority first, then oldest not-before (ties: run id); each goes to the
 next worker, round-robin per queue, that serves its queue, carries all of its tags and has a
 free slot; at most ``min(max_grants_per_tick, free slots)`` grants.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from schedd.pb import types_pb2
@@ -76,6 +76,8 @@ def reference(runs: list[types_pb2.Run], workers: list[FreeWorker], now: int, ma
 
 
 @settings(max_examples=300, deadline=None)
+@example([FreeWorker("w0", ("q1", "q2"), {}, 1)],  # a tie across queues: the run id decides
+         [types_pb2.Run(run_id="r0", attempt=1, queue="q2"), types_pb2.Run(run_id="r1", attempt=1, queue="q1")], 0, 1)
 @given(workers_st, runs_st, st.integers(0, 100), st.integers(1, 10))
 def test_grants_follow_the_rule_exactly(workers: list[FreeWorker], runs: list[types_pb2.Run], now: int,
                                         max_grants: int) -> None:
