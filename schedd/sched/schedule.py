@@ -43,6 +43,7 @@ from calendar import monthrange
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schedd.errors import InvalidArgument
@@ -561,17 +562,21 @@ def parse_cron(expr: str, tz: str = "UTC", field: str = "schedule.cron",
 # ---- durations ------------------------------------------------------------------------------
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d)", re.ASCII)  # \d alone also matches '٣' and '５'
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", re.ASCII)  # \d alone also matches '٣' and '５'
 
 
 def parse_duration(text: str, field_name: str) -> int:
-    """"90s", "1h30m", "250ms", "2d" -> milliseconds; ASCII digits only. Raises InvalidArgument
-    naming ``field_name``."""
+    """"90s", "1h30m", "250ms", "2d", "2.5s" -> milliseconds; ASCII digits only; a fraction is
+    allowed where it makes whole milliseconds. The one duration syntax of schedd (job fields,
+    daemon flags, the CLI). Raises InvalidArgument naming ``field_name``."""
     text = (text or "").strip().lower()
     if not text or _DURATION_RE.sub("", text):
         raise InvalidArgument(field_name, f"{text!r} is not a duration such as 90s, 15m, 1h30m or 2d"
                                           + _digit_hint(text))
-    return sum(int(n) * _UNITS_MS[u] for n, u in _DURATION_RE.findall(text))
+    total = sum(Fraction(n) * _UNITS_MS[u] for n, u in _DURATION_RE.findall(text))
+    if total.denominator != 1:
+        raise InvalidArgument(field_name, f"{text!r} is not a whole number of milliseconds")
+    return int(total)
 
 
 def format_duration(ms: int) -> str:

@@ -85,14 +85,15 @@ def _require_server() -> None:
 
 
 def _parse_duration(text: str, option: str) -> float:
-    """A flag's duration in seconds, by the one duration syntax (``500ms``, ``10s``, ``1m30s``;
-    a bare number is seconds)."""
+    """A flag's duration in seconds, by the one duration syntax (``500ms``, ``10s``, ``2.5s``,
+    ``1m30s``; a bare number is seconds)."""
     from schedd.errors import InvalidArgument
     from schedd.sched.schedule import parse_duration
 
     text = text.strip()
     try:
-        ms = parse_duration(text + "s" if text.isascii() and text.isdigit() else text, option)
+        bare = text.isascii() and text.replace(".", "", 1).isdigit()
+        ms = parse_duration(text + "s" if bare else text, option)
     except InvalidArgument:
         _fail(f"{option}: {text!r} is not a duration such as 500ms, 10s or 2m")
         raise

@@ -49,3 +49,23 @@ def test_sigterm_on_the_leader_hands_over_and_exits_cleanly(make_cluster) -> Non
     assert "event=node_stopped" in log and "Traceback" not in log
     print(f"handover: {leader} -> {new_leader} in {took:.2f}s")
     cluster.kill_node(new_leader, signal.SIGKILL)  # the remaining node alone has no quorum: fine
+
+
+def test_the_defaults_start_a_node(tmp_path) -> None:
+    """No timing flags at all: the defaults must parse (they once failed the duration syntax)."""
+    from tests._util import wait_for
+
+    raft, grpc_port = free_ports(2)
+    log = tmp_path / "node.log"
+    env = {k: v for k, v in os.environ.items()}
+    env["SCHEDD_RAFT_PASSWORD"] = "x"
+    with open(log, "wb") as out:
+        p = subprocess.Popen([sys.executable, "-m", "schedd", "run", "--node-id", "n1", "--data-dir",
+                              str(tmp_path / "d"), "--raft", f"127.0.0.1:{raft}", "--grpc", f"127.0.0.1:{grpc_port}"],
+                             stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: p.poll() is not None or "event=node_started" in log.read_text(), 20, "the node to start")
+        assert p.poll() is None, log.read_text()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)

@@ -125,7 +125,8 @@ def test_every_macro_is_an_interval() -> None:
     assert s.trigger == Interval(90 * MIN, 0)
     assert parse_duration("1h30m", "f") == 90 * MIN and parse_duration("250ms", "f") == 250
     assert parse_duration("2d", "f") == 2 * DAY and format_duration(90 * MIN + 250) == "1h30m250ms"
-    for bad in ("", "90", "1x", "h", "-5s", "1.5h"):
+    assert parse_duration("1.5h", "f") == 90 * MIN  # a fraction that makes whole milliseconds
+    for bad in ("", "90", "1x", "h", "-5s", "1.5ms", "0.0001s"):
         with pytest.raises(InvalidArgument):
             parse_duration(bad, "f")
 
