@@ -1,12 +1,12 @@
 """The worker agent's pure core: lease bookkeeping, completion records, handler context.
 
 Nothing here does I/O, starts a thread or reads the clock: time comes from a clock function the
-caller injects (monotonic seconds), and the caller holds the lock. :class:`schedd.agent.Worker`
-is the shell around it (gRPC stream, heartbeat ticker, handler pool); it translates wire
-messages into calls on :class:`LeaseBook` and executes what the book decides.
+caller injects (monotonic seconds), and the caller holds the lock. The shell around it
+(:mod:`schedd.agent.stream`, :mod:`schedd.agent.runner`) translates wire messages into calls
+on :class:`LeaseBook` and executes what the book decides.
 
-Private module: users import these names from :mod:`schedd.agent`, which re-exports them.
-The delivery contract they implement is written in :mod:`schedd.agent`'s docstring; the
+Private module: users import ``Context``, ``Handler`` and ``HandlerFailure`` from
+:mod:`schedd.agent`, which re-exports them; the rest is the agent's internals. The delivery contract they implement is written in :mod:`schedd.agent`'s docstring; the
 bookkeeping invariants are written on :class:`LeaseBook`.
 """
 
