@@ -47,8 +47,9 @@ Structure (private modules; the package exports ``Worker``, ``Context``, ``Handl
 ``HandlerFailure``):
 
 * :mod:`schedd.agent.worker` — ``Worker``: arguments, wiring, start / run / stop, signals;
-* :mod:`schedd.agent.stream` — finding the leader, the Connect stream, the liveness probe, the
-  heartbeat ticker;
+* :mod:`schedd.agent.stream` — finding the leader (the navigation core
+  :mod:`schedd.sdk.navigation`, shared with the SDK), the Connect stream, the liveness probe,
+  the heartbeat ticker;
 * :mod:`schedd.agent.runner` — the handler pool: sync handlers on threads, async handlers on
   the worker's own event loop, cancellation, the drain;
 * :mod:`schedd.agent.shared` — the state those threads share under one lock;

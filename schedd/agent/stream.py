@@ -3,10 +3,12 @@
 :class:`Stream` owns three kinds of threads' work:
 
 * **the stream loop** (:meth:`Stream.run`, thread ``schedd-agent-stream``): opens one Connect
-  stream after another: to the leader a follower's ``schedd-leader`` hint names (the first hop
-  at once, the next after a back-off), else to the endpoints in turn with a 50 ms → 1 s
-  back-off (restarting after each welcomed stream), skipping for 5 s a node that looked
-  frozen. Each stream (:meth:`Stream.session_to`) waits for its
+  stream after another. Where it goes next and how long it waits first is the
+  :class:`schedd.sdk.navigation.Navigator` shared with the SDK: a follower's ``schedd-leader``
+  hint is followed (the first hop at once, the next after a back-off), else the endpoints are
+  rotated with a 50 ms → 1 s back-off (restarting after each welcomed stream), and a node that
+  looked frozen is skipped for 5 s (followers still naming it are asked 50 ms apart). One hop
+  in a row is free (``FREE_HOPS``). Each stream (:meth:`Stream.session_to`) waits for its
   connection, sends Hello and dispatches the server's messages (Welcome, Firings,
   CompletionAcks, LeasesLost) until it breaks.
 * **gRPC's request consumer** pulls :meth:`Stream.requests`, which turns the session's queued
@@ -34,6 +36,7 @@ from typing import Any, NamedTuple, cast
 from schedd.agent.core import (
     AckKind,
     LostLease,
+    OutageLog,
     Outcome,
     code_name,
     context_from_firing,
@@ -41,7 +44,8 @@ from schedd.agent.core import (
 )
 from schedd.agent.runner import Runner
 from schedd.agent.shared import Active, Intent, Session, Shared
-from schedd.sdk.endpoints import backoff_delays, leader_hint
+from schedd.sdk.endpoints import leader_hint
+from schedd.sdk.navigation import SUSPECT_S, Navigator, move_after
 
 __all__ = ["SessionEnd", "Stream", "insecure_channel"]
 
@@ -53,9 +57,9 @@ CONNECT_TIMEOUT_S = 3.0
 WELCOME_TIMEOUT_S = 5.0
 #: While no leader can be reached, one ``no_leader`` warning per this many seconds.
 NO_LEADER_LOG_EVERY_S = 10.0
-#: A node found frozen (no answer to the probe or to a connect) is skipped for this long, even
-#: when a follower's stale hint still names it: its peers elect a new leader meanwhile.
-SUSPECT_S = 5.0
+#: Hints followed at once in a row. One, where the SDK allows ``len(endpoints) + 1``: every hop
+#: costs a worker a connection and a Hello, and after a failover every worker hops at once.
+FREE_HOPS = 1
 
 
 class SessionEnd(NamedTuple):
@@ -93,7 +97,7 @@ class Stream:
         self._concurrency = concurrency
         self._tags = dict(tags)
         self._channel = channel
-        self._endpoints = list(endpoints)
+        self.nav = Navigator(endpoints, max_free_hops=FREE_HOPS, suspect_for=SUSPECT_S)
 
     # ---- the stream loop -------------------------------------------------------------------
 
@@ -103,51 +107,30 @@ class Stream:
         leader can be reached, ``connect_failed`` (debug) for every other failed attempt."""
         shared = self._shared
         log = shared.log
-        delays = backoff_delays()
-        idx = 0
-        hint = ""
-        down_since: float | None = None
-        last_down_log = 0.0
-        suspects: dict[str, float] = {}  # endpoint -> until when it is skipped
+        outage = OutageLog(NO_LEADER_LOG_EVERY_S)
         while not shared.closing.is_set():
-            now = shared.clock()
-            for ep in [ep for ep, until in suspects.items() if until <= now]:
-                del suspects[ep]
-            if hint and hint in suspects:
-                hint = ""  # a stale hint naming the frozen node: ask the others instead
-            from_hint = bool(hint)
-            if hint:
-                target, hint = hint, ""
-            else:
-                healthy = [ep for ep in self._endpoints if ep not in suspects] or self._endpoints
-                target = healthy[idx % len(healthy)]
-                idx += 1
+            target = self.nav.target
             end = self.session_to(target)
             if shared.closing.is_set():
                 break
             now = shared.clock()
-            if end.frozen:
-                suspects[target] = now + SUSPECT_S
             if end.welcomed:
-                delays = backoff_delays()
-                down_since, last_down_log = now, now
+                self.nav.connected()
+                outage.lost(now)
                 log.warning(kv("disconnected", target=target, reason=end.why,
                                leader_hint=end.hint or None, action="reconnecting"))
             else:
-                if down_since is None:
-                    down_since, last_down_log = now, now
-                if now - last_down_log >= NO_LEADER_LOG_EVERY_S:
-                    last_down_log = now
-                    log.warning(kv("no_leader", seconds=int(now - down_since),
-                                   last_target=target, last_error=end.why))
+                seconds = outage.failed(now)
+                if seconds is not None:
+                    log.warning(kv("no_leader", seconds=seconds, last_target=target, last_error=end.why))
                 else:
                     log.debug(kv("connect_failed", target=target, reason=end.why,
                                  leader_hint=end.hint or None))
-            if end.hint:
-                hint = end.hint  # even our own target: a node re-elected in a new term
-                if end.hint != target and (end.welcomed or not from_hint):
-                    continue  # the first hop to a named leader is free; later ones back off
-            shared.closing.wait(next(delays))
+            # A hint naming our own target is a node re-elected in a new term: ask it again.
+            delay = self.nav.failed(move_after(end.hint, target), hint=end.hint, now=now,
+                                    frozen=end.frozen)
+            if delay:
+                shared.closing.wait(delay)
 
     def session_to(self, target: str) -> SessionEnd:
         """Run one stream to ``target`` until it breaks, dispatching what the server sends."""

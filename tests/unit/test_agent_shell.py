@@ -27,7 +27,7 @@ import pytest
 from schedd.agent import Context, HandlerFailure, Worker
 from schedd.agent import runner as runner_mod
 from schedd.agent import stream as stream_mod
-from schedd.agent.core import CODE_ABORTED, CODE_OK, CODE_UNAVAILABLE, Outcome
+from schedd.agent.core import CODE_ABORTED, CODE_OK, CODE_UNAVAILABLE, OutageLog, Outcome
 from schedd.agent.runner import Runner, in_handler
 from schedd.agent.shared import Intent, Session, Shared
 from schedd.agent.stream import SessionEnd, Stream
@@ -888,6 +888,127 @@ def test_the_default_channel_is_a_real_grpc_channel() -> None:
         assert hasattr(channel, "subscribe")
     finally:
         channel.close()
+
+
+# ---- the stream loop -------------------------------------------------------------------------
+
+
+class FakeClosing:
+    """Stands in for ``Shared.closing`` in the stream loop: a wait advances the fake clock
+    instead of sleeping, and is recorded."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+
+    def wait(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        self.clock.advance(timeout)
+        return self._set
+
+
+def loop_transcript(rig: Rig, ends: list[SessionEnd], seconds: float = 0.0) -> list[str]:
+    """Run the stream loop over scripted stream ends (each stream lasting ``seconds``); one line
+    per stream: where it went, how it ended, and how long the loop waited after it."""
+    closing = FakeClosing(rig.clock)
+    rig.shared.closing = closing  # type: ignore[assignment]
+    script = iter(ends)
+    attempts: list[tuple[str, SessionEnd, int]] = []  # target, end, waits before it
+
+    def session_to(target: str) -> SessionEnd:
+        end = next(script, None)
+        if end is None:
+            closing.set()
+            return SessionEnd(False, "", "worker closing", False)
+        attempts.append((target, end, len(closing.waits)))
+        rig.clock.advance(seconds)
+        return end
+
+    rig.stream.session_to = session_to  # type: ignore[method-assign]
+    rig.stream.run()
+    lines = []
+    for i, (target, end, before) in enumerate(attempts):
+        after = attempts[i + 1][2] if i + 1 < len(attempts) else len(closing.waits)
+        wait = closing.waits[before] if after > before else 0.0
+        lines.append(f"{target}: welcomed={end.welcomed} hint={end.hint or '-'} "
+                     f"frozen={end.frozen} wait={wait:g}")
+    return lines
+
+
+def refused(hint: str = "") -> SessionEnd:
+    return SessionEnd(False, hint, "connection failed (TRANSIENT_FAILURE)", False)
+
+
+def test_the_stream_loop_follows_the_leader_across_a_failover() -> None:
+    rig = Rig()
+    lines = loop_transcript(rig, [
+        refused("b:2"),  # a:1, a follower, names the leader
+        SessionEnd(True, "", "UNAVAILABLE: Socket closed", False),  # b:2's stream; then b:2 dies
+        refused(),       # c:3 knows no leader yet
+        refused("a:1"),  # a:1 names itself: it is being elected
+        SessionEnd(True, "", "stream ended", False),  # a:1 leads
+    ])
+    assert lines == [
+        "a:1: welcomed=False hint=b:2 frozen=False wait=0",
+        "b:2: welcomed=True hint=- frozen=False wait=0.05",
+        "c:3: welcomed=False hint=- frozen=False wait=0.1",
+        "a:1: welcomed=False hint=a:1 frozen=False wait=0.2",
+        "a:1: welcomed=True hint=- frozen=False wait=0.05",
+    ]
+    assert len(rig.logs.lines("disconnected", logging.WARNING)) == 2
+    assert len(rig.logs.lines("connect_failed", logging.DEBUG)) == 3
+    assert rig.logs.lines("no_leader") == []
+
+
+def test_the_stream_loop_skips_a_frozen_leader_its_followers_still_name() -> None:
+    rig = Rig()
+    lines = loop_transcript(rig, [
+        SessionEnd(True, "", "CANCELLED: probe", True),  # the probe found a:1 frozen
+        refused("a:1"), refused("a:1"), refused("a:1"),   # followers still name it
+        refused(),                                        # their election has started
+        refused("c:3"),                                   # c:3 won it
+        SessionEnd(True, "", "stream ended", False),
+    ])
+    assert lines == [
+        "a:1: welcomed=True hint=- frozen=True wait=0.05",
+        "b:2: welcomed=False hint=a:1 frozen=False wait=0.05",
+        "c:3: welcomed=False hint=a:1 frozen=False wait=0.05",
+        "b:2: welcomed=False hint=a:1 frozen=False wait=0.05",
+        "c:3: welcomed=False hint=- frozen=False wait=0.1",
+        "b:2: welcomed=False hint=c:3 frozen=False wait=0",
+        "c:3: welcomed=True hint=- frozen=False wait=0.05",
+    ]
+
+
+def test_the_stream_loop_reports_a_long_outage_every_10_s() -> None:
+    """Attempts of 2 s each, then 0.05, 0.1, ... 1 s apart: they end at 2, 4.05, 6.15, 8.35,
+    10.75, 13.55, then every 3 s; the outage started with the first."""
+    rig = Rig()
+    loop_transcript(rig, [refused()] * 10, seconds=2.0)
+    no_leader = rig.logs.lines("no_leader", logging.WARNING)
+    assert len(no_leader) == 2
+    assert "seconds=11" in no_leader[0] and "seconds=23" in no_leader[1]
+    assert "last_target=" in no_leader[0] and "last_error=" in no_leader[0]
+    assert len(rig.logs.lines("connect_failed")) == 8
+
+
+def test_the_outage_log_counts_from_the_last_welcomed_stream() -> None:
+    out = OutageLog(10.0)
+    assert out.failed(100.0) is None
+    assert out.failed(109.9) is None
+    assert out.failed(110.0) == 10
+    assert out.failed(115.0) is None
+    assert out.failed(120.5) == 20
+    out.lost(200.0)
+    assert out.failed(205.0) is None
+    assert out.failed(210.0) == 10
 
 
 # ---- the Worker end to end against a fake call -----------------------------------------------
