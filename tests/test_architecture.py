@@ -43,6 +43,9 @@ PURE: dict[str, tuple[str, ...]] = {
     "schedd.server.commands": ("schedd.pb", "schedd.sched", "schedd.server.validate"),
     "schedd.server.planner": ("schedd.errors", "schedd.pb", "schedd.sched", "schedd.state.keys",
                               "schedd.state.apply"),
+    # the clients' address helpers and the leader navigation shared by the SDK and the agent
+    "schedd.sdk.endpoints": ("schedd.errors",),
+    "schedd.sdk.navigation": ("schedd.sdk.endpoints",),
 }
 EXTRA_FORBIDDEN = {"schedd.state.apply": {"zoneinfo"}}
 

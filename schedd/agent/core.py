@@ -1,12 +1,13 @@
-"""The worker agent's pure core: lease bookkeeping, completion records, handler context.
+"""The worker agent's pure core: lease bookkeeping, completion records, handler context, when to
+report an outage.
 
 Nothing here does I/O, starts a thread or reads the clock: time comes from a clock function the
-caller injects (monotonic seconds), and the caller holds the lock. :class:`schedd.agent.Worker`
-is the shell around it (gRPC stream, heartbeat ticker, handler pool); it translates wire
-messages into calls on :class:`LeaseBook` and executes what the book decides.
+caller injects (monotonic seconds), and the caller holds the lock. The shell around it
+(:mod:`schedd.agent.stream`, :mod:`schedd.agent.runner`) translates wire messages into calls
+on :class:`LeaseBook` and executes what the book decides.
 
-Private module: users import these names from :mod:`schedd.agent`, which re-exports them.
-The delivery contract they implement is written in :mod:`schedd.agent`'s docstring; the
+Private module: users import ``Context``, ``Handler`` and ``HandlerFailure`` from
+:mod:`schedd.agent`, which re-exports them; the rest is the agent's internals. The delivery contract they implement is written in :mod:`schedd.agent`'s docstring; the
 bookkeeping invariants are written on :class:`LeaseBook`.
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "LeaseKey",
     "LostLease",
     "Outcome",
+    "OutageLog",
     "code_name",
     "context_from_firing",
     "kv",
@@ -381,6 +383,36 @@ class LeaseBook:
     def idle(self) -> bool:
         """Nothing held, nothing pending, every release written: a drain is complete."""
         return not self._held and not self._pending and not self.has_unsent_releases()
+
+
+# ---- outages --------------------------------------------------------------------------------
+
+
+class OutageLog:
+    """When the stream loop says that it has no leader. A welcomed stream that ends starts an
+    outage (the caller logs ``disconnected``); so does the first failed attempt when none was
+    welcomed yet. Every failed attempt is then a debug ``connect_failed`` line, except one
+    ``no_leader`` warning per ``every_s`` seconds of the outage, carrying its length: an
+    operator sees a long outage without a line per connection attempt."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self._every_s = every_s
+        self._since: float | None = None  # when the current outage started
+        self._last = 0.0                  # when it was last reported (or started)
+
+    def lost(self, now: float) -> None:
+        """A welcomed stream ended at ``now``: an outage starts."""
+        self._since = self._last = now
+
+    def failed(self, now: float) -> int | None:
+        """An attempt that got no Welcome ended at ``now``. Returns the outage's length in whole
+        seconds when a ``no_leader`` warning is due, else None (log ``connect_failed``)."""
+        if self._since is None:
+            self._since = self._last = now
+        if now - self._last >= self._every_s:
+            self._last = now
+            return int(now - self._since)
+        return None
 
 
 # ---- handler context -----------------------------------------------------------------------

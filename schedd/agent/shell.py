@@ -36,7 +36,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
-from schedd.agent import Context, HandlerFailure, Worker, kv
+from schedd.agent import Context, HandlerFailure, Worker
+from schedd.agent.core import kv
 from schedd.sched.schedule import format_ms
 
 __all__ = ["KILL_AFTER_S", "CommandFailed", "child_env", "describe_exit", "run_shell_worker", "shell_handler"]

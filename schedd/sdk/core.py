@@ -21,7 +21,8 @@ from typing import Any, Generic, TypeVar, cast
 from schedd import errors, models
 from schedd.pb import api_pb2, types_pb2
 from schedd.sched import policies
-from schedd.sdk.endpoints import backoff_delays, leader_hint
+from schedd.sdk.endpoints import leader_hint
+from schedd.sdk.navigation import Move, Navigator, move_after
 
 #: Status codes that are the server's final word: retrying cannot change them.
 FINAL_CODES = frozenset(
@@ -47,7 +48,8 @@ _T = TypeVar("_T")
 
 
 class Action(enum.Enum):
-    """What the client does after a failed attempt."""
+    """What the client does after a failed attempt: fail, or one of the
+    :class:`schedd.sdk.navigation.Move` values (same names and values)."""
 
     FAIL = "fail"  # raise now: the answer is final (or retrying could apply a write twice)
     FOLLOW = "follow"  # go to the leader named in the hint
@@ -67,11 +69,9 @@ def classify(
     if code in FINAL_CODES:
         return Action.FAIL
     if code == "UNAVAILABLE":
-        if hint and hint != current:
-            return Action.FOLLOW
-        if hint:  # the node names itself: leadership is changing hands, ask it again shortly
-            return Action.RETRY
-        return Action.ROTATE
+        # Follow a hint naming another node, ask a node naming itself again (leadership is
+        # changing hands), else rotate: the rule shared with the agent.
+        return Action(move_after(hint, current).value)
     if code == "DEADLINE_EXCEEDED":
         return Action.ROTATE if idempotent or not maybe_sent else Action.FAIL
     return Action.FAIL
@@ -165,25 +165,25 @@ class Attempts:
     :class:`schedd.errors.SchedError` or moves ``target`` and returns the delay to wait first.
     Hints are followed at once, at most ``len(endpoints) + 1`` times in a row (so two nodes
     naming each other cannot ping-pong without back-off); every other retry backs off 50 ms,
-    doubling, at most 1 s; no retry starts after ``retry_for`` seconds.
+    doubling, at most 1 s; no retry starts after ``retry_for`` seconds. Where to go and how
+    long to wait is the :class:`schedd.sdk.navigation.Navigator` shared with the worker agent;
+    this class adds what is the SDK's own: which failures are final, and giving up.
     """
 
     def __init__(self, endpoints: Sequence[str], first: str, *, method: str, idempotent: bool,
                  timeout: float, retry_for: float, now: float) -> None:
-        self.target = first
         self._endpoints = list(endpoints)
+        self._nav = Navigator(self._endpoints, first=first,
+                              max_free_hops=len(self._endpoints) + 1)
         self._method = method
         self._idempotent = idempotent
         self._timeout = timeout
         self._give_up_at = now + retry_for
-        self._delays = backoff_delays()
-        self._follows = 0
 
-    def _next_endpoint(self, current: str) -> str:
-        if current in self._endpoints:
-            i = self._endpoints.index(current)
-            return self._endpoints[(i + 1) % len(self._endpoints)]
-        return self._endpoints[0]  # a hinted leader outside the list failed: start over
+    @property
+    def target(self) -> str:
+        """Where the next attempt goes."""
+        return self._nav.target
 
     def failed(self, code: str, details: str, hint: str, *, maybe_sent: bool, now: float) -> float:
         """Account for an attempt at ``target`` that failed; see the class docstring."""
@@ -207,17 +207,8 @@ class Attempts:
             last = f"{target}: no connection within {self._timeout:g}s"
         else:
             last = f"{target}: {summarize_failure(code, details, self._timeout)}"
-        if action is Action.FOLLOW and self._follows <= len(self._endpoints):
-            self._follows += 1
-            delay = 0.0
-            self.target = hint
-        else:
-            self._follows = 0
-            delay = next(self._delays)
-            if action is Action.FOLLOW:
-                self.target = hint
-            elif action is Action.ROTATE:
-                self.target = self._next_endpoint(target)
+        # No suspects: an RPC deadline does not tell a frozen node from a slow answer.
+        delay = self._nav.failed(Move(action.value), hint=hint, now=now)
         if now + delay > self._give_up_at:
             raise errors.Unavailable(
                 f"no leader reachable at {','.join(self._endpoints)} (last error: {last}): "

@@ -247,7 +247,7 @@ def test_reconnects_to_the_new_leader_and_reattaches_its_running_firing(
             t0 = time.monotonic()
             cluster.kill_node(old)
             new = cluster.wait_for_leader(timeout=30, exclude=old)
-            wait_for(lambda: (s := worker._session) is not None and s.welcomed and s.node_id == new, 15,
+            wait_for(lambda: (s := worker._shared.session) is not None and s.welcomed and s.node_id == new, 15,
                      "the worker to reconnect to the new leader")
             took = time.monotonic() - t0
             go.set()

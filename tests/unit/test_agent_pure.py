@@ -13,23 +13,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schedd.agent import (
+from schedd.agent import Context, Worker
+from schedd.agent.core import (
     CODE_ABORTED,
     CODE_OK,
     CODE_UNAVAILABLE,
     AckKind,
     CompletionRecord,
-    Context,
     LeaseBook,
     Outcome,
-    Worker,
     context_from_firing,
     kv,
-    parse_endpoints,
 )
 from schedd.agent.shell import child_env, describe_exit, run_shell_worker
 from schedd.clock import FakeClock
-from schedd.sdk.endpoints import backoff_delays
+from schedd.sdk.endpoints import backoff_delays, parse_endpoints
 
 TTL_MS = 10_000
 

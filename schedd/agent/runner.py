@@ -1,0 +1,318 @@
+"""The agent's handler runner: the pool that runs your handlers, their cancellation, the drain.
+
+Sync handlers run on ``concurrency`` pool threads (``schedd-handler-*``). Async handlers run as
+tasks on an event loop the runner owns (``schedd-agent-asyncio``, started on first use); a pool
+thread waits for each, so ``concurrency`` bounds them too, and cancels its task when
+``ctx.cancelled`` is set. What a handler's return or exception means for the attempt is the
+delivery contract of :mod:`schedd.agent`; the outcome goes to the lease book
+(``LeaseBook.finish``) and the stream is asked to flush it.
+
+Threads and locking: :meth:`Runner.run` executes on a pool thread; everything else may be
+called from any thread. Shared state is touched only under ``Shared.lock`` (see
+:mod:`schedd.agent.shared`), and never while a handler runs.
+
+Private module: :class:`schedd.agent.Worker` is the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from schedd.agent.core import (
+    CompletionRecord,
+    Context,
+    Handler,
+    HandlerFailure,
+    LeaseKey,
+    LostLease,
+    Outcome,
+    kv,
+)
+from schedd.agent.shared import Intent, Shared
+from schedd.errors import StaleFence
+
+__all__ = ["FLUSH_GRACE_S", "AsyncCancelled", "DrainResult", "Runner", "in_handler"]
+
+#: After a drain: time for cancelled handlers to end and for the last acks to come.
+FLUSH_GRACE_S = 6.0
+#: The same after a forced stop (second signal): the operator wants out.
+FORCED_FLUSH_GRACE_S = 1.0
+#: How often a pool thread waiting for an async handler looks at ``ctx.cancelled``.
+_ASYNC_POLL_S = 0.05
+
+_in_handler = threading.local()
+
+
+def in_handler() -> bool:
+    """Whether the calling thread is running a handler (a ``stop()`` from inside a handler must
+    not wait for the drain: the drain would wait for the handler calling it)."""
+    return bool(getattr(_in_handler, "active", False))
+
+
+class AsyncCancelled(Exception):
+    """An async handler's task ended cancelled (the runner cancelled it)."""
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    """What :meth:`Runner.drain` left behind, for the Worker's closing log lines."""
+
+    released: list[LostLease]        # leases given back because their handlers ran too long
+    unacked: list[CompletionRecord]  # completions the leader never acknowledged
+    unreleased: bool                 # some Release was never written (no leader reachable)
+    still_running: int               # handlers still running (released, or ignoring cancellation)
+
+
+class Runner:
+    """Runs a handler per firing and reports its outcome; see the module docstring.
+
+    ``worker_id`` names the worker in the "no handler" error; ``concurrency`` is the pool size;
+    ``executor`` replaces the pool (tests: run handlers inline)."""
+
+    def __init__(self, shared: Shared, *, worker_id: str, concurrency: int,
+                 executor: Executor | None = None) -> None:
+        self._shared = shared
+        self._worker_id = worker_id
+        self._concurrency = concurrency
+        self._handlers: dict[str, Handler] = {}
+        self._default: Handler | None = None
+        self._pool = executor
+        self._aloop: asyncio.AbstractEventLoop | None = None  # runs async handlers (lazily started)
+        self._aloop_lock = threading.Lock()
+
+    # ---- registration ----------------------------------------------------------------------
+
+    def add(self, job: str, fn: Handler) -> None:
+        """Run ``fn`` for firings of ``job``. ValueError when ``job`` has a handler already."""
+        if job in self._handlers:
+            raise ValueError(f"handler: job {job!r} already has a handler")
+        self._handlers[job] = fn
+
+    def add_default(self, fn: Handler) -> None:
+        """Run ``fn`` for any job without its own handler. ValueError if one is set."""
+        if self._default is not None:
+            raise ValueError("handler: a default ('*') handler is already registered")
+        self._default = fn
+
+    def lookup(self, job: str) -> Handler | None:
+        """The handler for ``job``: its own, else the default, else None."""
+        return self._handlers.get(job) or self._default
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the pool (unless one was given)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="schedd-handler")
+
+    def submit(self, ctx: Context) -> None:
+        """Run the handler for ``ctx``, whose lease the caller has acquired and entered in
+        ``Shared.active``. When the pool is shut down (the worker is closing), the handler never
+        starts and the lease is dropped; the leader expires it."""
+        assert self._pool is not None, "start() first"
+        try:
+            self._pool.submit(self.run, ctx)
+        except RuntimeError:  # pool shut down: we are closing; the lease will expire
+            key = (ctx.run_id, ctx.fence)
+            with self._shared.lock:
+                self._shared.active.pop(key, None)
+                self._shared.book.server_lost([key], "worker closed")
+
+    def shutdown(self) -> None:
+        """Stop taking work and stop the event loop of async handlers. Does not wait: a sync
+        handler that ignores its cancellation keeps its thread (Python joins it at exit); async
+        handlers still running are cancelled when the loop stops."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._aloop_lock:
+            aloop, self._aloop = self._aloop, None
+        if aloop is not None:
+            aloop.call_soon_threadsafe(aloop.stop)
+
+    # ---- cancellation ----------------------------------------------------------------------
+
+    def cancel(self, lost: Sequence[LostLease]) -> None:
+        """These leases are lost: set their handlers' ``ctx.cancelled`` (the first reason is
+        kept for the completion's error text) and log ``lease_lost``."""
+        for le in lost:
+            with self._shared.lock:
+                act = self._shared.active.get(le.key)
+                if act is not None:
+                    if not act.reason:
+                        act.reason.append(f"lease lost: {le.reason}")
+                    act.ctx.cancelled.set()
+            self._shared.log.warning(kv("lease_lost", run_id=le.run_id, fence=le.fence, reason=le.reason,
+                                        action="handler cancelled" if act else "none running"))
+
+    def cancel_all_locked(self, reason: str) -> None:
+        """Cancel every running handler with ``reason``. The caller holds ``Shared.lock``."""
+        for act in self._shared.active.values():
+            if not act.reason:
+                act.reason.append(reason)
+            act.ctx.cancelled.set()
+
+    def progress_locked(self, key: LeaseKey) -> str:
+        """The progress text of the handler holding ``key`` ('' when none runs). The caller
+        holds ``Shared.lock``."""
+        act = self._shared.active.get(key)
+        return act.ctx.progress if act is not None else ""
+
+    # ---- running one handler ---------------------------------------------------------------
+
+    def run(self, ctx: Context) -> None:
+        """Run the handler for ``ctx`` to its end (on a pool thread) and record the outcome:
+        returning is success; raising is failure (``HandlerFailure``: its text and exit code;
+        ``StaleFence``: one warning line; anything else: ``repr`` and a traceback); a handler
+        whose ``ctx.cancelled`` was set by then failed ("cancelled: <why>"), even if it returned
+        normally. The completion is then flushed to the current stream."""
+        shared = self._shared
+        log = shared.log
+        _in_handler.active = True
+        key = (ctx.run_id, ctx.fence)
+        started = shared.clock()
+        fn = self.lookup(ctx.job)
+        outcome, error = Outcome.SUCCEEDED, ""
+        exit_code: int | None = None
+        try:
+            if ctx.cancelled.is_set():
+                outcome, error = Outcome.FAILED, "cancelled before start"
+            elif fn is None:
+                outcome, error = Outcome.FAILED, f"no handler registered for job {ctx.job!r} on worker {self._worker_id}"
+                log.error(kv("no_handler", run_id=ctx.run_id, job=ctx.job))
+            else:
+                log.debug(kv("handler_started", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence))
+                if inspect.iscoroutinefunction(fn):
+                    self._run_async(fn, ctx)
+                else:
+                    fn(ctx)
+        except HandlerFailure as e:  # expected: handler_finished below carries the text
+            outcome, error, exit_code = Outcome.FAILED, str(e) or repr(e), e.exit_code
+        except AsyncCancelled:
+            outcome, error = Outcome.FAILED, "cancelled"  # the reason is added below
+        except StaleFence as e:  # a fenced write refused: expected after a lost lease, one line
+            outcome, error = Outcome.FAILED, str(e)
+            log.warning(kv("stale_fence", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence, error=str(e),
+                           note="a newer attempt owns this run; the effect was not applied"))
+        except BaseException as e:  # a handler's failure is a result, not a crash
+            outcome, error = Outcome.FAILED, repr(e)
+            log.error(kv("handler_failed", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence,
+                         error=repr(e)), exc_info=True)
+        finally:
+            _in_handler.active = False
+        with shared.changed:
+            act = shared.active.pop(key, None)
+            if ctx.cancelled.is_set() and (outcome is Outcome.SUCCEEDED or error == "cancelled"):
+                why = act.reason[0] if act and act.reason else "cancelled"
+                outcome, error = Outcome.FAILED, f"cancelled: {why}"
+            released = shared.book.is_released(ctx.run_id, ctx.fence)
+            shared.book.finish(ctx.run_id, ctx.fence, outcome, error, exit_code)
+            shared.kick_locked(Intent.FLUSH)
+            shared.changed.notify_all()
+        log.info(kv("handler_finished", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence,
+                    outcome=outcome.name, ms=int((shared.clock() - started) * 1000),
+                    error=error or None, result="not sent: lease released" if released else None))
+
+    # ---- async handlers --------------------------------------------------------------------
+
+    def _async_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop for async handlers, started on first use in its own thread
+        (``schedd-agent-asyncio``) and stopped by :meth:`shutdown`."""
+        with self._aloop_lock:
+            if self._aloop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def serve() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    try:
+                        loop.run_forever()
+                    finally:
+                        # Stopped with handlers still running (released, or ignoring their
+                        # cancellation): cancel them so the pool threads waiting for them end.
+                        tasks = asyncio.all_tasks(loop)
+                        for t in tasks:
+                            t.cancel()
+                        if tasks:
+                            loop.run_until_complete(asyncio.wait(tasks, timeout=2.0))
+                        loop.close()
+
+                threading.Thread(target=serve, name="schedd-agent-asyncio", daemon=True).start()
+                ready.wait()
+                self._aloop = loop
+            return self._aloop
+
+    def _run_async(self, fn: Handler, ctx: Context) -> None:
+        """Run ``await fn(ctx)`` on the runner's loop; this pool thread waits for it (so
+        ``concurrency`` bounds async handlers too). When ``ctx.cancelled`` is set, the task is
+        cancelled: ``asyncio.CancelledError`` is raised at its current ``await``. Raises what
+        the coroutine raised, or ``AsyncCancelled`` when it ended cancelled."""
+        loop = self._async_loop()
+        done = threading.Event()
+        box: list[asyncio.Task[Any]] = []
+
+        def begin() -> None:
+            task = loop.create_task(fn(ctx))
+            task.add_done_callback(lambda _t: done.set())
+            box.append(task)
+
+        loop.call_soon_threadsafe(begin)
+        cancel_sent = False
+        while not done.wait(_ASYNC_POLL_S):
+            if loop.is_closed():  # the worker stopped and its loop with it
+                raise AsyncCancelled()
+            if ctx.cancelled.is_set() and not cancel_sent:
+                cancel_sent = True
+                loop.call_soon_threadsafe(lambda: box[0].cancel())
+        task = box[0]
+        if task.cancelled():
+            raise AsyncCancelled()
+        exc = task.exception()
+        if exc is not None:
+            raise exc
+
+    # ---- drain -----------------------------------------------------------------------------
+
+    def drain(self, timeout: float) -> DrainResult:
+        """Wait up to ``timeout`` seconds for the running handlers to return (heartbeats go on
+        meanwhile: the ticker is untouched, so the leases stay ours), or less after a forced
+        stop. Handlers still running then have their leases released (queued for a ``Release``
+        message: the leader makes those runs pending again at once) and are cancelled. Then
+        wait up to ``FLUSH_GRACE_S`` more for the releases to be written and the completions
+        acknowledged; a released handler is not waited for (its run is the leader's again).
+        The caller has set ``Shared.draining`` first, so no new handler starts."""
+        shared = self._shared
+        deadline = shared.clock() + max(0.0, timeout)
+        released: list[LostLease] = []
+        with shared.changed:
+            while shared.active and not shared.force.is_set():
+                left = deadline - shared.clock()
+                if left <= 0:
+                    break
+                shared.changed.wait(min(left, 0.1))
+            if shared.active:
+                why = "worker stopping (forced)" if shared.force.is_set() else "worker stopping (drain timeout)"
+                shared.log.warning(kv("drain_timeout", still_running=len(shared.active),
+                                      action="releasing leases and cancelling handlers"))
+                released = shared.book.release(list(shared.active), why)
+                self.cancel_all_locked(f"{why}: lease released")
+                shared.kick_locked(Intent.RELEASE)
+            shared.wake.set()
+            grace = shared.clock() + (FORCED_FLUSH_GRACE_S if shared.force.is_set() else FLUSH_GRACE_S)
+            while (shared.book.pending() or shared.book.has_unsent_releases()) and shared.clock() < grace:
+                shared.changed.wait(0.05)
+            return DrainResult(released, shared.book.pending(), shared.book.has_unsent_releases(),
+                               len(shared.active))
+
+    def force_cancel(self) -> None:
+        """A second signal: cancel every running handler now and end a drain's wait."""
+        with self._shared.changed:
+            self.cancel_all_locked("worker stopping (forced)")
+            self._shared.changed.notify_all()
+
