@@ -43,10 +43,16 @@ def _missed_counter(scheduler: Any) -> list[int]:
     return missed
 
 
-def throughput(jobs: int, threads: int = 10, lead_s: float = 2.0, timeout_s: float = 120.0) -> dict[str, Any]:
+def throughput(
+    jobs: int, threads: int = 10, lead_s: float = 2.0, timeout_s: float = 120.0
+) -> dict[str, Any]:
     from apscheduler.triggers.date import DateTrigger
 
-    result: dict[str, Any] = {"jobs": jobs, "executor_threads": threads, "jobstore": "MemoryJobStore"}
+    result: dict[str, Any] = {
+        "jobs": jobs,
+        "executor_threads": threads,
+        "jobstore": "MemoryJobStore",
+    }
     done: list[float] = []  # when each job ran (its body only records the time)
     finished = threading.Event()
 
@@ -84,12 +90,23 @@ def throughput(jobs: int, threads: int = 10, lead_s: float = 2.0, timeout_s: flo
     return result
 
 
-def lag(jobs: int = 100, duration_s: float = 20.0, threads: int = 10, warmup_s: float = 2.0,
-        grace_s: float = 2.0) -> dict[str, Any]:
+def lag(
+    jobs: int = 100,
+    duration_s: float = 20.0,
+    threads: int = 10,
+    warmup_s: float = 2.0,
+    grace_s: float = 2.0,
+) -> dict[str, Any]:
     from apscheduler.triggers.interval import IntervalTrigger
 
-    result: dict[str, Any] = {"jobs": jobs, "interval_s": 1, "duration_s": duration_s, "rate_per_s": jobs,
-                              "executor_threads": threads, "jobstore": "MemoryJobStore"}
+    result: dict[str, Any] = {
+        "jobs": jobs,
+        "interval_s": 1,
+        "duration_s": duration_s,
+        "rate_per_s": jobs,
+        "executor_threads": threads,
+        "jobstore": "MemoryJobStore",
+    }
     first_run = math.ceil(time.time()) + 1
     calls = [0] * jobs
     samples: list[tuple[float, float]] = []  # (scheduled, started)
@@ -106,8 +123,11 @@ def lag(jobs: int = 100, duration_s: float = 20.0, threads: int = 10, warmup_s: 
     scheduler = _scheduler(threads)
     missed = _missed_counter(scheduler)
     for i in range(jobs):
-        scheduler.add_job(make(i), IntervalTrigger(seconds=1, start_date=datetime.fromtimestamp(first_run, UTC)),
-                          id=f"aps-lag-{i}")
+        scheduler.add_job(
+            make(i),
+            IntervalTrigger(seconds=1, start_date=datetime.fromtimestamp(first_run, UTC)),
+            id=f"aps-lag-{i}",
+        )
     start = first_run + warmup_s
     end = start + duration_s
     progress(f"APScheduler: {jobs} jobs every second; measuring {duration_s:g} s")

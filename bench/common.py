@@ -52,7 +52,7 @@ def process_cpu_s(pid: int) -> float | None:
     except OSError:
         return None
     # the command name (field 2) may contain spaces; the fields after it are space separated
-    fields = stat[stat.rfind(")") + 2:].split()
+    fields = stat[stat.rfind(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 

@@ -137,7 +137,9 @@ def _node_main(args: argparse.Namespace) -> int:
         "sync_calls": len(lat),
         "sync_errors": sync_errors,
         "sync_p50_ms": round(lat[len(lat) // 2] * 1000, 3) if lat else None,
-        "sync_p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 3) if lat else None,
+        "sync_p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 3)
+        if lat
+        else None,
         "payload_bytes": len(PAYLOAD),
     }
     tmp = args.out + ".tmp"
@@ -149,8 +151,13 @@ def _node_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(duration_s: float = 5.0, inflight: int = 2000, sync_calls: int = 300, warmup_s: float = 1.0,
-        keep: bool = False) -> dict[str, Any]:
+def run(
+    duration_s: float = 5.0,
+    inflight: int = 2000,
+    sync_calls: int = 300,
+    warmup_s: float = 1.0,
+    keep: bool = False,
+) -> dict[str, Any]:
     """Start 3 raw pysyncobj processes, wait for the leader's figures, stop all three."""
     from common import load_average, progress
 
@@ -167,25 +174,48 @@ def run(duration_s: float = 5.0, inflight: int = 2000, sync_calls: int = 300, wa
     result: dict[str, Any] = {"inflight": inflight, "tmp_dir": root}
     ok = False
     try:
-        progress(f"raw pysyncobj: 3 processes, {inflight} calls in flight for {duration_s:g} s, "
-                 f"then {sync_calls} sync calls")
+        progress(
+            f"raw pysyncobj: 3 processes, {inflight} calls in flight for {duration_s:g} s, "
+            f"then {sync_calls} sync calls"
+        )
         for i, addr in enumerate(addrs):
-            cmd = [sys.executable, os.path.abspath(__file__), "node", "--self", addr,
-                   "--dir", os.path.join(root, f"n{i + 1}"), "--password-file", pw, "--out", out,
-                   "--duration", str(duration_s), "--warmup", str(warmup_s),
-                   "--inflight", str(inflight), "--sync-calls", str(sync_calls)]
+            cmd = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "node",
+                "--self",
+                addr,
+                "--dir",
+                os.path.join(root, f"n{i + 1}"),
+                "--password-file",
+                pw,
+                "--out",
+                out,
+                "--duration",
+                str(duration_s),
+                "--warmup",
+                str(warmup_s),
+                "--inflight",
+                str(inflight),
+                "--sync-calls",
+                str(sync_calls),
+            ]
             for other in addrs:
                 if other != addr:
                     cmd += ["--partner", other]
             log = open(os.path.join(root, f"n{i + 1}.log"), "ab")
-            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            procs.append(
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            )
             log.close()
         deadline = time.monotonic() + 30 + warmup_s + duration_s + 30
         while not os.path.exists(out):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"raw pysyncobj gave no result; logs in {root}/n*.log")
             if all(p.poll() is not None for p in procs):
-                raise RuntimeError(f"raw pysyncobj nodes exited without a result; logs in {root}/n*.log")
+                raise RuntimeError(
+                    f"raw pysyncobj nodes exited without a result; logs in {root}/n*.log"
+                )
             time.sleep(0.1)
         with open(out) as f:
             result.update(json.load(f))

@@ -50,7 +50,9 @@ class Plan:
     runs: int
     keep: bool
     server_path: str | None
-    unsafe: bool = True  # also run (a) and (b) with --unsafe-no-fsync, interleaved with the durable runs
+    unsafe: bool = (
+        True  # also run (a) and (b) with --unsafe-no-fsync, interleaved with the durable runs
+    )
 
 
 # part names, by "unsafe_no_fsync"
@@ -60,20 +62,38 @@ SCHEDD_LAG = {False: "schedd_lag", True: "schedd_lag_unsafe"}
 
 def _git_commit() -> dict[str, Any]:
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True, timeout=10).stdout
+        return subprocess.run(
+            ["git", "-C", REPO, *args], capture_output=True, text=True, timeout=10
+        ).stdout
 
     try:
         # the nodes import this work tree: list what differs from the commit
-        changed = [line.split(maxsplit=1)[-1] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
-                   if line.strip()]
-        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(changed), "changed_files": changed}
+        changed = [
+            line.split(maxsplit=1)[-1]
+            for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+            if line.strip()
+        ]
+        return {
+            "commit": git("rev-parse", "HEAD").strip(),
+            "dirty": bool(changed),
+            "changed_files": changed,
+        }
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None, "changed_files": []}
 
 
 def _versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
-    for pkg in ("schedd", "pysyncobj", "apscheduler", "grpcio", "protobuf", "lmdb", "croniter", "cryptography"):
+    for pkg in (
+        "schedd",
+        "pysyncobj",
+        "apscheduler",
+        "grpcio",
+        "protobuf",
+        "lmdb",
+        "croniter",
+        "cryptography",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -91,11 +111,18 @@ def _machine() -> dict[str, Any]:
     cpu_model = None
     try:
         with open("/proc/cpuinfo") as f:
-            cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+            cpu_model = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None
+            )
     except OSError:
         pass
-    return {"cpu_count": os.cpu_count(), "cpu_model": cpu_model, "mem_gib": mem,
-            "platform": platform.platform(), "load_average_at_start": load_average()}
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "mem_gib": mem,
+        "platform": platform.platform(),
+        "load_average_at_start": load_average(),
+    }
 
 
 def _part(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> None:
@@ -118,12 +145,23 @@ def run_all(plan: Plan) -> dict[str, Any]:
     parts: dict[str, list[dict[str, Any]]] = {}
 
     def throughput(unsafe: bool) -> dict[str, Any]:
-        return schedd_bench.throughput(plan.jobs, concurrency=plan.concurrency, keep=plan.keep,
-                                       server_path=plan.server_path, unsafe_no_fsync=unsafe)
+        return schedd_bench.throughput(
+            plan.jobs,
+            concurrency=plan.concurrency,
+            keep=plan.keep,
+            server_path=plan.server_path,
+            unsafe_no_fsync=unsafe,
+        )
 
     def lag(unsafe: bool) -> dict[str, Any]:
-        return schedd_bench.lag(100, plan.lag_s, concurrency=plan.concurrency, keep=plan.keep,
-                                server_path=plan.server_path, unsafe_no_fsync=unsafe)
+        return schedd_bench.lag(
+            100,
+            plan.lag_s,
+            concurrency=plan.concurrency,
+            keep=plan.keep,
+            server_path=plan.server_path,
+            unsafe_no_fsync=unsafe,
+        )
 
     for i in range(plan.runs):
         if plan.runs > 1:
@@ -133,7 +171,11 @@ def run_all(plan: Plan) -> dict[str, Any]:
         if i % 2:
             modes.reverse()
         # interleaved so that schedd and its baselines see the same machine conditions
-        _part(parts, "raw_pysyncobj", lambda: raw_raft.run(plan.raft_s, plan.raft_inflight, keep=plan.keep))
+        _part(
+            parts,
+            "raw_pysyncobj",
+            lambda: raw_raft.run(plan.raft_s, plan.raft_inflight, keep=plan.keep),
+        )
         for unsafe in modes:
             _part(parts, SCHEDD_THROUGHPUT[unsafe], partial(throughput, unsafe))
         _part(parts, "apscheduler_throughput", lambda: aps_bench.throughput(plan.jobs))
@@ -194,34 +236,88 @@ def _ratio(a: Stat, b: Stat) -> str:
 
 def summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[dict[str, str]]:
     sa, sb = parts.get("schedd_throughput", []), parts.get("schedd_lag", [])
-    raw, aa, al = parts.get("raw_pysyncobj", []), parts.get("apscheduler_throughput", []), parts.get("apscheduler_lag", [])
+    raw, aa, al = (
+        parts.get("raw_pysyncobj", []),
+        parts.get("apscheduler_throughput", []),
+        parts.get("apscheduler_lag", []),
+    )
     fps = Stat.of(sa, "firings_per_s")
     rows: list[tuple[str, Stat, str, Stat, int]] = [
-        (f"burst: firings/s, {plan.jobs} due at once (due → completion committed)", fps,
-         f"raw pysyncobj commits/s ({plan.raft_inflight} in flight)", Stat.of(raw, "commits_per_s"), 0),
-        (f"burst: firings/s, {plan.jobs} due at once", fps,
-         "APScheduler in-memory firings/s", Stat.of(aa, "firings_per_s"), 0),
-        ("burst: due → last completion, s", Stat.of(sa, "due_to_last_completion_s"),
-         "APScheduler due → last job ran, s", Stat.of(aa, "due_to_last_job_s"), 2),
-        ("lag p50 ms at 100 firings/s", Stat.of(sb, "lag", "p50_ms"),
-         "APScheduler lag p50 ms", Stat.of(al, "lag", "p50_ms"), 1),
-        ("lag p99 ms at 100 firings/s", Stat.of(sb, "lag", "p99_ms"),
-         "APScheduler lag p99 ms", Stat.of(al, "lag", "p99_ms"), 1),
-        ("lag max ms at 100 firings/s", Stat.of(sb, "lag", "max_ms"),
-         "APScheduler lag max ms", Stat.of(al, "lag", "max_ms"), 1),
-        ("lag p50 ms at 100 firings/s", Stat.of(sb, "lag", "p50_ms"),
-         "raw pysyncobj one sync call p50 ms", Stat.of(raw, "sync_p50_ms"), 2),
-        ("job creation: create_job calls/s (32 threads)", Stat.of(sa, "create_per_s"),
-         "raw pysyncobj commits/s", Stat.of(raw, "commits_per_s"), 0),
+        (
+            f"burst: firings/s, {plan.jobs} due at once (due → completion committed)",
+            fps,
+            f"raw pysyncobj commits/s ({plan.raft_inflight} in flight)",
+            Stat.of(raw, "commits_per_s"),
+            0,
+        ),
+        (
+            f"burst: firings/s, {plan.jobs} due at once",
+            fps,
+            "APScheduler in-memory firings/s",
+            Stat.of(aa, "firings_per_s"),
+            0,
+        ),
+        (
+            "burst: due → last completion, s",
+            Stat.of(sa, "due_to_last_completion_s"),
+            "APScheduler due → last job ran, s",
+            Stat.of(aa, "due_to_last_job_s"),
+            2,
+        ),
+        (
+            "lag p50 ms at 100 firings/s",
+            Stat.of(sb, "lag", "p50_ms"),
+            "APScheduler lag p50 ms",
+            Stat.of(al, "lag", "p50_ms"),
+            1,
+        ),
+        (
+            "lag p99 ms at 100 firings/s",
+            Stat.of(sb, "lag", "p99_ms"),
+            "APScheduler lag p99 ms",
+            Stat.of(al, "lag", "p99_ms"),
+            1,
+        ),
+        (
+            "lag max ms at 100 firings/s",
+            Stat.of(sb, "lag", "max_ms"),
+            "APScheduler lag max ms",
+            Stat.of(al, "lag", "max_ms"),
+            1,
+        ),
+        (
+            "lag p50 ms at 100 firings/s",
+            Stat.of(sb, "lag", "p50_ms"),
+            "raw pysyncobj one sync call p50 ms",
+            Stat.of(raw, "sync_p50_ms"),
+            2,
+        ),
+        (
+            "job creation: create_job calls/s (32 threads)",
+            Stat.of(sa, "create_per_s"),
+            "raw pysyncobj commits/s",
+            Stat.of(raw, "commits_per_s"),
+            0,
+        ),
     ]
-    return [{"figure": f, "schedd": s.fmt(d), "baseline": bname, "baseline_value": b.fmt(d),
-             "ratio": _ratio(s, b)} for f, s, bname, b, d in rows] + fsync_summary(parts, plan)
+    return [
+        {
+            "figure": f,
+            "schedd": s.fmt(d),
+            "baseline": bname,
+            "baseline_value": b.fmt(d),
+            "ratio": _ratio(s, b),
+        }
+        for f, s, bname, b, d in rows
+    ] + fsync_summary(parts, plan)
 
 
 FSYNC_TARGET = 0.75  # the issue's target: durable >= 0.75x unsafe on every figure with a target
 
 
-def _paired(durable: list[dict[str, Any]], unsafe: list[dict[str, Any]], path: tuple[str, ...]) -> Stat:
+def _paired(
+    durable: list[dict[str, Any]], unsafe: list[dict[str, Any]], path: tuple[str, ...]
+) -> Stat:
     """durable / unsafe per run (run i of each mode ran back to back), over the runs where both
     have the figure: median [min-max]."""
     ratios = []
@@ -246,33 +342,87 @@ def fsync_summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[di
     dt_, ut = parts.get(SCHEDD_THROUGHPUT[False], []), parts.get(SCHEDD_THROUGHPUT[True], [])
     dl, ul = parts.get(SCHEDD_LAG[False], []), parts.get(SCHEDD_LAG[True], [])
     # (figure, durable runs, unsafe runs, path, digits, higher is better, has the target)
-    specs: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]], tuple[str, ...], int, bool, bool]] = [
+    specs: list[
+        tuple[str, list[dict[str, Any]], list[dict[str, Any]], tuple[str, ...], int, bool, bool]
+    ] = [
         (f"burst: firings/s, {plan.jobs} due at once", dt_, ut, ("firings_per_s",), 0, True, True),
-        ("job creation: create_job calls/s (32 threads)", dt_, ut, ("create_per_s",), 0, True, True),
+        (
+            "job creation: create_job calls/s (32 threads)",
+            dt_,
+            ut,
+            ("create_per_s",),
+            0,
+            True,
+            True,
+        ),
         ("lag p50 ms at 100 firings/s", dl, ul, ("lag", "p50_ms"), 1, False, True),
         ("lag p99 ms at 100 firings/s", dl, ul, ("lag", "p99_ms"), 1, False, True),
-        ("burst: node CPU µs per firing (3 nodes)", dt_, ut, ("cpu_us_per_firing", "nodes"), 0, False, False),
-        ("burst: leader CPU µs per firing", dt_, ut, ("cpu_us_per_firing", "leader"), 0, False, False),
-        ("creation: node CPU µs per create_job (3 nodes)", dt_, ut, ("create_cpu_us_per_job", "nodes"), 0,
-         False, False),
-        ("lag: node CPU µs per firing (3 nodes)", dl, ul, ("cpu_us_per_firing", "nodes"), 0, False, False),
+        (
+            "burst: node CPU µs per firing (3 nodes)",
+            dt_,
+            ut,
+            ("cpu_us_per_firing", "nodes"),
+            0,
+            False,
+            False,
+        ),
+        (
+            "burst: leader CPU µs per firing",
+            dt_,
+            ut,
+            ("cpu_us_per_firing", "leader"),
+            0,
+            False,
+            False,
+        ),
+        (
+            "creation: node CPU µs per create_job (3 nodes)",
+            dt_,
+            ut,
+            ("create_cpu_us_per_job", "nodes"),
+            0,
+            False,
+            False,
+        ),
+        (
+            "lag: node CPU µs per firing (3 nodes)",
+            dl,
+            ul,
+            ("cpu_us_per_firing", "nodes"),
+            0,
+            False,
+            False,
+        ),
     ]
     out = []
     for figure, d_runs, u_runs, path, digits, higher_better, targeted in specs:
         d, u = Stat.of(d_runs, *path), Stat.of(u_runs, *path)
         score: float | None = None
         if d.median is not None and u.median:
-            score = d.median / u.median if higher_better else (u.median / d.median if d.median else None)
+            score = (
+                d.median / u.median
+                if higher_better
+                else (u.median / d.median if d.median else None)
+            )
         verdict = ""
         if targeted:
             verdict = "n/a" if score is None else ("met" if score >= FSYNC_TARGET else "NOT met")
         per_run = _paired(d_runs, u_runs, path)
-        out.append({"figure": figure, "kind": "durable_vs_unsafe", "schedd": d.fmt(digits),
-                    "baseline": "--unsafe-no-fsync", "baseline_value": u.fmt(digits), "ratio": _ratio(d, u),
-                    "per_run": per_run.fmt(2) if per_run.n else "n/a",
-                    "better": "higher" if higher_better else "lower",
-                    "score": "n/a" if score is None else f"{score:.2f}",
-                    "target": f">= {FSYNC_TARGET:.2f}" if targeted else "", "verdict": verdict})
+        out.append(
+            {
+                "figure": figure,
+                "kind": "durable_vs_unsafe",
+                "schedd": d.fmt(digits),
+                "baseline": "--unsafe-no-fsync",
+                "baseline_value": u.fmt(digits),
+                "ratio": _ratio(d, u),
+                "per_run": per_run.fmt(2) if per_run.n else "n/a",
+                "better": "higher" if higher_better else "lower",
+                "score": "n/a" if score is None else f"{score:.2f}",
+                "target": f">= {FSYNC_TARGET:.2f}" if targeted else "",
+                "verdict": verdict,
+            }
+        )
     return out
 
 
@@ -288,26 +438,62 @@ def _print_rows(headers: list[str], table: list[list[str]]) -> None:
 def print_table(rows: list[dict[str, str]], parts: dict[str, list[dict[str, Any]]]) -> None:
     main = [r for r in rows if r.get("kind") != "durable_vs_unsafe"]
     fsync = [r for r in rows if r.get("kind") == "durable_vs_unsafe"]
-    _print_rows(["figure", "schedd", "baseline", "ratio"],
-                [[r["figure"], r["schedd"], f"{r['baseline_value']} ({r['baseline']})", r["ratio"]] for r in main])
-    print("\nratio = schedd / baseline (throughput: higher is better for schedd; latency: lower is).")
+    _print_rows(
+        ["figure", "schedd", "baseline", "ratio"],
+        [
+            [r["figure"], r["schedd"], f"{r['baseline_value']} ({r['baseline']})", r["ratio"]]
+            for r in main
+        ],
+    )
+    print(
+        "\nratio = schedd / baseline (throughput: higher is better for schedd; latency: lower is)."
+    )
     if fsync:
         print("\nschedd durable journal (default) vs --unsafe-no-fsync, run back to back:\n")
-        _print_rows(["figure", "durable", "unsafe-no-fsync", "durable/unsafe", "per run", "better", "score",
-                     "target"],
-                    [[r["figure"], r["schedd"], r["baseline_value"], r["ratio"], r["per_run"], r["better"],
-                      r["score"], f"{r['target']} {r['verdict']}".strip()] for r in fsync])
-        print("\ndurable/unsafe = median durable / median unsafe; per run = durable / unsafe of each pair of runs, "
-              "median [min–max].\nscore = the ratio turned so that higher is better for durable (throughput: "
-              "durable/unsafe; latency, CPU: unsafe/durable).\nTarget: score >= 0.75 (lag: durable at most "
-              "1.33× the unsafe lag).")
+        _print_rows(
+            [
+                "figure",
+                "durable",
+                "unsafe-no-fsync",
+                "durable/unsafe",
+                "per run",
+                "better",
+                "score",
+                "target",
+            ],
+            [
+                [
+                    r["figure"],
+                    r["schedd"],
+                    r["baseline_value"],
+                    r["ratio"],
+                    r["per_run"],
+                    r["better"],
+                    r["score"],
+                    f"{r['target']} {r['verdict']}".strip(),
+                ]
+                for r in fsync
+            ],
+        )
+        print(
+            "\ndurable/unsafe = median durable / median unsafe; per run = durable / unsafe of each pair of runs, "
+            "median [min–max].\nscore = the ratio turned so that higher is better for durable (throughput: "
+            "durable/unsafe; latency, CPU: unsafe/durable).\nTarget: score >= 0.75 (lag: durable at most "
+            "1.33× the unsafe lag)."
+        )
     for name in (SCHEDD_LAG[False], SCHEDD_LAG[True]):
         lag = parts.get(name, [])
         if lag:
-            counts = ", ".join(f"{r.get('firings', '?')}/{r.get('expected_firings', '?')}" for r in lag)
+            counts = ", ".join(
+                f"{r.get('firings', '?')}/{r.get('expected_firings', '?')}" for r in lag
+            )
             print(f"\n{name} firings received/expected per run: {counts}")
-    bad = [f"{name} run {i + 1}: {r.get('error') or 'invalid (see JSON)'}"
-           for name, runs in parts.items() for i, r in enumerate(runs) if not r.get("valid", False)]
+    bad = [
+        f"{name} run {i + 1}: {r.get('error') or 'invalid (see JSON)'}"
+        for name, runs in parts.items()
+        for i, r in enumerate(runs)
+        if not r.get("valid", False)
+    ]
     if bad:
         print("\n* invalid or failed:")
         for b in bad:
@@ -316,19 +502,37 @@ def print_table(rows: list[dict[str, str]], parts: dict[str, list[dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="schedd benchmark (see bench/README.md)")
-    parser.add_argument("--quick", action="store_true", help="1000 jobs, 8 s lag window, 3 s raw Raft")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"), help="JSON output file")
-    parser.add_argument("--runs", type=int, default=1, help="repeat every part this many times; the table shows "
-                                                            "median [min–max]")
-    parser.add_argument("--jobs", type=int, default=None, help="jobs due at once in the burst parts")
+    parser.add_argument(
+        "--quick", action="store_true", help="1000 jobs, 8 s lag window, 3 s raw Raft"
+    )
+    parser.add_argument(
+        "--out", default=os.path.join(HERE, "results", "latest.json"), help="JSON output file"
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="repeat every part this many times; the table shows median [min–max]",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="jobs due at once in the burst parts"
+    )
     parser.add_argument("--lag-seconds", type=float, default=None, help="length of the lag window")
     parser.add_argument("--concurrency", type=int, default=512, help="schedd worker concurrency")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dirs (node logs) even on success")
-    parser.add_argument("--no-unsafe", action="store_true",
-                        help="skip the schedd runs with --unsafe-no-fsync (the durable vs unsafe comparison)")
-    parser.add_argument("--server-path", default=None,
-                        help="directory put first on the nodes' PYTHONPATH: measure the schedd server of another "
-                             "tree (e.g. a worktree with a candidate fix) against the same baselines")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temp dirs (node logs) even on success"
+    )
+    parser.add_argument(
+        "--no-unsafe",
+        action="store_true",
+        help="skip the schedd runs with --unsafe-no-fsync (the durable vs unsafe comparison)",
+    )
+    parser.add_argument(
+        "--server-path",
+        default=None,
+        help="directory put first on the nodes' PYTHONPATH: measure the schedd server of another "
+        "tree (e.g. a worktree with a candidate fix) against the same baselines",
+    )
     args = parser.parse_args(argv)
     plan = Plan(
         jobs=args.jobs or (1000 if args.quick else 5000),

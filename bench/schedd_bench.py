@@ -57,7 +57,11 @@ def cpu_us_per(cpu_s: dict[str, float | None], count: int) -> dict[str, float | 
             return None
         return round(sum(v for v in values if v is not None) / count * 1e6, 1)
 
-    return {"nodes": per(nodes), "leader": per(leader), "bench_process": per([cpu_s.get(BENCH_PROCESS)])}
+    return {
+        "nodes": per(nodes),
+        "leader": per(leader),
+        "bench_process": per([cpu_s.get(BENCH_PROCESS)]),
+    }
 
 
 class AgentEvents(logging.Handler):
@@ -86,7 +90,9 @@ class AgentEvents(logging.Handler):
             self.problems.append(f"{record.levelname} {msg}")
 
     def dump(self, path: str) -> None:
-        fmt = logging.Formatter("ts=%(asctime)s level=%(levelname)s thread=%(threadName)s %(message)s")
+        fmt = logging.Formatter(
+            "ts=%(asctime)s level=%(levelname)s thread=%(threadName)s %(message)s"
+        )
         with open(path, "w") as f:
             for record in list(self.recent):
                 f.write(fmt.format(record) + "\n")
@@ -117,14 +123,23 @@ class Harness:
         return {node_id: proc.pid for node_id, proc in self.cluster.procs.items()}
 
     def cpu_meter(self) -> CpuMeter:
-        pids = {f"{nid}{' (leader)' if nid == self.leader else ''}": pid for nid, pid in self.node_pids().items()}
+        pids = {
+            f"{nid}{' (leader)' if nid == self.leader else ''}": pid
+            for nid, pid in self.node_pids().items()
+        }
         pids[BENCH_PROCESS] = os.getpid()
         return CpuMeter(pids)
 
 
 @contextmanager
-def running_cluster(name: str, concurrency: int, keep: bool, result: dict[str, Any],
-                    extra_args: list[str] | None = None, server_path: str | None = None) -> Iterator[Harness]:
+def running_cluster(
+    name: str,
+    concurrency: int,
+    keep: bool,
+    result: dict[str, Any],
+    extra_args: list[str] | None = None,
+    server_path: str | None = None,
+) -> Iterator[Harness]:
     """Start a fresh 3-node cluster and a connected worker; stop both whatever happens.
 
     ``result`` receives ``tmp_dir``; the directory is deleted on success unless ``keep``.
@@ -134,8 +149,12 @@ def running_cluster(name: str, concurrency: int, keep: bool, result: dict[str, A
     result["tmp_dir"] = root
     env = dict(os.environ)
     if server_path:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.abspath(server_path), env.get("PYTHONPATH")) if p)
-        env["PYTHONSAFEPATH"] = "1"  # `python -m schedd` would otherwise put the cwd (maybe this repo) first
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (os.path.abspath(server_path), env.get("PYTHONPATH")) if p
+        )
+        env["PYTHONSAFEPATH"] = (
+            "1"  # `python -m schedd` would otherwise put the cwd (maybe this repo) first
+        )
         result["server_path"] = os.path.abspath(server_path)
     cluster = LocalCluster(root, nodes=3, extra_args=extra_args or [], env=env)
     client: Client | None = None
@@ -147,8 +166,12 @@ def running_cluster(name: str, concurrency: int, keep: bool, result: dict[str, A
         cluster.start()
         leader = cluster.wait_for_leader(timeout=30)
         client = Client(cluster.endpoints, timeout=10.0, retry_for=30.0)
-        worker = Worker(cluster.endpoints, concurrency=concurrency, worker_id=f"bench-{name}",
-                        logger=_agent_logger(name, events))
+        worker = Worker(
+            cluster.endpoints,
+            concurrency=concurrency,
+            worker_id=f"bench-{name}",
+            logger=_agent_logger(name, events),
+        )
         harness = Harness(cluster, client, worker, events, leader)
 
         @worker.handler("*")
@@ -157,7 +180,9 @@ def running_cluster(name: str, concurrency: int, keep: bool, result: dict[str, A
 
         worker.start()
         if not events.connected.wait(30):
-            raise TimeoutError(f"worker did not connect within 30 s; logs in {root}/agent.log and n*/node.log")
+            raise TimeoutError(
+                f"worker did not connect within 30 s; logs in {root}/agent.log and n*/node.log"
+            )
         progress(f"{name}: leader {leader}, worker connected")
         result["leader"] = leader
         yield harness
@@ -172,7 +197,10 @@ def running_cluster(name: str, concurrency: int, keep: bool, result: dict[str, A
             client.close()
         t1 = time.monotonic()
         cluster.stop()
-        result["teardown_s"] = {"worker": round(t1 - t0, 2), "cluster": round(time.monotonic() - t1, 2)}
+        result["teardown_s"] = {
+            "worker": round(t1 - t0, 2),
+            "cluster": round(time.monotonic() - t1, 2),
+        }
         if not ok:
             result.setdefault("agent_warnings", events.problems[:20])
         if ok and not keep:
@@ -187,7 +215,10 @@ def _create_jobs(client: Client, specs: list[tuple[str, dict[str, Any]]], thread
     """Create every ``(name, kwargs)`` job with ``threads`` concurrent calls; returns seconds taken."""
     t0 = time.monotonic()
     with ThreadPoolExecutor(threads, thread_name_prefix="bench-create") as pool:
-        futures = [pool.submit(client.create_job, name, request_id=f"bench-{name}", **kw) for name, kw in specs]
+        futures = [
+            pool.submit(client.create_job, name, request_id=f"bench-{name}", **kw)
+            for name, kw in specs
+        ]
         for f in futures:
             f.result()
     return time.monotonic() - t0
@@ -220,27 +251,43 @@ def _burst_lead(client: Client, jobs: int, threads: int, result: dict[str, Any])
     return max(3.0 + jobs / 600.0, 3.0 + 1.5 * jobs / rate)
 
 
-def throughput(jobs: int, concurrency: int = 512, create_threads: int = 32, lead_s: float | None = None,
-               keep: bool = False, timeout_s: float | None = None, server_path: str | None = None,
-               unsafe_no_fsync: bool = False) -> dict[str, Any]:
+def throughput(
+    jobs: int,
+    concurrency: int = 512,
+    create_threads: int = 32,
+    lead_s: float | None = None,
+    keep: bool = False,
+    timeout_s: float | None = None,
+    server_path: str | None = None,
+    unsafe_no_fsync: bool = False,
+) -> dict[str, Any]:
     """(a) ``jobs`` one-shot jobs due at one instant; time from that instant until the leader has
     acknowledged (committed) the last completion. Completion times are counted from the agent's
     ``completion_acked`` events; ``list_runs`` confirms the final states afterwards. The due
     instant is ``lead_s`` ahead, by default measured on the cluster (:func:`_burst_lead`).
     ``unsafe_no_fsync``: every node runs with ``--unsafe-no-fsync``."""
     node_args = list(UNSAFE_ARGS) if unsafe_no_fsync else []
-    result: dict[str, Any] = {"mode": mode_name(unsafe_no_fsync), "node_args": node_args,
-                              "jobs": jobs, "worker_concurrency": concurrency, "create_threads": create_threads,
-                              "measured_by": "agent completion acks (sent by the leader after the completion "
-                                             "entry committed); final states checked with list_runs"}
+    result: dict[str, Any] = {
+        "mode": mode_name(unsafe_no_fsync),
+        "node_args": node_args,
+        "jobs": jobs,
+        "worker_concurrency": concurrency,
+        "create_threads": create_threads,
+        "measured_by": "agent completion acks (sent by the leader after the completion "
+        "entry committed); final states checked with list_runs",
+    }
     timeout = timeout_s if timeout_s is not None else 60.0 + jobs / 50.0
     name = "throughput-unsafe" if unsafe_no_fsync else "throughput"
-    with running_cluster(name, concurrency, keep, result, extra_args=node_args, server_path=server_path) as h:
+    with running_cluster(
+        name, concurrency, keep, result, extra_args=node_args, server_path=server_path
+    ) as h:
         lead = lead_s if lead_s is not None else _burst_lead(h.client, jobs, create_threads, result)
         result["lead_s"] = round(lead, 2)
         due_ms = int((time.time() + lead) * 1000)
         specs = [(f"a-{i:06d}", {"at_ms": due_ms}) for i in range(jobs)]
-        progress(f"{name}: creating {jobs} one-shot jobs due in {lead:.1f} s ({create_threads} threads)")
+        progress(
+            f"{name}: creating {jobs} one-shot jobs due in {lead:.1f} s ({create_threads} threads)"
+        )
         meter = h.cpu_meter()
         meter.start()
         create_s = _create_jobs(h.client, specs, create_threads)
@@ -254,8 +301,12 @@ def throughput(jobs: int, concurrency: int = 512, create_threads: int = 32, lead
         result["created_before_due_s"] = round(due - created_at, 3)
         result["valid"] = created_at < due
         if created_at >= due:
-            progress(f"{name}: WARNING creation ended {created_at - due:.2f} s after the due instant")
-        progress(f"{name}: created in {create_s:.2f} s ({jobs / create_s:.0f}/s); waiting for the due instant")
+            progress(
+                f"{name}: WARNING creation ended {created_at - due:.2f} s after the due instant"
+            )
+        progress(
+            f"{name}: created in {create_s:.2f} s ({jobs / create_s:.0f}/s); waiting for the due instant"
+        )
         meter = h.cpu_meter()
         time.sleep(max(0.0, due - time.time() - 0.05))
         meter.start()
@@ -279,13 +330,17 @@ def throughput(jobs: int, concurrency: int = 512, create_threads: int = 32, lead
             drain = acked[min(jobs, len(acked)) - 1] - due
             result["due_to_last_completion_s"] = round(drain, 3)
             result["firings_per_s"] = round(min(jobs, len(acked)) / drain, 1) if drain > 0 else None
-            result["due_to_first_handler_ms"] = round((started[0] - due) * 1000, 2) if started else None
+            result["due_to_first_handler_ms"] = (
+                round((started[0] - due) * 1000, 2) if started else None
+            )
             result["due_to_last_handler_s"] = round(started[-1] - due, 3) if started else None
             lags = [t - ctx.scheduled_ms / 1000.0 for t, ctx in h.started]
             result["handler_start_lag"] = latency_summary_ms(lags)
         if len(acked) < jobs:
             result["valid"] = False
-            result["error"] = f"only {len(acked)}/{jobs} completions committed within {timeout:.0f} s"
+            result["error"] = (
+                f"only {len(acked)}/{jobs} completions committed within {timeout:.0f} s"
+            )
             progress(f"{name}: ERROR {result['error']}")
         time.sleep(0.3)  # the last completion is committed; let followers apply it too
         result["run_states"] = _run_states(h.client, jobs + 10, "a-")
@@ -297,25 +352,43 @@ def throughput(jobs: int, concurrency: int = 512, create_threads: int = 32, lead
     return result
 
 
-def lag(jobs: int = 100, duration_s: float = 20.0, concurrency: int = 512, keep: bool = False,
-        warmup_s: float = 2.0, grace_s: float = 3.0, server_path: str | None = None,
-        unsafe_no_fsync: bool = False) -> dict[str, Any]:
+def lag(
+    jobs: int = 100,
+    duration_s: float = 20.0,
+    concurrency: int = 512,
+    keep: bool = False,
+    warmup_s: float = 2.0,
+    grace_s: float = 3.0,
+    server_path: str | None = None,
+    unsafe_no_fsync: bool = False,
+) -> dict[str, Any]:
     """(b) ``jobs`` cron jobs firing every second (``jobs`` firings/s) for ``duration_s``; lag is
     handler start (``time.time()``) minus the firing's scheduled time, per firing.
     ``unsafe_no_fsync``: every node runs with ``--unsafe-no-fsync``."""
     node_args = list(UNSAFE_ARGS) if unsafe_no_fsync else []
-    result: dict[str, Any] = {"mode": mode_name(unsafe_no_fsync), "node_args": node_args, "jobs": jobs, "cron": "* * * * * *", "duration_s": duration_s,
-                              "rate_per_s": jobs, "worker_concurrency": concurrency,
-                              "measured_by": "time.time() at handler start - ctx.scheduled_ms / 1000"}
+    result: dict[str, Any] = {
+        "mode": mode_name(unsafe_no_fsync),
+        "node_args": node_args,
+        "jobs": jobs,
+        "cron": "* * * * * *",
+        "duration_s": duration_s,
+        "rate_per_s": jobs,
+        "worker_concurrency": concurrency,
+        "measured_by": "time.time() at handler start - ctx.scheduled_ms / 1000",
+    }
     name = "lag-unsafe" if unsafe_no_fsync else "lag"
-    with running_cluster(name, concurrency, keep, result, extra_args=node_args, server_path=server_path) as h:
+    with running_cluster(
+        name, concurrency, keep, result, extra_args=node_args, server_path=server_path
+    ) as h:
         specs = [(f"lag-{i:04d}", {"cron": "* * * * * *"}) for i in range(jobs)]
         create_s = _create_jobs(h.client, specs, 16)
         result["create_s"] = round(create_s, 3)
         start = math.ceil(time.time()) + warmup_s
         end = start + duration_s
         result["window"] = [start, end]
-        progress(f"{name}: {jobs} jobs firing every second; measuring {duration_s:g} s after a {warmup_s:g} s warm-up")
+        progress(
+            f"{name}: {jobs} jobs firing every second; measuring {duration_s:g} s after a {warmup_s:g} s warm-up"
+        )
         meter = h.cpu_meter()
         time.sleep(max(0.0, start - time.time()))
         meter.start()
@@ -328,7 +401,9 @@ def lag(jobs: int = 100, duration_s: float = 20.0, concurrency: int = 512, keep:
         result["cpu_window_s"] = meter.wall_s
         result["load_average"] = load_average()
         time.sleep(grace_s)  # firings scheduled just before `end` may still be on their way
-        in_window = [(t, ctx) for t, ctx in list(h.started) if start <= ctx.scheduled_ms / 1000.0 < end]
+        in_window = [
+            (t, ctx) for t, ctx in list(h.started) if start <= ctx.scheduled_ms / 1000.0 < end
+        ]
         run_ids = [ctx.run_id for _, ctx in in_window]
         first: dict[str, float] = {}
         for t, ctx in in_window:

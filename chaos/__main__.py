@@ -27,7 +27,9 @@ def _print_outcome(o: scenarios.Outcome, nodes: int, verbose: bool) -> None:
     print(f"  {o.seconds:.0f}s, history: {r.out}/history.jsonl")
     shown = r.violations if verbose else r.violations[:10]
     for v in shown:
-        expected = o.scenario.control or (o.scenario.demonstrates and v.startswith(o.scenario.demonstrates))
+        expected = o.scenario.control or (
+            o.scenario.demonstrates and v.startswith(o.scenario.demonstrates)
+        )
         print(f"  {'expected (demonstration): ' if expected else 'VIOLATION: '}{v}")
     if len(r.violations) > len(shown):
         print(f"  ... {len(r.violations) - len(shown)} more in {r.out}/report.json")
@@ -37,8 +39,11 @@ def _print_outcome(o: scenarios.Outcome, nodes: int, verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m chaos", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m chaos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the scenarios")
     for name in ("run", "all"):
@@ -48,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sp.add_argument("--smoke", action="store_true", help="only the CI smoke set")
         sp.add_argument("--seed", type=int, default=1)
-        sp.add_argument("--duration", type=float, default=30.0, help="seconds of faults per scenario")
+        sp.add_argument(
+            "--duration", type=float, default=30.0, help="seconds of faults per scenario"
+        )
         sp.add_argument("--nodes", type=int, default=3, choices=(3, 5))
         sp.add_argument("-v", "--verbose", action="store_true")
     cp = sub.add_parser("check", help="re-run the checker on a run directory")
@@ -63,14 +70,22 @@ def main(argv: list[str] | None = None) -> int:
         rep = checker.check(args.dir)
         for v in rep.violations:
             print(f"VIOLATION: {v}")
-        print(f"expected={rep.expected} delivered={rep.delivered} effective={rep.effective} "
-              f"dups={rep.duplicates} lost={rep.lost} fenced={rep.fenced} failover={rep.failover}")
+        print(
+            f"expected={rep.expected} delivered={rep.delivered} effective={rep.effective} "
+            f"dups={rep.duplicates} lost={rep.lost} fenced={rep.fenced} failover={rep.failover}"
+        )
         return 0 if rep.ok else 1
-    names = [args.scenario] if args.cmd == "run" else [
-        s.name for s in (scenarios.SMOKE if args.smoke else scenarios.SCENARIOS.values())]
+    names = (
+        [args.scenario]
+        if args.cmd == "run"
+        else [s.name for s in (scenarios.SMOKE if args.smoke else scenarios.SCENARIOS.values())]
+    )
     rows, ok = [], True
     for name in names:
-        print(f"== {name} (seed {args.seed}, {args.duration:g}s of faults, {args.nodes} nodes)", flush=True)
+        print(
+            f"== {name} (seed {args.seed}, {args.duration:g}s of faults, {args.nodes} nodes)",
+            flush=True,
+        )
         o = scenarios.run(name, seed=args.seed, duration=args.duration, nodes=args.nodes)
         _print_outcome(o, args.nodes, args.verbose)
         rows.append(scenarios.row(o, args.nodes))

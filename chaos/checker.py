@@ -71,8 +71,22 @@ class Report:
         return percentile(xs, 50), percentile(xs, 99), xs[-1]
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in ("out", "faults", "expected", "delivered", "effective", "duplicates",
-                                           "lost", "fenced", "failover", "violations", "notes")}
+        d = {
+            k: getattr(self, k)
+            for k in (
+                "out",
+                "faults",
+                "expected",
+                "delivered",
+                "effective",
+                "duplicates",
+                "lost",
+                "fenced",
+                "failover",
+                "violations",
+                "notes",
+            )
+        }
         d["ok"] = self.ok
         return d
 
@@ -121,9 +135,23 @@ def check(out: str, p3_bound_s: float = P3_BOUND_S) -> Report:
             else:
                 ends[(e["run_id"], e["fence"])] = e
     nemesis = [e for e in events if e["proc"] == "nemesis"]
-    rep.faults = sum(1 for e in nemesis if e["op"] not in ("heal", "restart_node", "resume_node", "resume_worker",
-                                                          "disk_freed", "disk_full_outcome", "trap"))
-    rep.faults += sum(1 for e in events if e["op"] == "armed" and e.get("what") == "kill_after_effect")
+    rep.faults = sum(
+        1
+        for e in nemesis
+        if e["op"]
+        not in (
+            "heal",
+            "restart_node",
+            "resume_node",
+            "resume_worker",
+            "disk_freed",
+            "disk_full_outcome",
+            "trap",
+        )
+    )
+    rep.faults += sum(
+        1 for e in events if e["op"] == "armed" and e.get("what") == "kill_after_effect"
+    )
 
     _check_p1(rep, events, runs, applies, starts)
     _check_p2(rep, applies)
@@ -142,14 +170,20 @@ def check(out: str, p3_bound_s: float = P3_BOUND_S) -> Report:
 EARLY_TOLERANCE_S = 0.5
 
 
-def _check_punctuality(rep: Report, events: list[dict[str, Any]], runs: dict[str, Any],
-                       starts: dict[str, list[dict[str, Any]]]) -> None:
+def _check_punctuality(
+    rep: Report,
+    events: list[dict[str, Any]],
+    runs: dict[str, Any],
+    starts: dict[str, list[dict[str, Any]]],
+) -> None:
     """C2 (early firings): no scheduled firing starts before its slot by more than the largest
     wall-clock offset any node had (``clock_jump`` records; 0 without clock faults) plus
     EARLY_TOLERANCE_S: a leader whose clock is ahead by S fires up to S early, never more.
     Lateness is reported, not judged: a leader whose clock is behind by S fires S late, an
     election or a paused worker adds more, and P1 is about every slot being delivered."""
-    skew = max((abs(e.get("offset_s", 0.0)) for e in events if e["op"] == "clock_jump"), default=0.0)
+    skew = max(
+        (abs(e.get("offset_s", 0.0)) for e in events if e["op"] == "clock_jump"), default=0.0
+    )
     bound = skew + EARLY_TOLERANCE_S
     early: list[tuple[float, str]] = []
     late: list[float] = []
@@ -165,40 +199,67 @@ def _check_punctuality(rep: Report, events: list[dict[str, Any]], runs: dict[str
             late.append(delta)
     too_early = sorted((x for x in early if x[0] > bound), reverse=True)
     for d, rid in too_early[:20]:
-        rep.violations.append(f"C2: {rid} started {d:.1f}s before its slot (allowed: {bound:.1f}s = largest "
-                              f"clock offset {skew:g}s + {EARLY_TOLERANCE_S:g}s)")
+        rep.violations.append(
+            f"C2: {rid} started {d:.1f}s before its slot (allowed: {bound:.1f}s = largest "
+            f"clock offset {skew:g}s + {EARLY_TOLERANCE_S:g}s)"
+        )
     if len(too_early) > 20:
         rep.violations.append(f"C2: ... {len(too_early) - 20} more firings started too early")
     if early or skew:
-        rep.notes.append(f"early firings: {len(early)}, max {max((d for d, _ in early), default=0.0):.1f}s "
-                         f"(bound {bound:.1f}s)")
-    jumps = sorted((e["t"], f"{e['node']} ({e.get('role', '?')}) at {e['offset_s']:+g}s")
-                   for e in events if e["op"] == "clock_jump")
+        rep.notes.append(
+            f"early firings: {len(early)}, max {max((d for d, _ in early), default=0.0):.1f}s "
+            f"(bound {bound:.1f}s)"
+        )
+    jumps = sorted(
+        (e["t"], f"{e['node']} ({e.get('role', '?')}) at {e['offset_s']:+g}s")
+        for e in events
+        if e["op"] == "clock_jump"
+    )
     if jumps:  # per clock phase: how early / late first attempts started
-        firsts = [min(xs, key=lambda e: e["t"]) for rid, xs in starts.items()
-                  if rid in runs and not runs[rid].get("manual")]
+        firsts = [
+            min(xs, key=lambda e: e["t"])
+            for rid, xs in starts.items()
+            if rid in runs and not runs[rid].get("manual")
+        ]
         bounds = [(-math.inf, "before the first jump"), *jumps, (math.inf, "")]
         for (t0, name), (t1, _) in zip(bounds, bounds[1:], strict=False):
             ds = [e["t"] - e["scheduled_ms"] / 1000 for e in firsts if t0 <= e["t"] < t1]
             if ds:
-                rep.notes.append(f"clock phase {name}: {len(ds)} firings, max early {max(0.0, -min(ds)):.1f}s, "
-                                 f"max late {max(0.0, max(ds)):.1f}s")
+                rep.notes.append(
+                    f"clock phase {name}: {len(ds)} firings, max early {max(0.0, -min(ds)):.1f}s, "
+                    f"max late {max(0.0, max(ds)):.1f}s"
+                )
     if late:
         late.sort()
-        rep.notes.append(f"first attempt lateness: p50 {percentile(late, 50):.2f}s, p99 {percentile(late, 99):.2f}s, "
-                         f"max {late[-1]:.1f}s over {len(late)} firings")
+        rep.notes.append(
+            f"first attempt lateness: p50 {percentile(late, 50):.2f}s, p99 {percentile(late, 99):.2f}s, "
+            f"max {late[-1]:.1f}s over {len(late)} firings"
+        )
 
 
-def _check_p1(rep: Report, events: list[dict[str, Any]], runs: dict[str, Any],
-              applies: dict[str, list[Any]], starts: dict[str, list[Any]]) -> None:
-    created = {e["name"]: e["job"] for e in events
-               if e["op"] == "create_job" and e["type"] == "ok" and e.get("workload")}
-    paused = {e["name"]: e["job"]["next_due_ms"] for e in events
-              if e["op"] == "pause_job" and e["type"] == "ok" and e.get("quiesce")}
+def _check_p1(
+    rep: Report,
+    events: list[dict[str, Any]],
+    runs: dict[str, Any],
+    applies: dict[str, list[Any]],
+    starts: dict[str, list[Any]],
+) -> None:
+    created = {
+        e["name"]: e["job"]
+        for e in events
+        if e["op"] == "create_job" and e["type"] == "ok" and e.get("workload")
+    }
+    paused = {
+        e["name"]: e["job"]["next_due_ms"]
+        for e in events
+        if e["op"] == "pause_job" and e["type"] == "ok" and e.get("quiesce")
+    }
     expected: list[str] = []
     for name, job in created.items():
         if name not in paused:
-            rep.violations.append(f"P1: workload job {name} was never paused at the quiesce point; cannot bound it")
+            rep.violations.append(
+                f"P1: workload job {name} was never paused at the quiesce point; cannot bound it"
+            )
             continue
         slots = cron_slots(job["cron"], job["next_due_ms"], paused[name])
         want = {f"{name}:{job['uid']}:{t}" for t in slots}
@@ -221,7 +282,9 @@ def _check_p1(rep: Report, events: list[dict[str, Any]], runs: dict[str, Any],
         if r is None or r["state"] != "SUCCEEDED" or not applies.get(rid):
             lost.append(rid)
             why = "no run" if r is None else f"run {r['state']}"
-            rep.violations.append(f"P1: lost firing {rid}: {why}, {len(applies.get(rid, []))} sink applies")
+            rep.violations.append(
+                f"P1: lost firing {rid}: {why}, {len(applies.get(rid, []))} sink applies"
+            )
     rep.lost = len(lost)
 
 
@@ -233,9 +296,15 @@ def _check_p2(rep: Report, applies: dict[str, list[dict[str, Any]]]) -> None:
             rep.violations.append(f"P2: duplicate effect for {rid}: {len(xs)} applies ({detail})")
 
 
-def _check_fences(rep: Report, events: list[dict[str, Any]], runs: dict[str, Any], sink_log: list[dict[str, Any]],
-                  starts: dict[str, list[dict[str, Any]]], ends: dict[tuple[str, int], dict[str, Any]],
-                  ttl: float) -> None:
+def _check_fences(
+    rep: Report,
+    events: list[dict[str, Any]],
+    runs: dict[str, Any],
+    sink_log: list[dict[str, Any]],
+    starts: dict[str, list[dict[str, Any]]],
+    ends: dict[tuple[str, int], dict[str, Any]],
+    ttl: float,
+) -> None:
     paused: dict[str, list[tuple[float, float]]] = defaultdict(list)  # worker -> SIGSTOP intervals
     for e in events:
         if e["op"] == "pause_worker":
@@ -251,19 +320,27 @@ def _check_fences(rep: Report, events: list[dict[str, Any]], runs: dict[str, Any
             # stale delivery fencing exists for, not a grant out of order.
             frozen = any(t0 <= a["mono"] <= t1 for t0, t1 in paused.get(b["worker"], ()))
             if b["fence"] <= a["fence"] and not frozen:
-                rep.violations.append(f"C4: {rid} attempt started with fence {b['fence']} after fence {a['fence']}")
+                rep.violations.append(
+                    f"C4: {rid} attempt started with fence {b['fence']} after fence {a['fence']}"
+                )
         for x in xs:
             if owner.setdefault(x["fence"], rid) != rid:
-                rep.violations.append(f"C4: fence {x['fence']} used by two runs: {owner[x['fence']]} and {rid}")
+                rep.violations.append(
+                    f"C4: fence {x['fence']} used by two runs: {owner[x['fence']]} and {rid}"
+                )
         r = runs.get(rid)
         if r is not None and r["state"] == "SUCCEEDED" and r["fence"] < max(x["fence"] for x in xs):
-            rep.violations.append(f"C4: {rid} SUCCEEDED under fence {r['fence']} but fence "
-                                  f"{max(x['fence'] for x in xs)} was delivered later")
+            rep.violations.append(
+                f"C4: {rid} SUCCEEDED under fence {r['fence']} but fence "
+                f"{max(x['fence'] for x in xs)} was delivered later"
+            )
     seen: dict[str, int] = {}
     for s in sink_log:
         if s["result"] == "apply" and s["fence"] < seen.get(s["run_id"], 0):
-            rep.violations.append(f"C3: sink applied {s['run_id']} under fence {s['fence']} after seeing "
-                                  f"fence {seen[s['run_id']]}")
+            rep.violations.append(
+                f"C3: sink applied {s['run_id']} under fence {s['fence']} after seeing "
+                f"fence {seen[s['run_id']]}"
+            )
         seen[s["run_id"]] = max(seen.get(s["run_id"], 0), s["fence"])
     # No two live leases: an overlapped attempt must have known it lost its lease, or its worker
     # must have been unable to know (paused or killed).
@@ -284,9 +361,11 @@ def _check_fences(rep: Report, events: list[dict[str, Any]], runs: dict[str, Any
             since = min(a["mono"], b["mono"]) - 1
             if any(since <= t <= end["mono"] for t in worker_faults.get(a["worker"], ())):
                 continue  # its worker was paused or killed meanwhile: a late, stale attempt
-            rep.violations.append(f"C4: two live leases for {rid}: fence {a['fence']} on {a['worker']} ran until "
-                                  f"{end['mono'] - b['mono']:.2f}s after fence {b['fence']} started on {b['worker']}, "
-                                  "and was never told its lease was lost")
+            rep.violations.append(
+                f"C4: two live leases for {rid}: fence {a['fence']} on {a['worker']} ran until "
+                f"{end['mono'] - b['mono']:.2f}s after fence {b['fence']} started on {b['worker']}, "
+                "and was never told its lease was lost"
+            )
 
 
 def _check_p4(rep: Report, events: list[dict[str, Any]], final: dict[str, Any]) -> None:
@@ -301,21 +380,31 @@ def _check_p4(rep: Report, events: list[dict[str, Any]], final: dict[str, Any]) 
     for name, ops in by_name.items():
         ops.sort(key=lambda e: e["mono"])
         for e in ops:
-            if (e["op"] == "create_job" and e["type"] == "fail" and "AlreadyExists" in e.get("error", "")
-                    and len(rids[name]) == 1):
-                rep.violations.append(f"P4: create of {name} retried with its request id said ALREADY_EXISTS")
+            if (
+                e["op"] == "create_job"
+                and e["type"] == "fail"
+                and "AlreadyExists" in e.get("error", "")
+                and len(rids[name]) == 1
+            ):
+                rep.violations.append(
+                    f"P4: create of {name} retried with its request id said ALREADY_EXISTS"
+                )
         oks = [i for i, e in enumerate(ops) if e["type"] == "ok"]
         if not oks:
             continue
         last = ops[oks[-1]]
-        if any(e["type"] == "info" for e in ops[oks[-1] + 1:]):
+        if any(e["type"] == "info" for e in ops[oks[-1] + 1 :]):
             continue  # a later operation may or may not have happened
         if last["op"] == "create_job":
             j = jobs.get(name)
             if j is None:
-                rep.violations.append(f"P4: acknowledged create of {name} is missing after recovery")
+                rep.violations.append(
+                    f"P4: acknowledged create of {name} is missing after recovery"
+                )
             elif j["uid"] != last["job"]["uid"]:
-                rep.violations.append(f"P4: job {name} has uid {j['uid']}, acknowledged create said {last['job']['uid']}")
+                rep.violations.append(
+                    f"P4: job {name} has uid {j['uid']}, acknowledged create said {last['job']['uid']}"
+                )
         elif name in jobs:
             rep.violations.append(f"P4: acknowledged delete of {name} is undone after recovery")
 
@@ -330,8 +419,10 @@ def _check_raft_logs(rep: Report, out: str) -> None:
         except OSError:
             continue
         if hits:
-            rep.violations.append(f"C10: {node} truncated applied Raft entries {len(hits)} times "
-                                  f"(first: {hits[0][:160]})")
+            rep.violations.append(
+                f"C10: {node} truncated applied Raft entries {len(hits)} times "
+                f"(first: {hits[0][:160]})"
+            )
 
 
 def _check_convergence(rep: Report, final: dict[str, Any]) -> None:
@@ -341,60 +432,99 @@ def _check_convergence(rep: Report, final: dict[str, Any]) -> None:
         rep.violations.append(f"C7: nodes not answering at the end: {down}")
     states = {(st["applied_index"], st["digest"]) for st in nodes.values() if st is not None}
     if final.get("converged") is None or len(states) != 1:
-        rep.violations.append(f"C7: replicas did not converge: {nodes} {final.get('converge_error', '')}")
+        rep.violations.append(
+            f"C7: replicas did not converge: {nodes} {final.get('converge_error', '')}"
+        )
 
 
 def _check_p3(rep: Report, events: list[dict[str, Any]], bound_s: float) -> None:
     faults = [e for e in events if e["proc"] == "nemesis" and e.get("leader_fault")]
-    done = sorted((e for e in events if e["op"] == "handler" and e["type"] == "end" and e.get("ok")),
-                  key=lambda e: e["t"])
+    done = sorted(
+        (e for e in events if e["op"] == "handler" and e["type"] == "end" and e.get("ok")),
+        key=lambda e: e["t"],
+    )
     for f in faults:
         t_ms = f["t"] * 1000
         first = next((e for e in done if e["t"] >= f["t"] and e["scheduled_ms"] >= t_ms), None)
         if first is None:
-            rep.violations.append(f"P3: no firing completed after the {f['op']} of {f['node']} at {f['t']:.3f}")
+            rep.violations.append(
+                f"P3: no firing completed after the {f['op']} of {f['node']} at {f['t']:.3f}"
+            )
             continue
         dt = first["t"] - f["t"]
         rep.failover.append(round(dt, 3))
         if dt > bound_s:
-            rep.violations.append(f"P3: firings resumed {dt:.1f}s after the {f['op']} of {f['node']} (bound {bound_s:g}s)")
+            rep.violations.append(
+                f"P3: firings resumed {dt:.1f}s after the {f['op']} of {f['node']} (bound {bound_s:g}s)"
+            )
 
 
-def _check_expectations(rep: Report, events: list[dict[str, Any]], final: dict[str, Any], sink_log: list[dict[str, Any]],
-                        applies: dict[str, list[Any]], starts: dict[str, list[Any]]) -> None:
+def _check_expectations(
+    rep: Report,
+    events: list[dict[str, Any]],
+    final: dict[str, Any],
+    sink_log: list[dict[str, Any]],
+    applies: dict[str, list[Any]],
+    starts: dict[str, list[Any]],
+) -> None:
     jobs = {j["name"]: j for j in final.get("jobs", [])}
     for x in (e for e in events if e["op"] == "expect"):
         what = x["what"]
         if what == "sink_reject":
             mine = [s for s in sink_log if s["run_id"] == x["run_id"] and s["fence"] == x["fence"]]
             if not mine:
-                rep.violations.append(f"expect: the paused worker's write for {x['run_id']} fence {x['fence']} never reached the sink")
+                rep.violations.append(
+                    f"expect: the paused worker's write for {x['run_id']} fence {x['fence']} never reached the sink"
+                )
             elif any(s["result"] == "apply" for s in mine):
                 if len(applies.get(x["run_id"], [])) > 1:
-                    rep.notes.append(f"the paused worker's late write for {x['run_id']} fence {x['fence']} was applied")
+                    rep.notes.append(
+                        f"the paused worker's late write for {x['run_id']} fence {x['fence']} was applied"
+                    )
                 else:
-                    rep.violations.append(f"expect: the paused worker's late write for {x['run_id']} fence {x['fence']} "
-                                          "was applied (it should have been fenced off)")
+                    rep.violations.append(
+                        f"expect: the paused worker's late write for {x['run_id']} fence {x['fence']} "
+                        "was applied (it should have been fenced off)"
+                    )
         elif what == "redelivered":
             later = [s for s in starts.get(x["run_id"], []) if s["fence"] > x["fence"]]
             if not later:
-                rep.violations.append(f"expect: {x['run_id']} was not redelivered after its worker died")
+                rep.violations.append(
+                    f"expect: {x['run_id']} was not redelivered after its worker died"
+                )
             if len(applies.get(x["run_id"], [])) != 1:
-                rep.violations.append(f"expect: {x['run_id']} has {len(applies.get(x['run_id'], []))} effects, want 1")
+                rep.violations.append(
+                    f"expect: {x['run_id']} has {len(applies.get(x['run_id'], []))} effects, want 1"
+                )
         elif what == "one_job":
-            oks = [e for e in events if e["op"] == "create_job" and e["type"] == "ok" and e.get("request_id") == x["request_id"]]
+            oks = [
+                e
+                for e in events
+                if e["op"] == "create_job"
+                and e["type"] == "ok"
+                and e.get("request_id") == x["request_id"]
+            ]
             uids = {e["job"]["uid"] for e in oks}
             j = jobs.get(x["name"])
             if not oks or len(uids) != 1 or j is None or j["uid"] not in uids:
-                rep.violations.append(f"expect: ambiguous create {x['name']} (request {x['request_id']}): acknowledged "
-                                      f"uids {sorted(uids)}, final job {j}")
+                rep.violations.append(
+                    f"expect: ambiguous create {x['name']} (request {x['request_id']}): acknowledged "
+                    f"uids {sorted(uids)}, final job {j}"
+                )
         elif what == "one_run":
-            oks = {e["run"]["run_id"] for e in events if e["op"] == "trigger_job" and e["type"] == "ok"
-                   and e.get("request_id") == x["request_id"]}
+            oks = {
+                e["run"]["run_id"]
+                for e in events
+                if e["op"] == "trigger_job"
+                and e["type"] == "ok"
+                and e.get("request_id") == x["request_id"]
+            }
             manual = [r for r in final.get("runs", []) if r["job"] == x["job"] and r["manual"]]
             if len(oks) != 1 or len(manual) != x["count"]:
-                rep.violations.append(f"expect: ambiguous trigger {x['request_id']}: acknowledged runs {sorted(oks)}, "
-                                      f"{len(manual)} manual runs of {x['job']} (want {x['count']})")
+                rep.violations.append(
+                    f"expect: ambiguous trigger {x['request_id']}: acknowledged runs {sorted(oks)}, "
+                    f"{len(manual)} manual runs of {x['job']} (want {x['count']})"
+                )
         elif what == "disk_full_exit":
             # F14: the node whose disk filled must stop by itself with exit code 70 and a
             # CRITICAL line saying what to do (schedd/state/store.py fatal()); dying from a signal or
@@ -402,12 +532,16 @@ def _check_expectations(rep: Report, events: list[dict[str, Any]], final: dict[s
             rc, lines = x.get("rc"), x.get("log", [])
             critical = [ln for ln in lines if "CRITICAL" in ln]
             if rc is None:
-                rep.violations.append(f"F14: {x['node']} still ran {x.get('wait_s')}s after its disk filled "
-                                      f"(applied index {x.get('lag')} behind the leader's commit)")
+                rep.violations.append(
+                    f"F14: {x['node']} still ran {x.get('wait_s')}s after its disk filled "
+                    f"(applied index {x.get('lag')} behind the leader's commit)"
+                )
             elif rc != 70 or not critical:
                 how = f"signal {-rc}" if rc < 0 else f"exit {rc}"
-                rep.violations.append(f"F14: {x['node']} stopped with {how} on a full disk, want exit 70 and a "
-                                      f"CRITICAL line; its log: {lines[-3:] or 'nothing'}")
+                rep.violations.append(
+                    f"F14: {x['node']} stopped with {how} on a full disk, want exit 70 and a "
+                    f"CRITICAL line; its log: {lines[-3:] or 'nothing'}"
+                )
             else:
                 rep.notes.append(f"{x['node']} stopped with exit 70: {critical[-1][-200:]}")
         else:

@@ -36,8 +36,9 @@ SYNC_CALLS = "fsync,fdatasync,msync,sync_file_range,syncfs,sync"
 def _cluster(root: str, unsafe: bool):  # type: ignore[no-untyped-def]
     from schedd.testing import LocalCluster
 
-    return LocalCluster(os.path.join(root, "cluster"), nodes=3,
-                        extra_args=["--unsafe-no-fsync"] if unsafe else [])
+    return LocalCluster(
+        os.path.join(root, "cluster"), nodes=3, extra_args=["--unsafe-no-fsync"] if unsafe else []
+    )
 
 
 def fsyncs(seconds: float, unsafe: bool = False) -> int:
@@ -58,8 +59,21 @@ def fsyncs(seconds: float, unsafe: bool = False) -> int:
         follower = next(s.node_id for s in cluster.specs if s.node_id != leader)
         for role, node in (("leader", leader), ("follower", follower)):
             out = os.path.join(root, f"strace-{role}.txt")
-            traces[role] = subprocess.Popen(["strace", "-f", "-y", "-qq", "-e", f"trace={SYNC_CALLS}", "-o", out,
-                                             "-p", str(cluster.procs[node].pid)], stderr=subprocess.DEVNULL)
+            traces[role] = subprocess.Popen(
+                [
+                    "strace",
+                    "-f",
+                    "-y",
+                    "-qq",
+                    "-e",
+                    f"trace={SYNC_CALLS}",
+                    "-o",
+                    out,
+                    "-p",
+                    str(cluster.procs[node].pid),
+                ],
+                stderr=subprocess.DEVNULL,
+            )
         time.sleep(1.0)  # strace attached to every thread
 
         def load() -> None:
@@ -77,7 +91,9 @@ def fsyncs(seconds: float, unsafe: bool = False) -> int:
         for p in traces.values():
             p.send_signal(signal.SIGINT)
             p.wait(timeout=10)
-        print(f"{creates} acknowledged creates in {seconds:g}s (each one Raft entry, committed on a majority)")
+        print(
+            f"{creates} acknowledged creates in {seconds:g}s (each one Raft entry, committed on a majority)"
+        )
         print(f"sync calls per file while they ran (strace {SYNC_CALLS}):\n")
         print("| node | file | calls |")
         print("|---|---|---|")
@@ -111,8 +127,10 @@ def throughput(seconds: float, clients: int) -> int:
     from schedd.client import Client
 
     os.makedirs(OUT, exist_ok=True)
-    print(f"{clients} client threads creating jobs for {seconds:g}s against a 3-node cluster "
-          f"(data under {OUT}, {_fs_of(OUT)}):\n")
+    print(
+        f"{clients} client threads creating jobs for {seconds:g}s against a 3-node cluster "
+        f"(data under {OUT}, {_fs_of(OUT)}):\n"
+    )
     print("| journal | creates/s | p50 ms | p99 ms |")
     print("|---|---|---|---|")
     for unsafe in (False, True):
@@ -133,7 +151,9 @@ def throughput(seconds: float, clients: int) -> int:
                         lat.append(time.perf_counter() - t0)
                         i += 1
 
-            threads = [threading.Thread(target=load, args=(k,), daemon=True) for k in range(clients)]
+            threads = [
+                threading.Thread(target=load, args=(k,), daemon=True) for k in range(clients)
+            ]
             for t in threads:
                 t.start()
             time.sleep(2)  # warm-up
@@ -146,8 +166,10 @@ def throughput(seconds: float, clients: int) -> int:
                 t.join(timeout=10)
             xs = sorted(lat[:n])
             p99 = xs[min(len(xs) - 1, int(len(xs) * 0.99))]
-            print(f"| {'--unsafe-no-fsync (synced once a second)' if unsafe else 'durable (group commit)'} | "
-                  f"{n / dt:,.0f} | {statistics.median(xs) * 1000:.1f} | {p99 * 1000:.1f} |")
+            print(
+                f"| {'--unsafe-no-fsync (synced once a second)' if unsafe else 'durable (group commit)'} | "
+                f"{n / dt:,.0f} | {statistics.median(xs) * 1000:.1f} | {p99 * 1000:.1f} |"
+            )
         finally:
             stop.set()
             cluster.stop()
@@ -165,10 +187,12 @@ def journal_cost(n: int) -> int:
     print(f"{n} appends of {len(payload)} bytes under {OUT} ({_fs_of(OUT)}):\n")
     print("| journal | appends/s | µs per append |")
     print("|---|---|---|")
-    modes = (("pysyncobj FileJournal, never synced (schedd before)", None, 0),
-             ("DurableJournal, no fdatasync (--unsafe-no-fsync)", False, 1),
-             ("DurableJournal, fdatasync after every append", True, 1),
-             ("DurableJournal, one fdatasync per 10 appends (group commit)", True, 10))
+    modes = (
+        ("pysyncobj FileJournal, never synced (schedd before)", None, 0),
+        ("DurableJournal, no fdatasync (--unsafe-no-fsync)", False, 1),
+        ("DurableJournal, fdatasync after every append", True, 1),
+        ("DurableJournal, one fdatasync per 10 appends (group commit)", True, 10),
+    )
     for mode, fsync, every in modes:
         d = tempfile.mkdtemp(prefix="journal-", dir=OUT)
         try:
@@ -189,15 +213,20 @@ def journal_cost(n: int) -> int:
 
 def _fs_of(path: str) -> str:
     try:
-        out = subprocess.run(["df", "--output=source,fstype", path], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["df", "--output=source,fstype", path], capture_output=True, text=True
+        ).stdout
         return " ".join(out.splitlines()[-1].split())
     except (OSError, IndexError):
         return "?"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m chaos.durability", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m chaos.durability",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     fs = sub.add_parser("fsyncs")
     fs.add_argument("--seconds", type=float, default=10.0)

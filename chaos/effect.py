@@ -71,12 +71,30 @@ def _wait_file(path: str, timeout: float) -> bool:
     return False
 
 
-def handle(*, run_id: str, job: str, fence: int, attempt: int, scheduled_ms: int, worker: str,
-           worker_pid: int, payload: str, cancelled: threading.Event | None) -> None:
+def handle(
+    *,
+    run_id: str,
+    job: str,
+    fence: int,
+    attempt: int,
+    scheduled_ms: int,
+    worker: str,
+    worker_pid: int,
+    payload: str,
+    cancelled: threading.Event | None,
+) -> None:
     hist_path = os.environ.get("CHAOS_HISTORY", "")
     hist = History(hist_path, f"worker:{worker}") if hist_path else None
-    base = dict(run_id=run_id, job=job, fence=fence, attempt=attempt, scheduled_ms=scheduled_ms,
-                worker=worker, pid=os.getpid(), worker_pid=worker_pid)
+    base = dict(
+        run_id=run_id,
+        job=job,
+        fence=fence,
+        attempt=attempt,
+        scheduled_ms=scheduled_ms,
+        worker=worker,
+        pid=os.getpid(),
+        worker_pid=worker_pid,
+    )
     if hist:
         hist.write("handler", "start", **base)
     ok, error = False, ""
@@ -88,12 +106,21 @@ def handle(*, run_id: str, job: str, fence: int, attempt: int, scheduled_ms: int
         raise
     finally:
         if hist:
-            hist.write("handler", "end", ok=ok, error=error, cancelled=bool(cancelled is not None and cancelled.is_set())
-                       or _TERMINATED.is_set(), **base)
+            hist.write(
+                "handler",
+                "end",
+                ok=ok,
+                error=error,
+                cancelled=bool(cancelled is not None and cancelled.is_set())
+                or _TERMINATED.is_set(),
+                **base,
+            )
             hist.close()
 
 
-def _body(base: dict[str, Any], payload: str, cancelled: threading.Event | None, hist: History | None) -> None:
+def _body(
+    base: dict[str, Any], payload: str, cancelled: threading.Event | None, hist: History | None
+) -> None:
     ctl = os.environ.get("CHAOS_CTL", "")
     job, run_id, fence = base["job"], base["run_id"], base["fence"]
     try:
@@ -106,7 +133,9 @@ def _body(base: dict[str, Any], payload: str, cancelled: threading.Event | None,
             if hist:
                 hist.write("armed", "info", what="pause", **base)
             _wait_file(os.path.join(ctl, f"go-pause-{job}"), GO_WAIT_S)
-            sink.write(run_id, fence, base["worker"])  # a paused process does not know it was paused
+            sink.write(
+                run_id, fence, base["worker"]
+            )  # a paused process does not know it was paused
             return
         r = _rng(run_id, base["attempt"])
         if base["attempt"] == 1 and r.random() < float(b.get("fail_p", 0)):
@@ -146,10 +175,17 @@ def shell_main() -> int:
     env = os.environ
     run_id = env["SCHEDD_RUN_ID"]
     try:
-        handle(run_id=run_id, job=env["SCHEDD_JOB"], fence=int(env["SCHEDD_FENCE"]),
-               attempt=int(env["SCHEDD_ATTEMPT"]), scheduled_ms=int(run_id.rsplit(":", 1)[1].rstrip("m")),
-               worker=env.get("SCHEDD_WORKER_ID", "shell"), worker_pid=os.getppid(),
-               payload=env.get("SCHEDD_PAYLOAD", ""), cancelled=None)
+        handle(
+            run_id=run_id,
+            job=env["SCHEDD_JOB"],
+            fence=int(env["SCHEDD_FENCE"]),
+            attempt=int(env["SCHEDD_ATTEMPT"]),
+            scheduled_ms=int(run_id.rsplit(":", 1)[1].rstrip("m")),
+            worker=env.get("SCHEDD_WORKER_ID", "shell"),
+            worker_pid=os.getppid(),
+            payload=env.get("SCHEDD_PAYLOAD", ""),
+            cancelled=None,
+        )
     except InjectedFailure as e:
         print(str(e), file=sys.stderr)
         return 1

@@ -53,11 +53,15 @@ def check() -> tuple[str | None, str]:
     if lib is None:
         _checked = (None, f"libfaketime not found; {INSTALL_HINT}")
         return _checked
-    probe = ("import time, select; m0 = time.monotonic(); w0 = time.time(); "
-             "select.select([], [], [], 0.05); print(w0, m0)")
+    probe = (
+        "import time, select; m0 = time.monotonic(); w0 = time.time(); "
+        "select.select([], [], [], 0.05); print(w0, m0)"
+    )
     env = dict(os.environ, LD_PRELOAD=lib, FAKETIME="+3600s", FAKETIME_DONT_FAKE_MONOTONIC="1")
     try:
-        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=20
+        )
         import time
 
         wall, mono = (float(x) for x in out.stdout.split())
@@ -66,9 +70,15 @@ def check() -> tuple[str | None, str]:
         _checked = (None, f"libfaketime at {lib} does not work here: {e}")
         return _checked
     if not 3500 < wall - now < 3700:
-        _checked = (None, f"libfaketime at {lib} did not shift the wall clock (offset {wall - now:.1f}s)")
+        _checked = (
+            None,
+            f"libfaketime at {lib} did not shift the wall clock (offset {wall - now:.1f}s)",
+        )
     elif abs(mono - mnow) > 60:
-        _checked = (None, f"libfaketime at {lib} shifted the monotonic clock; the scenario needs it real")
+        _checked = (
+            None,
+            f"libfaketime at {lib} shifted the monotonic clock; the scenario needs it real",
+        )
     else:
         _checked = (lib, "")
     return _checked
@@ -83,5 +93,9 @@ def write_offset(path: str, seconds: float) -> None:
 
 
 def node_env(lib: str, timestamp_file: str) -> dict[str, str]:
-    return {"LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": timestamp_file, "FAKETIME_CACHE_DURATION": "1",
-            "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    return {
+        "LD_PRELOAD": lib,
+        "FAKETIME_TIMESTAMP_FILE": timestamp_file,
+        "FAKETIME_CACHE_DURATION": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }

@@ -58,7 +58,12 @@ WORKLOAD: list[tuple[str, str, str, dict[str, Any]]] = [
     ("slow-3s", "*/3 * * * * *", "default", {"hang_p": 0.3, "hang_s": 2.0}),
     ("victim-agent", "*/2 * * * * *", "agent", {"fail_p": 0.1}),
     ("victim-shell", "*/2 * * * * *", "shell", {"fail_p": 0.1}),
-    ("default-2s", "*/2 * * * * *", "default", {"max_attempts": 0}),  # the server's default (5 attempts)
+    (
+        "default-2s",
+        "*/2 * * * * *",
+        "default",
+        {"max_attempts": 0},
+    ),  # the server's default (5 attempts)
 ]
 MAX_ATTEMPTS = 20
 #: P1 holds the cluster to every slot of the workload, so no slot may be a legitimate misfire:
@@ -66,7 +71,11 @@ MAX_ATTEMPTS = 20
 #: default), past the default 60 s grace. Every other fault delays firings by seconds.
 WORKLOAD_GRACE_MS = 5 * 60_000
 #: (worker id, kind, queues)
-WORKERS = [("a1", "agent", "default,agent"), ("a2", "agent", "default,agent"), ("s1", "shell", "default,shell")]
+WORKERS = [
+    ("a1", "agent", "default,agent"),
+    ("a2", "agent", "default,agent"),
+    ("s1", "shell", "default,shell"),
+]
 
 TERMINAL = rules.FINAL_RUN_STATES  # SKIPPED included: a skip record is over too
 
@@ -78,22 +87,36 @@ def _addr(port: int) -> str:
 class ProxiedCluster(LocalCluster):
     """A LocalCluster whose Raft pairs and gRPC ports sit behind ``hub`` proxies."""
 
-    def __init__(self, root: str, hub: ProxyHub, nodes: int = 3, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self, root: str, hub: ProxyHub, nodes: int = 3, extra_args: list[str] | None = None
+    ) -> None:
         super().__init__(root, nodes=nodes, extra_args=extra_args or FAST_ARGS)
         pairs = nodes * (nodes - 1) // 2
         raft_side = sorted(free_ports(nodes + pairs))
         grpc_side = free_ports(2 * nodes)
         if any(not 10000 <= p <= 65535 for p in raft_side):
             raise RuntimeError(f"the identity trick needs 5-digit ports; got {raft_side}")
-        raft_ports, proxy_ports = raft_side[pairs:], raft_side[:pairs]  # every proxy port < every node port
+        raft_ports, proxy_ports = (
+            raft_side[pairs:],
+            raft_side[:pairs],
+        )  # every proxy port < every node port
         for i, spec in enumerate(self.specs):
-            self.specs[i] = NodeSpec(spec.node_id, _addr(raft_ports[i]), _addr(grpc_side[i]), spec.data_dir,
-                                     spec.log_path)
+            self.specs[i] = NodeSpec(
+                spec.node_id,
+                _addr(raft_ports[i]),
+                _addr(grpc_side[i]),
+                spec.data_dir,
+                spec.log_path,
+            )
         self.hub = hub
         self.grpc_links: dict[str, Link] = {}
-        self.raft_links: dict[tuple[str, str], Link] = {}  # (lo, hi) -> link; hi dials lo through it
+        self.raft_links: dict[
+            tuple[str, str], Link
+        ] = {}  # (lo, hi) -> link; hi dials lo through it
         for i, spec in enumerate(self.specs):
-            self.grpc_links[spec.node_id] = hub.add(f"grpc-{spec.node_id}", _addr(grpc_side[nodes + i]), spec.grpc)
+            self.grpc_links[spec.node_id] = hub.add(
+                f"grpc-{spec.node_id}", _addr(grpc_side[nodes + i]), spec.grpc
+            )
         k = 0
         for a in self.specs:
             for b in self.specs:
@@ -125,18 +148,42 @@ class ProxiedCluster(LocalCluster):
         env = dict(self.env)
         env.update(self.node_env.get(node_id, {}))
         log = open(spec.log_path, "ab")
-        self.procs[node_id] = subprocess.Popen(self.command(spec), stdout=log, stderr=subprocess.STDOUT,
-                                               env=env, start_new_session=True, cwd=REPO)
+        self.procs[node_id] = subprocess.Popen(
+            self.command(spec),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=REPO,
+        )
         log.close()
 
     def command(self, spec: NodeSpec) -> list[str]:
         module = self.node_module.get(spec.node_id, "schedd")
-        cmd = [sys.executable, "-m", module, "run", "--node-id", spec.node_id, "--data-dir", spec.data_dir,
-               "--raft", spec.raft, "--grpc", spec.grpc, "--raft-password-file", self.password_file]
+        cmd = [
+            sys.executable,
+            "-m",
+            module,
+            "run",
+            "--node-id",
+            spec.node_id,
+            "--data-dir",
+            spec.data_dir,
+            "--raft",
+            spec.raft,
+            "--grpc",
+            spec.grpc,
+            "--raft-password-file",
+            self.password_file,
+        ]
         for other in self.specs:
             if other is spec:
                 continue
-            raft = self.raft_links[(other.node_id, spec.node_id)].listen if other.raft < spec.raft else other.raft
+            raft = (
+                self.raft_links[(other.node_id, spec.node_id)].listen
+                if other.raft < spec.raft
+                else other.raft
+            )
             cmd += ["--peer", f"{other.node_id}={raft}/{self.grpc_links[other.node_id].listen}"]
         return cmd + self.extra_args
 
@@ -157,7 +204,9 @@ class ProxiedCluster(LocalCluster):
             if not missing and not bad:
                 return {"pairs": len(self.raft_links), "ok": True}
             if time.monotonic() > deadline:
-                raise AssertionError(f"Raft links not all proxied: unconnected={missing} direct={bad}")
+                raise AssertionError(
+                    f"Raft links not all proxied: unconnected={missing} direct={bad}"
+                )
             time.sleep(0.2)
 
     def _direct_raft_connections(self) -> list[str]:
@@ -202,8 +251,14 @@ class Quiesce:
 class Harness:
     """One scenario run: cluster + proxies + workers + sink + history under ``out``."""
 
-    def __init__(self, out: str, nodes: int = 3, seed: int = 0, fencing: bool = True,
-                 workload: list[tuple[str, str, str, dict[str, Any]]] | None = None) -> None:
+    def __init__(
+        self,
+        out: str,
+        nodes: int = 3,
+        seed: int = 0,
+        fencing: bool = True,
+        workload: list[tuple[str, str, str, dict[str, Any]]] | None = None,
+    ) -> None:
         self.out = os.path.abspath(out)
         os.makedirs(self.out, exist_ok=True)
         self.seed = seed
@@ -227,13 +282,28 @@ class Harness:
         self._client: Client | None = None
         self.faults = 0
         self.quiesce = Quiesce()
-        self.clock_files: dict[str, str] = {}   # node -> libfaketime timestamp file
+        self.clock_files: dict[str, str] = {}  # node -> libfaketime timestamp file
         self.clock_offsets: dict[str, float] = {}
-        self.mounts: list[str] = []             # tmpfs mounts to save and unmount at stop()
-        self.h.write("start", seed=seed, nodes=nodes, fencing=fencing, lease_ttl_s=LEASE_TTL_S,
-                     specs=[{"node": s.node_id, "raft": s.raft, "grpc": s.grpc,
-                             "grpc_proxy": self.cluster.grpc_links[s.node_id].listen} for s in self.cluster.specs],
-                     raft_links={link.name: [link.listen, link.target] for link in self.cluster.raft_links.values()})
+        self.mounts: list[str] = []  # tmpfs mounts to save and unmount at stop()
+        self.h.write(
+            "start",
+            seed=seed,
+            nodes=nodes,
+            fencing=fencing,
+            lease_ttl_s=LEASE_TTL_S,
+            specs=[
+                {
+                    "node": s.node_id,
+                    "raft": s.raft,
+                    "grpc": s.grpc,
+                    "grpc_proxy": self.cluster.grpc_links[s.node_id].listen,
+                }
+                for s in self.cluster.specs
+            ],
+            raft_links={
+                link.name: [link.listen, link.target] for link in self.cluster.raft_links.values()
+            },
+        )
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -291,7 +361,11 @@ class Harness:
         """Shell-worker children run in their own sessions; kill any still running."""
         from chaos.history import read
 
-        pids = {e["pid"] for e in read(self.history_path) if e.get("op") == "handler" and e.get("type") == "start"}
+        pids = {
+            e["pid"]
+            for e in read(self.history_path)
+            if e.get("op") == "handler" and e.get("type") == "start"
+        }
         for pid in pids - {os.getpid()}:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -305,27 +379,62 @@ class Harness:
 
     def worker_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(CHAOS_SINK=self.sink_path, CHAOS_HISTORY=self.history_path, CHAOS_CTL=self.ctl,
-                   CHAOS_SEED=str(self.seed), CHAOS_FENCING="on" if self.fencing else "off",
-                   PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "cli"), env.get("PYTHONPATH", "")]),
-                   PYTHONUNBUFFERED="1")
+        env.update(
+            CHAOS_SINK=self.sink_path,
+            CHAOS_HISTORY=self.history_path,
+            CHAOS_CTL=self.ctl,
+            CHAOS_SEED=str(self.seed),
+            CHAOS_FENCING="on" if self.fencing else "off",
+            PYTHONPATH=os.pathsep.join(
+                [REPO, os.path.join(REPO, "cli"), env.get("PYTHONPATH", "")]
+            ),
+            PYTHONUNBUFFERED="1",
+        )
         return env
 
     def start_worker(self, worker_id: str) -> None:
         w = self.workers[worker_id]
         eps = ",".join(self.cluster.proxy_endpoints)
         if w.kind == "agent":
-            cmd = [sys.executable, "-m", "chaos.worker", "--id", w.worker_id, "--endpoints", eps,
-                   "--queues", w.queues, "--concurrency", "4"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "chaos.worker",
+                "--id",
+                w.worker_id,
+                "--endpoints",
+                eps,
+                "--queues",
+                w.queues,
+                "--concurrency",
+                "4",
+            ]
         else:
-            cmd = [sys.executable, "-m", "schedctl", "--endpoints", eps, "worker", "run", "--concurrency", "4",
-                   "--worker-id", w.worker_id]
+            cmd = [
+                sys.executable,
+                "-m",
+                "schedctl",
+                "--endpoints",
+                eps,
+                "worker",
+                "run",
+                "--concurrency",
+                "4",
+                "--worker-id",
+                w.worker_id,
+            ]
             for q in w.queues.split(","):
                 cmd += ["--queue", q]
             cmd += ["--", sys.executable, "-m", "chaos.effect"]
         log = open(os.path.join(self.out, f"worker-{w.worker_id}.log"), "ab")
-        w.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.worker_env(), cwd=REPO,
-                                  start_new_session=True)
+        w.proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.worker_env(),
+            cwd=REPO,
+            start_new_session=True,
+        )
         log.close()
         w.paused = False
         self.h.write("worker_started", worker=w.worker_id, kind=w.kind, pid=w.proc.pid)
@@ -365,8 +474,13 @@ class Harness:
 
     def isolate_node(self, node: str, leader_fault: bool = False) -> None:
         term = self._term(node)
-        self.nemesis.write("isolate_node", node=node, leader_fault=leader_fault, term=term,
-                           links=[link.name for link in self.cluster.links_of(node)])
+        self.nemesis.write(
+            "isolate_node",
+            node=node,
+            leader_fault=leader_fault,
+            term=term,
+            links=[link.name for link in self.cluster.links_of(node)],
+        )
         self.faults += 1
         for link in self.cluster.links_of(node):
             link.cut("both")
@@ -405,8 +519,9 @@ class Harness:
                 self.h.write("leader_moved", to=to, term=self._term(to))
                 return True
             try:
-                self.cluster._stub(leader).TransferLeadership(api_pb2.TransferLeadershipRequest(to_node_id=to),
-                                                              timeout=2)
+                self.cluster._stub(leader).TransferLeadership(
+                    api_pb2.TransferLeadershipRequest(to_node_id=to), timeout=2
+                )
             except grpc.RpcError:
                 pass
             end = min(deadline, time.monotonic() + 3)
@@ -431,8 +546,14 @@ class Harness:
         """Step ``node_id``'s wall clock to real time + ``offset_s`` (takes effect within ~1 s)."""
         prev = self.clock_offsets.get(node_id, 0.0)
         st = self.cluster.status(node_id, timeout=1.0)
-        self.nemesis.write("clock_jump", node=node_id, offset_s=offset_s, step_s=offset_s - prev,
-                           role=st.role if st is not None else "down", term=st.term if st is not None else -1)
+        self.nemesis.write(
+            "clock_jump",
+            node=node_id,
+            offset_s=offset_s,
+            step_s=offset_s - prev,
+            role=st.role if st is not None else "down",
+            term=st.term if st is not None else -1,
+        )
         if offset_s != prev:
             self.faults += 1
         faketime.write_offset(self.clock_files[node_id], offset_s)
@@ -443,8 +564,12 @@ class Harness:
 
     def mount_tmpfs(self, path: str, size_mb: int) -> None:
         os.makedirs(path, exist_ok=True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", path],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", path],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         self.mounts.append(path)
         self.h.write("tmpfs_mounted", path=path, size_mb=size_mb)
 
@@ -453,7 +578,9 @@ class Harness:
         import shutil
 
         try:
-            shutil.copytree(path, path + ".saved", ignore=shutil.ignore_patterns("fill*"), dirs_exist_ok=True)
+            shutil.copytree(
+                path, path + ".saved", ignore=shutil.ignore_patterns("fill*"), dirs_exist_ok=True
+            )
         except OSError:
             pass
         if subprocess.run(["umount", path], capture_output=True).returncode != 0:
@@ -476,7 +603,11 @@ class Harness:
                     except OSError:
                         break
         st = os.statvfs(d)
-        info = {"free_before": free_before, "filled": written, "free_after": st.f_bavail * st.f_frsize}
+        info = {
+            "free_before": free_before,
+            "filled": written,
+            "free_after": st.f_bavail * st.f_frsize,
+        }
         self.nemesis.write("disk_full", node=node_id, path=d, **info)
         self.faults += 1
         return info
@@ -526,26 +657,40 @@ class Harness:
 
     # ---- workload ----------------------------------------------------------------------------
 
-    def call(self, op: str, fn: Callable[[], Any], hist: History | None = None, **args: Any) -> tuple[str, Any]:
+    def call(
+        self, op: str, fn: Callable[[], Any], hist: History | None = None, **args: Any
+    ) -> tuple[str, Any]:
         """Run one client operation, recording invoke and its outcome (ok / fail / info)."""
         hist = hist or self.clienth
         key = uuid.uuid4().hex[:12]
         hist.write(op, "invoke", key=key, **args)
         try:
             res = fn()
-        except (errors.AlreadyExists, errors.NotFound, errors.InvalidArgument, errors.FailedPrecondition) as e:
+        except (
+            errors.AlreadyExists,
+            errors.NotFound,
+            errors.InvalidArgument,
+            errors.FailedPrecondition,
+        ) as e:
             # The SDK resends a delete after a lost connection, so NOT_FOUND may answer our own
             # earlier attempt that did commit (documented in Client.delete_job): outcome unknown.
             kind = "info" if op == "delete_job" and isinstance(e, errors.NotFound) else "fail"
             hist.write(op, kind, key=key, error=f"{type(e).__name__}: {e.message}", **args)
             return kind, e
-        except errors.SchedError as e:  # OutcomeUnknown, Unavailable, NotLeader, ...: may have applied
+        except (
+            errors.SchedError
+        ) as e:  # OutcomeUnknown, Unavailable, NotLeader, ...: may have applied
             hist.write(op, "info", key=key, error=f"{type(e).__name__}: {e.message}", **args)
             return "info", e
         fields: dict[str, Any] = {}
         if isinstance(res, (types_pb2.Job, models.Job)):
-            fields["job"] = {"name": res.name, "uid": res.uid, "next_due_ms": res.next_due_ms,
-                             "state": int(res.state), "cron": res.schedule.cron}
+            fields["job"] = {
+                "name": res.name,
+                "uid": res.uid,
+                "next_due_ms": res.next_due_ms,
+                "state": int(res.state),
+                "cron": res.schedule.cron,
+            }
         elif isinstance(res, (types_pb2.Run, models.Run)):
             fields["run"] = {"run_id": res.run_id, "job": res.job, "scheduled_ms": res.scheduled_ms}
         hist.write(op, "ok", key=key, **fields, **args)
@@ -555,10 +700,22 @@ class Harness:
         c = self.client()
         for name, cron, queue, behaviour in self.workload:
             for _ in range(5):
-                status, _ = self.call("create_job", lambda n=name, cr=cron, q=queue, b=behaviour: c.create_job(
-                    n, cron=cr, queue=q, payload=json.dumps(b), max_attempts=int(b.get("max_attempts", MAX_ATTEMPTS)),
-                    request_id=f"workload-{n}", misfire="fire_all", misfire_grace_ms=WORKLOAD_GRACE_MS),
-                    name=name, workload=True, request_id=f"workload-{name}")
+                status, _ = self.call(
+                    "create_job",
+                    lambda n=name, cr=cron, q=queue, b=behaviour: c.create_job(
+                        n,
+                        cron=cr,
+                        queue=q,
+                        payload=json.dumps(b),
+                        max_attempts=int(b.get("max_attempts", MAX_ATTEMPTS)),
+                        request_id=f"workload-{n}",
+                        misfire="fire_all",
+                        misfire_grace_ms=WORKLOAD_GRACE_MS,
+                    ),
+                    name=name,
+                    workload=True,
+                    request_id=f"workload-{name}",
+                )
                 if status == "ok":
                     break
             else:
@@ -581,8 +738,13 @@ class Harness:
                     i += 1
                     name = f"crud-{i}"
                     rid = f"crud-{self.seed}-{i}"
-                    status, _ = self.call("create_job", lambda n=name, r=rid: c.create_job(
-                        n, cron="0 0 1 1 *", request_id=r), hist=hist, name=name, request_id=rid)
+                    status, _ = self.call(
+                        "create_job",
+                        lambda n=name, r=rid: c.create_job(n, cron="0 0 1 1 *", request_id=r),
+                        hist=hist,
+                        name=name,
+                        request_id=rid,
+                    )
                     if status == "ok":
                         created.append(name)
                 if self._crud_stop.is_set():
@@ -637,7 +799,9 @@ class Harness:
         c = self.client()
         for name, *_ in self.workload:
             for _ in range(10):
-                status, res = self.call("pause_job", lambda n=name: c.pause_job(n), name=name, quiesce=True)
+                status, res = self.call(
+                    "pause_job", lambda n=name: c.pause_job(n), name=name, quiesce=True
+                )
                 if status == "ok":
                     self.quiesce.paused[name] = res.next_due_ms
                     break
@@ -663,12 +827,28 @@ class Harness:
         final: dict[str, Any] = {"jobs": [], "runs": [], "nodes": {}, "converged": None}
         for _ in range(3):
             try:
-                final["jobs"] = [{"name": j.name, "uid": j.uid, "state": int(j.state), "next_due_ms": j.next_due_ms}
-                                 for j in c.list_jobs(limit=None)]
-                final["runs"] = [{"run_id": r.run_id, "job": r.job, "scheduled_ms": r.scheduled_ms,
-                                  "state": types_pb2.RunState.Name(r.state).removeprefix("RUN_STATE_"),
-                                  "attempt": r.attempt, "fence": r.fence, "worker_id": r.worker_id,
-                                  "manual": r.manual} for r in c.list_runs(limit=100_000)]
+                final["jobs"] = [
+                    {
+                        "name": j.name,
+                        "uid": j.uid,
+                        "state": int(j.state),
+                        "next_due_ms": j.next_due_ms,
+                    }
+                    for j in c.list_jobs(limit=None)
+                ]
+                final["runs"] = [
+                    {
+                        "run_id": r.run_id,
+                        "job": r.job,
+                        "scheduled_ms": r.scheduled_ms,
+                        "state": types_pb2.RunState.Name(r.state).removeprefix("RUN_STATE_"),
+                        "attempt": r.attempt,
+                        "fence": r.fence,
+                        "worker_id": r.worker_id,
+                        "manual": r.manual,
+                    }
+                    for r in c.list_runs(limit=100_000)
+                ]
                 break
             except errors.SchedError as e:
                 final["error"] = e.message
@@ -681,12 +861,22 @@ class Harness:
             final["converge_error"] = str(e)
         for spec in self.cluster.specs:
             st = self.cluster.status(spec.node_id, with_digest=True)
-            final["nodes"][spec.node_id] = None if st is None else {
-                "role": st.role, "term": st.term, "applied_index": st.applied_index,
-                "commit_index": st.commit_index, "digest": st.state_digest}
+            final["nodes"][spec.node_id] = (
+                None
+                if st is None
+                else {
+                    "role": st.role,
+                    "term": st.term,
+                    "applied_index": st.applied_index,
+                    "commit_index": st.commit_index,
+                    "digest": st.state_digest,
+                }
+            )
         with open(os.path.join(self.out, "final.json"), "w") as f:
             json.dump(final, f, indent=1)
-        self.h.write("final", converged=final["converged"], runs=len(final["runs"]), jobs=len(final["jobs"]))
+        self.h.write(
+            "final", converged=final["converged"], runs=len(final["runs"]), jobs=len(final["jobs"])
+        )
         return final
 
 

@@ -31,7 +31,14 @@ class History:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, op: str, type: str = "info", **fields: Any) -> dict[str, Any]:
-        rec = {"t": time.time(), "mono": time.monotonic(), "proc": self.proc, "op": op, "type": type, **fields}
+        rec = {
+            "t": time.time(),
+            "mono": time.monotonic(),
+            "proc": self.proc,
+            "op": op,
+            "type": type,
+            **fields,
+        }
         os.write(self._fd, (json.dumps(rec, separators=(",", ":"), default=str) + "\n").encode())
         return rec
 

@@ -99,7 +99,9 @@ class Shadow:
         #: inode -> (lowest offset changed since its last sync, the path it was written through)
         self._dirty: dict[int, tuple[int, str]] = {}
         self._observed: set[int] = set()  # inodes written through the seam (incremental copies)
-        self._synced_stat: dict[str, tuple[int, int]] = {}  # key -> (size, mtime_ns) at its last copy
+        self._synced_stat: dict[
+            str, tuple[int, int]
+        ] = {}  # key -> (size, mtime_ns) at its last copy
 
     # ---- baseline ----------------------------------------------------------------------------
 
@@ -176,8 +178,10 @@ class Shadow:
         from schedd.state import disk
         from schedd.state.store import Store
 
-        real = {name: getattr(disk, name) for name in ("pwrite", "truncate", "fdatasync", "fsync_path",
-                                                       "fsync_dir")}
+        real = {
+            name: getattr(disk, name)
+            for name in ("pwrite", "truncate", "fdatasync", "fsync_path", "fsync_dir")
+        }
         real_sync = Store.sync
         shadow = self
 
@@ -205,8 +209,13 @@ class Shadow:
             real_sync(store)
             shadow.synced_path(os.path.join(store.path, "data.mdb"))
 
-        replaced = {"pwrite": pwrite, "truncate": truncate, "fdatasync": fdatasync, "fsync_path": fsync_path,
-                    "fsync_dir": fsync_dir}
+        replaced = {
+            "pwrite": pwrite,
+            "truncate": truncate,
+            "fdatasync": fdatasync,
+            "fsync_path": fsync_path,
+            "fsync_dir": fsync_dir,
+        }
         for name, fn in replaced.items():
             setattr(disk, name, fn)
         Store.sync = store_sync  # type: ignore[method-assign,assignment]
@@ -287,7 +296,10 @@ class Shadow:
                 self._copy_incremental(src, dst, low, st.st_size)
             else:
                 self._copy_whole_fd(src, key)
-        elif ino not in self._observed or self._synced_stat.get(key) != (st.st_size, st.st_mtime_ns):
+        elif ino not in self._observed or self._synced_stat.get(key) != (
+            st.st_size,
+            st.st_mtime_ns,
+        ):
             # Unobserved writes (LMDB's copyfd into a snapshot): size and mtime at the last
             # copy tell whether anything changed. An observed file with no write since is as is.
             self._copy_whole_fd(src, key)
@@ -339,7 +351,10 @@ def cut(data_dir: str, shadow_dir: str) -> dict[str, Any]:
             durable: dict[str, dict[str, Any]] = json.load(f)["dirs"]
     except FileNotFoundError:
         # The process died before its baseline was complete, so before schedd opened anything.
-        return {"restored": False, "why": "no finished shadow: the node died before opening its data"}
+        return {
+            "restored": False,
+            "why": "no finished shadow: the node died before opening its data",
+        }
     summary: dict[str, Any] = {"restored": True, "files": {}, "dropped": [], "empty": []}
     content = os.path.join(shadow_dir, CONTENT_DIR)
     gone: set[str] = set()  # tracked directories whose own entry was not durable

@@ -34,7 +34,9 @@ def install_from_env(argv: list[str]) -> Shadow:
     shadow_dir = os.environ.get(ENV_SHADOW_DIR)
     data_dir = _data_dir(argv)
     if not shadow_dir or not data_dir:
-        sys.stderr.write(f"chaos.powerloss_node: needs ${ENV_SHADOW_DIR} and --data-dir (test tooling only)\n")
+        sys.stderr.write(
+            f"chaos.powerloss_node: needs ${ENV_SHADOW_DIR} and --data-dir (test tooling only)\n"
+        )
         sys.exit(2)
     shadow = Shadow(data_dir, shadow_dir)
     shadow.baseline()
@@ -47,7 +49,9 @@ def _model_reboots(shadow_dir: str) -> None:
     import schedd.server.node
 
     if not hasattr(schedd.server.node, "_boot_id"):
-        sys.stderr.write("chaos.powerloss_node: schedd.server.node has no _boot_id; power cuts are not seen as reboots\n")
+        sys.stderr.write(
+            "chaos.powerloss_node: schedd.server.node has no _boot_id; power cuts are not seen as reboots\n"
+        )
         return
     value = boot_id(shadow_dir)
     schedd.server.node._boot_id = lambda: value

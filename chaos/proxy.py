@@ -35,7 +35,7 @@ class _Conn:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter | None = None
     upstream_port: int = 0
-    dirty: bool = False        # bytes were dropped: the stream is broken, close it on heal
+    dirty: bool = False  # bytes were dropped: the stream is broken, close it on heal
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -63,7 +63,7 @@ class Link:
         self.delay_s = 0.0
         self.reset_p = 0.0
         self.accepted = 0
-        self.bytes = [0, 0]   # forwarded client→target, target→client
+        self.bytes = [0, 0]  # forwarded client→target, target→client
         self.dropped = [0, 0]
         self.conns: set[_Conn] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -82,6 +82,7 @@ class Link:
             self.back_cut = self.back_cut or direction in ("both", "back")
             if mode == "reset":
                 self._close_all(lambda c: True)
+
         self.hub.call(do)
 
     def heal(self) -> None:
@@ -92,11 +93,13 @@ class Link:
             self.reset_p = 0.0
             if was_cut:
                 self._close_all(lambda c: c.dirty or c.upstream is None)
+
         self.hub.call(do)
 
     def flaky(self, delay_s: float = 0.0, reset_p: float = 0.0) -> None:
         def do() -> None:
             self.delay_s, self.reset_p = delay_s, reset_p
+
         self.hub.call(do)
 
     def upstream_ports(self) -> set[int]:
@@ -118,7 +121,9 @@ class Link:
 
     async def _start(self) -> None:
         host, port = self.listen.rsplit(":", 1)
-        self._server = await asyncio.start_server(self._on_client, host, int(port), reuse_address=True)
+        self._server = await asyncio.start_server(
+            self._on_client, host, int(port), reuse_address=True
+        )
 
     async def _stop(self) -> None:
         if self._server is not None:
@@ -139,7 +144,9 @@ class Link:
             return
         host, port = self.target.rsplit(":", 1)
         try:
-            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 3.0)
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(host, int(port)), 3.0
+            )
         except (TimeoutError, OSError):
             self.conns.discard(conn)
             conn.close()
@@ -150,8 +157,10 @@ class Link:
             conn.close()
             return
         loop = asyncio.get_running_loop()
-        conn.tasks = [loop.create_task(self._pump(reader, up_writer, conn, 0)),
-                      loop.create_task(self._pump(up_reader, writer, conn, 1))]
+        conn.tasks = [
+            loop.create_task(self._pump(reader, up_writer, conn, 0)),
+            loop.create_task(self._pump(up_reader, writer, conn, 1)),
+        ]
 
     async def _drain_forever(self, reader: asyncio.StreamReader, conn: _Conn) -> None:
         try:
@@ -166,13 +175,15 @@ class Link:
             self.conns.discard(conn)
             conn.close()
 
-    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, conn: _Conn, d: int) -> None:
+    async def _pump(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, conn: _Conn, d: int
+    ) -> None:
         try:
             while True:
                 data = await src.read(CHUNK)
                 if not data:
                     break
-                if (self.fwd_cut if d == 0 else self.back_cut):
+                if self.fwd_cut if d == 0 else self.back_cut:
                     conn.dirty = True
                     self.dropped[d] += len(data)
                     continue
@@ -205,8 +216,10 @@ class ProxyHub:
 
     def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Run ``fn`` on the loop thread and return its result."""
+
         async def wrap() -> Any:
             return fn()
+
         return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(timeout)
 
     def add(self, name: str, listen: str, target: str) -> Link:

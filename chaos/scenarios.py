@@ -155,7 +155,12 @@ def _wait_handler_end(h: Harness, run_id: str, fence: int, timeout: float) -> bo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for e in history.read(h.history_path):
-            if e["op"] == "handler" and e["type"] == "end" and e["run_id"] == run_id and e["fence"] == fence:
+            if (
+                e["op"] == "handler"
+                and e["type"] == "end"
+                and e["run_id"] == run_id
+                and e["fence"] == fence
+            ):
                 return True
         time.sleep(0.2)
     return False
@@ -165,7 +170,12 @@ def _wait_newer_apply(h: Harness, run_id: str, fence: int, timeout: float) -> bo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for e in history.read(h.history_path):
-            if e["op"] == "sink" and e["type"] == "apply" and e["run_id"] == run_id and e["fence"] > fence:
+            if (
+                e["op"] == "sink"
+                and e["type"] == "apply"
+                and e["run_id"] == run_id
+                and e["fence"] > fence
+            ):
                 return True
         time.sleep(0.2)
     return False
@@ -216,7 +226,9 @@ def worker_killed_after_effect(h: Harness, duration: float) -> None:
             deadline = time.monotonic() + 10
             while h.worker_alive(wid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            h.nemesis.write("kill_worker", worker=wid, by="handler after its effect", run_id=claim["run_id"])
+            h.nemesis.write(
+                "kill_worker", worker=wid, by="handler after its effect", run_id=claim["run_id"]
+            )
             time.sleep(0.5)
             h.start_worker(wid)
         if not _until(end, 12):
@@ -238,8 +250,16 @@ def _raw_outcome(fut: grpc.Future) -> tuple[str, str]:
         return "info", code
 
 
-def _raw_call(h: Harness, leader: str, method: str, req: object, tag: str, key: str, name: str,
-              fault: Callable[[], None]) -> None:
+def _raw_call(
+    h: Harness,
+    leader: str,
+    method: str,
+    req: object,
+    tag: str,
+    key: str,
+    name: str,
+    fault: Callable[[], None],
+) -> None:
     """Send one write straight to ``leader`` through its gRPC proxy, run ``fault`` right after
     it was sent, and record the outcome (usually ``info``: the reply was lost)."""
     ch = grpc.insecure_channel(h.cluster.grpc_links[leader].listen)
@@ -259,42 +279,83 @@ def _raw_call(h: Harness, leader: str, method: str, req: object, tag: str, key: 
         if status == "ok":
             res = fut.result()
             extra = {"job": _job(res.job)} if method == "create_job" else {"run": _run(res.run)}
-        h.clienth.write(method, status, key=key, name=name, request_id=key, raw=True, error=code, tag=tag, **extra)
+        h.clienth.write(
+            method,
+            status,
+            key=key,
+            name=name,
+            request_id=key,
+            raw=True,
+            error=code,
+            tag=tag,
+            **extra,
+        )
     finally:
         ch.close()
         h.heal()
 
 
-def _ambiguous(h: Harness, tag: str, fault: Callable[[str], None], after: Callable[[], None]) -> None:
+def _ambiguous(
+    h: Harness, tag: str, fault: Callable[[str], None], after: Callable[[], None]
+) -> None:
     """A create and then a trigger, each sent to the leader whose reply is lost (and ``fault``
     applied right after sending), then retried through the SDK with the same request id."""
     name, rid_c, rid_t = f"amb-{tag}", f"amb-{tag}-create", f"amb-{tag}-trigger"
     c = h.client()
     leader = h.leader()
-    req = api_pb2.CreateJobRequest(name=name, schedule=types_pb2.Schedule(
-        kind=types_pb2.SCHEDULE_KIND_CRON, cron="0 0 1 1 *", timezone="UTC"), queue="default",
-        request_id=rid_c, max_attempts=20)
+    req = api_pb2.CreateJobRequest(
+        name=name,
+        schedule=types_pb2.Schedule(
+            kind=types_pb2.SCHEDULE_KIND_CRON, cron="0 0 1 1 *", timezone="UTC"
+        ),
+        queue="default",
+        request_id=rid_c,
+        max_attempts=20,
+    )
     _raw_call(h, leader, "create_job", req, tag, rid_c, name, lambda: fault(leader))
     after()
     for _ in range(10):
-        st, _ = h.call("create_job", lambda: c.create_job(name, cron="0 0 1 1 *", max_attempts=20,
-                                                          request_id=rid_c), name=name, request_id=rid_c)
+        st, _ = h.call(
+            "create_job",
+            lambda: c.create_job(name, cron="0 0 1 1 *", max_attempts=20, request_id=rid_c),
+            name=name,
+            request_id=rid_c,
+        )
         if st == "ok":
             break
     h.expect("one_job", name=name, request_id=rid_c)
     leader = h.leader()
-    _raw_call(h, leader, "trigger_job", api_pb2.TriggerJobRequest(name=name, request_id=rid_t), tag, rid_t, name,
-              lambda: fault(leader))
+    _raw_call(
+        h,
+        leader,
+        "trigger_job",
+        api_pb2.TriggerJobRequest(name=name, request_id=rid_t),
+        tag,
+        rid_t,
+        name,
+        lambda: fault(leader),
+    )
     after()
     for _ in range(10):
-        st, _ = h.call("trigger_job", lambda: c.trigger_job(name, request_id=rid_t), name=name, request_id=rid_t)
+        st, _ = h.call(
+            "trigger_job",
+            lambda: c.trigger_job(name, request_id=rid_t),
+            name=name,
+            request_id=rid_t,
+        )
         if st == "ok":
             break
     h.expect("one_run", job=name, request_id=rid_t, count=1)
 
 
 def _job(j: types_pb2.Job) -> dict[str, object]:
-    return {"name": j.name, "uid": j.uid, "next_due_ms": j.next_due_ms, "state": int(j.state), "cron": j.schedule.cron}
+    return {
+        "name": j.name,
+        "uid": j.uid,
+        "next_due_ms": j.next_due_ms,
+        "state": int(j.state),
+        "cron": j.schedule.cron,
+    }
 
 
 def _run(r: types_pb2.Run) -> dict[str, object]:
@@ -387,7 +448,9 @@ def _disk_setup(h: Harness) -> None:
     try:
         h.mount_tmpfs(path, DISK_TMPFS_MB)
     except (OSError, subprocess.CalledProcessError) as e:
-        raise Skip(f"disk-full cannot mount a tmpfs here: {getattr(e, 'stderr', '') or e}") from None
+        raise Skip(
+            f"disk-full cannot mount a tmpfs here: {getattr(e, 'stderr', '') or e}"
+        ) from None
     h.cluster.set_data_dir(DISK_NODE, path)
     # A fatal signal (SIGBUS from an mmap write into a full tmpfs) then prints the Python stack
     # of every thread to the node log: the evidence of which write it was.
@@ -428,17 +491,37 @@ def disk_full(h: Harness, duration: float) -> None:
     rc = proc.poll()
     spec = h.cluster.spec(node)
     st = os.statvfs(spec.data_dir)
-    files = {n: os.path.getsize(os.path.join(spec.data_dir, n)) for n in os.listdir(spec.data_dir)
-             if os.path.isfile(os.path.join(spec.data_dir, n))}
+    files = {
+        n: os.path.getsize(os.path.join(spec.data_dir, n))
+        for n in os.listdir(spec.data_dir)
+        if os.path.isfile(os.path.join(spec.data_dir, n))
+    }
     lag = samples[-1][2] - samples[-1][1] if samples else None
-    h.nemesis.write("disk_full_outcome", node=node, rc=rc, after_s=round(time.monotonic() - t0, 1),
-                    log=_log_tail(spec.log_path), free=st.f_bavail * st.f_frsize, files=files,
-                    last_samples=samples[-5:], lag=lag, fill=fill)
-    h.expect("disk_full_exit", node=node, rc=rc, log=_log_tail(spec.log_path), lag=lag,
-             wait_s=round(wait_s, 1))
+    h.nemesis.write(
+        "disk_full_outcome",
+        node=node,
+        rc=rc,
+        after_s=round(time.monotonic() - t0, 1),
+        log=_log_tail(spec.log_path),
+        free=st.f_bavail * st.f_frsize,
+        files=files,
+        last_samples=samples[-5:],
+        lag=lag,
+        fill=fill,
+    )
+    h.expect(
+        "disk_full_exit",
+        node=node,
+        rc=rc,
+        log=_log_tail(spec.log_path),
+        lag=lag,
+        wait_s=round(wait_s, 1),
+    )
     if rc is None:  # still running on a full disk: stop it so that it can be restarted
         h.cluster.kill_node(node, signal.SIGKILL)
-        h.nemesis.write("kill_node", node=node, leader_fault=False, why="still running on a full disk")
+        h.nemesis.write(
+            "kill_node", node=node, leader_fault=False, why="still running on a full disk"
+        )
     rest = duration - (time.monotonic() - t0) - 5
     if rest > 0:
         time.sleep(rest)  # the majority keeps scheduling without it
@@ -447,50 +530,138 @@ def disk_full(h: Harness, duration: float) -> None:
     _settle(h, 5)
 
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
-    Scenario("leader-kill", "SIGKILL the leader, restart it 5 s later; repeat (F1)", leader_kill),
-    Scenario("leader-pause", "SIGSTOP the leader past the election and lease timeouts, SIGCONT (F5)", leader_pause),
-    Scenario("leader-isolated", "black-hole every Raft link of the leader in its proxies for 8 s (F6)", leader_isolated),
-    Scenario("worker-pause-past-lease", "SIGSTOP a worker mid-handler for 2x lease TTL; its late write must be fenced (F10)",
-             worker_pause_past_lease),
-    Scenario("worker-killed-after-effect", "SIGKILL the worker after its sink write, before Complete (F11)",
-             worker_killed_after_effect),
-    Scenario("ambiguous-client-write", "reply lost / leader killed right after a create or trigger; retried with "
-             "the same request id (F18)", ambiguous_client_write),
-    Scenario("leader-one-way", "drop everything the leader sends on its Raft links for 8 s (F7)", leader_one_way,
-             smoke=False),
-    Scenario("flaky-network", "30 ms delay and 2% connection resets per chunk on every Raft link (F9)",
-             flaky_network, smoke=False),
-    Scenario("worker-pause-long", "SIGSTOP one agent worker for 20 s (about 6 lease periods) while another "
-             "worker of the same queues is idle", worker_pause_long),
-    Scenario("raft-truncation", "leader pipelining big entries, one follower stopped; the other follower's "
-             "log shrinking below its acknowledgements (pysyncobj's bug, fixed) would spring a trap that "
-             "cuts it off at that moment; the leader is killed each round", truncation.raft_truncation,
-             setup=truncation.trap_setup(fix=True), smoke_duration=5.0),
-    Scenario("control-raft-truncation", "negative control: raft-truncation with pysyncobj's own replication "
-             "(CHAOS_RAFT_FIX=off); the checker must report lost acknowledged writes or diverged replicas",
-             truncation.raft_truncation, setup=truncation.trap_setup(fix=False), demonstrates=("P4", "C7"),
-             smoke_duration=5.0),
-    Scenario("full-cluster-restart", "SIGKILL every node, restart them staggered (F4)", full_cluster_restart, smoke=False),
-    Scenario("follower-kill-catch-up", "SIGKILL a follower under load, restart it, check it converges (F2)",
-             follower_kill_catch_up, smoke=False),
-    Scenario("control-no-fencing", "negative control: worker-pause-past-lease with CHAOS_FENCING=off; the "
-             "checker must report duplicates", worker_pause_past_lease, fencing=False, control=True),
-    Scenario("clock-jump", f"libfaketime on n1: wall clock -{CLOCK_SKEW_S:g}s/+{CLOCK_SKEW_S:g}s while it leads, "
-             "then while it follows (F13)", clock_jump, smoke=False, setup=_clock_setup),
-    Scenario("disk-full", f"a follower's data dir on a {DISK_TMPFS_MB} MiB tmpfs, filled under load; freed, "
-             "restarted, must converge (F14)", disk_full, smoke=False, setup=_disk_setup),
-    Scenario("power-loss-majority", "power model on every node, Raft log compacted every 100 entries or 4 s: "
-             "a majority (the leader and a follower, then the followers) loses power at once right after "
-             "acknowledged writes, twice or more; nothing acknowledged may be lost (F17)",
-             scenarios_power.power_loss_majority, setup=scenarios_power.setup_compacting, smoke_duration=10.0),
-    Scenario("power-loss-all", "power model on every node: every node loses power at once right after "
-             "acknowledged writes, twice or more; nothing acknowledged may be lost (F17)",
-             scenarios_power.power_loss_all, setup=scenarios_power.setup, smoke_duration=10.0),
-    Scenario("control-power-loss-unsafe", "negative control: power-loss-all with --unsafe-no-fsync, three cuts; "
-             "the checker must report lost acknowledged writes (P4)", scenarios_power.control_power_loss_unsafe,
-             setup=scenarios_power.setup_unsafe, demonstrates=("P4",), smoke_duration=10.0),
-]}
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "leader-kill", "SIGKILL the leader, restart it 5 s later; repeat (F1)", leader_kill
+        ),
+        Scenario(
+            "leader-pause",
+            "SIGSTOP the leader past the election and lease timeouts, SIGCONT (F5)",
+            leader_pause,
+        ),
+        Scenario(
+            "leader-isolated",
+            "black-hole every Raft link of the leader in its proxies for 8 s (F6)",
+            leader_isolated,
+        ),
+        Scenario(
+            "worker-pause-past-lease",
+            "SIGSTOP a worker mid-handler for 2x lease TTL; its late write must be fenced (F10)",
+            worker_pause_past_lease,
+        ),
+        Scenario(
+            "worker-killed-after-effect",
+            "SIGKILL the worker after its sink write, before Complete (F11)",
+            worker_killed_after_effect,
+        ),
+        Scenario(
+            "ambiguous-client-write",
+            "reply lost / leader killed right after a create or trigger; retried with "
+            "the same request id (F18)",
+            ambiguous_client_write,
+        ),
+        Scenario(
+            "leader-one-way",
+            "drop everything the leader sends on its Raft links for 8 s (F7)",
+            leader_one_way,
+            smoke=False,
+        ),
+        Scenario(
+            "flaky-network",
+            "30 ms delay and 2% connection resets per chunk on every Raft link (F9)",
+            flaky_network,
+            smoke=False,
+        ),
+        Scenario(
+            "worker-pause-long",
+            "SIGSTOP one agent worker for 20 s (about 6 lease periods) while another "
+            "worker of the same queues is idle",
+            worker_pause_long,
+        ),
+        Scenario(
+            "raft-truncation",
+            "leader pipelining big entries, one follower stopped; the other follower's "
+            "log shrinking below its acknowledgements (pysyncobj's bug, fixed) would spring a trap that "
+            "cuts it off at that moment; the leader is killed each round",
+            truncation.raft_truncation,
+            setup=truncation.trap_setup(fix=True),
+            smoke_duration=5.0,
+        ),
+        Scenario(
+            "control-raft-truncation",
+            "negative control: raft-truncation with pysyncobj's own replication "
+            "(CHAOS_RAFT_FIX=off); the checker must report lost acknowledged writes or diverged replicas",
+            truncation.raft_truncation,
+            setup=truncation.trap_setup(fix=False),
+            demonstrates=("P4", "C7"),
+            smoke_duration=5.0,
+        ),
+        Scenario(
+            "full-cluster-restart",
+            "SIGKILL every node, restart them staggered (F4)",
+            full_cluster_restart,
+            smoke=False,
+        ),
+        Scenario(
+            "follower-kill-catch-up",
+            "SIGKILL a follower under load, restart it, check it converges (F2)",
+            follower_kill_catch_up,
+            smoke=False,
+        ),
+        Scenario(
+            "control-no-fencing",
+            "negative control: worker-pause-past-lease with CHAOS_FENCING=off; the "
+            "checker must report duplicates",
+            worker_pause_past_lease,
+            fencing=False,
+            control=True,
+        ),
+        Scenario(
+            "clock-jump",
+            f"libfaketime on n1: wall clock -{CLOCK_SKEW_S:g}s/+{CLOCK_SKEW_S:g}s while it leads, "
+            "then while it follows (F13)",
+            clock_jump,
+            smoke=False,
+            setup=_clock_setup,
+        ),
+        Scenario(
+            "disk-full",
+            f"a follower's data dir on a {DISK_TMPFS_MB} MiB tmpfs, filled under load; freed, "
+            "restarted, must converge (F14)",
+            disk_full,
+            smoke=False,
+            setup=_disk_setup,
+        ),
+        Scenario(
+            "power-loss-majority",
+            "power model on every node, Raft log compacted every 100 entries or 4 s: "
+            "a majority (the leader and a follower, then the followers) loses power at once right after "
+            "acknowledged writes, twice or more; nothing acknowledged may be lost (F17)",
+            scenarios_power.power_loss_majority,
+            setup=scenarios_power.setup_compacting,
+            smoke_duration=10.0,
+        ),
+        Scenario(
+            "power-loss-all",
+            "power model on every node: every node loses power at once right after "
+            "acknowledged writes, twice or more; nothing acknowledged may be lost (F17)",
+            scenarios_power.power_loss_all,
+            setup=scenarios_power.setup,
+            smoke_duration=10.0,
+        ),
+        Scenario(
+            "control-power-loss-unsafe",
+            "negative control: power-loss-all with --unsafe-no-fsync, three cuts; "
+            "the checker must report lost acknowledged writes (P4)",
+            scenarios_power.control_power_loss_unsafe,
+            setup=scenarios_power.setup_unsafe,
+            demonstrates=("P4",),
+            smoke_duration=10.0,
+        ),
+    ]
+}
 
 SMOKE = [s for s in SCENARIOS.values() if s.smoke]
 
@@ -516,7 +687,9 @@ class Outcome:
         return self.report.ok
 
 
-def run(name: str, seed: int = 1, duration: float = 20.0, nodes: int = 3, out_root: str = OUT_ROOT) -> Outcome:
+def run(
+    name: str, seed: int = 1, duration: float = 20.0, nodes: int = 3, out_root: str = OUT_ROOT
+) -> Outcome:
     sc = SCENARIOS[name]
     out = os.path.join(out_root, f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-n{nodes}-s{seed}")
     t0 = time.monotonic()
@@ -531,7 +704,9 @@ def run(name: str, seed: int = 1, duration: float = 20.0, nodes: int = 3, out_ro
         except Exception:
             h.stop()
             rep = checker.Report(out=out)
-            rep.violations.append(f"scenario setup failed: {traceback.format_exc().strip().splitlines()[-1]}")
+            rep.violations.append(
+                f"scenario setup failed: {traceback.format_exc().strip().splitlines()[-1]}"
+            )
             return Outcome(sc, rep, time.monotonic() - t0)
     error = ""
     try:
@@ -542,7 +717,9 @@ def run(name: str, seed: int = 1, duration: float = 20.0, nodes: int = 3, out_ro
             time.sleep(WARMUP_S)
             t_body = time.monotonic()
             sc.body(h, duration)
-            time.sleep(max(0.0, duration - (time.monotonic() - t_body)))  # the rest of the fault phase
+            time.sleep(
+                max(0.0, duration - (time.monotonic() - t_body))
+            )  # the rest of the fault phase
         except Exception:
             error = traceback.format_exc()
             h.h.write("scenario_error", error=error)
@@ -558,25 +735,61 @@ def run(name: str, seed: int = 1, duration: float = 20.0, nodes: int = 3, out_ro
         rep = checker.Report(out=out)
         rep.violations.append(f"checker could not run: {traceback.format_exc()}")
     if error:
-        rep.violations.insert(0, f"scenario error: {error.strip().splitlines()[-1]} (see {out}/history.jsonl)")
+        rep.violations.insert(
+            0, f"scenario error: {error.strip().splitlines()[-1]} (see {out}/history.jsonl)"
+        )
     outcome = Outcome(sc, rep, time.monotonic() - t0)
     with open(os.path.join(out, "report.json"), "w") as f:
-        json.dump({"scenario": name, "seed": seed, "duration": duration, "nodes": nodes, "control": sc.control,
-                   "passed": outcome.passed, "seconds": round(outcome.seconds, 1), **rep.to_dict()}, f, indent=1)
+        json.dump(
+            {
+                "scenario": name,
+                "seed": seed,
+                "duration": duration,
+                "nodes": nodes,
+                "control": sc.control,
+                "passed": outcome.passed,
+                "seconds": round(outcome.seconds, 1),
+                **rep.to_dict(),
+            },
+            f,
+            indent=1,
+        )
     return outcome
 
 
-def _skipped(sc: Scenario, out: str, why: str, seconds: float, seed: int, duration: float,
-             nodes: int) -> Outcome:
+def _skipped(
+    sc: Scenario, out: str, why: str, seconds: float, seed: int, duration: float, nodes: int
+) -> Outcome:
     outcome = Outcome(sc, checker.Report(out=out), seconds, skipped=why)
     with open(os.path.join(out, "report.json"), "w") as f:
-        json.dump({"scenario": sc.name, "seed": seed, "duration": duration, "nodes": nodes, "skipped": why,
-                   "passed": True}, f, indent=1)
+        json.dump(
+            {
+                "scenario": sc.name,
+                "seed": seed,
+                "duration": duration,
+                "nodes": nodes,
+                "skipped": why,
+                "passed": True,
+            },
+            f,
+            indent=1,
+        )
     return outcome
 
 
-HEADER = ("scenario", "nodes", "faults", "expected", "delivered", "effective", "dups", "lost", "fenced",
-          "failover p50/p99/max s", "result")
+HEADER = (
+    "scenario",
+    "nodes",
+    "faults",
+    "expected",
+    "delivered",
+    "effective",
+    "dups",
+    "lost",
+    "fenced",
+    "failover p50/p99/max s",
+    "result",
+)
 
 
 def row(o: Outcome, nodes: int) -> tuple[str, ...]:
@@ -592,14 +805,28 @@ def row(o: Outcome, nodes: int) -> tuple[str, ...]:
         result = f"PASS ({seen} seen)" if o.passed else f"FAIL (no {seen})"
     else:
         result = "PASS" if o.passed else f"FAIL ({len(r.violations)})"
-    return (o.scenario.name, str(nodes), str(r.faults), str(r.expected), str(r.delivered), str(r.effective),
-            str(r.duplicates), str(r.lost), str(r.fenced), fo_s, result)
+    return (
+        o.scenario.name,
+        str(nodes),
+        str(r.faults),
+        str(r.expected),
+        str(r.delivered),
+        str(r.effective),
+        str(r.duplicates),
+        str(r.lost),
+        str(r.fenced),
+        fo_s,
+        result,
+    )
 
 
 def table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(x[i]) for x in [HEADER, *rows]) for i in range(len(HEADER))]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)) + " |" for x in rows]
+    lines = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)) + " |" for x in rows
+    ]
     return "\n".join(lines)
-

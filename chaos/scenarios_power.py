@@ -41,7 +41,12 @@ def setup(h: Harness, unsafe: bool = False, compaction: str = "") -> None:
         h.cluster.node_env[spec.node_id] = env
     if unsafe:
         h.cluster.extra_args.append("--unsafe-no-fsync")
-    h.h.write("power_model", nodes=[s.node_id for s in h.cluster.specs], unsafe=unsafe, compaction=compaction)
+    h.h.write(
+        "power_model",
+        nodes=[s.node_id for s in h.cluster.specs],
+        unsafe=unsafe,
+        compaction=compaction,
+    )
 
 
 def setup_compacting(h: Harness) -> None:
@@ -68,8 +73,13 @@ def _writes(h: Harness, cycle: int, to_delete: list[str]) -> tuple[list[str], fl
     acked = []
     for i in range(CUT_WRITES):
         name, rid = f"pl-{cycle}-{i}", f"pl-{h.seed}-{cycle}-{i}"
-        status, _ = h.call("create_job", functools.partial(c.create_job, name, cron="0 0 1 1 *", request_id=rid),
-                           name=name, request_id=rid, before_cut=cycle)
+        status, _ = h.call(
+            "create_job",
+            functools.partial(c.create_job, name, cron="0 0 1 1 *", request_id=rid),
+            name=name,
+            request_id=rid,
+            before_cut=cycle,
+        )
         if status == "ok":
             acked.append(name)
             last_ack = time.monotonic()
@@ -84,7 +94,9 @@ def _cut(h: Harness, cycle: int, pick: Pick, to_delete: list[str]) -> None:
     their data dirs rolled back by the model, and their restart."""
     leader = h.leader()
     victims = pick(h, cycle, leader)
-    terms = {n: h._term(n) for n in victims}  # before the writes: nothing between the last ack and the cut
+    terms = {
+        n: h._term(n) for n in victims
+    }  # before the writes: nothing between the last ack and the cut
     acked, last_ack = _writes(h, cycle, to_delete)
     procs = {n: h.cluster.procs[n] for n in victims}
     for p in procs.values():
@@ -98,10 +110,21 @@ def _cut(h: Harness, cycle: int, pick: Pick, to_delete: list[str]) -> None:
     restored = {}
     for n in victims:
         s = powerloss.cut(h.cluster.spec(n).data_dir, powerloss.shadow_dir_for(h.out, n))
-        restored[n] = {"files": s.get("files"), "dropped": s.get("dropped"), "empty": s.get("empty"),
-                       "restored": s["restored"]}
-    h.h.write("power_cut_done", cycle=cycle, victims=victims, leader=leader, acked=acked,
-              ack_to_kill_ms=None if last_ack is None else round((t_kill - last_ack) * 1000, 2), restored=restored)
+        restored[n] = {
+            "files": s.get("files"),
+            "dropped": s.get("dropped"),
+            "empty": s.get("empty"),
+            "restored": s["restored"],
+        }
+    h.h.write(
+        "power_cut_done",
+        cycle=cycle,
+        victims=victims,
+        leader=leader,
+        acked=acked,
+        ack_to_kill_ms=None if last_ack is None else round((t_kill - last_ack) * 1000, 2),
+        restored=restored,
+    )
     to_delete.extend(acked[:1])
     for n in victims:
         h.restart_node(n)
@@ -146,4 +169,3 @@ def control_power_loss_unsafe(h: Harness, duration: float) -> None:
     """``power-loss-all`` with ``--unsafe-no-fsync``, three cuts: the writes right before a cut
     survive only if a node's once-a-second checkpoint fell between them and the cut."""
     _cycles(h, duration, 3, _all_nodes)
-

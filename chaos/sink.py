@@ -41,9 +41,16 @@ def init(path: str) -> None:
 
 
 class Sink:
-    def __init__(self, path: str, fencing: bool | None = None, history: History | None = None) -> None:
+    def __init__(
+        self, path: str, fencing: bool | None = None, history: History | None = None
+    ) -> None:
         if fencing is None:
-            fencing = os.environ.get("CHAOS_FENCING", "on").lower() not in ("off", "0", "false", "no")
+            fencing = os.environ.get("CHAOS_FENCING", "on").lower() not in (
+                "off",
+                "0",
+                "false",
+                "no",
+            )
         self.fencing = fencing
         self.history = history
         self._con = sqlite3.connect(path, timeout=30, isolation_level=None)
@@ -54,7 +61,9 @@ class Sink:
         con = self._con
         con.execute("BEGIN IMMEDIATE")
         try:
-            row = con.execute("SELECT max_fence, applied_fence FROM firing WHERE run_id=?", (run_id,)).fetchone()
+            row = con.execute(
+                "SELECT max_fence, applied_fence FROM firing WHERE run_id=?", (run_id,)
+            ).fetchone()
             max_fence = row[0] if row else 0
             applied_fence = row[1] if row else None
             if not self.fencing:
@@ -67,23 +76,43 @@ class Sink:
                 applied, reason = True, ""
             new_max = max(max_fence, fence)
             if row is None:
-                con.execute("INSERT INTO firing VALUES (?,?,?,?)",
-                            (run_id, new_max, fence if applied else None, worker if applied else None))
+                con.execute(
+                    "INSERT INTO firing VALUES (?,?,?,?)",
+                    (run_id, new_max, fence if applied else None, worker if applied else None),
+                )
             elif applied:
-                con.execute("UPDATE firing SET max_fence=?, applied_fence=?, applied_by=? WHERE run_id=?",
-                            (new_max, fence, worker, run_id))
+                con.execute(
+                    "UPDATE firing SET max_fence=?, applied_fence=?, applied_by=? WHERE run_id=?",
+                    (new_max, fence, worker, run_id),
+                )
             else:
                 con.execute("UPDATE firing SET max_fence=? WHERE run_id=?", (new_max, run_id))
-            con.execute("INSERT INTO log (t, run_id, fence, worker, result, reason, fencing) VALUES (?,?,?,?,?,?,?)",
-                        (time.time(), run_id, fence, worker, "apply" if applied else "reject", reason,
-                         int(self.fencing)))
+            con.execute(
+                "INSERT INTO log (t, run_id, fence, worker, result, reason, fencing) VALUES (?,?,?,?,?,?,?)",
+                (
+                    time.time(),
+                    run_id,
+                    fence,
+                    worker,
+                    "apply" if applied else "reject",
+                    reason,
+                    int(self.fencing),
+                ),
+            )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         if self.history is not None:
-            self.history.write("sink", "apply" if applied else "reject", run_id=run_id, fence=fence,
-                               worker=worker, reason=reason, fencing=self.fencing)
+            self.history.write(
+                "sink",
+                "apply" if applied else "reject",
+                run_id=run_id,
+                fence=fence,
+                worker=worker,
+                reason=reason,
+                fencing=self.fencing,
+            )
         return applied, reason
 
     def close(self) -> None:
@@ -95,6 +124,9 @@ def read_log(path: str) -> list[dict[str, Any]]:
     con = sqlite3.connect(path, timeout=30)
     try:
         cols = ["seq", "t", "run_id", "fence", "worker", "result", "reason", "fencing"]
-        return [dict(zip(cols, r, strict=True)) for r in con.execute(f"SELECT {','.join(cols)} FROM log ORDER BY seq")]
+        return [
+            dict(zip(cols, r, strict=True))
+            for r in con.execute(f"SELECT {','.join(cols)} FROM log ORDER BY seq")
+        ]
     finally:
         con.close()

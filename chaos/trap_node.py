@@ -31,12 +31,21 @@ CUT_S = 5.0
 
 
 class TrapRaftNode(RaftNode):
-    def __init__(self, self_addr: str, partners: list[str], store: Any, journal_dir: str, password: str,
-                 settings: RaftSettings | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        self_addr: str,
+        partners: list[str],
+        store: Any,
+        journal_dir: str,
+        password: str,
+        settings: RaftSettings | None = None,
+        **kw: Any,
+    ) -> None:
         s = settings or RaftSettings()
         if os.environ.get("CHAOS_RAFT_FIX", "on") == "off":
-            s = dataclasses.replace(s, replication_fix=False, append_batch_bytes=1 << 16,
-                                    max_entry_bytes=(1 << 16) - 1)
+            s = dataclasses.replace(
+                s, replication_fix=False, append_batch_bytes=1 << 16, max_entry_bytes=(1 << 16) - 1
+            )
         self._trap_acked = 0
         self._trap_term: int | None = None  # while sprung: the term whose leader is ignored
         self._trap_until = 0.0
@@ -45,7 +54,11 @@ class TrapRaftNode(RaftNode):
         send = transport.send
 
         def watched_send(node: Any, message: Any) -> Any:
-            if isinstance(message, dict) and message.get("type") == "next_node_idx" and message.get("success"):
+            if (
+                isinstance(message, dict)
+                and message.get("type") == "next_node_idx"
+                and message.get("success")
+            ):
                 self._trap_acked = max(self._trap_acked, message["next_node_idx"] - 1)
             return send(node, message)
 
@@ -57,8 +70,11 @@ class TrapRaftNode(RaftNode):
             if time.monotonic() > self._trap_until:
                 log.warning("event=trap_healed term=%d", self._trap_term)
                 self._trap_term = None
-            elif (isinstance(message, dict) and message.get("type") == "append_entries"
-                  and message.get("term") == self._trap_term):
+            elif (
+                isinstance(message, dict)
+                and message.get("type") == "append_entries"
+                and message.get("term") == self._trap_term
+            ):
                 return None  # the cut link
         super()._SyncObj__onMessageReceived(node, message)
         if self._trap_term is None and not self._isLeader():
@@ -66,8 +82,13 @@ class TrapRaftNode(RaftNode):
             if end < self._trap_acked:
                 self._trap_term = self.raftCurrentTerm
                 self._trap_until = time.monotonic() + CUT_S
-                log.warning("event=trap_regression acked=%d log_end=%d term=%d leader=%s", self._trap_acked, end,
-                            self._trap_term, getattr(node, "id", node))
+                log.warning(
+                    "event=trap_regression acked=%d log_end=%d term=%d leader=%s",
+                    self._trap_acked,
+                    end,
+                    self._trap_term,
+                    getattr(node, "id", node),
+                )
                 self._trap_acked = end  # spring again only on a new regression
         return None
 

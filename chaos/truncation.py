@@ -43,6 +43,7 @@ def trap_setup(fix: bool) -> Callable[[Harness], None]:
         for spec in h.cluster.specs:
             h.cluster.node_module[spec.node_id] = "chaos.trap_node"
             h.cluster.node_env[spec.node_id] = {"CHAOS_RAFT_FIX": "on" if fix else "off"}
+
     return setup
 
 
@@ -74,11 +75,20 @@ def _load(h: Harness, round_no: int, stop: threading.Event) -> list[threading.Th
             while not stop.is_set():
                 i += 1
                 name, rid = f"big-{round_no}-{t}-{i}", f"big-{h.seed}-{round_no}-{t}-{i}"
-                h.call("create_job", lambda n=name, r=rid: c.create_job(
-                    n, cron="0 0 1 1 *", payload=PAYLOAD, request_id=r), hist=hist, name=name, request_id=rid)
+                h.call(
+                    "create_job",
+                    lambda n=name, r=rid: c.create_job(
+                        n, cron="0 0 1 1 *", payload=PAYLOAD, request_id=r
+                    ),
+                    hist=hist,
+                    name=name,
+                    request_id=rid,
+                )
 
-    threads = [threading.Thread(target=worker, args=(t,), daemon=True, name=f"chaos-load-{t}")
-               for t in range(LOAD_THREADS)]
+    threads = [
+        threading.Thread(target=worker, args=(t,), daemon=True, name=f"chaos-load-{t}")
+        for t in range(LOAD_THREADS)
+    ]
     for th in threads:
         th.start()
     return threads
@@ -120,8 +130,16 @@ def raft_truncation(h: Harness, duration: float) -> None:
             time.sleep(0.01)
             sprung = watch.find("event=trap_regression")
         committed = _committed_past(h, leader, sprung) if sprung else None
-        h.nemesis.write("trap", round=round_no, sprung=sprung is not None, line=sprung or "", leader=leader,
-                        witness=witness, laggard=laggard, leader_commit=committed)
+        h.nemesis.write(
+            "trap",
+            round=round_no,
+            sprung=sprung is not None,
+            line=sprung or "",
+            leader=leader,
+            witness=witness,
+            laggard=laggard,
+            leader_commit=committed,
+        )
         h.kill_node(leader, leader_fault=True)
         h.resume_node(laggard)
         stop.set()

@@ -23,17 +23,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queues", default="default")
     p.add_argument("--concurrency", type=int, default=4)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    worker = Worker(args.endpoints, queues=args.queues.split(","), concurrency=args.concurrency,
-                    worker_id=args.id)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    worker = Worker(
+        args.endpoints,
+        queues=args.queues.split(","),
+        concurrency=args.concurrency,
+        worker_id=args.id,
+    )
 
     @worker.default_handler
     def run(ctx: Context) -> None:
         try:
-            effect.handle(run_id=ctx.run_id, job=ctx.job, fence=ctx.fence, attempt=ctx.attempt,
-                          scheduled_ms=ctx.scheduled_ms, worker=args.id, worker_pid=os.getpid(),
-                          payload=ctx.payload, cancelled=ctx.cancelled)
+            effect.handle(
+                run_id=ctx.run_id,
+                job=ctx.job,
+                fence=ctx.fence,
+                attempt=ctx.attempt,
+                scheduled_ms=ctx.scheduled_ms,
+                worker=args.id,
+                worker_pid=os.getpid(),
+                payload=ctx.payload,
+                cancelled=ctx.cancelled,
+            )
         except effect.InjectedFailure as e:
             raise HandlerFailure(str(e)) from None
 

@@ -37,7 +37,9 @@ QUEUE = "reports"
 def connect(db: str) -> sqlite3.Connection:
     # isolation_level=None: fenced_sqlite opens (and commits) the transaction itself.
     conn = sqlite3.connect(db, isolation_level=None, timeout=30)
-    conn.execute("CREATE TABLE IF NOT EXISTS reports(day TEXT PRIMARY KEY, body TEXT, fence INTEGER)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS reports(day TEXT PRIMARY KEY, body TEXT, fence INTEGER)"
+    )
     return conn
 
 
@@ -62,8 +64,10 @@ def make_worker(endpoints: str, db: str, done: threading.Event | None = None) ->
         try:
             # The resource is the day: whichever attempt holds the newest fence owns that report.
             with fenced_sqlite(conn, f"report:{day}", ctx.fence):
-                conn.execute("INSERT OR REPLACE INTO reports(day, body, fence) VALUES (?, ?, ?)",
-                             (day, body, ctx.fence))
+                conn.execute(
+                    "INSERT OR REPLACE INTO reports(day, body, fence) VALUES (?, ?, ?)",
+                    (day, body, ctx.fence),
+                )
         except StaleFence as e:
             logging.warning("stale attempt, report not written: %s", e)
             raise  # the attempt fails; the newer attempt's report stands
@@ -78,8 +82,11 @@ def make_worker(endpoints: str, db: str, done: threading.Event | None = None) ->
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--endpoints", default=os.environ.get("SCHEDD_ENDPOINTS", ""),
-                    help="host:port,... of the cluster (default: $SCHEDD_ENDPOINTS)")
+    ap.add_argument(
+        "--endpoints",
+        default=os.environ.get("SCHEDD_ENDPOINTS", ""),
+        help="host:port,... of the cluster (default: $SCHEDD_ENDPOINTS)",
+    )
     ap.add_argument("--db", default="reports.db", help="SQLite file for the reports")
     ap.add_argument("--trigger", action="store_true", help="also run the job once now")
     ap.add_argument("--once", action="store_true", help="stop after the first report")
@@ -90,9 +97,14 @@ def main() -> int:
 
     with Client(args.endpoints) as client:
         try:
-            client.create_job(JOB, cron="0 6 * * *", tz="Europe/Berlin", queue=QUEUE,
-                              retry={"max_attempts": 3, "initial_backoff_ms": 30_000},
-                              run_timeout_ms=15 * 60_000)
+            client.create_job(
+                JOB,
+                cron="0 6 * * *",
+                tz="Europe/Berlin",
+                queue=QUEUE,
+                retry={"max_attempts": 3, "initial_backoff_ms": 30_000},
+                run_timeout_ms=15 * 60_000,
+            )
             print(f"created job {JOB!r}", flush=True)
         except AlreadyExists:
             pass

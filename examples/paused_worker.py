@@ -58,12 +58,21 @@ def event(path: str, **fields: object) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    worker = Worker(args.endpoints, queues=[args.queue], worker_id=f"worker-{args.name}-{os.getpid()}")
+    worker = Worker(
+        args.endpoints, queues=[args.queue], worker_id=f"worker-{args.name}-{os.getpid()}"
+    )
 
     @worker.handler(args.job)
     def handle(ctx: Context) -> None:
-        event(args.events, worker=args.name, pid=os.getpid(), what="got_firing", fence=ctx.fence,
-              attempt=ctx.attempt, run_id=ctx.run_id)
+        event(
+            args.events,
+            worker=args.name,
+            pid=os.getpid(),
+            what="got_firing",
+            fence=ctx.fence,
+            attempt=ctx.attempt,
+            run_id=ctx.run_id,
+        )
         if args.name == "A":
             # "Work" until the demo says the pause is over (a file appears), so the pause always
             # lands before the write however slow the machine is. Like a real handler in the
@@ -74,10 +83,14 @@ def run_worker(args: argparse.Namespace) -> int:
         conn = sqlite3.connect(args.db, isolation_level=None, timeout=30)
         try:
             with fenced_sqlite(conn, f"result:{ctx.run_id}", ctx.fence):
-                conn.execute("INSERT INTO results(run_id, fence, worker) VALUES (?, ?, ?)",
-                             (ctx.run_id, ctx.fence, args.name))
+                conn.execute(
+                    "INSERT INTO results(run_id, fence, worker) VALUES (?, ?, ?)",
+                    (ctx.run_id, ctx.fence, args.name),
+                )
         except StaleFence as e:
-            event(args.events, worker=args.name, what="write_rejected", fence=ctx.fence, error=str(e))
+            event(
+                args.events, worker=args.name, what="write_rejected", fence=ctx.fence, error=str(e)
+            )
             raise
         finally:
             conn.close()
@@ -108,10 +121,27 @@ def wait_event(path: str, timeout: float, waiting_for: str, **match: object) -> 
     raise SystemExit(f"FAILED: timed out after {timeout:g}s waiting for {waiting_for}")
 
 
-def spawn(args: argparse.Namespace, name: str, queue: str, job: str, log_dir: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--role", "worker", "--name", name,
-           "--endpoints", args.endpoints, "--queue", queue, "--job", job, "--db", args.db,
-           "--events", args.events]
+def spawn(
+    args: argparse.Namespace, name: str, queue: str, job: str, log_dir: str
+) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--role",
+        "worker",
+        "--name",
+        name,
+        "--endpoints",
+        args.endpoints,
+        "--queue",
+        queue,
+        "--job",
+        job,
+        "--db",
+        args.db,
+        "--events",
+        args.events,
+    ]
     log = open(os.path.join(log_dir, f"worker-{name}.log"), "ab")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
@@ -130,22 +160,34 @@ def run_demo(args: argparse.Namespace) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     with Client(args.endpoints, retry_for=30) as client:
         # Hourly: it never fires by itself during the demo; we trigger one run.
-        client.create_job(job, every_ms=3600_000, queue=queue, retry={"max_attempts": 5, "initial_backoff_ms": 0})
+        client.create_job(
+            job, every_ms=3600_000, queue=queue, retry={"max_attempts": 5, "initial_backoff_ms": 0}
+        )
         try:
             a = spawn(args, "A", queue, job, work)
             procs.append(a)
             run = client.trigger_job(job)
             print(f"triggered run {run.run_id}")
-            got_a = wait_event(args.events, 30, "worker A to get the firing", worker="A", what="got_firing")
+            got_a = wait_event(
+                args.events, 30, "worker A to get the firing", worker="A", what="got_firing"
+            )
             os.kill(a.pid, signal.SIGSTOP)
             print(f"worker A (pid {a.pid}) got the firing with fence {got_a['fence']}: SIGSTOP")
 
             b = spawn(args, "B", queue, job, work)
             procs.append(b)
             print("worker B started; waiting for A's lease to expire and B to get the run...")
-            got_b = wait_event(args.events, 120, "worker B to get the re-dispatched run", worker="B", what="got_firing")
+            got_b = wait_event(
+                args.events,
+                120,
+                "worker B to get the re-dispatched run",
+                worker="B",
+                what="got_firing",
+            )
             wait_event(args.events, 30, "worker B's write", worker="B", what="wrote")
-            print(f"worker B got it with fence {got_b['fence']} (attempt {got_b['attempt']}) and wrote its result")
+            print(
+                f"worker B got it with fence {got_b['fence']} (attempt {got_b['attempt']}) and wrote its result"
+            )
             done = client.get_run(run.run_id)
             deadline = time.monotonic() + 30
             while done.state != types_pb2.RUN_STATE_SUCCEEDED and time.monotonic() < deadline:
@@ -155,8 +197,13 @@ def run_demo(args: argparse.Namespace) -> int:
             Path(args.events + ".resumed").touch()  # A's work is done once it runs again
             os.kill(a.pid, signal.SIGCONT)
             print("SIGCONT to worker A: it goes on with its write, holding the old fence...")
-            rejected = wait_event(args.events, 30, "worker A's late write to be rejected", worker="A",
-                                  what="write_rejected")
+            rejected = wait_event(
+                args.events,
+                30,
+                "worker A's late write to be rejected",
+                worker="A",
+                what="write_rejected",
+            )
             print(f"worker A's write was REJECTED: {rejected['error']}")
         finally:
             for p in procs:
@@ -177,16 +224,23 @@ def run_demo(args: argparse.Namespace) -> int:
     rows = conn.execute("SELECT run_id, fence, worker FROM results ORDER BY rowid").fetchall()
     conn.close()
     print(f"rows in the database: {rows}")
-    ok = (rows == [(run.run_id, got_b["fence"], "B")] and int(str(got_b["fence"])) > int(str(got_a["fence"]))
-          and done.state == types_pb2.RUN_STATE_SUCCEEDED and done.fence == got_b["fence"])
+    ok = (
+        rows == [(run.run_id, got_b["fence"], "B")]
+        and int(str(got_b["fence"])) > int(str(got_a["fence"]))
+        and done.state == types_pb2.RUN_STATE_SUCCEEDED
+        and done.fence == got_b["fence"]
+    )
     print("OK: only the newer attempt's effect was applied" if ok else "FAILED: unexpected result")
     return 0 if ok else 1
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--endpoints", default=os.environ.get("SCHEDD_ENDPOINTS", ""),
-                    help="host:port,... of the cluster (default: $SCHEDD_ENDPOINTS)")
+    ap.add_argument(
+        "--endpoints",
+        default=os.environ.get("SCHEDD_ENDPOINTS", ""),
+        help="host:port,... of the cluster (default: $SCHEDD_ENDPOINTS)",
+    )
     ap.add_argument("--db", default="", help="SQLite file for the results (default: a temp dir)")
     ap.add_argument("--role", choices=["demo", "worker"], default="demo", help=argparse.SUPPRESS)
     ap.add_argument("--name", default="A", help=argparse.SUPPRESS)

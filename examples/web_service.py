@@ -48,9 +48,13 @@ class AppState:
     def record(self, ctx: Context) -> None:
         with self.lock:
             self.refreshes += 1
-            self.last = {"run_id": ctx.run_id, "fence": ctx.fence, "attempt": ctx.attempt,
-                         "scheduled_at": ctx.scheduled_at.isoformat(),
-                         "finished_at": datetime.now(UTC).isoformat()}
+            self.last = {
+                "run_id": ctx.run_id,
+                "fence": ctx.fence,
+                "attempt": ctx.attempt,
+                "scheduled_at": ctx.scheduled_at.isoformat(),
+                "finished_at": datetime.now(UTC).isoformat(),
+            }
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -61,7 +65,9 @@ def make_app(state: AppState, worker: Worker) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if self.path == "/healthz":
-                code, body = (503, {"worker": "stopped"}) if worker.stopped else (200, {"worker": "running"})
+                code, body = (
+                    (503, {"worker": "stopped"}) if worker.stopped else (200, {"worker": "running"})
+                )
             elif self.path == "/":
                 code, body = 200, {"worker_id": worker.worker_id, **state.snapshot()}
             else:
@@ -81,8 +87,11 @@ def make_app(state: AppState, worker: Worker) -> type[BaseHTTPRequestHandler]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--endpoints", default=os.environ.get("SCHEDD_ENDPOINTS", ""),
-                    help="host:port,... of the cluster (default: $SCHEDD_ENDPOINTS)")
+    ap.add_argument(
+        "--endpoints",
+        default=os.environ.get("SCHEDD_ENDPOINTS", ""),
+        help="host:port,... of the cluster (default: $SCHEDD_ENDPOINTS)",
+    )
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--every-ms", type=int, default=30_000, help="refresh interval of the job")
     args = ap.parse_args()
@@ -110,13 +119,17 @@ def main() -> int:
     def shutdown(signum: int, frame: Any) -> None:
         # Not in the signal handler itself: stop() blocks while the worker drains.
         def run() -> None:
-            worker.stop()          # drain first: no new firings, running ones finish
-            server.shutdown()      # then stop serving
+            worker.stop()  # drain first: no new firings, running ones finish
+            server.shutdown()  # then stop serving
+
         threading.Thread(target=run, name="shutdown", daemon=True).start()
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    print(f"serving on http://127.0.0.1:{server.server_address[1]}/ (worker {worker.worker_id})", flush=True)
+    print(
+        f"serving on http://127.0.0.1:{server.server_address[1]}/ (worker {worker.worker_id})",
+        flush=True,
+    )
     server.serve_forever()
     server.server_close()
     print("stopped", flush=True)

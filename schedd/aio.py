@@ -157,9 +157,19 @@ class AsyncClient:
     ) -> Job:
         """Create job ``name`` and return it; see :meth:`schedd.client.Client.create_job`.
         Safe to retry with the same ``request_id`` (one is generated when omitted)."""
-        definition = dict(cron=cron, tz=tz, at_ms=at_ms, every_ms=every_ms, jitter_ms=jitter_ms,
-                          queue=queue, payload=payload, max_attempts=max_attempts, retry=retry,
-                          run_timeout_ms=run_timeout_ms, **policies)
+        definition = dict(
+            cron=cron,
+            tz=tz,
+            at_ms=at_ms,
+            every_ms=every_ms,
+            jitter_ms=jitter_ms,
+            queue=queue,
+            payload=payload,
+            max_attempts=max_attempts,
+            retry=retry,
+            run_timeout_ms=run_timeout_ms,
+            **policies,
+        )
         return await self._invoke(core.create_job(name, request_id, definition))
 
     async def update_job(
@@ -300,7 +310,8 @@ class AsyncClient:
             self._loop = loop
         elif loop is not self._loop:  # grpc.aio channels cannot move between loops
             raise errors.FailedPrecondition(
-                "this AsyncClient belongs to another event loop; make one client per loop")
+                "this AsyncClient belongs to another event loop; make one client per loop"
+            )
         stubs = self._stubs.get(target)
         if stubs is None:
             stubs = self._stubs[target] = _AioStubs(target)
@@ -314,15 +325,23 @@ class AsyncClient:
     async def _call(self, service: str, method: str, request: Any, *, idempotent: bool) -> Any:
         """Send ``request`` to the leader, following hints and retrying as :mod:`schedd.client`
         describes (the same :class:`schedd.sdk.core.Attempts` schedule)."""
-        attempts = core.Attempts(self._endpoints, self._leader, method=method,
-                                 idempotent=idempotent, timeout=self._timeout,
-                                 retry_for=self._retry_for, now=self._clock.monotonic())
+        attempts = core.Attempts(
+            self._endpoints,
+            self._leader,
+            method=method,
+            idempotent=idempotent,
+            timeout=self._timeout,
+            retry_for=self._retry_for,
+            now=self._clock.monotonic(),
+        )
         while True:
             target = attempts.target
             stubs = self._stub(target)
             connections = getattr(stubs, "connections", 0)
             try:
-                result = await getattr(getattr(stubs, service), method)(request, timeout=self._timeout)
+                result = await getattr(getattr(stubs, service), method)(
+                    request, timeout=self._timeout
+                )
             except grpc.RpcError as exc:
                 code, details, hint = core.status_of(exc)
                 if code == "CANCELLED" and self._closed:
@@ -330,8 +349,9 @@ class AsyncClient:
                 maybe_sent = (
                     stubs.maybe_sent_since(connections) if isinstance(stubs, _AioStubs) else True
                 )
-                delay = attempts.failed(code, details, hint, maybe_sent=maybe_sent,
-                                        now=self._clock.monotonic())
+                delay = attempts.failed(
+                    code, details, hint, maybe_sent=maybe_sent, now=self._clock.monotonic()
+                )
             except grpc.aio.UsageError as exc:  # the channel was closed by a concurrent close()
                 raise errors.FailedPrecondition(f"client is closed ({exc})") from None
             else:

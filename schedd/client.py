@@ -232,9 +232,19 @@ class Client:
         Safe to retry with the same ``request_id`` (one is generated when omitted): a resent
         create returns the first answer. Raises InvalidArgument, AlreadyExists, Unavailable.
         """
-        definition = dict(cron=cron, tz=tz, at_ms=at_ms, every_ms=every_ms, jitter_ms=jitter_ms,
-                          queue=queue, payload=payload, max_attempts=max_attempts, retry=retry,
-                          run_timeout_ms=run_timeout_ms, **policies)
+        definition = dict(
+            cron=cron,
+            tz=tz,
+            at_ms=at_ms,
+            every_ms=every_ms,
+            jitter_ms=jitter_ms,
+            queue=queue,
+            payload=payload,
+            max_attempts=max_attempts,
+            retry=retry,
+            run_timeout_ms=run_timeout_ms,
+            **policies,
+        )
         return self._invoke(core.create_job(name, request_id, definition))
 
     def update_job(
@@ -380,7 +390,9 @@ class Client:
         target = parse_endpoint(endpoint, "endpoint")
         req = core.node_status_request(with_digest)
         try:
-            return NodeStatus.from_pb(self._stub(target).cluster.GetNodeStatus(req, timeout=timeout))
+            return NodeStatus.from_pb(
+                self._stub(target).cluster.GetNodeStatus(req, timeout=timeout)
+            )
         except grpc.RpcError as exc:
             raise core.node_failure(target, *core.status_of(exc), timeout) from None
         except ValueError as exc:  # grpc: channel closed under us
@@ -398,7 +410,9 @@ class Client:
 
         def ask(ep: str) -> NodeReport:
             try:
-                return core.report_of(ep, self.node_status(ep, with_digest=with_digest, timeout=t), None)
+                return core.report_of(
+                    ep, self.node_status(ep, with_digest=with_digest, timeout=t), None
+                )
             except errors.SchedError as exc:
                 return core.report_of(ep, None, exc)
 
@@ -423,9 +437,15 @@ class Client:
 
     def _call(self, service: str, method: str, request: Any, *, idempotent: bool) -> Any:
         """Send ``request`` to the leader, following hints and retrying as the module doc says."""
-        attempts = core.Attempts(self._endpoints, self.leader, method=method, idempotent=idempotent,
-                                 timeout=self._timeout, retry_for=self._retry_for,
-                                 now=self._clock.monotonic())
+        attempts = core.Attempts(
+            self._endpoints,
+            self.leader,
+            method=method,
+            idempotent=idempotent,
+            timeout=self._timeout,
+            retry_for=self._retry_for,
+            now=self._clock.monotonic(),
+        )
         while True:
             target = attempts.target
             stubs = self._stub(target)
@@ -436,8 +456,9 @@ class Client:
                 maybe_sent = (
                     stubs.maybe_sent_since(connections) if isinstance(stubs, _Stubs) else True
                 )
-                delay = attempts.failed(*core.status_of(exc), maybe_sent=maybe_sent,
-                                        now=self._clock.monotonic())
+                delay = attempts.failed(
+                    *core.status_of(exc), maybe_sent=maybe_sent, now=self._clock.monotonic()
+                )
             except ValueError as exc:  # grpc: channel closed by a concurrent close()
                 raise errors.FailedPrecondition(f"client is closed ({exc})") from None
             else:

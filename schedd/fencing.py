@@ -45,13 +45,16 @@ __all__ = ["FENCE_TABLE", "StaleFence", "current_fence", "ensure_fence_table", "
 #: The table the fences are kept in (created on first use).
 FENCE_TABLE = "schedd_fences"
 
-_CREATE = (f"CREATE TABLE IF NOT EXISTS {FENCE_TABLE} "
-           "(resource TEXT PRIMARY KEY, fence INTEGER NOT NULL)")
+_CREATE = (
+    f"CREATE TABLE IF NOT EXISTS {FENCE_TABLE} (resource TEXT PRIMARY KEY, fence INTEGER NOT NULL)"
+)
 # One statement: insert the first fence, or raise a lower-or-equal one; a greater recorded fence
 # makes the WHERE false and changes nothing (changes() == 0), which is the stale case.
-_CAS = (f"INSERT INTO {FENCE_TABLE}(resource, fence) VALUES (?, ?) "
-        "ON CONFLICT(resource) DO UPDATE SET fence = excluded.fence "
-        f"WHERE {FENCE_TABLE}.fence <= excluded.fence")
+_CAS = (
+    f"INSERT INTO {FENCE_TABLE}(resource, fence) VALUES (?, ?) "
+    "ON CONFLICT(resource) DO UPDATE SET fence = excluded.fence "
+    f"WHERE {FENCE_TABLE}.fence <= excluded.fence"
+)
 
 
 def ensure_fence_table(conn: sqlite3.Connection) -> None:
@@ -62,7 +65,9 @@ def ensure_fence_table(conn: sqlite3.Connection) -> None:
 def current_fence(conn: sqlite3.Connection, resource: str) -> int | None:
     """The highest fence recorded for ``resource`` (None when none, or no table yet)."""
     try:
-        row = conn.execute(f"SELECT fence FROM {FENCE_TABLE} WHERE resource = ?", (resource,)).fetchone()
+        row = conn.execute(
+            f"SELECT fence FROM {FENCE_TABLE} WHERE resource = ?", (resource,)
+        ).fetchone()
     except sqlite3.OperationalError:
         return None
     return None if row is None else int(row[0])
@@ -76,23 +81,31 @@ def _check(resource: str, fence: int) -> None:
 
 
 @contextmanager
-def fenced_sqlite(conn: sqlite3.Connection, resource: str, fence: int) -> Iterator[sqlite3.Connection]:
+def fenced_sqlite(
+    conn: sqlite3.Connection, resource: str, fence: int
+) -> Iterator[sqlite3.Connection]:
     """Run the block as one transaction that first claims ``resource`` for ``fence``; see the
     module docstring for the contract. Raises StaleFence (nothing written) when a greater fence
     already wrote, ValueError for a bad argument, ``sqlite3.Error`` from the database."""
     _check(resource, fence)
     if conn.in_transaction:
-        raise ValueError("conn: already inside a transaction; the fence check must open its own "
-                         "(connect with isolation_level=None)")
+        raise ValueError(
+            "conn: already inside a transaction; the fence check must open its own "
+            "(connect with isolation_level=None)"
+        )
     ensure_fence_table(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
         cur = conn.execute(_CAS, (resource, fence))
         if cur.rowcount == 0:
-            row = conn.execute(f"SELECT fence FROM {FENCE_TABLE} WHERE resource = ?", (resource,)).fetchone()
+            row = conn.execute(
+                f"SELECT fence FROM {FENCE_TABLE} WHERE resource = ?", (resource,)
+            ).fetchone()
             newer = int(row[0]) if row else None
-            raise StaleFence(f"fence: {fence} is stale for {resource!r} (fence {newer} already wrote); "
-                             "a newer attempt owns it, the effect was not applied")
+            raise StaleFence(
+                f"fence: {fence} is stale for {resource!r} (fence {newer} already wrote); "
+                "a newer attempt owns it, the effect was not applied"
+            )
         yield conn
     except BaseException:
         if conn.in_transaction:  # some errors (e.g. SQLITE_FULL) already rolled back

@@ -250,8 +250,17 @@ _ENUM_BY_PROTO: dict[str, type[ProtoEnum]] = {
 # ---- records -------------------------------------------------------------------------------
 
 # How one field converts; computed once per record class from the message descriptor.
-_SCALAR, _OPTIONAL, _ENUM, _MESSAGE, _OPT_MESSAGE, _REPEATED, _REPEATED_ENUM, _REPEATED_MESSAGE, \
-    _MAP = range(9)
+(
+    _SCALAR,
+    _OPTIONAL,
+    _ENUM,
+    _MESSAGE,
+    _OPT_MESSAGE,
+    _REPEATED,
+    _REPEATED_ENUM,
+    _REPEATED_MESSAGE,
+    _MAP,
+) = range(9)
 
 
 class Record:
@@ -296,8 +305,10 @@ class Record:
     def from_pb(cls, msg: Message) -> Self:
         """The record holding the values of ``msg`` (a message of this record's protobuf type)."""
         if not isinstance(msg, cls._pb):
-            raise TypeError(f"{cls.__name__}.from_pb wants a {cls._pb.DESCRIPTOR.full_name}, "
-                            f"got {type(msg).__name__}")
+            raise TypeError(
+                f"{cls.__name__}.from_pb wants a {cls._pb.DESCRIPTOR.full_name}, "
+                f"got {type(msg).__name__}"
+            )
         values: dict[str, Any] = {}
         for name, kind, sub in cls._conversion():
             v = getattr(msg, name)
@@ -656,8 +667,8 @@ def _hashable(v: Any) -> Any:
 def _record_hash(self: Record) -> int:
     # The generated dataclass hash fails on the dict of a map field; hash its items instead,
     # so equal records (dataclass equality) hash alike and records can go into sets.
-    return hash((type(self),) + tuple(_hashable(getattr(self, f.name))
-                                      for f in dataclasses.fields(self)))  # type: ignore[arg-type]
+    fields = dataclasses.fields(self)  # type: ignore[arg-type]
+    return hash((type(self),) + tuple(_hashable(getattr(self, f.name)) for f in fields))
 
 
 for _cls in _RECORD_BY_PROTO.values():
@@ -680,6 +691,8 @@ class NodeReport(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"endpoint", "status" (dict or None), "error"}``."""
-        return {"endpoint": self.endpoint,
-                "status": self.status.to_dict() if self.status is not None else None,
-                "error": self.error}
+        return {
+            "endpoint": self.endpoint,
+            "status": self.status.to_dict() if self.status is not None else None,
+            "error": self.error,
+        }

@@ -23,9 +23,15 @@ MAX_WORKER_TAGS = 64  # what a worker carries
 MAX_WORKER_ID_CHARS = 128
 
 #: A run in one of these states is over: nothing will change it but retention or a replay.
-FINAL_RUN_STATES = frozenset({types_pb2.RUN_STATE_SUCCEEDED, types_pb2.RUN_STATE_FAILED,
-                              types_pb2.RUN_STATE_CANCELLED, types_pb2.RUN_STATE_DEAD,
-                              types_pb2.RUN_STATE_SKIPPED})
+FINAL_RUN_STATES = frozenset(
+    {
+        types_pb2.RUN_STATE_SUCCEEDED,
+        types_pb2.RUN_STATE_FAILED,
+        types_pb2.RUN_STATE_CANCELLED,
+        types_pb2.RUN_STATE_DEAD,
+        types_pb2.RUN_STATE_SKIPPED,
+    }
+)
 
 
 def name(value: str, field: str = "name") -> str:
@@ -33,8 +39,11 @@ def name(value: str, field: str = "name") -> str:
     if not value:
         raise InvalidArgument(field, "is required")
     if not NAME_RE.match(value):
-        raise InvalidArgument(field, f"{value[:40]!r} is not a valid job name "
-                                     "(1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit)")
+        raise InvalidArgument(
+            field,
+            f"{value[:40]!r} is not a valid job name "
+            "(1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit)",
+        )
     return value
 
 
@@ -42,18 +51,24 @@ def queue(value: str, field: str = "queue") -> str:
     """A queue name (1-64 of A-Z a-z 0-9 . _ -); empty means ``default``."""
     value = value or "default"
     if not QUEUE_RE.match(value):
-        raise InvalidArgument(field, f"{value[:40]!r} is not a valid queue name (1-64 of A-Z a-z 0-9 . _ -)")
+        raise InvalidArgument(
+            field, f"{value[:40]!r} is not a valid queue name (1-64 of A-Z a-z 0-9 . _ -)"
+        )
     return value
 
 
-def tags(values: Mapping[str, str] | None, field: str = "tags", limit: int = MAX_JOB_TAGS) -> dict[str, str]:
+def tags(
+    values: Mapping[str, str] | None, field: str = "tags", limit: int = MAX_JOB_TAGS
+) -> dict[str, str]:
     """Tags (a job's requirements, or with ``limit=MAX_WORKER_TAGS`` what a worker carries):
     keys 1-63 of A-Z a-z 0-9 . _ / -, values up to 128 characters, both strings. The same rule
     on both sides, so every tag a worker may carry is one a job may require."""
     if values is None:
         return {}
     if not isinstance(values, Mapping):
-        raise InvalidArgument(field, f"must be a mapping of str to str, got {type(values).__name__}")
+        raise InvalidArgument(
+            field, f"must be a mapping of str to str, got {type(values).__name__}"
+        )
     if len(values) > limit:
         raise InvalidArgument(field, f"{len(values)} tags is over the limit of {limit}")
     out: dict[str, str] = {}
@@ -61,9 +76,13 @@ def tags(values: Mapping[str, str] | None, field: str = "tags", limit: int = MAX
         if not isinstance(k, str) or not isinstance(v, str):
             raise InvalidArgument(field, f"{k!r}={v!r}: keys and values must be strings")
         if not TAG_RE.match(k):
-            raise InvalidArgument(field, f"key {k[:40]!r} is not a valid tag key (1-63 of A-Z a-z 0-9 . _ - /)")
+            raise InvalidArgument(
+                field, f"key {k[:40]!r} is not a valid tag key (1-63 of A-Z a-z 0-9 . _ - /)"
+            )
         if len(v) > MAX_TAG_VALUE_CHARS:
-            raise InvalidArgument(field, f"the value of {k!r} is longer than {MAX_TAG_VALUE_CHARS} characters")
+            raise InvalidArgument(
+                field, f"the value of {k!r} is longer than {MAX_TAG_VALUE_CHARS} characters"
+            )
         out[k] = v
     return out
 

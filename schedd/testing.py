@@ -51,8 +51,14 @@ __all__ = [
 
 #: ``schedd run`` options that make failures show quickly in tests: leases expire after 3 s,
 #: workers heartbeat every 0.5 s, failed attempts are retried after 0.2 s.
-FAST_ARGS: tuple[str, ...] = ("--lease-ttl", "3s", "--heartbeat-interval", "500ms",
-                              "--retry-backoff", "200ms")
+FAST_ARGS: tuple[str, ...] = (
+    "--lease-ttl",
+    "3s",
+    "--heartbeat-interval",
+    "500ms",
+    "--retry-backoff",
+    "200ms",
+)
 
 
 def free_ports(n: int) -> list[int]:
@@ -86,8 +92,14 @@ class LocalCluster:
     """``nodes`` schedd processes under ``root``. Ports are random unless ``base_port`` is given
     (then gRPC = base+i, Raft = base+100+i)."""
 
-    def __init__(self, root: str, nodes: int = 3, base_port: int | None = None,
-                 extra_args: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        nodes: int = 3,
+        base_port: int | None = None,
+        extra_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root = os.path.abspath(root)
         os.makedirs(self.root, exist_ok=True)
         if base_port is None:
@@ -96,9 +108,16 @@ class LocalCluster:
         else:
             grpc_ports = [base_port + i for i in range(nodes)]
             raft_ports = [base_port + 100 + i for i in range(nodes)]
-        self.specs = [NodeSpec(f"n{i + 1}", f"127.0.0.1:{raft_ports[i]}", f"127.0.0.1:{grpc_ports[i]}",
-                               os.path.join(self.root, f"n{i + 1}"), os.path.join(self.root, f"n{i + 1}", "node.log"))
-                      for i in range(nodes)]
+        self.specs = [
+            NodeSpec(
+                f"n{i + 1}",
+                f"127.0.0.1:{raft_ports[i]}",
+                f"127.0.0.1:{grpc_ports[i]}",
+                os.path.join(self.root, f"n{i + 1}"),
+                os.path.join(self.root, f"n{i + 1}", "node.log"),
+            )
+            for i in range(nodes)
+        ]
         self.password_file = os.path.join(self.root, "raft-password")
         if not os.path.exists(self.password_file):
             fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -127,8 +146,22 @@ class LocalCluster:
 
     def command(self, spec: NodeSpec) -> list[str]:
         """The ``schedd run`` command line of a node."""
-        cmd = [sys.executable, "-m", "schedd", "run", "--node-id", spec.node_id, "--data-dir", spec.data_dir,
-               "--raft", spec.raft, "--grpc", spec.grpc, "--raft-password-file", self.password_file]
+        cmd = [
+            sys.executable,
+            "-m",
+            "schedd",
+            "run",
+            "--node-id",
+            spec.node_id,
+            "--data-dir",
+            spec.data_dir,
+            "--raft",
+            spec.raft,
+            "--grpc",
+            spec.grpc,
+            "--raft-password-file",
+            self.password_file,
+        ]
         for other in self.specs:
             if other is not spec:
                 cmd += ["--peer", f"{other.node_id}={other.raft}/{other.grpc}"]
@@ -147,8 +180,13 @@ class LocalCluster:
         spec = self.spec(node_id)
         os.makedirs(spec.data_dir, exist_ok=True)
         log = open(spec.log_path, "ab")
-        self.procs[node_id] = subprocess.Popen(self.command(spec), stdout=log, stderr=subprocess.STDOUT,
-                                               env=self.env, start_new_session=True)
+        self.procs[node_id] = subprocess.Popen(
+            self.command(spec),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
         log.close()
 
     def alive(self, node_id: str) -> bool:
@@ -222,13 +260,16 @@ class LocalCluster:
             ch = self._channels[addr] = grpc.insecure_channel(addr)
         return api_grpc.ClusterServiceStub(ch)
 
-    def status(self, node_id: str, with_digest: bool = False, timeout: float = 2.0) -> api_pb2.NodeStatus | None:
+    def status(
+        self, node_id: str, with_digest: bool = False, timeout: float = 2.0
+    ) -> api_pb2.NodeStatus | None:
         """The node's own status (protobuf), or None when it is down or does not answer."""
         if not self.alive(node_id):
             return None
         try:
-            return self._stub(node_id).GetNodeStatus(api_pb2.NodeStatusRequest(with_digest=with_digest),
-                                                     timeout=timeout)
+            return self._stub(node_id).GetNodeStatus(
+                api_pb2.NodeStatusRequest(with_digest=with_digest), timeout=timeout
+            )
         except grpc.RpcError:
             return None
 
@@ -254,8 +295,14 @@ class LocalCluster:
 
     def _check_alive(self) -> None:
         for node_id, proc in self.procs.items():
-            if proc.poll() is not None and proc.returncode not in (0, -signal.SIGKILL, -signal.SIGTERM):
-                raise RuntimeError(f"node {node_id} exited with {proc.returncode}; see {self.spec(node_id).log_path}")
+            if proc.poll() is not None and proc.returncode not in (
+                0,
+                -signal.SIGKILL,
+                -signal.SIGTERM,
+            ):
+                raise RuntimeError(
+                    f"node {node_id} exited with {proc.returncode}; see {self.spec(node_id).log_path}"
+                )
 
     def wait_converged(self, timeout: float = 30.0) -> tuple[int, str]:
         """Wait until every running node reports the same applied index and state digest."""

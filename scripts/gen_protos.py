@@ -52,13 +52,17 @@ def pinned_version(pyproject: Path = ROOT / "pyproject.toml") -> str:
 
 def generator_problem(installed: str | None, pinned: str) -> str | None:
     """Why the installed generator cannot reproduce the committed code, or None if it can."""
-    fix = f"python3 -m pip install '{GENERATOR}=={pinned}'  (or: python3 -m pip install -e '.[test]')"
+    fix = (
+        f"python3 -m pip install '{GENERATOR}=={pinned}'  (or: python3 -m pip install -e '.[test]')"
+    )
     if installed is None:
         return f"{GENERATOR} is not installed; the generated code is made with {GENERATOR}=={pinned}: {fix}"
     if installed != pinned:
-        return (f"{GENERATOR} {installed} is installed, but the committed code is generated with "
-                f"{GENERATOR}=={pinned} (pinned in pyproject.toml, extra 'test'), and another version "
-                f"writes different code: {fix}")
+        return (
+            f"{GENERATOR} {installed} is installed, but the committed code is generated with "
+            f"{GENERATOR}=={pinned} (pinned in pyproject.toml, extra 'test'), and another version "
+            f"writes different code: {fix}"
+        )
     return None
 
 
@@ -84,8 +88,15 @@ def generate(proto_dir: Path = PROTO_DIR) -> dict[str, bytes]:
         raise GeneratorError(f"no .proto files in {proto_dir / PACKAGE}")
     include = Path(protoc.__file__).parent / "_proto"  # google/protobuf/*.proto
     with tempfile.TemporaryDirectory(prefix="schedd-protos-") as out:
-        args = ["protoc", f"-I{proto_dir}", f"-I{include}", f"--python_out={out}",
-                f"--grpc_python_out={out}", f"--pyi_out={out}", *map(str, files)]
+        args = [
+            "protoc",
+            f"-I{proto_dir}",
+            f"-I{include}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            f"--pyi_out={out}",
+            *map(str, files),
+        ]
         if protoc.main(args) != 0:
             raise GeneratorError("protoc failed (its message is above)")
         pkg = Path(out) / PACKAGE
@@ -97,8 +108,15 @@ def generate(proto_dir: Path = PROTO_DIR) -> dict[str, bytes]:
 def differences(generated: dict[str, bytes], package_dir: Path) -> list[str]:
     """How ``package_dir`` differs from ``generated``: one line per file (a short diff for an
     edited file)."""
-    committed = {p.name: p.read_bytes() for p in package_dir.glob("*") if p.is_file() and OWNED.fullmatch(p.name)} \
-        if package_dir.is_dir() else {}
+    committed = (
+        {
+            p.name: p.read_bytes()
+            for p in package_dir.glob("*")
+            if p.is_file() and OWNED.fullmatch(p.name)
+        }
+        if package_dir.is_dir()
+        else {}
+    )
     out: list[str] = []
     for name in sorted(generated.keys() | committed.keys()):
         want, have = generated.get(name), committed.get(name)
@@ -107,9 +125,14 @@ def differences(generated: dict[str, bytes], package_dir: Path) -> list[str]:
         elif want is None:
             out.append(f"not generated any more: {PACKAGE}/{name}")
         elif want != have:
-            diff = difflib.unified_diff(have.decode(errors="replace").splitlines(),
-                                        want.decode(errors="replace").splitlines(),
-                                        f"committed/{name}", f"generated/{name}", lineterm="", n=1)
+            diff = difflib.unified_diff(
+                have.decode(errors="replace").splitlines(),
+                want.decode(errors="replace").splitlines(),
+                f"committed/{name}",
+                f"generated/{name}",
+                lineterm="",
+                n=1,
+            )
             lines = list(diff)
             shown = "\n".join(lines[:20]) + ("\n..." if len(lines) > 20 else "")
             out.append(f"differs: {PACKAGE}/{name}\n{shown}")
@@ -134,8 +157,11 @@ def write(generated: dict[str, bytes], package_dir: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="compare with the committed code instead of writing; exit 1 if stale")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with the committed code instead of writing; exit 1 if stale",
+    )
     args = parser.parse_args(argv)
     package_dir = ROOT / PACKAGE
     try:
@@ -148,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         diffs = differences(generated, package_dir)
         if diffs:
             print("\n".join(diffs), file=sys.stderr)
-            print(f"gen_protos: {PACKAGE} is stale (it does not match proto/{PACKAGE}): run {COMMAND} "
-                  "and commit the result", file=sys.stderr)
+            print(
+                f"gen_protos: {PACKAGE} is stale (it does not match proto/{PACKAGE}): run {COMMAND} "
+                "and commit the result",
+                file=sys.stderr,
+            )
             return 1
         print(f"gen_protos: {PACKAGE} is up to date ({len(generated)} files)")
         return 0

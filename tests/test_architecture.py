@@ -19,13 +19,46 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PKG = ROOT / "schedd"
 
 #: never imported by a pure module: I/O, clocks, randomness, environment, network, threads
-IMPURE = {"grpc", "lmdb", "pysyncobj", "socket", "time", "random", "os", "subprocess", "threading", "asyncio",
-          "uuid", "secrets", "urllib", "http", "shutil", "tempfile", "signal", "select", "mmap", "logging"}
+IMPURE = {
+    "grpc",
+    "lmdb",
+    "pysyncobj",
+    "socket",
+    "time",
+    "random",
+    "os",
+    "subprocess",
+    "threading",
+    "asyncio",
+    "uuid",
+    "secrets",
+    "urllib",
+    "http",
+    "shutil",
+    "tempfile",
+    "signal",
+    "select",
+    "mmap",
+    "logging",
+}
 #: the impure parts of schedd itself
-SHELL = {"schedd.client", "schedd.aio", "schedd.agent", "schedd.testing", "schedd.pytest_plugin", "schedd.clock",
-         "schedd.state.store", "schedd.state.disk", "schedd.raft.adapter", "schedd.raft.journal",
-         "schedd.server.node", "schedd.server.service", "schedd.server.dispatcher", "schedd.server.cmd",
-         "schedd.server.workers"}
+SHELL = {
+    "schedd.client",
+    "schedd.aio",
+    "schedd.agent",
+    "schedd.testing",
+    "schedd.pytest_plugin",
+    "schedd.clock",
+    "schedd.state.store",
+    "schedd.state.disk",
+    "schedd.raft.adapter",
+    "schedd.raft.journal",
+    "schedd.server.node",
+    "schedd.server.service",
+    "schedd.server.dispatcher",
+    "schedd.server.cmd",
+    "schedd.server.workers",
+}
 
 #: pure module (or package prefix) -> schedd modules it may import (prefixes)
 PURE: dict[str, tuple[str, ...]] = {
@@ -35,14 +68,25 @@ PURE: dict[str, tuple[str, ...]] = {
     "schedd.sched": ("schedd.errors", "schedd.pb", "schedd.sched"),
     "schedd.state.keys": (),
     # apply must not read time-zone data either: the leader computes every due time
-    "schedd.state.apply": ("schedd.pb", "schedd.rules", "schedd.state.keys", "schedd.state.apply", "schedd.sched.retry",
-                           "schedd.sched.misfire"),
+    "schedd.state.apply": (
+        "schedd.pb",
+        "schedd.rules",
+        "schedd.state.keys",
+        "schedd.state.apply",
+        "schedd.sched.retry",
+        "schedd.sched.misfire",
+    ),
     "schedd.raft.replication": (),
     "schedd.server.leases": (),
     "schedd.server.validate": ("schedd.errors", "schedd.pb", "schedd.rules", "schedd.sched"),
     "schedd.server.commands": ("schedd.pb", "schedd.sched", "schedd.server.validate"),
-    "schedd.server.planner": ("schedd.errors", "schedd.pb", "schedd.sched", "schedd.state.keys",
-                              "schedd.state.apply"),
+    "schedd.server.planner": (
+        "schedd.errors",
+        "schedd.pb",
+        "schedd.sched",
+        "schedd.state.keys",
+        "schedd.state.apply",
+    ),
     # the clients' address helpers and the leader navigation shared by the SDK and the agent
     "schedd.sdk.endpoints": ("schedd.errors",),
     "schedd.sdk.navigation": ("schedd.sdk.endpoints",),
@@ -70,8 +114,11 @@ def imports_of(path: pathlib.Path) -> set[str]:
                 base = ROOT.joinpath(*node.module.split("."))
                 for a in node.names:
                     sub = base / a.name
-                    out.add(f"{node.module}.{a.name}" if sub.is_dir() or sub.with_suffix(".py").exists()
-                            else node.module)
+                    out.add(
+                        f"{node.module}.{a.name}"
+                        if sub.is_dir() or sub.with_suffix(".py").exists()
+                        else node.module
+                    )
             else:
                 out.add(node.module)
     return out
@@ -80,7 +127,9 @@ def imports_of(path: pathlib.Path) -> set[str]:
 def rule_for(name: str) -> tuple[str, tuple[str, ...]] | None:
     best = None
     for prefix in PURE:
-        if (name == prefix or name.startswith(prefix + ".")) and (best is None or len(prefix) > len(best)):
+        if (name == prefix or name.startswith(prefix + ".")) and (
+            best is None or len(prefix) > len(best)
+        ):
             best = prefix
     return None if best is None else (best, PURE[best])
 
@@ -122,10 +171,14 @@ def test_every_listed_pure_module_exists() -> None:
 def test_the_rule_can_fail(tmp_path: pathlib.Path) -> None:
     """Negative control: a pure module with an I/O import and one reaching into the shell."""
     fake = PKG / "sched" / "_architecture_probe.py"
-    fake.write_text("import time\nfrom schedd.state.store import Store\n\ndef f():\n    import grpc\n")
+    fake.write_text(
+        "import time\nfrom schedd.state.store import Store\n\ndef f():\n    import grpc\n"
+    )
     try:
-        assert violations(fake) == ["schedd.sched._architecture_probe imports grpc",
-                                    "schedd.sched._architecture_probe imports schedd.state.store",
-                                    "schedd.sched._architecture_probe imports time"]
+        assert violations(fake) == [
+            "schedd.sched._architecture_probe imports grpc",
+            "schedd.sched._architecture_probe imports schedd.state.store",
+            "schedd.sched._architecture_probe imports time",
+        ]
     finally:
         os.unlink(fake)

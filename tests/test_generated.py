@@ -35,8 +35,13 @@ gen = _load_script()
 def test_committed_code_is_fresh() -> None:
     # Fails, rather than skips, without the pinned generator: this check is the only thing that
     # ties schedd/v1 to proto/. The script says which version to install.
-    p = subprocess.run([sys.executable, str(SCRIPT), "--check"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, str(SCRIPT), "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
 
 
@@ -47,7 +52,9 @@ def test_a_stale_file_is_reported_with_the_command_to_run(tmp_path: Path) -> Non
     shutil.copytree(ROOT / "proto", proto)
     types_proto = proto / "schedd" / "v1" / "types.proto"
     text = types_proto.read_text()
-    types_proto.write_text(re.sub(r"(message Firing \{)", r"\1\n  string added_by_test = 99;", text, count=1))
+    types_proto.write_text(
+        re.sub(r"(message Firing \{)", r"\1\n  string added_by_test = 99;", text, count=1)
+    )
     diffs = gen.differences(gen.generate(proto), ROOT / "schedd" / "v1")
     names = [d.splitlines()[0] for d in diffs]
     assert "differs: schedd/v1/types_pb2.py" in names
@@ -60,22 +67,35 @@ def test_a_stale_file_is_reported_with_the_command_to_run(tmp_path: Path) -> Non
     shutil.copy(SCRIPT, tree / "scripts")
     shutil.copy(ROOT / "pyproject.toml", tree)
     shutil.copytree(proto, tree / "proto")
-    shutil.copytree(ROOT / "schedd" / "v1", tree / "schedd" / "v1",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "schedd" / "v1", tree / "schedd" / "v1", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (tree / "schedd" / "v1" / "leftover_pb2.py").write_text("# from a removed .proto\n")
-    p = subprocess.run([sys.executable, str(tree / "scripts" / "gen_protos.py"), "--check"],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, str(tree / "scripts" / "gen_protos.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1
     assert "run python3 scripts/gen_protos.py" in p.stderr
     assert "not generated any more: schedd/v1/leftover_pb2.py" in p.stderr
 
     # Regenerating fixes it, and removes what is not generated any more.
-    p = subprocess.run([sys.executable, str(tree / "scripts" / "gen_protos.py")],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, str(tree / "scripts" / "gen_protos.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert not (tree / "schedd" / "v1" / "leftover_pb2.py").exists()
-    p = subprocess.run([sys.executable, str(tree / "scripts" / "gen_protos.py"), "--check"],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, str(tree / "scripts" / "gen_protos.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
 
 
@@ -110,15 +130,20 @@ def test_generated_code_matches_the_pinned_generator_and_the_runtime_bounds() ->
         raise AssertionError(f"no {name}>= in [project] dependencies")
 
     v1 = ROOT / "schedd" / "v1"
-    grpc_versions = {re.search(r"GRPC_GENERATED_VERSION = '([^']+)'", p.read_text()).group(1)  # type: ignore[union-attr]
-                     for p in v1.glob("*_pb2_grpc.py")}
+    grpc_versions = {
+        re.search(r"GRPC_GENERATED_VERSION = '([^']+)'", p.read_text()).group(1)  # type: ignore[union-attr]
+        for p in v1.glob("*_pb2_grpc.py")
+    }
     assert grpc_versions == {gen.pinned_version()}
     assert lower_bound("grpcio") == gen.pinned_version()
 
     gencode = set()
     for p in v1.glob("*_pb2.py"):
-        m = re.search(r"ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,\s*(\d+),\s*(\d+),"
-                      r"\s*(\d+),", p.read_text())
+        m = re.search(
+            r"ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,\s*(\d+),\s*(\d+),"
+            r"\s*(\d+),",
+            p.read_text(),
+        )
         assert m, f"{p.name}: no protobuf gencode version check"
         gencode.add(".".join(m.groups()))
     assert gencode == {lower_bound("protobuf")}
@@ -131,13 +156,19 @@ def test_importing_schedd_pb_writes_nothing() -> None:
     assert not (ROOT / "schedd" / "_protogen.py").exists()
     for path in (ROOT / "schedd").rglob("*.py"):  # fcntl does not exist on Windows
         assert not re.search(r"^\s*(import|from) fcntl", path.read_text(), re.M), path
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "cli")]),
-               PYTHONDONTWRITEBYTECODE="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "cli")]),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     # (grpc itself imports the grpc_tools package when it is installed, but never its protoc.)
-    code = ("import sys; import schedd.pb, schedd.client, schedd.agent; "
-            "assert 'grpc_tools.protoc' not in sys.modules, 'protoc imported'")
+    code = (
+        "import sys; import schedd.pb, schedd.client, schedd.agent; "
+        "assert 'grpc_tools.protoc' not in sys.modules, 'protoc imported'"
+    )
     before = sorted(p.name for p in (ROOT / "schedd" / "v1").iterdir())
-    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 0, p.stderr
     assert sorted(p.name for p in (ROOT / "schedd" / "v1").iterdir()) == before

@@ -60,6 +60,7 @@ PLUGIN_FIXTURES = {"schedd_cluster"}  # schedd.pytest_plugin
 NOT_INTEGRATION = {
     "test_static.py::test_ruff_is_clean": "runs the ruff linter, not schedd",
     "test_static.py::test_mypy_is_clean": "runs the mypy type checker, not schedd",
+    "test_static.py::test_ruff_format_is_clean": "runs the ruff formatter in check mode, not schedd",
     "test_static.py::test_mypy_checks_protobuf_fields": "runs the mypy type checker on a probe file, not schedd",
     "test_generated.py::test_committed_code_is_fresh": "runs the protobuf generator, not schedd",
     "test_generated.py::test_a_stale_file_is_reported_with_the_command_to_run": "runs the protobuf generator, not schedd",

@@ -24,6 +24,13 @@ def test_ruff_is_clean() -> None:
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def test_ruff_format_is_clean() -> None:
+    if shutil.which("ruff") is None:
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    p = _run("ruff", "format", "--check", ".")
+    assert p.returncode == 0, "run `ruff format .` (or `make lint`):\n" + p.stdout + p.stderr
+
+
 def test_mypy_is_clean() -> None:
     pytest.importorskip("mypy", reason="mypy is not installed (pip install -e '.[test]')")
     p = _run(sys.executable, "-m", "mypy")
@@ -44,11 +51,30 @@ def test_mypy_checks_protobuf_fields(tmp_path: Path) -> None:
         "api_pb2.CreateJobRequest(jbo=job)\n"
     )
     env = dict(os.environ, MYPYPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "cli")]))
-    p = subprocess.run([sys.executable, "-m", "mypy", "--config-file", os.path.join(ROOT, "pyproject.toml"),
-                        "--cache-dir", str(tmp_path / "cache"), str(probe)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            os.path.join(ROOT, "pyproject.toml"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(probe),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = p.stdout + p.stderr
     assert 'Unexpected keyword argument "jbo" for "CreateJobRequest"' in out, out
-    assert 'Incompatible types in assignment (expression has type "str", variable has type "int")' in out, out
+    assert (
+        'Incompatible types in assignment (expression has type "str", variable has type "int")'
+        in out
+    ), out
     assert '"Job" has no attribute "nmae"' in out, (
-        out + "\nmypy treats protobuf messages as Any: is types-protobuf installed (the test extra)?")
+        out
+        + "\nmypy treats protobuf messages as Any: is types-protobuf installed (the test extra)?"
+    )

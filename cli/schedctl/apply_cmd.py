@@ -37,7 +37,9 @@ def _yaml() -> Any:
     try:
         import yaml
     except ImportError:  # pragma: no cover - pyyaml is a dependency
-        raise errors.InvalidArgument("--format", "YAML needs PyYAML (pip install pyyaml); TOML works without it") from None
+        raise errors.InvalidArgument(
+            "--format", "YAML needs PyYAML (pip install pyyaml); TOML works without it"
+        ) from None
     return yaml
 
 
@@ -52,8 +54,10 @@ def format_of(path: str, given: str | None) -> str:
         return "yaml"
     if suffix == ".json":
         return "json"
-    raise errors.InvalidArgument("--format", f"cannot tell the format of {path!r} from its name; "
-                                             "give --format toml|yaml|json")
+    raise errors.InvalidArgument(
+        "--format",
+        f"cannot tell the format of {path!r} from its name; give --format toml|yaml|json",
+    )
 
 
 def parse_entries(text: str, fmt: str, source: str) -> list[tuple[Any, str]]:
@@ -70,7 +74,9 @@ def parse_entries(text: str, fmt: str, source: str) -> list[tuple[Any, str]]:
             try:
                 doc = yaml.safe_load(text)
             except yaml.YAMLError as exc:
-                raise errors.InvalidArgument(source, f"not valid YAML ({' '.join(str(exc).split())})") from None
+                raise errors.InvalidArgument(
+                    source, f"not valid YAML ({' '.join(str(exc).split())})"
+                ) from None
         else:
             doc = json.loads(text) if text.strip() else None
     except tomllib.TOMLDecodeError as exc:
@@ -83,7 +89,9 @@ def parse_entries(text: str, fmt: str, source: str) -> list[tuple[Any, str]]:
     if isinstance(doc, dict):
         extra = sorted(set(doc) - ({"job"} if fmt == "toml" else {"job", "jobs"}))
         if extra:
-            raise errors.InvalidArgument(source, f"unknown top-level key {extra[0]!r}: jobs go in {where_jobs}")
+            raise errors.InvalidArgument(
+                source, f"unknown top-level key {extra[0]!r}: jobs go in {where_jobs}"
+            )
         doc = doc.get("job", doc.get("jobs", []))
     if not isinstance(doc, list):
         raise errors.InvalidArgument(source, f"expected {where_jobs}")
@@ -101,13 +109,17 @@ def load_specs(files: Iterable[str], fmt: str | None) -> list[tuple[str, spec.Sp
             try:
                 text = Path(path).read_text(encoding="utf-8")
             except OSError as exc:
-                raise errors.InvalidArgument("-f", f"cannot read {path!r} ({exc.strerror})") from None
+                raise errors.InvalidArgument(
+                    "-f", f"cannot read {path!r} ({exc.strerror})"
+                ) from None
             source = path
         file_fmt = fmt or ("toml" if path == "-" else format_of(path, None))
         for entry, where in parse_entries(text, file_fmt, source):
             name, sp = spec.from_entry(entry, where)
             if name in seen:
-                raise errors.InvalidArgument(where, f"job {name!r} is declared twice (also in {seen[name]})")
+                raise errors.InvalidArgument(
+                    where, f"job {name!r} is declared twice (also in {seen[name]})"
+                )
             seen[name] = where
             out.append((name, sp))
     return out
@@ -145,7 +157,9 @@ def parse_selector(text: str) -> dict[str, str]:
         key, eq, value = part.partition("=")
         key = key.strip()
         if not eq or key not in ("queue", "name") or not value.strip():
-            raise errors.InvalidArgument("--selector", f"{part.strip()!r} is not queue=NAME or name=GLOB")
+            raise errors.InvalidArgument(
+                "--selector", f"{part.strip()!r} is not queue=NAME or name=GLOB"
+            )
         sel[key] = value.strip()
     return sel
 
@@ -161,17 +175,44 @@ def _change_doc(changes: list[tuple[str, Any, Any]]) -> list[dict[str, Any]]:
 
 
 @job.command("apply")
-@click.option("-f", "--file", "files", multiple=True, required=True, metavar="FILE",
-              help="A .toml, .yaml/.yml or .json file of jobs; `-` reads stdin (TOML unless "
-                   "--format). Repeatable.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), help="The files' format (default: from the extension).")
-@click.option("--dry-run", is_flag=True, help="Change nothing; print what would change, field by field.")
-@click.option("--prune", is_flag=True, help="Also delete the jobs matched by --selector that the files do not declare.")
-@click.option("--selector", metavar="queue=Q,name=GLOB",
-              help="With --prune: which jobs the files own (required with --prune).")
+@click.option(
+    "-f",
+    "--file",
+    "files",
+    multiple=True,
+    required=True,
+    metavar="FILE",
+    help="A .toml, .yaml/.yml or .json file of jobs; `-` reads stdin (TOML unless "
+    "--format). Repeatable.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="The files' format (default: from the extension).",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Change nothing; print what would change, field by field."
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Also delete the jobs matched by --selector that the files do not declare.",
+)
+@click.option(
+    "--selector",
+    metavar="queue=Q,name=GLOB",
+    help="With --prune: which jobs the files own (required with --prune).",
+)
 @pass_settings
-def job_apply(s: Settings, files: tuple[str, ...], fmt: str | None, dry_run: bool, prune: bool,
-              selector: str | None) -> None:
+def job_apply(
+    s: Settings,
+    files: tuple[str, ...],
+    fmt: str | None,
+    dry_run: bool,
+    prune: bool,
+    selector: str | None,
+) -> None:
     """Create or update the jobs declared in FILE, so that they match it. Idempotent: applying
     the same file again changes nothing and reports each job "unchanged".
 
@@ -199,7 +240,9 @@ def job_apply(s: Settings, files: tuple[str, ...], fmt: str | None, dry_run: boo
       schedctl job apply -f etl.toml --prune --selector queue=etl
     """
     if prune and not selector:
-        raise click.UsageError("--prune needs --selector queue=Q or name=GLOB: it deletes only the jobs it selects")
+        raise click.UsageError(
+            "--prune needs --selector queue=Q or name=GLOB: it deletes only the jobs it selects"
+        )
     if selector and not prune:
         raise click.UsageError("--selector applies to --prune only")
     specs = chain_order(load_specs(files, fmt))
@@ -224,9 +267,12 @@ def job_apply(s: Settings, files: tuple[str, ...], fmt: str | None, dry_run: boo
                 changes = spec.diff(sp, base)
                 action = "updated" if changes else "unchanged"
                 if changes and not dry_run:
-                    client.update_job(name, expect_version=output.as_pb(current).version,
-                                      request_id=new_request_id(),
-                                      **spec.to_kwargs(spec.merge_file(base, sp)))
+                    client.update_job(
+                        name,
+                        expect_version=output.as_pb(current).version,
+                        request_id=new_request_id(),
+                        **spec.to_kwargs(spec.merge_file(base, sp)),
+                    )
             results.append({"name": name, "action": action, "changes": _change_doc(changes)})
         if sel is not None:
             declared = {name for name, _ in specs}
@@ -242,14 +288,20 @@ def job_apply(s: Settings, files: tuple[str, ...], fmt: str | None, dry_run: boo
     except errors.SchedError as exc:
         _report(s, results, dry_run)
         exc.message = f"{doing}{exc.message}" + (
-            "; the jobs listed above were applied, the rest were not tried" if results and not dry_run else "")
+            "; the jobs listed above were applied, the rest were not tried"
+            if results and not dry_run
+            else ""
+        )
         exc.args = (exc.message,)
         raise
     _report(s, results, dry_run)
 
 
 def _report(s: Settings, results: list[dict[str, Any]], dry_run: bool) -> None:
-    counts = {a: sum(r["action"] == a for r in results) for a in ("created", "updated", "unchanged", "deleted")}
+    counts = {
+        a: sum(r["action"] == a for r in results)
+        for a in ("created", "updated", "unchanged", "deleted")
+    }
     doc = {"dry_run": dry_run, "jobs": results, "counts": counts}
 
     def human() -> str:
@@ -263,10 +315,18 @@ def _report(s: Settings, results: list[dict[str, Any]], dry_run: bool) -> None:
                 if r["action"] == "created":
                     lines.append(f"  + {c['field']} = {spec.show(c['field'], c['new'])}")
                 else:
-                    lines.append(f"  {c['field']}: {spec.show(c['field'], c['old'])} -> "
-                                 f"{spec.show(c['field'], c['new'])}")
-        words = {"created": "to create", "updated": "to update", "deleted": "to delete"} if dry_run else {}
-        summary = ", ".join(f"{n} {words.get(a, a)}" for a, n in counts.items() if n) or "nothing to do"
+                    lines.append(
+                        f"  {c['field']}: {spec.show(c['field'], c['old'])} -> "
+                        f"{spec.show(c['field'], c['new'])}"
+                    )
+        words = (
+            {"created": "to create", "updated": "to update", "deleted": "to delete"}
+            if dry_run
+            else {}
+        )
+        summary = (
+            ", ".join(f"{n} {words.get(a, a)}" for a, n in counts.items() if n) or "nothing to do"
+        )
         lines.append(f"{len(results)} job{'' if len(results) == 1 else 's'}: {summary}")
         return "\n".join(lines)
 
@@ -275,8 +335,15 @@ def _report(s: Settings, results: list[dict[str, Any]], dry_run: bool) -> None:
 
 @job.command("export")
 @click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=job_names)
-@click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="toml", show_default=True,
-              help="Format of the file written to stdout (--json: json).")
+@click.option(
+    "-o",
+    "--output",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="toml",
+    show_default=True,
+    help="Format of the file written to stdout (--json: json).",
+)
 @pass_settings
 def job_export(s: Settings, names: tuple[str, ...], fmt: str) -> None:
     """Print jobs as a file for `job apply` (default: all jobs; applying it unchanged reports
@@ -296,5 +363,8 @@ def job_export(s: Settings, names: tuple[str, ...], fmt: str) -> None:
     elif fmt == "yaml":
         click.echo(_yaml().safe_dump(entries, sort_keys=False, allow_unicode=True), nl=False)
     else:
-        click.echo("# schedctl job export: apply with `schedctl job apply -f FILE`\n\n"
-                   + tomlout.dumps({"job": entries}), nl=False)
+        click.echo(
+            "# schedctl job export: apply with `schedctl job apply -f FILE`\n\n"
+            + tomlout.dumps({"job": entries}),
+            nl=False,
+        )

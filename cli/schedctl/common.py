@@ -102,7 +102,9 @@ class Settings:
         if self.endpoints and self.endpoints.strip():
             return "--endpoints", self.endpoints
         if self.context:
-            return f"context {self.context!r}", config.load().endpoints_of(self.context, "--context")
+            return f"context {self.context!r}", config.load().endpoints_of(
+                self.context, "--context"
+            )
         env = os.environ.get("SCHEDD_ENDPOINTS", "")
         if env.strip():
             return "SCHEDD_ENDPOINTS", env
@@ -148,8 +150,14 @@ def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
 
 def json_option() -> click.Option:
     """The per-command ``--json`` flag (the same as the global one, placed after the command)."""
-    return click.Option(["--json"], is_flag=True, expose_value=False, is_eager=True,
-                        callback=_set_json, help="Print one JSON document instead of text.")
+    return click.Option(
+        ["--json"],
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_json,
+        help="Print one JSON document instead of text.",
+    )
 
 
 # ---- errors named by the option that caused them --------------------------------------------
@@ -245,8 +253,10 @@ def parse_time(text: str, option: str, now: int) -> int:
         return parse_rfc3339(t, option)
     except errors.InvalidArgument:
         raise errors.InvalidArgument(
-            option, f"{text!r} is not a time: use RFC 3339 (2026-01-02T03:04:05Z), now, or "
-                    "a time relative to now such as -2h or now+10m") from None
+            option,
+            f"{text!r} is not a time: use RFC 3339 (2026-01-02T03:04:05Z), now, or "
+            "a time relative to now such as -2h or now+10m",
+        ) from None
 
 
 # ---- --watch --------------------------------------------------------------------------------
@@ -258,14 +268,21 @@ sleep: Callable[[float], None] = time.sleep
 def watch_option() -> Callable[[Any], Any]:
     """``--watch [SECONDS]``: redraw every SECONDS (default 2) until Ctrl-C."""
     return click.option(
-        "--watch", "watch", type=click.FloatRange(min=0.1), is_flag=False, flag_value=2.0,
-        default=None, metavar="[SECONDS]",
+        "--watch",
+        "watch",
+        type=click.FloatRange(min=0.1),
+        is_flag=False,
+        flag_value=2.0,
+        default=None,
+        metavar="[SECONDS]",
         help="Redraw every SECONDS (default 2) until Ctrl-C, which exits 0. With --json: one "
-             "JSON document per line per redraw.")
+        "JSON document per line per redraw.",
+    )
 
 
-def watch(s: Settings, interval: float, title: str,
-          render: Callable[[], tuple[object, Callable[[], str]]]) -> None:
+def watch(
+    s: Settings, interval: float, title: str, render: Callable[[], tuple[object, Callable[[], str]]]
+) -> None:
     """Redraw ``render()`` every ``interval`` seconds until Ctrl-C (then return: exit 0).
 
     The screen is cleared only on a terminal. A cluster that is unreachable for a moment is shown

@@ -20,8 +20,14 @@ from schedd.client import Client
 def job_names(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Names of the cluster's jobs that start with ``incomplete``."""
     params: dict[str, Any] = ctx.find_root().params
-    s = Settings(endpoints=params.get("endpoints"), json=False, timeout=1.0, retry_for=0.0,
-                 context=params.get("context"), client_factory=Client)
+    s = Settings(
+        endpoints=params.get("endpoints"),
+        json=False,
+        timeout=1.0,
+        retry_for=0.0,
+        context=params.get("context"),
+        client_factory=Client,
+    )
     try:
         names = [output.as_pb(j).name for j in s.client().list_jobs(limit=1000)]
     except Exception:  # no cluster, no endpoints, a bad config: complete nothing, say nothing
@@ -31,7 +37,9 @@ def job_names(ctx: click.Context, _param: click.Parameter, incomplete: str) -> l
     return [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
-def context_names(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+def context_names(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
     """Names of the config file's contexts that start with ``incomplete``."""
     try:
         names = sorted(config.load().contexts)

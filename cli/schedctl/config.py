@@ -63,15 +63,19 @@ class Config:
         if ctx is None:
             known = ", ".join(sorted(self.contexts)) or "none"
             raise errors.InvalidArgument(
-                option, f"no context {name!r} in {self.file} (known: {known}; "
-                        "`schedctl config set-context NAME --endpoints ...` adds one)")
+                option,
+                f"no context {name!r} in {self.file} (known: {known}; "
+                "`schedctl config set-context NAME --endpoints ...` adds one)",
+            )
         eps = ctx.get("endpoints")
         if isinstance(eps, list) and all(isinstance(e, str) for e in eps):
             eps = ",".join(eps)
         if not isinstance(eps, str) or not eps.strip():
             raise errors.InvalidArgument(
-                option, f"context {name!r} in {self.file} has no endpoints "
-                        "(endpoints = [\"host:port\", ...])")
+                option,
+                f"context {name!r} in {self.file} has no endpoints "
+                '(endpoints = ["host:port", ...])',
+            )
         return eps
 
     def set_context(self, name: str, endpoints: list[str]) -> None:
@@ -113,7 +117,9 @@ def load(file: Path | None = None) -> Config:
     except FileNotFoundError:
         return Config(file)
     except OSError as exc:
-        raise errors.InvalidArgument(str(file), f"cannot read the config file ({exc.strerror})") from None
+        raise errors.InvalidArgument(
+            str(file), f"cannot read the config file ({exc.strerror})"
+        ) from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -37,9 +37,14 @@ def get_contexts(s: Settings) -> None:
         eps = cfg.endpoints_of(name, name)
         rows.append(["*" if name == cfg.current else "", name, eps])
         docs.append({"name": name, "current": name == cfg.current, "endpoints": eps.split(",")})
-    s.emit({"file": str(cfg.file), "current_context": cfg.current or None, "contexts": docs},
-           lambda: output.table(["CURRENT", "NAME", "ENDPOINTS"], rows) if rows
-           else f"no contexts in {cfg.file}")
+    s.emit(
+        {"file": str(cfg.file), "current_context": cfg.current or None, "contexts": docs},
+        lambda: (
+            output.table(["CURRENT", "NAME", "ENDPOINTS"], rows)
+            if rows
+            else f"no contexts in {cfg.file}"
+        ),
+    )
 
 
 @config_group.command("current-context")
@@ -53,7 +58,9 @@ def current_context(s: Settings) -> None:
     """
     cfg = config.load()
     if not cfg.current:
-        raise errors.NotFound(f"no current-context in {cfg.file}; `schedctl config use-context NAME` sets one")
+        raise errors.NotFound(
+            f"no current-context in {cfg.file}; `schedctl config use-context NAME` sets one"
+        )
     s.emit({"current_context": cfg.current}, lambda: cfg.current)
 
 
@@ -75,8 +82,13 @@ def use_context(s: Settings, name: str) -> None:
 
 @config_group.command("set-context")
 @click.argument("name")
-@click.option("--endpoints", "endpoints", required=True, metavar="HOST:PORT,...",
-              help="The gRPC addresses of the cluster's nodes.")
+@click.option(
+    "--endpoints",
+    "endpoints",
+    required=True,
+    metavar="HOST:PORT,...",
+    help="The gRPC addresses of the cluster's nodes.",
+)
 @click.option("--use", "use", is_flag=True, help="Also make it the current context.")
 @pass_settings
 def set_context(s: Settings, name: str, endpoints: str, use: bool) -> None:
@@ -94,8 +106,10 @@ def set_context(s: Settings, name: str, endpoints: str, use: bool) -> None:
     if use:
         cfg.use(name)
     cfg.save()
-    s.emit({"name": name, "endpoints": eps, "current": cfg.current == name},
-           lambda: f"context {name!r} set to {','.join(eps)}" + (" (current)" if use else ""))
+    s.emit(
+        {"name": name, "endpoints": eps, "current": cfg.current == name},
+        lambda: f"context {name!r} set to {','.join(eps)}" + (" (current)" if use else ""),
+    )
 
 
 @config_group.command("delete-context")

@@ -42,8 +42,11 @@ def job() -> None:
 @job.command("create")
 @click.argument("name", shell_complete=job_names)
 @definition_options
-@click.option("--request-id", metavar="ID",
-              help="Makes the create safe to retry: the same id returns the first answer.")
+@click.option(
+    "--request-id",
+    metavar="ID",
+    help="Makes the create safe to retry: the same id returns the first answer.",
+)
 @pass_settings
 def job_create(s: Settings, name: str, request_id: str | None, **p: Any) -> None:
     """Create job NAME with a cron schedule (--cron), a fixed interval (--every), or one shot
@@ -66,16 +69,22 @@ def job_create(s: Settings, name: str, request_id: str | None, **p: Any) -> None
           --misfire fire_all --catchup-window 6h --tag gpu=yes --keep-runs 100
     """
     if sum(p[k] is not None for k in ("cron", "every", "at", "in_")) != 1:
-        raise click.UsageError("give exactly one of --cron EXPR, --every DURATION, --at TIME or --in DURATION")
+        raise click.UsageError(
+            "give exactly one of --cron EXPR, --every DURATION, --at TIME or --in DURATION"
+        )
     if p["cron"] is None and p["tz"] is not None:
         raise click.UsageError("--tz applies to --cron only; put the UTC offset into --at")
     o = overlay_from_flags(p, common.now_ms(), update=False)
     # Only what was given is passed on (a job without retry options keeps the cluster's fixed
     # backoff, no policy); the basic keywords are always there, as the SDK's create_job takes them.
     kw: dict[str, Any] = {
-        "cron": o.pop("cron", None), "tz": o.pop("tz", None) or "UTC", "at_ms": o.pop("at_ms", None),
-        "every_ms": o.pop("every_ms", None), "jitter_ms": o.pop("jitter_ms", 0),
-        "queue": o.pop("queue", None) or "default", "payload": o.pop("payload", ""),
+        "cron": o.pop("cron", None),
+        "tz": o.pop("tz", None) or "UTC",
+        "at_ms": o.pop("at_ms", None),
+        "every_ms": o.pop("every_ms", None),
+        "jitter_ms": o.pop("jitter_ms", 0),
+        "queue": o.pop("queue", None) or "default",
+        "payload": o.pop("payload", ""),
         "max_attempts": o.pop("max_attempts", 0),
     }
     kw.update(o)
@@ -94,14 +103,24 @@ def job_create(s: Settings, name: str, request_id: str | None, **p: Any) -> None
 @job.command("update")
 @click.argument("name", shell_complete=job_names)
 @definition_options
-@click.option("--expect-version", type=click.IntRange(min=1), metavar="N",
-              help="Refuse the update unless the job is at version N (default: the version read "
-                   "just before, so a concurrent change is detected).")
+@click.option(
+    "--expect-version",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Refuse the update unless the job is at version N (default: the version read "
+    "just before, so a concurrent change is detected).",
+)
 @click.option("--force", is_flag=True, help="Update whatever the job's version is now.")
 @click.option("--request-id", metavar="ID", help="Makes the update safe to retry.")
 @pass_settings
-def job_update(s: Settings, name: str, expect_version: int | None, force: bool,
-               request_id: str | None, **p: Any) -> None:
+def job_update(
+    s: Settings,
+    name: str,
+    expect_version: int | None,
+    force: bool,
+    request_id: str | None,
+    **p: Any,
+) -> None:
     """Change job NAME: the options given replace those settings, the rest stay as they are.
 
     schedctl reads the job, applies the options and sends the whole definition with the version
@@ -131,24 +150,36 @@ def job_update(s: Settings, name: str, expect_version: int | None, force: bool,
     changes = spec.diff(merged, base)
     version = output.as_pb(current).version
     if not changes:
-        s.emit({"name": name, "changed": False, "version": version, "changes": [], "job": current},
-               lambda: f"job {name} unchanged (version {version})")
+        s.emit(
+            {"name": name, "changed": False, "version": version, "changes": [], "job": current},
+            lambda: f"job {name} unchanged (version {version})",
+        )
         return
     expect = 0 if force else (expect_version if expect_version is not None else version)
     try:
         with options_named():
-            updated = s.client().update_job(name, expect_version=expect,
-                                            request_id=request_id or new_request_id(),
-                                            **spec.to_kwargs(merged))
+            updated = s.client().update_job(
+                name,
+                expect_version=expect,
+                request_id=request_id or new_request_id(),
+                **spec.to_kwargs(merged),
+            )
     except errors.FailedPrecondition as exc:
         if expect:
-            exc.message = (f"{exc.message} (the update expected version {expect}; check "
-                           f"`schedctl job get {name}` and run it again, or use --force)")
+            exc.message = (
+                f"{exc.message} (the update expected version {expect}; check "
+                f"`schedctl job get {name}` and run it again, or use --force)"
+            )
             exc.args = (exc.message,)
         raise
     new_version = output.as_pb(updated).version
-    doc = {"name": name, "changed": True, "version": new_version,
-           "changes": [{"field": f, "old": a, "new": b} for f, a, b in changes], "job": updated}
+    doc = {
+        "name": name,
+        "changed": True,
+        "version": new_version,
+        "changes": [{"field": f, "old": a, "new": b} for f, a, b in changes],
+        "job": updated,
+    }
 
     def human() -> str:
         lines = [f"updated job {name} (version {version} -> {new_version})"]
@@ -188,8 +219,14 @@ def job_list(s: Settings, limit: int) -> None:
       schedctl job list --json | jq -r '.[].name'
     """
     jobs = s.client().list_jobs(limit=limit)
-    s.emit(jobs, lambda: output.table(output.JOB_HEADERS, [output.job_row(j) for j in jobs])
-           if jobs else "no jobs")
+    s.emit(
+        jobs,
+        lambda: (
+            output.table(output.JOB_HEADERS, [output.job_row(j) for j in jobs])
+            if jobs
+            else "no jobs"
+        ),
+    )
 
 
 @job.command("delete")
@@ -222,9 +259,12 @@ def job_pause(s: Settings, name: str) -> None:
 
 @job.command("resume")
 @click.argument("name", shell_complete=job_names)
-@click.option("--skip-missed", is_flag=True,
-              help="Record the slots missed while paused as skipped and continue after now "
-                   "(default: the job's misfire policy decides).")
+@click.option(
+    "--skip-missed",
+    is_flag=True,
+    help="Record the slots missed while paused as skipped and continue after now "
+    "(default: the job's misfire policy decides).",
+)
 @pass_settings
 def job_resume(s: Settings, name: str, skip_missed: bool) -> None:
     """Schedule job NAME again. The slots missed while it was paused are handled by its misfire
@@ -242,9 +282,12 @@ def job_resume(s: Settings, name: str, skip_missed: bool) -> None:
 
 @job.command("trigger")
 @click.argument("name", shell_complete=job_names)
-@click.option("--overlap", type=click.Choice(list(policies.OVERLAP_NAMES), case_sensitive=False),
-              help="Override the job's overlap policy for this run (allow: run even while another "
-                   "run is active).")
+@click.option(
+    "--overlap",
+    type=click.Choice(list(policies.OVERLAP_NAMES), case_sensitive=False),
+    help="Override the job's overlap policy for this run (allow: run even while another "
+    "run is active).",
+)
 @click.option("--request-id", metavar="ID", help="Makes the trigger safe to retry.")
 @pass_settings
 def job_trigger(s: Settings, name: str, overlap: str | None, request_id: str | None) -> None:
@@ -281,8 +324,16 @@ def job_trigger(s: Settings, name: str, overlap: str | None, request_id: str | N
 @click.option("--count", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--after", metavar="TIME", help="Start after this time (default: now).")
 @pass_settings
-def job_preview(s: Settings, name: str | None, cron: str | None, tz: str | None, every: str | None,
-                jitter: str | None, count: int, after: str | None) -> None:
+def job_preview(
+    s: Settings,
+    name: str | None,
+    cron: str | None,
+    tz: str | None,
+    every: str | None,
+    jitter: str | None,
+    count: int,
+    after: str | None,
+) -> None:
     """List the next firing times of job NAME (its stored schedule, jitter and bounds), or of a
     --cron / --every schedule before you create it. Computed locally with the same code the
     leader uses.
@@ -302,28 +353,42 @@ def job_preview(s: Settings, name: str | None, cron: str | None, tz: str | None,
         raise click.UsageError("give exactly one of NAME, --cron EXPR or --every DURATION")
     if name is not None:
         if tz or jitter:
-            raise click.UsageError("--tz and --jitter apply to --cron/--every; a job's own settings are used")
+            raise click.UsageError(
+                "--tz and --jitter apply to --cron/--every; a job's own settings are used"
+            )
         job_name, schedule = name, output.as_pb(s.client().get_job(name)).schedule
     else:
         if every is not None and tz:
             raise click.UsageError("--tz applies to --cron only")
-        raw = (types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron, timezone=tz or "UTC")
-               if cron is not None else
-               types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL,
-                                  every_ms=parse_duration(every or "", "--every")))
+        raw = (
+            types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron, timezone=tz or "UTC")
+            if cron is not None
+            else types_pb2.Schedule(
+                kind=types_pb2.SCHEDULE_KIND_INTERVAL,
+                every_ms=parse_duration(every or "", "--every"),
+            )
+        )
         raw.jitter_ms = parse_duration(jitter, "--jitter") if jitter else 0
         with options_named():
             schedule = validate.schedule(raw, start)
         job_name = ""
     times = preview(schedule, start, count, name=job_name)
-    s.emit([{"due_ms": t, "due_at": format_ms(t)} for t in times],
-           lambda: "\n".join(format_ms(t) for t in times) or "(no further firings)")
+    s.emit(
+        [{"due_ms": t, "due_at": format_ms(t)} for t in times],
+        lambda: "\n".join(format_ms(t) for t in times) or "(no further firings)",
+    )
 
 
 @job.command("explain")
 @click.argument("name", shell_complete=job_names)
-@click.option("--at", "at", metavar="TIME", default="now", show_default=True,
-              help="The time in question: RFC 3339, now, or relative (-1h).")
+@click.option(
+    "--at",
+    "at",
+    metavar="TIME",
+    default="now",
+    show_default=True,
+    help="The time in question: RFC 3339, now, or relative (-1h).",
+)
 @pass_settings
 def job_explain(s: Settings, name: str, at: str) -> None:
     """Why did (or will) job NAME run or not at TIME? Prints the verdict (ran, running, skipped,
@@ -340,14 +405,16 @@ def job_explain(s: Settings, name: str, at: str) -> None:
 
     def human() -> str:
         r = output.as_pb(resp)
-        head = output.block([
-            ("verdict", r.verdict or "-"),
-            ("why", r.explanation or "-"),
-            ("asked about", format_ms(at_ms)),
-            ("slot", output.when(r.slot_ms)),
-            ("previous slot", output.when(r.previous_slot_ms)),
-            ("next slot", output.when(r.next_slot_ms)),
-        ])
+        head = output.block(
+            [
+                ("verdict", r.verdict or "-"),
+                ("why", r.explanation or "-"),
+                ("asked about", format_ms(at_ms)),
+                ("slot", output.when(r.slot_ms)),
+                ("previous slot", output.when(r.previous_slot_ms)),
+                ("next slot", output.when(r.next_slot_ms)),
+            ]
+        )
         return f"{head}\n\n{output.runs_table(list(r.runs), 'no run or skip records')}"
 
     s.emit(resp, human)
@@ -371,8 +438,11 @@ class Progress:
         frac = min(1.0, done / total) if total else 1.0
         filled = int(frac * self.WIDTH)
         bar = "#" * filled + "." * (self.WIDTH - filled)
-        click.echo(f"\r[{bar}] {frac:4.0%} {done}/{total} slots, {created} runs created",
-                   nl=False, err=True)
+        click.echo(
+            f"\r[{bar}] {frac:4.0%} {done}/{total} slots, {created} runs created",
+            nl=False,
+            err=True,
+        )
         self.drawn = True
 
     def clear(self) -> None:
@@ -383,15 +453,31 @@ class Progress:
 
 @job.command("backfill")
 @click.argument("name", shell_complete=job_names)
-@click.option("--from", "from_", metavar="TIME", required=True,
-              help="First slot time (inclusive): RFC 3339, now, or relative (-7d).")
+@click.option(
+    "--from",
+    "from_",
+    metavar="TIME",
+    required=True,
+    help="First slot time (inclusive): RFC 3339, now, or relative (-7d).",
+)
 @click.option("--to", metavar="TIME", required=True, help="Last slot time (inclusive).")
-@click.option("--overlap", type=click.Choice(list(policies.OVERLAP_NAMES), case_sensitive=False),
-              help="Overlap policy for the backfilled runs (default allow).")
-@click.option("--chunk", type=click.IntRange(1, 10_000), default=1000, show_default=True,
-              metavar="N", help="Runs created per request.")
+@click.option(
+    "--overlap",
+    type=click.Choice(list(policies.OVERLAP_NAMES), case_sensitive=False),
+    help="Overlap policy for the backfilled runs (default allow).",
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(1, 10_000),
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="Runs created per request.",
+)
 @pass_settings
-def job_backfill(s: Settings, name: str, from_: str, to: str, overlap: str | None, chunk: int) -> None:
+def job_backfill(
+    s: Settings, name: str, from_: str, to: str, overlap: str | None, chunk: int
+) -> None:
     """Create runs for the slots of job NAME from --from to --to (inclusive), chunk by chunk.
 
     Slots that already have a run or a skip record are left alone, so running it again is safe.
@@ -408,15 +494,18 @@ def job_backfill(s: Settings, name: str, from_: str, to: str, overlap: str | Non
     from_ms = parse_time(from_, "--from", now)
     to_ms = parse_time(to, "--to", now)
     if to_ms < from_ms:
-        raise errors.InvalidArgument("--to", f"{format_ms(to_ms)} is before --from {format_ms(from_ms)}")
+        raise errors.InvalidArgument(
+            "--to", f"{format_ms(to_ms)} is before --from {format_ms(from_ms)}"
+        )
     created = existing = chunks = 0
     total = 0
     next_from = from_ms
     bar = Progress(sys.stderr.isatty())
     client = s.client()
     try:
-        for resp in client.backfill(name, from_ms, to_ms, chunk=chunk,
-                                    overlap=overlap.lower() if overlap else 0):
+        for resp in client.backfill(
+            name, from_ms, to_ms, chunk=chunk, overlap=overlap.lower() if overlap else 0
+        ):
             r = output.as_pb(resp)
             chunks += 1
             created += r.created
@@ -429,12 +518,27 @@ def job_backfill(s: Settings, name: str, from_: str, to: str, overlap: str | Non
         click.echo(
             f"interrupted: {created} runs created in {chunks} chunks stay in place; continue with: "
             f"schedctl job backfill {name} --from {format_ms(next_from)} --to {format_ms(to_ms)}"
-            + (f" --overlap {overlap.lower()}" if overlap else ""), err=True)
+            + (f" --overlap {overlap.lower()}" if overlap else ""),
+            err=True,
+        )
         raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     bar.clear()
-    doc = {"name": name, "from_ms": from_ms, "from_at": format_ms(from_ms), "to_ms": to_ms,
-           "to_at": format_ms(to_ms), "total_slots": total, "created": created,
-           "existing": existing, "chunks": chunks}
-    s.emit(doc, lambda: (f"backfilled job {name} from {format_ms(from_ms)} to {format_ms(to_ms)}: "
-                         f"{created} runs created, {existing} slots already had a run or skip "
-                         f"record ({total} slots, {chunks} chunks)"))
+    doc = {
+        "name": name,
+        "from_ms": from_ms,
+        "from_at": format_ms(from_ms),
+        "to_ms": to_ms,
+        "to_at": format_ms(to_ms),
+        "total_slots": total,
+        "created": created,
+        "existing": existing,
+        "chunks": chunks,
+    }
+    s.emit(
+        doc,
+        lambda: (
+            f"backfilled job {name} from {format_ms(from_ms)} to {format_ms(to_ms)}: "
+            f"{created} runs created, {existing} slots already had a run or skip "
+            f"record ({total} slots, {chunks} chunks)"
+        ),
+    )

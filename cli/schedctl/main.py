@@ -130,11 +130,17 @@ def _guarded(run: Callable[[], Any]) -> int:
     "--endpoints",
     metavar="HOST:PORT,...",
     help="gRPC addresses of the cluster's nodes (any subset works; the leader is found). "
-         "Default: $SCHEDD_ENDPOINTS, or the current context's.",
+    "Default: $SCHEDD_ENDPOINTS, or the current context's.",
 )
-@click.option("--context", "context", metavar="NAME", envvar="SCHEDD_CONTEXT", show_envvar=True,
-              shell_complete=context_names,
-              help="Use the endpoints of this context from the config file.")
+@click.option(
+    "--context",
+    "context",
+    metavar="NAME",
+    envvar="SCHEDD_CONTEXT",
+    show_envvar=True,
+    shell_complete=context_names,
+    help="Use the endpoints of this context from the config file.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @click.option(
     "--timeout",
@@ -156,7 +162,11 @@ def _guarded(run: Callable[[], Any]) -> int:
 )
 @click.pass_context
 def cli(
-    ctx: click.Context, endpoints: str | None, context: str | None, as_json: bool, timeout: float,
+    ctx: click.Context,
+    endpoints: str | None,
+    context: str | None,
+    as_json: bool,
+    timeout: float,
     retry_for: float,
 ) -> None:
     """Operate a schedd cluster: jobs, runs, workers and cluster status.
@@ -169,8 +179,14 @@ def cli(
       schedctl worker run -- echo hello
       schedctl run list --job hello
     """
-    settings = Settings(endpoints=endpoints, json=as_json, timeout=timeout, retry_for=retry_for,
-                        context=context, client_factory=Client)
+    settings = Settings(
+        endpoints=endpoints,
+        json=as_json,
+        timeout=timeout,
+        retry_for=retry_for,
+        context=context,
+        client_factory=Client,
+    )
     ctx.obj = settings
     ctx.call_on_close(settings.close)
 
@@ -220,8 +236,10 @@ def cluster_status(s: Settings, watch: float | None) -> None:
 
 
 def _status_docs(reports: Sequence[tuple[str, Any, str]]) -> list[dict[str, Any]]:
-    return [{"endpoint": ep, "reachable": st is not None, "error": err, "status": st}
-            for ep, st, err in reports]
+    return [
+        {"endpoint": ep, "reachable": st is not None, "error": err, "status": st}
+        for ep, st, err in reports
+    ]
 
 
 def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
@@ -245,8 +263,11 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
                 st.grpc_address or ep,
             ]
             if down or unsafe:
-                row.append("UNSAFE: --unsafe-no-fsync (writes not on disk when acknowledged)"
-                           if getattr(st, "unsafe_no_fsync", False) else "")
+                row.append(
+                    "UNSAFE: --unsafe-no-fsync (writes not on disk when acknowledged)"
+                    if getattr(st, "unsafe_no_fsync", False)
+                    else ""
+                )
         rows.append(row)
     return output.table(headers, rows)
 
@@ -279,10 +300,21 @@ def worker() -> None:
     help="Firings run at once.",
 )
 @click.option("--worker-id", metavar="ID", help="Stable id of this worker (default: generated).")
-@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
-              help="A tag this worker carries; jobs with tags go only to workers carrying all of them. Repeat.")
-@click.option("--drain-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="SECONDS",
-              help="On SIGTERM, how long running commands get to finish before their leases are released.")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A tag this worker carries; jobs with tags go only to workers carrying all of them. Repeat.",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="On SIGTERM, how long running commands get to finish before their leases are released.",
+)
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
 @pass_settings
 def worker_run(
@@ -318,8 +350,13 @@ def worker_run(
             f"the shell worker is not available in this install ({exc})"
         ) from None
     code = run_shell_worker(
-        endpoints, list(queues) or ["default"], concurrency, list(argv), worker_id,
-        tags=offered, drain_timeout=drain_timeout,
+        endpoints,
+        list(queues) or ["default"],
+        concurrency,
+        list(argv),
+        worker_id,
+        tags=offered,
+        drain_timeout=drain_timeout,
     )
     raise click.exceptions.Exit(int(code))
 

@@ -137,8 +137,10 @@ def schedule_details(s: Any) -> str:
     if s.kind == types_pb2.SCHEDULE_KIND_INTERVAL and s.anchor_ms and s.anchor_ms != s.start_ms:
         parts.append(f"anchored at {when(s.anchor_ms)}")
     if s.kind == types_pb2.SCHEDULE_KIND_CRON:
-        parts.append(f"DST gap {enum_word(types_pb2.DstGap.DESCRIPTOR, s.dst_gap or 1)}, "
-                     f"repeat {enum_word(types_pb2.DstRepeat.DESCRIPTOR, s.dst_repeat or 1)}")
+        parts.append(
+            f"DST gap {enum_word(types_pb2.DstGap.DESCRIPTOR, s.dst_gap or 1)}, "
+            f"repeat {enum_word(types_pb2.DstRepeat.DESCRIPTOR, s.dst_repeat or 1)}"
+        )
     return "; ".join(parts) or "-"
 
 
@@ -163,8 +165,17 @@ def block(pairs: Sequence[tuple[str, object]]) -> str:
 
 
 JOB_HEADERS = ("NAME", "STATE", "SCHEDULE", "QUEUE", "NEXT DUE")
-RUN_HEADERS = ("RUN ID", "JOB", "SCHEDULED AT", "STATE", "ORIGIN", "ATTEMPT", "FENCE", "WORKER",
-               "REASON")
+RUN_HEADERS = (
+    "RUN ID",
+    "JOB",
+    "SCHEDULED AT",
+    "STATE",
+    "ORIGIN",
+    "ATTEMPT",
+    "FENCE",
+    "WORKER",
+    "REASON",
+)
 
 
 def job_row(job: Any) -> list[str]:
@@ -211,8 +222,10 @@ def retry_text(job: Any) -> str:
     if not j.HasField("retry"):
         return "cluster default backoff"
     p = j.retry
-    text = (f"backoff {format_duration(p.initial_backoff_ms)} x{p.multiplier:g} "
-            f"up to {format_duration(p.max_backoff_ms)}")
+    text = (
+        f"backoff {format_duration(p.initial_backoff_ms)} x{p.multiplier:g} "
+        f"up to {format_duration(p.max_backoff_ms)}"
+    )
     final = [f"exit {c}" for c in p.non_retryable_exit_codes]
     final += [repr(e) for e in p.non_retryable_errors]
     if final:
@@ -270,8 +283,12 @@ def job_block(job: Any) -> str:
             ("tags", tags),
             ("on success", j.on_success or "-"),
             ("on failure", j.on_failure or "-"),
-            ("max runs", f"{j.fired_runs} fired of {j.max_runs}" if j.max_runs else
-             f"no limit ({j.fired_runs} fired)"),
+            (
+                "max runs",
+                f"{j.fired_runs} fired of {j.max_runs}"
+                if j.max_runs
+                else f"no limit ({j.fired_runs} fired)",
+            ),
             ("retention", _retention_text(j)),
             ("payload", j.payload or "-"),
             ("version", j.version),
@@ -338,8 +355,9 @@ def jsonable(obj: Any) -> Any:
 
 def message_to_dict(msg: Message) -> dict[str, Any]:
     """A protobuf message as the stable JSON object described in the module docstring."""
-    raw = json_format.MessageToDict(msg, preserving_proto_field_name=True,
-                                    always_print_fields_with_no_presence=True)
+    raw = json_format.MessageToDict(
+        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     return _normalize(raw, msg.DESCRIPTOR)
 
 

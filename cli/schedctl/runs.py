@@ -28,14 +28,26 @@ def run() -> None:
 
 @run.command("list")
 @click.option("--job", "job_name", metavar="NAME", default="", help="Only this job's runs.")
-@click.option("--limit", type=click.IntRange(min=1), metavar="N", default=100, show_default=True,
-              help="Show the newest N runs.")
-@click.option("--state", type=click.Choice(list(RUN_STATES)), default=None,
-              help="Only runs in this state; dead = the dead letters, skipped = the skip records "
-                   "(scans the runs).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    metavar="N",
+    default=100,
+    show_default=True,
+    help="Show the newest N runs.",
+)
+@click.option(
+    "--state",
+    type=click.Choice(list(RUN_STATES)),
+    default=None,
+    help="Only runs in this state; dead = the dead letters, skipped = the skip records "
+    "(scans the runs).",
+)
 @watch_option()
 @pass_settings
-def run_list(s: Settings, job_name: str, limit: int, state: str | None, watch: float | None) -> None:
+def run_list(
+    s: Settings, job_name: str, limit: int, state: str | None, watch: float | None
+) -> None:
     """List the newest runs, oldest first. ORIGIN says where a run came from (schedule,
     catchup, trigger, backfill, chain); REASON says why a skip record's slot did not fire
     (misfire, coalesced, overlap, paused, ...; "x12 until T" when it stands for a range).
@@ -54,8 +66,11 @@ def run_list(s: Settings, job_name: str, limit: int, state: str | None, watch: f
         return runs, lambda: output.runs_table(runs)
 
     if watch is not None:
-        title = "schedctl run list" + (f" --job {job_name}" if job_name else "") + (
-            f" --state {state}" if state else "")
+        title = (
+            "schedctl run list"
+            + (f" --job {job_name}" if job_name else "")
+            + (f" --state {state}" if state else "")
+        )
         common.watch(s, watch, title, render)
         return
     doc, human = render()

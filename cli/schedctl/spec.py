@@ -41,20 +41,52 @@ from schedd.server import validate
 Spec = dict[str, Any]
 
 KIND_KEYS = ("cron", "every_ms", "at_ms")
-SCHEDULE_KEYS = ("cron", "tz", "every_ms", "at_ms", "jitter_ms", "start_ms", "end_ms", "anchor_ms",
-                 "dst_gap", "dst_repeat")
+SCHEDULE_KEYS = (
+    "cron",
+    "tz",
+    "every_ms",
+    "at_ms",
+    "jitter_ms",
+    "start_ms",
+    "end_ms",
+    "anchor_ms",
+    "dst_gap",
+    "dst_repeat",
+)
 CRON_ONLY = ("tz", "dst_gap", "dst_repeat")
 
 #: spec key -> value kind (how it is parsed from a file and shown in a diff)
 FIELDS: dict[str, str] = {
-    "cron": "str", "tz": "str", "every_ms": "duration", "at_ms": "time", "jitter_ms": "duration",
-    "start_ms": "time", "end_ms": "time", "anchor_ms": "time", "dst_gap": "word",
-    "dst_repeat": "word", "queue": "str", "payload": "payload", "max_attempts": "int",
-    "retry": "retry", "run_timeout_ms": "duration", "misfire": "word",
-    "misfire_grace_ms": "duration", "catchup_window_ms": "duration", "max_catchup": "int",
-    "overlap": "word", "max_concurrent": "int", "dispatch_timeout_ms": "duration",
-    "on_success": "str", "on_failure": "str", "priority": "int", "tags": "tags",
-    "keep_runs": "int", "keep_for_ms": "duration", "max_runs": "int", "allow_past": "bool",
+    "cron": "str",
+    "tz": "str",
+    "every_ms": "duration",
+    "at_ms": "time",
+    "jitter_ms": "duration",
+    "start_ms": "time",
+    "end_ms": "time",
+    "anchor_ms": "time",
+    "dst_gap": "word",
+    "dst_repeat": "word",
+    "queue": "str",
+    "payload": "payload",
+    "max_attempts": "int",
+    "retry": "retry",
+    "run_timeout_ms": "duration",
+    "misfire": "word",
+    "misfire_grace_ms": "duration",
+    "catchup_window_ms": "duration",
+    "max_catchup": "int",
+    "overlap": "word",
+    "max_concurrent": "int",
+    "dispatch_timeout_ms": "duration",
+    "on_success": "str",
+    "on_failure": "str",
+    "priority": "int",
+    "tags": "tags",
+    "keep_runs": "int",
+    "keep_for_ms": "duration",
+    "max_runs": "int",
+    "allow_past": "bool",
 }
 WORDS: dict[str, tuple[str, ...]] = {
     "misfire": tuple(policies.MISFIRE_NAMES),
@@ -63,8 +95,11 @@ WORDS: dict[str, tuple[str, ...]] = {
     "dst_repeat": ("once", "twice"),
 }
 RETRY_FIELDS: dict[str, str] = {
-    "max_attempts": "int", "initial_backoff_ms": "duration", "multiplier": "float",
-    "max_backoff_ms": "duration", "non_retryable_exit_codes": "ints",
+    "max_attempts": "int",
+    "initial_backoff_ms": "duration",
+    "multiplier": "float",
+    "max_backoff_ms": "duration",
+    "non_retryable_exit_codes": "ints",
     "non_retryable_errors": "strs",
 }
 #: accepted in a file or a create, but not part of the stored job: never compared
@@ -72,24 +107,48 @@ NOT_STORED = ("allow_past",)
 
 #: friendly file keys -> spec keys
 ALIASES: dict[str, str] = {
-    "timezone": "tz", "every": "every_ms", "at": "at_ms", "jitter": "jitter_ms",
-    "start": "start_ms", "end": "end_ms", "anchor": "anchor_ms", "run_timeout": "run_timeout_ms",
-    "misfire_grace": "misfire_grace_ms", "catchup_window": "catchup_window_ms",
-    "dispatch_timeout": "dispatch_timeout_ms", "keep_for": "keep_for_ms",
-    "initial_backoff": "initial_backoff_ms", "backoff": "initial_backoff_ms",
+    "timezone": "tz",
+    "every": "every_ms",
+    "at": "at_ms",
+    "jitter": "jitter_ms",
+    "start": "start_ms",
+    "end": "end_ms",
+    "anchor": "anchor_ms",
+    "run_timeout": "run_timeout_ms",
+    "misfire_grace": "misfire_grace_ms",
+    "catchup_window": "catchup_window_ms",
+    "dispatch_timeout": "dispatch_timeout_ms",
+    "keep_for": "keep_for_ms",
+    "initial_backoff": "initial_backoff_ms",
+    "backoff": "initial_backoff_ms",
     "max_backoff": "max_backoff_ms",
 }
 
 #: what the server writes out for a setting left unset (docs/policies.md); export leaves these out
 DEFAULTS: dict[str, Any] = {
-    "tz": "UTC", "jitter_ms": 0, "start_ms": 0, "end_ms": 0, "dst_gap": "shift",
-    "dst_repeat": "once", "queue": "default", "payload": "", "max_attempts": 5,
-    "run_timeout_ms": 0, "misfire": "fire_once",
+    "tz": "UTC",
+    "jitter_ms": 0,
+    "start_ms": 0,
+    "end_ms": 0,
+    "dst_gap": "shift",
+    "dst_repeat": "once",
+    "queue": "default",
+    "payload": "",
+    "max_attempts": 5,
+    "run_timeout_ms": 0,
+    "misfire": "fire_once",
     "misfire_grace_ms": policies.DEFAULT_MISFIRE_GRACE_MS,
     "catchup_window_ms": policies.DEFAULT_CATCHUP_WINDOW_MS,
-    "max_catchup": policies.DEFAULT_MAX_CATCHUP, "overlap": "allow", "dispatch_timeout_ms": 0,
-    "on_success": "", "on_failure": "", "priority": 0, "tags": {}, "keep_runs": 0,
-    "keep_for_ms": 0, "max_runs": 0,
+    "max_catchup": policies.DEFAULT_MAX_CATCHUP,
+    "overlap": "allow",
+    "dispatch_timeout_ms": 0,
+    "on_success": "",
+    "on_failure": "",
+    "priority": 0,
+    "tags": {},
+    "keep_runs": 0,
+    "keep_for_ms": 0,
+    "max_runs": 0,
 }
 
 _GAP_WORD = {types_pb2.DST_GAP_SHIFT: "shift", types_pb2.DST_GAP_SKIP: "skip"}
@@ -121,12 +180,17 @@ def job_to_spec(job: Any) -> Spec:
     s = j.schedule
     spec: Spec = {}
     if s.kind == types_pb2.SCHEDULE_KIND_CRON:
-        spec.update(cron=s.cron, tz=s.timezone or "UTC",
-                    dst_gap=_GAP_WORD.get(s.dst_gap, "shift"),
-                    dst_repeat=_REPEAT_WORD.get(s.dst_repeat, "once"))
+        spec.update(
+            cron=s.cron,
+            tz=s.timezone or "UTC",
+            dst_gap=_GAP_WORD.get(s.dst_gap, "shift"),
+            dst_repeat=_REPEAT_WORD.get(s.dst_repeat, "once"),
+        )
     elif s.kind == types_pb2.SCHEDULE_KIND_INTERVAL:
-        spec.update(every_ms=int(s.every_ms),
-                    anchor_ms=int(s.anchor_ms) if s.HasField("anchor_ms") else int(s.start_ms))
+        spec.update(
+            every_ms=int(s.every_ms),
+            anchor_ms=int(s.anchor_ms) if s.HasField("anchor_ms") else int(s.start_ms),
+        )
     elif s.kind == types_pb2.SCHEDULE_KIND_AT:
         spec["at_ms"] = int(s.at_ms)
     spec.update(jitter_ms=int(s.jitter_ms), start_ms=int(s.start_ms), end_ms=int(s.end_ms))
@@ -135,15 +199,24 @@ def job_to_spec(job: Any) -> Spec:
         spec["retry"] = retry_to_dict(j.retry)
     spec["run_timeout_ms"] = int(j.run_timeout_ms)
     if j.misfire:
-        spec.update(misfire=policies.misfire_name(j.misfire),
-                    misfire_grace_ms=int(j.misfire_grace_ms),
-                    catchup_window_ms=int(j.catchup_window_ms), max_catchup=int(j.max_catchup))
+        spec.update(
+            misfire=policies.misfire_name(j.misfire),
+            misfire_grace_ms=int(j.misfire_grace_ms),
+            catchup_window_ms=int(j.catchup_window_ms),
+            max_catchup=int(j.max_catchup),
+        )
     if j.overlap:
         spec.update(overlap=policies.overlap_name(j.overlap), max_concurrent=int(j.max_concurrent))
-    spec.update(dispatch_timeout_ms=int(j.dispatch_timeout_ms), on_success=j.on_success,
-                on_failure=j.on_failure, priority=int(j.priority), tags=dict(j.tags),
-                keep_runs=int(j.keep_runs), keep_for_ms=int(j.keep_for_ms),
-                max_runs=int(j.max_runs))
+    spec.update(
+        dispatch_timeout_ms=int(j.dispatch_timeout_ms),
+        on_success=j.on_success,
+        on_failure=j.on_failure,
+        priority=int(j.priority),
+        tags=dict(j.tags),
+        keep_runs=int(j.keep_runs),
+        keep_for_ms=int(j.keep_for_ms),
+        max_runs=int(j.max_runs),
+    )
     return spec
 
 
@@ -179,8 +252,12 @@ def _default_max_concurrent(overlap: str) -> int:
 def _follow_overlap(out: Spec, base: Spec, overlay: Mapping[str, Any]) -> None:
     """A new overlap policy without a max_concurrent: a limit that was the old policy's default
     goes, so the new policy's default applies (0 = unlimited is refused with forbid)."""
-    if "overlap" in overlay and "max_concurrent" not in overlay and "max_concurrent" in base \
-            and base["max_concurrent"] == _default_max_concurrent(base.get("overlap", "allow")):
+    if (
+        "overlap" in overlay
+        and "max_concurrent" not in overlay
+        and "max_concurrent" in base
+        and base["max_concurrent"] == _default_max_concurrent(base.get("overlap", "allow"))
+    ):
         out.pop("max_concurrent", None)
 
 
@@ -264,7 +341,9 @@ def diff(wanted: Spec, current: Spec | None) -> list[tuple[str, Any, Any]]:
         if key in NOT_STORED or new is None:
             continue
         old = cur.get(key)
-        if current is None and (new == DEFAULTS.get(key) or (key == "anchor_ms" and new == wanted.get("start_ms", 0))):
+        if current is None and (
+            new == DEFAULTS.get(key) or (key == "anchor_ms" and new == wanted.get("start_ms", 0))
+        ):
             continue  # a new job: the defaults filled in are not worth listing
         if key == "retry" and isinstance(old, dict):
             for rk in RETRY_FIELDS:
@@ -279,7 +358,11 @@ def show(key: str, v: Any) -> str:
     """A value of ``key`` for people: durations as ``1m30s``, times in RFC 3339, ``-`` for none."""
     if v is None:
         return "-"
-    kind = RETRY_FIELDS.get(key.removeprefix("retry."), "") if key.startswith("retry.") else FIELDS.get(key, "")
+    kind = (
+        RETRY_FIELDS.get(key.removeprefix("retry."), "")
+        if key.startswith("retry.")
+        else FIELDS.get(key, "")
+    )
     if kind == "duration":
         return format_duration(int(v))
     if kind == "time":
@@ -327,7 +410,7 @@ def _parse(kind: str, key: str, v: Any, where: str) -> Any:
             if v.strip() == "0":
                 return 0
             return parse_duration(v, f"{where}: {key}")
-        raise _bad(where, key, f"must be a duration such as \"90s\" or milliseconds, not {v!r}")
+        raise _bad(where, key, f'must be a duration such as "90s" or milliseconds, not {v!r}')
     if kind == "time":
         if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
             return v
@@ -354,13 +437,15 @@ def _parse(kind: str, key: str, v: Any, where: str) -> Any:
         raise _bad(where, key, "must be JSON text or a table")
     if kind == "tags":
         if not isinstance(v, Mapping):
-            raise _bad(where, key, "must be a table of name = \"value\"")
+            raise _bad(where, key, 'must be a table of name = "value"')
         for tk, tv in v.items():
             if not isinstance(tv, str):
                 raise _bad(where, f"{key}.{tk}", f"must be a string, not {tv!r}")
         return {str(tk): tv for tk, tv in v.items()}
     if kind == "ints":
-        if not isinstance(v, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        if not isinstance(v, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in v
+        ):
             raise _bad(where, key, "must be a list of whole numbers")
         return list(v)
     if kind == "strs":
@@ -379,7 +464,9 @@ def canonical_retry(raw: Mapping[str, Any], max_attempts: int, where: str) -> di
         policy = retry_policy(initial_backoff_ms=initial, **args)
         return retry_to_dict(validate.retry_policy(policy, max_attempts))
     except errors.InvalidArgument as exc:
-        raise errors.InvalidArgument(f"{where}: {exc.field}", exc.message.removeprefix(f"{exc.field}: ")) from None
+        raise errors.InvalidArgument(
+            f"{where}: {exc.field}", exc.message.removeprefix(f"{exc.field}: ")
+        ) from None
 
 
 def _normalise_schedule(spec: Spec, where: str) -> None:
@@ -387,12 +474,16 @@ def _normalise_schedule(spec: Spec, where: str) -> None:
     cron = spec.get("cron")
     text = collapse_blanks(cron, f"{where}: cron") if isinstance(cron, str) else ""
     if text.lower().startswith("@every"):
-        spec["every_ms"] = parse_duration(text[len("@every"):], f"{where}: cron")
+        spec["every_ms"] = parse_duration(text[len("@every") :], f"{where}: cron")
         del spec["cron"]
     kinds = [k for k in KIND_KEYS if k in spec]
     if len(kinds) != 1:
-        raise _bad(where, "schedule", "give exactly one of cron, every or at"
-                   + (f" (got {', '.join(kinds)})" if kinds else ""))
+        raise _bad(
+            where,
+            "schedule",
+            "give exactly one of cron, every or at"
+            + (f" (got {', '.join(kinds)})" if kinds else ""),
+        )
     kind = kinds[0]
     for k in CRON_ONLY:
         if k in spec and kind != "cron":
@@ -411,7 +502,9 @@ def _normalise_schedule(spec: Spec, where: str) -> None:
             spec["cron"], spec["tz"] = c.expr, c.tz
         except errors.InvalidArgument as exc:
             field = exc.field if exc.field.startswith(where) else f"{where}: tz"
-            raise errors.InvalidArgument(field, exc.message.removeprefix(f"{exc.field}: ")) from None
+            raise errors.InvalidArgument(
+                field, exc.message.removeprefix(f"{exc.field}: ")
+            ) from None
     elif kind == "every_ms":
         spec.setdefault("anchor_ms", spec["start_ms"])
 
@@ -436,8 +529,12 @@ def from_entry(entry: Mapping[str, Any], where: str) -> tuple[str, Spec]:
                 if sk == "timezone" or sk in SCHEDULE_KEYS or ALIASES.get(sk) in SCHEDULE_KEYS:
                     _put(flat, sk, sv, where, f"schedule.{sk}")
                 else:
-                    raise _bad(where, f"schedule.{sk}", "unknown schedule key (cron, timezone, "
-                               "every_ms, at_ms, jitter_ms, start_ms, end_ms, anchor_ms, dst_gap, dst_repeat)")
+                    raise _bad(
+                        where,
+                        f"schedule.{sk}",
+                        "unknown schedule key (cron, timezone, "
+                        "every_ms, at_ms, jitter_ms, start_ms, end_ms, anchor_ms, dst_gap, dst_repeat)",
+                    )
             continue
         _put(flat, k, v, where, k)
     spec: Spec = {}
@@ -450,7 +547,9 @@ def from_entry(entry: Mapping[str, Any], where: str) -> tuple[str, Spec]:
             for rk, rv in v.items():
                 canon = ALIASES.get(rk, rk)
                 if canon not in RETRY_FIELDS:
-                    raise _bad(where, f"retry.{rk}", f"unknown key; known: {', '.join(RETRY_FIELDS)}")
+                    raise _bad(
+                        where, f"retry.{rk}", f"unknown key; known: {', '.join(RETRY_FIELDS)}"
+                    )
                 retry[canon] = _parse(RETRY_FIELDS[canon], f"retry.{rk}", rv, where)
             spec["retry"] = retry
         else:
@@ -519,9 +618,23 @@ def to_entry(name: str, spec: Spec) -> dict[str, Any]:
     elif spec.get("max_attempts", 5) != DEFAULTS["max_attempts"]:
         e["max_attempts"] = spec["max_attempts"]
     friendly_names = {v: k for k, v in ALIASES.items() if k not in ("backoff",)}
-    for key in ("run_timeout_ms", "misfire", "misfire_grace_ms", "catchup_window_ms",
-                "max_catchup", "overlap", "max_concurrent", "dispatch_timeout_ms", "on_success",
-                "on_failure", "priority", "tags", "keep_runs", "keep_for_ms", "max_runs"):
+    for key in (
+        "run_timeout_ms",
+        "misfire",
+        "misfire_grace_ms",
+        "catchup_window_ms",
+        "max_catchup",
+        "overlap",
+        "max_concurrent",
+        "dispatch_timeout_ms",
+        "on_success",
+        "on_failure",
+        "priority",
+        "tags",
+        "keep_runs",
+        "keep_for_ms",
+        "max_runs",
+    ):
         if key not in spec:
             continue
         v = spec[key]

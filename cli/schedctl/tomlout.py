@@ -56,7 +56,9 @@ def _is_table_array(v: Any) -> bool:
 
 
 def _section(path: list[str], table: Mapping[str, Any], out: list[str]) -> None:
-    plain = [(k, v) for k, v in table.items() if not isinstance(v, Mapping) and not _is_table_array(v)]
+    plain = [
+        (k, v) for k, v in table.items() if not isinstance(v, Mapping) and not _is_table_array(v)
+    ]
     for k, v in plain:
         out.append(f"{key(k)} = {value(v)}")
     for k, v in table.items():

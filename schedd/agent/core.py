@@ -56,10 +56,23 @@ CODE_ABORTED = 10
 CODE_UNAVAILABLE = 14
 _RETRYABLE_CODES = frozenset({CODE_DEADLINE_EXCEEDED, CODE_RESOURCE_EXHAUSTED, CODE_UNAVAILABLE})
 _CODE_NAMES = {
-    0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED",
-    5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED",
-    9: "FAILED_PRECONDITION", 10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED",
-    13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+    0: "OK",
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
 }
 
 #: Longest error text sent with a failed completion (the rest is cut, with a marker).
@@ -116,11 +129,11 @@ class LostLease:
 class AckKind(enum.Enum):
     """What an acknowledgement did to a pending completion."""
 
-    OK = "ok"              # committed; forgotten
-    STALE = "stale"        # ABORTED: the lease had been lost, the result was discarded; forgotten
-    RETRY = "retry"        # transient (UNAVAILABLE, DEADLINE_EXCEEDED, ...): kept, sent again later
+    OK = "ok"  # committed; forgotten
+    STALE = "stale"  # ABORTED: the lease had been lost, the result was discarded; forgotten
+    RETRY = "retry"  # transient (UNAVAILABLE, DEADLINE_EXCEEDED, ...): kept, sent again later
     REJECTED = "rejected"  # any other code: the leader will never accept it; forgotten
-    UNKNOWN = "unknown"    # no such pending completion (a duplicate ack); ignored
+    UNKNOWN = "unknown"  # no such pending completion (a duplicate ack); ignored
 
 
 @dataclass(frozen=True)
@@ -136,15 +149,15 @@ class _Held:
     run_id: str
     fence: int
     ttl_s: float
-    renewed_at: float                 # monotonic seconds of the last confirmed renewal
-    lost_reason: str | None = None    # set once: the lease is lost (the handler may still run)
+    renewed_at: float  # monotonic seconds of the last confirmed renewal
+    lost_reason: str | None = None  # set once: the lease is lost (the handler may still run)
 
 
 @dataclass
 class _Pending:
     record: CompletionRecord
-    sent: bool = False                # written on the current stream (reset on reconnect)
-    not_before: float = 0.0           # monotonic: do not resend before this (after a RETRY ack)
+    sent: bool = False  # written on the current stream (reset on reconnect)
+    not_before: float = 0.0  # monotonic: do not resend before this (after a RETRY ack)
 
 
 class LeaseBook:
@@ -334,8 +347,14 @@ class LeaseBook:
 
     # ---- completions -----------------------------------------------------------------------
 
-    def finish(self, run_id: str, fence: int, outcome: Outcome, error: str = "",
-               exit_code: int | None = None) -> CompletionRecord:
+    def finish(
+        self,
+        run_id: str,
+        fence: int,
+        outcome: Outcome,
+        error: str = "",
+        exit_code: int | None = None,
+    ) -> CompletionRecord:
         """The handler for a lease returned: the lease is released and its completion pending.
         Finishing a lease that is not held still records the completion (the caller knows it ran),
         except for a released lease: its run is the leader's again, so nothing is sent."""
@@ -377,7 +396,13 @@ class LeaseBook:
             p.not_before = self._clock() + self.retry_delay_s
             return AckResult(AckKind.RETRY, p.record, code, message)
         del self._pending[key]
-        kind = AckKind.OK if code == CODE_OK else AckKind.STALE if code == CODE_ABORTED else AckKind.REJECTED
+        kind = (
+            AckKind.OK
+            if code == CODE_OK
+            else AckKind.STALE
+            if code == CODE_ABORTED
+            else AckKind.REJECTED
+        )
         return AckResult(kind, p.record, code, message)
 
     def idle(self) -> bool:
@@ -398,7 +423,7 @@ class OutageLog:
     def __init__(self, every_s: float = 10.0) -> None:
         self._every_s = every_s
         self._since: float | None = None  # when the current outage started
-        self._last = 0.0                  # when it was last reported (or started)
+        self._last = 0.0  # when it was last reported (or started)
 
     def lost(self, now: float) -> None:
         """A welcomed stream ended at ``now``: an outage starts."""
@@ -445,11 +470,11 @@ class Context:
 
     run_id: str
     job: str
-    scheduled_at: datetime      # aware, UTC
-    scheduled_ms: int           # the same instant in epoch milliseconds
-    attempt: int                # 1 for the first delivery
+    scheduled_at: datetime  # aware, UTC
+    scheduled_ms: int  # the same instant in epoch milliseconds
+    attempt: int  # 1 for the first delivery
     fence: int
-    payload: str                # the job's payload (JSON text, may be empty)
+    payload: str  # the job's payload (JSON text, may be empty)
     queue: str
     worker_id: str
     lease_ttl_ms: int = 0
@@ -481,7 +506,9 @@ class Context:
             await asyncio.sleep(poll_s)
 
 
-def context_from_firing(firing: Any, worker_id: str, cancelled: threading.Event | None = None) -> Context:
+def context_from_firing(
+    firing: Any, worker_id: str, cancelled: threading.Event | None = None
+) -> Context:
     """Build the handler context for a ``schedd.v1.Firing`` (any object with its fields)."""
     return Context(
         run_id=firing.run_id,
@@ -516,4 +543,3 @@ def kv(event: str, **fields: Any) -> str:
             s = '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
         parts.append(f"{k}={s}")
     return " ".join(parts)
-

@@ -63,10 +63,10 @@ class AsyncCancelled(Exception):
 class DrainResult:
     """What :meth:`Runner.drain` left behind, for the Worker's closing log lines."""
 
-    released: list[LostLease]        # leases given back because their handlers ran too long
+    released: list[LostLease]  # leases given back because their handlers ran too long
     unacked: list[CompletionRecord]  # completions the leader never acknowledged
-    unreleased: bool                 # some Release was never written (no leader reachable)
-    still_running: int               # handlers still running (released, or ignoring cancellation)
+    unreleased: bool  # some Release was never written (no leader reachable)
+    still_running: int  # handlers still running (released, or ignoring cancellation)
 
 
 class Runner:
@@ -75,8 +75,9 @@ class Runner:
     ``worker_id`` names the worker in the "no handler" error; ``concurrency`` is the pool size;
     ``executor`` replaces the pool (tests: run handlers inline)."""
 
-    def __init__(self, shared: Shared, *, worker_id: str, concurrency: int,
-                 executor: Executor | None = None) -> None:
+    def __init__(
+        self, shared: Shared, *, worker_id: str, concurrency: int, executor: Executor | None = None
+    ) -> None:
         self._shared = shared
         self._worker_id = worker_id
         self._concurrency = concurrency
@@ -147,8 +148,15 @@ class Runner:
                     if not act.reason:
                         act.reason.append(f"lease lost: {le.reason}")
                     act.ctx.cancelled.set()
-            self._shared.log.warning(kv("lease_lost", run_id=le.run_id, fence=le.fence, reason=le.reason,
-                                        action="handler cancelled" if act else "none running"))
+            self._shared.log.warning(
+                kv(
+                    "lease_lost",
+                    run_id=le.run_id,
+                    fence=le.fence,
+                    reason=le.reason,
+                    action="handler cancelled" if act else "none running",
+                )
+            )
 
     def cancel_all_locked(self, reason: str) -> None:
         """Cancel every running handler with ``reason``. The caller holds ``Shared.lock``."""
@@ -183,7 +191,10 @@ class Runner:
             if ctx.cancelled.is_set():
                 outcome, error = Outcome.FAILED, "cancelled before start"
             elif fn is None:
-                outcome, error = Outcome.FAILED, f"no handler registered for job {ctx.job!r} on worker {self._worker_id}"
+                outcome, error = (
+                    Outcome.FAILED,
+                    f"no handler registered for job {ctx.job!r} on worker {self._worker_id}",
+                )
                 log.error(kv("no_handler", run_id=ctx.run_id, job=ctx.job))
             else:
                 log.debug(kv("handler_started", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence))
@@ -197,12 +208,24 @@ class Runner:
             outcome, error = Outcome.FAILED, "cancelled"  # the reason is added below
         except StaleFence as e:  # a fenced write refused: expected after a lost lease, one line
             outcome, error = Outcome.FAILED, str(e)
-            log.warning(kv("stale_fence", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence, error=str(e),
-                           note="a newer attempt owns this run; the effect was not applied"))
+            log.warning(
+                kv(
+                    "stale_fence",
+                    run_id=ctx.run_id,
+                    job=ctx.job,
+                    fence=ctx.fence,
+                    error=str(e),
+                    note="a newer attempt owns this run; the effect was not applied",
+                )
+            )
         except BaseException as e:  # a handler's failure is a result, not a crash
             outcome, error = Outcome.FAILED, repr(e)
-            log.error(kv("handler_failed", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence,
-                         error=repr(e)), exc_info=True)
+            log.error(
+                kv(
+                    "handler_failed", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence, error=repr(e)
+                ),
+                exc_info=True,
+            )
         finally:
             _in_handler.active = False
         with shared.changed:
@@ -214,9 +237,18 @@ class Runner:
             shared.book.finish(ctx.run_id, ctx.fence, outcome, error, exit_code)
             shared.kick_locked(Intent.FLUSH)
             shared.changed.notify_all()
-        log.info(kv("handler_finished", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence,
-                    outcome=outcome.name, ms=int((shared.clock() - started) * 1000),
-                    error=error or None, result="not sent: lease released" if released else None))
+        log.info(
+            kv(
+                "handler_finished",
+                run_id=ctx.run_id,
+                job=ctx.job,
+                fence=ctx.fence,
+                outcome=outcome.name,
+                ms=int((shared.clock() - started) * 1000),
+                error=error or None,
+                result="not sent: lease released" if released else None,
+            )
+        )
 
     # ---- async handlers --------------------------------------------------------------------
 
@@ -297,22 +329,38 @@ class Runner:
                     break
                 shared.changed.wait(min(left, 0.1))
             if shared.active:
-                why = "worker stopping (forced)" if shared.force.is_set() else "worker stopping (drain timeout)"
-                shared.log.warning(kv("drain_timeout", still_running=len(shared.active),
-                                      action="releasing leases and cancelling handlers"))
+                why = (
+                    "worker stopping (forced)"
+                    if shared.force.is_set()
+                    else "worker stopping (drain timeout)"
+                )
+                shared.log.warning(
+                    kv(
+                        "drain_timeout",
+                        still_running=len(shared.active),
+                        action="releasing leases and cancelling handlers",
+                    )
+                )
                 released = shared.book.release(list(shared.active), why)
                 self.cancel_all_locked(f"{why}: lease released")
                 shared.kick_locked(Intent.RELEASE)
             shared.wake.set()
-            grace = shared.clock() + (FORCED_FLUSH_GRACE_S if shared.force.is_set() else FLUSH_GRACE_S)
-            while (shared.book.pending() or shared.book.has_unsent_releases()) and shared.clock() < grace:
+            grace = shared.clock() + (
+                FORCED_FLUSH_GRACE_S if shared.force.is_set() else FLUSH_GRACE_S
+            )
+            while (
+                shared.book.pending() or shared.book.has_unsent_releases()
+            ) and shared.clock() < grace:
                 shared.changed.wait(0.05)
-            return DrainResult(released, shared.book.pending(), shared.book.has_unsent_releases(),
-                               len(shared.active))
+            return DrainResult(
+                released,
+                shared.book.pending(),
+                shared.book.has_unsent_releases(),
+                len(shared.active),
+            )
 
     def force_cancel(self) -> None:
         """A second signal: cancel every running handler now and end a drain's wait."""
         with self._shared.changed:
             self.cancel_all_locked("worker stopping (forced)")
             self._shared.changed.notify_all()
-

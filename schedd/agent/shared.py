@@ -31,9 +31,9 @@ class Intent(enum.Enum):
     messages, so every message carries the state of the moment it is written."""
 
     HEARTBEAT = "heartbeat"  # renew every live lease (with each handler's progress)
-    FLUSH = "flush"          # send the completions not yet written on this stream
-    RELEASE = "release"      # give leases back; an empty Release announces a drain
-    CLOSE = "close"          # half-close the stream
+    FLUSH = "flush"  # send the completions not yet written on this stream
+    RELEASE = "release"  # give leases back; an empty Release announces a drain
+    CLOSE = "close"  # half-close the stream
 
 
 class Session:
@@ -55,8 +55,8 @@ class Session:
         self.next_probe = 0.0
         self.started_at = 0.0
         self.node_id = ""
-        self.hint = ""                # a leader address learnt outside the stream (probe)
-        self.unresponsive = False     # the probe found the node frozen or cut off
+        self.hint = ""  # a leader address learnt outside the stream (probe)
+        self.unresponsive = False  # the probe found the node frozen or cut off
         self.drain_announced = False  # a Release (maybe empty) was written on this stream
 
     def abort(self) -> None:

@@ -40,7 +40,14 @@ from schedd.agent import Context, HandlerFailure, Worker
 from schedd.agent.core import kv
 from schedd.sched.schedule import format_ms
 
-__all__ = ["KILL_AFTER_S", "CommandFailed", "child_env", "describe_exit", "run_shell_worker", "shell_handler"]
+__all__ = [
+    "KILL_AFTER_S",
+    "CommandFailed",
+    "child_env",
+    "describe_exit",
+    "run_shell_worker",
+    "shell_handler",
+]
 
 #: Seconds between SIGTERM and SIGKILL when a running child must stop.
 KILL_AFTER_S = 5.0
@@ -55,16 +62,18 @@ class CommandFailed(HandlerFailure):
 def child_env(ctx: Context, base: Mapping[str, str]) -> dict[str, str]:
     """The child's environment: ``base`` plus the ``SCHEDD_*`` variables for this firing."""
     env = dict(base)
-    env.update({
-        "SCHEDD_JOB": ctx.job,
-        "SCHEDD_RUN_ID": ctx.run_id,
-        "SCHEDD_SCHEDULED_AT": format_ms(ctx.scheduled_ms),
-        "SCHEDD_ATTEMPT": str(ctx.attempt),
-        "SCHEDD_FENCE": str(ctx.fence),
-        "SCHEDD_PAYLOAD": ctx.payload,
-        "SCHEDD_QUEUE": ctx.queue,
-        "SCHEDD_WORKER_ID": ctx.worker_id,
-    })
+    env.update(
+        {
+            "SCHEDD_JOB": ctx.job,
+            "SCHEDD_RUN_ID": ctx.run_id,
+            "SCHEDD_SCHEDULED_AT": format_ms(ctx.scheduled_ms),
+            "SCHEDD_ATTEMPT": str(ctx.attempt),
+            "SCHEDD_FENCE": str(ctx.fence),
+            "SCHEDD_PAYLOAD": ctx.payload,
+            "SCHEDD_QUEUE": ctx.queue,
+            "SCHEDD_WORKER_ID": ctx.worker_id,
+        }
+    )
     return env
 
 
@@ -107,7 +116,9 @@ def _stderr_sink() -> IO[bytes]:
     return open(os.devnull, "wb")  # noqa: SIM115 - only when stderr is not a real stream
 
 
-def shell_handler(argv: Sequence[str], log: logging.Logger | None = None) -> Callable[[Context], None]:
+def shell_handler(
+    argv: Sequence[str], log: logging.Logger | None = None
+) -> Callable[[Context], None]:
     """A handler that runs ``argv`` per firing. Failure contract: raises ``CommandFailed`` on a
     non-zero exit, ``OSError`` when the command cannot be started; never leaves a child behind
     unless it survives SIGKILL."""
@@ -117,12 +128,20 @@ def shell_handler(argv: Sequence[str], log: logging.Logger | None = None) -> Cal
     def handle(ctx: Context) -> None:
         last = [""]
         proc = subprocess.Popen(
-            argv, env=child_env(ctx, os.environ), stdin=subprocess.DEVNULL,
-            stdout=None, stderr=subprocess.PIPE, start_new_session=True,
+            argv,
+            env=child_env(ctx, os.environ),
+            stdin=subprocess.DEVNULL,
+            stdout=None,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         assert proc.stderr is not None
-        tee = threading.Thread(target=_tee, args=(proc.stderr, _stderr_sink(), last),
-                               name=f"schedd-stderr-{proc.pid}", daemon=True)
+        tee = threading.Thread(
+            target=_tee,
+            args=(proc.stderr, _stderr_sink(), last),
+            name=f"schedd-stderr-{proc.pid}",
+            daemon=True,
+        )
         tee.start()
         term_at: float | None = None
         killed = False
@@ -134,7 +153,9 @@ def shell_handler(argv: Sequence[str], log: logging.Logger | None = None) -> Cal
                 pass
             if ctx.cancelled.is_set() and term_at is None:
                 term_at = time.monotonic()
-                log.warning(kv("child_terminate", run_id=ctx.run_id, pid=proc.pid, signal="SIGTERM"))
+                log.warning(
+                    kv("child_terminate", run_id=ctx.run_id, pid=proc.pid, signal="SIGTERM")
+                )
                 _signal_group(proc, signal.SIGTERM)
             elif term_at is not None and not killed and time.monotonic() - term_at >= KILL_AFTER_S:
                 killed = True
@@ -176,26 +197,39 @@ def run_shell_worker(
     ``SCHEDD_LOG_LEVEL``) when the process has no logging set up yet.
     """
     if not argv:
-        print("error: no command given; usage: schedctl worker run [--queue Q] -- CMD [ARGS...]",
-              file=sys.stderr)
+        print(
+            "error: no command given; usage: schedctl worker run [--queue Q] -- CMD [ARGS...]",
+            file=sys.stderr,
+        )
         return 2
     try:
-        worker = Worker(endpoints, queues=queues or ["default"], concurrency=concurrency,
-                        worker_id=worker_id, logger=logging.getLogger("schedd.agent"),
-                        tags=tags, drain_timeout=drain_timeout)
+        worker = Worker(
+            endpoints,
+            queues=queues or ["default"],
+            concurrency=concurrency,
+            worker_id=worker_id,
+            logger=logging.getLogger("schedd.agent"),
+            tags=tags,
+            drain_timeout=drain_timeout,
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not logging.getLogger().handlers:
         level = os.environ.get("SCHEDD_LOG_LEVEL", "INFO").upper()
-        logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        logging.basicConfig(
+            level=getattr(logging, level, logging.INFO),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        )
     worker.default_handler(shell_handler(argv))
     shown_tags = ",".join(f"{k}={v}" for k, v in sorted(worker.tags.items()))
-    print(f"schedd worker {worker.worker_id}: queues={','.join(worker.queues)} "
-          + (f"tags={shown_tags} " if shown_tags else "")
-          + f"concurrency={worker.concurrency} endpoints={','.join(worker.endpoints)} "
-          f"command={shlex.join(argv)}", flush=True)
+    print(
+        f"schedd worker {worker.worker_id}: queues={','.join(worker.queues)} "
+        + (f"tags={shown_tags} " if shown_tags else "")
+        + f"concurrency={worker.concurrency} endpoints={','.join(worker.endpoints)} "
+        f"command={shlex.join(argv)}",
+        flush=True,
+    )
     worker.run()
     return 0
-

@@ -66,9 +66,9 @@ class SessionEnd(NamedTuple):
     """How one stream ended."""
 
     welcomed: bool  # the leader welcomed it (it was a working stream)
-    hint: str       # the leader a node named ("" = none)
-    why: str        # for the log
-    frozen: bool    # the node looked frozen: no connection in time, or no answer to the probe
+    hint: str  # the leader a node named ("" = none)
+    why: str  # for the log
+    frozen: bool  # the node looked frozen: no connection in time, or no answer to the probe
 
 
 def insecure_channel(target: str) -> Any:
@@ -86,10 +86,18 @@ class Stream:
     of one worker; see the module docstring. ``channel`` makes the channel for a target
     (default :func:`insecure_channel`)."""
 
-    def __init__(self, shared: Shared, runner: Runner, *, endpoints: Sequence[str],
-                 worker_id: str, queues: Sequence[str], concurrency: int,
-                 tags: Mapping[str, str],
-                 channel: Callable[[str], Any] = insecure_channel) -> None:
+    def __init__(
+        self,
+        shared: Shared,
+        runner: Runner,
+        *,
+        endpoints: Sequence[str],
+        worker_id: str,
+        queues: Sequence[str],
+        concurrency: int,
+        tags: Mapping[str, str],
+        channel: Callable[[str], Any] = insecure_channel,
+    ) -> None:
         self._shared = shared
         self._runner = runner
         self._worker_id = worker_id
@@ -117,18 +125,34 @@ class Stream:
             if end.welcomed:
                 self.nav.connected()
                 outage.lost(now)
-                log.warning(kv("disconnected", target=target, reason=end.why,
-                               leader_hint=end.hint or None, action="reconnecting"))
+                log.warning(
+                    kv(
+                        "disconnected",
+                        target=target,
+                        reason=end.why,
+                        leader_hint=end.hint or None,
+                        action="reconnecting",
+                    )
+                )
             else:
                 seconds = outage.failed(now)
                 if seconds is not None:
-                    log.warning(kv("no_leader", seconds=seconds, last_target=target, last_error=end.why))
+                    log.warning(
+                        kv("no_leader", seconds=seconds, last_target=target, last_error=end.why)
+                    )
                 else:
-                    log.debug(kv("connect_failed", target=target, reason=end.why,
-                                 leader_hint=end.hint or None))
+                    log.debug(
+                        kv(
+                            "connect_failed",
+                            target=target,
+                            reason=end.why,
+                            leader_hint=end.hint or None,
+                        )
+                    )
             # A hint naming our own target is a node re-elected in a new term: ask it again.
-            delay = self.nav.failed(move_after(end.hint, target), hint=end.hint, now=now,
-                                    frozen=end.frozen)
+            delay = self.nav.failed(
+                move_after(end.hint, target), hint=end.hint, now=now, frozen=end.frozen
+            )
             if delay:
                 shared.closing.wait(delay)
 
@@ -149,7 +173,8 @@ class Stream:
                 return SessionEnd(False, "", why, why.startswith("no connection within"))
             status = api_grpc.ClusterServiceStub(channel).GetNodeStatus
             session.probe = lambda: status.future(
-                api_pb2.NodeStatusRequest(), timeout=self.probe_timeout_s())
+                api_pb2.NodeStatusRequest(), timeout=self.probe_timeout_s()
+            )
             session.started_at = shared.clock()
             call = api_grpc.WorkerServiceStub(channel).Connect(self.requests(session))
             session.call = call
@@ -180,8 +205,11 @@ class Stream:
         shared = self._shared
         settled = threading.Event()
         seen: list[Any] = [None]
-        final = (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-                 grpc.ChannelConnectivity.SHUTDOWN)
+        final = (
+            grpc.ChannelConnectivity.READY,
+            grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+            grpc.ChannelConnectivity.SHUTDOWN,
+        )
 
         def on_change(state: Any) -> None:
             seen[0] = state
@@ -214,9 +242,15 @@ class Stream:
         book = shared.book
         with shared.lock:
             running = book.start_session()
-        yield api_pb2.WorkerMessage(hello=api_pb2.Hello(
-            worker_id=self._worker_id, queues=self._queues, concurrency=self._concurrency,
-            running=[api_pb2.Lease(run_id=r, fence=f) for r, f in running], tags=self._tags))
+        yield api_pb2.WorkerMessage(
+            hello=api_pb2.Hello(
+                worker_id=self._worker_id,
+                queues=self._queues,
+                concurrency=self._concurrency,
+                running=[api_pb2.Lease(run_id=r, fence=f) for r, f in running],
+                tags=self._tags,
+            )
+        )
         while True:
             intent = session.q.get()
             if intent is Intent.CLOSE or session.closed:
@@ -224,30 +258,57 @@ class Stream:
             with shared.lock:
                 if intent is Intent.HEARTBEAT:
                     leases, sent_at = book.live(), shared.clock()
-                    msg = api_pb2.WorkerMessage(heartbeat=api_pb2.Heartbeat(
-                        leases=[api_pb2.Lease(run_id=r, fence=f,
-                                              progress=self._runner.progress_locked((r, f)))
-                                for r, f in leases]))
+                    msg = api_pb2.WorkerMessage(
+                        heartbeat=api_pb2.Heartbeat(
+                            leases=[
+                                api_pb2.Lease(
+                                    run_id=r, fence=f, progress=self._runner.progress_locked((r, f))
+                                )
+                                for r, f in leases
+                            ]
+                        )
+                    )
                 elif intent is Intent.RELEASE:
                     leases, sent_at = [], 0.0
                     keys = book.take_releases()
                     if not keys and (session.drain_announced or not shared.draining.is_set()):
                         continue
                     session.drain_announced = True
-                    msg = api_pb2.WorkerMessage(release=api_pb2.Release(
-                        leases=[api_pb2.Lease(run_id=r, fence=f) for r, f in keys],
-                        reason="worker stopping" + (" (drain timeout)" if keys else "")))
-                    shared.log.info(kv("release_sent", leases=len(keys), target=session.target,
-                                       note="the leader makes these runs pending again" if keys
-                                       else "the leader sends no new firings"))
+                    msg = api_pb2.WorkerMessage(
+                        release=api_pb2.Release(
+                            leases=[api_pb2.Lease(run_id=r, fence=f) for r, f in keys],
+                            reason="worker stopping" + (" (drain timeout)" if keys else ""),
+                        )
+                    )
+                    shared.log.info(
+                        kv(
+                            "release_sent",
+                            leases=len(keys),
+                            target=session.target,
+                            note="the leader makes these runs pending again"
+                            if keys
+                            else "the leader sends no new firings",
+                        )
+                    )
                 else:
                     leases, sent_at = [], 0.0
                     recs = book.take_unsent()
                     if not recs:
                         continue
-                    msg = api_pb2.WorkerMessage(completions=api_pb2.Completions(completions=[
-                        api_pb2.Completion(run_id=c.run_id, fence=c.fence, outcome=cast(Any, int(c.outcome)),
-                                           error=c.error, exit_code=c.exit_code) for c in recs]))
+                    msg = api_pb2.WorkerMessage(
+                        completions=api_pb2.Completions(
+                            completions=[
+                                api_pb2.Completion(
+                                    run_id=c.run_id,
+                                    fence=c.fence,
+                                    outcome=cast(Any, int(c.outcome)),
+                                    error=c.error,
+                                    exit_code=c.exit_code,
+                                )
+                                for c in recs
+                            ]
+                        )
+                    )
             if intent is Intent.FLUSH:
                 shared.log.debug(kv("completions_sent", count=len(msg.completions.completions)))
             yield msg
@@ -290,7 +351,8 @@ class Stream:
             lost = shared.book.on_welcome(
                 w.lease_ttl_ms,
                 [(le.run_id, le.fence) for le in w.reattached],
-                [(le.run_id, le.fence) for le in w.lost])
+                [(le.run_id, le.fence) for le in w.lost],
+            )
             if w.heartbeat_interval_ms > 0:
                 shared.hb_ms = int(w.heartbeat_interval_ms)
             session.hb_interval_s = shared.hb_ms / 1000.0
@@ -301,9 +363,17 @@ class Stream:
             session.kick(Intent.FLUSH)  # resend every unacked completion
             if shared.draining.is_set() or shared.book.has_unsent_releases():
                 session.kick(Intent.RELEASE)  # stopping: no new firings, and give back what we must
-        shared.log.info(kv("connected", node_id=w.node_id, target=session.target,
-                           lease_ttl_ms=w.lease_ttl_ms, heartbeat_ms=w.heartbeat_interval_ms,
-                           reattached=len(w.reattached), lost=len(lost)))
+        shared.log.info(
+            kv(
+                "connected",
+                node_id=w.node_id,
+                target=session.target,
+                lease_ttl_ms=w.lease_ttl_ms,
+                heartbeat_ms=w.heartbeat_interval_ms,
+                reattached=len(w.reattached),
+                lost=len(lost),
+            )
+        )
         self._runner.cancel(lost)
         shared.wake.set()
 
@@ -318,9 +388,16 @@ class Stream:
             with shared.lock:
                 shared.book.release([key], "worker stopping")
                 shared.kick_locked(Intent.RELEASE)
-            log.warning(kv("firing_refused", run_id=firing.run_id, fence=firing.fence,
-                           job=firing.job, reason="worker stopping",
-                           note="not started; released back to the leader"))
+            log.warning(
+                kv(
+                    "firing_refused",
+                    run_id=firing.run_id,
+                    fence=firing.fence,
+                    job=firing.job,
+                    reason="worker stopping",
+                    note="not started; released back to the leader",
+                )
+            )
             return
         with shared.lock:
             expired: list[LostLease] = []
@@ -331,8 +408,12 @@ class Stream:
                 expired = shared.book.expire()
                 if any(x.key == key for x in expired):
                     # Frozen since before it arrived: the leader has expired this lease already.
-                    shared.book.finish(firing.run_id, firing.fence, Outcome.FAILED,
-                                       "not started: the lease expired before the firing was read")
+                    shared.book.finish(
+                        firing.run_id,
+                        firing.fence,
+                        Outcome.FAILED,
+                        "not started: the lease expired before the firing was read",
+                    )
                 else:
                     ctx = context_from_firing(firing, self._worker_id)
                     shared.active[key] = Active(ctx)
@@ -340,14 +421,28 @@ class Stream:
             log.info(kv("firing_duplicate", run_id=firing.run_id, fence=firing.fence))
             return
         if any(x.key == key for x in expired):
-            log.warning(kv("firing_expired", run_id=firing.run_id, fence=firing.fence, job=firing.job,
-                           note="not started: no contact with a leader for longer than its lease"))
+            log.warning(
+                kv(
+                    "firing_expired",
+                    run_id=firing.run_id,
+                    fence=firing.fence,
+                    job=firing.job,
+                    note="not started: no contact with a leader for longer than its lease",
+                )
+            )
             self._runner.cancel([x for x in expired if x.key != key])
             return
         self._runner.cancel(expired)
-        log.info(kv("firing_received", run_id=firing.run_id, job=firing.job,
-                    fence=firing.fence, attempt=firing.attempt,
-                    scheduled_ms=firing.scheduled_ms))
+        log.info(
+            kv(
+                "firing_received",
+                run_id=firing.run_id,
+                job=firing.job,
+                fence=firing.fence,
+                attempt=firing.attempt,
+                scheduled_ms=firing.scheduled_ms,
+            )
+        )
         self._runner.submit(ctx)
 
     def on_acks(self, acks: Iterable[Any]) -> None:
@@ -363,19 +458,46 @@ class Stream:
         for r in results:
             rec = r.record
             if r.kind is AckKind.OK and rec is not None:
-                log.info(kv("completion_acked", run_id=rec.run_id, fence=rec.fence,
-                            outcome=rec.outcome.name))
+                log.info(
+                    kv(
+                        "completion_acked",
+                        run_id=rec.run_id,
+                        fence=rec.fence,
+                        outcome=rec.outcome.name,
+                    )
+                )
             elif r.kind is AckKind.STALE and rec is not None:
-                log.warning(kv("completion_rejected", run_id=rec.run_id, fence=rec.fence,
-                               code="ABORTED", outcome=rec.outcome.name,
-                               note="the lease had been lost; the result was discarded"))
+                log.warning(
+                    kv(
+                        "completion_rejected",
+                        run_id=rec.run_id,
+                        fence=rec.fence,
+                        code="ABORTED",
+                        outcome=rec.outcome.name,
+                        note="the lease had been lost; the result was discarded",
+                    )
+                )
             elif r.kind is AckKind.RETRY and rec is not None:
-                log.info(kv("completion_retry", run_id=rec.run_id, fence=rec.fence,
-                            code=code_name(r.code), message=r.message))
+                log.info(
+                    kv(
+                        "completion_retry",
+                        run_id=rec.run_id,
+                        fence=rec.fence,
+                        code=code_name(r.code),
+                        message=r.message,
+                    )
+                )
             elif r.kind is AckKind.REJECTED and rec is not None:
-                log.error(kv("completion_rejected", run_id=rec.run_id, fence=rec.fence,
-                             code=code_name(r.code), message=r.message,
-                             note="the result was discarded"))
+                log.error(
+                    kv(
+                        "completion_rejected",
+                        run_id=rec.run_id,
+                        fence=rec.fence,
+                        code=code_name(r.code),
+                        message=r.message,
+                        note="the result was discarded",
+                    )
+                )
         if any(r.kind is AckKind.RETRY for r in results):
             shared.wake.set()
 
@@ -418,10 +540,16 @@ class Stream:
                 if code == grpc.StatusCode.UNIMPLEMENTED:
                     sess.probe = None  # an older server: rely on the stream alone
                     return
-                log.warning(kv("leader_unresponsive", target=sess.target, node_id=sess.node_id,
-                               error=getattr(code, "name", str(code)),
-                               waited_ms=int((shared.clock() - sent_at) * 1000),
-                               action="reconnecting"))
+                log.warning(
+                    kv(
+                        "leader_unresponsive",
+                        target=sess.target,
+                        node_id=sess.node_id,
+                        error=getattr(code, "name", str(code)),
+                        waited_ms=int((shared.clock() - sent_at) * 1000),
+                        action="reconnecting",
+                    )
+                )
                 sess.unresponsive = True
                 sess.abort()
                 return
@@ -429,9 +557,16 @@ class Stream:
                 log.debug(kv("probe_failed", target=sess.target, error=repr(e)))
                 return
             if status.role and status.role != "leader":
-                log.warning(kv("leader_stepped_down", target=sess.target, node_id=status.node_id,
-                               role=status.role, leader_hint=status.leader_grpc or None,
-                               action="reconnecting"))
+                log.warning(
+                    kv(
+                        "leader_stepped_down",
+                        target=sess.target,
+                        node_id=status.node_id,
+                        role=status.role,
+                        leader_hint=status.leader_grpc or None,
+                        action="reconnecting",
+                    )
+                )
                 sess.hint = status.leader_grpc or ""
                 sess.abort()
 
@@ -480,8 +615,14 @@ class Stream:
         if probe and sess is not None:
             self.start_probe(sess)
         if stale and sess is not None:
-            shared.log.warning(kv("no_welcome", target=sess.target, seconds=WELCOME_TIMEOUT_S,
-                                  action="trying another node"))
+            shared.log.warning(
+                kv(
+                    "no_welcome",
+                    target=sess.target,
+                    seconds=WELCOME_TIMEOUT_S,
+                    action="trying another node",
+                )
+            )
             sess.abort()
         if shared.closing.is_set() and sess is None:
             return None

@@ -109,8 +109,14 @@ class Worker:
         # Checked before connecting by the rule the server applies (an InvalidArgument is a
         # ValueError).
         self.tags = rules.worker_tags(tags)
-        if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, (int, float)) or drain_timeout < 0:
-            raise ValueError(f"drain_timeout: must be a number of seconds >= 0, got {drain_timeout!r}")
+        if (
+            isinstance(drain_timeout, bool)
+            or not isinstance(drain_timeout, (int, float))
+            or drain_timeout < 0
+        ):
+            raise ValueError(
+                f"drain_timeout: must be a number of seconds >= 0, got {drain_timeout!r}"
+            )
         self.drain_timeout = float(drain_timeout)
         self.worker_id = worker_id or default_worker_id()
         self.log = logger or logging.getLogger("schedd.agent")
@@ -118,9 +124,15 @@ class Worker:
 
         self._shared = Shared(clock, self.log)
         self._runner = Runner(self._shared, worker_id=self.worker_id, concurrency=concurrency)
-        self._stream = Stream(self._shared, self._runner, endpoints=self.endpoints,
-                              worker_id=self.worker_id, queues=self.queues,
-                              concurrency=concurrency, tags=self.tags)
+        self._stream = Stream(
+            self._shared,
+            self._runner,
+            endpoints=self.endpoints,
+            worker_id=self.worker_id,
+            queues=self.queues,
+            concurrency=concurrency,
+            tags=self.tags,
+        )
 
         self._state = _State.NEW
         self._state_lock = threading.Lock()
@@ -159,10 +171,19 @@ class Worker:
                 raise RuntimeError(f"worker is {self._state.value}; a Worker runs once")
             self._state = _State.RUNNING
         self._runner.start()
-        self.log.info(kv("worker_starting", worker_id=self.worker_id, queues=",".join(self.queues),
-                         concurrency=self.concurrency, endpoints=",".join(self.endpoints)))
-        for name, target in (("schedd-agent-stream", self._stream.run),
-                             ("schedd-agent-ticker", self._stream.run_ticker)):
+        self.log.info(
+            kv(
+                "worker_starting",
+                worker_id=self.worker_id,
+                queues=",".join(self.queues),
+                concurrency=self.concurrency,
+                endpoints=",".join(self.endpoints),
+            )
+        )
+        for name, target in (
+            ("schedd-agent-stream", self._stream.run),
+            ("schedd-agent-ticker", self._stream.run_ticker),
+        ):
             t = threading.Thread(target=self._guard(target), name=name, daemon=True)
             self._threads.append(t)
             t.start()
@@ -209,8 +230,12 @@ class Worker:
             drain_timeout = self.drain_timeout
         if in_handler():
             if state is _State.RUNNING:
-                threading.Thread(target=self._drain_and_close, args=(drain_timeout,),
-                                 name="schedd-agent-stop", daemon=True).start()
+                threading.Thread(
+                    target=self._drain_and_close,
+                    args=(drain_timeout,),
+                    name="schedd-agent-stop",
+                    daemon=True,
+                ).start()
             return
         if state is _State.RUNNING:
             self._drain_and_close(drain_timeout)
@@ -237,17 +262,32 @@ class Worker:
         shared.draining.set()
         with shared.lock:
             n = len(shared.active)
-            shared.kick_locked(Intent.RELEASE)  # an empty Release: the leader sends this stream no new firings
+            shared.kick_locked(
+                Intent.RELEASE
+            )  # an empty Release: the leader sends this stream no new firings
         self.log.info(kv("worker_stopping", running=n, drain_timeout_s=drain_timeout))
         left = self._runner.drain(drain_timeout)
         for le in left.released:
-            self.log.warning(kv("lease_released", run_id=le.run_id, fence=le.fence,
-                                note="the leader makes the run pending again at once" if not left.unreleased
-                                else "not written (no leader reachable): the lease expires at the leader"))
+            self.log.warning(
+                kv(
+                    "lease_released",
+                    run_id=le.run_id,
+                    fence=le.fence,
+                    note="the leader makes the run pending again at once"
+                    if not left.unreleased
+                    else "not written (no leader reachable): the lease expires at the leader",
+                )
+            )
         for rec in left.unacked:
-            self.log.warning(kv("completion_unacked", run_id=rec.run_id, fence=rec.fence,
-                                outcome=rec.outcome.name,
-                                note="the leader will retry the run after its lease expires"))
+            self.log.warning(
+                kv(
+                    "completion_unacked",
+                    run_id=rec.run_id,
+                    fence=rec.fence,
+                    outcome=rec.outcome.name,
+                    note="the leader will retry the run after its lease expires",
+                )
+            )
         shared.closing.set()
         shared.wake.set()
         with shared.lock:
@@ -262,18 +302,27 @@ class Worker:
         self._runner.shutdown()
         with self._state_lock:
             self._state = _State.STOPPED
-        self.log.info(kv("worker_stopped", worker_id=self.worker_id, unacked=len(left.unacked),
-                         handlers_still_running=left.still_running))
+        self.log.info(
+            kv(
+                "worker_stopped",
+                worker_id=self.worker_id,
+                unacked=len(left.unacked),
+                handlers_still_running=left.still_running,
+            )
+        )
         self._stopped.set()
 
     def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
         """``fn`` for a thread: a crash (a bug) is logged and stops the worker rather than
         leaving ``run()`` hanging."""
+
         def run() -> None:
             try:
                 fn()
             except Exception:  # a bug: do not leave run() hanging
-                self.log.exception(kv("agent_thread_crashed", thread=threading.current_thread().name))
+                self.log.exception(
+                    kv("agent_thread_crashed", thread=threading.current_thread().name)
+                )
                 if not self._shared.closing.is_set():
                     threading.Thread(target=self.stop, args=(0.0,), daemon=True).start()
 

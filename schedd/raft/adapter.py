@@ -58,8 +58,10 @@ log = logging.getLogger("schedd.raft")
 
 SUPPORTED_PYSYNCOBJ = "0.3.17"
 if PYSYNCOBJ_VERSION != SUPPORTED_PYSYNCOBJ:  # the fixes below read and override its internals
-    raise ImportError(f"schedd's Raft adapter needs pysyncobj {SUPPORTED_PYSYNCOBJ} exactly (found "
-                      f"{PYSYNCOBJ_VERSION}): reinstall schedd to get the pinned version")
+    raise ImportError(
+        f"schedd's Raft adapter needs pysyncobj {SUPPORTED_PYSYNCOBJ} exactly (found "
+        f"{PYSYNCOBJ_VERSION}): reinstall schedd to get the pinned version"
+    )
 
 
 class StateAheadOfJournal(Exception):
@@ -89,14 +91,25 @@ class RaftNode(SyncObj):
     Raises :class:`~schedd.raft.journal.JournalCorrupt` or :class:`StateAheadOfJournal` when
     the data directory cannot be trusted (the caller stops with exit 70)."""
 
-    def __init__(self, self_addr: str, partners: list[str], store: Store, journal_dir: str,
-                 password: str, settings: RaftSettings | None = None, *,
-                 transport_class: type = TCPTransport, auto_tick: bool = True) -> None:
+    def __init__(
+        self,
+        self_addr: str,
+        partners: list[str],
+        store: Store,
+        journal_dir: str,
+        password: str,
+        settings: RaftSettings | None = None,
+        *,
+        transport_class: type = TCPTransport,
+        auto_tick: bool = True,
+    ) -> None:
         if not password:
             raise ValueError("a Raft password is required")
         s = settings or RaftSettings()
         if s.max_entry_bytes >= s.append_batch_bytes:
-            raise ValueError("max_entry_bytes must be below append_batch_bytes (no chunked entries)")
+            raise ValueError(
+                "max_entry_bytes must be below append_batch_bytes (no chunked entries)"
+            )
         # Attributes set before SyncObj.__init__ are left out of pysyncobj's own pickling.
         self._store = store
         self._settings = s
@@ -104,10 +117,19 @@ class RaftNode(SyncObj):
         self._tick_actions: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._deferred_acks: list[tuple[Any, dict[str, Any]]] = []
         self._ack_override: int | None = None
-        self._probe_floor: dict[Any, int] = {}  # leader: lowest reset per follower since its last success
+        self._probe_floor: dict[
+            Any, int
+        ] = {}  # leader: lowest reset per follower since its last success
         self._snapshot_path = f"{journal_dir}/raft.snapshot"
-        conf = sync_obj_conf(s, password, journal_dir, bindAddress=self_addr, autoTick=auto_tick,
-                             serializer=store.write_snapshot, deserializer=self._read_snapshot)
+        conf = sync_obj_conf(
+            s,
+            password,
+            journal_dir,
+            bindAddress=self_addr,
+            autoTick=auto_tick,
+            serializer=store.write_snapshot,
+            deserializer=self._read_snapshot,
+        )
         self._journal = DurableJournal(conf.journalFile, fsync=s.fsync, on_io_error=fatal)
         self._check_state_not_ahead()
         with _prepared_lock:
@@ -118,7 +140,9 @@ class RaftNode(SyncObj):
             with _prepared_lock:
                 _prepared.pop(conf.journalFile, None)
         if self._SyncObj__raftLog is not self._journal:
-            raise RuntimeError("pysyncobj did not take schedd's journal (createJournal hook not used)")
+            raise RuntimeError(
+                "pysyncobj did not take schedd's journal (createJournal hook not used)"
+            )
         self.addOnTickCallback(self._run_tick_actions)
 
     def _check_state_not_ahead(self) -> None:
@@ -130,7 +154,8 @@ class RaftNode(SyncObj):
                 f"and snapshot in {os.path.dirname(self._snapshot_path)} end at {held}: they lost entries "
                 "the state had applied (a power cut with --unsafe-no-fsync, or files copied by hand). "
                 f"Move {self._store.path} aside and restart the node: it rebuilds its state from the "
-                "journal and snapshot, then catches up from the leader")
+                "journal and snapshot, then catches up from the leader"
+            )
 
     @replicated
     def _apply_entry(self, data: bytes) -> Result:
@@ -155,15 +180,25 @@ class RaftNode(SyncObj):
             for node, message in acks:
                 transport.send(node, message)
 
-    def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False, nextNodeIdx: int | None = None,  # noqa: N802,N803
-                                  success: bool = False) -> None:
+    def _SyncObj__sendNextNodeIdx(
+        self,
+        node: Any,
+        reset: bool = False,
+        nextNodeIdx: int | None = None,  # noqa: N802,N803
+        success: bool = False,
+    ) -> None:
         """pysyncobj's only sender of follower acknowledgements. They wait for the journal
         sync (and keep their order); a success may carry the replication fix's index."""
         if nextNodeIdx is None:
             nextNodeIdx = self._SyncObj__raftLog[-1][1] + 1
         if success and self._ack_override is not None:
             nextNodeIdx = self._ack_override
-        message = {"type": "next_node_idx", "next_node_idx": nextNodeIdx, "reset": reset, "success": success}
+        message = {
+            "type": "next_node_idx",
+            "next_node_idx": nextNodeIdx,
+            "reset": reset,
+            "success": success,
+        }
         if self._deferred_acks or self._journal.dirty:
             self._deferred_acks.append((node, message))
         else:
@@ -187,17 +222,32 @@ class RaftNode(SyncObj):
             return None
         if not self._settings.replication_fix:
             return handle(self, node, message)
-        if (kind == "append_entries" and "prevLogIdx" in message and "transmission" not in message
-                and message["term"] >= self.raftCurrentTerm):
+        if (
+            kind == "append_entries"
+            and "prevLogIdx" in message
+            and "transmission" not in message
+            and message["term"] >= self.raftCurrentTerm
+        ):
             log_ = self._SyncObj__raftLog
             first = log_[0][1]
-            plan = replication.plan_append(first, log_[-1][1], lambda i: log_[i - first][2], message["prevLogIdx"],
-                                           message["prevLogTerm"], message.get("entries") or [],
-                                           message["commit_index"])
+            plan = replication.plan_append(
+                first,
+                log_[-1][1],
+                lambda i: log_[i - first][2],
+                message["prevLogIdx"],
+                message["prevLogTerm"],
+                message.get("entries") or [],
+                message["commit_index"],
+            )
             if plan is None:
                 return handle(self, node, message)
-            rewritten = dict(message, prevLogIdx=plan.prev_idx, prevLogTerm=plan.prev_term, entries=plan.entries,
-                             commit_index=plan.commit_index)
+            rewritten = dict(
+                message,
+                prevLogIdx=plan.prev_idx,
+                prevLogTerm=plan.prev_term,
+                entries=plan.entries,
+                commit_index=plan.commit_index,
+            )
             self._ack_override = plan.ack_next
             try:
                 return handle(self, node, rewritten)
@@ -256,7 +306,7 @@ class RaftNode(SyncObj):
         first = entries[0][1] if len(entries) else None
         if first is not None and first < prev[1] <= entries[-1][1]:
             at = prev[1] - first
-            held = entries[at:at + 2]
+            held = entries[at : at + 2]
             if len(held) == 2 and tuple(held[0]) == tuple(prev) and tuple(held[1]) == tuple(last):
                 log.info("event=journal_aligned_with_snapshot index=%d dropped=%d", last[1], at)
                 entries.deleteEntriesTo(at)
@@ -269,8 +319,11 @@ class RaftNode(SyncObj):
         the entry was certainly not applied, OutcomeUnknown when it may have been, and
         InvalidArgument when it is larger than a Raft entry may be."""
         if len(data) > self._settings.max_entry_bytes:
-            raise InvalidArgument("request", f"{len(data)} bytes encoded is over the limit of "
-                                             f"{self._settings.max_entry_bytes} bytes for one replicated entry")
+            raise InvalidArgument(
+                "request",
+                f"{len(data)} bytes encoded is over the limit of "
+                f"{self._settings.max_entry_bytes} bytes for one replicated entry",
+            )
         if not self._in_flight.acquire(timeout=timeout):
             raise Unavailable("node overloaded: too many writes in flight; retry with backoff")
         try:
@@ -278,13 +331,17 @@ class RaftNode(SyncObj):
         except SyncObjException as e:
             code = e.errorCode
             if code == "Timeout":
-                raise OutcomeUnknown("the write was not confirmed in time; it may still commit. "
-                                     "Retry with the same request id") from None
+                raise OutcomeUnknown(
+                    "the write was not confirmed in time; it may still commit. "
+                    "Retry with the same request id"
+                ) from None
             if code in (FAIL_REASON.NOT_LEADER, FAIL_REASON.MISSING_LEADER):
                 raise NotLeader("this node is not the leader", self.leader_address()) from None
             if code in (FAIL_REASON.QUEUE_FULL, FAIL_REASON.DISCARDED):
                 raise Unavailable(f"write not applied ({_reason(code)}); retry") from None
-            raise OutcomeUnknown(f"write outcome unknown ({_reason(code)}); retry with the same request id") from None
+            raise OutcomeUnknown(
+                f"write outcome unknown ({_reason(code)}); retry with the same request id"
+            ) from None
         finally:
             self._in_flight.release()
 
@@ -296,8 +353,11 @@ class RaftNode(SyncObj):
         leader, or no peer fully caught up yet); True only means the request was sent.
         """
 
-        self._tick_actions.put(lambda: self.transferLeadership(
-            target, callback=lambda _r, err: callback(err == FAIL_REASON.SUCCESS)))
+        self._tick_actions.put(
+            lambda: self.transferLeadership(
+                target, callback=lambda _r, err: callback(err == FAIL_REASON.SUCCESS)
+            )
+        )
 
     def _run_tick_actions(self) -> None:
         # Registered once: pysyncobj holds its callback lock while calling us, so a callback

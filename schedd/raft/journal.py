@@ -83,8 +83,10 @@ def _io(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except OSError as e:
-            self.on_io_error(f"Raft journal I/O failed in {method.__name__} at {self.path}: {e}; free disk "
-                             "space or fix the disk, then restart the node (it catches up from its peers)")
+            self.on_io_error(
+                f"Raft journal I/O failed in {method.__name__} at {self.path}: {e}; free disk "
+                "space or fix the disk, then restart the node (it catches up from its peers)"
+            )
             raise
 
     return wrapper  # type: ignore[return-value]
@@ -124,7 +126,9 @@ class DurableJournal(Journal):
     """See the module docstring. Used from pysyncobj's tick thread only (reads of ``len`` from
     other threads are harmless)."""
 
-    def __init__(self, path: str, fsync: bool = True, on_io_error: Callable[[str], Any] = _reraise) -> None:
+    def __init__(
+        self, path: str, fsync: bool = True, on_io_error: Callable[[str], Any] = _reraise
+    ) -> None:
         self.path = path
         self.on_io_error = on_io_error
         self.dir = os.path.dirname(os.path.abspath(path))
@@ -179,7 +183,7 @@ class DurableJournal(Journal):
                     if n > MAX_COMMAND_BYTES or off + _REC.size + n > size:
                         problem = "record cut short"
                     else:
-                        cmd = mm[off + _REC.size:off + _REC.size + n]
+                        cmd = mm[off + _REC.size : off + _REC.size + n]
                         rec, want = encode_record(cmd, idx, term, prev)
                         if want != crc:
                             problem = "checksum mismatch"
@@ -187,8 +191,12 @@ class DurableJournal(Journal):
                     self._torn_or_corrupt(mm, off, size, problem, last_idx)
                     break
                 if last_idx is not None and (idx != last_idx + 1 or term < (last_term or 0)):
-                    raise JournalCorrupt(self.path, off, f"record index {idx} term {term} does not follow "
-                                                         f"index {last_idx} term {last_term}")
+                    raise JournalCorrupt(
+                        self.path,
+                        off,
+                        f"record index {idx} term {term} does not follow "
+                        f"index {last_idx} term {last_term}",
+                    )
                 self._entries.append((cmd, idx, term))
                 self._offsets.append(off)
                 self._crcs.append(want)
@@ -200,7 +208,9 @@ class DurableJournal(Journal):
             disk.truncate(self._fd, self.path, off)
             disk.fdatasync(self._fd, self.path)
 
-    def _torn_or_corrupt(self, mm: mmap.mmap, off: int, size: int, problem: str, last_idx: int | None) -> None:
+    def _torn_or_corrupt(
+        self, mm: mmap.mmap, off: int, size: int, problem: str, last_idx: int | None
+    ) -> None:
         """Return if the bad bytes at ``off`` are a torn tail (cut short, the very last record,
         or nothing but zeros to the end); else raise :class:`JournalCorrupt`."""
         torn = problem.endswith("cut short") or not any(mm[off:size])
@@ -208,11 +218,20 @@ class DurableJournal(Journal):
             n = _LEN.unpack_from(mm, off)[0]
             torn = off + _REC.size + n == size
         if not torn:
-            raise JournalCorrupt(self.path, off, f"{problem} with {size - off} more bytes after it "
-                                                 "(not a torn final write)")
-        log.warning("event=journal_torn_tail path=%s offset=%d dropped_bytes=%d last_index=%s problem=%r "
-                    "(a write cut short by a crash; it was never acknowledged)",
-                    self.path, off, size - off, last_idx if last_idx is not None else "-", problem)
+            raise JournalCorrupt(
+                self.path,
+                off,
+                f"{problem} with {size - off} more bytes after it (not a torn final write)",
+            )
+        log.warning(
+            "event=journal_torn_tail path=%s offset=%d dropped_bytes=%d last_index=%s problem=%r "
+            "(a write cut short by a crash; it was never acknowledged)",
+            self.path,
+            off,
+            size - off,
+            last_idx if last_idx is not None else "-",
+            problem,
+        )
 
     def _migrate_pysyncobj_journal(self) -> None:
         """Convert a journal written by pysyncobj's own FileJournal (schedd before the durable
@@ -229,8 +248,11 @@ class DurableJournal(Journal):
         old = FileJournal(self.path)
         try:
             entries = [old[i] for i in range(len(old))]
-            meta = {"term": old.getCurrentTerm(), "voted_for": old.getVotedForNodeId(),
-                    "commit_index": old.getRaftCommitIndex()}
+            meta = {
+                "term": old.getCurrentTerm(),
+                "voted_for": old.getVotedForNodeId(),
+                "commit_index": old.getRaftCommitIndex(),
+            }
         finally:
             old._destroy()
         self._meta = meta
@@ -242,8 +264,12 @@ class DurableJournal(Journal):
         for leftover in (self.path + ".meta", self.path + ".meta.tmp"):
             if os.path.exists(leftover):
                 os.unlink(leftover)
-        log.warning("event=journal_migrated path=%s entries=%d term=%d (from pysyncobj's journal format)",
-                    self.path, len(entries), meta["term"])
+        log.warning(
+            "event=journal_migrated path=%s entries=%d term=%d (from pysyncobj's journal format)",
+            self.path,
+            len(entries),
+            meta["term"],
+        )
 
     def _write_file(self, path: str, entries: list[Entry]) -> tuple[list[int], list[int], int]:
         """Write a complete journal holding ``entries`` to ``path`` (synced unless unsafe);
@@ -323,7 +349,7 @@ class DurableJournal(Journal):
     def _truncate_to(self, pos: int) -> None:
         cut = self._offsets[pos] if pos < len(self._offsets) else self._tail
         if pos >= self._written:
-            del self._pending[pos - self._written:]
+            del self._pending[pos - self._written :]
         else:
             self._pending.clear()
             self._written = pos
@@ -424,5 +450,8 @@ class DurableJournal(Journal):
             ok, meta = False, None
         if not ok or not isinstance(meta, dict):
             raise JournalCorrupt(self.meta_path, 0, "term/vote record fails its checksum")
-        self._meta = {"term": int(meta.get("term", 0)), "voted_for": meta.get("voted_for"),
-                      "commit_index": int(meta.get("commit_index", 1))}
+        self._meta = {
+            "term": int(meta.get("term", 0)),
+            "voted_for": meta.get("voted_for"),
+            "commit_index": int(meta.get("commit_index", 1)),
+        }

@@ -49,8 +49,15 @@ class AppendPlan:
     ack_next: int | None
 
 
-def plan_append(first_idx: int, last_idx: int, term_at: Callable[[int], int], prev_idx: int | None,
-                prev_term: int | None, entries: Sequence[Entry], leader_commit: int) -> AppendPlan | None:
+def plan_append(
+    first_idx: int,
+    last_idx: int,
+    term_at: Callable[[int], int],
+    prev_idx: int | None,
+    prev_term: int | None,
+    entries: Sequence[Entry],
+    leader_commit: int,
+) -> AppendPlan | None:
     """Plan for a follower whose log holds indexes ``first_idx..last_idx`` (``term_at(i)``: the
     term of entry ``i``) receiving AppendEntries(prev_idx, prev_term, entries, leader_commit).
     None: hand the message to pysyncobj unchanged (it rejects it, or it is not one this plan

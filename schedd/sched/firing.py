@@ -39,18 +39,28 @@ def count_slots(sched: Schedule, first_ms: int, last_ms: int) -> int:
     trig = sched.trigger
     if not isinstance(trig, Interval) or last_ms < first_ms:
         return 0
-    lo = -((first_ms - trig.anchor_ms) // -trig.every_ms)   # ceil
-    hi = (last_ms - trig.anchor_ms) // trig.every_ms         # floor
+    lo = -((first_ms - trig.anchor_ms) // -trig.every_ms)  # ceil
+    hi = (last_ms - trig.anchor_ms) // trig.every_ms  # floor
     return max(0, hi - lo + 1)
 
 
-def plan_fire(sched: Schedule, job: types_pb2.Job, due_ms: int, now_ms: int, *, max_slots: int,
-              scan_cap: int = DEFAULT_SCAN_CAP) -> command_pb2.FireItem:
+def plan_fire(
+    sched: Schedule,
+    job: types_pb2.Job,
+    due_ms: int,
+    now_ms: int,
+    *,
+    max_slots: int,
+    scan_cap: int = DEFAULT_SCAN_CAP,
+) -> command_pb2.FireItem:
     """The FireItem for ``job`` whose committed next due time ``due_ms`` has come (<= now)."""
     name = job.name
     item = command_pb2.FireItem(name=name, uid=job.uid, from_due_ms=due_ms, policy=True)
     real: Schedule | None = None
-    if job.schedule.kind == types_pb2.SCHEDULE_KIND_CRON and job.schedule.dst_gap == types_pb2.DST_GAP_SKIP:
+    if (
+        job.schedule.kind == types_pb2.SCHEDULE_KIND_CRON
+        and job.schedule.dst_gap == types_pb2.DST_GAP_SKIP
+    ):
         # Walk the SHIFT variant: its slots are the real ones plus one instant per DST gap,
         # which is recorded (not fired) so that the skipped local time has a record.
         shifted = types_pb2.Schedule()

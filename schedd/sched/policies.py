@@ -60,7 +60,9 @@ ORIGIN_WORD: dict[int, str] = {
 }
 
 
-def _from(value: str | int, names: dict[str, int], valid: Iterable[int], field: str, what: str) -> int:
+def _from(
+    value: str | int, names: dict[str, int], valid: Iterable[int], field: str, what: str
+) -> int:
     if isinstance(value, str):
         key = value.strip().lower().replace("-", "_")
         if key not in names:

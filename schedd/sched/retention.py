@@ -9,8 +9,9 @@ from collections.abc import Iterable
 from schedd.pb import types_pb2
 
 
-def expired(job: types_pb2.Job, finished_newest_first: Iterable[types_pb2.Run], now_ms: int,
-            limit: int) -> list[str]:
+def expired(
+    job: types_pb2.Job, finished_newest_first: Iterable[types_pb2.Run], now_ms: int, limit: int
+) -> list[str]:
     """Run ids beyond ``job.keep_runs`` (newest kept) or finished more than ``job.keep_for_ms``
     before ``now_ms``; at most ``limit``. A skip record counts as one run, whatever its range."""
     out: list[str] = []

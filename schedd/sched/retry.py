@@ -38,8 +38,11 @@ def policy_of(job: types_pb2.Job | None) -> types_pb2.RetryPolicy | None:
 def max_attempts(job: types_pb2.Job | None) -> int:
     """Deliveries a run gets: the policy's, else the job's own field, else 5."""
     policy = policy_of(job)
-    return (policy.max_attempts if policy is not None else 0) or (job.max_attempts if job else 0) \
+    return (
+        (policy.max_attempts if policy is not None else 0)
+        or (job.max_attempts if job else 0)
         or DEFAULT_MAX_ATTEMPTS
+    )
 
 
 def backoff_ms(policy: types_pb2.RetryPolicy | None, failed: int, default_ms: int) -> int:

@@ -58,37 +58,58 @@ MAX_PREVIEW = 1_000
 _DAY_S = 86_400
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _EPOCH_NAIVE = datetime(1970, 1, 1)
-_MIN_S = -2_208_988_800       # 1900-01-01T00:00:00Z: earlier `after` values are clamped to it
-_MAX_S = 253_370_764_800      # 9999-01-01T00:00:00Z: nothing is scheduled after it
-_SEARCH_YEARS = 401           # the Gregorian calendar repeats every 400 years
+_MIN_S = -2_208_988_800  # 1900-01-01T00:00:00Z: earlier `after` values are clamped to it
+_MAX_S = 253_370_764_800  # 9999-01-01T00:00:00Z: nothing is scheduled after it
+_SEARCH_YEARS = 401  # the Gregorian calendar repeats every 400 years
 # The lengths a month can have. Over any 400 consecutive years every month starts on every
 # weekday with each of its lengths (February: 28 and 29), which makes the static "can it ever
 # fire?" check exact (tests/unit/test_schedule_edges.py checks the claim).
 _MONTH_LENGTHS = {m: ((28, 29) if m == 2 else (monthrange(2001, m)[1],)) for m in range(1, 13)}
-_MONTH_NAMES = ["January", "February", "March", "April", "May", "June", "July", "August",
-                "September", "October", "November", "December"]
+_MONTH_NAMES = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 
 class DstGap(enum.Enum):
     """What a cron does with a local time that does not exist (the clock jumps over it)."""
 
     SHIFT = "shift"  # fire at the first instant after the gap (once per gap)
-    SKIP = "skip"    # do not fire
+    SKIP = "skip"  # do not fire
 
 
 class DstRepeat(enum.Enum):
     """What a cron does with a local time that happens twice (the clock falls back)."""
 
-    ONCE = "once"    # fire at the first occurrence only
+    ONCE = "once"  # fire at the first occurrence only
     TWICE = "twice"  # fire at both occurrences
 
 
-_GAP_FROM_PB: dict[int, DstGap] = {types_pb2.DST_GAP_UNSPECIFIED: DstGap.SHIFT, types_pb2.DST_GAP_SHIFT: DstGap.SHIFT,
-                types_pb2.DST_GAP_SKIP: DstGap.SKIP}
-_REPEAT_FROM_PB: dict[int, DstRepeat] = {types_pb2.DST_REPEAT_UNSPECIFIED: DstRepeat.ONCE,
-                   types_pb2.DST_REPEAT_ONCE: DstRepeat.ONCE, types_pb2.DST_REPEAT_TWICE: DstRepeat.TWICE}
+_GAP_FROM_PB: dict[int, DstGap] = {
+    types_pb2.DST_GAP_UNSPECIFIED: DstGap.SHIFT,
+    types_pb2.DST_GAP_SHIFT: DstGap.SHIFT,
+    types_pb2.DST_GAP_SKIP: DstGap.SKIP,
+}
+_REPEAT_FROM_PB: dict[int, DstRepeat] = {
+    types_pb2.DST_REPEAT_UNSPECIFIED: DstRepeat.ONCE,
+    types_pb2.DST_REPEAT_ONCE: DstRepeat.ONCE,
+    types_pb2.DST_REPEAT_TWICE: DstRepeat.TWICE,
+}
 GAP_TO_PB = {DstGap.SHIFT: types_pb2.DST_GAP_SHIFT, DstGap.SKIP: types_pb2.DST_GAP_SKIP}
-REPEAT_TO_PB = {DstRepeat.ONCE: types_pb2.DST_REPEAT_ONCE, DstRepeat.TWICE: types_pb2.DST_REPEAT_TWICE}
+REPEAT_TO_PB = {
+    DstRepeat.ONCE: types_pb2.DST_REPEAT_ONCE,
+    DstRepeat.TWICE: types_pb2.DST_REPEAT_TWICE,
+}
 
 
 def dst_gap_from_pb(value: int, field_name: str = "schedule.dst_gap") -> DstGap:
@@ -144,11 +165,20 @@ class Interval(Trigger):
 # ---- cron fields ----------------------------------------------------------------------------
 
 MACROS = {
-    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
 }
-_MONTHS = {n: i + 1 for i, n in enumerate(
-    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
+_MONTHS = {
+    n: i + 1
+    for i, n in enumerate(
+        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+    )
+}
 _DAYS = {n: i for i, n in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}
 
 
@@ -175,11 +205,11 @@ class _Fields:
     hours: tuple[int, ...]
     doms: frozenset[int]
     months: tuple[int, ...]
-    dows: frozenset[int]            # 0 = Sunday
-    dom_last: bool                  # "L": the last day of the month
+    dows: frozenset[int]  # 0 = Sunday
+    dom_last: bool  # "L": the last day of the month
     dow_nth: frozenset[tuple[int, int]]  # "5#3": (weekday, n) the n-th such weekday of the month
-    dow_last: frozenset[int]        # "5L": the last such weekday of the month
-    dom_star: bool                  # the field starts with "*" (or is "?"): see day_ok
+    dow_last: frozenset[int]  # "5L": the last such weekday of the month
+    dom_star: bool  # the field starts with "*" (or is "?"): see day_ok
     dow_star: bool
 
     def day_ok(self, d: int, wd: int, last: int) -> bool:
@@ -188,8 +218,11 @@ class _Fields:
         (``*``, ``*/2``, ``*,5``) or is ``?``, a day must match both fields; else either.
         ``last`` may be 0 when neither field uses ``L``."""
         dom_ok = d in self.doms or (self.dom_last and d == last)
-        dow_ok = (wd in self.dows or (wd, (d - 1) // 7 + 1) in self.dow_nth
-                  or (wd in self.dow_last and d + 7 > last))
+        dow_ok = (
+            wd in self.dows
+            or (wd, (d - 1) // 7 + 1) in self.dow_nth
+            or (wd in self.dow_last and d + 7 > last)
+        )
         if self.dom_star or self.dow_star:
             return dom_ok and dow_ok
         return dom_ok or dow_ok
@@ -205,22 +238,35 @@ class _Fields:
         (month length, weekday of the 1st) pair of the months in the month field occurs in any
         400 consecutive years (``_MONTH_LENGTHS``). At most 4 lengths x 7 weekdays x 31 days."""
         lengths = sorted({n for m in self.months for n in _MONTH_LENGTHS[m]}, reverse=True)
-        return any(self.day_ok(d, (first + d - 1) % 7, n)
-                   for n in lengths for first in range(7) for d in range(1, n + 1))
+        return any(
+            self.day_ok(d, (first + d - 1) % 7, n)
+            for n in lengths
+            for first in range(7)
+            for d in range(1, n + 1)
+        )
 
     def why_never(self) -> str:
         """Why :meth:`can_fire` is false, in words, for an error message."""
-        months = "" if len(self.months) == 12 else f" in {_join([_MONTH_NAMES[m - 1] for m in self.months])}"
+        months = (
+            ""
+            if len(self.months) == 12
+            else f" in {_join([_MONTH_NAMES[m - 1] for m in self.months])}"
+        )
         if self.dows >= frozenset(range(7)):
             # Every weekday matches, so only the day numbers can be at fault (an L would match):
             # each is past the end of every month listed.
             return f"there is no day {_join(sorted(self.doms))}{months}"
         # Else the fields are ANDed (ORed, the weekdays alone would fire), and a '?' field
         # matches every day, so a field that starts with '*' makes them so.
-        which = ("both day fields start" if self.dom_star and self.dow_star else
-                 f"the {'day-of-month' if self.dom_star else 'day-of-week'} field starts")
-        return (f"no day{months} matches both the day-of-month and the day-of-week field (a day "
-                f"must match both because {which} with '*')")
+        which = (
+            "both day fields start"
+            if self.dom_star and self.dow_star
+            else f"the {'day-of-month' if self.dom_star else 'day-of-week'} field starts"
+        )
+        return (
+            f"no day{months} matches both the day-of-month and the day-of-week field (a day "
+            f"must match both because {which} with '*')"
+        )
 
     def next_time_of_day(self, tod: int) -> int | None:
         """The first matching second of the day at or after ``tod`` (seconds since midnight)."""
@@ -271,8 +317,12 @@ def _value(text: str, spec: _Spec, err: str) -> int:
     elif text.upper() in spec.names:
         v = spec.names[text.upper()]
     else:
-        raise InvalidArgument(err, f"{spec.name} field: {text!r} is not a number"
-                              + (" or a name" if spec.names else "") + _digit_hint(text))
+        raise InvalidArgument(
+            err,
+            f"{spec.name} field: {text!r} is not a number"
+            + (" or a name" if spec.names else "")
+            + _digit_hint(text),
+        )
     if not spec.lo <= v <= spec.hi:
         raise InvalidArgument(err, f"{spec.name} field: {v} is out of range {spec.lo}-{spec.hi}")
     return v
@@ -299,8 +349,11 @@ def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[
             continue
         if spec is _DOW and (mt := _NTH_RE.fullmatch(up)):
             if not _is_number(mt.group(2)) or not 1 <= int(mt.group(2)) <= 5:
-                raise InvalidArgument(err, f"{spec.name} field: {part!r}: the week after # must be "
-                                           f"1-5{_digit_hint(mt.group(2))}")
+                raise InvalidArgument(
+                    err,
+                    f"{spec.name} field: {part!r}: the week after # must be "
+                    f"1-5{_digit_hint(mt.group(2))}",
+                )
             special.add(f"{_value(mt.group(1), spec, err) % 7}#{mt.group(2)}")
             continue
         if spec is _DOW and len(up) > 1 and up.endswith("L"):
@@ -310,8 +363,11 @@ def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[
         step = 1
         if slash:
             if not _is_number(step_text) or int(step_text) < 1:
-                raise InvalidArgument(err, f"{spec.name} field: step in {part!r} must be a positive "
-                                           f"number{_digit_hint(step_text)}")
+                raise InvalidArgument(
+                    err,
+                    f"{spec.name} field: step in {part!r} must be a positive "
+                    f"number{_digit_hint(step_text)}",
+                )
             step = int(step_text)
         if base == "*":
             a, b = spec.lo, (6 if spec is _DOW else spec.hi)
@@ -345,8 +401,11 @@ def collapse_blanks(text: str, field_name: str = "schedule.cron") -> str:
     if bad := _BAD_BLANK.search(text):
         ch = bad.group()
         name = unicodedata.name(ch, "")
-        raise InvalidArgument(field_name, f"{text!r}: U+{ord(ch):04X}{' ' + name if name else ''} is not a field "
-                                          "separator; separate fields with spaces or tabs")
+        raise InvalidArgument(
+            field_name,
+            f"{text!r}: U+{ord(ch):04X}{' ' + name if name else ''} is not a field "
+            "separator; separate fields with spaces or tabs",
+        )
     return " ".join(text.split())
 
 
@@ -365,9 +424,19 @@ def _parse_fields(expr: str, err: str) -> _Fields:
     dows, dow_star, dow_special = _parse_field(dow, _DOW, err)
     nth = frozenset((int(s[0]), int(s[2])) for s in dow_special if "#" in s)
     last = frozenset(int(s[0]) for s in dow_special if s.endswith("L"))
-    return _Fields(tuple(sorted(seconds)), tuple(sorted(minutes)), tuple(sorted(hours)),
-                   frozenset(doms), tuple(sorted(months)), frozenset(dows), "L" in dom_special,
-                   nth, last, dom_star, dow_star)
+    return _Fields(
+        tuple(sorted(seconds)),
+        tuple(sorted(minutes)),
+        tuple(sorted(hours)),
+        frozenset(doms),
+        tuple(sorted(months)),
+        frozenset(dows),
+        "L" in dom_special,
+        nth,
+        last,
+        dom_star,
+        dow_star,
+    )
 
 
 def normalize_cron(expr: str, field_name: str = "schedule.cron") -> str:
@@ -381,14 +450,20 @@ def normalize_cron(expr: str, field_name: str = "schedule.cron") -> str:
     if expr.startswith("@"):
         macro = expr.lower()
         if macro.startswith("@every"):
-            raise InvalidArgument(field_name, f"{expr!r} is an interval; use kind INTERVAL with every_ms")
+            raise InvalidArgument(
+                field_name, f"{expr!r} is an interval; use kind INTERVAL with every_ms"
+            )
         if macro not in MACROS:
-            raise InvalidArgument(field_name, f"unknown macro {expr!r}; use one of {', '.join(MACROS)}")
+            raise InvalidArgument(
+                field_name, f"unknown macro {expr!r}; use one of {', '.join(MACROS)}"
+            )
         return macro
     n = len(expr.split())
     if n not in (5, 6):
-        raise InvalidArgument(field_name, f"{expr!r} has {n} fields; want 5 (min hour dom month dow) "
-                                          "or 6 (seconds first)")
+        raise InvalidArgument(
+            field_name,
+            f"{expr!r} has {n} fields; want 5 (min hour dom month dow) or 6 (seconds first)",
+        )
     return expr
 
 
@@ -535,13 +610,19 @@ def parse_zone(tz: str, field_name: str = "schedule.timezone") -> str:
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidArgument(field_name, f"unknown time zone {tz!r} (use an IANA name such as "
-                                          "Europe/Berlin)") from None
+        raise InvalidArgument(
+            field_name, f"unknown time zone {tz!r} (use an IANA name such as Europe/Berlin)"
+        ) from None
     return tz
 
 
-def parse_cron(expr: str, tz: str = "UTC", field: str = "schedule.cron",
-               dst_gap: DstGap = DstGap.SHIFT, dst_repeat: DstRepeat = DstRepeat.ONCE) -> Cron:
+def parse_cron(
+    expr: str,
+    tz: str = "UTC",
+    field: str = "schedule.cron",
+    dst_gap: DstGap = DstGap.SHIFT,
+    dst_repeat: DstRepeat = DstRepeat.ONCE,
+) -> Cron:
     """Validate a cron expression and zone; raise InvalidArgument naming the field."""
     expr = normalize_cron(expr, field)
     zone = parse_zone(tz)
@@ -562,17 +643,21 @@ def parse_cron(expr: str, tz: str = "UTC", field: str = "schedule.cron",
 # ---- durations ------------------------------------------------------------------------------
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", re.ASCII)  # \d alone also matches '٣' and '５'
+_DURATION_RE = re.compile(
+    r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", re.ASCII
+)  # \d alone also matches '٣' and '５'
 
 
 def parse_duration(text: str, field_name: str) -> int:
-    """"90s", "1h30m", "250ms", "2d", "2.5s" -> milliseconds; ASCII digits only; a fraction is
+    """ "90s", "1h30m", "250ms", "2d", "2.5s" -> milliseconds; ASCII digits only; a fraction is
     allowed where it makes whole milliseconds. The one duration syntax of schedd (job fields,
     daemon flags, the CLI). Raises InvalidArgument naming ``field_name``."""
     text = (text or "").strip().lower()
     if not text or _DURATION_RE.sub("", text):
-        raise InvalidArgument(field_name, f"{text!r} is not a duration such as 90s, 15m, 1h30m or 2d"
-                                          + _digit_hint(text))
+        raise InvalidArgument(
+            field_name,
+            f"{text!r} is not a duration such as 90s, 15m, 1h30m or 2d" + _digit_hint(text),
+        )
     total = sum(Fraction(n) * _UNITS_MS[u] for n, u in _DURATION_RE.findall(text))
     if total.denominator != 1:
         raise InvalidArgument(field_name, f"{text!r} is not a whole number of milliseconds")
@@ -612,8 +697,8 @@ class Schedule:
     """
 
     trigger: Trigger
-    start_ms: int = 0   # 0: no lower bound
-    end_ms: int = 0     # 0: no upper bound (inclusive otherwise)
+    start_ms: int = 0  # 0: no lower bound
+    end_ms: int = 0  # 0: no upper bound (inclusive otherwise)
     jitter_ms: int = 0
 
     def next_after(self, after_ms: int) -> int | None:
@@ -681,7 +766,9 @@ class Schedule:
         slot = self.next_after(after_ms)
         return 0 if slot is None else self.due_ms(name, slot)
 
-    def slots_due(self, name: str, first_slot_ms: int, now_ms: int, limit: int) -> tuple[list[int], int]:
+    def slots_due(
+        self, name: str, first_slot_ms: int, now_ms: int, limit: int
+    ) -> tuple[list[int], int]:
         """Slots from ``first_slot_ms`` on whose due time is <= ``now_ms`` (at most ``limit``),
         and the due time of the slot after the last one returned (0: none)."""
         slots: list[int] = []
@@ -722,25 +809,38 @@ def compile_schedule(s: types_pb2.Schedule) -> Schedule:
     if s.kind == types_pb2.SCHEDULE_KIND_CRON:
         text = collapse_blanks(s.cron, "schedule.cron")
         if text.lower().startswith("@every"):
-            every = parse_duration(text[len("@every"):], "schedule.cron")
+            every = parse_duration(text[len("@every") :], "schedule.cron")
             if every < MIN_INTERVAL_MS:
-                raise InvalidArgument("schedule.cron", f"{text!r}: the interval must be at least 1s")
+                raise InvalidArgument(
+                    "schedule.cron", f"{text!r}: the interval must be at least 1s"
+                )
             trigger: Trigger = Interval(every, _anchor(s))
         else:
-            trigger = parse_cron(text, s.timezone or "UTC", "schedule.cron",
-                                 dst_gap_from_pb(s.dst_gap), dst_repeat_from_pb(s.dst_repeat))
+            trigger = parse_cron(
+                text,
+                s.timezone or "UTC",
+                "schedule.cron",
+                dst_gap_from_pb(s.dst_gap),
+                dst_repeat_from_pb(s.dst_repeat),
+            )
     elif s.kind == types_pb2.SCHEDULE_KIND_INTERVAL:
         if s.every_ms < MIN_INTERVAL_MS:
-            raise InvalidArgument("schedule.every_ms", f"{s.every_ms} ms is below the minimum of 1s")
+            raise InvalidArgument(
+                "schedule.every_ms", f"{s.every_ms} ms is below the minimum of 1s"
+            )
         trigger = Interval(s.every_ms, _anchor(s))
     elif s.kind == types_pb2.SCHEDULE_KIND_AT:
         trigger = At(s.at_ms)
     else:
-        raise InvalidArgument("schedule.kind", "is required: a cron expression, an interval or a one-shot time")
+        raise InvalidArgument(
+            "schedule.kind", "is required: a cron expression, an interval or a one-shot time"
+        )
     return Schedule(trigger, max(0, s.start_ms), max(0, s.end_ms), max(0, s.jitter_ms))
 
 
-def preview(schedule: Schedule | types_pb2.Schedule, after_ms: int, count: int, name: str = "") -> list[int]:
+def preview(
+    schedule: Schedule | types_pb2.Schedule, after_ms: int, count: int, name: str = ""
+) -> list[int]:
     """The next ``count`` firing instants strictly after ``after_ms``, with bounds and jitter
     (for job ``name``) applied: what ``schedctl job preview`` lists."""
     if isinstance(schedule, types_pb2.Schedule):
@@ -749,8 +849,9 @@ def preview(schedule: Schedule | types_pb2.Schedule, after_ms: int, count: int, 
     return [due for _, due in schedule.preview(name, after_ms, count)]
 
 
-def slots_due(trigger: Trigger | Schedule, first_due_ms: int | None, now_ms: int,
-              limit: int) -> tuple[list[int], int]:
+def slots_due(
+    trigger: Trigger | Schedule, first_due_ms: int | None, now_ms: int, limit: int
+) -> tuple[list[int], int]:
     """Scheduled instants from ``first_due_ms`` up to ``now_ms`` (at most ``limit``) and the
     next instant after the last one returned (0: none). No jitter: see Schedule.slots_due."""
     slots: list[int] = []
@@ -777,7 +878,9 @@ def parse_rfc3339(text: str, field: str) -> int:
     try:
         dt = datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError:
-        raise InvalidArgument(field, f"{text!r} is not an RFC 3339 time such as 2026-01-02T03:04:05Z") from None
+        raise InvalidArgument(
+            field, f"{text!r} is not an RFC 3339 time such as 2026-01-02T03:04:05Z"
+        ) from None
     if dt.tzinfo is None:
         raise InvalidArgument(field, f"{text!r} has no UTC offset; add Z or +HH:MM")
     return int(round(dt.timestamp() * 1000))

@@ -135,7 +135,9 @@ def status_of(exc: BaseException) -> tuple[str, str, str]:
     return code, details, hint
 
 
-def node_failure(target: str, code: str, details: str, hint: str, timeout: float) -> errors.SchedError:
+def node_failure(
+    target: str, code: str, details: str, hint: str, timeout: float
+) -> errors.SchedError:
     """The error of a failed single-node status call: Unavailable naming the node when it could
     not be reached or did not answer in time, else the typed error of the status."""
     if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
@@ -143,8 +145,9 @@ def node_failure(target: str, code: str, details: str, hint: str, timeout: float
     return error_from_status(code, details, hint)
 
 
-def report_of(endpoint: str, status: models.NodeStatus | None,
-              error: errors.SchedError | None) -> models.NodeReport:
+def report_of(
+    endpoint: str, status: models.NodeStatus | None, error: errors.SchedError | None
+) -> models.NodeReport:
     """A :class:`schedd.models.NodeReport`; the reason drops the endpoint prefix it repeats."""
     if error is None:
         return models.NodeReport(endpoint, status, "")
@@ -170,11 +173,19 @@ class Attempts:
     this class adds what is the SDK's own: which failures are final, and giving up.
     """
 
-    def __init__(self, endpoints: Sequence[str], first: str, *, method: str, idempotent: bool,
-                 timeout: float, retry_for: float, now: float) -> None:
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        first: str,
+        *,
+        method: str,
+        idempotent: bool,
+        timeout: float,
+        retry_for: float,
+        now: float,
+    ) -> None:
         self._endpoints = list(endpoints)
-        self._nav = Navigator(self._endpoints, first=first,
-                              max_free_hops=len(self._endpoints) + 1)
+        self._nav = Navigator(self._endpoints, first=first, max_free_hops=len(self._endpoints) + 1)
         self._method = method
         self._idempotent = idempotent
         self._timeout = timeout
@@ -188,8 +199,9 @@ class Attempts:
     def failed(self, code: str, details: str, hint: str, *, maybe_sent: bool, now: float) -> float:
         """Account for an attempt at ``target`` that failed; see the class docstring."""
         target = self.target
-        action = classify(code, hint=hint, current=target, idempotent=self._idempotent,
-                          maybe_sent=maybe_sent)
+        action = classify(
+            code, hint=hint, current=target, idempotent=self._idempotent, maybe_sent=maybe_sent
+        )
         if action is Action.FAIL:
             if code == "DEADLINE_EXCEEDED":
                 reason = (
@@ -251,10 +263,15 @@ def retry_policy(
     failure reporting one of ``non_retryable_exit_codes``, or whose error text contains one of
     ``non_retryable_errors``, is not retried. The server checks the ranges (InvalidArgument
     naming ``retry.<field>``)."""
-    policy = build(lambda: types_pb2.RetryPolicy(
-        max_attempts=max_attempts, multiplier=multiplier, max_backoff_ms=max_backoff_ms,
-        non_retryable_exit_codes=list(non_retryable_exit_codes),
-        non_retryable_errors=list(non_retryable_errors)))
+    policy = build(
+        lambda: types_pb2.RetryPolicy(
+            max_attempts=max_attempts,
+            multiplier=multiplier,
+            max_backoff_ms=max_backoff_ms,
+            non_retryable_exit_codes=list(non_retryable_exit_codes),
+            non_retryable_errors=list(non_retryable_errors),
+        )
+    )
     if initial_backoff_ms is not None:
         policy.initial_backoff_ms = build(lambda: int(initial_backoff_ms))
     return policy
@@ -273,7 +290,9 @@ def as_policy(retry: RetrySpec) -> types_pb2.RetryPolicy:
     known = {f.name for f in types_pb2.RetryPolicy.DESCRIPTOR.fields}
     for key in retry:
         if key not in known:
-            raise errors.InvalidArgument(f"retry.{key}", f"unknown field; known: {', '.join(sorted(known))}")
+            raise errors.InvalidArgument(
+                f"retry.{key}", f"unknown field; known: {', '.join(sorted(known))}"
+            )
     return retry_policy(**retry)
 
 
@@ -291,8 +310,17 @@ def run_state(state: int | str) -> int:
     return int(state)
 
 
-_POLICY_INT_FIELDS = ("misfire_grace_ms", "catchup_window_ms", "max_catchup", "max_concurrent",
-                      "dispatch_timeout_ms", "priority", "keep_runs", "keep_for_ms", "max_runs")
+_POLICY_INT_FIELDS = (
+    "misfire_grace_ms",
+    "catchup_window_ms",
+    "max_catchup",
+    "max_concurrent",
+    "dispatch_timeout_ms",
+    "priority",
+    "keep_runs",
+    "keep_for_ms",
+    "max_runs",
+)
 
 
 def job_request(
@@ -319,15 +347,23 @@ def job_request(
     if max_attempts < 0:
         raise errors.InvalidArgument("max_attempts", f"{max_attempts} must not be negative")
     if cron is not None:
-        schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron, timezone=tz or "UTC")
+        schedule = types_pb2.Schedule(
+            kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron, timezone=tz or "UTC"
+        )
     elif every_ms is not None:
         schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=every_ms)
     else:
         schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=cast(int, at_ms))
     schedule.jitter_ms = jitter_ms
-    req = api_pb2.CreateJobRequest(name=name, schedule=schedule, queue=queue, payload=payload,
-                                   max_attempts=max_attempts, request_id=request_id,
-                                   run_timeout_ms=run_timeout_ms)
+    req = api_pb2.CreateJobRequest(
+        name=name,
+        schedule=schedule,
+        queue=queue,
+        payload=payload,
+        max_attempts=max_attempts,
+        request_id=request_id,
+        run_timeout_ms=run_timeout_ms,
+    )
     if retry is not None:
         req.retry.CopyFrom(as_policy(retry))
     for key, value in options.items():
@@ -348,11 +384,19 @@ def job_request(
         elif key in ("start_ms", "end_ms", "anchor_ms"):
             setattr(req.schedule, key, int(value))
         elif key == "dst_gap":
-            req.schedule.dst_gap = cast(Any, {"shift": types_pb2.DST_GAP_SHIFT, "skip": types_pb2.DST_GAP_SKIP}.get(
-                str(value).lower(), value if isinstance(value, int) else -1))
+            req.schedule.dst_gap = cast(
+                Any,
+                {"shift": types_pb2.DST_GAP_SHIFT, "skip": types_pb2.DST_GAP_SKIP}.get(
+                    str(value).lower(), value if isinstance(value, int) else -1
+                ),
+            )
         elif key == "dst_repeat":
-            req.schedule.dst_repeat = cast(Any, {"once": types_pb2.DST_REPEAT_ONCE, "twice": types_pb2.DST_REPEAT_TWICE}.get(
-                str(value).lower(), value if isinstance(value, int) else -1))
+            req.schedule.dst_repeat = cast(
+                Any,
+                {"once": types_pb2.DST_REPEAT_ONCE, "twice": types_pb2.DST_REPEAT_TWICE}.get(
+                    str(value).lower(), value if isinstance(value, int) else -1
+                ),
+            )
         else:
             raise errors.InvalidArgument(key, "is not a job option")
     return req
@@ -396,27 +440,35 @@ def create_job(name: str, request_id: str | None, definition: dict[str, Any]) ->
     return Call("jobs", "CreateJob", req, True, _job)
 
 
-def update_job(name: str, expect_version: int, request_id: str | None,
-               definition: dict[str, Any]) -> Call[models.Job]:
+def update_job(
+    name: str, expect_version: int, request_id: str | None, definition: dict[str, Any]
+) -> Call[models.Job]:
     """UpdateJob with the whole new definition; safe to resend (request id)."""
     if expect_version < 0:
         raise errors.InvalidArgument("expect_version", f"{expect_version} must not be negative")
     rid = request_id or new_request_id()
-    req = build(lambda: api_pb2.UpdateJobRequest(
-        job=job_request(name, request_id=rid, **definition), expect_version=expect_version))
+    req = build(
+        lambda: api_pb2.UpdateJobRequest(
+            job=job_request(name, request_id=rid, **definition), expect_version=expect_version
+        )
+    )
     return Call("jobs", "UpdateJob", req, True, _job)
 
 
-def backfill_job(name: str, from_ms: int, to_ms: int, limit: int,
-                 overlap: str | int) -> Call[models.BackfillResult]:
+def backfill_job(
+    name: str, from_ms: int, to_ms: int, limit: int, overlap: str | int
+) -> Call[models.BackfillResult]:
     """BackfillJob; safe to resend (slots that already have a run are left alone)."""
     if limit < 0:
         raise errors.InvalidArgument("limit", f"{limit} must not be negative")
     if to_ms < from_ms:
         raise errors.InvalidArgument("to_ms", f"{to_ms} is before from_ms {from_ms}")
     ov = _overlap(overlap)
-    req = build(lambda: api_pb2.BackfillRequest(name=name, from_ms=from_ms, to_ms=to_ms,
-                                                limit=limit, overlap=cast(Any, ov)))
+    req = build(
+        lambda: api_pb2.BackfillRequest(
+            name=name, from_ms=from_ms, to_ms=to_ms, limit=limit, overlap=cast(Any, ov)
+        )
+    )
     return Call("jobs", "BackfillJob", req, True, models.BackfillResult.from_pb)
 
 
@@ -464,8 +516,9 @@ def list_runs(job: str, limit: int, state: int | str | None) -> Call[list[models
         raise errors.InvalidArgument("limit", f"{limit} must not be negative")
     st = run_state(state) if state is not None else 0
     req = build(lambda: api_pb2.ListRunsRequest(job=job, limit=limit, state=cast(Any, st)))
-    return Call("runs", "ListRuns", req, True,
-                lambda resp: [models.Run.from_pb(r) for r in resp.runs])
+    return Call(
+        "runs", "ListRuns", req, True, lambda resp: [models.Run.from_pb(r) for r in resp.runs]
+    )
 
 
 def get_run(run_id: str) -> Call[models.Run]:
@@ -481,13 +534,17 @@ def retry_run(run_id: str, request_id: str | None) -> Call[models.Run]:
     return Call("runs", "RetryRun", req, True, _run)
 
 
-def complete_run(run_id: str, fence: int, success: bool, error: str,
-                 exit_code: int | None) -> Call[None]:
+def complete_run(
+    run_id: str, fence: int, success: bool, error: str, exit_code: int | None
+) -> Call[None]:
     """CompleteRun; a success is safe to resend (the server accepts it again for the same
     fence), a failure is not."""
     outcome = api_pb2.OUTCOME_SUCCEEDED if success else api_pb2.OUTCOME_FAILED
-    req = build(lambda: api_pb2.Completion(run_id=run_id, fence=fence, outcome=outcome,
-                                           error=error, exit_code=exit_code))
+    req = build(
+        lambda: api_pb2.Completion(
+            run_id=run_id, fence=fence, outcome=outcome, error=error, exit_code=exit_code
+        )
+    )
     return Call("runs", "CompleteRun", req, success, _nothing)
 
 
@@ -521,8 +578,9 @@ class JobPager:
         page = JOB_PAGE if self._limit is None else min(JOB_PAGE, self._limit - len(self.jobs))
         after = self._after
         req = build(lambda: api_pb2.ListJobsRequest(limit=page, after_name=after))
-        return Call("jobs", "ListJobs", req, True,
-                    lambda resp: [models.Job.from_pb(j) for j in resp.jobs])
+        return Call(
+            "jobs", "ListJobs", req, True, lambda resp: [models.Job.from_pb(j) for j in resp.jobs]
+        )
 
     def add(self, got: list[models.Job]) -> None:
         """Take one page. An empty page ends the listing, and so does a page that does not move
@@ -533,4 +591,4 @@ class JobPager:
         self.jobs.extend(got)
         self._after = got[-1].name
         if self._limit is not None:
-            del self.jobs[self._limit:]
+            del self.jobs[self._limit :]

@@ -49,7 +49,7 @@ class Move(enum.Enum):
 
     FOLLOW = "follow"  # to the leader a node named (the hint)
     ROTATE = "rotate"  # to the next endpoint
-    RETRY = "retry"    # to the same node again
+    RETRY = "retry"  # to the same node again
 
 
 def move_after(hint: str, current: str) -> Move:
@@ -83,9 +83,15 @@ class Navigator:
     * A suspect is skipped until ``suspect_for`` seconds after it was last found frozen.
     """
 
-    def __init__(self, endpoints: Sequence[str], *, first: str | None = None,
-                 max_free_hops: int | None = None, backoff: tuple[float, float] = (0.05, 1.0),
-                 suspect_for: float = SUSPECT_S) -> None:
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        first: str | None = None,
+        max_free_hops: int | None = None,
+        backoff: tuple[float, float] = (0.05, 1.0),
+        suspect_for: float = SUSPECT_S,
+    ) -> None:
         if not endpoints:
             raise ValueError("endpoints: at least one is required")
         self._endpoints = list(endpoints)
@@ -97,7 +103,7 @@ class Navigator:
         self._delays = backoff_delays(*backoff)
         self._suspect_for = suspect_for
         self._suspects: dict[str, float] = {}  # address -> until when it is skipped
-        self._hops = 0                         # free hops in a row so far
+        self._hops = 0  # free hops in a row so far
 
     @property
     def target(self) -> str:
@@ -163,7 +169,8 @@ class Navigator:
         """A suspect is skipped while some listed endpoint is not one; when every endpoint is,
         suspicion tells nothing apart and nothing is skipped."""
         return self.is_suspect(address, now) and not all(
-            self.is_suspect(a, now) for a in self._endpoints)
+            self.is_suspect(a, now) for a in self._endpoints
+        )
 
     def _after(self, current: str, now: float) -> str:
         """The endpoint after ``current`` in list order that is not skipped; the first such one

@@ -46,11 +46,18 @@ class _StorageFailureStop(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS):
+        if isinstance(exc, OSError) and exc.errno in (
+            errno.ENOSPC,
+            errno.EIO,
+            errno.EDQUOT,
+            errno.EROFS,
+        ):
             from schedd.state.store import fatal
 
-            fatal(f"Raft journal write failed: {exc}; free disk space or fix the disk, then restart "
-                  "the node (it catches up from its peers)")
+            fatal(
+                f"Raft journal write failed: {exc}; free disk space or fix the disk, then restart "
+                "the node (it catches up from its peers)"
+            )
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -80,8 +87,10 @@ def _require_server() -> None:
     to run a node, instead of an import traceback."""
     missing = [dist for module, dist in SERVER_MODULES.items() if not _installed(module)]
     if missing:
-        _fail(f"running a node needs {', '.join(missing)}, not installed here: "
-              "python3 -m pip install 'schedd[server]'")
+        _fail(
+            f"running a node needs {', '.join(missing)}, not installed here: "
+            "python3 -m pip install 'schedd[server]'"
+        )
 
 
 def _parse_duration(text: str, option: str) -> float:
@@ -129,31 +138,76 @@ def _catchup_spacing(rate: Any) -> int:
 
 
 @main.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file with the options below.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML file with the options below.",
+)
 @click.option("--node-id", help="This node's id (unique in the cluster).")
 @click.option("--data-dir", help="Directory for the LMDB state, Raft journal and snapshot.")
 @click.option("--raft", "raft_addr", help="HOST:PORT for Raft traffic (peers connect here).")
 @click.option("--grpc", "grpc_addr", help="HOST:PORT for the gRPC API (clients and workers).")
-@click.option("--peer", "peers", multiple=True, help="ID=RAFT_HOST:PORT/GRPC_HOST:PORT of another node; repeat.")
-@click.option("--raft-password-file", type=click.Path(dir_okay=False),
-              help="File holding the Raft password (else SCHEDD_RAFT_PASSWORD).")
-@click.option("--lease-ttl", default=None, help="Lease period of a firing without heartbeats [10s].")
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    help="ID=RAFT_HOST:PORT/GRPC_HOST:PORT of another node; repeat.",
+)
+@click.option(
+    "--raft-password-file",
+    type=click.Path(dir_okay=False),
+    help="File holding the Raft password (else SCHEDD_RAFT_PASSWORD).",
+)
+@click.option(
+    "--lease-ttl", default=None, help="Lease period of a firing without heartbeats [10s]."
+)
 @click.option("--heartbeat-interval", default=None, help="How often workers heartbeat [2s].")
-@click.option("--retry-backoff", default=None, help="Wait before a failed or expired attempt is retried, for jobs without a retry policy [1s].")
-@click.option("--catchup-rate", default=None, type=float,
-              help="Cluster-wide limit on catch-up runs (missed slots fired late, backfills), per second [100].")
+@click.option(
+    "--retry-backoff",
+    default=None,
+    help="Wait before a failed or expired attempt is retried, for jobs without a retry policy [1s].",
+)
+@click.option(
+    "--catchup-rate",
+    default=None,
+    type=float,
+    help="Cluster-wide limit on catch-up runs (missed slots fired late, backfills), per second [100].",
+)
 @click.option("--map-size", default=None, type=int, help="LMDB map size in MiB [4096].")
-@click.option("--min-free", default=None, type=int, envvar="SCHEDD_MIN_FREE_MIB",
-              help="Stop (exit 70) when the data disk has less free space, MiB [64].")
-@click.option("--unsafe-no-fsync", is_flag=True, default=None,
-              help="Acknowledge writes before they are on disk (synced once a second instead). A power cut "
-                   "of a majority then loses acknowledged writes and can reuse fences. Only for tests and "
-                   "throw-away clusters; never set by default or by an environment variable.")
+@click.option(
+    "--min-free",
+    default=None,
+    type=int,
+    envvar="SCHEDD_MIN_FREE_MIB",
+    help="Stop (exit 70) when the data disk has less free space, MiB [64].",
+)
+@click.option(
+    "--unsafe-no-fsync",
+    is_flag=True,
+    default=None,
+    help="Acknowledge writes before they are on disk (synced once a second instead). A power cut "
+    "of a majority then loses acknowledged writes and can reuse fences. Only for tests and "
+    "throw-away clusters; never set by default or by an environment variable.",
+)
 @click.option("--log-level", default="info", show_default=True)
-def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft_addr: str | None,
-        grpc_addr: str | None, peers: tuple[str, ...], raft_password_file: str | None, lease_ttl: str | None,
-        heartbeat_interval: str | None, retry_backoff: str | None, catchup_rate: float | None,
-        map_size: int | None, min_free: int | None, unsafe_no_fsync: bool | None, log_level: str) -> None:
+def run(
+    config_file: str | None,
+    node_id: str | None,
+    data_dir: str | None,
+    raft_addr: str | None,
+    grpc_addr: str | None,
+    peers: tuple[str, ...],
+    raft_password_file: str | None,
+    lease_ttl: str | None,
+    heartbeat_interval: str | None,
+    retry_backoff: str | None,
+    catchup_rate: float | None,
+    map_size: int | None,
+    min_free: int | None,
+    unsafe_no_fsync: bool | None,
+    log_level: str,
+) -> None:
     """Run one schedd node until SIGTERM or Ctrl-C.
 
     \b
@@ -187,24 +241,43 @@ def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft
                 password = pf.read().strip()
         except OSError as e:
             _fail(f"--raft-password-file: cannot read {pw_file}: {e.strerror}")
-    for flag, value in (("--node-id", pick(node_id, "node_id")), ("--data-dir", pick(data_dir, "data_dir")),
-                        ("--raft", pick(raft_addr, "raft")), ("--grpc", pick(grpc_addr, "grpc"))):
+    for flag, value in (
+        ("--node-id", pick(node_id, "node_id")),
+        ("--data-dir", pick(data_dir, "data_dir")),
+        ("--raft", pick(raft_addr, "raft")),
+        ("--grpc", pick(grpc_addr, "grpc")),
+    ):
         if not value:
             _fail(f"{flag} is required (or set it in --config)")
     if not password:
-        _fail("a Raft password is required: set SCHEDD_RAFT_PASSWORD or pass --raft-password-file "
-              "(Raft traffic is always encrypted and authenticated)")
+        _fail(
+            "a Raft password is required: set SCHEDD_RAFT_PASSWORD or pass --raft-password-file "
+            "(Raft traffic is always encrypted and authenticated)"
+        )
     d = DispatchSettings()
     settings = DispatchSettings(
-        lease_ttl_s=_parse_duration(str(pick(lease_ttl, "lease_ttl", f"{d.lease_ttl_s}s")), "--lease-ttl"),
-        heartbeat_interval_s=_parse_duration(str(pick(heartbeat_interval, "heartbeat_interval",
-                                                      f"{d.heartbeat_interval_s}s")), "--heartbeat-interval"),
-        retry_backoff_ms=int(1000 * _parse_duration(str(pick(retry_backoff, "retry_backoff",
-                                                             f"{d.retry_backoff_ms}ms")), "--retry-backoff")),
-        catchup_spacing_ms=_catchup_spacing(pick(catchup_rate, "catchup_rate", 1000 / d.catchup_spacing_ms)),
+        lease_ttl_s=_parse_duration(
+            str(pick(lease_ttl, "lease_ttl", f"{d.lease_ttl_s}s")), "--lease-ttl"
+        ),
+        heartbeat_interval_s=_parse_duration(
+            str(pick(heartbeat_interval, "heartbeat_interval", f"{d.heartbeat_interval_s}s")),
+            "--heartbeat-interval",
+        ),
+        retry_backoff_ms=int(
+            1000
+            * _parse_duration(
+                str(pick(retry_backoff, "retry_backoff", f"{d.retry_backoff_ms}ms")),
+                "--retry-backoff",
+            )
+        ),
+        catchup_spacing_ms=_catchup_spacing(
+            pick(catchup_rate, "catchup_rate", 1000 / d.catchup_spacing_ms)
+        ),
     )
     if settings.heartbeat_interval_s * 2 > settings.lease_ttl_s:
-        _fail("--heartbeat-interval: must be at most half of --lease-ttl so one lost heartbeat does not expire a lease")
+        _fail(
+            "--heartbeat-interval: must be at most half of --lease-ttl so one lost heartbeat does not expire a lease"
+        )
     unsafe = pick(unsafe_no_fsync, "unsafe_no_fsync", False)
     if not isinstance(unsafe, bool):
         _fail(f"--config: unsafe_no_fsync must be true or false, not {unsafe!r}")
@@ -212,12 +285,17 @@ def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft
 
     try:
         config = NodeConfig(
-            node_id=pick(node_id, "node_id"), data_dir=pick(data_dir, "data_dir"), raft=pick(raft_addr, "raft"),
-            grpc=pick(grpc_addr, "grpc"), password=password,
+            node_id=pick(node_id, "node_id"),
+            data_dir=pick(data_dir, "data_dir"),
+            raft=pick(raft_addr, "raft"),
+            grpc=pick(grpc_addr, "grpc"),
+            password=password,
             peers=tuple(Peer.parse(p) for p in pick(peers, "peers", ())),
-            dispatch=settings, raft_settings=RaftSettings(fsync=not unsafe),
+            dispatch=settings,
+            raft_settings=RaftSettings(fsync=not unsafe),
             map_size=int(pick(map_size, "map_size_mib", 4096)) << 20,
-            min_free_bytes=int(pick(min_free, "min_free_mib", 64)) << 20)
+            min_free_bytes=int(pick(min_free, "min_free_mib", 64)) << 20,
+        )
         node = Node(config)
     except SchedError as e:
         _fail(e.message)
@@ -238,11 +316,26 @@ def run(config_file: str | None, node_id: str | None, data_dir: str | None, raft
 
 
 @main.command()
-@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 7), help="How many nodes.")
-@click.option("--dir", "root", default=".schedd-dev", show_default=True, help="Where the nodes keep their data.")
-@click.option("--base-port", default=50051, show_default=True, type=click.IntRange(1024, 65000),
-              help="gRPC ports are BASE..BASE+N-1, Raft ports BASE+100...")
-@click.option("--demo", is_flag=True, help="Also start a shell worker and a demo job firing every 5 seconds.")
+@click.option(
+    "--nodes", default=3, show_default=True, type=click.IntRange(1, 7), help="How many nodes."
+)
+@click.option(
+    "--dir",
+    "root",
+    default=".schedd-dev",
+    show_default=True,
+    help="Where the nodes keep their data.",
+)
+@click.option(
+    "--base-port",
+    default=50051,
+    show_default=True,
+    type=click.IntRange(1024, 65000),
+    help="gRPC ports are BASE..BASE+N-1, Raft ports BASE+100...",
+)
+@click.option(
+    "--demo", is_flag=True, help="Also start a shell worker and a demo job firing every 5 seconds."
+)
 def dev(nodes: int, root: str, base_port: int, demo: bool) -> None:
     """Start a local cluster of real `schedd run` processes on 127.0.0.1 and keep it running
     until Ctrl-C.
@@ -263,9 +356,13 @@ def dev(nodes: int, root: str, base_port: int, demo: bool) -> None:
     for port in [base_port + i for i in range(nodes)] + [base_port + 100 + i for i in range(nodes)]:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
-                _fail(f"--base-port: port {port} is in use (another schedd dev?); stop it or pick another --base-port")
+                _fail(
+                    f"--base-port: port {port} is in use (another schedd dev?); stop it or pick another --base-port"
+                )
     cluster = LocalCluster(root, nodes=nodes, base_port=base_port)
-    click.echo(f"starting {nodes} schedd nodes in {cluster.root} (logs: {cluster.root}/n*/node.log)")
+    click.echo(
+        f"starting {nodes} schedd nodes in {cluster.root} (logs: {cluster.root}/n*/node.log)"
+    )
     cluster.start()
     worker: subprocess.Popen[bytes] | None = None
     stop = threading.Event()
@@ -284,13 +381,18 @@ def dev(nodes: int, root: str, base_port: int, demo: bool) -> None:
             click.echo(f"  {spec.node_id}: grpc {spec.grpc}  raft {spec.raft}")
         click.echo("point schedctl at the cluster with:")
         click.echo(f"  {env_line}")
-        click.echo(f"  (also written to {os.path.join(cluster.root, 'env')}; `source` it in another shell)")
+        click.echo(
+            f"  (also written to {os.path.join(cluster.root, 'env')}; `source` it in another shell)"
+        )
         if demo:
             worker = _start_demo(cluster)
         click.echo("press Ctrl-C to stop")
         while not stop.wait(0.5):
             if worker is not None and worker.poll() is not None:
-                click.echo(f"demo worker exited with {worker.returncode}; see {cluster.root}/worker.log", err=True)
+                click.echo(
+                    f"demo worker exited with {worker.returncode}; see {cluster.root}/worker.log",
+                    err=True,
+                )
                 worker = None
     finally:
         click.echo("stopping...")
@@ -312,16 +414,37 @@ def _start_demo(cluster: Any) -> Any:
 
     log_path = os.path.join(cluster.root, "worker.log")
     script = 'echo "demo: job=$SCHEDD_JOB run=$SCHEDD_RUN_ID scheduled=$SCHEDD_SCHEDULED_AT fence=$SCHEDD_FENCE"'
-    cmd = [sys.executable, "-m", "schedctl", "--endpoints", cluster.endpoints_env, "worker", "run",
-           "--concurrency", "4", "--", "sh", "-c", script]
-    worker = subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "schedctl",
+        "--endpoints",
+        cluster.endpoints_env,
+        "worker",
+        "run",
+        "--concurrency",
+        "4",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]
+    worker = subprocess.Popen(
+        cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     with Client(cluster.endpoints) as client:
         try:
-            client.create_job("demo", cron="*/5 * * * * *", payload='{"hello": "world"}', request_id="schedd-dev-demo")
+            client.create_job(
+                "demo",
+                cron="*/5 * * * * *",
+                payload='{"hello": "world"}',
+                request_id="schedd-dev-demo",
+            )
         except AlreadyExists:
             pass
-    click.echo("demo: a shell worker is running (output in "
-               f"{log_path}); job 'demo' fires every 5 seconds.")
+    click.echo(
+        f"demo: a shell worker is running (output in {log_path}); job 'demo' fires every 5 seconds."
+    )
     click.echo("  watch it with:  schedctl run list --job demo")
     time.sleep(0)
     return worker

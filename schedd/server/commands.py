@@ -27,7 +27,9 @@ def plan_resume(job: types_pb2.Job, now_ms: int, skip_missed: bool) -> command_p
         body.from_due_ms = job.next_due_ms
         body.next_due_ms = validate.resume_due(job, now_ms)
         if job.next_due_ms and job.next_due_ms <= now_ms:
-            body.missed_first_ms = compile_schedule(job.schedule).slot_of_due(job.name, job.next_due_ms)
+            body.missed_first_ms = compile_schedule(job.schedule).slot_of_due(
+                job.name, job.next_due_ms
+            )
     return body
 
 

@@ -60,11 +60,11 @@ class DispatchSettings:
     lease_ttl_s: float = 10.0
     heartbeat_interval_s: float = 2.0
     retry_backoff_ms: int = 1000
-    catchup_window_ms: int = 3600_000   # jobs from before misfire policies: older slots are dropped
+    catchup_window_ms: int = 3600_000  # jobs from before misfire policies: older slots are dropped
     # Cluster-wide pacing of catch-up runs (missed slots fired late, backfills): at most one per
     # this many ms in not_before time, across all jobs (10 ms = 100 catch-up runs per second).
     catchup_spacing_ms: int = 10
-    max_slots_per_job: int = 100        # per tick; the rest come next tick
+    max_slots_per_job: int = 100  # per tick; the rest come next tick
     # Bounds on one tick's Raft entry: a smaller entry commits (and reaches workers) sooner;
     # the next tick follows at once while work remains.
     max_fires_per_tick: int = 500
@@ -77,10 +77,10 @@ class DispatchSettings:
     propose_timeout_s: float = 5.0
     idle_tick_s: float = 0.05
     reconcile_every_s: float = 1.0
-    housekeeping_every_s: float = 5.0   # dispatch timeouts and retention
-    prune_jobs_per_pass: int = 200      # retention visits this many jobs per housekeeping pass
+    housekeeping_every_s: float = 5.0  # dispatch timeouts and retention
+    prune_jobs_per_pass: int = 200  # retention visits this many jobs per housekeeping pass
     prune_runs_per_entry: int = 1000
-    request_ttl_ms: int = 86_400_000    # client request ids dedupe retries for this long
+    request_ttl_ms: int = 86_400_000  # client request ids dedupe retries for this long
     prune_requests_per_pass: int = 2000
 
 
@@ -88,9 +88,17 @@ CompletionCallback = Callable[[str, str], None]  # (status code name, message)
 
 
 class Dispatcher:
-    def __init__(self, *, node_id: str, store: Store, raft: RaftNode, clock: Clock,
-                 registry: Registry, leader_hint: Callable[[], str],
-                 settings: DispatchSettings | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        store: Store,
+        raft: RaftNode,
+        clock: Clock,
+        registry: Registry,
+        leader_hint: Callable[[], str],
+        settings: DispatchSettings | None = None,
+    ) -> None:
         self.node_id = node_id
         self.store = store
         self.raft = raft
@@ -99,7 +107,7 @@ class Dispatcher:
         self.leader_hint = leader_hint
         self.settings = settings or DispatchSettings()
         self.leases = LeaseTable(self.settings.lease_ttl_s)
-        self._lock = threading.Lock()          # guards leases, _completions, _active
+        self._lock = threading.Lock()  # guards leases, _completions, _active
         self._wake = threading.Condition(self._lock)
         self._completions: list[tuple[command_pb2.CompleteItem, CompletionCallback]] = []
         self._released: list[command_pb2.ExpireItem] = []  # leases workers gave back (next tick)
@@ -142,7 +150,9 @@ class Dispatcher:
 
     # ---- inputs from worker streams and RPCs -------------------------------------------------
 
-    def attach(self, session: WorkerSession, running: list[api_pb2.Lease]) -> tuple[list[api_pb2.Lease], list[api_pb2.Lease]]:
+    def attach(
+        self, session: WorkerSession, running: list[api_pb2.Lease]
+    ) -> tuple[list[api_pb2.Lease], list[api_pb2.Lease]]:
         """Register a worker stream; re-attach the leases it still holds (same fence)."""
         if not self._active:
             raise Unavailable("this node is not dispatching (not the leader)")
@@ -172,8 +182,13 @@ class Dispatcher:
         lost = []
         with self._lock:
             for lease in leases:
-                if not self.leases.renew(lease.run_id, lease.fence, session.worker_id, now,
-                                         lease.progress[:MAX_PROGRESS_CHARS]):
+                if not self.leases.renew(
+                    lease.run_id,
+                    lease.fence,
+                    session.worker_id,
+                    now,
+                    lease.progress[:MAX_PROGRESS_CHARS],
+                ):
                     lost.append(lease)
         return lost
 
@@ -190,8 +205,11 @@ class Dispatcher:
                 self.leases.release(r.run_id, r.fence)
                 self._deadlines.pop(r.run_id, None)
         self._tell_lost(revoked)
-        log.info("event=leases_revoked runs=%s reason=%r", ",".join(f"{r.run_id}@{r.worker_id}" for r in revoked),
-                 revoked[0].reason)
+        log.info(
+            "event=leases_revoked runs=%s reason=%r",
+            ",".join(f"{r.run_id}@{r.worker_id}" for r in revoked),
+            revoked[0].reason,
+        )
 
     def release(self, session: WorkerSession, leases: list[api_pb2.Lease], reason: str) -> int:
         """The worker gives these leases back (drain timeout, or firings it will not start).
@@ -203,7 +221,9 @@ class Dispatcher:
         back. If the tick's entry does not commit, the lease is back in the table at the next
         reconcile and expires as usual (later, but never lost)."""
         session.draining = True  # a worker releases only when it stops: no new grants to it
-        why = f"released by worker {session.worker_id}" + (f": {reason[:MAX_RELEASE_REASON_CHARS]}" if reason else "")
+        why = f"released by worker {session.worker_id}" + (
+            f": {reason[:MAX_RELEASE_REASON_CHARS]}" if reason else ""
+        )
         queued = 0
         with self._wake:
             if not self._active:
@@ -214,8 +234,14 @@ class Dispatcher:
                     continue
                 self.leases.release(lease.run_id, lease.fence)
                 self._deadlines.pop(lease.run_id, None)
-                self._released.append(command_pb2.ExpireItem(
-                    run_id=lease.run_id, fence=lease.fence, reason=why[:MAX_PROGRESS_CHARS], released=True))
+                self._released.append(
+                    command_pb2.ExpireItem(
+                        run_id=lease.run_id,
+                        fence=lease.fence,
+                        reason=why[:MAX_PROGRESS_CHARS],
+                        released=True,
+                    )
+                )
                 queued += 1
             if queued:
                 self._wake.notify_all()
@@ -228,7 +254,11 @@ class Dispatcher:
             lease = self.leases.get(run_id)
             return lease.progress if lease is not None else ""
 
-    def submit_completions(self, items: list[api_pb2.Completion], callback: Callable[[api_pb2.Completion, str, str], None]) -> None:
+    def submit_completions(
+        self,
+        items: list[api_pb2.Completion],
+        callback: Callable[[api_pb2.Completion, str, str], None],
+    ) -> None:
         """Queue fenced completions for the next tick; ``callback(item, code, message)`` is
         called once per item after the tick's entry commits (or fails)."""
         with self._wake:
@@ -238,9 +268,12 @@ class Dispatcher:
                     continue
                 # The worker freed its slot when it sent this; stop counting the lease against it.
                 self.leases.release(c.run_id, c.fence)
-                item = command_pb2.CompleteItem(run_id=c.run_id, fence=c.fence,
-                                                success=c.outcome == api_pb2.OUTCOME_SUCCEEDED,
-                                                error=clip_error(c.error))
+                item = command_pb2.CompleteItem(
+                    run_id=c.run_id,
+                    fence=c.fence,
+                    success=c.outcome == api_pb2.OUTCOME_SUCCEEDED,
+                    error=clip_error(c.error),
+                )
                 if c.HasField("exit_code"):
                     item.exit_code = c.exit_code
                 self._completions.append((item, functools.partial(callback, c)))
@@ -274,8 +307,10 @@ class Dispatcher:
 
     def _activate(self, term: int) -> None:
         try:
-            cmd = command_pb2.Command(now_ms=self.clock.now_ms(),
-                                      barrier=command_pb2.BarrierCmd(node_id=self.node_id, term=term))
+            cmd = command_pb2.Command(
+                now_ms=self.clock.now_ms(),
+                barrier=command_pb2.BarrierCmd(node_id=self.node_id, term=term),
+            )
             self.raft.propose(encode(cmd), self.settings.propose_timeout_s)
         except SchedError as e:
             log.warning("event=barrier_failed term=%d error=%r", term, e.message)
@@ -288,7 +323,9 @@ class Dispatcher:
             self._deadlines = deadlines
             self._term = term
             self._active = True
-        log.info("event=dispatch_started node=%s term=%d leases=%d", self.node_id, term, len(self.leases))
+        log.info(
+            "event=dispatch_started node=%s term=%d leases=%d", self.node_id, term, len(self.leases)
+        )
 
     def _deactivate(self, reason: str) -> None:
         with self._lock:
@@ -304,7 +341,12 @@ class Dispatcher:
         hint = self.leader_hint()
         self.registry.close_all(f"{self.node_id} stopped leading: {reason}", hint)
         if was:
-            log.info("event=dispatch_stopped node=%s reason=%r leader_hint=%s", self.node_id, reason, hint or "-")
+            log.info(
+                "event=dispatch_stopped node=%s reason=%r leader_hint=%s",
+                self.node_id,
+                reason,
+                hint or "-",
+            )
 
     def _tick(self) -> None:
         s = self.settings
@@ -317,16 +359,19 @@ class Dispatcher:
             with self._lock:
                 self.leases.reconcile(committed, mono)
                 if deadlines is None:
-                    deadlines = {r: d for r, d in self._deadlines.items()
-                                 if committed.get(r, (None, ""))[0] == d[0]}
+                    deadlines = {
+                        r: d
+                        for r, d in self._deadlines.items()
+                        if committed.get(r, (None, ""))[0] == d[0]
+                    }
                 self._deadlines = deadlines
             self._last_reconcile = mono
             self._need_reconcile = False
 
         with self._lock:
             completions = self._take_completions()
-            released = self._released[:s.max_releases_per_tick]
-            del self._released[:s.max_releases_per_tick]
+            released = self._released[: s.max_releases_per_tick]
+            del self._released[: s.max_releases_per_tick]
             for r in released:  # a reconcile above may have put them back; they are given up
                 self.leases.release(r.run_id, r.fence)
             expired = self.leases.take_expired(mono)
@@ -338,21 +383,44 @@ class Dispatcher:
             self._last_housekeeping = mono
             chores = self._housekeeping(now_ms)
         expiries = list(released)
-        expiries += [command_pb2.ExpireItem(run_id=e.run_id, fence=e.fence,
-                                            reason=f"lease expired (worker {e.worker_id} sent no heartbeat for {s.lease_ttl_s:g}s)")
-                     for e in expired]
-        expiries += [command_pb2.ExpireItem(run_id=t.run_id, fence=t.fence, reason=t.reason) for t in timed_out]
-        plan = planner.plan_tick(self.store, now_ms, self._plan_settings, completions=[i for i, _ in completions],
-                                 expiries=expiries, workers=self._free_workers(), cursor=self._rr_cursor,
-                                 schedule_of=self._schedule, chores=chores)
+        expiries += [
+            command_pb2.ExpireItem(
+                run_id=e.run_id,
+                fence=e.fence,
+                reason=f"lease expired (worker {e.worker_id} sent no heartbeat for {s.lease_ttl_s:g}s)",
+            )
+            for e in expired
+        ]
+        expiries += [
+            command_pb2.ExpireItem(run_id=t.run_id, fence=t.fence, reason=t.reason)
+            for t in timed_out
+        ]
+        plan = planner.plan_tick(
+            self.store,
+            now_ms,
+            self._plan_settings,
+            completions=[i for i, _ in completions],
+            expiries=expiries,
+            workers=self._free_workers(),
+            cursor=self._rr_cursor,
+            schedule_of=self._schedule,
+            chores=chores,
+        )
         if not plan.commands:
             self._sleep(self._idle_wait(now_ms, mono))
             return
         try:
             result = self.raft.propose(encode(plan.batch()), s.propose_timeout_s)
         except SchedError as e:
-            log.warning("event=dispatch_propose_failed error=%r completions=%d expiries=%d timeouts=%d fires=%d grants=%d",
-                        e.message, len(completions), len(expired), len(timed_out), plan.fires, plan.grants)
+            log.warning(
+                "event=dispatch_propose_failed error=%r completions=%d expiries=%d timeouts=%d fires=%d grants=%d",
+                e.message,
+                len(completions),
+                len(expired),
+                len(timed_out),
+                plan.fires,
+                plan.grants,
+            )
             for _, cb in completions:
                 cb("UNAVAILABLE", f"completion not committed ({e.message}); resend it")
             self._need_reconcile = True
@@ -402,8 +470,14 @@ class Dispatcher:
             if lease is None or lease.fence != fence:
                 continue
             self.leases.release(rid, fence)
-            out.append(Revoked(rid, fence, lease.worker_id,
-                                 f"run timeout: still running {format_duration(timeout)} after it started"))
+            out.append(
+                Revoked(
+                    rid,
+                    fence,
+                    lease.worker_id,
+                    f"run timeout: still running {format_duration(timeout)} after it started",
+                )
+            )
         return out
 
     def _tell_lost(self, lost: list[Revoked]) -> None:
@@ -415,9 +489,14 @@ class Dispatcher:
         for worker_id, items in by_worker.items():
             session = self.registry.get(worker_id)
             if session is not None:
-                session.send(api_pb2.ServerMessage(lost=api_pb2.LeasesLost(
-                    leases=[api_pb2.Lease(run_id=t.run_id, fence=t.fence) for t in items],
-                    reason=items[0].reason)))
+                session.send(
+                    api_pb2.ServerMessage(
+                        lost=api_pb2.LeasesLost(
+                            leases=[api_pb2.Lease(run_id=t.run_id, fence=t.fence) for t in items],
+                            reason=items[0].reason,
+                        )
+                    )
+                )
 
     def _idle_wait(self, now_ms: int, mono: float) -> float:
         wait = self.settings.idle_tick_s
@@ -435,8 +514,11 @@ class Dispatcher:
             wait = min(wait, (deadline - now_ms) / 1000)
         return max(0.001, wait)
 
-    def _execute(self, outbox: planner.Outbox,
-                 completions: list[tuple[command_pb2.CompleteItem, CompletionCallback]]) -> None:
+    def _execute(
+        self,
+        outbox: planner.Outbox,
+        completions: list[tuple[command_pb2.CompleteItem, CompletionCallback]],
+    ) -> None:
         """Carry out what the committed tick decided: answer each completion, hold each granted
         lease (and its run-timeout deadline), send each worker its firings."""
         with self._lock:  # a reconcile may have re-added these while they were in flight
@@ -477,10 +559,15 @@ class Dispatcher:
     @property
     def _plan_settings(self) -> planner.PlanSettings:
         s = self.settings
-        return planner.PlanSettings(max_slots_per_job=s.max_slots_per_job, max_fires_per_tick=s.max_fires_per_tick,
-                                    max_grants_per_tick=s.max_grants_per_tick, catchup_window_ms=s.catchup_window_ms,
-                                    catchup_spacing_ms=s.catchup_spacing_ms, retry_backoff_ms=s.retry_backoff_ms,
-                                    lease_ttl_ms=int(s.lease_ttl_s * 1000))
+        return planner.PlanSettings(
+            max_slots_per_job=s.max_slots_per_job,
+            max_fires_per_tick=s.max_fires_per_tick,
+            max_grants_per_tick=s.max_grants_per_tick,
+            catchup_window_ms=s.catchup_window_ms,
+            catchup_spacing_ms=s.catchup_spacing_ms,
+            retry_backoff_ms=s.retry_backoff_ms,
+            lease_ttl_ms=int(s.lease_ttl_s * 1000),
+        )
 
     def _free_workers(self) -> list[planner.FreeWorker]:
         """The workers that may get new work now, with their free slots. Only workers heard from
@@ -488,25 +575,47 @@ class Dispatcher:
         stream open but would let every retry of a run expire in its hands until the attempts
         are used up."""
         horizon = self.clock.monotonic() - 2 * self.settings.heartbeat_interval_s - 0.5
-        sessions = [w for w in self.registry.all() if not w.closed.is_set() and w.last_seen >= horizon]
+        sessions = [
+            w for w in self.registry.all() if not w.closed.is_set() and w.last_seen >= horizon
+        ]
         with self._lock:
-            return [planner.FreeWorker(w.worker_id, tuple(w.queues), dict(w.tags),
-                                       w.concurrency - self.leases.count_for(w.worker_id)) for w in sessions]
+            return [
+                planner.FreeWorker(
+                    w.worker_id,
+                    tuple(w.queues),
+                    dict(w.tags),
+                    w.concurrency - self.leases.count_for(w.worker_id),
+                )
+                for w in sessions
+            ]
 
     # ---- housekeeping: dispatch timeouts, retention ------------------------------------------
 
     def _housekeeping(self, now_ms: int) -> list[command_pb2.Command]:
         cmds: list[command_pb2.Command] = []
-        late = [command_pb2.DispatchTimeoutItem(run_id=r.run_id, attempt=r.attempt)
-                for r in self.store.pending_until(now_ms, limit=5000)
-                if r.dispatch_deadline_ms and r.dispatch_deadline_ms <= now_ms]
+        late = [
+            command_pb2.DispatchTimeoutItem(run_id=r.run_id, attempt=r.attempt)
+            for r in self.store.pending_until(now_ms, limit=5000)
+            if r.dispatch_deadline_ms and r.dispatch_deadline_ms <= now_ms
+        ]
         if late:
-            cmds.append(command_pb2.Command(dispatch_timeout=command_pb2.DispatchTimeoutCmd(items=late[:1000])))
+            cmds.append(
+                command_pb2.Command(
+                    dispatch_timeout=command_pb2.DispatchTimeoutCmd(items=late[:1000])
+                )
+            )
         prune = self._plan_prune(now_ms)
         requests = self._plan_prune_requests(now_ms)
         if prune or requests:
-            cmds.append(command_pb2.Command(prune_runs=command_pb2.PruneRunsCmd(
-                run_ids=prune, request_ids=requests, request_ttl_ms=self.settings.request_ttl_ms)))
+            cmds.append(
+                command_pb2.Command(
+                    prune_runs=command_pb2.PruneRunsCmd(
+                        run_ids=prune,
+                        request_ids=requests,
+                        request_ttl_ms=self.settings.request_ttl_ms,
+                    )
+                )
+            )
         return cmds
 
     def _plan_prune_requests(self, now_ms: int) -> list[str]:

@@ -37,7 +37,9 @@ class LeaseTable:
     def add(self, run_id: str, fence: int, worker_id: str, now: float) -> None:
         self._leases[run_id] = Lease(run_id, fence, worker_id, now + self.ttl_s)
 
-    def renew(self, run_id: str, fence: int, worker_id: str, now: float, progress: str = "") -> bool:
+    def renew(
+        self, run_id: str, fence: int, worker_id: str, now: float, progress: str = ""
+    ) -> bool:
         """Extend a lease held under exactly this fence; False if it is not (or no longer) held.
         A non-empty ``progress`` replaces the lease's last progress text (empty keeps it)."""
         lease = self._leases.get(run_id)
@@ -58,8 +60,10 @@ class LeaseTable:
 
     def take_expired(self, now: float, limit: int = 1000) -> list[Lease]:
         """Remove and return leases past their expiry, oldest first."""
-        out = sorted((lease for lease in self._leases.values() if lease.expires_at <= now),
-                     key=lambda lease: lease.expires_at)[:limit]
+        out = sorted(
+            (lease for lease in self._leases.values() if lease.expires_at <= now),
+            key=lambda lease: lease.expires_at,
+        )[:limit]
         for lease in out:
             del self._leases[lease.run_id]
         return out
@@ -72,7 +76,9 @@ class LeaseTable:
 
     def reconcile(self, committed: dict[str, tuple[int, str]], now: float) -> None:
         """Make the table match the committed leases (run id -> (fence, worker id))."""
-        for run_id in [r for r, lease in self._leases.items() if committed.get(r, (None,))[0] != lease.fence]:
+        for run_id in [
+            r for r, lease in self._leases.items() if committed.get(r, (None,))[0] != lease.fence
+        ]:
             del self._leases[run_id]
         for run_id, (fence, worker_id) in committed.items():
             if run_id not in self._leases:

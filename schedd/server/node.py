@@ -78,8 +78,11 @@ class NodeConfig:
         if not _is_addr(self.grpc):
             raise InvalidArgument("--grpc", f"{self.grpc!r} is not HOST:PORT")
         if not self.password:
-            raise InvalidArgument("raft password", "is required: set SCHEDD_RAFT_PASSWORD or pass "
-                                                   "--raft-password-file (Raft traffic is always encrypted)")
+            raise InvalidArgument(
+                "raft password",
+                "is required: set SCHEDD_RAFT_PASSWORD or pass "
+                "--raft-password-file (Raft traffic is always encrypted)",
+            )
         ids = [self.node_id, *(p.node_id for p in self.peers)]
         if len(set(ids)) != len(ids):
             raise InvalidArgument("--peer", "node ids must be unique")
@@ -122,9 +125,13 @@ def _set_aside_state_torn_by_a_machine_crash(state_dir: str, marker: str) -> Non
         shutil.rmtree(aside)
     os.rename(state_dir, aside)
     disk.fsync_dir(os.path.dirname(state_dir))
-    log.warning("event=state_rebuild state=%s set_aside=%s: the machine restarted while this node was running "
-                "(power cut or kernel crash), so its LMDB state may be torn; it is rebuilt from the Raft "
-                "snapshot and journal (the old copy can be deleted)", state_dir, aside)
+    log.warning(
+        "event=state_rebuild state=%s set_aside=%s: the machine restarted while this node was running "
+        "(power cut or kernel crash), so its LMDB state may be torn; it is rebuilt from the Raft "
+        "snapshot and journal (the old copy can be deleted)",
+        state_dir,
+        aside,
+    )
 
 
 class Node:
@@ -143,36 +150,58 @@ class Node:
         disk.write_file(self._running_marker, _boot_id().encode())
         self.registry = Registry()
         try:
-            self.raft = RaftNode(config.raft, [p.raft for p in config.peers], self.store,
-                                 config.data_dir, config.password, config.raft_settings)
+            self.raft = RaftNode(
+                config.raft,
+                [p.raft for p in config.peers],
+                self.store,
+                config.data_dir,
+                config.password,
+                config.raft_settings,
+            )
         except JournalCorrupt as e:
-            fatal(f"Raft journal damaged: {e}. A crash only ever tears the end of the journal, which "
-                  "is repaired on start; this is damage before the end (disk or file corruption). "
-                  "Move the data directory aside and restart the node empty, so it is restored from "
-                  "the leader (safe while the other nodes hold a majority)")
+            fatal(
+                f"Raft journal damaged: {e}. A crash only ever tears the end of the journal, which "
+                "is repaired on start; this is damage before the end (disk or file corruption). "
+                "Move the data directory aside and restart the node empty, so it is restored from "
+                "the leader (safe while the other nodes hold a majority)"
+            )
             raise
         except StateAheadOfJournal as e:
             fatal(str(e))
             raise
         except OSError as e:
-            fatal(f"cannot open the Raft journal in {config.data_dir}: {e}; check the disk and the "
-                  "directory's permissions, then restart the node")
+            fatal(
+                f"cannot open the Raft journal in {config.data_dir}: {e}; check the disk and the "
+                "directory's permissions, then restart the node"
+            )
             raise
         if not config.raft_settings.fsync:
-            log.warning("event=unsafe_no_fsync node=%s: the Raft journal is not fsynced before writes are "
-                        "acknowledged; a power cut of a majority can lose acknowledged writes. Use this only "
-                        "for tests and throw-away clusters", config.node_id)
-        self.dispatcher = Dispatcher(node_id=config.node_id, store=self.store, raft=self.raft,
-                                     clock=self.clock, registry=self.registry,
-                                     leader_hint=self.leader_grpc, settings=config.dispatch)
+            log.warning(
+                "event=unsafe_no_fsync node=%s: the Raft journal is not fsynced before writes are "
+                "acknowledged; a power cut of a majority can lose acknowledged writes. Use this only "
+                "for tests and throw-away clusters",
+                config.node_id,
+            )
+        self.dispatcher = Dispatcher(
+            node_id=config.node_id,
+            store=self.store,
+            raft=self.raft,
+            clock=self.clock,
+            registry=self.registry,
+            leader_hint=self.leader_grpc,
+            settings=config.dispatch,
+        )
         self.store.on_applied = lambda _index, result: self.dispatcher.applied(result)
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.grpc_workers,
-                                                             thread_name_prefix="grpc"),
-                                  options=[("grpc.so_reuseport", 0)])
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="grpc"),
+            options=[("grpc.so_reuseport", 0)],
+        )
         names = add_services(self.server, self)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        reflection.enable_server_reflection(
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
         if self.server.add_insecure_port(config.grpc) == 0:
             raise InvalidArgument("--grpc", f"cannot listen on {config.grpc} (in use?)")
         self._stopped = threading.Event()
@@ -186,8 +215,13 @@ class Node:
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         self._syncer = threading.Thread(target=self._sync_loop, name="lmdb-sync", daemon=True)
         self._syncer.start()
-        log.info("event=node_started node=%s raft=%s grpc=%s peers=%s", self.config.node_id, self.config.raft,
-                 self.config.grpc, ",".join(p.node_id for p in self.config.peers) or "-")
+        log.info(
+            "event=node_started node=%s raft=%s grpc=%s peers=%s",
+            self.config.node_id,
+            self.config.raft,
+            self.config.grpc,
+            ",".join(p.node_id for p in self.config.peers) or "-",
+        )
 
     def _sync_loop(self) -> None:
         # Every second: stop the node cleanly before the disk is full (an I/O error would stop
@@ -203,9 +237,11 @@ class Node:
             try:
                 free = shutil.disk_usage(self.config.data_dir).free
                 if free < self.config.min_free_bytes:
-                    fatal(f"only {free >> 20} MiB free on the disk of {self.config.data_dir} "
-                          f"(the minimum is {self.config.min_free_bytes >> 20} MiB): free some space "
-                          "or grow the volume, then restart the node; it catches up from its peers")
+                    fatal(
+                        f"only {free >> 20} MiB free on the disk of {self.config.data_dir} "
+                        f"(the minimum is {self.config.min_free_bytes >> 20} MiB): free some space "
+                        "or grow the volume, then restart the node; it catches up from its peers"
+                    )
                 if seconds % every == 0:
                     self.raft.checkpoint()
             except Exception:
@@ -214,7 +250,9 @@ class Node:
     def stop(self, handover_s: float = 3.0) -> None:
         if self._stopped.is_set():
             return
-        log.info("event=node_stopping node=%s leader=%s", self.config.node_id, self.raft.is_leader())
+        log.info(
+            "event=node_stopping node=%s leader=%s", self.config.node_id, self.raft.is_leader()
+        )
         if self.raft.is_leader() and self.config.peers and self.raft.hasQuorum:
             self._hand_over(handover_s)
         self._stopped.set()
@@ -240,7 +278,9 @@ class Node:
     def require_leader(self) -> None:
         if not self.raft.is_leader():
             hint = self.leader_grpc()
-            where = f"the leader is {self.leader_id()} at {hint}" if hint else "no leader is known yet"
+            where = (
+                f"the leader is {self.leader_id()} at {hint}" if hint else "no leader is known yet"
+            )
             raise NotLeader(f"{self.config.node_id} is not the leader; {where}", hint)
 
     def _hand_over(self, within_s: float) -> None:
@@ -270,7 +310,9 @@ class Node:
             answer: list[bool] = []
             answered = threading.Event()
 
-            def done(sent: bool, answer: list[bool] = answer, answered: threading.Event = answered) -> None:
+            def done(
+                sent: bool, answer: list[bool] = answer, answered: threading.Event = answered
+            ) -> None:
                 answer.append(sent)
                 answered.set()
 
@@ -279,18 +321,28 @@ class Node:
             if answer and answer[0]:
                 return
             if time.monotonic() > deadline:
-                raise Unavailable(f"no {'peer' if target is None else to_node_id} caught up with the leader "
-                                  f"within {within_s:g}s to take over; retry, or check that it is running")
+                raise Unavailable(
+                    f"no {'peer' if target is None else to_node_id} caught up with the leader "
+                    f"within {within_s:g}s to take over; retry, or check that it is running"
+                )
             time.sleep(0.05)
 
     def status(self, with_digest: bool = False) -> api_pb2.NodeStatus:
         st: dict[str, Any] = self.raft.status()
         role = {0: "follower", 1: "candidate", 2: "leader"}.get(int(st.get("state", 0)), "unknown")
         return api_pb2.NodeStatus(
-            node_id=self.config.node_id, role=role, term=int(st.get("raft_term", 0)),
-            commit_index=int(st.get("commit_idx", 0)), applied_index=self.store.applied_index(),
-            leader_id=self.leader_id(), leader_grpc=self.leader_grpc(), grpc_address=self.config.grpc,
-            raft_address=self.config.raft, has_quorum=bool(st.get("has_quorum", False)),
+            node_id=self.config.node_id,
+            role=role,
+            term=int(st.get("raft_term", 0)),
+            commit_index=int(st.get("commit_idx", 0)),
+            applied_index=self.store.applied_index(),
+            leader_id=self.leader_id(),
+            leader_grpc=self.leader_grpc(),
+            grpc_address=self.config.grpc,
+            raft_address=self.config.raft,
+            has_quorum=bool(st.get("has_quorum", False)),
             state_digest=self.store.digest() if with_digest else "",
-            workers=len(self.registry), peers=[p.node_id for p in self.config.peers],
-            unsafe_no_fsync=not self.config.raft_settings.fsync)
+            workers=len(self.registry),
+            peers=[p.node_id for p in self.config.peers],
+            unsafe_no_fsync=not self.config.raft_settings.fsync,
+        )

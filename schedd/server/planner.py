@@ -90,7 +90,9 @@ class TickPlan:
     lease_ttl_ms: int = 0
 
     def batch(self) -> command_pb2.Command:
-        return command_pb2.Command(now_ms=self.now_ms, batch=command_pb2.Batch(commands=list(self.commands)))
+        return command_pb2.Command(
+            now_ms=self.now_ms, batch=command_pb2.Batch(commands=list(self.commands))
+        )
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,9 @@ class Outbox:
 ScheduleOf = Callable[[types_pb2.Schedule], Schedule]
 
 
-def plan_fires(view: PlanView, now_ms: int, s: PlanSettings,
-               schedule_of: ScheduleOf) -> tuple[list[command_pb2.FireItem], list[Candidate]]:
+def plan_fires(
+    view: PlanView, now_ms: int, s: PlanSettings, schedule_of: ScheduleOf
+) -> tuple[list[command_pb2.FireItem], list[Candidate]]:
     """FireDue items for the jobs due now (at most ``max_fires_per_tick`` slots in all) and the
     on-time runs they create, which the same tick may grant. A job whose schedule no longer
     compiles is left alone (its due entry stays; the error is the caller's to log)."""
@@ -144,28 +147,45 @@ def plan_fires(view: PlanView, now_ms: int, s: PlanSettings,
             budget -= len(item.slots_ms)
             items.append(item)
             # Late (catch-up) runs are paced by apply: they wait for their not_before.
-            new_runs.extend(Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags))
-                            for t, d in zip(item.slots_ms, item.dues_ms, strict=True)
-                            if not is_late(job, t, d, now_ms))
+            new_runs.extend(
+                Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags))
+                for t, d in zip(item.slots_ms, item.dues_ms, strict=True)
+                if not is_late(job, t, d, now_ms)
+            )
             continue
         # A job from before misfire policies: every slot in the dispatcher's window fires.
         # With jitter, next_due_ms is the jittered due time; the run's identity is its slot.
         first: int | None = sched.slot_of_due(name, due_ms)
-        if job.schedule.kind != types_pb2.SCHEDULE_KIND_AT and due_ms < now_ms - s.catchup_window_ms:
+        if (
+            job.schedule.kind != types_pb2.SCHEDULE_KIND_AT
+            and due_ms < now_ms - s.catchup_window_ms
+        ):
             first = sched.next_after(now_ms - s.catchup_window_ms - 1)
         slots: list[int] = []
         nxt = 0  # the schedule ended while nobody dispatched
         if first is not None:
             slots, nxt = sched.slots_due(name, first, now_ms, min(s.max_slots_per_job, budget))
         budget -= len(slots)
-        items.append(command_pb2.FireItem(name=name, uid=job.uid, from_due_ms=due_ms, slots_ms=slots, next_due_ms=nxt))
-        new_runs.extend(Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags))
-                        for t in slots)
+        items.append(
+            command_pb2.FireItem(
+                name=name, uid=job.uid, from_due_ms=due_ms, slots_ms=slots, next_due_ms=nxt
+            )
+        )
+        new_runs.extend(
+            Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags))
+            for t in slots
+        )
     return items, new_runs
 
 
-def plan_grants(view: PlanView, now_ms: int, new_runs: Sequence[Candidate], workers: Sequence[FreeWorker],
-                cursor: MutableMapping[str, int], s: PlanSettings) -> list[command_pb2.GrantItem]:
+def plan_grants(
+    view: PlanView,
+    now_ms: int,
+    new_runs: Sequence[Candidate],
+    workers: Sequence[FreeWorker],
+    cursor: MutableMapping[str, int],
+    s: PlanSettings,
+) -> list[command_pb2.GrantItem]:
     """Grants for due PENDING runs: highest priority first, then oldest (ties: run id); a run goes only to a
     worker of its queue that carries all of its tags and has a free slot, round-robin over the
     queue's workers from ``cursor[queue]`` (advanced in place, kept across ticks so retries do
@@ -186,10 +206,14 @@ def plan_grants(view: PlanView, now_ms: int, new_runs: Sequence[Candidate], work
     pending: list[types_pb2.Run] = []
     for q in by_queue:
         pending += view.pending_in_queue(q, now_ms, limit=max(4 * want, 200))
-    pending.sort(key=lambda r: (r.not_before_ms, r.run_id))  # oldest first; ties by id, across queues too
+    pending.sort(
+        key=lambda r: (r.not_before_ms, r.run_id)
+    )  # oldest first; ties by id, across queues too
     for run in pending:
         if run.run_id not in seen:
-            candidates.append(Candidate(run.run_id, run.attempt, run.queue, run.priority, dict(run.tags)))
+            candidates.append(
+                Candidate(run.run_id, run.attempt, run.queue, run.priority, dict(run.tags))
+            )
     candidates.sort(key=lambda c: -c.priority)  # stable: time order within a priority
     grants: list[command_pb2.GrantItem] = []
     for c in candidates:
@@ -203,7 +227,9 @@ def plan_grants(view: PlanView, now_ms: int, new_runs: Sequence[Candidate], work
             cursor[c.queue] += 1
             if free[w.worker_id] > 0 and carries(w.tags, c.tags):
                 free[w.worker_id] -= 1
-                grants.append(command_pb2.GrantItem(run_id=c.run_id, attempt=c.attempt, worker_id=w.worker_id))
+                grants.append(
+                    command_pb2.GrantItem(run_id=c.run_id, attempt=c.attempt, worker_id=w.worker_id)
+                )
                 break
     return grants
 
@@ -213,10 +239,18 @@ def carries(worker_tags: Mapping[str, str], required: Mapping[str, str]) -> bool
     return all(worker_tags.get(k) == v for k, v in required.items())
 
 
-def plan_tick(view: PlanView, now_ms: int, s: PlanSettings, *, completions: Sequence[command_pb2.CompleteItem],
-              expiries: Sequence[command_pb2.ExpireItem], workers: Sequence[FreeWorker],
-              cursor: MutableMapping[str, int], schedule_of: ScheduleOf,
-              chores: Sequence[command_pb2.Command] = ()) -> TickPlan:
+def plan_tick(
+    view: PlanView,
+    now_ms: int,
+    s: PlanSettings,
+    *,
+    completions: Sequence[command_pb2.CompleteItem],
+    expiries: Sequence[command_pb2.ExpireItem],
+    workers: Sequence[FreeWorker],
+    cursor: MutableMapping[str, int],
+    schedule_of: ScheduleOf,
+    chores: Sequence[command_pb2.Command] = (),
+) -> TickPlan:
     """One tick's entry, in apply order: completions (they free slots and end runs), expiries,
     FireDue (creates runs), grants (may name runs the FireDue just created), then ``chores``
     (dispatch timeouts, retention). An empty plan has no commands."""
@@ -224,20 +258,44 @@ def plan_tick(view: PlanView, now_ms: int, s: PlanSettings, *, completions: Sequ
     grants = plan_grants(view, now_ms, new_runs, workers, cursor, s) if workers else []
     cmds: list[command_pb2.Command] = []
     if completions:
-        cmds.append(command_pb2.Command(complete_runs=command_pb2.CompleteRunsCmd(
-            items=list(completions), retry_backoff_ms=s.retry_backoff_ms, dead_letter=True)))
+        cmds.append(
+            command_pb2.Command(
+                complete_runs=command_pb2.CompleteRunsCmd(
+                    items=list(completions), retry_backoff_ms=s.retry_backoff_ms, dead_letter=True
+                )
+            )
+        )
     if expiries:
-        cmds.append(command_pb2.Command(expire_leases=command_pb2.ExpireLeasesCmd(
-            items=list(expiries), retry_backoff_ms=s.retry_backoff_ms, dead_letter=True)))
+        cmds.append(
+            command_pb2.Command(
+                expire_leases=command_pb2.ExpireLeasesCmd(
+                    items=list(expiries), retry_backoff_ms=s.retry_backoff_ms, dead_letter=True
+                )
+            )
+        )
     if fires:
-        cmds.append(command_pb2.Command(fire_due=command_pb2.FireDueCmd(items=fires,
-                                                                        catchup_spacing_ms=s.catchup_spacing_ms)))
+        cmds.append(
+            command_pb2.Command(
+                fire_due=command_pb2.FireDueCmd(
+                    items=fires, catchup_spacing_ms=s.catchup_spacing_ms
+                )
+            )
+        )
     if grants:
-        cmds.append(command_pb2.Command(grant_leases=command_pb2.GrantLeasesCmd(items=grants,
-                                                                                lease_ttl_ms=s.lease_ttl_ms)))
+        cmds.append(
+            command_pb2.Command(
+                grant_leases=command_pb2.GrantLeasesCmd(items=grants, lease_ttl_ms=s.lease_ttl_ms)
+            )
+        )
     cmds += chores
-    return TickPlan(now_ms, tuple(cmds), completions=len(completions), fires=len(fires), grants=len(grants),
-                    lease_ttl_ms=s.lease_ttl_ms)
+    return TickPlan(
+        now_ms,
+        tuple(cmds),
+        completions=len(completions),
+        fires=len(fires),
+        grants=len(grants),
+        lease_ttl_ms=s.lease_ttl_ms,
+    )
 
 
 class NotThisPlan(Exception):
@@ -256,15 +314,30 @@ def after_commit(plan: TickPlan, result: Result) -> Outbox:
     if comp is not None:
         answers = tuple((code, msg) for code, msg in comp.items)
         if len(answers) != plan.completions:
-            raise NotThisPlan(f"{len(answers)} completion results for {plan.completions} completions")
+            raise NotThisPlan(
+                f"{len(answers)} completion results for {plan.completions} completions"
+            )
     granted: list[GrantedLease] = []
     grant = subs.get("grant_leases")
     if grant is not None:
         for g in grant.granted:
             run = g.run
             deadline = run.started_ms + g.run_timeout_ms if g.run_timeout_ms > 0 else 0
-            granted.append(GrantedLease(
-                types_pb2.Firing(run_id=run.run_id, job=run.job, scheduled_ms=run.scheduled_ms, attempt=run.attempt,
-                                 fence=run.fence, payload=g.payload, queue=run.queue, lease_ttl_ms=plan.lease_ttl_ms),
-                run.worker_id, deadline, g.run_timeout_ms))
+            granted.append(
+                GrantedLease(
+                    types_pb2.Firing(
+                        run_id=run.run_id,
+                        job=run.job,
+                        scheduled_ms=run.scheduled_ms,
+                        attempt=run.attempt,
+                        fence=run.fence,
+                        payload=g.payload,
+                        queue=run.queue,
+                        lease_ttl_ms=plan.lease_ttl_ms,
+                    ),
+                    run.worker_id,
+                    deadline,
+                    g.run_timeout_ms,
+                )
+            )
     return Outbox(answers, tuple(granted))

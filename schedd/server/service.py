@@ -65,7 +65,9 @@ def rpc(fn: F) -> F:
             if context.code() is not None:  # context.abort() already raised through here
                 raise
             log.exception("event=rpc_failed method=%s", fn.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {fn.__name__}; see the node's log")
+            context.abort(
+                grpc.StatusCode.INTERNAL, f"internal error in {fn.__name__}; see the node's log"
+            )
 
     return wrapper  # type: ignore[return-value]
 
@@ -90,7 +92,9 @@ class _Base:
 
 class JobService(_Base, api_grpc.JobServiceServicer):
     @rpc
-    def CreateJob(self, req: api_pb2.CreateJobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
+    def CreateJob(
+        self, req: api_pb2.CreateJobRequest, context: grpc.ServicerContext
+    ) -> api_pb2.JobResponse:
         self._leader()
         cmd = validate.create_job(req, self.node.clock.now_ms())
         return api_pb2.JobResponse(job=self._propose(cmd).job)
@@ -104,28 +108,46 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         return api_pb2.JobResponse(job=job)
 
     @rpc
-    def ListJobs(self, req: api_pb2.ListJobsRequest, context: grpc.ServicerContext) -> api_pb2.ListJobsResponse:
+    def ListJobs(
+        self, req: api_pb2.ListJobsRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ListJobsResponse:
         self._leader()
         limit = req.limit or 1000
         if limit > 10_000:
-            raise InvalidArgument("limit", f"{limit} is over the maximum of 10000; page with after_name")
+            raise InvalidArgument(
+                "limit", f"{limit} is over the maximum of 10000; page with after_name"
+            )
         # A page may hold fewer than `limit` jobs (big payloads): clients page on from the last name.
-        return api_pb2.ListJobsResponse(jobs=self.node.store.list_jobs(req.after_name, limit, max_bytes=LIST_PAGE_BYTES))
+        return api_pb2.ListJobsResponse(
+            jobs=self.node.store.list_jobs(req.after_name, limit, max_bytes=LIST_PAGE_BYTES)
+        )
 
     @rpc
-    def DeleteJob(self, req: api_pb2.JobRequest, context: grpc.ServicerContext) -> api_pb2.DeleteJobResponse:
-        self._propose(command_pb2.Command(now_ms=self.node.clock.now_ms(),
-                                          delete_job=command_pb2.DeleteJobCmd(name=validate.name(req.name))))
+    def DeleteJob(
+        self, req: api_pb2.JobRequest, context: grpc.ServicerContext
+    ) -> api_pb2.DeleteJobResponse:
+        self._propose(
+            command_pb2.Command(
+                now_ms=self.node.clock.now_ms(),
+                delete_job=command_pb2.DeleteJobCmd(name=validate.name(req.name)),
+            )
+        )
         return api_pb2.DeleteJobResponse()
 
     @rpc
-    def PauseJob(self, req: api_pb2.JobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
-        cmd = command_pb2.Command(now_ms=self.node.clock.now_ms(),
-                                  pause_job=command_pb2.PauseJobCmd(name=validate.name(req.name)))
+    def PauseJob(
+        self, req: api_pb2.JobRequest, context: grpc.ServicerContext
+    ) -> api_pb2.JobResponse:
+        cmd = command_pb2.Command(
+            now_ms=self.node.clock.now_ms(),
+            pause_job=command_pb2.PauseJobCmd(name=validate.name(req.name)),
+        )
         return api_pb2.JobResponse(job=self._propose(cmd).job)
 
     @rpc
-    def UpdateJob(self, req: api_pb2.UpdateJobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
+    def UpdateJob(
+        self, req: api_pb2.UpdateJobRequest, context: grpc.ServicerContext
+    ) -> api_pb2.JobResponse:
         self._leader()
         cmd = validate.update_job(req, self.node.clock.now_ms())
         return api_pb2.JobResponse(job=self._propose(cmd).job)
@@ -137,55 +159,84 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         return job
 
     @rpc
-    def ResumeJob(self, req: api_pb2.ResumeJobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
+    def ResumeJob(
+        self, req: api_pb2.ResumeJobRequest, context: grpc.ServicerContext
+    ) -> api_pb2.JobResponse:
         self._leader()
         job = self._job(req.name)
         now = self.node.clock.now_ms()
-        cmd = command_pb2.Command(now_ms=now, resume_job=commands.plan_resume(job, now, req.skip_missed))
+        cmd = command_pb2.Command(
+            now_ms=now, resume_job=commands.plan_resume(job, now, req.skip_missed)
+        )
         return api_pb2.JobResponse(job=self._propose(cmd).job)
 
     @rpc
-    def TriggerJob(self, req: api_pb2.TriggerJobRequest, context: grpc.ServicerContext) -> api_pb2.TriggerJobResponse:
+    def TriggerJob(
+        self, req: api_pb2.TriggerJobRequest, context: grpc.ServicerContext
+    ) -> api_pb2.TriggerJobResponse:
         overlap = policies.overlap_from(req.overlap) if req.overlap else 0
-        cmd = command_pb2.Command(now_ms=self.node.clock.now_ms(), request_id=validate.request_id(req.request_id),
-                                  trigger_job=command_pb2.TriggerJobCmd(name=validate.name(req.name),
-                                                                        overlap=overlap))  # type: ignore[arg-type]
+        cmd = command_pb2.Command(
+            now_ms=self.node.clock.now_ms(),
+            request_id=validate.request_id(req.request_id),
+            trigger_job=command_pb2.TriggerJobCmd(
+                name=validate.name(req.name),
+                overlap=overlap,  # type: ignore[arg-type]
+            ),
+        )
         return api_pb2.TriggerJobResponse(run=self._propose(cmd).run)
 
     @rpc
-    def BackfillJob(self, req: api_pb2.BackfillRequest, context: grpc.ServicerContext) -> api_pb2.BackfillResponse:
+    def BackfillJob(
+        self, req: api_pb2.BackfillRequest, context: grpc.ServicerContext
+    ) -> api_pb2.BackfillResponse:
         """One chunk: the slots in [from, to] up to ``limit``, created in one committed entry.
         The SDK/CLI loop over chunks (next_from_ms) and show progress."""
         self._leader()
         start, end, limit = validate.backfill_range(req)
         job = self._job(req.name)
         chunk = commands.plan_backfill(job, start, end, limit)
-        resp = api_pb2.BackfillResponse(next_from_ms=chunk.next_from_ms, total_slots=chunk.total_slots)
+        resp = api_pb2.BackfillResponse(
+            next_from_ms=chunk.next_from_ms, total_slots=chunk.total_slots
+        )
         if not chunk.slots:
             return resp
-        cmd = command_pb2.Command(now_ms=self.node.clock.now_ms(), backfill=command_pb2.BackfillCmd(
-            name=job.name, uid=job.uid, slots_ms=chunk.slots, overlap=req.overlap,
-            spacing_ms=self.node.dispatcher.settings.catchup_spacing_ms))
+        cmd = command_pb2.Command(
+            now_ms=self.node.clock.now_ms(),
+            backfill=command_pb2.BackfillCmd(
+                name=job.name,
+                uid=job.uid,
+                slots_ms=chunk.slots,
+                overlap=req.overlap,
+                spacing_ms=self.node.dispatcher.settings.catchup_spacing_ms,
+            ),
+        )
         result = self._propose(cmd)
         resp.created, resp.existing = result.count, result.existing
         return resp
 
     @rpc
-    def ExplainJob(self, req: api_pb2.ExplainRequest, context: grpc.ServicerContext) -> api_pb2.ExplainResponse:
+    def ExplainJob(
+        self, req: api_pb2.ExplainRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ExplainResponse:
         self._leader()
         job = self._job(req.name)
         if req.at_ms <= 0:
             raise InvalidArgument("at_ms", "is required (the time to explain)")
         store = self.node.store
-        return explain(job, compile_schedule(job.schedule), req.at_ms, self.node.clock.now_ms(),
-                       lambda at, n: store.runs_at_or_before(job.name, job.uid, at, n))
-
-
+        return explain(
+            job,
+            compile_schedule(job.schedule),
+            req.at_ms,
+            self.node.clock.now_ms(),
+            lambda at, n: store.runs_at_or_before(job.name, job.uid, at, n),
+        )
 
 
 class RunService(_Base, api_grpc.RunServiceServicer):
     @rpc
-    def ListRuns(self, req: api_pb2.ListRunsRequest, context: grpc.ServicerContext) -> api_pb2.ListRunsResponse:
+    def ListRuns(
+        self, req: api_pb2.ListRunsRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ListRunsResponse:
         self._leader()
         limit = req.limit or 100
         if limit > 100_000:
@@ -204,7 +255,9 @@ class RunService(_Base, api_grpc.RunServiceServicer):
         return run
 
     @rpc
-    def GetRun(self, req: api_pb2.GetRunRequest, context: grpc.ServicerContext) -> api_pb2.RunResponse:
+    def GetRun(
+        self, req: api_pb2.GetRunRequest, context: grpc.ServicerContext
+    ) -> api_pb2.RunResponse:
         self._leader()
         if not req.run_id:
             raise InvalidArgument("run_id", "is required")
@@ -214,13 +267,20 @@ class RunService(_Base, api_grpc.RunServiceServicer):
         return api_pb2.RunResponse(run=self._with_progress(run))
 
     @rpc
-    def RetryRun(self, req: api_pb2.RetryRunRequest, context: grpc.ServicerContext) -> api_pb2.RunResponse:
-        cmd = command_pb2.Command(now_ms=self.node.clock.now_ms(), request_id=validate.request_id(req.request_id),
-                                  retry_run=command_pb2.RetryRunCmd(run_id=validate.run_id(req.run_id)))
+    def RetryRun(
+        self, req: api_pb2.RetryRunRequest, context: grpc.ServicerContext
+    ) -> api_pb2.RunResponse:
+        cmd = command_pb2.Command(
+            now_ms=self.node.clock.now_ms(),
+            request_id=validate.request_id(req.request_id),
+            retry_run=command_pb2.RetryRunCmd(run_id=validate.run_id(req.run_id)),
+        )
         return api_pb2.RunResponse(run=self._propose(cmd).run)
 
     @rpc
-    def CompleteRun(self, req: api_pb2.Completion, context: grpc.ServicerContext) -> api_pb2.CompleteRunResponse:
+    def CompleteRun(
+        self, req: api_pb2.Completion, context: grpc.ServicerContext
+    ) -> api_pb2.CompleteRunResponse:
         self._leader()
         if not req.run_id:
             raise InvalidArgument("run_id", "is required")
@@ -237,7 +297,9 @@ class RunService(_Base, api_grpc.RunServiceServicer):
 
         self.node.dispatcher.submit_completions([req], callback)
         if not done.wait(self.node.propose_timeout_s + 1):
-            raise Unavailable("the completion was not confirmed in time; resend it (it is idempotent)")
+            raise Unavailable(
+                "the completion was not confirmed in time; resend it (it is idempotent)"
+            )
         code, message = answer[0]
         if code == "ABORTED":
             raise StaleFence(message)
@@ -247,13 +309,16 @@ class RunService(_Base, api_grpc.RunServiceServicer):
 
 
 class WorkerService(_Base, api_grpc.WorkerServiceServicer):
-    def Connect(self, request_iterator: Iterator[api_pb2.WorkerMessage],
-                context: grpc.ServicerContext) -> Iterator[api_pb2.ServerMessage]:
+    def Connect(
+        self, request_iterator: Iterator[api_pb2.WorkerMessage], context: grpc.ServicerContext
+    ) -> Iterator[api_pb2.ServerMessage]:
         node = self.node
         try:
             node.require_leader()
             if not node.dispatcher.active:
-                raise NotLeader("this node is becoming leader; retry in a moment", node.leader_grpc())
+                raise NotLeader(
+                    "this node is becoming leader; retry in a moment", node.leader_grpc()
+                )
             try:
                 first = next(request_iterator)
             except StopIteration:
@@ -264,27 +329,50 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             if not hello.worker_id or len(hello.worker_id) > rules.MAX_WORKER_ID_CHARS:
                 raise InvalidArgument("hello.worker_id", "is required (at most 128 characters)")
             if hello.concurrency > 10_000:
-                raise InvalidArgument("hello.concurrency", f"{hello.concurrency} is over the maximum of 10000")
-            queues = frozenset(validate.queue(q, "hello.queues") for q in hello.queues) or frozenset({"default"})
-            session = WorkerSession(hello.worker_id, queues, hello.concurrency or 1,
-                                    last_seen=node.clock.monotonic(), tags=_worker_tags(hello.tags))
+                raise InvalidArgument(
+                    "hello.concurrency", f"{hello.concurrency} is over the maximum of 10000"
+                )
+            queues = frozenset(
+                validate.queue(q, "hello.queues") for q in hello.queues
+            ) or frozenset({"default"})
+            session = WorkerSession(
+                hello.worker_id,
+                queues,
+                hello.concurrency or 1,
+                last_seen=node.clock.monotonic(),
+                tags=_worker_tags(hello.tags),
+            )
             reattached, lost = node.dispatcher.attach(session, list(hello.running))
         except SchedError as e:
             abort(context, e)
             return
-        log.info("event=worker_attached worker=%s queues=%s concurrency=%d reattached=%d lost=%d peer=%s",
-                 session.worker_id, ",".join(sorted(queues)), session.concurrency, len(reattached), len(lost),
-                 context.peer())
+        log.info(
+            "event=worker_attached worker=%s queues=%s concurrency=%d reattached=%d lost=%d peer=%s",
+            session.worker_id,
+            ",".join(sorted(queues)),
+            session.concurrency,
+            len(reattached),
+            len(lost),
+            context.peer(),
+        )
         context.add_callback(lambda: session.close("rpc terminated"))
-        reader = threading.Thread(target=self._read, args=(session, request_iterator),
-                                  name=f"worker-{session.worker_id}", daemon=True)
+        reader = threading.Thread(
+            target=self._read,
+            args=(session, request_iterator),
+            name=f"worker-{session.worker_id}",
+            daemon=True,
+        )
         reader.start()
         try:
-            yield api_pb2.ServerMessage(welcome=api_pb2.Welcome(
-                node_id=node.config.node_id,
-                lease_ttl_ms=int(node.dispatcher.settings.lease_ttl_s * 1000),
-                heartbeat_interval_ms=int(node.dispatcher.settings.heartbeat_interval_s * 1000),
-                reattached=reattached, lost=lost))
+            yield api_pb2.ServerMessage(
+                welcome=api_pb2.Welcome(
+                    node_id=node.config.node_id,
+                    lease_ttl_ms=int(node.dispatcher.settings.lease_ttl_s * 1000),
+                    heartbeat_interval_ms=int(node.dispatcher.settings.heartbeat_interval_s * 1000),
+                    reattached=reattached,
+                    lost=lost,
+                )
+            )
             while True:
                 msg = session.outbound.get()
                 if msg is None:
@@ -293,12 +381,16 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
         finally:
             node.dispatcher.detach(session)
             session.close("stream ended")
-            log.info("event=worker_detached worker=%s reason=%r", session.worker_id, session.close_reason)
+            log.info(
+                "event=worker_detached worker=%s reason=%r", session.worker_id, session.close_reason
+            )
         if session.leader_hint is not None:
             context.set_trailing_metadata(((LEADER_METADATA_KEY, session.leader_hint),))
             context.abort(grpc.StatusCode.UNAVAILABLE, session.close_reason)
 
-    def _read(self, session: WorkerSession, request_iterator: Iterator[api_pb2.WorkerMessage]) -> None:
+    def _read(
+        self, session: WorkerSession, request_iterator: Iterator[api_pb2.WorkerMessage]
+    ) -> None:
         dispatcher = self.node.dispatcher
 
         try:
@@ -308,15 +400,26 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                 if kind == "heartbeat":
                     lost = dispatcher.heartbeat(session, list(msg.heartbeat.leases))
                     if lost:
-                        session.send(api_pb2.ServerMessage(lost=api_pb2.LeasesLost(
-                            leases=lost, reason="lease not held: it expired, was re-granted or the run finished")))
+                        session.send(
+                            api_pb2.ServerMessage(
+                                lost=api_pb2.LeasesLost(
+                                    leases=lost,
+                                    reason="lease not held: it expired, was re-granted or the run finished",
+                                )
+                            )
+                        )
                 elif kind == "completions":
                     items = list(msg.completions.completions)
                     dispatcher.submit_completions(items, _AckBatch(session, len(items)))
                 elif kind == "release":
                     n = dispatcher.release(session, list(msg.release.leases), msg.release.reason)
-                    log.info("event=worker_released worker=%s leases=%d released=%d reason=%r",
-                             session.worker_id, len(msg.release.leases), n, msg.release.reason)
+                    log.info(
+                        "event=worker_released worker=%s leases=%d released=%d reason=%r",
+                        session.worker_id,
+                        len(msg.release.leases),
+                        n,
+                        msg.release.reason,
+                    )
         except grpc.RpcError:
             pass
         except Exception:
@@ -341,8 +444,12 @@ class _AckBatch:
         self._lock = threading.Lock()
 
     def __call__(self, c: api_pb2.Completion, code: str, message: str) -> None:
-        ack = api_pb2.CompletionAck(run_id=c.run_id, fence=c.fence,
-                                    code=getattr(grpc.StatusCode, code).value[0], message=message)
+        ack = api_pb2.CompletionAck(
+            run_id=c.run_id,
+            fence=c.fence,
+            code=getattr(grpc.StatusCode, code).value[0],
+            message=message,
+        )
         with self._lock:
             self._acks.append(ack)
             if len(self._acks) < self._expected:
@@ -353,12 +460,15 @@ class _AckBatch:
 
 class ClusterService(_Base, api_grpc.ClusterServiceServicer):
     @rpc
-    def GetNodeStatus(self, req: api_pb2.NodeStatusRequest, context: grpc.ServicerContext) -> api_pb2.NodeStatus:
+    def GetNodeStatus(
+        self, req: api_pb2.NodeStatusRequest, context: grpc.ServicerContext
+    ) -> api_pb2.NodeStatus:
         return self.node.status(with_digest=req.with_digest)
 
     @rpc
-    def TransferLeadership(self, req: api_pb2.TransferLeadershipRequest,
-                           context: grpc.ServicerContext) -> api_pb2.TransferLeadershipResponse:
+    def TransferLeadership(
+        self, req: api_pb2.TransferLeadershipRequest, context: grpc.ServicerContext
+    ) -> api_pb2.TransferLeadershipResponse:
         self._leader()
         self.node.transfer_leadership(req.to_node_id)
         return api_pb2.TransferLeadershipResponse()
@@ -369,6 +479,7 @@ def add_services(server: grpc.Server, node: Node) -> list[str]:
     api_grpc.add_RunServiceServicer_to_server(RunService(node), server)
     api_grpc.add_WorkerServiceServicer_to_server(WorkerService(node), server)
     api_grpc.add_ClusterServiceServicer_to_server(ClusterService(node), server)
-    return [api_pb2.DESCRIPTOR.services_by_name[n].full_name
-            for n in ("JobService", "RunService", "WorkerService", "ClusterService")]
-
+    return [
+        api_pb2.DESCRIPTOR.services_by_name[n].full_name
+        for n in ("JobService", "RunService", "WorkerService", "ClusterService")
+    ]

@@ -42,8 +42,8 @@ MAX_REQUEST_ID = 128
 MAX_RUN_ID = 300
 MIN_RUN_TIMEOUT_MS = 1000
 MAX_RUN_TIMEOUT_MS = 7 * DAY_MS
-MAX_NON_RETRYABLE = 32          # entries in each non-retryable list
-MAX_NON_RETRYABLE_ERROR = 200   # characters of one non-retryable error text
+MAX_NON_RETRYABLE = 32  # entries in each non-retryable list
+MAX_NON_RETRYABLE_ERROR = 200  # characters of one non-retryable error text
 PAST_AT_TOLERANCE_MS = 60_000
 MAX_TAGS = rules.MAX_JOB_TAGS
 MAX_PRIORITY = 100
@@ -65,8 +65,11 @@ def request_id(value: str) -> str:
 
 def payload(value: str) -> str:
     if len(value.encode()) > MAX_PAYLOAD_BYTES:
-        raise InvalidArgument("payload", f"{len(value.encode())} bytes is over the limit of {MAX_PAYLOAD_BYTES}; "
-                                         "keep big data elsewhere and pass a reference")
+        raise InvalidArgument(
+            "payload",
+            f"{len(value.encode())} bytes is over the limit of {MAX_PAYLOAD_BYTES}; "
+            "keep big data elsewhere and pass a reference",
+        )
     if value:
         try:
             json.loads(value)
@@ -93,8 +96,10 @@ def _bounds_and_jitter(s: types_pb2.Schedule, out: types_pb2.Schedule) -> None:
         raise InvalidArgument("schedule.end_ms", "must be after schedule.start_ms")
     if out.kind == types_pb2.SCHEDULE_KIND_INTERVAL:
         if s.jitter_ms >= out.every_ms:
-            raise InvalidArgument("schedule.jitter_ms", f"{s.jitter_ms} ms must be less than the interval "
-                                                        f"({out.every_ms} ms)")
+            raise InvalidArgument(
+                "schedule.jitter_ms",
+                f"{s.jitter_ms} ms must be less than the interval ({out.every_ms} ms)",
+            )
     elif s.jitter_ms > MAX_JITTER_MS:
         raise InvalidArgument("schedule.jitter_ms", f"{s.jitter_ms} ms is over the limit of 1 day")
     out.start_ms, out.end_ms, out.jitter_ms = s.start_ms, s.end_ms, s.jitter_ms
@@ -104,10 +109,12 @@ def _cron_or_every(s: types_pb2.Schedule, out: types_pb2.Schedule) -> None:
     text = collapse_blanks(s.cron, "schedule.cron")
     if text.lower().startswith("@every"):  # an alias of an interval: stored as one
         out.kind = types_pb2.SCHEDULE_KIND_INTERVAL
-        out.every_ms = parse_duration(text[len("@every"):], "schedule.cron")
+        out.every_ms = parse_duration(text[len("@every") :], "schedule.cron")
         for f in ("dst_gap", "dst_repeat"):
             if getattr(s, f):
-                raise InvalidArgument(f"schedule.{f}", "applies to cron expressions only, not @every")
+                raise InvalidArgument(
+                    f"schedule.{f}", "applies to cron expressions only, not @every"
+                )
         _interval_fields(s, out, "schedule.cron")
         return
     gap = dst_gap_from_pb(s.dst_gap)
@@ -121,7 +128,9 @@ def _interval_fields(s: types_pb2.Schedule, out: types_pb2.Schedule, every_field
     if out.every_ms < MIN_INTERVAL_MS:
         raise InvalidArgument(every_field, f"{out.every_ms} ms is below the minimum interval of 1s")
     if out.every_ms > MAX_INTERVAL_MS:
-        raise InvalidArgument(every_field, f"{out.every_ms} ms is over the maximum interval of 366 days")
+        raise InvalidArgument(
+            every_field, f"{out.every_ms} ms is over the maximum interval of 366 days"
+        )
     if s.HasField("anchor_ms") and s.anchor_ms < 0:
         raise InvalidArgument("schedule.anchor_ms", "must not be negative")
     out.anchor_ms = s.anchor_ms if s.HasField("anchor_ms") else max(0, s.start_ms)
@@ -136,8 +145,11 @@ def schedule(s: types_pb2.Schedule, now_ms: int, allow_past: bool = False) -> ty
         for f in ("dst_gap", "dst_repeat"):
             if getattr(s, f):
                 raise InvalidArgument(f"schedule.{f}", "applies to cron schedules only")
-    if s.kind != types_pb2.SCHEDULE_KIND_INTERVAL and s.HasField("anchor_ms") \
-            and not s.cron.strip().lower().startswith("@every"):
+    if (
+        s.kind != types_pb2.SCHEDULE_KIND_INTERVAL
+        and s.HasField("anchor_ms")
+        and not s.cron.strip().lower().startswith("@every")
+    ):
         raise InvalidArgument("schedule.anchor_ms", "applies to interval schedules only")
     if s.kind == types_pb2.SCHEDULE_KIND_CRON:
         _cron_or_every(s, out)
@@ -153,16 +165,22 @@ def schedule(s: types_pb2.Schedule, now_ms: int, allow_past: bool = False) -> ty
             parse_zone(s.timezone)
         out.kind, out.at_ms, out.timezone = s.kind, s.at_ms, s.timezone or "UTC"
     else:
-        raise InvalidArgument("schedule.kind", "is required: a cron expression, an interval or a one-shot time")
+        raise InvalidArgument(
+            "schedule.kind", "is required: a cron expression, an interval or a one-shot time"
+        )
     _bounds_and_jitter(s, out)
     sched = compile_schedule(out)
     if out.kind == types_pb2.SCHEDULE_KIND_AT:
         if (out.start_ms and out.at_ms < out.start_ms) or (out.end_ms and out.at_ms > out.end_ms):
-            raise InvalidArgument("schedule.at_ms", "is outside schedule.start_ms .. schedule.end_ms")
+            raise InvalidArgument(
+                "schedule.at_ms", "is outside schedule.start_ms .. schedule.end_ms"
+            )
     elif sched.next_after(now_ms) is None:
         if out.end_ms:
-            raise InvalidArgument("schedule.end_ms", "the schedule has no firing between now (or "
-                                                     "schedule.start_ms) and schedule.end_ms")
+            raise InvalidArgument(
+                "schedule.end_ms",
+                "the schedule has no firing between now (or schedule.start_ms) and schedule.end_ms",
+            )
         raise InvalidArgument("schedule.cron", "the schedule never fires after now")
     return out
 
@@ -180,40 +198,65 @@ def retry_policy(p: types_pb2.RetryPolicy, max_attempts: int) -> types_pb2.Retry
     is the request's own (legacy) field, already checked; the two must agree when both are set."""
     out = types_pb2.RetryPolicy()
     if p.max_attempts > MAX_ATTEMPTS_LIMIT:
-        raise InvalidArgument("retry.max_attempts", f"{p.max_attempts} is over the limit of {MAX_ATTEMPTS_LIMIT}")
+        raise InvalidArgument(
+            "retry.max_attempts", f"{p.max_attempts} is over the limit of {MAX_ATTEMPTS_LIMIT}"
+        )
     if p.max_attempts and max_attempts and p.max_attempts != max_attempts:
-        raise InvalidArgument("retry.max_attempts", f"{p.max_attempts} disagrees with max_attempts "
-                                                    f"{max_attempts}; set one of them")
+        raise InvalidArgument(
+            "retry.max_attempts",
+            f"{p.max_attempts} disagrees with max_attempts {max_attempts}; set one of them",
+        )
     out.max_attempts = p.max_attempts or max_attempts or DEFAULT_MAX_ATTEMPTS
-    initial = p.initial_backoff_ms if p.HasField("initial_backoff_ms") else DEFAULT_INITIAL_BACKOFF_MS
+    initial = (
+        p.initial_backoff_ms if p.HasField("initial_backoff_ms") else DEFAULT_INITIAL_BACKOFF_MS
+    )
     out.initial_backoff_ms = _ms(initial, "retry.initial_backoff_ms", 0, DAY_MS, "0 .. 1 day")
     m = p.multiplier
     if m == 0:
         m = DEFAULT_MULTIPLIER
     if not (math.isfinite(m) and 1.0 <= m <= MAX_MULTIPLIER):
-        raise InvalidArgument("retry.multiplier", f"{p.multiplier!r} is out of range: 1 .. {MAX_MULTIPLIER:g}")
+        raise InvalidArgument(
+            "retry.multiplier", f"{p.multiplier!r} is out of range: 1 .. {MAX_MULTIPLIER:g}"
+        )
     out.multiplier = m
     cap = p.max_backoff_ms
     if cap == 0:
         cap = min(DAY_MS, DEFAULT_MAX_BACKOFF_FACTOR * initial)
     elif cap > 0 and cap < initial:
-        raise InvalidArgument("retry.max_backoff_ms", f"{cap} ms is below retry.initial_backoff_ms ({initial} ms)")
-    out.max_backoff_ms = _ms(cap, "retry.max_backoff_ms", initial, DAY_MS, "retry.initial_backoff_ms .. 1 day")
+        raise InvalidArgument(
+            "retry.max_backoff_ms", f"{cap} ms is below retry.initial_backoff_ms ({initial} ms)"
+        )
+    out.max_backoff_ms = _ms(
+        cap, "retry.max_backoff_ms", initial, DAY_MS, "retry.initial_backoff_ms .. 1 day"
+    )
     codes = sorted(set(p.non_retryable_exit_codes))
     if len(codes) > MAX_NON_RETRYABLE:
-        raise InvalidArgument("retry.non_retryable_exit_codes", f"{len(codes)} codes is over the limit of {MAX_NON_RETRYABLE}")
+        raise InvalidArgument(
+            "retry.non_retryable_exit_codes",
+            f"{len(codes)} codes is over the limit of {MAX_NON_RETRYABLE}",
+        )
     for code in codes:
         if not 1 <= code <= 255:
-            raise InvalidArgument("retry.non_retryable_exit_codes", f"{code} is not a failing exit code (1 .. 255)")
+            raise InvalidArgument(
+                "retry.non_retryable_exit_codes", f"{code} is not a failing exit code (1 .. 255)"
+            )
     out.non_retryable_exit_codes.extend(codes)
     texts = list(dict.fromkeys(p.non_retryable_errors))
     if len(texts) > MAX_NON_RETRYABLE:
-        raise InvalidArgument("retry.non_retryable_errors", f"{len(texts)} entries is over the limit of {MAX_NON_RETRYABLE}")
+        raise InvalidArgument(
+            "retry.non_retryable_errors",
+            f"{len(texts)} entries is over the limit of {MAX_NON_RETRYABLE}",
+        )
     for text in texts:
         if not text.strip():
-            raise InvalidArgument("retry.non_retryable_errors", "an entry is empty (it would match every error)")
+            raise InvalidArgument(
+                "retry.non_retryable_errors", "an entry is empty (it would match every error)"
+            )
         if len(text) > MAX_NON_RETRYABLE_ERROR:
-            raise InvalidArgument("retry.non_retryable_errors", f"an entry is longer than {MAX_NON_RETRYABLE_ERROR} characters")
+            raise InvalidArgument(
+                "retry.non_retryable_errors",
+                f"an entry is longer than {MAX_NON_RETRYABLE_ERROR} characters",
+            )
     out.non_retryable_errors.extend(texts)
     return out
 
@@ -222,7 +265,9 @@ def run_timeout(value: int) -> int:
     if value < 0:
         raise InvalidArgument("run_timeout_ms", f"{value} must not be negative")
     if value and not MIN_RUN_TIMEOUT_MS <= value <= MAX_RUN_TIMEOUT_MS:
-        raise InvalidArgument("run_timeout_ms", f"{value} ms is out of range: 0 (none) or 1 s .. 7 days")
+        raise InvalidArgument(
+            "run_timeout_ms", f"{value} ms is out of range: 0 (none) or 1 s .. 7 days"
+        )
     return value
 
 
@@ -245,26 +290,46 @@ def tags(values: Mapping[str, str], field: str = "tags") -> dict[str, str]:
 def policies_into(req: api_pb2.CreateJobRequest, job: types_pb2.Job) -> None:
     """Validate the policy fields of a create/update request into ``job``, defaults written out."""
     job.misfire = policies.misfire_from(req.misfire or policies.DEFAULT_MISFIRE)  # type: ignore[assignment]
-    job.misfire_grace_ms = _ms(_opt(req, "misfire_grace_ms", policies.DEFAULT_MISFIRE_GRACE_MS),
-                               "misfire_grace_ms", 0, DAY_MS, "0 .. 1 day")
-    job.catchup_window_ms = _ms(_opt(req, "catchup_window_ms", policies.DEFAULT_CATCHUP_WINDOW_MS),
-                                "catchup_window_ms", 1000, 366 * DAY_MS, "1 s .. 366 days")
+    job.misfire_grace_ms = _ms(
+        _opt(req, "misfire_grace_ms", policies.DEFAULT_MISFIRE_GRACE_MS),
+        "misfire_grace_ms",
+        0,
+        DAY_MS,
+        "0 .. 1 day",
+    )
+    job.catchup_window_ms = _ms(
+        _opt(req, "catchup_window_ms", policies.DEFAULT_CATCHUP_WINDOW_MS),
+        "catchup_window_ms",
+        1000,
+        366 * DAY_MS,
+        "1 s .. 366 days",
+    )
     mc = _opt(req, "max_catchup", policies.DEFAULT_MAX_CATCHUP)
     if not 1 <= mc <= policies.MAX_MAX_CATCHUP:
-        raise InvalidArgument("max_catchup", f"{mc} is out of range: 1 .. {policies.MAX_MAX_CATCHUP}")
+        raise InvalidArgument(
+            "max_catchup", f"{mc} is out of range: 1 .. {policies.MAX_MAX_CATCHUP}"
+        )
     job.max_catchup = mc
     job.overlap = policies.overlap_from(req.overlap or policies.DEFAULT_OVERLAP)  # type: ignore[assignment]
     limit = _opt(req, "max_concurrent", 0 if job.overlap == types_pb2.OVERLAP_POLICY_ALLOW else 1)
     if limit > policies.MAX_CONCURRENT_LIMIT:
-        raise InvalidArgument("max_concurrent", f"{limit} is over the limit of {policies.MAX_CONCURRENT_LIMIT}")
+        raise InvalidArgument(
+            "max_concurrent", f"{limit} is over the limit of {policies.MAX_CONCURRENT_LIMIT}"
+        )
     if limit == 0 and job.overlap != types_pb2.OVERLAP_POLICY_ALLOW:
-        raise InvalidArgument("max_concurrent", f"must be at least 1 with overlap policy "
-                                                f"{policies.overlap_name(job.overlap)}")
+        raise InvalidArgument(
+            "max_concurrent",
+            f"must be at least 1 with overlap policy {policies.overlap_name(job.overlap)}",
+        )
     job.max_concurrent = limit
-    if req.dispatch_timeout_ms < 0 or (req.dispatch_timeout_ms and not
-                                       MIN_RUN_TIMEOUT_MS <= req.dispatch_timeout_ms <= MAX_RUN_TIMEOUT_MS):
-        raise InvalidArgument("dispatch_timeout_ms", f"{req.dispatch_timeout_ms} ms is out of range: "
-                                                     "0 (none) or 1 s .. 7 days")
+    if req.dispatch_timeout_ms < 0 or (
+        req.dispatch_timeout_ms
+        and not MIN_RUN_TIMEOUT_MS <= req.dispatch_timeout_ms <= MAX_RUN_TIMEOUT_MS
+    ):
+        raise InvalidArgument(
+            "dispatch_timeout_ms",
+            f"{req.dispatch_timeout_ms} ms is out of range: 0 (none) or 1 s .. 7 days",
+        )
     job.dispatch_timeout_ms = req.dispatch_timeout_ms
     for f in ("on_success", "on_failure"):
         target = getattr(req, f)
@@ -281,7 +346,10 @@ def policies_into(req: api_pb2.CreateJobRequest, job: types_pb2.Job) -> None:
         raise InvalidArgument("keep_runs", f"{req.keep_runs} is over the limit of {MAX_KEEP_RUNS}")
     job.keep_runs = req.keep_runs
     if req.keep_for_ms < 0 or (req.keep_for_ms and not 60_000 <= req.keep_for_ms <= 3660 * DAY_MS):
-        raise InvalidArgument("keep_for_ms", f"{req.keep_for_ms} ms is out of range: 0 (forever) or 1 minute .. 10 years")
+        raise InvalidArgument(
+            "keep_for_ms",
+            f"{req.keep_for_ms} ms is out of range: 0 (forever) or 1 minute .. 10 years",
+        )
     job.keep_for_ms = req.keep_for_ms
     job.max_runs = req.max_runs
 
@@ -290,18 +358,31 @@ def job_definition(req: api_pb2.CreateJobRequest, now_ms: int) -> types_pb2.Job:
     """A create (or update) request as a validated Job, every default written out, with the
     leader's first due time after ``now_ms``."""
     if req.max_attempts > MAX_ATTEMPTS_LIMIT:
-        raise InvalidArgument("max_attempts", f"{req.max_attempts} is over the limit of {MAX_ATTEMPTS_LIMIT}")
+        raise InvalidArgument(
+            "max_attempts", f"{req.max_attempts} is over the limit of {MAX_ATTEMPTS_LIMIT}"
+        )
     s = req.schedule
-    if (s.kind == types_pb2.SCHEDULE_KIND_AT and not req.allow_past and s.at_ms > 0
-            and s.at_ms < now_ms - PAST_AT_TOLERANCE_MS):
-        raise InvalidArgument("schedule.at_ms", "is in the past; pick a future time, or set allow_past "
-                                                "(schedctl: --allow-past) to run it at once")
+    if (
+        s.kind == types_pb2.SCHEDULE_KIND_AT
+        and not req.allow_past
+        and s.at_ms > 0
+        and s.at_ms < now_ms - PAST_AT_TOLERANCE_MS
+    ):
+        raise InvalidArgument(
+            "schedule.at_ms",
+            "is in the past; pick a future time, or set allow_past "
+            "(schedctl: --allow-past) to run it at once",
+        )
     sched = schedule(s, now_ms, allow_past=req.allow_past)
-    job = types_pb2.Job(name=name(req.name), schedule=sched, queue=queue(req.queue),
-                        payload=payload(req.payload),
-                        max_attempts=req.max_attempts or DEFAULT_MAX_ATTEMPTS,
-                        run_timeout_ms=run_timeout(req.run_timeout_ms),
-                        next_due_ms=first_due(sched, now_ms, job_name=req.name))
+    job = types_pb2.Job(
+        name=name(req.name),
+        schedule=sched,
+        queue=queue(req.queue),
+        payload=payload(req.payload),
+        max_attempts=req.max_attempts or DEFAULT_MAX_ATTEMPTS,
+        run_timeout_ms=run_timeout(req.run_timeout_ms),
+        next_due_ms=first_due(sched, now_ms, job_name=req.name),
+    )
     if req.HasField("retry"):
         job.retry.CopyFrom(retry_policy(req.retry, req.max_attempts))
         job.max_attempts = job.retry.max_attempts
@@ -311,14 +392,20 @@ def job_definition(req: api_pb2.CreateJobRequest, now_ms: int) -> types_pb2.Job:
 
 def create_job(req: api_pb2.CreateJobRequest, now_ms: int) -> command_pb2.Command:
     job = job_definition(req, now_ms)
-    return command_pb2.Command(now_ms=now_ms, request_id=request_id(req.request_id),
-                               create_job=command_pb2.CreateJobCmd(job=job))
+    return command_pb2.Command(
+        now_ms=now_ms,
+        request_id=request_id(req.request_id),
+        create_job=command_pb2.CreateJobCmd(job=job),
+    )
 
 
 def update_job(req: api_pb2.UpdateJobRequest, now_ms: int) -> command_pb2.Command:
     job = job_definition(req.job, now_ms)
-    return command_pb2.Command(now_ms=now_ms, request_id=request_id(req.job.request_id),
-                               update_job=command_pb2.UpdateJobCmd(job=job, expect_version=req.expect_version))
+    return command_pb2.Command(
+        now_ms=now_ms,
+        request_id=request_id(req.job.request_id),
+        update_job=command_pb2.UpdateJobCmd(job=job, expect_version=req.expect_version),
+    )
 
 
 def backfill_range(req: api_pb2.BackfillRequest) -> tuple[int, int, int]:
@@ -332,7 +419,9 @@ def backfill_range(req: api_pb2.BackfillRequest) -> tuple[int, int, int]:
         raise InvalidArgument("to_ms", "the range is longer than 10 years")
     limit = req.limit or DEFAULT_BACKFILL_CHUNK
     if limit > MAX_BACKFILL_CHUNK:
-        raise InvalidArgument("limit", f"{limit} is over the limit of {MAX_BACKFILL_CHUNK} runs per call")
+        raise InvalidArgument(
+            "limit", f"{limit} is over the limit of {MAX_BACKFILL_CHUNK} runs per call"
+        )
     if req.overlap:
         policies.overlap_from(req.overlap)
     return req.from_ms, req.to_ms, limit

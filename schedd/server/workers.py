@@ -18,11 +18,13 @@ class WorkerSession:
     worker_id: str
     queues: frozenset[str]
     concurrency: int
-    outbound: queue.SimpleQueue[api_pb2.ServerMessage | None] = field(default_factory=queue.SimpleQueue)
+    outbound: queue.SimpleQueue[api_pb2.ServerMessage | None] = field(
+        default_factory=queue.SimpleQueue
+    )
     closed: threading.Event = field(default_factory=threading.Event)
     close_reason: str = ""
     leader_hint: str | None = None  # set when closed because this node stopped leading
-    last_seen: float = 0.0          # monotonic time of the last message from the worker
+    last_seen: float = 0.0  # monotonic time of the last message from the worker
     tags: dict[str, str] = field(default_factory=dict)  # Hello.tags: what this worker offers
     # The worker sent a Release: it is stopping and takes no new firings on this stream
     # (Registry.all leaves it out, so no grant goes to it); heartbeats and completions still flow.
@@ -70,7 +72,9 @@ class Registry:
     def all(self) -> list[WorkerSession]:
         """The sessions that take new firings: attached and not draining."""
         with self._lock:
-            return sorted((s for s in self._sessions.values() if not s.draining), key=lambda s: s.worker_id)
+            return sorted(
+                (s for s in self._sessions.values() if not s.draining), key=lambda s: s.worker_id
+            )
 
     def close_all(self, reason: str, leader_hint: str | None) -> None:
         with self._lock:

@@ -22,7 +22,18 @@ from __future__ import annotations
 
 import struct
 
-DBS = ("jobs", "due", "runs", "runs_by_job", "pending", "pending_q", "leases", "active", "requests", "meta")
+DBS = (
+    "jobs",
+    "due",
+    "runs",
+    "runs_by_job",
+    "pending",
+    "pending_q",
+    "leases",
+    "active",
+    "requests",
+    "meta",
+)
 
 APPLIED_INDEX = b"applied_index"
 NEXT_FENCE = b"next_fence"
@@ -65,8 +76,8 @@ def split_time_key(key: bytes) -> tuple[int, str]:
     return from_be64(key), key[8:].decode()
 
 
-due_key = time_key          # be64(next_due_ms) + job name
-pending_key = time_key      # be64(not_before_ms) + run id
+due_key = time_key  # be64(next_due_ms) + job name
+pending_key = time_key  # be64(not_before_ms) + run id
 split_due_key = split_time_key
 split_pending_key = split_time_key
 

@@ -83,8 +83,14 @@ class Store:
     def __init__(self, path: str, map_size: int = 4 << 30) -> None:
         os.makedirs(path, exist_ok=True)
         self.path = path
-        self._env = lmdb.open(path, map_size=map_size, max_dbs=len(keys.DBS) + 2,
-                              sync=False, metasync=False, subdir=True)
+        self._env = lmdb.open(
+            path,
+            map_size=map_size,
+            max_dbs=len(keys.DBS) + 2,
+            sync=False,
+            metasync=False,
+            subdir=True,
+        )
         self._dbs = {name: self._env.open_db(name.encode()) for name in keys.DBS}
         # The names of the new directory and files must survive a power cut too.
         disk.fsync_dir(path)
@@ -117,16 +123,22 @@ class Store:
                     else:
                         txn.delete(m.key, db=self._dbs[m.db])
         except lmdb.MapFullError:
-            fatal(f"LMDB map is full at {self.path} applying log index {index}: "
-                  "restart the node with a larger --map-size")
+            fatal(
+                f"LMDB map is full at {self.path} applying log index {index}: "
+                "restart the node with a larger --map-size"
+            )
             raise  # unreachable
         except lmdb.Error as e:
-            fatal(f"LMDB failed at {self.path} applying log index {index}: {e}; "
-                  "check the disk (space, permissions) and restart the node")
+            fatal(
+                f"LMDB failed at {self.path} applying log index {index}: {e}; "
+                "check the disk (space, permissions) and restart the node"
+            )
             raise
         except Exception:  # a bug in apply: stopping beats diverging from the other replicas
             log.exception("apply raised at log index %d", index)
-            fatal(f"apply raised at log index {index}; this is a bug, please report it with the log")
+            fatal(
+                f"apply raised at log index {index}; this is a bug, please report it with the log"
+            )
             raise
         if self.on_applied is not None:
             try:
@@ -160,7 +172,9 @@ class Store:
             raw = txn.get(rid.encode(), db=self._dbs["runs"])
         return None if raw is None else types_pb2.Run.FromString(raw)
 
-    def list_jobs(self, after: str = "", limit: int = 1000, max_bytes: int | None = None) -> list[types_pb2.Job]:
+    def list_jobs(
+        self, after: str = "", limit: int = 1000, max_bytes: int | None = None
+    ) -> list[types_pb2.Job]:
         """Jobs after ``after`` in name order: at most ``limit``, and with ``max_bytes`` no more
         than fit in that many encoded bytes (at least one), so a page of big payloads stays
         under the gRPC message limit; the caller pages on from the last name."""
@@ -222,7 +236,9 @@ class Store:
             cur = txn.cursor(db=self._dbs["requests"])
             ok = cur.set_range(after.encode() + b"\x00") if after else cur.first()
             while ok and len(out) < limit:
-                out.append((_key(cur).decode(errors="replace"), request_recorded_at(bytes(cur.value()))))
+                out.append(
+                    (_key(cur).decode(errors="replace"), request_recorded_at(bytes(cur.value())))
+                )
                 ok = cur.next()
         return out
 
@@ -230,15 +246,18 @@ class Store:
         """Records of one job incarnation scheduled at or before ``at_ms``, newest first."""
         out: list[types_pb2.Run] = []
         with self.read() as txn:
-            for rid, raw in self._job_runs_backwards(txn, job, keys.by_job_prefix(job) + keys.be64(at_ms + 1)):
+            for rid, raw in self._job_runs_backwards(
+                txn, job, keys.by_job_prefix(job) + keys.be64(at_ms + 1)
+            ):
                 if len(out) >= limit:
                     break
                 if keys.uid_of_run_id(rid) == uid:
                     out.append(types_pb2.Run.FromString(raw))
         return out
 
-    def _job_runs_backwards(self, txn: lmdb.Transaction, job: str,
-                            before: bytes | None = None) -> Iterator[tuple[str, bytes]]:
+    def _job_runs_backwards(
+        self, txn: lmdb.Transaction, job: str, before: bytes | None = None
+    ) -> Iterator[tuple[str, bytes]]:
         """(run id, stored run) of ``job``'s runs keyed before ``before`` in ``runs_by_job``
         (default: all of them), newest scheduled first."""
         prefix = keys.by_job_prefix(job)
@@ -248,7 +267,7 @@ class Store:
         cur = txn.cursor(db=self._dbs["runs_by_job"])
         ok = cur.prev() if cur.set_range(before) else cur.last()
         while ok and _key(cur).startswith(prefix):
-            rid = _key(cur)[len(prefix) + 8:]
+            rid = _key(cur)[len(prefix) + 8 :]
             raw = txn.get(rid, db=runs)
             if raw is not None:
                 yield rid.decode(), bytes(raw)
@@ -294,9 +313,9 @@ class Store:
             ok = cur.set_range(prefix)
             while ok and len(out) < limit:
                 k = _key(cur)
-                if not k.startswith(prefix) or keys.from_be64(k[len(prefix):]) > now_ms:
+                if not k.startswith(prefix) or keys.from_be64(k[len(prefix) :]) > now_ms:
                     break
-                raw = txn.get(k[len(prefix) + 8:], db=self._dbs["runs"])
+                raw = txn.get(k[len(prefix) + 8 :], db=self._dbs["runs"])
                 if raw is not None:
                     out.append(types_pb2.Run.FromString(raw))
                 ok = cur.next()
@@ -308,8 +327,10 @@ class Store:
     def leases(self) -> dict[str, tuple[int, str]]:
         """Every outstanding lease: run id -> (fence, worker id)."""
         with self.read() as txn:
-            return {bytes(k).decode(): keys.split_lease_value(bytes(v))
-                    for k, v in txn.cursor(db=self._dbs["leases"])}
+            return {
+                bytes(k).decode(): keys.split_lease_value(bytes(v))
+                for k, v in txn.cursor(db=self._dbs["leases"])
+            }
 
     def lease_deadlines(self) -> dict[str, tuple[int, int, int]]:
         """Run timeouts of the outstanding leases: run id -> (fence, deadline ms, timeout ms), for
@@ -386,9 +407,15 @@ class Store:
             raft_meta = _decode_raft_meta(json.loads(f.read(mlen)))
             snap_index = raft_meta[0][1]  # (last applied entry, the one before, cluster)
             if self.applied_index() >= snap_index:
-                log.info("snapshot at index %d: local state is at %d, kept", snap_index, self.applied_index())
+                log.info(
+                    "snapshot at index %d: local state is at %d, kept",
+                    snap_index,
+                    self.applied_index(),
+                )
                 return raft_meta
-            tmp = tempfile.mkdtemp(prefix="snapshot-", dir=os.path.dirname(self.path.rstrip("/")) or ".")
+            tmp = tempfile.mkdtemp(
+                prefix="snapshot-", dir=os.path.dirname(self.path.rstrip("/")) or "."
+            )
             try:
                 f.seek(0)
                 left = size - _TRAILER.size - mlen
@@ -427,8 +454,11 @@ def _encode_entry(entry: Any) -> list[Any]:
 
 def _encode_raft_meta(meta: tuple[Any, Any, Any]) -> dict[str, Any]:
     last, prev, cluster = meta
-    return {"last": _encode_entry(last), "prev": _encode_entry(prev),
-            "cluster": sorted(str(getattr(n, "id", n)) for n in cluster)}
+    return {
+        "last": _encode_entry(last),
+        "prev": _encode_entry(prev),
+        "cluster": sorted(str(getattr(n, "id", n)) for n in cluster),
+    }
 
 
 def _decode_raft_meta(d: dict[str, Any]) -> tuple[Any, Any, Any]:

@@ -18,8 +18,14 @@ T0 = (int(time.time()) // 60 * 60 - 600) * 1000  # a whole minute, ten minutes a
 # (handler records carry the real wall clock: slots in the past keep them from looking early)
 
 
-def make(tmp_path, *, runs: list[dict[str, Any]] | None = None, applies: list[tuple[str, int]] = (),
-         extra: list[tuple[str, str, dict[str, Any]]] = (), nodes: dict[str, Any] | None = None) -> str:
+def make(
+    tmp_path,
+    *,
+    runs: list[dict[str, Any]] | None = None,
+    applies: list[tuple[str, int]] = (),
+    extra: list[tuple[str, str, dict[str, Any]]] = (),
+    nodes: dict[str, Any] | None = None,
+) -> str:
     tmp_path.mkdir(parents=True, exist_ok=True)
     out = str(tmp_path)
     sink.init(f"{out}/sink.db")
@@ -30,17 +36,43 @@ def make(tmp_path, *, runs: list[dict[str, Any]] | None = None, applies: list[tu
     h = History(f"{out}/history.jsonl", "harness")
     h.write("start", lease_ttl_s=3.0)
     c = History(f"{out}/history.jsonl", "client")
-    c.write("create_job", "ok", name="j", workload=True,
-            job={"name": "j", "uid": 7, "next_due_ms": T0, "cron": "* * * * * *"})
-    c.write("pause_job", "ok", name="j", quiesce=True, job={"name": "j", "uid": 7, "next_due_ms": T0 + 3000})
+    c.write(
+        "create_job",
+        "ok",
+        name="j",
+        workload=True,
+        job={"name": "j", "uid": 7, "next_due_ms": T0, "cron": "* * * * * *"},
+    )
+    c.write(
+        "pause_job",
+        "ok",
+        name="j",
+        quiesce=True,
+        job={"name": "j", "uid": 7, "next_due_ms": T0 + 3000},
+    )
     for proc, op, fields in extra:
         History(f"{out}/history.jsonl", proc).write(op, **fields)
     if runs is None:
-        runs = [{"run_id": f"j:7:{T0 + i * 1000}", "job": "j", "scheduled_ms": T0 + i * 1000, "state": "SUCCEEDED",
-                 "attempt": 1, "fence": i + 1, "worker_id": "w1", "manual": False} for i in range(3)]
-    final = {"jobs": [{"name": "j", "uid": 7, "state": 2, "next_due_ms": T0 + 3000}], "runs": runs,
-             "nodes": nodes or {"n1": {"applied_index": 9, "digest": "d"}, "n2": {"applied_index": 9, "digest": "d"}},
-             "converged": {"applied_index": 9, "digest": "d"}}
+        runs = [
+            {
+                "run_id": f"j:7:{T0 + i * 1000}",
+                "job": "j",
+                "scheduled_ms": T0 + i * 1000,
+                "state": "SUCCEEDED",
+                "attempt": 1,
+                "fence": i + 1,
+                "worker_id": "w1",
+                "manual": False,
+            }
+            for i in range(3)
+        ]
+    final = {
+        "jobs": [{"name": "j", "uid": 7, "state": 2, "next_due_ms": T0 + 3000}],
+        "runs": runs,
+        "nodes": nodes
+        or {"n1": {"applied_index": 9, "digest": "d"}, "n2": {"applied_index": 9, "digest": "d"}},
+        "converged": {"applied_index": 9, "digest": "d"},
+    }
     with open(f"{out}/final.json", "w") as f:
         json.dump(final, f)
     return out
@@ -56,8 +88,18 @@ def test_clean_history_passes(tmp_path) -> None:
 
 
 def test_lost_firing_and_missing_effect(tmp_path) -> None:
-    runs = [{"run_id": f"j:7:{T0}", "job": "j", "scheduled_ms": T0, "state": "SUCCEEDED", "attempt": 1,
-             "fence": 1, "worker_id": "w1", "manual": False}]
+    runs = [
+        {
+            "run_id": f"j:7:{T0}",
+            "job": "j",
+            "scheduled_ms": T0,
+            "state": "SUCCEEDED",
+            "attempt": 1,
+            "fence": 1,
+            "worker_id": "w1",
+            "manual": False,
+        }
+    ]
     rep = checker.check(make(tmp_path, runs=runs, applies=ALL[:1]))
     assert rep.lost == 2 and any(v.startswith("P1: lost firing") for v in rep.violations)
 
@@ -68,10 +110,29 @@ def test_duplicate_effect(tmp_path) -> None:
 
 
 def test_stale_apply_and_unexpected_firing(tmp_path) -> None:
-    extra_run = {"run_id": f"j:7:{T0 + 5000}", "job": "j", "scheduled_ms": T0 + 5000, "state": "SUCCEEDED",
-                 "attempt": 1, "fence": 8, "worker_id": "w1", "manual": False}
-    runs = [{"run_id": rid, "job": "j", "scheduled_ms": T0 + i * 1000, "state": "SUCCEEDED", "attempt": 1,
-             "fence": f, "worker_id": "w1", "manual": False} for i, (rid, f) in enumerate(ALL)]
+    extra_run = {
+        "run_id": f"j:7:{T0 + 5000}",
+        "job": "j",
+        "scheduled_ms": T0 + 5000,
+        "state": "SUCCEEDED",
+        "attempt": 1,
+        "fence": 8,
+        "worker_id": "w1",
+        "manual": False,
+    }
+    runs = [
+        {
+            "run_id": rid,
+            "job": "j",
+            "scheduled_ms": T0 + i * 1000,
+            "state": "SUCCEEDED",
+            "attempt": 1,
+            "fence": f,
+            "worker_id": "w1",
+            "manual": False,
+        }
+        for i, (rid, f) in enumerate(ALL)
+    ]
     rep = checker.check(make(tmp_path, runs=[*runs, extra_run], applies=[(ALL[0][0], 5), *ALL]))
     assert any(v.startswith("C2: unexpected firing") for v in rep.violations)
     assert any(v.startswith("C3: sink applied") for v in rep.violations)
@@ -79,21 +140,57 @@ def test_stale_apply_and_unexpected_firing(tmp_path) -> None:
 
 def test_two_live_leases(tmp_path) -> None:
     rid = ALL[0][0]
-    ev = [("worker:w1", "handler", {"type": "start", "run_id": rid, "fence": 1, "worker": "w1", "scheduled_ms": T0}),
-          ("worker:w2", "handler", {"type": "start", "run_id": rid, "fence": 4, "worker": "w2", "scheduled_ms": T0}),
-          ("worker:w1", "handler", {"type": "end", "run_id": rid, "fence": 1, "worker": "w1", "ok": True,
-                                    "cancelled": False, "scheduled_ms": T0})]
+    ev = [
+        (
+            "worker:w1",
+            "handler",
+            {"type": "start", "run_id": rid, "fence": 1, "worker": "w1", "scheduled_ms": T0},
+        ),
+        (
+            "worker:w2",
+            "handler",
+            {"type": "start", "run_id": rid, "fence": 4, "worker": "w2", "scheduled_ms": T0},
+        ),
+        (
+            "worker:w1",
+            "handler",
+            {
+                "type": "end",
+                "run_id": rid,
+                "fence": 1,
+                "worker": "w1",
+                "ok": True,
+                "cancelled": False,
+                "scheduled_ms": T0,
+            },
+        ),
+    ]
     rep = checker.check(make(tmp_path, applies=ALL, extra=ev))
     assert any("two live leases" in v for v in rep.violations), rep.violations
-    ev[2][2]["cancelled"] = True  # the agent knew it had lost the lease: fencing's job, not a violation
-    runs = [{"run_id": r, "job": "j", "scheduled_ms": T0 + i * 1000, "state": "SUCCEEDED", "attempt": 1,
-             "fence": 4 if i == 0 else f, "worker_id": "w1", "manual": False} for i, (r, f) in enumerate(ALL)]
+    ev[2][2]["cancelled"] = (
+        True  # the agent knew it had lost the lease: fencing's job, not a violation
+    )
+    runs = [
+        {
+            "run_id": r,
+            "job": "j",
+            "scheduled_ms": T0 + i * 1000,
+            "state": "SUCCEEDED",
+            "attempt": 1,
+            "fence": 4 if i == 0 else f,
+            "worker_id": "w1",
+            "manual": False,
+        }
+        for i, (r, f) in enumerate(ALL)
+    ]
     rep = checker.check(make(tmp_path / "b", runs=runs, applies=ALL, extra=ev))
     assert rep.ok, rep.violations
 
 
 def test_lost_acknowledged_create_and_divergence(tmp_path) -> None:
-    ev = [("client", "create_job", {"type": "ok", "name": "gone", "job": {"name": "gone", "uid": 3}})]
+    ev = [
+        ("client", "create_job", {"type": "ok", "name": "gone", "job": {"name": "gone", "uid": 3}})
+    ]
     nodes = {"n1": {"applied_index": 9, "digest": "d"}, "n2": {"applied_index": 9, "digest": "e"}}
     rep = checker.check(make(tmp_path, applies=ALL, extra=ev, nodes=nodes))
     assert any(v.startswith("P4: acknowledged create of gone") for v in rep.violations)
@@ -101,28 +198,50 @@ def test_lost_acknowledged_create_and_divergence(tmp_path) -> None:
 
 
 def _start(rid: str, slot_ms: int, *, t: float, fence: int = 1) -> tuple[str, str, dict[str, Any]]:
-    return ("worker:w1", "handler", {"type": "start", "run_id": rid, "fence": fence, "worker": "w1",
-                                     "scheduled_ms": slot_ms, "t": t})
+    return (
+        "worker:w1",
+        "handler",
+        {
+            "type": "start",
+            "run_id": rid,
+            "fence": fence,
+            "worker": "w1",
+            "scheduled_ms": slot_ms,
+            "t": t,
+        },
+    )
 
 
 def test_early_firing_bounded_by_the_largest_clock_offset(tmp_path) -> None:
     rid, slot = ALL[1][0], T0 + 1000
     early = [_start(rid, slot, t=slot / 1000 - 20)]  # started 20 s before its slot
     rep = checker.check(make(tmp_path / "a", applies=ALL, extra=early))
-    assert any(v.startswith(f"C2: {rid} started 20.0s before its slot") for v in rep.violations), rep.violations
+    assert any(v.startswith(f"C2: {rid} started 20.0s before its slot") for v in rep.violations), (
+        rep.violations
+    )
     jump = [("nemesis", "clock_jump", {"node": "n1", "offset_s": 60.0, "step_s": 60.0})]
     rep = checker.check(make(tmp_path / "b", applies=ALL, extra=[*jump, *early]))
     assert rep.ok, rep.violations  # a leader 60 s ahead may fire up to 60 s early
-    rep = checker.check(make(tmp_path / "c", applies=ALL, extra=[*jump, _start(rid, slot, t=slot / 1000 - 61)]))
+    rep = checker.check(
+        make(tmp_path / "c", applies=ALL, extra=[*jump, _start(rid, slot, t=slot / 1000 - 61)])
+    )
     assert any(v.startswith(f"C2: {rid} started 61.0s") for v in rep.violations), rep.violations
 
 
 def test_disk_full_exit_contract(tmp_path) -> None:
     def expect(rc: int | None, log: list[str]) -> tuple[str, str, dict[str, Any]]:
-        return ("harness", "expect", {"what": "disk_full_exit", "node": "n3", "rc": rc, "log": log, "lag": 40,
-                                      "wait_s": 30})
+        return (
+            "harness",
+            "expect",
+            {"what": "disk_full_exit", "node": "n3", "rc": rc, "log": log, "lag": 40, "wait_s": 30},
+        )
 
-    ok = expect(70, ["ts=... level=CRITICAL logger=schedd.state.store LMDB failed at /d applying log index 9: ..."])
+    ok = expect(
+        70,
+        [
+            "ts=... level=CRITICAL logger=schedd.state.store LMDB failed at /d applying log index 9: ..."
+        ],
+    )
     assert checker.check(make(tmp_path / "a", applies=ALL, extra=[ok])).ok
     for i, bad in enumerate([expect(-7, []), expect(None, []), expect(1, ["Traceback ..."])]):
         rep = checker.check(make(tmp_path / f"b{i}", applies=ALL, extra=[bad]))
@@ -134,7 +253,9 @@ def test_truncated_applied_entries_in_a_node_log(tmp_path) -> None:
     assert checker.check(out).ok
     log = tmp_path / "cluster" / "n2" / "node.log"
     log.parent.mkdir(parents=True)
-    log.write_text("ts=... level=CRITICAL logger=pysyncobj.syncobj truncating already-applied log entries from "
-                   "index 79 (last applied: 84) - state machine may have diverged from other cluster members\n")
+    log.write_text(
+        "ts=... level=CRITICAL logger=pysyncobj.syncobj truncating already-applied log entries from "
+        "index 79 (last applied: 84) - state machine may have diverged from other cluster members\n"
+    )
     rep = checker.check(out)
     assert [v[:35] for v in rep.violations] == ["C10: n2 truncated applied Raft entr"]

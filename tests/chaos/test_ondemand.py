@@ -29,8 +29,13 @@ def test_setup_skip_is_a_skip_not_a_failure(tmp_path) -> None:
     def setup(h) -> None:  # type: ignore[no-untyped-def]
         raise scenarios.Skip("no such tool here")
 
-    sc = scenarios.Scenario("skip-probe", "a fault this machine cannot inject", lambda h, d: None, smoke=False,
-                            setup=setup)
+    sc = scenarios.Scenario(
+        "skip-probe",
+        "a fault this machine cannot inject",
+        lambda h, d: None,
+        smoke=False,
+        setup=setup,
+    )
     scenarios.SCENARIOS[sc.name] = sc
     try:
         o = scenarios.run(sc.name, duration=1, out_root=str(tmp_path))
@@ -44,9 +49,15 @@ def test_setup_skip_is_a_skip_not_a_failure(tmp_path) -> None:
 @pytest.mark.parametrize("name", ON_DEMAND)
 def test_on_demand(name: str, tmp_path) -> None:
     if os.environ.get("CHAOS_ONDEMAND") != "1":
-        pytest.skip(f"on demand: CHAOS_ONDEMAND=1 python3 -m pytest tests/chaos/test_ondemand.py -k {name}")
+        pytest.skip(
+            f"on demand: CHAOS_ONDEMAND=1 python3 -m pytest tests/chaos/test_ondemand.py -k {name}"
+        )
     o = scenarios.run(name, seed=1, duration=30, out_root=str(tmp_path))
-    print("\n" + scenarios.table([scenarios.row(o, 3)]) + f"\n{o.seconds:.0f}s, history in {o.report.out}")
+    print(
+        "\n"
+        + scenarios.table([scenarios.row(o, 3)])
+        + f"\n{o.seconds:.0f}s, history in {o.report.out}"
+    )
     if o.skipped:
         pytest.skip(f"{name}: {o.skipped}")
     assert o.passed, "checker violations:\n" + "\n".join(o.report.violations[:30])

@@ -256,7 +256,9 @@ def test_unsafe_journal_loses_everything_after_the_last_forced_sync(node: Node) 
     j.sync()  # written (a process crash would keep it), not synced
     j.setCurrentTerm(4, "n1")
     crash(j)
-    assert len(DurableJournal(node.path("raft.journal"), fsync=False)) == 25  # page cache: all there
+    assert (
+        len(DurableJournal(node.path("raft.journal"), fsync=False)) == 25
+    )  # page cache: all there
     node.cut()
     j2 = DurableJournal(node.path("raft.journal"), fsync=False)
     assert list(j2[:]) == entries(10)
@@ -294,8 +296,11 @@ def test_a_sync_cut_short_is_a_torn_tail_the_journal_repairs(node: Node) -> None
     crash(j)
     # What a SIGKILL in the middle of the incremental copy of the second sync leaves:
     shadow_copies = os.path.join(node.shadow_dir, powerloss.CONTENT_DIR)
-    (copy,) = [os.path.join(shadow_copies, k) for k in os.listdir(shadow_copies) if not k.endswith(".tmp")
-               and os.path.getsize(os.path.join(shadow_copies, k)) > size]
+    (copy,) = [
+        os.path.join(shadow_copies, k)
+        for k in os.listdir(shadow_copies)
+        if not k.endswith(".tmp") and os.path.getsize(os.path.join(shadow_copies, k)) > size
+    ]
     os.truncate(copy, size + 17)
     node.cut()
     j2 = DurableJournal(node.path("raft.journal"))

@@ -20,14 +20,24 @@ SMOKE_DURATION_S = 20.0
 @pytest.mark.parametrize("name", [s.name for s in scenarios.SMOKE])
 def test_scenario(name: str, tmp_path) -> None:
     sc = scenarios.SCENARIOS[name]
-    o = scenarios.run(name, seed=1, duration=sc.smoke_duration or SMOKE_DURATION_S, out_root=str(tmp_path))
-    print("\n" + scenarios.table([scenarios.row(o, 3)]) + f"\n{o.seconds:.0f}s, history in {o.report.out}")
+    o = scenarios.run(
+        name, seed=1, duration=sc.smoke_duration or SMOKE_DURATION_S, out_root=str(tmp_path)
+    )
+    print(
+        "\n"
+        + scenarios.table([scenarios.row(o, 3)])
+        + f"\n{o.seconds:.0f}s, history in {o.report.out}"
+    )
     if o.scenario.control:
-        assert o.passed, (f"negative control: the checker found no duplicate effect with fencing off; "
-                          f"it cannot see the bug it exists for (history: {o.report.out})")
+        assert o.passed, (
+            f"negative control: the checker found no duplicate effect with fencing off; "
+            f"it cannot see the bug it exists for (history: {o.report.out})"
+        )
     elif o.scenario.demonstrates:
-        assert o.passed, (f"negative control: the checker reported no {'/'.join(o.scenario.demonstrates)} violation; it "
-                          f"cannot see the loss it exists for (history: {o.report.out})")
+        assert o.passed, (
+            f"negative control: the checker reported no {'/'.join(o.scenario.demonstrates)} violation; it "
+            f"cannot see the loss it exists for (history: {o.report.out})"
+        )
     else:
         assert o.passed, "checker violations:\n" + "\n".join(o.report.violations[:30])
         assert o.report.expected > 0 and o.report.lost == 0 and o.report.duplicates == 0

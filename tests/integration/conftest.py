@@ -20,7 +20,9 @@ def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
     made: list[LocalCluster] = []
 
     def make(nodes: int = 3, extra_args: list[str] | None = None) -> LocalCluster:
-        c = LocalCluster(str(tmp_path_factory.mktemp("cluster")), nodes=nodes, extra_args=extra_args or FAST)
+        c = LocalCluster(
+            str(tmp_path_factory.mktemp("cluster")), nodes=nodes, extra_args=extra_args or FAST
+        )
         made.append(c)
         c.start()
         c.wait_for_leader(timeout=30)
@@ -45,12 +47,34 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 def schedctl(endpoints: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the real schedctl command line."""
     env = dict(os.environ, SCHEDD_ENDPOINTS=endpoints)
-    return subprocess.run([sys.executable, "-m", "schedctl", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "schedctl", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
-def start_shell_worker(endpoints: str, effects: str, log_path: str, *extra: str) -> subprocess.Popen[bytes]:
+def start_shell_worker(
+    endpoints: str, effects: str, log_path: str, *extra: str
+) -> subprocess.Popen[bytes]:
     """A real shell worker whose command appends 'run_id fence' to ``effects``."""
     script = f'echo "$SCHEDD_RUN_ID $SCHEDD_FENCE $SCHEDD_ATTEMPT" >> {effects}'
-    cmd = [sys.executable, "-m", "schedctl", "--endpoints", endpoints, "worker", "run", *extra, "--", "sh", "-c", script]
-    return subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "schedctl",
+        "--endpoints",
+        endpoints,
+        "worker",
+        "run",
+        *extra,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]
+    return subprocess.Popen(
+        cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+    )

@@ -54,7 +54,9 @@ def started_worker(cluster: LocalCluster, queue: str, **kw: object) -> Worker:
     return Worker(cluster.endpoints_env, queues=[queue], worker_id=f"w-{queue}", **kw)  # type: ignore[arg-type]
 
 
-def test_async_handler_reports_progress_visible_in_get_run(cluster: LocalCluster, client: Client) -> None:
+def test_async_handler_reports_progress_visible_in_get_run(
+    cluster: LocalCluster, client: Client
+) -> None:
     queue = f"q{uuid.uuid4().hex[:6]}"
     name = new_job(client, queue)
     go = threading.Event()
@@ -72,15 +74,21 @@ def test_async_handler_reports_progress_visible_in_get_run(cluster: LocalCluster
     worker.start()
     try:
         run = client.trigger_job(name)
-        wait_for(lambda: run_of(client, run.run_id).progress == "step 1/2: extracting", 15,
-                 "the handler's progress in GetRun")
+        wait_for(
+            lambda: run_of(client, run.run_id).progress == "step 1/2: extracting",
+            15,
+            "the handler's progress in GetRun",
+        )
         listed = [r for r in client.list_runs(name) if r.run_id == run.run_id]
         assert listed and listed[0].progress == "step 1/2: extracting"
         go.set()
-        wait_for(lambda: run_of(client, run.run_id).state == types_pb2.RUN_STATE_SUCCEEDED, 15,
-                 "the async handler's success")
+        wait_for(
+            lambda: run_of(client, run.run_id).state == types_pb2.RUN_STATE_SUCCEEDED,
+            15,
+            "the async handler's success",
+        )
         done = run_of(client, run.run_id)
-        assert done.progress == ""                   # only leased runs have progress
+        assert done.progress == ""  # only leased runs have progress
         assert seen == [(run.run_id, done.fence, 1)]
     finally:
         go.set()
@@ -116,8 +124,13 @@ def test_lost_lease_cancels_sync_and_async_handlers(cluster: LocalCluster, clien
         assert sync_cancelled.wait(15), "the sync handler was not cancelled"
         assert async_cancelled.wait(15), "the async handler's task was not cancelled"
         for run in runs:
-            final = wait_for(lambda r=run: (x := run_of(client, r.run_id)).state == types_pb2.RUN_STATE_DEAD and x,
-                             15, "the timed-out run to be dead")
+            final = wait_for(
+                lambda r=run: (
+                    (x := run_of(client, r.run_id)).state == types_pb2.RUN_STATE_DEAD and x
+                ),
+                15,
+                "the timed-out run to be dead",
+            )
             assert "run timeout" in final.error  # type: ignore[attr-defined]
     finally:
         worker.stop(drain_timeout=5)
@@ -150,24 +163,42 @@ WORKER_SCRIPT = textwrap.dedent("""
 """)
 
 
-def start_worker_proc(tmp_path: Path, cluster: LocalCluster, queue: str, job: str, mode: str,
-                      drain_timeout: float) -> tuple[subprocess.Popen[str], Path]:
+def start_worker_proc(
+    tmp_path: Path, cluster: LocalCluster, queue: str, job: str, mode: str, drain_timeout: float
+) -> tuple[subprocess.Popen[str], Path]:
     script = tmp_path / "worker.py"
     script.write_text(WORKER_SCRIPT)
     marker = tmp_path / "marker"
-    proc = subprocess.Popen([sys.executable, str(script), cluster.endpoints_env, queue, job, mode, str(marker),
-                             str(drain_timeout)], stdout=subprocess.PIPE, stderr=open(tmp_path / "worker.log", "w"),
-                            text=True, env=dict(os.environ))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(script),
+            cluster.endpoints_env,
+            queue,
+            job,
+            mode,
+            str(marker),
+            str(drain_timeout),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "worker.log", "w"),
+        text=True,
+        env=dict(os.environ),
+    )
     return proc, marker
 
 
-def test_sigterm_drain_lets_a_running_handler_finish(tmp_path: Path, cluster: LocalCluster, client: Client) -> None:
+def test_sigterm_drain_lets_a_running_handler_finish(
+    tmp_path: Path, cluster: LocalCluster, client: Client
+) -> None:
     queue = f"q{uuid.uuid4().hex[:6]}"
     name = new_job(client, queue)
     proc, marker = start_worker_proc(tmp_path, cluster, queue, name, "finishes", drain_timeout=20)
     try:
         run = client.trigger_job(name)
-        wait_for(lambda: marker.exists() and "started" in marker.read_text(), 20, "the handler to start")
+        wait_for(
+            lambda: marker.exists() and "started" in marker.read_text(), 20, "the handler to start"
+        )
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0 and "worker exited" in out
@@ -180,23 +211,32 @@ def test_sigterm_drain_lets_a_running_handler_finish(tmp_path: Path, cluster: Lo
 
 
 def test_sigterm_drain_timeout_releases_the_lease_without_waiting_for_expiry(
-        tmp_path: Path, cluster: LocalCluster, client: Client) -> None:
+    tmp_path: Path, cluster: LocalCluster, client: Client
+) -> None:
     queue = f"q{uuid.uuid4().hex[:6]}"
     name = new_job(client, queue)
     proc, marker = start_worker_proc(tmp_path, cluster, queue, name, "stuck", drain_timeout=0.5)
     try:
         run = client.trigger_job(name)
-        wait_for(lambda: marker.exists() and "started" in marker.read_text(), 20, "the handler to start")
+        wait_for(
+            lambda: marker.exists() and "started" in marker.read_text(), 20, "the handler to start"
+        )
         leased = run_of(client, run.run_id)
         assert leased.state == types_pb2.RUN_STATE_LEASED
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         # The lease TTL is 3 s and heartbeats go on during the 0.5 s drain: an expiry would take
         # at least 3.5 s; a release brings the run back long before.
-        pending = wait_for(lambda: (r := run_of(client, run.run_id)).state == types_pb2.RUN_STATE_PENDING and r,
-                           10, "the released run to be pending", every=0.05)
+        pending = wait_for(
+            lambda: (r := run_of(client, run.run_id)).state == types_pb2.RUN_STATE_PENDING and r,
+            10,
+            "the released run to be pending",
+            every=0.05,
+        )
         took = time.monotonic() - t0
-        assert took < 3.0, f"the run came back after {took:.2f}s: that is a lease expiry, not a release"
+        assert took < 3.0, (
+            f"the run came back after {took:.2f}s: that is a lease expiry, not a release"
+        )
         assert "released by worker drain-" in pending.error  # type: ignore[attr-defined]
         assert (pending.attempt, pending.attempt_base) == (2, 1)  # type: ignore[attr-defined]
         out, _ = proc.communicate(timeout=30)
@@ -212,14 +252,19 @@ def test_sigterm_drain_timeout_releases_the_lease_without_waiting_for_expiry(
     worker.handler(name)(lambda ctx: fences.append(ctx.fence))
     worker.start()
     try:
-        wait_for(lambda: run_of(client, run.run_id).state == types_pb2.RUN_STATE_SUCCEEDED, 15, "the rerun")
+        wait_for(
+            lambda: run_of(client, run.run_id).state == types_pb2.RUN_STATE_SUCCEEDED,
+            15,
+            "the rerun",
+        )
         assert fences and fences[0] > leased.fence
     finally:
         worker.stop(drain_timeout=5)
 
 
 def test_reconnects_to_the_new_leader_and_reattaches_its_running_firing(
-        make_cluster: Callable[..., LocalCluster]) -> None:
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
     """Kill the leader while a handler runs: the agent finds the new leader, re-attaches the
     lease under the same fence, and its completion is accepted: no second attempt. (Own cluster
     with a 10 s lease TTL: election plus reconnect must fit in one lease period.)"""
@@ -247,13 +292,25 @@ def test_reconnects_to_the_new_leader_and_reattaches_its_running_firing(
             t0 = time.monotonic()
             cluster.kill_node(old)
             new = cluster.wait_for_leader(timeout=30, exclude=old)
-            wait_for(lambda: (s := worker._shared.session) is not None and s.welcomed and s.node_id == new, 15,
-                     "the worker to reconnect to the new leader")
+            wait_for(
+                lambda: (
+                    (s := worker._shared.session) is not None and s.welcomed and s.node_id == new
+                ),
+                15,
+                "the worker to reconnect to the new leader",
+            )
             took = time.monotonic() - t0
             go.set()
-            final = wait_for(lambda: (r := run_of(client, run.run_id)).state == types_pb2.RUN_STATE_SUCCEEDED and r,
-                             20, "the completion through the new leader")
-            assert fences == [fences[0]], f"ran again after the failover (reconnect took {took:.1f}s)"
+            final = wait_for(
+                lambda: (
+                    (r := run_of(client, run.run_id)).state == types_pb2.RUN_STATE_SUCCEEDED and r
+                ),
+                20,
+                "the completion through the new leader",
+            )
+            assert fences == [fences[0]], (
+                f"ran again after the failover (reconnect took {took:.1f}s)"
+            )
             assert final.fence == fences[0] and final.attempt == 1  # type: ignore[attr-defined]
         finally:
             go.set()

@@ -24,8 +24,18 @@ def one_line_error(proc) -> str:
 
 def test_create_get_list_and_json(cluster) -> None:
     eps = cluster.endpoints_env
-    p = schedctl(eps, "job", "create", "cli-a", "--cron", "*/5 * * * *", "--tz", "Europe/Berlin",
-                 "--payload", '{"x": 1}')
+    p = schedctl(
+        eps,
+        "job",
+        "create",
+        "cli-a",
+        "--cron",
+        "*/5 * * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--payload",
+        '{"x": 1}',
+    )
     assert p.returncode == 0, p.stderr
     p = schedctl(eps, "--json", "job", "get", "cli-a")
     assert p.returncode == 0, p.stderr
@@ -42,13 +52,16 @@ def test_create_get_list_and_json(cluster) -> None:
     assert p.returncode == 0 and "leader" in p.stdout
 
 
-@pytest.mark.parametrize("args,code,field", [
-    (["job", "create", "bad-cron", "--cron", "61 * * * *"], 2, "--cron"),
-    (["job", "create", "bad-tz", "--cron", "* * * * *", "--tz", "Mars/Base"], 2, "--tz"),
-    (["job", "create", "bad name!", "--cron", "* * * * *"], 2, "name"),
-    (["job", "get", "no-such-job"], 3, "name"),
-    (["job", "delete", "no-such-job"], 3, "name"),
-])
+@pytest.mark.parametrize(
+    "args,code,field",
+    [
+        (["job", "create", "bad-cron", "--cron", "61 * * * *"], 2, "--cron"),
+        (["job", "create", "bad-tz", "--cron", "* * * * *", "--tz", "Mars/Base"], 2, "--tz"),
+        (["job", "create", "bad name!", "--cron", "* * * * *"], 2, "name"),
+        (["job", "get", "no-such-job"], 3, "name"),
+        (["job", "delete", "no-such-job"], 3, "name"),
+    ],
+)
 def test_bad_input_is_one_line_with_the_right_exit_code(cluster, args, code, field) -> None:
     p = schedctl(cluster.endpoints_env, *args)
     assert p.returncode == code, (p.returncode, p.stderr)
@@ -75,8 +88,19 @@ def test_follower_endpoint_is_followed_to_the_leader(cluster) -> None:
 def test_the_shell_protocol_reaches_clicks_completion() -> None:
     """The real program answers bash's completion protocol (no cluster needed: subcommand names)."""
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "COMP_WORDS": "schedctl job ex", "COMP_CWORD": "2",
-           "_SCHEDCTL_COMPLETE": "bash_complete",
-           "PYTHONPATH": os.pathsep.join([str(root), str(root / "cli"), os.environ.get("PYTHONPATH", "")])}
-    p = subprocess.run([sys.executable, "-m", "schedctl"], env=env, capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0 and p.stdout.split() == ["plain,explain", "plain,export"], (p.stdout, p.stderr)
+    env = {
+        **os.environ,
+        "COMP_WORDS": "schedctl job ex",
+        "COMP_CWORD": "2",
+        "_SCHEDCTL_COMPLETE": "bash_complete",
+        "PYTHONPATH": os.pathsep.join(
+            [str(root), str(root / "cli"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    p = subprocess.run(
+        [sys.executable, "-m", "schedctl"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 0 and p.stdout.split() == ["plain,explain", "plain,export"], (
+        p.stdout,
+        p.stderr,
+    )

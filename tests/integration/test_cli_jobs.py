@@ -34,7 +34,9 @@ def js(eps: str, *args: str) -> object:
 
 def one_error(p: subprocess.CompletedProcess[str]) -> str:
     lines = [line for line in p.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in p.stderr, p.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in p.stderr, (
+        p.stderr
+    )
     return lines[0]
 
 
@@ -68,24 +70,36 @@ def test_apply_is_idempotent_and_export_round_trips(cluster, tmp_path: Path) -> 
     assert first["counts"] == {"created": 3, "updated": 0, "unchanged": 0, "deleted": 0}
     before = {j["name"]: j for j in js(eps, "job", "list") if j["name"].startswith("ap-")}
     p = ok(eps, "job", "apply", "-f", str(f))
-    assert p.stdout.splitlines() == ["job ap-nightly: unchanged", "job ap-poll: unchanged",
-                                     "job ap-once: unchanged", "3 jobs: 3 unchanged"]
+    assert p.stdout.splitlines() == [
+        "job ap-nightly: unchanged",
+        "job ap-poll: unchanged",
+        "job ap-once: unchanged",
+        "3 jobs: 3 unchanged",
+    ]
     for fmt in ("toml", "yaml"):
         exported = tmp_path / f"export.{fmt}"
-        exported.write_text(ok(eps, "job", "export", "ap-nightly", "ap-poll", "ap-once", "-o", fmt).stdout)
+        exported.write_text(
+            ok(eps, "job", "export", "ap-nightly", "ap-poll", "ap-once", "-o", fmt).stdout
+        )
         doc = js(eps, "job", "apply", "-f", str(exported))
         assert doc["counts"]["unchanged"] == 3 and doc["counts"]["updated"] == 0, (fmt, doc)
     after = {j["name"]: j for j in js(eps, "job", "list") if j["name"].startswith("ap-")}
     assert after == before  # nothing was written: same versions, same everything
 
 
-def test_dry_run_prints_the_diff_and_changes_nothing_then_apply_updates(cluster, tmp_path: Path) -> None:
+def test_dry_run_prints_the_diff_and_changes_nothing_then_apply_updates(
+    cluster, tmp_path: Path
+) -> None:
     eps = cluster.endpoints_env
     f = tmp_path / "jobs.toml"
-    f.write_text('[[job]]\nname = "dr"\ncron = "0 3 * * *"\nqueue = "a"\nretry = { initial_backoff = "1s" }\n')
+    f.write_text(
+        '[[job]]\nname = "dr"\ncron = "0 3 * * *"\nqueue = "a"\nretry = { initial_backoff = "1s" }\n'
+    )
     ok(eps, "job", "apply", "-f", str(f))
     before = js(eps, "job", "get", "dr")
-    f.write_text('[[job]]\nname = "dr"\ncron = "0 4 * * *"\nqueue = "b"\nretry = { initial_backoff = "2s" }\n')
+    f.write_text(
+        '[[job]]\nname = "dr"\ncron = "0 4 * * *"\nqueue = "b"\nretry = { initial_backoff = "2s" }\n'
+    )
     p = ok(eps, "job", "apply", "-f", str(f), "--dry-run")
     assert p.stdout.splitlines() == [
         "dry run: nothing was changed",
@@ -140,7 +154,11 @@ def test_apply_with_every_policy_is_idempotent(cluster, tmp_path: Path) -> None:
     assert js(eps, "job", "apply", "-f", str(f))["counts"]["created"] == 2
     job = js(eps, "job", "get", "pol")
     assert job["misfire"] == "MISFIRE_POLICY_FIRE_ALL" and job["overlap"] == "OVERLAP_POLICY_FORBID"
-    assert job["tags"] == {"gpu": "yes"} and job["priority"] == 40 and job["on_failure"] == "pol-target"
+    assert (
+        job["tags"] == {"gpu": "yes"}
+        and job["priority"] == 40
+        and job["on_failure"] == "pol-target"
+    )
     assert job["schedule"]["dst_gap"] == "DST_GAP_SKIP" and job["keep_for_ms"] == 7 * 86_400_000
     doc = js(eps, "job", "apply", "-f", str(f))
     assert doc["counts"] == {"created": 0, "updated": 0, "unchanged": 2, "deleted": 0}, doc
@@ -148,8 +166,13 @@ def test_apply_with_every_policy_is_idempotent(cluster, tmp_path: Path) -> None:
     exported.write_text(ok(eps, "job", "export", "pol", "pol-target").stdout)
     assert js(eps, "job", "apply", "-f", str(exported))["counts"]["unchanged"] == 2
     text = ok(eps, "job", "get", "pol").stdout
-    for needle in ("fire_all, grace 2m, catch-up window 6h, at most 10 per catch-up", "forbid",
-                   "gpu=yes", "pol-target", "DST gap skip, repeat twice"):
+    for needle in (
+        "fire_all, grace 2m, catch-up window 6h, at most 10 per catch-up",
+        "forbid",
+        "gpu=yes",
+        "pol-target",
+        "DST gap skip, repeat twice",
+    ):
         assert needle in text, (needle, text)
 
 
@@ -160,7 +183,11 @@ def test_update_merges_and_detects_a_concurrent_change(cluster) -> None:
     doc = js(eps, "job", "update", "upd", "--priority", "7", "--overlap", "forbid")
     assert doc["changed"] is True and doc["version"] == v1 + 1
     job = doc["job"]
-    assert job["priority"] == 7 and job["queue"] == "q" and job["schedule"]["timezone"] == "Europe/Berlin"
+    assert (
+        job["priority"] == 7
+        and job["queue"] == "q"
+        and job["schedule"]["timezone"] == "Europe/Berlin"
+    )
     p = schedctl(eps, "job", "update", "upd", "--priority", "8", "--expect-version", str(v1))
     assert p.returncode == 1 and "--force" in one_error(p)
     assert js(eps, "job", "get", "upd")["priority"] == 7  # nothing changed
@@ -173,7 +200,18 @@ def test_update_merges_and_detects_a_concurrent_change(cluster) -> None:
 
 def test_trigger_overlap_forbid_records_a_skip(cluster) -> None:
     eps = cluster.endpoints_env
-    ok(eps, "job", "create", "ov", "--cron", "0 0 1 1 *", "--queue", "nobody-listens", "--overlap", "forbid")
+    ok(
+        eps,
+        "job",
+        "create",
+        "ov",
+        "--cron",
+        "0 0 1 1 *",
+        "--queue",
+        "nobody-listens",
+        "--overlap",
+        "forbid",
+    )
     first = js(eps, "job", "trigger", "ov")
     assert first["state"] == "RUN_STATE_PENDING" and first["origin"] == "RUN_ORIGIN_TRIGGER"
     second = js(eps, "job", "trigger", "ov")  # the first is still active (no worker on the queue)
@@ -190,8 +228,12 @@ def test_trigger_overlap_forbid_records_a_skip(cluster) -> None:
 def test_backfill_then_explain(cluster) -> None:
     eps = cluster.endpoints_env
     ok(eps, "job", "create", "bf", "--cron", "0 * * * *", "--queue", "nobody-listens")
-    p = ok(eps, "job", "backfill", "bf", "--from", T0, "--to", "2026-01-01T05:00:00Z", "--chunk", "4")
-    assert p.stdout.strip().endswith("6 runs created, 0 slots already had a run or skip record (6 slots, 2 chunks)")
+    p = ok(
+        eps, "job", "backfill", "bf", "--from", T0, "--to", "2026-01-01T05:00:00Z", "--chunk", "4"
+    )
+    assert p.stdout.strip().endswith(
+        "6 runs created, 0 slots already had a run or skip record (6 slots, 2 chunks)"
+    )
     assert p.stderr == ""  # not a terminal: no progress bar
     again = js(eps, "job", "backfill", "bf", "--from", T0, "--to", "2026-01-01T05:00:00Z")
     assert again["created"] == 0 and again["existing"] == 6
@@ -203,7 +245,10 @@ def test_backfill_then_explain(cluster) -> None:
     assert doc["slot_ms"] == T0_MS + 3_600_000 and doc["verdict"] and doc["explanation"]
     assert [r["scheduled_ms"] for r in doc["runs"]] == [T0_MS + 3_600_000]
     between = js(eps, "job", "explain", "bf", "--at", "2026-01-01T01:30:00Z")
-    assert between["previous_slot_ms"] == T0_MS + 3_600_000 and between["next_slot_ms"] == T0_MS + 7_200_000
+    assert (
+        between["previous_slot_ms"] == T0_MS + 3_600_000
+        and between["next_slot_ms"] == T0_MS + 7_200_000
+    )
     text = ok(eps, "job", "explain", "bf", "--at", "2026-01-01T01:00:00Z").stdout
     assert text.startswith("verdict") and "2026-01-01T01:00:00Z" in text and "backfill" in text
     p = schedctl(eps, "job", "backfill", "bf", "--from", "2026-01-02T00:00:00Z", "--to", T0)
@@ -218,7 +263,9 @@ def test_json_field_names_and_exit_codes(cluster, tmp_path: Path) -> None:
     names = [f.name for f in types_pb2.Job.DESCRIPTOR.fields]
     assert [k for k in job if not k.endswith("_at")] == names
     assert job["next_due_at"].endswith("Z")
-    assert json.loads(ok(eps, "job", "get", "jf", "--json").stdout) == job  # --json after the command
+    assert (
+        json.loads(ok(eps, "job", "get", "jf", "--json").stdout) == job
+    )  # --json after the command
     nodes = js(eps, "cluster", "status")
     assert {n["status"]["role"] for n in nodes} >= {"leader"}
     bad = tmp_path / "bad.toml"
@@ -233,16 +280,25 @@ def test_json_field_names_and_exit_codes(cluster, tmp_path: Path) -> None:
 def run_with_config(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("SCHEDD_ENDPOINTS", "SCHEDD_CONTEXT")}
     env["SCHEDD_CONFIG"] = str(config)
-    return subprocess.run([sys.executable, "-m", "schedctl", *args], capture_output=True, text=True,
-                          env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "schedctl", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_contexts_pick_the_cluster(cluster, tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
     p = run_with_config(cfg, "job", "list")
     assert p.returncode == 2 and "use-context" in one_error(p)
-    assert run_with_config(cfg, "config", "set-context", "local", "--endpoints", cluster.endpoints_env,
-                           "--use").returncode == 0
+    assert (
+        run_with_config(
+            cfg, "config", "set-context", "local", "--endpoints", cluster.endpoints_env, "--use"
+        ).returncode
+        == 0
+    )
     p = run_with_config(cfg, "cluster", "status")
     assert p.returncode == 0 and "leader" in p.stdout
     assert run_with_config(cfg, "config", "current-context").stdout.strip() == "local"

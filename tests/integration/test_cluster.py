@@ -21,39 +21,55 @@ SUCCEEDED = types_pb2.RUN_STATE_SUCCEEDED
 
 
 def succeeded_after(client: Client, job: str, after_ms: int) -> list[types_pb2.Run]:
-    return [r for r in client.list_runs(job=job, limit=10_000)
-            if r.state == SUCCEEDED and r.scheduled_ms > after_ms]
+    return [
+        r
+        for r in client.list_runs(job=job, limit=10_000)
+        if r.state == SUCCEEDED and r.scheduled_ms > after_ms
+    ]
 
 
 def test_leader_kill_loses_no_firing_and_runs_none_twice(make_cluster, tmp_path) -> None:
     cluster: LocalCluster = make_cluster()
     effects = tmp_path / "effects.log"
     effects.touch()
-    worker = start_shell_worker(cluster.endpoints_env, str(effects), str(tmp_path / "worker.log"),
-                                "--concurrency", "4")
+    worker = start_shell_worker(
+        cluster.endpoints_env, str(effects), str(tmp_path / "worker.log"), "--concurrency", "4"
+    )
     try:
         with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
             job = client.create_job("tick", cron="* * * * * *", request_id="create-tick")
             first_due = job.next_due_ms
-            wait_for(lambda: len(succeeded_after(client, "tick", 0)) >= 3, 30, "3 runs before the fault")
+            wait_for(
+                lambda: len(succeeded_after(client, "tick", 0)) >= 3, 30, "3 runs before the fault"
+            )
 
             old_leader = cluster.wait_for_leader()
             killed_at_ms = int(time.time() * 1000)
             t_kill = time.monotonic()
             cluster.kill_node(old_leader, signal.SIGKILL)
             new_leader = cluster.wait_for_leader(timeout=30, exclude=old_leader)
-            wait_for(lambda: succeeded_after(client, "tick", killed_at_ms), 30,
-                     "a firing scheduled after the kill to succeed under the new leader")
+            wait_for(
+                lambda: succeeded_after(client, "tick", killed_at_ms),
+                30,
+                "a firing scheduled after the kill to succeed under the new leader",
+            )
             failover_s = time.monotonic() - t_kill
             assert failover_s < 15, f"firings resumed {failover_s:.1f}s after the leader was killed"
 
-            wait_for(lambda: len(succeeded_after(client, "tick", killed_at_ms)) >= 3, 30,
-                     "3 firings scheduled after the kill to succeed")
+            wait_for(
+                lambda: len(succeeded_after(client, "tick", killed_at_ms)) >= 3,
+                30,
+                "3 firings scheduled after the kill to succeed",
+            )
             paused = client.pause_job("tick")
             last_due = paused.next_due_ms - 1000  # slots before next_due were all claimed
 
             def all_done() -> list[types_pb2.Run] | None:
-                runs = [r for r in client.list_runs(job="tick", limit=10_000) if r.scheduled_ms <= last_due]
+                runs = [
+                    r
+                    for r in client.list_runs(job="tick", limit=10_000)
+                    if r.scheduled_ms <= last_due
+                ]
                 return runs if runs and all(r.state == SUCCEEDED for r in runs) else None
 
             runs = wait_for(all_done, 40, "every claimed run to succeed")
@@ -68,11 +84,15 @@ def test_leader_kill_loses_no_firing_and_runs_none_twice(make_cluster, tmp_path)
             lines = [line.split() for line in effects.read_text().splitlines() if line.strip()]
             effect_fences = {(rid, int(f)) for rid, f, _ in lines}
             for r in runs:
-                assert (r.run_id, r.fence) in effect_fences, f"no effect recorded for {r.run_id} fence {r.fence}"
+                assert (r.run_id, r.fence) in effect_fences, (
+                    f"no effect recorded for {r.run_id} fence {r.fence}"
+                )
             fences = [r.fence for r in runs]
             assert len(set(fences)) == len(fences)
-            print(f"failover: new leader {new_leader}, firings resumed after {failover_s:.2f}s; "
-                  f"{len(runs)} runs, {len(lines)} effects")
+            print(
+                f"failover: new leader {new_leader}, firings resumed after {failover_s:.2f}s; "
+                f"{len(runs)} runs, {len(lines)} effects"
+            )
 
         cluster.start_node(old_leader)
         cluster.wait_converged(timeout=60)
@@ -108,16 +128,24 @@ def test_interval_job_with_jitter_fires_every_slot_once(make_cluster, tmp_path) 
     cluster: LocalCluster = make_cluster()
     effects = tmp_path / "effects.log"
     effects.touch()
-    worker = start_shell_worker(cluster.endpoints_env, str(effects), str(tmp_path / "worker.log"),
-                                "--concurrency", "2")
+    worker = start_shell_worker(
+        cluster.endpoints_env, str(effects), str(tmp_path / "worker.log"), "--concurrency", "2"
+    )
     try:
         with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
             job = client.create_job("every-1s", every_ms=1000, jitter_ms=400)
             assert job.schedule.kind == types_pb2.SCHEDULE_KIND_INTERVAL
-            wait_for(lambda: len(succeeded_after(client, "every-1s", 0)) >= 5, 30, "5 interval runs")
+            wait_for(
+                lambda: len(succeeded_after(client, "every-1s", 0)) >= 5, 30, "5 interval runs"
+            )
             last = client.pause_job("every-1s")
-            runs = wait_for(lambda: (lambda rs: rs if rs and all(r.state == SUCCEEDED for r in rs) else None)(
-                client.list_runs(job="every-1s", limit=1000)), 20, "the claimed runs to finish")
+            runs = wait_for(
+                lambda: (lambda rs: rs if rs and all(r.state == SUCCEEDED for r in rs) else None)(
+                    client.list_runs(job="every-1s", limit=1000)
+                ),
+                20,
+                "the claimed runs to finish",
+            )
             slots = [r.scheduled_ms for r in runs]
             # The run's identity is the un-jittered slot: consecutive whole seconds, none skipped.
             assert all(s % 1000 == 0 for s in slots)

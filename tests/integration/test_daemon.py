@@ -18,18 +18,34 @@ pytestmark = pytest.mark.integration
 def schedd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     e = {k: v for k, v in os.environ.items() if k != "SCHEDD_RAFT_PASSWORD"}
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "schedd", *args], capture_output=True, text=True, env=e, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "schedd", *args], capture_output=True, text=True, env=e, timeout=60
+    )
 
 
-@pytest.mark.parametrize("extra,env,needle", [
-    ([], {}, "Raft password is required"),
-    (["--peer", "n2=nonsense"], {"SCHEDD_RAFT_PASSWORD": "x"}, "--peer"),
-    (["--lease-ttl", "soon"], {"SCHEDD_RAFT_PASSWORD": "x"}, "--lease-ttl"),
-])
+@pytest.mark.parametrize(
+    "extra,env,needle",
+    [
+        ([], {}, "Raft password is required"),
+        (["--peer", "n2=nonsense"], {"SCHEDD_RAFT_PASSWORD": "x"}, "--peer"),
+        (["--lease-ttl", "soon"], {"SCHEDD_RAFT_PASSWORD": "x"}, "--lease-ttl"),
+    ],
+)
 def test_bad_configuration_is_refused_with_one_line(tmp_path, extra, env, needle) -> None:
     raft, grpc_port = free_ports(2)
-    p = schedd("run", "--node-id", "n1", "--data-dir", str(tmp_path / "d"), "--raft", f"127.0.0.1:{raft}",
-               "--grpc", f"127.0.0.1:{grpc_port}", *extra, env=env)
+    p = schedd(
+        "run",
+        "--node-id",
+        "n1",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--raft",
+        f"127.0.0.1:{raft}",
+        "--grpc",
+        f"127.0.0.1:{grpc_port}",
+        *extra,
+        env=env,
+    )
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in p.stderr
@@ -60,11 +76,31 @@ def test_the_defaults_start_a_node(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items()}
     env["SCHEDD_RAFT_PASSWORD"] = "x"
     with open(log, "wb") as out:
-        p = subprocess.Popen([sys.executable, "-m", "schedd", "run", "--node-id", "n1", "--data-dir",
-                              str(tmp_path / "d"), "--raft", f"127.0.0.1:{raft}", "--grpc", f"127.0.0.1:{grpc_port}"],
-                             stdout=out, stderr=subprocess.STDOUT, env=env)
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "schedd",
+                "run",
+                "--node-id",
+                "n1",
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--raft",
+                f"127.0.0.1:{raft}",
+                "--grpc",
+                f"127.0.0.1:{grpc_port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
-        wait_for(lambda: p.poll() is not None or "event=node_started" in log.read_text(), 20, "the node to start")
+        wait_for(
+            lambda: p.poll() is not None or "event=node_started" in log.read_text(),
+            20,
+            "the node to start",
+        )
         assert p.poll() is None, log.read_text()
     finally:
         p.send_signal(signal.SIGTERM)

@@ -37,18 +37,40 @@ sys.meta_path.insert(0, Hide())
 """
 
 SDK_MODULES = [
-    "schedd", "schedd.client", "schedd.aio", "schedd.agent", "schedd.models", "schedd.errors",
-    "schedd.fencing", "schedd.agent.shell", "schedd.testing", "schedd.pytest_plugin", "schedd.pb",
-    "schedd.server.cmd", "schedctl.main",
+    "schedd",
+    "schedd.client",
+    "schedd.aio",
+    "schedd.agent",
+    "schedd.models",
+    "schedd.errors",
+    "schedd.fencing",
+    "schedd.agent.shell",
+    "schedd.testing",
+    "schedd.pytest_plugin",
+    "schedd.pb",
+    "schedd.server.cmd",
+    "schedctl.main",
 ]
 # Daemon modules an SDK import must not drag in (each needs a hidden package, directly or not).
-SERVER_ONLY = ["schedd.state.store", "schedd.server.node", "schedd.raft", "schedd.server.dispatcher", "schedd.server.service"]
+SERVER_ONLY = [
+    "schedd.state.store",
+    "schedd.server.node",
+    "schedd.raft",
+    "schedd.server.dispatcher",
+    "schedd.server.service",
+]
 
 
 def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "cli")]))
-    return subprocess.run([sys.executable, "-c", BLOCKER + code, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKER + code, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_sdk_agent_and_cli_import_without_server_packages() -> None:
@@ -74,14 +96,18 @@ def test_the_blocker_really_hides_the_server() -> None:
 
 
 def test_schedctl_runs_without_server_packages() -> None:
-    p = _python("import sys; from schedctl.main import main; sys.argv = ['schedctl', '--help']; main()")
+    p = _python(
+        "import sys; from schedctl.main import main; sys.argv = ['schedctl', '--help']; main()"
+    )
     assert p.returncode == 0, p.stderr
     assert "Usage: schedctl" in p.stdout
 
 
 def test_schedd_run_and_dev_say_in_one_line_what_to_install() -> None:
     for argv in (["run", "--node-id", "n1"], ["dev"]):
-        p = _python(f"import sys; from schedd.server.cmd import main; sys.argv = ['schedd', *{argv!r}]; main()")
+        p = _python(
+            f"import sys; from schedd.server.cmd import main; sys.argv = ['schedd', *{argv!r}]; main()"
+        )
         assert p.returncode == 2, (argv, p.stdout, p.stderr)
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1, p.stderr

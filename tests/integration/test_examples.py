@@ -32,8 +32,13 @@ EXAMPLES = ROOT / "examples"
 
 
 def example(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ))
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )
 
 
 def test_paused_workers_late_write_is_rejected(cluster: LocalCluster, tmp_path: Path) -> None:
@@ -56,25 +61,53 @@ def test_paused_workers_late_write_is_rejected(cluster: LocalCluster, tmp_path: 
 
 def test_daily_report_writes_a_fenced_report(cluster: LocalCluster, tmp_path: Path) -> None:
     db = tmp_path / "reports.db"
-    p = example("daily_report.py", "--endpoints", cluster.endpoints_env, "--db", str(db), "--trigger", "--once")
+    p = example(
+        "daily_report.py",
+        "--endpoints",
+        cluster.endpoints_env,
+        "--db",
+        str(db),
+        "--trigger",
+        "--once",
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     m = re.search(r"wrote (\d{4}-\d{2}-\d{2}) with fence (\d+)", p.stdout)
     assert m, p.stdout
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT day, fence FROM reports").fetchall() == [(m.group(1), int(m.group(2)))]
+    assert conn.execute("SELECT day, fence FROM reports").fetchall() == [
+        (m.group(1), int(m.group(2)))
+    ]
     assert conn.execute("SELECT resource, fence FROM schedd_fences").fetchall() == [
-        (f"report:{m.group(1)}", int(m.group(2)))]
+        (f"report:{m.group(1)}", int(m.group(2)))
+    ]
     conn.close()
     with Client(cluster.endpoints_env) as client:
         job = client.get_job("daily-report")
         assert job.schedule.cron == "0 6 * * *" and job.schedule.timezone == "Europe/Berlin"
-        assert any(r.state == types_pb2.RUN_STATE_SUCCEEDED for r in client.list_runs("daily-report"))
+        assert any(
+            r.state == types_pb2.RUN_STATE_SUCCEEDED for r in client.list_runs("daily-report")
+        )
 
 
-def test_web_service_runs_the_worker_in_the_background_and_drains_on_sigterm(cluster: LocalCluster) -> None:
-    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "web_service.py"), "--endpoints", cluster.endpoints_env,
-                             "--port", "0", "--every-ms", "3600000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+def test_web_service_runs_the_worker_in_the_background_and_drains_on_sigterm(
+    cluster: LocalCluster,
+) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(EXAMPLES / "web_service.py"),
+            "--endpoints",
+            cluster.endpoints_env,
+            "--port",
+            "0",
+            "--every-ms",
+            "3600000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -89,9 +122,17 @@ def test_web_service_runs_the_worker_in_the_background_and_drains_on_sigterm(clu
         assert get("/healthz") == {"worker": "running"}
         with Client(cluster.endpoints_env) as client:
             run = client.trigger_job("cache-refresh")
-            page = wait_for(lambda: (x := get("/")) and x["refreshes"] == 1 and x, 20, "a refresh in the web app")
+            page = wait_for(
+                lambda: (x := get("/")) and x["refreshes"] == 1 and x,
+                20,
+                "a refresh in the web app",
+            )
             assert page["last"]["run_id"] == run.run_id  # type: ignore[index]
-            wait_for(lambda: client.get_run(run.run_id).state == types_pb2.RUN_STATE_SUCCEEDED, 15, "the run's success")
+            wait_for(
+                lambda: client.get_run(run.run_id).state == types_pb2.RUN_STATE_SUCCEEDED,
+                15,
+                "the run's success",
+            )
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=30)
             assert proc.returncode == 0 and "stopped" in out, err
@@ -108,14 +149,22 @@ def test_shell_example_refuses_a_stale_fence(tmp_path: Path) -> None:
     db = tmp_path / "backups.db"
 
     def run(fence: int) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, BACKUP_DB=str(db), SCHEDD_RUN_ID="nightly-backup:3:1767322800000",
-                   SCHEDD_SCHEDULED_AT="2026-01-02T03:00:00Z", SCHEDD_ATTEMPT="1", SCHEDD_FENCE=str(fence))
-        return subprocess.run(["sh", str(EXAMPLES / "shell" / "backup.sh")], capture_output=True, text=True, env=env)
+        env = dict(
+            os.environ,
+            BACKUP_DB=str(db),
+            SCHEDD_RUN_ID="nightly-backup:3:1767322800000",
+            SCHEDD_SCHEDULED_AT="2026-01-02T03:00:00Z",
+            SCHEDD_ATTEMPT="1",
+            SCHEDD_FENCE=str(fence),
+        )
+        return subprocess.run(
+            ["sh", str(EXAMPLES / "shell" / "backup.sh")], capture_output=True, text=True, env=env
+        )
 
     assert run(7).returncode == 0
     stale = run(4)
     assert stale.returncode == 1 and "stale fence 4" in stale.stderr
-    assert run(7).returncode == 0   # the same attempt may write again
+    assert run(7).returncode == 0  # the same attempt may write again
     assert run(9).returncode == 0
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT day, fence FROM backups").fetchall() == [("2026-01-02", 9)]

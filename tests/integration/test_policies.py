@@ -21,10 +21,26 @@ from tests._util import wait_for
 pytestmark = pytest.mark.integration
 
 
-def shell_worker(endpoints: str, script: str, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "schedctl", "--endpoints", endpoints, "worker", "run", *extra,
-           "--", "sh", "-c", script]
-    return subprocess.Popen(cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+def shell_worker(
+    endpoints: str, script: str, log_path: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "schedctl",
+        "--endpoints",
+        endpoints,
+        "worker",
+        "run",
+        *extra,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]
+    return subprocess.Popen(
+        cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -37,20 +53,31 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def covering(runs: list, slot: int) -> list:
-    return [r for r in runs if r.scheduled_ms == slot
-            or (r.state == S.RUN_STATE_SKIPPED and r.scheduled_ms <= slot <= r.skipped_until_ms)]
+    return [
+        r
+        for r in runs
+        if r.scheduled_ms == slot
+        or (r.state == S.RUN_STATE_SKIPPED and r.scheduled_ms <= slot <= r.skipped_until_ms)
+    ]
 
 
 @pytest.mark.parametrize("policy", ["forbid", "replace"])
-def test_overlap_policy_with_a_slow_worker(cluster: LocalCluster, tmp_path: Path, policy: str) -> None:
+def test_overlap_policy_with_a_slow_worker(
+    cluster: LocalCluster, tmp_path: Path, policy: str
+) -> None:
     """Every second a slot comes due while the last run still sleeps: forbid skips the new one,
     replace cancels the old one (its lease is revoked and its late result is discarded). Never
     two runs at once, and every slot has exactly one record."""
     name = f"slow-{policy}"
     effects = tmp_path / "effects"
     effects.touch()
-    worker = shell_worker(cluster.endpoints_env, f'sleep 2.5; echo "$SCHEDD_RUN_ID" >> {effects}',
-                          tmp_path / "worker.log", "--concurrency", "4")
+    worker = shell_worker(
+        cluster.endpoints_env,
+        f'sleep 2.5; echo "$SCHEDD_RUN_ID" >> {effects}',
+        tmp_path / "worker.log",
+        "--concurrency",
+        "4",
+    )
     try:
         with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
             job = client.create_job(name, every_ms=1000, overlap=policy)
@@ -64,10 +91,15 @@ def test_overlap_policy_with_a_slow_worker(cluster: LocalCluster, tmp_path: Path
                     return any(r.state == S.RUN_STATE_SKIPPED for r in runs)
                 return sum(r.state == S.RUN_STATE_CANCELLED for r in runs) >= 3
 
-            wait_for(seven_slots_and_the_policy_at_work, 60, f"7 slots decided with {policy} at work")
+            wait_for(
+                seven_slots_and_the_policy_at_work, 60, f"7 slots decided with {policy} at work"
+            )
             client.pause_job(name)
             runs = client.list_runs(job=name, limit=1000)
-            last_slot = max(r.scheduled_ms if r.state != S.RUN_STATE_SKIPPED else r.skipped_until_ms for r in runs)
+            last_slot = max(
+                r.scheduled_ms if r.state != S.RUN_STATE_SKIPPED else r.skipped_until_ms
+                for r in runs
+            )
             for slot in range(first, last_slot + 1, 1000):
                 assert len(covering(runs, slot)) == 1, f"slot {slot}: {covering(runs, slot)}"
             skipped = [r for r in runs if r.state == S.RUN_STATE_SKIPPED]
@@ -81,7 +113,9 @@ def test_overlap_policy_with_a_slow_worker(cluster: LocalCluster, tmp_path: Path
             leased = [r for r in runs if r.state in (S.RUN_STATE_LEASED, S.RUN_STATE_SUCCEEDED)]
             spans = sorted((r.started_ms, r.finished_ms or 1 << 62) for r in leased)
             for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
-                assert start >= end - 50, f"two runs overlapped: {spans}"  # 50 ms: stamps of one entry
+                assert start >= end - 50, (
+                    f"two runs overlapped: {spans}"
+                )  # 50 ms: stamps of one entry
             if cancelled:
                 # Part of the test, a window in which nothing may happen: a replaced run's
                 # command (sleep 2.5) would have written its effect by now had it not been stopped.
@@ -100,8 +134,14 @@ def test_misfire_after_the_whole_cluster_was_stopped(make_cluster, tmp_path: Pat
         once = client.create_job("once", every_ms=1000, misfire="fire_once", misfire_grace_ms=1000)
         skip = client.create_job("skip", every_ms=1000, misfire="skip", misfire_grace_ms=1000)
         first = once.next_due_ms
-        wait_for(lambda: client.get_job("once").next_due_ms > first
-                 and client.get_job("skip").next_due_ms > skip.next_due_ms, 20, "both jobs to fire once")
+        wait_for(
+            lambda: (
+                client.get_job("once").next_due_ms > first
+                and client.get_job("skip").next_due_ms > skip.next_due_ms
+            ),
+            20,
+            "both jobs to fire once",
+        )
     for spec in cluster.specs:
         cluster.kill_node(spec.node_id, signal.SIGKILL)
     time.sleep(6)  # the outage under test: about 6 slots come due while every node is down
@@ -109,14 +149,18 @@ def test_misfire_after_the_whole_cluster_was_stopped(make_cluster, tmp_path: Pat
     cluster.start()
     cluster.wait_for_leader(timeout=30)
     with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
-        wait_for(lambda: client.get_job("once").next_due_ms > restarted + 1000, 20, "firing to resume")
+        wait_for(
+            lambda: client.get_job("once").next_due_ms > restarted + 1000, 20, "firing to resume"
+        )
         for name in ("once", "skip"):
             client.pause_job(name)
         for name in ("once", "skip"):
             runs = client.list_runs(job=name, limit=1000)
             end = client.get_job(name).next_due_ms
             for slot in range(first, end, 1000):
-                assert len(covering(runs, slot)) == 1, f"{name}: slot {slot} has {covering(runs, slot)}"
+                assert len(covering(runs, slot)) == 1, (
+                    f"{name}: slot {slot} has {covering(runs, slot)}"
+                )
             catchup = [r for r in runs if r.origin == S.RUN_ORIGIN_CATCHUP]
             skipped = [r for r in runs if r.state == S.RUN_STATE_SKIPPED]
             if name == "once":
@@ -139,15 +183,25 @@ def test_pause_resume_does_not_fire_a_burst(cluster: LocalCluster) -> None:
         resumed = client.resume_job("pausable")
         # A burst would fire the paused slots before any later one: once a slot after the resume
         # has fired, the dispatcher has had its chance to burst.
-        wait_for(lambda: [r for r in client.list_runs(job="pausable", limit=100)
-                          if r.state != S.RUN_STATE_SKIPPED and r.scheduled_ms >= resumed.resumed_ms],
-                 20, "a firing after the resume")
+        wait_for(
+            lambda: [
+                r
+                for r in client.list_runs(job="pausable", limit=100)
+                if r.state != S.RUN_STATE_SKIPPED and r.scheduled_ms >= resumed.resumed_ms
+            ],
+            20,
+            "a firing after the resume",
+        )
         client.pause_job("pausable")
         runs = client.list_runs(job="pausable", limit=100)
         paused_slots = [r for r in runs if r.state == S.RUN_STATE_SKIPPED]
         assert paused_slots and {r.skip_reason for r in paused_slots} == {S.SKIP_REASON_PAUSED}
-        fired_in_pause = [r for r in runs if r.state != S.RUN_STATE_SKIPPED
-                          and paused.paused_ms <= r.scheduled_ms < paused.paused_ms + 3000]
+        fired_in_pause = [
+            r
+            for r in runs
+            if r.state != S.RUN_STATE_SKIPPED
+            and paused.paused_ms <= r.scheduled_ms < paused.paused_ms + 3000
+        ]
         assert not fired_in_pause
         e = client.explain_job("pausable", paused_slots[0].scheduled_ms)
         assert e.verdict == "skipped" and "paused" in e.explanation
@@ -174,12 +228,15 @@ def test_update_and_chaining_and_bad_input(cluster: LocalCluster) -> None:
         client.create_job("chain-b", cron="@daily", on_success="chain-a")
         before = client.list_jobs()
         bad = [
-            (dict(cron="@daily", on_failure="chain-b"), "on_failure"),            # a -> b -> a
-            (dict(cron="@daily", on_success="nope"), "on_success"),               # no such job
+            (dict(cron="@daily", on_failure="chain-b"), "on_failure"),  # a -> b -> a
+            (dict(cron="@daily", on_success="nope"), "on_success"),  # no such job
             (dict(cron="61 * * * *"), "schedule.cron"),
             (dict(cron="@daily", tz="Mars/Olympus"), "schedule.timezone"),
             (dict(cron="@daily", retry={"max_attempts": 1000}), "retry.max_attempts"),
-            (dict(cron="@daily", retry={"initial_backoff_ms": 5000, "max_backoff_ms": 10}), "retry.max_backoff_ms"),
+            (
+                dict(cron="@daily", retry={"initial_backoff_ms": 5000, "max_backoff_ms": 10}),
+                "retry.max_backoff_ms",
+            ),
             (dict(cron="@daily", payload='"' + "x" * 70_000 + '"'), "payload"),
             (dict(at_ms=int(time.time() * 1000) - 3_600_000), "schedule.at_ms"),
             (dict(cron="@daily", overlap="forbid", max_concurrent=0), "max_concurrent"),
@@ -193,17 +250,28 @@ def test_update_and_chaining_and_bad_input(cluster: LocalCluster) -> None:
             client.update_job("chain-a", expect_version=a.version + 5, cron="@hourly")
         updated = client.update_job("chain-a", expect_version=a.version, cron="@hourly", priority=7)
         assert updated.version == a.version + 1 and updated.priority == 7
-        past = client.create_job("past-once", at_ms=int(time.time() * 1000) - 3_600_000, allow_past=True)
+        past = client.create_job(
+            "past-once", at_ms=int(time.time() * 1000) - 3_600_000, allow_past=True
+        )
         assert past.state == S.JOB_STATE_ACTIVE
         wait_for(lambda: client.list_runs(job="past-once"), 10, "the past one-shot to fire at once")
 
 
-def test_a_tagged_job_goes_only_to_a_worker_carrying_its_tags(cluster: LocalCluster, tmp_path: Path) -> None:
+def test_a_tagged_job_goes_only_to_a_worker_carrying_its_tags(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
     effects = tmp_path / "effects"
     effects.touch()
     script = f'echo "$SCHEDD_RUN_ID $SCHEDD_WORKER_ID" >> {effects}'
-    plain = shell_worker(cluster.endpoints_env, script, tmp_path / "plain.log", "--queue", "tagged",
-                         "--worker-id", "plain")
+    plain = shell_worker(
+        cluster.endpoints_env,
+        script,
+        tmp_path / "plain.log",
+        "--queue",
+        "tagged",
+        "--worker-id",
+        "plain",
+    )
     try:
         with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
             client.create_job("needs-gpu", every_ms=1000, queue="tagged", tags={"gpu": "a100"})
@@ -212,10 +280,23 @@ def test_a_tagged_job_goes_only_to_a_worker_carrying_its_tags(cluster: LocalClus
             # the queue and must not get the pending firing.
             time.sleep(2.5)
             assert effects.read_text() == "", "a worker without the tag got a firing"
-            gpu = shell_worker(cluster.endpoints_env, script, tmp_path / "gpu.log", "--queue", "tagged",
-                               "--worker-id", "gpu", "--tag", "gpu=a100", "--tag", "zone=eu")
+            gpu = shell_worker(
+                cluster.endpoints_env,
+                script,
+                tmp_path / "gpu.log",
+                "--queue",
+                "tagged",
+                "--worker-id",
+                "gpu",
+                "--tag",
+                "gpu=a100",
+                "--tag",
+                "zone=eu",
+            )
             try:
-                wait_for(lambda: effects.read_text().count(" gpu") >= 3, 20, "the tagged worker's runs")
+                wait_for(
+                    lambda: effects.read_text().count(" gpu") >= 3, 20, "the tagged worker's runs"
+                )
             finally:
                 client.pause_job("needs-gpu")
                 stop(gpu)

@@ -43,7 +43,9 @@ ENTRY_BYTES = 20_000
 def padded_entry(i: int) -> bytes:
     """A real command (a barrier: apply records nothing) padded with an unknown protobuf field
     (number 1000, ignored by apply) to ``ENTRY_BYTES``."""
-    cmd = encode(command_pb2.Command(now_ms=1, barrier=command_pb2.BarrierCmd(node_id=f"load-{i}", term=1)))
+    cmd = encode(
+        command_pb2.Command(now_ms=1, barrier=command_pb2.BarrierCmd(node_id=f"load-{i}", term=1))
+    )
     pad = ENTRY_BYTES - len(cmd)
     return cmd + b"\xc2\x3e" + _varint(pad) + b"x" * pad  # tag (1000 << 3 | 2), length, bytes
 
@@ -73,7 +75,11 @@ class Observer:
         journal = self.node._SyncObj__raftLog  # type: ignore[attr-defined]
 
         def observed_send(node: Any, message: Any) -> Any:
-            if isinstance(message, dict) and message.get("type") == "next_node_idx" and message.get("success"):
+            if (
+                isinstance(message, dict)
+                and message.get("type") == "next_node_idx"
+                and message.get("success")
+            ):
                 self.max_acked = max(self.max_acked, message["next_node_idx"] - 1)
             return send(node, message)
 
@@ -98,13 +104,24 @@ class Criticals(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def run_cluster(settings: RaftSettings, seconds: float, stop_at_regressions: int = 0) -> dict[str, Any]:
+def run_cluster(
+    settings: RaftSettings, seconds: float, stop_at_regressions: int = 0
+) -> dict[str, Any]:
     root = tempfile.mkdtemp(prefix="raft-trunc-")
     ports = free_ports(3)
     addrs = [f"127.0.0.1:{p}" for p in ports]
     stores = [Store(os.path.join(root, f"n{i}", "state"), map_size=256 << 20) for i in range(3)]
-    nodes = [RaftNode(a, [b for b in addrs if b != a], stores[i], os.path.join(root, f"n{i}"), "password",
-                      settings) for i, a in enumerate(addrs)]
+    nodes = [
+        RaftNode(
+            a,
+            [b for b in addrs if b != a],
+            stores[i],
+            os.path.join(root, f"n{i}"),
+            "password",
+            settings,
+        )
+        for i, a in enumerate(addrs)
+    ]
     criticals = Criticals()
     logging.getLogger("pysyncobj").addHandler(criticals)
     try:
@@ -122,7 +139,10 @@ def run_cluster(settings: RaftSettings, seconds: float, stop_at_regressions: int
 
         def load() -> None:
             while time.monotonic() < stop:
-                if stop_at_regressions and sum(o.regressions for o in observers) >= stop_at_regressions:
+                if (
+                    stop_at_regressions
+                    and sum(o.regressions for o in observers) >= stop_at_regressions
+                ):
                     return
                 try:
                     leader.propose(padded_entry(next(counter)), timeout=5)
@@ -137,13 +157,21 @@ def run_cluster(settings: RaftSettings, seconds: float, stop_at_regressions: int
             t.join()
         # Converged: every node applies the same entries to the same state.
         deadline = time.monotonic() + 30
-        while len({s.applied_index() for s in stores}) != 1 or leader.raftCommitIndex != stores[0].applied_index():
+        while (
+            len({s.applied_index() for s in stores}) != 1
+            or leader.raftCommitIndex != stores[0].applied_index()
+        ):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        return {"regressions": sum(o.regressions for o in observers), "deepest": max(o.deepest for o in observers),
-                "committed": committed[0], "criticals": criticals.messages,
-                "applied": [s.applied_index() for s in stores], "digests": {s.digest() for s in stores}}
+        return {
+            "regressions": sum(o.regressions for o in observers),
+            "deepest": max(o.deepest for o in observers),
+            "committed": committed[0],
+            "criticals": criticals.messages,
+            "applied": [s.applied_index() for s in stores],
+            "digests": {s.digest() for s in stores},
+        }
     finally:
         logging.getLogger("pysyncobj").removeHandler(criticals)
         for n in nodes:
@@ -154,7 +182,9 @@ def run_cluster(settings: RaftSettings, seconds: float, stop_at_regressions: int
 
 
 def test_negative_control_pysyncobj_alone_drops_acknowledged_entries() -> None:
-    before = RaftSettings(replication_fix=False, append_batch_bytes=1 << 16, max_entry_bytes=(1 << 16) - 1)
+    before = RaftSettings(
+        replication_fix=False, append_batch_bytes=1 << 16, max_entry_bytes=(1 << 16) - 1
+    )
     got = run_cluster(before, seconds=20, stop_at_regressions=5)
     assert got["regressions"] > 0, f"the observer saw no regression with the fix off: {got}"
 
@@ -174,8 +204,17 @@ def three_nodes(settings: RaftSettings) -> Iterator[tuple[RaftNode, list[Store],
     root = tempfile.mkdtemp(prefix="raft-big-")
     addrs = [f"127.0.0.1:{p}" for p in free_ports(3)]
     stores = [Store(os.path.join(root, f"n{i}", "state"), map_size=256 << 20) for i in range(3)]
-    nodes = [RaftNode(a, [b for b in addrs if b != a], stores[i], os.path.join(root, f"n{i}"), "password", settings)
-             for i, a in enumerate(addrs)]
+    nodes = [
+        RaftNode(
+            a,
+            [b for b in addrs if b != a],
+            stores[i],
+            os.path.join(root, f"n{i}"),
+            "password",
+            settings,
+        )
+        for i, a in enumerate(addrs)
+    ]
     chunked: list[str] = []
     try:
         deadline = time.monotonic() + 20
@@ -230,7 +269,9 @@ def test_negative_control_an_entry_over_the_message_size_is_chunked() -> None:
 
 def _pad_to(size: int) -> bytes:
     """A barrier command padded (unknown field 1000) to exactly ``size`` bytes."""
-    cmd = encode(command_pb2.Command(now_ms=1, barrier=command_pb2.BarrierCmd(node_id="big", term=1)))
+    cmd = encode(
+        command_pb2.Command(now_ms=1, barrier=command_pb2.BarrierCmd(node_id="big", term=1))
+    )
     for pad in range(size - len(cmd) - 12, size - len(cmd)):
         out = cmd + b"\xc2\x3e" + _varint(pad) + b"y" * pad
         if len(out) == size:
@@ -238,16 +279,27 @@ def _pad_to(size: int) -> bytes:
     raise AssertionError(f"cannot pad to {size}")
 
 
-if __name__ == "__main__":  # python tests/integration/test_raft_live.py: the figures in docs/durability.md
+if (
+    __name__ == "__main__"
+):  # python tests/integration/test_raft_live.py: the figures in docs/durability.md
     import sys
 
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
-    cases = [("pysyncobj's replication, 64 KiB messages",
-              RaftSettings(replication_fix=False, append_batch_bytes=1 << 16, max_entry_bytes=(1 << 16) - 1)),
-             ("pysyncobj's replication, 4 MiB messages", RaftSettings(replication_fix=False)),
-             ("schedd (the fix, 4 MiB messages)", RaftSettings())]
+    cases = [
+        (
+            "pysyncobj's replication, 64 KiB messages",
+            RaftSettings(
+                replication_fix=False, append_batch_bytes=1 << 16, max_entry_bytes=(1 << 16) - 1
+            ),
+        ),
+        ("pysyncobj's replication, 4 MiB messages", RaftSettings(replication_fix=False)),
+        ("schedd (the fix, 4 MiB messages)", RaftSettings()),
+    ]
     for label, settings in cases:
         got = run_cluster(settings, seconds=6)
-        print(f"{label}: {got['committed']} entries committed in 6 s, {got['regressions']} regressions "
-              f"(deepest {got['deepest']} entries), {len(got['criticals'])} CRITICAL truncation lines, "
-              f"replicas converged: {len(got['digests']) == 1 and len(set(got['applied'])) == 1}", flush=True)
+        print(
+            f"{label}: {got['committed']} entries committed in 6 s, {got['regressions']} regressions "
+            f"(deepest {got['deepest']} entries), {len(got['criticals'])} CRITICAL truncation lines, "
+            f"replicas converged: {len(got['digests']) == 1 and len(set(got['applied'])) == 1}",
+            flush=True,
+        )

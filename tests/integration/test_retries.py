@@ -36,11 +36,29 @@ exit 3
 
 
 def start_worker(endpoints: str, marks: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "schedctl", "--endpoints", endpoints, "worker", "run",
-           "--concurrency", "3", "--", "sh", "-c", SCRIPT]
+    cmd = [
+        sys.executable,
+        "-m",
+        "schedctl",
+        "--endpoints",
+        endpoints,
+        "worker",
+        "run",
+        "--concurrency",
+        "3",
+        "--",
+        "sh",
+        "-c",
+        SCRIPT,
+    ]
     env = {**os.environ, "MARKS": str(marks)}
-    return subprocess.Popen(cmd, stdout=open(marks / "worker.log", "ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True, env=env)
+    return subprocess.Popen(
+        cmd,
+        stdout=open(marks / "worker.log", "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=env,
+    )
 
 
 def ended(client: Client, run_id: str) -> types_pb2.Run | None:
@@ -59,11 +77,23 @@ def test_failing_runs_go_dead_are_listed_and_replayed(make_cluster, tmp_path: Pa
     worker = start_worker(eps, tmp_path)
     try:
         create(eps, "flaky", "--max-attempts", "2")
-        create(eps, "fatal", "--max-attempts", "5", "--backoff", "100ms", "--non-retryable-exit-code", "3")
+        create(
+            eps,
+            "fatal",
+            "--max-attempts",
+            "5",
+            "--backoff",
+            "100ms",
+            "--non-retryable-exit-code",
+            "3",
+        )
         create(eps, "slow", "--max-attempts", "2", "--run-timeout", "1s")
         p = schedctl(eps, "--json", "job", "get", "fatal")
         job = json.loads(p.stdout)
-        assert job["retry"]["non_retryable_exit_codes"] == [3] and job["retry"]["initial_backoff_ms"] == 100
+        assert (
+            job["retry"]["non_retryable_exit_codes"] == [3]
+            and job["retry"]["initial_backoff_ms"] == 100
+        )
         with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
             runs = {name: client.trigger_job(name).run_id for name in ("flaky", "fatal", "slow")}
 
@@ -78,7 +108,9 @@ def test_failing_runs_go_dead_are_listed_and_replayed(make_cluster, tmp_path: Pa
             assert "non-retryable" in fatal.error
 
             # run timeout: each attempt is expired by the leader after 1 s, then the run is DEAD
-            slow = wait_for(lambda: ended(client, runs["slow"]), 30, "the slow run to time out twice")
+            slow = wait_for(
+                lambda: ended(client, runs["slow"]), 30, "the slow run to time out twice"
+            )
             assert (slow.state, slow.attempt) == (types_pb2.RUN_STATE_DEAD, 2)
             assert slow.error.startswith("run timeout"), slow.error
             assert slow.finished_ms - slow.started_ms >= 1000
@@ -87,7 +119,10 @@ def test_failing_runs_go_dead_are_listed_and_replayed(make_cluster, tmp_path: Pa
             assert p.returncode == 0, p.stderr
             dead = {r["run_id"]: r for r in json.loads(p.stdout)}
             assert set(dead) == set(runs.values())
-            assert dead[runs["flaky"]]["state"] == "RUN_STATE_DEAD" and dead[runs["flaky"]]["exit_code"] == 3
+            assert (
+                dead[runs["flaky"]]["state"] == "RUN_STATE_DEAD"
+                and dead[runs["flaky"]]["exit_code"] == 3
+            )
             p = schedctl(eps, "--json", "run", "list", "--job", "fatal", "--state", "succeeded")
             assert json.loads(p.stdout) == []
 
@@ -97,27 +132,46 @@ def test_failing_runs_go_dead_are_listed_and_replayed(make_cluster, tmp_path: Pa
             assert p.returncode == 0, p.stderr
             assert f"retrying run {runs['fatal']}: attempt 2" in p.stdout
             fatal = wait_for(lambda: ended(client, runs["fatal"]), 30, "the replayed run to end")
-            assert (fatal.state, fatal.attempt, fatal.exit_code) == (types_pb2.RUN_STATE_SUCCEEDED, 2, 0)
+            assert (fatal.state, fatal.attempt, fatal.exit_code) == (
+                types_pb2.RUN_STATE_SUCCEEDED,
+                2,
+                0,
+            )
 
             # a run that is not dead cannot be retried: exit 1, one line naming its state
             p = schedctl(eps, "run", "retry", runs["fatal"])
-            assert p.returncode == 1 and p.stderr.startswith("error: run_id:") and "succeeded" in p.stderr
+            assert (
+                p.returncode == 1
+                and p.stderr.startswith("error: run_id:")
+                and "succeeded" in p.stderr
+            )
             assert schedctl(eps, "run", "retry", "no-such:1:2").returncode == 3
 
             lines = (tmp_path / "attempts.log").read_text().split("\n")
             attempts = [line.split()[:2] for line in lines if line.strip()]
-            assert attempts.count([runs["fatal"], "1"]) == 1 and attempts.count([runs["fatal"], "2"]) == 1
-            assert [a for a in attempts if a[0] == runs["flaky"]] == [[runs["flaky"], "1"], [runs["flaky"], "2"]]
+            assert (
+                attempts.count([runs["fatal"], "1"]) == 1
+                and attempts.count([runs["fatal"], "2"]) == 1
+            )
+            assert [a for a in attempts if a[0] == runs["flaky"]] == [
+                [runs["flaky"], "1"],
+                [runs["flaky"], "2"],
+            ]
 
         # bad retry numbers: INVALID_ARGUMENT naming the option, nothing created
-        for options, option in ((["--backoff", "2d"], "--backoff"),
-                                (["--backoff", "10s", "--max-backoff", "1s"], "--max-backoff"),
-                                (["--backoff-multiplier", "0.5"], "--backoff-multiplier"),
-                                (["--non-retryable-exit-code", "300"], "--non-retryable-exit-code"),
-                                (["--run-timeout", "10d"], "--run-timeout"),
-                                (["--max-attempts", "101"], "--max-attempts")):
+        for options, option in (
+            (["--backoff", "2d"], "--backoff"),
+            (["--backoff", "10s", "--max-backoff", "1s"], "--max-backoff"),
+            (["--backoff-multiplier", "0.5"], "--backoff-multiplier"),
+            (["--non-retryable-exit-code", "300"], "--non-retryable-exit-code"),
+            (["--run-timeout", "10d"], "--run-timeout"),
+            (["--max-attempts", "101"], "--max-attempts"),
+        ):
             p = schedctl(eps, "job", "create", "bad", "--cron", NEVER, *options)
-            assert p.returncode == 2 and p.stderr.startswith(f"error: {option}:"), (options, p.stderr)
+            assert p.returncode == 2 and p.stderr.startswith(f"error: {option}:"), (
+                options,
+                p.stderr,
+            )
         assert schedctl(eps, "job", "get", "bad").returncode == 3
     finally:
         worker.terminate()

@@ -40,15 +40,25 @@ def shared() -> Iterator[RunningCluster]:
 
 def test_sync_client_returns_typed_records_and_errors(shared: RunningCluster) -> None:
     client = shared.client
-    job = client.create_job("sdk-nightly", cron="0 3 * * *", tz="Europe/Berlin", queue="sdk",
-                            payload='{"k": 1}', request_id="sdk-create-1")
+    job = client.create_job(
+        "sdk-nightly",
+        cron="0 3 * * *",
+        tz="Europe/Berlin",
+        queue="sdk",
+        payload='{"k": 1}',
+        request_id="sdk-create-1",
+    )
     assert isinstance(job, models.Job) and job.name == "sdk-nightly"
     assert job.state is models.JobState.ACTIVE and job.state == types_pb2.JOB_STATE_ACTIVE
-    assert job.schedule.kind is models.ScheduleKind.CRON and job.schedule.timezone == "Europe/Berlin"
+    assert (
+        job.schedule.kind is models.ScheduleKind.CRON and job.schedule.timezone == "Europe/Berlin"
+    )
     assert job.next_due_at is not None and job.next_due_at.tzinfo is not None
     assert job.to_dict()["state"] == "JOB_STATE_ACTIVE"
     # the same request id is the same create: the first answer, not AlreadyExists
-    assert client.create_job("sdk-nightly", cron="0 3 * * *", request_id="sdk-create-1").uid == job.uid
+    assert (
+        client.create_job("sdk-nightly", cron="0 3 * * *", request_id="sdk-create-1").uid == job.uid
+    )
     with pytest.raises(errors.AlreadyExists):
         client.create_job("sdk-nightly", cron="0 3 * * *")
     with pytest.raises(errors.InvalidArgument) as info:
@@ -111,7 +121,9 @@ def test_a_run_completed_by_a_worker_reads_as_succeeded(schedd_cluster: RunningC
     worker.start()
     try:
         run = c.client.trigger_job("sdk-worked")
-        final = wait_for(lambda: (r := c.client.get_run(run.run_id)).done and r, 20, "the run to finish")
+        final = wait_for(
+            lambda: (r := c.client.get_run(run.run_id)).done and r, 20, "the run to finish"
+        )
     finally:
         worker.stop(drain_timeout=2)
     assert done.is_set()
@@ -131,8 +143,9 @@ def test_async_client_end_to_end(shared: RunningCluster) -> None:
             assert isinstance(job, models.Job) and job.schedule.every_ms == HOUR_MS
             again = await client.create_job("sdk-async", every_ms=HOUR_MS, request_id="sdk-async-1")
             assert again.uid == job.uid
-            runs = await asyncio.gather(*(client.trigger_job("sdk-async", request_id=f"sdk-at{i}")
-                                          for i in range(5)))
+            runs = await asyncio.gather(
+                *(client.trigger_job("sdk-async", request_id=f"sdk-at{i}") for i in range(5))
+            )
             assert len({r.run_id for r in runs}) == 5
             listed = await client.list_runs(job="sdk-async")
             assert sorted(r.run_id for r in listed) == sorted(r.run_id for r in runs)
@@ -155,8 +168,9 @@ def test_async_client_end_to_end(shared: RunningCluster) -> None:
 def test_update_backfill_and_explain(shared: RunningCluster) -> None:
     client = shared.client
     job = client.create_job("sdk-policies", every_ms=60_000, queue="sdk-policies")
-    updated = client.update_job("sdk-policies", every_ms=120_000, queue="sdk-policies",
-                                expect_version=job.version)
+    updated = client.update_job(
+        "sdk-policies", every_ms=120_000, queue="sdk-policies", expect_version=job.version
+    )
     assert updated.version == job.version + 1 and updated.schedule.every_ms == 120_000
     with pytest.raises(errors.FailedPrecondition):
         client.update_job("sdk-policies", every_ms=60_000, expect_version=job.version)
@@ -172,8 +186,11 @@ def test_update_backfill_and_explain(shared: RunningCluster) -> None:
     assert sum(c.created for c in chunks) == 5 and chunks[0].total_slots == 5
     again = client.backfill_job("sdk-policies", first, last)
     assert (again.created, again.existing) == (0, 5)
-    backfilled = [r for r in client.list_runs(job="sdk-policies", limit=100)
-                  if r.origin is models.RunOrigin.BACKFILL]
+    backfilled = [
+        r
+        for r in client.list_runs(job="sdk-policies", limit=100)
+        if r.origin is models.RunOrigin.BACKFILL
+    ]
     assert sorted(r.scheduled_ms for r in backfilled) == [first + k * 120_000 for k in range(5)]
 
     ex = client.explain_job("sdk-policies", first)
@@ -219,7 +236,10 @@ def test_sync_client_through_a_leader_sigkill(schedd_cluster: RunningCluster) ->
         # issued right after the kill: answered by the new leader
         assert c.client.get_job("kill-sync").name == "kill-sync"
         # a create retried with its request id after the kill returns the first answer
-        assert c.client.create_job("kill-created", every_ms=HOUR_MS, request_id="kill-create").uid == before.uid
+        assert (
+            c.client.create_job("kill-created", every_ms=HOUR_MS, request_id="kill-create").uid
+            == before.uid
+        )
         wait_for(lambda: len(results) >= n_at_kill + 5, 30, "traffic after the kill")
     finally:
         stop.set()
@@ -261,22 +281,31 @@ def test_async_client_through_a_leader_sigkill(schedd_cluster: RunningCluster) -
                     i += 1
                     start = time.monotonic()
                     try:
-                        results[rid] = (await client.trigger_job("kill-async", request_id=rid)).run_id
+                        results[rid] = (
+                            await client.trigger_job("kill-async", request_id=rid)
+                        ).run_id
                     except Exception as exc:  # judged below: it must be typed
                         results[rid] = exc
                     spans.append((start, time.monotonic()))
 
             lanes = [asyncio.create_task(traffic(n)) for n in range(3)]
             try:
-                await wait_for_async(lambda: len(results) >= 6, 30, "traffic before the kill", every=0.02)
+                await wait_for_async(
+                    lambda: len(results) >= 6, 30, "traffic before the kill", every=0.02
+                )
                 killed = await asyncio.to_thread(c.kill_leader)  # the loop keeps calling meanwhile
                 killed_at = time.monotonic()
                 n_at_kill = len(results)
                 # issued right after the kill
-                created = await client.create_job("kill-async-2", every_ms=HOUR_MS, request_id="ka2")
-                assert (await client.create_job("kill-async-2", every_ms=HOUR_MS,
-                                                request_id="ka2")).uid == created.uid
-                await wait_for_async(lambda: len(results) >= n_at_kill + 6, 30, "traffic after the kill")
+                created = await client.create_job(
+                    "kill-async-2", every_ms=HOUR_MS, request_id="ka2"
+                )
+                assert (
+                    await client.create_job("kill-async-2", every_ms=HOUR_MS, request_id="ka2")
+                ).uid == created.uid
+                await wait_for_async(
+                    lambda: len(results) >= n_at_kill + 6, 30, "traffic after the kill"
+                )
             finally:
                 stop.set()
                 await asyncio.gather(*lanes)
@@ -290,8 +319,9 @@ def test_async_client_through_a_leader_sigkill(schedd_cluster: RunningCluster) -
                     assert run.run_id == first, rid
             runs = [r for r in await client.list_runs(job="kill-async", limit=10_000) if r.manual]
             assert len(runs) == len(results) == len({r.run_id for r in runs})
-            assert killed not in {r.status.node_id for r in await client.cluster_status()
-                                  if r.status is not None}
+            assert killed not in {
+                r.status.node_id for r in await client.cluster_status() if r.status is not None
+            }
 
     asyncio.run(scenario())
     c.wait_converged()

@@ -52,10 +52,10 @@ def test_a_firing_read_after_a_freeze_is_already_expired(book: LeaseBook, clock:
     """The process was frozen (SIGSTOP, GC) with a firing in its socket: the lease it carries is
     no younger than the last heartbeat the leader got, so it expires at once, not TTL later."""
     book.contact(clock.monotonic())
-    clock.advance(TTL_MS / 1000 * 3)       # frozen: no heartbeat written meanwhile
+    clock.advance(TTL_MS / 1000 * 3)  # frozen: no heartbeat written meanwhile
     assert book.acquire("r1", 5)
     assert [(x.run_id, x.fence) for x in book.expire()] == [("r1", 5)]
-    book.contact(clock.monotonic())        # heartbeats flow again: new firings start fresh
+    book.contact(clock.monotonic())  # heartbeats flow again: new firings start fresh
     assert book.acquire("r2", 6)
     assert book.expire() == []
 
@@ -69,7 +69,9 @@ def test_acquire_rejects_duplicates_while_held_or_pending(book: LeaseBook) -> No
     assert book.live() == [("r1", 7)]
 
 
-def test_heartbeat_renews_only_after_write_and_from_send_time(clock: FakeClock, book: LeaseBook) -> None:
+def test_heartbeat_renews_only_after_write_and_from_send_time(
+    clock: FakeClock, book: LeaseBook
+) -> None:
     book.acquire("r1", 1)
     clock.advance(8)
     sent_at = clock.monotonic()
@@ -84,7 +86,9 @@ def test_heartbeat_renews_only_after_write_and_from_send_time(clock: FakeClock, 
     assert "no contact" in lost[0].reason
 
 
-def test_leases_past_ttl_without_contact_are_lost_exactly_once(clock: FakeClock, book: LeaseBook) -> None:
+def test_leases_past_ttl_without_contact_are_lost_exactly_once(
+    clock: FakeClock, book: LeaseBook
+) -> None:
     book.acquire("a", 1)
     clock.advance(3)
     book.acquire("b", 2)
@@ -157,7 +161,9 @@ def test_unacked_completion_is_resent_after_reconnect(clock: FakeClock, book: Le
     assert book.pending() == []
 
 
-def test_stale_fence_ack_discards_and_transient_ack_retries(clock: FakeClock, book: LeaseBook) -> None:
+def test_stale_fence_ack_discards_and_transient_ack_retries(
+    clock: FakeClock, book: LeaseBook
+) -> None:
     book.acquire("a", 1)
     book.acquire("b", 2)
     book.acquire("c", 3)
@@ -289,8 +295,16 @@ def test_property_pending_until_final_ack(ops: list[tuple]) -> None:
 
 
 def _firing(**kw: object) -> SimpleNamespace:
-    base = dict(run_id="backup@1767322800000", job="backup", scheduled_ms=1_767_322_800_123,
-                attempt=2, fence=42, payload='{"a":1}', queue="default", lease_ttl_ms=15_000)
+    base = dict(
+        run_id="backup@1767322800000",
+        job="backup",
+        scheduled_ms=1_767_322_800_123,
+        attempt=2,
+        fence=42,
+        payload='{"a":1}',
+        queue="default",
+        lease_ttl_ms=15_000,
+    )
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -300,7 +314,14 @@ def test_context_from_firing() -> None:
     assert ctx.scheduled_at == datetime(2026, 1, 2, 3, 0, 0, 123_000, tzinfo=UTC)
     assert ctx.scheduled_at.tzinfo is UTC
     assert (ctx.run_id, ctx.job, ctx.attempt, ctx.fence, ctx.payload, ctx.queue, ctx.worker_id) == (
-        "backup@1767322800000", "backup", 2, 42, '{"a":1}', "default", "w1")
+        "backup@1767322800000",
+        "backup",
+        2,
+        42,
+        '{"a":1}',
+        "default",
+        "w1",
+    )
     assert isinstance(ctx.cancelled, threading.Event) and not ctx.cancelled.is_set()
     with pytest.raises(AttributeError):
         ctx.fence = 43  # type: ignore[misc]
@@ -315,9 +336,12 @@ def test_context_from_real_protobuf_firing() -> None:
 
 
 def test_kv_quotes_values_that_need_it() -> None:
-    assert kv("firing_received", run_id="a@1", fence=3) == "event=firing_received run_id=a@1 fence=3"
+    assert (
+        kv("firing_received", run_id="a@1", fence=3) == "event=firing_received run_id=a@1 fence=3"
+    )
     assert kv("x", error='ValueError("a b")', skip=None, empty="") == (
-        'event=x error="ValueError(\\"a b\\")" empty=""')
+        'event=x error="ValueError(\\"a b\\")" empty=""'
+    )
 
 
 def test_parse_endpoints() -> None:
@@ -403,16 +427,18 @@ def test_shell_worker_rejects_empty_command(capsys: pytest.CaptureFixture[str]) 
 # ---- releases (drain), progress, tags ---------------------------------------------------------
 
 
-def test_release_loses_the_lease_and_queues_it_once_per_stream(clock: FakeClock, book: LeaseBook) -> None:
+def test_release_loses_the_lease_and_queues_it_once_per_stream(
+    clock: FakeClock, book: LeaseBook
+) -> None:
     assert book.acquire("r1", 5) and book.acquire("r2", 6)
     lost = book.release([("r1", 5)], "worker stopping (drain timeout)")
     assert [(le.key, le.reason) for le in lost] == [(("r1", 5), "worker stopping (drain timeout)")]
-    assert book.live() == [("r2", 6)]                 # no longer heartbeated nor offered in Hello
-    assert book.release([("r1", 5)], "again") == []   # lost at most once
+    assert book.live() == [("r2", 6)]  # no longer heartbeated nor offered in Hello
+    assert book.release([("r1", 5)], "again") == []  # lost at most once
     assert book.has_unsent_releases()
     assert book.take_releases() == [("r1", 5)]
     assert book.take_releases() == [] and not book.has_unsent_releases()
-    assert book.start_session() == [("r2", 6)]        # a new stream: the release is sent again
+    assert book.start_session() == [("r2", 6)]  # a new stream: the release is sent again
     assert book.take_releases() == [("r1", 5)]
 
 
@@ -423,7 +449,7 @@ def test_released_lease_finishes_without_a_completion(book: LeaseBook) -> None:
     assert book.pending() == [] and book.take_unsent() == []
     book.take_releases()
     assert book.idle()
-    assert not book.acquire("r1", 5)                  # a resent firing of a released lease
+    assert not book.acquire("r1", 5)  # a resent firing of a released lease
 
 
 def test_refused_firing_is_released_without_being_held(book: LeaseBook) -> None:
@@ -434,7 +460,7 @@ def test_refused_firing_is_released_without_being_held(book: LeaseBook) -> None:
 def test_release_does_not_drop_a_finished_attempts_completion(book: LeaseBook) -> None:
     assert book.acquire("r1", 5)
     book.finish("r1", 5, Outcome.SUCCEEDED)
-    book.release([("r1", 5)], "drain")                # too late: the result stands
+    book.release([("r1", 5)], "drain")  # too late: the result stands
     assert not book.has_unsent_releases()
     assert [r.key for r in book.pending()] == [("r1", 5)]
 

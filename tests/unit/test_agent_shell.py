@@ -58,8 +58,11 @@ class Logs(logging.Handler):
     def lines(self, event: str = "", level: int | None = None) -> list[str]:
         with self.guard:
             recs = list(self.records)
-        return [r.getMessage() for r in recs
-                if r.getMessage().startswith(f"event={event}") and (level is None or r.levelno == level)]
+        return [
+            r.getMessage()
+            for r in recs
+            if r.getMessage().startswith(f"event={event}") and (level is None or r.levelno == level)
+        ]
 
     def events(self) -> list[str]:
         with self.guard:
@@ -230,16 +233,32 @@ class FakeNet:
 
 
 def firing(run_id: str = "r1", fence: int = 7, job: str = "j", ttl_ms: int = 0) -> types_pb2.Firing:
-    return types_pb2.Firing(run_id=run_id, job=job, scheduled_ms=1_700_000_000_000, attempt=1,
-                            fence=fence, payload='{"x": 1}', queue="q", lease_ttl_ms=ttl_ms)
+    return types_pb2.Firing(
+        run_id=run_id,
+        job=job,
+        scheduled_ms=1_700_000_000_000,
+        attempt=1,
+        fence=fence,
+        payload='{"x": 1}',
+        queue="q",
+        lease_ttl_ms=ttl_ms,
+    )
 
 
-def welcome(hb_ms: int = 2000, ttl_ms: int = TTL_MS, node: str = "n1",
-            reattached: tuple[tuple[str, int], ...] = (),
-            lost: tuple[tuple[str, int], ...] = ()) -> api_pb2.Welcome:
-    return api_pb2.Welcome(node_id=node, lease_ttl_ms=ttl_ms, heartbeat_interval_ms=hb_ms,
-                           reattached=[api_pb2.Lease(run_id=r, fence=f) for r, f in reattached],
-                           lost=[api_pb2.Lease(run_id=r, fence=f) for r, f in lost])
+def welcome(
+    hb_ms: int = 2000,
+    ttl_ms: int = TTL_MS,
+    node: str = "n1",
+    reattached: tuple[tuple[str, int], ...] = (),
+    lost: tuple[tuple[str, int], ...] = (),
+) -> api_pb2.Welcome:
+    return api_pb2.Welcome(
+        node_id=node,
+        lease_ttl_ms=ttl_ms,
+        heartbeat_interval_ms=hb_ms,
+        reattached=[api_pb2.Lease(run_id=r, fence=f) for r, f in reattached],
+        lost=[api_pb2.Lease(run_id=r, fence=f) for r, f in lost],
+    )
 
 
 class Rig:
@@ -253,9 +272,16 @@ class Rig:
         self.runner = Runner(self.shared, worker_id="w1", concurrency=2, executor=self.pool)
         self.runner.start()
         self.net = FakeNet()
-        self.stream = Stream(self.shared, self.runner, endpoints=endpoints, worker_id="w1",
-                             queues=["q"], concurrency=2, tags={"region": "eu"},
-                             channel=self.net.channel)
+        self.stream = Stream(
+            self.shared,
+            self.runner,
+            endpoints=endpoints,
+            worker_id="w1",
+            queues=["q"],
+            concurrency=2,
+            tags={"region": "eu"},
+            channel=self.net.channel,
+        )
 
     def session(self, welcomed: bool = True, target: str = "a:1") -> Session:
         """A current session, welcomed through on_welcome (heartbeats every 2 s)."""
@@ -319,8 +345,9 @@ def test_a_returning_handler_succeeds_and_its_completion_is_flushed() -> None:
         (KeyError("k"), "KeyError('k')", None, "handler_failed"),
     ],
 )
-def test_a_raising_handler_fails_with_its_text(raised: BaseException, error: str,
-                                               exit_code: int | None, event: str | None) -> None:
+def test_a_raising_handler_fails_with_its_text(
+    raised: BaseException, error: str, exit_code: int | None, event: str | None
+) -> None:
     rig = Rig()
 
     def handle(ctx: Context) -> None:
@@ -626,12 +653,16 @@ def test_acks_are_applied_and_logged_by_kind() -> None:
     rig = Rig()
     for run in ("ok", "stale", "retry", "bad"):
         rig.shared.book.finish(run, 1, Outcome.SUCCEEDED)
-    acks = [api_pb2.CompletionAck(run_id="ok", fence=1, code=CODE_OK),
-            api_pb2.CompletionAck(run_id="stale", fence=1, code=CODE_ABORTED),
-            api_pb2.CompletionAck(run_id="retry", fence=1, code=CODE_UNAVAILABLE, message="commit"),
-            api_pb2.CompletionAck(run_id="bad", fence=1, code=3, message="no"),
-            api_pb2.CompletionAck(run_id="unknown", fence=1, code=CODE_OK)]
-    rig.stream.on_message(Session("a:1"), api_pb2.ServerMessage(acks=api_pb2.CompletionAcks(acks=acks)))
+    acks = [
+        api_pb2.CompletionAck(run_id="ok", fence=1, code=CODE_OK),
+        api_pb2.CompletionAck(run_id="stale", fence=1, code=CODE_ABORTED),
+        api_pb2.CompletionAck(run_id="retry", fence=1, code=CODE_UNAVAILABLE, message="commit"),
+        api_pb2.CompletionAck(run_id="bad", fence=1, code=3, message="no"),
+        api_pb2.CompletionAck(run_id="unknown", fence=1, code=CODE_OK),
+    ]
+    rig.stream.on_message(
+        Session("a:1"), api_pb2.ServerMessage(acks=api_pb2.CompletionAcks(acks=acks))
+    )
     assert [r.run_id for r in rig.shared.book.pending()] == ["retry"]
     assert len(rig.logs.lines("completion_acked")) == 1
     assert len(rig.logs.lines("completion_rejected", logging.WARNING)) == 1
@@ -646,11 +677,19 @@ def test_messages_are_dispatched_by_body() -> None:
     sess = Session("a:1")
     rig.stream.on_message(sess, api_pb2.ServerMessage(welcome=welcome()))
     assert sess.welcomed
-    rig.stream.on_message(sess, api_pb2.ServerMessage(
-        firings=api_pb2.Firings(firings=[firing("r1", 1), firing("r2", 2)])))
+    rig.stream.on_message(
+        sess,
+        api_pb2.ServerMessage(firings=api_pb2.Firings(firings=[firing("r1", 1), firing("r2", 2)])),
+    )
     assert len(rig.pool.queued) == 2
-    rig.stream.on_message(sess, api_pb2.ServerMessage(lost=api_pb2.LeasesLost(
-        leases=[api_pb2.Lease(run_id="r1", fence=1)], reason="run timeout")))
+    rig.stream.on_message(
+        sess,
+        api_pb2.ServerMessage(
+            lost=api_pb2.LeasesLost(
+                leases=[api_pb2.Lease(run_id="r1", fence=1)], reason="run timeout"
+            )
+        ),
+    )
     assert rig.shared.active[("r1", 1)].ctx.cancelled.is_set()
     assert not rig.shared.active[("r2", 2)].ctx.cancelled.is_set()
     rig.stream.on_message(sess, api_pb2.ServerMessage())  # a body this agent does not know
@@ -668,7 +707,11 @@ def test_the_request_stream_says_hello_then_writes_what_is_asked() -> None:
     gen = rig.stream.requests(sess)
     hello = next(gen).hello
     assert (hello.worker_id, list(hello.queues), hello.concurrency, dict(hello.tags)) == (
-        "w1", ["q"], 2, {"region": "eu"})
+        "w1",
+        ["q"],
+        2,
+        {"region": "eu"},
+    )
     assert [(le.run_id, le.fence) for le in hello.running] == [("held", 3)]
     rig.stream.on_welcome(sess, welcome(reattached=(("held", 3),)))
     queued(sess)
@@ -680,12 +723,17 @@ def test_the_request_stream_says_hello_then_writes_what_is_asked() -> None:
     sess.kick(Intent.FLUSH)  # nothing to send: skipped
     sess.kick(Intent.HEARTBEAT)
     hb = next(gen).heartbeat
-    assert [(le.run_id, le.fence, le.progress) for le in hb.leases] == [("held", 3, ""), ("r1", 7, "3/10")]
+    assert [(le.run_id, le.fence, le.progress) for le in hb.leases] == [
+        ("held", 3, ""),
+        ("r1", 7, "3/10"),
+    ]
     rig.shared.book.finish("done", 1, Outcome.FAILED, "x", 2)
     sess.kick(Intent.FLUSH)
     # ... and renews them once gRPC asks for the next message (the heartbeat was written)
     completions = next(gen).completions.completions
-    assert [(c.run_id, c.outcome, c.error, c.exit_code) for c in completions] == [("done", 2, "x", 2)]
+    assert [(c.run_id, c.outcome, c.error, c.exit_code) for c in completions] == [
+        ("done", 2, "x", 2)
+    ]
     rig.clock.advance(2)  # a TTL after the Hello, 2 s after the heartbeat
     assert rig.shared.book.expire() == []
 
@@ -865,7 +913,9 @@ def test_one_stream_says_hello_dispatches_and_returns_the_hint_it_ended_with() -
 def test_a_stream_refused_or_frozen_ends_before_hello() -> None:
     rig = Rig()
     rig.net.states["a:1"] = grpc.ChannelConnectivity.TRANSIENT_FAILURE
-    assert rig.stream.session_to("a:1") == SessionEnd(False, "", "connection failed (TRANSIENT_FAILURE)", False)
+    assert rig.stream.session_to("a:1") == SessionEnd(
+        False, "", "connection failed (TRANSIENT_FAILURE)", False
+    )
     rig.net.states["b:2"] = None  # accepts TCP, never answers
 
     ticks = iter(range(100))
@@ -937,8 +987,10 @@ def loop_transcript(rig: Rig, ends: list[SessionEnd], seconds: float = 0.0) -> l
     for i, (target, end, before) in enumerate(attempts):
         after = attempts[i + 1][2] if i + 1 < len(attempts) else len(closing.waits)
         wait = closing.waits[before] if after > before else 0.0
-        lines.append(f"{target}: welcomed={end.welcomed} hint={end.hint or '-'} "
-                     f"frozen={end.frozen} wait={wait:g}")
+        lines.append(
+            f"{target}: welcomed={end.welcomed} hint={end.hint or '-'} "
+            f"frozen={end.frozen} wait={wait:g}"
+        )
     return lines
 
 
@@ -948,13 +1000,18 @@ def refused(hint: str = "") -> SessionEnd:
 
 def test_the_stream_loop_follows_the_leader_across_a_failover() -> None:
     rig = Rig()
-    lines = loop_transcript(rig, [
-        refused("b:2"),  # a:1, a follower, names the leader
-        SessionEnd(True, "", "UNAVAILABLE: Socket closed", False),  # b:2's stream; then b:2 dies
-        refused(),       # c:3 knows no leader yet
-        refused("a:1"),  # a:1 names itself: it is being elected
-        SessionEnd(True, "", "stream ended", False),  # a:1 leads
-    ])
+    lines = loop_transcript(
+        rig,
+        [
+            refused("b:2"),  # a:1, a follower, names the leader
+            SessionEnd(
+                True, "", "UNAVAILABLE: Socket closed", False
+            ),  # b:2's stream; then b:2 dies
+            refused(),  # c:3 knows no leader yet
+            refused("a:1"),  # a:1 names itself: it is being elected
+            SessionEnd(True, "", "stream ended", False),  # a:1 leads
+        ],
+    )
     assert lines == [
         "a:1: welcomed=False hint=b:2 frozen=False wait=0",
         "b:2: welcomed=True hint=- frozen=False wait=0.05",
@@ -969,13 +1026,18 @@ def test_the_stream_loop_follows_the_leader_across_a_failover() -> None:
 
 def test_the_stream_loop_skips_a_frozen_leader_its_followers_still_name() -> None:
     rig = Rig()
-    lines = loop_transcript(rig, [
-        SessionEnd(True, "", "CANCELLED: probe", True),  # the probe found a:1 frozen
-        refused("a:1"), refused("a:1"), refused("a:1"),   # followers still name it
-        refused(),                                        # their election has started
-        refused("c:3"),                                   # c:3 won it
-        SessionEnd(True, "", "stream ended", False),
-    ])
+    lines = loop_transcript(
+        rig,
+        [
+            SessionEnd(True, "", "CANCELLED: probe", True),  # the probe found a:1 frozen
+            refused("a:1"),
+            refused("a:1"),
+            refused("a:1"),  # followers still name it
+            refused(),  # their election has started
+            refused("c:3"),  # c:3 won it
+            SessionEnd(True, "", "stream ended", False),
+        ],
+    )
     assert lines == [
         "a:1: welcomed=True hint=- frozen=True wait=0.05",
         "b:2: welcomed=False hint=a:1 frozen=False wait=0.05",
@@ -1027,7 +1089,9 @@ def make_worker(net: FakeNet, **kwargs: Any) -> tuple[Worker, Logs]:
 
 
 def completed(call: FakeCall) -> list[tuple[str, int, int]]:
-    return [(c.run_id, c.fence, c.outcome) for m in call.bodies("completions") for c in m.completions]
+    return [
+        (c.run_id, c.fence, c.outcome) for m in call.bodies("completions") for c in m.completions
+    ]
 
 
 def test_a_worker_runs_firings_reports_them_and_drains(net: FakeNet) -> None:
@@ -1049,17 +1113,29 @@ def test_a_worker_runs_firings_reports_them_and_drains(net: FakeNet) -> None:
         wait_for(lambda: len(completed(call)) == 2, 5, "both completions")
         assert sorted(completed(call)) == [("r1", 7, 1), ("r2", 8, 1)]
         assert all(name.startswith("schedd-handler") for name in progress)
-        call.send(acks=api_pb2.CompletionAcks(acks=[
-            api_pb2.CompletionAck(run_id="r1", fence=7, code=CODE_OK),
-            api_pb2.CompletionAck(run_id="r2", fence=8, code=CODE_OK)]))
+        call.send(
+            acks=api_pb2.CompletionAcks(
+                acks=[
+                    api_pb2.CompletionAck(run_id="r1", fence=7, code=CODE_OK),
+                    api_pb2.CompletionAck(run_id="r2", fence=8, code=CODE_OK),
+                ]
+            )
+        )
         wait_for(lambda: len(logs.lines("completion_acked")) == 2, 5, "the acks")
         wait_for(lambda: call.bodies("heartbeat"), 5, "a heartbeat")
     finally:
         w.stop(drain_timeout=1.0)
     assert w.stopped
     events = logs.events()
-    for event in ("worker_starting", "connected", "firing_received", "handler_finished",
-                  "completion_acked", "worker_stopping", "worker_stopped"):
+    for event in (
+        "worker_starting",
+        "connected",
+        "firing_received",
+        "handler_finished",
+        "completion_acked",
+        "worker_stopping",
+        "worker_stopped",
+    ):
         assert event in events
     w.stop()  # idempotent
 
@@ -1165,7 +1241,7 @@ def test_run_blocks_until_stopped_and_signals_drain_then_force(net: FakeNet) -> 
         wait_for(started.is_set, 5, "the handler to start")
         w._on_signal(signal.SIGTERM, None)  # as the first SIGTERM would: drain
         wait_for(lambda: logs.lines("worker_stopping"), 5, "the drain to start")
-        w._on_signal(signal.SIGINT, None)   # a second signal: cancel now
+        w._on_signal(signal.SIGINT, None)  # a second signal: cancel now
 
     t = threading.Thread(target=operator)
     t.start()

@@ -17,34 +17,76 @@ def cmd(now: int = T0, **body: object) -> bytes:
     return encode(command_pb2.Command(now_ms=now, **body))
 
 
-def create(name: str, cron: str = "* * * * * *", now: int = T0, request_id: str = "",
-           retry: types_pb2.RetryPolicy | None = None) -> bytes:
-    req = api_pb2.CreateJobRequest(name=name, request_id=request_id, retry=retry,
-                                   schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron))
+def create(
+    name: str,
+    cron: str = "* * * * * *",
+    now: int = T0,
+    request_id: str = "",
+    retry: types_pb2.RetryPolicy | None = None,
+) -> bytes:
+    req = api_pb2.CreateJobRequest(
+        name=name,
+        request_id=request_id,
+        retry=retry,
+        schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron),
+    )
     return encode(create_job(req, now))
 
 
 def fire(name: str, uid: int, from_ms: int, slots: list[int], nxt: int, now: int = T0) -> bytes:
-    return cmd(now, fire_due=command_pb2.FireDueCmd(items=[command_pb2.FireItem(
-        name=name, uid=uid, from_due_ms=from_ms, slots_ms=slots, next_due_ms=nxt)]))
+    return cmd(
+        now,
+        fire_due=command_pb2.FireDueCmd(
+            items=[
+                command_pb2.FireItem(
+                    name=name, uid=uid, from_due_ms=from_ms, slots_ms=slots, next_due_ms=nxt
+                )
+            ]
+        ),
+    )
 
 
 def grant(run_id: str, worker: str = "w1", attempt: int = 1, now: int = T0) -> bytes:
-    return cmd(now, grant_leases=command_pb2.GrantLeasesCmd(
-        items=[command_pb2.GrantItem(run_id=run_id, attempt=attempt, worker_id=worker)], lease_ttl_ms=10_000))
+    return cmd(
+        now,
+        grant_leases=command_pb2.GrantLeasesCmd(
+            items=[command_pb2.GrantItem(run_id=run_id, attempt=attempt, worker_id=worker)],
+            lease_ttl_ms=10_000,
+        ),
+    )
 
 
-def complete(run_id: str, fence: int, success: bool = True, now: int = T0,
-             exit_code: int | None = None, dead_letter: bool = False) -> bytes:
-    return cmd(now, complete_runs=command_pb2.CompleteRunsCmd(
-        items=[command_pb2.CompleteItem(run_id=run_id, fence=fence, success=success, exit_code=exit_code)],
-        retry_backoff_ms=1000, dead_letter=dead_letter))
+def complete(
+    run_id: str,
+    fence: int,
+    success: bool = True,
+    now: int = T0,
+    exit_code: int | None = None,
+    dead_letter: bool = False,
+) -> bytes:
+    return cmd(
+        now,
+        complete_runs=command_pb2.CompleteRunsCmd(
+            items=[
+                command_pb2.CompleteItem(
+                    run_id=run_id, fence=fence, success=success, exit_code=exit_code
+                )
+            ],
+            retry_backoff_ms=1000,
+            dead_letter=dead_letter,
+        ),
+    )
 
 
 def expire(run_id: str, fence: int, now: int = T0, dead_letter: bool = False) -> bytes:
-    return cmd(now, expire_leases=command_pb2.ExpireLeasesCmd(
-        items=[command_pb2.ExpireItem(run_id=run_id, fence=fence)], retry_backoff_ms=1000,
-        dead_letter=dead_letter))
+    return cmd(
+        now,
+        expire_leases=command_pb2.ExpireLeasesCmd(
+            items=[command_pb2.ExpireItem(run_id=run_id, fence=fence)],
+            retry_backoff_ms=1000,
+            dead_letter=dead_letter,
+        ),
+    )
 
 
 def run_log(entries: list[bytes]) -> MemoryState:
@@ -57,8 +99,12 @@ def run_log(entries: list[bytes]) -> MemoryState:
 def basic_log() -> list[bytes]:
     first_due = T0 - T0 % 1000 + 1000
     rid = keys.run_id("a", 1, first_due)
-    return [create("a"), fire("a", 1, first_due, [first_due], first_due + 1000, now=first_due),
-            grant(rid), complete(rid, 1)]
+    return [
+        create("a"),
+        fire("a", 1, first_due, [first_due], first_due + 1000, now=first_due),
+        grant(rid),
+        complete(rid, 1),
+    ]
 
 
 def test_create_fire_grant_complete() -> None:
@@ -99,15 +145,17 @@ def test_garbage_and_unknown_commands_change_nothing() -> None:
 def test_stale_fence_is_rejected_and_changes_nothing() -> None:
     first_due = T0 - T0 % 1000 + 1000
     rid = keys.run_id("a", 1, first_due)
-    state = run_log([create("a"), fire("a", 1, first_due, [first_due], first_due + 1000), grant(rid)])
-    assert state.apply(expire(rid, 1), 4).count == 1          # lease 1 lost: retry pending
+    state = run_log(
+        [create("a"), fire("a", 1, first_due, [first_due], first_due + 1000), grant(rid)]
+    )
+    assert state.apply(expire(rid, 1), 4).count == 1  # lease 1 lost: retry pending
     assert state.apply(grant(rid, "w2", attempt=2), 5).granted[0].run.fence == 2
     before = state.digest()
     code, message = state.apply(complete(rid, 1), 6).items[0]  # the paused worker wakes up
     assert code == "ABORTED" and "fence" in message
     assert state.digest() == before
     assert state.apply(complete(rid, 2), 7).items[0][0] == "OK"
-    assert state.apply(complete(rid, 2), 8).items[0][0] == "OK"   # resend after reconnect: harmless
+    assert state.apply(complete(rid, 2), 8).items[0][0] == "OK"  # resend after reconnect: harmless
 
 
 def test_duplicate_fire_claim_is_a_no_op() -> None:
@@ -133,8 +181,13 @@ def test_request_id_makes_create_retry_safe() -> None:
 def test_grant_of_deleted_jobs_run_cancels_it() -> None:
     first_due = T0 - T0 % 1000 + 1000
     rid = keys.run_id("a", 1, first_due)
-    state = run_log([create("a"), fire("a", 1, first_due, [first_due], first_due + 1000),
-                     cmd(delete_job=command_pb2.DeleteJobCmd(name="a"))])
+    state = run_log(
+        [
+            create("a"),
+            fire("a", 1, first_due, [first_due], first_due + 1000),
+            cmd(delete_job=command_pb2.DeleteJobCmd(name="a")),
+        ]
+    )
     assert state.apply(grant(rid), 4).granted == ()
     run = types_pb2.Run.FromString(state.get("runs", rid.encode()))
     assert run.state == types_pb2.RUN_STATE_CANCELLED
@@ -158,10 +211,29 @@ def test_attempts_are_bounded() -> None:
 
 # ---- properties over random logs ---------------------------------------------------------
 
-OPS = st.lists(st.tuples(st.sampled_from(["create", "fire", "grant", "complete", "expire", "pause",
-                                          "resume", "delete", "trigger", "garbage", "retry"]),
-                         st.sampled_from(["a", "b"]), st.integers(0, 3), st.booleans()),
-               max_size=40)
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "create",
+                "fire",
+                "grant",
+                "complete",
+                "expire",
+                "pause",
+                "resume",
+                "delete",
+                "trigger",
+                "garbage",
+                "retry",
+            ]
+        ),
+        st.sampled_from(["a", "b"]),
+        st.integers(0, 3),
+        st.booleans(),
+    ),
+    max_size=40,
+)
 
 
 def random_log(ops: list[tuple[str, str, int, bool]]) -> list[bytes]:
@@ -176,8 +248,16 @@ def random_log(ops: list[tuple[str, str, int, bool]]) -> list[bytes]:
         runs = [types_pb2.Run.FromString(v) for v in shadow.data["runs"].values()]
         if op == "create":
             # job "b" has a retry policy: two attempts, exit code 3 is final, exponential backoff
-            policy = types_pb2.RetryPolicy(max_attempts=2, initial_backoff_ms=k * 500, multiplier=1.5,
-                                           non_retryable_exit_codes=[3]) if name == "b" else None
+            policy = (
+                types_pb2.RetryPolicy(
+                    max_attempts=2,
+                    initial_backoff_ms=k * 500,
+                    multiplier=1.5,
+                    non_retryable_exit_codes=[3],
+                )
+                if name == "b"
+                else None
+            )
             e = create(name, now=now, retry=policy)
         elif op == "fire" and job is not None:
             slots = [job.next_due_ms + 1000 * i for i in range(k + 1)]
@@ -187,12 +267,23 @@ def random_log(ops: list[tuple[str, str, int, bool]]) -> list[bytes]:
             fence = run.fence + (1 if flag and op != "grant" else 0)  # sometimes stale/unknown
             if op == "grant":
                 e = grant(run.run_id, attempt=run.attempt, now=now)
-            elif op == "complete":  # k: the exit code reported (0: none); k < 2 is an older leader's entry
-                e = complete(run.run_id, fence, success=flag, now=now, exit_code=k or None, dead_letter=k >= 2)
+            elif (
+                op == "complete"
+            ):  # k: the exit code reported (0: none); k < 2 is an older leader's entry
+                e = complete(
+                    run.run_id,
+                    fence,
+                    success=flag,
+                    now=now,
+                    exit_code=k or None,
+                    dead_letter=k >= 2,
+                )
             else:
                 e = expire(run.run_id, fence, now=now, dead_letter=flag)
         elif op == "retry" and runs:  # mostly a dead letter, sometimes a run in another state
-            ended = [r for r in runs if r.state in (types_pb2.RUN_STATE_DEAD, types_pb2.RUN_STATE_FAILED)]
+            ended = [
+                r for r in runs if r.state in (types_pb2.RUN_STATE_DEAD, types_pb2.RUN_STATE_FAILED)
+            ]
             pick = ended if ended and flag else runs
             e = cmd(now, retry_run=command_pb2.RetryRunCmd(run_id=pick[k % len(pick)].run_id))
         elif op == "pause":
@@ -214,14 +305,18 @@ def random_log(ops: list[tuple[str, str, int, bool]]) -> list[bytes]:
 
 @settings(max_examples=60, deadline=None)
 @given(OPS)
-def test_two_replicas_applying_the_same_log_are_identical(ops: list[tuple[str, str, int, bool]]) -> None:
+def test_two_replicas_applying_the_same_log_are_identical(
+    ops: list[tuple[str, str, int, bool]],
+) -> None:
     entries = random_log(ops)
     assert run_log(entries).digest() == run_log(entries).digest()
 
 
 @settings(max_examples=60, deadline=None)
 @given(OPS, st.integers(0, 40))
-def test_restart_replay_from_any_point_is_idempotent(ops: list[tuple[str, str, int, bool]], cut: int) -> None:
+def test_restart_replay_from_any_point_is_idempotent(
+    ops: list[tuple[str, str, int, bool]], cut: int
+) -> None:
     entries = random_log(ops)
     full = run_log(entries)
     restarted = run_log(entries[:cut])
@@ -232,7 +327,9 @@ def test_restart_replay_from_any_point_is_idempotent(ops: list[tuple[str, str, i
 
 @settings(max_examples=60, deadline=None)
 @given(OPS)
-def test_fences_strictly_increase_and_leases_match_runs(ops: list[tuple[str, str, int, bool]]) -> None:
+def test_fences_strictly_increase_and_leases_match_runs(
+    ops: list[tuple[str, str, int, bool]],
+) -> None:
     state = MemoryState()
     last_fence = 0
     for i, e in enumerate(random_log(ops), start=1):
@@ -240,23 +337,43 @@ def test_fences_strictly_increase_and_leases_match_runs(ops: list[tuple[str, str
             assert g.run.fence > last_fence
             last_fence = g.run.fence
         runs = {k.decode(): types_pb2.Run.FromString(v) for k, v in state.data["runs"].items()}
-        assert all(r.state in types_pb2.RunState.values() and r.state != types_pb2.RUN_STATE_UNSPECIFIED
-                   for r in runs.values())
+        assert all(
+            r.state in types_pb2.RunState.values() and r.state != types_pb2.RUN_STATE_UNSPECIFIED
+            for r in runs.values()
+        )
         assert all(r.attempt > r.attempt_base for r in runs.values())
         dead = {rid for rid, r in runs.items() if r.state == types_pb2.RUN_STATE_DEAD}
         assert not dead & {k.decode() for k in state.data["leases"]}  # dead letters hold no lease
         assert not dead & {keys.split_pending_key(k)[1] for k in state.data["pending"]}  # nor wait
         leased = {rid for rid, r in runs.items() if r.state == types_pb2.RUN_STATE_LEASED}
-        assert leased == {k.decode() for k in state.data["leases"]}  # at most one live lease per run
+        assert leased == {
+            k.decode() for k in state.data["leases"]
+        }  # at most one live lease per run
         pending = {rid for rid, r in runs.items() if r.state == types_pb2.RUN_STATE_PENDING}
         assert pending == {keys.split_pending_key(k)[1] for k in state.data["pending"]}
-        assert {(r.queue, r.not_before_ms, rid) for rid, r in runs.items() if r.state == types_pb2.RUN_STATE_PENDING} \
-            == {(k.split(b"\x00", 1)[0].decode(), keys.from_be64(k.split(b"\x00", 1)[1]), k.split(b"\x00", 1)[1][8:].decode())
-                for k in state.data["pending_q"]}
-        active = {rid for rid, r in runs.items() if r.state in (types_pb2.RUN_STATE_PENDING, types_pb2.RUN_STATE_LEASED)}
+        assert {
+            (r.queue, r.not_before_ms, rid)
+            for rid, r in runs.items()
+            if r.state == types_pb2.RUN_STATE_PENDING
+        } == {
+            (
+                k.split(b"\x00", 1)[0].decode(),
+                keys.from_be64(k.split(b"\x00", 1)[1]),
+                k.split(b"\x00", 1)[1][8:].decode(),
+            )
+            for k in state.data["pending_q"]
+        }
+        active = {
+            rid
+            for rid, r in runs.items()
+            if r.state in (types_pb2.RUN_STATE_PENDING, types_pb2.RUN_STATE_LEASED)
+        }
         # active key: job + 0x00 + be64(uid) + be64(scheduled) + run id
-        assert active == {k[k.index(b"\x00") + 17:].decode() for k in state.data["active"]}
+        assert active == {k[k.index(b"\x00") + 17 :].decode() for k in state.data["active"]}
         jobs = [types_pb2.Job.FromString(v) for v in state.data["jobs"].values()]
         due = {keys.split_due_key(k) for k in state.data["due"]}
-        assert due == {(j.next_due_ms, j.name) for j in jobs
-                       if j.state == types_pb2.JOB_STATE_ACTIVE and j.next_due_ms}
+        assert due == {
+            (j.next_due_ms, j.name)
+            for j in jobs
+            if j.state == types_pb2.JOB_STATE_ACTIVE and j.next_due_ms
+        }

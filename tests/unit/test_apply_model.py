@@ -79,14 +79,28 @@ T0 = 1_700_000_000_000
 NAMES = ("a", "b")
 WORKERS = ("w1", "w2")
 
-PENDING, LEASED, WAITING, SKIPPED = (types_pb2.RUN_STATE_PENDING, types_pb2.RUN_STATE_LEASED,
-                                     types_pb2.RUN_STATE_WAITING, types_pb2.RUN_STATE_SKIPPED)
-SCHEDULE, CATCHUP, TRIGGER = (types_pb2.RUN_ORIGIN_SCHEDULE, types_pb2.RUN_ORIGIN_CATCHUP,
-                              types_pb2.RUN_ORIGIN_TRIGGER)
-SKIP, FIRE_ONCE, FIRE_ALL = (types_pb2.MISFIRE_POLICY_SKIP, types_pb2.MISFIRE_POLICY_FIRE_ONCE,
-                             types_pb2.MISFIRE_POLICY_FIRE_ALL)
-ALLOW, FORBID, BUFFER_ONE, REPLACE = (types_pb2.OVERLAP_POLICY_ALLOW, types_pb2.OVERLAP_POLICY_FORBID,
-                                      types_pb2.OVERLAP_POLICY_BUFFER_ONE, types_pb2.OVERLAP_POLICY_REPLACE)
+PENDING, LEASED, WAITING, SKIPPED = (
+    types_pb2.RUN_STATE_PENDING,
+    types_pb2.RUN_STATE_LEASED,
+    types_pb2.RUN_STATE_WAITING,
+    types_pb2.RUN_STATE_SKIPPED,
+)
+SCHEDULE, CATCHUP, TRIGGER = (
+    types_pb2.RUN_ORIGIN_SCHEDULE,
+    types_pb2.RUN_ORIGIN_CATCHUP,
+    types_pb2.RUN_ORIGIN_TRIGGER,
+)
+SKIP, FIRE_ONCE, FIRE_ALL = (
+    types_pb2.MISFIRE_POLICY_SKIP,
+    types_pb2.MISFIRE_POLICY_FIRE_ONCE,
+    types_pb2.MISFIRE_POLICY_FIRE_ALL,
+)
+ALLOW, FORBID, BUFFER_ONE, REPLACE = (
+    types_pb2.OVERLAP_POLICY_ALLOW,
+    types_pb2.OVERLAP_POLICY_FORBID,
+    types_pb2.OVERLAP_POLICY_BUFFER_ONE,
+    types_pb2.OVERLAP_POLICY_REPLACE,
+)
 R = types_pb2
 PAUSED_WHY = R.SKIP_REASON_PAUSED
 OVERLAP_WHY = frozenset({R.SKIP_REASON_OVERLAP, R.SKIP_REASON_BUFFER_FULL})
@@ -147,16 +161,18 @@ def _limit(job: types_pb2.Job, override: int = 0) -> int:
     return job.max_concurrent or (1 if policy != ALLOW else 0)
 
 
-JOB_PARAMS = st.fixed_dictionaries({
-    "every_s": st.integers(1, 5),
-    "misfire": st.sampled_from([SKIP, FIRE_ONCE, FIRE_ALL]),
-    "grace": st.sampled_from([0, 500, 1000, 3000]),
-    "window_s": st.integers(5, 60),
-    "max_catchup": st.integers(1, 5),
-    "overlap": st.sampled_from([ALLOW, FORBID, BUFFER_ONE, REPLACE]),
-    "conc": st.integers(0, 2),
-    "max_runs": st.sampled_from([0, 0, 0, 1, 3, 6]),
-})
+JOB_PARAMS = st.fixed_dictionaries(
+    {
+        "every_s": st.integers(1, 5),
+        "misfire": st.sampled_from([SKIP, FIRE_ONCE, FIRE_ALL]),
+        "grace": st.sampled_from([0, 500, 1000, 3000]),
+        "window_s": st.integers(5, 60),
+        "max_catchup": st.integers(1, 5),
+        "overlap": st.sampled_from([ALLOW, FORBID, BUFFER_ONE, REPLACE]),
+        "conc": st.integers(0, 2),
+        "max_runs": st.sampled_from([0, 0, 0, 1, 3, 6]),
+    }
+)
 SMALL_STEP = st.one_of(st.sampled_from([500, 1000, 2000, 3000]), st.integers(1, 6000))
 JUMP = st.sampled_from([20_000, 45_000, 61_000, 600_000, 3_600_000, 3 * 3_600_000 + 500])
 
@@ -172,7 +188,9 @@ class ApplyModel(RuleBasedStateMachine):
         self.req_seq = 0
         self.models: dict[str, JobModel] = {}
         self.expects: list[Expect] = []
-        self.cursor: dict[str, int] = defaultdict(int)  # the planner's round-robin, kept across ticks
+        self.cursor: dict[str, int] = defaultdict(
+            int
+        )  # the planner's round-robin, kept across ticks
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -209,22 +227,37 @@ class ApplyModel(RuleBasedStateMachine):
         overlap = p["overlap"]
         conc = p["conc"] if overlap == ALLOW else max(1, p["conc"])
         return api_pb2.CreateJobRequest(
-            name=name, request_id=f"req-{self.req_seq}", max_attempts=2,
-            schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=p["every_s"] * 1000),
-            misfire=p["misfire"], misfire_grace_ms=p["grace"], catchup_window_ms=p["window_s"] * 1000,  # type: ignore[arg-type]
-            max_catchup=p["max_catchup"], overlap=overlap, max_concurrent=conc,  # type: ignore[arg-type]
-            max_runs=p["max_runs"])
+            name=name,
+            request_id=f"req-{self.req_seq}",
+            max_attempts=2,
+            schedule=types_pb2.Schedule(
+                kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=p["every_s"] * 1000
+            ),
+            misfire=p["misfire"],
+            misfire_grace_ms=p["grace"],
+            catchup_window_ms=p["window_s"] * 1000,  # type: ignore[arg-type]
+            max_catchup=p["max_catchup"],
+            overlap=overlap,
+            max_concurrent=conc,  # type: ignore[arg-type]
+            max_runs=p["max_runs"],
+        )
 
     @staticmethod
     def _epoch_of(job: types_pb2.Job) -> Epoch:
-        return Epoch(every=job.schedule.every_ms, anchor=job.schedule.anchor_ms, start=job.next_due_ms)
+        return Epoch(
+            every=job.schedule.every_ms, anchor=job.schedule.anchor_ms, start=job.next_due_ms
+        )
 
     def _fired_bound(self, name: str, uid: int, start: int) -> int:
         """End (exclusive) of the slots a finished job claimed: after its last fired slot."""
         last = start - 1
         for rid, r in self._runs().items():
-            if (r.job == name and keys.uid_of_run_id(rid) == uid and r.state != SKIPPED
-                    and r.origin in (SCHEDULE, CATCHUP)):
+            if (
+                r.job == name
+                and keys.uid_of_run_id(rid) == uid
+                and r.state != SKIPPED
+                and r.origin in (SCHEDULE, CATCHUP)
+            ):
                 last = max(last, r.scheduled_ms)
         return last + 1
 
@@ -261,8 +294,12 @@ class ApplyModel(RuleBasedStateMachine):
         assert job.state == types_pb2.JOB_STATE_ACTIVE and job.next_due_ms > self.now
         self.models[name] = JobModel(uid=job.uid, epochs=[self._epoch_of(job)])
 
-    @rule(name=st.sampled_from(NAMES), p=JOB_PARAMS, same_schedule=st.booleans(),
-          version=st.sampled_from(["right", "wrong", "any"]))
+    @rule(
+        name=st.sampled_from(NAMES),
+        p=JOB_PARAMS,
+        same_schedule=st.booleans(),
+        version=st.sampled_from(["right", "wrong", "any"]),
+    )
     def update_job(self, name: str, p: dict[str, int], same_schedule: bool, version: str) -> None:
         old = self._job(name)
         if old is None:
@@ -279,13 +316,20 @@ class ApplyModel(RuleBasedStateMachine):
             return
         assert r.ok and r.job is not None, r
         new = r.job
-        assert new.uid == old.uid and new.version == old.version + 1 and new.fired_runs == old.fired_runs
+        assert (
+            new.uid == old.uid
+            and new.version == old.version + 1
+            and new.fired_runs == old.fired_runs
+        )
         m = self.models[name]
         m.fired_floor = new.fired_runs
-        changed = (new.schedule.SerializeToString(deterministic=True)
-                   != old.schedule.SerializeToString(deterministic=True))
+        changed = new.schedule.SerializeToString(
+            deterministic=True
+        ) != old.schedule.SerializeToString(deterministic=True)
         if changed:
-            m.epochs[-1].end = old.next_due_ms or self._fired_bound(name, old.uid, m.epochs[-1].start)
+            m.epochs[-1].end = old.next_due_ms or self._fired_bound(
+                name, old.uid, m.epochs[-1].start
+            )
             if new.next_due_ms:
                 assert new.next_due_ms > self.now
                 m.epochs.append(self._epoch_of(new))
@@ -295,13 +339,18 @@ class ApplyModel(RuleBasedStateMachine):
     @rule(name=st.sampled_from(NAMES))
     def pause(self, name: str) -> None:
         before = self._job(name)
-        r = self._apply(command_pb2.Command(now_ms=self.now, pause_job=command_pb2.PauseJobCmd(name=name)))
+        r = self._apply(
+            command_pb2.Command(now_ms=self.now, pause_job=command_pb2.PauseJobCmd(name=name))
+        )
         if before is None:
             assert r.code == "NOT_FOUND"
             return
         assert r.ok and r.job is not None
         if before.state == types_pb2.JOB_STATE_ACTIVE:
-            assert r.job.state == types_pb2.JOB_STATE_PAUSED and r.job.next_due_ms == before.next_due_ms
+            assert (
+                r.job.state == types_pb2.JOB_STATE_PAUSED
+                and r.job.next_due_ms == before.next_due_ms
+            )
 
     @rule(name=st.sampled_from(NAMES), skip_missed=st.booleans())
     def resume(self, name: str, skip_missed: bool) -> None:
@@ -316,15 +365,22 @@ class ApplyModel(RuleBasedStateMachine):
             # first slot after now, on the same lattice: the epoch goes on.
             assert body.mode == command_pb2.RESUME_SKIP_MISSED and r.job.next_due_ms > self.now
 
-    @rule(name=st.sampled_from(NAMES), override=st.sampled_from([0, 0, ALLOW, FORBID, BUFFER_ONE, REPLACE]))
+    @rule(
+        name=st.sampled_from(NAMES),
+        override=st.sampled_from([0, 0, ALLOW, FORBID, BUFFER_ONE, REPLACE]),
+    )
     def trigger(self, name: str, override: int) -> None:
         job = self._job(name)
         self.req_seq += 1
         active_before = self._active().get(name, set())
-        r = self._apply(command_pb2.Command(
-            now_ms=self.now, request_id=f"trig-{self.req_seq}",
-            trigger_job=command_pb2.TriggerJobCmd(name=name, overlap=override)),  # type: ignore[arg-type]
-            dup_ok=True)
+        r = self._apply(
+            command_pb2.Command(
+                now_ms=self.now,
+                request_id=f"trig-{self.req_seq}",
+                trigger_job=command_pb2.TriggerJobCmd(name=name, overlap=override),
+            ),  # type: ignore[arg-type]
+            dup_ok=True,
+        )
         if job is None:
             assert r.code == "NOT_FOUND"
             return
@@ -334,7 +390,9 @@ class ApplyModel(RuleBasedStateMachine):
             assert r.run.run_id not in active_before
             limit = _limit(job, override)
             if limit:
-                assert len(self._active().get(name, set())) <= limit, "a trigger ran over the overlap limit"
+                assert len(self._active().get(name, set())) <= limit, (
+                    "a trigger ran over the overlap limit"
+                )
 
     # ---- the leader's dispatcher ---------------------------------------------------------------
 
@@ -344,12 +402,27 @@ class ApplyModel(RuleBasedStateMachine):
         FireDue for every ACTIVE job due now and, with workers, grants of due PENDING runs
         (the on-time new runs of the same batch first)."""
         now = self.now
-        jobs_before = {name: job for name in NAMES if (job := self._job(name)) is not None
-                       and job.state == types_pb2.JOB_STATE_ACTIVE and job.next_due_ms and job.next_due_ms <= now}
-        workers = [planner.FreeWorker(w, ("default",), {}, 1000) for w in WORKERS] if with_grants else []
-        plan = planner.plan_tick(self.state, now, planner.PlanSettings(catchup_spacing_ms=spacing, lease_ttl_ms=10_000),
-                                 completions=[], expiries=[], workers=workers, cursor=self.cursor,
-                                 schedule_of=compile_schedule)
+        jobs_before = {
+            name: job
+            for name in NAMES
+            if (job := self._job(name)) is not None
+            and job.state == types_pb2.JOB_STATE_ACTIVE
+            and job.next_due_ms
+            and job.next_due_ms <= now
+        }
+        workers = (
+            [planner.FreeWorker(w, ("default",), {}, 1000) for w in WORKERS] if with_grants else []
+        )
+        plan = planner.plan_tick(
+            self.state,
+            now,
+            planner.PlanSettings(catchup_spacing_ms=spacing, lease_ttl_ms=10_000),
+            completions=[],
+            expiries=[],
+            workers=workers,
+            cursor=self.cursor,
+            schedule_of=compile_schedule,
+        )
         assert plan.fires == len(jobs_before), (plan, sorted(jobs_before))
         if not plan.fires:
             return
@@ -358,13 +431,17 @@ class ApplyModel(RuleBasedStateMachine):
         active_before = self._active()
         r = self._apply(plan.batch(), dup_ok=True)
         assert r.ok and len(r.sub) == len(cmds), r
-        assert r.sub[0].ok and not r.sub[0].message, r.sub[0]  # nothing stale: planned from this state
+        assert r.sub[0].ok and not r.sub[0].message, r.sub[
+            0
+        ]  # nothing stale: planned from this state
         runs_after = self._runs()
         active_after = self._active()
         new = {rid: run for rid, run in runs_after.items() if rid not in runs_before}
         for run in new.values():  # what the tick exercised (pytest --hypothesis-show-statistics)
-            event(f"tick made {R.RunState.Name(run.state)} {R.RunOrigin.Name(run.origin)} "
-                  + (R.SkipReason.Name(run.skip_reason) if run.state == SKIPPED else ""))
+            event(
+                f"tick made {R.RunState.Name(run.state)} {R.RunOrigin.Name(run.origin)} "
+                + (R.SkipReason.Name(run.skip_reason) if run.state == SKIPPED else "")
+            )
         if r.revoked:
             event("tick: replace revoked a lease")
         for name, job in jobs_before.items():
@@ -380,12 +457,16 @@ class ApplyModel(RuleBasedStateMachine):
                 assert catchups <= 1, "misfire FIRE_ONCE created more than one catch-up run"
             else:
                 assert catchups <= job.max_catchup
-            admitted = [rid for rid in active_after.get(name, set()) - active_before.get(name, set())
-                        if rid in new]
+            admitted = [
+                rid
+                for rid in active_after.get(name, set()) - active_before.get(name, set())
+                if rid in new
+            ]
             limit = _limit(job)
             if admitted and limit:
                 assert len(active_after.get(name, set())) <= limit, (
-                    f"job {name}: {len(active_after.get(name, set()))} active runs over the limit {limit}")
+                    f"job {name}: {len(active_after.get(name, set()))} active runs over the limit {limit}"
+                )
             self._expect_item(job, after, now)
 
     def _expect_item(self, job: types_pb2.Job, after: types_pb2.Job, now: int) -> None:
@@ -400,12 +481,18 @@ class ApplyModel(RuleBasedStateMachine):
 
         def add(lo: int, hi: int, reasons: frozenset[int], origin: int = 0) -> None:
             if lo <= hi:
-                self.expects.append(Expect(job.name, job.uid, every, anchor, lo, hi, reasons, origin))
+                self.expects.append(
+                    Expect(job.name, job.uid, every, anchor, lo, hi, reasons, origin)
+                )
 
         ep = Epoch(every, anchor, first)
         slots_from = first
         if first < window_start:
-            add(first, min(last, window_start - 1), frozenset({R.SKIP_REASON_CATCHUP_WINDOW, PAUSED_WHY}))
+            add(
+                first,
+                min(last, window_start - 1),
+                frozenset({R.SKIP_REASON_CATCHUP_WINDOW, PAUSED_WHY}),
+            )
             slots_from = ep.slot(ep.k(window_start))
 
         def missed(s: int) -> bool:  # past the grace period, or inside the pause
@@ -419,7 +506,8 @@ class ApplyModel(RuleBasedStateMachine):
         cut = max(0, len(late) - keep)
         older, kept = late[:cut], late[cut:]
         range_reason = {SKIP: R.SKIP_REASON_MISFIRE, FIRE_ONCE: R.SKIP_REASON_COALESCED}.get(
-            job.misfire, R.SKIP_REASON_CATCHUP_LIMIT)
+            job.misfire, R.SKIP_REASON_CATCHUP_LIMIT
+        )
         for s in older:
             add(s, s, frozenset({range_reason, PAUSED_WHY}))
         for s in kept:
@@ -429,14 +517,29 @@ class ApplyModel(RuleBasedStateMachine):
 
     @rule(pick=st.integers(0, 50), worker=st.sampled_from(WORKERS))
     def grant(self, pick: int, worker: str) -> None:
-        due = sorted(rid for rid, r in self._runs().items() if r.state == PENDING and r.not_before_ms <= self.now)
+        due = sorted(
+            rid
+            for rid, r in self._runs().items()
+            if r.state == PENDING and r.not_before_ms <= self.now
+        )
         if not due:
             return
         run = self._runs()[due[pick % len(due)]]
         active_before = self._active()
-        r = self._apply(command_pb2.Command(now_ms=self.now, grant_leases=command_pb2.GrantLeasesCmd(
-            items=[command_pb2.GrantItem(run_id=run.run_id, attempt=run.attempt, worker_id=worker)],
-            lease_ttl_ms=10_000)), dup_ok=True)
+        r = self._apply(
+            command_pb2.Command(
+                now_ms=self.now,
+                grant_leases=command_pb2.GrantLeasesCmd(
+                    items=[
+                        command_pb2.GrantItem(
+                            run_id=run.run_id, attempt=run.attempt, worker_id=worker
+                        )
+                    ],
+                    lease_ttl_ms=10_000,
+                ),
+            ),
+            dup_ok=True,
+        )
         assert r.count == 1 and r.granted[0].run.state == LEASED, r
         assert self._active() == active_before
 
@@ -447,10 +550,25 @@ class ApplyModel(RuleBasedStateMachine):
             return
         run = self._runs()[leased[pick % len(leased)]]
         counts = {k: len(v) for k, v in self._active().items()}
-        r = self._apply(command_pb2.Command(now_ms=self.now, complete_runs=command_pb2.CompleteRunsCmd(
-            items=[command_pb2.CompleteItem(run_id=run.run_id, fence=run.fence, success=success,
-                                            error="" if success else "boom", exit_code=exit_code)],
-            retry_backoff_ms=1000, dead_letter=True)), dup_ok=True)
+        r = self._apply(
+            command_pb2.Command(
+                now_ms=self.now,
+                complete_runs=command_pb2.CompleteRunsCmd(
+                    items=[
+                        command_pb2.CompleteItem(
+                            run_id=run.run_id,
+                            fence=run.fence,
+                            success=success,
+                            error="" if success else "boom",
+                            exit_code=exit_code,
+                        )
+                    ],
+                    retry_backoff_ms=1000,
+                    dead_letter=True,
+                ),
+            ),
+            dup_ok=True,
+        )
         assert r.items == (("OK", ""),), r
         self._no_new_active(counts)
 
@@ -462,14 +580,31 @@ class ApplyModel(RuleBasedStateMachine):
             return
         run = self._runs()[leased[pick % len(leased)]]
         counts = {k: len(v) for k, v in self._active().items()}
-        r = self._apply(command_pb2.Command(now_ms=self.now, expire_leases=command_pb2.ExpireLeasesCmd(
-            items=[command_pb2.ExpireItem(run_id=run.run_id, fence=run.fence, reason="lease expired",
-                                          released=released)],
-            retry_backoff_ms=1000, dead_letter=True)), dup_ok=True)
+        r = self._apply(
+            command_pb2.Command(
+                now_ms=self.now,
+                expire_leases=command_pb2.ExpireLeasesCmd(
+                    items=[
+                        command_pb2.ExpireItem(
+                            run_id=run.run_id,
+                            fence=run.fence,
+                            reason="lease expired",
+                            released=released,
+                        )
+                    ],
+                    retry_backoff_ms=1000,
+                    dead_letter=True,
+                ),
+            ),
+            dup_ok=True,
+        )
         assert r.count == 1, r
         after = self._runs()[run.run_id]
         if released:
-            assert after.state == PENDING and after.attempt - after.attempt_base == run.attempt - run.attempt_base
+            assert (
+                after.state == PENDING
+                and after.attempt - after.attempt_base == run.attempt - run.attempt_base
+            )
         self._no_new_active(counts)
 
     @rule(pick=st.integers(0, 50), success=st.booleans())
@@ -481,16 +616,27 @@ class ApplyModel(RuleBasedStateMachine):
         run = self._runs()[fenced[pick % len(fenced)]]
         fence = run.fence - 1 if run.state == LEASED else run.fence
         before = core_digest(self.state)
-        r = self._apply(command_pb2.Command(now_ms=self.now, complete_runs=command_pb2.CompleteRunsCmd(
-            items=[command_pb2.CompleteItem(run_id=run.run_id, fence=fence, success=success)],
-            retry_backoff_ms=1000, dead_letter=True)))
+        r = self._apply(
+            command_pb2.Command(
+                now_ms=self.now,
+                complete_runs=command_pb2.CompleteRunsCmd(
+                    items=[
+                        command_pb2.CompleteItem(run_id=run.run_id, fence=fence, success=success)
+                    ],
+                    retry_backoff_ms=1000,
+                    dead_letter=True,
+                ),
+            )
+        )
         code, message = r.items[0]
         assert code == "ABORTED" or (code == "OK" and message == "already recorded"), r
         assert core_digest(self.state) == before
 
     def _no_new_active(self, counts: dict[str, int]) -> None:
         for name, ids in self._active().items():
-            assert len(ids) <= counts.get(name, 0), f"job {name}: a completion/expiry added an active run"
+            assert len(ids) <= counts.get(name, 0), (
+                f"job {name}: a completion/expiry added an active run"
+            )
 
     # ---- leader change, restart, replay ---------------------------------------------------------
 
@@ -508,8 +654,10 @@ class ApplyModel(RuleBasedStateMachine):
         assert r.code != "SKIPPED" and not r.revoked, r
         granted = [g.run for res in (r, *r.sub) for g in res.granted]
         allowed: set[tuple[str, bytes]] = {("meta", keys.APPLIED_INDEX)}
-        event(f"duplicate {self.log[pos] and command_pb2.Command.FromString(self.log[pos]).WhichOneof('body')}"
-              + (" granted a promoted run" if granted else ""))
+        event(
+            f"duplicate {self.log[pos] and command_pb2.Command.FromString(self.log[pos]).WhichOneof('body')}"
+            + (" granted a promoted run" if granted else "")
+        )
         for run in granted:
             # The one change a late duplicate may make: a grant planned for a run that was not
             # PENDING then (buffered as WAITING, promoted since) leases it now -- its first
@@ -517,14 +665,22 @@ class ApplyModel(RuleBasedStateMachine):
             old = types_pb2.Run.FromString(before["runs"][run.run_id.encode()])
             assert old.state == PENDING and old.fence == 0 and old.attempt == 1, (old, run)
             self.last_fence = run.fence
-            allowed |= {("runs", run.run_id.encode()), ("leases", run.run_id.encode()),
-                        ("pending", keys.pending_key(old.not_before_ms, run.run_id)),
-                        ("pending_q", keys.queue_pending_key(old.queue, old.not_before_ms, run.run_id)),
-                        ("meta", keys.NEXT_FENCE)}
-        changed = {(db, k) for db in keys.DBS
-                   for k in set(before[db]) | set(self.state.data[db])
-                   if before[db].get(k) != self.state.data[db].get(k)}
-        assert changed <= allowed, f"duplicate of entry {pos + 1} changed {sorted(changed - allowed)}: {r}"
+            allowed |= {
+                ("runs", run.run_id.encode()),
+                ("leases", run.run_id.encode()),
+                ("pending", keys.pending_key(old.not_before_ms, run.run_id)),
+                ("pending_q", keys.queue_pending_key(old.queue, old.not_before_ms, run.run_id)),
+                ("meta", keys.NEXT_FENCE),
+            }
+        changed = {
+            (db, k)
+            for db in keys.DBS
+            for k in set(before[db]) | set(self.state.data[db])
+            if before[db].get(k) != self.state.data[db].get(k)
+        }
+        assert changed <= allowed, (
+            f"duplicate of entry {pos + 1} changed {sorted(changed - allowed)}: {r}"
+        )
 
     @rule(pick=st.integers(0, 10_000))
     def restart_reapply(self, pick: int) -> None:
@@ -556,9 +712,14 @@ class ApplyModel(RuleBasedStateMachine):
         assert {k.decode(): keys.split_lease_value(v) for k, v in data["leases"].items()} == leased
         pending = {(r.not_before_ms, rid) for rid, r in runs.items() if r.state == PENDING}
         assert {keys.split_pending_key(k) for k in data["pending"]} == pending
-        assert set(data["pending_q"]) == {keys.queue_pending_key(runs[rid].queue, nb, rid) for nb, rid in pending}
-        active = {keys.active_key(r.job, keys.uid_of_run_id(rid), r.scheduled_ms, rid)
-                  for rid, r in runs.items() if r.state in (PENDING, LEASED)}
+        assert set(data["pending_q"]) == {
+            keys.queue_pending_key(runs[rid].queue, nb, rid) for nb, rid in pending
+        }
+        active = {
+            keys.active_key(r.job, keys.uid_of_run_id(rid), r.scheduled_ms, rid)
+            for rid, r in runs.items()
+            if r.state in (PENDING, LEASED)
+        }
         assert set(data["active"]) == active
         jobs = [types_pb2.Job.FromString(v) for v in data["jobs"].values()]
         due = {(j.next_due_ms, j.name) for j in jobs if j.state == types_pb2.JOB_STATE_ACTIVE}
@@ -575,15 +736,27 @@ class ApplyModel(RuleBasedStateMachine):
         for name, m in self.models.items():
             job = self._job(name)
             assert job is not None and job.uid == m.uid
-            mine = {rid: r for rid, r in runs.items() if r.job == name and keys.uid_of_run_id(rid) == job.uid}
-            fired = sum(1 for r in mine.values() if r.state != SKIPPED and r.origin in (SCHEDULE, CATCHUP))
-            assert job.fired_runs == fired, f"job {name}: fired_runs {job.fired_runs}, schedule runs {fired}"
+            mine = {
+                rid: r
+                for rid, r in runs.items()
+                if r.job == name and keys.uid_of_run_id(rid) == job.uid
+            }
+            fired = sum(
+                1 for r in mine.values() if r.state != SKIPPED and r.origin in (SCHEDULE, CATCHUP)
+            )
+            assert job.fired_runs == fired, (
+                f"job {name}: fired_runs {job.fired_runs}, schedule runs {fired}"
+            )
             if job.max_runs:
                 assert job.fired_runs <= max(job.max_runs, m.fired_floor)
                 assert job.state != types_pb2.JOB_STATE_ACTIVE or job.fired_runs < job.max_runs, (
-                    f"job {name}: ACTIVE although it fired {job.fired_runs} of max_runs {job.max_runs}")
+                    f"job {name}: ACTIVE although it fired {job.fired_runs} of max_runs {job.max_runs}"
+                )
             waiting = {rid for rid, r in mine.items() if r.state == WAITING}
-            assert waiting == ({job.buffered_run} if job.buffered_run else set()), (waiting, job.buffered_run)
+            assert waiting == ({job.buffered_run} if job.buffered_run else set()), (
+                waiting,
+                job.buffered_run,
+            )
             if job.open_skip:
                 assert mine[job.open_skip].state == SKIPPED
 
@@ -593,7 +766,9 @@ class ApplyModel(RuleBasedStateMachine):
         for name, m in self.models.items():
             job = self._job(name)
             assert job is not None
-            mine = [r for rid, r in runs.items() if r.job == name and keys.uid_of_run_id(rid) == m.uid]
+            mine = [
+                r for rid, r in runs.items() if r.job == name and keys.uid_of_run_id(rid) == m.uid
+            ]
             sched = [r for r in mine if r.origin in (SCHEDULE, CATCHUP)]
             held: set[int] = set()  # manual runs never stand for a slot (their own id space)
             for i, ep in enumerate(m.epochs):
@@ -605,7 +780,9 @@ class ApplyModel(RuleBasedStateMachine):
         for e in self.expects:
             self._check_expect(e, runs)
 
-    def _check_cover(self, name: str, ep: Epoch, end: int, sched: list[types_pb2.Run], held: set[int]) -> None:
+    def _check_cover(
+        self, name: str, ep: Epoch, end: int, sched: list[types_pb2.Run], held: set[int]
+    ) -> None:
         k0, k1 = ep.k(ep.start), ep.k(end)
         ranges: list[tuple[int, int, str]] = []
         for r in sched:
@@ -616,18 +793,25 @@ class ApplyModel(RuleBasedStateMachine):
         ranges.sort()
         cur = k0
         for lo_k, hi_k, rid in ranges + [(k1, k1, "")]:
-            assert lo_k >= cur, (f"job {name}: slot {ep.slot(lo_k) - T0} (T0+) has two records; "
-                                 f"the second is {rid}: {[(ep.slot(a) - T0, ep.slot(b) - T0, x) for a, b, x in ranges]}")
+            assert lo_k >= cur, (
+                f"job {name}: slot {ep.slot(lo_k) - T0} (T0+) has two records; "
+                f"the second is {rid}: {[(ep.slot(a) - T0, ep.slot(b) - T0, x) for a, b, x in ranges]}"
+            )
             for k in range(cur, lo_k):
                 assert ep.slot(k) in held, (
                     f"job {name}: slot {ep.slot(k) - T0} (T0+) was claimed but has no record: "
-                    f"{[(ep.slot(a) - T0, ep.slot(b) - T0, x) for a, b, x in ranges]}")
+                    f"{[(ep.slot(a) - T0, ep.slot(b) - T0, x) for a, b, x in ranges]}"
+                )
             cur = hi_k + 1
 
     def _check_expect(self, e: Expect, runs: dict[str, types_pb2.Run]) -> None:
         ep = Epoch(e.every, e.anchor, e.lo)
         for rid, r in runs.items():
-            if r.job != e.name or keys.uid_of_run_id(rid) != e.uid or r.origin not in (SCHEDULE, CATCHUP):
+            if (
+                r.job != e.name
+                or keys.uid_of_run_id(rid) != e.uid
+                or r.origin not in (SCHEDULE, CATCHUP)
+            ):
                 continue
             hi = r.skipped_until_ms if r.state == SKIPPED else r.scheduled_ms
             lo_s, hi_s = max(r.scheduled_ms, e.lo), min(hi, e.hi)
@@ -637,12 +821,13 @@ class ApplyModel(RuleBasedStateMachine):
                 assert r.skip_reason in e.reasons, (
                     f"slot(s) {e.lo - T0}..{e.hi - T0} (T0+) of job {e.name}: skipped as "
                     f"{R.SkipReason.Name(r.skip_reason)}, expected one of "
-                    f"{[R.SkipReason.Name(x) for x in e.reasons]} or run origin {e.origin}")
+                    f"{[R.SkipReason.Name(x) for x in e.reasons]} or run origin {e.origin}"
+                )
             else:
                 assert e.origin and r.origin == e.origin, (
                     f"slot {e.lo - T0} (T0+) of job {e.name}: a run of origin {r.origin}, expected "
-                    f"{e.origin or 'a skip record'}")
-
+                    f"{e.origin or 'a skip record'}"
+                )
 
 
 # ---- minimal reproductions of what the model found ---------------------------------------------
@@ -650,8 +835,12 @@ class ApplyModel(RuleBasedStateMachine):
 
 def _interval_job(state: MemoryState, log: list[bytes], misfire: int, window_ms: int) -> None:
     req = api_pb2.CreateJobRequest(
-        name="a", schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=1000),
-        misfire=misfire, misfire_grace_ms=0, catchup_window_ms=window_ms)  # type: ignore[arg-type]
+        name="a",
+        schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=1000),
+        misfire=misfire,
+        misfire_grace_ms=0,
+        catchup_window_ms=window_ms,
+    )  # type: ignore[arg-type]
     _log_apply(state, log, validate.create_job(req, T0))
 
 
@@ -665,16 +854,29 @@ def _tick(state: MemoryState, log: list[bytes], now: int) -> None:
     assert raw is not None
     job = types_pb2.Job.FromString(raw)
     item = plan_fire(compile_schedule(job.schedule), job, job.next_due_ms, now, max_slots=100)
-    _log_apply(state, log, command_pb2.Command(now_ms=now, fire_due=command_pb2.FireDueCmd(items=[item])))
+    _log_apply(
+        state, log, command_pb2.Command(now_ms=now, fire_due=command_pb2.FireDueCmd(items=[item]))
+    )
 
 
 def _resume_skip_missed(state: MemoryState, log: list[bytes], now: int) -> None:
     raw = state.get("jobs", b"a")
     assert raw is not None
     job = types_pb2.Job.FromString(raw)
-    _log_apply(state, log, command_pb2.Command(now_ms=now, resume_job=command_pb2.ResumeJobCmd(
-        name="a", mode=command_pb2.RESUME_SKIP_MISSED, from_due_ms=job.next_due_ms,
-        next_due_ms=validate.resume_due(job, now), missed_first_ms=job.next_due_ms)))
+    _log_apply(
+        state,
+        log,
+        command_pb2.Command(
+            now_ms=now,
+            resume_job=command_pb2.ResumeJobCmd(
+                name="a",
+                mode=command_pb2.RESUME_SKIP_MISSED,
+                from_due_ms=job.next_due_ms,
+                next_due_ms=validate.resume_due(job, now),
+                missed_first_ms=job.next_due_ms,
+            ),
+        ),
+    )
 
 
 def _covering(state: MemoryState, slot: int) -> list[str]:
@@ -695,10 +897,14 @@ def test_a_skip_after_resume_skip_missed_does_not_extend_over_the_paused_record(
     that RESUME_SKIP_MISSED recorded (4..10.5 s) when later slots are skipped for misfire."""
     state, log = MemoryState(), list[bytes]()
     _interval_job(state, log, SKIP, 60_000)
-    _tick(state, log, T0 + 3_500)                      # slots 1, 2, 3 s: one misfire record
-    _log_apply(state, log, command_pb2.Command(now_ms=T0 + 3_600, pause_job=command_pb2.PauseJobCmd(name="a")))
-    _resume_skip_missed(state, log, T0 + 10_500)       # slots 4..10 s: one paused record
-    _tick(state, log, T0 + 13_500)                     # slots 11..13 s: missed again
+    _tick(state, log, T0 + 3_500)  # slots 1, 2, 3 s: one misfire record
+    _log_apply(
+        state,
+        log,
+        command_pb2.Command(now_ms=T0 + 3_600, pause_job=command_pb2.PauseJobCmd(name="a")),
+    )
+    _resume_skip_missed(state, log, T0 + 10_500)  # slots 4..10 s: one paused record
+    _tick(state, log, T0 + 13_500)  # slots 11..13 s: missed again
     for slot in range(T0 + 1_000, T0 + 14_000, 1_000):
         assert len(_covering(state, slot)) == 1, (slot - T0, _covering(state, slot))
 
@@ -708,9 +914,13 @@ def test_a_skip_does_not_extend_over_a_slot_held_by_a_trigger() -> None:
     misfire record of slots 16..20 s must not be extended over 21 s when 22 s is missed too."""
     state, log = MemoryState(), list[bytes]()
     _interval_job(state, log, SKIP, 5_000)
-    _log_apply(state, log, command_pb2.Command(now_ms=T0 + 21_000, trigger_job=command_pb2.TriggerJobCmd(name="a")))
-    _tick(state, log, T0 + 21_000)                     # 16..20 s missed (one record), 21 s held
-    _tick(state, log, T0 + 23_000)                     # 22 s missed, 23 s on time
+    _log_apply(
+        state,
+        log,
+        command_pb2.Command(now_ms=T0 + 21_000, trigger_job=command_pb2.TriggerJobCmd(name="a")),
+    )
+    _tick(state, log, T0 + 21_000)  # 16..20 s missed (one record), 21 s held
+    _tick(state, log, T0 + 23_000)  # 22 s missed, 23 s on time
     assert _covering(state, T0 + 21_000) == [keys.run_id("a", 1, T0 + 21_000)]
 
 
@@ -721,12 +931,20 @@ def test_a_trigger_on_the_first_missed_slot_does_not_lose_the_missed_range() -> 
     for resume in (False, True):
         state, log = MemoryState(), list[bytes]()
         _interval_job(state, log, FIRE_ONCE, 5_000)
-        _log_apply(state, log, command_pb2.Command(now_ms=T0 + 1_000, trigger_job=command_pb2.TriggerJobCmd(name="a")))
+        _log_apply(
+            state,
+            log,
+            command_pb2.Command(now_ms=T0 + 1_000, trigger_job=command_pb2.TriggerJobCmd(name="a")),
+        )
         if resume:
-            _log_apply(state, log, command_pb2.Command(now_ms=T0 + 1_000, pause_job=command_pb2.PauseJobCmd(name="a")))
+            _log_apply(
+                state,
+                log,
+                command_pb2.Command(now_ms=T0 + 1_000, pause_job=command_pb2.PauseJobCmd(name="a")),
+            )
             _resume_skip_missed(state, log, T0 + 20_500)
         else:
-            _tick(state, log, T0 + 20_000)             # slots 2..14 s are older than the window
+            _tick(state, log, T0 + 20_000)  # slots 2..14 s are older than the window
         for slot in range(T0 + 2_000, T0 + 15_000, 1_000):
             assert _covering(state, slot), f"resume={resume}: slot {slot - T0} has no record"
 
@@ -737,13 +955,22 @@ def test_resume_skip_missed_does_not_revive_a_job_that_reached_max_runs() -> Non
     state, log = MemoryState(), list[bytes]()
 
     def request(max_runs: int) -> api_pb2.CreateJobRequest:
-        return api_pb2.CreateJobRequest(name="a", max_runs=max_runs, schedule=types_pb2.Schedule(
-            kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=1000))
+        return api_pb2.CreateJobRequest(
+            name="a",
+            max_runs=max_runs,
+            schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=1000),
+        )
 
     _log_apply(state, log, validate.create_job(request(0), T0))
-    _tick(state, log, T0 + 1_000)                      # slot 1 s fires: fired_runs 1
-    _log_apply(state, log, command_pb2.Command(now_ms=T0 + 1_500, pause_job=command_pb2.PauseJobCmd(name="a")))
-    _log_apply(state, log, validate.update_job(api_pb2.UpdateJobRequest(job=request(1)), T0 + 2_000))
+    _tick(state, log, T0 + 1_000)  # slot 1 s fires: fired_runs 1
+    _log_apply(
+        state,
+        log,
+        command_pb2.Command(now_ms=T0 + 1_500, pause_job=command_pb2.PauseJobCmd(name="a")),
+    )
+    _log_apply(
+        state, log, validate.update_job(api_pb2.UpdateJobRequest(job=request(1)), T0 + 2_000)
+    )
     _resume_skip_missed(state, log, T0 + 5_000)
     raw = state.get("jobs", b"a")
     assert raw is not None
@@ -752,6 +979,10 @@ def test_resume_skip_missed_does_not_revive_a_job_that_reached_max_runs() -> Non
 
 
 ApplyModel.TestCase.settings = settings(
-    max_examples=300, stateful_step_count=50, deadline=None, report_multiple_bugs=False,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    max_examples=300,
+    stateful_step_count=50,
+    deadline=None,
+    report_multiple_bugs=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 TestApplyModel = ApplyModel.TestCase

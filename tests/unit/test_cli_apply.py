@@ -85,11 +85,16 @@ def test_apply_creates_then_is_idempotent(server: type[FakeServer], tmp_path: Pa
     assert {j["action"] for j in doc["jobs"]} == {"unchanged"}
 
 
-def test_dry_run_prints_the_diff_and_changes_nothing(server: type[FakeServer], tmp_path: Path) -> None:
+def test_dry_run_prints_the_diff_and_changes_nothing(
+    server: type[FakeServer], tmp_path: Path
+) -> None:
     f = write(tmp_path, "jobs.toml", JOBS_TOML)
     assert invoke(*EP, "job", "apply", "-f", f).exit_code == 0
-    changed = JOBS_TOML.replace('misfire = "skip"', 'misfire = "fire_all"').replace(
-        'initial_backoff = "10s"', 'initial_backoff = "20s"').replace('jitter = "30s"', 'jitter = "1m"')
+    changed = (
+        JOBS_TOML.replace('misfire = "skip"', 'misfire = "fire_all"')
+        .replace('initial_backoff = "10s"', 'initial_backoff = "20s"')
+        .replace('jitter = "30s"', 'jitter = "1m"')
+    )
     f2 = write(tmp_path, "jobs2.toml", changed)
     server.calls.clear()
     r = invoke(*EP, "job", "apply", "-f", f2, "--dry-run")
@@ -147,17 +152,21 @@ def test_export_then_apply_is_unchanged(server: type[FakeServer], tmp_path: Path
 def test_export_leaves_defaults_out(server: type[FakeServer], tmp_path: Path) -> None:
     assert invoke(*EP, "job", "apply", "-f", write(tmp_path, "jobs.toml", JOBS_TOML)).exit_code == 0
     doc = tomllib.loads(invoke(*EP, "job", "export", "alert", "once").stdout)
-    assert doc == {"job": [
-        {"name": "alert", "every": "1h", "jitter": "30s", "queue": "ops"},
-        {"name": "once", "at": "2030-06-01T12:00:00Z", "run_timeout": "5m"},
-    ]}
+    assert doc == {
+        "job": [
+            {"name": "alert", "every": "1h", "jitter": "30s", "queue": "ops"},
+            {"name": "once", "at": "2030-06-01T12:00:00Z", "run_timeout": "5m"},
+        ]
+    }
     entries = yaml.safe_load(invoke(*EP, "job", "export", "nightly", "-o", "yaml").stdout)
     assert entries[0]["misfire"] == "skip" and entries[0]["tags"] == {"region": "eu"}
     assert entries[0]["retry"]["initial_backoff"] == "10s"
     assert invoke(*EP, "job", "export", "nope").exit_code == 3
 
 
-def test_prune_needs_a_selector_and_deletes_only_selected(server: type[FakeServer], tmp_path: Path) -> None:
+def test_prune_needs_a_selector_and_deletes_only_selected(
+    server: type[FakeServer], tmp_path: Path
+) -> None:
     f = write(tmp_path, "jobs.toml", JOBS_TOML)
     assert invoke(*EP, "job", "apply", "-f", f).exit_code == 0
     invoke(*EP, "job", "create", "stray-ops", "--every", "1h", "--queue", "ops")
@@ -169,28 +178,55 @@ def test_prune_needs_a_selector_and_deletes_only_selected(server: type[FakeServe
     assert "stray-ops" in server.jobs
     r = invoke(*EP, "job", "apply", "-f", f, "--prune", "--selector", "queue=ops")
     assert r.exit_code == 0, r.output
-    assert "stray-ops" not in server.jobs and "stray-default" in server.jobs and "alert" in server.jobs
+    assert (
+        "stray-ops" not in server.jobs and "stray-default" in server.jobs and "alert" in server.jobs
+    )
     assert invoke(*EP, "job", "apply", "-f", f, "--prune", "--selector", "color=red").exit_code == 2
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ('[[job]]\nname = "a"\ncron = "* * * * *"\nmisfire = "sometimes"\n', "job #1 (a): misfire: 'sometimes' is not one of"),
-    ('[[job]]\nname = "a"\ncron = "* * * * *"\ncolour = "red"\n', "job #1 (a): colour: unknown key"),
-    ('[[job]]\nname = "a"\n', "job #1 (a): schedule: give exactly one of cron, every or at"),
-    ('[[job]]\nname = "a"\nevery = "soon"\n', "job #1 (a): every: 'soon' is not a duration"),
-    ('[[job]]\nname = "a"\nevery = "1m"\ntz = "UTC"\n', "job #1 (a): tz: applies to cron schedules only"),
-    ('[[job]]\nname = "a"\ncron = "61 * * * *"\n', "job #1 (a): cron:"),
-    ('[[job]]\nname = "a"\ncron = "* * * * *"\ntz = "Mars/Base"\n', "job #1 (a): tz: unknown time zone"),
-    ('[[job]]\nname = "a"\ncron = "* * * * *"\nretry = { multiplier = 50 }\n', "job #1 (a): retry.multiplier"),
-    ('[[job]]\nname = "a"\nat = 2030-01-01T00:00:00\n', "has no UTC offset"),
-    ('[[job]]\nname = "a"\ncron = "* * * * *"\n[[job]]\nname = "a"\nevery = "1m"\n', "declared twice"),
-    ('[[job]]\nname = "a"\ncron = "* * * * *"\nevery = "1m"\n', "got cron, every_ms"),
-    ('[[job]]\nname = "a"\ncron = "* * * * *"\ntags = { gpu = true }\n', "tags.gpu: must be a string"),
-    ('[jobs]\n', "unknown top-level key 'jobs'"),
-    ('[[job]\n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (
+            '[[job]]\nname = "a"\ncron = "* * * * *"\nmisfire = "sometimes"\n',
+            "job #1 (a): misfire: 'sometimes' is not one of",
+        ),
+        (
+            '[[job]]\nname = "a"\ncron = "* * * * *"\ncolour = "red"\n',
+            "job #1 (a): colour: unknown key",
+        ),
+        ('[[job]]\nname = "a"\n', "job #1 (a): schedule: give exactly one of cron, every or at"),
+        ('[[job]]\nname = "a"\nevery = "soon"\n', "job #1 (a): every: 'soon' is not a duration"),
+        (
+            '[[job]]\nname = "a"\nevery = "1m"\ntz = "UTC"\n',
+            "job #1 (a): tz: applies to cron schedules only",
+        ),
+        ('[[job]]\nname = "a"\ncron = "61 * * * *"\n', "job #1 (a): cron:"),
+        (
+            '[[job]]\nname = "a"\ncron = "* * * * *"\ntz = "Mars/Base"\n',
+            "job #1 (a): tz: unknown time zone",
+        ),
+        (
+            '[[job]]\nname = "a"\ncron = "* * * * *"\nretry = { multiplier = 50 }\n',
+            "job #1 (a): retry.multiplier",
+        ),
+        ('[[job]]\nname = "a"\nat = 2030-01-01T00:00:00\n', "has no UTC offset"),
+        (
+            '[[job]]\nname = "a"\ncron = "* * * * *"\n[[job]]\nname = "a"\nevery = "1m"\n',
+            "declared twice",
+        ),
+        ('[[job]]\nname = "a"\ncron = "* * * * *"\nevery = "1m"\n', "got cron, every_ms"),
+        (
+            '[[job]]\nname = "a"\ncron = "* * * * *"\ntags = { gpu = true }\n',
+            "tags.gpu: must be a string",
+        ),
+        ("[jobs]\n", "unknown top-level key 'jobs'"),
+        ("[[job]\n", "not valid TOML"),
+    ],
+)
 def test_bad_files_are_one_line_exit_2_and_change_nothing(
-        server: type[FakeServer], tmp_path: Path, text: str, needle: str) -> None:
+    server: type[FakeServer], tmp_path: Path, text: str, needle: str
+) -> None:
     f = write(tmp_path, "bad.toml", text)
     r = invoke(*EP, "job", "apply", "-f", f)
     assert r.exit_code == 2, r.output
@@ -200,23 +236,43 @@ def test_bad_files_are_one_line_exit_2_and_change_nothing(
 
 
 def test_yaml_list_and_stdin(server: type[FakeServer], tmp_path: Path) -> None:
-    f = write(tmp_path, "jobs.yml", "- name: a\n  every: 90s\n  overlap: buffer-one\n- name: b\n  at: 2030-01-02T00:00:00Z\n")
+    f = write(
+        tmp_path,
+        "jobs.yml",
+        "- name: a\n  every: 90s\n  overlap: buffer-one\n- name: b\n  at: 2030-01-02T00:00:00Z\n",
+    )
     r = invoke(*EP, "job", "apply", "-f", f)
     assert r.exit_code == 0, r.output
     assert server.jobs["a"].overlap == 3 and server.jobs["b"].schedule.at_ms == NOW + 86_400_000
-    r = invoke(*EP, "job", "apply", "-f", "-", input='[[job]]\nname = "a"\nevery = "90s"\noverlap = "buffer_one"\n')
+    r = invoke(
+        *EP,
+        "job",
+        "apply",
+        "-f",
+        "-",
+        input='[[job]]\nname = "a"\nevery = "90s"\noverlap = "buffer_one"\n',
+    )
     assert r.exit_code == 0 and "job a: unchanged" in r.stdout
 
 
-def test_a_concurrent_change_stops_the_apply_with_exit_1(server: type[FakeServer], tmp_path: Path) -> None:
+def test_a_concurrent_change_stops_the_apply_with_exit_1(
+    server: type[FakeServer], tmp_path: Path
+) -> None:
     f = write(tmp_path, "jobs.toml", JOBS_TOML)
     assert invoke(*EP, "job", "apply", "-f", f).exit_code == 0
     server.fail = {"update_job": errors.FailedPrecondition("job 'nightly' is at version 2, not 1")}
-    r = invoke(*EP, "job", "apply", "-f", write(tmp_path, "j2.toml", JOBS_TOML.replace("priority = 10", "priority = 11")))
+    r = invoke(
+        *EP,
+        "job",
+        "apply",
+        "-f",
+        write(tmp_path, "j2.toml", JOBS_TOML.replace("priority = 10", "priority = 11")),
+    )
     assert r.exit_code == 1
     assert r.stderr.strip().splitlines() == [
         "error: job 'nightly': job 'nightly' is at version 2, not 1; the jobs listed above were "
-        "applied, the rest were not tried"]
+        "applied, the rest were not tried"
+    ]
 
 
 # ---- the pure parts ----------------------------------------------------------------------------
@@ -230,9 +286,17 @@ def test_spec_diff_compares_only_what_the_file_sets() -> None:
 
 
 def test_merge_flags_switches_schedule_kinds_and_merges_tags() -> None:
-    base = {"cron": "0 3 * * *", "tz": "Europe/Berlin", "dst_gap": "skip", "dst_repeat": "once",
-            "tags": {"a": "1", "b": "2"}, "retry": {"max_attempts": 5, "multiplier": 2.0}}
-    out = spec.merge_flags(base, {"every_ms": 60_000, "tags": {"a": None, "c": "3"}, "max_attempts": 2})
+    base = {
+        "cron": "0 3 * * *",
+        "tz": "Europe/Berlin",
+        "dst_gap": "skip",
+        "dst_repeat": "once",
+        "tags": {"a": "1", "b": "2"},
+        "retry": {"max_attempts": 5, "multiplier": 2.0},
+    }
+    out = spec.merge_flags(
+        base, {"every_ms": 60_000, "tags": {"a": None, "c": "3"}, "max_attempts": 2}
+    )
     assert "cron" not in out and "tz" not in out and "dst_gap" not in out
     assert out["every_ms"] == 60_000 and out["tags"] == {"b": "2", "c": "3"}
     assert out["retry"]["max_attempts"] == 2 and out["max_attempts"] == 2
@@ -255,11 +319,18 @@ def test_a_new_overlap_policy_brings_its_own_max_concurrent_default() -> None:
     assert "max_concurrent" not in spec.merge_file(allow, {"every_ms": 60_000, "overlap": "forbid"})
     custom = {**allow, "max_concurrent": 3}
     assert spec.merge_flags(custom, {"overlap": "forbid"})["max_concurrent"] == 3
-    assert spec.merge_flags(allow, {"overlap": "forbid", "max_concurrent": 2})["max_concurrent"] == 2
+    assert (
+        spec.merge_flags(allow, {"overlap": "forbid", "max_concurrent": 2})["max_concurrent"] == 2
+    )
 
 
 def test_toml_writer_round_trips() -> None:
-    doc = {"current-context": "prod", "x": 1.5, "ok": True, "list": [1, 2],
-           "contexts": {"prod": {"endpoints": ["a:1", "b:2"]}, "a b": {"endpoints": "c:3"}},
-           "job": [{"name": 'we"ird\\\n\x7f', "tags": {"k.1": "v"}, "retry": {}}]}
+    doc = {
+        "current-context": "prod",
+        "x": 1.5,
+        "ok": True,
+        "list": [1, 2],
+        "contexts": {"prod": {"endpoints": ["a:1", "b:2"]}, "a b": {"endpoints": "c:3"}},
+        "job": [{"name": 'we"ird\\\n\x7f', "tags": {"k.1": "v"}, "retry": {}}],
+    }
     assert tomllib.loads(tomlout.dumps(doc)) == doc

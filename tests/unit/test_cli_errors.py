@@ -27,7 +27,9 @@ from schedd.pb import api_pb2, types_pb2  # noqa: E402
 
 # No endpoints from the environment and no config file: each test says where the cluster is.
 CLEAN_ENV: dict[str, str | None] = {
-    "SCHEDD_ENDPOINTS": None, "SCHEDCTL_RETRY_FOR": None, "SCHEDD_CONTEXT": None,
+    "SCHEDD_ENDPOINTS": None,
+    "SCHEDCTL_RETRY_FOR": None,
+    "SCHEDD_CONTEXT": None,
     "SCHEDD_CONFIG": str(Path(__file__).parent / "no-such-dir" / "config.toml"),
 }
 
@@ -131,9 +133,19 @@ def test_help_documents_exit_codes_and_every_command_has_an_example() -> None:
     for line in ["0    ok", "2    usage", "3    not found", "4    unavailable", "6    aborted"]:
         assert line in result.stdout
     commands = _leaf_commands(cli_main.cli)
-    for expected in (["cluster", "status"], ["job", "create"], ["job", "update"], ["job", "apply"],
-                     ["job", "export"], ["job", "backfill"], ["job", "explain"], ["run", "list"],
-                     ["config", "use-context"], ["completion"], ["worker", "run"]):
+    for expected in (
+        ["cluster", "status"],
+        ["job", "create"],
+        ["job", "update"],
+        ["job", "apply"],
+        ["job", "export"],
+        ["job", "backfill"],
+        ["job", "explain"],
+        ["run", "list"],
+        ["config", "use-context"],
+        ["completion"],
+        ["worker", "run"],
+    ):
         assert expected in commands
     for cmd in commands:
         result = invoke(*cmd, "--help")
@@ -427,7 +439,9 @@ def test_worker_run_hands_argv_to_the_shell_worker_and_exits_with_its_code(
     }
 
     got.clear()
-    result = invoke("--endpoints", "a:1", "worker", "run", "--tag", "gpu=a100", "--drain-timeout", "60", "ls")
+    result = invoke(
+        "--endpoints", "a:1", "worker", "run", "--tag", "gpu=a100", "--drain-timeout", "60", "ls"
+    )
     assert result.exit_code == 3 and got["tags"] == {"gpu": "a100"} and got["drain_timeout"] == 60.0
     result = invoke("--endpoints", "a:1", "worker", "run", "--tag", "gpu", "ls")
     assert result.exit_code == 2 and "--tag" in result.output

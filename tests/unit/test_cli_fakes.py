@@ -53,18 +53,37 @@ class Record:
 def store_policies(job: types_pb2.Job, req: api_pb2.CreateJobRequest) -> None:
     """What the server writes for the policy fields (api.proto defaults written out)."""
     job.misfire = req.misfire or policies.DEFAULT_MISFIRE
-    job.misfire_grace_ms = req.misfire_grace_ms if req.HasField("misfire_grace_ms") else policies.DEFAULT_MISFIRE_GRACE_MS
-    job.catchup_window_ms = req.catchup_window_ms if req.HasField("catchup_window_ms") else policies.DEFAULT_CATCHUP_WINDOW_MS
-    job.max_catchup = req.max_catchup if req.HasField("max_catchup") else policies.DEFAULT_MAX_CATCHUP
+    job.misfire_grace_ms = (
+        req.misfire_grace_ms
+        if req.HasField("misfire_grace_ms")
+        else policies.DEFAULT_MISFIRE_GRACE_MS
+    )
+    job.catchup_window_ms = (
+        req.catchup_window_ms
+        if req.HasField("catchup_window_ms")
+        else policies.DEFAULT_CATCHUP_WINDOW_MS
+    )
+    job.max_catchup = (
+        req.max_catchup if req.HasField("max_catchup") else policies.DEFAULT_MAX_CATCHUP
+    )
     job.overlap = req.overlap or policies.DEFAULT_OVERLAP
     if req.HasField("max_concurrent"):
         job.max_concurrent = req.max_concurrent
     else:
         job.max_concurrent = 0 if job.overlap == types_pb2.OVERLAP_POLICY_ALLOW else 1
     if job.max_concurrent == 0 and job.overlap != types_pb2.OVERLAP_POLICY_ALLOW:
-        raise errors.InvalidArgument("max_concurrent", "must be at least 1 with overlap policy forbid")
-    for f in ("dispatch_timeout_ms", "on_success", "on_failure", "priority", "keep_runs",
-              "keep_for_ms", "max_runs"):
+        raise errors.InvalidArgument(
+            "max_concurrent", "must be at least 1 with overlap policy forbid"
+        )
+    for f in (
+        "dispatch_timeout_ms",
+        "on_success",
+        "on_failure",
+        "priority",
+        "keep_runs",
+        "keep_for_ms",
+        "max_runs",
+    ):
         setattr(job, f, getattr(req, f))
     job.tags.clear()
     job.tags.update(req.tags)
@@ -118,7 +137,9 @@ class FakeServer:
         self._call("update_job", name, expect_version=expect_version, **kw)
         old = self.get_job(name).to_pb()
         if expect_version and expect_version != old.version:
-            raise errors.FailedPrecondition(f"job {name!r} is at version {old.version}, not {expect_version}")
+            raise errors.FailedPrecondition(
+                f"job {name!r} is at version {old.version}, not {expect_version}"
+            )
         kw.pop("request_id", None)
         job = self._store(job_request(name, **kw))
         job.version, job.created_ms, job.state = old.version + 1, old.created_ms, old.state
@@ -146,13 +167,27 @@ class FakeServer:
 
     def trigger_job(self, name: str, request_id: str | None = None, **kw: Any) -> Record:
         self._call("trigger_job", name, **kw)
-        state = types_pb2.RUN_STATE_SKIPPED if kw.get("overlap") == "forbid" else types_pb2.RUN_STATE_PENDING
-        return Record(types_pb2.Run(run_id=f"{name}:1:{NOW}", job=name, scheduled_ms=NOW, state=state,
-                                    origin=types_pb2.RUN_ORIGIN_TRIGGER,
-                                    skip_reason=types_pb2.SKIP_REASON_OVERLAP if state == types_pb2.RUN_STATE_SKIPPED else 0))
+        state = (
+            types_pb2.RUN_STATE_SKIPPED
+            if kw.get("overlap") == "forbid"
+            else types_pb2.RUN_STATE_PENDING
+        )
+        return Record(
+            types_pb2.Run(
+                run_id=f"{name}:1:{NOW}",
+                job=name,
+                scheduled_ms=NOW,
+                state=state,
+                origin=types_pb2.RUN_ORIGIN_TRIGGER,
+                skip_reason=types_pb2.SKIP_REASON_OVERLAP
+                if state == types_pb2.RUN_STATE_SKIPPED
+                else 0,
+            )
+        )
 
-    def backfill(self, name: str, from_ms: int, to_ms: int, *, chunk: int = 1000,
-                 overlap: str | int = 0) -> Iterator[Record]:
+    def backfill(
+        self, name: str, from_ms: int, to_ms: int, *, chunk: int = 1000, overlap: str | int = 0
+    ) -> Iterator[Record]:
         self._call("backfill", name, from_ms=from_ms, to_ms=to_ms, chunk=chunk, overlap=overlap)
         for resp in self.backfill_chunks:
             if isinstance(resp, BaseException):
@@ -168,8 +203,15 @@ class FakeServer:
         return [Record(r) for r in self.runs]
 
     def cluster_status(self) -> list[tuple[str, Any, str]]:
-        st = api_pb2.NodeStatus(node_id="n1", role="leader", term=3, commit_index=9, applied_index=9,
-                                leader_id="n1", grpc_address="127.0.0.1:7101")
+        st = api_pb2.NodeStatus(
+            node_id="n1",
+            role="leader",
+            term=3,
+            commit_index=9,
+            applied_index=9,
+            leader_id="n1",
+            grpc_address="127.0.0.1:7101",
+        )
         return [("127.0.0.1:7101", Record(st), ""), ("h:2", None, "refused")]
 
 
@@ -177,10 +219,14 @@ def writes() -> list[tuple[str, str, dict[str, Any]]]:
     return [c for c in FakeServer.calls if c[0] in ("create_job", "update_job", "delete_job")]
 
 
-def invoke(*args: str, env: dict[str, str | None] | None = None, input: str | None = None) -> Result:
+def invoke(
+    *args: str, env: dict[str, str | None] | None = None, input: str | None = None
+) -> Result:
     """Run schedctl in-process with no endpoints or config from the environment."""
     base: dict[str, str | None] = {
-        "SCHEDD_ENDPOINTS": None, "SCHEDCTL_RETRY_FOR": None, "SCHEDD_CONTEXT": None,
+        "SCHEDD_ENDPOINTS": None,
+        "SCHEDCTL_RETRY_FOR": None,
+        "SCHEDD_CONTEXT": None,
         "SCHEDD_CONFIG": str(Path(__file__).parent / "no-such-dir" / "config.toml"),
     }
     return CliRunner().invoke(cli_main.cli, list(args), env={**base, **(env or {})}, input=input)

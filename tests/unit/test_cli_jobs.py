@@ -29,36 +29,107 @@ def last_write() -> tuple[str, str, dict[str, Any]]:
 
 
 def test_create_passes_every_policy_flag(server: type[FakeServer]) -> None:
-    r = invoke(*EP, "job", "create", "j", "--cron", "0 3 * * *", "--tz", "Europe/Berlin",
-               "--misfire", "fire_all", "--misfire-grace", "2m", "--catchup-window", "6h",
-               "--max-catchup", "10", "--overlap", "buffer_one", "--max-concurrent", "2",
-               "--dispatch-timeout", "1h", "--on-success", "next", "--on-failure", "alert",
-               "--priority", "70", "--tag", "gpu=yes", "--tag", "zone=eu", "--keep-runs", "50",
-               "--keep-for", "7d", "--max-runs", "3", "--start", "2030-01-02T00:00:00Z",
-               "--end", "2031-01-01T00:00:00+01:00", "--dst-gap", "skip", "--dst-repeat", "twice",
-               "--jitter", "5s")
+    r = invoke(
+        *EP,
+        "job",
+        "create",
+        "j",
+        "--cron",
+        "0 3 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--misfire",
+        "fire_all",
+        "--misfire-grace",
+        "2m",
+        "--catchup-window",
+        "6h",
+        "--max-catchup",
+        "10",
+        "--overlap",
+        "buffer_one",
+        "--max-concurrent",
+        "2",
+        "--dispatch-timeout",
+        "1h",
+        "--on-success",
+        "next",
+        "--on-failure",
+        "alert",
+        "--priority",
+        "70",
+        "--tag",
+        "gpu=yes",
+        "--tag",
+        "zone=eu",
+        "--keep-runs",
+        "50",
+        "--keep-for",
+        "7d",
+        "--max-runs",
+        "3",
+        "--start",
+        "2030-01-02T00:00:00Z",
+        "--end",
+        "2031-01-01T00:00:00+01:00",
+        "--dst-gap",
+        "skip",
+        "--dst-repeat",
+        "twice",
+        "--jitter",
+        "5s",
+    )
     assert r.exit_code == 0, r.output
     _, name, kw = last_write()
     assert name == "j"
     kw.pop("request_id")
     assert kw == {
-        "cron": "0 3 * * *", "tz": "Europe/Berlin", "at_ms": None, "every_ms": None,
-        "jitter_ms": 5000, "queue": "default", "payload": "", "max_attempts": 0,
-        "misfire": "fire_all", "misfire_grace_ms": 120_000, "catchup_window_ms": 6 * 3_600_000,
-        "max_catchup": 10, "overlap": "buffer_one", "max_concurrent": 2,
-        "dispatch_timeout_ms": 3_600_000, "on_success": "next", "on_failure": "alert",
-        "priority": 70, "tags": {"gpu": "yes", "zone": "eu"}, "keep_runs": 50,
-        "keep_for_ms": 7 * 86_400_000, "max_runs": 3, "start_ms": NOW + 86_400_000,
-        "end_ms": NOW + 365 * 86_400_000 - 3_600_000, "dst_gap": "skip", "dst_repeat": "twice",
+        "cron": "0 3 * * *",
+        "tz": "Europe/Berlin",
+        "at_ms": None,
+        "every_ms": None,
+        "jitter_ms": 5000,
+        "queue": "default",
+        "payload": "",
+        "max_attempts": 0,
+        "misfire": "fire_all",
+        "misfire_grace_ms": 120_000,
+        "catchup_window_ms": 6 * 3_600_000,
+        "max_catchup": 10,
+        "overlap": "buffer_one",
+        "max_concurrent": 2,
+        "dispatch_timeout_ms": 3_600_000,
+        "on_success": "next",
+        "on_failure": "alert",
+        "priority": 70,
+        "tags": {"gpu": "yes", "zone": "eu"},
+        "keep_runs": 50,
+        "keep_for_ms": 7 * 86_400_000,
+        "max_runs": 3,
+        "start_ms": NOW + 86_400_000,
+        "end_ms": NOW + 365 * 86_400_000 - 3_600_000,
+        "dst_gap": "skip",
+        "dst_repeat": "twice",
     }
     job = server.jobs["j"]
-    assert job.misfire == types_pb2.MISFIRE_POLICY_FIRE_ALL and job.schedule.dst_gap == types_pb2.DST_GAP_SKIP
+    assert (
+        job.misfire == types_pb2.MISFIRE_POLICY_FIRE_ALL
+        and job.schedule.dst_gap == types_pb2.DST_GAP_SKIP
+    )
     out = invoke(*EP, "job", "get", "j").stdout
-    for needle in ["fire_all, grace 2m, catch-up window 6h, at most 10 per catch-up",
-                   "buffer_one, at most 2 at once", "dispatch timeout  1h", "priority          70",
-                   "gpu=yes, zone=eu", "on failure        alert", "max runs          0 fired of 3",
-                   "newest 50 finished runs, finished runs for 7d", "DST gap skip, repeat twice",
-                   "from 2030-01-02T00:00:00Z; until 2030-12-31T23:00:00Z; jitter 5s", "version           1"]:
+    for needle in [
+        "fire_all, grace 2m, catch-up window 6h, at most 10 per catch-up",
+        "buffer_one, at most 2 at once",
+        "dispatch timeout  1h",
+        "priority          70",
+        "gpu=yes, zone=eu",
+        "on failure        alert",
+        "max runs          0 fired of 3",
+        "newest 50 finished runs, finished runs for 7d",
+        "DST gap skip, repeat twice",
+        "from 2030-01-02T00:00:00Z; until 2030-12-31T23:00:00Z; jitter 5s",
+        "version           1",
+    ]:
         assert needle in out, (needle, out)
 
 
@@ -68,7 +139,9 @@ def test_create_one_shots_in_and_at(server: type[FakeServer]) -> None:
     assert invoke(*EP, "job", "create", "rel", "--at", "now+1h").exit_code == 0
     assert last_write()[2]["at_ms"] == NOW + 3_600_000
     invoke(*EP, "job", "create", "past", "--at", "2029-01-01T00:00:00Z", "--allow-past")
-    assert last_write()[2]["allow_past"] is True and last_write()[2]["at_ms"] == NOW - 365 * 86_400_000
+    assert (
+        last_write()[2]["allow_past"] is True and last_write()[2]["at_ms"] == NOW - 365 * 86_400_000
+    )
     r = invoke(*EP, "job", "create", "x", "--at", "now", "--in", "1m")
     assert r.exit_code == 2 and "--in" in r.stderr
     r = invoke(*EP, "job", "create", "x", "--every", "1m", "--tag", "novalue")
@@ -78,7 +151,9 @@ def test_create_one_shots_in_and_at(server: type[FakeServer]) -> None:
 
 
 def test_server_errors_about_new_fields_name_the_option(server: type[FakeServer]) -> None:
-    server.fail = {"create_job": errors.InvalidArgument("catchup_window_ms", "0 ms is out of range")}
+    server.fail = {
+        "create_job": errors.InvalidArgument("catchup_window_ms", "0 ms is out of range")
+    }
     r = invoke(*EP, "job", "create", "x", "--every", "1m", "--catchup-window", "0s")
     assert r.exit_code == 2 and r.stderr.strip() == "error: --catchup-window: 0 ms is out of range"
     server.fail = {}
@@ -89,8 +164,27 @@ def test_server_errors_about_new_fields_name_the_option(server: type[FakeServer]
 
 
 def test_update_merges_flags_over_the_current_definition(server: type[FakeServer]) -> None:
-    assert invoke(*EP, "job", "create", "n", "--cron", "0 3 * * *", "--tz", "Europe/Berlin",
-                  "--queue", "q", "--tag", "a=1", "--tag", "b=2", "--backoff", "1s").exit_code == 0
+    assert (
+        invoke(
+            *EP,
+            "job",
+            "create",
+            "n",
+            "--cron",
+            "0 3 * * *",
+            "--tz",
+            "Europe/Berlin",
+            "--queue",
+            "q",
+            "--tag",
+            "a=1",
+            "--tag",
+            "b=2",
+            "--backoff",
+            "1s",
+        ).exit_code
+        == 0
+    )
     r = invoke(*EP, "job", "update", "n", "--priority", "5", "--tag", "a-", "--misfire", "skip")
     assert r.exit_code == 0, r.output
     _, _, kw = last_write()
@@ -123,9 +217,18 @@ def test_update_version_checks(server: type[FakeServer]) -> None:
     assert last_write()[2]["expect_version"] == 0
     r = invoke(*EP, "job", "update", "n", "--priority", "2", "--expect-version", "1")
     assert r.exit_code == 1
-    assert "version 2, not 1" in r.stderr and "--force" in r.stderr and len(r.stderr.splitlines()) == 1
-    assert invoke(*EP, "job", "update", "n", "--priority", "2", "--expect-version", "2").exit_code == 0
-    assert invoke(*EP, "job", "update", "n", "--priority", "2", "--force", "--expect-version", "3").exit_code == 2
+    assert (
+        "version 2, not 1" in r.stderr and "--force" in r.stderr and len(r.stderr.splitlines()) == 1
+    )
+    assert (
+        invoke(*EP, "job", "update", "n", "--priority", "2", "--expect-version", "2").exit_code == 0
+    )
+    assert (
+        invoke(
+            *EP, "job", "update", "n", "--priority", "2", "--force", "--expect-version", "3"
+        ).exit_code
+        == 2
+    )
     r = invoke(*EP, "job", "update", "n")
     assert r.exit_code == 2 and "nothing to change" in r.stderr
     n = len(writes())
@@ -148,29 +251,61 @@ def test_resume_and_trigger_options(server: type[FakeServer]) -> None:
 
 
 def chunks(*parts: tuple[int, int, int]) -> list[api_pb2.BackfillResponse]:
-    return [api_pb2.BackfillResponse(created=c, existing=e, next_from_ms=n, total_slots=10) for c, e, n in parts]
+    return [
+        api_pb2.BackfillResponse(created=c, existing=e, next_from_ms=n, total_slots=10)
+        for c, e, n in parts
+    ]
 
 
 def test_backfill_summary_and_json(server: type[FakeServer]) -> None:
     invoke(*EP, "job", "create", "n", "--every", "1h")
     server.backfill_chunks = chunks((4, 0, NOW - 5 * 3_600_000), (4, 2, 0))
-    r = invoke(*EP, "job", "backfill", "n", "--from", "-10h", "--to", "now", "--chunk", "4", "--overlap", "forbid")
+    r = invoke(
+        *EP,
+        "job",
+        "backfill",
+        "n",
+        "--from",
+        "-10h",
+        "--to",
+        "now",
+        "--chunk",
+        "4",
+        "--overlap",
+        "forbid",
+    )
     assert r.exit_code == 0, r.output
-    assert server.calls[-1] == ("backfill", "n", {"from_ms": NOW - 36_000_000, "to_ms": NOW,
-                                                   "chunk": 4, "overlap": "forbid"})
+    assert server.calls[-1] == (
+        "backfill",
+        "n",
+        {"from_ms": NOW - 36_000_000, "to_ms": NOW, "chunk": 4, "overlap": "forbid"},
+    )
     assert r.stdout.strip() == (
         "backfilled job n from 2029-12-31T14:00:00Z to 2030-01-01T00:00:00Z: 8 runs created, "
-        "2 slots already had a run or skip record (10 slots, 2 chunks)")
+        "2 slots already had a run or skip record (10 slots, 2 chunks)"
+    )
     assert r.stderr == ""  # not a terminal: no progress bar
-    doc = json.loads(invoke(*EP, "--json", "job", "backfill", "n", "--from", "-10h", "--to", "now").stdout)
-    assert doc == {"name": "n", "from_ms": NOW - 36_000_000, "from_at": "2029-12-31T14:00:00Z",
-                   "to_ms": NOW, "to_at": "2030-01-01T00:00:00Z", "total_slots": 10, "created": 8,
-                   "existing": 2, "chunks": 2}
+    doc = json.loads(
+        invoke(*EP, "--json", "job", "backfill", "n", "--from", "-10h", "--to", "now").stdout
+    )
+    assert doc == {
+        "name": "n",
+        "from_ms": NOW - 36_000_000,
+        "from_at": "2029-12-31T14:00:00Z",
+        "to_ms": NOW,
+        "to_at": "2030-01-01T00:00:00Z",
+        "total_slots": 10,
+        "created": 8,
+        "existing": 2,
+        "chunks": 2,
+    }
     r = invoke(*EP, "job", "backfill", "n", "--from", "now", "--to", "-1h")
     assert r.exit_code == 2 and r.stderr.startswith("error: --to:")
 
 
-def test_backfill_ctrl_c_keeps_done_chunks_and_says_how_to_continue(server: type[FakeServer]) -> None:
+def test_backfill_ctrl_c_keeps_done_chunks_and_says_how_to_continue(
+    server: type[FakeServer],
+) -> None:
     invoke(*EP, "job", "create", "n", "--every", "1h")
     resume_at = NOW - 5 * 3_600_000
     server.backfill_chunks = [*chunks((5, 0, resume_at)), KeyboardInterrupt()]  # type: ignore[list-item]
@@ -178,7 +313,8 @@ def test_backfill_ctrl_c_keeps_done_chunks_and_says_how_to_continue(server: type
     assert r.exit_code == 130
     assert r.stderr.strip() == (
         "interrupted: 5 runs created in 1 chunks stay in place; continue with: schedctl job "
-        "backfill n --from 2029-12-31T19:00:00Z --to 2030-01-01T00:00:00Z --overlap allow")
+        "backfill n --from 2029-12-31T19:00:00Z --to 2030-01-01T00:00:00Z --overlap allow"
+    )
 
 
 def test_backfill_progress_bar_draws_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,10 +334,22 @@ def test_backfill_progress_bar_draws_on_a_terminal(monkeypatch: pytest.MonkeyPat
 
 def test_explain_prints_verdict_sentence_slots_and_records(server: type[FakeServer]) -> None:
     server.explain = api_pb2.ExplainResponse(
-        verdict="skipped", explanation="The slot was skipped: the job was paused.",
-        slot_ms=NOW, previous_slot_ms=NOW - 3_600_000, next_slot_ms=NOW + 3_600_000,
-        runs=[types_pb2.Run(run_id="n:1:1", job="n", scheduled_ms=NOW, state=types_pb2.RUN_STATE_SKIPPED,
-                            skip_reason=types_pb2.SKIP_REASON_PAUSED, origin=types_pb2.RUN_ORIGIN_SCHEDULE)])
+        verdict="skipped",
+        explanation="The slot was skipped: the job was paused.",
+        slot_ms=NOW,
+        previous_slot_ms=NOW - 3_600_000,
+        next_slot_ms=NOW + 3_600_000,
+        runs=[
+            types_pb2.Run(
+                run_id="n:1:1",
+                job="n",
+                scheduled_ms=NOW,
+                state=types_pb2.RUN_STATE_SKIPPED,
+                skip_reason=types_pb2.SKIP_REASON_PAUSED,
+                origin=types_pb2.RUN_ORIGIN_SCHEDULE,
+            )
+        ],
+    )
     r = invoke(*EP, "job", "explain", "n", "--at", "2030-01-01T00:00:30Z")
     assert r.exit_code == 0, r.output
     assert server.calls[-1] == ("explain_job", "n", {"at_ms": NOW + 30_000})
@@ -217,23 +365,53 @@ def test_explain_prints_verdict_sentence_slots_and_records(server: type[FakeServ
 
 def test_run_list_shows_skip_records_with_reason_and_origin(server: type[FakeServer]) -> None:
     server.runs = [
-        types_pb2.Run(run_id="n:1:a", job="n", scheduled_ms=NOW, state=types_pb2.RUN_STATE_SKIPPED,
-                      skip_reason=types_pb2.SKIP_REASON_MISFIRE, origin=types_pb2.RUN_ORIGIN_SCHEDULE,
-                      skipped_until_ms=NOW + 600_000, skipped_count=11),
-        types_pb2.Run(run_id="n:1:b", job="n", scheduled_ms=NOW + 660_000, state=types_pb2.RUN_STATE_SUCCEEDED,
-                      origin=types_pb2.RUN_ORIGIN_CATCHUP, attempt=1, fence=7, worker_id="w"),
+        types_pb2.Run(
+            run_id="n:1:a",
+            job="n",
+            scheduled_ms=NOW,
+            state=types_pb2.RUN_STATE_SKIPPED,
+            skip_reason=types_pb2.SKIP_REASON_MISFIRE,
+            origin=types_pb2.RUN_ORIGIN_SCHEDULE,
+            skipped_until_ms=NOW + 600_000,
+            skipped_count=11,
+        ),
+        types_pb2.Run(
+            run_id="n:1:b",
+            job="n",
+            scheduled_ms=NOW + 660_000,
+            state=types_pb2.RUN_STATE_SUCCEEDED,
+            origin=types_pb2.RUN_ORIGIN_CATCHUP,
+            attempt=1,
+            fence=7,
+            worker_id="w",
+        ),
     ]
     r = invoke(*EP, "run", "list", "--job", "n", "--state", "skipped")
     assert r.exit_code == 0, r.output
-    assert server.calls[-1] == ("list_runs", "n", {"limit": 100, "state": types_pb2.RUN_STATE_SKIPPED})
+    assert server.calls[-1] == (
+        "list_runs",
+        "n",
+        {"limit": 100, "state": types_pb2.RUN_STATE_SKIPPED},
+    )
     header, skip, ok = r.stdout.strip().splitlines()
     assert header.split()[-5:] == ["ORIGIN", "ATTEMPT", "FENCE", "WORKER", "REASON"]
-    assert skip.split()[3:] == ["skipped", "schedule", "0", "-", "-", "misfire", "x11", "until",
-                                "2030-01-01T00:10:00Z"]
+    assert skip.split()[3:] == [
+        "skipped",
+        "schedule",
+        "0",
+        "-",
+        "-",
+        "misfire",
+        "x11",
+        "until",
+        "2030-01-01T00:10:00Z",
+    ]
     assert ok.split()[3:] == ["succeeded", "catchup", "1", "7", "w", "-"]
 
 
-def test_watch_redraws_until_ctrl_c_and_exits_0(server: type[FakeServer], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watch_redraws_until_ctrl_c_and_exits_0(
+    server: type[FakeServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     sleeps: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -252,7 +430,11 @@ def test_watch_redraws_until_ctrl_c_and_exits_0(server: type[FakeServer], monkey
     r = invoke(*EP, "--json", "cluster", "status", "--watch")
     assert r.exit_code == 0 and sleeps == [2.0, 2.0, 2.0]
     docs = [json.loads(line) for line in r.stdout.splitlines()]
-    assert len(docs) == 3 and docs[0][0]["status"]["role"] == "leader" and docs[0][1]["reachable"] is False
+    assert (
+        len(docs) == 3
+        and docs[0][0]["status"]["role"] == "leader"
+        and docs[0][1]["reachable"] is False
+    )
 
     # an unreachable cluster is shown and the watch goes on
     sleeps.clear()
@@ -272,27 +454,41 @@ def test_completion_completes_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     from click.shell_completion import ShellComplete
     from schedctl.main import cli
 
-    names = [c.value for c in ShellComplete(cli, {}, "schedctl", "_X").get_completions(["job"], "ex")]
+    names = [
+        c.value for c in ShellComplete(cli, {}, "schedctl", "_X").get_completions(["job"], "ex")
+    ]
     assert names == ["explain", "export"]
-    opts = [c.value for c in ShellComplete(cli, {}, "schedctl", "_X").get_completions(
-        ["job", "create", "x"], "--mis")]
+    opts = [
+        c.value
+        for c in ShellComplete(cli, {}, "schedctl", "_X").get_completions(
+            ["job", "create", "x"], "--mis"
+        )
+    ]
     assert opts == ["--misfire", "--misfire-grace"]
 
 
-def test_completion_of_job_and_context_names(server: type[FakeServer], monkeypatch: pytest.MonkeyPatch,
-                                            tmp_path: Any) -> None:
+def test_completion_of_job_and_context_names(
+    server: type[FakeServer], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     from click.shell_completion import ShellComplete
     from schedctl import completion
     from schedctl.main import cli
 
     def complete(args: list[str], incomplete: str) -> list[str]:
-        return [c.value for c in ShellComplete(cli, {}, "schedctl", "_X").get_completions(args, incomplete)]
+        return [
+            c.value
+            for c in ShellComplete(cli, {}, "schedctl", "_X").get_completions(args, incomplete)
+        ]
 
     monkeypatch.setattr(completion, "Client", FakeServer)
     for n in ("nightly", "noon", "poll"):
         invoke(*EP, "job", "create", n, "--every", "1h")
     assert complete(["--endpoints", "h:1", "job", "get"], "n") == ["nightly", "noon"]
-    assert complete(["--endpoints", "h:1", "job", "export", "poll"], "") == ["nightly", "noon", "poll"]
+    assert complete(["--endpoints", "h:1", "job", "export", "poll"], "") == [
+        "nightly",
+        "noon",
+        "poll",
+    ]
     monkeypatch.delenv("SCHEDD_ENDPOINTS", raising=False)
     monkeypatch.setenv("SCHEDD_CONFIG", str(tmp_path / "none.toml"))
     assert complete(["job", "get"], "n") == []  # no endpoints anywhere: nothing, and no error
@@ -303,10 +499,17 @@ def test_completion_of_job_and_context_names(server: type[FakeServer], monkeypat
     assert complete(["--context"], "p") == ["prod"]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("now", NOW), ("-2h", NOW - 7_200_000), ("now+10m", NOW + 600_000), ("+1d", NOW + 86_400_000),
-    ("2030-01-01T01:00:00+01:00", NOW), ("2030-01-01T00:00:00.250Z", NOW + 250),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("now", NOW),
+        ("-2h", NOW - 7_200_000),
+        ("now+10m", NOW + 600_000),
+        ("+1d", NOW + 86_400_000),
+        ("2030-01-01T01:00:00+01:00", NOW),
+        ("2030-01-01T00:00:00.250Z", NOW + 250),
+    ],
+)
 def test_parse_time(text: str, expected: int) -> None:
     assert common.parse_time(text, "--at", NOW) == expected
 

@@ -16,29 +16,125 @@ from schedd.pb import api_pb2, types_pb2
 from .test_cli_fakes import EP, NOW, FakeServer, Record, invoke
 
 JOB_KEYS = [
-    "name", "schedule", "queue", "payload", "state", "next_due_ms", "next_due_at", "created_ms",
-    "created_at", "uid", "max_attempts", "retry", "run_timeout_ms", "misfire", "misfire_grace_ms",
-    "catchup_window_ms", "max_catchup", "overlap", "max_concurrent", "dispatch_timeout_ms",
-    "on_success", "on_failure", "priority", "tags", "keep_runs", "keep_for_ms", "version",
-    "paused_ms", "paused_at", "max_runs", "fired_runs", "buffered_run", "updated_ms", "updated_at",
+    "name",
+    "schedule",
+    "queue",
+    "payload",
+    "state",
+    "next_due_ms",
+    "next_due_at",
+    "created_ms",
+    "created_at",
+    "uid",
+    "max_attempts",
+    "retry",
+    "run_timeout_ms",
+    "misfire",
+    "misfire_grace_ms",
+    "catchup_window_ms",
+    "max_catchup",
+    "overlap",
+    "max_concurrent",
+    "dispatch_timeout_ms",
+    "on_success",
+    "on_failure",
+    "priority",
+    "tags",
+    "keep_runs",
+    "keep_for_ms",
+    "version",
+    "paused_ms",
+    "paused_at",
+    "max_runs",
+    "fired_runs",
+    "buffered_run",
+    "updated_ms",
+    "updated_at",
 ]
 SCHEDULE_KEYS = [
-    "kind", "cron", "timezone", "at_ms", "at", "every_ms", "anchor_ms", "anchor_at", "start_ms",
-    "start_at", "end_ms", "end_at", "jitter_ms", "dst_gap", "dst_repeat",
+    "kind",
+    "cron",
+    "timezone",
+    "at_ms",
+    "at",
+    "every_ms",
+    "anchor_ms",
+    "anchor_at",
+    "start_ms",
+    "start_at",
+    "end_ms",
+    "end_at",
+    "jitter_ms",
+    "dst_gap",
+    "dst_repeat",
 ]
-RETRY_KEYS = ["max_attempts", "initial_backoff_ms", "multiplier", "max_backoff_ms",
-              "non_retryable_exit_codes", "non_retryable_errors"]
+RETRY_KEYS = [
+    "max_attempts",
+    "initial_backoff_ms",
+    "multiplier",
+    "max_backoff_ms",
+    "non_retryable_exit_codes",
+    "non_retryable_errors",
+]
 RUN_KEYS = [
-    "run_id", "job", "scheduled_ms", "scheduled_at", "state", "attempt", "fence", "worker_id",
-    "not_before_ms", "not_before_at", "started_ms", "started_at", "finished_ms", "finished_at",
-    "error", "queue", "manual", "exit_code", "attempt_base", "origin", "skip_reason",
-    "skipped_until_ms", "skipped_until_at", "skipped_count", "note", "priority", "tags",
-    "dispatch_deadline_ms", "dispatch_deadline_at", "caused_by", "progress",
+    "run_id",
+    "job",
+    "scheduled_ms",
+    "scheduled_at",
+    "state",
+    "attempt",
+    "fence",
+    "worker_id",
+    "not_before_ms",
+    "not_before_at",
+    "started_ms",
+    "started_at",
+    "finished_ms",
+    "finished_at",
+    "error",
+    "queue",
+    "manual",
+    "exit_code",
+    "attempt_base",
+    "origin",
+    "skip_reason",
+    "skipped_until_ms",
+    "skipped_until_at",
+    "skipped_count",
+    "note",
+    "priority",
+    "tags",
+    "dispatch_deadline_ms",
+    "dispatch_deadline_at",
+    "caused_by",
+    "progress",
 ]
-EXPLAIN_KEYS = ["verdict", "explanation", "slot_ms", "slot_at", "runs", "previous_slot_ms",
-                "previous_slot_at", "next_slot_ms", "next_slot_at"]
-NODE_KEYS = ["node_id", "role", "term", "commit_index", "applied_index", "leader_id", "leader_grpc",
-             "grpc_address", "raft_address", "has_quorum", "state_digest", "workers", "peers"]
+EXPLAIN_KEYS = [
+    "verdict",
+    "explanation",
+    "slot_ms",
+    "slot_at",
+    "runs",
+    "previous_slot_ms",
+    "previous_slot_at",
+    "next_slot_ms",
+    "next_slot_at",
+]
+NODE_KEYS = [
+    "node_id",
+    "role",
+    "term",
+    "commit_index",
+    "applied_index",
+    "leader_id",
+    "leader_grpc",
+    "grpc_address",
+    "raft_address",
+    "has_quorum",
+    "state_digest",
+    "workers",
+    "peers",
+]
 
 
 def keys(doc: dict[str, Any], golden: list[str]) -> list[str]:
@@ -80,11 +176,21 @@ def test_job_documents(server: type[FakeServer]) -> None:
 
 
 def test_run_explain_trigger_and_cluster_documents(server: type[FakeServer]) -> None:
-    server.runs = [types_pb2.Run(run_id="r", job="n", state=types_pb2.RUN_STATE_SKIPPED,
-                                 skip_reason=types_pb2.SKIP_REASON_OVERLAP, origin=types_pb2.RUN_ORIGIN_BACKFILL)]
+    server.runs = [
+        types_pb2.Run(
+            run_id="r",
+            job="n",
+            state=types_pb2.RUN_STATE_SKIPPED,
+            skip_reason=types_pb2.SKIP_REASON_OVERLAP,
+            origin=types_pb2.RUN_ORIGIN_BACKFILL,
+        )
+    ]
     runs = j("run", "list", "--json")
     assert [keys(r, RUN_KEYS) for r in runs] == [RUN_KEYS]
-    assert runs[0]["skip_reason"] == "SKIP_REASON_OVERLAP" and runs[0]["origin"] == "RUN_ORIGIN_BACKFILL"
+    assert (
+        runs[0]["skip_reason"] == "SKIP_REASON_OVERLAP"
+        and runs[0]["origin"] == "RUN_ORIGIN_BACKFILL"
+    )
     server.explain = api_pb2.ExplainResponse(verdict="ran", runs=[types_pb2.Run(run_id="r")])
     explained = j("job", "explain", "n", "--json")
     assert keys(explained, EXPLAIN_KEYS) == EXPLAIN_KEYS
@@ -100,18 +206,40 @@ def test_apply_and_backfill_documents(server: type[FakeServer], tmp_path: Path) 
     f = tmp_path / "j.toml"
     f.write_text('[[job]]\nname = "n"\nevery = "1h"\n')
     doc = j("job", "apply", "-f", str(f), "--json")
-    assert doc == {"dry_run": False, "jobs": [{"name": "n", "action": "created", "changes": [
-        {"field": "every_ms", "old": None, "new": 3_600_000}]}],
-        "counts": {"created": 1, "updated": 0, "unchanged": 0, "deleted": 0}}
+    assert doc == {
+        "dry_run": False,
+        "jobs": [
+            {
+                "name": "n",
+                "action": "created",
+                "changes": [{"field": "every_ms", "old": None, "new": 3_600_000}],
+            }
+        ],
+        "counts": {"created": 1, "updated": 0, "unchanged": 0, "deleted": 0},
+    }
     server.backfill_chunks = [api_pb2.BackfillResponse(created=1, total_slots=1)]
     assert list(j("job", "backfill", "n", "--from", "-1h", "--to", "now", "--json")) == [
-        "name", "from_ms", "from_at", "to_ms", "to_at", "total_slots", "created", "existing", "chunks"]
+        "name",
+        "from_ms",
+        "from_at",
+        "to_ms",
+        "to_at",
+        "total_slots",
+        "created",
+        "existing",
+        "chunks",
+    ]
     assert j("job", "export", "--json") == {"job": [{"name": "n", "every": "1h"}]}
-    assert list(j("job", "preview", "--every", "1h", "--count", "1", "--json")[0]) == ["due_ms", "due_at"]
+    assert list(j("job", "preview", "--every", "1h", "--count", "1", "--json")[0]) == [
+        "due_ms",
+        "due_at",
+    ]
 
 
 def test_records_and_messages_print_the_same_json() -> None:
-    job = types_pb2.Job(name="n", schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron="* * * * *"))
+    job = types_pb2.Job(
+        name="n", schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron="* * * * *")
+    )
     assert output.dumps(Record(job)) == output.dumps(job)
     assert output.dumps([Record(job), {"x": Record(job)}]) == output.dumps([job, {"x": job}])
     assert output.job_block(Record(job)) == output.job_block(job)

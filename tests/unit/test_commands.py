@@ -9,8 +9,13 @@ T0 = 1_700_000_000_000
 
 
 def interval_job(next_due: int, every_ms: int = 1000) -> types_pb2.Job:
-    return types_pb2.Job(name="j", uid=7, next_due_ms=next_due, state=types_pb2.JOB_STATE_PAUSED,
-                         schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=every_ms))
+    return types_pb2.Job(
+        name="j",
+        uid=7,
+        next_due_ms=next_due,
+        state=types_pb2.JOB_STATE_PAUSED,
+        schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=every_ms),
+    )
 
 
 def test_resume_by_default_leaves_missed_slots_to_the_misfire_policy() -> None:
@@ -26,7 +31,11 @@ def test_resume_skip_missed_records_from_the_old_due_and_jumps_past_now() -> Non
 
 
 def test_resume_skip_missed_of_a_one_shot_has_nothing_to_skip() -> None:
-    job = types_pb2.Job(name="j", next_due_ms=T0, schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=T0))
+    job = types_pb2.Job(
+        name="j",
+        next_due_ms=T0,
+        schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=T0),
+    )
     assert commands.plan_resume(job, T0 + 5000, skip_missed=True).mode == command_pb2.RESUME_MISFIRE
 
 
@@ -40,9 +49,15 @@ def test_backfill_chunks_and_counts() -> None:
 
 
 def test_a_cron_range_too_long_to_count_reports_zero() -> None:
-    job = types_pb2.Job(name="j", schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron="* * * * * *",
-                                                              timezone="UTC"))
+    job = types_pb2.Job(
+        name="j",
+        schedule=types_pb2.Schedule(
+            kind=types_pb2.SCHEDULE_KIND_CRON, cron="* * * * * *", timezone="UTC"
+        ),
+    )
     chunk = commands.plan_backfill(job, T0, T0 + 2 * 86_400_000, limit=10)
-    assert len(chunk.slots) == 10 and chunk.total_slots == 0  # over 20,000 slots: "too many to count"
+    assert (
+        len(chunk.slots) == 10 and chunk.total_slots == 0
+    )  # over 20,000 slots: "too many to count"
     small = commands.plan_backfill(job, T0, T0 + 59_999, limit=10)
     assert small.total_slots == 60

@@ -26,8 +26,9 @@ BIG = 2**62
 
 
 def worst_case_batch(s: DispatchSettings) -> command_pb2.Command:
-    completion = command_pb2.CompleteItem(run_id=RUN, fence=BIG, success=False, error=clip_error("e" * 10**6),
-                                          exit_code=-(2**31))
+    completion = command_pb2.CompleteItem(
+        run_id=RUN, fence=BIG, success=False, error=clip_error("e" * 10**6), exit_code=-(2**31)
+    )
     completions: list[command_pb2.CompleteItem] = []
     budget = s.max_completion_bytes_per_tick
     while budget >= 0 or not completions:  # what Dispatcher._take_completions takes
@@ -35,32 +36,78 @@ def worst_case_batch(s: DispatchSettings) -> command_pb2.Command:
         if budget < 0 and completions:
             break
         completions.append(completion)
-    released = [command_pb2.ExpireItem(run_id=RUN, fence=BIG, released=True,
-                                       reason=f"released by worker {WORKER}: " + "r" * MAX_RELEASE_REASON_CHARS)
-                for _ in range(s.max_releases_per_tick)]
-    expired = [command_pb2.ExpireItem(run_id=RUN, fence=BIG, reason=f"lease expired (worker {WORKER} sent no "
-                                                                     f"heartbeat for {s.lease_ttl_s:g}s)")
-               for _ in range(1000)]  # LeaseTable.take_expired's limit
-    timed_out = [command_pb2.ExpireItem(run_id=RUN, fence=BIG, reason="run timeout: still running 6d 23h 59m 59s "
-                                                                       "after it started")
-                 for _ in range(s.max_timeouts_per_tick)]
-    fires = [command_pb2.FireItem(name=NAME, uid=BIG, from_due_ms=BIG, slots_ms=[BIG], next_due_ms=BIG,
-                                  policy=True, dues_ms=[BIG], dropped_first_ms=BIG, dropped_last_ms=BIG,
-                                  dropped_count=BIG, late_first_ms=BIG, late_last_ms=BIG, late_count=BIG,
-                                  dst_gap_ms=[BIG]) for _ in range(s.max_fires_per_tick)]
-    grants = [command_pb2.GrantItem(run_id=RUN, attempt=2**31, worker_id=WORKER) for _ in range(s.max_grants_per_tick)]
+    released = [
+        command_pb2.ExpireItem(
+            run_id=RUN,
+            fence=BIG,
+            released=True,
+            reason=f"released by worker {WORKER}: " + "r" * MAX_RELEASE_REASON_CHARS,
+        )
+        for _ in range(s.max_releases_per_tick)
+    ]
+    expired = [
+        command_pb2.ExpireItem(
+            run_id=RUN,
+            fence=BIG,
+            reason=f"lease expired (worker {WORKER} sent no heartbeat for {s.lease_ttl_s:g}s)",
+        )
+        for _ in range(1000)
+    ]  # LeaseTable.take_expired's limit
+    timed_out = [
+        command_pb2.ExpireItem(
+            run_id=RUN,
+            fence=BIG,
+            reason="run timeout: still running 6d 23h 59m 59s after it started",
+        )
+        for _ in range(s.max_timeouts_per_tick)
+    ]
+    fires = [
+        command_pb2.FireItem(
+            name=NAME,
+            uid=BIG,
+            from_due_ms=BIG,
+            slots_ms=[BIG],
+            next_due_ms=BIG,
+            policy=True,
+            dues_ms=[BIG],
+            dropped_first_ms=BIG,
+            dropped_last_ms=BIG,
+            dropped_count=BIG,
+            late_first_ms=BIG,
+            late_last_ms=BIG,
+            late_count=BIG,
+            dst_gap_ms=[BIG],
+        )
+        for _ in range(s.max_fires_per_tick)
+    ]
+    grants = [
+        command_pb2.GrantItem(run_id=RUN, attempt=2**31, worker_id=WORKER)
+        for _ in range(s.max_grants_per_tick)
+    ]
     late = [command_pb2.DispatchTimeoutItem(run_id=RUN, attempt=2**31) for _ in range(1000)]
     cmds = [
-        command_pb2.Command(complete_runs=command_pb2.CompleteRunsCmd(items=completions, retry_backoff_ms=BIG,
-                                                                      dead_letter=True)),
-        command_pb2.Command(expire_leases=command_pb2.ExpireLeasesCmd(items=released + expired + timed_out,
-                                                                      retry_backoff_ms=BIG, dead_letter=True)),
+        command_pb2.Command(
+            complete_runs=command_pb2.CompleteRunsCmd(
+                items=completions, retry_backoff_ms=BIG, dead_letter=True
+            )
+        ),
+        command_pb2.Command(
+            expire_leases=command_pb2.ExpireLeasesCmd(
+                items=released + expired + timed_out, retry_backoff_ms=BIG, dead_letter=True
+            )
+        ),
         command_pb2.Command(fire_due=command_pb2.FireDueCmd(items=fires, catchup_spacing_ms=BIG)),
-        command_pb2.Command(grant_leases=command_pb2.GrantLeasesCmd(items=grants, lease_ttl_ms=BIG)),
+        command_pb2.Command(
+            grant_leases=command_pb2.GrantLeasesCmd(items=grants, lease_ttl_ms=BIG)
+        ),
         command_pb2.Command(dispatch_timeout=command_pb2.DispatchTimeoutCmd(items=late)),
-        command_pb2.Command(prune_runs=command_pb2.PruneRunsCmd(
-            run_ids=[RUN] * s.prune_runs_per_entry, request_ids=["q" * 128] * s.prune_requests_per_pass,
-            request_ttl_ms=BIG)),
+        command_pb2.Command(
+            prune_runs=command_pb2.PruneRunsCmd(
+                run_ids=[RUN] * s.prune_runs_per_entry,
+                request_ids=["q" * 128] * s.prune_requests_per_pass,
+                request_ttl_ms=BIG,
+            )
+        ),
     ]
     return command_pb2.Command(now_ms=BIG, batch=command_pb2.Batch(commands=cmds))
 

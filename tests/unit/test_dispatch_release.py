@@ -12,8 +12,14 @@ from schedd.server.workers import Registry, WorkerSession
 
 
 def dispatcher(registry: Registry) -> Dispatcher:
-    d = Dispatcher(node_id="n1", store=cast(Any, None), raft=cast(Any, None), clock=FakeClock(),
-                   registry=registry, leader_hint=lambda: "")
+    d = Dispatcher(
+        node_id="n1",
+        store=cast(Any, None),
+        raft=cast(Any, None),
+        clock=FakeClock(),
+        registry=registry,
+        leader_hint=lambda: "",
+    )
     d._active = True  # as after _activate on the leader
     return d
 
@@ -27,10 +33,15 @@ def test_release_queues_released_items_and_marks_the_session_draining() -> None:
     d = dispatcher(registry)
     d.leases.add("r1", 5, "w1", 0.0)
     d.leases.add("r2", 6, "w1", 0.0)
-    n = d.release(w1, [api_pb2.Lease(run_id="r1", fence=5),      # held: released
-                       api_pb2.Lease(run_id="r2", fence=99),     # other fence: ignored
-                       api_pb2.Lease(run_id="r3", fence=1)],     # not held: ignored
-                  "worker stopping (drain timeout)")
+    n = d.release(
+        w1,
+        [
+            api_pb2.Lease(run_id="r1", fence=5),  # held: released
+            api_pb2.Lease(run_id="r2", fence=99),  # other fence: ignored
+            api_pb2.Lease(run_id="r3", fence=1),
+        ],  # not held: ignored
+        "worker stopping (drain timeout)",
+    )
     assert n == 1
     assert d.leases.get("r1") is None and d.leases.get("r2") is not None
     assert [(i.run_id, i.fence, i.released) for i in d._released] == [("r1", 5, True)]

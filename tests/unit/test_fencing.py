@@ -41,8 +41,8 @@ def test_newer_fence_wins_and_stale_write_is_refused(tmp_path: Path) -> None:
 def test_equal_fence_may_write_again_and_resources_are_independent(tmp_path: Path) -> None:
     conn = connect(tmp_path / "db")
     write(conn, "a", 9)
-    write(conn, "a", 9)      # the same attempt retrying its write
-    write(conn, "b", 1)      # another resource has its own fence
+    write(conn, "a", 9)  # the same attempt retrying its write
+    write(conn, "b", 1)  # another resource has its own fence
     assert effects(conn) == [("a", 9), ("a", 9), ("b", 1)]
     assert current_fence(conn, "missing") is None
 
@@ -54,7 +54,7 @@ def test_block_failure_rolls_back_the_fence_too(tmp_path: Path) -> None:
         c.execute("INSERT INTO effects VALUES ('a', 8)")
         raise RuntimeError("boom")
     assert current_fence(conn, "a") == 3 and effects(conn) == [("a", 3)]
-    write(conn, "a", 4)      # fence 8 never committed: 4 is still newer than 3
+    write(conn, "a", 4)  # fence 8 never committed: 4 is still newer than 3
     assert current_fence(conn, "a") == 4
 
 
@@ -70,7 +70,9 @@ def test_bad_arguments(tmp_path: Path) -> None:
     conn.execute("ROLLBACK")
 
 
-def test_concurrent_writers_on_separate_connections_apply_at_most_the_newest(tmp_path: Path) -> None:
+def test_concurrent_writers_on_separate_connections_apply_at_most_the_newest(
+    tmp_path: Path,
+) -> None:
     """Two processes' worth of connections racing with fences 1..20 in random order: every
     write that succeeded was, at its commit, the highest fence so far."""
     path = tmp_path / "db"
@@ -96,6 +98,6 @@ def test_concurrent_writers_on_separate_connections_apply_at_most_the_newest(tmp
         t.join()
     conn = connect(path)
     applied = [f for _, f in effects(conn)]
-    assert applied == sorted(applied)              # never a lower fence after a higher one
+    assert applied == sorted(applied)  # never a lower fence after a higher one
     assert applied[-1] == 20 and current_fence(conn, "r") == 20
     assert sorted(ok) == sorted(applied)

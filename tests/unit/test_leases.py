@@ -27,12 +27,12 @@ def test_renew_with_stale_fence_fails() -> None:
 
 def test_reconcile_matches_committed_leases() -> None:
     t = LeaseTable(ttl_s=10)
-    t.add("gone", 1, "w1", now=0)          # completed elsewhere: dropped
-    t.add("regranted", 2, "w1", now=0)     # re-granted under a new fence: replaced
+    t.add("gone", 1, "w1", now=0)  # completed elsewhere: dropped
+    t.add("regranted", 2, "w1", now=0)  # re-granted under a new fence: replaced
     t.add("kept", 3, "w2", now=0)
     t.reconcile({"regranted": (9, "w3"), "kept": (3, "w2"), "new": (4, "w1")}, now=5)
     assert t.get("gone") is None
     assert t.get("regranted").fence == 9 and t.get("regranted").expires_at == 15
     assert t.get("kept").expires_at == 10  # untouched
-    assert t.get("new").expires_at == 15   # unknown to this leader: one fresh lease period
+    assert t.get("new").expires_at == 15  # unknown to this leader: one fresh lease period
     assert t.count_for("w1") == 1 and t.next_expiry() == 10

@@ -77,7 +77,9 @@ def populated(desc: Descriptor, seed: int = 1) -> Any:
 
 
 @pytest.mark.parametrize(("record", "pb"), RECORDS, ids=lambda x: getattr(x, "__name__", ""))
-def test_record_fields_are_the_protobuf_fields_in_order(record: type[Any], pb: type[Message]) -> None:
+def test_record_fields_are_the_protobuf_fields_in_order(
+    record: type[Any], pb: type[Message]
+) -> None:
     assert [f.name for f in dataclasses.fields(record)] == [f.name for f in pb.DESCRIPTOR.fields]
     assert record._pb is pb
 
@@ -94,7 +96,9 @@ def test_enum_members_are_the_protobuf_values(enum_cls: type[models.ProtoEnum], 
 
 
 @pytest.mark.parametrize(("record", "pb"), RECORDS, ids=lambda x: getattr(x, "__name__", ""))
-def test_from_pb_to_pb_round_trips_a_fully_populated_message(record: type[Any], pb: type[Message]) -> None:
+def test_from_pb_to_pb_round_trips_a_fully_populated_message(
+    record: type[Any], pb: type[Message]
+) -> None:
     msg = populated(pb.DESCRIPTOR)
     rec = record.from_pb(msg)
     assert rec.to_pb() == msg
@@ -102,7 +106,9 @@ def test_from_pb_to_pb_round_trips_a_fully_populated_message(record: type[Any], 
 
 
 @pytest.mark.parametrize(("record", "pb"), RECORDS, ids=lambda x: getattr(x, "__name__", ""))
-def test_empty_message_round_trips_and_unset_optionals_are_none(record: type[Any], pb: type[Message]) -> None:
+def test_empty_message_round_trips_and_unset_optionals_are_none(
+    record: type[Any], pb: type[Message]
+) -> None:
     rec = record.from_pb(pb())
     assert rec == record()
     assert rec.to_pb() == pb()
@@ -125,7 +131,9 @@ def _json_equal(ours: Any, theirs: Any) -> None:
 
 
 @pytest.mark.parametrize(("record", "pb"), RECORDS, ids=lambda x: getattr(x, "__name__", ""))
-def test_to_dict_is_json_ready_and_matches_protobuf_json(record: type[Any], pb: type[Message]) -> None:
+def test_to_dict_is_json_ready_and_matches_protobuf_json(
+    record: type[Any], pb: type[Message]
+) -> None:
     msg = populated(pb.DESCRIPTOR)
     doc = record.from_pb(msg).to_dict()
     assert json.loads(json.dumps(doc)) == doc
@@ -140,9 +148,12 @@ def test_job_presence_semantics() -> None:
     assert job.schedule.anchor_ms is None and not job.schedule.HasField("anchor_ms")
     with pytest.raises(ValueError):
         job.HasField("name")  # no presence, as in protobuf
-    explicit = models.Job.from_pb(types_pb2.Job(
-        retry=types_pb2.RetryPolicy(initial_backoff_ms=0),
-        schedule=types_pb2.Schedule(anchor_ms=0)))
+    explicit = models.Job.from_pb(
+        types_pb2.Job(
+            retry=types_pb2.RetryPolicy(initial_backoff_ms=0),
+            schedule=types_pb2.Schedule(anchor_ms=0),
+        )
+    )
     assert explicit.retry is not None and explicit.retry.initial_backoff_ms == 0
     assert explicit.HasField("retry") and explicit.schedule.anchor_ms == 0
     assert explicit.to_pb().retry.HasField("initial_backoff_ms")
@@ -151,8 +162,9 @@ def test_job_presence_semantics() -> None:
 
 
 def test_enums_compare_with_protobuf_constants_and_serialize_as_names() -> None:
-    run = models.Run.from_pb(types_pb2.Run(state=types_pb2.RUN_STATE_SUCCEEDED,
-                                           origin=types_pb2.RUN_ORIGIN_TRIGGER))
+    run = models.Run.from_pb(
+        types_pb2.Run(state=types_pb2.RUN_STATE_SUCCEEDED, origin=types_pb2.RUN_ORIGIN_TRIGGER)
+    )
     assert run.state == types_pb2.RUN_STATE_SUCCEEDED and run.state is models.RunState.SUCCEEDED
     assert isinstance(run.state, int) and run.state.word == "succeeded"
     assert run.to_dict()["state"] == "RUN_STATE_SUCCEEDED"

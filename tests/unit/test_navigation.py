@@ -51,7 +51,9 @@ def test_defaults() -> None:
     assert nav.target == "a:1" and nav.endpoints == EPS
     assert Navigator(EPS, first="x:9").target == "x:9"
     # len(endpoints) + 1 free hops, then a back-off
-    delays = [nav.failed(Move.FOLLOW, hint="b:2" if i % 2 == 0 else "a:1", now=0.0) for i in range(5)]
+    delays = [
+        nav.failed(Move.FOLLOW, hint="b:2" if i % 2 == 0 else "a:1", now=0.0) for i in range(5)
+    ]
     assert delays == [0, 0, 0, 0, 0.05]
 
 
@@ -75,8 +77,9 @@ class Connected:
 
 def _outcome() -> st.SearchStrategy[Fail | Connected]:
     dt = st.sampled_from([0.0, 0.05, 0.5, 1.0, 2.0, 4.9, 5.0, 7.0])
-    fail = st.builds(Fail, st.sampled_from(list(Move)), st.sampled_from(ADDRESSES),
-                     st.booleans(), dt)
+    fail = st.builds(
+        Fail, st.sampled_from(list(Move)), st.sampled_from(ADDRESSES), st.booleans(), dt
+    )
     return st.one_of(fail, fail, fail, st.builds(Connected, dt))
 
 
@@ -86,8 +89,9 @@ def _config(draw: st.DrawFn) -> tuple[list[str], int]:
     return ADDRESSES[:n], draw(st.integers(0, 5))
 
 
-def _drive(nav: Navigator, outcomes: Sequence[Fail | Connected],
-           clock: FakeClock) -> list[tuple[Fail | Connected, float, bool]]:
+def _drive(
+    nav: Navigator, outcomes: Sequence[Fail | Connected], clock: FakeClock
+) -> list[tuple[Fail | Connected, float, bool]]:
     """Feed ``outcomes``; returns (outcome, delay (-1 for Connected), whether the hint was a
     stale one naming a skipped suspect)."""
     out: list[tuple[Fail | Connected, float, bool]] = []
@@ -105,8 +109,11 @@ def _drive(nav: Navigator, outcomes: Sequence[Fail | Connected],
         delay = nav.failed(o.move, hint=hint, now=now, frozen=o.frozen)
         # failed() changes no suspicion but the expiries at `now` and the frozen mark, so
         # asking afterwards sees what it saw
-        stale = (o.move is Move.FOLLOW and nav.is_suspect(hint, now)
-                 and not all(nav.is_suspect(a, now) for a in endpoints))
+        stale = (
+            o.move is Move.FOLLOW
+            and nav.is_suspect(hint, now)
+            and not all(nav.is_suspect(a, now) for a in endpoints)
+        )
         out.append((o, delay, stale))
         clock.advance(delay)
     return out
@@ -114,8 +121,9 @@ def _drive(nav: Navigator, outcomes: Sequence[Fail | Connected],
 
 @settings(max_examples=300, deadline=None)
 @given(_config(), st.lists(_outcome(), max_size=60))
-def test_free_hops_are_follows_and_bounded_in_a_row(config: tuple[list[str], int],
-                                                    outcomes: list[Fail | Connected]) -> None:
+def test_free_hops_are_follows_and_bounded_in_a_row(
+    config: tuple[list[str], int], outcomes: list[Fail | Connected]
+) -> None:
     endpoints, free = config
     nav = Navigator(endpoints, max_free_hops=free)
     run = 0
@@ -133,7 +141,8 @@ def test_free_hops_are_follows_and_bounded_in_a_row(config: tuple[list[str], int
 @settings(max_examples=300, deadline=None)
 @given(_config(), st.lists(_outcome(), max_size=60))
 def test_back_off_doubles_from_50ms_capped_at_1s_restarting_after_a_connection(
-        config: tuple[list[str], int], outcomes: list[Fail | Connected]) -> None:
+    config: tuple[list[str], int], outcomes: list[Fail | Connected]
+) -> None:
     endpoints, free = config
     nav = Navigator(endpoints, max_free_hops=free)
     expected = backoff_delays()
@@ -150,7 +159,8 @@ def test_back_off_doubles_from_50ms_capped_at_1s_restarting_after_a_connection(
 @settings(max_examples=300, deadline=None)
 @given(_config(), st.lists(_outcome(), max_size=60))
 def test_suspects_are_skipped_while_a_healthy_endpoint_exists_until_they_expire(
-        config: tuple[list[str], int], outcomes: list[Fail | Connected]) -> None:
+    config: tuple[list[str], int], outcomes: list[Fail | Connected]
+) -> None:
     endpoints, free = config
     nav = Navigator(endpoints, max_free_hops=free)
     clock = FakeClock()
@@ -178,8 +188,9 @@ def test_suspects_are_skipped_while_a_healthy_endpoint_exists_until_they_expire(
 
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 4), st.integers(0, 3), st.lists(st.booleans(), max_size=12))
-def test_rotation_visits_every_healthy_endpoint_in_list_order(n: int, start: int,
-                                                              frozen: list[bool]) -> None:
+def test_rotation_visits_every_healthy_endpoint_in_list_order(
+    n: int, start: int, frozen: list[bool]
+) -> None:
     endpoints = ADDRESSES[:n]
     nav = Navigator(endpoints, first=endpoints[start % n])
     seen = [nav.target]
@@ -223,10 +234,14 @@ class PreviousSdkSchedule:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.integers(1, 4), st.sampled_from(ADDRESSES),
-       st.lists(st.tuples(st.sampled_from(list(Move)), st.sampled_from(ADDRESSES)), max_size=80))
-def test_the_sdk_schedule_is_the_previous_one(n: int, first: str,
-                                              steps: list[tuple[Move, str]]) -> None:
+@given(
+    st.integers(1, 4),
+    st.sampled_from(ADDRESSES),
+    st.lists(st.tuples(st.sampled_from(list(Move)), st.sampled_from(ADDRESSES)), max_size=80),
+)
+def test_the_sdk_schedule_is_the_previous_one(
+    n: int, first: str, steps: list[tuple[Move, str]]
+) -> None:
     endpoints = ADDRESSES[:n]
     old = PreviousSdkSchedule(endpoints, first)
     new = Navigator(endpoints, first=first, max_free_hops=n + 1)
@@ -239,13 +254,25 @@ def test_the_sdk_schedule_is_the_previous_one(n: int, first: str,
         assert new.target == old.target
 
 
-def transcript(steps: Sequence[tuple[str, str] | tuple[str, str, bool]], *, first: str = "a:1",
-               idempotent: bool = True, retry_for: float = 20.0) -> list[str]:
+def transcript(
+    steps: Sequence[tuple[str, str] | tuple[str, str, bool]],
+    *,
+    first: str = "a:1",
+    idempotent: bool = True,
+    retry_for: float = 20.0,
+) -> list[str]:
     """Drive one call's Attempts through failures (code, hint[, maybe_sent]) with a fake clock;
     one line per attempt: where it went, what failed, what the SDK does next."""
     clock = FakeClock()
-    attempts = Attempts(EPS, first, method="GetJob", idempotent=idempotent, timeout=1.0,
-                        retry_for=retry_for, now=clock.monotonic())
+    attempts = Attempts(
+        EPS,
+        first,
+        method="GetJob",
+        idempotent=idempotent,
+        timeout=1.0,
+        retry_for=retry_for,
+        now=clock.monotonic(),
+    )
     lines = []
     for step in steps:
         code, hint = step[0], step[1]
@@ -264,75 +291,112 @@ def transcript(steps: Sequence[tuple[str, str] | tuple[str, str, bool]], *, firs
 
 U, D = "UNAVAILABLE", "DEADLINE_EXCEEDED"
 
-TRANSCRIPTS: dict[str, tuple[list[tuple[str, str] | tuple[str, str, bool]], dict[str, object], list[str]]] = {
+TRANSCRIPTS: dict[
+    str, tuple[list[tuple[str, str] | tuple[str, str, bool]], dict[str, object], list[str]]
+] = {
     "a follower's hint is followed at once, even outside the list; when that node is gone the "
     "rotation starts over from the first endpoint": (
-        [(U, "x:9"), (U, ""), (U, "")], {},
-        ["a:1 UNAVAILABLE hint=x:9 -> wait 0 -> x:9",
-         "x:9 UNAVAILABLE -> wait 0.05 -> a:1",
-         "a:1 UNAVAILABLE -> wait 0.1 -> b:2"]),
+        [(U, "x:9"), (U, ""), (U, "")],
+        {},
+        [
+            "a:1 UNAVAILABLE hint=x:9 -> wait 0 -> x:9",
+            "x:9 UNAVAILABLE -> wait 0.05 -> a:1",
+            "a:1 UNAVAILABLE -> wait 0.1 -> b:2",
+        ],
+    ),
     "dead nodes are rotated past with a doubling back-off capped at 1 s": (
-        [(U, "")] * 8, {},
-        ["a:1 UNAVAILABLE -> wait 0.05 -> b:2",
-         "b:2 UNAVAILABLE -> wait 0.1 -> c:3",
-         "c:3 UNAVAILABLE -> wait 0.2 -> a:1",
-         "a:1 UNAVAILABLE -> wait 0.4 -> b:2",
-         "b:2 UNAVAILABLE -> wait 0.8 -> c:3",
-         "c:3 UNAVAILABLE -> wait 1 -> a:1",
-         "a:1 UNAVAILABLE -> wait 1 -> b:2",
-         "b:2 UNAVAILABLE -> wait 1 -> c:3"]),
+        [(U, "")] * 8,
+        {},
+        [
+            "a:1 UNAVAILABLE -> wait 0.05 -> b:2",
+            "b:2 UNAVAILABLE -> wait 0.1 -> c:3",
+            "c:3 UNAVAILABLE -> wait 0.2 -> a:1",
+            "a:1 UNAVAILABLE -> wait 0.4 -> b:2",
+            "b:2 UNAVAILABLE -> wait 0.8 -> c:3",
+            "c:3 UNAVAILABLE -> wait 1 -> a:1",
+            "a:1 UNAVAILABLE -> wait 1 -> b:2",
+            "b:2 UNAVAILABLE -> wait 1 -> c:3",
+        ],
+    ),
     "two nodes naming each other: len(endpoints) + 1 free hops, then a back-off, again": (
-        [(U, "b:2"), (U, "a:1")] * 5, {},
-        ["a:1 UNAVAILABLE hint=b:2 -> wait 0 -> b:2",
-         "b:2 UNAVAILABLE hint=a:1 -> wait 0 -> a:1",
-         "a:1 UNAVAILABLE hint=b:2 -> wait 0 -> b:2",
-         "b:2 UNAVAILABLE hint=a:1 -> wait 0 -> a:1",
-         "a:1 UNAVAILABLE hint=b:2 -> wait 0.05 -> b:2",
-         "b:2 UNAVAILABLE hint=a:1 -> wait 0 -> a:1",
-         "a:1 UNAVAILABLE hint=b:2 -> wait 0 -> b:2",
-         "b:2 UNAVAILABLE hint=a:1 -> wait 0 -> a:1",
-         "a:1 UNAVAILABLE hint=b:2 -> wait 0 -> b:2",
-         "b:2 UNAVAILABLE hint=a:1 -> wait 0.1 -> a:1"]),
+        [(U, "b:2"), (U, "a:1")] * 5,
+        {},
+        [
+            "a:1 UNAVAILABLE hint=b:2 -> wait 0 -> b:2",
+            "b:2 UNAVAILABLE hint=a:1 -> wait 0 -> a:1",
+            "a:1 UNAVAILABLE hint=b:2 -> wait 0 -> b:2",
+            "b:2 UNAVAILABLE hint=a:1 -> wait 0 -> a:1",
+            "a:1 UNAVAILABLE hint=b:2 -> wait 0.05 -> b:2",
+            "b:2 UNAVAILABLE hint=a:1 -> wait 0 -> a:1",
+            "a:1 UNAVAILABLE hint=b:2 -> wait 0 -> b:2",
+            "b:2 UNAVAILABLE hint=a:1 -> wait 0 -> a:1",
+            "a:1 UNAVAILABLE hint=b:2 -> wait 0 -> b:2",
+            "b:2 UNAVAILABLE hint=a:1 -> wait 0.1 -> a:1",
+        ],
+    ),
     "a node naming itself is asked again after a back-off": (
-        [(U, "a:1"), (U, "a:1"), (U, "c:3")], {},
-        ["a:1 UNAVAILABLE hint=a:1 -> wait 0.05 -> a:1",
-         "a:1 UNAVAILABLE hint=a:1 -> wait 0.1 -> a:1",
-         "a:1 UNAVAILABLE hint=c:3 -> wait 0 -> c:3"]),
+        [(U, "a:1"), (U, "a:1"), (U, "c:3")],
+        {},
+        [
+            "a:1 UNAVAILABLE hint=a:1 -> wait 0.05 -> a:1",
+            "a:1 UNAVAILABLE hint=a:1 -> wait 0.1 -> a:1",
+            "a:1 UNAVAILABLE hint=c:3 -> wait 0 -> c:3",
+        ],
+    ),
     "a back-off ends a run of free hops; the back-off schedule goes on within the call": (
-        [(U, "c:3"), (U, ""), (U, "b:2"), (U, "")], {},
-        ["a:1 UNAVAILABLE hint=c:3 -> wait 0 -> c:3",
-         "c:3 UNAVAILABLE -> wait 0.05 -> a:1",
-         "a:1 UNAVAILABLE hint=b:2 -> wait 0 -> b:2",
-         "b:2 UNAVAILABLE -> wait 0.1 -> c:3"]),
+        [(U, "c:3"), (U, ""), (U, "b:2"), (U, "")],
+        {},
+        [
+            "a:1 UNAVAILABLE hint=c:3 -> wait 0 -> c:3",
+            "c:3 UNAVAILABLE -> wait 0.05 -> a:1",
+            "a:1 UNAVAILABLE hint=b:2 -> wait 0 -> b:2",
+            "b:2 UNAVAILABLE -> wait 0.1 -> c:3",
+        ],
+    ),
     "a remembered leader outside the list that is gone: start over from the first endpoint": (
-        [(U, ""), (U, "")], {"first": "x:9"},
-        ["x:9 UNAVAILABLE -> wait 0.05 -> a:1",
-         "a:1 UNAVAILABLE -> wait 0.1 -> b:2"]),
+        [(U, ""), (U, "")],
+        {"first": "x:9"},
+        ["x:9 UNAVAILABLE -> wait 0.05 -> a:1", "a:1 UNAVAILABLE -> wait 0.1 -> b:2"],
+    ),
     "a timed-out read is retried at the next endpoint, even with a hint": (
-        [(D, ""), (D, "a:1")], {},
-        ["a:1 DEADLINE_EXCEEDED -> wait 0.05 -> b:2",
-         "b:2 DEADLINE_EXCEEDED hint=a:1 -> wait 0.1 -> c:3"]),
+        [(D, ""), (D, "a:1")],
+        {},
+        [
+            "a:1 DEADLINE_EXCEEDED -> wait 0.05 -> b:2",
+            "b:2 DEADLINE_EXCEEDED hint=a:1 -> wait 0.1 -> c:3",
+        ],
+    ),
     "a write that timed out before any connection is resent elsewhere; once maybe sent, its "
     "outcome is unknown": (
-        [(D, "", False), (D, "", True)], {"idempotent": False},
-        ["a:1 DEADLINE_EXCEEDED -> wait 0.05 -> b:2",
-         "b:2 DEADLINE_EXCEEDED -> OutcomeUnknown"]),
+        [(D, "", False), (D, "", True)],
+        {"idempotent": False},
+        ["a:1 DEADLINE_EXCEEDED -> wait 0.05 -> b:2", "b:2 DEADLINE_EXCEEDED -> OutcomeUnknown"],
+    ),
     "a final answer ends the call at once": (
-        [(U, "b:2"), ("NOT_FOUND", "")], {},
-        ["a:1 UNAVAILABLE hint=b:2 -> wait 0 -> b:2",
-         "b:2 NOT_FOUND -> NotFound"]),
+        [(U, "b:2"), ("NOT_FOUND", "")],
+        {},
+        ["a:1 UNAVAILABLE hint=b:2 -> wait 0 -> b:2", "b:2 NOT_FOUND -> NotFound"],
+    ),
     "no retry starts after retry_for: 0.05+0.1+0.2+0.4 = 0.75 s waited, 0.8 more would pass 1 s": (
-        [(U, "")] * 6, {"retry_for": 1.0},
-        ["a:1 UNAVAILABLE -> wait 0.05 -> b:2",
-         "b:2 UNAVAILABLE -> wait 0.1 -> c:3",
-         "c:3 UNAVAILABLE -> wait 0.2 -> a:1",
-         "a:1 UNAVAILABLE -> wait 0.4 -> b:2",
-         "b:2 UNAVAILABLE -> Unavailable"]),
+        [(U, "")] * 6,
+        {"retry_for": 1.0},
+        [
+            "a:1 UNAVAILABLE -> wait 0.05 -> b:2",
+            "b:2 UNAVAILABLE -> wait 0.1 -> c:3",
+            "c:3 UNAVAILABLE -> wait 0.2 -> a:1",
+            "a:1 UNAVAILABLE -> wait 0.4 -> b:2",
+            "b:2 UNAVAILABLE -> Unavailable",
+        ],
+    ),
     "free hops also end the call at retry_for only through back-offs (a free hop never gives up)": (
-        [(U, ""), (U, ""), (U, "c:3"), (U, "")], {"retry_for": 0.15},
-        ["a:1 UNAVAILABLE -> wait 0.05 -> b:2",
-         "b:2 UNAVAILABLE -> wait 0.1 -> c:3",
-         "c:3 UNAVAILABLE hint=c:3 -> Unavailable"]),
+        [(U, ""), (U, ""), (U, "c:3"), (U, "")],
+        {"retry_for": 0.15},
+        [
+            "a:1 UNAVAILABLE -> wait 0.05 -> b:2",
+            "b:2 UNAVAILABLE -> wait 0.1 -> c:3",
+            "c:3 UNAVAILABLE hint=c:3 -> Unavailable",
+        ],
+    ),
 }
 
 

@@ -34,30 +34,56 @@ class View:
         return None
 
     def pending_in_queue(self, queue: str, now_ms: int, limit: int) -> list[types_pb2.Run]:
-        mine = sorted((r for r in self.runs if r.queue == queue and r.not_before_ms <= now_ms),
-                      key=lambda r: (r.not_before_ms, r.run_id))
+        mine = sorted(
+            (r for r in self.runs if r.queue == queue and r.not_before_ms <= now_ms),
+            key=lambda r: (r.not_before_ms, r.run_id),
+        )
         return mine[:limit]
 
 
-workers_st = st.lists(st.builds(lambda i, qs, t, f: FreeWorker(f"w{i}", tuple(sorted(qs)), t, f),
-                                st.integers(0, 99), st.sets(st.sampled_from(QUEUES), min_size=1),
-                                st.sampled_from(TAGS), st.integers(0, 4)),
-                      min_size=0, max_size=5, unique_by=lambda w: w.worker_id)
-runs_st = st.lists(st.builds(lambda i, q, p, t, nb: types_pb2.Run(run_id=f"r{i}", attempt=1, queue=q, priority=p,
-                                                                  tags=t, not_before_ms=nb),
-                             st.integers(0, 999), st.sampled_from(QUEUES), st.integers(0, 3), st.sampled_from(TAGS),
-                             st.integers(0, 100)),
-                   max_size=30, unique_by=lambda r: r.run_id)
+workers_st = st.lists(
+    st.builds(
+        lambda i, qs, t, f: FreeWorker(f"w{i}", tuple(sorted(qs)), t, f),
+        st.integers(0, 99),
+        st.sets(st.sampled_from(QUEUES), min_size=1),
+        st.sampled_from(TAGS),
+        st.integers(0, 4),
+    ),
+    min_size=0,
+    max_size=5,
+    unique_by=lambda w: w.worker_id,
+)
+runs_st = st.lists(
+    st.builds(
+        lambda i, q, p, t, nb: types_pb2.Run(
+            run_id=f"r{i}", attempt=1, queue=q, priority=p, tags=t, not_before_ms=nb
+        ),
+        st.integers(0, 999),
+        st.sampled_from(QUEUES),
+        st.integers(0, 3),
+        st.sampled_from(TAGS),
+        st.integers(0, 100),
+    ),
+    max_size=30,
+    unique_by=lambda r: r.run_id,
+)
 
 
-def reference(runs: list[types_pb2.Run], workers: list[FreeWorker], now: int, max_grants: int,
-              cursor: dict[str, int]) -> list[tuple[str, str]]:
+def reference(
+    runs: list[types_pb2.Run],
+    workers: list[FreeWorker],
+    now: int,
+    max_grants: int,
+    cursor: dict[str, int],
+) -> list[tuple[str, str]]:
     """The rule, spelled out one run at a time."""
     free = {w.worker_id: w.free for w in workers}
     want = min(max_grants, sum(max(0, f) for f in free.values()))
     served = {q for w in workers for q in w.queues}
-    due = sorted((r for r in runs if r.queue in served and r.not_before_ms <= now),
-                 key=lambda r: (r.not_before_ms, r.run_id))
+    due = sorted(
+        (r for r in runs if r.queue in served and r.not_before_ms <= now),
+        key=lambda r: (r.not_before_ms, r.run_id),
+    )
     due.sort(key=lambda r: -r.priority)
     pools = {q: [w for w in workers if q in w.queues] for q in served}
     out: list[tuple[str, str]] = []
@@ -76,21 +102,34 @@ def reference(runs: list[types_pb2.Run], workers: list[FreeWorker], now: int, ma
 
 
 @settings(max_examples=300, deadline=None)
-@example([FreeWorker("w0", ("q1", "q2"), {}, 1)],  # a tie across queues: the run id decides
-         [types_pb2.Run(run_id="r0", attempt=1, queue="q2"), types_pb2.Run(run_id="r1", attempt=1, queue="q1")], 0, 1)
+@example(
+    [FreeWorker("w0", ("q1", "q2"), {}, 1)],  # a tie across queues: the run id decides
+    [
+        types_pb2.Run(run_id="r0", attempt=1, queue="q2"),
+        types_pb2.Run(run_id="r1", attempt=1, queue="q1"),
+    ],
+    0,
+    1,
+)
 @given(workers_st, runs_st, st.integers(0, 100), st.integers(1, 10))
-def test_grants_follow_the_rule_exactly(workers: list[FreeWorker], runs: list[types_pb2.Run], now: int,
-                                        max_grants: int) -> None:
+def test_grants_follow_the_rule_exactly(
+    workers: list[FreeWorker], runs: list[types_pb2.Run], now: int, max_grants: int
+) -> None:
     s = PlanSettings(max_grants_per_tick=max_grants)
     got = plan_grants(View(runs), now, [], workers, defaultdict(int), s)
-    assert [(g.run_id, g.worker_id) for g in got] == reference(runs, workers, now, max_grants, defaultdict(int))
+    assert [(g.run_id, g.worker_id) for g in got] == reference(
+        runs, workers, now, max_grants, defaultdict(int)
+    )
 
 
 @settings(max_examples=300, deadline=None)
 @given(workers_st, runs_st, st.integers(0, 100), st.integers(1, 10))
-def test_grants_are_valid_and_leave_no_placeable_run_behind(workers: list[FreeWorker], runs: list[types_pb2.Run],
-                                                           now: int, max_grants: int) -> None:
-    got = plan_grants(View(runs), now, [], workers, defaultdict(int), PlanSettings(max_grants_per_tick=max_grants))
+def test_grants_are_valid_and_leave_no_placeable_run_behind(
+    workers: list[FreeWorker], runs: list[types_pb2.Run], now: int, max_grants: int
+) -> None:
+    got = plan_grants(
+        View(runs), now, [], workers, defaultdict(int), PlanSettings(max_grants_per_tick=max_grants)
+    )
     by_id = {w.worker_id: w for w in workers}
     run_of = {r.run_id: r for r in runs}
     used = Counter(g.worker_id for g in got)
@@ -115,11 +154,16 @@ def test_grants_are_valid_and_leave_no_placeable_run_behind(workers: list[FreeWo
 @given(st.integers(1, 6), st.integers(0, 60))
 def test_round_robin_spreads_a_queue_evenly(n_workers: int, n_runs: int) -> None:
     workers = [FreeWorker(f"w{i}", ("q1",), {}, 100) for i in range(n_workers)]
-    runs = [types_pb2.Run(run_id=f"r{i:03d}", attempt=1, queue="q1", not_before_ms=i) for i in range(n_runs)]
+    runs = [
+        types_pb2.Run(run_id=f"r{i:03d}", attempt=1, queue="q1", not_before_ms=i)
+        for i in range(n_runs)
+    ]
     got = plan_grants(View(runs), 1000, [], workers, defaultdict(int), PlanSettings())
     counts = Counter(g.worker_id for g in got)
     assert len(got) == n_runs
-    assert not counts or max(counts.values()) - min(counts.get(w.worker_id, 0) for w in workers) <= 1
+    assert (
+        not counts or max(counts.values()) - min(counts.get(w.worker_id, 0) for w in workers) <= 1
+    )
 
 
 def test_the_cursor_carries_over_ticks_so_a_retry_goes_elsewhere() -> None:
@@ -135,8 +179,10 @@ def test_the_cursor_carries_over_ticks_so_a_retry_goes_elsewhere() -> None:
 def test_the_reference_can_tell_a_wrong_order() -> None:
     """Negative control: the reference is sensitive to priority."""
     workers = [FreeWorker("w0", ("q1",), {}, 1)]
-    runs = [types_pb2.Run(run_id="old", attempt=1, queue="q1", not_before_ms=0, priority=0),
-            types_pb2.Run(run_id="urgent", attempt=1, queue="q1", not_before_ms=5, priority=3)]
+    runs = [
+        types_pb2.Run(run_id="old", attempt=1, queue="q1", not_before_ms=0, priority=0),
+        types_pb2.Run(run_id="urgent", attempt=1, queue="q1", not_before_ms=5, priority=3),
+    ]
     assert reference(runs, workers, 10, 10, defaultdict(int)) == [("urgent", "w0")]
     assert reference([runs[0]], workers, 10, 10, defaultdict(int)) != [("urgent", "w0")]
 
@@ -146,11 +192,21 @@ def test_plan_tick_orders_the_batch_for_apply() -> None:
     from schedd.pb import command_pb2
 
     workers = [FreeWorker("w0", ("q1",), {}, 5)]
-    plan = plan_tick(View([types_pb2.Run(run_id="r", attempt=1, queue="q1")]), 10, PlanSettings(),
-                     completions=[command_pb2.CompleteItem(run_id="x", fence=1, success=True)],
-                     expiries=[command_pb2.ExpireItem(run_id="y", fence=2, reason="lease expired")],
-                     workers=workers, cursor=defaultdict(int), schedule_of=lambda s: None,  # type: ignore[arg-type,return-value]
-                     chores=[command_pb2.Command(prune_runs=command_pb2.PruneRunsCmd(run_ids=["z"]))])
-    assert [c.WhichOneof("body") for c in plan.commands] == ["complete_runs", "expire_leases", "grant_leases",
-                                                             "prune_runs"]
+    plan = plan_tick(
+        View([types_pb2.Run(run_id="r", attempt=1, queue="q1")]),
+        10,
+        PlanSettings(),
+        completions=[command_pb2.CompleteItem(run_id="x", fence=1, success=True)],
+        expiries=[command_pb2.ExpireItem(run_id="y", fence=2, reason="lease expired")],
+        workers=workers,
+        cursor=defaultdict(int),
+        schedule_of=lambda s: None,  # type: ignore[arg-type,return-value]
+        chores=[command_pb2.Command(prune_runs=command_pb2.PruneRunsCmd(run_ids=["z"]))],
+    )
+    assert [c.WhichOneof("body") for c in plan.commands] == [
+        "complete_runs",
+        "expire_leases",
+        "grant_leases",
+        "prune_runs",
+    ]
     assert (plan.completions, plan.grants) == (1, 1)

@@ -34,8 +34,11 @@ class Cluster:
         return self.state.apply(encode(command_pb2.Command(now_ms=self.now, **body)), self.index)
 
     def create(self, name: str, every_ms: int = 1000, **fields: Any) -> S.Job:
-        req = api_pb2.CreateJobRequest(name=name, schedule=S.Schedule(kind=S.SCHEDULE_KIND_INTERVAL,
-                                                                        every_ms=every_ms), **fields)
+        req = api_pb2.CreateJobRequest(
+            name=name,
+            schedule=S.Schedule(kind=S.SCHEDULE_KIND_INTERVAL, every_ms=every_ms),
+            **fields,
+        )
         self.index += 1
         r = self.state.apply(encode(create_job(req, self.now)), self.index)
         assert r.ok, r.message
@@ -55,18 +58,33 @@ class Cluster:
             if due > self.now:
                 break
             job = self.job(name)
-            items.append(plan_fire(compile_schedule(job.schedule), job, due, self.now, max_slots=100))
-        return self.apply(fire_due=command_pb2.FireDueCmd(items=items, catchup_spacing_ms=spacing_ms))
+            items.append(
+                plan_fire(compile_schedule(job.schedule), job, due, self.now, max_slots=100)
+            )
+        return self.apply(
+            fire_due=command_pb2.FireDueCmd(items=items, catchup_spacing_ms=spacing_ms)
+        )
 
     def grant(self, run: S.Run, worker: str = "w1") -> S.Run:
-        r = self.apply(grant_leases=command_pb2.GrantLeasesCmd(
-            items=[command_pb2.GrantItem(run_id=run.run_id, attempt=run.attempt, worker_id=worker)]))
+        r = self.apply(
+            grant_leases=command_pb2.GrantLeasesCmd(
+                items=[
+                    command_pb2.GrantItem(run_id=run.run_id, attempt=run.attempt, worker_id=worker)
+                ]
+            )
+        )
         assert r.granted, f"{run.run_id} not granted"
         return r.granted[0].run
 
     def complete(self, run: S.Run, success: bool = True) -> Result:
-        return self.apply(complete_runs=command_pb2.CompleteRunsCmd(items=[command_pb2.CompleteItem(
-            run_id=run.run_id, fence=run.fence, success=success)], dead_letter=True))
+        return self.apply(
+            complete_runs=command_pb2.CompleteRunsCmd(
+                items=[
+                    command_pb2.CompleteItem(run_id=run.run_id, fence=run.fence, success=success)
+                ],
+                dead_letter=True,
+            )
+        )
 
 
 def states(runs: list[S.Run]) -> list[str]:
@@ -74,14 +92,20 @@ def states(runs: list[S.Run]) -> list[str]:
 
 
 def covered(runs: list[S.Run], slot: int) -> list[S.Run]:
-    return [r for r in runs if r.scheduled_ms == slot
-            or (r.state == S.RUN_STATE_SKIPPED and r.scheduled_ms <= slot <= r.skipped_until_ms)]
+    return [
+        r
+        for r in runs
+        if r.scheduled_ms == slot
+        or (r.state == S.RUN_STATE_SKIPPED and r.scheduled_ms <= slot <= r.skipped_until_ms)
+    ]
 
 
 # ---- misfire ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("policy", [S.MISFIRE_POLICY_SKIP, S.MISFIRE_POLICY_FIRE_ONCE, S.MISFIRE_POLICY_FIRE_ALL])
+@pytest.mark.parametrize(
+    "policy", [S.MISFIRE_POLICY_SKIP, S.MISFIRE_POLICY_FIRE_ONCE, S.MISFIRE_POLICY_FIRE_ALL]
+)
 def test_missed_slots_follow_the_misfire_policy_and_each_has_a_record(policy: int) -> None:
     c = Cluster()
     c.create("j", every_ms=1000, misfire=policy, misfire_grace_ms=2000, max_catchup=3)
@@ -93,14 +117,20 @@ def test_missed_slots_follow_the_misfire_policy_and_each_has_a_record(policy: in
     on_time = [r for r in fired if r.origin == S.RUN_ORIGIN_SCHEDULE]
     # grace 2 s: slots due at now-2s .. now are on time, older ones are missed
     assert [r.scheduled_ms for r in on_time] == [T0 + 8000, T0 + 9000, T0 + 10_000]
-    expect_catchup = {S.MISFIRE_POLICY_SKIP: [], S.MISFIRE_POLICY_FIRE_ONCE: [T0 + 7000],
-                      S.MISFIRE_POLICY_FIRE_ALL: [T0 + 5000, T0 + 6000, T0 + 7000]}[policy]
+    expect_catchup = {
+        S.MISFIRE_POLICY_SKIP: [],
+        S.MISFIRE_POLICY_FIRE_ONCE: [T0 + 7000],
+        S.MISFIRE_POLICY_FIRE_ALL: [T0 + 5000, T0 + 6000, T0 + 7000],
+    }[policy]
     assert [r.scheduled_ms for r in catchup] == expect_catchup
     for k in range(1, 11):
         assert len(covered(runs, T0 + k * 1000)) == 1, f"slot {k} has no single record"
     skipped = [r for r in runs if r.state == S.RUN_STATE_SKIPPED]
-    reason = {S.MISFIRE_POLICY_SKIP: S.SKIP_REASON_MISFIRE, S.MISFIRE_POLICY_FIRE_ONCE: S.SKIP_REASON_COALESCED,
-              S.MISFIRE_POLICY_FIRE_ALL: S.SKIP_REASON_CATCHUP_LIMIT}[policy]
+    reason = {
+        S.MISFIRE_POLICY_SKIP: S.SKIP_REASON_MISFIRE,
+        S.MISFIRE_POLICY_FIRE_ONCE: S.SKIP_REASON_COALESCED,
+        S.MISFIRE_POLICY_FIRE_ALL: S.SKIP_REASON_CATCHUP_LIMIT,
+    }[policy]
     assert {r.skip_reason for r in skipped} == {reason}
     assert sum(r.skipped_count for r in skipped) == 7 - len(expect_catchup)
     assert c.job("j").next_due_ms == T0 + 11_000
@@ -108,8 +138,14 @@ def test_missed_slots_follow_the_misfire_policy_and_each_has_a_record(policy: in
 
 def test_slots_older_than_the_catchup_window_are_dropped_as_one_counted_range() -> None:
     c = Cluster()
-    c.create("j", every_ms=1000, misfire=S.MISFIRE_POLICY_FIRE_ALL, misfire_grace_ms=0,
-             catchup_window_ms=5000, max_catchup=100)
+    c.create(
+        "j",
+        every_ms=1000,
+        misfire=S.MISFIRE_POLICY_FIRE_ALL,
+        misfire_grace_ms=0,
+        catchup_window_ms=5000,
+        max_catchup=100,
+    )
     c.now = T0 + 3_600_000  # an hour down
     c.tick()
     runs = c.runs("j")
@@ -118,16 +154,33 @@ def test_slots_older_than_the_catchup_window_are_dropped_as_one_counted_range() 
     assert dropped[0].scheduled_ms == T0 + 1000 and dropped[0].skipped_count == 3594
     catchup = [r.scheduled_ms for r in runs if r.origin == S.RUN_ORIGIN_CATCHUP]
     assert catchup == [T0 + 3_595_000 + k * 1000 for k in range(5)]
-    assert len([r for r in runs if r.origin == S.RUN_ORIGIN_SCHEDULE and r.state != S.RUN_STATE_SKIPPED]) == 1
+    assert (
+        len(
+            [
+                r
+                for r in runs
+                if r.origin == S.RUN_ORIGIN_SCHEDULE and r.state != S.RUN_STATE_SKIPPED
+            ]
+        )
+        == 1
+    )
 
 
 def test_catchup_runs_are_paced_cluster_wide() -> None:
     c = Cluster()
     for name in ("a", "b"):
-        c.create(name, every_ms=1000, misfire=S.MISFIRE_POLICY_FIRE_ALL, misfire_grace_ms=0, max_catchup=3)
+        c.create(
+            name,
+            every_ms=1000,
+            misfire=S.MISFIRE_POLICY_FIRE_ALL,
+            misfire_grace_ms=0,
+            max_catchup=3,
+        )
     c.now = T0 + 10_500
     c.tick(spacing_ms=100)
-    nb = sorted(r.not_before_ms for n in ("a", "b") for r in c.runs(n) if r.origin == S.RUN_ORIGIN_CATCHUP)
+    nb = sorted(
+        r.not_before_ms for n in ("a", "b") for r in c.runs(n) if r.origin == S.RUN_ORIGIN_CATCHUP
+    )
     assert nb == [c.now + 100 * k for k in range(6)]
 
 
@@ -141,7 +194,10 @@ def test_on_time_firing_ignores_the_policy() -> None:
 
 
 def test_resume_applies_the_misfire_policy_or_skips_with_a_paused_record() -> None:
-    for mode, expect in ((command_pb2.RESUME_MISFIRE, "one catch-up"), (command_pb2.RESUME_SKIP_MISSED, "none")):
+    for mode, expect in (
+        (command_pb2.RESUME_MISFIRE, "one catch-up"),
+        (command_pb2.RESUME_SKIP_MISSED, "none"),
+    ):
         c = Cluster()
         c.create("j", every_ms=1000, misfire=S.MISFIRE_POLICY_FIRE_ONCE, misfire_grace_ms=0)
         c.now = T0 + 500
@@ -193,7 +249,11 @@ def test_forbid_skips_while_a_run_is_active_in_one_merged_record() -> None:
     runs = c.runs("j")
     assert states(runs) == ["leased", "skipped"]
     assert runs[1].skip_reason == S.SKIP_REASON_OVERLAP
-    assert (runs[1].scheduled_ms, runs[1].skipped_until_ms, runs[1].skipped_count) == (T0 + 2000, T0 + 4000, 3)
+    assert (runs[1].scheduled_ms, runs[1].skipped_until_ms, runs[1].skipped_count) == (
+        T0 + 2000,
+        T0 + 4000,
+        3,
+    )
 
 
 def test_buffer_one_holds_one_and_starts_it_when_the_active_run_ends() -> None:
@@ -234,7 +294,9 @@ def test_trigger_overlap_override() -> None:
     skipped = c.apply(trigger_job=command_pb2.TriggerJobCmd(name="j"))
     assert skipped.run.state == S.RUN_STATE_SKIPPED
     c.now += 1
-    forced = c.apply(trigger_job=command_pb2.TriggerJobCmd(name="j", overlap=S.OVERLAP_POLICY_ALLOW))
+    forced = c.apply(
+        trigger_job=command_pb2.TriggerJobCmd(name="j", overlap=S.OVERLAP_POLICY_ALLOW)
+    )
     assert forced.run.state == S.RUN_STATE_PENDING and forced.run.origin == S.RUN_ORIGIN_TRIGGER
 
 
@@ -245,8 +307,13 @@ def test_on_success_and_on_failure_chain_to_other_jobs() -> None:
     c = Cluster()
     c.create("ok", every_ms=3_600_000)
     c.create("bad", every_ms=3_600_000)
-    c.create("main", every_ms=1000, on_success="ok", on_failure="bad",
-             retry=S.RetryPolicy(max_attempts=1))
+    c.create(
+        "main",
+        every_ms=1000,
+        on_success="ok",
+        on_failure="bad",
+        retry=S.RetryPolicy(max_attempts=1),
+    )
     c.now = T0 + 2000
     c.tick()
     r1, r2 = c.runs("main")
@@ -263,11 +330,20 @@ def test_a_chain_cycle_is_rejected_and_changes_nothing() -> None:
     c.create("a", every_ms=1000)
     c.create("b", every_ms=1000, on_success="a")
     before = c.state.digest()
-    req = api_pb2.UpdateJobRequest(job=api_pb2.CreateJobRequest(
-        name="a", schedule=S.Schedule(kind=S.SCHEDULE_KIND_INTERVAL, every_ms=1000), on_failure="b"))
+    req = api_pb2.UpdateJobRequest(
+        job=api_pb2.CreateJobRequest(
+            name="a",
+            schedule=S.Schedule(kind=S.SCHEDULE_KIND_INTERVAL, every_ms=1000),
+            on_failure="b",
+        )
+    )
     c.index += 1
     r = c.state.apply(encode(update_job(req, c.now)), c.index)
-    assert r.code == "INVALID_ARGUMENT" and r.message.startswith("on_failure:") and "a -> b -> a" in r.message
+    assert (
+        r.code == "INVALID_ARGUMENT"
+        and r.message.startswith("on_failure:")
+        and "a -> b -> a" in r.message
+    )
     assert c.state.digest() == before
 
 
@@ -276,8 +352,14 @@ def test_update_with_expect_version_is_optimistic() -> None:
     c.create("j", every_ms=1000)
 
     def update(version: int, every: int) -> Result:
-        req = api_pb2.UpdateJobRequest(expect_version=version, job=api_pb2.CreateJobRequest(
-            name="j", schedule=S.Schedule(kind=S.SCHEDULE_KIND_INTERVAL, every_ms=every), payload='{"v": 2}'))
+        req = api_pb2.UpdateJobRequest(
+            expect_version=version,
+            job=api_pb2.CreateJobRequest(
+                name="j",
+                schedule=S.Schedule(kind=S.SCHEDULE_KIND_INTERVAL, every_ms=every),
+                payload='{"v": 2}',
+            ),
+        )
         c.index += 1
         return c.state.apply(encode(update_job(req, c.now)), c.index)
 
@@ -309,11 +391,23 @@ def test_dispatch_timeout_makes_an_unstarted_run_dead() -> None:
     (run,) = c.runs("j")
     assert run.dispatch_deadline_ms == T0 + 6000
     c.now = T0 + 5999
-    assert c.apply(dispatch_timeout=command_pb2.DispatchTimeoutCmd(items=[
-        command_pb2.DispatchTimeoutItem(run_id=run.run_id, attempt=1)])).count == 0  # not yet
+    assert (
+        c.apply(
+            dispatch_timeout=command_pb2.DispatchTimeoutCmd(
+                items=[command_pb2.DispatchTimeoutItem(run_id=run.run_id, attempt=1)]
+            )
+        ).count
+        == 0
+    )  # not yet
     c.now = T0 + 6000
-    assert c.apply(dispatch_timeout=command_pb2.DispatchTimeoutCmd(items=[
-        command_pb2.DispatchTimeoutItem(run_id=run.run_id, attempt=1)])).count == 1
+    assert (
+        c.apply(
+            dispatch_timeout=command_pb2.DispatchTimeoutCmd(
+                items=[command_pb2.DispatchTimeoutItem(run_id=run.run_id, attempt=1)]
+            )
+        ).count
+        == 1
+    )
     (run,) = c.runs("j")
     assert run.state == S.RUN_STATE_DEAD and "dispatch timeout" in run.error
     assert not c.state.data["pending"] and not c.state.data["active"]
@@ -328,11 +422,14 @@ def test_retention_prunes_only_finished_runs() -> None:
     for r in runs[:3]:
         c.complete(c.grant(r))
     job = c.job("j")
-    finished = sorted((r for r in c.runs("j") if r.state == S.RUN_STATE_SUCCEEDED),
-                      key=lambda r: -r.scheduled_ms)
+    finished = sorted(
+        (r for r in c.runs("j") if r.state == S.RUN_STATE_SUCCEEDED), key=lambda r: -r.scheduled_ms
+    )
     doomed = retention.expired(job, finished, c.now, 100)
     assert doomed == [runs[0].run_id]
-    assert c.apply(prune_runs=command_pb2.PruneRunsCmd(run_ids=[*doomed, runs[3].run_id])).count == 1
+    assert (
+        c.apply(prune_runs=command_pb2.PruneRunsCmd(run_ids=[*doomed, runs[3].run_id])).count == 1
+    )
     assert states(c.runs("j")) == ["succeeded", "succeeded", "pending"]
 
 
@@ -348,7 +445,9 @@ def test_explain_answers_from_the_records() -> None:
     sched = compile_schedule(job.schedule)
 
     def records(at: int, n: int) -> list[S.Run]:
-        return sorted((r for r in c.runs("j") if r.scheduled_ms <= at), key=lambda r: -r.scheduled_ms)[:n]
+        return sorted(
+            (r for r in c.runs("j") if r.scheduled_ms <= at), key=lambda r: -r.scheduled_ms
+        )[:n]
 
     assert explain(job, sched, T0 + 1000, c.now, records).verdict == "running"
     e = explain(job, sched, T0 + 3000, c.now, records)
@@ -363,8 +462,15 @@ def test_a_dst_gap_slot_skipped_by_policy_gets_a_record() -> None:
     02:30 local has no slot that day; with dst_gap skip the day gets a DST_GAP record."""
     c = Cluster()
     c.now = 1774656000000  # 2026-03-28T00:00:00Z
-    req = api_pb2.CreateJobRequest(name="berlin", schedule=S.Schedule(
-        kind=S.SCHEDULE_KIND_CRON, cron="30 2 * * *", timezone="Europe/Berlin", dst_gap=S.DST_GAP_SKIP))
+    req = api_pb2.CreateJobRequest(
+        name="berlin",
+        schedule=S.Schedule(
+            kind=S.SCHEDULE_KIND_CRON,
+            cron="30 2 * * *",
+            timezone="Europe/Berlin",
+            dst_gap=S.DST_GAP_SKIP,
+        ),
+    )
     c.index += 1
     assert c.state.apply(encode(create_job(req, c.now)), c.index).ok
     for hours in range(1, 24 * 3, 1):
@@ -372,20 +478,37 @@ def test_a_dst_gap_slot_skipped_by_policy_gets_a_record() -> None:
         c.tick()
     runs = c.runs("berlin")
     assert [(r.scheduled_ms, r.state, r.skip_reason) for r in runs] == [
-        (1774661400000, S.RUN_STATE_PENDING, 0),                         # 03-28 02:30 CET
-        (1774746000000, S.RUN_STATE_SKIPPED, S.SKIP_REASON_DST_GAP),     # 03-29: 03:00 CEST, the shift instant
-        (1774830600000, S.RUN_STATE_PENDING, 0),                         # 03-30 02:30 CEST
+        (1774661400000, S.RUN_STATE_PENDING, 0),  # 03-28 02:30 CET
+        (
+            1774746000000,
+            S.RUN_STATE_SKIPPED,
+            S.SKIP_REASON_DST_GAP,
+        ),  # 03-29: 03:00 CEST, the shift instant
+        (1774830600000, S.RUN_STATE_PENDING, 0),  # 03-30 02:30 CEST
     ]
 
 
 def test_request_ids_are_pruned_after_their_ttl_only() -> None:
     c = Cluster()
-    req = api_pb2.CreateJobRequest(name="r", request_id="req-1",
-                                   schedule=S.Schedule(kind=S.SCHEDULE_KIND_INTERVAL, every_ms=1000))
+    req = api_pb2.CreateJobRequest(
+        name="r",
+        request_id="req-1",
+        schedule=S.Schedule(kind=S.SCHEDULE_KIND_INTERVAL, every_ms=1000),
+    )
     c.index += 1
     c.state.apply(encode(create_job(req, c.now)), c.index)
     c.now += 1000
-    assert c.apply(prune_runs=command_pb2.PruneRunsCmd(request_ids=["req-1"], request_ttl_ms=5000)).count == 0
+    assert (
+        c.apply(
+            prune_runs=command_pb2.PruneRunsCmd(request_ids=["req-1"], request_ttl_ms=5000)
+        ).count
+        == 0
+    )
     c.now += 10_000
-    assert c.apply(prune_runs=command_pb2.PruneRunsCmd(request_ids=["req-1"], request_ttl_ms=5000)).count == 1
+    assert (
+        c.apply(
+            prune_runs=command_pb2.PruneRunsCmd(request_ids=["req-1"], request_ttl_ms=5000)
+        ).count
+        == 1
+    )
     assert b"req-1" not in c.state.data["requests"]

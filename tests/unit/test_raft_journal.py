@@ -100,7 +100,9 @@ def _write(path: str, n: int) -> list[int]:
 
 
 @pytest.mark.parametrize("cut", [1, 7, 24, 30])
-def test_record_cut_short_is_a_torn_tail(path: str, cut: int, caplog: pytest.LogCaptureFixture) -> None:
+def test_record_cut_short_is_a_torn_tail(
+    path: str, cut: int, caplog: pytest.LogCaptureFixture
+) -> None:
     offsets = _write(path, 10)
     os.truncate(path, offsets[9] + cut)
     with caplog.at_level(logging.WARNING):
@@ -158,7 +160,7 @@ def test_a_stale_record_after_a_rewrite_fails_the_chain(path: str) -> None:
     with open(path, "rb") as f:
         new = f.read()
     assert len(new) == len(old)
-    mixed = new[: j._offsets[3]] + old[j._offsets[3]:]  # old records 4..6 came back
+    mixed = new[: j._offsets[3]] + old[j._offsets[3] :]  # old records 4..6 came back
     with open(path, "wb") as f:
         f.write(mixed)
     # Each stale record is intact on its own; only the chain shows it does not belong here.
@@ -287,7 +289,11 @@ def test_migrates_a_pysyncobj_journal(path: str, caplog: pytest.LogCaptureFixtur
         j = DurableJournal(path)
     assert "event=journal_migrated" in caplog.text
     assert list(j[:]) == entries(30)
-    assert (j.getCurrentTerm(), j.getVotedForNodeId(), j.getRaftCommitIndex()) == (4, "127.0.0.1:7003", 25)
+    assert (j.getCurrentTerm(), j.getVotedForNodeId(), j.getRaftCommitIndex()) == (
+        4,
+        "127.0.0.1:7003",
+        25,
+    )
     assert not os.path.exists(path + ".meta")
     assert list(reopen(j)[:]) == entries(30)
 

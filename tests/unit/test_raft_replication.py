@@ -36,8 +36,9 @@ from schedd.state.store import Store
 Log = list[tuple[int, int]]  # (index, term), consecutive from the first index
 
 
-def raft_receive(log: Log, prev: int, prev_term: int, entries: Log, leader_commit: int,
-                 commit: int) -> tuple[Log, int, int] | None:
+def raft_receive(
+    log: Log, prev: int, prev_term: int, entries: Log, leader_commit: int, commit: int
+) -> tuple[Log, int, int] | None:
     """Raft's AppendEntries receiver (Figure 2): (log, acknowledged next index, commit index),
     or None for a rejection."""
     first = log[0][0]
@@ -55,8 +56,9 @@ def raft_receive(log: Log, prev: int, prev_term: int, entries: Log, leader_commi
     return out, last_new + 1, max(commit, min(leader_commit, last_new))
 
 
-def pysyncobj_receive(log: Log, prev: int, prev_term: int, entries: Log, leader_commit: int,
-                      commit: int) -> tuple[Log, int, int] | None:
+def pysyncobj_receive(
+    log: Log, prev: int, prev_term: int, entries: Log, leader_commit: int, commit: int
+) -> tuple[Log, int, int] | None:
     """What pysyncobj 0.3.17's follower does with a message (syncobj.py, __onMessageReceived)."""
     first = log[0][0]
     if not first <= prev <= log[-1][0] or log[prev - first][1] != prev_term:
@@ -69,15 +71,29 @@ def pysyncobj_receive(log: Log, prev: int, prev_term: int, entries: Log, leader_
     return out, ack, commit
 
 
-def fixed_receive(log: Log, prev: int, prev_term: int, entries: Log, leader_commit: int,
-                  commit: int) -> tuple[Log, int, int] | None:
+def fixed_receive(
+    log: Log, prev: int, prev_term: int, entries: Log, leader_commit: int, commit: int
+) -> tuple[Log, int, int] | None:
     first = log[0][0]
-    plan = plan_append(first, log[-1][0], lambda i: log[i - first][1], prev, prev_term,
-                       [(b"", i, t) for i, t in entries], leader_commit)
+    plan = plan_append(
+        first,
+        log[-1][0],
+        lambda i: log[i - first][1],
+        prev,
+        prev_term,
+        [(b"", i, t) for i, t in entries],
+        leader_commit,
+    )
     if plan is None:
         return pysyncobj_receive(log, prev, prev_term, entries, leader_commit, commit)
-    got = pysyncobj_receive(log, plan.prev_idx, plan.prev_term, [(e[1], e[2]) for e in plan.entries],
-                            plan.commit_index, commit)
+    got = pysyncobj_receive(
+        log,
+        plan.prev_idx,
+        plan.prev_term,
+        [(e[1], e[2]) for e in plan.entries],
+        plan.commit_index,
+        commit,
+    )
     assert got is not None
     out, ack, new_commit = got
     return out, plan.ack_next if plan.ack_next is not None else ack, new_commit
@@ -98,7 +114,7 @@ def follower_and_message(draw: st.DrawFn) -> tuple[Log, int, int, Log, int, int]
         follower.append((follower[-1][0] + 1, t))
     prev = draw(st.integers(first, leader[-1][0]))
     count = draw(st.integers(0, leader[-1][0] - prev))
-    entries = leader[prev - first + 1: prev - first + 1 + count]
+    entries = leader[prev - first + 1 : prev - first + 1 + count]
     leader_commit = draw(st.integers(0, leader[-1][0]))
     # Raft's safety: what the follower committed is in every later leader's log.
     commit = draw(st.integers(0, leader[shared - 1][0]))
@@ -148,11 +164,25 @@ class Follower:
     node: RaftNode
     transport: RecordingTransport
 
-    def receive(self, prev: int, prev_term: int, entries: list[tuple[int, int]], term: int = 1,
-                commit: int = 0) -> None:
-        self.node._SyncObj__onMessageReceived(LEADER, {  # type: ignore[attr-defined]
-            "type": "append_entries", "term": term, "commit_index": commit, "prevLogIdx": prev,
-            "prevLogTerm": prev_term, "entries": [(b"\x01", i, t) for i, t in entries]})
+    def receive(
+        self,
+        prev: int,
+        prev_term: int,
+        entries: list[tuple[int, int]],
+        term: int = 1,
+        commit: int = 0,
+    ) -> None:
+        self.node._SyncObj__onMessageReceived(
+            LEADER,
+            {  # type: ignore[attr-defined]
+                "type": "append_entries",
+                "term": term,
+                "commit_index": commit,
+                "prevLogIdx": prev,
+                "prevLogTerm": prev_term,
+                "entries": [(b"\x01", i, t) for i, t in entries],
+            },
+        )
 
     def tick(self) -> None:
         self.node.doTick(0.0)
@@ -162,8 +192,11 @@ class Follower:
 
     def acks(self) -> list[tuple[int, bool, bool]]:
         """(next_node_idx, success, reset) of every acknowledgement sent so far."""
-        return [(m["next_node_idx"], m["success"], m["reset"]) for _, m in self.transport.sent
-                if m.get("type") == "next_node_idx"]
+        return [
+            (m["next_node_idx"], m["success"], m["reset"])
+            for _, m in self.transport.sent
+            if m.get("type") == "next_node_idx"
+        ]
 
     @property
     def commit(self) -> int:
@@ -177,8 +210,16 @@ def make_node() -> Iterator[Any]:
     def make(fix: bool = True) -> tuple[RaftNode, RecordingTransport]:
         d = tempfile.mkdtemp(prefix="raft-transcript-")
         store = Store(os.path.join(d, "state"), map_size=16 << 20)
-        node = RaftNode(SELF, [LEADER.address, OTHER], store, d, "pw",
-                        RaftSettings(replication_fix=fix), transport_class=RecordingTransport, auto_tick=False)
+        node = RaftNode(
+            SELF,
+            [LEADER.address, OTHER],
+            store,
+            d,
+            "pw",
+            RaftSettings(replication_fix=fix),
+            transport_class=RecordingTransport,
+            auto_tick=False,
+        )
         made.append((node, store, d))
         return node, node._SyncObj__transport  # type: ignore[attr-defined]
 
@@ -283,8 +324,15 @@ def test_leader_never_moves_next_index_back_on_an_older_ack(make_node: Any) -> N
             node._SyncObj__raftLog.add(b"\x01", i, 0)  # type: ignore[attr-defined]
         peer = next(n for n in node.otherNodes if n == LEADER)
         node._SyncObj__raftNextIndex[peer] = 11  # everything up to 10 is in flight  # type: ignore[attr-defined]
-        node._SyncObj__onMessageReceived(peer, {"type": "next_node_idx", "next_node_idx": 5,  # type: ignore[attr-defined]
-                                                "reset": False, "success": True})
+        node._SyncObj__onMessageReceived(
+            peer,
+            {
+                "type": "next_node_idx",
+                "next_node_idx": 5,  # type: ignore[attr-defined]
+                "reset": False,
+                "success": True,
+            },
+        )
         results[fix] = (node._SyncObj__raftNextIndex[peer], node._SyncObj__raftMatchIndex[peer])  # type: ignore[attr-defined]
     assert results[True] == (11, 4)
     assert results[False] == (5, 4)  # pysyncobj alone re-sends 5..10
@@ -303,13 +351,34 @@ def test_leader_walks_back_to_a_diverged_follower_instead_of_livelocking(make_no
         if not fix:  # the probe rule is not part of the switchable fix: take it out by hand
             node._stale_reset = lambda _node, _message: False  # type: ignore[method-assign]
         for value in (83, 84, 84, 84):
-            node._SyncObj__onMessageReceived(peer, {"type": "next_node_idx", "next_node_idx": value,  # type: ignore[attr-defined]
-                                                    "reset": True, "success": False})
+            node._SyncObj__onMessageReceived(
+                peer,
+                {
+                    "type": "next_node_idx",
+                    "next_node_idx": value,  # type: ignore[attr-defined]
+                    "reset": True,
+                    "success": False,
+                },
+            )
         first = node._SyncObj__raftNextIndex[peer]  # type: ignore[attr-defined]
-        node._SyncObj__onMessageReceived(peer, {"type": "next_node_idx", "next_node_idx": 86,  # type: ignore[attr-defined]
-                                                "reset": False, "success": True})
-        node._SyncObj__onMessageReceived(peer, {"type": "next_node_idx", "next_node_idx": 90,  # type: ignore[attr-defined]
-                                                "reset": True, "success": False})
+        node._SyncObj__onMessageReceived(
+            peer,
+            {
+                "type": "next_node_idx",
+                "next_node_idx": 86,  # type: ignore[attr-defined]
+                "reset": False,
+                "success": True,
+            },
+        )
+        node._SyncObj__onMessageReceived(
+            peer,
+            {
+                "type": "next_node_idx",
+                "next_node_idx": 90,  # type: ignore[attr-defined]
+                "reset": True,
+                "success": False,
+            },
+        )
         results[fix] = (first, node._SyncObj__raftNextIndex[peer])  # type: ignore[attr-defined]
     assert results[True] == (83, 90)  # after a success, a new reset is taken as it comes
     assert results[False] == (84, 90)

@@ -37,9 +37,13 @@ from schedctl import main as cli_main  # noqa: E402
 from schedd import client as sdk  # noqa: E402
 
 T0 = 1_700_000_000_000
-PENDING, LEASED, DEAD, FAILED, SUCCEEDED = (types_pb2.RUN_STATE_PENDING, types_pb2.RUN_STATE_LEASED,
-                                            types_pb2.RUN_STATE_DEAD, types_pb2.RUN_STATE_FAILED,
-                                            types_pb2.RUN_STATE_SUCCEEDED)
+PENDING, LEASED, DEAD, FAILED, SUCCEEDED = (
+    types_pb2.RUN_STATE_PENDING,
+    types_pb2.RUN_STATE_LEASED,
+    types_pb2.RUN_STATE_DEAD,
+    types_pb2.RUN_STATE_FAILED,
+    types_pb2.RUN_STATE_SUCCEEDED,
+)
 
 
 def policy(**kw: Any) -> types_pb2.RetryPolicy:
@@ -51,8 +55,15 @@ def policy(**kw: Any) -> types_pb2.RetryPolicy:
 
 def test_backoff_is_exponential_and_capped() -> None:
     p = policy(initial_backoff_ms=1000, multiplier=2.0, max_backoff_ms=10_000)
-    assert [retry.backoff_ms(p, n, 999) for n in range(1, 8)] == \
-        [1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]
+    assert [retry.backoff_ms(p, n, 999) for n in range(1, 8)] == [
+        1000,
+        2000,
+        4000,
+        8000,
+        10_000,
+        10_000,
+        10_000,
+    ]
 
 
 def test_backoff_rounds_half_up_to_whole_milliseconds() -> None:
@@ -76,17 +87,24 @@ def test_no_policy_is_the_commands_fixed_backoff() -> None:
 
 
 def test_multiplier_one_is_a_fixed_backoff_and_zero_backoff_is_allowed() -> None:
-    assert {retry.backoff_ms(policy(initial_backoff_ms=500, multiplier=1.0, max_backoff_ms=500), n, 0)
-            for n in range(1, 100)} == {500}
-    assert retry.backoff_ms(policy(initial_backoff_ms=0, multiplier=3.0, max_backoff_ms=0), 10, 0) == 0
+    assert {
+        retry.backoff_ms(policy(initial_backoff_ms=500, multiplier=1.0, max_backoff_ms=500), n, 0)
+        for n in range(1, 100)
+    } == {500}
+    assert (
+        retry.backoff_ms(policy(initial_backoff_ms=0, multiplier=3.0, max_backoff_ms=0), 10, 0) == 0
+    )
 
 
-@pytest.mark.parametrize("p", [
-    policy(initial_backoff_ms=-5, multiplier=float("nan"), max_backoff_ms=-1),
-    policy(initial_backoff_ms=10**15, multiplier=float("inf"), max_backoff_ms=10**15),
-    policy(initial_backoff_ms=100, multiplier=-3.0, max_backoff_ms=50),
-    policy(initial_backoff_ms=100, multiplier=1e300, max_backoff_ms=10**12),
-])
+@pytest.mark.parametrize(
+    "p",
+    [
+        policy(initial_backoff_ms=-5, multiplier=float("nan"), max_backoff_ms=-1),
+        policy(initial_backoff_ms=10**15, multiplier=float("inf"), max_backoff_ms=10**15),
+        policy(initial_backoff_ms=100, multiplier=-3.0, max_backoff_ms=50),
+        policy(initial_backoff_ms=100, multiplier=1e300, max_backoff_ms=10**12),
+    ],
+)
 def test_backoff_never_raises_on_numbers_that_bypassed_validation(p: types_pb2.RetryPolicy) -> None:
     for n in (0, 1, 2, 100, 10_000):
         assert 0 <= retry.backoff_ms(p, n, 1000) <= retry.DAY_MS
@@ -112,11 +130,21 @@ def test_non_retryable_by_exit_code_or_error_text() -> None:
 # ---- validation ----------------------------------------------------------------------------
 
 
-def create_req(name: str = "j", *, max_attempts: int = 0, retry_policy: types_pb2.RetryPolicy | None = None,
-               run_timeout_ms: int = 0, cron: str = "* * * * * *") -> api_pb2.CreateJobRequest:
+def create_req(
+    name: str = "j",
+    *,
+    max_attempts: int = 0,
+    retry_policy: types_pb2.RetryPolicy | None = None,
+    run_timeout_ms: int = 0,
+    cron: str = "* * * * * *",
+) -> api_pb2.CreateJobRequest:
     return api_pb2.CreateJobRequest(
-        name=name, max_attempts=max_attempts, retry=retry_policy, run_timeout_ms=run_timeout_ms,
-        schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron))
+        name=name,
+        max_attempts=max_attempts,
+        retry=retry_policy,
+        run_timeout_ms=run_timeout_ms,
+        schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron),
+    )
 
 
 def created_job(req: api_pb2.CreateJobRequest) -> types_pb2.Job:
@@ -128,13 +156,21 @@ def test_validation_writes_every_default_of_a_policy_out() -> None:
     assert job.retry.max_attempts == 5 and job.max_attempts == 5
     assert job.retry.HasField("initial_backoff_ms") and job.retry.initial_backoff_ms == 1000
     assert job.retry.multiplier == 2.0 and job.retry.max_backoff_ms == 100_000
-    job = created_job(create_req(max_attempts=3, retry_policy=policy(initial_backoff_ms=0,
-                                                                     non_retryable_exit_codes=[9, 3, 9])))
+    job = created_job(
+        create_req(
+            max_attempts=3,
+            retry_policy=policy(initial_backoff_ms=0, non_retryable_exit_codes=[9, 3, 9]),
+        )
+    )
     assert (job.retry.max_attempts, job.max_attempts) == (3, 3)
     assert (job.retry.initial_backoff_ms, job.retry.max_backoff_ms) == (0, 0)
     assert list(job.retry.non_retryable_exit_codes) == [3, 9]
-    assert created_job(create_req(retry_policy=policy(initial_backoff_ms=3_600_000))).retry.max_backoff_ms \
+    assert (
+        created_job(
+            create_req(retry_policy=policy(initial_backoff_ms=3_600_000))
+        ).retry.max_backoff_ms
         == retry.DAY_MS
+    )
 
 
 def test_a_job_without_a_policy_keeps_the_fixed_backoff() -> None:
@@ -142,29 +178,52 @@ def test_a_job_without_a_policy_keeps_the_fixed_backoff() -> None:
     assert not job.HasField("retry") and job.max_attempts == 4 and job.run_timeout_ms == 0
 
 
-@pytest.mark.parametrize(("req", "field"), [
-    (create_req(retry_policy=policy(max_attempts=101)), "retry.max_attempts"),
-    (create_req(max_attempts=2, retry_policy=policy(max_attempts=3)), "retry.max_attempts"),
-    (create_req(retry_policy=policy(initial_backoff_ms=-1)), "retry.initial_backoff_ms"),
-    (create_req(retry_policy=policy(initial_backoff_ms=retry.DAY_MS + 1)), "retry.initial_backoff_ms"),
-    (create_req(retry_policy=policy(multiplier=0.5)), "retry.multiplier"),
-    (create_req(retry_policy=policy(multiplier=-2.0)), "retry.multiplier"),
-    (create_req(retry_policy=policy(multiplier=10.5)), "retry.multiplier"),
-    (create_req(retry_policy=policy(multiplier=float("nan"))), "retry.multiplier"),
-    (create_req(retry_policy=policy(multiplier=float("inf"))), "retry.multiplier"),
-    (create_req(retry_policy=policy(initial_backoff_ms=5000, max_backoff_ms=1000)), "retry.max_backoff_ms"),
-    (create_req(retry_policy=policy(max_backoff_ms=-3)), "retry.max_backoff_ms"),
-    (create_req(retry_policy=policy(max_backoff_ms=retry.DAY_MS + 1)), "retry.max_backoff_ms"),
-    (create_req(retry_policy=policy(non_retryable_exit_codes=[0])), "retry.non_retryable_exit_codes"),
-    (create_req(retry_policy=policy(non_retryable_exit_codes=[256])), "retry.non_retryable_exit_codes"),
-    (create_req(retry_policy=policy(non_retryable_exit_codes=list(range(1, 40)))), "retry.non_retryable_exit_codes"),
-    (create_req(retry_policy=policy(non_retryable_errors=[" "])), "retry.non_retryable_errors"),
-    (create_req(retry_policy=policy(non_retryable_errors=["x" * 201])), "retry.non_retryable_errors"),
-    (create_req(run_timeout_ms=-1), "run_timeout_ms"),
-    (create_req(run_timeout_ms=999), "run_timeout_ms"),
-    (create_req(run_timeout_ms=7 * retry.DAY_MS + 1), "run_timeout_ms"),
-])
-def test_bad_retry_numbers_are_invalid_argument_naming_the_field(req: api_pb2.CreateJobRequest, field: str) -> None:
+@pytest.mark.parametrize(
+    ("req", "field"),
+    [
+        (create_req(retry_policy=policy(max_attempts=101)), "retry.max_attempts"),
+        (create_req(max_attempts=2, retry_policy=policy(max_attempts=3)), "retry.max_attempts"),
+        (create_req(retry_policy=policy(initial_backoff_ms=-1)), "retry.initial_backoff_ms"),
+        (
+            create_req(retry_policy=policy(initial_backoff_ms=retry.DAY_MS + 1)),
+            "retry.initial_backoff_ms",
+        ),
+        (create_req(retry_policy=policy(multiplier=0.5)), "retry.multiplier"),
+        (create_req(retry_policy=policy(multiplier=-2.0)), "retry.multiplier"),
+        (create_req(retry_policy=policy(multiplier=10.5)), "retry.multiplier"),
+        (create_req(retry_policy=policy(multiplier=float("nan"))), "retry.multiplier"),
+        (create_req(retry_policy=policy(multiplier=float("inf"))), "retry.multiplier"),
+        (
+            create_req(retry_policy=policy(initial_backoff_ms=5000, max_backoff_ms=1000)),
+            "retry.max_backoff_ms",
+        ),
+        (create_req(retry_policy=policy(max_backoff_ms=-3)), "retry.max_backoff_ms"),
+        (create_req(retry_policy=policy(max_backoff_ms=retry.DAY_MS + 1)), "retry.max_backoff_ms"),
+        (
+            create_req(retry_policy=policy(non_retryable_exit_codes=[0])),
+            "retry.non_retryable_exit_codes",
+        ),
+        (
+            create_req(retry_policy=policy(non_retryable_exit_codes=[256])),
+            "retry.non_retryable_exit_codes",
+        ),
+        (
+            create_req(retry_policy=policy(non_retryable_exit_codes=list(range(1, 40)))),
+            "retry.non_retryable_exit_codes",
+        ),
+        (create_req(retry_policy=policy(non_retryable_errors=[" "])), "retry.non_retryable_errors"),
+        (
+            create_req(retry_policy=policy(non_retryable_errors=["x" * 201])),
+            "retry.non_retryable_errors",
+        ),
+        (create_req(run_timeout_ms=-1), "run_timeout_ms"),
+        (create_req(run_timeout_ms=999), "run_timeout_ms"),
+        (create_req(run_timeout_ms=7 * retry.DAY_MS + 1), "run_timeout_ms"),
+    ],
+)
+def test_bad_retry_numbers_are_invalid_argument_naming_the_field(
+    req: api_pb2.CreateJobRequest, field: str
+) -> None:
     with pytest.raises(InvalidArgument) as info:
         validate.create_job(req, T0)
     assert info.value.field == field, info.value.message
@@ -172,7 +231,9 @@ def test_bad_retry_numbers_are_invalid_argument_naming_the_field(req: api_pb2.Cr
 
 def test_run_timeout_bounds_are_inclusive() -> None:
     assert created_job(create_req(run_timeout_ms=1000)).run_timeout_ms == 1000
-    assert created_job(create_req(run_timeout_ms=7 * retry.DAY_MS)).run_timeout_ms == 7 * retry.DAY_MS
+    assert (
+        created_job(create_req(run_timeout_ms=7 * retry.DAY_MS)).run_timeout_ms == 7 * retry.DAY_MS
+    )
 
 
 # ---- apply: failures, DEAD, RetryRun -------------------------------------------------------
@@ -200,25 +261,49 @@ class Log:
 
     def grant(self, rid: str) -> int:
         run = self.run(rid)
-        r = self.apply(grant_leases=command_pb2.GrantLeasesCmd(items=[command_pb2.GrantItem(
-            run_id=rid, attempt=run.attempt, worker_id="w1")], lease_ttl_ms=10_000))
+        r = self.apply(
+            grant_leases=command_pb2.GrantLeasesCmd(
+                items=[command_pb2.GrantItem(run_id=rid, attempt=run.attempt, worker_id="w1")],
+                lease_ttl_ms=10_000,
+            )
+        )
         assert len(r.granted) == 1, (run.state, run.attempt)
         return int(r.granted[0].run.fence)
 
-    def fail(self, rid: str, fence: int, error: str = "boom", exit_code: int | None = None,
-             dead_letter: bool = True) -> Any:
-        return self.apply(complete_runs=command_pb2.CompleteRunsCmd(items=[command_pb2.CompleteItem(
-            run_id=rid, fence=fence, success=False, error=error, exit_code=exit_code)],
-            retry_backoff_ms=777, dead_letter=dead_letter))
+    def fail(
+        self,
+        rid: str,
+        fence: int,
+        error: str = "boom",
+        exit_code: int | None = None,
+        dead_letter: bool = True,
+    ) -> Any:
+        return self.apply(
+            complete_runs=command_pb2.CompleteRunsCmd(
+                items=[
+                    command_pb2.CompleteItem(
+                        run_id=rid, fence=fence, success=False, error=error, exit_code=exit_code
+                    )
+                ],
+                retry_backoff_ms=777,
+                dead_letter=dead_letter,
+            )
+        )
 
     def expire(self, rid: str, fence: int, reason: str) -> Any:
-        return self.apply(expire_leases=command_pb2.ExpireLeasesCmd(items=[command_pb2.ExpireItem(
-            run_id=rid, fence=fence, reason=reason)], retry_backoff_ms=777, dead_letter=True))
+        return self.apply(
+            expire_leases=command_pb2.ExpireLeasesCmd(
+                items=[command_pb2.ExpireItem(run_id=rid, fence=fence, reason=reason)],
+                retry_backoff_ms=777,
+                dead_letter=True,
+            )
+        )
 
     def retry_run(self, rid: str, request_id: str = "") -> Any:
         self.index += 1
-        cmd = command_pb2.Command(now_ms=self.now, request_id=request_id,
-                                  retry_run=command_pb2.RetryRunCmd(run_id=rid))
+        cmd = command_pb2.Command(
+            now_ms=self.now, request_id=request_id, retry_run=command_pb2.RetryRunCmd(run_id=rid)
+        )
         return self.state.apply(encode(cmd), self.index)
 
     def run(self, rid: str) -> types_pb2.Run:
@@ -230,7 +315,11 @@ class Log:
 
 def test_failed_attempts_back_off_exponentially_then_the_run_is_dead() -> None:
     log = Log()
-    log.create(retry_policy=policy(max_attempts=4, initial_backoff_ms=1000, multiplier=3.0, max_backoff_ms=5000))
+    log.create(
+        retry_policy=policy(
+            max_attempts=4, initial_backoff_ms=1000, multiplier=3.0, max_backoff_ms=5000
+        )
+    )
     rid = log.trigger()
     waits = []
     for attempt in (1, 2, 3):
@@ -294,7 +383,10 @@ def test_non_retryable_error_text_applies_to_run_timeouts_too() -> None:
     log = Log()
     log.create(retry_policy=policy(max_attempts=5, non_retryable_errors=["run timeout"]))
     rid = log.trigger()
-    assert log.expire(rid, log.grant(rid), "run timeout: still running 30s after it started").count == 1
+    assert (
+        log.expire(rid, log.grant(rid), "run timeout: still running 30s after it started").count
+        == 1
+    )
     assert log.run(rid).state == DEAD and log.state.data["leases"] == {}
 
 
@@ -311,7 +403,11 @@ def test_a_run_timeout_expiry_counts_as_a_failed_attempt() -> None:
 
 def test_retry_run_replays_a_dead_run_with_fresh_attempts() -> None:
     log = Log()
-    log.create(retry_policy=policy(max_attempts=2, initial_backoff_ms=100, multiplier=2.0, max_backoff_ms=1000))
+    log.create(
+        retry_policy=policy(
+            max_attempts=2, initial_backoff_ms=100, multiplier=2.0, max_backoff_ms=1000
+        )
+    )
     rid = log.trigger()
     log.fail(rid, log.grant(rid))
     log.fail(rid, log.grant(rid))
@@ -331,8 +427,12 @@ def test_retry_run_replays_a_dead_run_with_fresh_attempts() -> None:
     assert (log.run(rid).state, log.run(rid).attempt) == (DEAD, 4)
     # and a success after a replay
     log.retry_run(rid)
-    log.apply(complete_runs=command_pb2.CompleteRunsCmd(items=[command_pb2.CompleteItem(
-        run_id=rid, fence=log.grant(rid), success=True)], dead_letter=True))
+    log.apply(
+        complete_runs=command_pb2.CompleteRunsCmd(
+            items=[command_pb2.CompleteItem(run_id=rid, fence=log.grant(rid), success=True)],
+            dead_letter=True,
+        )
+    )
     assert log.run(rid).state == SUCCEEDED
 
 
@@ -351,7 +451,11 @@ def test_retry_run_of_a_run_in_another_state_is_failed_precondition_naming_it() 
     rid = log.trigger()
     before = log.state.digest()
     r = log.retry_run(rid)
-    assert r.code == "FAILED_PRECONDITION" and "pending" in r.message and r.message.startswith("run_id:")
+    assert (
+        r.code == "FAILED_PRECONDITION"
+        and "pending" in r.message
+        and r.message.startswith("run_id:")
+    )
     log.grant(rid)
     before = log.state.digest()
     r = log.retry_run(rid)
@@ -437,13 +541,30 @@ def test_leader_expires_a_lease_held_past_the_run_timeout(tmp_path: Path) -> Non
     clock = FakeClock(T0)
     raft = FakeRaft(store)
     registry = Registry()
-    d = Dispatcher(node_id="n1", store=store, raft=raft, clock=clock, registry=registry,  # type: ignore[arg-type]
-                   leader_hint=lambda: "", settings=DispatchSettings(lease_ttl_s=3600))
+    d = Dispatcher(
+        node_id="n1",
+        store=store,
+        raft=raft,
+        clock=clock,
+        registry=registry,  # type: ignore[arg-type]
+        leader_hint=lambda: "",
+        settings=DispatchSettings(lease_ttl_s=3600),
+    )
     try:
-        raft.propose(encode(validate.create_job(create_req("slow", max_attempts=2, run_timeout_ms=5000,
-                                                                 cron="0 0 1 1 *"), T0)), 0)
-        rid = raft.propose(encode(command_pb2.Command(now_ms=T0, trigger_job=command_pb2.TriggerJobCmd(
-            name="slow"))), 0).run.run_id
+        raft.propose(
+            encode(
+                validate.create_job(
+                    create_req("slow", max_attempts=2, run_timeout_ms=5000, cron="0 0 1 1 *"), T0
+                )
+            ),
+            0,
+        )
+        rid = raft.propose(
+            encode(
+                command_pb2.Command(now_ms=T0, trigger_job=command_pb2.TriggerJobCmd(name="slow"))
+            ),
+            0,
+        ).run.run_id
         d._activate(1)
         session = WorkerSession("w1", frozenset({"default"}), 1, last_seen=clock.monotonic())
         d.attach(session, [])
@@ -462,7 +583,9 @@ def test_leader_expires_a_lease_held_past_the_run_timeout(tmp_path: Path) -> Non
         assert after is not None and after.state == PENDING and after.attempt == 2
         assert after.error.startswith("run timeout")
         expiry = raft.proposed[-1].batch.commands[0].expire_leases
-        assert [(i.run_id, i.fence) for i in expiry.items] == [(rid, run.fence)] and expiry.dead_letter
+        assert [(i.run_id, i.fence) for i in expiry.items] == [
+            (rid, run.fence)
+        ] and expiry.dead_letter
         lost = session.outbound.get_nowait()
         assert lost.WhichOneof("body") == "lost" and lost.lost.leases[0].fence == run.fence
         assert lost.lost.reason.startswith("run timeout")
@@ -537,28 +660,64 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeClient]:
 
 
 def invoke(*args: str) -> Any:
-    return CliRunner().invoke(cli_main.cli, ["--endpoints", "127.0.0.1:1", *args],
-                              env={"SCHEDD_ENDPOINTS": None, "SCHEDCTL_RETRY_FOR": None})
+    return CliRunner().invoke(
+        cli_main.cli,
+        ["--endpoints", "127.0.0.1:1", *args],
+        env={"SCHEDD_ENDPOINTS": None, "SCHEDCTL_RETRY_FOR": None},
+    )
 
 
 def test_schedctl_job_create_passes_the_retry_options(fake: type[FakeClient]) -> None:
-    r = invoke("job", "create", "j", "--cron", "* * * * *", "--max-attempts", "4", "--backoff", "1s",
-               "--backoff-multiplier", "2.5", "--max-backoff", "1m", "--non-retryable-exit-code", "3",
-               "--non-retryable-exit-code", "64", "--non-retryable-error", "denied", "--run-timeout", "30s")
+    r = invoke(
+        "job",
+        "create",
+        "j",
+        "--cron",
+        "* * * * *",
+        "--max-attempts",
+        "4",
+        "--backoff",
+        "1s",
+        "--backoff-multiplier",
+        "2.5",
+        "--max-backoff",
+        "1m",
+        "--non-retryable-exit-code",
+        "3",
+        "--non-retryable-exit-code",
+        "64",
+        "--non-retryable-error",
+        "denied",
+        "--run-timeout",
+        "30s",
+    )
     assert r.exit_code == 0, r.output
     kw = fake.calls[0][2]
     assert kw["max_attempts"] == 4 and kw["run_timeout_ms"] == 30_000
-    assert kw["retry"] == {"max_attempts": 4, "initial_backoff_ms": 1000, "multiplier": 2.5,
-                           "max_backoff_ms": 60_000, "non_retryable_exit_codes": [3, 64],
-                           "non_retryable_errors": ["denied"]}
+    assert kw["retry"] == {
+        "max_attempts": 4,
+        "initial_backoff_ms": 1000,
+        "multiplier": 2.5,
+        "max_backoff_ms": 60_000,
+        "non_retryable_exit_codes": [3, 64],
+        "non_retryable_errors": ["denied"],
+    }
 
 
-@pytest.mark.parametrize(("field", "option"), [
-    ("retry.initial_backoff_ms", "--backoff"), ("retry.multiplier", "--backoff-multiplier"),
-    ("retry.max_backoff_ms", "--max-backoff"), ("retry.max_attempts", "--max-attempts"),
-    ("retry.non_retryable_exit_codes", "--non-retryable-exit-code"), ("run_timeout_ms", "--run-timeout"),
-])
-def test_schedctl_names_the_option_for_a_bad_retry_number(fake: type[FakeClient], field: str, option: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "option"),
+    [
+        ("retry.initial_backoff_ms", "--backoff"),
+        ("retry.multiplier", "--backoff-multiplier"),
+        ("retry.max_backoff_ms", "--max-backoff"),
+        ("retry.max_attempts", "--max-attempts"),
+        ("retry.non_retryable_exit_codes", "--non-retryable-exit-code"),
+        ("run_timeout_ms", "--run-timeout"),
+    ],
+)
+def test_schedctl_names_the_option_for_a_bad_retry_number(
+    fake: type[FakeClient], field: str, option: str
+) -> None:
     fake.fail = InvalidArgument(field, "is out of range")
     r = invoke("job", "create", "j", "--cron", "* * * * *", "--backoff", "1s")
     assert r.exit_code == 2
@@ -583,6 +742,9 @@ def test_schedctl_run_list_state_and_run_retry(fake: type[FakeClient]) -> None:
     assert fake.calls[-1] == ("retry_run", ("j:1:5",), {"request_id": "rq"})
     assert "j:1:5" in r.stdout and "attempt 3" in r.stdout and "pending" in r.stdout
     from schedd.errors import FailedPrecondition
-    fake.fail = FailedPrecondition("run_id: run 'j:1:5' is succeeded; only dead or failed runs can be retried")
+
+    fake.fail = FailedPrecondition(
+        "run_id: run 'j:1:5' is succeeded; only dead or failed runs can be retried"
+    )
     r = invoke("run", "retry", "j:1:5")
     assert r.exit_code == 1 and "succeeded" in r.stderr

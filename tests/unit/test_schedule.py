@@ -18,7 +18,9 @@ T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 def brute_next(minute_set: set[int], hour_set: set[int], after_ms: int, tz: str) -> int:
     """Minute by minute in the zone's wall clock (no DST transitions in the sampled ranges)."""
     zone = ZoneInfo(tz)
-    t = datetime.fromtimestamp(after_ms / 1000, tz=UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    t = datetime.fromtimestamp(after_ms / 1000, tz=UTC).replace(
+        second=0, microsecond=0
+    ) + timedelta(minutes=1)
     for _ in range(60 * 24 * 3):
         local = t.astimezone(zone)
         if local.minute in minute_set and local.hour in hour_set:
@@ -28,8 +30,12 @@ def brute_next(minute_set: set[int], hour_set: set[int], after_ms: int, tz: str)
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.sets(st.integers(0, 59), min_size=1, max_size=5), st.sets(st.integers(0, 23), min_size=1, max_size=4),
-       st.integers(0, 30 * 24 * 3600 * 1000), st.sampled_from(["UTC", "Asia/Kolkata", "Asia/Tokyo"]))
+@given(
+    st.sets(st.integers(0, 59), min_size=1, max_size=5),
+    st.sets(st.integers(0, 23), min_size=1, max_size=4),
+    st.integers(0, 30 * 24 * 3600 * 1000),
+    st.sampled_from(["UTC", "Asia/Kolkata", "Asia/Tokyo"]),
+)
 def test_cron_matches_brute_force(minutes: set[int], hours: set[int], offset: int, tz: str) -> None:
     expr = f"{','.join(map(str, sorted(minutes)))} {','.join(map(str, sorted(hours)))} * * *"
     after = T0 + offset
@@ -59,16 +65,21 @@ def test_slots_due_enumerates_every_missed_slot() -> None:
 def test_zone_is_respected() -> None:
     # 09:00 in Berlin on 2026-01-15 is 08:00Z (CET, UTC+1)
     after = parse_rfc3339("2026-01-15T00:00:00Z", "t")
-    assert parse_cron("0 9 * * *", "Europe/Berlin").next_after(after) == parse_rfc3339("2026-01-15T08:00:00Z", "t")
+    assert parse_cron("0 9 * * *", "Europe/Berlin").next_after(after) == parse_rfc3339(
+        "2026-01-15T08:00:00Z", "t"
+    )
 
 
-@pytest.mark.parametrize("expr,tz,field", [
-    ("61 * * * *", "UTC", "schedule.cron"),
-    ("* * *", "UTC", "schedule.cron"),
-    ("", "UTC", "schedule.cron"),
-    ("* * * * *", "Mars/Olympus", "schedule.timezone"),
-    ("* * * * *", "../../etc/passwd", "schedule.timezone"),
-])
+@pytest.mark.parametrize(
+    "expr,tz,field",
+    [
+        ("61 * * * *", "UTC", "schedule.cron"),
+        ("* * *", "UTC", "schedule.cron"),
+        ("", "UTC", "schedule.cron"),
+        ("* * * * *", "Mars/Olympus", "schedule.timezone"),
+        ("* * * * *", "../../etc/passwd", "schedule.timezone"),
+    ],
+)
 def test_invalid_input_names_the_field(expr: str, tz: str, field: str) -> None:
     with pytest.raises(InvalidArgument) as e:
         parse_cron(expr, tz)

@@ -30,7 +30,11 @@ from schedd.server import validate
 
 T0 = parse_rfc3339("2026-01-01T00:00:00Z", "t")  # a Thursday
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
-CRON, AT, INTERVAL = types_pb2.SCHEDULE_KIND_CRON, types_pb2.SCHEDULE_KIND_AT, types_pb2.SCHEDULE_KIND_INTERVAL
+CRON, AT, INTERVAL = (
+    types_pb2.SCHEDULE_KIND_CRON,
+    types_pb2.SCHEDULE_KIND_AT,
+    types_pb2.SCHEDULE_KIND_INTERVAL,
+)
 
 
 def utc(text: str) -> int:
@@ -48,41 +52,92 @@ def chain(s: Schedule | Cron, after: int, n: int) -> list[int]:
 # ---- cron syntax ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("expr,after,want", [
-    ("@hourly", "2026-01-01T00:10:00Z", ["2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z"]),
-    ("@daily", "2026-01-01T00:10:00Z", ["2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"]),
-    ("@midnight", "2026-01-01T00:10:00Z", ["2026-01-02T00:00:00Z"]),
-    ("@weekly", "2026-01-01T00:00:00Z", ["2026-01-04T00:00:00Z", "2026-01-11T00:00:00Z"]),  # Sundays
-    ("@monthly", "2026-01-01T00:00:00Z", ["2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"]),
-    ("@yearly", "2026-01-01T00:00:00Z", ["2027-01-01T00:00:00Z"]),
-    ("@ANNUALLY", "2026-01-01T00:00:00Z", ["2027-01-01T00:00:00Z"]),
-    ("0 9 * * mon-FRI", "2026-01-02T10:00:00Z", ["2026-01-05T09:00:00Z", "2026-01-06T09:00:00Z"]),
-    ("0 9 * * 7", "2026-01-01T00:00:00Z", ["2026-01-04T09:00:00Z"]),        # 7 is Sunday too
-    ("0 9 * * 5-7", "2026-01-01T00:00:00Z", ["2026-01-02T09:00:00Z", "2026-01-03T09:00:00Z",
-                                             "2026-01-04T09:00:00Z", "2026-01-09T09:00:00Z"]),
-    ("0 0 1 jan,Jul *", "2026-01-01T00:00:00Z", ["2026-07-01T00:00:00Z", "2027-01-01T00:00:00Z"]),
-    ("0 0 L * *", "2026-01-01T00:00:00Z", ["2026-01-31T00:00:00Z", "2026-02-28T00:00:00Z"]),
-    ("0 0 L 2 *", "2027-06-01T00:00:00Z", ["2028-02-29T00:00:00Z"]),
-    ("0 0 * * 5#2", "2026-01-01T00:00:00Z", ["2026-01-09T00:00:00Z", "2026-02-13T00:00:00Z"]),
-    ("0 0 * * FRIL", "2026-01-01T00:00:00Z", ["2026-01-30T00:00:00Z", "2026-02-27T00:00:00Z"]),
-    ("0 0 13 * 5", "2026-01-01T00:00:00Z", ["2026-01-02T00:00:00Z", "2026-01-09T00:00:00Z",
-                                            "2026-01-13T00:00:00Z"]),        # day fields ORed
-    ("0 0 ? * 5", "2026-01-01T00:00:00Z", ["2026-01-02T00:00:00Z", "2026-01-09T00:00:00Z"]),
-    ("0 0 29 2 *", "2026-01-01T00:00:00Z", ["2028-02-29T00:00:00Z", "2032-02-29T00:00:00Z"]),
-    ("5-10/5 0 1 1 *", "2026-01-01T00:00:00Z", ["2026-01-01T00:05:00Z", "2026-01-01T00:10:00Z",
-                                                "2027-01-01T00:05:00Z"]),
-    ("50/5 0 1 1 *", "2026-01-01T00:00:00Z", ["2026-01-01T00:50:00Z", "2026-01-01T00:55:00Z"]),
-    ("30 */20 0 1 1 *", "2026-01-01T00:00:00Z", ["2026-01-01T00:00:30Z", "2026-01-01T00:20:30Z"]),
-])
+@pytest.mark.parametrize(
+    "expr,after,want",
+    [
+        ("@hourly", "2026-01-01T00:10:00Z", ["2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z"]),
+        ("@daily", "2026-01-01T00:10:00Z", ["2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"]),
+        ("@midnight", "2026-01-01T00:10:00Z", ["2026-01-02T00:00:00Z"]),
+        (
+            "@weekly",
+            "2026-01-01T00:00:00Z",
+            ["2026-01-04T00:00:00Z", "2026-01-11T00:00:00Z"],
+        ),  # Sundays
+        ("@monthly", "2026-01-01T00:00:00Z", ["2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"]),
+        ("@yearly", "2026-01-01T00:00:00Z", ["2027-01-01T00:00:00Z"]),
+        ("@ANNUALLY", "2026-01-01T00:00:00Z", ["2027-01-01T00:00:00Z"]),
+        (
+            "0 9 * * mon-FRI",
+            "2026-01-02T10:00:00Z",
+            ["2026-01-05T09:00:00Z", "2026-01-06T09:00:00Z"],
+        ),
+        ("0 9 * * 7", "2026-01-01T00:00:00Z", ["2026-01-04T09:00:00Z"]),  # 7 is Sunday too
+        (
+            "0 9 * * 5-7",
+            "2026-01-01T00:00:00Z",
+            [
+                "2026-01-02T09:00:00Z",
+                "2026-01-03T09:00:00Z",
+                "2026-01-04T09:00:00Z",
+                "2026-01-09T09:00:00Z",
+            ],
+        ),
+        (
+            "0 0 1 jan,Jul *",
+            "2026-01-01T00:00:00Z",
+            ["2026-07-01T00:00:00Z", "2027-01-01T00:00:00Z"],
+        ),
+        ("0 0 L * *", "2026-01-01T00:00:00Z", ["2026-01-31T00:00:00Z", "2026-02-28T00:00:00Z"]),
+        ("0 0 L 2 *", "2027-06-01T00:00:00Z", ["2028-02-29T00:00:00Z"]),
+        ("0 0 * * 5#2", "2026-01-01T00:00:00Z", ["2026-01-09T00:00:00Z", "2026-02-13T00:00:00Z"]),
+        ("0 0 * * FRIL", "2026-01-01T00:00:00Z", ["2026-01-30T00:00:00Z", "2026-02-27T00:00:00Z"]),
+        (
+            "0 0 13 * 5",
+            "2026-01-01T00:00:00Z",
+            ["2026-01-02T00:00:00Z", "2026-01-09T00:00:00Z", "2026-01-13T00:00:00Z"],
+        ),  # day fields ORed
+        ("0 0 ? * 5", "2026-01-01T00:00:00Z", ["2026-01-02T00:00:00Z", "2026-01-09T00:00:00Z"]),
+        ("0 0 29 2 *", "2026-01-01T00:00:00Z", ["2028-02-29T00:00:00Z", "2032-02-29T00:00:00Z"]),
+        (
+            "5-10/5 0 1 1 *",
+            "2026-01-01T00:00:00Z",
+            ["2026-01-01T00:05:00Z", "2026-01-01T00:10:00Z", "2027-01-01T00:05:00Z"],
+        ),
+        ("50/5 0 1 1 *", "2026-01-01T00:00:00Z", ["2026-01-01T00:50:00Z", "2026-01-01T00:55:00Z"]),
+        (
+            "30 */20 0 1 1 *",
+            "2026-01-01T00:00:00Z",
+            ["2026-01-01T00:00:30Z", "2026-01-01T00:20:30Z"],
+        ),
+    ],
+)
 def test_cron_syntax(expr: str, after: str, want: list[str]) -> None:
     assert chain(parse_cron(expr), utc(after), len(want)) == [utc(w) for w in want]
 
 
-@pytest.mark.parametrize("expr", [
-    "61 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8", "5-1 * * * *", "*/0 * * * *",
-    "a * * * *", "1,,2 * * * *", "* * 15W * *", "* * * * 1#6", "* * * * XYZ", "* * * FOO *",
-    "0 0 30 2 *", "@fortnightly", "@every 1m", "* * * * * * *", "L * * * *",
-])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "61 * * * *",
+        "* 24 * * *",
+        "* * 0 * *",
+        "* * * 13 *",
+        "* * * * 8",
+        "5-1 * * * *",
+        "*/0 * * * *",
+        "a * * * *",
+        "1,,2 * * * *",
+        "* * 15W * *",
+        "* * * * 1#6",
+        "* * * * XYZ",
+        "* * * FOO *",
+        "0 0 30 2 *",
+        "@fortnightly",
+        "@every 1m",
+        "* * * * * * *",
+        "L * * * *",
+    ],
+)
 def test_bad_cron_names_the_field(expr: str) -> None:
     with pytest.raises(InvalidArgument) as e:
         parse_cron(expr)
@@ -109,12 +164,13 @@ def test_interval_anchor_and_start() -> None:
     start = T0 + 7 * MIN + 123
     by_start = compile_schedule(types_pb2.Schedule(kind=INTERVAL, every_ms=90_000, start_ms=start))
     assert chain(by_start, 0, 3) == [start, start + 90_000, start + 180_000]
-    anchored = compile_schedule(types_pb2.Schedule(kind=INTERVAL, every_ms=90_000, start_ms=start,
-                                                   anchor_ms=5))
+    anchored = compile_schedule(
+        types_pb2.Schedule(kind=INTERVAL, every_ms=90_000, start_ms=start, anchor_ms=5)
+    )
     assert chain(anchored, 0, 1) == [min(t for t in range(5, start + 90_000, 90_000) if t >= start)]
 
 
-@given(st.integers(1000, 10 * DAY), st.integers(-10**13, 10**13), st.integers(-10**13, 10**13))
+@given(st.integers(1000, 10 * DAY), st.integers(-(10**13), 10**13), st.integers(-(10**13), 10**13))
 def test_interval_slots_are_anchor_plus_multiples(every: int, anchor: int, after: int) -> None:
     t = Interval(every, anchor).next_after(after)
     assert (t - anchor) % every == 0 and after < t <= after + every
@@ -148,11 +204,20 @@ def test_bounds_are_inclusive() -> None:
 
 
 def test_bounds_with_cron_in_a_zone() -> None:
-    s = compile_schedule(types_pb2.Schedule(kind=CRON, cron="0 9 * * *", timezone="Asia/Kolkata",
-                                            start_ms=utc("2026-01-03T00:00:00Z"),
-                                            end_ms=utc("2026-01-05T03:30:00Z")))
-    assert chain(s, 0, 10) == [utc("2026-01-03T03:30:00Z"), utc("2026-01-04T03:30:00Z"),
-                               utc("2026-01-05T03:30:00Z")]
+    s = compile_schedule(
+        types_pb2.Schedule(
+            kind=CRON,
+            cron="0 9 * * *",
+            timezone="Asia/Kolkata",
+            start_ms=utc("2026-01-03T00:00:00Z"),
+            end_ms=utc("2026-01-05T03:30:00Z"),
+        )
+    )
+    assert chain(s, 0, 10) == [
+        utc("2026-01-03T03:30:00Z"),
+        utc("2026-01-04T03:30:00Z"),
+        utc("2026-01-05T03:30:00Z"),
+    ]
 
 
 # ---- jitter --------------------------------------------------------------------------------
@@ -191,7 +256,9 @@ def test_jitter_is_capped_by_the_next_slot_and_the_end() -> None:
 SCHEDULES = [
     Schedule(parse_cron("*/7 * * * * *"), jitter_ms=DAY),
     Schedule(parse_cron("0 9,10 * * *", "Europe/Berlin"), jitter_ms=2 * HOUR),
-    Schedule(parse_cron("*/30 * * * *", "Europe/Berlin", dst_repeat=DstRepeat.TWICE), jitter_ms=HOUR),
+    Schedule(
+        parse_cron("*/30 * * * *", "Europe/Berlin", dst_repeat=DstRepeat.TWICE), jitter_ms=HOUR
+    ),
     Schedule(parse_cron("10,40 * * * *", "Australia/Lord_Howe"), jitter_ms=20 * MIN),
     Schedule(Interval(90_000, 12_345), jitter_ms=89_999),
     Schedule(Interval(HOUR), start_ms=T0 + 5 * HOUR, end_ms=T0 + 40 * HOUR, jitter_ms=HOUR - 1),
@@ -201,11 +268,16 @@ SCHEDULES = [
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.sampled_from(SCHEDULES), st.sampled_from(["a", "job-1", "nightly.backup"]),
-       st.integers(utc("2026-03-27T00:00:00Z"), utc("2026-04-06T00:00:00Z")),
-       st.lists(st.integers(0, 3 * HOUR), min_size=1, max_size=30), st.integers(1, 5))
-def test_dispatcher_loop_fires_every_slot_once_in_order(sched: Schedule, name: str, created: int,
-                                                        steps: list[int], limit: int) -> None:
+@given(
+    st.sampled_from(SCHEDULES),
+    st.sampled_from(["a", "job-1", "nightly.backup"]),
+    st.integers(utc("2026-03-27T00:00:00Z"), utc("2026-04-06T00:00:00Z")),
+    st.lists(st.integers(0, 3 * HOUR), min_size=1, max_size=30),
+    st.integers(1, 5),
+)
+def test_dispatcher_loop_fires_every_slot_once_in_order(
+    sched: Schedule, name: str, created: int, steps: list[int], limit: int
+) -> None:
     """Drive the schedule the way the dispatcher does (claim by due time, compare-and-set on
     next_due_ms, a bounded batch per tick): every slot fires exactly once, in order, never
     before its due time, and next_due_ms strictly increases (what apply requires)."""
@@ -223,7 +295,7 @@ def test_dispatcher_loop_fires_every_slot_once_in_order(sched: Schedule, name: s
             fired.extend(slots)
             next_due = nxt
     expected = [slot for slot, due in sched.preview(name, created, len(fired) + 1)]
-    assert fired == expected[:len(fired)]
+    assert fired == expected[: len(fired)]
     if next_due:
         assert expected[len(fired)] == sched.slot_of_due(name, next_due)
         assert next_due == sched.due_ms(name, expected[len(fired)]) > now
@@ -238,10 +310,14 @@ def test_slot_of_due_without_jitter_is_the_identity() -> None:
 
 
 def test_preview() -> None:
-    pb = types_pb2.Schedule(kind=CRON, cron="0 9 * * *", timezone="Europe/Berlin",
-                            end_ms=utc("2026-01-03T08:00:00Z"))
-    assert preview(pb, T0, 10) == [utc("2026-01-01T08:00:00Z"), utc("2026-01-02T08:00:00Z"),
-                                   utc("2026-01-03T08:00:00Z")]
+    pb = types_pb2.Schedule(
+        kind=CRON, cron="0 9 * * *", timezone="Europe/Berlin", end_ms=utc("2026-01-03T08:00:00Z")
+    )
+    assert preview(pb, T0, 10) == [
+        utc("2026-01-01T08:00:00Z"),
+        utc("2026-01-02T08:00:00Z"),
+        utc("2026-01-03T08:00:00Z"),
+    ]
     assert preview(pb, T0, 2) == preview(compile_schedule(pb), T0, 2)
     assert preview(pb, T0, 0) == []
     jit = types_pb2.Schedule(kind=INTERVAL, every_ms=HOUR, jitter_ms=10 * MIN)
@@ -266,33 +342,46 @@ def test_preview_shows_the_dst_policy() -> None:
 NOW = T0
 
 
-@pytest.mark.parametrize("fields,field", [
-    (dict(kind=INTERVAL, every_ms=999), "schedule.every_ms"),
-    (dict(kind=INTERVAL), "schedule.every_ms"),
-    (dict(kind=INTERVAL, every_ms=400 * DAY), "schedule.every_ms"),
-    (dict(kind=INTERVAL, every_ms=MIN, jitter_ms=MIN), "schedule.jitter_ms"),
-    (dict(kind=INTERVAL, every_ms=MIN, anchor_ms=-1), "schedule.anchor_ms"),
-    (dict(kind=CRON, cron="* * * * *", jitter_ms=DAY + 1), "schedule.jitter_ms"),
-    (dict(kind=CRON, cron="* * * * *", jitter_ms=-1), "schedule.jitter_ms"),
-    (dict(kind=CRON, cron="* * * * *", start_ms=T0 + DAY, end_ms=T0 + DAY), "schedule.end_ms"),
-    (dict(kind=CRON, cron="* * * * *", end_ms=NOW - 1), "schedule.end_ms"),
-    (dict(kind=CRON, cron="* * * * *", start_ms=-5), "schedule.start_ms"),
-    (dict(kind=CRON, cron="0 0 29 2 *", start_ms=utc("2028-03-01T00:00:00Z"),
-          end_ms=utc("2031-12-31T00:00:00Z")), "schedule.end_ms"),
-    (dict(kind=CRON, cron="* * * * *", dst_gap=7), "schedule.dst_gap"),
-    (dict(kind=CRON, cron="* * * * *", dst_repeat=9), "schedule.dst_repeat"),
-    (dict(kind=INTERVAL, every_ms=MIN, dst_gap=types_pb2.DST_GAP_SKIP), "schedule.dst_gap"),
-    (dict(kind=AT, at_ms=T0 + DAY, dst_repeat=types_pb2.DST_REPEAT_TWICE), "schedule.dst_repeat"),
-    (dict(kind=CRON, cron="@every 1m", dst_gap=types_pb2.DST_GAP_SKIP), "schedule.dst_gap"),
-    (dict(kind=CRON, cron="* * * * *", anchor_ms=0), "schedule.anchor_ms"),
-    (dict(kind=CRON, cron="@every 500ms"), "schedule.cron"),
-    (dict(kind=CRON, cron="@every often"), "schedule.cron"),
-    (dict(kind=CRON, cron="0 0 30 2 *"), "schedule.cron"),
-    (dict(kind=CRON, cron="* * * * *", timezone="Mars/Base"), "schedule.timezone"),
-    (dict(kind=AT, at_ms=T0 + DAY, end_ms=T0 + HOUR), "schedule.at_ms"),
-    (dict(kind=AT, at_ms=NOW - DAY), "schedule.at_ms"),
-    (dict(cron="* * * * *"), "schedule.kind"),
-])
+@pytest.mark.parametrize(
+    "fields,field",
+    [
+        (dict(kind=INTERVAL, every_ms=999), "schedule.every_ms"),
+        (dict(kind=INTERVAL), "schedule.every_ms"),
+        (dict(kind=INTERVAL, every_ms=400 * DAY), "schedule.every_ms"),
+        (dict(kind=INTERVAL, every_ms=MIN, jitter_ms=MIN), "schedule.jitter_ms"),
+        (dict(kind=INTERVAL, every_ms=MIN, anchor_ms=-1), "schedule.anchor_ms"),
+        (dict(kind=CRON, cron="* * * * *", jitter_ms=DAY + 1), "schedule.jitter_ms"),
+        (dict(kind=CRON, cron="* * * * *", jitter_ms=-1), "schedule.jitter_ms"),
+        (dict(kind=CRON, cron="* * * * *", start_ms=T0 + DAY, end_ms=T0 + DAY), "schedule.end_ms"),
+        (dict(kind=CRON, cron="* * * * *", end_ms=NOW - 1), "schedule.end_ms"),
+        (dict(kind=CRON, cron="* * * * *", start_ms=-5), "schedule.start_ms"),
+        (
+            dict(
+                kind=CRON,
+                cron="0 0 29 2 *",
+                start_ms=utc("2028-03-01T00:00:00Z"),
+                end_ms=utc("2031-12-31T00:00:00Z"),
+            ),
+            "schedule.end_ms",
+        ),
+        (dict(kind=CRON, cron="* * * * *", dst_gap=7), "schedule.dst_gap"),
+        (dict(kind=CRON, cron="* * * * *", dst_repeat=9), "schedule.dst_repeat"),
+        (dict(kind=INTERVAL, every_ms=MIN, dst_gap=types_pb2.DST_GAP_SKIP), "schedule.dst_gap"),
+        (
+            dict(kind=AT, at_ms=T0 + DAY, dst_repeat=types_pb2.DST_REPEAT_TWICE),
+            "schedule.dst_repeat",
+        ),
+        (dict(kind=CRON, cron="@every 1m", dst_gap=types_pb2.DST_GAP_SKIP), "schedule.dst_gap"),
+        (dict(kind=CRON, cron="* * * * *", anchor_ms=0), "schedule.anchor_ms"),
+        (dict(kind=CRON, cron="@every 500ms"), "schedule.cron"),
+        (dict(kind=CRON, cron="@every often"), "schedule.cron"),
+        (dict(kind=CRON, cron="0 0 30 2 *"), "schedule.cron"),
+        (dict(kind=CRON, cron="* * * * *", timezone="Mars/Base"), "schedule.timezone"),
+        (dict(kind=AT, at_ms=T0 + DAY, end_ms=T0 + HOUR), "schedule.at_ms"),
+        (dict(kind=AT, at_ms=NOW - DAY), "schedule.at_ms"),
+        (dict(cron="* * * * *"), "schedule.kind"),
+    ],
+)
 def test_invalid_schedule_names_the_field(fields: dict, field: str) -> None:
     with pytest.raises(InvalidArgument) as e:
         validate.schedule(types_pb2.Schedule(**fields), NOW)
@@ -303,30 +392,56 @@ def test_validation_writes_the_defaults_out() -> None:
     out = validate.schedule(types_pb2.Schedule(kind=CRON, cron=" 0  9 * * * "), NOW)
     assert (out.cron, out.timezone) == ("0 9 * * *", "UTC")
     assert (out.dst_gap, out.dst_repeat) == (types_pb2.DST_GAP_SHIFT, types_pb2.DST_REPEAT_ONCE)
-    out = validate.schedule(types_pb2.Schedule(kind=CRON, cron="@Daily", dst_gap=types_pb2.DST_GAP_SKIP,
-                                               dst_repeat=types_pb2.DST_REPEAT_TWICE), NOW)
-    assert (out.cron, out.dst_gap, out.dst_repeat) == ("@daily", types_pb2.DST_GAP_SKIP,
-                                                       types_pb2.DST_REPEAT_TWICE)
+    out = validate.schedule(
+        types_pb2.Schedule(
+            kind=CRON,
+            cron="@Daily",
+            dst_gap=types_pb2.DST_GAP_SKIP,
+            dst_repeat=types_pb2.DST_REPEAT_TWICE,
+        ),
+        NOW,
+    )
+    assert (out.cron, out.dst_gap, out.dst_repeat) == (
+        "@daily",
+        types_pb2.DST_GAP_SKIP,
+        types_pb2.DST_REPEAT_TWICE,
+    )
     out = validate.schedule(types_pb2.Schedule(kind=INTERVAL, every_ms=MIN), NOW)
     assert out.HasField("anchor_ms") and out.anchor_ms == 0
     out = validate.schedule(types_pb2.Schedule(kind=INTERVAL, every_ms=MIN, start_ms=T0 + 7), NOW)
     assert out.anchor_ms == T0 + 7 and out.start_ms == T0 + 7
     out = validate.schedule(types_pb2.Schedule(kind=CRON, cron="@every 90s", jitter_ms=5000), NOW)
-    assert (out.kind, out.every_ms, out.anchor_ms, out.jitter_ms, out.cron) == (INTERVAL, 90_000, 0, 5000, "")
+    assert (out.kind, out.every_ms, out.anchor_ms, out.jitter_ms, out.cron) == (
+        INTERVAL,
+        90_000,
+        0,
+        5000,
+        "",
+    )
     out = validate.schedule(types_pb2.Schedule(kind=AT, at_ms=T0 + HOUR, jitter_ms=MIN), NOW)
     assert (out.at_ms, out.jitter_ms) == (T0 + HOUR, MIN)
 
 
 def test_create_and_resume_use_the_jittered_due_time() -> None:
-    req = api_pb2.CreateJobRequest(name="nightly", schedule=types_pb2.Schedule(
-        kind=CRON, cron="0 3 * * *", timezone="Europe/Berlin", jitter_ms=HOUR))
+    req = api_pb2.CreateJobRequest(
+        name="nightly",
+        schedule=types_pb2.Schedule(
+            kind=CRON, cron="0 3 * * *", timezone="Europe/Berlin", jitter_ms=HOUR
+        ),
+    )
     job = validate.create_job(req, NOW).create_job.job
     slot = utc("2026-01-01T02:00:00Z")
     assert job.next_due_ms == compile_schedule(job.schedule).due_ms("nightly", slot)
     assert slot <= job.next_due_ms < slot + HOUR
-    assert validate.resume_due(job, slot + 1) == compile_schedule(job.schedule).due_ms("nightly", slot + DAY)
-    at = validate.create_job(api_pb2.CreateJobRequest(name="once", schedule=types_pb2.Schedule(
-        kind=AT, at_ms=NOW - 1000)), NOW).create_job.job
+    assert validate.resume_due(job, slot + 1) == compile_schedule(job.schedule).due_ms(
+        "nightly", slot + DAY
+    )
+    at = validate.create_job(
+        api_pb2.CreateJobRequest(
+            name="once", schedule=types_pb2.Schedule(kind=AT, at_ms=NOW - 1000)
+        ),
+        NOW,
+    ).create_job.job
     assert at.next_due_ms == NOW - 1000  # a one-shot a little in the past fires at once
 
 

@@ -52,7 +52,7 @@ cronsim_mod = pytest.importorskip("cronsim")
 DAY_NAMES = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
 MONTH_NAMES = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
 FIRINGS = 6
-LO_MS = 631_152_000_000    # 1990-01-01
+LO_MS = 631_152_000_000  # 1990-01-01
 HI_MS = 3_471_292_800_000  # 2080-01-01
 
 
@@ -61,7 +61,7 @@ class Expr:
     """An expression and the references that read it as schedd does."""
 
     fields: list[str]
-    not_cronsim: set[str] = field(default_factory=set)   # reasons, for the failure message
+    not_cronsim: set[str] = field(default_factory=set)  # reasons, for the failure message
     not_croniter: set[str] = field(default_factory=set)
 
     @property
@@ -77,8 +77,7 @@ def _case(draw: st.DrawFn, name: str) -> str:
 
 
 @st.composite
-def _item(draw: st.DrawFn, lo: int, hi: int, names: list[str] | None, dow: bool,
-          e: Expr) -> str:
+def _item(draw: st.DrawFn, lo: int, hi: int, names: list[str] | None, dow: bool, e: Expr) -> str:
     """One list item: n, a-b, */s, a-b/s or a/s, with names where the field has them."""
 
     def show(v: int) -> str:
@@ -111,8 +110,15 @@ def _item(draw: st.DrawFn, lo: int, hi: int, names: list[str] | None, dow: bool,
 
 
 @st.composite
-def _field(draw: st.DrawFn, lo: int, hi: int, e: Expr, star: int, names: list[str] | None = None,
-           day: str = "") -> str:
+def _field(
+    draw: st.DrawFn,
+    lo: int,
+    hi: int,
+    e: Expr,
+    star: int,
+    names: list[str] | None = None,
+    day: str = "",
+) -> str:
     """A field: ``*`` (``star`` times in 10), else a list of items; the day fields also get
     lists led by ``*`` or ``*/s`` (cronie's rule ANDs them), ``?``, ``L``, ``D#n`` and ``DL``."""
     if draw(st.integers(0, 9)) < star:
@@ -172,10 +178,12 @@ def via_cronsim(e: Expr, after: datetime) -> list[int]:
 def via_croniter(e: Expr, after: datetime) -> list[int]:
     fields = list(e.fields)
     # croniter writes "the last Friday" as L5; names before L are not accepted
-    fields[-1] = re.sub(r"(\w+?)L(?=,|$)", lambda m: f"L{_dow_number(m.group(1))}", fields[-1],
-                        flags=re.IGNORECASE)
-    it = croniter_mod.croniter(" ".join(fields), after, second_at_beginning=len(fields) == 6,
-                               implement_cron_bug=True)
+    fields[-1] = re.sub(
+        r"(\w+?)L(?=,|$)", lambda m: f"L{_dow_number(m.group(1))}", fields[-1], flags=re.IGNORECASE
+    )
+    it = croniter_mod.croniter(
+        " ".join(fields), after, second_at_beginning=len(fields) == 6, implement_cron_bug=True
+    )
     return [int(it.get_next(float) * 1000) for _ in range(FIRINGS)]
 
 
@@ -191,8 +199,11 @@ def via_schedd(cron: Cron, after_ms: int) -> list[int]:
     return out
 
 
-@settings(max_examples=int(os.environ.get("CRON_DIFF_EXAMPLES", "600")), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("CRON_DIFF_EXAMPLES", "600")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(expressions(), st.integers(LO_MS // 1000, HI_MS // 1000))
 def test_schedd_agrees_with_cronsim_and_croniter(e: Expr, after_s: int) -> None:
     cron = Cron(e.text)
@@ -209,6 +220,15 @@ def test_schedd_agrees_with_cronsim_and_croniter(e: Expr, after_s: int) -> None:
         assert got == via_cronsim(e, after), ("cronsim", e.text, after)
     if not e.not_croniter:
         assert got == via_croniter(e, after), ("croniter", e.text, after)
-    event("compared with " + ("both" if not (e.not_cronsim or e.not_croniter) else
-                              "croniter" if e.not_cronsim and not e.not_croniter else
-                              "cronsim" if not e.not_cronsim else "neither"))
+    event(
+        "compared with "
+        + (
+            "both"
+            if not (e.not_cronsim or e.not_croniter)
+            else "croniter"
+            if e.not_cronsim and not e.not_croniter
+            else "cronsim"
+            if not e.not_cronsim
+            else "neither"
+        )
+    )

@@ -46,7 +46,10 @@ def utc_date(ms: int) -> date:
 
 def days(expr: str, n: int, after: str = "2026-01-01T00:00:00Z") -> list[str]:
     """The UTC dates of the first ``n`` firings strictly after ``after``, as "Thu 01-01"."""
-    return [utc_date(t).strftime("%a %m-%d") for t in chain(parse_cron(expr), parse_rfc3339(after, "t"), n)]
+    return [
+        utc_date(t).strftime("%a %m-%d")
+        for t in chain(parse_cron(expr), parse_rfc3339(after, "t"), n)
+    ]
 
 
 def rejects(expr: str) -> InvalidArgument:
@@ -55,8 +58,10 @@ def rejects(expr: str) -> InvalidArgument:
     with pytest.raises(InvalidArgument) as e:
         parse_cron(expr)
     assert e.value.field == "schedule.cron"
-    for call in (lambda: compile_schedule(types_pb2.Schedule(kind=CRON, cron=expr)),
-                 lambda: validate.schedule(types_pb2.Schedule(kind=CRON, cron=expr), NOW)):
+    for call in (
+        lambda: compile_schedule(types_pb2.Schedule(kind=CRON, cron=expr)),
+        lambda: validate.schedule(types_pb2.Schedule(kind=CRON, cron=expr), NOW),
+    ):
         with pytest.raises(InvalidArgument) as other:
             call()
         assert other.value.field == "schedule.cron"
@@ -70,21 +75,24 @@ NON_ASCII_DIGITS = ["¹", "٣", "５", "𝟓"]
 
 
 @pytest.mark.parametrize("digit", NON_ASCII_DIGITS)
-@pytest.mark.parametrize("template,field", [
-    ("{d} * * * *", "minute"),
-    ("0 {d} * * *", "hour"),
-    ("0 0 {d} * *", "day-of-month"),
-    ("0 0 * {d} *", "month"),
-    ("0 0 * * {d}", "day-of-week"),
-    ("{d} * * * * *", "second"),
-    ("*/{d} * * * *", "minute"),        # a step
-    ("1-{d} * * * *", "minute"),        # a range's end
-    ("{d}/5 * * * *", "minute"),        # a start with a step
-    ("0 0 1,{d} * *", "day-of-month"),  # a list item
-    ("0 0 * * 5#{d}", "day-of-week"),   # the week after #
-    ("0 0 * * {d}#2", "day-of-week"),   # the weekday before #
-    ("0 0 * * {d}L", "day-of-week"),    # the weekday before L
-])
+@pytest.mark.parametrize(
+    "template,field",
+    [
+        ("{d} * * * *", "minute"),
+        ("0 {d} * * *", "hour"),
+        ("0 0 {d} * *", "day-of-month"),
+        ("0 0 * {d} *", "month"),
+        ("0 0 * * {d}", "day-of-week"),
+        ("{d} * * * * *", "second"),
+        ("*/{d} * * * *", "minute"),  # a step
+        ("1-{d} * * * *", "minute"),  # a range's end
+        ("{d}/5 * * * *", "minute"),  # a start with a step
+        ("0 0 1,{d} * *", "day-of-month"),  # a list item
+        ("0 0 * * 5#{d}", "day-of-week"),  # the week after #
+        ("0 0 * * {d}#2", "day-of-week"),  # the weekday before #
+        ("0 0 * * {d}L", "day-of-week"),  # the weekday before L
+    ],
+)
 def test_only_ascii_digits_make_numbers(template: str, field: str, digit: str) -> None:
     err = rejects(template.format(d=digit))
     assert f"{field} field" in err.message and "ASCII digits 0-9" in err.message
@@ -109,7 +117,19 @@ def test_ascii_numbers_still_parse() -> None:
 
 # ---- 2. spaces and tabs separate fields, nothing else ------------------------------------------
 
-BLANKS = ["\u00a0", "\u3000", "\u2003", "\u202f", "\u2028", "\u0085", "\n", "\r", "\v", "\f", "\x1c"]
+BLANKS = [
+    "\u00a0",
+    "\u3000",
+    "\u2003",
+    "\u202f",
+    "\u2028",
+    "\u0085",
+    "\n",
+    "\r",
+    "\v",
+    "\f",
+    "\x1c",
+]
 
 
 @pytest.mark.parametrize("blank", BLANKS)
@@ -149,7 +169,11 @@ def test_seven_slash_step_starts_on_sunday() -> None:
     assert days("0 0 * * 7/3", 4) == ["Sat 01-03", "Sun 01-04", "Wed 01-07", "Sat 01-10"]
     # both day fields restricted: ORed, the 1st of the month and those weekdays
     assert days("0 0 1 * 7/2", 4, after="2025-12-31T12:00:00Z") == [
-        "Thu 01-01", "Sat 01-03", "Sun 01-04", "Tue 01-06"]
+        "Thu 01-01",
+        "Sat 01-03",
+        "Sun 01-04",
+        "Tue 01-06",
+    ]
     assert days("0 0 1 * 7/2", 1, after="2026-01-31T12:00:00Z") == ["Sun 02-01"]
 
 
@@ -161,26 +185,35 @@ def test_other_starts_still_run_to_saturday() -> None:
 # ---- 4. a weekday range may end on Sunday written 0 or SUN ----------------------------------------
 
 
-@pytest.mark.parametrize("expr,same_as", [
-    ("0 0 * * MON-SUN", "0 0 * * 1-7"),
-    ("0 0 * * mon-sun", "0 0 * * 0-6"),
-    ("0 0 * * FRI-SUN", "0 0 * * 5-7"),
-    ("0 0 * * 5-0", "0 0 * * 5,6,0"),
-    ("0 0 * * fri-0", "0 0 * * FRI,SAT,SUN"),
-    ("0 0 * * SAT-SUN", "0 0 * * 6,7"),
-    ("0 0 * * MON-SUN/2", "0 0 * * MON,WED,FRI,SUN"),
-    ("0 0 * * 1-0/3", "0 0 * * 1,4,7"),
-    ("0 0 * * SUN-SUN", "0 0 * * 0"),
-    ("0 0 13 * FRI-SUN", "0 0 13 * 5-7"),  # ORed with the 13th, as any restricted weekday field
-])
+@pytest.mark.parametrize(
+    "expr,same_as",
+    [
+        ("0 0 * * MON-SUN", "0 0 * * 1-7"),
+        ("0 0 * * mon-sun", "0 0 * * 0-6"),
+        ("0 0 * * FRI-SUN", "0 0 * * 5-7"),
+        ("0 0 * * 5-0", "0 0 * * 5,6,0"),
+        ("0 0 * * fri-0", "0 0 * * FRI,SAT,SUN"),
+        ("0 0 * * SAT-SUN", "0 0 * * 6,7"),
+        ("0 0 * * MON-SUN/2", "0 0 * * MON,WED,FRI,SUN"),
+        ("0 0 * * 1-0/3", "0 0 * * 1,4,7"),
+        ("0 0 * * SUN-SUN", "0 0 * * 0"),
+        ("0 0 13 * FRI-SUN", "0 0 13 * 5-7"),  # ORed with the 13th, as any restricted weekday field
+    ],
+)
 def test_weekday_range_can_end_on_sunday(expr: str, same_as: str) -> None:
     assert days(expr, 30) == days(same_as, 30)
 
 
-@pytest.mark.parametrize("expr", [
-    "0 0 * * 5-1", "0 0 * * 7-5", "0 0 * * SAT-MON",  # still backwards
-    "5-0 * * * *", "0 5-0 * * *",                     # only a weekday range reads 0 as 7
-])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "0 0 * * 5-1",
+        "0 0 * * 7-5",
+        "0 0 * * SAT-MON",  # still backwards
+        "5-0 * * * *",
+        "0 5-0 * * *",  # only a weekday range reads 0 as 7
+    ],
+)
 def test_other_backwards_ranges_are_still_refused(expr: str) -> None:
     assert "runs backwards" in rejects(expr).message
 
@@ -193,7 +226,10 @@ NEVER = [
     ("0 0 30,31 2 *", "there is no day 30 or 31 in February"),
     ("0 0 31 4,6,9,11 *", "there is no day 31 in April, June, September or November"),
     ("* * 31 2,4,6,9,11 *", "there is no day 31 in February, April, June, September or November"),
-    ("0 0 */15 2 5#5", "no day in February matches both the day-of-month and the day-of-week field"),
+    (
+        "0 0 */15 2 5#5",
+        "no day in February matches both the day-of-month and the day-of-week field",
+    ),
     ("0 0 */31 * 5#5", "no day matches both the day-of-month and the day-of-week field"),
     ("0 0 31 2 */2", "no day in February matches both"),
 ]
@@ -201,7 +237,8 @@ NEVER = [
 
 @pytest.mark.parametrize("expr,why", NEVER)
 def test_never_firing_is_refused_without_walking_the_calendar(
-        expr: str, why: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    expr: str, why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_walk(*_: object, **__: object) -> None:
         raise AssertionError("walked the calendar to refuse a never-firing expression")
 
@@ -231,13 +268,20 @@ def test_the_rarest_firing_days_are_still_found() -> None:
 def test_the_calendar_claims_behind_the_static_check() -> None:
     # Every month starts on every weekday with each of its lengths in one 400-year cycle (the
     # Gregorian calendar repeats after 400 years, so in any 400 consecutive years) ...
-    seen = {(m, monthrange(y, m)[1], date(y, m, 1).weekday()) for y in range(2000, 2400)
-            for m in range(1, 13)}
+    seen = {
+        (m, monthrange(y, m)[1], date(y, m, 1).weekday())
+        for y in range(2000, 2400)
+        for m in range(1, 13)
+    }
     assert seen == {(m, n, w) for m in range(1, 13) for n in _MONTH_LENGTHS[m] for w in range(7)}
     # ... and the rarest shape, a leap February starting on a given weekday, recurs within 40
     # years, far inside the walk's bound.
     for w in range(7):
-        years = [y for y in range(1600, 2800) if monthrange(y, 2)[1] == 29 and date(y, 2, 1).weekday() == w]
+        years = [
+            y
+            for y in range(1600, 2800)
+            if monthrange(y, 2)[1] == 29 and date(y, 2, 1).weekday() == w
+        ]
         assert max(b - a for a, b in zip(years, years[1:], strict=False)) == 40 < _SEARCH_YEARS
 
 
@@ -258,16 +302,30 @@ def day_fields(draw: st.DrawFn) -> _Fields:
         last = draw(st.sets(st.integers(0, 6), max_size=1))
         if not (dows or nth or last):
             nth = {(draw(st.integers(0, 6)), 5)}
-    return _Fields((0,), (0,), (0,), frozenset(doms), tuple(sorted(months)), frozenset(dows),
-                   draw(st.integers(0, 9)) == 7, frozenset(nth), frozenset(last), anded,
-                   draw(st.integers(0, 3)) == 0)
+    return _Fields(
+        (0,),
+        (0,),
+        (0,),
+        frozenset(doms),
+        tuple(sorted(months)),
+        frozenset(dows),
+        draw(st.integers(0, 9)) == 7,
+        frozenset(nth),
+        frozenset(last),
+        anded,
+        draw(st.integers(0, 3)) == 0,
+    )
 
 
 @settings(max_examples=200, deadline=None)
 @given(day_fields())
 def test_static_check_agrees_with_walking_every_day_of_400_years(f: _Fields) -> None:
-    walked = any(f.day_matches(y, m, d, (date(y, m, d).weekday() + 1) % 7)
-                 for y in range(2000, 2400) for m in f.months for d in range(1, monthrange(y, m)[1] + 1))
+    walked = any(
+        f.day_matches(y, m, d, (date(y, m, d).weekday() + 1) % 7)
+        for y in range(2000, 2400)
+        for m in f.months
+        for d in range(1, monthrange(y, m)[1] + 1)
+    )
     assert f.can_fire() == walked
     event("fires" if walked else "never fires")
 
@@ -275,21 +333,24 @@ def test_static_check_agrees_with_walking_every_day_of_400_years(f: _Fields) -> 
 # ---- 6. cronie's day-field rule: a field *starting* with '*' ANDs the two ------------------------
 
 
-@pytest.mark.parametrize("expr,want", [
-    # odd days that are Mondays (it was: odd days, and Mondays)
-    ("0 0 */2 * 1", ["Mon 01-05", "Mon 01-19", "Mon 02-09", "Mon 02-23"]),
-    # Mondays only (it was: every day, as *,5 is every day)
-    ("0 0 *,5 * 1", ["Mon 01-05", "Mon 01-12", "Mon 01-19", "Mon 01-26"]),
-    # the 1st when it is a Sunday, Tuesday, Thursday or Saturday (it was: the 1st, and those days)
-    ("0 0 1 * */2", ["Sun 02-01", "Sun 03-01", "Sat 08-01", "Tue 09-01"]),
-    # only the first character counts: 5,*/2 does not start with '*', so ORed as before
-    ("0 0 5,*/2 * 1", ["Sat 01-03", "Mon 01-05", "Wed 01-07", "Fri 01-09"]),
-    # unchanged: both restricted (ORed), a bare * or ? (ANDed)
-    ("0 0 13 * 5", ["Fri 01-02", "Fri 01-09", "Tue 01-13", "Fri 01-16"]),
-    ("0 0 ? * 5", ["Fri 01-02", "Fri 01-09", "Fri 01-16", "Fri 01-23"]),
-    ("0 0 * * 5", ["Fri 01-02", "Fri 01-09", "Fri 01-16", "Fri 01-23"]),
-    # {1, 29} and the fifth Monday: Monday the 29th of February (2044, 2072, 2112)
-    ("0 0 */28 2 1#5", ["Mon 02-29", "Mon 02-29", "Mon 02-29"]),
-])
+@pytest.mark.parametrize(
+    "expr,want",
+    [
+        # odd days that are Mondays (it was: odd days, and Mondays)
+        ("0 0 */2 * 1", ["Mon 01-05", "Mon 01-19", "Mon 02-09", "Mon 02-23"]),
+        # Mondays only (it was: every day, as *,5 is every day)
+        ("0 0 *,5 * 1", ["Mon 01-05", "Mon 01-12", "Mon 01-19", "Mon 01-26"]),
+        # the 1st when it is a Sunday, Tuesday, Thursday or Saturday (it was: the 1st, and those days)
+        ("0 0 1 * */2", ["Sun 02-01", "Sun 03-01", "Sat 08-01", "Tue 09-01"]),
+        # only the first character counts: 5,*/2 does not start with '*', so ORed as before
+        ("0 0 5,*/2 * 1", ["Sat 01-03", "Mon 01-05", "Wed 01-07", "Fri 01-09"]),
+        # unchanged: both restricted (ORed), a bare * or ? (ANDed)
+        ("0 0 13 * 5", ["Fri 01-02", "Fri 01-09", "Tue 01-13", "Fri 01-16"]),
+        ("0 0 ? * 5", ["Fri 01-02", "Fri 01-09", "Fri 01-16", "Fri 01-23"]),
+        ("0 0 * * 5", ["Fri 01-02", "Fri 01-09", "Fri 01-16", "Fri 01-23"]),
+        # {1, 29} and the fifth Monday: Monday the 29th of February (2044, 2072, 2112)
+        ("0 0 */28 2 1#5", ["Mon 02-29", "Mon 02-29", "Mon 02-29"]),
+    ],
+)
 def test_a_day_field_starting_with_a_star_ands_the_day_fields(expr: str, want: list[str]) -> None:
     assert days(expr, len(want)) == want

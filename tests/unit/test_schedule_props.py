@@ -23,8 +23,15 @@ from hypothesis import HealthCheck, given, settings
 
 from schedd.sched.schedule import Cron, DstGap, DstRepeat
 
-ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC",
-         "Pacific/Chatham", "America/Havana"]
+ZONES = [
+    "Europe/Berlin",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "Asia/Kolkata",
+    "UTC",
+    "Pacific/Chatham",
+    "America/Havana",
+]
 DAY_NAMES = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
 MONTH_NAMES = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
 
@@ -39,7 +46,7 @@ class RefCron:
     hours: frozenset[int]
     doms: frozenset[int]
     months: frozenset[int]
-    dows: frozenset[int]       # 0 = Sunday
+    dows: frozenset[int]  # 0 = Sunday
     dom_star: bool
     dow_star: bool
     dom_last: bool = False
@@ -50,13 +57,20 @@ class RefCron:
         last = calendar.monthrange(dt.year, dt.month)[1]
         wd = dt.isoweekday() % 7
         dom = dt.day in self.doms or (self.dom_last and dt.day == last)
-        dow = (wd in self.dows or any(wd == w and (dt.day + 6) // 7 == n for w, n in self.dow_nth)
-               or any(wd == w and dt.day > last - 7 for w in self.dow_last))
+        dow = (
+            wd in self.dows
+            or any(wd == w and (dt.day + 6) // 7 == n for w, n in self.dow_nth)
+            or any(wd == w and dt.day > last - 7 for w in self.dow_last)
+        )
         return (dom and dow) if (self.dom_star or self.dow_star) else (dom or dow)
 
     def minute_ok(self, dt: datetime) -> bool:
-        return (dt.month in self.months and self.day_ok(dt) and dt.hour in self.hours
-                and dt.minute in self.minutes)
+        return (
+            dt.month in self.months
+            and self.day_ok(dt)
+            and dt.hour in self.hours
+            and dt.minute in self.minutes
+        )
 
 
 def _offset(t: datetime, zone: ZoneInfo) -> timedelta:
@@ -65,7 +79,9 @@ def _offset(t: datetime, zone: ZoneInfo) -> timedelta:
     return off
 
 
-def brute_firings(ref: RefCron, tz: str, gap: DstGap, repeat: DstRepeat, lo_ms: int, hi_ms: int) -> list[int]:
+def brute_firings(
+    ref: RefCron, tz: str, gap: DstGap, repeat: DstRepeat, lo_ms: int, hi_ms: int
+) -> list[int]:
     """Every firing instant in (lo_ms, hi_ms], in order, by enumerating UTC minutes."""
     zone = ZoneInfo(tz)
     out: list[int] = []
@@ -128,8 +144,14 @@ def test_reference_sees_the_transitions() -> None:
 
 
 @st.composite
-def field(draw: st.DrawFn, lo: int, hi: int, names: list[str] | None = None,
-          star_weight: int = 1, dense: bool = False) -> tuple[str, frozenset[int], bool]:
+def field(
+    draw: st.DrawFn,
+    lo: int,
+    hi: int,
+    names: list[str] | None = None,
+    star_weight: int = 1,
+    dense: bool = False,
+) -> tuple[str, frozenset[int], bool]:
     """A cron field and the set it denotes. ``names`` renders some values as names."""
     if draw(st.integers(0, 9)) < star_weight:
         return "*", frozenset(range(lo, hi + 1)), True
@@ -151,7 +173,9 @@ def field(draw: st.DrawFn, lo: int, hi: int, names: list[str] | None = None,
             b = draw(st.integers(a, min(hi, a + (hi - lo if dense else 6))))
             end = render(b)
             if (lo, hi) == (0, 7) and b == 7 and a > 0 and draw(st.booleans()):
-                end = draw(st.sampled_from(["0", "SUN", "sun"]))  # Sunday ends a range as 7 (cronie)
+                end = draw(
+                    st.sampled_from(["0", "SUN", "sun"])
+                )  # Sunday ends a range as 7 (cronie)
             parts.append(f"{render(a)}-{end}")
             values.update(range(a, b + 1))
         elif kind == "step":
@@ -200,8 +224,19 @@ def cron_case(draw: st.DrawFn, with_seconds: bool) -> tuple[str, RefCron]:
     fields = [minute[0], hour[0], dom_text, month[0], dow_text]
     if with_seconds:
         fields.insert(0, sec[0])
-    ref = RefCron(sec[1], minute[1], hour[1], dom_set, month[1], dow_set, dom_star, dow_star,
-                  dom_last, nth, last)
+    ref = RefCron(
+        sec[1],
+        minute[1],
+        hour[1],
+        dom_set,
+        month[1],
+        dow_set,
+        dom_star,
+        dow_star,
+        dom_last,
+        nth,
+        last,
+    )
     return " ".join(fields), ref
 
 
@@ -234,8 +269,9 @@ POLICIES = st.tuples(st.sampled_from(list(DstGap)), st.sampled_from(list(DstRepe
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), cron_case(with_seconds=False), st.sampled_from(ZONES), POLICIES)
-def test_five_field_cron_matches_brute_force(data: st.DataObject, case: tuple[str, RefCron], tz: str,
-                                             policy: tuple[DstGap, DstRepeat]) -> None:
+def test_five_field_cron_matches_brute_force(
+    data: st.DataObject, case: tuple[str, RefCron], tz: str, policy: tuple[DstGap, DstRepeat]
+) -> None:
     expr, ref = case
     span = 30 * 3_600_000
     after = data.draw(instant(tz, span)) + data.draw(st.integers(0, 999))
@@ -247,8 +283,9 @@ def test_five_field_cron_matches_brute_force(data: st.DataObject, case: tuple[st
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), cron_case(with_seconds=True), st.sampled_from(ZONES), POLICIES)
-def test_six_field_cron_matches_brute_force(data: st.DataObject, case: tuple[str, RefCron], tz: str,
-                                            policy: tuple[DstGap, DstRepeat]) -> None:
+def test_six_field_cron_matches_brute_force(
+    data: st.DataObject, case: tuple[str, RefCron], tz: str, policy: tuple[DstGap, DstRepeat]
+) -> None:
     expr, ref = case
     span = 2 * 3_600_000
     after = data.draw(instant(tz, span)) + data.draw(st.integers(0, 999))
@@ -261,10 +298,15 @@ def test_six_field_cron_matches_brute_force(data: st.DataObject, case: tuple[str
 
 
 @settings(max_examples=60, deadline=None)
-@given(cron_case(with_seconds=False), st.sampled_from(ZONES), POLICIES,
-       st.integers(1_704_067_200_000, 1_830_297_600_000))
-def test_sparse_crons_agree_over_months(case: tuple[str, RefCron], tz: str,
-                                        policy: tuple[DstGap, DstRepeat], after: int) -> None:
+@given(
+    cron_case(with_seconds=False),
+    st.sampled_from(ZONES),
+    POLICIES,
+    st.integers(1_704_067_200_000, 1_830_297_600_000),
+)
+def test_sparse_crons_agree_over_months(
+    case: tuple[str, RefCron], tz: str, policy: tuple[DstGap, DstRepeat], after: int
+) -> None:
     """Day-level fields (L, #, day-of-week/month OR rule, months) over a long range, checked
     at day granularity: the first firing's local date and the count per day agree."""
     expr, ref = case
@@ -275,7 +317,10 @@ def test_sparse_crons_agree_over_months(case: tuple[str, RefCron], tz: str,
     for i in range(400):  # find the first local date after `after` whose day fields match
         d = start + timedelta(days=i)
         if d.month in ref.months and ref.day_ok(datetime(d.year, d.month, d.day)):
-            lo = int(datetime(d.year, d.month, d.day, tzinfo=zone).timestamp() * 1000) - 4 * 3_600_000
+            lo = (
+                int(datetime(d.year, d.month, d.day, tzinfo=zone).timestamp() * 1000)
+                - 4 * 3_600_000
+            )
             want = brute_firings(ref, tz, *policy, max(after, lo), max(after, lo) + 30 * 3_600_000)
             if want:
                 assert got == want[0], (expr, tz, after)

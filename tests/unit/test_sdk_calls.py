@@ -49,8 +49,9 @@ class AsyncFakeCluster(FakeCluster):
 class Harness:
     """One client of either kind wired to a fake cluster; ``call`` runs a method to completion."""
 
-    def __init__(self, kind: str, handler: Handler, endpoints: str = "a:1,b:2,c:3",
-                 retry_for: float = 20.0) -> None:
+    def __init__(
+        self, kind: str, handler: Handler, endpoints: str = "a:1,b:2,c:3", retry_for: float = 20.0
+    ) -> None:
         self.kind = kind
         self.clock = FakeClock()
         self.sleeps: list[float] = []
@@ -62,8 +63,9 @@ class Harness:
                 self.sleeps.append(s)
                 self.clock.advance(s)
 
-            self.client = Client(endpoints, timeout=1.0, retry_for=retry_for, clock=self.clock,
-                                 sleep=sleep)
+            self.client = Client(
+                endpoints, timeout=1.0, retry_for=retry_for, clock=self.clock, sleep=sleep
+            )
         else:
             self.fake = AsyncFakeCluster(handler)
 
@@ -71,8 +73,9 @@ class Harness:
                 self.sleeps.append(s)
                 self.clock.advance(s)
 
-            self.client = AsyncClient(endpoints, timeout=1.0, retry_for=retry_for,
-                                      clock=self.clock, sleep=asleep)
+            self.client = AsyncClient(
+                endpoints, timeout=1.0, retry_for=retry_for, clock=self.clock, sleep=asleep
+            )
         self.client._stub = self.fake.stub
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -115,13 +118,25 @@ def test_update_job_sends_the_whole_definition_and_expected_version(kind: str) -
         return job_resp(req.job.name, version=4, state=types_pb2.JOB_STATE_ACTIVE)
 
     h = Harness(kind, handler)
-    job = h.call("update_job", "nightly", every_ms=60_000, queue="q", expect_version=3,
-                 overlap="forbid", tags={"zone": "eu"})
+    job = h.call(
+        "update_job",
+        "nightly",
+        every_ms=60_000,
+        queue="q",
+        expect_version=3,
+        overlap="forbid",
+        tags={"zone": "eu"},
+    )
     assert isinstance(job, models.Job) and job.version == 4 and job.state is models.JobState.ACTIVE
     req = seen[0]
     assert req.expect_version == 3 and req.job.name == "nightly" and req.job.queue == "q"
-    assert req.job.schedule.kind == types_pb2.SCHEDULE_KIND_INTERVAL and req.job.schedule.every_ms == 60_000
-    assert req.job.overlap == types_pb2.OVERLAP_POLICY_FORBID and dict(req.job.tags) == {"zone": "eu"}
+    assert (
+        req.job.schedule.kind == types_pb2.SCHEDULE_KIND_INTERVAL
+        and req.job.schedule.every_ms == 60_000
+    )
+    assert req.job.overlap == types_pb2.OVERLAP_POLICY_FORBID and dict(req.job.tags) == {
+        "zone": "eu"
+    }
     assert len(seen) == 2 and seen[0].job.request_id == seen[1].job.request_id != ""  # safe resend
 
 
@@ -180,14 +195,26 @@ def test_explain_job_returns_an_explanation_with_its_runs(kind: str) -> None:
     def handler(target: str, method: str, req: api_pb2.ExplainRequest) -> Any:
         assert (method, req.name, req.at_ms) == ("ExplainJob", "j", 120_000)
         return api_pb2.ExplainResponse(
-            verdict="skipped", explanation="the job was paused", slot_ms=120_000,
-            runs=[types_pb2.Run(run_id="j@120000", state=types_pb2.RUN_STATE_SKIPPED,
-                                skip_reason=types_pb2.SKIP_REASON_PAUSED)],
-            previous_slot_ms=60_000, next_slot_ms=180_000)
+            verdict="skipped",
+            explanation="the job was paused",
+            slot_ms=120_000,
+            runs=[
+                types_pb2.Run(
+                    run_id="j@120000",
+                    state=types_pb2.RUN_STATE_SKIPPED,
+                    skip_reason=types_pb2.SKIP_REASON_PAUSED,
+                )
+            ],
+            previous_slot_ms=60_000,
+            next_slot_ms=180_000,
+        )
 
     ex = Harness(kind, handler).call("explain_job", "j", 120_000)
     assert isinstance(ex, models.Explanation) and ex.verdict == "skipped"
-    assert ex.runs[0].skip_reason is models.SkipReason.PAUSED and ex.runs[0].state == types_pb2.RUN_STATE_SKIPPED
+    assert (
+        ex.runs[0].skip_reason is models.SkipReason.PAUSED
+        and ex.runs[0].state == types_pb2.RUN_STATE_SKIPPED
+    )
     assert ex.slot_at is not None and ex.next_slot_ms == 180_000
 
 
@@ -196,12 +223,19 @@ def test_every_result_is_a_typed_record(kind: str) -> None:
     def handler(target: str, method: str, req: Any) -> Any:
         run = types_pb2.Run(run_id="r", job="j", state=types_pb2.RUN_STATE_PENDING)
         if method == "ListJobs":
-            return api_pb2.ListJobsResponse(jobs=[] if req.after_name else [types_pb2.Job(name="j")])
+            return api_pb2.ListJobsResponse(
+                jobs=[] if req.after_name else [types_pb2.Job(name="j")]
+            )
         return {
-            "CreateJob": job_resp(), "GetJob": job_resp(), "PauseJob": job_resp(),
-            "ResumeJob": job_resp(), "DeleteJob": api_pb2.DeleteJobResponse(),
-            "TriggerJob": api_pb2.TriggerJobResponse(run=run), "GetRun": api_pb2.RunResponse(run=run),
-            "RetryRun": api_pb2.RunResponse(run=run), "ListRuns": api_pb2.ListRunsResponse(runs=[run]),
+            "CreateJob": job_resp(),
+            "GetJob": job_resp(),
+            "PauseJob": job_resp(),
+            "ResumeJob": job_resp(),
+            "DeleteJob": api_pb2.DeleteJobResponse(),
+            "TriggerJob": api_pb2.TriggerJobResponse(run=run),
+            "GetRun": api_pb2.RunResponse(run=run),
+            "RetryRun": api_pb2.RunResponse(run=run),
+            "ListRuns": api_pb2.ListRunsResponse(runs=[run]),
             "CompleteRun": api_pb2.CompleteRunResponse(),
             "TransferLeadership": api_pb2.TransferLeadershipResponse(),
             "GetNodeStatus": api_pb2.NodeStatus(node_id="n1", role="leader"),
@@ -229,7 +263,9 @@ def test_every_result_is_a_typed_record(kind: str) -> None:
     assert sent["ResumeJob"].skip_missed is True
     assert sent["ListRuns"].state == types_pb2.RUN_STATE_PENDING
     assert sent["TransferLeadership"].to_node_id == "n2"
-    assert sent["CompleteRun"].outcome == api_pb2.OUTCOME_SUCCEEDED and sent["CompleteRun"].fence == 7
+    assert (
+        sent["CompleteRun"].outcome == api_pb2.OUTCOME_SUCCEEDED and sent["CompleteRun"].fence == 7
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -284,8 +320,11 @@ def test_timed_out_writes_without_request_id_are_outcome_unknown(kind: str) -> N
         raise FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
 
     h = Harness(kind, handler)
-    for method, args in (("delete_job", ("j",)), ("pause_job", ("j",)),
-                         ("transfer_leadership", ("n2",))):
+    for method, args in (
+        ("delete_job", ("j",)),
+        ("pause_job", ("j",)),
+        ("transfer_leadership", ("n2",)),
+    ):
         with pytest.raises(errors.OutcomeUnknown):
             h.call(method, *args)
     assert len(h.fake.calls) == 3
@@ -312,11 +351,16 @@ def test_trigger_is_resent_with_one_request_id_across_failover(kind: str) -> Non
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     ("code", "cls"),
-    [(grpc.StatusCode.NOT_FOUND, errors.NotFound), (grpc.StatusCode.ALREADY_EXISTS, errors.AlreadyExists),
-     (grpc.StatusCode.ABORTED, errors.StaleFence), (grpc.StatusCode.UNIMPLEMENTED, errors.Internal)],
+    [
+        (grpc.StatusCode.NOT_FOUND, errors.NotFound),
+        (grpc.StatusCode.ALREADY_EXISTS, errors.AlreadyExists),
+        (grpc.StatusCode.ABORTED, errors.StaleFence),
+        (grpc.StatusCode.UNIMPLEMENTED, errors.Internal),
+    ],
 )
-def test_final_answers_are_typed_errors_after_one_attempt(kind: str, code: grpc.StatusCode,
-                                                          cls: type[errors.SchedError]) -> None:
+def test_final_answers_are_typed_errors_after_one_attempt(
+    kind: str, code: grpc.StatusCode, cls: type[errors.SchedError]
+) -> None:
     def handler(target: str, method: str, req: Any) -> Any:
         raise FakeRpcError(code, "nope")
 
@@ -337,7 +381,10 @@ def test_cluster_status_never_raises_for_a_node(kind: str) -> None:
 
     reports = Harness(kind, handler).call("cluster_status", timeout=0.5)
     assert [(r.endpoint, r.ok, r.error) for r in reports] == [
-        ("a:1", True, ""), ("b:2", False, "connection refused"), ("c:3", False, "no answer within 0.5s")]
+        ("a:1", True, ""),
+        ("b:2", False, "connection refused"),
+        ("c:3", False, "no answer within 0.5s"),
+    ]
 
 
 def test_async_client_is_an_async_context_manager_and_refuses_calls_when_closed() -> None:

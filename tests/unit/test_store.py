@@ -16,16 +16,29 @@ T0 = 1_700_000_000_000
 
 
 def job_cmd(name: str, due: int) -> bytes:
-    job = types_pb2.Job(name=name, queue="default", max_attempts=3, next_due_ms=due,
-                        schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=due, timezone="UTC"))
+    job = types_pb2.Job(
+        name=name,
+        queue="default",
+        max_attempts=3,
+        next_due_ms=due,
+        schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=due, timezone="UTC"),
+    )
     return encode(command_pb2.Command(now_ms=T0, create_job=command_pb2.CreateJobCmd(job=job)))
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.dictionaries(st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True),
-                       st.integers(T0, T0 + 10_000), min_size=1, max_size=30),
-       st.integers(T0, T0 + 10_000))
-def test_due_index_returns_exactly_the_due_jobs_in_order(tmp_path_factory, dues: dict[str, int], now: int) -> None:
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True),
+        st.integers(T0, T0 + 10_000),
+        min_size=1,
+        max_size=30,
+    ),
+    st.integers(T0, T0 + 10_000),
+)
+def test_due_index_returns_exactly_the_due_jobs_in_order(
+    tmp_path_factory, dues: dict[str, int], now: int
+) -> None:
     store = Store(str(tmp_path_factory.mktemp("lmdb")))
     try:
         for i, (name, due) in enumerate(sorted(dues.items()), start=1):
@@ -68,7 +81,7 @@ def test_snapshot_round_trip_restores_a_lagging_replica(tmp_path) -> None:
     assert lagging.applied_index() == 49
     assert lagging.get_job("stale-only-here") is None
 
-    ahead = Store(str(tmp_path / "ahead"))   # a replica already past the snapshot keeps its state
+    ahead = Store(str(tmp_path / "ahead"))  # a replica already past the snapshot keeps its state
     for i in range(1, 60):
         ahead.apply_entry(job_cmd(f"job{i}", T0 + i), i)
     digest = ahead.digest()
@@ -84,7 +97,12 @@ def test_list_runs_by_job_newest_last(tmp_path) -> None:
     store.apply_entry(job_cmd("a", T0 + 1), 1)
     store.apply_entry(job_cmd("ab", T0 + 1), 2)  # a name sharing a prefix must not leak in
     for i, name in enumerate(["a", "a", "ab", "a"], start=3):
-        store.apply_entry(encode(command_pb2.Command(now_ms=T0 + i, trigger_job=command_pb2.TriggerJobCmd(name=name))), i)
+        store.apply_entry(
+            encode(
+                command_pb2.Command(now_ms=T0 + i, trigger_job=command_pb2.TriggerJobCmd(name=name))
+            ),
+            i,
+        )
     runs = store.list_runs("a", limit=10)
     assert [r.job for r in runs] == ["a", "a", "a"]
     assert [r.scheduled_ms for r in runs] == sorted(r.scheduled_ms for r in runs)
@@ -97,12 +115,25 @@ def test_list_runs_by_job_newest_last(tmp_path) -> None:
 def test_list_jobs_pages_by_bytes_as_well_as_by_count(tmp_path) -> None:
     s = Store(str(tmp_path / "state"))
     for i in range(10):
-        cmd = command_pb2.Command(now_ms=1, create_job=command_pb2.CreateJobCmd(job=types_pb2.Job(
-            name=f"j{i}", payload="x" * 10_000, next_due_ms=10**13, schedule=types_pb2.Schedule(cron="0 0 1 1 *"))))
+        cmd = command_pb2.Command(
+            now_ms=1,
+            create_job=command_pb2.CreateJobCmd(
+                job=types_pb2.Job(
+                    name=f"j{i}",
+                    payload="x" * 10_000,
+                    next_due_ms=10**13,
+                    schedule=types_pb2.Schedule(cron="0 0 1 1 *"),
+                )
+            ),
+        )
         assert s.apply_entry(encode(cmd), i + 1).ok
     assert len(s.list_jobs(limit=100)) == 10
     page = s.list_jobs(limit=100, max_bytes=35_000)
     assert [j.name for j in page] == ["j0", "j1", "j2"]
-    assert [j.name for j in s.list_jobs(after="j2", limit=100, max_bytes=35_000)] == ["j3", "j4", "j5"]
+    assert [j.name for j in s.list_jobs(after="j2", limit=100, max_bytes=35_000)] == [
+        "j3",
+        "j4",
+        "j5",
+    ]
     assert len(s.list_jobs(limit=100, max_bytes=1)) == 1  # always at least one: paging moves on
     s.close()

@@ -85,7 +85,10 @@ def apply(reader: Reader, data: bytes, index: int) -> tuple[list[Mutation], Resu
         result = Result("INVALID_ARGUMENT", f"command: undecodable entry ({type(e).__name__})")
     else:
         if cmd.version != COMMAND_VERSION:
-            result = Result("INVALID_ARGUMENT", f"command.version: {cmd.version} is not supported (want {COMMAND_VERSION})")
+            result = Result(
+                "INVALID_ARGUMENT",
+                f"command.version: {cmd.version} is not supported (want {COMMAND_VERSION})",
+            )
         else:
             result = _apply_with_request_id(txn, cmd, index)
     if txn.revoked:
@@ -102,13 +105,15 @@ def _apply_with_request_id(txn: Txn, cmd: command_pb2.Command, index: int) -> Re
             return _replay_result(txn, json.loads(seen))
     result = _dispatch(txn, cmd, index, cmd.now_ms)
     if rid:
-        record = {"code": result.code, "message": result.message, "at": cmd.now_ms,
-                  "job": result.job.name if result.job is not None else "",
-                  "run": result.run.run_id if result.run is not None else ""}
+        record = {
+            "code": result.code,
+            "message": result.message,
+            "at": cmd.now_ms,
+            "job": result.job.name if result.job is not None else "",
+            "run": result.run.run_id if result.run is not None else "",
+        }
         txn.put("requests", rid.encode(), json.dumps(record, sort_keys=True).encode())
     return result
-
-
 
 
 def _replay_result(txn: Txn, record: dict[str, Any]) -> Result:
@@ -124,8 +129,6 @@ def _dispatch(txn: Txn, cmd: command_pb2.Command, index: int, now_ms: int) -> Re
     if handler is None:
         return Result("INVALID_ARGUMENT", f"command.body: unknown command type {kind!r}")
     return handler(txn, cmd, index, cmd.now_ms or now_ms)
-
-
 
 
 def _barrier(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
@@ -169,8 +172,12 @@ _HANDLERS: dict[str, _Handler] = {
 class MemoryState:
     """A dict-backed replica for tests and models: the same apply, no LMDB."""
 
-    data: dict[str, dict[bytes, bytes]] = field(default_factory=lambda: {
-        **{db: {} for db in keys.DBS}, "meta": {keys.SCHEMA: keys.SCHEMA_VERSION}})
+    data: dict[str, dict[bytes, bytes]] = field(
+        default_factory=lambda: {
+            **{db: {} for db in keys.DBS},
+            "meta": {keys.SCHEMA: keys.SCHEMA_VERSION},
+        }
+    )
 
     def get(self, db: str, key: bytes) -> bytes | None:
         return self.data[db].get(key)
@@ -207,9 +214,9 @@ class MemoryState:
         prefix = keys.queue_pending_prefix(queue)
         out: list[types_pb2.Run] = []
         for k in sorted(k for k in self.data["pending_q"] if k.startswith(prefix)):
-            if keys.from_be64(k[len(prefix):]) > now_ms or len(out) >= limit:
+            if keys.from_be64(k[len(prefix) :]) > now_ms or len(out) >= limit:
                 break
-            raw = self.data["runs"].get(k[len(prefix) + 8:])
+            raw = self.data["runs"].get(k[len(prefix) + 8 :])
             if raw is not None:
                 out.append(types_pb2.Run.FromString(raw))
         return out
@@ -230,5 +237,21 @@ def state_digest(dbs: object) -> str:
     return h.hexdigest()
 
 
-__all__ = ["COMMAND_VERSION", "FINISHED_STATES", "SKIPPED", "Delete", "Granted", "MemoryState", "Mutation", "Put",
-           "Reader", "Result", "Revoked", "Txn", "apply", "encode", "request_recorded_at", "state_digest"]
+__all__ = [
+    "COMMAND_VERSION",
+    "FINISHED_STATES",
+    "SKIPPED",
+    "Delete",
+    "Granted",
+    "MemoryState",
+    "Mutation",
+    "Put",
+    "Reader",
+    "Result",
+    "Revoked",
+    "Txn",
+    "apply",
+    "encode",
+    "request_recorded_at",
+    "state_digest",
+]

@@ -16,9 +16,13 @@ def _fire_due(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
     stale = 0
     for item in cmd.fire_due.items:
         job = txn.job(item.name)
-        if (job is None or job.uid != item.uid or job.state != types_pb2.JOB_STATE_ACTIVE
-                or job.next_due_ms != item.from_due_ms
-                or (item.next_due_ms and item.next_due_ms <= item.from_due_ms)):
+        if (
+            job is None
+            or job.uid != item.uid
+            or job.state != types_pb2.JOB_STATE_ACTIVE
+            or job.next_due_ms != item.from_due_ms
+            or (item.next_due_ms and item.next_due_ms <= item.from_due_ms)
+        ):
             stale += 1
             continue
         if item.policy and job.misfire:
@@ -40,11 +44,15 @@ def _fire_due(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
     return Result(count=fired, message=f"{stale} stale" if stale else "")
 
 
-_RANGE_REASON = {types_pb2.MISFIRE_POLICY_SKIP: types_pb2.SKIP_REASON_MISFIRE,
-                 types_pb2.MISFIRE_POLICY_FIRE_ONCE: types_pb2.SKIP_REASON_COALESCED}
+_RANGE_REASON = {
+    types_pb2.MISFIRE_POLICY_SKIP: types_pb2.SKIP_REASON_MISFIRE,
+    types_pb2.MISFIRE_POLICY_FIRE_ONCE: types_pb2.SKIP_REASON_COALESCED,
+}
 
 
-def _fire_with_policy(txn: Txn, job: Job, item: command_pb2.FireItem, now: int, spacing_ms: int) -> int:
+def _fire_with_policy(
+    txn: Txn, job: Job, item: command_pb2.FireItem, now: int, spacing_ms: int
+) -> int:
     """Decide each slot of ``item`` by the job's misfire policy, then its overlap policy."""
     misfire = job.misfire
 
@@ -52,12 +60,26 @@ def _fire_with_policy(txn: Txn, job: Job, item: command_pb2.FireItem, now: int, 
         return types_pb2.SKIP_REASON_PAUSED if in_pause(job, slot, now) else default
 
     if item.dropped_first_ms:
-        _skip(txn, job, item.dropped_first_ms, why(item.dropped_first_ms, types_pb2.SKIP_REASON_CATCHUP_WINDOW),
-              now, until=item.dropped_last_ms, count=int(item.dropped_count))
+        _skip(
+            txn,
+            job,
+            item.dropped_first_ms,
+            why(item.dropped_first_ms, types_pb2.SKIP_REASON_CATCHUP_WINDOW),
+            now,
+            until=item.dropped_last_ms,
+            count=int(item.dropped_count),
+        )
     if item.late_first_ms:
         range_reason = _RANGE_REASON.get(misfire, types_pb2.SKIP_REASON_CATCHUP_LIMIT)
-        _skip(txn, job, item.late_first_ms, why(item.late_first_ms, range_reason), now,
-              until=item.late_last_ms, count=int(item.late_count))
+        _skip(
+            txn,
+            job,
+            item.late_first_ms,
+            why(item.late_first_ms, range_reason),
+            now,
+            until=item.late_last_ms,
+            count=int(item.late_count),
+        )
     for gap in item.dst_gap_ms:
         _skip(txn, job, gap, types_pb2.SKIP_REASON_DST_GAP, now, merge=False)
     slots = item.slots_ms

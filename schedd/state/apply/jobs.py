@@ -1,5 +1,4 @@
-"""Job commands: create, update, delete, pause, resume, trigger, backfill. Pure.
-"""
+"""Job commands: create, update, delete, pause, resume, trigger, backfill. Pure."""
 
 from __future__ import annotations
 
@@ -37,8 +36,10 @@ def _chain_error(txn: Txn, name: str, on_success: str, on_failure: str) -> Resul
             cur = stack.pop()
             steps += 1
             if steps > _MAX_CHAIN_WALK:
-                return Result("INVALID_ARGUMENT", f"{fld}: the chain from {target!r} is longer than "
-                                                  f"{_MAX_CHAIN_WALK} jobs")
+                return Result(
+                    "INVALID_ARGUMENT",
+                    f"{fld}: the chain from {target!r} is longer than {_MAX_CHAIN_WALK} jobs",
+                )
             job = txn.job(cur)
             if job is None:
                 continue
@@ -51,8 +52,11 @@ def _chain_error(txn: Txn, name: str, on_success: str, on_failure: str) -> Resul
                     while path[-1] != target:
                         path.append(parent[path[-1]])
                     path.append(name)
-                    return Result("INVALID_ARGUMENT", f"{fld}: chaining to {target!r} makes a cycle: "
-                                                      + " -> ".join(reversed(path)))
+                    return Result(
+                        "INVALID_ARGUMENT",
+                        f"{fld}: chaining to {target!r} makes a cycle: "
+                        + " -> ".join(reversed(path)),
+                    )
                 stack.append(nxt)
     return None
 
@@ -85,17 +89,31 @@ def _update_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
         return _missing(new.name)
     want = cmd.update_job.expect_version
     if want and max(job.version, 1) != want:
-        return Result("FAILED_PRECONDITION", f"expect_version: job {job.name!r} is at version "
-                                             f"{max(job.version, 1)}, not {want}; read it again and retry", job=job)
+        return Result(
+            "FAILED_PRECONDITION",
+            f"expect_version: job {job.name!r} is at version "
+            f"{max(job.version, 1)}, not {want}; read it again and retry",
+            job=job,
+        )
     err = _chain_error(txn, new.name, new.on_success, new.on_failure)
     if err is not None:
         return err
-    same_schedule = (new.schedule.SerializeToString(deterministic=True)
-                     == job.schedule.SerializeToString(deterministic=True))
+    same_schedule = new.schedule.SerializeToString(
+        deterministic=True
+    ) == job.schedule.SerializeToString(deterministic=True)
     next_due = job.next_due_ms if same_schedule else new.next_due_ms
     if job.state == types_pb2.JOB_STATE_ACTIVE and job.next_due_ms:
         txn.delete("due", keys.due_key(job.next_due_ms, job.name))
-    for f in ("uid", "created_ms", "state", "fired_runs", "buffered_run", "open_skip", "paused_ms", "resumed_ms"):
+    for f in (
+        "uid",
+        "created_ms",
+        "state",
+        "fired_runs",
+        "buffered_run",
+        "open_skip",
+        "paused_ms",
+        "resumed_ms",
+    ):
         setattr(new, f, getattr(job, f))
     if not same_schedule:
         new.open_skip = ""  # the new slot sequence starts its own skip records
@@ -159,9 +177,22 @@ def _resume_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
         pass  # keep next_due_ms: FireDue applies the misfire policy to the slots missed
     elif body.mode == command_pb2.RESUME_SKIP_MISSED:
         if job.next_due_ms != body.from_due_ms:
-            return Result("FAILED_PRECONDITION", f"name: job {job.name!r} changed while resuming; retry", job=job)
+            return Result(
+                "FAILED_PRECONDITION",
+                f"name: job {job.name!r} changed while resuming; retry",
+                job=job,
+            )
         if body.missed_first_ms and body.missed_first_ms <= now:
-            _skip(txn, job, body.missed_first_ms, types_pb2.SKIP_REASON_PAUSED, now, until=now, count=0, merge=False)
+            _skip(
+                txn,
+                job,
+                body.missed_first_ms,
+                types_pb2.SKIP_REASON_PAUSED,
+                now,
+                until=now,
+                count=0,
+                merge=False,
+            )
         job.next_due_ms = body.next_due_ms
     else:
         job.next_due_ms = body.next_due_ms
@@ -183,8 +214,17 @@ def _trigger_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Re
     if job is None:
         return _missing(name)
     slot = _free_slot(txn, job, now)
-    run = _start_run(txn, job, slot, now, now, origin=types_pb2.RUN_ORIGIN_TRIGGER,
-                     override=cmd.trigger_job.overlap, manual=True, merge_skip=False)
+    run = _start_run(
+        txn,
+        job,
+        slot,
+        now,
+        now,
+        origin=types_pb2.RUN_ORIGIN_TRIGGER,
+        override=cmd.trigger_job.overlap,
+        manual=True,
+        merge_skip=False,
+    )
     txn.put_job(job)
     return Result(job=job, run=run)
 
@@ -199,9 +239,16 @@ def _backfill(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
         if txn.get("runs", keys.run_id(job.name, job.uid, slot).encode()) is not None:
             existing += 1
             continue
-        run = _start_run(txn, job, slot, _paced(txn, now, body.spacing_ms), now,
-                         origin=types_pb2.RUN_ORIGIN_BACKFILL,
-                         override=body.overlap or types_pb2.OVERLAP_POLICY_ALLOW, merge_skip=False)
+        run = _start_run(
+            txn,
+            job,
+            slot,
+            _paced(txn, now, body.spacing_ms),
+            now,
+            origin=types_pb2.RUN_ORIGIN_BACKFILL,
+            override=body.overlap or types_pb2.OVERLAP_POLICY_ALLOW,
+            merge_skip=False,
+        )
         created += run is not None
     txn.put_job(job)
     return Result(job=job, count=created, existing=existing)

@@ -40,8 +40,16 @@ def _grant_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> R
     return Result(granted=tuple(granted), count=len(granted))
 
 
-def _fail_attempt(txn: Txn, run: Run, error: str, now: int, default_backoff_ms: int, *,
-                  exit_code: int | None = None, dead_letter: bool = False) -> None:
+def _fail_attempt(
+    txn: Txn,
+    run: Run,
+    error: str,
+    now: int,
+    default_backoff_ms: int,
+    *,
+    exit_code: int | None = None,
+    dead_letter: bool = False,
+) -> None:
     """End the current attempt as failed: retry after the job's backoff, or end the run when the
     failure is non-retryable or its attempts are used up: DEAD (a dead letter) when the command
     says so, FAILED for entries written before dead letters existed."""
@@ -79,8 +87,14 @@ def _expire_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> 
             _release(txn, run, item.reason or "released by the worker", now)
             expired += 1
             continue
-        _fail_attempt(txn, run, item.reason or "lease expired", now, cmd.expire_leases.retry_backoff_ms,
-                      dead_letter=cmd.expire_leases.dead_letter)
+        _fail_attempt(
+            txn,
+            run,
+            item.reason or "lease expired",
+            now,
+            cmd.expire_leases.retry_backoff_ms,
+            dead_letter=cmd.expire_leases.dead_letter,
+        )
         expired += 1
     return Result(count=expired)
 
@@ -107,12 +121,21 @@ def _complete_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> 
             items.append(("NOT_FOUND", f"run_id: no run {item.run_id!r}"))
             continue
         if run.state != types_pb2.RUN_STATE_LEASED or run.fence != item.fence:
-            if (run.fence == item.fence and item.success and run.state == types_pb2.RUN_STATE_SUCCEEDED):
+            if (
+                run.fence == item.fence
+                and item.success
+                and run.state == types_pb2.RUN_STATE_SUCCEEDED
+            ):
                 items.append(("OK", "already recorded"))  # a resend after a reconnect
                 continue
             state = _state_word(run.state)
-            items.append(("ABORTED", f"fence: {item.fence} is stale for run {item.run_id!r} "
-                                     f"(current fence {run.fence}, state {state}); the result was discarded"))
+            items.append(
+                (
+                    "ABORTED",
+                    f"fence: {item.fence} is stale for run {item.run_id!r} "
+                    f"(current fence {run.fence}, state {state}); the result was discarded",
+                )
+            )
             continue
         if item.success:
             txn.delete("leases", run.run_id.encode())
@@ -123,9 +146,15 @@ def _complete_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> 
             txn.put_run(run)
             _ended(txn, run, now, success=True)
         else:
-            _fail_attempt(txn, run, item.error or "failed", now, cmd.complete_runs.retry_backoff_ms,
-                          exit_code=item.exit_code if item.HasField("exit_code") else None,
-                          dead_letter=cmd.complete_runs.dead_letter)
+            _fail_attempt(
+                txn,
+                run,
+                item.error or "failed",
+                now,
+                cmd.complete_runs.retry_backoff_ms,
+                exit_code=item.exit_code if item.HasField("exit_code") else None,
+                dead_letter=cmd.complete_runs.dead_letter,
+            )
         items.append(("OK", ""))
     return Result(items=tuple(items), count=sum(1 for c, _ in items if c == "OK"))
 
@@ -136,17 +165,28 @@ def _dispatch_timeout(txn: Txn, cmd: command_pb2.Command, index: int, now: int) 
     n = 0
     for item in cmd.dispatch_timeout.items:
         run = txn.run(item.run_id)
-        if (run is None or run.state != types_pb2.RUN_STATE_PENDING or run.attempt != item.attempt
-                or not run.dispatch_deadline_ms or run.dispatch_deadline_ms > now):
+        if (
+            run is None
+            or run.state != types_pb2.RUN_STATE_PENDING
+            or run.attempt != item.attempt
+            or not run.dispatch_deadline_ms
+            or run.dispatch_deadline_ms > now
+        ):
             continue
         _unpend(txn, run)
         job = _job_of(txn, run)
-        limit = job.dispatch_timeout_ms if job is not None else run.dispatch_deadline_ms - run.not_before_ms
+        limit = (
+            job.dispatch_timeout_ms
+            if job is not None
+            else run.dispatch_deadline_ms - run.not_before_ms
+        )
         run.state = types_pb2.RUN_STATE_DEAD
         run.finished_ms = now
-        run.error = (f"dispatch timeout: no worker (queue {run.queue!r}"
-                     + (f", tags {dict(sorted(run.tags.items()))}" if run.tags else "")
-                     + f") started it within {limit} ms of its due time")
+        run.error = (
+            f"dispatch timeout: no worker (queue {run.queue!r}"
+            + (f", tags {dict(sorted(run.tags.items()))}" if run.tags else "")
+            + f") started it within {limit} ms of its due time"
+        )
         txn.put_run(run)
         _ended(txn, run, now, success=False)
         n += 1
@@ -154,8 +194,11 @@ def _dispatch_timeout(txn: Txn, cmd: command_pb2.Command, index: int, now: int) 
 
 
 def _state_word(state: int) -> str:
-    return types_pb2.RunState.Name(state).removeprefix("RUN_STATE_").lower() \
-        if state in types_pb2.RunState.values() else str(state)
+    return (
+        types_pb2.RunState.Name(state).removeprefix("RUN_STATE_").lower()
+        if state in types_pb2.RunState.values()
+        else str(state)
+    )
 
 
 def _retry_run(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
@@ -166,12 +209,19 @@ def _retry_run(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resu
     if run is None:
         return Result("NOT_FOUND", f"run_id: no run {rid!r}")
     if run.state not in (types_pb2.RUN_STATE_DEAD, types_pb2.RUN_STATE_FAILED):
-        return Result("FAILED_PRECONDITION", f"run_id: run {rid!r} is {_state_word(run.state)}; "
-                                             "only dead or failed runs can be retried", run=run)
+        return Result(
+            "FAILED_PRECONDITION",
+            f"run_id: run {rid!r} is {_state_word(run.state)}; "
+            "only dead or failed runs can be retried",
+            run=run,
+        )
     job = txn.job(run.job)
     if job is None or job.uid != keys.uid_of_run_id(run.run_id):
-        return Result("FAILED_PRECONDITION", f"run_id: the job of run {rid!r} was deleted; "
-                                             "it cannot be retried", run=run)
+        return Result(
+            "FAILED_PRECONDITION",
+            f"run_id: the job of run {rid!r} was deleted; it cannot be retried",
+            run=run,
+        )
     run.state = types_pb2.RUN_STATE_PENDING
     run.attempt_base = run.attempt
     run.attempt += 1

@@ -1,5 +1,4 @@
-"""Retention: deleting finished runs the leader proposes (never an active one). Pure.
-"""
+"""Retention: deleting finished runs the leader proposes (never an active one). Pure."""
 
 from __future__ import annotations
 

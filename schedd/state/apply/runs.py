@@ -45,8 +45,12 @@ def _unpend(txn: Txn, run: Run) -> None:
 
 
 def _active_key(run: Run, uid: int | None = None) -> bytes:
-    return keys.active_key(run.job, keys.uid_of_run_id(run.run_id) if uid is None else uid,
-                           run.scheduled_ms, run.run_id)
+    return keys.active_key(
+        run.job,
+        keys.uid_of_run_id(run.run_id) if uid is None else uid,
+        run.scheduled_ms,
+        run.run_id,
+    )
 
 
 def _rid(job: Job, slot_ms: int, origin: int) -> str:
@@ -55,13 +59,29 @@ def _rid(job: Job, slot_ms: int, origin: int) -> str:
     return keys.run_id(job.name, job.uid, slot_ms)
 
 
-def _new_run(txn: Txn, job: Job, scheduled_ms: int, not_before_ms: int, manual: bool,
-             origin: int = types_pb2.RUN_ORIGIN_SCHEDULE, caused_by: str = "") -> Run:
+def _new_run(
+    txn: Txn,
+    job: Job,
+    scheduled_ms: int,
+    not_before_ms: int,
+    manual: bool,
+    origin: int = types_pb2.RUN_ORIGIN_SCHEDULE,
+    caused_by: str = "",
+) -> Run:
     job.open_skip = ""  # a later skip must not extend a record over this run's slot
-    run = Run(run_id=_rid(job, scheduled_ms, origin), job=job.name,
-              scheduled_ms=scheduled_ms, state=types_pb2.RUN_STATE_PENDING, attempt=1,
-              not_before_ms=not_before_ms, queue=job.queue, manual=manual,
-              origin=cast(Any, origin), priority=job.priority, caused_by=caused_by)
+    run = Run(
+        run_id=_rid(job, scheduled_ms, origin),
+        job=job.name,
+        scheduled_ms=scheduled_ms,
+        state=types_pb2.RUN_STATE_PENDING,
+        attempt=1,
+        not_before_ms=not_before_ms,
+        queue=job.queue,
+        manual=manual,
+        origin=cast(Any, origin),
+        priority=job.priority,
+        caused_by=caused_by,
+    )
     if job.tags:
         run.tags.update(job.tags)
     if job.dispatch_timeout_ms:
@@ -73,16 +93,31 @@ def _new_run(txn: Txn, job: Job, scheduled_ms: int, not_before_ms: int, manual: 
     return run
 
 
-def _skip(txn: Txn, job: Job, slot_ms: int, reason: int, now: int, *, until: int = 0, count: int = 1,
-          merge: bool = True, origin: int = types_pb2.RUN_ORIGIN_SCHEDULE, note: str = "") -> Run | None:
+def _skip(
+    txn: Txn,
+    job: Job,
+    slot_ms: int,
+    reason: int,
+    now: int,
+    *,
+    until: int = 0,
+    count: int = 1,
+    merge: bool = True,
+    origin: int = types_pb2.RUN_ORIGIN_SCHEDULE,
+    note: str = "",
+) -> Run | None:
     """Record that slots ``slot_ms .. until`` did not fire, and why. With ``merge``, a skip
     right after the job's open skip record with the same reason extends that record instead
     (a long overlap or outage makes one record, not thousands). The caller saves ``job``."""
     until = max(until, slot_ms)
     if merge and job.open_skip:
         rec = txn.run(job.open_skip)
-        if (rec is not None and rec.state == types_pb2.RUN_STATE_SKIPPED and rec.skip_reason == reason
-                and rec.skipped_until_ms < slot_ms):
+        if (
+            rec is not None
+            and rec.state == types_pb2.RUN_STATE_SKIPPED
+            and rec.skip_reason == reason
+            and rec.skipped_until_ms < slot_ms
+        ):
             rec.skipped_until_ms = until
             rec.skipped_count = rec.skipped_count + count if rec.skipped_count and count else 0
             rec.finished_ms = now
@@ -96,9 +131,19 @@ def _skip(txn: Txn, job: Job, slot_ms: int, reason: int, now: int, *, until: int
         if slot_ms > until:
             return None
         rid = _rid(job, slot_ms, origin)
-    rec = Run(run_id=rid, job=job.name, scheduled_ms=slot_ms, state=types_pb2.RUN_STATE_SKIPPED,
-              skip_reason=cast(Any, reason), skipped_until_ms=until, skipped_count=count, finished_ms=now,
-              queue=job.queue, origin=cast(Any, origin), note=note)
+    rec = Run(
+        run_id=rid,
+        job=job.name,
+        scheduled_ms=slot_ms,
+        state=types_pb2.RUN_STATE_SKIPPED,
+        skip_reason=cast(Any, reason),
+        skipped_until_ms=until,
+        skipped_count=count,
+        finished_ms=now,
+        queue=job.queue,
+        origin=cast(Any, origin),
+        note=note,
+    )
     txn.put_run(rec)
     txn.put("runs_by_job", keys.by_job_key(job.name, slot_ms, rid), b"")
     job.open_skip = rid if merge else ""
@@ -140,8 +185,8 @@ def _admit(txn: Txn, job: Job, now: int, override: int, new_rid: str) -> int:
     if policy == types_pb2.OVERLAP_POLICY_BUFFER_ONE:
         return BUFFER if not job.buffered_run else types_pb2.SKIP_REASON_BUFFER_FULL
     if policy == types_pb2.OVERLAP_POLICY_REPLACE:
-        for key in active[:len(active) - limit + 1]:
-            old = txn.run(key[len(prefix) + 8:].decode())
+        for key in active[: len(active) - limit + 1]:
+            old = txn.run(key[len(prefix) + 8 :].decode())
             if old is not None and old.state in _ACTIVE_STATES:
                 _cancel_active(txn, old, now, f"replaced by run {new_rid} (overlap policy replace)")
             else:
@@ -150,8 +195,19 @@ def _admit(txn: Txn, job: Job, now: int, override: int, new_rid: str) -> int:
     return types_pb2.SKIP_REASON_OVERLAP
 
 
-def _start_run(txn: Txn, job: Job, slot_ms: int, not_before_ms: int, now: int, *, origin: int,
-               override: int = 0, manual: bool = False, caused_by: str = "", merge_skip: bool = True) -> Run | None:
+def _start_run(
+    txn: Txn,
+    job: Job,
+    slot_ms: int,
+    not_before_ms: int,
+    now: int,
+    *,
+    origin: int,
+    override: int = 0,
+    manual: bool = False,
+    caused_by: str = "",
+    merge_skip: bool = True,
+) -> Run | None:
     """A new run of ``job`` for ``slot_ms`` through its overlap policy: PENDING, WAITING
     (buffered) or a SKIPPED record. The caller saves ``job``."""
     rid = _rid(job, slot_ms, origin)
@@ -159,17 +215,35 @@ def _start_run(txn: Txn, job: Job, slot_ms: int, not_before_ms: int, now: int, *
     if decision == RUN:
         return _new_run(txn, job, slot_ms, not_before_ms, manual, origin, caused_by)
     if decision == BUFFER:
-        run = Run(run_id=rid, job=job.name, scheduled_ms=slot_ms, state=types_pb2.RUN_STATE_WAITING,
-                  attempt=1, not_before_ms=not_before_ms, queue=job.queue, manual=manual, origin=cast(Any, origin),
-                  priority=job.priority, caused_by=caused_by)
+        run = Run(
+            run_id=rid,
+            job=job.name,
+            scheduled_ms=slot_ms,
+            state=types_pb2.RUN_STATE_WAITING,
+            attempt=1,
+            not_before_ms=not_before_ms,
+            queue=job.queue,
+            manual=manual,
+            origin=cast(Any, origin),
+            priority=job.priority,
+            caused_by=caused_by,
+        )
         run.tags.update(job.tags)
         txn.put_run(run)
         txn.put("runs_by_job", keys.by_job_key(job.name, slot_ms, rid), b"")
         job.buffered_run = rid
         job.open_skip = ""
         return run
-    return _skip(txn, job, slot_ms, decision, now, merge=merge_skip, origin=origin,
-                 note=f"caused by run {caused_by}" if caused_by else "")
+    return _skip(
+        txn,
+        job,
+        slot_ms,
+        decision,
+        now,
+        merge=merge_skip,
+        origin=origin,
+        note=f"caused by run {caused_by}" if caused_by else "",
+    )
 
 
 def _promote_buffered(txn: Txn, job: Job, now: int) -> None:
@@ -213,11 +287,28 @@ def _chain(txn: Txn, run: Run, target: str, now: int, how: str) -> None:
         return
     slot = _free_slot(txn, tj, now)
     if tj.state == types_pb2.JOB_STATE_PAUSED:
-        _skip(txn, tj, slot, types_pb2.SKIP_REASON_PAUSED, now, merge=False, origin=types_pb2.RUN_ORIGIN_CHAIN,
-              note=f"caused by run {run.run_id}")
+        _skip(
+            txn,
+            tj,
+            slot,
+            types_pb2.SKIP_REASON_PAUSED,
+            now,
+            merge=False,
+            origin=types_pb2.RUN_ORIGIN_CHAIN,
+            note=f"caused by run {run.run_id}",
+        )
     else:
-        _start_run(txn, tj, slot, now, now, origin=types_pb2.RUN_ORIGIN_CHAIN, manual=True,
-                   caused_by=run.run_id, merge_skip=False)
+        _start_run(
+            txn,
+            tj,
+            slot,
+            now,
+            now,
+            origin=types_pb2.RUN_ORIGIN_CHAIN,
+            manual=True,
+            caused_by=run.run_id,
+            merge_skip=False,
+        )
     txn.put_job(tj)
 
 

@@ -79,7 +79,7 @@ class Result:
     count: int = 0
     sub: tuple[Result, ...] = ()
     revoked: tuple[Revoked, ...] = ()  # on the entry's top-level result
-    existing: int = 0                  # BackfillCmd: slots that already had a record
+    existing: int = 0  # BackfillCmd: slots that already had a record
 
     @property
     def ok(self) -> bool:
@@ -148,6 +148,7 @@ def encode(cmd: command_pb2.Command) -> bytes:
     if not cmd.version:
         cmd.version = COMMAND_VERSION
     return cmd.SerializeToString(deterministic=True)
+
 
 def request_recorded_at(raw: bytes) -> int:
     """When a request record was written (``now_ms`` of its entry); 0 if unknown (records
