@@ -34,6 +34,7 @@ from schedd.models import BackfillResult, Explanation, Job, NodeReport, NodeStat
 from schedd.pb import api_grpc
 from schedd.sdk import core
 from schedd.sdk.core import RetrySpec
+from schedd.sdk.credentials import Credentials
 from schedd.sdk.endpoints import parse_endpoint, parse_endpoints
 
 __all__ = ["AsyncClient"]
@@ -45,8 +46,8 @@ class _AioStubs:
     """One ``grpc.aio`` channel to one node, its stubs, and a task counting READY transitions
     (``connections``), for the same "was it maybe sent?" test as the synchronous client."""
 
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target, options=core.CHANNEL_OPTIONS)
+    def __init__(self, target: str, credentials: Credentials | None = None) -> None:
+        self.channel = Credentials.resolve(credentials).aio_channel(target, core.CHANNEL_OPTIONS)
         self.jobs = api_grpc.JobServiceStub(self.channel)
         self.runs = api_grpc.RunServiceStub(self.channel)
         self.cluster = api_grpc.ClusterServiceStub(self.channel)
@@ -82,7 +83,8 @@ class AsyncClient:
     addresses (any subset of the cluster works; the leader is found through hints).
     ``timeout``: deadline of each attempt, in seconds. ``retry_for``: how long to keep retrying
     when no leader answers before raising :class:`schedd.errors.Unavailable`. ``clock`` and
-    ``sleep`` are injectable for tests.
+    ``sleep`` are injectable for tests. ``credentials``: as for :class:`schedd.client.Client`
+    (default: from the ``SCHEDD_*`` variables).
 
     Use it as ``async with AsyncClient(...) as client:``, or ``await client.close()`` when done.
     """
@@ -95,8 +97,11 @@ class AsyncClient:
         retry_for: float = 20.0,
         clock: Clock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        credentials: Credentials | None = None,
     ) -> None:
         self._endpoints = parse_endpoints(endpoints)
+        self._credentials = Credentials.resolve(credentials)
+        self._md = {"metadata": self._credentials.metadata} if self._credentials.token else {}
         if timeout <= 0:
             raise errors.InvalidArgument("timeout", f"{timeout!r} must be positive")
         if retry_for < 0:
@@ -278,7 +283,7 @@ class AsyncClient:
         target = parse_endpoint(endpoint, "endpoint")
         req = core.node_status_request(with_digest)
         try:
-            resp = await self._stub(target).cluster.GetNodeStatus(req, timeout=timeout)
+            resp = await self._stub(target).cluster.GetNodeStatus(req, timeout=timeout, **self._md)
         except grpc.RpcError as exc:
             raise core.node_failure(target, *core.status_of(exc), timeout) from None
         except grpc.aio.UsageError as exc:  # the channel was closed under us
@@ -314,7 +319,7 @@ class AsyncClient:
             )
         stubs = self._stubs.get(target)
         if stubs is None:
-            stubs = self._stubs[target] = _AioStubs(target)
+            stubs = self._stubs[target] = _AioStubs(target, self._credentials)
         return stubs
 
     async def _invoke(self, call: core.Call[_T]) -> _T:
@@ -340,7 +345,7 @@ class AsyncClient:
             connections = getattr(stubs, "connections", 0)
             try:
                 result = await getattr(getattr(stubs, service), method)(
-                    request, timeout=self._timeout
+                    request, timeout=self._timeout, **self._md
                 )
             except grpc.RpcError as exc:
                 code, details, hint = core.status_of(exc)

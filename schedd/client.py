@@ -73,6 +73,7 @@ from schedd.sdk.core import (
 from schedd.sdk.core import (
     summarize_failure as summarize_failure,
 )
+from schedd.sdk.credentials import Credentials
 from schedd.sdk.endpoints import (
     LEADER_METADATA_KEY as LEADER_METADATA_KEY,
 )
@@ -109,8 +110,8 @@ class _Stubs:
     reached the node (a stopped or black-holed host), and resending it is safe.
     """
 
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.insecure_channel(target, options=core.CHANNEL_OPTIONS)
+    def __init__(self, target: str, credentials: Credentials | None = None) -> None:
+        self.channel = Credentials.resolve(credentials).channel(target, core.CHANNEL_OPTIONS)
         self.jobs = api_grpc.JobServiceStub(self.channel)
         self.runs = api_grpc.RunServiceStub(self.channel)
         self.cluster = api_grpc.ClusterServiceStub(self.channel)
@@ -135,6 +136,10 @@ class Client:
     addresses (any subset of the cluster works; the leader is found through hints).
     ``timeout``: deadline of each attempt, in seconds. ``retry_for``: how long to keep retrying
     when no leader answers before raising :class:`schedd.errors.Unavailable`.
+    ``credentials``: TLS roots, client certificate and token
+    (:class:`schedd.sdk.credentials.Credentials`); default: read from the ``SCHEDD_CA``,
+    ``SCHEDD_CERT``, ``SCHEDD_KEY``, ``SCHEDD_TOKEN``/``SCHEDD_TOKEN_FILE`` and
+    ``SCHEDD_INSECURE`` variables (``source .schedd-dev/env`` after ``schedd dev`` sets them).
 
     Thread-safe. Use it as a context manager, or call :meth:`close` when done.
     """
@@ -147,8 +152,11 @@ class Client:
         retry_for: float = 20.0,
         clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        credentials: Credentials | None = None,
     ) -> None:
         self._endpoints = parse_endpoints(endpoints)
+        self._credentials = Credentials.resolve(credentials)
+        self._md = {"metadata": self._credentials.metadata} if self._credentials.token else {}
         if timeout <= 0:
             raise errors.InvalidArgument("timeout", f"{timeout!r} must be positive")
         if retry_for < 0:
@@ -391,7 +399,7 @@ class Client:
         req = core.node_status_request(with_digest)
         try:
             return NodeStatus.from_pb(
-                self._stub(target).cluster.GetNodeStatus(req, timeout=timeout)
+                self._stub(target).cluster.GetNodeStatus(req, timeout=timeout, **self._md)
             )
         except grpc.RpcError as exc:
             raise core.node_failure(target, *core.status_of(exc), timeout) from None
@@ -427,7 +435,7 @@ class Client:
                 raise errors.FailedPrecondition("client is closed")
             stubs = self._stubs.get(target)
             if stubs is None:
-                stubs = self._stubs[target] = _Stubs(target)
+                stubs = self._stubs[target] = _Stubs(target, self._credentials)
             return stubs
 
     def _invoke(self, call: core.Call[_T]) -> _T:
@@ -451,7 +459,9 @@ class Client:
             stubs = self._stub(target)
             connections = getattr(stubs, "connections", 0)
             try:
-                result = getattr(getattr(stubs, service), method)(request, timeout=self._timeout)
+                result = getattr(getattr(stubs, service), method)(
+                    request, timeout=self._timeout, **self._md
+                )
             except grpc.RpcError as exc:
                 maybe_sent = (
                     stubs.maybe_sent_since(connections) if isinstance(stubs, _Stubs) else True

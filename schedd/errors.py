@@ -12,6 +12,9 @@ Exception tree::
     ├── Unavailable         no leader / not the leader / node unreachable    UNAVAILABLE
     │   └── NotLeader       this node is a follower; ``leader`` says where   UNAVAILABLE
     ├── OutcomeUnknown      the write may or may not have committed          DEADLINE_EXCEEDED
+    ├── Unauthenticated     no, unknown, revoked or expired credentials      UNAUTHENTICATED
+    ├── PermissionDenied    known caller without the role the call needs     PERMISSION_DENIED
+    ├── ResourceExhausted   a limit or quota; the message names it           RESOURCE_EXHAUSTED
     └── Internal            a bug or a local failure; see the node's log     INTERNAL
 
 ``InvalidArgument`` is also a ``ValueError``, so callers that expect the Python convention for
@@ -87,6 +90,24 @@ class OutcomeUnknown(SchedError):
     code = "DEADLINE_EXCEEDED"
 
 
+class Unauthenticated(SchedError):
+    """No credentials, or unknown, revoked or expired ones: the message says what to pass."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(SchedError):
+    """The caller is known but lacks the role (or queue grant) the call needs."""
+
+    code = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(SchedError):
+    """A limit or quota: the message names it and what to change."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
 class Internal(SchedError):
     """A bug or a local failure (also a gRPC status outside the table); see the node's log."""
 
@@ -102,6 +123,9 @@ BY_CODE: dict[str, type[SchedError]] = {
     "FAILED_PRECONDITION": FailedPrecondition,
     "UNAVAILABLE": Unavailable,
     "DEADLINE_EXCEEDED": OutcomeUnknown,
+    "UNAUTHENTICATED": Unauthenticated,
+    "PERMISSION_DENIED": PermissionDenied,
+    "RESOURCE_EXHAUSTED": ResourceExhausted,
     "INTERNAL": Internal,
 }
 

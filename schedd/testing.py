@@ -19,6 +19,7 @@ With pytest, the ``schedd_cluster`` fixture of :mod:`schedd.pytest_plugin` does 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -39,6 +40,7 @@ from schedd.pb import api_grpc, api_pb2
 if TYPE_CHECKING:
     from schedd.aio import AsyncClient
     from schedd.client import Client
+    from schedd.sdk.credentials import Credentials
 
 __all__ = [
     "FAST_ARGS",
@@ -90,7 +92,14 @@ class NodeSpec:
 
 class LocalCluster:
     """``nodes`` schedd processes under ``root``. Ports are random unless ``base_port`` is given
-    (then gRPC = base+i, Raft = base+100+i)."""
+    (then gRPC = base+i, Raft = base+100+i).
+
+    ``secure`` (the default): a development CA in ``root/pki`` issues each node a certificate,
+    an admin and a worker client certificate; nodes require mutual TLS and know a bootstrap
+    cluster-admin token (``root/admin.token``). :attr:`client_env` holds what a client needs
+    (also written to ``root/env``); :meth:`client` and :attr:`credentials` use it.
+    ``secure=False`` starts the nodes with ``--insecure`` (plaintext, no authentication).
+    """
 
     def __init__(
         self,
@@ -99,9 +108,11 @@ class LocalCluster:
         base_port: int | None = None,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        secure: bool = True,
     ) -> None:
         self.root = os.path.abspath(root)
-        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        self.secure = secure
         if base_port is None:
             ports = free_ports(2 * nodes)
             grpc_ports, raft_ports = ports[:nodes], ports[nodes:]
@@ -127,6 +138,69 @@ class LocalCluster:
         self.env = dict(os.environ if env is None else env)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._channels: dict[str, grpc.Channel] = {}
+        self.pki_dir = os.path.join(self.root, "pki")
+        self.token_file = os.path.join(self.root, "admin.token")
+        if secure:
+            self._issue()
+
+    # ---- credentials -------------------------------------------------------------------------
+
+    def _issue(self) -> None:
+        from schedd.security.pki import DevPKI
+
+        pki = DevPKI(self.pki_dir)
+        self.ca_file = pki.ca_path
+        self.node_certs = {s.node_id: pki.node(s.node_id) for s in self.specs}
+        self.admin_cert = pki.admin("admin")
+        self.worker_cert = pki.worker("worker")
+        if not os.path.exists(self.token_file):
+            fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("sdt_" + secrets.token_urlsafe(32) + "\n")
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """The ``SCHEDD_*`` variables a client of this cluster needs (endpoints, CA, the admin
+        client certificate and the bootstrap token; ``SCHEDD_INSECURE=1`` when not secure)."""
+        if not self.secure:
+            return {"SCHEDD_ENDPOINTS": self.endpoints_env, "SCHEDD_INSECURE": "1"}
+        return {
+            "SCHEDD_ENDPOINTS": self.endpoints_env,
+            "SCHEDD_CA": self.ca_file,
+            "SCHEDD_CERT": self.admin_cert.cert,
+            "SCHEDD_KEY": self.admin_cert.key,
+            "SCHEDD_TOKEN_FILE": self.token_file,
+        }
+
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """Like :attr:`client_env`, with the worker certificate and no token: what a worker
+        process uses (its identity comes from the certificate)."""
+        if not self.secure:
+            return self.client_env
+        return {
+            "SCHEDD_ENDPOINTS": self.endpoints_env,
+            "SCHEDD_CA": self.ca_file,
+            "SCHEDD_CERT": self.worker_cert.cert,
+            "SCHEDD_KEY": self.worker_cert.key,
+        }
+
+    @functools.cached_property
+    def credentials(self) -> Credentials:
+        """:attr:`client_env` as SDK credentials."""
+        from schedd.sdk.credentials import Credentials
+
+        return Credentials.from_env(self.client_env)
+
+    def write_env(self, path: str | None = None) -> str:
+        """Write :attr:`client_env` as ``export`` lines (default ``root/env``); the path."""
+        import shlex
+
+        path = path or os.path.join(self.root, "env")
+        with open(path, "w") as f:
+            for k, v in self.client_env.items():
+                f.write(f"export {k}={shlex.quote(v)}\n")
+        return path
 
     # ---- addresses ---------------------------------------------------------------------------
 
@@ -165,6 +239,12 @@ class LocalCluster:
         for other in self.specs:
             if other is not spec:
                 cmd += ["--peer", f"{other.node_id}={other.raft}/{other.grpc}"]
+        if self.secure:
+            cert = self.node_certs[spec.node_id]
+            cmd += ["--tls-cert", cert.cert, "--tls-key", cert.key, "--tls-ca", self.ca_file]
+            cmd += ["--bootstrap-token-file", self.token_file]
+        else:
+            cmd += ["--insecure"]
         return cmd + self.extra_args
 
     # ---- processes ---------------------------------------------------------------------------
@@ -236,6 +316,7 @@ class LocalCluster:
         arguments, e.g. ``timeout``). Close it when done."""
         from schedd.client import Client
 
+        options.setdefault("credentials", self.credentials)
         return Client(self.endpoints, **options)
 
     def async_client(self, **options: Any) -> AsyncClient:
@@ -243,6 +324,7 @@ class LocalCluster:
         ``await client.close()`` (or ``async with``) when done."""
         from schedd.aio import AsyncClient
 
+        options.setdefault("credentials", self.credentials)
         return AsyncClient(self.endpoints, **options)
 
     def __enter__(self) -> LocalCluster:
@@ -257,7 +339,7 @@ class LocalCluster:
         addr = self.spec(node_id).grpc
         ch = self._channels.get(addr)
         if ch is None:
-            ch = self._channels[addr] = grpc.insecure_channel(addr)
+            ch = self._channels[addr] = self.credentials.channel(addr)
         return api_grpc.ClusterServiceStub(ch)
 
     def status(
@@ -268,7 +350,9 @@ class LocalCluster:
             return None
         try:
             return self._stub(node_id).GetNodeStatus(
-                api_pb2.NodeStatusRequest(with_digest=with_digest), timeout=timeout
+                api_pb2.NodeStatusRequest(with_digest=with_digest),
+                timeout=timeout,
+                metadata=self.credentials.metadata,
             )
         except grpc.RpcError:
             return None
@@ -354,6 +438,16 @@ class RunningCluster:
         """The directory holding the nodes' data and logs (``<root>/n1/node.log``, ...)."""
         return self.cluster.root
 
+    @property
+    def client_env(self) -> dict[str, str]:
+        """The ``SCHEDD_*`` variables for a client of this cluster (see LocalCluster)."""
+        return self.cluster.client_env
+
+    @property
+    def credentials(self) -> Credentials:
+        """The SDK credentials of :attr:`client` (TLS roots, admin certificate, token)."""
+        return self.cluster.credentials
+
     def async_client(self, **options: Any) -> AsyncClient:
         """A new :class:`schedd.aio.AsyncClient` for this cluster (close it when done)."""
         return self.cluster.async_client(**options)
@@ -389,7 +483,6 @@ def local_cluster(
     :data:`FAST_ARGS`. ``timeout``: how long to wait for the first leader. ``client_timeout`` and
     ``retry_for`` configure the yielded client (see :class:`schedd.client.Client`).
     """
-    from schedd.client import Client
 
     own_root = root is None
     path = tempfile.mkdtemp(prefix="schedd-test-") if root is None else root
@@ -398,7 +491,7 @@ def local_cluster(
     try:
         cluster.start()
         cluster.wait_for_leader(timeout=timeout)
-        client = Client(cluster.endpoints, timeout=client_timeout, retry_for=retry_for)
+        client = cluster.client(timeout=client_timeout, retry_for=retry_for)
         yield RunningCluster(cluster, client)
     finally:
         if client is not None:

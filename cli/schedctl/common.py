@@ -24,6 +24,7 @@ from schedctl import config, output
 from schedd import errors
 from schedd.client import Client, parse_endpoints
 from schedd.sched.schedule import format_ms, parse_duration, parse_rfc3339
+from schedd.sdk.credentials import Credentials
 
 # ---- exit codes ----------------------------------------------------------------------------
 
@@ -35,6 +36,7 @@ EXIT_UNAVAILABLE = 4
 EXIT_EXISTS = 5
 EXIT_ABORTED = 6
 EXIT_OUTCOME_UNKNOWN = 7
+EXIT_DENIED = 8  # no or bad credentials, or a missing role
 EXIT_INTERRUPTED = 130
 
 #: error type -> exit code; the first matching entry wins (subclasses before their parents).
@@ -45,6 +47,8 @@ EXIT_CODES: list[tuple[type[errors.SchedError], int]] = [
     (errors.AlreadyExists, EXIT_EXISTS),
     (errors.StaleFence, EXIT_ABORTED),
     (errors.OutcomeUnknown, EXIT_OUTCOME_UNKNOWN),
+    (errors.Unauthenticated, EXIT_DENIED),
+    (errors.PermissionDenied, EXIT_DENIED),
 ]
 
 NO_ENDPOINTS = (
@@ -95,7 +99,29 @@ class Settings:
     retry_for: float
     context: str | None = None
     client_factory: Callable[..., Client] = Client
+    #: --ca/--cert/--key/--token-file/--insecure; each falls back to its SCHEDD_* variable
+    tls: dict[str, Any] = field(default_factory=dict)
     _client: Client | None = field(default=None, repr=False)
+
+    def credentials(self) -> Credentials:
+        """TLS roots, client certificate and token: the flags, else the ``SCHEDD_*`` variables
+        (schedd.sdk.credentials); InvalidArgument naming the flag or variable when unusable."""
+        env = dict(os.environ)
+        for flag, var in (
+            ("ca", "SCHEDD_CA"),
+            ("cert", "SCHEDD_CERT"),
+            ("key", "SCHEDD_KEY"),
+            ("token_file", "SCHEDD_TOKEN_FILE"),
+        ):
+            if self.tls.get(flag):
+                env[var] = self.tls[flag]
+                if flag == "token_file":
+                    env.pop("SCHEDD_TOKEN", None)
+        if self.tls.get("insecure"):
+            env["SCHEDD_INSECURE"] = "1"
+        creds = Credentials.from_env(env)
+        creds.check()
+        return creds
 
     def endpoint_source(self) -> tuple[str, str]:
         """(where from, the comma-separated endpoints); InvalidArgument when there are none."""
@@ -121,8 +147,9 @@ class Settings:
     def client(self) -> Client:
         """The SDK client for the configured endpoints (made once)."""
         if self._client is None:
+            extra = {"credentials": self.credentials()} if self.client_factory is Client else {}
             self._client = self.client_factory(
-                self.endpoint_list(), timeout=self.timeout, retry_for=self.retry_for
+                self.endpoint_list(), timeout=self.timeout, retry_for=self.retry_for, **extra
             )
         return self._client
 

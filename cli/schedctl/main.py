@@ -160,6 +160,28 @@ def _guarded(run: Callable[[], Any]) -> int:
     show_envvar=True,
     help="Keep looking for a leader this many seconds before giving up (exit 4).",
 )
+@click.option(
+    "--ca",
+    metavar="FILE",
+    help="CA certificate the nodes' certificates chain to. Default: $SCHEDD_CA, else the "
+    "system's trusted roots.",
+)
+@click.option(
+    "--cert",
+    metavar="FILE",
+    help="Client certificate, for clusters that require mutual TLS. Default: $SCHEDD_CERT.",
+)
+@click.option("--key", metavar="FILE", help="The client certificate's key. Default: $SCHEDD_KEY.")
+@click.option(
+    "--token-file",
+    metavar="FILE",
+    help="File holding an API token. Default: $SCHEDD_TOKEN, else $SCHEDD_TOKEN_FILE.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Plaintext, for nodes started with --insecure. Default: $SCHEDD_INSECURE=1.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -168,13 +190,18 @@ def cli(
     as_json: bool,
     timeout: float,
     retry_for: float,
+    ca: str | None,
+    cert: str | None,
+    key: str | None,
+    token_file: str | None,
+    insecure: bool,
 ) -> None:
     """Operate a schedd cluster: jobs, runs, workers and cluster status.
 
     \b
     Quick start:
-      schedd dev                                  # a local 3-node cluster; prints the export line
-      export SCHEDD_ENDPOINTS=127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103
+      schedd dev                                  # a local 3-node cluster with TLS and a token
+      source .schedd-dev/env                      # endpoints, CA, certificate, token
       schedctl job create hello --cron '*/5 * * * * *'
       schedctl worker run -- echo hello
       schedctl run list --job hello
@@ -186,6 +213,7 @@ def cli(
         retry_for=retry_for,
         context=context,
         client_factory=Client,
+        tls={"ca": ca, "cert": cert, "key": key, "token_file": token_file, "insecure": insecure},
     )
     ctx.obj = settings
     ctx.call_on_close(settings.close)
@@ -357,6 +385,7 @@ def worker_run(
         worker_id,
         tags=offered,
         drain_timeout=drain_timeout,
+        credentials=s.credentials(),
     )
     raise click.exceptions.Exit(int(code))
 

@@ -39,6 +39,7 @@ from typing import IO
 from schedd.agent import Context, HandlerFailure, Worker
 from schedd.agent.core import kv
 from schedd.sched.schedule import format_ms
+from schedd.sdk.credentials import Credentials
 
 __all__ = [
     "KILL_AFTER_S",
@@ -187,14 +188,17 @@ def run_shell_worker(
     *,
     tags: dict[str, str] | None = None,
     drain_timeout: float = 10.0,
+    credentials: Credentials | None = None,
 ) -> int:
     """Run the shell worker until SIGINT/SIGTERM (or ``stop`` from elsewhere).
 
     Returns 0 after a clean stop, 2 with a one-line error on stderr for bad arguments (empty
     ``argv``, no endpoints, concurrency < 1, bad ``tags`` or ``drain_timeout``). ``tags``: what
     this worker offers (jobs with tags go only to workers carrying them); ``drain_timeout``:
-    seconds running commands get to finish on SIGTERM before their leases are released. Configures logging to stderr at INFO (or
-    ``SCHEDD_LOG_LEVEL``) when the process has no logging set up yet.
+    seconds running commands get to finish on SIGTERM before their leases are released;
+    ``credentials``: as for :class:`schedd.agent.Worker` (default: the ``SCHEDD_*`` variables).
+    Configures logging to stderr at INFO (or ``SCHEDD_LOG_LEVEL``) when the process has no
+    logging set up yet.
     """
     if not argv:
         print(
@@ -211,6 +215,7 @@ def run_shell_worker(
             logger=logging.getLogger("schedd.agent"),
             tags=tags,
             drain_timeout=drain_timeout,
+            credentials=credentials,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -71,14 +71,20 @@ class SessionEnd(NamedTuple):
     frozen: bool  # the node looked frozen: no connection in time, or no answer to the probe
 
 
+#: The options of a stream's channel. No keepalive pings: see insecure_channel.
+CHANNEL_OPTIONS = [("grpc.enable_retries", 0)]
+
+
 def insecure_channel(target: str) -> Any:
-    """The channel of one stream (a fresh one per stream: a broken connection is never reused)."""
+    """The channel of one stream (a fresh one per stream: a broken connection is never reused).
+    The worker passes a channel factory built from its credentials; this plaintext one is the
+    default for tests that drive a Stream directly."""
     import grpc
 
     # No keepalive pings: gRPC resets the keepalive timer on every write, so with heartbeats
     # flowing it never pings, and pings between sparse heartbeats earn a too_many_pings GOAWAY
     # from a default server. Liveness comes from the probe (Stream.start_probe).
-    return grpc.insecure_channel(target, options=[("grpc.enable_retries", 0)])
+    return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
 
 
 class Stream:
@@ -97,6 +103,7 @@ class Stream:
         concurrency: int,
         tags: Mapping[str, str],
         channel: Callable[[str], Any] = insecure_channel,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
         self._shared = shared
         self._runner = runner
@@ -105,6 +112,7 @@ class Stream:
         self._concurrency = concurrency
         self._tags = dict(tags)
         self._channel = channel
+        self._md = {"metadata": tuple(metadata)} if metadata else {}
         self.nav = Navigator(endpoints, max_free_hops=FREE_HOPS, suspect_for=SUSPECT_S)
 
     # ---- the stream loop -------------------------------------------------------------------
@@ -173,10 +181,10 @@ class Stream:
                 return SessionEnd(False, "", why, why.startswith("no connection within"))
             status = api_grpc.ClusterServiceStub(channel).GetNodeStatus
             session.probe = lambda: status.future(
-                api_pb2.NodeStatusRequest(), timeout=self.probe_timeout_s()
+                api_pb2.NodeStatusRequest(), timeout=self.probe_timeout_s(), **self._md
             )
             session.started_at = shared.clock()
-            call = api_grpc.WorkerServiceStub(channel).Connect(self.requests(session))
+            call = api_grpc.WorkerServiceStub(channel).Connect(self.requests(session), **self._md)
             session.call = call
             with shared.lock:
                 shared.session = session

@@ -26,7 +26,8 @@ from schedd import rules
 from schedd.agent.core import Handler, kv
 from schedd.agent.runner import Runner, in_handler
 from schedd.agent.shared import Intent, Shared
-from schedd.agent.stream import Stream
+from schedd.agent.stream import CHANNEL_OPTIONS, Stream
+from schedd.sdk.credentials import Credentials
 from schedd.sdk.endpoints import parse_endpoints
 
 __all__ = ["Worker", "default_worker_id"]
@@ -54,6 +55,8 @@ class Worker:
     firings in flight to this worker). ``worker_id``: shown in run records; default
     ``hostname-pid-xxxx``. ``drain_timeout``: seconds running handlers get on SIGTERM /
     ``stop()`` before their leases are released. ``clock``: monotonic seconds (tests).
+    ``credentials``: TLS roots, client certificate and token, as for
+    :class:`schedd.client.Client` (default: from the ``SCHEDD_*`` variables).
     Bad arguments raise ``ValueError``; a malformed or empty ``endpoints`` raises
     :class:`schedd.errors.InvalidArgument`, which is one. Guide: docs/agent.md.
 
@@ -96,8 +99,11 @@ class Worker:
         drain_timeout: float = 10.0,
         logger: logging.Logger | None = None,
         clock: Callable[[], float] = time.monotonic,
+        credentials: Credentials | None = None,
     ) -> None:
         self.endpoints = parse_endpoints(endpoints)
+        creds = Credentials.resolve(credentials)
+        creds.check()  # a missing certificate file fails here, not on every reconnect
         if isinstance(queues, str):
             queues = [q.strip() for q in queues.split(",")]
         self.queues = [q for q in dict.fromkeys(queues) if q]
@@ -132,6 +138,8 @@ class Worker:
             queues=self.queues,
             concurrency=concurrency,
             tags=self.tags,
+            channel=lambda target: creds.channel(target, CHANNEL_OPTIONS),
+            metadata=creds.metadata,
         )
 
         self._state = _State.NEW

@@ -119,9 +119,11 @@ def main() -> None:
     \b
     Start a local 3-node cluster with a demo worker:
         schedd dev --demo
-    Run one node of a production cluster:
+    Run one node of a production cluster (docs/security.md: certificates and tokens):
         SCHEDD_RAFT_PASSWORD=... schedd run --node-id n1 --data-dir /var/lib/schedd \\
             --raft 10.0.0.1:7001 --grpc 10.0.0.1:7000 \\
+            --tls-cert n1.pem --tls-key n1.key --tls-ca ca.pem \\
+            --bootstrap-token-file /etc/schedd/bootstrap.token \\
             --peer n2=10.0.0.2:7001/10.0.0.2:7000 --peer n3=10.0.0.3:7001/10.0.0.3:7000
     """
 
@@ -190,6 +192,33 @@ def _catchup_spacing(rate: Any) -> int:
     "of a majority then loses acknowledged writes and can reuse fences. Only for tests and "
     "throw-away clusters; never set by default or by an environment variable.",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False),
+    help="PEM certificate of the gRPC port (with SANs for the names clients dial). Re-read "
+    "when the file changes: rotate without a restart.",
+)
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key of --tls-cert.")
+@click.option(
+    "--tls-ca",
+    type=click.Path(dir_okay=False),
+    help="PEM CA that client certificates must chain to: every client (workers, nodes, people) "
+    "then needs one (mutual TLS); identities and roles come from their SPIFFE ids.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    default=None,
+    help="Serve gRPC in plaintext without authentication: anyone who reaches the port can "
+    "change every job. Only for a trusted test network; never the default.",
+)
+@click.option(
+    "--bootstrap-token-file",
+    type=click.Path(dir_okay=False),
+    help="File (mode 0600) with the first cluster-admin token, at least 32 random characters; "
+    "give every node the same file. Create more tokens with it (schedctl token create), then "
+    "revoke it (schedctl token revoke bootstrap).",
+)
 @click.option("--log-level", default="info", show_default=True)
 def run(
     config_file: str | None,
@@ -206,6 +235,11 @@ def run(
     map_size: int | None,
     min_free: int | None,
     unsafe_no_fsync: bool | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
+    insecure: bool | None,
+    bootstrap_token_file: str | None,
     log_level: str,
 ) -> None:
     """Run one schedd node until SIGTERM or Ctrl-C.
@@ -282,7 +316,20 @@ def run(
     if not isinstance(unsafe, bool):
         _fail(f"--config: unsafe_no_fsync must be true or false, not {unsafe!r}")
     from schedd.raft.settings import RaftSettings
+    from schedd.security.tls import ServerTLS
 
+    cert, key, ca = (
+        pick(tls_cert, "tls_cert"),
+        pick(tls_key, "tls_key"),
+        pick(tls_ca, "tls_ca"),
+    )
+    if bool(cert) != bool(key):
+        _fail("--tls-cert and --tls-key go together: give both (or --insecure for plaintext)")
+    if ca and not cert:
+        _fail("--tls-ca needs --tls-cert and --tls-key (the node's own certificate)")
+    plain = pick(insecure, "insecure", False)
+    if not isinstance(plain, bool):
+        _fail(f"--config: insecure must be true or false, not {plain!r}")
     try:
         config = NodeConfig(
             node_id=pick(node_id, "node_id"),
@@ -295,6 +342,9 @@ def run(
             raft_settings=RaftSettings(fsync=not unsafe),
             map_size=int(pick(map_size, "map_size_mib", 4096)) << 20,
             min_free_bytes=int(pick(min_free, "min_free_mib", 64)) << 20,
+            tls=ServerTLS(cert, key, ca or "") if cert else None,
+            insecure=plain,
+            bootstrap_token_file=pick(bootstrap_token_file, "bootstrap_token_file", ""),
         )
         node = Node(config)
     except SchedError as e:
@@ -336,14 +386,20 @@ def run(
 @click.option(
     "--demo", is_flag=True, help="Also start a shell worker and a demo job firing every 5 seconds."
 )
-def dev(nodes: int, root: str, base_port: int, demo: bool) -> None:
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Plaintext without authentication (default: a local CA, mutual TLS and an admin token "
+    "in DIR, all written to DIR/env).",
+)
+def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool) -> None:
     """Start a local cluster of real `schedd run` processes on 127.0.0.1 and keep it running
     until Ctrl-C.
 
     \b
     Example:
         schedd dev --demo
-        export SCHEDD_ENDPOINTS=127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053
+        source .schedd-dev/env        # in another shell: endpoints, CA, certificate, token
         schedctl run list --job demo
     """
     import socket
@@ -359,7 +415,7 @@ def dev(nodes: int, root: str, base_port: int, demo: bool) -> None:
                 _fail(
                     f"--base-port: port {port} is in use (another schedd dev?); stop it or pick another --base-port"
                 )
-    cluster = LocalCluster(root, nodes=nodes, base_port=base_port)
+    cluster = LocalCluster(root, nodes=nodes, base_port=base_port, secure=not insecure)
     click.echo(
         f"starting {nodes} schedd nodes in {cluster.root} (logs: {cluster.root}/n*/node.log)"
     )
@@ -373,17 +429,19 @@ def dev(nodes: int, root: str, base_port: int, demo: bool) -> None:
             leader = cluster.wait_for_leader(timeout=30)
         except (TimeoutError, RuntimeError) as e:
             _fail(str(e), 1)
-        env_line = f"export SCHEDD_ENDPOINTS={cluster.endpoints_env}"
-        with open(os.path.join(cluster.root, "env"), "w") as f:
-            f.write(env_line + "\n")
+        env_path = cluster.write_env()
         click.echo(f"leader: {leader}")
         for spec in cluster.specs:
             click.echo(f"  {spec.node_id}: grpc {spec.grpc}  raft {spec.raft}")
-        click.echo("point schedctl at the cluster with:")
-        click.echo(f"  {env_line}")
-        click.echo(
-            f"  (also written to {os.path.join(cluster.root, 'env')}; `source` it in another shell)"
-        )
+        if insecure:
+            click.echo("security: OFF (--insecure): plaintext, no authentication")
+        else:
+            click.echo(
+                f"security: mutual TLS (CA {cluster.ca_file}) and an admin token "
+                f"({cluster.token_file})"
+            )
+        click.echo("point schedctl and the SDK at the cluster in another shell with:")
+        click.echo(f"  source {os.path.relpath(env_path)}")
         if demo:
             worker = _start_demo(cluster)
         click.echo("press Ctrl-C to stop")
@@ -409,7 +467,6 @@ def dev(nodes: int, root: str, base_port: int, demo: bool) -> None:
 def _start_demo(cluster: Any) -> Any:
     import subprocess
 
-    from schedd.client import Client
     from schedd.errors import AlreadyExists
 
     log_path = os.path.join(cluster.root, "worker.log")
@@ -430,9 +487,13 @@ def _start_demo(cluster: Any) -> Any:
         script,
     ]
     worker = subprocess.Popen(
-        cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+        cmd,
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **cluster.worker_env},
     )
-    with Client(cluster.endpoints) as client:
+    with cluster.client() as client:
         try:
             client.create_job(
                 "demo",

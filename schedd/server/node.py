@@ -26,6 +26,8 @@ from schedd.pb import api_pb2
 from schedd.raft.adapter import RaftNode, StateAheadOfJournal
 from schedd.raft.journal import JournalCorrupt
 from schedd.raft.settings import RaftSettings
+from schedd.security.tls import ServerTLS, TLSConfigError, server_credentials
+from schedd.server.auth import AuthInterceptor, TokenTable, bootstrap_token
 from schedd.server.dispatcher import Dispatcher, DispatchSettings
 from schedd.server.service import add_services
 from schedd.server.workers import Registry
@@ -69,6 +71,13 @@ class NodeConfig:
     map_size: int = 4 << 30
     grpc_workers: int = 64
     min_free_bytes: int = 64 << 20  # stop (exit 70) below this much free disk
+    #: the gRPC port's certificate (None: plaintext, allowed only with insecure=True)
+    tls: ServerTLS | None = None
+    #: plaintext and no authentication: every caller may do everything (--insecure)
+    insecure: bool = False
+    #: file holding the bootstrap token's secret: the leader records its hash as a cluster-admin
+    #: token named "bootstrap" unless a token of that name exists (or was revoked)
+    bootstrap_token_file: str = ""
 
     def validate(self) -> None:
         if not self.node_id:
@@ -89,6 +98,43 @@ class NodeConfig:
         addrs = [self.raft, *(p.raft for p in self.peers)]
         if len(set(addrs)) != len(addrs):
             raise InvalidArgument("--peer", "raft addresses must be unique")
+        if self.tls is None and not self.insecure:
+            raise InvalidArgument(
+                "--tls-cert",
+                "the gRPC port needs a certificate (--tls-cert and --tls-key, plus --tls-ca to "
+                "require client certificates); to serve plaintext without authentication on a "
+                "trusted network, pass --insecure explicitly",
+            )
+        if self.tls is not None and self.insecure:
+            raise InvalidArgument("--insecure", "cannot be combined with --tls-cert")
+
+
+def _read_bootstrap(path: str) -> str:
+    """The bootstrap token's secret ("" without a file). Refuses a short secret or a file that
+    group or others can read: it is a cluster-admin credential."""
+    if not path:
+        return ""
+    try:
+        st = os.stat(path)
+        with open(path) as f:
+            secret = f.read().strip()
+    except OSError as e:
+        raise InvalidArgument(
+            "--bootstrap-token-file", f"cannot read {path}: {e.strerror}"
+        ) from None
+    if st.st_mode & 0o077:
+        raise InvalidArgument(
+            "--bootstrap-token-file",
+            f"{path} is readable by group or others (mode {st.st_mode & 0o777:o}); "
+            f"run chmod 600 {path}",
+        )
+    if len(secret) < 32:
+        raise InvalidArgument(
+            "--bootstrap-token-file",
+            f"the token in {path} is {len(secret)} characters; use at least 32 random ones, e.g. "
+            'python3 -c "import secrets; print(secrets.token_urlsafe(32))"',
+        )
+    return secret
 
 
 def _set_event(event: threading.Event, *_: object) -> None:
@@ -138,6 +184,13 @@ class Node:
     def __init__(self, config: NodeConfig, clock: Clock | None = None) -> None:
         config.validate()
         self.config = config
+        self._bootstrap_secret = _read_bootstrap(config.bootstrap_token_file)
+        grpc_creds = None
+        if config.tls is not None:
+            try:
+                grpc_creds = server_credentials(config.tls)
+            except TLSConfigError as e:
+                raise InvalidArgument(e.flag, e.message) from None
         self.clock = clock or SystemClock()
         self.propose_timeout_s = 5.0
         os.makedirs(config.data_dir, exist_ok=True)
@@ -192,9 +245,13 @@ class Node:
             settings=config.dispatch,
         )
         self.store.on_applied = lambda _index, result: self.dispatcher.applied(result)
+        self.tokens = TokenTable(
+            self.store.tokens_version, self.store.list_tokens, self.clock.now_ms
+        )
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="grpc"),
             options=[("grpc.so_reuseport", 0)],
+            interceptors=[AuthInterceptor(self.tokens, insecure=config.insecure)],
         )
         names = add_services(self.server, self)
         self.health = health.HealthServicer()
@@ -202,8 +259,21 @@ class Node:
         reflection.enable_server_reflection(
             [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
-        if self.server.add_insecure_port(config.grpc) == 0:
+        if grpc_creds is not None:
+            port = self.server.add_secure_port(config.grpc, grpc_creds)
+        else:
+            log.warning(
+                "event=insecure node=%s grpc=%s: serving plaintext without authentication "
+                "(--insecure); anyone who reaches this port can read and change every job. "
+                "Use --tls-cert/--tls-key/--tls-ca outside a trusted test network",
+                config.node_id,
+                config.grpc,
+            )
+            port = self.server.add_insecure_port(config.grpc)
+        if port == 0:
             raise InvalidArgument("--grpc", f"cannot listen on {config.grpc} (in use?)")
+        if self._bootstrap_secret:
+            self.tokens.accept_bootstrap(bootstrap_token(self._bootstrap_secret))
         self._stopped = threading.Event()
         self._syncer: threading.Thread | None = None
 
@@ -244,6 +314,7 @@ class Node:
                     )
                 if seconds % every == 0:
                     self.raft.checkpoint()
+                self._maybe_bootstrap()
             except Exception:
                 log.exception("event=checkpoint_failed")
 
@@ -264,6 +335,23 @@ class Node:
         os.unlink(self._running_marker)  # LMDB is synced and closed: a reboot cannot tear it now
         disk.fsync_dir(self.config.data_dir)
         log.info("event=node_stopped node=%s", self.config.node_id)
+
+    def _maybe_bootstrap(self) -> None:
+        """On the leader: record the bootstrap token (its hash) once, so that it shows in
+        ``token list`` and can be revoked; a revoked one is never re-created."""
+        if not self._bootstrap_secret or not self.raft.is_leader():
+            return
+        if any(t.name == "bootstrap" for t in self.store.list_tokens()):
+            return
+        from schedd.pb import command_pb2
+        from schedd.state.apply import encode
+
+        cmd = command_pb2.Command(now_ms=self.clock.now_ms())
+        cmd.create_token.token.CopyFrom(bootstrap_token(self._bootstrap_secret))
+        try:
+            self.raft.propose(encode(cmd), self.propose_timeout_s)
+        except Exception as e:  # not leader any more, no quorum: the next second tries again
+            log.debug("event=bootstrap_token_deferred error=%r", e)
 
     # ---- leadership --------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +22,7 @@ from schedd.errors import (
     InvalidArgument,
     NotFound,
     NotLeader,
+    PermissionDenied,
     SchedError,
     StaleFence,
     Unavailable,
@@ -32,6 +34,7 @@ from schedd.sched.explain import explain
 from schedd.sched.schedule import compile_schedule
 from schedd.sdk.endpoints import LEADER_METADATA_KEY
 from schedd.server import commands, validate
+from schedd.server.auth import current_principal, secret_hash
 from schedd.server.workers import WorkerSession
 from schedd.state.apply import Result, encode
 
@@ -335,6 +338,14 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             queues = frozenset(
                 validate.queue(q, "hello.queues") for q in hello.queues
             ) or frozenset({"default"})
+            principal = current_principal()
+            refused = sorted(q for q in queues if not principal.may_serve(q))
+            if refused:
+                raise PermissionDenied(
+                    f"{principal.name} may not take firings from queue(s) {', '.join(refused)}: "
+                    f"its grant covers {', '.join(principal.queues)}; connect with those queues "
+                    "or ask a cluster admin for a token covering these"
+                )
             session = WorkerSession(
                 hello.worker_id,
                 queues,
@@ -347,8 +358,10 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             abort(context, e)
             return
         log.info(
-            "event=worker_attached worker=%s queues=%s concurrency=%d reattached=%d lost=%d peer=%s",
+            "event=worker_attached worker=%s principal=%s queues=%s concurrency=%d reattached=%d "
+            "lost=%d peer=%s",
             session.worker_id,
+            principal.name,
             ",".join(sorted(queues)),
             session.concurrency,
             len(reattached),
@@ -474,12 +487,65 @@ class ClusterService(_Base, api_grpc.ClusterServiceServicer):
         return api_pb2.TransferLeadershipResponse()
 
 
+class TokenService(_Base, api_grpc.TokenServiceServicer):
+    """Bearer tokens. The secret is generated here, on the leader, and only its hash is
+    proposed: the log, the snapshots and every replica hold no usable secret."""
+
+    @rpc
+    def CreateToken(
+        self, req: api_pb2.CreateTokenRequest, context: grpc.ServicerContext
+    ) -> api_pb2.CreateTokenResponse:
+        self._leader()
+        now = self.node.clock.now_ms()
+        tok = validate.create_token(req, now)
+        tok.created_by = current_principal().name
+        secret = "sdt_" + secrets.token_urlsafe(32)
+        tok.secret_sha256 = secret_hash(secret)
+        cmd = command_pb2.Command(now_ms=now)
+        cmd.create_token.token.CopyFrom(tok)
+        self._propose(cmd)
+        shown = types_pb2.Token()
+        shown.CopyFrom(tok)
+        shown.ClearField("secret_sha256")
+        shown.created_ms = now
+        return api_pb2.CreateTokenResponse(token=shown, secret=secret)
+
+    @rpc
+    def ListTokens(
+        self, req: api_pb2.ListTokensRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ListTokensResponse:
+        self._leader()
+        out = []
+        for tok in self.node.store.list_tokens():
+            if tok.revoked_ms and not req.include_revoked:
+                continue
+            tok.ClearField("secret_sha256")
+            out.append(tok)
+        return api_pb2.ListTokensResponse(tokens=out)
+
+    @rpc
+    def RevokeToken(
+        self, req: api_pb2.RevokeTokenRequest, context: grpc.ServicerContext
+    ) -> api_pb2.RevokeTokenResponse:
+        self._leader()
+        name = validate.token_name(req.name)
+        cmd = command_pb2.Command(now_ms=self.node.clock.now_ms())
+        cmd.revoke_token.name = name
+        cmd.revoke_token.revoked_by = current_principal().name
+        self._propose(cmd)
+        tok = next((t for t in self.node.store.list_tokens() if t.name == name), None)
+        if tok is not None:
+            tok.ClearField("secret_sha256")
+        return api_pb2.RevokeTokenResponse(token=tok)
+
+
 def add_services(server: grpc.Server, node: Node) -> list[str]:
     api_grpc.add_JobServiceServicer_to_server(JobService(node), server)
     api_grpc.add_RunServiceServicer_to_server(RunService(node), server)
     api_grpc.add_WorkerServiceServicer_to_server(WorkerService(node), server)
     api_grpc.add_ClusterServiceServicer_to_server(ClusterService(node), server)
+    api_grpc.add_TokenServiceServicer_to_server(TokenService(node), server)
     return [
         api_pb2.DESCRIPTOR.services_by_name[n].full_name
-        for n in ("JobService", "RunService", "WorkerService", "ClusterService")
+        for n in ("JobService", "RunService", "WorkerService", "ClusterService", "TokenService")
     ]

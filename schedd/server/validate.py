@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 
 from schedd import rules
@@ -35,6 +36,7 @@ from schedd.sched.schedule import (
     parse_duration,
     parse_zone,
 )
+from schedd.security import roles
 
 NAME_RE, QUEUE_RE, TAG_RE = rules.NAME_RE, rules.QUEUE_RE, rules.TAG_RE
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -438,3 +440,50 @@ def resume_due(job: types_pb2.Job, now_ms: int) -> int:
     if job.schedule.kind == types_pb2.SCHEDULE_KIND_AT:
         return job.next_due_ms
     return first_due(job.schedule, now_ms, job.name)
+
+
+TOKEN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+MAX_TOKEN_GRANTS = 32
+MAX_TOKEN_TTL_S = 10 * 366 * 86_400
+
+
+def token_name(value: str, field: str = "name") -> str:
+    if not TOKEN_NAME_RE.match(value):
+        raise InvalidArgument(
+            field,
+            f"{value[:80]!r} is not a token name: 1-63 of a-z 0-9 . _ -, starting with a letter "
+            "or digit",
+        )
+    return value
+
+
+def create_token(req: api_pb2.CreateTokenRequest, now_ms: int) -> types_pb2.Token:
+    """The token record to propose (without its secret hash and creator)."""
+    name_ = token_name(req.name)
+    if not req.grants:
+        raise InvalidArgument(
+            "grants", "at least one role is required, e.g. writer, default:reader, cluster-admin"
+        )
+    if len(req.grants) > MAX_TOKEN_GRANTS:
+        raise InvalidArgument("grants", f"{len(req.grants)} grants; at most {MAX_TOKEN_GRANTS}")
+    grants: list[str] = []
+    for g in req.grants:
+        try:
+            grant = roles.parse_grant(g)
+        except ValueError as e:
+            raise InvalidArgument("grants", str(e)) from None
+        if grant.namespace != roles.ANY_NAMESPACE:
+            name(grant.namespace, "grants")  # a namespace is named like a job
+        if str(grant) not in grants:
+            grants.append(str(grant))
+    queues = [queue(q, "queues") for q in dict.fromkeys(req.queues)]
+    if queues and not any(roles.parse_grant(g).role is roles.Role.WORKER for g in grants):
+        raise InvalidArgument("queues", "restricts worker grants; add a worker role or drop it")
+    if not 0 <= req.ttl_s <= MAX_TOKEN_TTL_S:
+        raise InvalidArgument("ttl_s", f"{req.ttl_s} is out of range 0 .. {MAX_TOKEN_TTL_S}")
+    return types_pb2.Token(
+        name=name_,
+        grants=grants,
+        queues=queues,
+        expires_ms=now_ms + req.ttl_s * 1000 if req.ttl_s else 0,
+    )

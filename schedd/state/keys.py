@@ -12,6 +12,7 @@ pending_q      queue + 0x00 + be64(not_before_ms) + run id     empty   (PENDING 
 leases         run id                                          be64(fence) + worker id (LEASED runs)
 active         job + 0x00 + be64(uid) + be64(scheduled) + id  empty   (PENDING/LEASED runs)
 requests       client request id                               JSON result of the first apply
+tokens         token name                                      types_pb2.Token (a hash only)
 meta           applied_index / next_fence / schema             be64 or text
 =============  ==============================================  ==========================
 
@@ -33,11 +34,13 @@ DBS = (
     "active",
     "requests",
     "meta",
+    "tokens",
 )
 
 APPLIED_INDEX = b"applied_index"
 NEXT_FENCE = b"next_fence"
 CATCHUP_NEXT = b"catchup_next"  # earliest not_before of the next paced catch-up run
+TOKENS_VERSION = b"tokens_version"  # grows with every token change (authenticators reload)
 SCHEMA = b"schema"
 SCHEMA_VERSION = b"1"
 

@@ -167,6 +167,19 @@ class Store:
             raw = txn.get(name.encode(), db=self._dbs["jobs"])
         return None if raw is None else types_pb2.Job.FromString(raw)
 
+    def tokens_version(self) -> int:
+        """``meta.tokens_version``: grows with every token change (0: none yet)."""
+        with self.read() as txn:
+            raw = txn.get(keys.TOKENS_VERSION, db=self._dbs["meta"])
+        return 0 if raw is None else keys.from_be64(bytes(raw))
+
+    def list_tokens(self) -> list[types_pb2.Token]:
+        """Every token record (revoked ones too), by name."""
+        with self.read() as txn:
+            return [
+                types_pb2.Token.FromString(bytes(v)) for _k, v in txn.cursor(db=self._dbs["tokens"])
+            ]
+
     def get_run(self, rid: str) -> types_pb2.Run | None:
         with self.read() as txn:
             raw = txn.get(rid.encode(), db=self._dbs["runs"])

@@ -227,8 +227,22 @@ class Batch(_message.Message):
     commands: _containers.RepeatedCompositeFieldContainer[Command]
     def __init__(self, commands: _Optional[_Iterable[_Union[Command, _Mapping]]] = ...) -> None: ...
 
+class CreateTokenCmd(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: _types_pb2.Token
+    def __init__(self, token: _Optional[_Union[_types_pb2.Token, _Mapping]] = ...) -> None: ...
+
+class RevokeTokenCmd(_message.Message):
+    __slots__ = ("name", "revoked_by")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_BY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    revoked_by: str
+    def __init__(self, name: _Optional[str] = ..., revoked_by: _Optional[str] = ...) -> None: ...
+
 class Command(_message.Message):
-    __slots__ = ("version", "now_ms", "request_id", "create_job", "delete_job", "pause_job", "resume_job", "trigger_job", "retry_run", "update_job", "backfill", "fire_due", "grant_leases", "expire_leases", "complete_runs", "dispatch_timeout", "prune_runs", "barrier", "batch")
+    __slots__ = ("version", "now_ms", "request_id", "create_job", "delete_job", "pause_job", "resume_job", "trigger_job", "retry_run", "update_job", "backfill", "fire_due", "grant_leases", "expire_leases", "complete_runs", "dispatch_timeout", "prune_runs", "barrier", "batch", "create_token", "revoke_token")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NOW_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -248,6 +262,8 @@ class Command(_message.Message):
     PRUNE_RUNS_FIELD_NUMBER: _ClassVar[int]
     BARRIER_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     version: int
     now_ms: int
     request_id: str
@@ -267,4 +283,6 @@ class Command(_message.Message):
     prune_runs: PruneRunsCmd
     barrier: BarrierCmd
     batch: Batch
-    def __init__(self, version: _Optional[int] = ..., now_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., create_job: _Optional[_Union[CreateJobCmd, _Mapping]] = ..., delete_job: _Optional[_Union[DeleteJobCmd, _Mapping]] = ..., pause_job: _Optional[_Union[PauseJobCmd, _Mapping]] = ..., resume_job: _Optional[_Union[ResumeJobCmd, _Mapping]] = ..., trigger_job: _Optional[_Union[TriggerJobCmd, _Mapping]] = ..., retry_run: _Optional[_Union[RetryRunCmd, _Mapping]] = ..., update_job: _Optional[_Union[UpdateJobCmd, _Mapping]] = ..., backfill: _Optional[_Union[BackfillCmd, _Mapping]] = ..., fire_due: _Optional[_Union[FireDueCmd, _Mapping]] = ..., grant_leases: _Optional[_Union[GrantLeasesCmd, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesCmd, _Mapping]] = ..., complete_runs: _Optional[_Union[CompleteRunsCmd, _Mapping]] = ..., dispatch_timeout: _Optional[_Union[DispatchTimeoutCmd, _Mapping]] = ..., prune_runs: _Optional[_Union[PruneRunsCmd, _Mapping]] = ..., barrier: _Optional[_Union[BarrierCmd, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+    create_token: CreateTokenCmd
+    revoke_token: RevokeTokenCmd
+    def __init__(self, version: _Optional[int] = ..., now_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., create_job: _Optional[_Union[CreateJobCmd, _Mapping]] = ..., delete_job: _Optional[_Union[DeleteJobCmd, _Mapping]] = ..., pause_job: _Optional[_Union[PauseJobCmd, _Mapping]] = ..., resume_job: _Optional[_Union[ResumeJobCmd, _Mapping]] = ..., trigger_job: _Optional[_Union[TriggerJobCmd, _Mapping]] = ..., retry_run: _Optional[_Union[RetryRunCmd, _Mapping]] = ..., update_job: _Optional[_Union[UpdateJobCmd, _Mapping]] = ..., backfill: _Optional[_Union[BackfillCmd, _Mapping]] = ..., fire_due: _Optional[_Union[FireDueCmd, _Mapping]] = ..., grant_leases: _Optional[_Union[GrantLeasesCmd, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesCmd, _Mapping]] = ..., complete_runs: _Optional[_Union[CompleteRunsCmd, _Mapping]] = ..., dispatch_timeout: _Optional[_Union[DispatchTimeoutCmd, _Mapping]] = ..., prune_runs: _Optional[_Union[PruneRunsCmd, _Mapping]] = ..., barrier: _Optional[_Union[BarrierCmd, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., create_token: _Optional[_Union[CreateTokenCmd, _Mapping]] = ..., revoke_token: _Optional[_Union[RevokeTokenCmd, _Mapping]] = ...) -> None: ...

@@ -327,3 +327,23 @@ class Firing(_message.Message):
     queue: str
     lease_ttl_ms: int
     def __init__(self, run_id: _Optional[str] = ..., job: _Optional[str] = ..., scheduled_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., fence: _Optional[int] = ..., payload: _Optional[str] = ..., queue: _Optional[str] = ..., lease_ttl_ms: _Optional[int] = ...) -> None: ...
+
+class Token(_message.Message):
+    __slots__ = ("name", "secret_sha256", "grants", "queues", "created_ms", "expires_ms", "created_by", "revoked_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SECRET_SHA256_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    secret_sha256: bytes
+    grants: _containers.RepeatedScalarFieldContainer[str]
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    created_ms: int
+    expires_ms: int
+    created_by: str
+    revoked_ms: int
+    def __init__(self, name: _Optional[str] = ..., secret_sha256: _Optional[bytes] = ..., grants: _Optional[_Iterable[str]] = ..., queues: _Optional[_Iterable[str]] = ..., created_ms: _Optional[int] = ..., expires_ms: _Optional[int] = ..., created_by: _Optional[str] = ..., revoked_ms: _Optional[int] = ...) -> None: ...

@@ -58,6 +58,7 @@ from schedd.state.apply.leases import (
 )
 from schedd.state.apply.retention import _prune_runs
 from schedd.state.apply.runs import FINISHED_STATES
+from schedd.state.apply.tokens import _create_token, _revoke_token
 from schedd.state.apply.txn import (
     COMMAND_VERSION,
     SKIPPED,
@@ -165,6 +166,8 @@ _HANDLERS: dict[str, _Handler] = {
     "retry_run": _retry_run,
     "barrier": _barrier,
     "batch": _batch,
+    "create_token": _create_token,
+    "revoke_token": _revoke_token,
 }
 
 
