@@ -30,7 +30,16 @@ import grpc.aio
 
 from schedd import errors
 from schedd.clock import Clock, SystemClock
-from schedd.models import BackfillResult, Explanation, Job, NodeReport, NodeStatus, Run
+from schedd.models import (
+    BackfillResult,
+    Explanation,
+    Job,
+    NewToken,
+    NodeReport,
+    NodeStatus,
+    Run,
+    Token,
+)
 from schedd.pb import api_grpc
 from schedd.sdk import core
 from schedd.sdk.core import RetrySpec
@@ -51,6 +60,7 @@ class _AioStubs:
         self.jobs = api_grpc.JobServiceStub(self.channel)
         self.runs = api_grpc.RunServiceStub(self.channel)
         self.cluster = api_grpc.ClusterServiceStub(self.channel)
+        self.tokens = api_grpc.TokenServiceStub(self.channel)
         self.connections = 0
         self.ready = False
         self._watch = asyncio.get_running_loop().create_task(self._watch_state())
@@ -269,6 +279,29 @@ class AsyncClient:
         await self._invoke(core.complete_run(run_id, fence, success, error, exit_code))
 
     # -- cluster --
+
+    # -- tokens (cluster-admin) --
+
+    async def create_token(
+        self,
+        name: str,
+        grants: Sequence[str],
+        *,
+        queues: Sequence[str] = (),
+        ttl_s: int = 0,
+    ) -> NewToken:
+        """Create an API token; its secret is in the result, shown this once. ``grants``:
+        ``"cluster-admin"``, ``"ROLE"`` or ``"NAMESPACE:ROLE"`` (roles: reader, writer, admin,
+        worker); ``queues`` restricts worker grants; ``ttl_s``: lifetime (0 = no expiry)."""
+        return await self._invoke(core.create_token(name, grants, queues, ttl_s))
+
+    async def list_tokens(self, include_revoked: bool = False) -> list[Token]:
+        """The tokens (never their secrets), by name."""
+        return await self._invoke(core.list_tokens(include_revoked))
+
+    async def revoke_token(self, name: str) -> Token:
+        """Revoke a token on every node (each refuses it once it has applied the revocation)."""
+        return await self._invoke(core.revoke_token(name))
 
     async def transfer_leadership(self, to_node_id: str = "") -> None:
         """Ask the leader to hand leadership to ``to_node_id`` (empty: any caught-up follower);

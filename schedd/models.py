@@ -45,6 +45,7 @@ __all__ = [
     "Job",
     "JobState",
     "MisfirePolicy",
+    "NewToken",
     "NodeReport",
     "NodeStatus",
     "Outcome",
@@ -58,6 +59,7 @@ __all__ = [
     "Schedule",
     "ScheduleKind",
     "SkipReason",
+    "Token",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -604,6 +606,33 @@ class NodeStatus(Record):
     def is_leader(self) -> bool:
         """Whether this node says it is the leader."""
         return self.role == "leader"
+
+
+@dataclass(frozen=True)
+class Token(Record):
+    """An API token as the API shows it (``schedd.v1.Token``, never its secret or hash)."""
+
+    _pb: ClassVar[type[Message]] = types_pb2.Token
+
+    name: str = ""
+    grants: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+    created_ms: int = 0
+    expires_ms: int = 0
+    created_by: str = ""
+    revoked_ms: int = 0
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_ms != 0
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A token just created: ``secret`` is shown this once (only its hash is stored)."""
+
+    token: Token
+    secret: str
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from schedctl.completion import context_names
 from schedctl.config_cmd import config_group
 from schedctl.jobs import job
 from schedctl.runs import RUN_STATES, run
+from schedctl.tokens import token
 from schedd import errors
 from schedd.client import Client  # the factory Settings uses; tests replace it here
 
@@ -222,6 +223,7 @@ def cli(
 cli.add_command(job)
 cli.add_command(run)
 cli.add_command(config_group)
+cli.add_command(token)
 
 
 # ---- cluster -------------------------------------------------------------------------------

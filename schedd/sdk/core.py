@@ -410,7 +410,7 @@ class Call(Generic[_T]):
     """One leader-bound RPC: where it goes, the request, whether resending it is safe, and how
     its response becomes the SDK's result."""
 
-    service: str  # the stub attribute: "jobs", "runs" or "cluster"
+    service: str  # the stub attribute: "jobs", "runs", "cluster" or "tokens"
     method: str
     request: Any
     idempotent: bool
@@ -552,6 +552,43 @@ def transfer_leadership(to_node_id: str) -> Call[None]:
     """TransferLeadership; not resent after a timeout (a second transfer would move it again)."""
     req = build(lambda: api_pb2.TransferLeadershipRequest(to_node_id=to_node_id))
     return Call("cluster", "TransferLeadership", req, False, _nothing)
+
+
+def _new_token(resp: Any) -> models.NewToken:
+    return models.NewToken(models.Token.from_pb(resp.token), resp.secret)
+
+
+def _tokens(resp: Any) -> list[models.Token]:
+    return [models.Token.from_pb(t) for t in resp.tokens]
+
+
+def _token(resp: Any) -> models.Token:
+    return models.Token.from_pb(resp.token)
+
+
+def create_token(
+    name: str, grants: Sequence[str], queues: Sequence[str], ttl_s: int
+) -> Call[models.NewToken]:
+    """CreateToken; not resent after a timeout (the secret of a lost answer is gone: list the
+    tokens, revoke the unknown one and create it again)."""
+    req = build(
+        lambda: api_pb2.CreateTokenRequest(
+            name=name, grants=list(grants), queues=list(queues), ttl_s=int(ttl_s)
+        )
+    )
+    return Call("tokens", "CreateToken", req, False, _new_token)
+
+
+def list_tokens(include_revoked: bool) -> Call[list[models.Token]]:
+    """ListTokens (a read)."""
+    req = build(lambda: api_pb2.ListTokensRequest(include_revoked=include_revoked))
+    return Call("tokens", "ListTokens", req, True, _tokens)
+
+
+def revoke_token(name: str) -> Call[models.Token]:
+    """RevokeToken; revoking twice is harmless, so it is resent after a timeout."""
+    req = build(lambda: api_pb2.RevokeTokenRequest(name=name))
+    return Call("tokens", "RevokeToken", req, True, _token)
 
 
 def node_status_request(with_digest: bool) -> api_pb2.NodeStatusRequest:
