@@ -165,9 +165,10 @@ def running_cluster(
         progress(f"{name}: starting 3 schedd nodes in {root}")
         cluster.start()
         leader = cluster.wait_for_leader(timeout=30)
-        client = Client(cluster.endpoints, timeout=10.0, retry_for=30.0)
+        client = cluster.client(timeout=10.0, retry_for=30.0)
         worker = Worker(
             cluster.endpoints,
+            credentials=cluster.worker_credentials,
             concurrency=concurrency,
             worker_id=f"bench-{name}",
             logger=_agent_logger(name, events),

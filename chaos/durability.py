@@ -42,7 +42,6 @@ def _cluster(root: str, unsafe: bool):  # type: ignore[no-untyped-def]
 
 
 def fsyncs(seconds: float, unsafe: bool = False) -> int:
-    from schedd.client import Client
 
     if shutil.which("strace") is None:
         print("strace not found: apt-get install -y strace", file=sys.stderr)
@@ -78,7 +77,7 @@ def fsyncs(seconds: float, unsafe: bool = False) -> int:
 
         def load() -> None:
             nonlocal creates
-            with Client(cluster.endpoints, timeout=3) as c:
+            with cluster.client(timeout=3) as c:
                 while not stop.is_set():
                     c.create_job(f"d-{creates}", cron="*/1 * * * * *")
                     creates += 1
@@ -124,8 +123,6 @@ def throughput(seconds: float, clients: int) -> int:
     """Acknowledged creates per second and their latency, durable vs --unsafe-no-fsync."""
     import statistics
 
-    from schedd.client import Client
-
     os.makedirs(OUT, exist_ok=True)
     print(
         f"{clients} client threads creating jobs for {seconds:g}s against a 3-node cluster "
@@ -144,7 +141,7 @@ def throughput(seconds: float, clients: int) -> int:
 
             def load(k: int, cluster=cluster, stop=stop, lat=lat) -> None:  # type: ignore[no-untyped-def]
                 i = 0
-                with Client(cluster.endpoints, timeout=5) as c:
+                with cluster.client(timeout=5) as c:
                     while not stop.is_set():
                         t0 = time.perf_counter()
                         c.create_job(f"t{k}-{i}", cron="0 0 1 1 *")

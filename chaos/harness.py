@@ -185,7 +185,7 @@ class ProxiedCluster(LocalCluster):
                 else other.raft
             )
             cmd += ["--peer", f"{other.node_id}={raft}/{self.grpc_links[other.node_id].listen}"]
-        return cmd + self.extra_args
+        return cmd + self.security_args(spec) + self.extra_args
 
     def links_of(self, node_id: str) -> list[Link]:
         return [link for (a, b), link in self.raft_links.items() if node_id in (a, b)]
@@ -317,7 +317,9 @@ class Harness:
 
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.cluster.proxy_endpoints, timeout=3, retry_for=30)
+            self._client = self.cluster.client(
+                timeout=3, retry_for=30, endpoints=self.cluster.proxy_endpoints
+            )
         return self._client
 
     def _spawn(self, fn: Callable[[], None], name: str) -> None:
@@ -379,6 +381,7 @@ class Harness:
 
     def worker_env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(self.cluster.worker_env)
         env.update(
             CHAOS_SINK=self.sink_path,
             CHAOS_HISTORY=self.history_path,
@@ -520,7 +523,9 @@ class Harness:
                 return True
             try:
                 self.cluster._stub(leader).TransferLeadership(
-                    api_pb2.TransferLeadershipRequest(to_node_id=to), timeout=2
+                    api_pb2.TransferLeadershipRequest(to_node_id=to),
+                    timeout=2,
+                    metadata=self.cluster.credentials.metadata,
                 )
             except grpc.RpcError:
                 pass
@@ -729,7 +734,9 @@ class Harness:
         rng = random.Random(self.seed + 1)
         created: list[str] = []
         i = 0
-        with Client(self.cluster.proxy_endpoints, timeout=2, retry_for=4) as c:
+        with self.cluster.client(
+            timeout=2, retry_for=4, endpoints=self.cluster.proxy_endpoints
+        ) as c:
             while not self._stop.wait(every_s):
                 if created and rng.random() < 0.35:
                     name = created.pop(rng.randrange(len(created)))

@@ -262,17 +262,19 @@ def _raw_call(
 ) -> None:
     """Send one write straight to ``leader`` through its gRPC proxy, run ``fault`` right after
     it was sent, and record the outcome (usually ``info``: the reply was lost)."""
-    ch = grpc.insecure_channel(h.cluster.grpc_links[leader].listen)
+    creds = h.cluster.credentials
+    ch = creds.channel(h.cluster.grpc_links[leader].listen)
+    md = creds.metadata
     try:
         grpc.channel_ready_future(ch).result(timeout=10)
         stub = api_grpc.JobServiceStub(ch)
-        stub.ListJobs(api_pb2.ListJobsRequest(limit=1), timeout=5)  # the HTTP/2 connection is up
+        stub.ListJobs(api_pb2.ListJobsRequest(limit=1), timeout=5, metadata=md)  # connection up
         link = h.cluster.grpc_links[leader]
         link.cut("back")  # the request reaches the leader; its reply will not reach us
         h.nemesis.write("cut_client_reply", node=leader, link=link.name, request_id=key)
         h.faults += 1
         h.clienth.write(method, "invoke", key=key, name=name, request_id=key, raw=True, tag=tag)
-        fut = getattr(stub, method.title().replace("_", "")).future(req, timeout=2)
+        fut = getattr(stub, method.title().replace("_", "")).future(req, timeout=2, metadata=md)
         fault()
         status, code = _raw_outcome(fut)
         extra: dict[str, object] = {}

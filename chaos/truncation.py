@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from chaos.history import History
-from schedd.client import Client
 
 if TYPE_CHECKING:
     from chaos.harness import Harness
@@ -70,7 +69,7 @@ class _LogWatch:
 def _load(h: Harness, round_no: int, stop: threading.Event) -> list[threading.Thread]:
     def worker(t: int) -> None:
         hist = History(h.history_path, f"load-{round_no}-{t}")
-        with Client(h.cluster.proxy_endpoints, timeout=2, retry_for=4) as c:
+        with h.cluster.client(timeout=2, retry_for=4, endpoints=h.cluster.proxy_endpoints) as c:
             i = 0
             while not stop.is_set():
                 i += 1

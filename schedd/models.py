@@ -624,6 +624,7 @@ class Token(Record):
 
     @property
     def revoked(self) -> bool:
+        """Whether the token was revoked (every node refuses it)."""
         return self.revoked_ms != 0
 
 

@@ -192,6 +192,13 @@ class LocalCluster:
 
         return Credentials.from_env(self.client_env)
 
+    @functools.cached_property
+    def worker_credentials(self) -> Credentials:
+        """:attr:`worker_env` as SDK credentials (for an in-process ``Worker``)."""
+        from schedd.sdk.credentials import Credentials
+
+        return Credentials.from_env(self.worker_env)
+
     def write_env(self, path: str | None = None) -> str:
         """Write :attr:`client_env` as ``export`` lines (default ``root/env``); the path."""
         import shlex
@@ -239,13 +246,17 @@ class LocalCluster:
         for other in self.specs:
             if other is not spec:
                 cmd += ["--peer", f"{other.node_id}={other.raft}/{other.grpc}"]
-        if self.secure:
-            cert = self.node_certs[spec.node_id]
-            cmd += ["--tls-cert", cert.cert, "--tls-key", cert.key, "--tls-ca", self.ca_file]
-            cmd += ["--bootstrap-token-file", self.token_file]
-        else:
-            cmd += ["--insecure"]
-        return cmd + self.extra_args
+        return cmd + self.security_args(spec) + self.extra_args
+
+    def security_args(self, spec: NodeSpec) -> list[str]:
+        """The node's TLS and token options (``--insecure`` when the cluster is not secure)."""
+        if not self.secure:
+            return ["--insecure"]
+        cert = self.node_certs[spec.node_id]
+        return [
+            *("--tls-cert", cert.cert, "--tls-key", cert.key, "--tls-ca", self.ca_file),
+            *("--bootstrap-token-file", self.token_file),
+        ]
 
     # ---- processes ---------------------------------------------------------------------------
 
@@ -311,13 +322,14 @@ class LocalCluster:
         self.kill_node(leader, sig)
         return leader
 
-    def client(self, **options: Any) -> Client:
-        """A new :class:`schedd.client.Client` for every node (``options``: its keyword
-        arguments, e.g. ``timeout``). Close it when done."""
+    def client(self, endpoints: Sequence[str] | None = None, **options: Any) -> Client:
+        """A new :class:`schedd.client.Client` for every node (or ``endpoints``) with the
+        cluster's credentials (``options``: its keyword arguments, e.g. ``timeout``). Close it
+        when done."""
         from schedd.client import Client
 
         options.setdefault("credentials", self.credentials)
-        return Client(self.endpoints, **options)
+        return Client(endpoints or self.endpoints, **options)
 
     def async_client(self, **options: Any) -> AsyncClient:
         """A new :class:`schedd.aio.AsyncClient` for every node; use it in one event loop and

@@ -78,7 +78,15 @@ PURE: dict[str, tuple[str, ...]] = {
     ),
     "schedd.raft.replication": (),
     "schedd.server.leases": (),
-    "schedd.server.validate": ("schedd.errors", "schedd.pb", "schedd.rules", "schedd.sched"),
+    "schedd.server.validate": (
+        "schedd.errors",
+        "schedd.pb",
+        "schedd.rules",
+        "schedd.sched",
+        "schedd.security.roles",
+    ),
+    # who may call what: the decision, without grpc (schedd.server.auth is its shell)
+    "schedd.security.roles": (),
     "schedd.server.commands": ("schedd.pb", "schedd.sched", "schedd.server.validate"),
     "schedd.server.planner": (
         "schedd.errors",

@@ -106,7 +106,8 @@ class Settings:
     def credentials(self) -> Credentials:
         """TLS roots, client certificate and token: the flags, else the ``SCHEDD_*`` variables
         (schedd.sdk.credentials); InvalidArgument naming the flag or variable when unusable."""
-        env = dict(os.environ)
+        env = self._context_credentials()
+        env.update(os.environ)
         for flag, var in (
             ("ca", "SCHEDD_CA"),
             ("cert", "SCHEDD_CERT"),
@@ -138,6 +139,14 @@ class Settings:
         if cfg.current:
             return f"context {cfg.current!r}", cfg.endpoints_of(cfg.current, "current-context")
         raise errors.InvalidArgument("--endpoints", NO_ENDPOINTS)
+
+    def _context_credentials(self) -> dict[str, str]:
+        """The credential settings of the context the endpoints come from (none otherwise)."""
+        source, _ = self.endpoint_source()
+        if not source.startswith("context "):
+            return {}
+        cfg = config.load()
+        return cfg.credentials_of(self.context or cfg.current)
 
     def endpoint_list(self) -> list[str]:
         """The resolved endpoints as ``host:port`` strings; InvalidArgument when absent or bad."""

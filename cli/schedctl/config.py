@@ -8,8 +8,14 @@ Where: ``$SCHEDD_CONFIG`` if set, else ``$XDG_CONFIG_HOME/schedd/config.toml``, 
     [contexts.prod]
     endpoints = ["10.0.0.1:7101", "10.0.0.2:7101", "10.0.0.3:7101"]
 
+    ca = "/etc/schedd/ca.pem"             # optional: TLS roots, client certificate, token
+    cert = "/home/me/.schedd/me.pem"
+    key = "/home/me/.schedd/me.key"
+    token-file = "/home/me/.schedd/prod.token"
+
     [contexts.dev]
     endpoints = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
+    insecure = true                       # a node started with --insecure
 
 A missing file is an empty config. A file that cannot be parsed, or a context without endpoints,
 is an InvalidArgument naming the file. schedctl rewrites the file when a ``config`` command changes
@@ -27,6 +33,15 @@ from typing import Any
 
 from schedctl import tomlout
 from schedd import errors
+
+#: context key -> the variable it stands in for (schedd.sdk.credentials)
+CREDENTIAL_KEYS = {
+    "ca": "SCHEDD_CA",
+    "cert": "SCHEDD_CERT",
+    "key": "SCHEDD_KEY",
+    "token-file": "SCHEDD_TOKEN_FILE",
+    "insecure": "SCHEDD_INSECURE",
+}
 
 
 def path() -> Path:
@@ -78,9 +93,40 @@ class Config:
             )
         return eps
 
-    def set_context(self, name: str, endpoints: list[str]) -> None:
+    def credentials_of(self, name: str) -> dict[str, str]:
+        """The context's credential settings as ``SCHEDD_*`` variables (absent keys left out)."""
+        ctx = self.contexts.get(name) or {}
+        out: dict[str, str] = {}
+        for key, var in CREDENTIAL_KEYS.items():
+            value = ctx.get(key)
+            if value is None:
+                continue
+            if key == "insecure":
+                if not isinstance(value, bool):
+                    raise errors.InvalidArgument(
+                        str(self.file), f"context {name!r}: insecure must be true or false"
+                    )
+                if value:
+                    out[var] = "1"
+            elif isinstance(value, str) and value:
+                out[var] = str(Path(value).expanduser())
+            else:
+                raise errors.InvalidArgument(
+                    str(self.file), f"context {name!r}: {key} must be a file path"
+                )
+        return out
+
+    def set_context(
+        self, name: str, endpoints: list[str], credentials: dict[str, Any] | None = None
+    ) -> None:
         contexts = self.doc.setdefault("contexts", {})
-        contexts.setdefault(name, {})["endpoints"] = endpoints
+        ctx = contexts.setdefault(name, {})
+        ctx["endpoints"] = endpoints
+        for key, value in (credentials or {}).items():
+            if value is None or value is False:
+                ctx.pop(key, None)
+            else:
+                ctx[key] = value
 
     def delete_context(self, name: str) -> None:
         if name not in self.contexts:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from schedctl import config, output
@@ -90,19 +92,43 @@ def use_context(s: Settings, name: str) -> None:
     help="The gRPC addresses of the cluster's nodes.",
 )
 @click.option("--use", "use", is_flag=True, help="Also make it the current context.")
+@click.option("--ca", metavar="FILE", help="CA certificate of the cluster's nodes.")
+@click.option("--cert", metavar="FILE", help="Client certificate (mutual TLS).")
+@click.option("--key", metavar="FILE", help="The client certificate's key.")
+@click.option("--token-file", metavar="FILE", help="File holding an API token.")
+@click.option("--insecure", is_flag=True, help="The nodes run with --insecure (plaintext).")
 @pass_settings
-def set_context(s: Settings, name: str, endpoints: str, use: bool) -> None:
-    """Add context NAME, or change its endpoints.
+def set_context(
+    s: Settings,
+    name: str,
+    endpoints: str,
+    use: bool,
+    ca: str | None,
+    cert: str | None,
+    key: str | None,
+    token_file: str | None,
+    insecure: bool,
+) -> None:
+    """Add context NAME, or change its endpoints and credentials (file paths are stored
+    absolute; the files are read when a command runs).
 
     \b
     Example:
-      schedctl config set-context prod --endpoints 10.0.0.1:7101,10.0.0.2:7101,10.0.0.3:7101 --use
+      schedctl config set-context prod --endpoints 10.0.0.1:7101,10.0.0.2:7101,10.0.0.3:7101 \\
+          --ca ca.pem --token-file prod.token --use
     """
     if not name.strip():
         raise errors.InvalidArgument("NAME", "is empty")
     eps = parse_endpoints(endpoints, "--endpoints")
     cfg = config.load()
-    cfg.set_context(name, eps)
+    creds: dict[str, object] = {
+        k: os.path.abspath(os.path.expanduser(v))
+        for k, v in (("ca", ca), ("cert", cert), ("key", key), ("token-file", token_file))
+        if v
+    }
+    if insecure:
+        creds["insecure"] = True
+    cfg.set_context(name, eps, creds)
     if use:
         cfg.use(name)
     cfg.save()

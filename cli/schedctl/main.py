@@ -52,6 +52,7 @@ Exit codes:
   5    already exists
   6    aborted: stale fence
   7    outcome unknown: a write timed out and may or may not have been applied
+  8    denied: no or bad credentials, or a missing role (docs/security.md)
   130  interrupted (Ctrl-C); --watch exits 0 on Ctrl-C
 
 \b

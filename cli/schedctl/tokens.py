@@ -120,7 +120,12 @@ def token_create(
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked tokens.")
 @pass_settings
 def token_list(s: Settings, include_revoked: bool) -> None:
-    """List the tokens (names, grants, expiry; never secrets)."""
+    """List the tokens (names, grants, expiry; never secrets).
+
+    \b
+    Example:
+      schedctl token list --all
+    """
     tokens = s.client().list_tokens(include_revoked=include_revoked)
     s.emit(
         {"tokens": output.jsonable(tokens)},

@@ -14,6 +14,22 @@ from tests._util import wait_for  # noqa: F401  (re-exported for older imports; 
 
 FAST = list(FAST_ARGS)
 
+#: endpoint -> the SCHEDD_* variables of the cluster it belongs to (TLS roots, certificate,
+#: token): the helpers below take endpoint strings, as the CLI does, and find the credentials here
+_CLIENT_ENV: dict[str, dict[str, str]] = {}
+
+
+def register(c: LocalCluster) -> LocalCluster:
+    for ep in c.endpoints:
+        _CLIENT_ENV[ep] = c.client_env
+    return c
+
+
+def client_env(endpoints: str) -> dict[str, str]:
+    """The credentials variables of the cluster ``endpoints`` belong to, with the endpoints."""
+    first = endpoints.split(",")[0].strip()
+    return {**_CLIENT_ENV.get(first, {}), "SCHEDD_ENDPOINTS": endpoints}
+
 
 @pytest.fixture
 def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LocalCluster]]:
@@ -23,7 +39,7 @@ def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         c = LocalCluster(
             str(tmp_path_factory.mktemp("cluster")), nodes=nodes, extra_args=extra_args or FAST
         )
-        made.append(c)
+        made.append(register(c))
         c.start()
         c.wait_for_leader(timeout=30)
         return c
@@ -36,6 +52,7 @@ def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     c = LocalCluster(str(tmp_path_factory.mktemp("shared-cluster")), nodes=3, extra_args=FAST)
+    register(c)
     c.start()
     try:
         c.wait_for_leader(timeout=30)
@@ -46,7 +63,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 def schedctl(endpoints: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the real schedctl command line."""
-    env = dict(os.environ, SCHEDD_ENDPOINTS=endpoints)
+    env = dict(os.environ, **client_env(endpoints))
     return subprocess.run(
         [sys.executable, "-m", "schedctl", *args],
         capture_output=True,
@@ -76,5 +93,9 @@ def start_shell_worker(
         script,
     ]
     return subprocess.Popen(
-        cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+        cmd,
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=dict(os.environ, **client_env(endpoints)),
     )

@@ -27,6 +27,7 @@ from schedd.client import Client
 from schedd.pb import types_pb2
 from schedd.testing import LocalCluster
 from tests._util import wait_for
+from tests.integration.conftest import client_env
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ HOUR_MS = 3600_000
 
 @pytest.fixture(scope="module")
 def client(cluster: LocalCluster) -> Iterator[Client]:
-    with Client(cluster.endpoints_env, retry_for=30) as c:
+    with cluster.client(retry_for=30) as c:
         yield c
 
 
@@ -51,7 +52,13 @@ def run_of(client: Client, run_id: str) -> types_pb2.Run:
 
 
 def started_worker(cluster: LocalCluster, queue: str, **kw: object) -> Worker:
-    return Worker(cluster.endpoints_env, queues=[queue], worker_id=f"w-{queue}", **kw)  # type: ignore[arg-type]
+    return Worker(
+        cluster.endpoints_env,
+        queues=[queue],
+        worker_id=f"w-{queue}",
+        credentials=cluster.credentials,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_async_handler_reports_progress_visible_in_get_run(
@@ -183,7 +190,7 @@ def start_worker_proc(
         stdout=subprocess.PIPE,
         stderr=open(tmp_path / "worker.log", "w"),
         text=True,
-        env=dict(os.environ),
+        env=dict(os.environ, **client_env(cluster.endpoints_env)),
     )
     return proc, marker
 
@@ -273,7 +280,7 @@ def test_reconnects_to_the_new_leader_and_reattaches_its_running_firing(
     go = threading.Event()
     fences: list[int] = []
     worker = started_worker(cluster, queue)
-    with Client(cluster.endpoints_env, retry_for=30) as client:
+    with cluster.client(retry_for=30) as client:
         name = new_job(client, queue)
 
         @worker.handler(name)

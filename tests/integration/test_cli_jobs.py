@@ -278,7 +278,7 @@ def test_json_field_names_and_exit_codes(cluster, tmp_path: Path) -> None:
 
 
 def run_with_config(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SCHEDD_ENDPOINTS", "SCHEDD_CONTEXT")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDD_")}
     env["SCHEDD_CONFIG"] = str(config)
     return subprocess.run(
         [sys.executable, "-m", "schedctl", *args],
@@ -299,8 +299,18 @@ def test_contexts_pick_the_cluster(cluster, tmp_path: Path) -> None:
         ).returncode
         == 0
     )
+    # endpoints alone: TLS against the system roots, which do not know the dev CA
+    p = run_with_config(cfg, "--retry-for", "1", "cluster", "status")
+    assert "leader" not in p.stdout
+    env = cluster.client_env
+    creds = ["--ca", env["SCHEDD_CA"], "--cert", env["SCHEDD_CERT"], "--key", env["SCHEDD_KEY"]]
+    creds += ["--token-file", env["SCHEDD_TOKEN_FILE"]]
+    args = ["config", "set-context", "local", "--endpoints", cluster.endpoints_env, *creds]
+    assert run_with_config(cfg, *args).returncode == 0
     p = run_with_config(cfg, "cluster", "status")
     assert p.returncode == 0 and "leader" in p.stdout
+    p = run_with_config(cfg, "job", "list")
+    assert p.returncode == 0, p.stderr
     assert run_with_config(cfg, "config", "current-context").stdout.strip() == "local"
     p = run_with_config(cfg, "--context", "elsewhere", "job", "list")
     assert p.returncode == 2 and "elsewhere" in one_error(p)

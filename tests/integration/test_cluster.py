@@ -36,7 +36,7 @@ def test_leader_kill_loses_no_firing_and_runs_none_twice(make_cluster, tmp_path)
         cluster.endpoints_env, str(effects), str(tmp_path / "worker.log"), "--concurrency", "4"
     )
     try:
-        with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+        with cluster.client(timeout=5, retry_for=30) as client:
             job = client.create_job("tick", cron="* * * * * *", request_id="create-tick")
             first_due = job.next_due_ms
             wait_for(
@@ -103,7 +103,7 @@ def test_leader_kill_loses_no_firing_and_runs_none_twice(make_cluster, tmp_path)
 
 def test_full_restart_keeps_every_job_and_run(make_cluster) -> None:
     cluster: LocalCluster = make_cluster()
-    with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+    with cluster.client(timeout=5, retry_for=30) as client:
         client.create_job("hourly", cron="0 * * * *", tz="Europe/Berlin", payload='{"k": 1}')
         client.create_job("once", at_ms=int(time.time() * 1000) + 3600_000)
         for i in range(5):
@@ -117,7 +117,7 @@ def test_full_restart_keeps_every_job_and_run(make_cluster) -> None:
         cluster.kill_node(spec.node_id, signal.SIGKILL)
     cluster.start()
     cluster.wait_for_leader(timeout=30)
-    with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+    with cluster.client(timeout=5, retry_for=30) as client:
         assert client.list_jobs() == jobs_before
         assert client.list_runs(limit=1000) == runs_before
     new_index, new_digest = cluster.wait_converged()
@@ -132,7 +132,7 @@ def test_interval_job_with_jitter_fires_every_slot_once(make_cluster, tmp_path) 
         cluster.endpoints_env, str(effects), str(tmp_path / "worker.log"), "--concurrency", "2"
     )
     try:
-        with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+        with cluster.client(timeout=5, retry_for=30) as client:
             job = client.create_job("every-1s", every_ms=1000, jitter_ms=400)
             assert job.schedule.kind == types_pb2.SCHEDULE_KIND_INTERVAL
             wait_for(

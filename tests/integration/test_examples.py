@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from schedd.client import Client
 from schedd.pb import api_pb2, types_pb2
 from schedd.testing import LocalCluster
 from tests._util import wait_for
+from tests.integration.conftest import client_env
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +32,13 @@ EXAMPLES = ROOT / "examples"
 
 
 def example(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    eps = args[args.index("--endpoints") + 1] if "--endpoints" in args else ""
     return subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=dict(os.environ),
+        env=dict(os.environ, **client_env(eps)) if eps else dict(os.environ),
     )
 
 
@@ -81,7 +82,7 @@ def test_daily_report_writes_a_fenced_report(cluster: LocalCluster, tmp_path: Pa
         (f"report:{m.group(1)}", int(m.group(2)))
     ]
     conn.close()
-    with Client(cluster.endpoints_env) as client:
+    with cluster.client() as client:
         job = client.get_job("daily-report")
         assert job.schedule.cron == "0 6 * * *" and job.schedule.timezone == "Europe/Berlin"
         assert any(
@@ -120,7 +121,7 @@ def test_web_service_runs_the_worker_in_the_background_and_drains_on_sigterm(
                 return json.loads(r.read())  # type: ignore[no-any-return]
 
         assert get("/healthz") == {"worker": "running"}
-        with Client(cluster.endpoints_env) as client:
+        with cluster.client() as client:
             run = client.trigger_job("cache-refresh")
             page = wait_for(
                 lambda: (x := get("/")) and x["refreshes"] == 1 and x,

@@ -4,6 +4,7 @@ input answered INVALID_ARGUMENT naming the field with nothing changed."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from schedd import errors
-from schedd.client import Client
 from schedd.pb import types_pb2 as S
 from schedd.testing import LocalCluster
 from tests._util import wait_for
+from tests.integration.conftest import client_env
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,11 @@ def shell_worker(
         script,
     ]
     return subprocess.Popen(
-        cmd, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+        cmd,
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=dict(os.environ, **client_env(endpoints)),
     )
 
 
@@ -79,7 +84,7 @@ def test_overlap_policy_with_a_slow_worker(
         "4",
     )
     try:
-        with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+        with cluster.client(timeout=5, retry_for=30) as client:
             job = client.create_job(name, every_ms=1000, overlap=policy)
             first = job.next_due_ms
 
@@ -130,7 +135,7 @@ def test_misfire_after_the_whole_cluster_was_stopped(make_cluster, tmp_path: Pat
     """Slots that came due while every node was down: fire_once runs one catch-up for them and
     records the rest as coalesced; skip records them all; nothing is lost or doubled."""
     cluster: LocalCluster = make_cluster()
-    with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+    with cluster.client(timeout=5, retry_for=30) as client:
         once = client.create_job("once", every_ms=1000, misfire="fire_once", misfire_grace_ms=1000)
         skip = client.create_job("skip", every_ms=1000, misfire="skip", misfire_grace_ms=1000)
         first = once.next_due_ms
@@ -148,7 +153,7 @@ def test_misfire_after_the_whole_cluster_was_stopped(make_cluster, tmp_path: Pat
     restarted = int(time.time() * 1000)
     cluster.start()
     cluster.wait_for_leader(timeout=30)
-    with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+    with cluster.client(timeout=5, retry_for=30) as client:
         wait_for(
             lambda: client.get_job("once").next_due_ms > restarted + 1000, 20, "firing to resume"
         )
@@ -175,7 +180,7 @@ def test_misfire_after_the_whole_cluster_was_stopped(make_cluster, tmp_path: Pat
 
 
 def test_pause_resume_does_not_fire_a_burst(cluster: LocalCluster) -> None:
-    with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+    with cluster.client(timeout=5, retry_for=30) as client:
         client.create_job("pausable", every_ms=1000, misfire="skip")
         wait_for(lambda: client.list_runs(job="pausable"), 20, "the job's first firing")
         paused = client.pause_job("pausable")
@@ -208,7 +213,7 @@ def test_pause_resume_does_not_fire_a_burst(cluster: LocalCluster) -> None:
 
 
 def test_backfill_creates_each_slot_once(cluster: LocalCluster) -> None:
-    with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+    with cluster.client(timeout=5, retry_for=30) as client:
         client.create_job("hourly-report", cron="0 * * * *")
         now = int(time.time() * 1000)
         start = now - now % 3_600_000 - 10 * 3_600_000
@@ -223,7 +228,7 @@ def test_backfill_creates_each_slot_once(cluster: LocalCluster) -> None:
 
 
 def test_update_and_chaining_and_bad_input(cluster: LocalCluster) -> None:
-    with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+    with cluster.client(timeout=5, retry_for=30) as client:
         a = client.create_job("chain-a", cron="@daily")
         client.create_job("chain-b", cron="@daily", on_success="chain-a")
         before = client.list_jobs()
@@ -273,7 +278,7 @@ def test_a_tagged_job_goes_only_to_a_worker_carrying_its_tags(
         "plain",
     )
     try:
-        with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+        with cluster.client(timeout=5, retry_for=30) as client:
             client.create_job("needs-gpu", every_ms=1000, queue="tagged", tags={"gpu": "a100"})
             wait_for(lambda: client.list_runs(job="needs-gpu"), 20, "a firing of the tagged job")
             # Part of the test, a window in which nothing may happen: the untagged worker serves

@@ -19,6 +19,7 @@ from schedd.client import Client
 from schedd.pb import types_pb2
 from schedd.testing import LocalCluster
 from tests._util import wait_for
+from tests.integration.conftest import client_env
 
 from .conftest import schedctl
 
@@ -51,7 +52,7 @@ def start_worker(endpoints: str, marks: Path) -> subprocess.Popen[bytes]:
         "-c",
         SCRIPT,
     ]
-    env = {**os.environ, "MARKS": str(marks)}
+    env = {**os.environ, **client_env(endpoints), "MARKS": str(marks)}
     return subprocess.Popen(
         cmd,
         stdout=open(marks / "worker.log", "ab"),
@@ -94,7 +95,7 @@ def test_failing_runs_go_dead_are_listed_and_replayed(make_cluster, tmp_path: Pa
             job["retry"]["non_retryable_exit_codes"] == [3]
             and job["retry"]["initial_backoff_ms"] == 100
         )
-        with Client(cluster.endpoints, timeout=5, retry_for=30) as client:
+        with cluster.client(timeout=5, retry_for=30) as client:
             runs = {name: client.trigger_job(name).run_id for name in ("flaky", "fatal", "slow")}
 
             # attempts exhausted: DEAD after attempt 2, with the exit code recorded

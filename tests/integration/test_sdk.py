@@ -112,7 +112,7 @@ def test_a_run_completed_by_a_worker_reads_as_succeeded(schedd_cluster: RunningC
     assert len(c.endpoints) == 1
     c.client.create_job("sdk-worked", every_ms=HOUR_MS, queue="sdk-worked")
     done = threading.Event()
-    worker = Worker(c.endpoints, queues=["sdk-worked"])
+    worker = Worker(c.endpoints, queues=["sdk-worked"], credentials=c.credentials)
 
     @worker.handler("sdk-worked")
     def handle(ctx: Any) -> None:
@@ -268,7 +268,9 @@ def test_async_client_through_a_leader_sigkill(schedd_cluster: RunningCluster) -
     c = schedd_cluster
 
     async def scenario() -> None:
-        async with AsyncClient(c.endpoints, timeout=2, retry_for=30) as client:
+        async with AsyncClient(
+            c.endpoints, timeout=2, retry_for=30, credentials=c.credentials
+        ) as client:
             await client.create_job("kill-async", every_ms=HOUR_MS)
             results: dict[str, object] = {}
             spans: list[tuple[float, float]] = []

@@ -415,6 +415,7 @@ def test_worker_run_hands_argv_to_the_shell_worker_and_exits_with_its_code(
         *,
         tags: dict[str, str] | None = None,
         drain_timeout: float = 10.0,
+        credentials: object = None,
     ) -> int:
         got.update(endpoints=endpoints, queues=queues, concurrency=concurrency, argv=argv)
         got["worker_id"] = worker_id
@@ -496,8 +497,8 @@ def test_write_that_reached_a_slow_leader_is_outcome_unknown_exit_7() -> None:
     server.start()
     try:
         result = invoke(
-            "--endpoints", f"127.0.0.1:{port}", "--timeout", "0.5", "job", "pause", "nightly",
-            env={"SCHEDCTL_RETRY_FOR": "5"},
+            "--endpoints", f"127.0.0.1:{port}", "--insecure", "--timeout", "0.5", "job", "pause",
+            "nightly", env={"SCHEDCTL_RETRY_FOR": "5"},
         )  # fmt: skip
     finally:
         release.set()

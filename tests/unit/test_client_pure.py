@@ -153,7 +153,15 @@ def test_unknown_codes_become_internal_naming_the_code_on_one_line() -> None:
     err = error_from_status("UNIMPLEMENTED", "Method\nnot found!")
     assert type(err) is errors.Internal
     assert err.message == "UNIMPLEMENTED: Method not found!"
-    assert error_from_status("PERMISSION_DENIED", "").message == "PERMISSION_DENIED"
+    assert error_from_status("DATA_LOSS", "").message == "DATA_LOSS"
+
+
+def test_denials_and_limits_are_typed_and_final() -> None:
+    assert type(error_from_status("UNAUTHENTICATED", "x")) is errors.Unauthenticated
+    assert type(error_from_status("PERMISSION_DENIED", "x")) is errors.PermissionDenied
+    assert type(error_from_status("RESOURCE_EXHAUSTED", "x")) is errors.ResourceExhausted
+    for code in ("UNAUTHENTICATED", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED"):
+        assert classify(code, hint="", current="a:1", idempotent=True) is Action.FAIL
 
 
 def test_summarize_failure_shortens_grpc_connection_noise() -> None:

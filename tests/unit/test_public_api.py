@@ -168,11 +168,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "schedd.agent": {
         "Worker": {
             "__init__": "def(self, endpoints: 'str | Sequence[str]', *, queues: "
-            "'Sequence[str]' = ('default',), tags: 'Mapping[str, str] | None' = "
-            "None, concurrency: 'int' = 1, worker_id: 'str | None' = None, "
-            "drain_timeout: 'float' = 10.0, logger: 'logging.Logger | None' = "
-            "None, clock: 'Callable[[], float]' = <built-in function "
-            "monotonic>) -> 'None'",
+            "'Sequence[str]' = ('default',), tags: 'Mapping[str, str] "
+            "| None' = None, concurrency: 'int' = 1, worker_id: 'str "
+            "| None' = None, drain_timeout: 'float' = 10.0, logger: "
+            "'logging.Logger | None' = None, clock: 'Callable[[], "
+            "float]' = <built-in function monotonic>, credentials: "
+            "'Credentials | None' = None) -> 'None'",
             "class": "object",
             "default_handler": "def(self, fn: 'Handler') -> 'Handler'",
             "handler": "def(self, job: 'str') -> 'Callable[[Handler], Handler]'",
@@ -186,29 +187,36 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "AsyncClient": {
             "__aenter__": "def(self) -> 'AsyncClient'",
             "__aexit__": "def(self, *exc_info: 'object') -> 'None'",
-            "__init__": "def(self, endpoints: 'str | Sequence[str]', *, timeout: 'float' "
-            "= 5.0, retry_for: 'float' = 20.0, clock: 'Clock | None' = None, "
-            "sleep: 'Callable[[float], Awaitable[None]]' = <function sleep>) "
-            "-> 'None'",
-            "backfill": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', *, chunk: "
-            "'int' = 1000, overlap: 'str | int' = 0) -> "
+            "__init__": "def(self, endpoints: 'str | Sequence[str]', *, "
+            "timeout: 'float' = 5.0, retry_for: 'float' = 20.0, "
+            "clock: 'Clock | None' = None, sleep: "
+            "'Callable[[float], Awaitable[None]]' = <function "
+            "sleep>, credentials: 'Credentials | None' = None) -> "
+            "'None'",
+            "backfill": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', "
+            "*, chunk: 'int' = 1000, overlap: 'str | int' = 0) -> "
             "'AsyncIterator[BackfillResult]'",
-            "backfill_job": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', *, "
-            "limit: 'int' = 1000, overlap: 'str | int' = 0) -> "
-            "'BackfillResult'",
+            "backfill_job": "def(self, name: 'str', from_ms: 'int', to_ms: "
+            "'int', *, limit: 'int' = 1000, overlap: 'str | "
+            "int' = 0) -> 'BackfillResult'",
             "class": "object",
             "close": "def(self) -> 'None'",
-            "cluster_status": "def(self, with_digest: 'bool' = False, timeout: 'float | "
-            "None' = None) -> 'list[NodeReport]'",
-            "complete_run": "def(self, run_id: 'str', fence: 'int', success: 'bool', "
-            "error: 'str' = '', exit_code: 'int | None' = None) -> "
-            "'None'",
-            "create_job": "def(self, name: 'str', *, cron: 'str | None' = None, tz: "
-            "'str' = 'UTC', at_ms: 'int | None' = None, every_ms: 'int | "
-            "None' = None, jitter_ms: 'int' = 0, queue: 'str' = 'default', "
-            "payload: 'str' = '', max_attempts: 'int' = 0, request_id: "
-            "'str | None' = None, retry: 'RetrySpec | None' = None, "
-            "run_timeout_ms: 'int' = 0, **policies: 'Any') -> 'Job'",
+            "cluster_status": "def(self, with_digest: 'bool' = False, timeout: "
+            "'float | None' = None) -> 'list[NodeReport]'",
+            "complete_run": "def(self, run_id: 'str', fence: 'int', success: "
+            "'bool', error: 'str' = '', exit_code: 'int | "
+            "None' = None) -> 'None'",
+            "create_job": "def(self, name: 'str', *, cron: 'str | None' = "
+            "None, tz: 'str' = 'UTC', at_ms: 'int | None' = "
+            "None, every_ms: 'int | None' = None, jitter_ms: "
+            "'int' = 0, queue: 'str' = 'default', payload: 'str' "
+            "= '', max_attempts: 'int' = 0, request_id: 'str | "
+            "None' = None, retry: 'RetrySpec | None' = None, "
+            "run_timeout_ms: 'int' = 0, **policies: 'Any') -> "
+            "'Job'",
+            "create_token": "def(self, name: 'str', grants: 'Sequence[str]', "
+            "*, queues: 'Sequence[str]' = (), ttl_s: 'int' = "
+            "0) -> 'NewToken'",
             "delete_job": "def(self, name: 'str') -> 'None'",
             "endpoints": "property",
             "explain_job": "def(self, name: 'str', at_ms: 'int') -> 'Explanation'",
@@ -216,47 +224,56 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "get_run": "def(self, run_id: 'str') -> 'Run'",
             "leader": "property",
             "list_jobs": "def(self, limit: 'int | None' = 1000) -> 'list[Job]'",
-            "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, state: 'int | "
-            "str | None' = None) -> 'list[Run]'",
-            "node_status": "def(self, endpoint: 'str', with_digest: 'bool' = False, "
-            "timeout: 'float' = 2.0) -> 'NodeStatus'",
+            "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, "
+            "state: 'int | str | None' = None) -> 'list[Run]'",
+            "list_tokens": "def(self, include_revoked: 'bool' = False) -> 'list[Token]'",
+            "node_status": "def(self, endpoint: 'str', with_digest: 'bool' = "
+            "False, timeout: 'float' = 2.0) -> 'NodeStatus'",
             "pause_job": "def(self, name: 'str') -> 'Job'",
             "resume_job": "def(self, name: 'str', *, skip_missed: 'bool' = False) -> 'Job'",
             "retry_run": "def(self, run_id: 'str', request_id: 'str | None' = None) -> 'Run'",
+            "revoke_token": "def(self, name: 'str') -> 'Token'",
             "transfer_leadership": "def(self, to_node_id: 'str' = '') -> 'None'",
-            "trigger_job": "def(self, name: 'str', request_id: 'str | None' = None, *, "
-            "overlap: 'str | int' = 0) -> 'Run'",
-            "update_job": "def(self, name: 'str', *, expect_version: 'int' = 0, "
-            "request_id: 'str | None' = None, **definition: 'Any') -> "
-            "'Job'",
+            "trigger_job": "def(self, name: 'str', request_id: 'str | None' = "
+            "None, *, overlap: 'str | int' = 0) -> 'Run'",
+            "update_job": "def(self, name: 'str', *, expect_version: 'int' = "
+            "0, request_id: 'str | None' = None, **definition: "
+            "'Any') -> 'Job'",
         }
     },
     "schedd.client": {
         "Client": {
             "__enter__": "def(self) -> 'Client'",
             "__exit__": "def(self, *exc_info: 'object') -> 'None'",
-            "__init__": "def(self, endpoints: 'str | Sequence[str]', *, timeout: 'float' = "
-            "5.0, retry_for: 'float' = 20.0, clock: 'Clock | None' = None, "
-            "sleep: 'Callable[[float], None]' = <built-in function sleep>) -> "
-            "'None'",
-            "backfill": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', *, chunk: "
-            "'int' = 1000, overlap: 'str | int' = 0) -> "
+            "__init__": "def(self, endpoints: 'str | Sequence[str]', *, timeout: "
+            "'float' = 5.0, retry_for: 'float' = 20.0, clock: 'Clock "
+            "| None' = None, sleep: 'Callable[[float], None]' = "
+            "<built-in function sleep>, credentials: 'Credentials | "
+            "None' = None) -> 'None'",
+            "backfill": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', *, "
+            "chunk: 'int' = 1000, overlap: 'str | int' = 0) -> "
             "'Iterator[BackfillResult]'",
-            "backfill_job": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', *, "
-            "limit: 'int' = 1000, overlap: 'str | int' = 0) -> "
-            "'BackfillResult'",
+            "backfill_job": "def(self, name: 'str', from_ms: 'int', to_ms: "
+            "'int', *, limit: 'int' = 1000, overlap: 'str | int' "
+            "= 0) -> 'BackfillResult'",
             "class": "object",
             "close": "def(self) -> 'None'",
-            "cluster_status": "def(self, with_digest: 'bool' = False, timeout: 'float | "
-            "None' = None) -> 'list[NodeReport]'",
-            "complete_run": "def(self, run_id: 'str', fence: 'int', success: 'bool', "
-            "error: 'str' = '', exit_code: 'int | None' = None) -> 'None'",
-            "create_job": "def(self, name: 'str', *, cron: 'str | None' = None, tz: 'str' "
-            "= 'UTC', at_ms: 'int | None' = None, every_ms: 'int | None' = "
-            "None, jitter_ms: 'int' = 0, queue: 'str' = 'default', payload: "
-            "'str' = '', max_attempts: 'int' = 0, request_id: 'str | None' = "
-            "None, retry: 'RetrySpec | None' = None, run_timeout_ms: 'int' = "
-            "0, **policies: 'Any') -> 'Job'",
+            "cluster_status": "def(self, with_digest: 'bool' = False, timeout: "
+            "'float | None' = None) -> 'list[NodeReport]'",
+            "complete_run": "def(self, run_id: 'str', fence: 'int', success: "
+            "'bool', error: 'str' = '', exit_code: 'int | None' "
+            "= None) -> 'None'",
+            "create_job": "def(self, name: 'str', *, cron: 'str | None' = None, "
+            "tz: 'str' = 'UTC', at_ms: 'int | None' = None, "
+            "every_ms: 'int | None' = None, jitter_ms: 'int' = 0, "
+            "queue: 'str' = 'default', payload: 'str' = '', "
+            "max_attempts: 'int' = 0, request_id: 'str | None' = "
+            "None, retry: 'RetrySpec | None' = None, "
+            "run_timeout_ms: 'int' = 0, **policies: 'Any') -> "
+            "'Job'",
+            "create_token": "def(self, name: 'str', grants: 'Sequence[str]', *, "
+            "queues: 'Sequence[str]' = (), ttl_s: 'int' = 0) -> "
+            "'NewToken'",
             "delete_job": "def(self, name: 'str') -> 'None'",
             "endpoints": "property",
             "explain_job": "def(self, name: 'str', at_ms: 'int') -> 'Explanation'",
@@ -264,18 +281,21 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "get_run": "def(self, run_id: 'str') -> 'Run'",
             "leader": "property",
             "list_jobs": "def(self, limit: 'int | None' = 1000) -> 'list[Job]'",
-            "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, state: 'int | str "
-            "| None' = None) -> 'list[Run]'",
-            "node_status": "def(self, endpoint: 'str', with_digest: 'bool' = False, "
-            "timeout: 'float' = 2.0) -> 'NodeStatus'",
+            "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, state: "
+            "'int | str | None' = None) -> 'list[Run]'",
+            "list_tokens": "def(self, include_revoked: 'bool' = False) -> 'list[Token]'",
+            "node_status": "def(self, endpoint: 'str', with_digest: 'bool' = "
+            "False, timeout: 'float' = 2.0) -> 'NodeStatus'",
             "pause_job": "def(self, name: 'str') -> 'Job'",
             "resume_job": "def(self, name: 'str', *, skip_missed: 'bool' = False) -> 'Job'",
             "retry_run": "def(self, run_id: 'str', request_id: 'str | None' = None) -> 'Run'",
+            "revoke_token": "def(self, name: 'str') -> 'Token'",
             "transfer_leadership": "def(self, to_node_id: 'str' = '') -> 'None'",
-            "trigger_job": "def(self, name: 'str', request_id: 'str | None' = None, *, "
-            "overlap: 'str | int' = 0) -> 'Run'",
+            "trigger_job": "def(self, name: 'str', request_id: 'str | None' = "
+            "None, *, overlap: 'str | int' = 0) -> 'Run'",
             "update_job": "def(self, name: 'str', *, expect_version: 'int' = 0, "
-            "request_id: 'str | None' = None, **definition: 'Any') -> 'Job'",
+            "request_id: 'str | None' = None, **definition: 'Any') "
+            "-> 'Job'",
         },
         "NodeReport": {
             "class": "tuple",
@@ -284,12 +304,13 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "to_dict": "def(self) -> 'dict[str, Any]'",
         },
         "new_request_id": "def() -> 'str'",
-        "parse_endpoints": "def(endpoints: 'str | Sequence[str]', field: 'str' = 'endpoints') -> "
-        "'list[str]'",
-        "retry_policy": "def(*, max_attempts: 'int' = 0, initial_backoff_ms: 'int | None' = None, "
-        "multiplier: 'float' = 0.0, max_backoff_ms: 'int' = 0, "
-        "non_retryable_exit_codes: 'Iterable[int]' = (), non_retryable_errors: "
-        "'Iterable[str]' = ()) -> 'types_pb2.RetryPolicy'",
+        "parse_endpoints": "def(endpoints: 'str | Sequence[str]', field: 'str' = "
+        "'endpoints') -> 'list[str]'",
+        "retry_policy": "def(*, max_attempts: 'int' = 0, initial_backoff_ms: 'int | "
+        "None' = None, multiplier: 'float' = 0.0, max_backoff_ms: 'int' "
+        "= 0, non_retryable_exit_codes: 'Iterable[int]' = (), "
+        "non_retryable_errors: 'Iterable[str]' = ()) -> "
+        "'types_pb2.RetryPolicy'",
     },
     "schedd.errors": {
         "AlreadyExists": {
@@ -327,12 +348,27 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "class": "SchedError",
             "code": "attribute str",
         },
+        "PermissionDenied": {
+            "__init__": "def(self, message: 'str') -> 'None'",
+            "class": "SchedError",
+            "code": "attribute str",
+        },
+        "ResourceExhausted": {
+            "__init__": "def(self, message: 'str') -> 'None'",
+            "class": "SchedError",
+            "code": "attribute str",
+        },
         "SchedError": {
             "__init__": "def(self, message: 'str') -> 'None'",
             "class": "Exception",
             "code": "attribute str",
         },
         "StaleFence": {
+            "__init__": "def(self, message: 'str') -> 'None'",
+            "class": "SchedError",
+            "code": "attribute str",
+        },
+        "Unauthenticated": {
             "__init__": "def(self, message: 'str') -> 'None'",
             "class": "SchedError",
             "code": "attribute str",
@@ -347,8 +383,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "schedd.models": {
         "BackfillResult": {
             "HasField": "def(self, name: 'str') -> 'bool'",
-            "__init__": "def(self, created: 'int' = 0, existing: 'int' = 0, "
-            "next_from_ms: 'int' = 0, total_slots: 'int' = 0) -> None",
+            "__init__": "def(self, created: 'int' = 0, existing: 'int' = "
+            "0, next_from_ms: 'int' = 0, total_slots: 'int' "
+            "= 0) -> None",
             "class": "Record",
             "done": "property",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
@@ -371,10 +408,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
         },
         "Explanation": {
             "HasField": "def(self, name: 'str') -> 'bool'",
-            "__init__": "def(self, verdict: 'str' = '', explanation: 'str' = '', "
-            "slot_ms: 'int' = 0, runs: 'tuple[Run, ...]' = (), "
-            "previous_slot_ms: 'int' = 0, next_slot_ms: 'int' = 0) -> "
-            "None",
+            "__init__": "def(self, verdict: 'str' = '', explanation: 'str' "
+            "= '', slot_ms: 'int' = 0, runs: 'tuple[Run, ...]' "
+            "= (), previous_slot_ms: 'int' = 0, next_slot_ms: "
+            "'int' = 0) -> None",
             "class": "Record",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
             "next_slot_at": "property",
@@ -385,20 +422,22 @@ EXPECTED: dict[str, dict[str, Any]] = {
         },
         "Job": {
             "HasField": "def(self, name: 'str') -> 'bool'",
-            "__init__": "def(self, name: 'str' = '', schedule: 'Schedule' = <factory>, queue: "
-            "'str' = '', payload: 'str' = '', state: 'JobState' = "
-            "<JobState.UNSPECIFIED: 0>, next_due_ms: 'int' = 0, created_ms: 'int' "
-            "= 0, uid: 'int' = 0, max_attempts: 'int' = 0, retry: 'RetryPolicy | "
-            "None' = None, run_timeout_ms: 'int' = 0, misfire: 'MisfirePolicy' = "
-            "<MisfirePolicy.UNSPECIFIED: 0>, misfire_grace_ms: 'int' = 0, "
-            "catchup_window_ms: 'int' = 0, max_catchup: 'int' = 0, overlap: "
-            "'OverlapPolicy' = <OverlapPolicy.UNSPECIFIED: 0>, max_concurrent: "
-            "'int' = 0, dispatch_timeout_ms: 'int' = 0, on_success: 'str' = '', "
-            "on_failure: 'str' = '', priority: 'int' = 0, tags: 'dict[str, str]' "
-            "= <factory>, keep_runs: 'int' = 0, keep_for_ms: 'int' = 0, version: "
-            "'int' = 0, paused_ms: 'int' = 0, max_runs: 'int' = 0, fired_runs: "
-            "'int' = 0, buffered_run: 'str' = '', updated_ms: 'int' = 0, "
-            "open_skip: 'str' = '', resumed_ms: 'int' = 0) -> None",
+            "__init__": "def(self, name: 'str' = '', schedule: 'Schedule' = "
+            "<factory>, queue: 'str' = '', payload: 'str' = '', state: "
+            "'JobState' = <JobState.UNSPECIFIED: 0>, next_due_ms: 'int' "
+            "= 0, created_ms: 'int' = 0, uid: 'int' = 0, max_attempts: "
+            "'int' = 0, retry: 'RetryPolicy | None' = None, "
+            "run_timeout_ms: 'int' = 0, misfire: 'MisfirePolicy' = "
+            "<MisfirePolicy.UNSPECIFIED: 0>, misfire_grace_ms: 'int' = "
+            "0, catchup_window_ms: 'int' = 0, max_catchup: 'int' = 0, "
+            "overlap: 'OverlapPolicy' = <OverlapPolicy.UNSPECIFIED: 0>, "
+            "max_concurrent: 'int' = 0, dispatch_timeout_ms: 'int' = 0, "
+            "on_success: 'str' = '', on_failure: 'str' = '', priority: "
+            "'int' = 0, tags: 'dict[str, str]' = <factory>, keep_runs: "
+            "'int' = 0, keep_for_ms: 'int' = 0, version: 'int' = 0, "
+            "paused_ms: 'int' = 0, max_runs: 'int' = 0, fired_runs: "
+            "'int' = 0, buffered_run: 'str' = '', updated_ms: 'int' = "
+            "0, open_skip: 'str' = '', resumed_ms: 'int' = 0) -> None",
             "class": "Record",
             "created_at": "property",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
@@ -423,6 +462,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "proto_name": "property",
             "word": "property",
         },
+        "NewToken": {
+            "__init__": "def(self, token: 'Token', secret: 'str') -> None",
+            "class": "object",
+        },
         "NodeReport": {
             "class": "tuple",
             "fields": "endpoint, status, error",
@@ -431,13 +474,14 @@ EXPECTED: dict[str, dict[str, Any]] = {
         },
         "NodeStatus": {
             "HasField": "def(self, name: 'str') -> 'bool'",
-            "__init__": "def(self, node_id: 'str' = '', role: 'str' = '', term: 'int' "
-            "= 0, commit_index: 'int' = 0, applied_index: 'int' = 0, "
-            "leader_id: 'str' = '', leader_grpc: 'str' = '', grpc_address: "
-            "'str' = '', raft_address: 'str' = '', has_quorum: 'bool' = "
-            "False, state_digest: 'str' = '', workers: 'int' = 0, peers: "
-            "'tuple[str, ...]' = (), unsafe_no_fsync: 'bool' = False) -> "
-            "None",
+            "__init__": "def(self, node_id: 'str' = '', role: 'str' = '', "
+            "term: 'int' = 0, commit_index: 'int' = 0, "
+            "applied_index: 'int' = 0, leader_id: 'str' = '', "
+            "leader_grpc: 'str' = '', grpc_address: 'str' = '', "
+            "raft_address: 'str' = '', has_quorum: 'bool' = "
+            "False, state_digest: 'str' = '', workers: 'int' = "
+            "0, peers: 'tuple[str, ...]' = (), unsafe_no_fsync: "
+            "'bool' = False) -> None",
             "class": "Record",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
             "is_leader": "property",
@@ -474,10 +518,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
         },
         "RetryPolicy": {
             "HasField": "def(self, name: 'str') -> 'bool'",
-            "__init__": "def(self, max_attempts: 'int' = 0, initial_backoff_ms: 'int "
-            "| None' = None, multiplier: 'float' = 0.0, max_backoff_ms: "
-            "'int' = 0, non_retryable_exit_codes: 'tuple[int, ...]' = (), "
-            "non_retryable_errors: 'tuple[str, ...]' = ()) -> None",
+            "__init__": "def(self, max_attempts: 'int' = 0, "
+            "initial_backoff_ms: 'int | None' = None, "
+            "multiplier: 'float' = 0.0, max_backoff_ms: 'int' = "
+            "0, non_retryable_exit_codes: 'tuple[int, ...]' = "
+            "(), non_retryable_errors: 'tuple[str, ...]' = ()) "
+            "-> None",
             "class": "Record",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
             "to_dict": "def(self) -> 'dict[str, Any]'",
@@ -485,16 +531,18 @@ EXPECTED: dict[str, dict[str, Any]] = {
         },
         "Run": {
             "HasField": "def(self, name: 'str') -> 'bool'",
-            "__init__": "def(self, run_id: 'str' = '', job: 'str' = '', scheduled_ms: 'int' = "
-            "0, state: 'RunState' = <RunState.UNSPECIFIED: 0>, attempt: 'int' = "
-            "0, fence: 'int' = 0, worker_id: 'str' = '', not_before_ms: 'int' = "
-            "0, started_ms: 'int' = 0, finished_ms: 'int' = 0, error: 'str' = '', "
-            "queue: 'str' = '', manual: 'bool' = False, exit_code: 'int' = 0, "
-            "attempt_base: 'int' = 0, origin: 'RunOrigin' = "
-            "<RunOrigin.UNSPECIFIED: 0>, skip_reason: 'SkipReason' = "
-            "<SkipReason.UNSPECIFIED: 0>, skipped_until_ms: 'int' = 0, "
-            "skipped_count: 'int' = 0, note: 'str' = '', priority: 'int' = 0, "
-            "tags: 'dict[str, str]' = <factory>, dispatch_deadline_ms: 'int' = 0, "
+            "__init__": "def(self, run_id: 'str' = '', job: 'str' = '', "
+            "scheduled_ms: 'int' = 0, state: 'RunState' = "
+            "<RunState.UNSPECIFIED: 0>, attempt: 'int' = 0, fence: "
+            "'int' = 0, worker_id: 'str' = '', not_before_ms: 'int' = "
+            "0, started_ms: 'int' = 0, finished_ms: 'int' = 0, error: "
+            "'str' = '', queue: 'str' = '', manual: 'bool' = False, "
+            "exit_code: 'int' = 0, attempt_base: 'int' = 0, origin: "
+            "'RunOrigin' = <RunOrigin.UNSPECIFIED: 0>, skip_reason: "
+            "'SkipReason' = <SkipReason.UNSPECIFIED: 0>, "
+            "skipped_until_ms: 'int' = 0, skipped_count: 'int' = 0, "
+            "note: 'str' = '', priority: 'int' = 0, tags: 'dict[str, "
+            "str]' = <factory>, dispatch_deadline_ms: 'int' = 0, "
             "caused_by: 'str' = '', progress: 'str' = '') -> None",
             "class": "Record",
             "dispatch_deadline_at": "property",
@@ -518,20 +566,22 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "RunState": {
             "class": "ProtoEnum",
             "final": "property",
-            "members": "UNSPECIFIED=0, PENDING=1, LEASED=2, SUCCEEDED=3, FAILED=4, "
-            "CANCELLED=5, DEAD=6, SKIPPED=7, WAITING=8",
+            "members": "UNSPECIFIED=0, PENDING=1, LEASED=2, SUCCEEDED=3, "
+            "FAILED=4, CANCELLED=5, DEAD=6, SKIPPED=7, WAITING=8",
             "parse": "classmethod(value: 'str | int') -> 'Self'",
             "proto_name": "property",
             "word": "property",
         },
         "Schedule": {
             "HasField": "def(self, name: 'str') -> 'bool'",
-            "__init__": "def(self, kind: 'ScheduleKind' = <ScheduleKind.UNSPECIFIED: 0>, "
-            "cron: 'str' = '', timezone: 'str' = '', at_ms: 'int' = 0, "
-            "every_ms: 'int' = 0, anchor_ms: 'int | None' = None, start_ms: "
-            "'int' = 0, end_ms: 'int' = 0, jitter_ms: 'int' = 0, dst_gap: "
-            "'DstGap' = <DstGap.UNSPECIFIED: 0>, dst_repeat: 'DstRepeat' = "
-            "<DstRepeat.UNSPECIFIED: 0>) -> None",
+            "__init__": "def(self, kind: 'ScheduleKind' = "
+            "<ScheduleKind.UNSPECIFIED: 0>, cron: 'str' = '', "
+            "timezone: 'str' = '', at_ms: 'int' = 0, every_ms: "
+            "'int' = 0, anchor_ms: 'int | None' = None, start_ms: "
+            "'int' = 0, end_ms: 'int' = 0, jitter_ms: 'int' = 0, "
+            "dst_gap: 'DstGap' = <DstGap.UNSPECIFIED: 0>, "
+            "dst_repeat: 'DstRepeat' = <DstRepeat.UNSPECIFIED: 0>) "
+            "-> None",
             "at": "property",
             "class": "Record",
             "end_at": "property",
@@ -549,12 +599,24 @@ EXPECTED: dict[str, dict[str, Any]] = {
         },
         "SkipReason": {
             "class": "ProtoEnum",
-            "members": "UNSPECIFIED=0, MISFIRE=1, COALESCED=2, CATCHUP_WINDOW=3, "
-            "CATCHUP_LIMIT=4, OVERLAP=5, BUFFER_FULL=6, PAUSED=7, "
-            "MAX_RUNS=8, DST_GAP=9",
+            "members": "UNSPECIFIED=0, MISFIRE=1, COALESCED=2, "
+            "CATCHUP_WINDOW=3, CATCHUP_LIMIT=4, OVERLAP=5, "
+            "BUFFER_FULL=6, PAUSED=7, MAX_RUNS=8, DST_GAP=9",
             "parse": "classmethod(value: 'str | int') -> 'Self'",
             "proto_name": "property",
             "word": "property",
+        },
+        "Token": {
+            "HasField": "def(self, name: 'str') -> 'bool'",
+            "__init__": "def(self, name: 'str' = '', grants: 'tuple[str, ...]' = "
+            "(), queues: 'tuple[str, ...]' = (), created_ms: 'int' = "
+            "0, expires_ms: 'int' = 0, created_by: 'str' = '', "
+            "revoked_ms: 'int' = 0) -> None",
+            "class": "Record",
+            "from_pb": "classmethod(msg: 'Message') -> 'Self'",
+            "revoked": "property",
+            "to_dict": "def(self) -> 'dict[str, Any]'",
+            "to_pb": "def(self) -> 'Any'",
         },
     },
     "schedd.pytest_plugin": {
@@ -566,53 +628,65 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "LocalCluster": {
             "__enter__": "def(self) -> 'LocalCluster'",
             "__exit__": "def(self, *exc: 'object') -> 'None'",
-            "__init__": "def(self, root: 'str', nodes: 'int' = 3, base_port: 'int | "
-            "None' = None, extra_args: 'Sequence[str]' = (), env: "
-            "'dict[str, str] | None' = None) -> 'None'",
+            "__init__": "def(self, root: 'str', nodes: 'int' = 3, "
+            "base_port: 'int | None' = None, extra_args: "
+            "'Sequence[str]' = (), env: 'dict[str, str] | "
+            "None' = None, secure: 'bool' = True) -> 'None'",
             "alive": "def(self, node_id: 'str') -> 'bool'",
             "async_client": "def(self, **options: 'Any') -> 'AsyncClient'",
             "class": "object",
-            "client": "def(self, **options: 'Any') -> 'Client'",
+            "client": "def(self, endpoints: 'Sequence[str] | None' = "
+            "None, **options: 'Any') -> 'Client'",
+            "client_env": "property",
             "command": "def(self, spec: 'NodeSpec') -> 'list[str]'",
+            "credentials": "attribute cached_property",
             "endpoints": "property",
             "endpoints_env": "property",
-            "kill_leader": "def(self, sig: 'int' = <Signals.SIGKILL: 9>, timeout: "
-            "'float' = 30.0) -> 'str'",
+            "kill_leader": "def(self, sig: 'int' = <Signals.SIGKILL: 9>, "
+            "timeout: 'float' = 30.0) -> 'str'",
             "kill_node": "def(self, node_id: 'str', sig: 'int' = <Signals.SIGKILL: 9>) -> 'None'",
             "leader": "def(self) -> 'str | None'",
+            "security_args": "def(self, spec: 'NodeSpec') -> 'list[str]'",
             "spec": "def(self, node_id: 'str') -> 'NodeSpec'",
             "start": "def(self) -> 'LocalCluster'",
             "start_node": "def(self, node_id: 'str') -> 'None'",
-            "status": "def(self, node_id: 'str', with_digest: 'bool' = False, "
-            "timeout: 'float' = 2.0) -> 'api_pb2.NodeStatus | None'",
+            "status": "def(self, node_id: 'str', with_digest: 'bool' = "
+            "False, timeout: 'float' = 2.0) -> "
+            "'api_pb2.NodeStatus | None'",
             "stop": "def(self) -> 'None'",
             "stop_node": "def(self, node_id: 'str', timeout: 'float' = 15.0) -> 'int | None'",
             "wait_converged": "def(self, timeout: 'float' = 30.0) -> 'tuple[int, str]'",
-            "wait_for_leader": "def(self, timeout: 'float' = 30.0, exclude: 'str | "
-            "None' = None) -> 'str'",
+            "wait_for_leader": "def(self, timeout: 'float' = 30.0, "
+            "exclude: 'str | None' = None) -> 'str'",
+            "worker_credentials": "attribute cached_property",
+            "worker_env": "property",
+            "write_env": "def(self, path: 'str | None' = None) -> 'str'",
         },
         "NodeSpec": {
-            "__init__": "def(self, node_id: 'str', raft: 'str', grpc: 'str', data_dir: "
-            "'str', log_path: 'str') -> None",
+            "__init__": "def(self, node_id: 'str', raft: 'str', grpc: 'str', "
+            "data_dir: 'str', log_path: 'str') -> None",
             "class": "object",
         },
         "RunningCluster": {
             "__init__": "def(self, cluster: 'LocalCluster', client: 'Client') -> None",
             "async_client": "def(self, **options: 'Any') -> 'AsyncClient'",
             "class": "object",
+            "client_env": "property",
+            "credentials": "property",
             "endpoints": "property",
             "endpoints_env": "property",
             "kill_leader": "def(self, sig: 'int' = <Signals.SIGKILL: 9>) -> 'str'",
             "root": "property",
             "wait_converged": "def(self, timeout: 'float' = 30.0) -> 'tuple[int, str]'",
-            "wait_for_leader": "def(self, timeout: 'float' = 30.0, exclude: 'str "
-            "| None' = None) -> 'str'",
+            "wait_for_leader": "def(self, timeout: 'float' = 30.0, "
+            "exclude: 'str | None' = None) -> 'str'",
         },
         "free_ports": "def(n: 'int') -> 'list[int]'",
-        "local_cluster": "def(nodes: 'int' = 3, *, root: 'str | None' = None, extra_args: "
-        "'Sequence[str]' = ('--lease-ttl', '3s', '--heartbeat-interval', "
-        "'500ms', '--retry-backoff', '200ms'), timeout: 'float' = 30.0, "
-        "client_timeout: 'float' = 5.0, retry_for: 'float' = 30.0) -> "
+        "local_cluster": "def(nodes: 'int' = 3, *, root: 'str | None' = None, "
+        "extra_args: 'Sequence[str]' = ('--lease-ttl', '3s', "
+        "'--heartbeat-interval', '500ms', '--retry-backoff', "
+        "'200ms'), timeout: 'float' = 30.0, client_timeout: 'float' = "
+        "5.0, retry_for: 'float' = 30.0) -> "
         "'Iterator[RunningCluster]'",
     },
 }
