@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 ANY_NAMESPACE = "*"
+#: the SPIFFE trust domain whose ids carry grants (others authenticate but grant nothing)
+TRUST_DOMAIN = "schedd"
 DEFAULT_NAMESPACE = "default"
 
 
@@ -123,6 +125,8 @@ INSECURE = Principal("anonymous", (Grant(Role.CLUSTER_ADMIN, ANY_NAMESPACE),), k
 def from_spiffe(uri: str) -> Principal:
     """The principal a certificate's SPIFFE id stands for (see the module docstring)."""
     parts = uri.removeprefix("spiffe://").split("/")
+    if not uri.startswith("spiffe://") or parts[0] != TRUST_DOMAIN:
+        return Principal(uri)
     if len(parts) == 3 and parts[1] in ("node", "admin") and parts[2]:
         return Principal(uri, (Grant(Role.CLUSTER_ADMIN, ANY_NAMESPACE),))
     if len(parts) == 5 and parts[1] == "ns" and parts[2] and parts[4]:

@@ -131,7 +131,7 @@ def server_credentials(
         except TLSConfigError as e:
             log.error("event=tls_reload_failed error=%r (the previous certificate stays in use)", e)
             return None
-        if (a is None) == require:
+        if (a is not None) == require:
             log.info("event=tls_reloaded cert=%s", tls.cert)
             if on_reload is not None:
                 on_reload()
