@@ -1,6 +1,6 @@
 """schedd benchmark: schedd next to raw pysyncobj and APScheduler, measured in one run.
 
-    python bench/run.py [--quick] [--runs 3] [--no-unsafe] [--out bench/results/latest.json]
+    python bench/run.py [--quick] [--runs 3] [--no-unsafe] [--no-insecure] [--out FILE.json]
 
 Parts (see bench/README.md for what each figure means):
   (a) schedd burst throughput: N one-shot jobs due at one instant, 3-node cluster, one worker
@@ -9,6 +9,8 @@ Parts (see bench/README.md for what each figure means):
   (d) APScheduler 3.x in memory: N jobs due at once; 100 jobs every second
   (e) (a) and (b) again with every node started with --unsafe-no-fsync, right next to the
       durable runs (unless --no-unsafe): the cost of the durable journal
+  (f) (a) and (b) again with every node started with --insecure (plaintext, no tokens), right
+      next to the default runs (mutual TLS + a token; unless --no-insecure): the cost of security
 
 Prints a table (figure, schedd, baseline, ratio) and a durable vs --unsafe-no-fsync table on
 stdout and writes every raw number to the JSON file. Progress goes to stderr. Everything binds
@@ -53,11 +55,21 @@ class Plan:
     unsafe: bool = (
         True  # also run (a) and (b) with --unsafe-no-fsync, interleaved with the durable runs
     )
+    insecure: bool = True  # also run (a) and (b) with --insecure, interleaved likewise
 
 
-# part names, by "unsafe_no_fsync"
-SCHEDD_THROUGHPUT = {False: "schedd_throughput", True: "schedd_throughput_unsafe"}
-SCHEDD_LAG = {False: "schedd_lag", True: "schedd_lag_unsafe"}
+# part names, by mode: the default (durable journal, mutual TLS + token), --unsafe-no-fsync,
+# --insecure
+SCHEDD_THROUGHPUT = {
+    "default": "schedd_throughput",
+    "unsafe": "schedd_throughput_unsafe",
+    "insecure": "schedd_throughput_insecure",
+}
+SCHEDD_LAG = {
+    "default": "schedd_lag",
+    "unsafe": "schedd_lag_unsafe",
+    "insecure": "schedd_lag_insecure",
+}
 
 
 def _git_commit() -> dict[str, Any]:
@@ -144,43 +156,44 @@ def run_all(plan: Plan) -> dict[str, Any]:
 
     parts: dict[str, list[dict[str, Any]]] = {}
 
-    def throughput(unsafe: bool) -> dict[str, Any]:
+    def throughput(mode: str) -> dict[str, Any]:
         return schedd_bench.throughput(
             plan.jobs,
             concurrency=plan.concurrency,
             keep=plan.keep,
             server_path=plan.server_path,
-            unsafe_no_fsync=unsafe,
+            unsafe_no_fsync=mode == "unsafe",
+            insecure=mode == "insecure",
         )
 
-    def lag(unsafe: bool) -> dict[str, Any]:
+    def lag(mode: str) -> dict[str, Any]:
         return schedd_bench.lag(
             100,
             plan.lag_s,
             concurrency=plan.concurrency,
             keep=plan.keep,
             server_path=plan.server_path,
-            unsafe_no_fsync=unsafe,
+            unsafe_no_fsync=mode == "unsafe",
+            insecure=mode == "insecure",
         )
 
     for i in range(plan.runs):
         if plan.runs > 1:
             progress(f"=== run {i + 1}/{plan.runs} ===")
-        # durable and unsafe back to back, the order swapped every run (no mode always goes first)
-        modes = [False, True] if plan.unsafe else [False]
-        if i % 2:
-            modes.reverse()
+        # the modes back to back, the order rotated every run (no mode always goes first)
+        modes = ["default"] + ["unsafe"] * plan.unsafe + ["insecure"] * plan.insecure
+        modes = modes[i % len(modes) :] + modes[: i % len(modes)]
         # interleaved so that schedd and its baselines see the same machine conditions
         _part(
             parts,
             "raw_pysyncobj",
             lambda: raw_raft.run(plan.raft_s, plan.raft_inflight, keep=plan.keep),
         )
-        for unsafe in modes:
-            _part(parts, SCHEDD_THROUGHPUT[unsafe], partial(throughput, unsafe))
+        for mode in modes:
+            _part(parts, SCHEDD_THROUGHPUT[mode], partial(throughput, mode))
         _part(parts, "apscheduler_throughput", lambda: aps_bench.throughput(plan.jobs))
-        for unsafe in modes:
-            _part(parts, SCHEDD_LAG[unsafe], partial(lag, unsafe))
+        for mode in modes:
+            _part(parts, SCHEDD_LAG[mode], partial(lag, mode))
         _part(parts, "apscheduler_lag", lambda: aps_bench.lag(100, plan.lag_s))
     return parts
 
@@ -300,19 +313,30 @@ def summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[dict[str
             0,
         ),
     ]
-    return [
-        {
-            "figure": f,
-            "schedd": s.fmt(d),
-            "baseline": bname,
-            "baseline_value": b.fmt(d),
-            "ratio": _ratio(s, b),
-        }
-        for f, s, bname, b, d in rows
-    ] + fsync_summary(parts, plan)
+    return (
+        [
+            {
+                "figure": f,
+                "schedd": s.fmt(d),
+                "baseline": bname,
+                "baseline_value": b.fmt(d),
+                "ratio": _ratio(s, b),
+            }
+            for f, s, bname, b, d in rows
+        ]
+        + fsync_summary(parts, plan, "unsafe")
+        + fsync_summary(parts, plan, "insecure")
+    )
 
 
 FSYNC_TARGET = 0.75  # the issue's target: durable >= 0.75x unsafe on every figure with a target
+TLS_TARGET = 0.85  # security's target: TLS + auth >= 0.85x --insecure on throughput
+TLS_LAG_MS = 1.0  # ... and lag p50 within +1 ms
+#: the mode compared with the default: (row kind, baseline label, target)
+COMPARED = {
+    "unsafe": ("durable_vs_unsafe", "--unsafe-no-fsync", FSYNC_TARGET),
+    "insecure": ("secure_vs_insecure", "--insecure", TLS_TARGET),
+}
 
 
 def _paired(
@@ -330,17 +354,22 @@ def _paired(
     return Stat(statistics.median(ratios), min(ratios), max(ratios), len(ratios), 0)
 
 
-def fsync_summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[dict[str, str]]:
-    """Rows comparing the durable journal (default) with ``--unsafe-no-fsync``, run back to back.
+def fsync_summary(
+    parts: dict[str, list[dict[str, Any]]], plan: Plan, other: str = "unsafe"
+) -> list[dict[str, str]]:
+    """Rows comparing the default with ``other``: the durable journal with ``--unsafe-no-fsync``
+    (``unsafe``), or mutual TLS + token with ``--insecure`` (``insecure``), run back to back.
+    For ``insecure`` the target is score >= 0.85 on throughput and lag p50 at most 1 ms more.
 
     ``ratio`` is durable / unsafe, median of the figure in each mode. ``score`` is that ratio
     turned so that higher is better for durable (throughput: durable / unsafe; latency and CPU:
     unsafe / durable); the target (``FSYNC_TARGET``) is score >= 0.75 for the rows that have
     one. ``per_run`` is the durable / unsafe ratio of each pair of runs, median [min-max]."""
-    if not plan.unsafe:
+    if not (plan.unsafe if other == "unsafe" else plan.insecure):
         return []
-    dt_, ut = parts.get(SCHEDD_THROUGHPUT[False], []), parts.get(SCHEDD_THROUGHPUT[True], [])
-    dl, ul = parts.get(SCHEDD_LAG[False], []), parts.get(SCHEDD_LAG[True], [])
+    kind, label, target = COMPARED[other]
+    dt_, ut = parts.get(SCHEDD_THROUGHPUT["default"], []), parts.get(SCHEDD_THROUGHPUT[other], [])
+    dl, ul = parts.get(SCHEDD_LAG["default"], []), parts.get(SCHEDD_LAG[other], [])
     # (figure, durable runs, unsafe runs, path, digits, higher is better, has the target)
     specs: list[
         tuple[str, list[dict[str, Any]], list[dict[str, Any]], tuple[str, ...], int, bool, bool]
@@ -405,21 +434,32 @@ def fsync_summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[di
                 else (u.median / d.median if d.median else None)
             )
         verdict = ""
-        if targeted:
-            verdict = "n/a" if score is None else ("met" if score >= FSYNC_TARGET else "NOT met")
+        target_text = f">= {target:.2f}" if targeted else ""
+        if targeted and other == "insecure" and not higher_better:
+            targeted = path == ("lag", "p50_ms")
+            target_text = f"<= +{TLS_LAG_MS:g} ms" if targeted else ""
+            if targeted:
+                ok = d.median is not None and u.median is not None
+                verdict = (
+                    "n/a"
+                    if not ok
+                    else ("met" if (d.median or 0) - (u.median or 0) <= TLS_LAG_MS else "NOT met")
+                )
+        elif targeted:
+            verdict = "n/a" if score is None else ("met" if score >= target else "NOT met")
         per_run = _paired(d_runs, u_runs, path)
         out.append(
             {
                 "figure": figure,
-                "kind": "durable_vs_unsafe",
+                "kind": kind,
                 "schedd": d.fmt(digits),
-                "baseline": "--unsafe-no-fsync",
+                "baseline": label,
                 "baseline_value": u.fmt(digits),
                 "ratio": _ratio(d, u),
                 "per_run": per_run.fmt(2) if per_run.n else "n/a",
                 "better": "higher" if higher_better else "lower",
                 "score": "n/a" if score is None else f"{score:.2f}",
-                "target": f">= {FSYNC_TARGET:.2f}" if targeted else "",
+                "target": target_text,
                 "verdict": verdict,
             }
         )
@@ -436,8 +476,9 @@ def _print_rows(headers: list[str], table: list[list[str]]) -> None:
 
 
 def print_table(rows: list[dict[str, str]], parts: dict[str, list[dict[str, Any]]]) -> None:
-    main = [r for r in rows if r.get("kind") != "durable_vs_unsafe"]
+    main = [r for r in rows if r.get("kind") not in ("durable_vs_unsafe", "secure_vs_insecure")]
     fsync = [r for r in rows if r.get("kind") == "durable_vs_unsafe"]
+    tls = [r for r in rows if r.get("kind") == "secure_vs_insecure"]
     _print_rows(
         ["figure", "schedd", "baseline", "ratio"],
         [
@@ -481,7 +522,35 @@ def print_table(rows: list[dict[str, str]], parts: dict[str, list[dict[str, Any]
             "durable/unsafe; latency, CPU: unsafe/durable).\nTarget: score >= 0.75 (lag: durable at most "
             "1.33× the unsafe lag)."
         )
-    for name in (SCHEDD_LAG[False], SCHEDD_LAG[True]):
+    if tls:
+        print("\nschedd mutual TLS + token (default) vs --insecure, run back to back:\n")
+        _print_rows(
+            [
+                "figure",
+                "TLS+auth",
+                "insecure",
+                "tls/insecure",
+                "per run",
+                "better",
+                "score",
+                "target",
+            ],
+            [
+                [
+                    r["figure"],
+                    r["schedd"],
+                    r["baseline_value"],
+                    r["ratio"],
+                    r["per_run"],
+                    r["better"],
+                    r["score"],
+                    f"{r['target']} {r['verdict']}".strip(),
+                ]
+                for r in tls
+            ],
+        )
+        print("\nTarget: throughput score >= 0.85; lag p50 at most 1 ms above --insecure.")
+    for name in SCHEDD_LAG.values():
         lag = parts.get(name, [])
         if lag:
             counts = ", ".join(
@@ -528,6 +597,11 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the schedd runs with --unsafe-no-fsync (the durable vs unsafe comparison)",
     )
     parser.add_argument(
+        "--no-insecure",
+        action="store_true",
+        help="skip the schedd runs with --insecure (the TLS + auth vs plaintext comparison)",
+    )
+    parser.add_argument(
         "--server-path",
         default=None,
         help="directory put first on the nodes' PYTHONPATH: measure the schedd server of another "
@@ -544,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         keep=args.keep,
         server_path=args.server_path,
         unsafe=not args.no_unsafe,
+        insecure=not args.no_insecure,
     )
     started = time.monotonic()
     meta = {

@@ -39,9 +39,16 @@ BENCH_PROCESS = "bench process (worker, client)"
 UNSAFE_ARGS = ["--unsafe-no-fsync"]
 
 
-def mode_name(unsafe_no_fsync: bool) -> str:
-    """``durable`` (the product default) or ``unsafe-no-fsync``."""
+def mode_name(unsafe_no_fsync: bool, insecure: bool = False) -> str:
+    """``durable`` (the product default: durable journal, mutual TLS and a token),
+    ``unsafe-no-fsync`` or ``insecure`` (plaintext, no authentication)."""
+    if insecure:
+        return "insecure"
     return "unsafe-no-fsync" if unsafe_no_fsync else "durable"
+
+
+def _suffix(unsafe_no_fsync: bool, insecure: bool) -> str:
+    return "-insecure" if insecure else ("-unsafe" if unsafe_no_fsync else "")
 
 
 def cpu_us_per(cpu_s: dict[str, float | None], count: int) -> dict[str, float | None]:
@@ -139,6 +146,7 @@ def running_cluster(
     result: dict[str, Any],
     extra_args: list[str] | None = None,
     server_path: str | None = None,
+    secure: bool = True,
 ) -> Iterator[Harness]:
     """Start a fresh 3-node cluster and a connected worker; stop both whatever happens.
 
@@ -156,7 +164,7 @@ def running_cluster(
             "1"  # `python -m schedd` would otherwise put the cwd (maybe this repo) first
         )
         result["server_path"] = os.path.abspath(server_path)
-    cluster = LocalCluster(root, nodes=3, extra_args=extra_args or [], env=env)
+    cluster = LocalCluster(root, nodes=3, extra_args=extra_args or [], env=env, secure=secure)
     client: Client | None = None
     worker: Worker | None = None
     events = AgentEvents()
@@ -261,15 +269,17 @@ def throughput(
     timeout_s: float | None = None,
     server_path: str | None = None,
     unsafe_no_fsync: bool = False,
+    insecure: bool = False,
 ) -> dict[str, Any]:
     """(a) ``jobs`` one-shot jobs due at one instant; time from that instant until the leader has
     acknowledged (committed) the last completion. Completion times are counted from the agent's
     ``completion_acked`` events; ``list_runs`` confirms the final states afterwards. The due
     instant is ``lead_s`` ahead, by default measured on the cluster (:func:`_burst_lead`).
-    ``unsafe_no_fsync``: every node runs with ``--unsafe-no-fsync``."""
+    ``unsafe_no_fsync``: every node runs with ``--unsafe-no-fsync``; ``insecure``: with
+    ``--insecure`` (plaintext, no tokens) instead of mutual TLS and a token."""
     node_args = list(UNSAFE_ARGS) if unsafe_no_fsync else []
     result: dict[str, Any] = {
-        "mode": mode_name(unsafe_no_fsync),
+        "mode": mode_name(unsafe_no_fsync, insecure),
         "node_args": node_args,
         "jobs": jobs,
         "worker_concurrency": concurrency,
@@ -278,9 +288,15 @@ def throughput(
         "entry committed); final states checked with list_runs",
     }
     timeout = timeout_s if timeout_s is not None else 60.0 + jobs / 50.0
-    name = "throughput-unsafe" if unsafe_no_fsync else "throughput"
+    name = "throughput" + _suffix(unsafe_no_fsync, insecure)
     with running_cluster(
-        name, concurrency, keep, result, extra_args=node_args, server_path=server_path
+        name,
+        concurrency,
+        keep,
+        result,
+        extra_args=node_args,
+        server_path=server_path,
+        secure=not insecure,
     ) as h:
         lead = lead_s if lead_s is not None else _burst_lead(h.client, jobs, create_threads, result)
         result["lead_s"] = round(lead, 2)
@@ -362,13 +378,15 @@ def lag(
     grace_s: float = 3.0,
     server_path: str | None = None,
     unsafe_no_fsync: bool = False,
+    insecure: bool = False,
 ) -> dict[str, Any]:
     """(b) ``jobs`` cron jobs firing every second (``jobs`` firings/s) for ``duration_s``; lag is
     handler start (``time.time()``) minus the firing's scheduled time, per firing.
-    ``unsafe_no_fsync``: every node runs with ``--unsafe-no-fsync``."""
+    ``unsafe_no_fsync``: every node runs with ``--unsafe-no-fsync``; ``insecure``: with
+    ``--insecure`` (plaintext, no tokens) instead of mutual TLS and a token."""
     node_args = list(UNSAFE_ARGS) if unsafe_no_fsync else []
     result: dict[str, Any] = {
-        "mode": mode_name(unsafe_no_fsync),
+        "mode": mode_name(unsafe_no_fsync, insecure),
         "node_args": node_args,
         "jobs": jobs,
         "cron": "* * * * * *",
@@ -377,9 +395,15 @@ def lag(
         "worker_concurrency": concurrency,
         "measured_by": "time.time() at handler start - ctx.scheduled_ms / 1000",
     }
-    name = "lag-unsafe" if unsafe_no_fsync else "lag"
+    name = "lag" + _suffix(unsafe_no_fsync, insecure)
     with running_cluster(
-        name, concurrency, keep, result, extra_args=node_args, server_path=server_path
+        name,
+        concurrency,
+        keep,
+        result,
+        extra_args=node_args,
+        server_path=server_path,
+        secure=not insecure,
     ) as h:
         specs = [(f"lag-{i:04d}", {"cron": "* * * * * *"}) for i in range(jobs)]
         create_s = _create_jobs(h.client, specs, 16)
