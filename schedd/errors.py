@@ -9,6 +9,10 @@ Exception tree::
     ├── AlreadyExists       a job with that name exists                      ALREADY_EXISTS
     ├── StaleFence          the fence is not the run's current lease         ABORTED
     ├── FailedPrecondition  the object is not in a state that allows it      FAILED_PRECONDITION
+    ├── PermissionDenied    the caller may not do this (e.g. complete a run   PERMISSION_DENIED
+    │                       leased to another worker session)
+    ├── ResourceExhausted   a limit was reached (streams, storage, rate);     RESOURCE_EXHAUSTED
+    │                       the message names the limit and the flag to raise
     ├── Unavailable         no leader / not the leader / node unreachable    UNAVAILABLE
     │   └── NotLeader       this node is a follower; ``leader`` says where   UNAVAILABLE
     ├── OutcomeUnknown      the write may or may not have committed          DEADLINE_EXCEEDED
@@ -67,6 +71,20 @@ class FailedPrecondition(SchedError):
     code = "FAILED_PRECONDITION"
 
 
+class PermissionDenied(SchedError):
+    """The caller may not do this: e.g. a completion, heartbeat or release for a lease that another
+    worker session holds, or a worker id attached under another identity."""
+
+    code = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(SchedError):
+    """A limit was reached (worker streams per identity, storage, a rate); retrying at once will
+    not help. The message names the limit and how to raise it."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
 class Unavailable(SchedError):
     """No leader could be reached (after retrying for ``retry_for``), or a node is unreachable."""
 
@@ -100,6 +118,8 @@ BY_CODE: dict[str, type[SchedError]] = {
     "ALREADY_EXISTS": AlreadyExists,
     "ABORTED": StaleFence,
     "FAILED_PRECONDITION": FailedPrecondition,
+    "PERMISSION_DENIED": PermissionDenied,
+    "RESOURCE_EXHAUSTED": ResourceExhausted,
     "UNAVAILABLE": Unavailable,
     "DEADLINE_EXCEEDED": OutcomeUnknown,
     "INTERNAL": Internal,

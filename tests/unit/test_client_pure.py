@@ -153,7 +153,8 @@ def test_unknown_codes_become_internal_naming_the_code_on_one_line() -> None:
     err = error_from_status("UNIMPLEMENTED", "Method\nnot found!")
     assert type(err) is errors.Internal
     assert err.message == "UNIMPLEMENTED: Method not found!"
-    assert error_from_status("PERMISSION_DENIED", "").message == "PERMISSION_DENIED"
+    assert error_from_status("DATA_LOSS", "").message == "DATA_LOSS"
+    assert type(error_from_status("PERMISSION_DENIED", "x")) is errors.PermissionDenied
 
 
 def test_summarize_failure_shortens_grpc_connection_noise() -> None:

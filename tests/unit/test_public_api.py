@@ -160,6 +160,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "NotFound": "exported",
         "NotLeader": "exported",
         "OutcomeUnknown": "exported",
+        "PermissionDenied": "exported",
+        "ResourceExhausted": "exported",
         "SchedError": "exported",
         "StaleFence": "exported",
         "Unavailable": "exported",
@@ -201,7 +203,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "cluster_status": "def(self, with_digest: 'bool' = False, timeout: 'float | "
             "None' = None) -> 'list[NodeReport]'",
             "complete_run": "def(self, run_id: 'str', fence: 'int', success: 'bool', "
-            "error: 'str' = '', exit_code: 'int | None' = None) -> "
+            "error: 'str' = '', exit_code: 'int | None' = None, *, session: 'str' = '') -> "
             "'None'",
             "create_job": "def(self, name: 'str', *, cron: 'str | None' = None, tz: "
             "'str' = 'UTC', at_ms: 'int | None' = None, every_ms: 'int | "
@@ -250,7 +252,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "cluster_status": "def(self, with_digest: 'bool' = False, timeout: 'float | "
             "None' = None) -> 'list[NodeReport]'",
             "complete_run": "def(self, run_id: 'str', fence: 'int', success: 'bool', "
-            "error: 'str' = '', exit_code: 'int | None' = None) -> 'None'",
+            "error: 'str' = '', exit_code: 'int | None' = None, *, session: 'str' = '') -> "
+            "'None'",
             "create_job": "def(self, name: 'str', *, cron: 'str | None' = None, tz: 'str' "
             "= 'UTC', at_ms: 'int | None' = None, every_ms: 'int | None' = "
             "None, jitter_ms: 'int' = 0, queue: 'str' = 'default', payload: "
@@ -323,6 +326,16 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "code": "attribute str",
         },
         "OutcomeUnknown": {
+            "__init__": "def(self, message: 'str') -> 'None'",
+            "class": "SchedError",
+            "code": "attribute str",
+        },
+        "PermissionDenied": {
+            "__init__": "def(self, message: 'str') -> 'None'",
+            "class": "SchedError",
+            "code": "attribute str",
+        },
+        "ResourceExhausted": {
             "__init__": "def(self, message: 'str') -> 'None'",
             "class": "SchedError",
             "code": "attribute str",
