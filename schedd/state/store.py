@@ -167,6 +167,17 @@ class Store:
             raw = txn.get(name.encode(), db=self._dbs["jobs"])
         return None if raw is None else types_pb2.Job.FromString(raw)
 
+    def usage(self) -> tuple[int, int]:
+        """(bytes in use, map size) of the LMDB environment. In use: the pages of every
+        database (free pages LMDB will reuse do not count) plus LMDB's own two meta pages."""
+        psize = self._env.stat()["psize"]
+        with self._env.begin() as txn:
+            pages = 2
+            for db in [None, *self._dbs.values()]:
+                st = txn.stat(db) if db is not None else self._env.stat()
+                pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+        return pages * psize, self._env.info()["map_size"]
+
     def get_run(self, rid: str) -> types_pb2.Run | None:
         with self.read() as txn:
             raw = txn.get(rid.encode(), db=self._dbs["runs"])

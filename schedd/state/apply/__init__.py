@@ -98,11 +98,28 @@ def apply(reader: Reader, data: bytes, index: int) -> tuple[list[Mutation], Resu
 
 
 def _apply_with_request_id(txn: Txn, cmd: command_pb2.Command, index: int) -> Result:
+    """Client request ids. A command stamped with ``request_hash`` (every one from this
+    version's services) is keyed by (``principal``, request id), both stamped by the service
+    from the authenticated caller, and remembers the hash of its request: the same id from the
+    same caller with another request is refused, so nobody can take over someone else's id and
+    no client gets an answer that belongs to another request. Commands without the hash (older
+    entries) keep the old, unscoped key."""
     rid = cmd.request_id
+    key = b""
+    digest = cmd.request_hash.hex()
     if rid:
-        seen = txn.get("requests", rid.encode())
+        key = keys.request_key(cmd.principal, rid) if cmd.request_hash else rid.encode()
+        seen = txn.get("requests", key)
         if seen is not None:
-            return _replay_result(txn, json.loads(seen))
+            record = json.loads(seen)
+            if cmd.request_hash and record.get("hash") != digest:
+                return Result(
+                    "FAILED_PRECONDITION",
+                    f"request_id: {rid!r} was already used for a different request; "
+                    "use a new request id for a new request (reuse one only to retry the "
+                    "same request)",
+                )
+            return _replay_result(txn, record)
     result = _dispatch(txn, cmd, index, cmd.now_ms)
     if rid:
         record = {
@@ -112,7 +129,9 @@ def _apply_with_request_id(txn: Txn, cmd: command_pb2.Command, index: int) -> Re
             "job": result.job.name if result.job is not None else "",
             "run": result.run.run_id if result.run is not None else "",
         }
-        txn.put("requests", rid.encode(), json.dumps(record, sort_keys=True).encode())
+        if cmd.request_hash:
+            record["hash"] = digest
+        txn.put("requests", key, json.dumps(record, sort_keys=True).encode())
     return result
 
 
