@@ -183,6 +183,17 @@ def _catchup_spacing(rate: Any) -> int:
     help="Stop (exit 70) when the data disk has less free space, MiB [64].",
 )
 @click.option(
+    "--max-worker-streams",
+    default=None,
+    type=click.IntRange(1, 100_000),
+    help="Worker streams one client identity may hold on the leader at once [32].",
+)
+@click.option(
+    "--hello-timeout",
+    default=None,
+    help="A worker stream must send its Hello within this long, or it is closed [10s].",
+)
+@click.option(
     "--unsafe-no-fsync",
     is_flag=True,
     default=None,
@@ -205,6 +216,8 @@ def run(
     catchup_rate: float | None,
     map_size: int | None,
     min_free: int | None,
+    max_worker_streams: int | None,
+    hello_timeout: str | None,
     unsafe_no_fsync: bool | None,
     log_level: str,
 ) -> None:
@@ -282,7 +295,17 @@ def run(
     if not isinstance(unsafe, bool):
         _fail(f"--config: unsafe_no_fsync must be true or false, not {unsafe!r}")
     from schedd.raft.settings import RaftSettings
+    from schedd.server.limits import Limits
 
+    dl = Limits()
+    node_limits = Limits(
+        max_worker_streams_per_principal=int(
+            pick(max_worker_streams, "max_worker_streams", dl.max_worker_streams_per_principal)
+        ),
+        hello_timeout_s=_parse_duration(
+            str(pick(hello_timeout, "hello_timeout", f"{dl.hello_timeout_s}s")), "--hello-timeout"
+        ),
+    )
     try:
         config = NodeConfig(
             node_id=pick(node_id, "node_id"),
@@ -295,6 +318,7 @@ def run(
             raft_settings=RaftSettings(fsync=not unsafe),
             map_size=int(pick(map_size, "map_size_mib", 4096)) << 20,
             min_free_bytes=int(pick(min_free, "min_free_mib", 64)) << 20,
+            limits=node_limits,
         )
         node = Node(config)
     except SchedError as e:
