@@ -26,6 +26,7 @@ from schedd.pb import types_pb2
 from schedd.state import disk, keys
 from schedd.state.apply import (
     FINISHED_STATES,
+    UNSUPPORTED,
     Put,
     Result,
     apply,
@@ -117,6 +118,12 @@ class Store:
         try:
             with self._apply_lock, self._env.begin(write=True) as txn:
                 mutations, result = apply(_TxnReader(txn, self._dbs), data, index)
+                if result.code == UNSUPPORTED:
+                    fatal(
+                        f"log index {index} holds a command this version does not understand "
+                        f"({result.message}): it was written by a newer schedd. Upgrade this "
+                        "node to that version and restart it; the entry is not skipped"
+                    )
                 for m in mutations:
                     if isinstance(m, Put):
                         txn.put(m.key, m.value, db=self._dbs[m.db])

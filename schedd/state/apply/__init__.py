@@ -8,9 +8,14 @@ Contract (every replica relies on it):
 * **Idempotent by log index.** The mutations always include ``meta.applied_index = index``; an
   entry at or below the stored applied index returns ``SKIPPED`` with no mutations (pysyncobj
   re-applies its journal on every restart).
-* **Never raises.** Garbage, unknown command types and domain rejections (not found, stale fence,
-  duplicate) are results, identical on every replica. Only the caller's storage failures (disk
-  full) escape, and they stop the process before the entry is recorded.
+* **Never raises.** Domain rejections (not found, stale fence, duplicate) are results, identical
+  on every replica. Only the caller's storage failures (disk full) escape, and they stop the
+  process before the entry is recorded.
+* **A command it does not understand stops the node.** An undecodable entry, an unknown envelope
+  version or a command type this version does not know (a newer version's new oneof field reads
+  as *no* body) is answered ``UNSUPPORTED`` (status UNIMPLEMENTED), also inside a batch; the
+  store then stops the process before the entry is recorded, rather than skip it and diverge
+  from replicas that understood it.
 * **Compare-and-set everywhere the leader acted on a read.** FireDue, grants, expiries and
   completions carry what the leader saw (due time, attempt, fence) and are no-ops when the state
   has moved on, so a late or duplicated proposal (a deposed leader's entry committed after all)
@@ -82,11 +87,11 @@ def apply(reader: Reader, data: bytes, index: int) -> tuple[list[Mutation], Resu
     try:
         cmd = command_pb2.Command.FromString(data)
     except (DecodeError, ValueError) as e:
-        result = Result("INVALID_ARGUMENT", f"command: undecodable entry ({type(e).__name__})")
+        result = Result(UNSUPPORTED, f"command: undecodable entry ({type(e).__name__})")
     else:
         if cmd.version != COMMAND_VERSION:
             result = Result(
-                "INVALID_ARGUMENT",
+                UNSUPPORTED,
                 f"command.version: {cmd.version} is not supported (want {COMMAND_VERSION})",
             )
         else:
@@ -146,7 +151,7 @@ def _dispatch(txn: Txn, cmd: command_pb2.Command, index: int, now_ms: int) -> Re
     kind = cmd.WhichOneof("body")
     handler = _HANDLERS.get(kind or "")
     if handler is None:
-        return Result("INVALID_ARGUMENT", f"command.body: unknown command type {kind!r}")
+        return Result(UNSUPPORTED, f"command.body: unknown command type {kind!r}")
     return handler(txn, cmd, index, cmd.now_ms or now_ms)
 
 
@@ -161,7 +166,13 @@ def _batch(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
             subs.append(Result("INVALID_ARGUMENT", "command.batch: batches do not nest"))
             continue
         subs.append(_dispatch(txn, sub, index, sub.now_ms or now))
+        if subs[-1].code == UNSUPPORTED:
+            return subs[-1]  # the whole entry is not understood
     return Result(sub=tuple(subs))
+
+
+#: The result code of an entry this version does not understand: the store stops the node.
+UNSUPPORTED = "UNIMPLEMENTED"
 
 
 _Handler = Callable[[Txn, command_pb2.Command, int, int], Result]
@@ -260,6 +271,7 @@ __all__ = [
     "COMMAND_VERSION",
     "FINISHED_STATES",
     "SKIPPED",
+    "UNSUPPORTED",
     "Delete",
     "Granted",
     "MemoryState",
