@@ -642,6 +642,8 @@ class ClusterService(_Base, api_grpc.ClusterServiceServicer):
             )
         if wait > 0:
             threading.Event().wait(wait)
+            if not context.is_active():
+                return api_pb2.TransferLeadershipResponse()  # the caller gave up: do nothing
         self.node.transfer_leadership(req.to_node_id)
         return api_pb2.TransferLeadershipResponse()
 
