@@ -7,7 +7,10 @@ apply from anywhere else).
 
 Today the identity comes from the peer's TLS client certificate, when the transport verified
 one: its SPIFFE id (a ``spiffe://`` URI SAN) if it has one, else ``cn:`` and its common name.
-A caller without a verified certificate is ``"anonymous"``: all such callers share one identity,
+gRPC fills these properties only for a certificate it verified (Python servers either require
+and verify client certificates, ``require_client_auth=True``, or do not request one), so they
+are never the caller's unchecked claim. A caller without a verified certificate is
+``"anonymous"``: all such callers share one identity,
 so on a cluster without client certificates these rules protect callers from mistakes, not from
 each other (docs/security.md).
 """
@@ -22,7 +25,11 @@ ANONYMOUS = "anonymous"
 #: Longest principal kept; longer identities are cut (they still name one caller per certificate).
 MAX_PRINCIPAL_CHARS = 256
 
-_SAN_KEYS = ("x509_uri_subject_alternative_name", "x509_subject_alternative_name")
+_SPIFFE_KEYS = (
+    "peer_spiffe_id",
+    "x509_uri_subject_alternative_name",
+    "x509_subject_alternative_name",
+)
 _CN_KEY = "x509_common_name"
 
 
@@ -41,7 +48,7 @@ def principal(context: _HasAuthContext) -> str:
 
 def principal_from_auth(auth: Mapping[str, Sequence[bytes]]) -> str:
     """``principal`` over an auth context mapping (gRPC's: property name -> list of bytes)."""
-    for key in _SAN_KEYS:
+    for key in _SPIFFE_KEYS:
         for value in auth.get(key, ()):
             text = _text(value)
             if text.startswith("spiffe://"):
