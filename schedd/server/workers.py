@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from schedd.errors import AlreadyExists, ResourceExhausted
 from schedd.pb import api_pb2
 
+#: Messages queued for one worker stream before it is closed as not reading.
+MAX_OUTBOUND = 10_000
+
 
 @dataclass
 class WorkerSession:
@@ -42,8 +45,14 @@ class WorkerSession:
         self.last_seen = now
 
     def send(self, msg: api_pb2.ServerMessage) -> None:
-        if not self.closed.is_set():
-            self.outbound.put(msg)
+        if self.closed.is_set():
+            return
+        if self.outbound.qsize() >= MAX_OUTBOUND:
+            # A worker that does not read its stream (while it keeps writing, e.g. heartbeats
+            # for leases it does not hold, each answered) must not grow the leader's memory.
+            self.close(f"the worker does not read its stream ({MAX_OUTBOUND} messages queued)")
+            return
+        self.outbound.put(msg)
 
     def close(self, reason: str, leader_hint: str | None = None) -> None:
         if self.closed.is_set():

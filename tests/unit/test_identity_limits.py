@@ -131,3 +131,13 @@ def test_rate_gate_books_one_turn_per_interval_and_refuses_long_waits() -> None:
     assert not ok and wait == pytest.approx(2.4)
     young = RateGate(3.0)
     assert young.reserve(10.0, 12.0, 3.0) == (True, 2.0)  # a young leader waits until 12.0
+
+
+def test_a_worker_that_does_not_read_its_stream_is_closed() -> None:
+    from schedd.server.workers import MAX_OUTBOUND
+
+    s = session("w1", "cn:a")
+    for _ in range(MAX_OUTBOUND + 5):
+        s.send(api_pb2.ServerMessage(lost=api_pb2.LeasesLost()))
+    assert s.closed.is_set() and "does not read" in s.close_reason
+    assert s.outbound.qsize() <= MAX_OUTBOUND + 1  # the closing None included
