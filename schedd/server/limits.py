@@ -41,9 +41,11 @@ def check_storage(used_bytes: int, map_bytes: int, limits: Limits) -> None:
         return
     raise ResourceExhausted(
         f"storage: the state database is {100 * used_bytes // max(1, map_bytes)}% full "
-        f"({used_bytes >> 20} of {map_bytes >> 20} MiB); writes are refused until it is under "
-        f"{int(limits.storage_full_fraction * 100)}%. Restart the nodes one by one with a larger "
-        "--map-size, or delete jobs and let retention remove finished runs"
+        f"({used_bytes >> 20} of {map_bytes >> 20} MiB, {free >> 20} MiB free); writes need it "
+        f"under {int(limits.storage_full_fraction * 100)}% with at least "
+        f"{limits.storage_reserve_bytes >> 20} MiB free (one Raft entry can be 3 MiB). Restart "
+        "the nodes one by one with a larger --map-size, or delete jobs and let retention remove "
+        "finished runs"
     )
 
 
