@@ -56,6 +56,7 @@ class RateGate:
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
         self._last: float | None = None
+        self._prev: float | None = None
 
     def reserve(self, now: float, not_before: float, max_wait_s: float) -> tuple[bool, float]:
         """(True, seconds to wait before acting) with the turn booked, or (False, seconds until
@@ -65,5 +66,11 @@ class RateGate:
             start = max(start, self._last + self.interval_s)
         if start - now > max_wait_s:
             return False, start - now - max_wait_s
-        self._last = start
+        self._prev, self._last = self._last, start
         return True, start - now
+
+    def cancel(self, start: float) -> None:
+        """Give back the turn booked for ``start`` (its caller gave up waiting), if it is still
+        the latest one."""
+        if self._last == start:
+            self._last = self._prev

@@ -642,8 +642,10 @@ class ClusterService(_Base, api_grpc.ClusterServiceServicer):
             )
         if wait > 0:
             threading.Event().wait(wait)
-            if not context.is_active():
-                return api_pb2.TransferLeadershipResponse()  # the caller gave up: do nothing
+            if not context.is_active():  # the caller gave up: do nothing, free the turn
+                with self._transfers_lock:
+                    self._transfers.cancel(now + wait)
+                return api_pb2.TransferLeadershipResponse()
         self.node.transfer_leadership(req.to_node_id)
         return api_pb2.TransferLeadershipResponse()
 

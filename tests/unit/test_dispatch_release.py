@@ -105,3 +105,23 @@ def test_a_release_from_another_worker_gives_nothing_back() -> None:
     assert d.leases.get("r1") is not None and d._released == []
     assert d.release(w1, [api_pb2.Lease(run_id="r1", fence=5)], "") == 1
     assert d._released[0].worker_id == "w1"
+
+
+def test_a_hello_cannot_reattach_another_workers_lease() -> None:
+    """Hello.running re-attaches a lease only if the committed lease is this worker's."""
+
+    class Committed:
+        def leases(self) -> dict[str, tuple[int, str]]:
+            return {"r1": (5, "w1")}
+
+    registry = Registry()
+    d = dispatcher(registry)
+    d.store = cast(Any, Committed())
+    intruder = WorkerSession("intruder", frozenset({"default"}), 1)
+    reattached, lost = d.attach(intruder, [api_pb2.Lease(run_id="r1", fence=5)])
+    assert reattached == [] and [le.run_id for le in lost] == ["r1"]
+    assert d.leases.get("r1") is None
+    w1 = WorkerSession("w1", frozenset({"default"}), 1)
+    reattached, lost = d.attach(w1, [api_pb2.Lease(run_id="r1", fence=5)])
+    assert [le.run_id for le in reattached] == ["r1"] and lost == []
+    assert d.leases.get("r1").worker_id == "w1"  # type: ignore[union-attr]

@@ -129,6 +129,8 @@ def test_rate_gate_books_one_turn_per_interval_and_refuses_long_waits() -> None:
     assert gate.reserve(100.5, 0.0, 3.0) == (True, 2.5)  # waits for the next turn, booked
     ok, wait = gate.reserve(100.6, 0.0, 3.0)  # the turn after that is too far away
     assert not ok and wait == pytest.approx(2.4)
+    gate.cancel(103.0)  # the booked caller gave up: its turn is free again
+    assert gate.reserve(101.0, 0.0, 3.0) == (True, 2.0)
     young = RateGate(3.0)
     assert young.reserve(10.0, 12.0, 3.0) == (True, 2.0)  # a young leader waits until 12.0
 
