@@ -272,11 +272,18 @@ class AsyncClient:
         return await self._invoke(core.get_run(run_id))
 
     async def complete_run(
-        self, run_id: str, fence: int, success: bool, error: str = "", exit_code: int | None = None
+        self,
+        run_id: str,
+        fence: int,
+        success: bool,
+        error: str = "",
+        exit_code: int | None = None,
+        *,
+        session: str = "",
     ) -> None:
         """Report the outcome of the attempt holding ``fence``; raises StaleFence when another
         attempt owns the run now. See :meth:`schedd.client.Client.complete_run`."""
-        await self._invoke(core.complete_run(run_id, fence, success, error, exit_code))
+        await self._invoke(core.complete_run(run_id, fence, success, error, exit_code, session))
 
     # -- cluster --
 

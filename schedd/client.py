@@ -378,16 +378,27 @@ class Client:
         return self._invoke(core.get_run(run_id))
 
     def complete_run(
-        self, run_id: str, fence: int, success: bool, error: str = "", exit_code: int | None = None
+        self,
+        run_id: str,
+        fence: int,
+        success: bool,
+        error: str = "",
+        exit_code: int | None = None,
+        *,
+        session: str = "",
     ) -> None:
         """Report the outcome of the attempt holding ``fence`` (``exit_code``: the process's, if
         the work was one; a job's retry policy may list exit codes that are not retried).
 
-        Raises StaleFence when ``fence`` is no longer the run's current lease (another attempt owns
-        it now: do not apply the effect). A success is retried after a timeout (the server accepts
-        a resent success for the same fence); a timed-out failure raises OutcomeUnknown.
+        Only the worker session holding the lease may complete it: ``session`` is the
+        ``Welcome.session`` of that worker's Connect stream (the worker agent completes on its
+        stream and needs none of this). Raises NotFound for an unknown run, StaleFence when
+        ``fence`` is no longer the run's current lease (another attempt owns it now: do not
+        apply the effect), PermissionDenied without the holder's session. A success is retried
+        after a timeout (the server accepts a resent success for the same fence); a timed-out
+        failure raises OutcomeUnknown.
         """
-        self._invoke(core.complete_run(run_id, fence, success, error, exit_code))
+        self._invoke(core.complete_run(run_id, fence, success, error, exit_code, session))
 
     # -- cluster --
 

@@ -9,12 +9,14 @@ Exception tree::
     ├── AlreadyExists       a job with that name exists                      ALREADY_EXISTS
     ├── StaleFence          the fence is not the run's current lease         ABORTED
     ├── FailedPrecondition  the object is not in a state that allows it      FAILED_PRECONDITION
+    ├── PermissionDenied    the caller lacks the role the call needs, or     PERMISSION_DENIED
+    │                       acts for another (a lease another session holds)
+    ├── ResourceExhausted   a limit was reached (streams, storage, rate);     RESOURCE_EXHAUSTED
+    │                       the message names the limit and the flag to raise
     ├── Unavailable         no leader / not the leader / node unreachable    UNAVAILABLE
     │   └── NotLeader       this node is a follower; ``leader`` says where   UNAVAILABLE
     ├── OutcomeUnknown      the write may or may not have committed          DEADLINE_EXCEEDED
     ├── Unauthenticated     no, unknown, revoked or expired credentials      UNAUTHENTICATED
-    ├── PermissionDenied    known caller without the role the call needs     PERMISSION_DENIED
-    ├── ResourceExhausted   a limit or quota; the message names it           RESOURCE_EXHAUSTED
     └── Internal            a bug or a local failure; see the node's log     INTERNAL
 
 ``InvalidArgument`` is also a ``ValueError``, so callers that expect the Python convention for
@@ -70,6 +72,21 @@ class FailedPrecondition(SchedError):
     code = "FAILED_PRECONDITION"
 
 
+class PermissionDenied(SchedError):
+    """The caller may not do this: it lacks the role (or queue grant) the call needs, or it acts
+    for another (a completion, heartbeat or release for a lease that another worker session
+    holds; a worker id attached under another identity)."""
+
+    code = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(SchedError):
+    """A limit was reached (worker streams per identity, storage, a rate); retrying at once will
+    not help. The message names the limit and how to raise it."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
 class Unavailable(SchedError):
     """No leader could be reached (after retrying for ``retry_for``), or a node is unreachable."""
 
@@ -96,18 +113,6 @@ class Unauthenticated(SchedError):
     code = "UNAUTHENTICATED"
 
 
-class PermissionDenied(SchedError):
-    """The caller is known but lacks the role (or queue grant) the call needs."""
-
-    code = "PERMISSION_DENIED"
-
-
-class ResourceExhausted(SchedError):
-    """A limit or quota: the message names it and what to change."""
-
-    code = "RESOURCE_EXHAUSTED"
-
-
 class Internal(SchedError):
     """A bug or a local failure (also a gRPC status outside the table); see the node's log."""
 
@@ -121,11 +126,11 @@ BY_CODE: dict[str, type[SchedError]] = {
     "ALREADY_EXISTS": AlreadyExists,
     "ABORTED": StaleFence,
     "FAILED_PRECONDITION": FailedPrecondition,
+    "PERMISSION_DENIED": PermissionDenied,
+    "RESOURCE_EXHAUSTED": ResourceExhausted,
     "UNAVAILABLE": Unavailable,
     "DEADLINE_EXCEEDED": OutcomeUnknown,
     "UNAUTHENTICATED": Unauthenticated,
-    "PERMISSION_DENIED": PermissionDenied,
-    "RESOURCE_EXHAUSTED": ResourceExhausted,
     "INTERNAL": Internal,
 }
 

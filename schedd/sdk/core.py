@@ -535,14 +535,19 @@ def retry_run(run_id: str, request_id: str | None) -> Call[models.Run]:
 
 
 def complete_run(
-    run_id: str, fence: int, success: bool, error: str, exit_code: int | None
+    run_id: str, fence: int, success: bool, error: str, exit_code: int | None, session: str = ""
 ) -> Call[None]:
     """CompleteRun; a success is safe to resend (the server accepts it again for the same
-    fence), a failure is not."""
+    fence), a failure is not. ``session``: the holding stream's ``Welcome.session``."""
     outcome = api_pb2.OUTCOME_SUCCEEDED if success else api_pb2.OUTCOME_FAILED
     req = build(
         lambda: api_pb2.Completion(
-            run_id=run_id, fence=fence, outcome=outcome, error=error, exit_code=exit_code
+            run_id=run_id,
+            fence=fence,
+            outcome=outcome,
+            error=error,
+            exit_code=exit_code,
+            session=session,
         )
     )
     return Call("runs", "CompleteRun", req, success, _nothing)

@@ -44,20 +44,27 @@ from schedd.security.roles import (
     from_spiffe,
     parse_grant,
 )
+from schedd.server import identity
 from schedd.state import keys
 
 log = logging.getLogger("schedd.audit")
 
 __all__ = ["AuthInterceptor", "TokenTable", "current_principal", "secret_hash"]
 
-_PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar(
-    "schedd_principal", default=INSECURE
+_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "schedd_principal", default=None
 )
+
+
+def call_principal() -> Principal | None:
+    """The principal the interceptor established for the call this thread is serving (None
+    outside an intercepted call)."""
+    return _PRINCIPAL.get()
 
 
 def current_principal() -> Principal:
     """The principal of the call this thread is serving (INSECURE outside a call)."""
-    return _PRINCIPAL.get()
+    return _PRINCIPAL.get() or INSECURE
 
 
 def secret_hash(secret: str) -> bytes:
@@ -137,15 +144,14 @@ def _metadata_token(context: grpc.ServicerContext) -> str | None:
 
 
 def _certificate_principal(context: grpc.ServicerContext) -> Principal | None:
-    auth = context.auth_context() or {}
-    spiffe = auth.get("peer_spiffe_id") or ()
-    if spiffe:
-        return from_spiffe(spiffe[0].decode(errors="replace"))
-    for key in ("x509_subject_alternative_name", "x509_common_name"):
-        values = auth.get(key) or ()
-        if values:  # authenticated by the CA, but no SPIFFE id: an identity without grants
-            return Principal(values[0].decode(errors="replace"))
-    return None
+    """The certificate's principal: its SPIFFE id's grants (schedd.security.roles.from_spiffe),
+    named as schedd.server.identity names it; None without a verified certificate."""
+    name = identity.principal_from_auth(context.auth_context() or {})
+    if name == identity.ANONYMOUS:
+        return None
+    if name.startswith("spiffe://"):
+        return from_spiffe(name)
+    return Principal(name)  # authenticated by the CA, no SPIFFE id: an identity without grants
 
 
 class AuthInterceptor(grpc.ServerInterceptor):

@@ -185,6 +185,17 @@ def _catchup_spacing(rate: Any) -> int:
     help="Stop (exit 70) when the data disk has less free space, MiB [64].",
 )
 @click.option(
+    "--max-worker-streams",
+    default=None,
+    type=click.IntRange(1, 100_000),
+    help="Worker streams one client identity may hold on the leader at once [32].",
+)
+@click.option(
+    "--hello-timeout",
+    default=None,
+    help="A worker stream must send its Hello within this long, or it is closed [10s].",
+)
+@click.option(
     "--unsafe-no-fsync",
     is_flag=True,
     default=None,
@@ -234,6 +245,8 @@ def run(
     catchup_rate: float | None,
     map_size: int | None,
     min_free: int | None,
+    max_worker_streams: int | None,
+    hello_timeout: str | None,
     unsafe_no_fsync: bool | None,
     tls_cert: str | None,
     tls_key: str | None,
@@ -330,6 +343,17 @@ def run(
     plain = pick(insecure, "insecure", False)
     if not isinstance(plain, bool):
         _fail(f"--config: insecure must be true or false, not {plain!r}")
+    from schedd.server.limits import Limits
+
+    dl = Limits()
+    node_limits = Limits(
+        max_worker_streams_per_principal=int(
+            pick(max_worker_streams, "max_worker_streams", dl.max_worker_streams_per_principal)
+        ),
+        hello_timeout_s=_parse_duration(
+            str(pick(hello_timeout, "hello_timeout", f"{dl.hello_timeout_s}s")), "--hello-timeout"
+        ),
+    )
     try:
         config = NodeConfig(
             node_id=pick(node_id, "node_id"),
@@ -345,6 +369,7 @@ def run(
             tls=ServerTLS(cert, key, ca or "") if cert else None,
             insecure=plain,
             bootstrap_token_file=pick(bootstrap_token_file, "bootstrap_token_file", ""),
+            limits=node_limits,
         )
         node = Node(config)
     except SchedError as e:

@@ -37,8 +37,8 @@ from schedd.errors import SchedError, Unavailable
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched import retention
 from schedd.sched.schedule import Schedule, compile_schedule, format_duration
-from schedd.server import planner
-from schedd.server.leases import LeaseTable
+from schedd.server import planner, validate
+from schedd.server.leases import LeaseTable, completion_verdict
 from schedd.server.workers import Registry, WorkerSession
 from schedd.state.apply import Result, Revoked, encode
 
@@ -47,12 +47,6 @@ if TYPE_CHECKING:
     from schedd.state.store import Store
 
 log = logging.getLogger("schedd.dispatcher")
-
-#: Longest progress text kept per lease.
-MAX_PROGRESS_CHARS = 1000
-#: Longest error text of a completion, and longest reason of a release, that are replicated.
-MAX_ERROR_CHARS = 2048
-MAX_RELEASE_REASON_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -112,6 +106,7 @@ class Dispatcher:
         self._completions: list[tuple[command_pb2.CompleteItem, CompletionCallback]] = []
         self._released: list[command_pb2.ExpireItem] = []  # leases workers gave back (next tick)
         self._active = False
+        self.active_since = 0.0  # monotonic time this node started dispatching (as leader)
         self._term = -1
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -151,23 +146,29 @@ class Dispatcher:
     # ---- inputs from worker streams and RPCs -------------------------------------------------
 
     def attach(
-        self, session: WorkerSession, running: list[api_pb2.Lease]
+        self,
+        session: WorkerSession,
+        running: list[api_pb2.Lease],
+        *,
+        per_principal: int = 0,
+        total: int = 0,
     ) -> tuple[list[api_pb2.Lease], list[api_pb2.Lease]]:
-        """Register a worker stream; re-attach the leases it still holds (same fence)."""
+        """Register a worker stream (see ``Registry.attach`` for the identity rule and the
+        limits); re-attach the leases it still holds: same fence, granted to its worker id."""
         if not self._active:
             raise Unavailable("this node is not dispatching (not the leader)")
+        self.registry.attach(session, per_principal=per_principal, total=total)
         committed = self.store.leases()
         reattached, lost = [], []
         now = self.clock.monotonic()
         with self._lock:
             for lease in running:
                 held = committed.get(lease.run_id)
-                if held is not None and held[0] == lease.fence:
+                if held is not None and held == (lease.fence, session.worker_id):
                     self.leases.add(lease.run_id, lease.fence, session.worker_id, now)
                     reattached.append(lease)
                 else:
                     lost.append(lease)
-        self.registry.attach(session)
         self.wake()
         return reattached, lost
 
@@ -176,8 +177,9 @@ class Dispatcher:
         self.registry.detach(session)
 
     def heartbeat(self, session: WorkerSession, leases: list[api_pb2.Lease]) -> list[api_pb2.Lease]:
-        """Renew the worker's leases (and keep each one's progress text, ``Lease.progress``,
-        cut to ``MAX_PROGRESS_CHARS``); return those it no longer holds."""
+        """Renew the leases this session's worker holds (and keep each one's progress text,
+        ``Lease.progress``, cut to ``validate.MAX_PROGRESS_BYTES``); return those it does not
+        hold (expired, re-granted, finished, or held by another worker)."""
         now = self.clock.monotonic()
         lost = []
         with self._lock:
@@ -187,7 +189,7 @@ class Dispatcher:
                     lease.fence,
                     session.worker_id,
                     now,
-                    lease.progress[:MAX_PROGRESS_CHARS],
+                    validate.clip_text(lease.progress, validate.MAX_PROGRESS_BYTES),
                 ):
                     lost.append(lease)
         return lost
@@ -217,12 +219,12 @@ class Dispatcher:
         Each one held under exactly that fence leaves the lease table now and is queued for the
         next tick's ExpireLeases command as a *released* item: apply makes the run PENDING at
         once without using an attempt, and the fence stale. Returns how many were queued.
-        Leases not held (already expired, re-granted, completed) are ignored: nothing to give
-        back. If the tick's entry does not commit, the lease is back in the table at the next
+        Leases not held by this session's worker (already expired, re-granted, completed, or
+        another worker's) are ignored: nothing to give back. If the tick's entry does not commit, the lease is back in the table at the next
         reconcile and expires as usual (later, but never lost)."""
         session.draining = True  # a worker releases only when it stops: no new grants to it
         why = f"released by worker {session.worker_id}" + (
-            f": {reason[:MAX_RELEASE_REASON_CHARS]}" if reason else ""
+            f": {validate.clip_text(reason, validate.MAX_RELEASE_REASON_BYTES)}" if reason else ""
         )
         queued = 0
         with self._wake:
@@ -232,14 +234,17 @@ class Dispatcher:
                 held = self.leases.get(lease.run_id)
                 if held is None or held.fence != lease.fence:
                     continue
+                if held.worker_id != session.worker_id:
+                    continue
                 self.leases.release(lease.run_id, lease.fence)
                 self._deadlines.pop(lease.run_id, None)
                 self._released.append(
                     command_pb2.ExpireItem(
                         run_id=lease.run_id,
                         fence=lease.fence,
-                        reason=why[:MAX_PROGRESS_CHARS],
+                        reason=why,
                         released=True,
+                        worker_id=session.worker_id,
                     )
                 )
                 queued += 1
@@ -258,26 +263,51 @@ class Dispatcher:
         self,
         items: list[api_pb2.Completion],
         callback: Callable[[api_pb2.Completion, str, str], None],
+        worker_id: str,
     ) -> None:
-        """Queue fenced completions for the next tick; ``callback(item, code, message)`` is
-        called once per item after the tick's entry commits (or fails)."""
+        """Queue validated, fenced completions from the session of ``worker_id`` for the next
+        tick; ``callback(item, code, message)`` is called once per item after the tick's entry
+        commits (or fails). Checked first against the committed run, without proposing
+        anything: an unknown run is NOT_FOUND, a stale fence ABORTED, a lease held by another
+        worker PERMISSION_DENIED. Each queued item carries ``worker_id``; apply checks it
+        against the lease's holder again."""
+        answers: list[tuple[api_pb2.Completion, str, str]] = []
         with self._wake:
             for c in items:
                 if not self._active:
-                    callback(c, "UNAVAILABLE", "not the leader; resend to the new leader")
+                    answers.append((c, "UNAVAILABLE", "not the leader; resend to the new leader"))
+                    continue
+                run = self.store.get_run(c.run_id)
+                if run is None:
+                    answers.append((c, "NOT_FOUND", f"run_id: no run {c.run_id!r}"))
+                    continue
+                verdict = completion_verdict(
+                    run.state == types_pb2.RUN_STATE_LEASED,
+                    run.state == types_pb2.RUN_STATE_SUCCEEDED,
+                    run.fence,
+                    run.worker_id,
+                    c.fence,
+                    c.outcome == api_pb2.OUTCOME_SUCCEEDED,
+                    worker_id,
+                )
+                if verdict is not None:
+                    answers.append((c, *verdict))
                     continue
                 # The worker freed its slot when it sent this; stop counting the lease against it.
-                self.leases.release(c.run_id, c.fence)
+                self.leases.release(c.run_id, c.fence, worker_id)
                 item = command_pb2.CompleteItem(
                     run_id=c.run_id,
                     fence=c.fence,
                     success=c.outcome == api_pb2.OUTCOME_SUCCEEDED,
-                    error=clip_error(c.error),
+                    error=validate.clip_text(c.error, validate.MAX_ERROR_BYTES),
+                    worker_id=worker_id,
                 )
                 if c.HasField("exit_code"):
                     item.exit_code = c.exit_code
                 self._completions.append((item, functools.partial(callback, c)))
             self._wake.notify_all()
+        for c, code, message in answers:
+            callback(c, code, message)
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -323,6 +353,7 @@ class Dispatcher:
             self._deadlines = deadlines
             self._term = term
             self._active = True
+            self.active_since = self.clock.monotonic()
         log.info(
             "event=dispatch_started node=%s term=%d leases=%d", self.node_id, term, len(self.leases)
         )
@@ -644,11 +675,3 @@ class Dispatcher:
             if len(out) >= s.prune_runs_per_entry:
                 break
         return out
-
-
-def clip_error(text: str) -> str:
-    """A completion's error text as replicated: at most MAX_ERROR_CHARS characters."""
-    if len(text) <= MAX_ERROR_CHARS:
-        return text
-    keep = MAX_ERROR_CHARS - 48  # room for the note
-    return text[:keep] + f" [... {len(text) - keep} more characters cut]"

@@ -40,20 +40,23 @@ class LeaseTable:
     def renew(
         self, run_id: str, fence: int, worker_id: str, now: float, progress: str = ""
     ) -> bool:
-        """Extend a lease held under exactly this fence; False if it is not (or no longer) held.
+        """Extend a lease held under exactly this fence by ``worker_id``; False if it is not (or
+        no longer) held by that worker. A heartbeat from anyone else never keeps a lease alive.
         A non-empty ``progress`` replaces the lease's last progress text (empty keeps it)."""
         lease = self._leases.get(run_id)
-        if lease is None or lease.fence != fence:
+        if lease is None or lease.fence != fence or lease.worker_id != worker_id:
             return False
-        lease.worker_id = worker_id
         lease.expires_at = now + self.ttl_s
         if progress:
             lease.progress = progress
         return True
 
-    def release(self, run_id: str, fence: int) -> bool:
+    def release(self, run_id: str, fence: int, worker_id: str | None = None) -> bool:
+        """Drop the lease held under this fence (and by ``worker_id``, when given)."""
         lease = self._leases.get(run_id)
         if lease is None or lease.fence != fence:
+            return False
+        if worker_id is not None and lease.worker_id != worker_id:
             return False
         del self._leases[run_id]
         return True
@@ -86,3 +89,32 @@ class LeaseTable:
 
     def clear(self) -> None:
         self._leases.clear()
+
+
+def completion_verdict(
+    state_leased: bool,
+    already_succeeded: bool,
+    run_fence: int,
+    holder: str,
+    fence: int,
+    success: bool,
+    worker_id: str,
+) -> tuple[str, str] | None:
+    """Answer a completion at once from the committed run, before anything is proposed:
+    ``("ABORTED", ...)`` for a fence that is not the run's current lease, ``("PERMISSION_DENIED",
+    ...)`` when ``worker_id`` does not hold it; None when it may be proposed (apply checks again).
+    A resent success for a run already SUCCEEDED under this fence is proposed (apply says
+    "already recorded") if the holder sends it."""
+    stale = run_fence != fence or not (state_leased or (success and already_succeeded))
+    if stale:
+        return (
+            "ABORTED",
+            f"fence: {fence} is stale (current fence {run_fence}); the result was discarded",
+        )
+    if holder != worker_id:
+        return (
+            "PERMISSION_DENIED",
+            f"worker_id: fence {fence} is leased to another worker session; only the worker "
+            "holding the lease can complete it",
+        )
+    return None

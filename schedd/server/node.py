@@ -29,6 +29,7 @@ from schedd.raft.settings import RaftSettings
 from schedd.security.tls import ServerTLS, TLSConfigError, server_credentials
 from schedd.server.auth import AuthInterceptor, TokenTable, bootstrap_token
 from schedd.server.dispatcher import Dispatcher, DispatchSettings
+from schedd.server.limits import Limits
 from schedd.server.service import add_services
 from schedd.server.workers import Registry
 from schedd.state import disk
@@ -78,6 +79,7 @@ class NodeConfig:
     #: file holding the bootstrap token's secret: the leader records its hash as a cluster-admin
     #: token named "bootstrap" unless a token of that name exists (or was revoked)
     bootstrap_token_file: str = ""
+    limits: Limits = field(default_factory=Limits)
 
     def validate(self) -> None:
         if not self.node_id:
@@ -383,12 +385,18 @@ class Node:
             while self.raft.is_leader() and time.monotonic() < end:
                 time.sleep(0.02)
 
+    def transfer_target(self, to_node_id: str) -> str | None:
+        """The Raft address of peer ``to_node_id`` (None for "any peer"); InvalidArgument if
+        there is no such peer."""
+        if not to_node_id:
+            return None
+        target = next((p.raft for p in self.config.peers if p.node_id == to_node_id), None)
+        if target is None:
+            raise InvalidArgument("to_node_id", f"no peer named {to_node_id!r}")
+        return target
+
     def transfer_leadership(self, to_node_id: str) -> None:
-        target = None
-        if to_node_id:
-            target = next((p.raft for p in self.config.peers if p.node_id == to_node_id), None)
-            if target is None:
-                raise InvalidArgument("to_node_id", f"no peer named {to_node_id!r}")
+        target = self.transfer_target(to_node_id)
         self.require_leader()
         # pysyncobj refuses while the target (or every peer) is behind the leader's last entry,
         # which is common for a moment under load: ask again until it is sent or time is up.

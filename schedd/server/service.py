@@ -4,18 +4,29 @@ Every write and read goes to the leader; a follower aborts with UNAVAILABLE and 
 gRPC address in the trailing metadata key ``schedd-leader``. Domain errors map to status codes
 through ``schedd.errors`` (one table); anything unexpected is logged and answered INTERNAL
 without leaking a traceback.
+
+Who may do what (docs/security.md, "Leases and request ids"): every caller's identity comes from
+``identity.principal``. A worker id belongs to the principal that attached it; heartbeats,
+releases and completions count only from the worker session holding the lease (on its stream,
+or a unary CompleteRun carrying the stream's ``Welcome.session``). Client request ids are scoped
+to the principal and bound to a hash of the request; both are stamped into the command here.
+Every wait in this module has a deadline (``limits.Limits``).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import logging
+import queue
 import secrets
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from schedd import rules
 from schedd.errors import (
@@ -23,6 +34,7 @@ from schedd.errors import (
     NotFound,
     NotLeader,
     PermissionDenied,
+    ResourceExhausted,
     SchedError,
     StaleFence,
     Unavailable,
@@ -33,8 +45,9 @@ from schedd.sched import policies
 from schedd.sched.explain import explain
 from schedd.sched.schedule import compile_schedule
 from schedd.sdk.endpoints import LEADER_METADATA_KEY
-from schedd.server import commands, validate
+from schedd.server import commands, identity, limits, validate
 from schedd.server.auth import current_principal, secret_hash
+from schedd.server.leases import completion_verdict
 from schedd.server.workers import WorkerSession
 from schedd.state.apply import Result, encode
 
@@ -88,9 +101,39 @@ class _Base:
     def _leader(self) -> None:
         self.node.require_leader()
 
-    def _propose(self, cmd: command_pb2.Command) -> Result:
+    def _propose(self, cmd: command_pb2.Command, *, grows: bool = True) -> Result:
+        """Propose a client's command. ``grows``: it may add state, so it is refused while the
+        LMDB map is nearly full (a delete, which frees space, is not)."""
         self._leader()
+        if grows:
+            used, size = self.node.store.usage()
+            limits.check_storage(used, size, self.node.config.limits)
         return _result(self.node.raft.propose(encode(cmd), self.node.propose_timeout_s))
+
+
+def scope_request(
+    cmd: command_pb2.Command, context: grpc.ServicerContext, method: str, req: Message
+) -> command_pb2.Command:
+    """Stamp the caller's principal and the request's hash into a command with a request id:
+    apply keys the id by principal and refuses the same id with another request. The hash is
+    over the method and the request without its id, so a retry of the same request matches
+    whatever the leader computed into the command (times, next due)."""
+    if cmd.request_id:
+        body = type(req)()
+        body.CopyFrom(req)
+        _clear_request_id(body)
+        cmd.principal = identity.principal(context)
+        cmd.request_hash = hashlib.sha256(
+            method.encode() + b"\x00" + body.SerializeToString(deterministic=True)
+        ).digest()
+    return cmd
+
+
+def _clear_request_id(req: Message) -> None:
+    if isinstance(req, api_pb2.UpdateJobRequest):
+        req.job.request_id = ""
+    else:
+        req.request_id = ""  # type: ignore[attr-defined]
 
 
 class JobService(_Base, api_grpc.JobServiceServicer):
@@ -100,6 +143,7 @@ class JobService(_Base, api_grpc.JobServiceServicer):
     ) -> api_pb2.JobResponse:
         self._leader()
         cmd = validate.create_job(req, self.node.clock.now_ms())
+        scope_request(cmd, context, "CreateJob", req)
         return api_pb2.JobResponse(job=self._propose(cmd).job)
 
     @rpc
@@ -133,7 +177,8 @@ class JobService(_Base, api_grpc.JobServiceServicer):
             command_pb2.Command(
                 now_ms=self.node.clock.now_ms(),
                 delete_job=command_pb2.DeleteJobCmd(name=validate.name(req.name)),
-            )
+            ),
+            grows=False,
         )
         return api_pb2.DeleteJobResponse()
 
@@ -153,6 +198,7 @@ class JobService(_Base, api_grpc.JobServiceServicer):
     ) -> api_pb2.JobResponse:
         self._leader()
         cmd = validate.update_job(req, self.node.clock.now_ms())
+        scope_request(cmd, context, "UpdateJob", req)
         return api_pb2.JobResponse(job=self._propose(cmd).job)
 
     def _job(self, name: str) -> types_pb2.Job:
@@ -186,6 +232,7 @@ class JobService(_Base, api_grpc.JobServiceServicer):
                 overlap=overlap,  # type: ignore[arg-type]
             ),
         )
+        scope_request(cmd, context, "TriggerJob", req)
         return api_pb2.TriggerJobResponse(run=self._propose(cmd).run)
 
     @rpc
@@ -278,19 +325,44 @@ class RunService(_Base, api_grpc.RunServiceServicer):
             request_id=validate.request_id(req.request_id),
             retry_run=command_pb2.RetryRunCmd(run_id=validate.run_id(req.run_id)),
         )
+        scope_request(cmd, context, "RetryRun", req)
         return api_pb2.RunResponse(run=self._propose(cmd).run)
 
     @rpc
     def CompleteRun(
         self, req: api_pb2.Completion, context: grpc.ServicerContext
     ) -> api_pb2.CompleteRunResponse:
+        """A completion outside the worker stream. Answered from the committed run before
+        anything is proposed (unknown run: NOT_FOUND; stale fence: ABORTED); otherwise it must
+        prove that it comes from the worker session holding the lease: ``Completion.session``
+        is that stream's ``Welcome.session`` (PERMISSION_DENIED if not)."""
         self._leader()
-        if not req.run_id:
-            raise InvalidArgument("run_id", "is required")
-        if not req.fence:
-            raise InvalidArgument("fence", "is required (the fence of the firing)")
-        if req.outcome == api_pb2.OUTCOME_UNSPECIFIED:
-            raise InvalidArgument("outcome", "must be OUTCOME_SUCCEEDED or OUTCOME_FAILED")
+        c = validate.completion(req)
+        run = self.node.store.get_run(c.run_id)
+        if run is None:
+            raise NotFound(f"run_id: no run {c.run_id!r}")
+        verdict = completion_verdict(
+            run.state == types_pb2.RUN_STATE_LEASED,
+            run.state == types_pb2.RUN_STATE_SUCCEEDED,
+            run.fence,
+            run.worker_id,
+            c.fence,
+            c.outcome == api_pb2.OUTCOME_SUCCEEDED,
+            run.worker_id,
+        )
+        if verdict is not None:
+            raise from_code(*verdict)
+        holder = self.node.registry.get(run.worker_id)
+        if (
+            holder is None
+            or not c.session
+            or not hmac.compare_digest(holder.secret.encode(), c.session.encode())
+        ):
+            raise PermissionDenied(
+                f"session: run {c.run_id!r} is leased to a worker session and only that session "
+                "can complete it: send the completion on the worker's Connect stream, or set "
+                "Completion.session to that stream's Welcome.session"
+            )
         done = threading.Event()
         answer: list[tuple[str, str]] = []
 
@@ -298,7 +370,7 @@ class RunService(_Base, api_grpc.RunServiceServicer):
             answer.append((code, message))
             done.set()
 
-        self.node.dispatcher.submit_completions([req], callback)
+        self.node.dispatcher.submit_completions([c], callback, holder.worker_id)
         if not done.wait(self.node.propose_timeout_s + 1):
             raise Unavailable(
                 "the completion was not confirmed in time; resend it (it is idempotent)"
@@ -316,16 +388,27 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
         self, request_iterator: Iterator[api_pb2.WorkerMessage], context: grpc.ServicerContext
     ) -> Iterator[api_pb2.ServerMessage]:
         node = self.node
+        lim = node.config.limits
         try:
             node.require_leader()
             if not node.dispatcher.active:
                 raise NotLeader(
                     "this node is becoming leader; retry in a moment", node.leader_grpc()
                 )
-            try:
-                first = next(request_iterator)
-            except StopIteration:
-                return
+            first = _first_message(request_iterator, lim.hello_timeout_s)
+        except SchedError as e:
+            abort(context, e)
+            return
+        except _NoHello:
+            context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"hello: no Hello within {lim.hello_timeout_s:g}s of opening the stream; "
+                "a worker sends Hello first",
+            )
+            return
+        if first is None:
+            return
+        try:
             if first.WhichOneof("body") != "hello":
                 raise InvalidArgument("hello", "the first message on the stream must be hello")
             hello = first.hello
@@ -352,8 +435,16 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                 hello.concurrency or 1,
                 last_seen=node.clock.monotonic(),
                 tags=_worker_tags(hello.tags),
+                principal=identity.principal(context),
+                secret=secrets.token_urlsafe(32),
             )
-            reattached, lost = node.dispatcher.attach(session, list(hello.running))
+            reattached, lost = node.dispatcher.attach(
+                session,
+                list(hello.running),
+                per_principal=lim.max_worker_streams_per_principal,
+                total=lim.max_worker_streams
+                or max(1, node.config.grpc_workers - lim.reserved_grpc_threads),
+            )
         except SchedError as e:
             abort(context, e)
             return
@@ -361,7 +452,7 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             "event=worker_attached worker=%s principal=%s queues=%s concurrency=%d reattached=%d "
             "lost=%d peer=%s",
             session.worker_id,
-            principal.name,
+            session.principal,
             ",".join(sorted(queues)),
             session.concurrency,
             len(reattached),
@@ -376,6 +467,9 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             daemon=True,
         )
         reader.start()
+        # A worker heartbeats every interval, leases or not: a stream silent for this long is
+        # dead (a half-open connection) and gives its gRPC thread back.
+        silent_s = max(30.0, 3 * node.dispatcher.settings.lease_ttl_s)
         try:
             yield api_pb2.ServerMessage(
                 welcome=api_pb2.Welcome(
@@ -384,10 +478,18 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                     heartbeat_interval_ms=int(node.dispatcher.settings.heartbeat_interval_s * 1000),
                     reattached=reattached,
                     lost=lost,
+                    session=session.secret,
                 )
             )
             while True:
-                msg = session.outbound.get()
+                try:
+                    msg = session.outbound.get(timeout=1.0)
+                except queue.Empty:
+                    if not context.is_active():
+                        session.close("rpc terminated")
+                    elif node.clock.monotonic() - session.last_seen > silent_s:
+                        session.close(f"no message from the worker in {silent_s:g}s")
+                    continue
                 if msg is None:
                     break
                 yield msg
@@ -405,9 +507,12 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
         self, session: WorkerSession, request_iterator: Iterator[api_pb2.WorkerMessage]
     ) -> None:
         dispatcher = self.node.dispatcher
+        registry = self.node.registry
 
         try:
             for msg in request_iterator:
+                if not registry.current(session):
+                    break  # replaced by a newer stream of the same worker: it speaks for it now
                 session.seen(self.node.clock.monotonic())
                 kind = msg.WhichOneof("body")
                 if kind == "heartbeat":
@@ -423,7 +528,14 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                         )
                 elif kind == "completions":
                     items = list(msg.completions.completions)
-                    dispatcher.submit_completions(items, _AckBatch(session, len(items)))
+                    ack = _AckBatch(session, len(items))
+                    valid = []
+                    for i, c in enumerate(items):
+                        try:
+                            valid.append(validate.completion(c, f"completions[{i}]."))
+                        except InvalidArgument as e:
+                            ack(c, "INVALID_ARGUMENT", e.message)
+                    dispatcher.submit_completions(valid, ack, session.worker_id)
                 elif kind == "release":
                     n = dispatcher.release(session, list(msg.release.leases), msg.release.reason)
                     log.info(
@@ -431,7 +543,7 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                         session.worker_id,
                         len(msg.release.leases),
                         n,
-                        msg.release.reason,
+                        validate.clip_text(msg.release.reason, validate.MAX_RELEASE_REASON_BYTES),
                     )
         except grpc.RpcError:
             pass
@@ -439,6 +551,38 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             log.exception("event=worker_stream_failed worker=%s", session.worker_id)
         finally:
             session.close("worker closed the stream")
+
+
+class _NoHello(Exception):
+    """The stream sent nothing within the Hello deadline."""
+
+
+def _first_message(
+    request_iterator: Iterator[api_pb2.WorkerMessage], timeout_s: float
+) -> api_pb2.WorkerMessage | None:
+    """The stream's first message (None if it ended first), waiting at most ``timeout_s``:
+    a stream that never says Hello must not hold a gRPC thread. Raises _NoHello on timeout; the
+    helper thread ends when the RPC does (aborting it ends the request iterator)."""
+    box: queue.SimpleQueue[tuple[api_pb2.WorkerMessage | None, BaseException | None]] = (
+        queue.SimpleQueue()
+    )
+
+    def read() -> None:
+        try:
+            box.put((next(request_iterator), None))
+        except StopIteration:
+            box.put((None, None))
+        except BaseException as e:  # the RPC ended (grpc.RpcError) or the iterator failed
+            box.put((None, e))
+
+    threading.Thread(target=read, name="worker-hello", daemon=True).start()
+    try:
+        first, error = box.get(timeout=timeout_s)
+    except queue.Empty:
+        raise _NoHello() from None
+    if error is not None:
+        return None
+    return first
 
 
 def _worker_tags(tags: Any) -> dict[str, str]:
@@ -472,6 +616,11 @@ class _AckBatch:
 
 
 class ClusterService(_Base, api_grpc.ClusterServiceServicer):
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        self._transfers = limits.RateGate(node.config.limits.transfer_min_interval_s)
+        self._transfers_lock = threading.Lock()
+
     @rpc
     def GetNodeStatus(
         self, req: api_pb2.NodeStatusRequest, context: grpc.ServicerContext
@@ -483,6 +632,29 @@ class ClusterService(_Base, api_grpc.ClusterServiceServicer):
         self, req: api_pb2.TransferLeadershipRequest, context: grpc.ServicerContext
     ) -> api_pb2.TransferLeadershipResponse:
         self._leader()
+        self.node.transfer_target(req.to_node_id)  # an unknown node id: INVALID_ARGUMENT first
+        # Each transfer is an election: back to back (to whichever node leads now) they keep the
+        # cluster without a leader. So a node hands over at most once per interval, and only
+        # after it has led for an interval: cluster-wide at most one transfer per interval. A
+        # call that comes early waits for its turn (at most an interval); more are refused.
+        interval = self._transfers.interval_s
+        now = self.node.clock.monotonic()
+        dispatcher = self.node.dispatcher
+        led_since = dispatcher.active_since if dispatcher.active else now
+        with self._transfers_lock:
+            ok, wait = self._transfers.reserve(now, led_since + interval, interval)
+        if not ok:
+            raise ResourceExhausted(
+                f"TransferLeadership: a leader hands over at most once per {interval:g}s, and "
+                f"only after leading for {interval:g}s; another transfer is already waiting on "
+                f"this node, retry in {wait:.1f}s"
+            )
+        if wait > 0:
+            threading.Event().wait(wait)
+            if not context.is_active():  # the caller gave up: do nothing, free the turn
+                with self._transfers_lock:
+                    self._transfers.cancel(now + wait)
+                return api_pb2.TransferLeadershipResponse()
         self.node.transfer_leadership(req.to_node_id)
         return api_pb2.TransferLeadershipResponse()
 

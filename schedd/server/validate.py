@@ -53,6 +53,12 @@ MAX_KEEP_RUNS = 1_000_000
 DEFAULT_BACKFILL_CHUNK = 1000
 MAX_BACKFILL_CHUNK = 10_000
 MAX_BACKFILL_SPAN_MS = 3660 * 86_400_000
+#: Free texts workers send: cut (never refused) to these many UTF-8 bytes, the cut marked, before
+#: anything is replicated or kept in memory. A worker's error is evidence worth keeping whole
+#: when it is short; a megabyte of it would be copied into every replica's journal.
+MAX_ERROR_BYTES = 8 * 1024
+MAX_PROGRESS_BYTES = 1024
+MAX_RELEASE_REASON_BYTES = 256
 
 
 name = rules.name
@@ -62,7 +68,36 @@ queue = rules.queue
 def request_id(value: str) -> str:
     if len(value) > MAX_REQUEST_ID:
         raise InvalidArgument("request_id", f"longer than {MAX_REQUEST_ID} characters")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise InvalidArgument("request_id", "must not contain control characters")
     return value
+
+
+def clip_text(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes (at a character boundary), the cut
+    marked with how much was left out; shorter texts unchanged."""
+    raw = text.encode()
+    if len(raw) <= max_bytes:
+        return text
+    keep = raw[: max(0, max_bytes - 40)].decode(errors="ignore")
+    return keep + f" [... {len(raw) - len(keep.encode())} more bytes cut]"
+
+
+def completion(c: api_pb2.Completion, field: str = "") -> api_pb2.Completion:
+    """A worker's completion, checked (run_id, fence, outcome) and with its error cut to
+    ``MAX_ERROR_BYTES``. ``field`` prefixes the field names in errors (e.g. "completions[3].")."""
+    if not c.run_id:
+        raise InvalidArgument(f"{field}run_id", "is required")
+    if len(c.run_id) > MAX_RUN_ID:
+        raise InvalidArgument(f"{field}run_id", f"longer than {MAX_RUN_ID} characters")
+    if not c.fence:
+        raise InvalidArgument(f"{field}fence", "is required (the fence of the firing)")
+    if c.outcome not in (api_pb2.OUTCOME_SUCCEEDED, api_pb2.OUTCOME_FAILED):
+        raise InvalidArgument(f"{field}outcome", "must be OUTCOME_SUCCEEDED or OUTCOME_FAILED")
+    out = api_pb2.Completion()
+    out.CopyFrom(c)
+    out.error = clip_text(c.error, MAX_ERROR_BYTES)
+    return out
 
 
 def payload(value: str) -> str:

@@ -11,8 +11,9 @@ pending        be64(not_before_ms) + run id                    empty   (PENDING 
 pending_q      queue + 0x00 + be64(not_before_ms) + run id     empty   (PENDING runs, per queue)
 leases         run id                                          be64(fence) + worker id (LEASED runs)
 active         job + 0x00 + be64(uid) + be64(scheduled) + id  empty   (PENDING/LEASED runs)
-requests       client request id                               JSON result of the first apply
 tokens         token name                                      types_pb2.Token (a hash only)
+requests       0x00 + principal + 0x00 + client request id    JSON result of the first apply
+               (entries before scoping: the bare request id)   (with the request's hash)
 meta           applied_index / next_fence / schema             be64 or text
 =============  ==============================================  ==========================
 
@@ -91,6 +92,12 @@ def by_job_prefix(job: str) -> bytes:
 
 def by_job_key(job: str, scheduled_ms: int, rid: str) -> bytes:
     return by_job_prefix(job) + be64(scheduled_ms) + rid.encode()
+
+
+def request_key(principal: str, request_id: str) -> bytes:
+    """A client request id scoped to the caller that sent it. Request ids never contain control
+    characters (validation), so no scoped key equals an unscoped one from older entries."""
+    return b"\x00" + principal.encode() + b"\x00" + request_id.encode()
 
 
 def lease_value(fence: int, worker_id: str) -> bytes:

@@ -26,6 +26,7 @@ from schedd.pb import types_pb2
 from schedd.state import disk, keys
 from schedd.state.apply import (
     FINISHED_STATES,
+    UNSUPPORTED,
     Put,
     Result,
     apply,
@@ -117,6 +118,12 @@ class Store:
         try:
             with self._apply_lock, self._env.begin(write=True) as txn:
                 mutations, result = apply(_TxnReader(txn, self._dbs), data, index)
+                if result.code == UNSUPPORTED:
+                    fatal(
+                        f"log index {index} holds a command this version does not understand "
+                        f"({result.message}): it was written by a newer schedd. Upgrade this "
+                        "node to that version and restart it; the entry is not skipped"
+                    )
                 for m in mutations:
                     if isinstance(m, Put):
                         txn.put(m.key, m.value, db=self._dbs[m.db])
@@ -179,6 +186,17 @@ class Store:
             return [
                 types_pb2.Token.FromString(bytes(v)) for _k, v in txn.cursor(db=self._dbs["tokens"])
             ]
+
+    def usage(self) -> tuple[int, int]:
+        """(bytes in use, map size) of the LMDB environment. In use: the pages of every
+        database (free pages LMDB will reuse do not count) plus LMDB's own two meta pages."""
+        psize = self._env.stat()["psize"]
+        with self._env.begin() as txn:
+            pages = 2
+            for db in [None, *self._dbs.values()]:
+                st = txn.stat(db) if db is not None else self._env.stat()
+                pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+        return pages * psize, self._env.info()["map_size"]
 
     def get_run(self, rid: str) -> types_pb2.Run | None:
         with self.read() as txn:

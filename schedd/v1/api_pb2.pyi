@@ -223,18 +223,20 @@ class RunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[_types_pb2.Run, _Mapping]] = ...) -> None: ...
 
 class Completion(_message.Message):
-    __slots__ = ("run_id", "fence", "outcome", "error", "exit_code")
+    __slots__ = ("run_id", "fence", "outcome", "error", "exit_code", "session")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     FENCE_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     fence: int
     outcome: Outcome
     error: str
     exit_code: int
-    def __init__(self, run_id: _Optional[str] = ..., fence: _Optional[int] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
+    session: str
+    def __init__(self, run_id: _Optional[str] = ..., fence: _Optional[int] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., error: _Optional[str] = ..., exit_code: _Optional[int] = ..., session: _Optional[str] = ...) -> None: ...
 
 class CompleteRunResponse(_message.Message):
     __slots__ = ()
@@ -304,18 +306,20 @@ class WorkerMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., completions: _Optional[_Union[Completions, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("node_id", "lease_ttl_ms", "heartbeat_interval_ms", "reattached", "lost")
+    __slots__ = ("node_id", "lease_ttl_ms", "heartbeat_interval_ms", "reattached", "lost", "session")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     REATTACHED_FIELD_NUMBER: _ClassVar[int]
     LOST_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     lease_ttl_ms: int
     heartbeat_interval_ms: int
     reattached: _containers.RepeatedCompositeFieldContainer[Lease]
     lost: _containers.RepeatedCompositeFieldContainer[Lease]
-    def __init__(self, node_id: _Optional[str] = ..., lease_ttl_ms: _Optional[int] = ..., heartbeat_interval_ms: _Optional[int] = ..., reattached: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., lost: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ...) -> None: ...
+    session: str
+    def __init__(self, node_id: _Optional[str] = ..., lease_ttl_ms: _Optional[int] = ..., heartbeat_interval_ms: _Optional[int] = ..., reattached: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., lost: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., session: _Optional[str] = ...) -> None: ...
 
 class Firings(_message.Message):
     __slots__ = ("firings",)

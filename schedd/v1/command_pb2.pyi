@@ -138,16 +138,18 @@ class GrantLeasesCmd(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[GrantItem, _Mapping]]] = ..., lease_ttl_ms: _Optional[int] = ...) -> None: ...
 
 class ExpireItem(_message.Message):
-    __slots__ = ("run_id", "fence", "reason", "released")
+    __slots__ = ("run_id", "fence", "reason", "released", "worker_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     FENCE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     RELEASED_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     fence: int
     reason: str
     released: bool
-    def __init__(self, run_id: _Optional[str] = ..., fence: _Optional[int] = ..., reason: _Optional[str] = ..., released: _Optional[bool] = ...) -> None: ...
+    worker_id: str
+    def __init__(self, run_id: _Optional[str] = ..., fence: _Optional[int] = ..., reason: _Optional[str] = ..., released: _Optional[bool] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class ExpireLeasesCmd(_message.Message):
     __slots__ = ("items", "retry_backoff_ms", "dead_letter")
@@ -160,18 +162,20 @@ class ExpireLeasesCmd(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[ExpireItem, _Mapping]]] = ..., retry_backoff_ms: _Optional[int] = ..., dead_letter: _Optional[bool] = ...) -> None: ...
 
 class CompleteItem(_message.Message):
-    __slots__ = ("run_id", "fence", "success", "error", "exit_code")
+    __slots__ = ("run_id", "fence", "success", "error", "exit_code", "worker_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     FENCE_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     fence: int
     success: bool
     error: str
     exit_code: int
-    def __init__(self, run_id: _Optional[str] = ..., fence: _Optional[int] = ..., success: _Optional[bool] = ..., error: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
+    worker_id: str
+    def __init__(self, run_id: _Optional[str] = ..., fence: _Optional[int] = ..., success: _Optional[bool] = ..., error: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class CompleteRunsCmd(_message.Message):
     __slots__ = ("items", "retry_backoff_ms", "dead_letter")
@@ -242,10 +246,12 @@ class RevokeTokenCmd(_message.Message):
     def __init__(self, name: _Optional[str] = ..., revoked_by: _Optional[str] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("version", "now_ms", "request_id", "create_job", "delete_job", "pause_job", "resume_job", "trigger_job", "retry_run", "update_job", "backfill", "fire_due", "grant_leases", "expire_leases", "complete_runs", "dispatch_timeout", "prune_runs", "barrier", "batch", "create_token", "revoke_token")
+    __slots__ = ("version", "now_ms", "request_id", "principal", "request_hash", "create_job", "delete_job", "pause_job", "resume_job", "trigger_job", "retry_run", "update_job", "backfill", "fire_due", "grant_leases", "expire_leases", "complete_runs", "dispatch_timeout", "prune_runs", "barrier", "batch", "create_token", "revoke_token")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NOW_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_HASH_FIELD_NUMBER: _ClassVar[int]
     CREATE_JOB_FIELD_NUMBER: _ClassVar[int]
     DELETE_JOB_FIELD_NUMBER: _ClassVar[int]
     PAUSE_JOB_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +273,8 @@ class Command(_message.Message):
     version: int
     now_ms: int
     request_id: str
+    principal: str
+    request_hash: bytes
     create_job: CreateJobCmd
     delete_job: DeleteJobCmd
     pause_job: PauseJobCmd
@@ -285,4 +293,4 @@ class Command(_message.Message):
     batch: Batch
     create_token: CreateTokenCmd
     revoke_token: RevokeTokenCmd
-    def __init__(self, version: _Optional[int] = ..., now_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., create_job: _Optional[_Union[CreateJobCmd, _Mapping]] = ..., delete_job: _Optional[_Union[DeleteJobCmd, _Mapping]] = ..., pause_job: _Optional[_Union[PauseJobCmd, _Mapping]] = ..., resume_job: _Optional[_Union[ResumeJobCmd, _Mapping]] = ..., trigger_job: _Optional[_Union[TriggerJobCmd, _Mapping]] = ..., retry_run: _Optional[_Union[RetryRunCmd, _Mapping]] = ..., update_job: _Optional[_Union[UpdateJobCmd, _Mapping]] = ..., backfill: _Optional[_Union[BackfillCmd, _Mapping]] = ..., fire_due: _Optional[_Union[FireDueCmd, _Mapping]] = ..., grant_leases: _Optional[_Union[GrantLeasesCmd, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesCmd, _Mapping]] = ..., complete_runs: _Optional[_Union[CompleteRunsCmd, _Mapping]] = ..., dispatch_timeout: _Optional[_Union[DispatchTimeoutCmd, _Mapping]] = ..., prune_runs: _Optional[_Union[PruneRunsCmd, _Mapping]] = ..., barrier: _Optional[_Union[BarrierCmd, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., create_token: _Optional[_Union[CreateTokenCmd, _Mapping]] = ..., revoke_token: _Optional[_Union[RevokeTokenCmd, _Mapping]] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., now_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., principal: _Optional[str] = ..., request_hash: _Optional[bytes] = ..., create_job: _Optional[_Union[CreateJobCmd, _Mapping]] = ..., delete_job: _Optional[_Union[DeleteJobCmd, _Mapping]] = ..., pause_job: _Optional[_Union[PauseJobCmd, _Mapping]] = ..., resume_job: _Optional[_Union[ResumeJobCmd, _Mapping]] = ..., trigger_job: _Optional[_Union[TriggerJobCmd, _Mapping]] = ..., retry_run: _Optional[_Union[RetryRunCmd, _Mapping]] = ..., update_job: _Optional[_Union[UpdateJobCmd, _Mapping]] = ..., backfill: _Optional[_Union[BackfillCmd, _Mapping]] = ..., fire_due: _Optional[_Union[FireDueCmd, _Mapping]] = ..., grant_leases: _Optional[_Union[GrantLeasesCmd, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesCmd, _Mapping]] = ..., complete_runs: _Optional[_Union[CompleteRunsCmd, _Mapping]] = ..., dispatch_timeout: _Optional[_Union[DispatchTimeoutCmd, _Mapping]] = ..., prune_runs: _Optional[_Union[PruneRunsCmd, _Mapping]] = ..., barrier: _Optional[_Union[BarrierCmd, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., create_token: _Optional[_Union[CreateTokenCmd, _Mapping]] = ..., revoke_token: _Optional[_Union[RevokeTokenCmd, _Mapping]] = ...) -> None: ...

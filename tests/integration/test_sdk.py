@@ -56,9 +56,19 @@ def test_sync_client_returns_typed_records_and_errors(shared: RunningCluster) ->
     assert job.next_due_at is not None and job.next_due_at.tzinfo is not None
     assert job.to_dict()["state"] == "JOB_STATE_ACTIVE"
     # the same request id is the same create: the first answer, not AlreadyExists
-    assert (
-        client.create_job("sdk-nightly", cron="0 3 * * *", request_id="sdk-create-1").uid == job.uid
+    again = client.create_job(
+        "sdk-nightly",
+        cron="0 3 * * *",
+        tz="Europe/Berlin",
+        queue="sdk",
+        payload='{"k": 1}',
+        request_id="sdk-create-1",
     )
+    assert again.uid == job.uid
+    # ... but the id names that request only: another request under it is refused
+    with pytest.raises(errors.FailedPrecondition) as reused:
+        client.create_job("sdk-nightly", cron="0 3 * * *", request_id="sdk-create-1")
+    assert "request_id" in reused.value.message
     with pytest.raises(errors.AlreadyExists):
         client.create_job("sdk-nightly", cron="0 3 * * *")
     with pytest.raises(errors.InvalidArgument) as info:

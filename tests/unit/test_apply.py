@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.server.validate import create_job
 from schedd.state import keys
-from schedd.state.apply import MemoryState, encode
+from schedd.state.apply import UNSUPPORTED, MemoryState, encode
 
 T0 = 1_700_000_000_000
 
@@ -131,14 +131,26 @@ def test_replaying_the_log_is_idempotent() -> None:
     assert once.digest() == twice.digest()
 
 
-def test_garbage_and_unknown_commands_change_nothing() -> None:
+def test_garbage_and_unknown_commands_are_unsupported_and_change_nothing() -> None:
+    """Apply answers UNSUPPORTED (the store then stops the node: tests/unit/test_store.py)."""
     state = run_log(basic_log())
     before = state.digest()
     n = len(basic_log())
-    assert state.apply(b"\xff\x00garbage", n + 1).code == "INVALID_ARGUMENT"
-    assert state.apply(encode(command_pb2.Command(now_ms=T0)), n + 2).code == "INVALID_ARGUMENT"
+    assert state.apply(b"\xff\x00garbage", n + 1).code == UNSUPPORTED
+    # A newer version's new command type reads as a command without a body.
+    assert state.apply(encode(command_pb2.Command(now_ms=T0)), n + 2).code == UNSUPPORTED
     bad_version = command_pb2.Command(version=99, now_ms=T0, barrier=command_pb2.BarrierCmd())
-    assert state.apply(bad_version.SerializeToString(), n + 3).code == "INVALID_ARGUMENT"
+    assert state.apply(bad_version.SerializeToString(), n + 3).code == UNSUPPORTED
+    in_batch = command_pb2.Command(
+        now_ms=T0,
+        batch=command_pb2.Batch(
+            commands=[
+                command_pb2.Command(barrier=command_pb2.BarrierCmd()),
+                command_pb2.Command(now_ms=T0),
+            ]
+        ),
+    )
+    assert state.apply(encode(in_batch), n + 4).code == UNSUPPORTED
     assert state.digest() == before
 
 

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 from schedd.pb import command_pb2
 from schedd.raft.settings import RaftSettings
-from schedd.server.dispatcher import (
-    MAX_ERROR_CHARS,
-    MAX_RELEASE_REASON_CHARS,
-    DispatchSettings,
-    clip_error,
-)
+from schedd.server.dispatcher import DispatchSettings
 from schedd.server.leases import LeaseTable
+from schedd.server.validate import MAX_ERROR_BYTES, MAX_RELEASE_REASON_BYTES, clip_text
 from schedd.state.apply import encode
 
 NAME = "j" * 128  # validate.NAME_RE: at most 128 characters
@@ -27,7 +23,12 @@ BIG = 2**62
 
 def worst_case_batch(s: DispatchSettings) -> command_pb2.Command:
     completion = command_pb2.CompleteItem(
-        run_id=RUN, fence=BIG, success=False, error=clip_error("e" * 10**6), exit_code=-(2**31)
+        run_id=RUN,
+        fence=BIG,
+        success=False,
+        error=clip_text("\u00e9" * 10**6, MAX_ERROR_BYTES),
+        exit_code=-(2**31),
+        worker_id=WORKER,
     )
     completions: list[command_pb2.CompleteItem] = []
     budget = s.max_completion_bytes_per_tick
@@ -41,7 +42,8 @@ def worst_case_batch(s: DispatchSettings) -> command_pb2.Command:
             run_id=RUN,
             fence=BIG,
             released=True,
-            reason=f"released by worker {WORKER}: " + "r" * MAX_RELEASE_REASON_CHARS,
+            reason=f"released by worker {WORKER}: " + "r" * MAX_RELEASE_REASON_BYTES,
+            worker_id=WORKER,
         )
         for _ in range(s.max_releases_per_tick)
     ]
@@ -131,7 +133,9 @@ def test_take_expired_limit_is_what_the_bound_assumes() -> None:
     assert len(table.take_expired(10.0)) == 1000
 
 
-def test_clip_error_keeps_short_texts_and_marks_cut_ones() -> None:
-    assert clip_error("boom") == "boom"
-    cut = clip_error("x" * 10_000)
-    assert len(cut) <= MAX_ERROR_CHARS and cut.endswith("more characters cut]")
+def test_clip_text_keeps_short_texts_and_marks_cut_ones() -> None:
+    assert clip_text("boom", MAX_ERROR_BYTES) == "boom"
+    cut = clip_text("x" * 10_000, MAX_ERROR_BYTES)
+    assert len(cut.encode()) <= MAX_ERROR_BYTES and cut.endswith("more bytes cut]")
+    wide = clip_text("\u20ac" * 10_000, MAX_ERROR_BYTES)  # 3 bytes each: cut at a boundary
+    assert len(wide.encode()) <= MAX_ERROR_BYTES and wide.startswith("\u20ac" * 100)

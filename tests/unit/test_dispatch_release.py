@@ -8,6 +8,7 @@ from typing import Any, cast
 from schedd.clock import FakeClock
 from schedd.pb import api_pb2
 from schedd.server.dispatcher import Dispatcher
+from schedd.server.validate import MAX_PROGRESS_BYTES
 from schedd.server.workers import Registry, WorkerSession
 
 
@@ -70,7 +71,57 @@ def test_heartbeat_keeps_the_last_progress_per_lease() -> None:
     d.heartbeat(w1, [api_pb2.Lease(run_id="r1", fence=5)])  # no text: the last one stays
     assert d.progress_of("r1") == "1/3"
     d.heartbeat(w1, [api_pb2.Lease(run_id="r1", fence=5, progress="x" * 5000)])
-    assert len(d.progress_of("r1")) == 1000
+    cut = d.progress_of("r1")
+    assert len(cut.encode()) <= MAX_PROGRESS_BYTES and cut.endswith("more bytes cut]")
     lost = d.heartbeat(w1, [api_pb2.Lease(run_id="r1", fence=4, progress="stale")])
-    assert [le.fence for le in lost] == [4] and d.progress_of("r1") == "x" * 1000
+    assert [le.fence for le in lost] == [4] and d.progress_of("r1") == cut
     assert d.progress_of("nope") == ""
+
+
+def test_a_heartbeat_from_another_worker_neither_renews_nor_takes_the_lease() -> None:
+    registry = Registry()
+    w1 = WorkerSession("w1", frozenset({"default"}), 1)
+    intruder = WorkerSession("intruder", frozenset({"default"}), 1)
+    d = dispatcher(registry)
+    d.leases.add("r1", 5, "w1", 0.0)
+    expires = d.leases.get("r1").expires_at  # type: ignore[union-attr]
+    cast(Any, d.clock).advance(1.0)
+    lost = d.heartbeat(intruder, [api_pb2.Lease(run_id="r1", fence=5, progress="mine now")])
+    lease = d.leases.get("r1")
+    assert [le.run_id for le in lost] == ["r1"]
+    assert lease is not None and lease.worker_id == "w1" and lease.expires_at == expires
+    assert lease.progress == ""
+    assert d.heartbeat(w1, [api_pb2.Lease(run_id="r1", fence=5)]) == []
+    assert d.leases.get("r1").expires_at > expires  # type: ignore[union-attr]
+
+
+def test_a_release_from_another_worker_gives_nothing_back() -> None:
+    registry = Registry()
+    w1 = WorkerSession("w1", frozenset({"default"}), 1)
+    intruder = WorkerSession("intruder", frozenset({"default"}), 1)
+    d = dispatcher(registry)
+    d.leases.add("r1", 5, "w1", 0.0)
+    assert d.release(intruder, [api_pb2.Lease(run_id="r1", fence=5)], "") == 0
+    assert d.leases.get("r1") is not None and d._released == []
+    assert d.release(w1, [api_pb2.Lease(run_id="r1", fence=5)], "") == 1
+    assert d._released[0].worker_id == "w1"
+
+
+def test_a_hello_cannot_reattach_another_workers_lease() -> None:
+    """Hello.running re-attaches a lease only if the committed lease is this worker's."""
+
+    class Committed:
+        def leases(self) -> dict[str, tuple[int, str]]:
+            return {"r1": (5, "w1")}
+
+    registry = Registry()
+    d = dispatcher(registry)
+    d.store = cast(Any, Committed())
+    intruder = WorkerSession("intruder", frozenset({"default"}), 1)
+    reattached, lost = d.attach(intruder, [api_pb2.Lease(run_id="r1", fence=5)])
+    assert reattached == [] and [le.run_id for le in lost] == ["r1"]
+    assert d.leases.get("r1") is None
+    w1 = WorkerSession("w1", frozenset({"default"}), 1)
+    reattached, lost = d.attach(w1, [api_pb2.Lease(run_id="r1", fence=5)])
+    assert [le.run_id for le in reattached] == ["r1"] and lost == []
+    assert d.leases.get("r1").worker_id == "w1"  # type: ignore[union-attr]

@@ -160,6 +160,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "NotFound": "exported",
         "NotLeader": "exported",
         "OutcomeUnknown": "exported",
+        "PermissionDenied": "exported",
+        "ResourceExhausted": "exported",
         "SchedError": "exported",
         "StaleFence": "exported",
         "Unavailable": "exported",
@@ -205,7 +207,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "'float | None' = None) -> 'list[NodeReport]'",
             "complete_run": "def(self, run_id: 'str', fence: 'int', success: "
             "'bool', error: 'str' = '', exit_code: 'int | "
-            "None' = None) -> 'None'",
+            "None' = None, *, session: 'str' = '') -> 'None'",
             "create_job": "def(self, name: 'str', *, cron: 'str | None' = "
             "None, tz: 'str' = 'UTC', at_ms: 'int | None' = "
             "None, every_ms: 'int | None' = None, jitter_ms: "
@@ -262,7 +264,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "'float | None' = None) -> 'list[NodeReport]'",
             "complete_run": "def(self, run_id: 'str', fence: 'int', success: "
             "'bool', error: 'str' = '', exit_code: 'int | None' "
-            "= None) -> 'None'",
+            "= None, *, session: 'str' = '') -> 'None'",
             "create_job": "def(self, name: 'str', *, cron: 'str | None' = None, "
             "tz: 'str' = 'UTC', at_ms: 'int | None' = None, "
             "every_ms: 'int | None' = None, jitter_ms: 'int' = 0, "

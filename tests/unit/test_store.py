@@ -53,7 +53,8 @@ def test_due_index_returns_exactly_the_due_jobs_in_order(
 
 
 def test_store_and_memory_replica_agree(tmp_path) -> None:
-    entries = [job_cmd("a", T0 + 5), job_cmd("b", T0 + 1), b"garbage", job_cmd("a", T0 + 9)]
+    # (Garbage would stop the node: test_an_entry_this_version_does_not_understand_stops_the_node.)
+    entries = [job_cmd("a", T0 + 5), job_cmd("b", T0 + 1), job_cmd("a", T0 + 9)]
     store = Store(str(tmp_path / "s"))
     mem = MemoryState()
     for i, e in enumerate(entries, start=1):
@@ -137,3 +138,27 @@ def test_list_jobs_pages_by_bytes_as_well_as_by_count(tmp_path) -> None:
     ]
     assert len(s.list_jobs(limit=100, max_bytes=1)) == 1  # always at least one: paging moves on
     s.close()
+
+
+def test_an_entry_this_version_does_not_understand_stops_the_node(tmp_path, monkeypatch) -> None:
+    """A newer version's command (here: no body, as a new oneof field reads) is not skipped:
+    the node stops (exit 70 in production) before anything of the entry is recorded."""
+    import schedd.state.store as store_module
+
+    def stop(message: str) -> None:
+        raise SystemExit(message)
+
+    monkeypatch.setattr(store_module, "fatal", stop)
+    store = Store(str(tmp_path / "state"))
+    try:
+        store.apply_entry(job_cmd("a", T0), 1)
+        digest = store.digest()
+        try:
+            store.apply_entry(encode(command_pb2.Command(now_ms=T0)), 2)
+        except SystemExit as e:
+            assert "log index 2" in str(e) and "newer schedd" in str(e)
+        else:
+            raise AssertionError("the node went on after an entry it does not understand")
+        assert store.applied_index() == 1 and store.digest() == digest
+    finally:
+        store.close()

@@ -8,9 +8,14 @@ Contract (every replica relies on it):
 * **Idempotent by log index.** The mutations always include ``meta.applied_index = index``; an
   entry at or below the stored applied index returns ``SKIPPED`` with no mutations (pysyncobj
   re-applies its journal on every restart).
-* **Never raises.** Garbage, unknown command types and domain rejections (not found, stale fence,
-  duplicate) are results, identical on every replica. Only the caller's storage failures (disk
-  full) escape, and they stop the process before the entry is recorded.
+* **Never raises.** Domain rejections (not found, stale fence, duplicate) are results, identical
+  on every replica. Only the caller's storage failures (disk full) escape, and they stop the
+  process before the entry is recorded.
+* **A command it does not understand stops the node.** An undecodable entry, an unknown envelope
+  version or a command type this version does not know (a newer version's new oneof field reads
+  as *no* body) is answered ``UNSUPPORTED`` (status UNIMPLEMENTED), also inside a batch; the
+  store then stops the process before the entry is recorded, rather than skip it and diverge
+  from replicas that understood it.
 * **Compare-and-set everywhere the leader acted on a read.** FireDue, grants, expiries and
   completions carry what the leader saw (due time, attempt, fence) and are no-ops when the state
   has moved on, so a late or duplicated proposal (a deposed leader's entry committed after all)
@@ -83,11 +88,11 @@ def apply(reader: Reader, data: bytes, index: int) -> tuple[list[Mutation], Resu
     try:
         cmd = command_pb2.Command.FromString(data)
     except (DecodeError, ValueError) as e:
-        result = Result("INVALID_ARGUMENT", f"command: undecodable entry ({type(e).__name__})")
+        result = Result(UNSUPPORTED, f"command: undecodable entry ({type(e).__name__})")
     else:
         if cmd.version != COMMAND_VERSION:
             result = Result(
-                "INVALID_ARGUMENT",
+                UNSUPPORTED,
                 f"command.version: {cmd.version} is not supported (want {COMMAND_VERSION})",
             )
         else:
@@ -99,11 +104,28 @@ def apply(reader: Reader, data: bytes, index: int) -> tuple[list[Mutation], Resu
 
 
 def _apply_with_request_id(txn: Txn, cmd: command_pb2.Command, index: int) -> Result:
+    """Client request ids. A command stamped with ``request_hash`` (every one from this
+    version's services) is keyed by (``principal``, request id), both stamped by the service
+    from the authenticated caller, and remembers the hash of its request: the same id from the
+    same caller with another request is refused, so nobody can take over someone else's id and
+    no client gets an answer that belongs to another request. Commands without the hash (older
+    entries) keep the old, unscoped key."""
     rid = cmd.request_id
+    key = b""
+    digest = cmd.request_hash.hex()
     if rid:
-        seen = txn.get("requests", rid.encode())
+        key = keys.request_key(cmd.principal, rid) if cmd.request_hash else rid.encode()
+        seen = txn.get("requests", key)
         if seen is not None:
-            return _replay_result(txn, json.loads(seen))
+            record = json.loads(seen)
+            if cmd.request_hash and record.get("hash") != digest:
+                return Result(
+                    "FAILED_PRECONDITION",
+                    f"request_id: {rid!r} was already used for a different request; "
+                    "use a new request id for a new request (reuse one only to retry the "
+                    "same request)",
+                )
+            return _replay_result(txn, record)
     result = _dispatch(txn, cmd, index, cmd.now_ms)
     if rid:
         record = {
@@ -113,7 +135,9 @@ def _apply_with_request_id(txn: Txn, cmd: command_pb2.Command, index: int) -> Re
             "job": result.job.name if result.job is not None else "",
             "run": result.run.run_id if result.run is not None else "",
         }
-        txn.put("requests", rid.encode(), json.dumps(record, sort_keys=True).encode())
+        if cmd.request_hash:
+            record["hash"] = digest
+        txn.put("requests", key, json.dumps(record, sort_keys=True).encode())
     return result
 
 
@@ -128,7 +152,7 @@ def _dispatch(txn: Txn, cmd: command_pb2.Command, index: int, now_ms: int) -> Re
     kind = cmd.WhichOneof("body")
     handler = _HANDLERS.get(kind or "")
     if handler is None:
-        return Result("INVALID_ARGUMENT", f"command.body: unknown command type {kind!r}")
+        return Result(UNSUPPORTED, f"command.body: unknown command type {kind!r}")
     return handler(txn, cmd, index, cmd.now_ms or now_ms)
 
 
@@ -143,7 +167,13 @@ def _batch(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
             subs.append(Result("INVALID_ARGUMENT", "command.batch: batches do not nest"))
             continue
         subs.append(_dispatch(txn, sub, index, sub.now_ms or now))
+        if subs[-1].code == UNSUPPORTED:
+            return subs[-1]  # the whole entry is not understood
     return Result(sub=tuple(subs))
+
+
+#: The result code of an entry this version does not understand: the store stops the node.
+UNSUPPORTED = "UNIMPLEMENTED"
 
 
 _Handler = Callable[[Txn, command_pb2.Command, int, int], Result]
@@ -244,6 +274,7 @@ __all__ = [
     "COMMAND_VERSION",
     "FINISHED_STATES",
     "SKIPPED",
+    "UNSUPPORTED",
     "Delete",
     "Granted",
     "MemoryState",

@@ -84,6 +84,8 @@ def _expire_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> 
         if run is None or run.state != types_pb2.RUN_STATE_LEASED or run.fence != item.fence:
             continue
         if item.released:
+            if item.worker_id and item.worker_id != _holder(txn, run):
+                continue  # only the holding worker's session can give a lease back
             _release(txn, run, item.reason or "released by the worker", now)
             expired += 1
             continue
@@ -113,13 +115,35 @@ def _release(txn: Txn, run: Run, reason: str, now: int) -> None:
     _pend(txn, run)
 
 
+def _holder(txn: Txn, run: Run) -> str:
+    """The worker holding the run's lease as recorded by its grant (the run's last worker once
+    the lease is gone)."""
+    raw = txn.get("leases", run.run_id.encode())
+    return keys.split_lease_value(raw)[1] if raw is not None else run.worker_id
+
+
 def _complete_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    """Completions under the run's current fence. An item stamped with a worker id (every item
+    from this version's leaders) counts only if that worker holds the lease: knowing a fence
+    (ListRuns shows it) is not enough to end somebody else's attempt."""
     items: list[tuple[str, str]] = []
     for item in cmd.complete_runs.items:
         run = txn.run(item.run_id)
         if run is None:
             items.append(("NOT_FOUND", f"run_id: no run {item.run_id!r}"))
             continue
+        if run.fence == item.fence and item.worker_id:
+            holder = _holder(txn, run)
+            if holder != item.worker_id:
+                items.append(
+                    (
+                        "PERMISSION_DENIED",
+                        f"worker_id: run {item.run_id!r} fence {item.fence} is leased to worker "
+                        f"{holder!r}, not {item.worker_id!r}; only the holder's session can "
+                        "complete it",
+                    )
+                )
+                continue
         if run.state != types_pb2.RUN_STATE_LEASED or run.fence != item.fence:
             if (
                 run.fence == item.fence
