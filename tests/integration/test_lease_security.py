@@ -23,12 +23,15 @@ import pytest
 from schedd import errors
 from schedd.client import Client
 from schedd.pb import api_grpc, api_pb2, types_pb2
+from schedd.sdk.credentials import Credentials
 from schedd.testing import FAST_ARGS, LocalCluster
 from tests._util import wait_for
 
 pytestmark = pytest.mark.integration
 
 HOUR_MS = 3600_000
+#: the credentials raw workers use by default (set by the cluster fixture)
+CREDS: dict[str, Credentials] = {}
 OK, PERMISSION_DENIED = grpc.StatusCode.OK.value[0], grpc.StatusCode.PERMISSION_DENIED.value[0]
 
 
@@ -38,6 +41,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     config = Path(root) / "limits.toml"
     config.write_text('hello_timeout = "1s"\nmax_worker_streams = 4\n')
     c = LocalCluster(str(root), nodes=3, extra_args=[*FAST_ARGS, "--config", str(config)])
+    # raw workers present the cluster's worker certificate (one identity for all of them)
+    CREDS["worker"] = c.worker_credentials
     c.start()
     try:
         c.wait_for_leader(timeout=30)
@@ -48,7 +53,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 @pytest.fixture(scope="module")
 def client(cluster: LocalCluster) -> Iterator[Client]:
-    with Client(cluster.endpoints_env, retry_for=30) as c:
+    with cluster.client(retry_for=30) as c:
         yield c
 
 
@@ -59,16 +64,27 @@ def leader_addr(cluster: LocalCluster) -> str:
 class RawWorker:
     """One WorkerService.Connect stream driven by hand."""
 
-    def __init__(self, addr: str, worker_id: str, queues: list[str], hello: bool = True) -> None:
+    def __init__(
+        self,
+        addr: str,
+        worker_id: str,
+        queues: list[str],
+        hello: bool = True,
+        creds: Credentials | None = None,
+    ) -> None:
         self.worker_id = worker_id
-        self.channel = grpc.insecure_channel(addr)
+        creds = creds or CREDS["worker"]
+        self.channel = creds.channel(addr)
+        self._md = creds.metadata
         self._out: queue.SimpleQueue[api_pb2.WorkerMessage | None] = queue.SimpleQueue()
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         if hello:
             self.send(
                 api_pb2.WorkerMessage(hello=api_pb2.Hello(worker_id=worker_id, queues=queues))
             )
-        self.call = api_grpc.WorkerServiceStub(self.channel).Connect(self._requests())
+        self.call = api_grpc.WorkerServiceStub(self.channel).Connect(
+            self._requests(), metadata=self._md
+        )
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _requests(self) -> Iterator[api_pb2.WorkerMessage]:
@@ -139,7 +155,7 @@ def test_a_completion_for_an_unknown_run_is_refused_before_it_is_proposed(
         cluster.wait_converged()
         before = cluster.status(leader, with_digest=True)
         assert before is not None
-        stub = api_grpc.RunServiceStub(grpc.insecure_channel(cluster.spec(leader).grpc))
+        stub = api_grpc.RunServiceStub(cluster.credentials.channel(cluster.spec(leader).grpc))
         codes = []
         for i in range(30):
             try:
@@ -207,6 +223,34 @@ def test_knowing_the_fence_is_not_enough_to_complete_or_release_a_run(
         assert client.get_run(run.run_id).state == types_pb2.RUN_STATE_SUCCEEDED
     finally:
         victim.close()
+
+
+def test_a_worker_id_cannot_be_taken_over_by_another_identity(
+    cluster: LocalCluster, client: Client
+) -> None:
+    """Reusing a worker id kicked the real worker off. Now a second stream with the same id
+    and the same identity replaces the first (a reconnect), and another identity (here a worker
+    token, against the worker certificate) is refused with ALREADY_EXISTS."""
+    wid = f"owned-{uuid.uuid4().hex[:6]}"
+    owner = RawWorker(leader_addr(cluster), wid, ["none"])
+    owner.next("welcome")
+    secret = client.create_token(f"thief-{wid}", ["worker"]).secret
+    env = cluster.client_env
+    thief_creds = Credentials(
+        ca=env["SCHEDD_CA"], cert=env["SCHEDD_CERT"], key=env["SCHEDD_KEY"], token=secret
+    )
+    thief = RawWorker(leader_addr(cluster), wid, ["none"], creds=thief_creds)
+    try:
+        with pytest.raises(grpc.RpcError) as refused:
+            thief.next("welcome")
+        assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert wid in (refused.value.details() or "")
+        again = RawWorker(leader_addr(cluster), wid, ["none"])  # same identity: a reconnect
+        again.next("welcome")
+        again.close()
+    finally:
+        thief.close()
+        owner.close()
 
 
 def test_heartbeats_from_another_stream_do_not_keep_a_dead_workers_lease(
@@ -284,7 +328,9 @@ def test_leader_transfers_are_rate_limited(cluster: LocalCluster) -> None:
     leading 3 s: in 6 s of that, a few elections at most, and the extra calls are refused."""
     cluster.wait_for_leader()
     term_before = _term(cluster)
-    stubs = [api_grpc.ClusterServiceStub(grpc.insecure_channel(s.grpc)) for s in cluster.specs]
+    stubs = [
+        api_grpc.ClusterServiceStub(cluster.credentials.channel(s.grpc)) for s in cluster.specs
+    ]
     codes: list[grpc.StatusCode] = []
     details: list[str] = []
 
@@ -328,7 +374,7 @@ def test_writes_are_refused_before_the_lmdb_map_fills(
         c.wait_for_leader(timeout=30)
         payload = '"' + "p" * (60 * 1024) + '"'
         refused: errors.SchedError | None = None
-        with Client(c.endpoints_env, retry_for=10) as client:
+        with c.client(retry_for=10) as client:
             for i in range(400):
                 try:
                     client.create_job(f"big-{i}", every_ms=HOUR_MS, payload=payload)
