@@ -287,6 +287,8 @@ class Node:
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         self._syncer = threading.Thread(target=self._sync_loop, name="lmdb-sync", daemon=True)
         self._syncer.start()
+        if self._bootstrap_secret:
+            threading.Thread(target=self._bootstrap_loop, name="bootstrap", daemon=True).start()
         log.info(
             "event=node_started node=%s raft=%s grpc=%s peers=%s",
             self.config.node_id,
@@ -316,7 +318,6 @@ class Node:
                     )
                 if seconds % every == 0:
                     self.raft.checkpoint()
-                self._maybe_bootstrap()
             except Exception:
                 log.exception("event=checkpoint_failed")
 
@@ -338,13 +339,24 @@ class Node:
         disk.fsync_dir(self.config.data_dir)
         log.info("event=node_stopped node=%s", self.config.node_id)
 
-    def _maybe_bootstrap(self) -> None:
+    def _bootstrap_loop(self) -> None:
+        """Until the bootstrap token is recorded: check every 100 ms (the record is the first
+        entry a new cluster's leader proposes after its barrier), then stop."""
+        while not self._stopped.wait(0.1):
+            try:
+                if self._maybe_bootstrap():
+                    return
+            except Exception:
+                log.exception("event=bootstrap_token_failed")
+
+    def _maybe_bootstrap(self) -> bool:
         """On the leader: record the bootstrap token (its hash) once, so that it shows in
-        ``token list`` and can be revoked; a revoked one is never re-created."""
-        if not self._bootstrap_secret or not self.raft.is_leader():
-            return
+        ``token list`` and can be revoked; a revoked one is never re-created. True once the
+        state holds a token of that name."""
         if any(t.name == "bootstrap" for t in self.store.list_tokens()):
-            return
+            return True
+        if not self.raft.is_leader() or not self.dispatcher.active:
+            return False
         from schedd.pb import command_pb2
         from schedd.state.apply import encode
 
@@ -352,8 +364,9 @@ class Node:
         cmd.create_token.token.CopyFrom(bootstrap_token(self._bootstrap_secret))
         try:
             self.raft.propose(encode(cmd), self.propose_timeout_s)
-        except Exception as e:  # not leader any more, no quorum: the next second tries again
+        except Exception as e:  # not leader any more, no quorum: try again shortly
             log.debug("event=bootstrap_token_deferred error=%r", e)
+        return False
 
     # ---- leadership --------------------------------------------------------------------------
 
