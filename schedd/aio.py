@@ -31,6 +31,7 @@ import grpc.aio
 from schedd import errors
 from schedd.clock import Clock, SystemClock
 from schedd.models import (
+    AuditRecord,
     BackfillResult,
     Explanation,
     Job,
@@ -305,6 +306,15 @@ class AsyncClient:
     async def list_tokens(self, include_revoked: bool = False) -> list[Token]:
         """The tokens (never their secrets), by name."""
         return await self._invoke(core.list_tokens(include_revoked))
+
+    async def list_audit(
+        self, limit: int = 100, *, principal: str = "", target: str = "", before_index: int = 0
+    ) -> tuple[list[AuditRecord], int]:
+        """The audit trail, newest first (cluster-admin): at most ``limit`` records (up to
+        10,000) below log index ``before_index`` (0: from the newest), only ``principal``'s or
+        only those naming ``target`` when given; and the ``before_index`` of the next page (0:
+        no more)."""
+        return await self._invoke(core.list_audit(limit, before_index, principal, target))
 
     async def revoke_token(self, name: str) -> Token:
         """Revoke a token on every node (each refuses it once it has applied the revocation)."""

@@ -38,6 +38,7 @@ from schedd.errors import InvalidArgument
 from schedd.pb import api_pb2, types_pb2
 
 __all__ = [
+    "AuditRecord",
     "BackfillResult",
     "DstGap",
     "DstRepeat",
@@ -626,6 +627,23 @@ class Token(Record):
     def revoked(self) -> bool:
         """Whether the token was revoked (every node refuses it)."""
         return self.revoked_ms != 0
+
+
+@dataclass(frozen=True)
+class AuditRecord(Record):
+    """One change made through the API (``schedd.v1.AuditRecord``): who, what, which object,
+    when (``at_ms``, the leader's clock), the outcome, at log index ``index``."""
+
+    _pb: ClassVar[type[Message]] = types_pb2.AuditRecord
+
+    index: int = 0
+    at_ms: int = 0
+    principal: str = ""
+    action: str = ""
+    target: str = ""
+    code: str = ""
+    message: str = ""
+    request_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import click
 
 from schedctl import apply_cmd, common, output  # noqa: F401  (apply_cmd registers job apply/export)
+from schedctl.audit import audit
 from schedctl.common import (
     EXIT_CODES,
     EXIT_ERROR,
@@ -225,6 +226,7 @@ cli.add_command(job)
 cli.add_command(run)
 cli.add_command(config_group)
 cli.add_command(token)
+cli.add_command(audit)
 
 
 # ---- cluster -------------------------------------------------------------------------------

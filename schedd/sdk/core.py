@@ -596,6 +596,22 @@ def revoke_token(name: str) -> Call[models.Token]:
     return Call("tokens", "RevokeToken", req, True, _token)
 
 
+def _audit(resp: Any) -> tuple[list[models.AuditRecord], int]:
+    return [models.AuditRecord.from_pb(r) for r in resp.records], resp.next_before_index
+
+
+def list_audit(
+    limit: int, before_index: int, principal: str, target: str
+) -> Call[tuple[list[models.AuditRecord], int]]:
+    """ListAudit (a read): one page, newest first, and the index to continue below."""
+    req = build(
+        lambda: api_pb2.ListAuditRequest(
+            limit=limit, before_index=before_index, principal=principal, target=target
+        )
+    )
+    return Call("cluster", "ListAudit", req, True, _audit)
+
+
 def node_status_request(with_digest: bool) -> api_pb2.NodeStatusRequest:
     """The GetNodeStatus request (sent to one node, not through :class:`Attempts`)."""
     return build(lambda: api_pb2.NodeStatusRequest(with_digest=with_digest))

@@ -160,6 +160,7 @@ METHOD_ROLES: dict[str, Role] = {
     f"/{SERVICE}WorkerService/Connect": Role.WORKER,
     f"/{SERVICE}ClusterService/GetNodeStatus": Role.READER,
     f"/{SERVICE}ClusterService/TransferLeadership": Role.CLUSTER_ADMIN,
+    f"/{SERVICE}ClusterService/ListAudit": Role.CLUSTER_ADMIN,
     f"/{SERVICE}TokenService/CreateToken": Role.CLUSTER_ADMIN,
     f"/{SERVICE}TokenService/ListTokens": Role.CLUSTER_ADMIN,
     f"/{SERVICE}TokenService/RevokeToken": Role.CLUSTER_ADMIN,

@@ -76,3 +76,12 @@ def _clean(text: str) -> str:
     return "".join("?" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch for ch in text)[
         :MAX_PRINCIPAL_CHARS
     ]
+
+
+def principal_of_call() -> str:
+    """The principal the auth interceptor established for the call being served, or
+    ``"anonymous"`` (an ``--insecure`` node, or outside a call)."""
+    from schedd.server.auth import call_principal
+
+    p = call_principal()
+    return ANONYMOUS if p is None else _clean(p.name)

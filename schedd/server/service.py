@@ -105,6 +105,8 @@ class _Base:
         """Propose a client's command. ``grows``: it may add state, so it is refused while the
         LMDB map is nearly full (a delete, which frees space, is not)."""
         self._leader()
+        # who: the audit trail (schedd.state.apply.audit) and request-id scoping read it
+        cmd.principal = cmd.principal or identity.principal_of_call()
         if grows:
             used, size = self.node.store.usage()
             limits.check_storage(used, size, self.node.config.limits)
@@ -626,6 +628,17 @@ class ClusterService(_Base, api_grpc.ClusterServiceServicer):
         self, req: api_pb2.NodeStatusRequest, context: grpc.ServicerContext
     ) -> api_pb2.NodeStatus:
         return self.node.status(with_digest=req.with_digest)
+
+    @rpc
+    def ListAudit(
+        self, req: api_pb2.ListAuditRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ListAuditResponse:
+        self._leader()
+        limit = validate.page_limit(req.limit, "limit", default=100, maximum=10_000)
+        records, next_before = self.node.store.list_audit(
+            limit, req.before_index, req.principal, req.target
+        )
+        return api_pb2.ListAuditResponse(records=records, next_before_index=next_before)
 
     @rpc
     def TransferLeadership(

@@ -522,3 +522,12 @@ def create_token(req: api_pb2.CreateTokenRequest, now_ms: int) -> types_pb2.Toke
         queues=queues,
         expires_ms=now_ms + req.ttl_s * 1000 if req.ttl_s else 0,
     )
+
+
+def page_limit(value: int, field: str, *, default: int, maximum: int) -> int:
+    """A page size: 0 means ``default``; above ``maximum`` is refused naming ``field``."""
+    if value == 0:
+        return default
+    if value > maximum:
+        raise InvalidArgument(field, f"{value} is over the maximum of {maximum}")
+    return value

@@ -12,6 +12,7 @@ pending_q      queue + 0x00 + be64(not_before_ms) + run id     empty   (PENDING 
 leases         run id                                          be64(fence) + worker id (LEASED runs)
 active         job + 0x00 + be64(uid) + be64(scheduled) + id  empty   (PENDING/LEASED runs)
 tokens         token name                                      types_pb2.Token (a hash only)
+audit          be64(log index)                                 types_pb2.AuditRecord
 requests       0x00 + principal + 0x00 + client request id    JSON result of the first apply
                (entries before scoping: the bare request id)   (with the request's hash)
 meta           applied_index / next_fence / schema             be64 or text
@@ -36,11 +37,13 @@ DBS = (
     "requests",
     "meta",
     "tokens",
+    "audit",
 )
 
 APPLIED_INDEX = b"applied_index"
 NEXT_FENCE = b"next_fence"
 CATCHUP_NEXT = b"catchup_next"  # earliest not_before of the next paced catch-up run
+AUDIT_COUNT = b"audit_count"  # records in the audit database (capped)
 TOKENS_VERSION = b"tokens_version"  # grows with every token change (authenticators reload)
 SCHEMA = b"schema"
 SCHEMA_VERSION = b"1"

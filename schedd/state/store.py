@@ -187,6 +187,39 @@ class Store:
                 types_pb2.Token.FromString(bytes(v)) for _k, v in txn.cursor(db=self._dbs["tokens"])
             ]
 
+    def list_audit(
+        self, limit: int, before_index: int = 0, principal: str = "", target: str = ""
+    ) -> tuple[list[types_pb2.AuditRecord], int]:
+        """Audit records, newest first, below ``before_index`` (0: from the newest), filtered;
+        and the index to pass next (0: no more). Reads at most ``limit`` matches and scans at
+        most 100 x ``limit`` records, so a rare filter answers in pages rather than all at once."""
+        out: list[types_pb2.AuditRecord] = []
+        budget = max(1, limit) * 100
+        next_before = 0
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["audit"])
+            ok = cur.set_range(keys.be64(before_index)) if before_index else cur.last()
+            if ok and before_index:
+                ok = cur.prev()  # set_range lands at or after before_index
+            elif not ok and before_index:
+                ok = cur.last()
+            while ok:
+                idx = keys.from_be64(bytes(cur.key()))
+                if before_index and idx >= before_index:
+                    ok = cur.prev()
+                    continue
+                if len(out) >= limit or budget <= 0:
+                    next_before = idx + 1
+                    break
+                budget -= 1
+                rec = types_pb2.AuditRecord.FromString(bytes(cur.value()))
+                if (not principal or rec.principal == principal) and (
+                    not target or rec.target == target
+                ):
+                    out.append(rec)
+                ok = cur.prev()
+        return out, next_before
+
     def usage(self) -> tuple[int, int]:
         """(bytes in use, map size) of the LMDB environment. In use: the pages of every
         database (free pages LMDB will reuse do not count) plus LMDB's own two meta pages."""

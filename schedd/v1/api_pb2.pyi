@@ -413,6 +413,26 @@ class TransferLeadershipResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ListAuditRequest(_message.Message):
+    __slots__ = ("limit", "before_index", "principal", "target")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    before_index: int
+    principal: str
+    target: str
+    def __init__(self, limit: _Optional[int] = ..., before_index: _Optional[int] = ..., principal: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ("records", "next_before_index")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BEFORE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[_types_pb2.AuditRecord]
+    next_before_index: int
+    def __init__(self, records: _Optional[_Iterable[_Union[_types_pb2.AuditRecord, _Mapping]]] = ..., next_before_index: _Optional[int] = ...) -> None: ...
+
 class CreateTokenRequest(_message.Message):
     __slots__ = ("name", "grants", "queues", "ttl_s")
     NAME_FIELD_NUMBER: _ClassVar[int]

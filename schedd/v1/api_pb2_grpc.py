@@ -781,6 +781,11 @@ class ClusterServiceStub:
                 request_serializer=schedd_dot_v1_dot_api__pb2.TransferLeadershipRequest.SerializeToString,
                 response_deserializer=schedd_dot_v1_dot_api__pb2.TransferLeadershipResponse.FromString,
                 _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/schedd.v1.ClusterService/ListAudit',
+                request_serializer=schedd_dot_v1_dot_api__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=schedd_dot_v1_dot_api__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -798,6 +803,12 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -810,6 +821,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.TransferLeadership,
                     request_deserializer=schedd_dot_v1_dot_api__pb2.TransferLeadershipRequest.FromString,
                     response_serializer=schedd_dot_v1_dot_api__pb2.TransferLeadershipResponse.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=schedd_dot_v1_dot_api__pb2.ListAuditRequest.FromString,
+                    response_serializer=schedd_dot_v1_dot_api__pb2.ListAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -866,6 +882,33 @@ class ClusterService:
             '/schedd.v1.ClusterService/TransferLeadership',
             schedd_dot_v1_dot_api__pb2.TransferLeadershipRequest.SerializeToString,
             schedd_dot_v1_dot_api__pb2.TransferLeadershipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schedd.v1.ClusterService/ListAudit',
+            schedd_dot_v1_dot_api__pb2.ListAuditRequest.SerializeToString,
+            schedd_dot_v1_dot_api__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

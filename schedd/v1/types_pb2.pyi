@@ -347,3 +347,23 @@ class Token(_message.Message):
     created_by: str
     revoked_ms: int
     def __init__(self, name: _Optional[str] = ..., secret_sha256: _Optional[bytes] = ..., grants: _Optional[_Iterable[str]] = ..., queues: _Optional[_Iterable[str]] = ..., created_ms: _Optional[int] = ..., expires_ms: _Optional[int] = ..., created_by: _Optional[str] = ..., revoked_ms: _Optional[int] = ...) -> None: ...
+
+class AuditRecord(_message.Message):
+    __slots__ = ("index", "at_ms", "principal", "action", "target", "code", "message", "request_id")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    at_ms: int
+    principal: str
+    action: str
+    target: str
+    code: str
+    message: str
+    request_id: str
+    def __init__(self, index: _Optional[int] = ..., at_ms: _Optional[int] = ..., principal: _Optional[str] = ..., action: _Optional[str] = ..., target: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...

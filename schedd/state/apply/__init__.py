@@ -44,6 +44,7 @@ from google.protobuf.message import DecodeError
 
 from schedd.pb import command_pb2, types_pb2
 from schedd.state import keys
+from schedd.state.apply import audit
 from schedd.state.apply.firing import _fire_due
 from schedd.state.apply.jobs import (
     _backfill,
@@ -97,6 +98,8 @@ def apply(reader: Reader, data: bytes, index: int) -> tuple[list[Mutation], Resu
             )
         else:
             result = _apply_with_request_id(txn, cmd, index)
+            if result.code != UNSUPPORTED:
+                audit.record(txn, cmd, index, result)
     if txn.revoked:
         result = replace(result, revoked=tuple(txn.revoked))
     txn.put("meta", keys.APPLIED_INDEX, keys.be64(index))
