@@ -74,7 +74,7 @@ def test_the_defaults_start_a_node(tmp_path) -> None:
     raft, grpc_port = free_ports(2)
     log = tmp_path / "node.log"
     env = {k: v for k, v in os.environ.items()}
-    env["SCHEDD_RAFT_PASSWORD"] = "x"
+    env["SCHEDD_RAFT_PASSWORD"] = "x" * 32
     with open(log, "wb") as out:
         p = subprocess.Popen(
             [
@@ -90,6 +90,7 @@ def test_the_defaults_start_a_node(tmp_path) -> None:
                 f"127.0.0.1:{raft}",
                 "--grpc",
                 f"127.0.0.1:{grpc_port}",
+                "--insecure",  # the one security flag a node needs: TLS or this
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

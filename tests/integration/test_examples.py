@@ -107,7 +107,7 @@ def test_web_service_runs_the_worker_in_the_background_and_drains_on_sigterm(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=dict(os.environ),
+        env=dict(os.environ, **client_env(cluster.endpoints_env)),
     )
     try:
         assert proc.stdout is not None

@@ -185,7 +185,7 @@ def test_an_expired_token_is_refused(secure: LocalCluster) -> None:
         new = admin.create_token("short-lived", ["reader"], ttl_s=1)
     with Client(secure.endpoints, credentials=_creds(secure, new.secret), retry_for=30) as c:
         assert c.get_job("sec-job").name == "sec-job"
-        time.sleep(1.2)
+        time.sleep(1.2)  # the token's 1 s lifetime runs out: the wait is the test
         with pytest.raises(errors.Unauthenticated, match="expired"):
             c.get_job("sec-job")
 
@@ -354,7 +354,7 @@ def test_certificate_rotation_under_load_fails_no_call(make_cluster: Any, tmp_pa
     before = {s.node_id: _served_serial(s.grpc, c) for s in c.specs}
     t = threading.Thread(target=load, daemon=True)
     t.start()
-    time.sleep(1.0)
+    time.sleep(1.0)  # load before the rotation: calls in flight while the files change
     # rotate: issue new certificates into a scratch CA dir sharing the CA, then move them over
     scratch = tmp_path / "rotate"
     shutil.copytree(c.pki_dir, scratch)
@@ -372,7 +372,7 @@ def test_certificate_rotation_under_load_fails_no_call(make_cluster: Any, tmp_pa
         15,
         "every node to serve its new certificate",
     )
-    time.sleep(1.0)
+    time.sleep(1.0)  # load after the rotation, on the new certificates
     done.set()
     t.join(timeout=30)
     assert failures == [] and created[0] > 10

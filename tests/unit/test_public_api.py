@@ -225,6 +225,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "get_job": "def(self, name: 'str') -> 'Job'",
             "get_run": "def(self, run_id: 'str') -> 'Run'",
             "leader": "property",
+            "list_audit": "def(self, limit: 'int' = 100, *, principal: 'str' = "
+            "'', target: 'str' = '', before_index: 'int' = 0) -> "
+            "'tuple[list[AuditRecord], int]'",
             "list_jobs": "def(self, limit: 'int | None' = 1000) -> 'list[Job]'",
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, "
             "state: 'int | str | None' = None) -> 'list[Run]'",
@@ -282,6 +285,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "get_job": "def(self, name: 'str') -> 'Job'",
             "get_run": "def(self, run_id: 'str') -> 'Run'",
             "leader": "property",
+            "list_audit": "def(self, limit: 'int' = 100, *, principal: 'str' = "
+            "'', target: 'str' = '', before_index: 'int' = 0) -> "
+            "'tuple[list[AuditRecord], int]'",
             "list_jobs": "def(self, limit: 'int | None' = 1000) -> 'list[Job]'",
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, state: "
             "'int | str | None' = None) -> 'list[Run]'",
@@ -383,6 +389,17 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "from_code": "def(code: 'str', message: 'str') -> 'SchedError'",
     },
     "schedd.models": {
+        "AuditRecord": {
+            "HasField": "def(self, name: 'str') -> 'bool'",
+            "__init__": "def(self, index: 'int' = 0, at_ms: 'int' = 0, "
+            "principal: 'str' = '', action: 'str' = '', target: "
+            "'str' = '', code: 'str' = '', message: 'str' = '', "
+            "request_id: 'str' = '') -> None",
+            "class": "Record",
+            "from_pb": "classmethod(msg: 'Message') -> 'Self'",
+            "to_dict": "def(self) -> 'dict[str, Any]'",
+            "to_pb": "def(self) -> 'Any'",
+        },
         "BackfillResult": {
             "HasField": "def(self, name: 'str') -> 'bool'",
             "__init__": "def(self, created: 'int' = 0, existing: 'int' = "

@@ -233,8 +233,14 @@ class MemoryState:
         self.execute(mutations)
         return result
 
-    def digest(self) -> str:
-        return state_digest((db, sorted(self.data[db].items())) for db in keys.DBS)
+    def digest(self, audit: bool = True) -> str:
+        """The state digest; ``audit=False`` leaves the audit trail out (what a refused command
+        may add: the record of the attempt) to compare the rest."""
+        dbs = [db for db in keys.DBS if audit or db != "audit"]
+        return state_digest(
+            ((db, sorted(self.data[db].items())) for db in dbs),
+            skip_meta=() if audit else (keys.AUDIT_COUNT,),
+        )
 
     # The planner's reads (schedd.server.planner.PlanView), as the LMDB store answers them.
 
@@ -258,7 +264,7 @@ class MemoryState:
         return out
 
 
-def state_digest(dbs: object) -> str:
+def state_digest(dbs: object, skip_meta: tuple[bytes, ...] = ()) -> str:
     """SHA-256 over every (db, key, value) in key order, leaving out ``meta.applied_index``
     (a position in the log, not state). ``dbs`` yields (db name, iterable of (key, value))."""
     import hashlib
@@ -267,7 +273,7 @@ def state_digest(dbs: object) -> str:
     for db, items in dbs:  # type: ignore[attr-defined]
         h.update(db.encode() + b"\x00")
         for k, v in items:
-            if db == "meta" and k == keys.APPLIED_INDEX:
+            if db == "meta" and (k == keys.APPLIED_INDEX or k in skip_meta):
                 continue
             h.update(keys.be64(len(k)) + k + keys.be64(len(v)) + v)
     return h.hexdigest()
