@@ -360,7 +360,10 @@ class Node:
         from schedd.pb import command_pb2
         from schedd.state.apply import encode
 
-        cmd = command_pb2.Command(now_ms=self.clock.now_ms())
+        # audited as the node that recorded it (schedd.state.apply.audit)
+        cmd = command_pb2.Command(
+            now_ms=self.clock.now_ms(), principal=f"node:{self.config.node_id} (bootstrap)"
+        )
         cmd.create_token.token.CopyFrom(bootstrap_token(self._bootstrap_secret))
         try:
             self.raft.propose(encode(cmd), self.propose_timeout_s)
