@@ -93,6 +93,46 @@ def _require_server() -> None:
         )
 
 
+#: The shortest Raft password accepted. It derives the key of every Raft frame (PBKDF2 with a
+#: salt fixed in pysyncobj), so captured traffic allows offline guessing of a short one.
+MIN_PASSWORD_BYTES = 16
+_GENERATE = (
+    'python3 -c "import secrets;print(secrets.token_urlsafe(32))" > FILE && chmod 600 FILE, '
+    "then pass --raft-password-file FILE"
+)
+
+
+def _raft_password(pw_file: str | None) -> tuple[str, str]:
+    """The Raft password and where it came from. A file must not be readable by group or
+    others (exit 2 naming ``chmod 600``)."""
+    if not pw_file:
+        return os.environ.get("SCHEDD_RAFT_PASSWORD", ""), "SCHEDD_RAFT_PASSWORD"
+    from schedd.raft.transport import read_secret_file
+
+    try:
+        return read_secret_file(pw_file), f"--raft-password-file {pw_file}"
+    except PermissionError as e:
+        _fail(f"--raft-password-file: {e}")
+    except OSError as e:
+        _fail(f"--raft-password-file: cannot read {pw_file}: {e.strerror}")
+    raise AssertionError("unreachable")
+
+
+def _tls_files(cert: str | None, key: str | None, ca: str | None) -> Any:
+    """The node's TLS files (all three, or none: no TLS)."""
+    given = {"--tls-cert": cert, "--tls-key": key, "--tls-ca": ca}
+    if not any(given.values()):
+        return None
+    missing = [flag for flag, value in given.items() if not value]
+    if missing:
+        _fail(
+            f"{', '.join(missing)}: required with {', '.join(f for f in given if f not in missing)}"
+        )
+    from schedd.raft.transport import TlsFiles
+
+    return TlsFiles(cert=str(cert), key=str(key), ca=str(ca))
+
+
 def _parse_duration(text: str, option: str) -> float:
     """A flag's duration in seconds, by the one duration syntax (``500ms``, ``10s``, ``2.5s``,
     ``1m30s``; a bare number is seconds)."""
@@ -160,6 +200,16 @@ def _catchup_spacing(rate: Any) -> int:
     help="File holding the Raft password (else SCHEDD_RAFT_PASSWORD).",
 )
 @click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False),
+    help="PEM certificate of this node (serverAuth and clientAuth); with --tls-key and --tls-ca, "
+    "Raft traffic between nodes uses mutual TLS.",
+)
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM key of --tls-cert.")
+@click.option(
+    "--tls-ca", type=click.Path(dir_okay=False), help="PEM CA that signs the nodes' certificates."
+)
+@click.option(
     "--lease-ttl", default=None, help="Lease period of a firing without heartbeats [10s]."
 )
 @click.option("--heartbeat-interval", default=None, help="How often workers heartbeat [2s].")
@@ -199,6 +249,9 @@ def run(
     grpc_addr: str | None,
     peers: tuple[str, ...],
     raft_password_file: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
     lease_ttl: str | None,
     heartbeat_interval: str | None,
     retry_backoff: str | None,
@@ -229,18 +282,15 @@ def run(
         return value if value not in (None, ()) else conf.get(key, default)
 
     _setup_logging(pick(log_level if log_level != "info" else None, "log_level", "info"))
+    # Everything this process creates (its data directory, the journal, LMDB, snapshots,
+    # including the files libraries create) is private to the node's user.
+    os.umask(0o077)
     faulthandler.enable()  # a fatal signal (SIGBUS, SIGSEGV) leaves a stack in the log
     from schedd.server.dispatcher import DispatchSettings
     from schedd.server.node import Node, NodeConfig, Peer
 
-    password = os.environ.get("SCHEDD_RAFT_PASSWORD", "")
-    pw_file = pick(raft_password_file, "raft_password_file")
-    if pw_file:
-        try:
-            with open(pw_file) as pf:
-                password = pf.read().strip()
-        except OSError as e:
-            _fail(f"--raft-password-file: cannot read {pw_file}: {e.strerror}")
+    password, password_source = _raft_password(pick(raft_password_file, "raft_password_file"))
+    tls = _tls_files(pick(tls_cert, "tls_cert"), pick(tls_key, "tls_key"), pick(tls_ca, "tls_ca"))
     for flag, value in (
         ("--node-id", pick(node_id, "node_id")),
         ("--data-dir", pick(data_dir, "data_dir")),
@@ -252,7 +302,12 @@ def run(
     if not password:
         _fail(
             "a Raft password is required: set SCHEDD_RAFT_PASSWORD or pass --raft-password-file "
-            "(Raft traffic is always encrypted and authenticated)"
+            f"(Raft traffic is always encrypted and authenticated); generate one with {_GENERATE}"
+        )
+    if len(password.encode()) < MIN_PASSWORD_BYTES:
+        _fail(
+            f"the Raft password ({password_source}) is {len(password.encode())} bytes; it must be "
+            f"at least {MIN_PASSWORD_BYTES}: generate one with {_GENERATE}"
         )
     d = DispatchSettings()
     settings = DispatchSettings(
@@ -290,6 +345,7 @@ def run(
             raft=pick(raft_addr, "raft"),
             grpc=pick(grpc_addr, "grpc"),
             password=password,
+            tls=tls,
             peers=tuple(Peer.parse(p) for p in pick(peers, "peers", ())),
             dispatch=settings,
             raft_settings=RaftSettings(fsync=not unsafe),

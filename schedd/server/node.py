@@ -26,6 +26,7 @@ from schedd.pb import api_pb2
 from schedd.raft.adapter import RaftNode, StateAheadOfJournal
 from schedd.raft.journal import JournalCorrupt
 from schedd.raft.settings import RaftSettings
+from schedd.raft.transport import RaftTls, TlsConfigError, TlsFiles
 from schedd.server.dispatcher import Dispatcher, DispatchSettings
 from schedd.server.service import add_services
 from schedd.server.workers import Registry
@@ -64,6 +65,8 @@ class NodeConfig:
     grpc: str
     password: str
     peers: tuple[Peer, ...] = ()
+    #: mutual TLS between the nodes' Raft ports (None: the Fernet password only)
+    tls: TlsFiles | None = None
     raft_settings: RaftSettings = field(default_factory=RaftSettings)
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     map_size: int = 4 << 30
@@ -89,6 +92,18 @@ class NodeConfig:
         addrs = [self.raft, *(p.raft for p in self.peers)]
         if len(set(addrs)) != len(addrs):
             raise InvalidArgument("--peer", "raft addresses must be unique")
+
+
+def _private_dir(path: str) -> None:
+    """Create the data directory 0700, or make an existing one 0700: it holds the replicated
+    state and the Raft journal, which only the node's user may read."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    mode = os.stat(path).st_mode & 0o777
+    if mode & 0o077:
+        os.chmod(path, mode & 0o700)
+        log.warning(
+            "event=data_dir_mode_tightened dir=%s was=%04o now=%04o", path, mode, mode & 0o700
+        )
 
 
 def _set_event(event: threading.Event, *_: object) -> None:
@@ -140,7 +155,13 @@ class Node:
         self.config = config
         self.clock = clock or SystemClock()
         self.propose_timeout_s = 5.0
-        os.makedirs(config.data_dir, exist_ok=True)
+        raft_tls = None
+        if config.tls is not None:
+            try:
+                raft_tls = RaftTls(config.tls)
+            except TlsConfigError as e:
+                raise InvalidArgument(e.flag, e.problem) from None
+        _private_dir(config.data_dir)
         self._members = {config.raft: (config.node_id, config.grpc)}
         self._members.update({p.raft: (p.node_id, p.grpc) for p in config.peers})
         state_dir = os.path.join(config.data_dir, "state")
@@ -157,6 +178,7 @@ class Node:
                 config.data_dir,
                 config.password,
                 config.raft_settings,
+                tls=raft_tls,
             )
         except JournalCorrupt as e:
             fatal(
