@@ -150,11 +150,11 @@ class _Quiet:
         self.last[reason] = now
         more = self.dropped.pop(reason, 0)
         log.warning(
-            "event=raft_connection_refused reason=%s peer=%s detail=%s%s",
+            'event=raft_connection_refused reason=%s peer=%s detail="%s"%s',
             reason,
             peer,
-            detail,
-            f" (and {more} more since the last such line)" if more else "",
+            detail.replace('"', "'"),
+            f" suppressed={more}" if more else "",
         )
 
 
@@ -374,7 +374,7 @@ class RaftConnection:
             self._poller.subscribe(self._fileno, self._on_event, _READ_WRITE)
             return False
         except (ssl.SSLError, OSError) as e:
-            self._refuse("tls_handshake", str(e).replace(" ", "_")[:200])
+            self._refuse("tls_handshake", str(e)[:200])
             return False
         self._handshaking = False
         self.peer_cert = sock.getpeercert()
@@ -445,7 +445,7 @@ class RaftConnection:
             if not 0 < length <= limit:
                 self._refuse(
                     "frame_size",
-                    f"length_prefix={length}_limit={limit}_authenticated={self.trusted}",
+                    f"length prefix {length}, limit {limit} (authenticated: {self.trusted})",
                 )
                 return False
             if len(buf) < 4 + length:
@@ -485,10 +485,10 @@ class RaftConnection:
 
 def _peer_name(sock: socket.socket) -> str:
     try:
-        host, port = sock.getpeername()[:2]
-        return f"{host}:{port}"
+        name = sock.getpeername()
     except OSError:
         return "?"
+    return f"{name[0]}:{name[1]}" if isinstance(name, tuple) else str(name) or "?"
 
 
 class RaftServer:
@@ -633,12 +633,12 @@ class RaftTransport(TCPTransport):  # type: ignore[misc]
             host = message.rsplit(":", 1)[0]
             if not host_in(host, cert_names(conn.peer_cert)):
                 return self._drop(
-                    conn, "identity", f"claims_{message}_but_its_certificate_does_not_name_{host}"
+                    conn, "identity", f"claims {message} but its certificate does not name {host}"
                 )
         return super()._onIncomingMessageReceived(conn, message)
 
     def _drop(self, conn: RaftConnection, reason: str, detail: str) -> None:
-        _quiet.warn(reason, conn._peer, detail.replace(" ", "_"))
+        _quiet.warn(reason, conn._peer, detail)
         self._unknownConnections.discard(conn)
         conn.disconnect()
 
@@ -646,7 +646,7 @@ class RaftTransport(TCPTransport):  # type: ignore[misc]
         super()._onTick()
         deadline = monotonic() - self._syncObj.conf.connectionTimeout
         for conn in [c for c in self._unknownConnections if c.created < deadline]:
-            self._drop(conn, "handshake_timeout", "did_not_identify_in_time")
+            self._drop(conn, "handshake_timeout", "did not say which node it is in time")
 
 
 def transport_class(limits: WireLimits, tls: RaftTls | None) -> Callable[..., RaftTransport]:

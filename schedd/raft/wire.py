@@ -76,7 +76,8 @@ def _empty_bytes(*args: Any) -> bytes:
 
 _ALLOWED = {
     ("_codecs", "encode"): _latin1,
-    ("builtins", "bytes"): _empty_bytes,  # protocol 2 writes __builtin__; fix_imports maps it
+    ("__builtin__", "bytes"): _empty_bytes,  # protocol 2's name (find_class gets it unmapped)
+    ("builtins", "bytes"): _empty_bytes,
 }
 
 
