@@ -27,8 +27,8 @@ def schedd(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     "extra,env,needle",
     [
         ([], {}, "Raft password is required"),
-        (["--peer", "n2=nonsense"], {"SCHEDD_RAFT_PASSWORD": "x"}, "--peer"),
-        (["--lease-ttl", "soon"], {"SCHEDD_RAFT_PASSWORD": "x"}, "--lease-ttl"),
+        (["--peer", "n2=nonsense"], {"SCHEDD_RAFT_PASSWORD": "x" * 32}, "--peer"),
+        (["--lease-ttl", "soon"], {"SCHEDD_RAFT_PASSWORD": "x" * 32}, "--lease-ttl"),
     ],
 )
 def test_bad_configuration_is_refused_with_one_line(tmp_path, extra, env, needle) -> None:
@@ -74,7 +74,7 @@ def test_the_defaults_start_a_node(tmp_path) -> None:
     raft, grpc_port = free_ports(2)
     log = tmp_path / "node.log"
     env = {k: v for k, v in os.environ.items()}
-    env["SCHEDD_RAFT_PASSWORD"] = "x"
+    env["SCHEDD_RAFT_PASSWORD"] = "x" * 32
     with open(log, "wb") as out:
         p = subprocess.Popen(
             [
