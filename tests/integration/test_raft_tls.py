@@ -137,3 +137,22 @@ def test_tls_flags_come_together_and_must_load(tmp_path) -> None:
     )
     assert res.returncode == 2 and f"--tls-ca: cannot load {missing}" in res.stderr, res.stderr
     assert not (tmp_path / "n1").exists()
+
+
+def test_tls_files_can_come_from_the_config_file(tmp_path) -> None:
+    pw = tmp_path / "pw"
+    fd = os.open(pw, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"a-long-enough-password-for-the-test\n")
+    os.close(fd)
+    conf = tmp_path / "schedd.toml"
+    conf.write_text(
+        f'node_id = "n1"\ndata_dir = "{tmp_path / "n1"}"\nraft = "127.0.0.1:1"\n'
+        f'grpc = "127.0.0.1:2"\nraft_password_file = "{pw}"\ntls_cert = "c.pem"\n'
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "schedd", "run", "--config", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and "--tls-key, --tls-ca: required with --tls-cert" in res.stderr
