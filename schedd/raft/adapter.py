@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import queue
 import threading
 from collections.abc import Callable
@@ -226,6 +227,22 @@ class RaftNode(SyncObj):
         # Its NO_OP entry may be counted in this same tick (a one-node cluster): sync it now.
         self._sync_journal()
 
+    # ---- entries that are not schedd's --------------------------------------------------------
+
+    def _SyncObj__doApplyCommand(self, command: bytes) -> Any:  # noqa: N802
+        """An entry whose pickle the restricted unpickler refuses was not written by a schedd
+        node (a peer holding the password and, with TLS, a node certificate wrote it). pysyncobj
+        would retry it every tick for ever; the node stops instead, naming the entry."""
+        try:
+            return SyncObj._SyncObj__doApplyCommand(self, command)  # type: ignore[attr-defined]
+        except pickle.UnpicklingError as e:
+            fatal(
+                f"Raft log entry {self.raftLastApplied + 1} cannot be decoded safely ({e}): it was "
+                "not written by a schedd node. Find the peer that wrote it (the leader of that term; "
+                "see event=raft_connection_refused lines) before restarting this node"
+            )
+            raise
+
     # ---- replication fix ---------------------------------------------------------------------
 
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
@@ -233,6 +250,14 @@ class RaftNode(SyncObj):
         if not isinstance(message, dict):
             return handle(self, node, message)
         kind = message.get("type")
+        if kind == "append_entries" and "transmission" in message:
+            # pysyncobj's chunked entry: its reassembly unpickles (restricted) a buffer the peer
+            # sent; a refused one is dropped here rather than raised through the poller.
+            try:
+                return handle(self, node, message)
+            except pickle.UnpicklingError as e:
+                log.error("event=raft_chunked_entry_refused peer=%s error=%s", node, e)
+                return None
         if kind == "next_node_idx" and self._isLeader() and self._stale_reset(node, message):
             self._SyncObj__lastResponseTime[node] = monotonic()  # it still answered
             return None

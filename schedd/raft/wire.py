@@ -39,11 +39,13 @@ class WireLimits:
     * ``handshake_frame``: until a peer's first frame has been decrypted with the password (or
       on a connection that has not yet said which node it is), frames above this close the
       connection. pysyncobj's handshake frames are about 150 bytes.
-    * ``frame``: any later frame. pysyncobj's largest message carries ``append_batch_bytes``
-      of entries plus one more entry (``max_entry_bytes``); pickle protocol 2 can double bytes
-      (latin-1 text in UTF-8) and Fernet adds a third (base64). 32 MiB is above that worst case
-      (~19 MiB for 4 MiB batches and 3 MiB entries) and is allocated once per frame, never
-      grown by concatenation.
+    * ``frame``: any later frame. pysyncobj's largest message carries entries whose stored
+      (pickled) commands add up to just under ``append_batch_bytes``, plus one more entry.
+      Pickle protocol 2 writes bytes as latin-1 text in UTF-8, up to twice their size, and it
+      does so twice here: a ``max_entry_bytes`` command is stored pickled (up to 2x) and the
+      message pickles the stored bytes again (2x); Fernet adds a third (base64). The limit is
+      at least that worst case ((4 MiB + 2 x 3 MiB) x 2 x 4/3 ~ 27 MiB for schedd's settings)
+      and at least 32 MiB. A frame is buffered once, never grown by concatenation.
     * ``message``: a frame's decompressed size.
     """
 
@@ -53,7 +55,7 @@ class WireLimits:
 
     @staticmethod
     def for_batches(append_batch_bytes: int, max_entry_bytes: int) -> WireLimits:
-        worst = (append_batch_bytes + max_entry_bytes) * 2 + (1 << 20)
+        worst = (append_batch_bytes + 2 * max_entry_bytes) * 2 + (1 << 20)
         frame = max(32 << 20, worst * 4 // 3 + (1 << 20))
         return WireLimits(frame=frame, message=2 * frame)
 
@@ -114,7 +116,13 @@ class PickleShim:
 
     @staticmethod
     def loads(data: bytes | str) -> Any:
-        return loads(data if isinstance(data, bytes) else data.encode("utf-8"))
+        """Raises only :class:`pickle.UnpicklingError` (the adapter stops the node on one)."""
+        try:
+            return loads(data if isinstance(data, bytes) else data.encode("utf-8"))
+        except pickle.UnpicklingError:
+            raise
+        except Exception as e:  # a truncated or malformed pickle: EOFError, ValueError, ...
+            raise pickle.UnpicklingError(f"{type(e).__name__}: {e}") from None
 
     @staticmethod
     def dumps(obj: Any, protocol: int | None = None) -> bytes:

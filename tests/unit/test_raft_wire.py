@@ -91,12 +91,21 @@ def test_decompression_is_capped() -> None:
     assert wire.decompress(zlib.compress(b"abc"), 3) == b"abc"
 
 
+def _stored(data: bytes) -> bytes:
+    """A log entry's command as pysyncobj stores it: type byte + pickle((method, (data,)))."""
+    return b"\x00" + pickle.dumps((0, (data,)), 2)
+
+
 def test_the_largest_message_pysyncobj_sends_fits_the_limits() -> None:
-    """A full AppendEntries batch (just under 4 MiB) plus one more 3 MiB entry, of
-    incompressible bytes that protocol 2 doubles (latin-1 text in UTF-8), Fernet-encrypted."""
+    """A full AppendEntries batch (stored commands just under 4 MiB) plus one more entry of
+    3 MiB, all bytes >= 0x80 (protocol 2 doubles them, twice: once stored, once sent),
+    Fernet-encrypted."""
     batch, entry = 4 << 20, 3 << 20
     limits = WireLimits.for_batches(batch, entry)
-    entries = [(os.urandom(batch - 1), 1, 1), (os.urandom(entry), 2, 1)]
+    high = bytes(b | 0x80 for b in os.urandom(entry))  # incompressible, all >= 0x80
+    first = _stored(high[: batch // 2 - 64])
+    assert len(first) < batch
+    entries = [(first, 1, 1), (_stored(high), 2, 1)]
     message = (os.urandom(32), {"type": "append_entries", "entries": entries, "term": 1})
     pickled = wire.dumps(message)
     frame = getEncryptor("p" * 32).encrypt_at_time(zlib.compress(pickled, 3), 1)
@@ -208,3 +217,56 @@ def test_secret_files_readable_by_others_are_refused(tmp_path) -> None:
         read_secret_file(str(path))
     os.chmod(path, 0o600)
     assert read_secret_file(str(path)) == "secret-secret-secret"
+
+
+# ---- an entry that is not schedd's, on a real RaftNode ---------------------------------------
+
+
+def test_an_entry_that_is_not_schedds_stops_the_node(tmp_path, monkeypatch) -> None:
+    """A peer that may send frames (password, certificate) places a pickle in the log: the
+    follower neither runs it nor retries it for ever; it stops, naming the entry."""
+    from schedd.raft import adapter
+    from schedd.raft.settings import RaftSettings
+    from schedd.state.store import Store
+    from tests.unit.test_raft_replication import LEADER, OTHER, SELF, RecordingTransport
+
+    stops: list[str] = []
+
+    def fatal(message: str) -> None:
+        stops.append(message)
+        raise SystemExit(70)
+
+    monkeypatch.setattr(adapter, "fatal", fatal)
+    store = Store(str(tmp_path / "state"), map_size=16 << 20)
+    node = adapter.RaftNode(
+        SELF,
+        [LEADER.address, OTHER],
+        store,
+        str(tmp_path),
+        "p" * 32,
+        RaftSettings(),
+        transport_class=RecordingTransport,
+        auto_tick=False,
+    )
+    mark = tmp_path / "pwned"
+    evil = b"\x00" + pickle.dumps(_Call(open, str(mark), "w"), 2)
+    try:
+        node._SyncObj__onMessageReceived(  # type: ignore[attr-defined]
+            LEADER,
+            {
+                "type": "append_entries",
+                "term": 1,
+                "commit_index": 2,
+                "prevLogIdx": 1,
+                "prevLogTerm": 0,
+                "entries": [(evil, 2, 1)],
+            },
+        )
+        with pytest.raises(SystemExit):
+            for _ in range(5):
+                node.doTick(0.0)
+    finally:
+        node.destroy()
+        store.close()
+    assert not mark.exists()
+    assert stops and "Raft log entry 2 cannot be decoded safely" in stops[0]
