@@ -441,7 +441,12 @@ class RaftConnection:
         buf = self._rbuf
         while len(buf) >= 4:
             (length,) = _PREFIX.unpack_from(buf)
-            limit = self._limits.frame if self.trusted else self._limits.handshake_frame
+            # Without a password and without TLS nothing can be proved (schedd always has a
+            # password; pysyncobj allows none): then every frame may be full size.
+            open_port = self.encryptor is None and self._tls is None
+            limit = (
+                self._limits.frame if self.trusted or open_port else self._limits.handshake_frame
+            )
             if not 0 < length <= limit:
                 self._refuse(
                     "frame_size",
