@@ -28,8 +28,8 @@ matters:
 
 :class:`RaftTransport` is pysyncobj's ``TCPTransport`` with these connections. It also refuses
 what schedd never uses and what a password holder could abuse: pysyncobj's utility commands on
-the Raft port (``set_version`` alone replicates an entry that stops every node at apply) and
-read-only nodes (they receive the whole log); and it closes incoming connections that have not
+the Raft port (``status`` reveals the cluster's state, ``transfer`` moves leadership at will)
+and read-only nodes (they receive the whole log); and it closes incoming connections that have not
 said which node they are within ``connectionTimeout``.
 """
 

@@ -146,6 +146,47 @@ def test_a_password_holder_cannot_run_code_through_pickle(make_cluster, tmp_path
         assert cluster.alive(spec.node_id)
 
 
+def _recv_frame(s: socket.socket, password: str) -> object:
+    from pysyncobj.encryptor import getEncryptor
+
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = s.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    (length,) = struct.unpack("i", exactly(4))
+    return pickle.loads(zlib.decompress(getEncryptor(password).decrypt(exactly(length))))
+
+
+def test_a_password_holder_cannot_use_pysyncobjs_admin_commands(make_cluster) -> None:
+    """pysyncobj serves 'status', 'add', 'remove', 'set_version' and 'transfer' on the Raft
+    port to anyone with the password ('status' answered with the node's Raft state, 'transfer'
+    moves leadership at will). schedd refuses them: its admin operations are gRPC calls."""
+    cluster: LocalCluster = make_cluster()
+    leader = cluster.spec(cluster.wait_for_leader())
+    with open(cluster.password_file) as f:
+        password = f.read().strip()
+    answers = []
+    with socket.create_connection(_addr(leader.raft), timeout=5) as s:
+        mine = os.urandom(32)
+        s.sendall(_frame(password, pickle.dumps(mine, 2)))
+        echoed, theirs = _recv_frame(s, password)  # type: ignore[misc]
+        assert echoed == mine
+        s.sendall(_frame(password, pickle.dumps((theirs, ["status"]), 2)))
+        try:
+            answers.append(_recv_frame(s, password))
+        except (OSError, ConnectionError):
+            pass
+    assert answers == [], f"the node answered an admin command: {answers}"
+    with cluster.client(timeout=5.0) as c:
+        c.create_job("after-admin", cron="0 0 1 1 *", request_id="after-admin")
+    wait_for(lambda: converged(cluster), 30, "the replicas to converge")
+
+
 def _run_with_password(tmp_path, password_file: str) -> subprocess.CompletedProcess[str]:
     cmd = [
         sys.executable,
