@@ -16,11 +16,14 @@ import sys
 import threading
 import time
 import tomllib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from schedd.errors import SchedError
+
+if TYPE_CHECKING:
+    from schedd.raft.transport import TlsFiles
 
 log = logging.getLogger("schedd")
 
@@ -118,7 +121,7 @@ def _raft_password(pw_file: str | None) -> tuple[str, str]:
     raise AssertionError("unreachable")
 
 
-def _tls_files(cert: str | None, key: str | None, ca: str | None) -> Any:
+def _tls_files(cert: str | None, key: str | None, ca: str | None) -> TlsFiles | None:
     """The node's TLS files (all three, or none: no TLS)."""
     given = {"--tls-cert": cert, "--tls-key": key, "--tls-ca": ca}
     if not any(given.values()):

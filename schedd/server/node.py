@@ -100,7 +100,13 @@ def _private_dir(path: str) -> None:
     os.makedirs(path, mode=0o700, exist_ok=True)
     mode = os.stat(path).st_mode & 0o777
     if mode & 0o077:
-        os.chmod(path, mode & 0o700)
+        try:
+            os.chmod(path, mode & 0o700)
+        except OSError as e:  # not its owner: say so, the files inside are 0600 regardless
+            log.warning(
+                "event=data_dir_readable_by_others dir=%s mode=%04o error=%s", path, mode, e
+            )
+            return
         log.warning(
             "event=data_dir_mode_tightened dir=%s was=%04o now=%04o", path, mode, mode & 0o700
         )
