@@ -418,9 +418,10 @@ class RaftConnection:
             self._poller.subscribe(self._fileno, self._on_event, _READ_WRITE)
 
     def _read(self) -> None:
-        while self._state != CONNECTION_STATE.DISCONNECTED:
-            sock = self._sock
-            assert sock is not None
+        sock = self._sock
+        # a callback may close the connection and open a new one (pysyncobj reconnects from
+        # its disconnect callback): stop reading when the socket is no longer this one
+        while sock is not None and self._sock is sock:
             try:
                 incoming = sock.recv(self._recv_buffer)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
