@@ -30,7 +30,7 @@ matters:
 what schedd never uses and what a password holder could abuse: pysyncobj's utility commands on
 the Raft port (``status`` reveals the cluster's state, ``transfer`` moves leadership at will)
 and read-only nodes (they receive the whole log); and it closes incoming connections that have not
-said which node they are within ``connectionTimeout``.
+said which node they are within ``connectionTimeout``, keeping at most ``MAX_UNIDENTIFIED``.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from schedd.raft.wire import WireLimits
 log = logging.getLogger("schedd.raft.transport")
 
 _PREFIX = struct.Struct("i")  # pysyncobj's: native int32
+MAX_UNIDENTIFIED = 64  # incoming connections that have not yet said which node they are
 _READ = POLL_EVENT_TYPE.READ | POLL_EVENT_TYPE.ERROR
 _READ_WRITE = _READ | POLL_EVENT_TYPE.WRITE
 
@@ -552,7 +553,7 @@ class RaftServer:
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as e:
-                log.warning("event=raft_accept_failed error=%s", e)
+                _quiet.warn("accept_failed", "?", str(e))
                 return  # e.g. EMFILE: keep listening (pysyncobj unbound the port for good)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
@@ -626,6 +627,15 @@ class RaftTransport(TCPTransport):  # type: ignore[misc]
             conn.setOnMessageReceivedCallback(functools.partial(self._onMessageReceived, node))
             conn.setOnDisconnectedCallback(functools.partial(self._onDisconnected, conn))
             self._connections[node] = conn
+
+    def _onNewIncomingConnection(self, conn: RaftConnection) -> None:  # noqa: N802
+        # Connections that have not said which node they are cost a descriptor each until
+        # connectionTimeout: keep at most MAX_UNIDENTIFIED, closing the oldest, so a flood of
+        # idle connections cannot use up the process's descriptors (a peer reconnects anyway).
+        while len(self._unknownConnections) >= MAX_UNIDENTIFIED:
+            oldest = min(self._unknownConnections, key=lambda c: c.created)
+            self._drop(oldest, "too_many_unidentified", f"over {MAX_UNIDENTIFIED} connections")
+        super()._onNewIncomingConnection(conn)
 
     def _onIncomingMessageReceived(self, conn: RaftConnection, message: Any) -> None:  # noqa: N802
         if self._syncObj.encryptor and not conn.sendRandKey:

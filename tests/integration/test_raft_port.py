@@ -187,6 +187,31 @@ def test_a_password_holder_cannot_use_pysyncobjs_admin_commands(make_cluster) ->
     wait_for(lambda: converged(cluster), 30, "the replicas to converge")
 
 
+def test_idle_connections_cannot_use_up_descriptors(make_cluster) -> None:
+    """300 connections that never say anything: the node keeps at most 64 of them open, and
+    closes the rest after connectionTimeout (pysyncobj kept every one open for ever)."""
+    cluster: LocalCluster = make_cluster()
+    leader = cluster.wait_for_leader()
+    pid = cluster.procs[leader].pid
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+
+    before = fds()
+    idle = []
+    try:
+        for _ in range(300):
+            idle.append(socket.create_connection(_addr(cluster.spec(leader).raft), timeout=5))
+        with cluster.client(timeout=5.0) as c:
+            c.create_job("idle", cron="0 0 1 1 *", request_id="idle")
+        during = fds()
+        assert during <= before + 64 + 8, f"{during - before} more descriptors with 300 idle peers"
+        wait_for(lambda: fds() <= before + 8, 15, "the idle connections to be closed")
+    finally:
+        for s in idle:
+            s.close()
+
+
 def _run_with_password(tmp_path, password_file: str) -> subprocess.CompletedProcess[str]:
     cmd = [
         sys.executable,
