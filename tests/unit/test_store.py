@@ -137,3 +137,25 @@ def test_list_jobs_pages_by_bytes_as_well_as_by_count(tmp_path) -> None:
     ]
     assert len(s.list_jobs(limit=100, max_bytes=1)) == 1  # always at least one: paging moves on
     s.close()
+
+
+def test_state_and_snapshot_files_are_private_whatever_the_umask(tmp_path) -> None:
+    old = os.umask(0o022)  # the explicit modes must hold without schedd run's umask 077
+    try:
+        store = Store(str(tmp_path / "state"))
+        store.apply_entry(job_cmd("a", T0), 1)
+        snap = str(tmp_path / "raft.snapshot")
+        store.write_snapshot(snap, ((b"c", 1, 1), (b"c", 0, 1), set()))
+        store.close()
+    finally:
+        os.umask(old)
+    modes = {
+        name: os.stat(path).st_mode & 0o777
+        for name, path in [
+            ("state", tmp_path / "state"),
+            ("data.mdb", tmp_path / "state" / "data.mdb"),
+            ("lock.mdb", tmp_path / "state" / "lock.mdb"),
+            ("raft.snapshot", snap),
+        ]
+    }
+    assert modes == {"state": 0o700, "data.mdb": 0o600, "lock.mdb": 0o600, "raft.snapshot": 0o600}
