@@ -203,6 +203,13 @@ class Node:
                 "directory's permissions, then restart the node"
             )
             raise
+        if raft_tls is None:
+            log.info(
+                "event=raft_tls_off node=%s: Raft peers are authenticated by the password only; "
+                "for mutual TLS between nodes pass --tls-cert, --tls-key and --tls-ca "
+                "(docs/security.md)",
+                config.node_id,
+            )
         if not config.raft_settings.fsync:
             log.warning(
                 "event=unsafe_no_fsync node=%s: the Raft journal is not fsynced before writes are "
