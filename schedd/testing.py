@@ -133,7 +133,9 @@ class LocalCluster:
         if not os.path.exists(self.password_file):
             fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32))
+                f.write(secrets.token_urlsafe(32))  # 43 bytes; nodes refuse fewer than 16
+        else:  # a folder made by an older version: nodes refuse a password file others can read
+            os.chmod(self.password_file, 0o600)
         self.extra_args = list(extra_args)
         self.env = dict(os.environ if env is None else env)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -269,8 +271,11 @@ class LocalCluster:
     def start_node(self, node_id: str) -> None:
         """Start (or restart) one node; its output is appended to its ``node.log``."""
         spec = self.spec(node_id)
-        os.makedirs(spec.data_dir, exist_ok=True)
-        log = open(spec.log_path, "ab")
+        os.makedirs(spec.data_dir, mode=0o700, exist_ok=True)
+        log = os.fdopen(
+            os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600),
+            "ab",
+        )
         self.procs[node_id] = subprocess.Popen(
             self.command(spec),
             stdout=log,

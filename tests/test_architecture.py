@@ -53,6 +53,7 @@ SHELL = {
     "schedd.state.disk",
     "schedd.raft.adapter",
     "schedd.raft.journal",
+    "schedd.raft.transport",
     "schedd.server.node",
     "schedd.server.service",
     "schedd.server.dispatcher",
@@ -77,6 +78,8 @@ PURE: dict[str, tuple[str, ...]] = {
         "schedd.sched.misfire",
     ),
     "schedd.raft.replication": (),
+    # what a Raft frame may decode to (sizes, the restricted unpickler): no sockets, no pysyncobj
+    "schedd.raft.wire": (),
     "schedd.server.leases": (),
     "schedd.server.validate": (
         "schedd.errors",

@@ -27,6 +27,11 @@ version is pinned and checked at import):
 * **No chunked entries.** Entries are capped at ``max_entry_bytes`` (refused in :meth:`propose`),
   below pysyncobj's ``appendEntriesBatchSizeBytes``, so pysyncobj's chunked "transmission" path
   for one oversized entry (which can cut a pickle short) is never taken.
+* **The Raft port** (:mod:`schedd.raft.transport`, :mod:`schedd.raft.wire`): frames are
+  size-checked before they are buffered, never unpickled into anything but plain data, and
+  optionally carried over mutual TLS between node certificates. pysyncobj's own ``pickle.loads``
+  of log entries (at apply, and of a chunked entry) is replaced by the same restricted one, so
+  no peer can place a pickle in the log that runs code on the others.
 * A crash between pysyncobj renaming a new snapshot into place and compacting the journal left
   a journal that does not start at the snapshot; pysyncobj then cleared the journal *including
   entries after the snapshot*. The journal is aligned with the snapshot first instead.
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import queue
 import threading
 from collections.abc import Callable
@@ -44,13 +50,15 @@ from typing import Any
 import pysyncobj.syncobj as _syncobj
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjException, replicated
 from pysyncobj.monotonic import monotonic
-from pysyncobj.transport import TCPTransport
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
 from schedd.errors import InvalidArgument, NotLeader, OutcomeUnknown, Unavailable
 from schedd.raft import replication
+from schedd.raft import transport as raft_transport
 from schedd.raft.journal import DurableJournal
 from schedd.raft.settings import RaftSettings, sync_obj_conf
+from schedd.raft.transport import RaftTls
+from schedd.raft.wire import PickleShim, WireLimits
 from schedd.state.apply import Result
 from schedd.state.store import Store, fatal
 
@@ -84,6 +92,11 @@ def _create_journal(path: str | None = None) -> Any:
 
 _syncobj.createJournal = _create_journal
 
+# pysyncobj unpickles log entries when it applies them (and a chunked entry when it arrives):
+# with its own pickle module, an entry a peer placed in the log could run code on every node.
+# Its module-level name is rebound to the restricted unpickler (schedd.raft.wire).
+_syncobj.pickle = PickleShim
+
 
 class RaftNode(SyncObj):
     """A pysyncobj node whose state machine is ``store``.
@@ -100,7 +113,8 @@ class RaftNode(SyncObj):
         password: str,
         settings: RaftSettings | None = None,
         *,
-        transport_class: type = TCPTransport,
+        tls: RaftTls | None = None,
+        transport_class: Callable[..., Any] | None = None,
         auto_tick: bool = True,
     ) -> None:
         if not password:
@@ -134,6 +148,9 @@ class RaftNode(SyncObj):
         self._check_state_not_ahead()
         with _prepared_lock:
             _prepared[conf.journalFile] = self._journal
+        if transport_class is None:
+            limits = WireLimits.for_batches(s.append_batch_bytes, s.max_entry_bytes)
+            transport_class = raft_transport.transport_class(limits, tls)
         try:
             super().__init__(self_addr, partners, conf, transportClass=transport_class)
         finally:
@@ -210,6 +227,22 @@ class RaftNode(SyncObj):
         # Its NO_OP entry may be counted in this same tick (a one-node cluster): sync it now.
         self._sync_journal()
 
+    # ---- entries that are not schedd's --------------------------------------------------------
+
+    def _SyncObj__doApplyCommand(self, command: bytes) -> Any:  # noqa: N802
+        """An entry whose pickle the restricted unpickler refuses was not written by a schedd
+        node (a peer holding the password and, with TLS, a node certificate wrote it). pysyncobj
+        would retry it every tick for ever; the node stops instead, naming the entry."""
+        try:
+            return SyncObj._SyncObj__doApplyCommand(self, command)  # type: ignore[attr-defined]
+        except pickle.UnpicklingError as e:
+            fatal(
+                f"Raft log entry {self.raftLastApplied + 1} cannot be decoded safely ({e}): it was "
+                "not written by a schedd node. Find the peer that wrote it (the leader of that term; "
+                "see event=raft_connection_refused lines) before restarting this node"
+            )
+            raise
+
     # ---- replication fix ---------------------------------------------------------------------
 
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
@@ -217,6 +250,14 @@ class RaftNode(SyncObj):
         if not isinstance(message, dict):
             return handle(self, node, message)
         kind = message.get("type")
+        if kind == "append_entries" and "transmission" in message:
+            # pysyncobj's chunked entry: its reassembly unpickles (restricted) a buffer the peer
+            # sent; a refused one is dropped here rather than raised through the poller.
+            try:
+                return handle(self, node, message)
+            except pickle.UnpicklingError as e:
+                log.error("event=raft_chunked_entry_refused peer=%s error=%s", node, e)
+                return None
         if kind == "next_node_idx" and self._isLeader() and self._stale_reset(node, message):
             self._SyncObj__lastResponseTime[node] = monotonic()  # it still answered
             return None
@@ -295,9 +336,11 @@ class RaftNode(SyncObj):
         two entries but starts before them (a crash between the snapshot's rename and the
         compaction), it is compacted to start there, so pysyncobj keeps the entries after the
         snapshot instead of clearing them."""
-        if self._settings.fsync:
-            from schedd.state import disk
+        from schedd.state import disk
 
+        if os.stat(filename).st_mode & 0o077:  # received from the leader: pysyncobj's mode
+            os.chmod(filename, disk.FILE_MODE)
+        if self._settings.fsync:
             disk.fsync_path(filename)
             disk.fsync_dir(os.path.dirname(os.path.abspath(filename)))
         meta = self._store.read_snapshot(filename)

@@ -146,7 +146,7 @@ class DurableJournal(Journal):
         self._meta: dict[str, Any] = {"term": 0, "voted_for": None, "commit_index": 1}
         self._meta_saved = True
         self._timer_calls = 0
-        os.makedirs(self.dir, exist_ok=True)
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
         self._migrate_pysyncobj_journal()
         self._load_meta()
         self._fd = disk.open_file(path)

@@ -19,8 +19,11 @@ class RaftSettings:
     * ``replication_fix``: the fix of pysyncobj's follower truncation (``schedd.raft.replication``).
       False only in tests, as a negative control.
     * ``max_entry_bytes`` < ``append_batch_bytes``: no single entry ever needs pysyncobj's
-      chunked transfer. 4 MiB messages keep pysyncobj's quadratic buffer copies (its receive
-      buffer grows by concatenation) to a few tens of milliseconds when a follower catches up.
+      chunked transfer. 4 MiB messages kept pysyncobj's quadratic buffer copies (its receive
+      buffer grew by concatenation) to a few tens of milliseconds when a follower catches up;
+      schedd's transport (:mod:`schedd.raft.transport`) now buffers in linear time. Note that
+      pysyncobj's chunking test counts the *pickled* command, up to twice ``max_entry_bytes``
+      (docs/design.md, "Entries never exceed a message").
     """
 
     election_min_s: float = 0.8

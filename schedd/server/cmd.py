@@ -93,6 +93,31 @@ def _require_server() -> None:
         )
 
 
+#: The shortest Raft password accepted. It derives the key of every Raft frame (PBKDF2 with a
+#: salt fixed in pysyncobj), so captured traffic allows offline guessing of a short one.
+MIN_PASSWORD_BYTES = 16
+_GENERATE = (
+    'python3 -c "import secrets;print(secrets.token_urlsafe(32))" > FILE && chmod 600 FILE, '
+    "then pass --raft-password-file FILE"
+)
+
+
+def _raft_password(pw_file: str | None) -> tuple[str, str]:
+    """The Raft password and where it came from. A file must not be readable by group or
+    others (exit 2 naming ``chmod 600``)."""
+    if not pw_file:
+        return os.environ.get("SCHEDD_RAFT_PASSWORD", ""), "SCHEDD_RAFT_PASSWORD"
+    from schedd.raft.transport import read_secret_file
+
+    try:
+        return read_secret_file(pw_file), f"--raft-password-file {pw_file}"
+    except PermissionError as e:
+        _fail(f"--raft-password-file: {e}")
+    except OSError as e:
+        _fail(f"--raft-password-file: cannot read {pw_file}: {e.strerror}")
+    raise AssertionError("unreachable")
+
+
 def _parse_duration(text: str, option: str) -> float:
     """A flag's duration in seconds, by the one duration syntax (``500ms``, ``10s``, ``2.5s``,
     ``1m30s``; a bare number is seconds)."""
@@ -206,15 +231,17 @@ def _catchup_spacing(rate: Any) -> int:
 @click.option(
     "--tls-cert",
     type=click.Path(dir_okay=False),
-    help="PEM certificate of the gRPC port (with SANs for the names clients dial). Re-read "
-    "when the file changes: rotate without a restart.",
+    help="PEM certificate of this node (SANs: the names clients and peers dial; extended key "
+    "usages serverAuth and clientAuth). The gRPC port serves it (re-read when the file changes: "
+    "rotate without a restart); with --tls-ca the Raft port uses it for mutual TLS between nodes.",
 )
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key of --tls-cert.")
 @click.option(
     "--tls-ca",
     type=click.Path(dir_okay=False),
-    help="PEM CA that client certificates must chain to: every client (workers, nodes, people) "
-    "then needs one (mutual TLS); identities and roles come from their SPIFFE ids.",
+    help="PEM CA that client and peer certificates must chain to: every gRPC client (workers, "
+    "people) then needs one (mutual TLS), identities and roles come from their SPIFFE ids, and "
+    "Raft traffic between nodes is mutual TLS too.",
 )
 @click.option(
     "--insecure",
@@ -276,18 +303,14 @@ def run(
         return value if value not in (None, ()) else conf.get(key, default)
 
     _setup_logging(pick(log_level if log_level != "info" else None, "log_level", "info"))
+    # Everything this process creates (its data directory, the journal, LMDB, snapshots,
+    # including the files libraries create) is private to the node's user.
+    os.umask(0o077)
     faulthandler.enable()  # a fatal signal (SIGBUS, SIGSEGV) leaves a stack in the log
     from schedd.server.dispatcher import DispatchSettings
     from schedd.server.node import Node, NodeConfig, Peer
 
-    password = os.environ.get("SCHEDD_RAFT_PASSWORD", "")
-    pw_file = pick(raft_password_file, "raft_password_file")
-    if pw_file:
-        try:
-            with open(pw_file) as pf:
-                password = pf.read().strip()
-        except OSError as e:
-            _fail(f"--raft-password-file: cannot read {pw_file}: {e.strerror}")
+    password, password_source = _raft_password(pick(raft_password_file, "raft_password_file"))
     for flag, value in (
         ("--node-id", pick(node_id, "node_id")),
         ("--data-dir", pick(data_dir, "data_dir")),
@@ -299,7 +322,12 @@ def run(
     if not password:
         _fail(
             "a Raft password is required: set SCHEDD_RAFT_PASSWORD or pass --raft-password-file "
-            "(Raft traffic is always encrypted and authenticated)"
+            f"(Raft traffic is always encrypted and authenticated); generate one with {_GENERATE}"
+        )
+    if len(password.encode()) < MIN_PASSWORD_BYTES:
+        _fail(
+            f"the Raft password ({password_source}) is {len(password.encode())} bytes; it must be "
+            f"at least {MIN_PASSWORD_BYTES}: generate one with {_GENERATE}"
         )
     d = DispatchSettings()
     settings = DispatchSettings(

@@ -26,6 +26,7 @@ from schedd.pb import api_pb2
 from schedd.raft.adapter import RaftNode, StateAheadOfJournal
 from schedd.raft.journal import JournalCorrupt
 from schedd.raft.settings import RaftSettings
+from schedd.raft.transport import RaftTls, TlsConfigError, TlsFiles
 from schedd.security.tls import ServerTLS, TLSConfigError, server_credentials
 from schedd.server.auth import AuthInterceptor, TokenTable, bootstrap_token
 from schedd.server.dispatcher import Dispatcher, DispatchSettings
@@ -72,7 +73,9 @@ class NodeConfig:
     map_size: int = 4 << 30
     grpc_workers: int = 64
     min_free_bytes: int = 64 << 20  # stop (exit 70) below this much free disk
-    #: the gRPC port's certificate (None: plaintext, allowed only with insecure=True)
+    #: the node's certificate: served on the gRPC port (None: plaintext, allowed only with
+    #: insecure=True); with a CA also mutual TLS between the nodes' Raft ports (without one,
+    #: Raft peers are authenticated by the Fernet password only)
     tls: ServerTLS | None = None
     #: plaintext and no authentication: every caller may do everything (--insecure)
     insecure: bool = False
@@ -139,6 +142,24 @@ def _read_bootstrap(path: str) -> str:
     return secret
 
 
+def _private_dir(path: str) -> None:
+    """Create the data directory 0700, or make an existing one 0700: it holds the replicated
+    state and the Raft journal, which only the node's user may read."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    mode = os.stat(path).st_mode & 0o777
+    if mode & 0o077:
+        try:
+            os.chmod(path, mode & 0o700)
+        except OSError as e:  # not its owner: say so, the files inside are 0600 regardless
+            log.warning(
+                "event=data_dir_readable_by_others dir=%s mode=%04o error=%s", path, mode, e
+            )
+            return
+        log.warning(
+            "event=data_dir_mode_tightened dir=%s was=%04o now=%04o", path, mode, mode & 0o700
+        )
+
+
 def _set_event(event: threading.Event, *_: object) -> None:
     event.set()
 
@@ -195,7 +216,15 @@ class Node:
                 raise InvalidArgument(e.flag, e.message) from None
         self.clock = clock or SystemClock()
         self.propose_timeout_s = 5.0
-        os.makedirs(config.data_dir, exist_ok=True)
+        raft_tls = None
+        if config.tls is not None and config.tls.ca:
+            # the same certificate and CA: mutual TLS between the nodes' Raft ports
+            files = TlsFiles(cert=config.tls.cert, key=config.tls.key, ca=config.tls.ca)
+            try:
+                raft_tls = RaftTls(files)
+            except TlsConfigError as e:
+                raise InvalidArgument(e.flag, e.problem) from None
+        _private_dir(config.data_dir)
         self._members = {config.raft: (config.node_id, config.grpc)}
         self._members.update({p.raft: (p.node_id, p.grpc) for p in config.peers})
         state_dir = os.path.join(config.data_dir, "state")
@@ -212,6 +241,7 @@ class Node:
                 config.data_dir,
                 config.password,
                 config.raft_settings,
+                tls=raft_tls,
             )
         except JournalCorrupt as e:
             fatal(
@@ -230,6 +260,13 @@ class Node:
                 "directory's permissions, then restart the node"
             )
             raise
+        if raft_tls is None:
+            log.info(
+                "event=raft_tls_off node=%s: Raft peers are authenticated by the password only; "
+                "for mutual TLS between nodes pass --tls-cert, --tls-key and --tls-ca "
+                "(docs/security.md)",
+                config.node_id,
+            )
         if not config.raft_settings.fsync:
             log.warning(
                 "event=unsafe_no_fsync node=%s: the Raft journal is not fsynced before writes are "

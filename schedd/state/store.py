@@ -82,10 +82,11 @@ class Store:
     from any thread (each uses its own short read transaction)."""
 
     def __init__(self, path: str, map_size: int = 4 << 30) -> None:
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(path, mode=0o700, exist_ok=True)
         self.path = path
         self._env = lmdb.open(
             path,
+            mode=disk.FILE_MODE,  # data.mdb and lock.mdb
             map_size=map_size,
             max_dbs=len(keys.DBS) + 2,
             sync=False,
@@ -431,7 +432,8 @@ class Store:
         trailer (metadata length + magic). State is exactly at the last applied entry because
         this runs in the tick thread between applies."""
         meta = json.dumps(_encode_raft_meta(raft_meta)).encode()
-        with open(filename, "wb") as f:
+        fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, disk.FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
             self._env.copyfd(f.fileno(), compact=True)
             f.seek(0, os.SEEK_END)
             f.write(meta)

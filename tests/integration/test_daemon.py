@@ -27,8 +27,8 @@ def schedd(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     "extra,env,needle",
     [
         ([], {}, "Raft password is required"),
-        (["--peer", "n2=nonsense"], {"SCHEDD_RAFT_PASSWORD": "x"}, "--peer"),
-        (["--lease-ttl", "soon"], {"SCHEDD_RAFT_PASSWORD": "x"}, "--lease-ttl"),
+        (["--peer", "n2=nonsense"], {"SCHEDD_RAFT_PASSWORD": "x" * 32}, "--peer"),
+        (["--lease-ttl", "soon"], {"SCHEDD_RAFT_PASSWORD": "x" * 32}, "--lease-ttl"),
     ],
 )
 def test_bad_configuration_is_refused_with_one_line(tmp_path, extra, env, needle) -> None:

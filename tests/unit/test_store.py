@@ -162,3 +162,25 @@ def test_an_entry_this_version_does_not_understand_stops_the_node(tmp_path, monk
         assert store.applied_index() == 1 and store.digest() == digest
     finally:
         store.close()
+
+
+def test_state_and_snapshot_files_are_private_whatever_the_umask(tmp_path) -> None:
+    old = os.umask(0o022)  # the explicit modes must hold without schedd run's umask 077
+    try:
+        store = Store(str(tmp_path / "state"))
+        store.apply_entry(job_cmd("a", T0), 1)
+        snap = str(tmp_path / "raft.snapshot")
+        store.write_snapshot(snap, ((b"c", 1, 1), (b"c", 0, 1), set()))
+        store.close()
+    finally:
+        os.umask(old)
+    modes = {
+        name: os.stat(path).st_mode & 0o777
+        for name, path in [
+            ("state", tmp_path / "state"),
+            ("data.mdb", tmp_path / "state" / "data.mdb"),
+            ("lock.mdb", tmp_path / "state" / "lock.mdb"),
+            ("raft.snapshot", snap),
+        ]
+    }
+    assert modes == {"state": 0o700, "data.mdb": 0o600, "lock.mdb": 0o600, "raft.snapshot": 0o600}
