@@ -41,7 +41,10 @@ def trap_setup(fix: bool) -> Callable[[Harness], None]:
     def setup(h: Harness) -> None:
         for spec in h.cluster.specs:
             h.cluster.node_module[spec.node_id] = "chaos.trap_node"
-            h.cluster.node_env[spec.node_id] = {"CHAOS_RAFT_FIX": "on" if fix else "off"}
+            h.cluster.node_env[spec.node_id] = {
+                "CHAOS_RAFT_FIX": "on" if fix else "off",
+                "CHAOS_TRAP_MIN_DEPTH": "1" if fix else "4",
+            }
 
     return setup
 

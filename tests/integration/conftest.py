@@ -35,9 +35,14 @@ def client_env(endpoints: str) -> dict[str, str]:
 def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LocalCluster]]:
     made: list[LocalCluster] = []
 
-    def make(nodes: int = 3, extra_args: list[str] | None = None) -> LocalCluster:
+    def make(
+        nodes: int = 3, extra_args: list[str] | None = None, secure: bool = True
+    ) -> LocalCluster:
         c = LocalCluster(
-            str(tmp_path_factory.mktemp("cluster")), nodes=nodes, extra_args=extra_args or FAST
+            str(tmp_path_factory.mktemp("cluster")),
+            nodes=nodes,
+            extra_args=extra_args or FAST,
+            secure=secure,
         )
         made.append(register(c))
         c.start()

@@ -64,7 +64,7 @@ def _flood(addr: str, stop: threading.Event, refused: list[int]) -> None:
 
 
 def test_length_prefix_flood_does_not_stall_writes(make_cluster) -> None:
-    cluster: LocalCluster = make_cluster()
+    cluster: LocalCluster = make_cluster(secure=False)  # the password-only Raft port
     cluster.wait_for_leader()
     stop = threading.Event()
     refused = [0]
@@ -124,7 +124,7 @@ class _Evil:
 
 
 def test_a_password_holder_cannot_run_code_through_pickle(make_cluster, tmp_path) -> None:
-    cluster: LocalCluster = make_cluster()
+    cluster: LocalCluster = make_cluster(secure=False)  # the password-only Raft port
     with open(cluster.password_file) as f:
         password = f.read().strip()
     marks = []
@@ -166,7 +166,7 @@ def test_a_password_holder_cannot_use_pysyncobjs_admin_commands(make_cluster) ->
     """pysyncobj serves 'status', 'add', 'remove', 'set_version' and 'transfer' on the Raft
     port to anyone with the password ('status' answered with the node's Raft state, 'transfer'
     moves leadership at will). schedd refuses them: its admin operations are gRPC calls."""
-    cluster: LocalCluster = make_cluster()
+    cluster: LocalCluster = make_cluster(secure=False)  # the password-only Raft port
     leader = cluster.spec(cluster.wait_for_leader())
     with open(cluster.password_file) as f:
         password = f.read().strip()
@@ -190,7 +190,7 @@ def test_a_password_holder_cannot_use_pysyncobjs_admin_commands(make_cluster) ->
 def test_idle_connections_cannot_use_up_descriptors(make_cluster) -> None:
     """300 connections that never say anything: the node keeps at most 64 of them open, and
     closes the rest after connectionTimeout (pysyncobj kept every one open for ever)."""
-    cluster: LocalCluster = make_cluster()
+    cluster: LocalCluster = make_cluster(secure=False)  # the password-only Raft port
     leader = cluster.wait_for_leader()
     pid = cluster.procs[leader].pid
 
@@ -265,7 +265,7 @@ def test_short_password_from_the_environment_is_refused(tmp_path) -> None:
 
 
 def test_data_directory_and_files_are_private(make_cluster) -> None:
-    cluster: LocalCluster = make_cluster()
+    cluster: LocalCluster = make_cluster(secure=False)  # the password-only Raft port
     with cluster.client(timeout=5.0) as c:
         c.create_job("modes", cron="0 0 1 1 *", request_id="modes")
     wait_for(lambda: converged(cluster), 30, "the replicas to converge")

@@ -19,43 +19,34 @@ import sys
 
 import pytest
 
-from schedd.testing import FAST_ARGS, LocalCluster, NodeSpec
-from tests._certs import Ca, NodeCert
+from schedd.security.pki import DevPKI, node_identity
+from schedd.testing import FAST_ARGS, LocalCluster
 from tests._util import wait_for
 from tests.integration.test_raft_port import _addr, _Evil, _frame, converged
 
 pytestmark = pytest.mark.integration
 
 
-class TlsCluster(LocalCluster):
-    """A LocalCluster whose nodes each get their own certificate."""
-
-    ca: Ca
-    certs: dict[str, NodeCert]
-
-    def command(self, spec: NodeSpec) -> list[str]:
-        c = self.certs[spec.node_id]
-        return [*super().command(spec), "--tls-cert", c.cert, "--tls-key", c.key, "--tls-ca", c.ca]
-
-
-def make_tls_cluster(root: str) -> TlsCluster:
-    cluster = TlsCluster(root, nodes=3, extra_args=list(FAST_ARGS))
-    cluster.ca = Ca(cluster.root)
-    cluster.certs = {s.node_id: cluster.ca.issue(s.node_id) for s in cluster.specs}
-    return cluster
+TlsCluster = LocalCluster  # secure (the default): node certificates from the cluster's dev CA
 
 
 @pytest.fixture
 def tls_cluster(tmp_path_factory: pytest.TempPathFactory):
-    made: list[TlsCluster] = []
+    made: list[LocalCluster] = []
 
-    def make(foreign_ca: str = "", wrong_host: str = "") -> TlsCluster:
+    def make(foreign_ca: str = "", wrong_host: str = "") -> LocalCluster:
         root = str(tmp_path_factory.mktemp("tls-cluster"))
-        cluster = make_tls_cluster(root)
-        if foreign_ca:
-            cluster.certs[foreign_ca] = Ca(cluster.root, "intruder").issue(foreign_ca)
+        cluster = LocalCluster(root, nodes=3, extra_args=list(FAST_ARGS))
+        if foreign_ca:  # a node certificate signed by another CA
+            cluster.node_certs[foreign_ca] = DevPKI(os.path.join(root, "intruder")).node(foreign_ca)
         if wrong_host:  # the cluster's CA, but a certificate for another host
-            cluster.certs[wrong_host] = cluster.ca.issue(wrong_host, ("10.9.9.9",))
+            cluster.node_certs[wrong_host] = DevPKI(cluster.pki_dir).issue(
+                f"node-{wrong_host}-elsewhere",
+                f"node:{wrong_host}",
+                node_identity(wrong_host),
+                server=True,
+                hosts=("10.9.9.9",),
+            )
         made.append(cluster)
         cluster.start()
         return cluster
@@ -130,7 +121,7 @@ def test_tls_flags_come_together_and_must_load(tmp_path) -> None:
     base += [str(tmp_path / "n1"), "--raft", "127.0.0.1:1", "--grpc", "127.0.0.1:2"]
     base += ["--raft-password-file", str(pw)]
     res = subprocess.run([*base, "--tls-cert", "c.pem"], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and "--tls-key, --tls-ca: required with --tls-cert" in res.stderr
+    assert res.returncode == 2 and "--tls-cert and --tls-key go together" in res.stderr
     missing = str(tmp_path / "nope.pem")
     res = subprocess.run(
         [*base, "--tls-cert", missing, "--tls-key", missing, "--tls-ca", missing],
@@ -138,7 +129,9 @@ def test_tls_flags_come_together_and_must_load(tmp_path) -> None:
         text=True,
         timeout=60,
     )
-    assert res.returncode == 2 and f"--tls-ca: cannot load {missing}" in res.stderr, res.stderr
+    assert res.returncode == 2 and f"--tls-cert: cannot read the certificate {missing}" in (
+        res.stderr
+    ), res.stderr
     assert not (tmp_path / "n1").exists()
 
 
@@ -158,4 +151,4 @@ def test_tls_files_can_come_from_the_config_file(tmp_path) -> None:
         text=True,
         timeout=60,
     )
-    assert res.returncode == 2 and "--tls-key, --tls-ca: required with --tls-cert" in res.stderr
+    assert res.returncode == 2 and "--tls-cert and --tls-key go together" in res.stderr
