@@ -594,10 +594,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "control-raft-truncation",
             "negative control: raft-truncation with pysyncobj's own replication "
-            "(CHAOS_RAFT_FIX=off); the checker must report lost acknowledged writes or diverged replicas",
+            "(CHAOS_RAFT_FIX=off); the checker must report lost acknowledged writes, diverged replicas "
+            "or pysyncobj truncating applied entries (the bug's own log line)",
             truncation.raft_truncation,
             setup=truncation.trap_setup(fix=False),
-            demonstrates=("P4", "C7"),
+            demonstrates=("P4", "C7", "C10"),
             smoke_duration=5.0,
         ),
         Scenario(

@@ -11,8 +11,10 @@ is killed anyway after a few seconds of load: the same failover at a busy moment
 
 * ``raft-truncation``: schedd's Raft; must pass every check (the trap never springs).
 * ``control-raft-truncation``: ``CHAOS_RAFT_FIX=off`` (pysyncobj's own replication); passes only
-  when the checker reports lost acknowledged writes (P4): proof that the scenario and checker
-  can see the bug.
+  when the checker reports lost acknowledged writes (P4), diverged replicas (C7) or pysyncobj's
+  own "truncating already-applied" line (C10): proof that the scenario and checker can see the
+  bug. Which of them shows depends on timing (a follower that applied the lost entries keeps
+  them in its state, and then the loss shows as C10 rather than P4).
 """
 
 from __future__ import annotations
