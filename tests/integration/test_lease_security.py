@@ -306,13 +306,22 @@ def test_a_stream_without_hello_is_closed_with_deadline_exceeded(cluster: LocalC
         silent.close()
 
 
-def test_worker_streams_per_identity_are_limited(cluster: LocalCluster) -> None:
-    addr = leader_addr(cluster)
+def test_worker_streams_per_identity_are_limited(cluster: LocalCluster, client: Client) -> None:
+    # An identity of its own (a worker token): streams of other tests' raw workers, closed but
+    # perhaps not yet reaped by the server, do not count against it.
     tag = uuid.uuid4().hex[:6]
-    workers = [RawWorker(addr, f"many-{tag}-{i}", ["none"]) for i in range(5)]
+    secret = client.create_token(f"streams-{tag}", ["worker"]).secret
+    env = cluster.client_env
+    creds = Credentials(
+        ca=env["SCHEDD_CA"], cert=env["SCHEDD_CERT"], key=env["SCHEDD_KEY"], token=secret
+    )
+    addr = leader_addr(cluster)
+    workers: list[RawWorker] = []
     try:
-        for w in workers[:4]:
-            w.next("welcome")
+        for i in range(4):  # one after the other: the fifth is the one over the limit
+            workers.append(RawWorker(addr, f"many-{tag}-{i}", ["none"], creds=creds))
+            workers[-1].next("welcome")
+        workers.append(RawWorker(addr, f"many-{tag}-4", ["none"], creds=creds))
         with pytest.raises(grpc.RpcError) as info:
             workers[4].next("welcome")
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
