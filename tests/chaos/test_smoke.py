@@ -15,14 +15,25 @@ from chaos import scenarios
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 SMOKE_DURATION_S = 20.0
+#: seeds a race-dependent negative control may take to show its violation (see below)
+CONTROL_SEEDS = (1, 2, 3)
 
 
 @pytest.mark.parametrize("name", [s.name for s in scenarios.SMOKE])
 def test_scenario(name: str, tmp_path) -> None:
     sc = scenarios.SCENARIOS[name]
-    o = scenarios.run(
-        name, seed=1, duration=sc.smoke_duration or SMOKE_DURATION_S, out_root=str(tmp_path)
-    )
+    # A control that demonstrates a race (the Raft truncation: whether the entries lost in the
+    # window were writes a client saw acknowledged depends on timing) proves the checker can
+    # see the bug once it shows on any seed; every other scenario runs seed 1 only.
+    for seed in CONTROL_SEEDS if sc.demonstrates else CONTROL_SEEDS[:1]:
+        o = scenarios.run(
+            name,
+            seed=seed,
+            duration=sc.smoke_duration or SMOKE_DURATION_S,
+            out_root=str(tmp_path / f"seed{seed}"),
+        )
+        if o.passed:
+            break
     print(
         "\n"
         + scenarios.table([scenarios.row(o, 3)])
