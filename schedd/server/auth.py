@@ -62,6 +62,10 @@ def call_principal() -> Principal | None:
     return _PRINCIPAL.get()
 
 
+#: the caller of a method open to everyone (health, reflection) that brought no credentials
+NOBODY = Principal("unauthenticated", (), kind="none")
+
+
 def current_principal() -> Principal:
     """The principal of the call this thread is serving (INSECURE outside a call)."""
     return _PRINCIPAL.get() or INSECURE
@@ -188,8 +192,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 code.name,
             )
             context.abort(code, decision.reason)
-        assert principal is not None
-        return principal
+        # allowed without credentials (health checks, reflection): a principal with no grants
+        return principal if principal is not None else NOBODY
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], handler_call_details: Any
