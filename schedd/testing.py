@@ -140,6 +140,7 @@ class LocalCluster:
         self.env = dict(os.environ if env is None else env)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._channels: dict[str, grpc.Channel] = {}
+        self._bootstrap_seen = False  # the leader has recorded the bootstrap token
         self.pki_dir = os.path.join(self.root, "pki")
         self.token_file = os.path.join(self.root, "admin.token")
         if secure:
@@ -400,7 +401,7 @@ class LocalCluster:
     def _bootstrapped(self, leader: str) -> bool:
         """Whether the leader has recorded the bootstrap token (a secure cluster's first own
         entry): waiting for it keeps that entry out of what a test measures next."""
-        if not self.secure or getattr(self, "_bootstrap_seen", False):
+        if not self.secure or self._bootstrap_seen:
             return True
         try:
             tokens = api_grpc.TokenServiceStub(self._channel(leader)).ListTokens(

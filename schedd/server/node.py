@@ -26,7 +26,7 @@ from schedd.pb import api_pb2
 from schedd.raft.adapter import RaftNode, StateAheadOfJournal
 from schedd.raft.journal import JournalCorrupt
 from schedd.raft.settings import RaftSettings
-from schedd.raft.transport import RaftTls, TlsConfigError, TlsFiles
+from schedd.raft.transport import RaftTls, TlsConfigError, TlsFiles, read_secret_file
 from schedd.security.tls import ServerTLS, TLSConfigError, server_credentials
 from schedd.server.auth import AuthInterceptor, TokenTable, bootstrap_token
 from schedd.server.dispatcher import Dispatcher, DispatchSettings
@@ -120,19 +120,13 @@ def _read_bootstrap(path: str) -> str:
     if not path:
         return ""
     try:
-        st = os.stat(path)
-        with open(path) as f:
-            secret = f.read().strip()
+        secret = read_secret_file(path)
+    except PermissionError as e:
+        raise InvalidArgument("--bootstrap-token-file", str(e)) from None
     except OSError as e:
         raise InvalidArgument(
             "--bootstrap-token-file", f"cannot read {path}: {e.strerror}"
         ) from None
-    if st.st_mode & 0o077:
-        raise InvalidArgument(
-            "--bootstrap-token-file",
-            f"{path} is readable by group or others (mode {st.st_mode & 0o777:o}); "
-            f"run chmod 600 {path}",
-        )
     if len(secret) < 32:
         raise InvalidArgument(
             "--bootstrap-token-file",

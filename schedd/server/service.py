@@ -161,11 +161,9 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         self, req: api_pb2.ListJobsRequest, context: grpc.ServicerContext
     ) -> api_pb2.ListJobsResponse:
         self._leader()
-        limit = req.limit or 1000
-        if limit > 10_000:
-            raise InvalidArgument(
-                "limit", f"{limit} is over the maximum of 10000; page with after_name"
-            )
+        limit = validate.page_limit(
+            req.limit, "limit", default=1000, maximum=10_000, hint="page with after_name"
+        )
         # A page may hold fewer than `limit` jobs (big payloads): clients page on from the last name.
         return api_pb2.ListJobsResponse(
             jobs=self.node.store.list_jobs(req.after_name, limit, max_bytes=LIST_PAGE_BYTES)
@@ -290,9 +288,7 @@ class RunService(_Base, api_grpc.RunServiceServicer):
         self, req: api_pb2.ListRunsRequest, context: grpc.ServicerContext
     ) -> api_pb2.ListRunsResponse:
         self._leader()
-        limit = req.limit or 100
-        if limit > 100_000:
-            raise InvalidArgument("limit", f"{limit} is over the maximum of 100000")
+        limit = validate.page_limit(req.limit, "limit", default=100, maximum=100_000)
         job = validate.name(req.job, "job") if req.job else ""
         state = validate.run_state(req.state)
         runs = self.node.store.list_runs(job, limit, state)

@@ -524,10 +524,13 @@ def create_token(req: api_pb2.CreateTokenRequest, now_ms: int) -> types_pb2.Toke
     )
 
 
-def page_limit(value: int, field: str, *, default: int, maximum: int) -> int:
-    """A page size: 0 means ``default``; above ``maximum`` is refused naming ``field``."""
+def page_limit(value: int, field: str, *, default: int, maximum: int, hint: str = "") -> int:
+    """A page size: 0 means ``default``; above ``maximum`` is refused naming ``field`` (and
+    ``hint``, how to get more)."""
     if value == 0:
         return default
     if value > maximum:
-        raise InvalidArgument(field, f"{value} is over the maximum of {maximum}")
+        raise InvalidArgument(
+            field, f"{value} is over the maximum of {maximum}" + (f"; {hint}" if hint else "")
+        )
     return value
