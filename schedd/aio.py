@@ -35,6 +35,7 @@ from schedd.models import (
     BackfillResult,
     Explanation,
     Job,
+    Namespace,
     NewToken,
     NodeReport,
     NodeStatus,
@@ -109,8 +110,10 @@ class AsyncClient:
         clock: Clock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         credentials: Credentials | None = None,
+        namespace: str | None = None,
     ) -> None:
         self._endpoints = parse_endpoints(endpoints)
+        self._namespace = core.resolve_namespace(namespace)
         self._credentials = Credentials.resolve(credentials)
         self._md = {"metadata": self._credentials.metadata} if self._credentials.token else {}
         if timeout <= 0:
@@ -132,6 +135,12 @@ class AsyncClient:
     def endpoints(self) -> list[str]:
         """The configured endpoints, in the order they are tried."""
         return list(self._endpoints)
+
+    @property
+    def namespace(self) -> str:
+        """The namespace this client's jobs and runs live in (``namespace=``, else
+        ``SCHEDD_NAMESPACE``, else ``default``)."""
+        return self._namespace
 
     @property
     def leader(self) -> str:
@@ -316,6 +325,23 @@ class AsyncClient:
         no more)."""
         return await self._invoke(core.list_audit(limit, before_index, principal, target))
 
+    async def set_namespace_quota(
+        self, namespace: str, *, max_jobs: int = 0, max_runs: int = 0
+    ) -> Namespace:
+        """Set ``namespace``'s quotas (cluster-admin): at most ``max_jobs`` jobs and
+        ``max_runs`` stored runs (0 = no limit). The first call counts the namespace's jobs and
+        runs; from then on every node keeps them counted. Returns the namespace with its usage."""
+        return await self._invoke(core.set_namespace_quota(namespace, max_jobs, max_runs))
+
+    async def get_namespace(self, namespace: str = "") -> Namespace:
+        """Quotas and usage of ``namespace`` (empty: this client's); needs the reader role
+        there."""
+        return await self._invoke(core.get_namespace(namespace))
+
+    async def list_namespaces(self) -> list[Namespace]:
+        """The namespaces that have quotas (cluster-admin)."""
+        return await self._invoke(core.list_namespaces())
+
     async def revoke_token(self, name: str) -> Token:
         """Revoke a token on every node (each refuses it once it has applied the revocation)."""
         return await self._invoke(core.revoke_token(name))
@@ -373,6 +399,7 @@ class AsyncClient:
         return stubs
 
     async def _invoke(self, call: core.Call[_T]) -> _T:
+        call = core.in_namespace(call, self._namespace)
         return call.result(
             await self._call(call.service, call.method, call.request, idempotent=call.idempotent)
         )

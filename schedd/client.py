@@ -52,6 +52,7 @@ from schedd.models import (
     BackfillResult,
     Explanation,
     Job,
+    Namespace,
     NewToken,
     NodeReport,
     NodeStatus,
@@ -164,8 +165,10 @@ class Client:
         clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
         credentials: Credentials | None = None,
+        namespace: str | None = None,
     ) -> None:
         self._endpoints = parse_endpoints(endpoints)
+        self._namespace = core.resolve_namespace(namespace)
         self._credentials = Credentials.resolve(credentials)
         self._md = {"metadata": self._credentials.metadata} if self._credentials.token else {}
         if timeout <= 0:
@@ -187,6 +190,12 @@ class Client:
     def endpoints(self) -> list[str]:
         """The configured endpoints, in the order they are tried."""
         return list(self._endpoints)
+
+    @property
+    def namespace(self) -> str:
+        """The namespace this client's jobs and runs live in (``namespace=``, else
+        ``SCHEDD_NAMESPACE``, else ``default``)."""
+        return self._namespace
 
     @property
     def leader(self) -> str:
@@ -431,6 +440,23 @@ class Client:
         no more)."""
         return self._invoke(core.list_audit(limit, before_index, principal, target))
 
+    def set_namespace_quota(
+        self, namespace: str, *, max_jobs: int = 0, max_runs: int = 0
+    ) -> Namespace:
+        """Set ``namespace``'s quotas (cluster-admin): at most ``max_jobs`` jobs and
+        ``max_runs`` stored runs (0 = no limit). The first call counts the namespace's jobs and
+        runs; from then on every node keeps them counted. Returns the namespace with its usage."""
+        return self._invoke(core.set_namespace_quota(namespace, max_jobs, max_runs))
+
+    def get_namespace(self, namespace: str = "") -> Namespace:
+        """Quotas and usage of ``namespace`` (empty: this client's); needs the reader role
+        there."""
+        return self._invoke(core.get_namespace(namespace))
+
+    def list_namespaces(self) -> list[Namespace]:
+        """The namespaces that have quotas (cluster-admin)."""
+        return self._invoke(core.list_namespaces())
+
     def revoke_token(self, name: str) -> Token:
         """Revoke a token on every node (each refuses it once it has applied the revocation)."""
         return self._invoke(core.revoke_token(name))
@@ -493,6 +519,7 @@ class Client:
             return stubs
 
     def _invoke(self, call: core.Call[_T]) -> _T:
+        call = core.in_namespace(call, self._namespace)
         return call.result(
             self._call(call.service, call.method, call.request, idempotent=call.idempotent)
         )

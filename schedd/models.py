@@ -46,6 +46,7 @@ __all__ = [
     "Job",
     "JobState",
     "MisfirePolicy",
+    "Namespace",
     "NewToken",
     "NodeReport",
     "NodeStatus",
@@ -180,6 +181,7 @@ class SkipReason(ProtoEnum):
     PAUSED = 7
     MAX_RUNS = 8
     DST_GAP = 9
+    QUOTA = 10
 
 
 class RunOrigin(ProtoEnum):
@@ -484,6 +486,7 @@ class Job(Record):
     updated_ms: int = 0
     open_skip: str = ""
     resumed_ms: int = 0
+    namespace: str = ""
 
     @property
     def next_due_at(self) -> datetime | None:
@@ -544,6 +547,7 @@ class Run(Record):
     dispatch_deadline_ms: int = 0
     caused_by: str = ""
     progress: str = ""
+    namespace: str = ""
 
     @property
     def scheduled_at(self) -> datetime | None:
@@ -644,6 +648,22 @@ class AuditRecord(Record):
     code: str = ""
     message: str = ""
     request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Namespace(Record):
+    """A namespace's quotas and usage (``schedd.v1.Namespace``): ``max_jobs`` and ``max_runs``
+    (0 = no limit), and the jobs and stored runs apply has counted since the quota was set."""
+
+    _pb: ClassVar[type[Message]] = types_pb2.Namespace
+
+    name: str = ""
+    max_jobs: int = 0
+    max_runs: int = 0
+    jobs: int = 0
+    runs: int = 0
+    updated_ms: int = 0
+    updated_by: str = ""
 
 
 @dataclass(frozen=True)

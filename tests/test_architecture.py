@@ -66,12 +66,15 @@ PURE: dict[str, tuple[str, ...]] = {
     "schedd.errors": (),
     "schedd.models": ("schedd.errors", "schedd.pb", "schedd.rules"),
     "schedd.rules": ("schedd.errors", "schedd.pb"),
+    # how a namespace prefixes stored names: shared by the API layer, apply and the planner
+    "schedd.namespaces": ("schedd.errors", "schedd.pb"),
     "schedd.sched": ("schedd.errors", "schedd.pb", "schedd.sched"),
     "schedd.state.keys": (),
     # apply must not read time-zone data either: the leader computes every due time
     "schedd.state.apply": (
         "schedd.pb",
         "schedd.rules",
+        "schedd.namespaces",
         "schedd.state.keys",
         "schedd.state.apply",
         "schedd.sched.retry",
@@ -85,6 +88,7 @@ PURE: dict[str, tuple[str, ...]] = {
         "schedd.errors",
         "schedd.pb",
         "schedd.rules",
+        "schedd.namespaces",
         "schedd.sched",
         "schedd.security.roles",
     ),
@@ -93,6 +97,7 @@ PURE: dict[str, tuple[str, ...]] = {
     "schedd.server.commands": ("schedd.pb", "schedd.sched", "schedd.server.validate"),
     "schedd.server.planner": (
         "schedd.errors",
+        "schedd.namespaces",
         "schedd.pb",
         "schedd.sched",
         "schedd.state.keys",

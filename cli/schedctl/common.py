@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from schedctl import config, output
-from schedd import errors
+from schedd import errors, namespaces
 from schedd.client import Client, parse_endpoints
 from schedd.sched.schedule import format_ms, parse_duration, parse_rfc3339
 from schedd.sdk.credentials import Credentials
@@ -101,6 +101,8 @@ class Settings:
     client_factory: Callable[..., Client] = Client
     #: --ca/--cert/--key/--token-file/--insecure; each falls back to its SCHEDD_* variable
     tls: dict[str, Any] = field(default_factory=dict)
+    #: --namespace (or $SCHEDD_NAMESPACE); None: the context's, else "default"
+    namespace: str | None = None
     _client: Client | None = field(default=None, repr=False)
 
     def credentials(self) -> Credentials:
@@ -123,6 +125,20 @@ class Settings:
         creds = Credentials.from_env(env)
         creds.check()
         return creds
+
+    def namespace_name(self) -> str:
+        """The namespace commands act in: --namespace / $SCHEDD_NAMESPACE, else the context's
+        ``namespace``, else ``default``; InvalidArgument naming --namespace when malformed."""
+        chosen = self.namespace
+        if not chosen:
+            source, _ = self.endpoint_source()
+            if source.startswith("context "):
+                cfg = config.load()
+                chosen = str(cfg.contexts.get(self.context or cfg.current, {}).get("namespace", ""))
+        try:
+            return namespaces.namespace((chosen or "").strip())
+        except errors.InvalidArgument as e:
+            raise errors.InvalidArgument("--namespace", e.message.split(": ", 1)[-1]) from None
 
     def endpoint_source(self) -> tuple[str, str]:
         """(where from, the comma-separated endpoints); InvalidArgument when there are none."""
@@ -156,7 +172,11 @@ class Settings:
     def client(self) -> Client:
         """The SDK client for the configured endpoints (made once)."""
         if self._client is None:
-            extra = {"credentials": self.credentials()} if self.client_factory is Client else {}
+            extra: dict[str, Any] = (
+                {"credentials": self.credentials(), "namespace": self.namespace_name()}
+                if self.client_factory is Client
+                else {}
+            )
             self._client = self.client_factory(
                 self.endpoint_list(), timeout=self.timeout, retry_for=self.retry_for, **extra
             )

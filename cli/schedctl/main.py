@@ -36,6 +36,7 @@ from schedctl.common import fail_line as _fail
 from schedctl.completion import context_names
 from schedctl.config_cmd import config_group
 from schedctl.jobs import job
+from schedctl.namespaces import namespace_group
 from schedctl.runs import RUN_STATES, run
 from schedctl.tokens import token
 from schedd import errors
@@ -144,6 +145,16 @@ def _guarded(run: Callable[[], Any]) -> int:
     shell_complete=context_names,
     help="Use the endpoints of this context from the config file.",
 )
+@click.option(
+    "--namespace",
+    "-n",
+    "namespace",
+    metavar="NAME",
+    envvar="SCHEDD_NAMESPACE",
+    show_envvar=True,
+    help="Namespace of the jobs, runs and queues to act on. Default: the context's, else "
+    "'default'.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @click.option(
     "--timeout",
@@ -190,6 +201,7 @@ def cli(
     ctx: click.Context,
     endpoints: str | None,
     context: str | None,
+    namespace: str | None,
     as_json: bool,
     timeout: float,
     retry_for: float,
@@ -217,6 +229,7 @@ def cli(
         context=context,
         client_factory=Client,
         tls={"ca": ca, "cert": cert, "key": key, "token_file": token_file, "insecure": insecure},
+        namespace=namespace,
     )
     ctx.obj = settings
     ctx.call_on_close(settings.close)
@@ -227,6 +240,7 @@ cli.add_command(run)
 cli.add_command(config_group)
 cli.add_command(token)
 cli.add_command(audit)
+cli.add_command(namespace_group)
 
 
 # ---- cluster -------------------------------------------------------------------------------
@@ -391,6 +405,7 @@ def worker_run(
         tags=offered,
         drain_timeout=drain_timeout,
         credentials=s.credentials(),
+        namespace=s.namespace_name(),
     )
     raise click.exceptions.Exit(int(code))
 

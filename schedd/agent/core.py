@@ -478,6 +478,7 @@ class Context:
     queue: str
     worker_id: str
     lease_ttl_ms: int = 0
+    namespace: str = "default"  # the namespace of the job (job and queue are names within it)
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     _progress: list[str] = field(default_factory=lambda: [""], repr=False, compare=False)
 
@@ -521,6 +522,7 @@ def context_from_firing(
         queue=firing.queue,
         worker_id=worker_id,
         lease_ttl_ms=firing.lease_ttl_ms,
+        namespace=getattr(firing, "namespace", "") or "default",
         cancelled=cancelled if cancelled is not None else threading.Event(),
     )
 

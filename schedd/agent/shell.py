@@ -189,6 +189,7 @@ def run_shell_worker(
     tags: dict[str, str] | None = None,
     drain_timeout: float = 10.0,
     credentials: Credentials | None = None,
+    namespace: str | None = None,
 ) -> int:
     """Run the shell worker until SIGINT/SIGTERM (or ``stop`` from elsewhere).
 
@@ -216,6 +217,7 @@ def run_shell_worker(
             tags=tags,
             drain_timeout=drain_timeout,
             credentials=credentials,
+            namespace=namespace,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -230,7 +232,8 @@ def run_shell_worker(
     worker.default_handler(shell_handler(argv))
     shown_tags = ",".join(f"{k}={v}" for k, v in sorted(worker.tags.items()))
     print(
-        f"schedd worker {worker.worker_id}: queues={','.join(worker.queues)} "
+        f"schedd worker {worker.worker_id}: namespace={worker.namespace} "
+        f"queues={','.join(worker.queues)} "
         + (f"tags={shown_tags} " if shown_tags else "")
         + f"concurrency={worker.concurrency} endpoints={','.join(worker.endpoints)} "
         f"command={shlex.join(argv)}",

@@ -104,7 +104,9 @@ class Stream:
         tags: Mapping[str, str],
         channel: Callable[[str], Any] = insecure_channel,
         metadata: Sequence[tuple[str, str]] = (),
+        namespace: str = "",
     ) -> None:
+        self._namespace = namespace
         self._shared = shared
         self._runner = runner
         self._worker_id = worker_id
@@ -257,6 +259,7 @@ class Stream:
                 concurrency=self._concurrency,
                 running=[api_pb2.Lease(run_id=r, fence=f) for r, f in running],
                 tags=self._tags,
+                namespace=self._namespace,
             )
         )
         while True:

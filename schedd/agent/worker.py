@@ -27,6 +27,7 @@ from schedd.agent.core import Handler, kv
 from schedd.agent.runner import Runner, in_handler
 from schedd.agent.shared import Intent, Shared
 from schedd.agent.stream import CHANNEL_OPTIONS, Stream
+from schedd.sdk.core import resolve_namespace
 from schedd.sdk.credentials import Credentials
 from schedd.sdk.endpoints import parse_endpoints
 
@@ -100,8 +101,11 @@ class Worker:
         logger: logging.Logger | None = None,
         clock: Callable[[], float] = time.monotonic,
         credentials: Credentials | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.endpoints = parse_endpoints(endpoints)
+        # the namespace whose queues it serves (namespace=, else SCHEDD_NAMESPACE, else default)
+        self.namespace = resolve_namespace(namespace)
         creds = Credentials.resolve(credentials)
         creds.check()  # a missing certificate file fails here, not on every reconnect
         if isinstance(queues, str):
@@ -138,6 +142,7 @@ class Worker:
             queues=self.queues,
             concurrency=concurrency,
             tags=self.tags,
+            namespace=self.namespace,
             channel=lambda target: creds.channel(target, CHANNEL_OPTIONS),
             metadata=creds.metadata,
         )

@@ -38,6 +38,7 @@ SKIP_REASON_TEXT: dict[int, str] = {
     types_pb2.SKIP_REASON_PAUSED: "the job was paused",
     types_pb2.SKIP_REASON_MAX_RUNS: "the job had reached max_runs",
     types_pb2.SKIP_REASON_DST_GAP: "the local time did not exist (daylight-saving gap; dst_gap is skip)",
+    types_pb2.SKIP_REASON_QUOTA: "the namespace held its max_runs stored runs (schedctl namespace get)",
 }
 SKIP_REASON_WORD: dict[int, str] = {
     types_pb2.SKIP_REASON_MISFIRE: "misfire",
@@ -49,6 +50,7 @@ SKIP_REASON_WORD: dict[int, str] = {
     types_pb2.SKIP_REASON_PAUSED: "paused",
     types_pb2.SKIP_REASON_MAX_RUNS: "max_runs",
     types_pb2.SKIP_REASON_DST_GAP: "dst_gap",
+    types_pb2.SKIP_REASON_QUOTA: "quota",
 }
 ORIGIN_WORD: dict[int, str] = {
     types_pb2.RUN_ORIGIN_UNSPECIFIED: "",

@@ -13,12 +13,13 @@ Private: the public names are re-exported by :mod:`schedd.client`.
 from __future__ import annotations
 
 import enum
+import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from schedd import errors, models
+from schedd import errors, models, namespaces
 from schedd.pb import api_pb2, types_pb2
 from schedd.sched import policies
 from schedd.sdk.endpoints import leader_hint
@@ -417,6 +418,27 @@ class Call(Generic[_T]):
     result: Callable[[Any], _T]
 
 
+def resolve_namespace(namespace: str | None) -> str:
+    """A client's namespace: ``namespace``, else ``SCHEDD_NAMESPACE``, else ``default``.
+    Raises InvalidArgument naming ``namespace`` for a malformed one."""
+    chosen = namespace if namespace is not None else os.environ.get("SCHEDD_NAMESPACE", "")
+    return namespaces.namespace(chosen.strip())
+
+
+def in_namespace(call: Call[_T], namespace: str) -> Call[_T]:
+    """``call`` acting in ``namespace`` (requests without a namespace field are left alone;
+    run ids name their own namespace). Only an unset field is filled in."""
+    req = call.request
+    fields = req.DESCRIPTOR.fields_by_name
+    if "namespace" in fields:
+        if not req.namespace:
+            req.namespace = namespace
+    elif "job" in fields and fields["job"].message_type is not None:
+        if not req.job.namespace:
+            req.job.namespace = namespace
+    return call
+
+
 def _job(resp: Any) -> models.Job:
     return models.Job.from_pb(resp.job)
 
@@ -610,6 +632,41 @@ def list_audit(
         )
     )
     return Call("cluster", "ListAudit", req, True, _audit)
+
+
+def _namespace(resp: Any) -> models.Namespace:
+    return models.Namespace.from_pb(resp)
+
+
+def set_namespace_quota(namespace: str, max_jobs: int, max_runs: int) -> Call[models.Namespace]:
+    """SetNamespaceQuota (cluster-admin); setting the same quotas again is harmless, so it is
+    resent after a timeout."""
+    for f, v in (("max_jobs", max_jobs), ("max_runs", max_runs)):
+        if v < 0:
+            raise errors.InvalidArgument(f, f"{v} must not be negative (0 = no limit)")
+    req = build(
+        lambda: api_pb2.SetNamespaceQuotaRequest(
+            namespace=namespaces.namespace(namespace), max_jobs=max_jobs, max_runs=max_runs
+        )
+    )
+    return Call("cluster", "SetNamespaceQuota", req, True, _namespace)
+
+
+def get_namespace(namespace: str) -> Call[models.Namespace]:
+    """GetNamespace (a read; empty = the client's namespace)."""
+    req = build(lambda: api_pb2.GetNamespaceRequest(namespace=namespace))
+    return Call("cluster", "GetNamespace", req, True, _namespace)
+
+
+def list_namespaces() -> Call[list[models.Namespace]]:
+    """ListNamespaces (cluster-admin; a read)."""
+    return Call(
+        "cluster",
+        "ListNamespaces",
+        api_pb2.ListNamespacesRequest(),
+        True,
+        lambda resp: [models.Namespace.from_pb(n) for n in resp.namespaces],
+    )
 
 
 def node_status_request(with_digest: bool) -> api_pb2.NodeStatusRequest:

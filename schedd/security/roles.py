@@ -30,6 +30,7 @@ __all__ = [
     "ANY_PRINCIPAL",
     "DEFAULT_NAMESPACE",
     "METHOD_ROLES",
+    "NAMESPACE_IN_STREAM",
     "PUBLIC_PREFIXES",
     "Decision",
     "Grant",
@@ -105,9 +106,11 @@ class Principal:
     queues: tuple[str, ...] = ()
     kind: str = "certificate"
 
-    def holds(self, role: Role, namespace: str = DEFAULT_NAMESPACE) -> bool:
+    def holds(self, role: Role, namespace: str | None = DEFAULT_NAMESPACE) -> bool:
+        """Does a grant give ``role`` in ``namespace`` (``None``: in some namespace)?"""
         return any(
-            role in _IMPLIES[g.role] and g.namespace in (namespace, ANY_NAMESPACE)
+            role in _IMPLIES[g.role]
+            and (namespace is None or g.namespace in (namespace, ANY_NAMESPACE))
             for g in self.grants
         )
 
@@ -162,6 +165,9 @@ METHOD_ROLES: dict[str, Role] = {
     f"/{SERVICE}ClusterService/GetNodeStatus": Role.READER,
     f"/{SERVICE}ClusterService/TransferLeadership": Role.CLUSTER_ADMIN,
     f"/{SERVICE}ClusterService/ListAudit": Role.CLUSTER_ADMIN,
+    f"/{SERVICE}ClusterService/SetNamespaceQuota": Role.CLUSTER_ADMIN,
+    f"/{SERVICE}ClusterService/GetNamespace": Role.READER,
+    f"/{SERVICE}ClusterService/ListNamespaces": Role.CLUSTER_ADMIN,
     f"/{SERVICE}TokenService/CreateToken": Role.CLUSTER_ADMIN,
     f"/{SERVICE}TokenService/ListTokens": Role.CLUSTER_ADMIN,
     f"/{SERVICE}TokenService/RevokeToken": Role.CLUSTER_ADMIN,
@@ -187,10 +193,16 @@ class Decision:
     details: dict[str, str] = field(default_factory=dict)
 
 
+#: streaming methods whose namespace arrives in the stream's first message: the interceptor only
+#: checks that the role is held in some namespace; the handler checks the one named
+NAMESPACE_IN_STREAM = frozenset({f"/{SERVICE}WorkerService/Connect"})
+
+
 def authorize(
-    method: str, principal: Principal | None, namespace: str = DEFAULT_NAMESPACE
+    method: str, principal: Principal | None, namespace: str | None = DEFAULT_NAMESPACE
 ) -> Decision:
-    """May ``principal`` call ``method`` in ``namespace``? ``None``: no credentials at all."""
+    """May ``principal`` call ``method`` in ``namespace`` (``None``: in some namespace, for
+    :data:`NAMESPACE_IN_STREAM`)? ``principal`` ``None``: no credentials at all."""
     if method.startswith(PUBLIC_PREFIXES):
         return Decision(True)
     if principal is None:
@@ -208,7 +220,13 @@ def authorize(
     if principal.holds(need, namespace):
         return Decision(True)
     short = method.rsplit("/", 1)[-1]
-    scope = "the cluster" if need is Role.CLUSTER_ADMIN else f"namespace {namespace!r}"
+    scope = (
+        "the cluster"
+        if need is Role.CLUSTER_ADMIN
+        else "any namespace"
+        if namespace is None
+        else f"namespace {namespace!r}"
+    )
     held = ", ".join(str(g) for g in principal.grants) or "no roles"
     return Decision(
         False,

@@ -164,6 +164,21 @@ def _catchup_spacing(rate: Any) -> int:
     return max(0, round(1000 / per_s))
 
 
+def _write_rate(text: str) -> dict[str, Any]:
+    """``--write-rate RATE[/BURST]`` as Limits fields ({} for the default)."""
+    if not text:
+        return {}
+    rate_text, _, burst_text = text.partition("/")
+    try:
+        rate = float(rate_text)
+        burst = int(burst_text) if burst_text else max(1, int(rate * 10))
+    except ValueError:
+        _fail(f"--write-rate: {text!r} is not RATE or RATE/BURST (e.g. 200/2000, or 0 for none)")
+    if rate < 0 or burst < 1:
+        _fail(f"--write-rate: {text!r}: the rate must be >= 0 and the burst >= 1")
+    return {"write_rate_per_s": rate, "write_burst": burst}
+
+
 @main.command()
 @click.option(
     "--config",
@@ -221,6 +236,19 @@ def _catchup_spacing(rate: Any) -> int:
     help="A worker stream must send its Hello within this long, or it is closed [10s].",
 )
 @click.option(
+    "--max-scans",
+    default=None,
+    type=click.IntRange(1, 1000),
+    help="Full-table reads (job list, run list without a job, audit list) served at once; "
+    "more are refused with RESOURCE_EXHAUSTED [4].",
+)
+@click.option(
+    "--write-rate",
+    default=None,
+    help="Writes one client identity may make on a node: RATE per second, optionally /BURST "
+    "(e.g. 200/2000); 0 = no limit [200/2000].",
+)
+@click.option(
     "--unsafe-no-fsync",
     is_flag=True,
     default=None,
@@ -274,6 +302,8 @@ def run(
     min_free: int | None,
     max_worker_streams: int | None,
     hello_timeout: str | None,
+    max_scans: int | None,
+    write_rate: str | None,
     unsafe_no_fsync: bool | None,
     tls_cert: str | None,
     tls_key: str | None,
@@ -381,6 +411,8 @@ def run(
         hello_timeout_s=_parse_duration(
             str(pick(hello_timeout, "hello_timeout", f"{dl.hello_timeout_s}s")), "--hello-timeout"
         ),
+        max_concurrent_scans=int(pick(max_scans, "max_scans", dl.max_concurrent_scans)),
+        **_write_rate(str(pick(write_rate, "write_rate", ""))),
     )
     try:
         config = NodeConfig(

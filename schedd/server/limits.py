@@ -6,6 +6,9 @@ naming the limit and the flag that raises it; none of them changes replicated st
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from schedd.errors import ResourceExhausted
@@ -29,6 +32,13 @@ class Limits:
     #: meet MapFullError, which stops the node (exit 70) on every replica alike.
     storage_full_fraction: float = 0.9
     storage_reserve_bytes: int = 6 << 20
+    #: Reads that walk a whole table (ListJobs, ListRuns without a job, ListAudit) at once on
+    #: one node (--max-scans): each holds a read transaction and a gRPC thread while it walks.
+    max_concurrent_scans: int = 4
+    #: Mutating calls one principal may make per second on one node, and the burst it may
+    #: spend at once (--write-rate RATE[/BURST]); 0 = no limit.
+    write_rate_per_s: float = 200.0
+    write_burst: int = 2000
 
 
 def check_storage(used_bytes: int, map_bytes: int, limits: Limits) -> None:
@@ -74,3 +84,91 @@ class RateGate:
         the latest one."""
         if self._last == start:
             self._last = self._prev
+
+
+class ScanSlots:
+    """A fixed number of concurrent full-scan reads; a scan that finds none free is refused at
+    once (never queued: a queue of scans would hold gRPC threads just the same)."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = max(1, slots)
+        self._sem = threading.BoundedSemaphore(self.slots)
+
+    def try_acquire(self) -> bool:
+        return self._sem.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._sem.release()
+
+
+@contextmanager
+def scan_slot(slots: ScanSlots, method: str) -> Iterator[None]:
+    """Hold one scan slot for the block, or raise ResourceExhausted naming the limit."""
+    if not slots.try_acquire():
+        raise ResourceExhausted(
+            f"{method}: {slots.slots} full-table reads are already running on this node; retry "
+            "in a moment, narrow the read (ListRuns with a job), or raise --max-scans"
+        )
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst`` (monotonic seconds passed in). Pure."""
+
+    __slots__ = ("rate", "burst", "_tokens", "_at")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._tokens = float(self.burst)
+        self._at = now
+
+    def take(self, now: float) -> float:
+        """0.0 when a token was taken, else the seconds until one is available."""
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate
+
+
+class WriteRates:
+    """A token bucket per principal for mutating calls on one node. Buckets of principals idle
+    long enough to be full again are forgotten, so the table stays as small as the set of
+    active writers (at most ``max_principals``; beyond that the fullest are dropped)."""
+
+    def __init__(self, rate: float, burst: int, max_principals: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._max = max_principals
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def check(self, principal: str, now: float) -> None:
+        """Raise ResourceExhausted when ``principal`` has no write left this instant."""
+        if self.rate <= 0:
+            return
+        with self._lock:
+            bucket = self._buckets.get(principal)
+            if bucket is None:
+                if len(self._buckets) >= self._max:
+                    self._forget_full(now)
+                bucket = self._buckets[principal] = TokenBucket(self.rate, self.burst, now)
+            wait = bucket.take(now)
+        if wait > 0:
+            raise ResourceExhausted(
+                f"rate: {principal} made more than {self.burst} writes at once or "
+                f"{self.rate:g} per second on this node; retry in {wait:.2f}s, or ask the "
+                "operator to raise --write-rate"
+            )
+
+    def _forget_full(self, now: float) -> None:
+        refill = self.burst / self.rate
+        for name in [n for n, b in self._buckets.items() if now - b._at >= refill]:
+            del self._buckets[name]
+        while len(self._buckets) >= self._max:
+            self._buckets.pop(next(iter(self._buckets)))

@@ -30,7 +30,7 @@ from schedd.raft.transport import RaftTls, TlsConfigError, TlsFiles, read_secret
 from schedd.security.tls import ServerTLS, TLSConfigError, server_credentials
 from schedd.server.auth import AuthInterceptor, TokenTable, bootstrap_token
 from schedd.server.dispatcher import Dispatcher, DispatchSettings
-from schedd.server.limits import Limits
+from schedd.server.limits import Limits, ScanSlots, WriteRates
 from schedd.server.service import add_services
 from schedd.server.workers import Registry
 from schedd.state import disk
@@ -227,6 +227,8 @@ class Node:
         self.store = Store(state_dir, map_size=config.map_size)
         disk.write_file(self._running_marker, _boot_id().encode())
         self.registry = Registry()
+        self.scans = ScanSlots(config.limits.max_concurrent_scans)
+        self.write_rates = WriteRates(config.limits.write_rate_per_s, config.limits.write_burst)
         try:
             self.raft = RaftNode(
                 config.raft,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from schedd.errors import SchedError
+from schedd.namespaces import present_firing
 from schedd.pb import command_pb2, types_pb2
 from schedd.sched.firing import plan_fire
 from schedd.sched.misfire import is_late
@@ -325,15 +326,17 @@ def after_commit(plan: TickPlan, result: Result) -> Outbox:
             deadline = run.started_ms + g.run_timeout_ms if g.run_timeout_ms > 0 else 0
             granted.append(
                 GrantedLease(
-                    types_pb2.Firing(
-                        run_id=run.run_id,
-                        job=run.job,
-                        scheduled_ms=run.scheduled_ms,
-                        attempt=run.attempt,
-                        fence=run.fence,
-                        payload=g.payload,
-                        queue=run.queue,
-                        lease_ttl_ms=plan.lease_ttl_ms,
+                    present_firing(
+                        types_pb2.Firing(
+                            run_id=run.run_id,
+                            job=run.job,
+                            scheduled_ms=run.scheduled_ms,
+                            attempt=run.attempt,
+                            fence=run.fence,
+                            payload=g.payload,
+                            queue=run.queue,
+                            lease_ttl_ms=plan.lease_ttl_ms,
+                        )
                     ),
                     run.worker_id,
                     deadline,

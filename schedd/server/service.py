@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from schedd import rules
+from schedd import namespaces, rules
 from schedd.errors import (
     InvalidArgument,
     NotFound,
@@ -45,6 +45,7 @@ from schedd.sched import policies
 from schedd.sched.explain import explain
 from schedd.sched.schedule import compile_schedule
 from schedd.sdk.endpoints import LEADER_METADATA_KEY
+from schedd.security.roles import Role
 from schedd.server import commands, identity, limits, validate
 from schedd.server.auth import current_principal, secret_hash
 from schedd.server.leases import completion_verdict
@@ -107,6 +108,7 @@ class _Base:
         self._leader()
         # who: the audit trail (schedd.state.apply.audit) and request-id scoping read it
         cmd.principal = cmd.principal or identity.principal_of_call()
+        self.node.write_rates.check(cmd.principal, self.node.clock.monotonic())
         if grows:
             used, size = self.node.store.usage()
             limits.check_storage(used, size, self.node.config.limits)
@@ -131,6 +133,24 @@ def scope_request(
     return cmd
 
 
+def _job_out(job: types_pb2.Job | None) -> types_pb2.Job | None:
+    """A job from a command's result as its namespace's clients see it (a copy: results may be
+    shared with other waiters)."""
+    if job is None:
+        return None
+    out = types_pb2.Job()
+    out.CopyFrom(job)
+    return namespaces.present_job(out)
+
+
+def _run_out(run: types_pb2.Run | None) -> types_pb2.Run | None:
+    if run is None:
+        return None
+    out = types_pb2.Run()
+    out.CopyFrom(run)
+    return namespaces.present_run(out)
+
+
 def _clear_request_id(req: Message) -> None:
     if isinstance(req, api_pb2.UpdateJobRequest):
         req.job.request_id = ""
@@ -146,15 +166,12 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         self._leader()
         cmd = validate.create_job(req, self.node.clock.now_ms())
         scope_request(cmd, context, "CreateJob", req)
-        return api_pb2.JobResponse(job=self._propose(cmd).job)
+        return api_pb2.JobResponse(job=_job_out(self._propose(cmd).job))
 
     @rpc
     def GetJob(self, req: api_pb2.JobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
         self._leader()
-        job = self.node.store.get_job(validate.name(req.name))
-        if job is None:
-            raise NotFound(f"name: no job named {req.name!r}")
-        return api_pb2.JobResponse(job=job)
+        return api_pb2.JobResponse(job=namespaces.present_job(self._job(req.name, req.namespace)))
 
     @rpc
     def ListJobs(
@@ -164,10 +181,12 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         limit = validate.page_limit(
             req.limit, "limit", default=1000, maximum=10_000, hint="page with after_name"
         )
+        ns = namespaces.namespace(req.namespace)
+        after = namespaces.qualify(ns, req.after_name)
         # A page may hold fewer than `limit` jobs (big payloads): clients page on from the last name.
-        return api_pb2.ListJobsResponse(
-            jobs=self.node.store.list_jobs(req.after_name, limit, max_bytes=LIST_PAGE_BYTES)
-        )
+        with limits.scan_slot(self.node.scans, "ListJobs"):
+            jobs = self.node.store.list_jobs(after, limit, max_bytes=LIST_PAGE_BYTES, namespace=ns)
+        return api_pb2.ListJobsResponse(jobs=[namespaces.present_job(j) for j in jobs])
 
     @rpc
     def DeleteJob(
@@ -176,7 +195,7 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         self._propose(
             command_pb2.Command(
                 now_ms=self.node.clock.now_ms(),
-                delete_job=command_pb2.DeleteJobCmd(name=validate.name(req.name)),
+                delete_job=command_pb2.DeleteJobCmd(name=validate.job_key(req.name, req.namespace)),
             ),
             grows=False,
         )
@@ -188,9 +207,9 @@ class JobService(_Base, api_grpc.JobServiceServicer):
     ) -> api_pb2.JobResponse:
         cmd = command_pb2.Command(
             now_ms=self.node.clock.now_ms(),
-            pause_job=command_pb2.PauseJobCmd(name=validate.name(req.name)),
+            pause_job=command_pb2.PauseJobCmd(name=validate.job_key(req.name, req.namespace)),
         )
-        return api_pb2.JobResponse(job=self._propose(cmd).job)
+        return api_pb2.JobResponse(job=_job_out(self._propose(cmd).job))
 
     @rpc
     def UpdateJob(
@@ -199,12 +218,15 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         self._leader()
         cmd = validate.update_job(req, self.node.clock.now_ms())
         scope_request(cmd, context, "UpdateJob", req)
-        return api_pb2.JobResponse(job=self._propose(cmd).job)
+        return api_pb2.JobResponse(job=_job_out(self._propose(cmd).job))
 
-    def _job(self, name: str) -> types_pb2.Job:
-        job = self.node.store.get_job(validate.name(name))
+    def _job(self, name: str, namespace: str) -> types_pb2.Job:
+        """The stored job ``name`` of ``namespace`` (NOT_FOUND names the namespace when it is
+        not the default one: the same name may exist elsewhere)."""
+        job = self.node.store.get_job(validate.job_key(name, namespace))
         if job is None:
-            raise NotFound(f"name: no job named {name!r}")
+            where = f" in namespace {namespace!r}" if namespace not in ("", "default") else ""
+            raise NotFound(f"name: no job named {name!r}{where}")
         return job
 
     @rpc
@@ -212,12 +234,12 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         self, req: api_pb2.ResumeJobRequest, context: grpc.ServicerContext
     ) -> api_pb2.JobResponse:
         self._leader()
-        job = self._job(req.name)
+        job = self._job(req.name, req.namespace)
         now = self.node.clock.now_ms()
         cmd = command_pb2.Command(
             now_ms=now, resume_job=commands.plan_resume(job, now, req.skip_missed)
         )
-        return api_pb2.JobResponse(job=self._propose(cmd).job)
+        return api_pb2.JobResponse(job=_job_out(self._propose(cmd).job))
 
     @rpc
     def TriggerJob(
@@ -228,12 +250,12 @@ class JobService(_Base, api_grpc.JobServiceServicer):
             now_ms=self.node.clock.now_ms(),
             request_id=validate.request_id(req.request_id),
             trigger_job=command_pb2.TriggerJobCmd(
-                name=validate.name(req.name),
+                name=validate.job_key(req.name, req.namespace),
                 overlap=overlap,  # type: ignore[arg-type]
             ),
         )
         scope_request(cmd, context, "TriggerJob", req)
-        return api_pb2.TriggerJobResponse(run=self._propose(cmd).run)
+        return api_pb2.TriggerJobResponse(run=_run_out(self._propose(cmd).run))
 
     @rpc
     def BackfillJob(
@@ -243,7 +265,7 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         The SDK/CLI loop over chunks (next_from_ms) and show progress."""
         self._leader()
         start, end, limit = validate.backfill_range(req)
-        job = self._job(req.name)
+        job = self._job(req.name, req.namespace)
         chunk = commands.plan_backfill(job, start, end, limit)
         resp = api_pb2.BackfillResponse(
             next_from_ms=chunk.next_from_ms, total_slots=chunk.total_slots
@@ -269,17 +291,20 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         self, req: api_pb2.ExplainRequest, context: grpc.ServicerContext
     ) -> api_pb2.ExplainResponse:
         self._leader()
-        job = self._job(req.name)
+        job = self._job(req.name, req.namespace)
         if req.at_ms <= 0:
             raise InvalidArgument("at_ms", "is required (the time to explain)")
         store = self.node.store
-        return explain(
+        answer = explain(
             job,
             compile_schedule(job.schedule),
             req.at_ms,
             self.node.clock.now_ms(),
             lambda at, n: store.runs_at_or_before(job.name, job.uid, at, n),
         )
+        for run in answer.runs:
+            namespaces.present_run(run)
+        return answer
 
 
 class RunService(_Base, api_grpc.RunServiceServicer):
@@ -289,11 +314,16 @@ class RunService(_Base, api_grpc.RunServiceServicer):
     ) -> api_pb2.ListRunsResponse:
         self._leader()
         limit = validate.page_limit(req.limit, "limit", default=100, maximum=100_000)
-        job = validate.name(req.job, "job") if req.job else ""
+        ns = namespaces.namespace(req.namespace)
+        job = validate.job_key(req.job, ns, "job") if req.job else ""
         state = validate.run_state(req.state)
-        runs = self.node.store.list_runs(job, limit, state)
+        if job:
+            runs = self.node.store.list_runs(job, limit, state)
+        else:  # every run of the namespace: a scan, so it takes one of the scan slots
+            with limits.scan_slot(self.node.scans, "ListRuns"):
+                runs = self.node.store.list_runs("", limit, state, namespace=ns)
         for run in runs:
-            self._with_progress(run)
+            namespaces.present_run(self._with_progress(run))
         return api_pb2.ListRunsResponse(runs=runs)
 
     def _with_progress(self, run: Any) -> Any:
@@ -312,7 +342,7 @@ class RunService(_Base, api_grpc.RunServiceServicer):
         run = self.node.store.get_run(req.run_id)
         if run is None:
             raise NotFound(f"run_id: no run {req.run_id!r}")
-        return api_pb2.RunResponse(run=self._with_progress(run))
+        return api_pb2.RunResponse(run=namespaces.present_run(self._with_progress(run)))
 
     @rpc
     def RetryRun(
@@ -324,7 +354,7 @@ class RunService(_Base, api_grpc.RunServiceServicer):
             retry_run=command_pb2.RetryRunCmd(run_id=validate.run_id(req.run_id)),
         )
         scope_request(cmd, context, "RetryRun", req)
-        return api_pb2.RunResponse(run=self._propose(cmd).run)
+        return api_pb2.RunResponse(run=_run_out(self._propose(cmd).run))
 
     @rpc
     def CompleteRun(
@@ -416,17 +446,26 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                 raise InvalidArgument(
                     "hello.concurrency", f"{hello.concurrency} is over the maximum of 10000"
                 )
-            queues = frozenset(
+            ns = namespaces.namespace(hello.namespace, "hello.namespace")
+            bare_queues = frozenset(
                 validate.queue(q, "hello.queues") for q in hello.queues
             ) or frozenset({"default"})
             principal = current_principal()
-            refused = sorted(q for q in queues if not principal.may_serve(q))
+            if not principal.holds(Role.WORKER, ns):
+                raise PermissionDenied(
+                    f"{principal.name} may not serve namespace {ns!r}: it needs the worker role "
+                    f"there (it holds {', '.join(str(g) for g in principal.grants) or 'no roles'});"
+                    " connect with hello.namespace set to a namespace it serves, or ask a "
+                    "cluster admin for a grant"
+                )
+            refused = sorted(q for q in bare_queues if not principal.may_serve(q))
             if refused:
                 raise PermissionDenied(
                     f"{principal.name} may not take firings from queue(s) {', '.join(refused)}: "
                     f"its grant covers {', '.join(principal.queues)}; connect with those queues "
                     "or ask a cluster admin for a token covering these"
                 )
+            queues = frozenset(namespaces.qualify(ns, q) for q in bare_queues)
             session = WorkerSession(
                 hello.worker_id,
                 queues,
@@ -631,10 +670,56 @@ class ClusterService(_Base, api_grpc.ClusterServiceServicer):
     ) -> api_pb2.ListAuditResponse:
         self._leader()
         limit = validate.page_limit(req.limit, "limit", default=100, maximum=10_000)
-        records, next_before = self.node.store.list_audit(
-            limit, req.before_index, req.principal, req.target
-        )
+        with limits.scan_slot(self.node.scans, "ListAudit"):
+            records, next_before = self.node.store.list_audit(
+                limit, req.before_index, req.principal, req.target
+            )
         return api_pb2.ListAuditResponse(records=records, next_before_index=next_before)
+
+    @rpc
+    def SetNamespaceQuota(
+        self, req: api_pb2.SetNamespaceQuotaRequest, context: grpc.ServicerContext
+    ) -> types_pb2.Namespace:
+        self._leader()
+        ns = namespaces.namespace(req.namespace)
+        if not req.namespace:
+            raise InvalidArgument("namespace", "is required (default is a namespace too)")
+        cmd = command_pb2.Command(now_ms=self.node.clock.now_ms())
+        cmd.set_namespace.namespace.CopyFrom(
+            types_pb2.Namespace(
+                name=ns,
+                max_jobs=req.max_jobs,
+                max_runs=req.max_runs,
+                updated_by=current_principal().name,
+            )
+        )
+        self._propose(cmd, grows=False)
+        rec = self.node.store.get_namespace(ns)
+        return rec if rec is not None else types_pb2.Namespace(name=ns)
+
+    @rpc
+    def GetNamespace(
+        self, req: api_pb2.GetNamespaceRequest, context: grpc.ServicerContext
+    ) -> types_pb2.Namespace:
+        """A namespace's quotas and usage; without a quota record, no limits and usage counted
+        now (a walk, so it takes a scan slot)."""
+        self._leader()
+        ns = namespaces.namespace(req.namespace)
+        rec = self.node.store.get_namespace(ns)
+        if rec is not None:
+            return rec
+        with limits.scan_slot(self.node.scans, "GetNamespace"):
+            jobs, runs = self.node.store.count_namespace(ns)
+        return types_pb2.Namespace(name=ns, jobs=jobs, runs=runs)
+
+    @rpc
+    def ListNamespaces(
+        self, req: api_pb2.ListNamespacesRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ListNamespacesResponse:
+        """The namespaces that have a quota record (namespaces without one are not tracked:
+        they exist as soon as a job names them)."""
+        self._leader()
+        return api_pb2.ListNamespacesResponse(namespaces=self.node.store.list_namespaces())
 
     @rpc
     def TransferLeadership(

@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from schedd import rules
+from schedd import namespaces, rules
 from schedd.errors import InvalidArgument
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched import policies
@@ -411,19 +411,25 @@ def job_definition(req: api_pb2.CreateJobRequest, now_ms: int) -> types_pb2.Job:
             "(schedctl: --allow-past) to run it at once",
         )
     sched = schedule(s, now_ms, allow_past=req.allow_past)
+    # Names are checked bare and stored qualified with the namespace (schedd.namespaces); the
+    # jitter hashes the stored name, as the dispatcher does.
+    ns = namespaces.namespace(req.namespace)
+    stored = namespaces.qualify(ns, name(req.name))
     job = types_pb2.Job(
-        name=name(req.name),
+        name=stored,
         schedule=sched,
-        queue=queue(req.queue),
+        queue=namespaces.qualify(ns, queue(req.queue)),
         payload=payload(req.payload),
         max_attempts=req.max_attempts or DEFAULT_MAX_ATTEMPTS,
         run_timeout_ms=run_timeout(req.run_timeout_ms),
-        next_due_ms=first_due(sched, now_ms, job_name=req.name),
+        next_due_ms=first_due(sched, now_ms, job_name=stored),
     )
     if req.HasField("retry"):
         job.retry.CopyFrom(retry_policy(req.retry, req.max_attempts))
         job.max_attempts = job.retry.max_attempts
     policies_into(req, job)
+    job.on_success = namespaces.qualify(ns, job.on_success)
+    job.on_failure = namespaces.qualify(ns, job.on_failure)
     return job
 
 
@@ -445,9 +451,15 @@ def update_job(req: api_pb2.UpdateJobRequest, now_ms: int) -> command_pb2.Comman
     )
 
 
+def job_key(job_name: str, namespace: str, field: str = "name") -> str:
+    """The stored name of job ``job_name`` of ``namespace`` (both checked)."""
+    return namespaces.qualify(namespaces.namespace(namespace), name(job_name, field))
+
+
 def backfill_range(req: api_pb2.BackfillRequest) -> tuple[int, int, int]:
     """(from_ms, to_ms, limit) of a backfill request."""
     name(req.name)
+    namespaces.namespace(req.namespace)
     if req.from_ms <= 0:
         raise InvalidArgument("from_ms", "is required (the first instant of the range)")
     if req.to_ms < req.from_ms:
@@ -508,7 +520,7 @@ def create_token(req: api_pb2.CreateTokenRequest, now_ms: int) -> types_pb2.Toke
         except ValueError as e:
             raise InvalidArgument("grants", str(e)) from None
         if grant.namespace != roles.ANY_NAMESPACE:
-            name(grant.namespace, "grants")  # a namespace is named like a job
+            namespaces.namespace(grant.namespace, "grants")
         if str(grant) not in grants:
             grants.append(str(grant))
     queues = [queue(q, "queues") for q in dict.fromkeys(req.queues)]

@@ -13,6 +13,7 @@ leases         run id                                          be64(fence) + wor
 active         job + 0x00 + be64(uid) + be64(scheduled) + id  empty   (PENDING/LEASED runs)
 tokens         token name                                      types_pb2.Token (a hash only)
 audit          be64(log index)                                 types_pb2.AuditRecord
+namespaces     namespace name                                  types_pb2.Namespace (quotas)
 requests       0x00 + principal + 0x00 + client request id    JSON result of the first apply
                (entries before scoping: the bare request id)   (with the request's hash)
 meta           applied_index / next_fence / schema             be64 or text
@@ -38,6 +39,7 @@ DBS = (
     "meta",
     "tokens",
     "audit",
+    "namespaces",
 )
 
 APPLIED_INDEX = b"applied_index"

@@ -22,6 +22,7 @@ from typing import Any
 
 import lmdb
 
+from schedd import namespaces
 from schedd.pb import types_pb2
 from schedd.state import disk, keys
 from schedd.state.apply import (
@@ -181,6 +182,37 @@ class Store:
             raw = txn.get(keys.TOKENS_VERSION, db=self._dbs["meta"])
         return 0 if raw is None else keys.from_be64(bytes(raw))
 
+    def get_namespace(self, ns: str) -> types_pb2.Namespace | None:
+        with self.read() as txn:
+            raw = txn.get(ns.encode(), db=self._dbs["namespaces"])
+        return None if raw is None else types_pb2.Namespace.FromString(raw)
+
+    def list_namespaces(self) -> list[types_pb2.Namespace]:
+        with self.read() as txn:
+            return [
+                types_pb2.Namespace.FromString(bytes(v))
+                for _k, v in txn.cursor(db=self._dbs["namespaces"])
+            ]
+
+    def count_namespace(self, ns: str) -> tuple[int, int]:
+        """(jobs, stored runs) of a namespace without a quota record: a walk of both tables
+        (of the namespace's key range, or for ``default`` of all keys)."""
+        pre = namespaces.prefix(ns)
+        counts = []
+        with self.read() as txn:
+            for db in ("jobs", "runs"):
+                cur = txn.cursor(db=self._dbs[db])
+                n = 0
+                ok = cur.set_range(pre) if pre else cur.first()
+                while ok:
+                    key = bytes(cur.key())
+                    if pre and not key.startswith(pre):
+                        break
+                    n += pre != b"" or namespaces.in_namespace(key, ns)
+                    ok = cur.next()
+                counts.append(n)
+        return counts[0], counts[1]
+
     def list_tokens(self) -> list[types_pb2.Token]:
         """Every token record (revoked ones too), by name."""
         with self.read() as txn:
@@ -238,17 +270,35 @@ class Store:
         return None if raw is None else types_pb2.Run.FromString(raw)
 
     def list_jobs(
-        self, after: str = "", limit: int = 1000, max_bytes: int | None = None
+        self,
+        after: str = "",
+        limit: int = 1000,
+        max_bytes: int | None = None,
+        namespace: str | None = None,
     ) -> list[types_pb2.Job]:
-        """Jobs after ``after`` in name order: at most ``limit``, and with ``max_bytes`` no more
-        than fit in that many encoded bytes (at least one), so a page of big payloads stays
-        under the gRPC message limit; the caller pages on from the last name."""
+        """Jobs after ``after`` (a stored name) in name order: at most ``limit``, and with
+        ``max_bytes`` no more than fit in that many encoded bytes (at least one), so a page of
+        big payloads stays under the gRPC message limit; the caller pages on from the last name.
+        With ``namespace``, only that namespace's jobs (schedd.namespaces): a key range for a
+        named one; ``default`` skips the keys of the others."""
         out: list[types_pb2.Job] = []
         budget = max_bytes
+        pre = namespaces.prefix(namespace) if namespace is not None else b""
+        sep = namespaces.SEP.encode()
+        skip_qualified = namespace == namespaces.DEFAULT
         with self.read() as txn:
             cur = txn.cursor(db=self._dbs["jobs"])
-            ok = cur.set_range(after.encode() + b"\x00") if after else cur.first()
+            if after:
+                ok = cur.set_range(after.encode() + b"\x00")
+            else:
+                ok = cur.set_range(pre) if pre else cur.first()
             while ok and len(out) < limit:
+                key = bytes(cur.key())
+                if pre and not key.startswith(pre):
+                    break
+                if skip_qualified and sep in key:
+                    ok = cur.next()
+                    continue
                 raw = cur.value()
                 if budget is not None:
                     budget -= len(raw) + 8
@@ -258,10 +308,13 @@ class Store:
                 ok = cur.next()
         return out
 
-    def list_runs(self, job: str = "", limit: int = 100, state: int = 0) -> list[types_pb2.Run]:
+    def list_runs(
+        self, job: str = "", limit: int = 100, state: int = 0, namespace: str | None = None
+    ) -> list[types_pb2.Run]:
         """The newest ``limit`` runs (of one job, by scheduled time; or all, by run id), oldest
         first. With ``state``, only runs in that state: there is no index by state, so this
-        walks the runs (of the job, or all of them) until it has ``limit``: O(runs) at worst."""
+        walks the runs (of the job, or all of them) until it has ``limit``: O(runs) at worst.
+        With ``namespace`` (and no job), only that namespace's runs."""
         out: list[types_pb2.Run] = []
 
         def keep(raw: bytes | memoryview) -> None:
@@ -276,10 +329,21 @@ class Store:
                         break
                     keep(raw)
             else:
+                pre = namespaces.prefix(namespace) if namespace is not None else b""
                 cur = txn.cursor(db=self._dbs["runs"])
-                ok = cur.last()
+                if pre:
+                    # from just past the namespace's last id ("ns0" sorts right after "ns/")
+                    end = pre[:-1] + bytes([pre[-1] + 1])
+                    ok = cur.prev() if cur.set_range(end) else cur.last()
+                else:
+                    ok = cur.last()
+                only = namespace if namespace == namespaces.DEFAULT else None
                 while ok and len(out) < limit:
-                    keep(cur.value())
+                    key = bytes(cur.key())
+                    if pre and not key.startswith(pre):
+                        break
+                    if only is None or namespaces.in_namespace(key, only):
+                        keep(cur.value())
                     ok = cur.prev()
         out.reverse()
         return out

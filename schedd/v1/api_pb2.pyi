@@ -18,7 +18,7 @@ OUTCOME_SUCCEEDED: Outcome
 OUTCOME_FAILED: Outcome
 
 class CreateJobRequest(_message.Message):
-    __slots__ = ("name", "schedule", "queue", "payload", "max_attempts", "request_id", "retry", "run_timeout_ms", "misfire", "misfire_grace_ms", "catchup_window_ms", "max_catchup", "overlap", "max_concurrent", "dispatch_timeout_ms", "on_success", "on_failure", "priority", "tags", "keep_runs", "keep_for_ms", "max_runs", "allow_past")
+    __slots__ = ("name", "schedule", "queue", "payload", "max_attempts", "request_id", "retry", "run_timeout_ms", "misfire", "misfire_grace_ms", "catchup_window_ms", "max_catchup", "overlap", "max_concurrent", "dispatch_timeout_ms", "on_success", "on_failure", "priority", "tags", "keep_runs", "keep_for_ms", "max_runs", "allow_past", "namespace")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class CreateJobRequest(_message.Message):
     KEEP_FOR_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_RUNS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PAST_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     name: str
     schedule: _types_pb2.Schedule
     queue: str
@@ -72,13 +73,16 @@ class CreateJobRequest(_message.Message):
     keep_for_ms: int
     max_runs: int
     allow_past: bool
-    def __init__(self, name: _Optional[str] = ..., schedule: _Optional[_Union[_types_pb2.Schedule, _Mapping]] = ..., queue: _Optional[str] = ..., payload: _Optional[str] = ..., max_attempts: _Optional[int] = ..., request_id: _Optional[str] = ..., retry: _Optional[_Union[_types_pb2.RetryPolicy, _Mapping]] = ..., run_timeout_ms: _Optional[int] = ..., misfire: _Optional[_Union[_types_pb2.MisfirePolicy, str]] = ..., misfire_grace_ms: _Optional[int] = ..., catchup_window_ms: _Optional[int] = ..., max_catchup: _Optional[int] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ..., max_concurrent: _Optional[int] = ..., dispatch_timeout_ms: _Optional[int] = ..., on_success: _Optional[str] = ..., on_failure: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., keep_runs: _Optional[int] = ..., keep_for_ms: _Optional[int] = ..., max_runs: _Optional[int] = ..., allow_past: _Optional[bool] = ...) -> None: ...
+    namespace: str
+    def __init__(self, name: _Optional[str] = ..., schedule: _Optional[_Union[_types_pb2.Schedule, _Mapping]] = ..., queue: _Optional[str] = ..., payload: _Optional[str] = ..., max_attempts: _Optional[int] = ..., request_id: _Optional[str] = ..., retry: _Optional[_Union[_types_pb2.RetryPolicy, _Mapping]] = ..., run_timeout_ms: _Optional[int] = ..., misfire: _Optional[_Union[_types_pb2.MisfirePolicy, str]] = ..., misfire_grace_ms: _Optional[int] = ..., catchup_window_ms: _Optional[int] = ..., max_catchup: _Optional[int] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ..., max_concurrent: _Optional[int] = ..., dispatch_timeout_ms: _Optional[int] = ..., on_success: _Optional[str] = ..., on_failure: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., keep_runs: _Optional[int] = ..., keep_for_ms: _Optional[int] = ..., max_runs: _Optional[int] = ..., allow_past: _Optional[bool] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class JobRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "namespace")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class UpdateJobRequest(_message.Message):
     __slots__ = ("job", "expect_version")
@@ -89,26 +93,30 @@ class UpdateJobRequest(_message.Message):
     def __init__(self, job: _Optional[_Union[CreateJobRequest, _Mapping]] = ..., expect_version: _Optional[int] = ...) -> None: ...
 
 class ResumeJobRequest(_message.Message):
-    __slots__ = ("name", "skip_missed")
+    __slots__ = ("name", "skip_missed", "namespace")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SKIP_MISSED_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     name: str
     skip_missed: bool
-    def __init__(self, name: _Optional[str] = ..., skip_missed: _Optional[bool] = ...) -> None: ...
+    namespace: str
+    def __init__(self, name: _Optional[str] = ..., skip_missed: _Optional[bool] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class BackfillRequest(_message.Message):
-    __slots__ = ("name", "from_ms", "to_ms", "limit", "overlap")
+    __slots__ = ("name", "from_ms", "to_ms", "limit", "overlap", "namespace")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FROM_MS_FIELD_NUMBER: _ClassVar[int]
     TO_MS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     name: str
     from_ms: int
     to_ms: int
     limit: int
     overlap: _types_pb2.OverlapPolicy
-    def __init__(self, name: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., limit: _Optional[int] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ...) -> None: ...
+    namespace: str
+    def __init__(self, name: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., limit: _Optional[int] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class BackfillResponse(_message.Message):
     __slots__ = ("created", "existing", "next_from_ms", "total_slots")
@@ -123,12 +131,14 @@ class BackfillResponse(_message.Message):
     def __init__(self, created: _Optional[int] = ..., existing: _Optional[int] = ..., next_from_ms: _Optional[int] = ..., total_slots: _Optional[int] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("name", "at_ms")
+    __slots__ = ("name", "at_ms", "namespace")
     NAME_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     name: str
     at_ms: int
-    def __init__(self, name: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
+    namespace: str
+    def __init__(self, name: _Optional[str] = ..., at_ms: _Optional[int] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("verdict", "explanation", "slot_ms", "runs", "previous_slot_ms", "next_slot_ms")
@@ -153,12 +163,14 @@ class JobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[_types_pb2.Job, _Mapping]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("limit", "after_name")
+    __slots__ = ("limit", "after_name", "namespace")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     AFTER_NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     limit: int
     after_name: str
-    def __init__(self, limit: _Optional[int] = ..., after_name: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, limit: _Optional[int] = ..., after_name: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs",)
@@ -171,14 +183,16 @@ class DeleteJobResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class TriggerJobRequest(_message.Message):
-    __slots__ = ("name", "request_id", "overlap")
+    __slots__ = ("name", "request_id", "overlap", "namespace")
     NAME_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     name: str
     request_id: str
     overlap: _types_pb2.OverlapPolicy
-    def __init__(self, name: _Optional[str] = ..., request_id: _Optional[str] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ...) -> None: ...
+    namespace: str
+    def __init__(self, name: _Optional[str] = ..., request_id: _Optional[str] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class TriggerJobResponse(_message.Message):
     __slots__ = ("run",)
@@ -187,14 +201,16 @@ class TriggerJobResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[_types_pb2.Run, _Mapping]] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("job", "limit", "state")
+    __slots__ = ("job", "limit", "state", "namespace")
     JOB_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     job: str
     limit: int
     state: _types_pb2.RunState
-    def __init__(self, job: _Optional[str] = ..., limit: _Optional[int] = ..., state: _Optional[_Union[_types_pb2.RunState, str]] = ...) -> None: ...
+    namespace: str
+    def __init__(self, job: _Optional[str] = ..., limit: _Optional[int] = ..., state: _Optional[_Union[_types_pb2.RunState, str]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ("runs",)
@@ -253,7 +269,7 @@ class Lease(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., fence: _Optional[int] = ..., progress: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "queues", "concurrency", "running", "tags")
+    __slots__ = ("worker_id", "queues", "concurrency", "running", "tags", "namespace")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -266,12 +282,14 @@ class Hello(_message.Message):
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     queues: _containers.RepeatedScalarFieldContainer[str]
     concurrency: int
     running: _containers.RepeatedCompositeFieldContainer[Lease]
     tags: _containers.ScalarMap[str, str]
-    def __init__(self, worker_id: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    namespace: str
+    def __init__(self, worker_id: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class Release(_message.Message):
     __slots__ = ("leases", "reason")
@@ -432,6 +450,32 @@ class ListAuditResponse(_message.Message):
     records: _containers.RepeatedCompositeFieldContainer[_types_pb2.AuditRecord]
     next_before_index: int
     def __init__(self, records: _Optional[_Iterable[_Union[_types_pb2.AuditRecord, _Mapping]]] = ..., next_before_index: _Optional[int] = ...) -> None: ...
+
+class SetNamespaceQuotaRequest(_message.Message):
+    __slots__ = ("namespace", "max_jobs", "max_runs")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    MAX_JOBS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    max_jobs: int
+    max_runs: int
+    def __init__(self, namespace: _Optional[str] = ..., max_jobs: _Optional[int] = ..., max_runs: _Optional[int] = ...) -> None: ...
+
+class GetNamespaceRequest(_message.Message):
+    __slots__ = ("namespace",)
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    def __init__(self, namespace: _Optional[str] = ...) -> None: ...
+
+class ListNamespacesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNamespacesResponse(_message.Message):
+    __slots__ = ("namespaces",)
+    NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    namespaces: _containers.RepeatedCompositeFieldContainer[_types_pb2.Namespace]
+    def __init__(self, namespaces: _Optional[_Iterable[_Union[_types_pb2.Namespace, _Mapping]]] = ...) -> None: ...
 
 class CreateTokenRequest(_message.Message):
     __slots__ = ("name", "grants", "queues", "ttl_s")

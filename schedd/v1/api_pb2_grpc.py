@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from schedd.v1 import api_pb2 as schedd_dot_v1_dot_api__pb2
+from schedd.v1 import types_pb2 as schedd_dot_v1_dot_types__pb2
 
 GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
@@ -786,6 +787,21 @@ class ClusterServiceStub:
                 request_serializer=schedd_dot_v1_dot_api__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=schedd_dot_v1_dot_api__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
+        self.SetNamespaceQuota = channel.unary_unary(
+                '/schedd.v1.ClusterService/SetNamespaceQuota',
+                request_serializer=schedd_dot_v1_dot_api__pb2.SetNamespaceQuotaRequest.SerializeToString,
+                response_deserializer=schedd_dot_v1_dot_types__pb2.Namespace.FromString,
+                _registered_method=True)
+        self.GetNamespace = channel.unary_unary(
+                '/schedd.v1.ClusterService/GetNamespace',
+                request_serializer=schedd_dot_v1_dot_api__pb2.GetNamespaceRequest.SerializeToString,
+                response_deserializer=schedd_dot_v1_dot_types__pb2.Namespace.FromString,
+                _registered_method=True)
+        self.ListNamespaces = channel.unary_unary(
+                '/schedd.v1.ClusterService/ListNamespaces',
+                request_serializer=schedd_dot_v1_dot_api__pb2.ListNamespacesRequest.SerializeToString,
+                response_deserializer=schedd_dot_v1_dot_api__pb2.ListNamespacesResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -809,6 +825,24 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetNamespaceQuota(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNamespace(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNamespaces(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -826,6 +860,21 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.ListAudit,
                     request_deserializer=schedd_dot_v1_dot_api__pb2.ListAuditRequest.FromString,
                     response_serializer=schedd_dot_v1_dot_api__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'SetNamespaceQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetNamespaceQuota,
+                    request_deserializer=schedd_dot_v1_dot_api__pb2.SetNamespaceQuotaRequest.FromString,
+                    response_serializer=schedd_dot_v1_dot_types__pb2.Namespace.SerializeToString,
+            ),
+            'GetNamespace': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNamespace,
+                    request_deserializer=schedd_dot_v1_dot_api__pb2.GetNamespaceRequest.FromString,
+                    response_serializer=schedd_dot_v1_dot_types__pb2.Namespace.SerializeToString,
+            ),
+            'ListNamespaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNamespaces,
+                    request_deserializer=schedd_dot_v1_dot_api__pb2.ListNamespacesRequest.FromString,
+                    response_serializer=schedd_dot_v1_dot_api__pb2.ListNamespacesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -909,6 +958,87 @@ class ClusterService:
             '/schedd.v1.ClusterService/ListAudit',
             schedd_dot_v1_dot_api__pb2.ListAuditRequest.SerializeToString,
             schedd_dot_v1_dot_api__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetNamespaceQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schedd.v1.ClusterService/SetNamespaceQuota',
+            schedd_dot_v1_dot_api__pb2.SetNamespaceQuotaRequest.SerializeToString,
+            schedd_dot_v1_dot_types__pb2.Namespace.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNamespace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schedd.v1.ClusterService/GetNamespace',
+            schedd_dot_v1_dot_api__pb2.GetNamespaceRequest.SerializeToString,
+            schedd_dot_v1_dot_types__pb2.Namespace.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNamespaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schedd.v1.ClusterService/ListNamespaces',
+            schedd_dot_v1_dot_api__pb2.ListNamespacesRequest.SerializeToString,
+            schedd_dot_v1_dot_api__pb2.ListNamespacesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,7 @@ class SkipReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SKIP_REASON_PAUSED: _ClassVar[SkipReason]
     SKIP_REASON_MAX_RUNS: _ClassVar[SkipReason]
     SKIP_REASON_DST_GAP: _ClassVar[SkipReason]
+    SKIP_REASON_QUOTA: _ClassVar[SkipReason]
 
 class RunOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -110,6 +111,7 @@ SKIP_REASON_BUFFER_FULL: SkipReason
 SKIP_REASON_PAUSED: SkipReason
 SKIP_REASON_MAX_RUNS: SkipReason
 SKIP_REASON_DST_GAP: SkipReason
+SKIP_REASON_QUOTA: SkipReason
 RUN_ORIGIN_UNSPECIFIED: RunOrigin
 RUN_ORIGIN_SCHEDULE: RunOrigin
 RUN_ORIGIN_CATCHUP: RunOrigin
@@ -173,7 +175,7 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff_ms: _Optional[int] = ..., multiplier: _Optional[float] = ..., max_backoff_ms: _Optional[int] = ..., non_retryable_exit_codes: _Optional[_Iterable[int]] = ..., non_retryable_errors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "schedule", "queue", "payload", "state", "next_due_ms", "created_ms", "uid", "max_attempts", "retry", "run_timeout_ms", "misfire", "misfire_grace_ms", "catchup_window_ms", "max_catchup", "overlap", "max_concurrent", "dispatch_timeout_ms", "on_success", "on_failure", "priority", "tags", "keep_runs", "keep_for_ms", "version", "paused_ms", "max_runs", "fired_runs", "buffered_run", "updated_ms", "open_skip", "resumed_ms")
+    __slots__ = ("name", "schedule", "queue", "payload", "state", "next_due_ms", "created_ms", "uid", "max_attempts", "retry", "run_timeout_ms", "misfire", "misfire_grace_ms", "catchup_window_ms", "max_catchup", "overlap", "max_concurrent", "dispatch_timeout_ms", "on_success", "on_failure", "priority", "tags", "keep_runs", "keep_for_ms", "version", "paused_ms", "max_runs", "fired_runs", "buffered_run", "updated_ms", "open_skip", "resumed_ms", "namespace")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +215,7 @@ class Job(_message.Message):
     UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
     OPEN_SKIP_FIELD_NUMBER: _ClassVar[int]
     RESUMED_MS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     name: str
     schedule: Schedule
     queue: str
@@ -245,10 +248,11 @@ class Job(_message.Message):
     updated_ms: int
     open_skip: str
     resumed_ms: int
-    def __init__(self, name: _Optional[str] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., queue: _Optional[str] = ..., payload: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., next_due_ms: _Optional[int] = ..., created_ms: _Optional[int] = ..., uid: _Optional[int] = ..., max_attempts: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., run_timeout_ms: _Optional[int] = ..., misfire: _Optional[_Union[MisfirePolicy, str]] = ..., misfire_grace_ms: _Optional[int] = ..., catchup_window_ms: _Optional[int] = ..., max_catchup: _Optional[int] = ..., overlap: _Optional[_Union[OverlapPolicy, str]] = ..., max_concurrent: _Optional[int] = ..., dispatch_timeout_ms: _Optional[int] = ..., on_success: _Optional[str] = ..., on_failure: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., keep_runs: _Optional[int] = ..., keep_for_ms: _Optional[int] = ..., version: _Optional[int] = ..., paused_ms: _Optional[int] = ..., max_runs: _Optional[int] = ..., fired_runs: _Optional[int] = ..., buffered_run: _Optional[str] = ..., updated_ms: _Optional[int] = ..., open_skip: _Optional[str] = ..., resumed_ms: _Optional[int] = ...) -> None: ...
+    namespace: str
+    def __init__(self, name: _Optional[str] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., queue: _Optional[str] = ..., payload: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., next_due_ms: _Optional[int] = ..., created_ms: _Optional[int] = ..., uid: _Optional[int] = ..., max_attempts: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., run_timeout_ms: _Optional[int] = ..., misfire: _Optional[_Union[MisfirePolicy, str]] = ..., misfire_grace_ms: _Optional[int] = ..., catchup_window_ms: _Optional[int] = ..., max_catchup: _Optional[int] = ..., overlap: _Optional[_Union[OverlapPolicy, str]] = ..., max_concurrent: _Optional[int] = ..., dispatch_timeout_ms: _Optional[int] = ..., on_success: _Optional[str] = ..., on_failure: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., keep_runs: _Optional[int] = ..., keep_for_ms: _Optional[int] = ..., version: _Optional[int] = ..., paused_ms: _Optional[int] = ..., max_runs: _Optional[int] = ..., fired_runs: _Optional[int] = ..., buffered_run: _Optional[str] = ..., updated_ms: _Optional[int] = ..., open_skip: _Optional[str] = ..., resumed_ms: _Optional[int] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "job", "scheduled_ms", "state", "attempt", "fence", "worker_id", "not_before_ms", "started_ms", "finished_ms", "error", "queue", "manual", "exit_code", "attempt_base", "origin", "skip_reason", "skipped_until_ms", "skipped_count", "note", "priority", "tags", "dispatch_deadline_ms", "caused_by", "progress")
+    __slots__ = ("run_id", "job", "scheduled_ms", "state", "attempt", "fence", "worker_id", "not_before_ms", "started_ms", "finished_ms", "error", "queue", "manual", "exit_code", "attempt_base", "origin", "skip_reason", "skipped_until_ms", "skipped_count", "note", "priority", "tags", "dispatch_deadline_ms", "caused_by", "progress", "namespace")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -281,6 +285,7 @@ class Run(_message.Message):
     DISPATCH_DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     CAUSED_BY_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     job: str
     scheduled_ms: int
@@ -306,10 +311,11 @@ class Run(_message.Message):
     dispatch_deadline_ms: int
     caused_by: str
     progress: str
-    def __init__(self, run_id: _Optional[str] = ..., job: _Optional[str] = ..., scheduled_ms: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., attempt: _Optional[int] = ..., fence: _Optional[int] = ..., worker_id: _Optional[str] = ..., not_before_ms: _Optional[int] = ..., started_ms: _Optional[int] = ..., finished_ms: _Optional[int] = ..., error: _Optional[str] = ..., queue: _Optional[str] = ..., manual: _Optional[bool] = ..., exit_code: _Optional[int] = ..., attempt_base: _Optional[int] = ..., origin: _Optional[_Union[RunOrigin, str]] = ..., skip_reason: _Optional[_Union[SkipReason, str]] = ..., skipped_until_ms: _Optional[int] = ..., skipped_count: _Optional[int] = ..., note: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., dispatch_deadline_ms: _Optional[int] = ..., caused_by: _Optional[str] = ..., progress: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, run_id: _Optional[str] = ..., job: _Optional[str] = ..., scheduled_ms: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., attempt: _Optional[int] = ..., fence: _Optional[int] = ..., worker_id: _Optional[str] = ..., not_before_ms: _Optional[int] = ..., started_ms: _Optional[int] = ..., finished_ms: _Optional[int] = ..., error: _Optional[str] = ..., queue: _Optional[str] = ..., manual: _Optional[bool] = ..., exit_code: _Optional[int] = ..., attempt_base: _Optional[int] = ..., origin: _Optional[_Union[RunOrigin, str]] = ..., skip_reason: _Optional[_Union[SkipReason, str]] = ..., skipped_until_ms: _Optional[int] = ..., skipped_count: _Optional[int] = ..., note: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., dispatch_deadline_ms: _Optional[int] = ..., caused_by: _Optional[str] = ..., progress: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class Firing(_message.Message):
-    __slots__ = ("run_id", "job", "scheduled_ms", "attempt", "fence", "payload", "queue", "lease_ttl_ms")
+    __slots__ = ("run_id", "job", "scheduled_ms", "attempt", "fence", "payload", "queue", "lease_ttl_ms", "namespace")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_MS_FIELD_NUMBER: _ClassVar[int]
@@ -318,6 +324,7 @@ class Firing(_message.Message):
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     LEASE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     job: str
     scheduled_ms: int
@@ -326,7 +333,8 @@ class Firing(_message.Message):
     payload: str
     queue: str
     lease_ttl_ms: int
-    def __init__(self, run_id: _Optional[str] = ..., job: _Optional[str] = ..., scheduled_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., fence: _Optional[int] = ..., payload: _Optional[str] = ..., queue: _Optional[str] = ..., lease_ttl_ms: _Optional[int] = ...) -> None: ...
+    namespace: str
+    def __init__(self, run_id: _Optional[str] = ..., job: _Optional[str] = ..., scheduled_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., fence: _Optional[int] = ..., payload: _Optional[str] = ..., queue: _Optional[str] = ..., lease_ttl_ms: _Optional[int] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class Token(_message.Message):
     __slots__ = ("name", "secret_sha256", "grants", "queues", "created_ms", "expires_ms", "created_by", "revoked_ms")
@@ -367,3 +375,21 @@ class AuditRecord(_message.Message):
     message: str
     request_id: str
     def __init__(self, index: _Optional[int] = ..., at_ms: _Optional[int] = ..., principal: _Optional[str] = ..., action: _Optional[str] = ..., target: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class Namespace(_message.Message):
+    __slots__ = ("name", "max_jobs", "max_runs", "jobs", "runs", "updated_ms", "updated_by")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MAX_JOBS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    max_jobs: int
+    max_runs: int
+    jobs: int
+    runs: int
+    updated_ms: int
+    updated_by: str
+    def __init__(self, name: _Optional[str] = ..., max_jobs: _Optional[int] = ..., max_runs: _Optional[int] = ..., jobs: _Optional[int] = ..., runs: _Optional[int] = ..., updated_ms: _Optional[int] = ..., updated_by: _Optional[str] = ...) -> None: ...

@@ -175,7 +175,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "| None' = None, drain_timeout: 'float' = 10.0, logger: "
             "'logging.Logger | None' = None, clock: 'Callable[[], "
             "float]' = <built-in function monotonic>, credentials: "
-            "'Credentials | None' = None) -> 'None'",
+            "'Credentials | None' = None, namespace: 'str | None' = "
+            "None) -> 'None'",
             "class": "object",
             "default_handler": "def(self, fn: 'Handler') -> 'Handler'",
             "handler": "def(self, job: 'str') -> 'Callable[[Handler], Handler]'",
@@ -193,8 +194,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "timeout: 'float' = 5.0, retry_for: 'float' = 20.0, "
             "clock: 'Clock | None' = None, sleep: "
             "'Callable[[float], Awaitable[None]]' = <function "
-            "sleep>, credentials: 'Credentials | None' = None) -> "
-            "'None'",
+            "sleep>, credentials: 'Credentials | None' = None, "
+            "namespace: 'str | None' = None) -> 'None'",
             "backfill": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', "
             "*, chunk: 'int' = 1000, overlap: 'str | int' = 0) -> "
             "'AsyncIterator[BackfillResult]'",
@@ -223,21 +224,27 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "endpoints": "property",
             "explain_job": "def(self, name: 'str', at_ms: 'int') -> 'Explanation'",
             "get_job": "def(self, name: 'str') -> 'Job'",
+            "get_namespace": "def(self, namespace: 'str' = '') -> 'Namespace'",
             "get_run": "def(self, run_id: 'str') -> 'Run'",
             "leader": "property",
             "list_audit": "def(self, limit: 'int' = 100, *, principal: 'str' = "
             "'', target: 'str' = '', before_index: 'int' = 0) -> "
             "'tuple[list[AuditRecord], int]'",
             "list_jobs": "def(self, limit: 'int | None' = 1000) -> 'list[Job]'",
+            "list_namespaces": "def(self) -> 'list[Namespace]'",
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, "
             "state: 'int | str | None' = None) -> 'list[Run]'",
             "list_tokens": "def(self, include_revoked: 'bool' = False) -> 'list[Token]'",
+            "namespace": "property",
             "node_status": "def(self, endpoint: 'str', with_digest: 'bool' = "
             "False, timeout: 'float' = 2.0) -> 'NodeStatus'",
             "pause_job": "def(self, name: 'str') -> 'Job'",
             "resume_job": "def(self, name: 'str', *, skip_missed: 'bool' = False) -> 'Job'",
             "retry_run": "def(self, run_id: 'str', request_id: 'str | None' = None) -> 'Run'",
             "revoke_token": "def(self, name: 'str') -> 'Token'",
+            "set_namespace_quota": "def(self, namespace: 'str', *, max_jobs: "
+            "'int' = 0, max_runs: 'int' = 0) -> "
+            "'Namespace'",
             "transfer_leadership": "def(self, to_node_id: 'str' = '') -> 'None'",
             "trigger_job": "def(self, name: 'str', request_id: 'str | None' = "
             "None, *, overlap: 'str | int' = 0) -> 'Run'",
@@ -254,7 +261,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "'float' = 5.0, retry_for: 'float' = 20.0, clock: 'Clock "
             "| None' = None, sleep: 'Callable[[float], None]' = "
             "<built-in function sleep>, credentials: 'Credentials | "
-            "None' = None) -> 'None'",
+            "None' = None, namespace: 'str | None' = None) -> 'None'",
             "backfill": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', *, "
             "chunk: 'int' = 1000, overlap: 'str | int' = 0) -> "
             "'Iterator[BackfillResult]'",
@@ -283,21 +290,27 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "endpoints": "property",
             "explain_job": "def(self, name: 'str', at_ms: 'int') -> 'Explanation'",
             "get_job": "def(self, name: 'str') -> 'Job'",
+            "get_namespace": "def(self, namespace: 'str' = '') -> 'Namespace'",
             "get_run": "def(self, run_id: 'str') -> 'Run'",
             "leader": "property",
             "list_audit": "def(self, limit: 'int' = 100, *, principal: 'str' = "
             "'', target: 'str' = '', before_index: 'int' = 0) -> "
             "'tuple[list[AuditRecord], int]'",
             "list_jobs": "def(self, limit: 'int | None' = 1000) -> 'list[Job]'",
+            "list_namespaces": "def(self) -> 'list[Namespace]'",
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, state: "
             "'int | str | None' = None) -> 'list[Run]'",
             "list_tokens": "def(self, include_revoked: 'bool' = False) -> 'list[Token]'",
+            "namespace": "property",
             "node_status": "def(self, endpoint: 'str', with_digest: 'bool' = "
             "False, timeout: 'float' = 2.0) -> 'NodeStatus'",
             "pause_job": "def(self, name: 'str') -> 'Job'",
             "resume_job": "def(self, name: 'str', *, skip_missed: 'bool' = False) -> 'Job'",
             "retry_run": "def(self, run_id: 'str', request_id: 'str | None' = None) -> 'Run'",
             "revoke_token": "def(self, name: 'str') -> 'Token'",
+            "set_namespace_quota": "def(self, namespace: 'str', *, max_jobs: "
+            "'int' = 0, max_runs: 'int' = 0) -> "
+            "'Namespace'",
             "transfer_leadership": "def(self, to_node_id: 'str' = '') -> 'None'",
             "trigger_job": "def(self, name: 'str', request_id: 'str | None' = "
             "None, *, overlap: 'str | int' = 0) -> 'Run'",
@@ -456,7 +469,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "'int' = 0, keep_for_ms: 'int' = 0, version: 'int' = 0, "
             "paused_ms: 'int' = 0, max_runs: 'int' = 0, fired_runs: "
             "'int' = 0, buffered_run: 'str' = '', updated_ms: 'int' = "
-            "0, open_skip: 'str' = '', resumed_ms: 'int' = 0) -> None",
+            "0, open_skip: 'str' = '', resumed_ms: 'int' = 0, "
+            "namespace: 'str' = '') -> None",
             "class": "Record",
             "created_at": "property",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
@@ -480,6 +494,17 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "parse": "classmethod(value: 'str | int') -> 'Self'",
             "proto_name": "property",
             "word": "property",
+        },
+        "Namespace": {
+            "HasField": "def(self, name: 'str') -> 'bool'",
+            "__init__": "def(self, name: 'str' = '', max_jobs: 'int' = 0, "
+            "max_runs: 'int' = 0, jobs: 'int' = 0, runs: 'int' = "
+            "0, updated_ms: 'int' = 0, updated_by: 'str' = '') -> "
+            "None",
+            "class": "Record",
+            "from_pb": "classmethod(msg: 'Message') -> 'Self'",
+            "to_dict": "def(self) -> 'dict[str, Any]'",
+            "to_pb": "def(self) -> 'Any'",
         },
         "NewToken": {
             "__init__": "def(self, token: 'Token', secret: 'str') -> None",
@@ -562,7 +587,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "skipped_until_ms: 'int' = 0, skipped_count: 'int' = 0, "
             "note: 'str' = '', priority: 'int' = 0, tags: 'dict[str, "
             "str]' = <factory>, dispatch_deadline_ms: 'int' = 0, "
-            "caused_by: 'str' = '', progress: 'str' = '') -> None",
+            "caused_by: 'str' = '', progress: 'str' = '', namespace: "
+            "'str' = '') -> None",
             "class": "Record",
             "dispatch_deadline_at": "property",
             "done": "property",
@@ -620,7 +646,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "class": "ProtoEnum",
             "members": "UNSPECIFIED=0, MISFIRE=1, COALESCED=2, "
             "CATCHUP_WINDOW=3, CATCHUP_LIMIT=4, OVERLAP=5, "
-            "BUFFER_FULL=6, PAUSED=7, MAX_RUNS=8, DST_GAP=9",
+            "BUFFER_FULL=6, PAUSED=7, MAX_RUNS=8, DST_GAP=9, "
+            "QUOTA=10",
             "parse": "classmethod(value: 'str | int') -> 'Self'",
             "proto_name": "property",
             "word": "property",

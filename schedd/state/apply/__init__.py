@@ -44,7 +44,7 @@ from google.protobuf.message import DecodeError
 
 from schedd.pb import command_pb2, types_pb2
 from schedd.state import keys
-from schedd.state.apply import audit
+from schedd.state.apply import audit, quotas
 from schedd.state.apply.firing import _fire_due
 from schedd.state.apply.jobs import (
     _backfill,
@@ -201,6 +201,7 @@ _HANDLERS: dict[str, _Handler] = {
     "batch": _batch,
     "create_token": _create_token,
     "revoke_token": _revoke_token,
+    "set_namespace": quotas.set_namespace,
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from schedd.pb import command_pb2, types_pb2
 from schedd.sched.misfire import in_pause, is_late
 from schedd.state import keys
+from schedd.state.apply import quotas
 from schedd.state.apply.runs import _new_run, _paced, _skip, _start_run
 from schedd.state.apply.txn import Job, Result, Txn
 
@@ -30,6 +31,9 @@ def _fire_due(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
         else:
             for slot in item.slots_ms:
                 if txn.get("runs", keys.run_id(job.name, job.uid, slot).encode()) is None:
+                    if quotas.runs_refused(txn, job.name) is not None:
+                        _skip(txn, job, slot, types_pb2.SKIP_REASON_QUOTA, now)
+                        continue
                     _new_run(txn, job, slot, slot, manual=False)
                     fired += 1
         txn.delete("due", keys.due_key(job.next_due_ms, job.name))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schedd.pb import command_pb2, types_pb2
 from schedd.state import keys
+from schedd.state.apply import quotas
 from schedd.state.apply.runs import (
     _MAX_CHAIN_WALK,
     _free_slot,
@@ -69,8 +70,11 @@ def _create_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
     if txn.get("jobs", job.name.encode()) is not None:
         return Result("ALREADY_EXISTS", f"name: a job named {job.name!r} already exists")
     err = _chain_error(txn, job.name, job.on_success, job.on_failure)
+    if err is None:
+        err = quotas.job_refused(txn, job.name)
     if err is not None:
         return err
+    quotas.add_jobs(txn, job.name, 1)
     job.uid = index
     job.created_ms = now
     job.version = 1
@@ -147,6 +151,7 @@ def _delete_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
             run.error = "job was deleted"
             txn.put_run(run)
     txn.delete("jobs", name.encode())
+    quotas.add_jobs(txn, name, -1)
     # Its PENDING runs are cancelled lazily, when the dispatcher tries to grant them.
     return Result(job=job)
 
@@ -213,6 +218,9 @@ def _trigger_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Re
     job = txn.job(name)
     if job is None:
         return _missing(name)
+    refused = quotas.runs_refused(txn, job.name)
+    if refused is not None:
+        return refused
     slot = _free_slot(txn, job, now)
     run = _start_run(
         txn,
@@ -234,6 +242,9 @@ def _backfill(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
     job = txn.job(body.name)
     if job is None or job.uid != body.uid:
         return _missing(body.name)
+    refused = quotas.runs_refused(txn, job.name, len(body.slots_ms))
+    if refused is not None:
+        return refused
     created = existing = 0
     for slot in body.slots_ms:
         if txn.get("runs", keys.run_id(job.name, job.uid, slot).encode()) is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schedd.pb import command_pb2
 from schedd.state import keys
+from schedd.state.apply import quotas
 from schedd.state.apply.runs import FINISHED_STATES
 from schedd.state.apply.txn import Result, Txn, request_recorded_at
 
@@ -16,6 +17,7 @@ def _prune_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
         if run is None or run.state not in FINISHED_STATES:
             continue
         txn.delete("runs", rid.encode())
+        quotas.add_runs(txn, run.job, -1)
         txn.delete("runs_by_job", keys.by_job_key(run.job, run.scheduled_ms, rid))
         job = txn.job(run.job)
         if job is not None and job.open_skip == rid:

@@ -9,6 +9,7 @@ from typing import Any, cast
 from schedd import rules
 from schedd.pb import types_pb2
 from schedd.state import keys
+from schedd.state.apply import quotas
 from schedd.state.apply.txn import Job, Result, Revoked, Run, Txn
 
 _ACTIVE_STATES = (types_pb2.RUN_STATE_PENDING, types_pb2.RUN_STATE_LEASED)
@@ -88,6 +89,7 @@ def _new_run(
         run.dispatch_deadline_ms = not_before_ms + job.dispatch_timeout_ms
     txn.put_run(run)
     txn.put("runs_by_job", keys.by_job_key(job.name, scheduled_ms, run.run_id), b"")
+    quotas.add_runs(txn, job.name, 1)
     _pend(txn, run)
     txn.put("active", _active_key(run, job.uid), b"")
     return run
@@ -146,6 +148,7 @@ def _skip(
     )
     txn.put_run(rec)
     txn.put("runs_by_job", keys.by_job_key(job.name, slot_ms, rid), b"")
+    quotas.add_runs(txn, job.name, 1)
     job.open_skip = rid if merge else ""
     return rec
 
@@ -211,6 +214,10 @@ def _start_run(
     """A new run of ``job`` for ``slot_ms`` through its overlap policy: PENDING, WAITING
     (buffered) or a SKIPPED record. The caller saves ``job``."""
     rid = _rid(job, slot_ms, origin)
+    if quotas.runs_refused(txn, job.name) is not None:
+        # Trigger and backfill refuse before they get here; a slot of the schedule or a chain
+        # is recorded as skipped (merged with the job's open quota skip), never dropped.
+        return _skip(txn, job, slot_ms, types_pb2.SKIP_REASON_QUOTA, now, origin=origin)
     decision = _admit(txn, job, now, override, rid)
     if decision == RUN:
         return _new_run(txn, job, slot_ms, not_before_ms, manual, origin, caused_by)
@@ -231,6 +238,7 @@ def _start_run(
         run.tags.update(job.tags)
         txn.put_run(run)
         txn.put("runs_by_job", keys.by_job_key(job.name, slot_ms, rid), b"")
+        quotas.add_runs(txn, job.name, 1)
         job.buffered_run = rid
         job.open_skip = ""
         return run
