@@ -246,7 +246,7 @@ def _write_rate(text: str) -> dict[str, Any]:
     "--write-rate",
     default=None,
     help="Writes one client identity may make on a node: RATE per second, optionally /BURST "
-    "(e.g. 200/2000); 0 = no limit [200/2000].",
+    "(e.g. 200/2000); 0 = no limit [500/5000].",
 )
 @click.option(
     "--unsafe-no-fsync",

@@ -37,8 +37,8 @@ class Limits:
     max_concurrent_scans: int = 4
     #: Mutating calls one principal may make per second on one node, and the burst it may
     #: spend at once (--write-rate RATE[/BURST]); 0 = no limit.
-    write_rate_per_s: float = 200.0
-    write_burst: int = 2000
+    write_rate_per_s: float = 500.0
+    write_burst: int = 5000
 
 
 def check_storage(used_bytes: int, map_bytes: int, limits: Limits) -> None:
