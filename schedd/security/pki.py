@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -129,13 +130,19 @@ class DevPKI:
         _write_private(self._ca_key_path, _key_pem(key))
         _write_private(self.ca_path, cert.public_bytes(serialization.Encoding.PEM))
 
-    def _fresh(self, path: str) -> bool:
+    def _fresh(self, path: str, key_path: str) -> bool:
+        """Reuse a certificate only if this CA signed it (every dev CA has the same name, so the
+        issuer name alone does not tell a certificate of an earlier CA from one of this CA), its
+        key file holds its key, and it is valid for more than a day."""
         try:
             with open(path, "rb") as f:
                 cert = x509.load_pem_x509_certificate(f.read())
-        except (OSError, ValueError):
+            with open(key_path, "rb") as f:
+                key = serialization.load_pem_private_key(f.read(), password=None)
+            cert.verify_directly_issued_by(self._ca_cert)
+        except (OSError, ValueError, TypeError, InvalidSignature):
             return False
-        if cert.issuer != self._ca_cert.subject:
+        if cert.public_key() != key.public_key():
             return False
         return cert.not_valid_after_utc - self.now() > dt.timedelta(days=1)
 
@@ -153,7 +160,7 @@ class DevPKI:
             os.path.join(self.directory, f"{stem}.pem"),
             os.path.join(self.directory, f"{stem}.key"),
         )
-        if self._fresh(out.cert) and os.path.exists(out.key):
+        if self._fresh(out.cert, out.key):
             return out
         key = ec.generate_private_key(ec.SECP256R1())
         now = self.now()
