@@ -72,6 +72,7 @@ SERVER_MODULES = {
     "cryptography": "cryptography",
     "grpc_health": "grpcio-health-checking",
     "grpc_reflection": "grpcio-reflection",
+    "prometheus_client": "prometheus-client",
 }
 
 
@@ -257,6 +258,12 @@ def _catchup_spacing(rate: Any) -> int:
     "give every node the same file. Create more tokens with it (schedctl token create), then "
     "revoke it (schedctl token revoke bootstrap).",
 )
+@click.option(
+    "--metrics",
+    "metrics_addr",
+    help="HOST:PORT to serve Prometheus metrics on (/metrics, plain HTTP, no authentication; "
+    "no job payloads). Off unless given; bind it to an address only your monitoring reaches.",
+)
 @click.option("--log-level", default="info", show_default=True)
 def run(
     config_file: str | None,
@@ -280,6 +287,7 @@ def run(
     tls_ca: str | None,
     insecure: bool | None,
     bootstrap_token_file: str | None,
+    metrics_addr: str | None,
     log_level: str,
 ) -> None:
     """Run one schedd node until SIGTERM or Ctrl-C.
@@ -382,6 +390,10 @@ def run(
             str(pick(hello_timeout, "hello_timeout", f"{dl.hello_timeout_s}s")), "--hello-timeout"
         ),
     )
+    if pick(metrics_addr, "metrics"):
+        from prometheus_client import disable_created_metrics
+
+        disable_created_metrics()  # the *_created series only double the output
     try:
         config = NodeConfig(
             node_id=pick(node_id, "node_id"),
@@ -398,6 +410,7 @@ def run(
             insecure=plain,
             bootstrap_token_file=pick(bootstrap_token_file, "bootstrap_token_file", ""),
             limits=node_limits,
+            metrics=str(pick(metrics_addr, "metrics", "")),
         )
         node = Node(config)
     except SchedError as e:
@@ -445,7 +458,13 @@ def run(
     help="Plaintext without authentication (default: a local CA, mutual TLS and an admin token "
     "in DIR, all written to DIR/env).",
 )
-def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool) -> None:
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Serve each node's Prometheus metrics on 127.0.0.1, ports BASE+200...",
+)
+def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool, metrics: bool) -> None:
     """Start a local cluster of real `schedd run` processes on 127.0.0.1 and keep it running
     until Ctrl-C.
 
@@ -462,13 +481,18 @@ def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool) -> No
 
     _require_server()
 
-    for port in [base_port + i for i in range(nodes)] + [base_port + 100 + i for i in range(nodes)]:
+    ports = [base_port + i for i in range(nodes)] + [base_port + 100 + i for i in range(nodes)]
+    if metrics:
+        ports += [base_port + 200 + i for i in range(nodes)]
+    for port in ports:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 _fail(
                     f"--base-port: port {port} is in use (another schedd dev?); stop it or pick another --base-port"
                 )
-    cluster = LocalCluster(root, nodes=nodes, base_port=base_port, secure=not insecure)
+    cluster = LocalCluster(
+        root, nodes=nodes, base_port=base_port, secure=not insecure, metrics=metrics
+    )
     click.echo(
         f"starting {nodes} schedd nodes in {cluster.root} (logs: {cluster.root}/n*/node.log)"
     )
@@ -485,7 +509,10 @@ def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool) -> No
         env_path = cluster.write_env()
         click.echo(f"leader: {leader}")
         for spec in cluster.specs:
-            click.echo(f"  {spec.node_id}: grpc {spec.grpc}  raft {spec.raft}")
+            click.echo(
+                f"  {spec.node_id}: grpc {spec.grpc}  raft {spec.raft}"
+                + (f"  metrics http://{spec.metrics}/metrics" if spec.metrics else "")
+            )
         if insecure:
             click.echo("security: OFF (--insecure): plaintext, no authentication")
         else:
