@@ -234,7 +234,8 @@ class NodeMetrics:
         )
         self.fire_commit_lag = Histogram(
             "schedd_fire_commit_lag_seconds",
-            "Leader: from a slot's due time to the commit of the entry that fired it.",
+            "Leader: from each slot's due time to the commit of the FireDue entry that decided "
+            "it (fired it, or skipped it by its misfire policy).",
             LAG_BUCKETS,
             registry=reg,
         ).child()
