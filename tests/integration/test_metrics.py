@@ -329,3 +329,24 @@ def test_a_node_opens_a_metrics_port_only_when_asked(tmp_path: Path, with_metric
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_bad_metrics_address_is_refused_with_one_line(tmp_path: Path) -> None:
+    raft, grpc_port = free_ports(2)
+    env = dict(os.environ, SCHEDD_RAFT_PASSWORD="x" * 32)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "cli")])
+    p = subprocess.run(
+        [
+            *(sys.executable, "-m", "schedd", "run", "--node-id", "n1"),
+            *("--data-dir", str(tmp_path / "d"), "--insecure"),
+            *("--raft", f"127.0.0.1:{raft}", "--grpc", f"127.0.0.1:{grpc_port}"),
+            *("--metrics", "9100"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--metrics" in lines[0] and "HOST:PORT" in lines[0], p.stderr
