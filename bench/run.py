@@ -1,6 +1,7 @@
 """schedd benchmark: schedd next to raw pysyncobj and APScheduler, measured in one run.
 
-    python bench/run.py [--quick] [--runs 3] [--no-unsafe] [--no-insecure] [--out FILE.json]
+    python bench/run.py [--quick] [--runs 3] [--no-unsafe] [--no-insecure] [--metrics]
+                        [--out FILE.json]
 
 Parts (see bench/README.md for what each figure means):
   (a) schedd burst throughput: N one-shot jobs due at one instant, 3-node cluster, one worker
@@ -11,6 +12,8 @@ Parts (see bench/README.md for what each figure means):
       durable runs (unless --no-unsafe): the cost of the durable journal
   (f) (a) and (b) again with every node started with --insecure (plaintext, no tokens), right
       next to the default runs (mutual TLS + a token; unless --no-insecure): the cost of security
+  (g) with --metrics: (a) and (b) again with every node serving Prometheus metrics, right
+      next to the default runs (metrics off): the cost of metrics (target: >= 0.95x firings/s)
 
 Prints a table (figure, schedd, baseline, ratio) and a durable vs --unsafe-no-fsync table on
 stdout and writes every raw number to the JSON file. Progress goes to stderr. Everything binds
@@ -56,6 +59,7 @@ class Plan:
         True  # also run (a) and (b) with --unsafe-no-fsync, interleaved with the durable runs
     )
     insecure: bool = True  # also run (a) and (b) with --insecure, interleaved likewise
+    metrics: bool = False  # also run (a) and (b) with --metrics on every node, likewise
 
 
 # part names, by mode: the default (durable journal, mutual TLS + token), --unsafe-no-fsync,
@@ -64,11 +68,13 @@ SCHEDD_THROUGHPUT = {
     "default": "schedd_throughput",
     "unsafe": "schedd_throughput_unsafe",
     "insecure": "schedd_throughput_insecure",
+    "metrics": "schedd_throughput_metrics",
 }
 SCHEDD_LAG = {
     "default": "schedd_lag",
     "unsafe": "schedd_lag_unsafe",
     "insecure": "schedd_lag_insecure",
+    "metrics": "schedd_lag_metrics",
 }
 
 
@@ -164,6 +170,7 @@ def run_all(plan: Plan) -> dict[str, Any]:
             server_path=plan.server_path,
             unsafe_no_fsync=mode == "unsafe",
             insecure=mode == "insecure",
+            metrics=mode == "metrics",
         )
 
     def lag(mode: str) -> dict[str, Any]:
@@ -175,13 +182,19 @@ def run_all(plan: Plan) -> dict[str, Any]:
             server_path=plan.server_path,
             unsafe_no_fsync=mode == "unsafe",
             insecure=mode == "insecure",
+            metrics=mode == "metrics",
         )
 
     for i in range(plan.runs):
         if plan.runs > 1:
             progress(f"=== run {i + 1}/{plan.runs} ===")
         # the modes back to back, the order rotated every run (no mode always goes first)
-        modes = ["default"] + ["unsafe"] * plan.unsafe + ["insecure"] * plan.insecure
+        modes = (
+            ["default"]
+            + ["unsafe"] * plan.unsafe
+            + ["insecure"] * plan.insecure
+            + ["metrics"] * plan.metrics
+        )
         modes = modes[i % len(modes) :] + modes[: i % len(modes)]
         # interleaved so that schedd and its baselines see the same machine conditions
         _part(
@@ -326,16 +339,20 @@ def summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[dict[str
         ]
         + fsync_summary(parts, plan, "unsafe")
         + fsync_summary(parts, plan, "insecure")
+        + fsync_summary(parts, plan, "metrics")
     )
 
 
 FSYNC_TARGET = 0.75  # the issue's target: durable >= 0.75x unsafe on every figure with a target
 TLS_TARGET = 0.85  # security's target: TLS + auth >= 0.85x --insecure on throughput
 TLS_LAG_MS = 1.0  # ... and lag p50 within +1 ms
+METRICS_TARGET = 0.95  # metrics on >= 0.95x metrics off on burst firings/s
 #: the mode compared with the default: (row kind, baseline label, target)
 COMPARED = {
     "unsafe": ("durable_vs_unsafe", "--unsafe-no-fsync", FSYNC_TARGET),
     "insecure": ("secure_vs_insecure", "--insecure", TLS_TARGET),
+    # compared the other way round: --metrics is the figure, the default (off) the baseline
+    "metrics": ("metrics_vs_off", "metrics off", METRICS_TARGET),
 }
 
 
@@ -365,11 +382,13 @@ def fsync_summary(
     turned so that higher is better for durable (throughput: durable / unsafe; latency and CPU:
     unsafe / durable); the target (``FSYNC_TARGET``) is score >= 0.75 for the rows that have
     one. ``per_run`` is the durable / unsafe ratio of each pair of runs, median [min-max]."""
-    if not (plan.unsafe if other == "unsafe" else plan.insecure):
+    if not {"unsafe": plan.unsafe, "insecure": plan.insecure, "metrics": plan.metrics}[other]:
         return []
     kind, label, target = COMPARED[other]
     dt_, ut = parts.get(SCHEDD_THROUGHPUT["default"], []), parts.get(SCHEDD_THROUGHPUT[other], [])
     dl, ul = parts.get(SCHEDD_LAG["default"], []), parts.get(SCHEDD_LAG[other], [])
+    if other == "metrics":  # the figure is metrics on; the baseline the default (off)
+        dt_, ut, dl, ul = ut, dt_, ul, dl
     # (figure, durable runs, unsafe runs, path, digits, higher is better, has the target)
     specs: list[
         tuple[str, list[dict[str, Any]], list[dict[str, Any]], tuple[str, ...], int, bool, bool]
@@ -445,6 +464,8 @@ def fsync_summary(
                     if not ok
                     else ("met" if (d.median or 0) - (u.median or 0) <= TLS_LAG_MS else "NOT met")
                 )
+        elif targeted and other == "metrics" and path != ("firings_per_s",):
+            targeted, target_text = False, ""  # the target is on burst firings/s only
         elif targeted:
             verdict = "n/a" if score is None else ("met" if score >= target else "NOT met")
         per_run = _paired(d_runs, u_runs, path)
@@ -476,7 +497,12 @@ def _print_rows(headers: list[str], table: list[list[str]]) -> None:
 
 
 def print_table(rows: list[dict[str, str]], parts: dict[str, list[dict[str, Any]]]) -> None:
-    main = [r for r in rows if r.get("kind") not in ("durable_vs_unsafe", "secure_vs_insecure")]
+    main = [
+        r
+        for r in rows
+        if r.get("kind") not in ("durable_vs_unsafe", "secure_vs_insecure", "metrics_vs_off")
+    ]
+    metrics = [r for r in rows if r.get("kind") == "metrics_vs_off"]
     fsync = [r for r in rows if r.get("kind") == "durable_vs_unsafe"]
     tls = [r for r in rows if r.get("kind") == "secure_vs_insecure"]
     _print_rows(
@@ -550,6 +576,34 @@ def print_table(rows: list[dict[str, str]], parts: dict[str, list[dict[str, Any]
             ],
         )
         print("\nTarget: throughput score >= 0.85; lag p50 at most 1 ms above --insecure.")
+    if metrics:
+        print("\nschedd with --metrics on every node vs without (the default), run back to back:\n")
+        _print_rows(
+            [
+                "figure",
+                "metrics on",
+                "metrics off",
+                "on/off",
+                "per run",
+                "better",
+                "score",
+                "target",
+            ],
+            [
+                [
+                    r["figure"],
+                    r["schedd"],
+                    r["baseline_value"],
+                    r["ratio"],
+                    r["per_run"],
+                    r["better"],
+                    r["score"],
+                    f"{r['target']} {r['verdict']}".strip(),
+                ]
+                for r in metrics
+            ],
+        )
+        print(f"\nTarget: burst firings/s score >= {METRICS_TARGET} (metrics on / off).")
     for name in SCHEDD_LAG.values():
         lag = parts.get(name, [])
         if lag:
@@ -602,6 +656,11 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the schedd runs with --insecure (the TLS + auth vs plaintext comparison)",
     )
     parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also run the schedd parts with --metrics on every node (metrics on vs off)",
+    )
+    parser.add_argument(
         "--server-path",
         default=None,
         help="directory put first on the nodes' PYTHONPATH: measure the schedd server of another "
@@ -619,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         server_path=args.server_path,
         unsafe=not args.no_unsafe,
         insecure=not args.no_insecure,
+        metrics=args.metrics,
     )
     started = time.monotonic()
     meta = {

@@ -39,15 +39,20 @@ BENCH_PROCESS = "bench process (worker, client)"
 UNSAFE_ARGS = ["--unsafe-no-fsync"]
 
 
-def mode_name(unsafe_no_fsync: bool, insecure: bool = False) -> str:
-    """``durable`` (the product default: durable journal, mutual TLS and a token),
-    ``unsafe-no-fsync`` or ``insecure`` (plaintext, no authentication)."""
+def mode_name(unsafe_no_fsync: bool, insecure: bool = False, metrics: bool = False) -> str:
+    """``durable`` (the product default: durable journal, mutual TLS and a token, no
+    metrics), ``unsafe-no-fsync``, ``insecure`` (plaintext, no authentication) or ``metrics``
+    (the default plus ``--metrics`` on every node)."""
     if insecure:
         return "insecure"
+    if metrics:
+        return "metrics"
     return "unsafe-no-fsync" if unsafe_no_fsync else "durable"
 
 
-def _suffix(unsafe_no_fsync: bool, insecure: bool) -> str:
+def _suffix(unsafe_no_fsync: bool, insecure: bool, metrics: bool = False) -> str:
+    if metrics:
+        return "-metrics"
     return "-insecure" if insecure else ("-unsafe" if unsafe_no_fsync else "")
 
 
@@ -147,6 +152,7 @@ def running_cluster(
     extra_args: list[str] | None = None,
     server_path: str | None = None,
     secure: bool = True,
+    metrics: bool = False,
 ) -> Iterator[Harness]:
     """Start a fresh 3-node cluster and a connected worker; stop both whatever happens.
 
@@ -164,7 +170,9 @@ def running_cluster(
             "1"  # `python -m schedd` would otherwise put the cwd (maybe this repo) first
         )
         result["server_path"] = os.path.abspath(server_path)
-    cluster = LocalCluster(root, nodes=3, extra_args=extra_args or [], env=env, secure=secure)
+    cluster = LocalCluster(
+        root, nodes=3, extra_args=extra_args or [], env=env, secure=secure, metrics=metrics
+    )
     client: Client | None = None
     worker: Worker | None = None
     events = AgentEvents()
@@ -270,6 +278,7 @@ def throughput(
     server_path: str | None = None,
     unsafe_no_fsync: bool = False,
     insecure: bool = False,
+    metrics: bool = False,
 ) -> dict[str, Any]:
     """(a) ``jobs`` one-shot jobs due at one instant; time from that instant until the leader has
     acknowledged (committed) the last completion. Completion times are counted from the agent's
@@ -279,7 +288,7 @@ def throughput(
     ``--insecure`` (plaintext, no tokens) instead of mutual TLS and a token."""
     node_args = list(UNSAFE_ARGS) if unsafe_no_fsync else []
     result: dict[str, Any] = {
-        "mode": mode_name(unsafe_no_fsync, insecure),
+        "mode": mode_name(unsafe_no_fsync, insecure, metrics),
         "node_args": node_args,
         "jobs": jobs,
         "worker_concurrency": concurrency,
@@ -288,7 +297,7 @@ def throughput(
         "entry committed); final states checked with list_runs",
     }
     timeout = timeout_s if timeout_s is not None else 60.0 + jobs / 50.0
-    name = "throughput" + _suffix(unsafe_no_fsync, insecure)
+    name = "throughput" + _suffix(unsafe_no_fsync, insecure, metrics)
     with running_cluster(
         name,
         concurrency,
@@ -297,6 +306,7 @@ def throughput(
         extra_args=node_args,
         server_path=server_path,
         secure=not insecure,
+        metrics=metrics,
     ) as h:
         lead = lead_s if lead_s is not None else _burst_lead(h.client, jobs, create_threads, result)
         result["lead_s"] = round(lead, 2)
@@ -379,6 +389,7 @@ def lag(
     server_path: str | None = None,
     unsafe_no_fsync: bool = False,
     insecure: bool = False,
+    metrics: bool = False,
 ) -> dict[str, Any]:
     """(b) ``jobs`` cron jobs firing every second (``jobs`` firings/s) for ``duration_s``; lag is
     handler start (``time.time()``) minus the firing's scheduled time, per firing.
@@ -386,7 +397,7 @@ def lag(
     ``--insecure`` (plaintext, no tokens) instead of mutual TLS and a token."""
     node_args = list(UNSAFE_ARGS) if unsafe_no_fsync else []
     result: dict[str, Any] = {
-        "mode": mode_name(unsafe_no_fsync, insecure),
+        "mode": mode_name(unsafe_no_fsync, insecure, metrics),
         "node_args": node_args,
         "jobs": jobs,
         "cron": "* * * * * *",
@@ -395,7 +406,7 @@ def lag(
         "worker_concurrency": concurrency,
         "measured_by": "time.time() at handler start - ctx.scheduled_ms / 1000",
     }
-    name = "lag" + _suffix(unsafe_no_fsync, insecure)
+    name = "lag" + _suffix(unsafe_no_fsync, insecure, metrics)
     with running_cluster(
         name,
         concurrency,
@@ -404,6 +415,7 @@ def lag(
         extra_args=node_args,
         server_path=server_path,
         secure=not insecure,
+        metrics=metrics,
     ) as h:
         specs = [(f"lag-{i:04d}", {"cron": "* * * * * *"}) for i in range(jobs)]
         create_s = _create_jobs(h.client, specs, 16)

@@ -88,6 +88,7 @@ class NodeSpec:
     grpc: str
     data_dir: str
     log_path: str
+    metrics: str = ""  # HOST:PORT of its /metrics ("" without metrics)
 
 
 class LocalCluster:
@@ -99,6 +100,8 @@ class LocalCluster:
     cluster-admin token (``root/admin.token``). :attr:`client_env` holds what a client needs
     (also written to ``root/env``); :meth:`client` and :attr:`credentials` use it.
     ``secure=False`` starts the nodes with ``--insecure`` (plaintext, no authentication).
+    ``metrics``: each node serves Prometheus metrics (``--metrics``) on a port of its own
+    (base+200+i with ``base_port``), at :meth:`metrics_url`.
     """
 
     def __init__(
@@ -109,16 +112,19 @@ class LocalCluster:
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         secure: bool = True,
+        metrics: bool = False,
     ) -> None:
         self.root = os.path.abspath(root)
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         self.secure = secure
         if base_port is None:
-            ports = free_ports(2 * nodes)
-            grpc_ports, raft_ports = ports[:nodes], ports[nodes:]
+            ports = free_ports((3 if metrics else 2) * nodes)
+            grpc_ports, raft_ports = ports[:nodes], ports[nodes : 2 * nodes]
+            metrics_ports = ports[2 * nodes :]
         else:
             grpc_ports = [base_port + i for i in range(nodes)]
             raft_ports = [base_port + 100 + i for i in range(nodes)]
+            metrics_ports = [base_port + 200 + i for i in range(nodes)]
         self.specs = [
             NodeSpec(
                 f"n{i + 1}",
@@ -126,6 +132,7 @@ class LocalCluster:
                 f"127.0.0.1:{grpc_ports[i]}",
                 os.path.join(self.root, f"n{i + 1}"),
                 os.path.join(self.root, f"n{i + 1}", "node.log"),
+                f"127.0.0.1:{metrics_ports[i]}" if metrics else "",
             )
             for i in range(nodes)
         ]
@@ -224,6 +231,15 @@ class LocalCluster:
         """The endpoints as one comma-separated string (for ``SCHEDD_ENDPOINTS``)."""
         return ",".join(self.endpoints)
 
+    def metrics_url(self, node_id: str) -> str:
+        """``http://HOST:PORT/metrics`` of node ``node_id``; ValueError without ``metrics``."""
+        spec = self.spec(node_id)
+        if not spec.metrics:
+            raise ValueError(
+                "this cluster was started without metrics (LocalCluster(metrics=True))"
+            )
+        return f"http://{spec.metrics}/metrics"
+
     def spec(self, node_id: str) -> NodeSpec:
         """The spec of node ``node_id`` (``n1``, ``n2``, ...). Raises StopIteration if none."""
         return next(s for s in self.specs if s.node_id == node_id)
@@ -249,6 +265,8 @@ class LocalCluster:
         for other in self.specs:
             if other is not spec:
                 cmd += ["--peer", f"{other.node_id}={other.raft}/{other.grpc}"]
+        if spec.metrics:
+            cmd += ["--metrics", spec.metrics]
         return cmd + self.security_args(spec) + self.extra_args
 
     def security_args(self, spec: NodeSpec) -> list[str]:

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schedd.agent.core import (
     CompletionRecord,
@@ -36,6 +36,9 @@ from schedd.agent.core import (
 )
 from schedd.agent.shared import Intent, Shared
 from schedd.errors import StaleFence
+
+if TYPE_CHECKING:
+    from schedd.agent.metrics import AgentMetrics
 
 __all__ = ["FLUSH_GRACE_S", "AsyncCancelled", "DrainResult", "Runner", "in_handler"]
 
@@ -73,12 +76,20 @@ class Runner:
     """Runs a handler per firing and reports its outcome; see the module docstring.
 
     ``worker_id`` names the worker in the "no handler" error; ``concurrency`` is the pool size;
-    ``executor`` replaces the pool (tests: run handlers inline)."""
+    ``executor`` replaces the pool (tests: run handlers inline); ``metrics``: where handler
+    figures go (None: nowhere)."""
 
     def __init__(
-        self, shared: Shared, *, worker_id: str, concurrency: int, executor: Executor | None = None
+        self,
+        shared: Shared,
+        *,
+        worker_id: str,
+        concurrency: int,
+        executor: Executor | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self._shared = shared
+        self._metrics = metrics
         self._worker_id = worker_id
         self._concurrency = concurrency
         self._handlers: dict[str, Handler] = {}
@@ -100,6 +111,12 @@ class Runner:
         if self._default is not None:
             raise ValueError("handler: a default ('*') handler is already registered")
         self._default = fn
+
+    def _handler_name(self, job: str) -> str:
+        """The name ``job``'s handler was registered under: the metrics label."""
+        if job in self._handlers:
+            return job
+        return "*" if self._default is not None else "none"
 
     def lookup(self, job: str) -> Handler | None:
         """The handler for ``job``: its own, else the default, else None."""
@@ -141,6 +158,8 @@ class Runner:
     def cancel(self, lost: Sequence[LostLease]) -> None:
         """These leases are lost: set their handlers' ``ctx.cancelled`` (the first reason is
         kept for the completion's error text) and log ``lease_lost``."""
+        if self._metrics is not None and lost:
+            self._metrics.lease_lost(len(lost))
         for le in lost:
             with self._shared.lock:
                 act = self._shared.active.get(le.key)
@@ -187,6 +206,9 @@ class Runner:
         fn = self.lookup(ctx.job)
         outcome, error = Outcome.SUCCEEDED, ""
         exit_code: int | None = None
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.started(ctx.scheduled_ms, ctx.attempt)
         try:
             if ctx.cancelled.is_set():
                 outcome, error = Outcome.FAILED, "cancelled before start"
@@ -237,6 +259,10 @@ class Runner:
             shared.book.finish(ctx.run_id, ctx.fence, outcome, error, exit_code)
             shared.kick_locked(Intent.FLUSH)
             shared.changed.notify_all()
+        if metrics is not None:
+            metrics.finished(
+                self._handler_name(ctx.job), outcome.name.lower(), shared.clock() - started
+            )
         log.info(
             kv(
                 "handler_finished",

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schedd import rules
 from schedd.agent.core import Handler, kv
@@ -30,6 +30,9 @@ from schedd.agent.stream import CHANNEL_OPTIONS, Stream
 from schedd.sdk.core import resolve_namespace
 from schedd.sdk.credentials import Credentials
 from schedd.sdk.endpoints import parse_endpoints
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["Worker", "default_worker_id"]
 
@@ -58,6 +61,8 @@ class Worker:
     ``stop()`` before their leases are released. ``clock``: monotonic seconds (tests).
     ``credentials``: TLS roots, client certificate and token, as for
     :class:`schedd.client.Client` (default: from the ``SCHEDD_*`` variables).
+    ``metrics_registry``: a ``prometheus_client.CollectorRegistry`` to record handler figures
+    in (:mod:`schedd.agent.metrics`; None: no metrics, prometheus_client not imported).
     Bad arguments raise ``ValueError``; a malformed or empty ``endpoints`` raises
     :class:`schedd.errors.InvalidArgument`, which is one. Guide: docs/agent.md.
 
@@ -102,6 +107,7 @@ class Worker:
         clock: Callable[[], float] = time.monotonic,
         credentials: Credentials | None = None,
         namespace: str | None = None,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         self.endpoints = parse_endpoints(endpoints)
         # the namespace whose queues it serves (namespace=, else SCHEDD_NAMESPACE, else default)
@@ -133,7 +139,14 @@ class Worker:
         self._clock = clock
 
         self._shared = Shared(clock, self.log)
-        self._runner = Runner(self._shared, worker_id=self.worker_id, concurrency=concurrency)
+        metrics = None
+        if metrics_registry is not None:  # prometheus_client only when asked for
+            from schedd.agent.metrics import AgentMetrics
+
+            metrics = AgentMetrics(metrics_registry)
+        self._runner = Runner(
+            self._shared, worker_id=self.worker_id, concurrency=concurrency, metrics=metrics
+        )
         self._stream = Stream(
             self._shared,
             self._runner,

@@ -44,6 +44,7 @@ import os
 import pickle
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -135,6 +136,12 @@ class RaftNode(SyncObj):
             Any, int
         ] = {}  # leader: lowest reset per follower since its last success
         self._snapshot_path = f"{journal_dir}/raft.snapshot"
+        # Observability (schedd.server.metrics binds these; None costs one comparison):
+        # on_propose(seconds, outcome) after every propose; leader_changes counts the changes
+        # of the known leader this node saw (tick thread), no leader in between included.
+        self.on_propose: Callable[[float, str], None] | None = None
+        self.leader_changes = 0
+        self._seen_leader: Any = None
         conf = sync_obj_conf(
             s,
             password,
@@ -367,26 +374,41 @@ class RaftNode(SyncObj):
                 f"{len(data)} bytes encoded is over the limit of "
                 f"{self._settings.max_entry_bytes} bytes for one replicated entry",
             )
+        t0 = time.perf_counter()
+        outcome = "overloaded"
         if not self._in_flight.acquire(timeout=timeout):
+            self._observe_propose(t0, outcome)
             raise Unavailable("node overloaded: too many writes in flight; retry with backoff")
         try:
-            return self._apply_entry(data, sync=True, timeout=timeout)
+            result: Result = self._apply_entry(data, sync=True, timeout=timeout)
+            outcome = "ok"
+            return result
         except SyncObjException as e:
             code = e.errorCode
             if code == "Timeout":
+                outcome = "timeout"
                 raise OutcomeUnknown(
                     "the write was not confirmed in time; it may still commit. "
                     "Retry with the same request id"
                 ) from None
             if code in (FAIL_REASON.NOT_LEADER, FAIL_REASON.MISSING_LEADER):
+                outcome = "not_leader"
                 raise NotLeader("this node is not the leader", self.leader_address()) from None
             if code in (FAIL_REASON.QUEUE_FULL, FAIL_REASON.DISCARDED):
+                outcome = "not_applied"
                 raise Unavailable(f"write not applied ({_reason(code)}); retry") from None
+            outcome = "unknown"
             raise OutcomeUnknown(
                 f"write outcome unknown ({_reason(code)}); retry with the same request id"
             ) from None
         finally:
             self._in_flight.release()
+            self._observe_propose(t0, outcome)
+
+    def _observe_propose(self, t0: float, outcome: str) -> None:
+        hook = self.on_propose
+        if hook is not None:
+            hook(time.perf_counter() - t0, outcome)
 
     def request_transfer(self, target: str | None, callback: Callable[[bool], None]) -> None:
         """Ask pysyncobj to hand leadership to ``target`` (None: the most caught-up peer).
@@ -405,6 +427,11 @@ class RaftNode(SyncObj):
     def _run_tick_actions(self) -> None:
         # Registered once: pysyncobj holds its callback lock while calling us, so a callback
         # must never add or remove tick callbacks itself.
+        leader = self._getLeader()
+        if leader != self._seen_leader:
+            self._seen_leader = leader
+            if leader is not None:
+                self.leader_changes += 1
         if self._journal.dirty:
             # pysyncobj runs tick callbacks after it appended and sent this tick's new entries
             # and before it waits for answers: the leader's sync now overlaps the followers'

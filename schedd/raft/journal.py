@@ -143,6 +143,8 @@ class DurableJournal(Journal):
         self.dirty = False
         self.sync_count = 0
         self.sync_seconds = 0.0
+        #: called with the seconds of each group-commit sync (write + fdatasync), for metrics
+        self.on_sync: Callable[[float], None] | None = None
         self._meta: dict[str, Any] = {"term": 0, "voted_for": None, "commit_index": 1}
         self._meta_saved = True
         self._timer_calls = 0
@@ -307,8 +309,11 @@ class DurableJournal(Journal):
             self._written = len(self._entries)
         if self.fsync or force:
             disk.fdatasync(self._fd, self.path)
+            took = time.perf_counter() - t0
             self.sync_count += 1
-            self.sync_seconds += time.perf_counter() - t0
+            self.sync_seconds += took
+            if self.on_sync is not None:
+                self.on_sync(took)
         self.dirty = False
 
     def flush(self) -> None:

@@ -72,6 +72,7 @@ SERVER_MODULES = {
     "cryptography": "cryptography",
     "grpc_health": "grpcio-health-checking",
     "grpc_reflection": "grpcio-reflection",
+    "prometheus_client": "prometheus-client",
 }
 
 
@@ -285,6 +286,12 @@ def _write_rate(text: str) -> dict[str, Any]:
     "give every node the same file. Create more tokens with it (schedctl token create), then "
     "revoke it (schedctl token revoke bootstrap).",
 )
+@click.option(
+    "--metrics",
+    "metrics_addr",
+    help="HOST:PORT to serve Prometheus metrics on (/metrics, plain HTTP, no authentication; "
+    "no job payloads). Off unless given; bind it to an address only your monitoring reaches.",
+)
 @click.option("--log-level", default="info", show_default=True)
 def run(
     config_file: str | None,
@@ -310,6 +317,7 @@ def run(
     tls_ca: str | None,
     insecure: bool | None,
     bootstrap_token_file: str | None,
+    metrics_addr: str | None,
     log_level: str,
 ) -> None:
     """Run one schedd node until SIGTERM or Ctrl-C.
@@ -414,6 +422,10 @@ def run(
         max_concurrent_scans=int(pick(max_scans, "max_scans", dl.max_concurrent_scans)),
         **_write_rate(str(pick(write_rate, "write_rate", ""))),
     )
+    if pick(metrics_addr, "metrics"):
+        from prometheus_client import disable_created_metrics
+
+        disable_created_metrics()  # the *_created series only double the output
     try:
         config = NodeConfig(
             node_id=pick(node_id, "node_id"),
@@ -430,6 +442,7 @@ def run(
             insecure=plain,
             bootstrap_token_file=pick(bootstrap_token_file, "bootstrap_token_file", ""),
             limits=node_limits,
+            metrics=str(pick(metrics_addr, "metrics", "")),
         )
         node = Node(config)
     except SchedError as e:
@@ -477,7 +490,13 @@ def run(
     help="Plaintext without authentication (default: a local CA, mutual TLS and an admin token "
     "in DIR, all written to DIR/env).",
 )
-def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool) -> None:
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Serve each node's Prometheus metrics on 127.0.0.1, ports BASE+200...",
+)
+def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool, metrics: bool) -> None:
     """Start a local cluster of real `schedd run` processes on 127.0.0.1 and keep it running
     until Ctrl-C.
 
@@ -494,13 +513,18 @@ def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool) -> No
 
     _require_server()
 
-    for port in [base_port + i for i in range(nodes)] + [base_port + 100 + i for i in range(nodes)]:
+    ports = [base_port + i for i in range(nodes)] + [base_port + 100 + i for i in range(nodes)]
+    if metrics:
+        ports += [base_port + 200 + i for i in range(nodes)]
+    for port in ports:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 _fail(
                     f"--base-port: port {port} is in use (another schedd dev?); stop it or pick another --base-port"
                 )
-    cluster = LocalCluster(root, nodes=nodes, base_port=base_port, secure=not insecure)
+    cluster = LocalCluster(
+        root, nodes=nodes, base_port=base_port, secure=not insecure, metrics=metrics
+    )
     click.echo(
         f"starting {nodes} schedd nodes in {cluster.root} (logs: {cluster.root}/n*/node.log)"
     )
@@ -517,7 +541,10 @@ def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool) -> No
         env_path = cluster.write_env()
         click.echo(f"leader: {leader}")
         for spec in cluster.specs:
-            click.echo(f"  {spec.node_id}: grpc {spec.grpc}  raft {spec.raft}")
+            click.echo(
+                f"  {spec.node_id}: grpc {spec.grpc}  raft {spec.raft}"
+                + (f"  metrics http://{spec.metrics}/metrics" if spec.metrics else "")
+            )
         if insecure:
             click.echo("security: OFF (--insecure): plaintext, no authentication")
         else:

@@ -44,6 +44,7 @@ from schedd.state.apply import Result, Revoked, encode
 
 if TYPE_CHECKING:
     from schedd.raft.adapter import RaftNode
+    from schedd.server.metrics import NodeMetrics
     from schedd.state.store import Store
 
 log = logging.getLogger("schedd.dispatcher")
@@ -92,8 +93,10 @@ class Dispatcher:
         registry: Registry,
         leader_hint: Callable[[], str],
         settings: DispatchSettings | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.node_id = node_id
+        self.metrics = metrics  # None: metrics off (no --metrics)
         self.store = store
         self.raft = raft
         self.clock = clock
@@ -207,6 +210,8 @@ class Dispatcher:
                 self.leases.release(r.run_id, r.fence)
                 self._deadlines.pop(r.run_id, None)
         self._tell_lost(revoked)
+        if self.metrics is not None:
+            self.metrics.lease_expired("replaced", len(revoked))
         log.info(
             "event=leases_revoked runs=%s reason=%r",
             ",".join(f"{r.run_id}@{r.worker_id}" for r in revoked),
@@ -468,8 +473,15 @@ class Dispatcher:
             self._need_reconcile = True
             self._sleep(0.1)
             return
+        m = self.metrics
+        if m is not None:
+            m.tick_committed(plan, self.clock.now_ms())
         self._execute(outbox, completions)
         self._tell_lost(timed_out)
+        if m is not None:
+            m.lease_expired("released", len(released))
+            m.lease_expired("heartbeat", len(expired))
+            m.lease_expired("run_timeout", len(timed_out))
 
     def _take_completions(self) -> list[tuple[command_pb2.CompleteItem, CompletionCallback]]:
         """The queued completions that fit this tick's byte budget, oldest first (caller holds
@@ -571,6 +583,8 @@ class Dispatcher:
             if session is None:
                 continue  # gone since the grant: the lease expires and the run is retried
             session.send(api_pb2.ServerMessage(firings=api_pb2.Firings(firings=firings)))
+        if self.metrics is not None:
+            self.metrics.dispatched(outbox.granted, self.clock.now_ms())
 
     # ---- planning (reads committed state; decisions are re-checked by apply) -----------------
 

@@ -31,9 +31,13 @@ from schedd.security.tls import ServerTLS, TLSConfigError, server_credentials
 from schedd.server.auth import AuthInterceptor, TokenTable, bootstrap_token
 from schedd.server.dispatcher import Dispatcher, DispatchSettings
 from schedd.server.limits import Limits, ScanSlots, WriteRates
+from schedd.server.metrics import MetricsServer, NodeMetrics, parse_listen
+from schedd.server.metrics_grpc import MetricsInterceptor
+from schedd.server.metrics_state import NodeCollector
 from schedd.server.service import add_services
 from schedd.server.workers import Registry
 from schedd.state import disk
+from schedd.state.apply import Result
 from schedd.state.store import Store, fatal
 
 log = logging.getLogger("schedd.node")
@@ -83,6 +87,8 @@ class NodeConfig:
     #: token named "bootstrap" unless a token of that name exists (or was revoked)
     bootstrap_token_file: str = ""
     limits: Limits = field(default_factory=Limits)
+    #: HOST:PORT to serve Prometheus metrics on, plain HTTP ("": no metrics, no port opened)
+    metrics: str = ""
 
     def validate(self) -> None:
         if not self.node_id:
@@ -112,6 +118,8 @@ class NodeConfig:
             )
         if self.tls is not None and self.insecure:
             raise InvalidArgument("--insecure", "cannot be combined with --tls-cert")
+        if self.metrics:
+            parse_listen(self.metrics)
 
 
 def _read_bootstrap(path: str) -> str:
@@ -210,6 +218,13 @@ class Node:
                 raise InvalidArgument(e.flag, e.message) from None
         self.clock = clock or SystemClock()
         self.propose_timeout_s = 5.0
+        # Metrics only when asked for: without --metrics no instrument exists, no port is
+        # opened and the hooks stay None (one comparison on the hot paths). The port is bound
+        # first, before any state is opened: a port in use is a configuration error (exit 2).
+        self.metrics = NodeMetrics() if config.metrics else None
+        self.metrics_server = (
+            MetricsServer(config.metrics, self.metrics.registry) if self.metrics else None
+        )
         raft_tls = None
         if config.tls is not None and config.tls.ca:
             # the same certificate and CA: mutual TLS between the nodes' Raft ports
@@ -263,6 +278,9 @@ class Node:
                 "(docs/security.md)",
                 config.node_id,
             )
+        if self.metrics is not None:
+            self.raft.on_propose = self.metrics.propose
+            self.raft.journal.on_sync = self.metrics.fsync
         if not config.raft_settings.fsync:
             log.warning(
                 "event=unsafe_no_fsync node=%s: the Raft journal is not fsynced before writes are "
@@ -278,15 +296,20 @@ class Node:
             registry=self.registry,
             leader_hint=self.leader_grpc,
             settings=config.dispatch,
+            metrics=self.metrics,
         )
-        self.store.on_applied = lambda _index, result: self.dispatcher.applied(result)
+        self.store.on_applied = self._applied
         self.tokens = TokenTable(
             self.store.tokens_version, self.store.list_tokens, self.clock.now_ms
         )
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="grpc"),
             options=[("grpc.so_reuseport", 0)],
-            interceptors=[AuthInterceptor(self.tokens, insecure=config.insecure)],
+            # metrics first: it also counts the calls authentication refuses
+            interceptors=[
+                *([MetricsInterceptor(self.metrics.registry)] if self.metrics else []),
+                AuthInterceptor(self.tokens, insecure=config.insecure),
+            ],
         )
         names = add_services(self.server, self)
         self.health = health.HealthServicer()
@@ -311,6 +334,14 @@ class Node:
             self.tokens.accept_bootstrap(bootstrap_token(self._bootstrap_secret))
         self._stopped = threading.Event()
         self._syncer: threading.Thread | None = None
+        if self.metrics is not None:
+            self.metrics.registry.register(NodeCollector(self))
+
+    def _applied(self, _index: int, result: Result) -> None:
+        """The store's hook for every applied entry (tick thread)."""
+        if self.metrics is not None:
+            self.metrics.applied(result)
+        self.dispatcher.applied(result)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -329,6 +360,10 @@ class Node:
             self.config.grpc,
             ",".join(p.node_id for p in self.config.peers) or "-",
         )
+        if self.metrics_server is not None:
+            log.info(
+                "event=metrics_serving node=%s url=%s", self.config.node_id, self.metrics_server.url
+            )
 
     def _sync_loop(self) -> None:
         # Every second: stop the node cleanly before the disk is full (an I/O error would stop
@@ -368,6 +403,8 @@ class Node:
         self.server.stop(grace=1.0).wait(2.0)
         self.raft.destroy_synchronous()
         self.store.close()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         os.unlink(self._running_marker)  # LMDB is synced and closed: a reboot cannot tear it now
         disk.fsync_dir(self.config.data_dir)
         log.info("event=node_stopped node=%s", self.config.node_id)

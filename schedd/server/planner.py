@@ -105,6 +105,7 @@ class GrantedLease:
     worker_id: str
     deadline_ms: int = 0
     timeout_ms: int = 0
+    ready_ms: int = 0  # the run's not_before_ms: when it became ready to go (metrics)
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,7 @@ def after_commit(plan: TickPlan, result: Result) -> Outbox:
                     run.worker_id,
                     deadline,
                     g.run_timeout_ms,
+                    run.not_before_ms,
                 )
             )
     return Outbox(answers, tuple(granted))

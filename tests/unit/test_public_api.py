@@ -176,6 +176,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "'logging.Logger | None' = None, clock: 'Callable[[], "
             "float]' = <built-in function monotonic>, credentials: "
             "'Credentials | None' = None, namespace: 'str | None' = "
+            "None, metrics_registry: 'CollectorRegistry | None' = "
             "None) -> 'None'",
             "class": "object",
             "default_handler": "def(self, fn: 'Handler') -> 'Handler'",
@@ -677,7 +678,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "__init__": "def(self, root: 'str', nodes: 'int' = 3, "
             "base_port: 'int | None' = None, extra_args: "
             "'Sequence[str]' = (), env: 'dict[str, str] | "
-            "None' = None, secure: 'bool' = True) -> 'None'",
+            "None' = None, secure: 'bool' = True, metrics: "
+            "'bool' = False) -> 'None'",
             "alive": "def(self, node_id: 'str') -> 'bool'",
             "async_client": "def(self, **options: 'Any') -> 'AsyncClient'",
             "class": "object",
@@ -692,6 +694,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "timeout: 'float' = 30.0) -> 'str'",
             "kill_node": "def(self, node_id: 'str', sig: 'int' = <Signals.SIGKILL: 9>) -> 'None'",
             "leader": "def(self) -> 'str | None'",
+            "metrics_url": "def(self, node_id: 'str') -> 'str'",
             "security_args": "def(self, spec: 'NodeSpec') -> 'list[str]'",
             "spec": "def(self, node_id: 'str') -> 'NodeSpec'",
             "start": "def(self) -> 'LocalCluster'",
@@ -710,7 +713,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         },
         "NodeSpec": {
             "__init__": "def(self, node_id: 'str', raft: 'str', grpc: 'str', "
-            "data_dir: 'str', log_path: 'str') -> None",
+            "data_dir: 'str', log_path: 'str', metrics: 'str' = "
+            "'') -> None",
             "class": "object",
         },
         "RunningCluster": {

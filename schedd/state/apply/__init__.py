@@ -75,6 +75,7 @@ from schedd.state.apply.txn import (
     Reader,
     Result,
     Revoked,
+    Tally,
     Txn,
     encode,
     request_recorded_at,
@@ -102,6 +103,9 @@ def apply(reader: Reader, data: bytes, index: int) -> tuple[list[Mutation], Resu
                 audit.record(txn, cmd, index, result)
     if txn.revoked:
         result = replace(result, revoked=tuple(txn.revoked))
+    tally = txn.tally()
+    if tally is not None:
+        result = replace(result, tally=tally)
     txn.put("meta", keys.APPLIED_INDEX, keys.be64(index))
     return txn.mutations, result
 
@@ -293,6 +297,7 @@ __all__ = [
     "Reader",
     "Result",
     "Revoked",
+    "Tally",
     "Txn",
     "apply",
     "encode",

@@ -26,6 +26,7 @@ def _grant_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> R
             run.error = "job was deleted"
             txn.put_run(run)
             txn.delete("active", _active_key(run))
+            txn.count_finished(run)
             continue
         fence = txn.counter(keys.NEXT_FENCE, 1)
         txn.put("meta", keys.NEXT_FENCE, keys.be64(fence + 1))
@@ -68,6 +69,7 @@ def _fail_attempt(
             run.dispatch_deadline_ms = run.not_before_ms + job.dispatch_timeout_ms
         _pend(txn, run)
         txn.put_run(run)
+        txn.retried += 1
         return
     run.state = types_pb2.RUN_STATE_DEAD if dead_letter else types_pb2.RUN_STATE_FAILED
     run.finished_ms = now

@@ -92,6 +92,7 @@ def _new_run(
     quotas.add_runs(txn, job.name, 1)
     _pend(txn, run)
     txn.put("active", _active_key(run, job.uid), b"")
+    txn.created[origin] = txn.created.get(origin, 0) + 1
     return run
 
 
@@ -124,6 +125,7 @@ def _skip(
             rec.skipped_count = rec.skipped_count + count if rec.skipped_count and count else 0
             rec.finished_ms = now
             txn.put_run(rec)
+            txn.skipped[reason] = txn.skipped.get(reason, 0) + max(1, count)
             return rec
     rid = _rid(job, slot_ms, origin)
     while txn.get("runs", rid.encode()) is not None:
@@ -150,6 +152,7 @@ def _skip(
     txn.put("runs_by_job", keys.by_job_key(job.name, slot_ms, rid), b"")
     quotas.add_runs(txn, job.name, 1)
     job.open_skip = rid if merge else ""
+    txn.skipped[reason] = txn.skipped.get(reason, 0) + max(1, count)
     return rec
 
 
@@ -165,6 +168,7 @@ def _cancel_active(txn: Txn, run: Run, now: int, why: str) -> None:
     run.note = why
     txn.put_run(run)
     txn.delete("active", _active_key(run))
+    txn.count_finished(run)
 
 
 RUN, BUFFER = 0, -1  # decisions of _admit besides a SkipReason
@@ -275,6 +279,7 @@ def _ended(txn: Txn, run: Run, now: int, *, success: bool | None) -> None:
     for overlap, a buffered run moves up, and on_success / on_failure chains fire (``success``
     None: cancelled, no chain)."""
     txn.delete("active", _active_key(run))
+    txn.count_finished(run)
     job = _job_of(txn, run)
     if job is None:
         return

@@ -80,10 +80,33 @@ class Result:
     sub: tuple[Result, ...] = ()
     revoked: tuple[Revoked, ...] = ()  # on the entry's top-level result
     existing: int = 0  # BackfillCmd: slots that already had a record
+    #: on the entry's top-level result: what the entry did, counted for the node's metrics
+    #: (:class:`Tally`); never stored, never read back by apply
+    tally: Tally | None = None
 
     @property
     def ok(self) -> bool:
         return self.code == "OK"
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Counts of what one entry did to runs, for metrics only (``schedd.server.metrics``).
+
+    Invariant: apply only ever adds to a tally; nothing in apply reads it, and it is not part
+    of any mutation, so it cannot change state. It is deterministic like everything else in
+    apply (every replica counts the same for the same entry).
+
+    ``created``: (RunOrigin, runs) of new PENDING runs; ``skipped``: (SkipReason, slots) of
+    skip records written or extended (a range too long to count counts as one);
+    ``finished``: (final RunState, ms from the last attempt's start to the end; -1 when the
+    run never started) per run that reached a final state; ``retried``: failed attempts that
+    will be retried."""
+
+    created: tuple[tuple[int, int], ...] = ()
+    skipped: tuple[tuple[int, int], ...] = ()
+    finished: tuple[tuple[int, int], ...] = ()
+    retried: int = 0
 
 
 SKIPPED = Result(code="SKIPPED", message="entry at or below the applied index")
@@ -97,6 +120,11 @@ class Txn:
         self._writes: dict[tuple[str, bytes], bytes | None] = {}
         self.mutations: list[Mutation] = []
         self.revoked: list[Revoked] = []
+        # metrics only (see Tally): written here, never read by apply
+        self.created: dict[int, int] = {}
+        self.skipped: dict[int, int] = {}
+        self.finished: list[tuple[int, int]] = []
+        self.retried = 0
 
     def get(self, db: str, key: bytes) -> bytes | None:
         k = (db, key)
@@ -122,6 +150,22 @@ class Txn:
                 else:
                     found.add(k)
         return sorted(found)[:limit]
+
+    def tally(self) -> Tally | None:
+        """What this entry counted (None: nothing)."""
+        if not (self.created or self.skipped or self.finished or self.retried):
+            return None
+        return Tally(
+            tuple(self.created.items()),
+            tuple(self.skipped.items()),
+            tuple(self.finished),
+            self.retried,
+        )
+
+    def count_finished(self, run: Run) -> None:
+        """Count ``run`` (just saved in a final state) for metrics."""
+        took = run.finished_ms - run.started_ms if run.started_ms else -1
+        self.finished.append((run.state, took))
 
     # typed helpers -------------------------------------------------------------------------
 
