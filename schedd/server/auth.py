@@ -35,6 +35,7 @@ import grpc
 
 from schedd import namespaces
 from schedd.pb import types_pb2
+from schedd.sdk.endpoints import LEADER_METADATA_KEY
 from schedd.security.roles import (
     INSECURE,
     METHOD_ROLES,
@@ -105,6 +106,7 @@ class TokenTable:
         self._now_ms = now_ms
         self._version = -1
         self._by_hash: dict[bytes, types_pb2.Token] = {}
+        self._revoked: set[bytes] = set()
         self._lock = threading.Lock()
         self._bootstrap: types_pb2.Token | None = None
 
@@ -123,6 +125,7 @@ class TokenTable:
                 return
             every = self._read_all()
             by_hash = {t.secret_sha256: t for t in every if not t.revoked_ms}
+            self._revoked = {t.secret_sha256 for t in every if t.revoked_ms}
             boot = self._bootstrap
             if boot is not None and not any(t.name == boot.name for t in every):
                 by_hash.setdefault(boot.secret_sha256, boot)
@@ -132,9 +135,12 @@ class TokenTable:
     def lookup(self, secret: str) -> tuple[Principal | None, str]:
         """(principal, "") for a valid token, else (None, why)."""
         self._refresh()
-        tok = self._by_hash.get(secret_hash(secret))
+        digest = secret_hash(secret)
+        tok = self._by_hash.get(digest)
         if tok is None:
-            return None, "the token is unknown or revoked; create a new one (schedctl token create)"
+            if digest in self._revoked:
+                return None, "the token was revoked; create a new one (schedctl token create)"
+            return None, UNKNOWN_TOKEN
         if tok.expires_ms and tok.expires_ms <= self._now_ms():
             return None, f"the token {tok.name!r} has expired; create a new one"
         return token_principal(tok), ""
@@ -160,12 +166,26 @@ def _certificate_principal(context: grpc.ServicerContext) -> Principal | None:
     return Principal(name)  # authenticated by the CA, no SPIFFE id: an identity without grants
 
 
-class AuthInterceptor(grpc.ServerInterceptor):
-    """See the module docstring. ``tokens``: None on an ``--insecure`` node."""
+UNKNOWN_TOKEN = "the token is unknown; create one (schedctl token create)"
 
-    def __init__(self, tokens: TokenTable | None, insecure: bool = False) -> None:
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """See the module docstring. ``tokens``: None on an ``--insecure`` node.
+
+    ``leader_hint``: None when this node leads, else the leader's gRPC address ("" unknown). A
+    token this node does not know may be one the leader has just created and this node has not
+    applied yet, so a follower answers it UNAVAILABLE with the leader's address (clients follow
+    it); only the leader, which answered CreateToken after applying it, says UNAUTHENTICATED."""
+
+    def __init__(
+        self,
+        tokens: TokenTable | None,
+        insecure: bool = False,
+        leader_hint: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self._tokens = tokens
         self._insecure = insecure
+        self._leader_hint = leader_hint
 
     def principal(self, context: grpc.ServicerContext) -> tuple[Principal | None, str]:
         if self._insecure:
@@ -177,6 +197,16 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
     def _check(self, method: str, context: grpc.ServicerContext, request: Any = None) -> Principal:
         principal, why = self.principal(context)
+        if principal is None and why == UNKNOWN_TOKEN:
+            hint = self._leader_hint()
+            if hint is not None:
+                context.set_trailing_metadata(((LEADER_METADATA_KEY, hint),))
+                context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "this node does not know the token (a token created a moment ago reaches "
+                    "every node within a heartbeat); ask the leader"
+                    + (f" at {hint}" if hint else ""),
+                )
         if principal is None and why:
             log.info("event=denied method=%s reason=%r", method, why)
             context.abort(grpc.StatusCode.UNAUTHENTICATED, why)

@@ -308,7 +308,11 @@ class Node:
             # metrics first: it also counts the calls authentication refuses
             interceptors=[
                 *([MetricsInterceptor(self.metrics.registry)] if self.metrics else []),
-                AuthInterceptor(self.tokens, insecure=config.insecure),
+                AuthInterceptor(
+                    self.tokens,
+                    insecure=config.insecure,
+                    leader_hint=lambda: None if self.raft.is_leader() else self.leader_grpc(),
+                ),
             ],
         )
         names = add_services(self.server, self)
