@@ -164,6 +164,16 @@ def _guarded(run: Callable[[], Any]) -> int:
     help="Keep looking for a leader this many seconds before giving up (exit 4).",
 )
 @click.option(
+    "--wait-for",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    default=0.0,
+    envvar="SCHEDCTL_WAIT_FOR",
+    show_envvar=True,
+    help="When no node can be reached at all, keep trying this many seconds (a cluster that is "
+    "starting). Default: give up after one round, about a second (exit 4).",
+)
+@click.option(
     "--ca",
     metavar="FILE",
     help="CA certificate the nodes' certificates chain to. Default: $SCHEDD_CA, else the "
@@ -193,6 +203,7 @@ def cli(
     as_json: bool,
     timeout: float,
     retry_for: float,
+    wait_for: float,
     ca: str | None,
     cert: str | None,
     key: str | None,
@@ -214,6 +225,7 @@ def cli(
         json=as_json,
         timeout=timeout,
         retry_for=retry_for,
+        wait_for=wait_for,
         context=context,
         client_factory=Client,
         tls={"ca": ca, "cert": cert, "key": key, "token_file": token_file, "insecure": insecure},

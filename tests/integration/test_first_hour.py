@@ -1,0 +1,140 @@
+"""A new user's first hour, against real processes: what they meet when the cluster is not
+there, when their TLS settings do not match it, and the rough edges of the first commands.
+
+Every test here failed before the change it pins (see CHANGELOG, "First hour").
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from schedd import errors
+from schedd.client import Client
+from schedd.sdk.credentials import Credentials
+from schedd.testing import FAST_ARGS, LocalCluster, free_ports
+from tests._util import wait_for
+
+from .conftest import register, schedctl
+
+pytestmark = pytest.mark.integration
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The single ``error: ...`` line of a failed schedctl; fails on a traceback or more lines."""
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def bare_schedctl(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """schedctl with no SCHEDD_* variables but those in ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SCHEDD_", "SCHEDCTL_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "schedctl", *args],
+        capture_output=True,
+        text=True,
+        env={**clean, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def _answers(client: Client, endpoint: str) -> bool:
+    try:
+        client.node_status(endpoint)
+    except errors.Unavailable:
+        return False
+    return True
+
+
+# ---- 1. nothing listening: fail within about a second, saying what was tried ----------------
+
+
+def test_sdk_with_nothing_listening_fails_fast_naming_the_endpoints() -> None:
+    endpoints = [f"127.0.0.1:{p}" for p in free_ports(3)]
+    start = time.monotonic()
+    with Client(endpoints, credentials=Credentials(insecure=True)) as c:  # retry_for: 20 s
+        with pytest.raises(errors.Unreachable) as info:
+            c.list_jobs()
+    assert time.monotonic() - start < 5
+    msg = info.value.message
+    assert all(ep in msg for ep in endpoints) and "connection refused" in msg
+    assert "is the cluster running?" in msg and "schedd dev" in msg
+
+
+def test_cli_with_nothing_listening_exits_4_in_one_line_and_a_write_says_not_applied() -> None:
+    endpoints = ",".join(f"127.0.0.1:{p}" for p in free_ports(3))
+    start = time.monotonic()
+    p = bare_schedctl(
+        "--endpoints",
+        endpoints,
+        "job",
+        "create",
+        "x",
+        "--every",
+        "1m",
+        env={"SCHEDD_INSECURE": "1"},
+    )
+    assert time.monotonic() - start < 5
+    assert p.returncode == 4
+    line = one_line_error(p)
+    assert "CreateJob not applied: no node could be reached" in line
+    assert all(ep in line for ep in endpoints.split(","))
+    assert "may or may not" not in line and "--wait-for" in line
+
+
+def test_wait_for_waits_for_a_cluster_that_is_starting(tmp_path: Path) -> None:
+    c = register(LocalCluster(str(tmp_path / "late"), nodes=3, extra_args=list(FAST_ARGS)))
+    starter = threading.Timer(1.0, c.start)  # the cluster comes up after the client asked
+    starter.start()
+    try:
+        with Client(c.endpoints, credentials=c.credentials, wait_for=90) as client:
+            assert client.list_jobs() == []
+    finally:
+        starter.join()
+        c.stop()
+
+
+# ---- 1. a TLS mismatch is named as such ---------------------------------------------------------
+
+
+def test_wrong_ca_and_plaintext_are_reported_as_tls_mismatches(cluster: LocalCluster) -> None:
+    env = cluster.client_env
+    no_ca = {k: v for k, v in env.items() if k != "SCHEDD_CA"}  # the system roots instead
+    p = bare_schedctl("job", "list", env=no_ca)
+    assert p.returncode == 4
+    line = one_line_error(p)
+    assert "TLS handshake failed" in line and "SCHEDD_CA / --ca" in line
+    assert "no leader" not in line
+
+    p = bare_schedctl("--insecure", "job", "list", env=env)
+    assert p.returncode == 4
+    line = one_line_error(p)
+    assert "plaintext client at a TLS port" in line and "no leader" not in line
+
+
+def test_an_election_is_still_waited_through(make_cluster) -> None:
+    # Nodes that answer but know no leader yet (one of three up: no quorum) are retried for
+    # retry_for, as before: only a cluster that cannot be reached at all fails fast.
+    c: LocalCluster = make_cluster()
+    for spec in c.specs[1:]:
+        c.stop_node(spec.node_id)
+    c.stop_node("n1")
+    c.start_node("n1")
+    with c.client() as probe:
+        wait_for(lambda: _answers(probe, c.spec("n1").grpc), 30, "n1 to answer")
+    start = time.monotonic()
+    p = schedctl(c.endpoints_env, "--retry-for", "3", "job", "list")
+    assert p.returncode == 4
+    assert time.monotonic() - start >= 2.5
+    line = one_line_error(p)
+    assert "no leader reachable" in line and "no node could be reached" not in line
