@@ -413,9 +413,12 @@ class AsyncClient:
                 maybe_sent = (
                     stubs.maybe_sent_since(connections) if isinstance(stubs, _AioStubs) else True
                 )
-                delay = attempts.failed(
-                    code, details, hint, maybe_sent=maybe_sent, now=self._clock.monotonic()
-                )
+                try:
+                    delay = attempts.failed(
+                        code, details, hint, maybe_sent=maybe_sent, now=self._clock.monotonic()
+                    )
+                except errors.SchedError as final:
+                    raise final from None  # as in schedd.client: grpc's exception is noise here
             except grpc.aio.UsageError as exc:  # the channel was closed by a concurrent close()
                 raise errors.FailedPrecondition(f"client is closed ({exc})") from None
             else:

@@ -532,9 +532,14 @@ class Client:
                 maybe_sent = (
                     stubs.maybe_sent_since(connections) if isinstance(stubs, _Stubs) else True
                 )
-                delay = attempts.failed(
-                    *core.status_of(exc), maybe_sent=maybe_sent, now=self._clock.monotonic()
-                )
+                try:
+                    delay = attempts.failed(
+                        *core.status_of(exc), maybe_sent=maybe_sent, now=self._clock.monotonic()
+                    )
+                except errors.SchedError as final:
+                    # The message says what failed; grpc's exception would only add noise to
+                    # the caller's traceback ("During handling of the above exception...").
+                    raise final from None
             except ValueError as exc:  # grpc: channel closed by a concurrent close()
                 raise errors.FailedPrecondition(f"client is closed ({exc})") from None
             else:
