@@ -321,8 +321,9 @@ class Client:
 
     def explain_job(self, name: str, at_ms: int) -> Explanation:
         """Why did (or will) job ``name`` run or not at ``at_ms``? Returns a verdict word, a
-        sentence, the slot concerned and the run or skip records that decided it. Raises
-        NotFound."""
+        sentence, the slot concerned and the run or skip records that decided it. ``at_ms``
+        need not be a slot: the slot at or before it is explained (``slot_ms``; the sentence
+        names it). Raises NotFound, InvalidArgument."""
         return self._invoke(core.explain_job(name, at_ms))
 
     def get_job(self, name: str) -> Job:

@@ -6,6 +6,7 @@ Every test here failed before the change it pins (see CHANGELOG, "First hour").
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -138,3 +139,31 @@ def test_an_election_is_still_waited_through(make_cluster) -> None:
     assert time.monotonic() - start >= 2.5
     line = one_line_error(p)
     assert "no leader reachable" in line and "no node could be reached" not in line
+
+
+# ---- 3. job explain: the slot before a time, and the last slots ---------------------------------
+
+
+def test_explain_at_a_time_between_slots_explains_the_slot_before_it(cluster: LocalCluster) -> None:
+    eps = cluster.endpoints_env
+    assert schedctl(eps, "job", "create", "fh-explain", "--every", "1s").returncode == 0
+    with cluster.client() as c:
+        wait_for(lambda: len(c.list_runs(job="fh-explain")) >= 3, 30, "three runs")
+
+    p = schedctl(eps, "job", "explain", "fh-explain", "--at", "-1500ms")
+    assert p.returncode == 0, p.stderr
+    fields = dict(line.split(None, 1) for line in p.stdout.splitlines()[:2])
+    assert fields["verdict"] != "not_a_slot", p.stdout
+    assert "is not a slot; the last slot before it is" in fields["why"]
+    slot = next(line for line in p.stdout.splitlines() if line.startswith("slot "))
+    assert slot.split()[1] != "-"  # the slot it picked is named
+
+    p = schedctl(eps, "--json", "job", "explain", "fh-explain")  # no --at: the last 5 slots
+    assert p.returncode == 0, p.stderr
+    answers = json.loads(p.stdout)
+    slots = [a["slot_ms"] for a in answers]
+    assert len(slots) == 5 and slots == sorted(slots, reverse=True)
+    assert all(b - a == 1000 for a, b in zip(slots[1:], slots, strict=False))
+    assert all(a["verdict"] != "not_a_slot" for a in answers)
+    p = schedctl(eps, "job", "explain", "fh-explain", "--last", "2")
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 3  # header + 2 slots
