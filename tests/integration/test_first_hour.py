@@ -167,3 +167,59 @@ def test_explain_at_a_time_between_slots_explains_the_slot_before_it(cluster: Lo
     assert all(a["verdict"] != "not_a_slot" for a in answers)
     p = schedctl(eps, "job", "explain", "fh-explain", "--last", "2")
     assert p.returncode == 0 and len(p.stdout.splitlines()) == 3  # header + 2 slots
+
+
+# ---- 4. the shell worker: a command that cannot run, and a failing command's stderr -------------
+
+
+def test_worker_run_with_a_missing_command_exits_2_at_start(cluster: LocalCluster) -> None:
+    for argv, needles in (
+        (["/no/such/cmd"], ["'/no/such/cmd' does not exist"]),
+        (["no-such-cmd-fh", "--flag"], ["'no-such-cmd-fh' not found in PATH=/usr/bin:/bin"]),
+    ):
+        p = subprocess.run(
+            [sys.executable, "-m", "schedctl", "worker", "run", "--", *argv],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **cluster.worker_env, "PATH": "/usr/bin:/bin"},
+            timeout=30,
+        )
+        assert p.returncode == 2, p.stderr
+        line = one_line_error(p)
+        assert all(n in line for n in needles), line
+
+
+def test_a_failing_command_puts_its_stderr_tail_in_the_run_error(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    script = tmp_path / "fail.sh"
+    script.write_text('#!/bin/sh\nfor i in $(seq 1 300); do echo "problem $i" >&2; done\nexit 3\n')
+    script.chmod(0o755)
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "schedctl", "worker", "run", "--queue", "fh-shell", "--",
+             str(script)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **cluster.worker_env},
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        with cluster.client() as c:
+            c.create_job("fh-shell", every_ms=3_600_000, queue="fh-shell", max_attempts=1)
+            run = c.trigger_job("fh-shell")
+            done = wait_for(lambda: (r := c.get_run(run.run_id)).done and r, 60, "the run to end")
+            assert done.error.startswith("exit code 3: ") and done.exit_code == 3
+            # The end of stderr, many lines of it: not only the last line, and no traceback.
+            assert "problem 300" in done.error and "problem 250" in done.error
+            assert "problem 1\n" not in done.error and len(done.error) <= 2000
+
+            script.unlink()  # gone after the start check: each firing says so in one line
+            run = c.trigger_job("fh-shell")
+            done = wait_for(lambda: (r := c.get_run(run.run_id)).done and r, 60, "the run to end")
+            assert done.error == f"cannot start {script}: No such file or directory"
+        assert "Traceback" not in log.read_text()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
