@@ -288,7 +288,8 @@ def _status_docs(reports: Sequence[tuple[str, Any, str]]) -> list[dict[str, Any]
 
 
 def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
-    headers = ["NODE", "ROLE", "TERM", "COMMIT", "APPLIED", "LEADER", "GRPC"]
+    # WORKERS: the worker streams attached to the leader (followers hold none: "-").
+    headers = ["NODE", "ROLE", "TERM", "COMMIT", "APPLIED", "LEADER", "WORKERS", "GRPC"]
     down = any(st is None for _, st, _ in reports)
     unsafe = any(st is not None and getattr(st, "unsafe_no_fsync", False) for _, st, _ in reports)
     if down or unsafe:
@@ -296,7 +297,7 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
     rows: list[list[object]] = []
     for ep, st, err in reports:
         if st is None:
-            row: list[object] = ["-", "unreachable", "-", "-", "-", "-", ep, err]
+            row: list[object] = ["-", "unreachable", "-", "-", "-", "-", "-", ep, err]
         else:
             row = [
                 st.node_id or "-",
@@ -305,6 +306,7 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
                 st.commit_index,
                 st.applied_index,
                 st.leader_id or "-",
+                st.workers if st.role == "leader" else "-",
                 st.grpc_address or ep,
             ]
             if down or unsafe:

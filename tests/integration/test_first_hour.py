@@ -219,7 +219,63 @@ def test_a_failing_command_puts_its_stderr_tail_in_the_run_error(
             run = c.trigger_job("fh-shell")
             done = wait_for(lambda: (r := c.get_run(run.run_id)).done and r, 60, "the run to end")
             assert done.error == f"cannot start {script}: No such file or directory"
+        # cluster status counts the attached worker on the leader's row (docs/operations.md)
+        p = schedctl(cluster.endpoints_env, "cluster", "status")
+        header, *rows = p.stdout.splitlines()
+        col = header.split().index("WORKERS")
+        leader_row = next(r.split() for r in rows if r.split()[1] == "leader")
+        assert int(leader_row[col]) >= 1, p.stdout
         assert "Traceback" not in log.read_text()
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+# ---- 5. stale text: the README's quoted error, the example jobs file, apply --dry-run ----------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_readme_quotes_the_real_bad_input_message(cluster: LocalCluster) -> None:
+    readme = (ROOT / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| **Bad input**"))
+    quoted = row.split("`")[3]  # the code span after `INVALID_ARGUMENT`: the message
+    with cluster.client() as c:
+        with pytest.raises(errors.InvalidArgument) as info:
+            c.create_job("fh-bad", cron="61 * * * *")
+    assert info.value.message == quoted
+    p = schedctl(cluster.endpoints_env, "job", "create", "fh-bad", "--cron", "61 * * * *")
+    assert p.returncode == 2
+    assert one_line_error(p) == "error: --cron: " + quoted.removeprefix("schedule.cron: ")
+
+
+def test_the_example_jobs_file_applies_and_does_not_expire(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    import tomllib
+
+    jobs = tomllib.loads((ROOT / "examples" / "jobs.toml").read_text())["job"]
+    for j in jobs:  # a fixed one-shot time must stay in the future for decades
+        assert "at" not in j or str(j["at"]) >= "2090", j
+    eps = cluster.endpoints_env
+    f = str(ROOT / "examples" / "jobs.toml")
+    p = schedctl(eps, "job", "apply", "-f", f, "--dry-run")
+    assert p.returncode == 0, p.stderr
+    p = schedctl(eps, "job", "apply", "-f", f)
+    assert p.returncode == 0, p.stderr
+    p = schedctl(eps, "job", "apply", "-f", f)
+    assert p.returncode == 0 and "unchanged" in p.stdout
+
+
+def test_apply_dry_run_refuses_what_the_apply_refuses(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    f = tmp_path / "past.toml"
+    f.write_text('[[job]]\nname = "fh-past"\nat = "2020-01-01T00:00:00Z"\n')
+    eps = cluster.endpoints_env
+    dry = schedctl(eps, "job", "apply", "-f", str(f), "--dry-run")
+    real = schedctl(eps, "job", "apply", "-f", str(f))
+    assert dry.returncode == real.returncode == 2, dry.stdout + dry.stderr
+    assert one_line_error(dry) == one_line_error(real)
+    assert "schedule.at_ms: is in the past" in one_line_error(dry)
+    assert "would be created" not in dry.stdout
