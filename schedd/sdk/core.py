@@ -429,6 +429,10 @@ def job_request(
     client can tell locally; the server validates everything again."""
     if sum(x is not None for x in (cron, at_ms, every_ms)) != 1:
         raise errors.InvalidArgument("schedule", "give exactly one of cron, every_ms or at_ms")
+    for field, value in (("every_ms", every_ms), ("at_ms", at_ms), ("jitter_ms", jitter_ms)):
+        # protobuf would refuse it too, but without naming the field
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise errors.InvalidArgument(f"schedule.{field}", f"{value} ms is out of range")
     if max_attempts < 0:
         raise errors.InvalidArgument("max_attempts", f"{max_attempts} must not be negative")
     if cron is not None:

@@ -29,6 +29,7 @@ from schedd.raft.settings import RaftSettings
 from schedd.raft.transport import RaftTls, TlsConfigError, TlsFiles, read_secret_file
 from schedd.security.tls import ServerTLS, TLSConfigError, server_credentials
 from schedd.server.auth import AuthInterceptor, TokenTable, bootstrap_token
+from schedd.server.decode import DecodeInterceptor
 from schedd.server.dispatcher import Dispatcher, DispatchSettings
 from schedd.server.limits import Limits
 from schedd.server.service import add_services
@@ -284,7 +285,11 @@ class Node:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="grpc"),
             options=[("grpc.so_reuseport", 0)],
-            interceptors=[AuthInterceptor(self.tokens, insecure=config.insecure)],
+            # Auth first: a caller without credentials learns nothing about its request.
+            interceptors=[
+                AuthInterceptor(self.tokens, insecure=config.insecure),
+                DecodeInterceptor(),
+            ],
         )
         names = add_services(self.server, self)
         self.health = health.HealthServicer()

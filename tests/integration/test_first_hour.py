@@ -14,10 +14,13 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
 from schedd import errors
 from schedd.client import Client
+from schedd.pb import api_grpc, api_pb2, types_pb2
+from schedd.sdk import core
 from schedd.sdk.credentials import Credentials
 from schedd.testing import FAST_ARGS, LocalCluster, free_ports
 from tests._util import wait_for
@@ -279,3 +282,95 @@ def test_apply_dry_run_refuses_what_the_apply_refuses(
     assert one_line_error(dry) == one_line_error(real)
     assert "schedule.at_ms: is in the past" in one_line_error(dry)
     assert "would be created" not in dry.stdout
+
+
+# ---- 6. bad input that answered INTERNAL: INVALID_ARGUMENT naming the field ---------------------
+
+
+def _leader_channel(cluster: LocalCluster) -> grpc.Channel:
+    leader = cluster.wait_for_leader()
+    return cluster.credentials.channel(cluster.spec(leader).grpc, core.CHANNEL_OPTIONS)
+
+
+def _job_request(name: str, **fields: object) -> api_pb2.CreateJobRequest:
+    every = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=60_000)
+    return api_pb2.CreateJobRequest(name=name, **{"schedule": every, **fields})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (_job_request("fh-deep", payload="[" * 30_000 + "]" * 30_000), "payload: is nested"),
+        (_job_request("fh-nan", payload='{"a": NaN}'), "payload: is not valid JSON"),
+        (_job_request("fh-inf", payload="[Infinity]"), "payload: is not valid JSON"),
+        (
+            _job_request(
+                "fh-every",
+                schedule=types_pb2.Schedule(
+                    kind=types_pb2.SCHEDULE_KIND_CRON, cron="@every 100000000000000000000h"
+                ),
+            ),
+            "schedule.cron: ",
+        ),
+    ],
+    ids=["deep-payload", "nan", "infinity", "huge-every"],
+)
+def test_bad_job_definitions_are_invalid_argument_naming_the_field(
+    cluster: LocalCluster, request_: api_pb2.CreateJobRequest, field: str
+) -> None:
+    stub = api_grpc.JobServiceStub(_leader_channel(cluster))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.CreateJob(request_, metadata=cluster.credentials.metadata, timeout=10)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert info.value.details().startswith(field)
+
+
+def test_explain_at_int64_max_is_invalid_argument(cluster: LocalCluster) -> None:
+    with cluster.client() as c:
+        c.create_job("fh-explain-max", every_ms=60_000)
+        with pytest.raises(errors.InvalidArgument) as info:
+            c.explain_job("fh-explain-max", 2**63 - 1)
+    assert info.value.field == "at_ms"
+
+
+@pytest.mark.parametrize(
+    ("marker", "bad", "field"),
+    [
+        (b"NAME", b"N\xffME", "name"),
+        (b"QUEUE", b"QU\xc3(E", "queue"),
+        (b"CR", b"\xe2\x28", "schedule.cron"),
+    ],
+)
+def test_invalid_utf8_in_a_string_field_is_invalid_argument_naming_it(
+    cluster: LocalCluster, marker: bytes, bad: bytes, field: str
+) -> None:
+    req = api_pb2.CreateJobRequest(
+        name="NAME",
+        queue="QUEUE",
+        schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron="* * * * CR"),
+    ).SerializeToString()
+    raw = _leader_channel(cluster).unary_unary(
+        "/schedd.v1.JobService/CreateJob",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        raw(req.replace(marker, bad), metadata=cluster.credentials.metadata, timeout=10)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == f"{field}: is not valid UTF-8"
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--every", "100000000000000000000h"], "--every"),
+        (["--cron", "@every 100000000000000000000h"], "--cron"),
+        (["--every", "1m", "--payload", '{"a": NaN}'], "--payload"),
+    ],
+)
+def test_schedctl_names_the_option_of_bad_input(
+    cluster: LocalCluster, args: list[str], option: str
+) -> None:
+    p = schedctl(cluster.endpoints_env, "job", "create", "fh-bad-cli", *args)
+    assert p.returncode == 2
+    assert one_line_error(p).startswith(f"error: {option}: ")
