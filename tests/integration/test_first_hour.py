@@ -374,3 +374,46 @@ def test_schedctl_names_the_option_of_bad_input(
     p = schedctl(cluster.endpoints_env, "job", "create", "fh-bad-cli", *args)
     assert p.returncode == 2
     assert one_line_error(p).startswith(f"error: {option}: ")
+
+
+# ---- 7. --payload @FILE and -, run list --job NOSUCH -------------------------------------------
+
+
+def test_payload_from_a_file_and_from_stdin(cluster: LocalCluster, tmp_path: Path) -> None:
+    eps = cluster.endpoints_env
+    f = tmp_path / "payload.json"
+    f.write_text('{"from": "file"}\n')
+    p = schedctl(eps, "job", "create", "fh-payload", "--every", "1m", "--payload", f"@{f}")
+    assert p.returncode == 0, p.stderr
+    with cluster.client() as c:
+        assert c.get_job("fh-payload").payload == '{"from": "file"}'
+    env = dict(os.environ, **cluster.client_env)
+    p = subprocess.run(
+        [sys.executable, "-m", "schedctl", "job", "update", "fh-payload", "--payload", "-"],
+        input='{"from": "stdin"}',
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    with cluster.client() as c:
+        assert c.get_job("fh-payload").payload == '{"from": "stdin"}'
+    p = schedctl(eps, "job", "create", "fh-nofile", "--every", "1m", "--payload", "@/no/such.json")
+    assert p.returncode == 2
+    assert (
+        one_line_error(p)
+        == "error: --payload: cannot read '/no/such.json': No such file or directory"
+    )
+
+
+def test_run_list_of_an_unknown_job_is_not_found(cluster: LocalCluster) -> None:
+    p = schedctl(cluster.endpoints_env, "run", "list", "--job", "NOSUCH")
+    assert p.returncode == 3
+    assert one_line_error(p) == "error: --job: no job named 'NOSUCH'"
+    assert (
+        schedctl(cluster.endpoints_env, "job", "create", "fh-empty", "--every", "1h").returncode
+        == 0
+    )
+    p = schedctl(cluster.endpoints_env, "run", "list", "--job", "fh-empty")
+    assert p.returncode == 0 and p.stdout.strip() == "no runs"
