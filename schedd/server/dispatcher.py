@@ -218,16 +218,21 @@ class Dispatcher:
             revoked[0].reason,
         )
 
-    def release(self, session: WorkerSession, leases: list[api_pb2.Lease], reason: str) -> int:
-        """The worker gives these leases back (drain timeout, or firings it will not start).
-        A Release, even an empty one, marks the session draining: it gets no new grants.
+    def release(
+        self, session: WorkerSession, leases: list[api_pb2.Lease], reason: str, *, drain: bool
+    ) -> int:
+        """The worker gives these leases back (drain timeout, or firings it will not start:
+        stopping, or no handler for the job). With ``drain`` (the worker is stopping) the
+        session is marked draining: it gets no new grants; without it the stream keeps getting
+        new work (a Release of some leases is not a goodbye).
         Each one held under exactly that fence leaves the lease table now and is queued for the
         next tick's ExpireLeases command as a *released* item: apply makes the run PENDING at
         once without using an attempt, and the fence stale. Returns how many were queued.
         Leases not held by this session's worker (already expired, re-granted, completed, or
         another worker's) are ignored: nothing to give back. If the tick's entry does not commit, the lease is back in the table at the next
         reconcile and expires as usual (later, but never lost)."""
-        session.draining = True  # a worker releases only when it stops: no new grants to it
+        if drain:
+            session.draining = True
         why = f"released by worker {session.worker_id}" + (
             f": {validate.clip_text(reason, validate.MAX_RELEASE_REASON_BYTES)}" if reason else ""
         )
@@ -630,6 +635,7 @@ class Dispatcher:
                     tuple(w.queues),
                     dict(w.tags),
                     w.concurrency - self.leases.count_for(w.worker_id),
+                    w.jobs,
                 )
                 for w in sessions
             ]

@@ -465,6 +465,7 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                     "or ask a cluster admin for a token covering these"
                 )
             queues = frozenset(namespaces.qualify(ns, q) for q in bare_queues)
+            now_ms = node.clock.now_ms()
             session = WorkerSession(
                 hello.worker_id,
                 queues,
@@ -473,6 +474,10 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                 tags=_worker_tags(hello.tags),
                 principal=identity.principal(context),
                 secret=secrets.token_urlsafe(32),
+                jobs=validate.worker_jobs(list(hello.jobs), ns),
+                namespace=ns,
+                connected_ms=now_ms,
+                last_seen_ms=now_ms,
             )
             reattached, lost = node.dispatcher.attach(
                 session,
@@ -485,11 +490,12 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             abort(context, e)
             return
         log.info(
-            "event=worker_attached worker=%s principal=%s queues=%s concurrency=%d reattached=%d "
-            "lost=%d peer=%s",
+            "event=worker_attached worker=%s principal=%s queues=%s jobs=%s concurrency=%d "
+            "reattached=%d lost=%d peer=%s",
             session.worker_id,
             session.principal,
             ",".join(sorted(queues)),
+            ",".join(sorted(session.jobs)) if session.jobs is not None else "*",
             session.concurrency,
             len(reattached),
             len(lost),
@@ -549,7 +555,7 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             for msg in request_iterator:
                 if not registry.current(session):
                     break  # replaced by a newer stream of the same worker: it speaks for it now
-                session.seen(self.node.clock.monotonic())
+                session.seen(self.node.clock.monotonic(), self.node.clock.now_ms())
                 kind = msg.WhichOneof("body")
                 if kind == "heartbeat":
                     lost = dispatcher.heartbeat(session, list(msg.heartbeat.leases))
@@ -573,12 +579,18 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                             ack(c, "INVALID_ARGUMENT", e.message)
                     dispatcher.submit_completions(valid, ack, session.worker_id)
                 elif kind == "release":
-                    n = dispatcher.release(session, list(msg.release.leases), msg.release.reason)
+                    n = dispatcher.release(
+                        session,
+                        list(msg.release.leases),
+                        msg.release.reason,
+                        drain=msg.release.drain,
+                    )
                     log.info(
-                        "event=worker_released worker=%s leases=%d released=%d reason=%r",
+                        "event=worker_released worker=%s leases=%d released=%d drain=%s reason=%r",
                         session.worker_id,
                         len(msg.release.leases),
                         n,
+                        msg.release.drain,
                         validate.clip_text(msg.release.reason, validate.MAX_RELEASE_REASON_BYTES),
                     )
         except grpc.RpcError:

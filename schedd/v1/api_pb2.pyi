@@ -269,7 +269,7 @@ class Lease(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., fence: _Optional[int] = ..., progress: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "queues", "concurrency", "running", "tags", "namespace")
+    __slots__ = ("worker_id", "queues", "concurrency", "running", "tags", "namespace", "jobs")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -283,21 +283,25 @@ class Hello(_message.Message):
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     queues: _containers.RepeatedScalarFieldContainer[str]
     concurrency: int
     running: _containers.RepeatedCompositeFieldContainer[Lease]
     tags: _containers.ScalarMap[str, str]
     namespace: str
-    def __init__(self, worker_id: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ...) -> None: ...
+    jobs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ..., jobs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Release(_message.Message):
-    __slots__ = ("leases", "reason")
+    __slots__ = ("leases", "reason", "drain")
     LEASES_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
     leases: _containers.RepeatedCompositeFieldContainer[Lease]
     reason: str
-    def __init__(self, leases: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
+    drain: bool
+    def __init__(self, leases: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., reason: _Optional[str] = ..., drain: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("leases",)
