@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -338,7 +339,56 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
 
 @cli.group()
 def worker() -> None:
-    """Run workers that execute firings."""
+    """Run workers that execute firings, and list the attached ones."""
+
+
+@worker.command("list")
+@watch_option()
+@pass_settings
+def worker_list(s: Settings, watch: float | None) -> None:
+    """List the workers attached to the leader for this namespace: id, who attached it, queues,
+    tags, leases held / concurrency, the jobs it runs (* = any), connected since, last seen.
+    DRAINING workers are stopping and take no new firings.
+
+    \b
+    Example:
+      schedctl worker list
+      schedctl worker list --json | jq '.[] | {worker_id, run_ids}'
+    """
+
+    def render() -> tuple[object, Callable[[], str]]:
+        workers = s.client().list_workers()
+        return workers, lambda: _workers_table(workers)
+
+    if watch is not None:
+        common.watch(s, watch, "schedctl worker list", render)
+        return
+    doc, human = render()
+    s.emit(doc, human)
+
+
+def _workers_table(workers: Sequence[Any]) -> str:
+    if not workers:
+        return (
+            "no workers attached to the leader for this namespace "
+            "(start one: schedctl worker run --queue QUEUE -- CMD)"
+        )
+    now_ms = int(time.time() * 1000)
+    rows = [
+        [
+            w.worker_id + (" (draining)" if w.draining else ""),
+            w.principal,
+            ",".join(w.queues) or "-",
+            ",".join(f"{k}={v}" for k, v in sorted(w.tags.items())) or "-",
+            f"{w.leases}/{w.concurrency}",
+            ",".join(w.jobs) or "*",
+            output.when(w.connected_ms),
+            f"{output.duration(max(0, now_ms - w.last_seen_ms), '0s')} ago",
+        ]
+        for w in workers
+    ]
+    headers = ["WORKER", "PRINCIPAL", "QUEUES", "TAGS", "LEASES", "JOBS", "SINCE", "LAST SEEN"]
+    return output.table(headers, rows)
 
 
 @worker.command(

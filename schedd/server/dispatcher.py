@@ -262,6 +262,11 @@ class Dispatcher:
                 self._wake.notify_all()
         return queued
 
+    def held_by_worker(self) -> dict[str, list[str]]:
+        """Run ids of the leases each worker holds now (leader memory; empty on a follower)."""
+        with self._lock:
+            return self.leases.by_worker()
+
     def progress_of(self, run_id: str) -> str:
         """The last progress text heartbeated for the run's current lease ('' when none, or when
         this node is not the leader: progress lives in the leader's memory only)."""

@@ -63,6 +63,10 @@ LIST_PAGE_BYTES = 2 << 20
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: ListWorkers names at most this many run ids per worker (``WorkerInfo.leases`` counts all).
+MAX_LISTED_RUN_IDS = 100
+
+
 def abort(context: grpc.ServicerContext, err: SchedError) -> None:
     if isinstance(err, NotLeader):
         context.set_trailing_metadata(((LEADER_METADATA_KEY, err.leader),))
@@ -356,6 +360,23 @@ class RunService(_Base, api_grpc.RunServiceServicer):
         return api_pb2.RunResponse(run=_run_out(self._propose(cmd).run))
 
     @rpc
+    def CancelRun(
+        self, req: api_pb2.CancelRunRequest, context: grpc.ServicerContext
+    ) -> api_pb2.RunResponse:
+        """End an active run as CANCELLED (see CancelRunCmd); a leased run's worker is told
+        through the committed result's ``revoked`` (Dispatcher.applied)."""
+        cmd = command_pb2.Command(
+            now_ms=self.node.clock.now_ms(),
+            request_id=validate.request_id(req.request_id),
+            cancel_run=command_pb2.CancelRunCmd(
+                run_id=validate.run_id(req.run_id),
+                reason=validate.clip_text(req.reason, validate.MAX_RELEASE_REASON_BYTES),
+            ),
+        )
+        scope_request(cmd, context, "CancelRun", req)
+        return api_pb2.RunResponse(run=_run_out(self._propose(cmd, grows=False).run))
+
+    @rpc
     def CompleteRun(
         self, req: api_pb2.Completion, context: grpc.ServicerContext
     ) -> api_pb2.CompleteRunResponse:
@@ -544,6 +565,38 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
         if session.leader_hint is not None:
             context.set_trailing_metadata(((LEADER_METADATA_KEY, session.leader_hint),))
             context.abort(grpc.StatusCode.UNAVAILABLE, session.close_reason)
+
+    @rpc
+    def ListWorkers(
+        self, req: api_pb2.ListWorkersRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ListWorkersResponse:
+        """The worker streams attached to the leader that serve ``req.namespace``, from its
+        in-memory registry (draining ones too), by worker id."""
+        self._leader()
+        ns = namespaces.namespace(req.namespace)
+        held = self.node.dispatcher.held_by_worker()
+        out = api_pb2.ListWorkersResponse()
+        for w in self.node.registry.attached():
+            if w.namespace != ns:
+                continue
+            runs = held.get(w.worker_id, [])
+            out.workers.append(
+                api_pb2.WorkerInfo(
+                    worker_id=w.worker_id,
+                    principal=w.principal,
+                    namespace=w.namespace,
+                    queues=sorted(namespaces.bare(q) for q in w.queues),
+                    tags=w.tags,
+                    concurrency=w.concurrency,
+                    leases=len(runs),
+                    run_ids=runs[:MAX_LISTED_RUN_IDS],
+                    jobs=sorted(namespaces.bare(j) for j in w.jobs) if w.jobs is not None else [],
+                    connected_ms=w.connected_ms,
+                    last_seen_ms=w.last_seen_ms,
+                    draining=w.draining,
+                )
+            )
+        return out
 
     def _read(
         self, session: WorkerSession, request_iterator: Iterator[api_pb2.WorkerMessage]

@@ -7,16 +7,22 @@ Every test here failed before the change it pins (see CHANGELOG, "First hour").
 
 from __future__ import annotations
 
+import json
+import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from schedd import errors
 from schedd.agent import Context, Worker
 from schedd.client import Client
 from schedd.pb import types_pb2
 from schedd.testing import LocalCluster
 from tests._util import wait_for
+from tests.integration.conftest import schedctl
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +92,115 @@ def test_two_workers_of_one_queue_each_get_only_their_jobs(
     finally:
         w1.stop(drain_timeout=5)
         w2.stop(drain_timeout=5)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The single ``error: ...`` line of a failed schedctl; fails on a traceback or more lines."""
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def test_worker_list_shows_attached_workers_with_their_leases(
+    cluster: LocalCluster, client: Client
+) -> None:
+    queue = f"list-{uid()}"
+    name = f"slow-{uid()}"
+    client.create_job(name, every_ms=HOUR_MS, queue=queue)
+    go = threading.Event()
+    w = worker(cluster, queue, f"w-list-{uid()}", concurrency=3, tags={"zone": "a"})
+
+    @w.handler(name)
+    def slow(ctx: Context) -> None:
+        go.wait(20)
+
+    w.start()
+    try:
+        run = client.trigger_job(name)
+        wait_for(
+            lambda: client.get_run(run.run_id).state == types_pb2.RUN_STATE_LEASED,
+            20,
+            "the run leased",
+        )
+        [info] = [x for x in client.list_workers() if x.worker_id == w.worker_id]
+        assert info.queues == (queue,) and info.tags == {"zone": "a"}
+        assert info.concurrency == 3 and info.jobs == (name,) and info.namespace == "default"
+        assert (info.leases, info.run_ids) == (1, (run.run_id,))
+        assert info.principal and not info.draining
+        now_ms = int(time.time() * 1000)
+        assert now_ms - 60_000 < info.connected_ms <= info.last_seen_ms <= now_ms + 5_000
+        # the real CLI: a table, and the same as JSON
+        proc = schedctl(cluster.endpoints_env, "worker", "list")
+        assert proc.returncode == 0, proc.stderr
+        [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith(w.worker_id)]
+        assert queue in line and "zone=a" in line and "1/3" in line and name in line
+        proc = schedctl(cluster.endpoints_env, "worker", "list", "--json")
+        assert proc.returncode == 0, proc.stderr
+        [doc] = [d for d in json.loads(proc.stdout) if d["worker_id"] == w.worker_id]
+        assert doc["run_ids"] == [run.run_id] and doc["leases"] == 1
+        # another namespace sees none of them
+        assert all(x.worker_id != w.worker_id for x in client.list_workers("team-x"))
+    finally:
+        go.set()
+        w.stop(drain_timeout=5)
+
+
+def test_cancel_a_running_run_cancels_its_handler_and_refuses_the_late_result(
+    cluster: LocalCluster, client: Client
+) -> None:
+    queue = f"cancel-{uid()}"
+    name = f"long-{uid()}"
+    client.create_job(name, every_ms=HOUR_MS, queue=queue)
+    seen: list[str] = []
+    w = worker(cluster, queue, f"w-cancel-{uid()}")
+
+    @w.handler(name)
+    def long(ctx: Context) -> None:
+        if ctx.cancelled.wait(30):
+            seen.append("cancelled")
+
+    w.start()
+    try:
+        run = client.trigger_job(name)
+        wait_for(
+            lambda: client.get_run(run.run_id).state == types_pb2.RUN_STATE_LEASED,
+            20,
+            "the run leased",
+        )
+        leased = client.get_run(run.run_id)
+        proc = schedctl(
+            cluster.endpoints_env, "run", "cancel", run.run_id, "--reason", "wrong input"
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert f"cancelled run {run.run_id}" in proc.stdout and "wrong input" in proc.stdout
+        wait_for(lambda: seen == ["cancelled"], 10, "the handler saw ctx.cancelled")
+        done = client.get_run(run.run_id)
+        assert done.state == types_pb2.RUN_STATE_CANCELLED and "wrong input" in done.note
+        with pytest.raises(errors.StaleFence):
+            client.complete_run(run.run_id, leased.fence, success=True)
+        time.sleep(1)  # the worker's own (late) completion is refused too: the run stays
+        assert client.get_run(run.run_id).state == types_pb2.RUN_STATE_CANCELLED
+        # a finished run: one line, exit 1, the state named
+        proc = schedctl(cluster.endpoints_env, "run", "cancel", run.run_id)
+        assert proc.returncode == 1
+        assert "only a pending, leased or waiting run" in one_line_error(proc)
+        with pytest.raises(errors.FailedPrecondition):
+            client.cancel_run(run.run_id)
+        proc = schedctl(cluster.endpoints_env, "run", "cancel", "no-such:1:1")
+        assert proc.returncode != 0 and "no run" in one_line_error(proc)
+        records = [
+            r for r in client.list_audit(20, target=run.run_id)[0] if r.action == "cancel_run"
+        ]
+        # newest first: the refused second cancel, then the one that cancelled it
+        assert [r.code for r in records] == ["FAILED_PRECONDITION", "FAILED_PRECONDITION", "OK"]
+    finally:
+        w.stop(drain_timeout=5)
+
+
+def test_cancel_a_pending_run(cluster: LocalCluster, client: Client) -> None:
+    name = f"nobody-{uid()}"
+    client.create_job(name, every_ms=HOUR_MS, queue=f"nobody-{uid()}")
+    run = client.trigger_job(name)
+    out = client.cancel_run(run.run_id, "not needed")
+    assert out.state == types_pb2.RUN_STATE_CANCELLED and out.namespace == "default"
