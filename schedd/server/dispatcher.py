@@ -36,6 +36,7 @@ from schedd.clock import Clock
 from schedd.errors import SchedError, Unavailable
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched import retention
+from schedd.sched.explain import WorkerView
 from schedd.sched.schedule import Schedule, compile_schedule, format_duration
 from schedd.server import planner, validate
 from schedd.server.leases import LeaseTable, completion_verdict
@@ -624,12 +625,36 @@ class Dispatcher:
             lease_ttl_ms=int(s.lease_ttl_s * 1000),
         )
 
+    def worker_views(self) -> list[WorkerView]:
+        """Every attached worker as plain data for ``job explain`` (draining and silent ones
+        too, marked), with the leases it holds now."""
+        horizon = self._live_horizon()
+        sessions = self.registry.attached()
+        with self._lock:
+            return [
+                WorkerView(
+                    w.worker_id,
+                    w.queues,
+                    w.concurrency,
+                    self.leases.count_for(w.worker_id),
+                    dict(w.tags),
+                    w.jobs,
+                    live=not w.closed.is_set() and w.last_seen >= horizon,
+                    draining=w.draining,
+                )
+                for w in sessions
+            ]
+
+    def _live_horizon(self) -> float:
+        """Workers last heard from before this monotonic time get no new work (below)."""
+        return self.clock.monotonic() - 2 * self.settings.heartbeat_interval_s - 0.5
+
     def _free_workers(self) -> list[planner.FreeWorker]:
         """The workers that may get new work now, with their free slots. Only workers heard from
         within two heartbeat intervals: a frozen worker (SIGSTOP, GC pause, cut link) keeps its
         stream open but would let every retry of a run expire in its hands until the attempts
         are used up."""
-        horizon = self.clock.monotonic() - 2 * self.settings.heartbeat_interval_s - 0.5
+        horizon = self._live_horizon()
         sessions = [
             w for w in self.registry.all() if not w.closed.is_set() and w.last_seen >= horizon
         ]

@@ -42,7 +42,7 @@ from schedd.errors import (
 )
 from schedd.pb import api_grpc, api_pb2, command_pb2, types_pb2
 from schedd.sched import policies
-from schedd.sched.explain import explain
+from schedd.sched.explain import explain, with_pending_cause
 from schedd.sched.schedule import compile_schedule
 from schedd.sdk.endpoints import LEADER_METADATA_KEY
 from schedd.security.roles import Role
@@ -298,13 +298,23 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         job = self._job(req.name, req.namespace)
         at_ms = validate.instant(req.at_ms, "at_ms")
         store = self.node.store
+        now_ms = self.node.clock.now_ms()
         answer = explain(
             job,
             compile_schedule(job.schedule),
             at_ms,
-            self.node.clock.now_ms(),
+            now_ms,
             lambda at, n: store.runs_at_or_before(job.name, job.uid, at, n),
         )
+        if answer.verdict == "pending" and answer.runs:
+            # Why it has not started: from the leader's workers, as the grant planner sees them.
+            with_pending_cause(
+                answer,
+                answer.runs[0],
+                self.node.dispatcher.worker_views(),
+                now_ms,
+                paused=job.state == types_pb2.JOB_STATE_PAUSED,
+            )
         for run in answer.runs:
             namespaces.present_run(run)
         return answer

@@ -204,3 +204,49 @@ def test_cancel_a_pending_run(cluster: LocalCluster, client: Client) -> None:
     run = client.trigger_job(name)
     out = client.cancel_run(run.run_id, "not needed")
     assert out.state == types_pb2.RUN_STATE_CANCELLED and out.namespace == "default"
+
+
+def test_explain_names_why_a_run_is_stuck_pending(cluster: LocalCluster, client: Client) -> None:
+    queue = f"nobody-{uid()}"
+    name = f"stuck-{uid()}"
+    client.create_job(name, every_ms=2000, queue=queue, tags={"gpu": "a100"})
+    try:
+        wait_for(
+            lambda: client.list_runs(name, state=types_pb2.RUN_STATE_PENDING),
+            20,
+            "a pending run",
+        )
+        slot = client.list_runs(name, state=types_pb2.RUN_STATE_PENDING)[0].scheduled_ms
+        ans = client.explain_job(name, slot)
+        assert (ans.verdict, ans.pending_cause) == ("pending", "no_worker"), ans
+        assert f"No worker serves queue {queue!r}" in ans.explanation
+        # a worker of the queue, with other tags: the tags are named
+        w = worker(cluster, queue, f"w-t4-{uid()}", tags={"gpu": "t4"})
+        w.handler(name)(lambda ctx: None)
+        w.start()
+        try:
+            wait_for(
+                lambda: client.explain_job(name, slot).pending_cause == "tags",
+                20,
+                "explain names the tag mismatch",
+            )
+            assert "gpu=a100" in client.explain_job(name, slot).explanation
+            proc = schedctl(cluster.endpoints_env, "job", "explain", name)
+            assert proc.returncode == 0, proc.stderr
+            assert "pending (tags)" in proc.stdout and w.worker_id in proc.stdout
+        finally:
+            w.stop(drain_timeout=5)
+        # the right tags, but no handler for the job
+        w2 = worker(cluster, queue, f"w-a100-{uid()}", tags={"gpu": "a100"})
+        w2.handler("some-other-job")(lambda ctx: None)
+        w2.start()
+        try:
+            wait_for(
+                lambda: client.explain_job(name, slot).pending_cause == "no_handler",
+                20,
+                "explain names the missing handler",
+            )
+        finally:
+            w2.stop(drain_timeout=5)
+    finally:
+        client.delete_job(name)
