@@ -85,6 +85,7 @@ PURE: dict[str, tuple[str, ...]] = {
     # what a Raft frame may decode to (sizes, the restricted unpickler): no sockets, no pysyncobj
     "schedd.raft.wire": (),
     "schedd.server.leases": (),
+    "schedd.server.supervise": (),  # schedd dev's restart policy: the caller passes the time
     "schedd.server.validate": (
         "schedd.errors",
         "schedd.pb",

@@ -304,7 +304,10 @@ def _status_docs(reports: Sequence[tuple[str, Any, str]]) -> list[dict[str, Any]
 
 def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
     # WORKERS: the worker streams attached to the leader (followers hold none: "-").
-    headers = ["NODE", "ROLE", "TERM", "COMMIT", "APPLIED", "LEADER", "WORKERS", "GRPC"]
+    # PID and UPTIME: which process answered, and since when (a restarted node shows).
+    headers = ["NODE", "ROLE", "TERM", "COMMIT", "APPLIED", "LEADER", "WORKERS", "PID", "UPTIME"]
+    headers.append("GRPC")
+    now_ms = int(time.time() * 1000)
     down = any(st is None for _, st, _ in reports)
     unsafe = any(st is not None and getattr(st, "unsafe_no_fsync", False) for _, st, _ in reports)
     if down or unsafe:
@@ -312,7 +315,7 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
     rows: list[list[object]] = []
     for ep, st, err in reports:
         if st is None:
-            row: list[object] = ["-", "unreachable", "-", "-", "-", "-", "-", ep, err]
+            row: list[object] = ["-", "unreachable", "-", "-", "-", "-", "-", "-", "-", ep, err]
         else:
             row = [
                 st.node_id or "-",
@@ -322,6 +325,8 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
                 st.applied_index,
                 st.leader_id or "-",
                 st.workers if st.role == "leader" else "-",
+                getattr(st, "pid", 0) or "-",
+                _uptime(now_ms, getattr(st, "started_ms", 0)),
                 st.grpc_address or ep,
             ]
             if down or unsafe:
@@ -332,6 +337,13 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
                 )
         rows.append(row)
     return output.table(headers, rows)
+
+
+def _uptime(now_ms: int, started_ms: int) -> str:
+    """``3m12s`` since ``started_ms`` (``-``: a node that does not say)."""
+    if not started_ms:
+        return "-"
+    return output.duration(max(0, now_ms - started_ms) // 1000 * 1000, "0s")
 
 
 # ---- workers -------------------------------------------------------------------------------

@@ -43,6 +43,10 @@ from schedd.state.store import Store, fatal
 
 log = logging.getLogger("schedd.node")
 
+#: When this process started (close enough: when the server module was first imported), for
+#: NodeStatus.started_ms: `schedctl cluster status` shows uptime, so a restarted node shows.
+PROCESS_STARTED_MS = int(time.time() * 1000)
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -534,4 +538,6 @@ class Node:
             workers=len(self.registry),
             peers=[p.node_id for p in self.config.peers],
             unsafe_no_fsync=not self.config.raft_settings.fsync,
+            pid=os.getpid(),
+            started_ms=PROCESS_STARTED_MS,
         )
