@@ -758,7 +758,8 @@ class WorkerServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Connect(self, request_iterator, context):
-        """One stream per worker, opened on the leader. The first message must be Hello.
+        """One stream per worker, opened on the leader. The first message must be Hello (see the
+        protocol above).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
