@@ -139,3 +139,19 @@ def test_a_hello_cannot_reattach_another_workers_lease() -> None:
     reattached, lost = d.attach(w1, [api_pb2.Lease(run_id="r1", fence=5)])
     assert [le.run_id for le in reattached] == ["r1"] and lost == []
     assert d.leases.get("r1").worker_id == "w1"  # type: ignore[union-attr]
+
+
+def test_hello_jobs_are_qualified_with_the_namespace_and_star_means_any() -> None:
+    from schedd.errors import InvalidArgument
+    from schedd.server.validate import worker_jobs
+
+    assert worker_jobs([], "team") is None
+    assert worker_jobs(["a", "*"], "team") is None
+    assert worker_jobs(["a", "b"], "team") == frozenset({"team/a", "team/b"})
+    assert worker_jobs(["a"], "default") == frozenset({"a"})
+    try:
+        worker_jobs(["ok", "no/slash"], "team")
+    except InvalidArgument as e:
+        assert e.field == "hello.jobs"
+    else:
+        raise AssertionError("a bad job name in Hello.jobs was accepted")
