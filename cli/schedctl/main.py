@@ -431,6 +431,14 @@ def _workers_table(workers: Sequence[Any]) -> str:
     help="A tag this worker carries; jobs with tags go only to workers carrying all of them. Repeat.",
 )
 @click.option(
+    "--job",
+    "jobs",
+    multiple=True,
+    metavar="NAME",
+    help="Run CMD only for this job (the leader sends no other firings); repeat for several "
+    "(default: every job of the queues).",
+)
+@click.option(
     "--drain-timeout",
     type=click.FloatRange(min=0),
     default=10.0,
@@ -446,6 +454,7 @@ def worker_run(
     concurrency: int,
     worker_id: str | None,
     tags: tuple[str, ...],
+    jobs: tuple[str, ...],
     drain_timeout: float,
     argv: tuple[str, ...],
 ) -> NoReturn:
@@ -458,6 +467,7 @@ def worker_run(
     Example:
       schedctl worker run --queue default --concurrency 4 -- sh -c 'echo "$SCHEDD_JOB"'
       schedctl worker run --queue gpu --tag gpu=a100 --drain-timeout 60 -- ./train.sh
+      schedctl worker run --queue reports --job nightly-report -- ./send-report.sh
     """
     endpoints = s.endpoint_list()
     offered: dict[str, str] = {}
@@ -482,6 +492,7 @@ def worker_run(
         drain_timeout=drain_timeout,
         credentials=s.credentials(),
         namespace=s.namespace_name(),
+        jobs=list(jobs),
     )
     raise click.exceptions.Exit(int(code))
 

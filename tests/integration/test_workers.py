@@ -8,11 +8,15 @@ Every test here failed before the change it pins (see CHANGELOG, "First hour").
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -250,3 +254,36 @@ def test_explain_names_why_a_run_is_stuck_pending(cluster: LocalCluster, client:
             w2.stop(drain_timeout=5)
     finally:
         client.delete_job(name)
+
+
+def test_the_shell_worker_runs_only_the_jobs_it_is_given(
+    cluster: LocalCluster, client: Client, tmp_path: Path
+) -> None:
+    """`schedctl worker run --job A`: a shell worker sharing a queue runs A only; B waits for a
+    worker that runs it instead of being run by the wrong command."""
+    queue = f"shell-{uid()}"
+    a, b = f"a-{uid()}", f"b-{uid()}"
+    for name in (a, b):
+        client.create_job(name, every_ms=HOUR_MS, queue=queue)
+    env = dict(os.environ, **cluster.worker_env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "schedctl", "worker", "run", "--queue", queue, "--job", a]
+        + ["--worker-id", f"shell-{uid()}", "--", "true"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "worker.log", "w"),
+    )
+    try:
+        ra, rb = client.trigger_job(a).run_id, client.trigger_job(b).run_id
+        wait_for(
+            lambda: client.get_run(ra).state == types_pb2.RUN_STATE_SUCCEEDED,
+            30,
+            "job A run by the shell worker",
+        )
+        run_b = client.get_run(rb)
+        assert run_b.state == types_pb2.RUN_STATE_PENDING and run_b.attempt == 1
+        [info] = [w for w in client.list_workers() if w.queues == (queue,)]
+        assert info.jobs == (a,)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
