@@ -200,7 +200,8 @@ class Dispatcher:
 
     def applied(self, result: Result) -> None:
         """Hook for every applied entry (any proposer): tell workers about leases the entry
-        revoked (overlap REPLACE), so their handlers stop now rather than at the next heartbeat."""
+        revoked (overlap REPLACE, CancelRun), so their handlers stop now rather than at the next
+        heartbeat."""
         if result.revoked and self._active:
             self._revoke(list(result.revoked))
         self.wake()
@@ -212,7 +213,9 @@ class Dispatcher:
                 self._deadlines.pop(r.run_id, None)
         self._tell_lost(revoked)
         if self.metrics is not None:
-            self.metrics.lease_expired("replaced", len(revoked))
+            cancelled = sum(1 for r in revoked if r.reason.startswith("cancelled"))
+            self.metrics.lease_expired("cancelled", cancelled)
+            self.metrics.lease_expired("replaced", len(revoked) - cancelled)
         log.info(
             "event=leases_revoked runs=%s reason=%r",
             ",".join(f"{r.run_id}@{r.worker_id}" for r in revoked),
