@@ -605,13 +605,13 @@ class _Supervisor:
         c = self.cluster
         for spec in c.specs:
             nid = spec.node_id
-            cmd = shlex.join(c.command(spec))
             if nid in self.down:
                 continue
             if nid in self.restart_at:
                 if now >= self.restart_at[nid]:
                     del self.restart_at[nid]
                     c.start_node(nid)
+                    cmd = shlex.join(c.command(spec))
                     click.echo(f"{nid}: restarted (pid {c.procs[nid].pid}): {cmd}", err=True)
                 continue
             proc = c.procs.get(nid)
@@ -621,6 +621,7 @@ class _Supervisor:
             how = exit_text(proc.returncode)
             if at is None:
                 self.down.add(nid)
+                cmd = shlex.join(c.command(spec))
                 click.echo(
                     f"{nid} exited ({how}) {self.policy.max_restarts + 1} times within "
                     f"{self.policy.window_s:g}s; leaving it down. Log: {spec.log_path}; "
