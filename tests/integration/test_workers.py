@@ -7,6 +7,7 @@ Every test here failed before the change it pins (see CHANGELOG, "First hour").
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,12 +204,21 @@ def test_cancel_a_running_run_cancels_its_handler_and_refuses_the_late_result(
         w.stop(drain_timeout=5)
 
 
-def test_cancel_a_pending_run(cluster: LocalCluster, client: Client) -> None:
+def test_cancel_a_pending_run_and_list_workers_with_the_async_client(
+    cluster: LocalCluster, client: Client
+) -> None:
     name = f"nobody-{uid()}"
     client.create_job(name, every_ms=HOUR_MS, queue=f"nobody-{uid()}")
     run = client.trigger_job(name)
-    out = client.cancel_run(run.run_id, "not needed")
+
+    async def go() -> tuple[Any, list[Any]]:
+        async with cluster.async_client(retry_for=30) as ac:
+            return await ac.cancel_run(run.run_id, "not needed"), await ac.list_workers()
+
+    out, workers = asyncio.run(go())
     assert out.state == types_pb2.RUN_STATE_CANCELLED and out.namespace == "default"
+    assert "not needed" in out.note and isinstance(workers, list)
+    assert client.get_run(run.run_id).state == types_pb2.RUN_STATE_CANCELLED
 
 
 def test_explain_names_why_a_run_is_stuck_pending(cluster: LocalCluster, client: Client) -> None:
