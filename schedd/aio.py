@@ -43,6 +43,7 @@ from schedd.models import (
     NodeStatus,
     Run,
     Token,
+    WorkerInfo,
 )
 from schedd.pb import api_grpc
 from schedd.sdk import core
@@ -65,6 +66,7 @@ class _AioStubs:
         self.runs = api_grpc.RunServiceStub(self.channel)
         self.cluster = api_grpc.ClusterServiceStub(self.channel)
         self.tokens = api_grpc.TokenServiceStub(self.channel)
+        self.workers = api_grpc.WorkerServiceStub(self.channel)
         self.connections = 0
         self.ready = False
         self._watch = asyncio.get_running_loop().create_task(self._watch_state())
@@ -284,6 +286,14 @@ class AsyncClient:
     async def retry_run(self, run_id: str, request_id: str | None = None) -> Run:
         """Replay a DEAD (or FAILED) run; see :meth:`schedd.client.Client.retry_run`."""
         return await self._invoke(core.retry_run(run_id, request_id))
+
+    async def cancel_run(self, run_id: str, reason: str = "", request_id: str | None = None) -> Run:
+        """End an active run as CANCELLED; see :meth:`schedd.client.Client.cancel_run`."""
+        return await self._invoke(core.cancel_run(run_id, reason, request_id))
+
+    async def list_workers(self, namespace: str = "") -> list[WorkerInfo]:
+        """The workers attached to the leader; see :meth:`schedd.client.Client.list_workers`."""
+        return await self._invoke(core.list_workers(namespace))
 
     async def get_run(self, run_id: str) -> Run:
         """The run ``run_id``. Raises NotFound."""

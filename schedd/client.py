@@ -26,7 +26,7 @@ Failure contract
   cluster that is starting.
 * Every attempt has a deadline of ``timeout`` seconds. A timed-out *read* is retried elsewhere. A
   timed-out *write* has an unknown outcome: ``create_job``, ``update_job``, ``trigger_job``,
-  ``retry_run`` and ``backfill_job`` carry a request id or are idempotent by nature (generated
+  ``retry_run``, ``cancel_run`` and ``backfill_job`` carry a request id or are idempotent by nature (generated
   when none is given, reused by every retry), so the client retries them safely; the other
   writes raise :class:`schedd.errors.OutcomeUnknown` instead of guessing.
 * ``INVALID_ARGUMENT``, ``NOT_FOUND``, ``ALREADY_EXISTS``, ``ABORTED`` (stale fence) and
@@ -63,6 +63,7 @@ from schedd.models import (
     NodeStatus,
     Run,
     Token,
+    WorkerInfo,
 )
 from schedd.pb import api_grpc
 from schedd.sdk import core
@@ -132,6 +133,7 @@ class _Stubs:
         self.runs = api_grpc.RunServiceStub(self.channel)
         self.cluster = api_grpc.ClusterServiceStub(self.channel)
         self.tokens = api_grpc.TokenServiceStub(self.channel)
+        self.workers = api_grpc.WorkerServiceStub(self.channel)
         self.connections = 0
         self.ready = False
         self.channel.subscribe(self._on_state, try_to_connect=False)
@@ -394,6 +396,20 @@ class Client:
         NotFound, FailedPrecondition (the run is in another state, or its job was deleted).
         Safe to retry with the same ``request_id`` (one is generated when omitted)."""
         return self._invoke(core.retry_run(run_id, request_id))
+
+    def cancel_run(self, run_id: str, reason: str = "", request_id: str | None = None) -> Run:
+        """End a PENDING, LEASED or WAITING run as CANCELLED. A leased run's lease is revoked:
+        its worker's handler sees ``ctx.cancelled`` at once, and a late completion with the old
+        fence is refused. ``reason`` (free text) is kept in the run's note. Returns the run.
+        Raises NotFound, FailedPrecondition (the run has finished). Safe to retry with the same
+        ``request_id`` (one is generated when omitted)."""
+        return self._invoke(core.cancel_run(run_id, reason, request_id))
+
+    def list_workers(self, namespace: str = "") -> list[WorkerInfo]:
+        """The worker streams attached to the leader that serve ``namespace`` (empty: this
+        client's): queues, tags, concurrency, the jobs they run, the leases they hold, when they
+        connected and were last heard from. Needs the reader role there."""
+        return self._invoke(core.list_workers(namespace))
 
     def get_run(self, run_id: str) -> Run:
         """The run ``run_id``. Raises NotFound."""

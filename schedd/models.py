@@ -62,6 +62,7 @@ __all__ = [
     "ScheduleKind",
     "SkipReason",
     "Token",
+    "WorkerInfo",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -606,6 +607,13 @@ class NodeStatus(Record):
     workers: int = 0
     peers: tuple[str, ...] = ()
     unsafe_no_fsync: bool = False
+    pid: int = 0
+    started_ms: int = 0
+
+    @property
+    def started_at(self) -> datetime | None:
+        """When the node process started, in UTC (``None``: a node that does not say)."""
+        return _utc(self.started_ms)
 
     @property
     def is_leader(self) -> bool:
@@ -705,6 +713,7 @@ class Explanation(Record):
     runs: tuple[Run, ...] = ()
     previous_slot_ms: int = 0
     next_slot_ms: int = 0
+    pending_cause: str = ""
 
     @property
     def slot_at(self) -> datetime | None:
@@ -722,9 +731,51 @@ class Explanation(Record):
         return _utc(self.next_slot_ms)
 
 
+@dataclass(frozen=True)
+class WorkerInfo(Record):
+    """A worker stream attached to the leader (``schedd.v1.WorkerInfo``): who attached it, what
+    it serves (bare queue names of ``namespace``; ``jobs`` empty: any job), the leases it holds
+    (``leases``; ``run_ids`` lists at most 100) and when it connected and was last heard from
+    (the leader's clock)."""
+
+    _pb: ClassVar[type[Message]] = api_pb2.WorkerInfo
+
+    worker_id: str = ""
+    principal: str = ""
+    namespace: str = ""
+    queues: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    concurrency: int = 0
+    leases: int = 0
+    run_ids: tuple[str, ...] = ()
+    jobs: tuple[str, ...] = ()
+    connected_ms: int = 0
+    last_seen_ms: int = 0
+    draining: bool = False
+
+    @property
+    def connected_at(self) -> datetime | None:
+        """When the stream attached, in UTC."""
+        return _utc(self.connected_ms)
+
+    @property
+    def last_seen_at(self) -> datetime | None:
+        """When the worker was last heard from, in UTC."""
+        return _utc(self.last_seen_ms)
+
+
 _RECORD_BY_PROTO: dict[str, type[Record]] = {
     cls._pb.DESCRIPTOR.full_name: cls
-    for cls in (Schedule, RetryPolicy, Job, Run, NodeStatus, BackfillResult, Explanation)
+    for cls in (
+        Schedule,
+        RetryPolicy,
+        Job,
+        Run,
+        NodeStatus,
+        BackfillResult,
+        Explanation,
+        WorkerInfo,
+    )
 }
 
 

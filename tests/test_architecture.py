@@ -68,7 +68,8 @@ PURE: dict[str, tuple[str, ...]] = {
     "schedd.rules": ("schedd.errors", "schedd.pb"),
     # how a namespace prefixes stored names: shared by the API layer, apply and the planner
     "schedd.namespaces": ("schedd.errors", "schedd.pb"),
-    "schedd.sched": ("schedd.errors", "schedd.pb", "schedd.sched"),
+    # (explain names a run's queue and namespace: schedd.namespaces splits stored names, pure)
+    "schedd.sched": ("schedd.errors", "schedd.pb", "schedd.sched", "schedd.namespaces"),
     "schedd.state.keys": (),
     # apply must not read time-zone data either: the leader computes every due time
     "schedd.state.apply": (
@@ -84,6 +85,7 @@ PURE: dict[str, tuple[str, ...]] = {
     # what a Raft frame may decode to (sizes, the restricted unpickler): no sockets, no pysyncobj
     "schedd.raft.wire": (),
     "schedd.server.leases": (),
+    "schedd.server.supervise": (),  # schedd dev's restart policy: the caller passes the time
     "schedd.server.validate": (
         "schedd.errors",
         "schedd.pb",

@@ -423,7 +423,7 @@ def job_explain(s: Settings, name: str, at: str | None, last: int) -> None:
         r = output.as_pb(resp)
         head = output.block(
             [
-                ("verdict", r.verdict or "-"),
+                ("verdict", _verdict(r)),
                 ("why", r.explanation or "-"),
                 ("asked about", format_ms(at_ms)),
                 ("slot", output.when(r.slot_ms)),
@@ -434,6 +434,12 @@ def job_explain(s: Settings, name: str, at: str | None, last: int) -> None:
         return f"{head}\n\n{output.runs_table(list(r.runs), 'no run or skip records')}"
 
     s.emit(resp, human)
+
+
+def _verdict(r: Any) -> str:
+    """The verdict word, with the cause of a stuck pending run: ``pending (no_worker)``."""
+    cause = getattr(r, "pending_cause", "")
+    return (r.verdict or "-") + (f" ({cause})" if cause else "")
 
 
 def _explain_last(s: Settings, name: str, now: int, count: int) -> None:
@@ -461,7 +467,7 @@ def _explain_last(s: Settings, name: str, now: int, count: int) -> None:
     def human() -> str:
         asked = [now] + [a.slot_ms - 1 for a in answers[:-1]]
         rows = [
-            [output.when(r.slot_ms), r.verdict or "-", why(r, q)]
+            [output.when(r.slot_ms), _verdict(r), why(r, q)]
             for r, q in zip((output.as_pb(a) for a in answers), asked, strict=True)
         ]
         return output.table(("SLOT", "VERDICT", "WHY"), rows)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -303,7 +304,10 @@ def _status_docs(reports: Sequence[tuple[str, Any, str]]) -> list[dict[str, Any]
 
 def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
     # WORKERS: the worker streams attached to the leader (followers hold none: "-").
-    headers = ["NODE", "ROLE", "TERM", "COMMIT", "APPLIED", "LEADER", "WORKERS", "GRPC"]
+    # PID and UPTIME: which process answered, and since when (a restarted node shows).
+    headers = ["NODE", "ROLE", "TERM", "COMMIT", "APPLIED", "LEADER", "WORKERS", "PID", "UPTIME"]
+    headers.append("GRPC")
+    now_ms = int(time.time() * 1000)
     down = any(st is None for _, st, _ in reports)
     unsafe = any(st is not None and getattr(st, "unsafe_no_fsync", False) for _, st, _ in reports)
     if down or unsafe:
@@ -311,7 +315,7 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
     rows: list[list[object]] = []
     for ep, st, err in reports:
         if st is None:
-            row: list[object] = ["-", "unreachable", "-", "-", "-", "-", "-", ep, err]
+            row: list[object] = ["-", "unreachable", "-", "-", "-", "-", "-", "-", "-", ep, err]
         else:
             row = [
                 st.node_id or "-",
@@ -321,6 +325,8 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
                 st.applied_index,
                 st.leader_id or "-",
                 st.workers if st.role == "leader" else "-",
+                getattr(st, "pid", 0) or "-",
+                _uptime(now_ms, getattr(st, "started_ms", 0)),
                 st.grpc_address or ep,
             ]
             if down or unsafe:
@@ -333,12 +339,68 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
     return output.table(headers, rows)
 
 
+def _uptime(now_ms: int, started_ms: int) -> str:
+    """``3m12s`` since ``started_ms`` (``-``: a node that does not say)."""
+    if not started_ms:
+        return "-"
+    return output.duration(max(0, now_ms - started_ms) // 1000 * 1000, "0s")
+
+
 # ---- workers -------------------------------------------------------------------------------
 
 
 @cli.group()
 def worker() -> None:
-    """Run workers that execute firings."""
+    """Run workers that execute firings, and list the attached ones."""
+
+
+@worker.command("list")
+@watch_option()
+@pass_settings
+def worker_list(s: Settings, watch: float | None) -> None:
+    """List the workers attached to the leader for this namespace: id, who attached it, queues,
+    tags, leases held / concurrency, the jobs it runs (* = any), connected since, last seen.
+    DRAINING workers are stopping and take no new firings.
+
+    \b
+    Example:
+      schedctl worker list
+      schedctl worker list --json | jq '.[] | {worker_id, run_ids}'
+    """
+
+    def render() -> tuple[object, Callable[[], str]]:
+        workers = s.client().list_workers()
+        return workers, lambda: _workers_table(workers)
+
+    if watch is not None:
+        common.watch(s, watch, "schedctl worker list", render)
+        return
+    doc, human = render()
+    s.emit(doc, human)
+
+
+def _workers_table(workers: Sequence[Any]) -> str:
+    if not workers:
+        return (
+            "no workers attached to the leader for this namespace "
+            "(start one: schedctl worker run --queue QUEUE -- CMD)"
+        )
+    now_ms = int(time.time() * 1000)
+    rows = [
+        [
+            w.worker_id + (" (draining)" if w.draining else ""),
+            w.principal,
+            ",".join(w.queues) or "-",
+            ",".join(f"{k}={v}" for k, v in sorted(w.tags.items())) or "-",
+            f"{w.leases}/{w.concurrency}",
+            ",".join(w.jobs) or "*",
+            output.when(w.connected_ms),
+            f"{output.duration(max(0, now_ms - w.last_seen_ms), '0s')} ago",
+        ]
+        for w in workers
+    ]
+    headers = ["WORKER", "PRINCIPAL", "QUEUES", "TAGS", "LEASES", "JOBS", "SINCE", "LAST SEEN"]
+    return output.table(headers, rows)
 
 
 @worker.command(
@@ -369,6 +431,14 @@ def worker() -> None:
     help="A tag this worker carries; jobs with tags go only to workers carrying all of them. Repeat.",
 )
 @click.option(
+    "--job",
+    "jobs",
+    multiple=True,
+    metavar="NAME",
+    help="Run CMD only for this job (the leader sends no other firings); repeat for several "
+    "(default: every job of the queues).",
+)
+@click.option(
     "--drain-timeout",
     type=click.FloatRange(min=0),
     default=10.0,
@@ -384,6 +454,7 @@ def worker_run(
     concurrency: int,
     worker_id: str | None,
     tags: tuple[str, ...],
+    jobs: tuple[str, ...],
     drain_timeout: float,
     argv: tuple[str, ...],
 ) -> NoReturn:
@@ -396,6 +467,7 @@ def worker_run(
     Example:
       schedctl worker run --queue default --concurrency 4 -- sh -c 'echo "$SCHEDD_JOB"'
       schedctl worker run --queue gpu --tag gpu=a100 --drain-timeout 60 -- ./train.sh
+      schedctl worker run --queue reports --job nightly-report -- ./send-report.sh
     """
     endpoints = s.endpoint_list()
     offered: dict[str, str] = {}
@@ -420,6 +492,7 @@ def worker_run(
         drain_timeout=drain_timeout,
         credentials=s.credentials(),
         namespace=s.namespace_name(),
+        jobs=list(jobs),
     )
     raise click.exceptions.Exit(int(code))
 

@@ -260,6 +260,17 @@ def _retention_text(j: Any) -> str:
     return ", ".join(parts) or "keep all runs"
 
 
+def _state_since(j: Any) -> str:
+    """``paused since T`` while paused; ``active since T`` after a resume (the resume time,
+    not the pause's: paused_ms stays set after a resume, as the start of the last pause)."""
+    if j.state == types_pb2.JOB_STATE_PAUSED and j.paused_ms:
+        return f"{job_state(j.state)} since {when(j.paused_ms)}"
+    if j.state == types_pb2.JOB_STATE_ACTIVE and j.resumed_ms:
+        paused = f" (paused {when(j.paused_ms)} .. {when(j.resumed_ms)})" if j.paused_ms else ""
+        return f"{job_state(j.state)} since {when(j.resumed_ms)}{paused}"
+    return job_state(j.state)
+
+
 def job_block(job: Any) -> str:
     """Every field of a job, one per line, policies included."""
     j = as_pb(job)
@@ -268,7 +279,7 @@ def job_block(job: Any) -> str:
     return block(
         [
             ("name", j.name),
-            ("state", job_state(j.state) + (f" since {when(j.paused_ms)}" if j.paused_ms else "")),
+            ("state", _state_since(j)),
             ("schedule", schedule_text(j.schedule)),
             ("schedule options", schedule_details(j.schedule)),
             ("queue", j.queue),

@@ -1,4 +1,4 @@
-"""``schedctl run ...``: list (with skip records and ``--watch``), get and retry runs."""
+"""``schedctl run ...``: list (with skip records and ``--watch``), get, retry and cancel runs."""
 
 from __future__ import annotations
 
@@ -125,5 +125,33 @@ def run_retry(s: Settings, run_id: str, request_id: str | None) -> None:
     def human() -> str:
         rr = output.as_pb(r)
         return f"retrying run {rr.run_id}: attempt {rr.attempt} ({output.run_state(rr.state)})"
+
+    s.emit(r, human)
+
+
+@run.command("cancel")
+@click.argument("run_id")
+@click.option("--reason", metavar="TEXT", default="", help="Kept in the run's note.")
+@click.option("--request-id", metavar="ID", help="Makes the cancel safe to repeat.")
+@pass_settings
+def run_cancel(s: Settings, run_id: str, reason: str, request_id: str | None) -> None:
+    """Cancel pending, leased or waiting run RUN_ID: it ends as cancelled. A running handler is
+    told at once (its ctx.cancelled is set) and its late result is refused. Exits 1 for a run
+    that has already finished.
+
+    \b
+    Example:
+      schedctl run list --job nightly --state leased   # shows the run ids
+      schedctl run cancel RUN_ID --reason "wrong input"
+    """
+    rid = request_id or new_request_id()
+    try:
+        r = s.client().cancel_run(run_id, reason, request_id=rid)
+    except errors.SchedError as exc:
+        raise with_request_id_note(exc, rid) from None
+
+    def human() -> str:
+        rr = output.as_pb(r)
+        return f"cancelled run {rr.run_id} (attempt {rr.attempt}): {rr.note}"
 
     s.emit(r, human)

@@ -215,6 +215,7 @@ def run_shell_worker(
     drain_timeout: float = 10.0,
     credentials: Credentials | None = None,
     namespace: str | None = None,
+    jobs: list[str] | None = None,
 ) -> int:
     """Run the shell worker until SIGINT/SIGTERM (or ``stop`` from elsewhere).
 
@@ -223,7 +224,9 @@ def run_shell_worker(
     endpoints, concurrency < 1, bad ``tags`` or ``drain_timeout``). ``tags``: what
     this worker offers (jobs with tags go only to workers carrying them); ``drain_timeout``:
     seconds running commands get to finish on SIGTERM before their leases are released;
-    ``credentials``: as for :class:`schedd.agent.Worker` (default: the ``SCHEDD_*`` variables).
+    ``credentials``: as for :class:`schedd.agent.Worker` (default: the ``SCHEDD_*`` variables);
+    ``jobs``: run the command only for these jobs (announced to the leader, which sends this
+    worker no other firings); none: any job of its queues.
     Configures logging to stderr at INFO (or ``SCHEDD_LOG_LEVEL``) when the process has no
     logging set up yet.
     """
@@ -260,12 +263,19 @@ def run_shell_worker(
             stream=sys.stderr,
             format="%(asctime)s %(levelname)s %(name)s %(message)s",
         )
-    worker.default_handler(shell_handler(argv))
+    handle = shell_handler(argv)
+    try:
+        for job in jobs or ["*"]:
+            worker.handler(job)(handle)
+    except ValueError as e:
+        print(f"error: --job: {e}", file=sys.stderr)
+        return 2
     shown_tags = ",".join(f"{k}={v}" for k, v in sorted(worker.tags.items()))
     print(
         f"schedd worker {worker.worker_id}: namespace={worker.namespace} "
         f"queues={','.join(worker.queues)} "
         + (f"tags={shown_tags} " if shown_tags else "")
+        + (f"jobs={','.join(jobs)} " if jobs else "")
         + f"concurrency={worker.concurrency} endpoints={','.join(worker.endpoints)} "
         f"command={shlex.join(argv)}",
         flush=True,

@@ -260,6 +260,8 @@ class Stream:
                 running=[api_pb2.Lease(run_id=r, fence=f) for r, f in running],
                 tags=self._tags,
                 namespace=self._namespace,
+                # The leader grants this worker only firings of these jobs ("*": any job).
+                jobs=self._runner.handler_names(),
             )
         )
         while True:
@@ -282,13 +284,20 @@ class Stream:
                 elif intent is Intent.RELEASE:
                     leases, sent_at = [], 0.0
                     keys = book.take_releases()
-                    if not keys and (session.drain_announced or not shared.draining.is_set()):
+                    draining = shared.draining.is_set()
+                    if not keys and (session.drain_announced or not draining):
                         continue
-                    session.drain_announced = True
+                    session.drain_announced = session.drain_announced or draining
                     msg = api_pb2.WorkerMessage(
                         release=api_pb2.Release(
                             leases=[api_pb2.Lease(run_id=r, fence=f) for r, f in keys],
-                            reason="worker stopping" + (" (drain timeout)" if keys else ""),
+                            reason=(
+                                "worker stopping" + (" (drain timeout)" if keys else "")
+                                if draining
+                                else "no handler for the job on this worker"
+                            ),
+                            # Only a stopping worker asks for no new firings on this stream.
+                            drain=draining,
                         )
                     )
                     shared.log.info(
@@ -296,6 +305,7 @@ class Stream:
                             "release_sent",
                             leases=len(keys),
                             target=session.target,
+                            drain=draining,
                             note="the leader makes these runs pending again"
                             if keys
                             else "the leader sends no new firings",
@@ -393,14 +403,24 @@ class Stream:
 
     def on_firing(self, firing: Any) -> None:
         """Start a handler for ``firing``, unless it is a duplicate, its lease expired while it
-        waited in the socket (the process was frozen), or the worker is draining (then it is
-        released back at once, without using an attempt)."""
+        waited in the socket (the process was frozen), or the worker is draining or has no
+        handler for its job (then it is released back at once, without using an attempt)."""
         shared = self._shared
         log = shared.log
         key = (firing.run_id, firing.fence)
-        if shared.draining.is_set():
+        # A firing this worker has no handler for (the leader grants by Hello.jobs, so only a
+        # leader that predates it, or handlers changed since Hello, sends one) goes back like a
+        # firing refused while stopping: released, no attempt used, not a dead letter.
+        refuse = (
+            "worker stopping"
+            if shared.draining.is_set()
+            else ""
+            if self._runner.lookup(firing.job) is not None
+            else f"no handler for job {firing.job!r} on this worker"
+        )
+        if refuse:
             with shared.lock:
-                shared.book.release([key], "worker stopping")
+                shared.book.release([key], refuse)
                 shared.kick_locked(Intent.RELEASE)
             log.warning(
                 kv(
@@ -408,7 +428,7 @@ class Stream:
                     run_id=firing.run_id,
                     fence=firing.fence,
                     job=firing.job,
-                    reason="worker stopping",
+                    reason=refuse,
                     note="not started; released back to the leader",
                 )
             )

@@ -169,9 +169,12 @@ class Worker:
 
     def handler(self, job: str) -> Callable[[Handler], Handler]:
         """Decorator: run ``fn(ctx)`` for firings of ``job`` (``"*"``: any job without its own
-        handler). ValueError when ``job`` already has a handler."""
+        handler). ValueError when ``job`` already has a handler or is not a valid job name
+        (the name is announced to the leader in Hello.jobs, which refuses a bad one)."""
         if not isinstance(job, str) or not job:
             raise ValueError("handler: job name must be a non-empty string")
+        if job != "*":
+            rules.name(job, "handler")
 
         def register(fn: Handler) -> Handler:
             if job == "*":

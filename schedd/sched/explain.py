@@ -9,9 +9,11 @@ gap, before the job existed, not due yet, paused, retention).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from schedd import namespaces
 from schedd.pb import api_pb2, types_pb2
 from schedd.sched import policies
 from schedd.sched.schedule import Cron, Schedule, format_ms
@@ -35,6 +37,96 @@ def _dst_gap_between(sched: Schedule, lo: int, hi: int) -> bool:
 
 def _state(run: types_pb2.Run) -> str:
     return types_pb2.RunState.Name(run.state).removeprefix("RUN_STATE_").lower()
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """A worker attached to the leader, as plain data (a snapshot of the leader's registry):
+    ``queues`` and ``jobs`` are stored (namespace-qualified) names; ``jobs`` None: any job;
+    ``live``: heard from recently enough to get new firings; ``draining``: stopping."""
+
+    worker_id: str
+    queues: frozenset[str]
+    concurrency: int
+    leases: int = 0
+    tags: Mapping[str, str] = field(default_factory=dict)
+    jobs: frozenset[str] | None = None
+    live: bool = True
+    draining: bool = False
+
+
+def _ids(workers: Sequence[WorkerView], limit: int = 5) -> str:
+    names = [w.worker_id for w in workers[:limit]]
+    return ", ".join(names) + (f" and {len(workers) - limit} more" if len(workers) > limit else "")
+
+
+def pending_cause(
+    run: types_pb2.Run, workers: Sequence[WorkerView], now_ms: int
+) -> tuple[str, str]:
+    """Why the PENDING run ``run`` (stored names) has not started: ``(cause, sentence)``, the
+    first that holds of: ``backoff`` (its not-before time is still ahead), ``no_worker`` (no live
+    worker serves its queue), ``tags`` (none of those carries its tags), ``no_handler`` (none of
+    those announces its job), ``busy`` (all of those hold as many leases as their concurrency);
+    else ``""`` with a sentence saying a worker can take it. Mirrors the grant planner's rule
+    (schedd.server.planner.plan_grants)."""
+    ns, queue = namespaces.split(run.queue)
+    where = f"queue {queue!r}" + (f" of namespace {ns!r}" if ns != namespaces.DEFAULT else "")
+    if run.not_before_ms > now_ms:
+        why = (
+            f"waiting for its retry backoff (attempt {run.attempt})"
+            if run.attempt > 1
+            else "paced (catch-up runs are spread out) or scheduled ahead"
+        )
+        return "backoff", f"It is {why} until {format_ms(run.not_before_ms)}."
+    attached = [w for w in workers if run.queue in w.queues]
+    serving = [w for w in attached if w.live and not w.draining]
+    if not serving:
+        if attached:
+            return "no_worker", (
+                f"No worker takes work from {where} now: the attached ones ({_ids(attached)}) "
+                "are stopping or have not heartbeated lately."
+            )
+        return "no_worker", (
+            f"No worker serves {where}: start one (schedctl worker run --queue {queue} ...; "
+            "schedctl worker list shows the attached ones)."
+        )
+    tags = dict(run.tags)
+    tagged = [w for w in serving if all(w.tags.get(k) == v for k, v in tags.items())]
+    if not tagged:
+        want = ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
+        return "tags", (
+            f"No worker of {where} carries the job's tags {want} "
+            f"(workers of the queue: {_ids(serving)})."
+        )
+    capable = [w for w in tagged if w.jobs is None or run.job in w.jobs]
+    if not capable:
+        return "no_handler", (
+            f"No worker of {where} has a handler for job {namespaces.bare(run.job)!r} "
+            f"(workers of the queue: {_ids(tagged)}; each announces the jobs it runs)."
+        )
+    if all(w.leases >= w.concurrency for w in capable):
+        return "busy", (
+            f"Every worker that can run it is busy ({_ids(capable)}: leases held = "
+            "concurrency); it starts when one finishes."
+        )
+    return "", f"A worker can take it ({_ids(capable)}): it should start within a moment."
+
+
+def with_pending_cause(
+    answer: api_pb2.ExplainResponse,
+    run: types_pb2.Run,
+    workers: Sequence[WorkerView],
+    now_ms: int,
+    paused: bool = False,
+) -> api_pb2.ExplainResponse:
+    """``answer`` (a ``pending`` verdict about ``run``) with the cause and its sentence added."""
+    cause, text = pending_cause(run, workers, now_ms)
+    answer.pending_cause = cause
+    answer.explanation += " " + text
+    if paused:
+        answer.explanation += " (The job is paused: no new slots fire, but runs already pending "
+        answer.explanation += "still go out.)"
+    return answer
 
 
 def explain(

@@ -500,7 +500,7 @@ class Call(Generic[_T]):
     """One leader-bound RPC: where it goes, the request, whether resending it is safe, and how
     its response becomes the SDK's result."""
 
-    service: str  # the stub attribute: "jobs", "runs", "cluster" or "tokens"
+    service: str  # the stub attribute: "jobs", "runs", "cluster", "tokens" or "workers"
     method: str
     request: Any
     idempotent: bool
@@ -643,6 +643,25 @@ def retry_run(run_id: str, request_id: str | None) -> Call[models.Run]:
     rid = request_id or new_request_id()
     req = build(lambda: api_pb2.RetryRunRequest(run_id=run_id, request_id=rid))
     return Call("runs", "RetryRun", req, True, _run)
+
+
+def cancel_run(run_id: str, reason: str, request_id: str | None) -> Call[models.Run]:
+    """CancelRun; safe to resend (request id)."""
+    rid = request_id or new_request_id()
+    req = build(lambda: api_pb2.CancelRunRequest(run_id=run_id, reason=reason, request_id=rid))
+    return Call("runs", "CancelRun", req, True, _run)
+
+
+def list_workers(namespace: str = "") -> Call[list[models.WorkerInfo]]:
+    """ListWorkers (a read; empty = the client's namespace)."""
+    req = build(lambda: api_pb2.ListWorkersRequest(namespace=namespace))
+    return Call(
+        "workers",
+        "ListWorkers",
+        req,
+        True,
+        lambda resp: [models.WorkerInfo.from_pb(w) for w in resp.workers],
+    )
 
 
 def complete_run(

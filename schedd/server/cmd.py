@@ -482,7 +482,10 @@ def run(
     help="gRPC ports are BASE..BASE+N-1, Raft ports BASE+100...",
 )
 @click.option(
-    "--demo", is_flag=True, help="Also start a shell worker and a demo job firing every 5 seconds."
+    "--demo",
+    is_flag=True,
+    help="Also start a shell worker on queue 'demo' and a demo job firing every 5 seconds "
+    "(without it, a demo job left from before is paused).",
 )
 @click.option(
     "--insecure",
@@ -539,7 +542,8 @@ def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool, metri
         except (TimeoutError, RuntimeError) as e:
             _fail(str(e), 1)
         env_path = cluster.write_env()
-        click.echo(f"leader: {leader}")
+        # Leadership moves (a node restarts, an election): this line is only the start.
+        click.echo(f"leader at start: {leader} (`schedctl cluster status` shows the current one)")
         for spec in cluster.specs:
             click.echo(
                 f"  {spec.node_id}: grpc {spec.grpc}  raft {spec.raft}"
@@ -556,8 +560,12 @@ def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool, metri
         click.echo(f"  source {os.path.relpath(env_path)}")
         if demo:
             worker = _start_demo(cluster)
+        else:
+            _pause_demo(cluster)
         click.echo("press Ctrl-C to stop")
+        supervisor = _Supervisor(cluster)
         while not stop.wait(0.5):
+            supervisor.check(time.monotonic())
             if worker is not None and worker.poll() is not None:
                 click.echo(
                     f"demo worker exited with {worker.returncode}; see {cluster.root}/worker.log",
@@ -576,10 +584,84 @@ def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool, metri
         click.echo("stopped")
 
 
+class _Supervisor:
+    """Watches ``schedd dev``'s node processes: a node that exits is reported (one line: how
+    it ended, its log), restarted after a backoff with the command printed, and left down after
+    too many exits in a minute (schedd.server.supervise.RestartPolicy)."""
+
+    def __init__(self, cluster: Any) -> None:
+        from schedd.server.supervise import RestartPolicy
+
+        self.cluster = cluster
+        self.policy = RestartPolicy()
+        self.restart_at: dict[str, float] = {}
+        self.down: set[str] = set()
+
+    def check(self, now: float) -> None:
+        import shlex
+
+        from schedd.server.supervise import exit_text
+
+        c = self.cluster
+        for spec in c.specs:
+            nid = spec.node_id
+            if nid in self.down:
+                continue
+            if nid in self.restart_at:
+                if now >= self.restart_at[nid]:
+                    del self.restart_at[nid]
+                    c.start_node(nid)
+                    cmd = shlex.join(c.command(spec))
+                    click.echo(f"{nid}: restarted (pid {c.procs[nid].pid}): {cmd}", err=True)
+                continue
+            proc = c.procs.get(nid)
+            if proc is None or proc.poll() is None:
+                continue
+            at = self.policy.exited(nid, now)
+            how = exit_text(proc.returncode)
+            if at is None:
+                self.down.add(nid)
+                cmd = shlex.join(c.command(spec))
+                click.echo(
+                    f"{nid} exited ({how}) {self.policy.max_restarts + 1} times within "
+                    f"{self.policy.window_s:g}s; leaving it down. Log: {spec.log_path}; "
+                    f"start it by hand with: {cmd}",
+                    err=True,
+                )
+            else:
+                self.restart_at[nid] = at
+                click.echo(
+                    f"{nid} exited ({how}); log: {spec.log_path}; restarting in {at - now:.0f}s",
+                    err=True,
+                )
+
+
+DEMO_CRON = "*/5 * * * * *"
+DEMO_PAYLOAD = '{"hello": "world"}'
+
+
+def _pause_demo(cluster: Any) -> None:
+    """Without --demo, the demo job a former ``schedd dev --demo`` left in this directory would
+    keep firing with no demo worker: pause it (``--demo`` resumes it)."""
+    from schedd.errors import NotFound
+    from schedd.models import JobState
+
+    with cluster.client() as client:
+        try:
+            job = client.get_job("demo")
+        except NotFound:
+            return
+        if job.state != JobState.ACTIVE or job.schedule.cron != DEMO_CRON:
+            return  # not the demo job, or not firing
+        client.pause_job("demo")
+    click.echo("demo: paused job 'demo' from an earlier `schedd dev --demo` (--demo resumes it)")
+
+
 def _start_demo(cluster: Any) -> Any:
     import subprocess
 
-    from schedd.errors import AlreadyExists
+    from schedd.errors import AlreadyExists, NotFound
+    from schedd.models import JobState
 
     log_path = os.path.join(cluster.root, "worker.log")
     script = 'echo "demo: job=$SCHEDD_JOB run=$SCHEDD_RUN_ID scheduled=$SCHEDD_SCHEDULED_AT fence=$SCHEDD_FENCE"'
@@ -591,6 +673,9 @@ def _start_demo(cluster: Any) -> Any:
         cluster.endpoints_env,
         "worker",
         "run",
+        # Its own queue: a worker that echoes would make every job of `default` succeed.
+        "--queue",
+        "demo",
         "--concurrency",
         "4",
         "--",
@@ -607,16 +692,23 @@ def _start_demo(cluster: Any) -> Any:
     )
     with cluster.client() as client:
         try:
-            client.create_job(
-                "demo",
-                cron="*/5 * * * * *",
-                payload='{"hello": "world"}',
-                request_id="schedd-dev-demo",
-            )
-        except AlreadyExists:
-            pass
+            job = client.get_job("demo")
+        except NotFound:
+            job = None
+        if job is not None and job.queue != "demo" and job.schedule.cron == DEMO_CRON:
+            # the demo job of an older schedd dev, on `default`: move it to its own queue
+            client.delete_job("demo")
+            job = None
+        if job is None:
+            try:
+                client.create_job("demo", cron=DEMO_CRON, queue="demo", payload=DEMO_PAYLOAD)
+            except AlreadyExists:
+                pass  # a retry of our own create that had gone through
+        elif job.state == JobState.PAUSED and job.schedule.cron == DEMO_CRON:
+            client.resume_job("demo", skip_missed=True)  # paused by a dev without --demo
     click.echo(
-        f"demo: a shell worker is running (output in {log_path}); job 'demo' fires every 5 seconds."
+        f"demo: a shell worker on queue 'demo' is running (output in {log_path}); "
+        "job 'demo' fires every 5 seconds."
     )
     click.echo("  watch it with:  schedctl run list --job demo")
     time.sleep(0)

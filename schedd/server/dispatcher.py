@@ -36,6 +36,7 @@ from schedd.clock import Clock
 from schedd.errors import SchedError, Unavailable
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched import retention
+from schedd.sched.explain import WorkerView
 from schedd.sched.schedule import Schedule, compile_schedule, format_duration
 from schedd.server import planner, validate
 from schedd.server.leases import LeaseTable, completion_verdict
@@ -199,7 +200,8 @@ class Dispatcher:
 
     def applied(self, result: Result) -> None:
         """Hook for every applied entry (any proposer): tell workers about leases the entry
-        revoked (overlap REPLACE), so their handlers stop now rather than at the next heartbeat."""
+        revoked (overlap REPLACE, CancelRun), so their handlers stop now rather than at the next
+        heartbeat."""
         if result.revoked and self._active:
             self._revoke(list(result.revoked))
         self.wake()
@@ -211,23 +213,30 @@ class Dispatcher:
                 self._deadlines.pop(r.run_id, None)
         self._tell_lost(revoked)
         if self.metrics is not None:
-            self.metrics.lease_expired("replaced", len(revoked))
+            cancelled = sum(1 for r in revoked if r.reason.startswith("cancelled"))
+            self.metrics.lease_expired("cancelled", cancelled)
+            self.metrics.lease_expired("replaced", len(revoked) - cancelled)
         log.info(
             "event=leases_revoked runs=%s reason=%r",
             ",".join(f"{r.run_id}@{r.worker_id}" for r in revoked),
             revoked[0].reason,
         )
 
-    def release(self, session: WorkerSession, leases: list[api_pb2.Lease], reason: str) -> int:
-        """The worker gives these leases back (drain timeout, or firings it will not start).
-        A Release, even an empty one, marks the session draining: it gets no new grants.
+    def release(
+        self, session: WorkerSession, leases: list[api_pb2.Lease], reason: str, *, drain: bool
+    ) -> int:
+        """The worker gives these leases back (drain timeout, or firings it will not start:
+        stopping, or no handler for the job). With ``drain`` (the worker is stopping) the
+        session is marked draining: it gets no new grants; without it the stream keeps getting
+        new work (a Release of some leases is not a goodbye).
         Each one held under exactly that fence leaves the lease table now and is queued for the
         next tick's ExpireLeases command as a *released* item: apply makes the run PENDING at
         once without using an attempt, and the fence stale. Returns how many were queued.
         Leases not held by this session's worker (already expired, re-granted, completed, or
         another worker's) are ignored: nothing to give back. If the tick's entry does not commit, the lease is back in the table at the next
         reconcile and expires as usual (later, but never lost)."""
-        session.draining = True  # a worker releases only when it stops: no new grants to it
+        if drain:
+            session.draining = True
         why = f"released by worker {session.worker_id}" + (
             f": {validate.clip_text(reason, validate.MAX_RELEASE_REASON_BYTES)}" if reason else ""
         )
@@ -256,6 +265,11 @@ class Dispatcher:
             if queued:
                 self._wake.notify_all()
         return queued
+
+    def held_by_worker(self) -> dict[str, list[str]]:
+        """Run ids of the leases each worker holds now (leader memory; empty on a follower)."""
+        with self._lock:
+            return self.leases.by_worker()
 
     def progress_of(self, run_id: str) -> str:
         """The last progress text heartbeated for the run's current lease ('' when none, or when
@@ -614,12 +628,36 @@ class Dispatcher:
             lease_ttl_ms=int(s.lease_ttl_s * 1000),
         )
 
+    def worker_views(self) -> list[WorkerView]:
+        """Every attached worker as plain data for ``job explain`` (draining and silent ones
+        too, marked), with the leases it holds now."""
+        horizon = self._live_horizon()
+        sessions = self.registry.attached()
+        with self._lock:
+            return [
+                WorkerView(
+                    w.worker_id,
+                    w.queues,
+                    w.concurrency,
+                    self.leases.count_for(w.worker_id),
+                    dict(w.tags),
+                    w.jobs,
+                    live=not w.closed.is_set() and w.last_seen >= horizon,
+                    draining=w.draining,
+                )
+                for w in sessions
+            ]
+
+    def _live_horizon(self) -> float:
+        """Workers last heard from before this monotonic time get no new work (below)."""
+        return self.clock.monotonic() - 2 * self.settings.heartbeat_interval_s - 0.5
+
     def _free_workers(self) -> list[planner.FreeWorker]:
         """The workers that may get new work now, with their free slots. Only workers heard from
         within two heartbeat intervals: a frozen worker (SIGSTOP, GC pause, cut link) keeps its
         stream open but would let every retry of a run expire in its hands until the attempts
         are used up."""
-        horizon = self.clock.monotonic() - 2 * self.settings.heartbeat_interval_s - 0.5
+        horizon = self._live_horizon()
         sessions = [
             w for w in self.registry.all() if not w.closed.is_set() and w.last_seen >= horizon
         ]
@@ -630,6 +668,7 @@ class Dispatcher:
                     tuple(w.queues),
                     dict(w.tags),
                     w.concurrency - self.leases.count_for(w.worker_id),
+                    w.jobs,
                 )
                 for w in sessions
             ]

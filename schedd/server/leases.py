@@ -71,6 +71,13 @@ class LeaseTable:
             del self._leases[lease.run_id]
         return out
 
+    def by_worker(self) -> dict[str, list[str]]:
+        """Run ids of the leases held, per worker id (sorted)."""
+        out: dict[str, list[str]] = {}
+        for lease in self._leases.values():
+            out.setdefault(lease.worker_id, []).append(lease.run_id)
+        return {w: sorted(r) for w, r in out.items()}
+
     def count_for(self, worker_id: str) -> int:
         return sum(1 for lease in self._leases.values() if lease.worker_id == worker_id)
 

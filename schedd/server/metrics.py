@@ -169,7 +169,7 @@ _FINAL = {
 }
 
 #: why the leader expired a lease (schedd_lease_expirations_total's reason label)
-EXPIRY_REASONS = ("heartbeat", "run_timeout", "released", "replaced")
+EXPIRY_REASONS = ("heartbeat", "run_timeout", "released", "replaced", "cancelled")
 
 #: a proposal's outcome (schedd.raft.adapter.RaftNode.propose); everything but "ok" failed
 PROPOSE_OUTCOMES = ("ok", "timeout", "not_leader", "not_applied", "unknown", "overloaded")

@@ -18,7 +18,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from schedd.clock import Clock, SystemClock
 from schedd.errors import InvalidArgument, NotLeader, Unavailable
@@ -28,6 +27,7 @@ from schedd.raft.journal import JournalCorrupt
 from schedd.raft.settings import RaftSettings
 from schedd.raft.transport import RaftTls, TlsConfigError, TlsFiles, read_secret_file
 from schedd.security.tls import ServerTLS, TLSConfigError, server_credentials
+from schedd.server import reflection
 from schedd.server.auth import AuthInterceptor, TokenTable, bootstrap_token
 from schedd.server.decode import DecodeInterceptor
 from schedd.server.dispatcher import Dispatcher, DispatchSettings
@@ -42,6 +42,10 @@ from schedd.state.apply import Result
 from schedd.state.store import Store, fatal
 
 log = logging.getLogger("schedd.node")
+
+#: When this process started (close enough: when the server module was first imported), for
+#: NodeStatus.started_ms: `schedctl cluster status` shows uptime, so a restarted node shows.
+PROCESS_STARTED_MS = int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -321,9 +325,7 @@ class Node:
         names = add_services(self.server, self)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
-        )
+        reflection.enable(self.server, [*names, health.SERVICE_NAME])  # v1 and v1alpha
         if grpc_creds is not None:
             port = self.server.add_secure_port(config.grpc, grpc_creds)
         else:
@@ -534,4 +536,6 @@ class Node:
             workers=len(self.registry),
             peers=[p.node_id for p in self.config.peers],
             unsafe_no_fsync=not self.config.raft_settings.fsync,
+            pid=os.getpid(),
+            started_ms=PROCESS_STARTED_MS,
         )

@@ -64,6 +64,8 @@ class FreeWorker:
     queues: tuple[str, ...]
     tags: Mapping[str, str]
     free: int
+    # The stored (namespace-qualified) names of the jobs it has a handler for; None: any job.
+    jobs: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Candidate:
     queue: str
     priority: int = 0
     tags: Mapping[str, str] = field(default_factory=dict)
+    job: str = ""  # the stored job name ('' only in old tests: any worker may take it)
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,9 @@ def plan_fires(
             items.append(item)
             # Late (catch-up) runs are paced by apply: they wait for their not_before.
             new_runs.extend(
-                Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags))
+                Candidate(
+                    keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags), name
+                )
                 for t, d in zip(item.slots_ms, item.dues_ms, strict=True)
                 if not is_late(job, t, d, now_ms)
             )
@@ -174,7 +179,9 @@ def plan_fires(
             )
         )
         new_runs.extend(
-            Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags))
+            Candidate(
+                keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags), name
+            )
             for t in slots
         )
     return items, new_runs
@@ -189,7 +196,8 @@ def plan_grants(
     s: PlanSettings,
 ) -> list[command_pb2.GrantItem]:
     """Grants for due PENDING runs: highest priority first, then oldest (ties: run id); a run goes only to a
-    worker of its queue that carries all of its tags and has a free slot, round-robin over the
+    worker of its queue that carries all of its tags, runs its job (``FreeWorker.jobs``) and has a
+    free slot, round-robin over the
     queue's workers from ``cursor[queue]`` (advanced in place, kept across ticks so retries do
     not go back to the same worker)."""
     free = {w.worker_id: w.free for w in workers}
@@ -214,7 +222,7 @@ def plan_grants(
     for run in pending:
         if run.run_id not in seen:
             candidates.append(
-                Candidate(run.run_id, run.attempt, run.queue, run.priority, dict(run.tags))
+                Candidate(run.run_id, run.attempt, run.queue, run.priority, dict(run.tags), run.job)
             )
     candidates.sort(key=lambda c: -c.priority)  # stable: time order within a priority
     grants: list[command_pb2.GrantItem] = []
@@ -227,7 +235,7 @@ def plan_grants(
         for _ in range(len(pool)):
             w = pool[cursor[c.queue] % len(pool)]
             cursor[c.queue] += 1
-            if free[w.worker_id] > 0 and carries(w.tags, c.tags):
+            if free[w.worker_id] > 0 and carries(w.tags, c.tags) and runs_job(w.jobs, c.job):
                 free[w.worker_id] -= 1
                 grants.append(
                     command_pb2.GrantItem(run_id=c.run_id, attempt=c.attempt, worker_id=w.worker_id)
@@ -239,6 +247,11 @@ def plan_grants(
 def carries(worker_tags: Mapping[str, str], required: Mapping[str, str]) -> bool:
     """A worker carries a run's tags when it has every one with the same value."""
     return all(worker_tags.get(k) == v for k, v in required.items())
+
+
+def runs_job(jobs: frozenset[str] | None, job: str) -> bool:
+    """A worker runs a job when it announced no job list (any job), or the job is in it."""
+    return jobs is None or not job or job in jobs
 
 
 def plan_tick(

@@ -42,7 +42,7 @@ from schedd.errors import (
 )
 from schedd.pb import api_grpc, api_pb2, command_pb2, types_pb2
 from schedd.sched import policies
-from schedd.sched.explain import explain
+from schedd.sched.explain import explain, with_pending_cause
 from schedd.sched.schedule import compile_schedule
 from schedd.sdk.endpoints import LEADER_METADATA_KEY
 from schedd.security.roles import Role
@@ -61,6 +61,10 @@ log = logging.getLogger("schedd.service")
 LIST_PAGE_BYTES = 2 << 20
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+#: ListWorkers names at most this many run ids per worker (``WorkerInfo.leases`` counts all).
+MAX_LISTED_RUN_IDS = 100
 
 
 def abort(context: grpc.ServicerContext, err: SchedError) -> None:
@@ -294,13 +298,23 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         job = self._job(req.name, req.namespace)
         at_ms = validate.instant(req.at_ms, "at_ms")
         store = self.node.store
+        now_ms = self.node.clock.now_ms()
         answer = explain(
             job,
             compile_schedule(job.schedule),
             at_ms,
-            self.node.clock.now_ms(),
+            now_ms,
             lambda at, n: store.runs_at_or_before(job.name, job.uid, at, n),
         )
+        if answer.verdict == "pending" and answer.runs:
+            # Why it has not started: from the leader's workers, as the grant planner sees them.
+            with_pending_cause(
+                answer,
+                answer.runs[0],
+                self.node.dispatcher.worker_views(),
+                now_ms,
+                paused=job.state == types_pb2.JOB_STATE_PAUSED,
+            )
         for run in answer.runs:
             namespaces.present_run(run)
         return answer
@@ -354,6 +368,23 @@ class RunService(_Base, api_grpc.RunServiceServicer):
         )
         scope_request(cmd, context, "RetryRun", req)
         return api_pb2.RunResponse(run=_run_out(self._propose(cmd).run))
+
+    @rpc
+    def CancelRun(
+        self, req: api_pb2.CancelRunRequest, context: grpc.ServicerContext
+    ) -> api_pb2.RunResponse:
+        """End an active run as CANCELLED (see CancelRunCmd); a leased run's worker is told
+        through the committed result's ``revoked`` (Dispatcher.applied)."""
+        cmd = command_pb2.Command(
+            now_ms=self.node.clock.now_ms(),
+            request_id=validate.request_id(req.request_id),
+            cancel_run=command_pb2.CancelRunCmd(
+                run_id=validate.run_id(req.run_id),
+                reason=validate.clip_text(req.reason, validate.MAX_RELEASE_REASON_BYTES),
+            ),
+        )
+        scope_request(cmd, context, "CancelRun", req)
+        return api_pb2.RunResponse(run=_run_out(self._propose(cmd, grows=False).run))
 
     @rpc
     def CompleteRun(
@@ -465,6 +496,7 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                     "or ask a cluster admin for a token covering these"
                 )
             queues = frozenset(namespaces.qualify(ns, q) for q in bare_queues)
+            now_ms = node.clock.now_ms()
             session = WorkerSession(
                 hello.worker_id,
                 queues,
@@ -473,6 +505,10 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                 tags=_worker_tags(hello.tags),
                 principal=identity.principal(context),
                 secret=secrets.token_urlsafe(32),
+                jobs=validate.worker_jobs(list(hello.jobs), ns),
+                namespace=ns,
+                connected_ms=now_ms,
+                last_seen_ms=now_ms,
             )
             reattached, lost = node.dispatcher.attach(
                 session,
@@ -485,11 +521,12 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             abort(context, e)
             return
         log.info(
-            "event=worker_attached worker=%s principal=%s queues=%s concurrency=%d reattached=%d "
-            "lost=%d peer=%s",
+            "event=worker_attached worker=%s principal=%s queues=%s jobs=%s concurrency=%d "
+            "reattached=%d lost=%d peer=%s",
             session.worker_id,
             session.principal,
             ",".join(sorted(queues)),
+            ",".join(sorted(session.jobs)) if session.jobs is not None else "*",
             session.concurrency,
             len(reattached),
             len(lost),
@@ -539,6 +576,38 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             context.set_trailing_metadata(((LEADER_METADATA_KEY, session.leader_hint),))
             context.abort(grpc.StatusCode.UNAVAILABLE, session.close_reason)
 
+    @rpc
+    def ListWorkers(
+        self, req: api_pb2.ListWorkersRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ListWorkersResponse:
+        """The worker streams attached to the leader that serve ``req.namespace``, from its
+        in-memory registry (draining ones too), by worker id."""
+        self._leader()
+        ns = namespaces.namespace(req.namespace)
+        held = self.node.dispatcher.held_by_worker()
+        out = api_pb2.ListWorkersResponse()
+        for w in self.node.registry.attached():
+            if w.namespace != ns:
+                continue
+            runs = held.get(w.worker_id, [])
+            out.workers.append(
+                api_pb2.WorkerInfo(
+                    worker_id=w.worker_id,
+                    principal=w.principal,
+                    namespace=w.namespace,
+                    queues=sorted(namespaces.bare(q) for q in w.queues),
+                    tags=w.tags,
+                    concurrency=w.concurrency,
+                    leases=len(runs),
+                    run_ids=runs[:MAX_LISTED_RUN_IDS],
+                    jobs=sorted(namespaces.bare(j) for j in w.jobs) if w.jobs is not None else [],
+                    connected_ms=w.connected_ms,
+                    last_seen_ms=w.last_seen_ms,
+                    draining=w.draining,
+                )
+            )
+        return out
+
     def _read(
         self, session: WorkerSession, request_iterator: Iterator[api_pb2.WorkerMessage]
     ) -> None:
@@ -549,7 +618,7 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             for msg in request_iterator:
                 if not registry.current(session):
                     break  # replaced by a newer stream of the same worker: it speaks for it now
-                session.seen(self.node.clock.monotonic())
+                session.seen(self.node.clock.monotonic(), self.node.clock.now_ms())
                 kind = msg.WhichOneof("body")
                 if kind == "heartbeat":
                     lost = dispatcher.heartbeat(session, list(msg.heartbeat.leases))
@@ -573,12 +642,18 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                             ack(c, "INVALID_ARGUMENT", e.message)
                     dispatcher.submit_completions(valid, ack, session.worker_id)
                 elif kind == "release":
-                    n = dispatcher.release(session, list(msg.release.leases), msg.release.reason)
+                    n = dispatcher.release(
+                        session,
+                        list(msg.release.leases),
+                        msg.release.reason,
+                        drain=msg.release.drain,
+                    )
                     log.info(
-                        "event=worker_released worker=%s leases=%d released=%d reason=%r",
+                        "event=worker_released worker=%s leases=%d released=%d drain=%s reason=%r",
                         session.worker_id,
                         len(msg.release.leases),
                         n,
+                        msg.release.drain,
                         validate.clip_text(msg.release.reason, validate.MAX_RELEASE_REASON_BYTES),
                     )
         except grpc.RpcError:

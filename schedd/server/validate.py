@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from schedd import namespaces, rules
 from schedd.errors import InvalidArgument
@@ -497,6 +497,25 @@ def update_job(req: api_pb2.UpdateJobRequest, now_ms: int) -> command_pb2.Comman
 def job_key(job_name: str, namespace: str, field: str = "name") -> str:
     """The stored name of job ``job_name`` of ``namespace`` (both checked)."""
     return namespaces.qualify(namespaces.namespace(namespace), name(job_name, field))
+
+
+#: Hello.jobs: at most this many job names (a worker with more handlers registers a default).
+MAX_WORKER_JOBS = 1000
+
+
+def worker_jobs(values: Sequence[str], ns: str, field: str = "hello.jobs") -> frozenset[str] | None:
+    """The stored names of the jobs a worker announces (bare names within ``ns``); None when it
+    runs any job: an empty list, or one containing ``*`` (a default handler). Raises
+    InvalidArgument naming ``field`` for a bad name or too many names."""
+    if not values or "*" in values:
+        return None
+    if len(values) > MAX_WORKER_JOBS:
+        raise InvalidArgument(
+            field,
+            f"{len(values)} job names, over the maximum of {MAX_WORKER_JOBS}; "
+            "register a default ('*') handler instead",
+        )
+    return frozenset(namespaces.qualify(ns, name(v, field)) for v in values)
 
 
 def backfill_range(req: api_pb2.BackfillRequest) -> tuple[int, int, int]:

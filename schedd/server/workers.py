@@ -40,9 +40,16 @@ class WorkerSession:
     draining: bool = False
     principal: str = "anonymous"  # the authenticated identity that attached it
     secret: str = ""  # Welcome.session: proves a unary CompleteRun comes from this session
+    # Hello.jobs as stored (namespace-qualified) job names: only these jobs' firings are granted
+    # to it. None: any job (it announced none, or a default handler "*").
+    jobs: frozenset[str] | None = None
+    namespace: str = "default"  # Hello.namespace
+    connected_ms: int = 0  # wall-clock time the stream was attached (for listing)
+    last_seen_ms: int = 0  # wall-clock time of the last message from the worker (for listing)
 
-    def seen(self, now: float) -> None:
+    def seen(self, now: float, now_ms: int = 0) -> None:
         self.last_seen = now
+        self.last_seen_ms = now_ms
 
     def send(self, msg: api_pb2.ServerMessage) -> None:
         if self.closed.is_set():
@@ -114,6 +121,11 @@ class Registry:
     def get(self, worker_id: str) -> WorkerSession | None:
         with self._lock:
             return self._sessions.get(worker_id)
+
+    def attached(self) -> list[WorkerSession]:
+        """Every attached session, draining ones too, by worker id (for listing)."""
+        with self._lock:
+            return sorted(self._sessions.values(), key=lambda s: s.worker_id)
 
     def all(self) -> list[WorkerSession]:
         """The sessions that take new firings: attached and not draining."""

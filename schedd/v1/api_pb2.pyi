@@ -141,20 +141,22 @@ class ExplainRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., at_ms: _Optional[int] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("verdict", "explanation", "slot_ms", "runs", "previous_slot_ms", "next_slot_ms")
+    __slots__ = ("verdict", "explanation", "slot_ms", "runs", "previous_slot_ms", "next_slot_ms", "pending_cause")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     SLOT_MS_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_SLOT_MS_FIELD_NUMBER: _ClassVar[int]
     NEXT_SLOT_MS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_CAUSE_FIELD_NUMBER: _ClassVar[int]
     verdict: str
     explanation: str
     slot_ms: int
     runs: _containers.RepeatedCompositeFieldContainer[_types_pb2.Run]
     previous_slot_ms: int
     next_slot_ms: int
-    def __init__(self, verdict: _Optional[str] = ..., explanation: _Optional[str] = ..., slot_ms: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[_types_pb2.Run, _Mapping]]] = ..., previous_slot_ms: _Optional[int] = ..., next_slot_ms: _Optional[int] = ...) -> None: ...
+    pending_cause: str
+    def __init__(self, verdict: _Optional[str] = ..., explanation: _Optional[str] = ..., slot_ms: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[_types_pb2.Run, _Mapping]]] = ..., previous_slot_ms: _Optional[int] = ..., next_slot_ms: _Optional[int] = ..., pending_cause: _Optional[str] = ...) -> None: ...
 
 class JobResponse(_message.Message):
     __slots__ = ("job",)
@@ -238,6 +240,16 @@ class RunResponse(_message.Message):
     run: _types_pb2.Run
     def __init__(self, run: _Optional[_Union[_types_pb2.Run, _Mapping]] = ...) -> None: ...
 
+class CancelRunRequest(_message.Message):
+    __slots__ = ("run_id", "request_id", "reason")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    request_id: str
+    reason: str
+    def __init__(self, run_id: _Optional[str] = ..., request_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class Completion(_message.Message):
     __slots__ = ("run_id", "fence", "outcome", "error", "exit_code", "session")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -269,7 +281,7 @@ class Lease(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., fence: _Optional[int] = ..., progress: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "queues", "concurrency", "running", "tags", "namespace")
+    __slots__ = ("worker_id", "queues", "concurrency", "running", "tags", "namespace", "jobs")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -283,21 +295,25 @@ class Hello(_message.Message):
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     queues: _containers.RepeatedScalarFieldContainer[str]
     concurrency: int
     running: _containers.RepeatedCompositeFieldContainer[Lease]
     tags: _containers.ScalarMap[str, str]
     namespace: str
-    def __init__(self, worker_id: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ...) -> None: ...
+    jobs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ..., jobs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Release(_message.Message):
-    __slots__ = ("leases", "reason")
+    __slots__ = ("leases", "reason", "drain")
     LEASES_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
     leases: _containers.RepeatedCompositeFieldContainer[Lease]
     reason: str
-    def __init__(self, leases: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
+    drain: bool
+    def __init__(self, leases: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., reason: _Optional[str] = ..., drain: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("leases",)
@@ -383,6 +399,53 @@ class ServerMessage(_message.Message):
     lost: LeasesLost
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., firings: _Optional[_Union[Firings, _Mapping]] = ..., acks: _Optional[_Union[CompletionAcks, _Mapping]] = ..., lost: _Optional[_Union[LeasesLost, _Mapping]] = ...) -> None: ...
 
+class ListWorkersRequest(_message.Message):
+    __slots__ = ("namespace",)
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    def __init__(self, namespace: _Optional[str] = ...) -> None: ...
+
+class WorkerInfo(_message.Message):
+    __slots__ = ("worker_id", "principal", "namespace", "queues", "tags", "concurrency", "leases", "run_ids", "jobs", "connected_ms", "last_seen_ms", "draining")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    principal: str
+    namespace: str
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    tags: _containers.ScalarMap[str, str]
+    concurrency: int
+    leases: int
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    jobs: _containers.RepeatedScalarFieldContainer[str]
+    connected_ms: int
+    last_seen_ms: int
+    draining: bool
+    def __init__(self, worker_id: _Optional[str] = ..., principal: _Optional[str] = ..., namespace: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., concurrency: _Optional[int] = ..., leases: _Optional[int] = ..., run_ids: _Optional[_Iterable[str]] = ..., jobs: _Optional[_Iterable[str]] = ..., connected_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
+
+class ListWorkersResponse(_message.Message):
+    __slots__ = ("workers",)
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
+    def __init__(self, workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ...) -> None: ...
+
 class NodeStatusRequest(_message.Message):
     __slots__ = ("with_digest",)
     WITH_DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -390,7 +453,7 @@ class NodeStatusRequest(_message.Message):
     def __init__(self, with_digest: _Optional[bool] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("node_id", "role", "term", "commit_index", "applied_index", "leader_id", "leader_grpc", "grpc_address", "raft_address", "has_quorum", "state_digest", "workers", "peers", "unsafe_no_fsync")
+    __slots__ = ("node_id", "role", "term", "commit_index", "applied_index", "leader_id", "leader_grpc", "grpc_address", "raft_address", "has_quorum", "state_digest", "workers", "peers", "unsafe_no_fsync", "pid", "started_ms")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -405,6 +468,8 @@ class NodeStatus(_message.Message):
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
     UNSAFE_NO_FSYNC_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_MS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: str
     term: int
@@ -419,7 +484,9 @@ class NodeStatus(_message.Message):
     workers: int
     peers: _containers.RepeatedScalarFieldContainer[str]
     unsafe_no_fsync: bool
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_grpc: _Optional[str] = ..., grpc_address: _Optional[str] = ..., raft_address: _Optional[str] = ..., has_quorum: _Optional[bool] = ..., state_digest: _Optional[str] = ..., workers: _Optional[int] = ..., peers: _Optional[_Iterable[str]] = ..., unsafe_no_fsync: _Optional[bool] = ...) -> None: ...
+    pid: int
+    started_ms: int
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_grpc: _Optional[str] = ..., grpc_address: _Optional[str] = ..., raft_address: _Optional[str] = ..., has_quorum: _Optional[bool] = ..., state_digest: _Optional[str] = ..., workers: _Optional[int] = ..., peers: _Optional[_Iterable[str]] = ..., unsafe_no_fsync: _Optional[bool] = ..., pid: _Optional[int] = ..., started_ms: _Optional[int] = ...) -> None: ...
 
 class TransferLeadershipRequest(_message.Message):
     __slots__ = ("to_node_id",)

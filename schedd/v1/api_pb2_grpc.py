@@ -515,6 +515,11 @@ class RunServiceStub:
                 request_serializer=schedd_dot_v1_dot_api__pb2.RetryRunRequest.SerializeToString,
                 response_deserializer=schedd_dot_v1_dot_api__pb2.RunResponse.FromString,
                 _registered_method=True)
+        self.CancelRun = channel.unary_unary(
+                '/schedd.v1.RunService/CancelRun',
+                request_serializer=schedd_dot_v1_dot_api__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=schedd_dot_v1_dot_api__pb2.RunResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -547,6 +552,12 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -568,6 +579,11 @@ def add_RunServiceServicer_to_server(servicer, server):
             'RetryRun': grpc.unary_unary_rpc_method_handler(
                     servicer.RetryRun,
                     request_deserializer=schedd_dot_v1_dot_api__pb2.RetryRunRequest.FromString,
+                    response_serializer=schedd_dot_v1_dot_api__pb2.RunResponse.SerializeToString,
+            ),
+            'CancelRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRun,
+                    request_deserializer=schedd_dot_v1_dot_api__pb2.CancelRunRequest.FromString,
                     response_serializer=schedd_dot_v1_dot_api__pb2.RunResponse.SerializeToString,
             ),
     }
@@ -689,6 +705,33 @@ class RunService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def CancelRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schedd.v1.RunService/CancelRun',
+            schedd_dot_v1_dot_api__pb2.CancelRunRequest.SerializeToString,
+            schedd_dot_v1_dot_api__pb2.RunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class WorkerServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -704,14 +747,26 @@ class WorkerServiceStub:
                 request_serializer=schedd_dot_v1_dot_api__pb2.WorkerMessage.SerializeToString,
                 response_deserializer=schedd_dot_v1_dot_api__pb2.ServerMessage.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/schedd.v1.WorkerService/ListWorkers',
+                request_serializer=schedd_dot_v1_dot_api__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=schedd_dot_v1_dot_api__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Connect(self, request_iterator, context):
-        """One stream per worker, opened on the leader. The first message must be Hello.
+        """One stream per worker, opened on the leader. The first message must be Hello (see the
+        protocol above).
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -723,6 +778,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.Connect,
                     request_deserializer=schedd_dot_v1_dot_api__pb2.WorkerMessage.FromString,
                     response_serializer=schedd_dot_v1_dot_api__pb2.ServerMessage.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=schedd_dot_v1_dot_api__pb2.ListWorkersRequest.FromString,
+                    response_serializer=schedd_dot_v1_dot_api__pb2.ListWorkersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -752,6 +812,33 @@ class WorkerService:
             '/schedd.v1.WorkerService/Connect',
             schedd_dot_v1_dot_api__pb2.WorkerMessage.SerializeToString,
             schedd_dot_v1_dot_api__pb2.ServerMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schedd.v1.WorkerService/ListWorkers',
+            schedd_dot_v1_dot_api__pb2.ListWorkersRequest.SerializeToString,
+            schedd_dot_v1_dot_api__pb2.ListWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -86,6 +86,8 @@ REQUESTS: dict[str, Any] = {
     "GetRun": api_pb2.GetRunRequest(run_id="no-such-run:1:1"),
     "CompleteRun": api_pb2.Completion(run_id="no-such-run:1:1", fence=1),
     "RetryRun": api_pb2.RetryRunRequest(run_id="no-such-run:1:1"),
+    "CancelRun": api_pb2.CancelRunRequest(run_id="no-such-run:1:1"),
+    "ListWorkers": api_pb2.ListWorkersRequest(),
     "GetNodeStatus": api_pb2.NodeStatusRequest(),
     "TransferLeadership": api_pb2.TransferLeadershipRequest(to_node_id="no-such-node"),
     "ListAudit": api_pb2.ListAuditRequest(limit=1),

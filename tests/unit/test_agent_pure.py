@@ -438,6 +438,18 @@ def test_shell_worker_rejects_empty_command(capsys: pytest.CaptureFixture[str]) 
     assert "tags" in capsys.readouterr().err
     assert run_shell_worker(["127.0.0.1:1"], ["default"], 1, ["true"], drain_timeout=-1) == 2
     assert "drain_timeout" in capsys.readouterr().err
+    assert run_shell_worker(["127.0.0.1:1"], ["default"], 1, ["true"], jobs=["no/slash"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --job: handler:")
+
+
+def test_a_handler_name_that_is_not_a_job_name_is_refused_at_registration() -> None:
+    """It is announced in Hello.jobs, which the leader would refuse at every connect."""
+    w = Worker(["127.0.0.1:1"], queues=["q"])
+    with pytest.raises(ValueError, match="handler"):
+        w.handler("a/b")
+    w.handler("*")(lambda ctx: None)
+    w.handler("ok-name")(lambda ctx: None)
 
 
 # ---- releases (drain), progress, tags ---------------------------------------------------------

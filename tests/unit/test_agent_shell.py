@@ -364,10 +364,35 @@ def test_a_raising_handler_fails_with_its_text(
         assert rig.logs.records[-2].exc_info is not None  # the traceback, before handler_finished
 
 
-def test_no_handler_fails_the_attempt_naming_the_job_and_worker() -> None:
+def test_a_firing_without_a_handler_is_released_not_failed() -> None:
+    """The leader grants by Hello.jobs; a firing the worker still cannot run (a leader from
+    before Hello.jobs) goes back with a Release that keeps the stream taking work (no drain):
+    no attempt used, no dead letter."""
     rig = Rig()
     rig.runner.add("other", lambda ctx: None)
-    rig.runner.run(ctx_for(rig, job="j"))
+    sess = rig.session()
+    gen = rig.stream.requests(sess)
+    assert list(next(gen).hello.jobs) == ["other"]
+    rig.stream.on_firing(firing("r1", 7, job="j"))
+    assert rig.pool.queued == [] and rig.shared.book.pending() == []
+    assert queued(sess) == [Intent.RELEASE]
+    sess.kick(Intent.RELEASE)
+    rel = next(gen).release
+    assert [(le.run_id, le.fence) for le in rel.leases] == [("r1", 7)]
+    assert not rel.drain and "no handler" in rel.reason
+    [line] = rig.logs.lines("firing_refused")
+    assert "no handler for job 'j'" in line
+    sess.close()
+
+
+def test_no_handler_fails_the_attempt_naming_the_job_and_worker() -> None:
+    """The runner's own fallback, should a firing reach it without a handler."""
+    rig = Rig()
+    rig.runner.add_default(lambda ctx: None)
+    ctx = ctx_for(rig, job="j")
+    rig.runner._default = None
+    rig.runner.add("other", lambda ctx: None)
+    rig.runner.run(ctx)
     [rec] = rig.shared.book.pending()
     assert rec.error == "no handler registered for job 'j' on worker w1"
     assert rig.logs.lines("no_handler", logging.ERROR)
@@ -615,6 +640,7 @@ def test_welcome_while_draining_tells_the_new_leader_again() -> None:
 
 def test_a_firing_starts_its_handler_once() -> None:
     rig = Rig()
+    rig.runner.add_default(lambda ctx: None)
     rig.session()
     rig.stream.on_firing(firing())
     rig.stream.on_firing(firing())  # delivered twice (a resend after a reconnect)
@@ -626,6 +652,7 @@ def test_a_firing_starts_its_handler_once() -> None:
 
 def test_a_firing_read_after_a_freeze_is_not_started() -> None:
     rig = Rig()
+    rig.runner.add_default(lambda ctx: None)
     rig.session()
     rig.stream.on_firing(firing("old", 1))
     rig.pool.queued.clear()
@@ -675,6 +702,7 @@ def test_acks_are_applied_and_logged_by_kind() -> None:
 
 def test_messages_are_dispatched_by_body() -> None:
     rig = Rig()
+    rig.runner.add_default(lambda ctx: None)
     sess = Session("a:1")
     rig.stream.on_message(sess, api_pb2.ServerMessage(welcome=welcome()))
     assert sess.welcomed
@@ -702,6 +730,7 @@ def test_messages_are_dispatched_by_body() -> None:
 
 def test_the_request_stream_says_hello_then_writes_what_is_asked() -> None:
     rig = Rig()
+    rig.runner.add_default(lambda ctx: None)
     with rig.shared.lock:
         rig.shared.book.acquire("held", 3)
     sess = Session("a:1")
@@ -713,6 +742,7 @@ def test_the_request_stream_says_hello_then_writes_what_is_asked() -> None:
         2,
         {"region": "eu"},
     )
+    assert list(hello.jobs) == ["*"]  # a default handler: any job
     assert [(le.run_id, le.fence) for le in hello.running] == [("held", 3)]
     rig.stream.on_welcome(sess, welcome(reattached=(("held", 3),)))
     queued(sess)
@@ -745,7 +775,7 @@ def test_the_request_stream_says_hello_then_writes_what_is_asked() -> None:
     rig.shared.draining.set()
     sess.kick(Intent.RELEASE)
     rel = next(gen).release
-    assert list(rel.leases) == [] and rel.reason == "worker stopping"
+    assert list(rel.leases) == [] and rel.reason == "worker stopping" and rel.drain
     sess.kick(Intent.RELEASE)  # the announcement is not repeated
     sess.kick(Intent.HEARTBEAT)
     assert next(gen).WhichOneof("body") == "heartbeat"
@@ -784,6 +814,7 @@ def test_the_ticker_heartbeats_flushes_and_probes_on_a_welcomed_stream() -> None
 
 def test_the_ticker_wakes_for_the_next_lease_expiry_and_expires_leases_while_disconnected() -> None:
     rig = Rig()
+    rig.runner.add_default(lambda ctx: None)
     rig.session()
     rig.stream.on_firing(firing(ttl_ms=1000))
     with rig.shared.lock:

@@ -206,6 +206,40 @@ def test_grant_of_deleted_jobs_run_cancels_it() -> None:
     assert state.data["due"] == {}
 
 
+def test_cancel_run_revokes_the_lease_and_refuses_finished_runs() -> None:
+    first_due = T0 - T0 % 1000 + 1000
+    rid = keys.run_id("a", 1, first_due)
+    state = run_log(basic_log()[:3])  # create, fire, grant: leased under fence 1
+    r = state.apply(
+        cmd(
+            first_due + 5,
+            principal="token:ops",
+            cancel_run=command_pb2.CancelRunCmd(run_id=rid, reason="wrong input"),
+        ),
+        4,
+    )
+    assert r.ok and r.run.state == types_pb2.RUN_STATE_CANCELLED
+    assert r.run.note == "cancelled by token:ops: wrong input"
+    assert [(x.run_id, x.fence, x.worker_id) for x in r.revoked] == [(rid, 1, "w1")]
+    assert state.data["leases"] == {} and state.data["active"] == {}
+    late = state.apply(complete(rid, 1), 5)  # the worker's result, too late: stale fence
+    assert late.items[0][0] == "ABORTED"
+    again = state.apply(cmd(T0, cancel_run=command_pb2.CancelRunCmd(run_id=rid)), 6)
+    assert again.code == "FAILED_PRECONDITION" and "cancelled" in again.message
+    missing = state.apply(cmd(T0, cancel_run=command_pb2.CancelRunCmd(run_id="a:1:1")), 7)
+    assert missing.code == "NOT_FOUND" and missing.message.startswith("run_id:")
+
+
+def test_cancel_run_of_a_pending_run_takes_it_off_the_queue() -> None:
+    first_due = T0 - T0 % 1000 + 1000
+    rid = keys.run_id("a", 1, first_due)
+    state = run_log(basic_log()[:2])
+    r = state.apply(cmd(T0, cancel_run=command_pb2.CancelRunCmd(run_id=rid)), 3)
+    assert r.ok and r.run.state == types_pb2.RUN_STATE_CANCELLED and r.revoked == ()
+    assert state.data["pending"] == {} and state.data["pending_q"] == {}
+    assert state.apply(grant(rid), 4).granted == ()
+
+
 def test_attempts_are_bounded() -> None:
     first_due = T0 - T0 % 1000 + 1000
     rid = keys.run_id("a", 1, first_due)
@@ -236,6 +270,7 @@ OPS = st.lists(
                 "resume",
                 "delete",
                 "trigger",
+                "cancel",
                 "garbage",
                 "retry",
             ]
@@ -298,6 +333,8 @@ def random_log(ops: list[tuple[str, str, int, bool]]) -> list[bytes]:
             ]
             pick = ended if ended and flag else runs
             e = cmd(now, retry_run=command_pb2.RetryRunCmd(run_id=pick[k % len(pick)].run_id))
+        elif op == "cancel" and runs:  # any run: finished ones are refused
+            e = cmd(now, cancel_run=command_pb2.CancelRunCmd(run_id=runs[k % len(runs)].run_id))
         elif op == "pause":
             e = cmd(now, pause_job=command_pb2.PauseJobCmd(name=name))
         elif op == "resume":

@@ -260,3 +260,27 @@ def test_every_command_takes_json_after_it() -> None:
     for path, cmd in _leaves(cli_main.cli):
         has = any("--json" in p.opts for p in cmd.params)
         assert has == (path not in without), path
+
+
+def test_job_get_shows_the_resume_time_after_pause_then_resume() -> None:
+    """After pause then resume, `job get` said "active since" the pause time (paused_ms stays
+    set as the start of the last pause)."""
+    sched = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron="* * * * *")
+    t_pause, t_resume = 1_700_000_000_000, 1_700_000_600_000
+    paused = types_pb2.Job(
+        name="n", schedule=sched, state=types_pb2.JOB_STATE_PAUSED, paused_ms=t_pause
+    )
+    assert "paused since 2023-11-14T22:13:20Z" in output.job_block(paused)
+    resumed = types_pb2.Job(
+        name="n",
+        schedule=sched,
+        state=types_pb2.JOB_STATE_ACTIVE,
+        paused_ms=t_pause,
+        resumed_ms=t_resume,
+    )
+    line = next(ln for ln in output.job_block(resumed).splitlines() if ln.startswith("state"))
+    assert "active since 2023-11-14T22:23:20Z" in line
+    assert "(paused 2023-11-14T22:13:20Z .. 2023-11-14T22:23:20Z)" in line
+    fresh = types_pb2.Job(name="n", schedule=sched, state=types_pb2.JOB_STATE_ACTIVE)
+    line = next(ln for ln in output.job_block(fresh).splitlines() if ln.startswith("state"))
+    assert line.split() == ["state", "active"]

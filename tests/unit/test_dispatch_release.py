@@ -42,6 +42,7 @@ def test_release_queues_released_items_and_marks_the_session_draining() -> None:
             api_pb2.Lease(run_id="r3", fence=1),
         ],  # not held: ignored
         "worker stopping (drain timeout)",
+        drain=True,
     )
     assert n == 1
     assert d.leases.get("r1") is None and d.leases.get("r2") is not None
@@ -57,8 +58,21 @@ def test_empty_release_only_stops_new_grants() -> None:
     w1 = WorkerSession("w1", frozenset({"default"}), 1)
     registry.attach(w1)
     d = dispatcher(registry)
-    assert d.release(w1, [], "") == 0 and d._released == []
+    assert d.release(w1, [], "", drain=True) == 0 and d._released == []
     assert registry.all() == []
+
+
+def test_a_release_without_drain_keeps_the_session_taking_work() -> None:
+    """A worker gives back a firing it has no handler for: the run is PENDING again and the
+    worker still gets new firings (before the drain flag, any Release stopped new work)."""
+    registry = Registry()
+    w1 = WorkerSession("w1", frozenset({"default"}), 2)
+    registry.attach(w1)
+    d = dispatcher(registry)
+    d.leases.add("r1", 5, "w1", 0.0)
+    assert d.release(w1, [api_pb2.Lease(run_id="r1", fence=5)], "no handler", drain=False) == 1
+    assert not w1.draining and registry.all() == [w1]
+    assert [(i.run_id, i.released) for i in d._released] == [("r1", True)]
 
 
 def test_heartbeat_keeps_the_last_progress_per_lease() -> None:
@@ -101,9 +115,9 @@ def test_a_release_from_another_worker_gives_nothing_back() -> None:
     intruder = WorkerSession("intruder", frozenset({"default"}), 1)
     d = dispatcher(registry)
     d.leases.add("r1", 5, "w1", 0.0)
-    assert d.release(intruder, [api_pb2.Lease(run_id="r1", fence=5)], "") == 0
+    assert d.release(intruder, [api_pb2.Lease(run_id="r1", fence=5)], "", drain=False) == 0
     assert d.leases.get("r1") is not None and d._released == []
-    assert d.release(w1, [api_pb2.Lease(run_id="r1", fence=5)], "") == 1
+    assert d.release(w1, [api_pb2.Lease(run_id="r1", fence=5)], "", drain=False) == 1
     assert d._released[0].worker_id == "w1"
 
 
@@ -125,3 +139,19 @@ def test_a_hello_cannot_reattach_another_workers_lease() -> None:
     reattached, lost = d.attach(w1, [api_pb2.Lease(run_id="r1", fence=5)])
     assert [le.run_id for le in reattached] == ["r1"] and lost == []
     assert d.leases.get("r1").worker_id == "w1"  # type: ignore[union-attr]
+
+
+def test_hello_jobs_are_qualified_with_the_namespace_and_star_means_any() -> None:
+    from schedd.errors import InvalidArgument
+    from schedd.server.validate import worker_jobs
+
+    assert worker_jobs([], "team") is None
+    assert worker_jobs(["a", "*"], "team") is None
+    assert worker_jobs(["a", "b"], "team") == frozenset({"team/a", "team/b"})
+    assert worker_jobs(["a"], "default") == frozenset({"a"})
+    try:
+        worker_jobs(["ok", "no/slash"], "team")
+    except InvalidArgument as e:
+        assert e.field == "hello.jobs"
+    else:
+        raise AssertionError("a bad job name in Hello.jobs was accepted")

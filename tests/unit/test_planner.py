@@ -2,8 +2,8 @@
 brute-force reference of the documented rule, in process.
 
 The rule: due PENDING runs, highest priority first, then oldest not-before (ties: run id); each goes to the
-next worker, round-robin per queue, that serves its queue, carries all of its tags and has a
-free slot; at most ``min(max_grants_per_tick, free slots)`` grants.
+next worker, round-robin per queue, that serves its queue, carries all of its tags, runs its
+job (announced no job list, or one naming it) and has a free slot; at most ``min(max_grants_per_tick, free slots)`` grants.
 """
 
 from __future__ import annotations
@@ -15,10 +15,18 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from schedd.pb import types_pb2
-from schedd.server.planner import FreeWorker, PlanSettings, carries, plan_grants, plan_tick
+from schedd.server.planner import (
+    FreeWorker,
+    PlanSettings,
+    carries,
+    plan_grants,
+    plan_tick,
+    runs_job,
+)
 
 QUEUES = ("q1", "q2", "q3")
 TAGS = ({}, {"gpu": "yes"}, {"zone": "a"}, {"gpu": "yes", "zone": "a"})
+JOBS = ("ns/a", "ns/b", "c")
 
 
 @dataclass
@@ -43,11 +51,12 @@ class View:
 
 workers_st = st.lists(
     st.builds(
-        lambda i, qs, t, f: FreeWorker(f"w{i}", tuple(sorted(qs)), t, f),
+        lambda i, qs, t, f, js: FreeWorker(f"w{i}", tuple(sorted(qs)), t, f, js),
         st.integers(0, 99),
         st.sets(st.sampled_from(QUEUES), min_size=1),
         st.sampled_from(TAGS),
         st.integers(0, 4),
+        st.none() | st.frozensets(st.sampled_from(JOBS)),
     ),
     min_size=0,
     max_size=5,
@@ -55,14 +64,15 @@ workers_st = st.lists(
 )
 runs_st = st.lists(
     st.builds(
-        lambda i, q, p, t, nb: types_pb2.Run(
-            run_id=f"r{i}", attempt=1, queue=q, priority=p, tags=t, not_before_ms=nb
+        lambda i, q, p, t, nb, j: types_pb2.Run(
+            run_id=f"r{i}", attempt=1, queue=q, priority=p, tags=t, not_before_ms=nb, job=j
         ),
         st.integers(0, 999),
         st.sampled_from(QUEUES),
         st.integers(0, 3),
         st.sampled_from(TAGS),
         st.integers(0, 100),
+        st.sampled_from(JOBS),
     ),
     max_size=30,
     unique_by=lambda r: r.run_id,
@@ -94,7 +104,11 @@ def reference(
         for _ in range(len(pool)):
             w = pool[cursor[r.queue] % len(pool)]
             cursor[r.queue] += 1
-            if free[w.worker_id] > 0 and all(w.tags.get(k) == v for k, v in r.tags.items()):
+            if (
+                free[w.worker_id] > 0
+                and all(w.tags.get(k) == v for k, v in r.tags.items())
+                and (w.jobs is None or r.job in w.jobs)
+            ):
                 free[w.worker_id] -= 1
                 out.append((r.run_id, w.worker_id))
                 break
@@ -138,6 +152,7 @@ def test_grants_are_valid_and_leave_no_placeable_run_behind(
     for g in got:
         w, r = by_id[g.worker_id], run_of[g.run_id]
         assert r.queue in w.queues and carries(w.tags, r.tags) and r.not_before_ms <= now
+        assert runs_job(w.jobs, r.job)
     for wid, n in used.items():
         assert n <= by_id[wid].free
     if len(got) < max_grants:  # greedy: a run left behind has no eligible worker with room
@@ -146,7 +161,7 @@ def test_grants_are_valid_and_leave_no_placeable_run_behind(
             if r.run_id in granted or r.not_before_ms > now:
                 continue
             for w in workers:
-                if r.queue in w.queues and carries(w.tags, r.tags):
+                if r.queue in w.queues and carries(w.tags, r.tags) and runs_job(w.jobs, r.job):
                     assert used[w.worker_id] >= w.free, (r, w)
 
 
@@ -210,3 +225,21 @@ def test_plan_tick_orders_the_batch_for_apply() -> None:
         "prune_runs",
     ]
     assert (plan.completions, plan.grants) == (1, 1)
+
+
+def test_a_run_goes_only_to_the_worker_that_runs_its_job() -> None:
+    """Two workers of one queue, each with a handler for a different job: each job's runs go to
+    its own worker, whatever the round-robin cursor says, and a job nobody runs stays pending."""
+    workers = [
+        FreeWorker("w-report", ("reports",), {}, 5, frozenset({"nightly-report"})),
+        FreeWorker("w-daily", ("reports",), {}, 5, frozenset({"daily-report"})),
+    ]
+    runs = [
+        types_pb2.Run(run_id=f"{j}:{i}", attempt=1, queue="reports", job=j, not_before_ms=i)
+        for i in range(3)
+        for j in ("nightly-report", "daily-report", "orphan")
+    ]
+    got = plan_grants(View(runs), 10, [], workers, defaultdict(int), PlanSettings())
+    assert sorted((g.run_id.split(":")[0], g.worker_id) for g in got) == sorted(
+        [("nightly-report", "w-report")] * 3 + [("daily-report", "w-daily")] * 3
+    )

@@ -204,6 +204,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "backfill_job": "def(self, name: 'str', from_ms: 'int', to_ms: "
             "'int', *, limit: 'int' = 1000, overlap: 'str | "
             "int' = 0) -> 'BackfillResult'",
+            "cancel_run": "def(self, run_id: 'str', reason: 'str' = '', "
+            "request_id: 'str | None' = None) -> 'Run'",
             "class": "object",
             "close": "def(self) -> 'None'",
             "cluster_status": "def(self, with_digest: 'bool' = False, timeout: "
@@ -237,6 +239,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, "
             "state: 'int | str | None' = None) -> 'list[Run]'",
             "list_tokens": "def(self, include_revoked: 'bool' = False) -> 'list[Token]'",
+            "list_workers": "def(self, namespace: 'str' = '') -> 'list[WorkerInfo]'",
             "namespace": "property",
             "node_status": "def(self, endpoint: 'str', with_digest: 'bool' = "
             "False, timeout: 'float' = 2.0) -> 'NodeStatus'",
@@ -271,6 +274,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "backfill_job": "def(self, name: 'str', from_ms: 'int', to_ms: "
             "'int', *, limit: 'int' = 1000, overlap: 'str | int' "
             "= 0) -> 'BackfillResult'",
+            "cancel_run": "def(self, run_id: 'str', reason: 'str' = '', "
+            "request_id: 'str | None' = None) -> 'Run'",
             "class": "object",
             "close": "def(self) -> 'None'",
             "cluster_status": "def(self, with_digest: 'bool' = False, timeout: "
@@ -304,6 +309,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, state: "
             "'int | str | None' = None) -> 'list[Run]'",
             "list_tokens": "def(self, include_revoked: 'bool' = False) -> 'list[Token]'",
+            "list_workers": "def(self, namespace: 'str' = '') -> 'list[WorkerInfo]'",
             "namespace": "property",
             "node_status": "def(self, endpoint: 'str', with_digest: 'bool' = "
             "False, timeout: 'float' = 2.0) -> 'NodeStatus'",
@@ -451,7 +457,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "__init__": "def(self, verdict: 'str' = '', explanation: 'str' "
             "= '', slot_ms: 'int' = 0, runs: 'tuple[Run, ...]' "
             "= (), previous_slot_ms: 'int' = 0, next_slot_ms: "
-            "'int' = 0) -> None",
+            "'int' = 0, pending_cause: 'str' = '') -> None",
             "class": "Record",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
             "next_slot_at": "property",
@@ -533,10 +539,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "raft_address: 'str' = '', has_quorum: 'bool' = "
             "False, state_digest: 'str' = '', workers: 'int' = "
             "0, peers: 'tuple[str, ...]' = (), unsafe_no_fsync: "
-            "'bool' = False) -> None",
+            "'bool' = False, pid: 'int' = 0, started_ms: 'int' = "
+            "0) -> None",
             "class": "Record",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
             "is_leader": "property",
+            "started_at": "property",
             "to_dict": "def(self) -> 'dict[str, Any]'",
             "to_pb": "def(self) -> 'Any'",
         },
@@ -669,6 +677,22 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "class": "Record",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
             "revoked": "property",
+            "to_dict": "def(self) -> 'dict[str, Any]'",
+            "to_pb": "def(self) -> 'Any'",
+        },
+        "WorkerInfo": {
+            "HasField": "def(self, name: 'str') -> 'bool'",
+            "__init__": "def(self, worker_id: 'str' = '', principal: 'str' = "
+            "'', namespace: 'str' = '', queues: 'tuple[str, "
+            "...]' = (), tags: 'dict[str, str]' = <factory>, "
+            "concurrency: 'int' = 0, leases: 'int' = 0, run_ids: "
+            "'tuple[str, ...]' = (), jobs: 'tuple[str, ...]' = "
+            "(), connected_ms: 'int' = 0, last_seen_ms: 'int' = "
+            "0, draining: 'bool' = False) -> None",
+            "class": "Record",
+            "connected_at": "property",
+            "from_pb": "classmethod(msg: 'Message') -> 'Self'",
+            "last_seen_at": "property",
             "to_dict": "def(self) -> 'dict[str, Any]'",
             "to_pb": "def(self) -> 'Any'",
         },

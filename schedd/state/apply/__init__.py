@@ -56,6 +56,7 @@ from schedd.state.apply.jobs import (
     _update_job,
 )
 from schedd.state.apply.leases import (
+    _cancel_run,
     _complete_runs,
     _dispatch_timeout,
     _expire_leases,
@@ -201,6 +202,7 @@ _HANDLERS: dict[str, _Handler] = {
     "expire_leases": _expire_leases,
     "complete_runs": _complete_runs,
     "retry_run": _retry_run,
+    "cancel_run": _cancel_run,
     "barrier": _barrier,
     "batch": _batch,
     "create_token": _create_token,

@@ -32,6 +32,7 @@ TARGETS: dict[str, Callable[[command_pb2.Command], str]] = {
     "trigger_job": lambda c: c.trigger_job.name,
     "backfill": lambda c: c.backfill.name,
     "retry_run": lambda c: c.retry_run.run_id,
+    "cancel_run": lambda c: c.cancel_run.run_id,
     "create_token": lambda c: c.create_token.token.name,
     "revoke_token": lambda c: c.revoke_token.name,
 }

@@ -7,7 +7,15 @@ from __future__ import annotations
 from schedd.pb import command_pb2, types_pb2
 from schedd.sched import retry
 from schedd.state import keys
-from schedd.state.apply.runs import _active_key, _ended, _job_of, _pend, _unpend
+from schedd.state.apply.runs import (
+    _active_key,
+    _cancel_active,
+    _ended,
+    _job_of,
+    _pend,
+    _promote_buffered,
+    _unpend,
+)
 from schedd.state.apply.txn import Granted, Result, Run, Txn
 
 
@@ -217,6 +225,43 @@ def _dispatch_timeout(txn: Txn, cmd: command_pb2.Command, index: int, now: int) 
         _ended(txn, run, now, success=False)
         n += 1
     return Result(count=n)
+
+
+def _cancel_run(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    """An operator ends an active run as CANCELLED. PENDING: it leaves the queue; LEASED: its
+    lease is revoked (``Result.revoked``: the leader tells the worker, whose handler is
+    cancelled) and its fence stale, so a late completion is refused; WAITING (buffered): it
+    leaves the job's buffer. A buffered run of the job moves up as after any ending; no chain
+    fires. A finished run is FAILED_PRECONDITION, an unknown one NOT_FOUND."""
+    c = cmd.cancel_run
+    run = txn.run(c.run_id)
+    if run is None:
+        return Result("NOT_FOUND", f"run_id: no run {c.run_id!r}")
+    why = "cancelled" + (f" by {cmd.principal}" if cmd.principal else "")
+    why += f": {c.reason}" if c.reason else ""
+    job = _job_of(txn, run)
+    if run.state == types_pb2.RUN_STATE_WAITING:
+        if job is not None and job.buffered_run == run.run_id:
+            job.buffered_run = ""
+            txn.put_job(job)
+        run.state = types_pb2.RUN_STATE_CANCELLED
+        run.finished_ms = now
+        run.note = why
+        txn.put_run(run)
+        txn.count_finished(run)
+        return Result(run=run)
+    if run.state not in (types_pb2.RUN_STATE_PENDING, types_pb2.RUN_STATE_LEASED):
+        return Result(
+            "FAILED_PRECONDITION",
+            f"run_id: run {c.run_id!r} is {_state_word(run.state)}; only a pending, leased or "
+            "waiting run can be cancelled",
+            run=run,
+        )
+    _cancel_active(txn, run, now, why)
+    if job is not None and job.buffered_run:
+        _promote_buffered(txn, job, now)
+        txn.put_job(job)
+    return Result(run=run)
 
 
 def _state_word(state: int) -> str:
