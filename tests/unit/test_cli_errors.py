@@ -418,8 +418,9 @@ def test_worker_run_hands_argv_to_the_shell_worker_and_exits_with_its_code(
         drain_timeout: float = 10.0,
         credentials: object = None,
         namespace: str | None = None,
+        jobs: list[str] | None = None,
     ) -> int:
-        assert namespace == "default"
+        assert namespace == "default" and jobs == []
         got.update(endpoints=endpoints, queues=queues, concurrency=concurrency, argv=argv)
         got["worker_id"] = worker_id
         if tags or drain_timeout != 10.0:
