@@ -81,6 +81,8 @@ PURE: dict[str, tuple[str, ...]] = {
         "schedd.sched.misfire",
     ),
     "schedd.raft.replication": (),
+    # when a node reports its gRPC health as SERVING (a working majority)
+    "schedd.raft.quorum": (),
     # what a Raft frame may decode to (sizes, the restricted unpickler): no sockets, no pysyncobj
     "schedd.raft.wire": (),
     "schedd.server.leases": (),

@@ -57,6 +57,7 @@ from schedd.errors import InvalidArgument, NotLeader, OutcomeUnknown, Unavailabl
 from schedd.raft import replication
 from schedd.raft import transport as raft_transport
 from schedd.raft.journal import DurableJournal
+from schedd.raft.quorum import QuorumView
 from schedd.raft.settings import RaftSettings, sync_obj_conf
 from schedd.raft.transport import RaftTls
 from schedd.raft.wire import PickleShim, WireLimits
@@ -487,6 +488,18 @@ class RaftNode(SyncObj):
 
     def status(self) -> dict[str, object]:
         return self.getStatus()
+
+    def quorum_view(self) -> QuorumView:
+        """Whether this node is part of a working majority right now (any thread; each field is
+        one read of pysyncobj's state, no lock). A follower "heard" its leader while pysyncobj's
+        election deadline, pushed forward by every message from the leader, is in the future:
+        an isolated follower keeps its stale leader for ever (pysyncobj starts no election
+        without a connection), so knowing a leader is not enough."""
+        leader = self._isLeader()
+        heard = leader or (
+            self._getLeader() is not None and monotonic() < self._SyncObj__raftElectionDeadline  # type: ignore[attr-defined]
+        )
+        return QuorumView(is_leader=leader, has_quorum=bool(self.hasQuorum), leader_heard=heard)
 
 
 def _reason(code: object) -> str:

@@ -25,6 +25,7 @@ from schedd.errors import InvalidArgument, NotLeader, Unavailable
 from schedd.pb import api_pb2
 from schedd.raft.adapter import RaftNode, StateAheadOfJournal
 from schedd.raft.journal import JournalCorrupt
+from schedd.raft.quorum import QuorumHealth
 from schedd.raft.settings import RaftSettings
 from schedd.raft.transport import RaftTls, TlsConfigError, TlsFiles, read_secret_file
 from schedd.security.tls import ServerTLS, TLSConfigError, server_credentials
@@ -317,6 +318,9 @@ class Node:
         )
         names = add_services(self.server, self)
         self.health = health.HealthServicer()
+        #: the names the health check answers for: the server ("") and each schedd.v1 service
+        self._health_names = ["", *names]
+        self.quorum_health = QuorumHealth(config.raft_settings.election_max_s, time.monotonic())
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
@@ -352,9 +356,10 @@ class Node:
     def start(self) -> None:
         self.server.start()
         self.dispatcher.start()
-        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._syncer = threading.Thread(target=self._sync_loop, name="lmdb-sync", daemon=True)
         self._syncer.start()
+        threading.Thread(target=self._health_loop, name="health", daemon=True).start()
         if self._bootstrap_secret:
             threading.Thread(target=self._bootstrap_loop, name="bootstrap", daemon=True).start()
         log.info(
@@ -368,6 +373,32 @@ class Node:
             log.info(
                 "event=metrics_serving node=%s url=%s", self.config.node_id, self.metrics_server.url
             )
+
+    def _set_health(self, status: int) -> None:
+        for name in self._health_names:
+            self.health.set(name, status)  # type: ignore[arg-type]
+
+    def _health_loop(self) -> None:
+        """Every 200 ms: the gRPC health status follows whether this node is part of a working
+        majority (schedd.raft.quorum), so a load balancer or a readiness probe stops sending
+        callers to a node that cannot commit anything."""
+        serving = health_pb2.HealthCheckResponse.SERVING
+        while not self._stopped.wait(0.2):
+            try:
+                q = self.quorum_health
+                if q.observe(self.raft.quorum_view(), time.monotonic()):
+                    status = serving if q.serving else health_pb2.HealthCheckResponse.NOT_SERVING
+                    if not self._stopped.is_set():  # stop() set NOT_SERVING for good
+                        self._set_health(status)
+                    log.log(
+                        logging.INFO if q.serving else logging.WARNING,
+                        "event=health_changed node=%s status=%s reason=%s",
+                        self.config.node_id,
+                        "SERVING" if q.serving else "NOT_SERVING",
+                        q.reason or "-",
+                    )
+            except Exception:
+                log.exception("event=health_check_failed")
 
     def _sync_loop(self) -> None:
         # Every second: stop the node cleanly before the disk is full (an I/O error would stop
