@@ -70,6 +70,8 @@ PURE: dict[str, tuple[str, ...]] = {
     "schedd.namespaces": ("schedd.errors", "schedd.pb"),
     "schedd.sched": ("schedd.errors", "schedd.pb", "schedd.sched"),
     "schedd.state.keys": (),
+    # when the (local, unreplicated) LMDB map grows
+    "schedd.state.mapsize": (),
     # apply must not read time-zone data either: the leader computes every due time
     "schedd.state.apply": (
         "schedd.pb",

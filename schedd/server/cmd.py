@@ -217,7 +217,19 @@ def _write_rate(text: str) -> dict[str, Any]:
     type=float,
     help="Cluster-wide limit on catch-up runs (missed slots fired late, backfills), per second [100].",
 )
-@click.option("--map-size", default=None, type=int, help="LMDB map size in MiB [4096].")
+@click.option(
+    "--map-size",
+    default=None,
+    type=click.IntRange(1, None),
+    help="Initial LMDB map size in MiB [4096]; it grows online up to --max-map-size.",
+)
+@click.option(
+    "--max-map-size",
+    default=None,
+    type=click.IntRange(1, None),
+    help="Ceiling of the LMDB map in MiB: the map doubles when 80%% full, up to this; client "
+    "writes are refused (RESOURCE_EXHAUSTED) near it [8 x --map-size].",
+)
 @click.option(
     "--min-free",
     default=None,
@@ -306,6 +318,7 @@ def run(
     retry_backoff: str | None,
     catchup_rate: float | None,
     map_size: int | None,
+    max_map_size: int | None,
     min_free: int | None,
     max_worker_streams: int | None,
     hello_timeout: str | None,
@@ -437,6 +450,7 @@ def run(
             dispatch=settings,
             raft_settings=RaftSettings(fsync=not unsafe),
             map_size=int(pick(map_size, "map_size_mib", 4096)) << 20,
+            max_map_size=int(pick(max_map_size, "max_map_size_mib", 0)) << 20,
             min_free_bytes=int(pick(min_free, "min_free_mib", 64)) << 20,
             tls=ServerTLS(cert, key, ca or "") if cert else None,
             insecure=plain,

@@ -76,6 +76,8 @@ class NodeConfig:
     raft_settings: RaftSettings = field(default_factory=RaftSettings)
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     map_size: int = 4 << 30
+    #: the LMDB map grows online up to this (0: 8 x map_size); client writes are refused near it
+    max_map_size: int = 0
     grpc_workers: int = 64
     min_free_bytes: int = 64 << 20  # stop (exit 70) below this much free disk
     #: the node's certificate: served on the gRPC port (None: plaintext, allowed only with
@@ -121,6 +123,19 @@ class NodeConfig:
             raise InvalidArgument("--insecure", "cannot be combined with --tls-cert")
         if self.metrics:
             parse_listen(self.metrics)
+        if self.map_size < (1 << 20):
+            raise InvalidArgument("--map-size", f"{self.map_size >> 20} MiB is below 1 MiB")
+        if self.max_map_size and self.max_map_size < self.map_size:
+            raise InvalidArgument(
+                "--max-map-size",
+                f"{self.max_map_size >> 20} MiB is below --map-size ({self.map_size >> 20} MiB); "
+                "the map only grows: give a ceiling at least as large",
+            )
+
+    @property
+    def map_ceiling(self) -> int:
+        """The LMDB map's ceiling in bytes (--max-map-size, default 8 x --map-size)."""
+        return self.max_map_size or 8 * self.map_size
 
 
 def _read_bootstrap(path: str) -> str:
@@ -240,7 +255,7 @@ class Node:
         state_dir = os.path.join(config.data_dir, "state")
         self._running_marker = os.path.join(config.data_dir, "running.boot")
         _set_aside_state_torn_by_a_machine_crash(state_dir, self._running_marker)
-        self.store = Store(state_dir, map_size=config.map_size)
+        self.store = Store(state_dir, map_size=config.map_size, max_map_size=config.map_ceiling)
         disk.write_file(self._running_marker, _boot_id().encode())
         self.registry = Registry()
         self.scans = ScanSlots(config.limits.max_concurrent_scans)
@@ -419,6 +434,8 @@ class Node:
                         f"(the minimum is {self.config.min_free_bytes >> 20} MiB): free some space "
                         "or grow the volume, then restart the node; it catches up from its peers"
                     )
+                # the map is local: growing it needs no agreement (schedd.state.mapsize)
+                self.store.maybe_grow()
                 if seconds % every == 0:
                     self.raft.checkpoint()
             except Exception:

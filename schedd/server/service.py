@@ -110,8 +110,10 @@ class _Base:
         cmd.principal = cmd.principal or identity.principal_of_call()
         self.node.write_rates.check(cmd.principal, self.node.clock.monotonic())
         if grows:
-            used, size = self.node.store.usage()
-            limits.check_storage(used, size, self.node.config.limits)
+            # against the ceiling, not the current map: the same on every node, while the map
+            # itself grows at different moments on different nodes
+            used, _ = self.node.store.usage()
+            limits.check_storage(used, self.node.store.max_map_size, self.node.config.limits)
         return _result(self.node.raft.propose(encode(cmd), self.node.propose_timeout_s))
 
 

@@ -4,6 +4,7 @@ service) within a few seconds, and SERVING again once the majority is back."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import grpc
@@ -42,8 +43,13 @@ def _statuses(cluster: LocalCluster, node_id: str) -> set[int]:
 
 def _all_serving(cluster: LocalCluster, timeout: float) -> None:
     for spec in cluster.specs:
-        node_id = spec.node_id
-        wait_for(lambda: _statuses(cluster, node_id) == {SERVING}, timeout, f"{node_id} SERVING")
+        wait_for(
+            functools.partial(_serving, cluster, spec.node_id), timeout, f"{spec.node_id} SERVING"
+        )
+
+
+def _serving(cluster: LocalCluster, node_id: str) -> bool:
+    return _statuses(cluster, node_id) == {SERVING}
 
 
 def test_health_follows_quorum(tmp_path_factory: pytest.TempPathFactory) -> None:
