@@ -433,6 +433,12 @@ class RaftNode(SyncObj):
             self._seen_leader = leader
             if leader is not None:
                 self.leader_changes += 1
+            log.info(
+                "event=leader_changed leader=%s term=%d role=%s",
+                "-" if leader is None else getattr(leader, "id", leader),
+                self.raftCurrentTerm,
+                "leader" if self._isLeader() else "follower",
+            )
         if self._journal.dirty:
             # pysyncobj runs tick callbacks after it appended and sent this tick's new entries
             # and before it waits for answers: the leader's sync now overlaps the followers'

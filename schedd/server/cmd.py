@@ -25,12 +25,12 @@ from schedd.errors import SchedError
 log = logging.getLogger("schedd")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, log_format: str = "text") -> None:
+    from schedd.server.logformat import formatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # pysyncobj's warnings matter: its CRITICAL "truncating already-applied log entries" was the
     # visible sign of a follower dropping acknowledged entries, which schedd.raft now prevents;
     # should it ever appear again it is a bug to report, not noise.
@@ -305,6 +305,13 @@ def _write_rate(text: str) -> dict[str, Any]:
     "no job payloads). Off unless given; bind it to an address only your monitoring reaches.",
 )
 @click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as key=value text, or one JSON object per line (time, level, logger, "
+    "message and the message's key=value fields as keys) [text].",
+)
 def run(
     config_file: str | None,
     node_id: str | None,
@@ -332,6 +339,7 @@ def run(
     bootstrap_token_file: str | None,
     metrics_addr: str | None,
     log_level: str,
+    log_format: str | None,
 ) -> None:
     """Run one schedd node until SIGTERM or Ctrl-C.
 
@@ -353,7 +361,10 @@ def run(
     def pick(value: Any, key: str, default: Any = None) -> Any:
         return value if value not in (None, ()) else conf.get(key, default)
 
-    _setup_logging(pick(log_level if log_level != "info" else None, "log_level", "info"))
+    fmt = pick(log_format, "log_format", "text")
+    if fmt not in ("text", "json"):
+        _fail(f'--config: log_format must be "text" or "json", not {fmt!r}')
+    _setup_logging(pick(log_level if log_level != "info" else None, "log_level", "info"), fmt)
     # Everything this process creates (its data directory, the journal, LMDB, snapshots,
     # including the files libraries create) is private to the node's user.
     os.umask(0o077)
@@ -510,7 +521,22 @@ def run(
     show_default=True,
     help="Serve each node's Prometheus metrics on 127.0.0.1, ports BASE+200...",
 )
-def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool, metrics: bool) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="The nodes' log format (schedd run --log-format).",
+)
+def dev(
+    nodes: int,
+    root: str,
+    base_port: int,
+    demo: bool,
+    insecure: bool,
+    metrics: bool,
+    log_format: str,
+) -> None:
     """Start a local cluster of real `schedd run` processes on 127.0.0.1 and keep it running
     until Ctrl-C.
 
@@ -537,7 +563,12 @@ def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool, metri
                     f"--base-port: port {port} is in use (another schedd dev?); stop it or pick another --base-port"
                 )
     cluster = LocalCluster(
-        root, nodes=nodes, base_port=base_port, secure=not insecure, metrics=metrics
+        root,
+        nodes=nodes,
+        base_port=base_port,
+        secure=not insecure,
+        metrics=metrics,
+        extra_args=["--log-format", log_format] if log_format != "text" else [],
     )
     click.echo(
         f"starting {nodes} schedd nodes in {cluster.root} (logs: {cluster.root}/n*/node.log)"
