@@ -489,6 +489,50 @@ def run(
 
 
 @main.command()
+@click.argument("backup_file", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option(
+    "--data-dir",
+    required=True,
+    help="The new node's data directory (absent or empty); run once per node of the new cluster.",
+)
+@click.option(
+    "--map-size",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(1, None),
+    help="Initial LMDB map size in MiB (raised to fit the backup).",
+)
+def restore(backup_file: str, data_dir: str, map_size: int) -> None:
+    """Seed the data directory of one node of a NEW cluster from a backup made by
+    `schedctl snapshot save`. Then start the nodes with `schedd run` as usual.
+
+    \b
+    Example (each node of the new cluster, before its first start):
+        schedd restore backup.snap --data-dir /var/lib/schedd
+    """
+    _require_server()
+    os.umask(0o077)
+    from schedd.backup import BackupError
+    from schedd.server.restore import restore as seed
+
+    t0 = time.monotonic()
+    try:
+        header = seed(backup_file, data_dir, map_size << 20)
+    except BackupError as e:
+        _fail(str(e), 1)
+        return
+    except OSError as e:
+        _fail(f"cannot restore into {data_dir}: {e}", 1)
+        return
+    click.echo(
+        f"restored {header.jobs} jobs and {header.runs} runs at log index "
+        f"{header.applied_index} into {data_dir} in {time.monotonic() - t0:.1f}s; "
+        "start the node with `schedd run --data-dir "
+        f"{data_dir} ...` (every node of the new cluster restored from the same file)"
+    )
+
+
+@main.command()
 @click.option(
     "--nodes", default=3, show_default=True, type=click.IntRange(1, 7), help="How many nodes."
 )

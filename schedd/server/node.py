@@ -36,6 +36,7 @@ from schedd.server.metrics import MetricsServer, NodeMetrics, parse_listen
 from schedd.server.metrics_grpc import MetricsInterceptor
 from schedd.server.metrics_state import NodeCollector
 from schedd.server.service import add_services
+from schedd.server.snapshots import Snapshots
 from schedd.server.workers import Registry
 from schedd.state import disk
 from schedd.state.apply import Result
@@ -258,6 +259,12 @@ class Node:
         self.store = Store(state_dir, map_size=config.map_size, max_map_size=config.map_ceiling)
         disk.write_file(self._running_marker, _boot_id().encode())
         self.registry = Registry()
+        self.snapshots = Snapshots(
+            self.store,
+            config.data_dir,
+            config.min_free_bytes,
+            [config.node_id, *(p.node_id for p in config.peers)],
+        )
         self.scans = ScanSlots(config.limits.max_concurrent_scans)
         self.write_rates = WriteRates(config.limits.write_rate_per_s, config.limits.write_burst)
         try:

@@ -697,6 +697,28 @@ class Store:
         log.info("restored state from snapshot at index %d", snap_index)
         return raft_meta
 
+    # ---- backups (schedctl snapshot save, schedd restore) ------------------------------------
+
+    def save_image(self, fd: int) -> tuple[int, int, int, int]:
+        """Write a compacted copy of the state to ``fd``, consistent as of one read transaction;
+        (applied index, next fence, jobs, runs) of that same transaction. Any thread: applies go
+        on meanwhile (LMDB's MVCC), only a map growth waits for the copy."""
+        with self.read() as txn:
+            meta = self._dbs["meta"]
+            raw = txn.get(keys.APPLIED_INDEX, db=meta)
+            applied = 0 if raw is None else keys.from_be64(bytes(raw))
+            raw = txn.get(keys.NEXT_FENCE, db=meta)
+            next_fence = 1 if raw is None else keys.from_be64(bytes(raw))
+            jobs = txn.stat(self._dbs["jobs"])["entries"]
+            runs = txn.stat(self._dbs["runs"])["entries"]
+            self._env.copyfd(fd, compact=True, txn=txn)
+        return applied, next_fence, jobs, runs
+
+    def restore_image(self, path: str) -> None:
+        """Replace the whole state by the LMDB image in directory ``path`` (its ``data.mdb``),
+        in one write transaction. For ``schedd restore`` into a new, empty node."""
+        self._restore_from(path)
+
     def _restore_from(self, path: str) -> None:
         src = lmdb.open(path, readonly=True, lock=False, max_dbs=len(keys.DBS) + 2, subdir=True)
         try:
