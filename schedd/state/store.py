@@ -192,10 +192,15 @@ class Store:
         with self._gate.reading():
             return int(self._env.info()["map_size"])
 
-    def maybe_grow(self, *, full: bool = False, wait_s: float = 2.0) -> bool:
+    def maybe_grow(self, *, full: bool = False, wait_s: float = 0.2) -> bool:
         """Grow the map when :attr:`growth` says so (``full``: apply met MapFullError). True
         when it grew. Waits up to ``wait_s`` for the apply lock and for open reads to finish;
-        gives up (False) rather than stall longer, the next call tries again."""
+        gives up (False) rather than stall longer, the next call tries again.
+
+        Why the short default: while it waits it holds the apply lock and keeps new reads out,
+        so the Raft tick thread may wait too; 0.2 s stays well below an election timeout. Reads
+        take milliseconds; a long one (a snapshot copy, a full-table scan) only defers the
+        growth to the next second."""
         used, current = self.usage()
         target = self.growth.next_size(used, current, full=full)
         if target is None:
@@ -205,7 +210,7 @@ class Store:
         try:
             with self._gate.exclusive(wait_s) as alone:
                 if not alone:
-                    log.warning(
+                    log.info(
                         "event=map_grow_deferred path=%s: reads did not finish within %gs",
                         self.path,
                         wait_s,

@@ -53,3 +53,16 @@ def test_a_store_grows_online_and_keeps_its_data(
     assert store.get_job("j0") is not None and store.applied_index() == 60
     assert "event=map_grown from_mib=2 to_mib=4" in caplog.text
     store.close()
+
+
+def test_a_growth_waits_for_open_reads_and_gives_up_rather_than_stall(tmp_path: Path) -> None:
+    """set_mapsize under an open read transaction would remap memory the reader still uses:
+    a growth waits for the reads in flight, and gives up (to retry later) after ``wait_s``."""
+    store = Store(str(tmp_path / "state"), map_size=2 * MIB, max_map_size=8 * MIB)
+    with store.read():
+        with store.read():  # re-entrant in one thread
+            assert not store.maybe_grow(full=True, wait_s=0.2)
+    assert store.map_size() == 2 * MIB
+    assert store.maybe_grow(full=True, wait_s=0.2)
+    assert store.map_size() == 4 * MIB
+    store.close()
