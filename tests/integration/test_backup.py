@@ -5,6 +5,7 @@ above every fence of the old cluster, and whose replicas agree."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -117,8 +118,9 @@ def test_save_under_load_and_restore_into_a_new_cluster(
     try:
         b.wait_for_leader(timeout=30)
         for spec in b.specs:
-            st = b.status(spec.node_id)
-            assert st is not None and st.applied_index >= header["applied_index"]
+            # the leader may be elected before the third node serves gRPC
+            st = wait_for(functools.partial(b.status, spec.node_id), 10, f"{spec.node_id} up")
+            assert st.applied_index >= header["applied_index"]
         with b.client(retry_for=30) as client:
             assert jobs_before <= {j.name for j in client.list_jobs(limit=None)}
             restored = client.list_runs(limit=100_000)
@@ -130,6 +132,18 @@ def test_save_under_load_and_restore_into_a_new_cluster(
             assert min(new_fences) >= header["next_fence"] > largest_in_snapshot
             client.create_job("after-restore", every_ms=HOUR_MS)
         b.wait_converged(timeout=30)
+        # a restored node restarted replays its own journal from the backup's index; one that
+        # lost its data dir is sent the leader's Raft snapshot (the restored one): both converge
+        leader = b.wait_for_leader()
+        followers = [s.node_id for s in b.specs if s.node_id != leader]
+        b.kill_node(followers[0])
+        b.kill_node(followers[1])
+        shutil.rmtree(b.spec(followers[1]).data_dir)
+        b.start_node(followers[0])
+        b.start_node(followers[1])
+        with b.client(retry_for=30) as client:
+            client.create_job("after-rejoin", every_ms=HOUR_MS)
+        b.wait_converged(timeout=60)
     finally:
         worker_b.stop()
         b.stop()
