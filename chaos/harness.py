@@ -318,7 +318,7 @@ class Harness:
     def client(self) -> Client:
         if self._client is None:
             self._client = self.cluster.client(
-                timeout=3, retry_for=30, endpoints=self.cluster.proxy_endpoints
+                timeout=3, retry_for=30, wait_for=30, endpoints=self.cluster.proxy_endpoints
             )
         return self._client
 

@@ -27,6 +27,7 @@ from schedd.errors import (
     SchedError,
     StaleFence,
     Unavailable,
+    Unreachable,
 )
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ __all__ = [
     "SchedError",
     "StaleFence",
     "Unavailable",
+    "Unreachable",
     "__version__",
 ]
 

@@ -8,7 +8,9 @@
 
 Same methods, arguments, results (:mod:`schedd.models`) and failure contract as the synchronous
 client (see :mod:`schedd.client`): calls go to the leader, follow ``schedd-leader`` hints, back off
-between retries, give up after ``retry_for`` seconds with :class:`schedd.errors.Unavailable`;
+between retries, give up after ``retry_for`` seconds with :class:`schedd.errors.Unavailable`
+(at once with :class:`schedd.errors.Unreachable` when no endpoint can be reached, unless
+``wait_for`` says how long to wait for one);
 every attempt has a ``timeout`` deadline; writes that carry a request id are resent safely, other
 timed-out writes raise :class:`schedd.errors.OutcomeUnknown`; no ``grpc`` exception leaves the
 module. The decisions are shared with the synchronous client (one implementation).
@@ -94,7 +96,9 @@ class AsyncClient:
     ``endpoints``: ``"host:port"`` strings, or one comma-separated string, of the nodes' gRPC
     addresses (any subset of the cluster works; the leader is found through hints).
     ``timeout``: deadline of each attempt, in seconds. ``retry_for``: how long to keep retrying
-    when no leader answers before raising :class:`schedd.errors.Unavailable`. ``clock`` and
+    when no leader answers before raising :class:`schedd.errors.Unavailable`. ``wait_for``: how
+    long to keep trying when no endpoint can be reached at all (default 0: raise
+    :class:`schedd.errors.Unreachable` after one round). ``clock`` and
     ``sleep`` are injectable for tests. ``credentials``: as for :class:`schedd.client.Client`
     (default: from the ``SCHEDD_*`` variables).
 
@@ -107,6 +111,7 @@ class AsyncClient:
         *,
         timeout: float = 5.0,
         retry_for: float = 20.0,
+        wait_for: float = 0.0,
         clock: Clock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         credentials: Credentials | None = None,
@@ -120,8 +125,11 @@ class AsyncClient:
             raise errors.InvalidArgument("timeout", f"{timeout!r} must be positive")
         if retry_for < 0:
             raise errors.InvalidArgument("retry_for", f"{retry_for!r} must not be negative")
+        if wait_for < 0:
+            raise errors.InvalidArgument("wait_for", f"{wait_for!r} must not be negative")
         self._timeout = float(timeout)
         self._retry_for = float(retry_for)
+        self._wait_for = float(wait_for)
         self._clock: Clock = clock or SystemClock()
         self._sleep = sleep
         self._stubs: dict[str, _AioStubs] = {}
@@ -414,6 +422,7 @@ class AsyncClient:
             idempotent=idempotent,
             timeout=self._timeout,
             retry_for=self._retry_for,
+            wait_for=self._wait_for,
             now=self._clock.monotonic(),
         )
         while True:
@@ -431,9 +440,12 @@ class AsyncClient:
                 maybe_sent = (
                     stubs.maybe_sent_since(connections) if isinstance(stubs, _AioStubs) else True
                 )
-                delay = attempts.failed(
-                    code, details, hint, maybe_sent=maybe_sent, now=self._clock.monotonic()
-                )
+                try:
+                    delay = attempts.failed(
+                        code, details, hint, maybe_sent=maybe_sent, now=self._clock.monotonic()
+                    )
+                except errors.SchedError as final:
+                    raise final from None  # as in schedd.client: grpc's exception is noise here
             except grpc.aio.UsageError as exc:  # the channel was closed by a concurrent close()
                 raise errors.FailedPrecondition(f"client is closed ({exc})") from None
             else:

@@ -19,6 +19,11 @@ Failure contract
   ``endpoints``). A node that cannot be reached, or that knows no leader, makes the client try the
   next endpoint. Between attempts it backs off (50 ms, doubling, at most 1 s) and it gives up after
   ``retry_for`` seconds with :class:`schedd.errors.Unavailable`.
+* When no endpoint can be reached at all (every one refuses the connection, fails the TLS
+  handshake or does not connect within ``timeout``), retrying does not find a leader: the call
+  raises :class:`schedd.errors.Unreachable` (an ``Unavailable``) after one round, naming each
+  endpoint and what failed; the request was never sent. ``wait_for`` seconds keeps trying for a
+  cluster that is starting.
 * Every attempt has a deadline of ``timeout`` seconds. A timed-out *read* is retried elsewhere. A
   timed-out *write* has an unknown outcome: ``create_job``, ``update_job``, ``trigger_job``,
   ``retry_run`` and ``backfill_job`` carry a request id or are idempotent by nature (generated
@@ -148,7 +153,9 @@ class Client:
     ``endpoints``: ``"host:port"`` strings, or one comma-separated string, of the nodes' gRPC
     addresses (any subset of the cluster works; the leader is found through hints).
     ``timeout``: deadline of each attempt, in seconds. ``retry_for``: how long to keep retrying
-    when no leader answers before raising :class:`schedd.errors.Unavailable`.
+    when no leader answers before raising :class:`schedd.errors.Unavailable`. ``wait_for``: how
+    long to keep trying when no endpoint can be reached at all (default 0: raise
+    :class:`schedd.errors.Unreachable` after one round, about a second).
     ``credentials``: TLS roots, client certificate and token
     (:class:`schedd.sdk.credentials.Credentials`); default: read from the ``SCHEDD_CA``,
     ``SCHEDD_CERT``, ``SCHEDD_KEY``, ``SCHEDD_TOKEN``/``SCHEDD_TOKEN_FILE`` and
@@ -163,6 +170,7 @@ class Client:
         *,
         timeout: float = 5.0,
         retry_for: float = 20.0,
+        wait_for: float = 0.0,
         clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
         credentials: Credentials | None = None,
@@ -176,8 +184,11 @@ class Client:
             raise errors.InvalidArgument("timeout", f"{timeout!r} must be positive")
         if retry_for < 0:
             raise errors.InvalidArgument("retry_for", f"{retry_for!r} must not be negative")
+        if wait_for < 0:
+            raise errors.InvalidArgument("wait_for", f"{wait_for!r} must not be negative")
         self._timeout = float(timeout)
         self._retry_for = float(retry_for)
+        self._wait_for = float(wait_for)
         self._clock: Clock = clock or SystemClock()
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -320,8 +331,9 @@ class Client:
 
     def explain_job(self, name: str, at_ms: int) -> Explanation:
         """Why did (or will) job ``name`` run or not at ``at_ms``? Returns a verdict word, a
-        sentence, the slot concerned and the run or skip records that decided it. Raises
-        NotFound."""
+        sentence, the slot concerned and the run or skip records that decided it. ``at_ms``
+        need not be a slot: the slot at or before it is explained (``slot_ms``; the sentence
+        names it). Raises NotFound, InvalidArgument."""
         return self._invoke(core.explain_job(name, at_ms))
 
     def get_job(self, name: str) -> Job:
@@ -604,6 +616,7 @@ class Client:
             idempotent=idempotent,
             timeout=self._timeout,
             retry_for=self._retry_for,
+            wait_for=self._wait_for,
             now=self._clock.monotonic(),
         )
         while True:
@@ -618,9 +631,14 @@ class Client:
                 maybe_sent = (
                     stubs.maybe_sent_since(connections) if isinstance(stubs, _Stubs) else True
                 )
-                delay = attempts.failed(
-                    *core.status_of(exc), maybe_sent=maybe_sent, now=self._clock.monotonic()
-                )
+                try:
+                    delay = attempts.failed(
+                        *core.status_of(exc), maybe_sent=maybe_sent, now=self._clock.monotonic()
+                    )
+                except errors.SchedError as final:
+                    # The message says what failed; grpc's exception would only add noise to
+                    # the caller's traceback ("During handling of the above exception...").
+                    raise final from None
             except ValueError as exc:  # grpc: channel closed by a concurrent close()
                 raise errors.FailedPrecondition(f"client is closed ({exc})") from None
             else:

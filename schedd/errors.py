@@ -14,7 +14,8 @@ Exception tree::
     ├── ResourceExhausted   a limit was reached (streams, storage, rate);     RESOURCE_EXHAUSTED
     │                       the message names the limit and the flag to raise
     ├── Unavailable         no leader / not the leader / node unreachable    UNAVAILABLE
-    │   └── NotLeader       this node is a follower; ``leader`` says where   UNAVAILABLE
+    │   ├── NotLeader       this node is a follower; ``leader`` says where   UNAVAILABLE
+    │   └── Unreachable     no node could be reached: nothing was sent       UNAVAILABLE
     ├── OutcomeUnknown      the write may or may not have committed          DEADLINE_EXCEEDED
     ├── Unauthenticated     no, unknown, revoked or expired credentials      UNAUTHENTICATED
     └── Internal            a bug or a local failure; see the node's log     INTERNAL
@@ -99,6 +100,12 @@ class NotLeader(Unavailable):
     def __init__(self, message: str, leader: str = "") -> None:
         super().__init__(message)
         self.leader = leader
+
+
+class Unreachable(Unavailable):
+    """No configured node could be reached at all (connection refused, unknown host, a TLS
+    handshake that failed, no connection within the deadline): the request was never sent, so
+    a write was not applied. The message names the endpoints and what failed with each."""
 
 
 class OutcomeUnknown(SchedError):

@@ -6,6 +6,10 @@ values normalised as the server stores them) and creates it, updates it (with th
 read, so a concurrent change is refused) or leaves it alone ("unchanged"). Export writes the jobs
 in the same format, so export -> apply changes nothing.
 
+A dry run checks each job it would create or update with the leader's own validation
+(:func:`schedd.server.validate.create_job`, on the request the real apply would send), so it
+refuses what the apply would refuse (a one-shot ``at`` in the past, a bad cron, ...).
+
 Failure contract: the whole file is checked before anything is sent (a bad key or value is an
 InvalidArgument naming the file, the job and the key, and nothing changes). A server error stops
 at that job: the jobs before it are done and reported, the rest are not tried; fix and re-run.
@@ -23,12 +27,14 @@ from typing import Any
 
 import click
 
-from schedctl import output, spec, tomlout
+from schedctl import common, output, spec, tomlout
 from schedctl.common import Settings, pass_settings
 from schedctl.completion import job_names
 from schedctl.jobs import job
 from schedd import errors
 from schedd.client import new_request_id
+from schedd.sdk import core
+from schedd.server import validate
 
 FORMATS = ("toml", "yaml", "json")
 
@@ -259,14 +265,18 @@ def job_apply(
                 current = None
             if current is None:
                 changes = spec.diff(sp, None)
-                if not dry_run:
+                if dry_run:
+                    check_like_the_leader(name, spec.to_kwargs(sp))
+                else:
                     client.create_job(name, request_id=new_request_id(), **spec.to_kwargs(sp))
                 action = "created"
             else:
                 base = spec.job_to_spec(current)
                 changes = spec.diff(sp, base)
                 action = "updated" if changes else "unchanged"
-                if changes and not dry_run:
+                if changes and dry_run:
+                    check_like_the_leader(name, spec.to_kwargs(spec.merge_file(base, sp)))
+                elif changes:
                     client.update_job(
                         name,
                         expect_version=output.as_pb(current).version,
@@ -295,6 +305,15 @@ def job_apply(
         exc.args = (exc.message,)
         raise
     _report(s, results, dry_run)
+
+
+def check_like_the_leader(name: str, definition: dict[str, Any]) -> None:
+    """Validate the job definition that apply would send for ``name`` as the leader does: the
+    SDK's request (:func:`schedd.sdk.core.create_job`, as ``Client.create_job`` builds it) through
+    the server's :func:`schedd.server.validate.create_job` at this machine's time (an update
+    validates its new definition the same way). InvalidArgument naming the field, like the
+    server's answer to the real apply."""
+    validate.create_job(core.create_job(name, None, definition).request, common.now_ms())
 
 
 def _report(s: Settings, results: list[dict[str, Any]], dry_run: bool) -> None:

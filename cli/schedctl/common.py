@@ -70,6 +70,12 @@ def exit_code_for(exc: errors.SchedError) -> int:
 def error_line(exc: errors.SchedError) -> str:
     """The single line printed for ``exc`` (without the ``error: `` prefix)."""
     msg = " ".join(exc.message.split())
+    if isinstance(exc, errors.Unreachable):
+        # Nothing was sent (a write's message says "not applied"); a cluster that is starting
+        # can be waited for.
+        if "TLS" in msg:
+            return msg
+        return f"{msg}; --wait-for SECONDS waits for a cluster that is starting"
     if isinstance(exc, errors.Unavailable) and "cluster status" not in msg and "`schedd" not in msg:
         msg = f"{msg} ({UNAVAILABLE_HINT})"
     if msg.startswith("UNIMPLEMENTED"):
@@ -98,6 +104,7 @@ class Settings:
     timeout: float
     retry_for: float
     context: str | None = None
+    wait_for: float = 0.0
     client_factory: Callable[..., Client] = Client
     #: --ca/--cert/--key/--token-file/--insecure; each falls back to its SCHEDD_* variable
     tls: dict[str, Any] = field(default_factory=dict)
@@ -173,7 +180,11 @@ class Settings:
         """The SDK client for the configured endpoints (made once)."""
         if self._client is None:
             extra: dict[str, Any] = (
-                {"credentials": self.credentials(), "namespace": self.namespace_name()}
+                {
+                    "credentials": self.credentials(),
+                    "namespace": self.namespace_name(),
+                    "wait_for": self.wait_for,
+                }
                 if self.client_factory is Client
                 else {}
             )
@@ -275,7 +286,10 @@ def options_named(names: Mapping[str, str] = DEFINITION_OPTIONS) -> Iterator[Non
 
 
 def with_request_id_note(exc: errors.SchedError, rid: str) -> errors.SchedError:
-    """Tell the user how to retry a create/trigger whose outcome is unknown without duplicating."""
+    """Tell the user how to retry a create/trigger whose outcome is unknown without duplicating;
+    one that reached no node was not applied, and says so."""
+    if isinstance(exc, errors.Unreachable):
+        return exc
     if isinstance(exc, errors.Unavailable | errors.OutcomeUnknown):
         exc.message = (
             f"{exc.message}; it may or may not have been applied: "

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,24 @@ from schedctl.common import parse_time
 from schedd import errors
 from schedd.sched import policies
 from schedd.sched.schedule import parse_duration
+
+
+def read_payload(value: str) -> str:
+    """``--payload``'s value as JSON text: ``@FILE`` is the file's contents, ``-`` standard
+    input, anything else the text itself (neither form is valid JSON, so nothing is ambiguous).
+    Surrounding whitespace is dropped (a file's final newline). InvalidArgument naming
+    ``--payload`` when the file cannot be read."""
+    if value == "-":
+        return sys.stdin.read().strip()
+    if value.startswith("@"):
+        path = value[1:]
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise errors.InvalidArgument("--payload", f"cannot read {path!r}: {why}") from None
+    return value
 
 
 def _duration_opt(name: str, help: str, dest: str | None = None) -> Callable[[Any], Any]:
@@ -64,7 +83,12 @@ DEFINITION_OPTIONS: list[Callable[[Any], Any]] = [
         help="Cron times that happen twice on a fall-back day: fire once (default) or twice.",
     ),
     click.option("--queue", metavar="Q", help="Queue the firings go to (default: default)."),
-    click.option("--payload", metavar="JSON", help="JSON handed to every firing."),
+    click.option(
+        "--payload",
+        metavar="JSON|@FILE|-",
+        help="JSON handed to every firing: the text, @FILE for a file's contents, or - to read "
+        "standard input.",
+    ),
     click.option(
         "--max-attempts",
         type=click.IntRange(min=1),
@@ -248,12 +272,13 @@ def overlay_from_flags(p: dict[str, Any], now: int, *, update: bool) -> spec.Spe
         if p[key] is not None:
             o[key] = p[key]
     if p["payload"] is not None:
-        if p["payload"]:
+        payload = read_payload(p["payload"])
+        if payload:
             try:
-                json.loads(p["payload"])
+                json.loads(payload)
             except ValueError as exc:
                 raise click.UsageError(f"--payload: not valid JSON ({exc})") from None
-        o["payload"] = p["payload"]
+        o["payload"] = payload
     retry: dict[str, Any] = {}
     if p["backoff"] is not None:
         retry["initial_backoff_ms"] = parse_duration(p["backoff"], "--backoff")

@@ -28,6 +28,7 @@ from schedd import errors
 from schedd.client import new_request_id
 from schedd.pb import types_pb2
 from schedd.sched import policies
+from schedd.sched.explain import between_slots
 from schedd.sched.schedule import format_ms, parse_duration
 
 
@@ -385,22 +386,37 @@ def job_preview(
     "--at",
     "at",
     metavar="TIME",
-    default="now",
+    default=None,
+    help="The time in question: RFC 3339, now, or relative (-1h). A time between slots is "
+    "answered about the slot nearest before it. Default: the last --last slots.",
+)
+@click.option(
+    "--last",
+    "last",
+    type=click.IntRange(1, 100),
+    default=5,
     show_default=True,
-    help="The time in question: RFC 3339, now, or relative (-1h).",
+    metavar="N",
+    help="Without --at: how many of the most recent slots to explain, newest first.",
 )
 @pass_settings
-def job_explain(s: Settings, name: str, at: str) -> None:
+def job_explain(s: Settings, name: str, at: str | None, last: int) -> None:
     """Why did (or will) job NAME run or not at TIME? Prints the verdict (ran, running, skipped,
-    not_a_slot, not_due_yet, ...), a sentence, the slot concerned, the slots around TIME and the
-    run or skip records that decided it.
+    not_due_yet, ...), a sentence, the slot concerned, the slots around TIME and the run or skip
+    records that decided it. TIME need not be a slot: the slot at or before it is explained
+    (the sentence says which). Without --at: one line for each of the last N slots.
 
     \b
     Examples:
+      schedctl job explain nightly
       schedctl job explain nightly --at 2026-03-29T01:00:00Z
       schedctl job explain poll --at -10m --json
     """
-    at_ms = parse_time(at, "--at", common.now_ms())
+    now = common.now_ms()
+    if at is None:
+        _explain_last(s, name, now, last)
+        return
+    at_ms = parse_time(at, "--at", now)
     resp = s.client().explain_job(name, at_ms)
 
     def human() -> str:
@@ -418,6 +434,39 @@ def job_explain(s: Settings, name: str, at: str) -> None:
         return f"{head}\n\n{output.runs_table(list(r.runs), 'no run or skip records')}"
 
     s.emit(resp, human)
+
+
+def _explain_last(s: Settings, name: str, now: int, count: int) -> None:
+    """Explain the ``count`` slots at or before ``now``, newest first: each answer names its
+    slot, and the next question is the millisecond before it."""
+    answers: list[Any] = []
+    at = now
+    while len(answers) < count and at > 0:
+        resp = s.client().explain_job(name, at)
+        if resp.slot_ms:
+            answers.append(resp)
+            at = resp.slot_ms - 1
+        elif resp.verdict == "dst_gap" and resp.previous_slot_ms:
+            at = resp.previous_slot_ms  # a skipped local time: go on from the slot before it
+        else:
+            if not answers:
+                answers.append(resp)  # no slot at all before now: say so
+            break
+
+    def why(r: Any, asked: int) -> str:
+        # Each question but the first was the millisecond before a slot: the sentence naming
+        # the slot picked says nothing the SLOT column does not.
+        return r.explanation.removeprefix(between_slots(asked, r.slot_ms)) or "-"
+
+    def human() -> str:
+        asked = [now] + [a.slot_ms - 1 for a in answers[:-1]]
+        rows = [
+            [output.when(r.slot_ms), r.verdict or "-", why(r, q)]
+            for r, q in zip((output.as_pb(a) for a in answers), asked, strict=True)
+        ]
+        return output.table(("SLOT", "VERDICT", "WHY"), rows)
+
+    s.emit(answers, human)
 
 
 # ---- backfill --------------------------------------------------------------------------------

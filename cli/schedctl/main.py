@@ -176,6 +176,16 @@ def _guarded(run: Callable[[], Any]) -> int:
     help="Keep looking for a leader this many seconds before giving up (exit 4).",
 )
 @click.option(
+    "--wait-for",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    default=0.0,
+    envvar="SCHEDCTL_WAIT_FOR",
+    show_envvar=True,
+    help="When no node can be reached at all, keep trying this many seconds (a cluster that is "
+    "starting). Default: give up after one round, about a second (exit 4).",
+)
+@click.option(
     "--ca",
     metavar="FILE",
     help="CA certificate the nodes' certificates chain to. Default: $SCHEDD_CA, else the "
@@ -206,6 +216,7 @@ def cli(
     as_json: bool,
     timeout: float,
     retry_for: float,
+    wait_for: float,
     ca: str | None,
     cert: str | None,
     key: str | None,
@@ -227,6 +238,7 @@ def cli(
         json=as_json,
         timeout=timeout,
         retry_for=retry_for,
+        wait_for=wait_for,
         context=context,
         client_factory=Client,
         tls={"ca": ca, "cert": cert, "key": key, "token_file": token_file, "insecure": insecure},
@@ -292,7 +304,8 @@ def _status_docs(reports: Sequence[tuple[str, Any, str]]) -> list[dict[str, Any]
 
 
 def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
-    headers = ["NODE", "ROLE", "TERM", "COMMIT", "APPLIED", "LEADER", "GRPC"]
+    # WORKERS: the worker streams attached to the leader (followers hold none: "-").
+    headers = ["NODE", "ROLE", "TERM", "COMMIT", "APPLIED", "LEADER", "WORKERS", "GRPC"]
     down = any(st is None for _, st, _ in reports)
     unsafe = any(st is not None and getattr(st, "unsafe_no_fsync", False) for _, st, _ in reports)
     if down or unsafe:
@@ -300,7 +313,7 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
     rows: list[list[object]] = []
     for ep, st, err in reports:
         if st is None:
-            row: list[object] = ["-", "unreachable", "-", "-", "-", "-", ep, err]
+            row: list[object] = ["-", "unreachable", "-", "-", "-", "-", "-", ep, err]
         else:
             row = [
                 st.node_id or "-",
@@ -309,6 +322,7 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
                 st.commit_index,
                 st.applied_index,
                 st.leader_id or "-",
+                st.workers if st.role == "leader" else "-",
                 st.grpc_address or ep,
             ]
             if down or unsafe:

@@ -61,11 +61,22 @@ def run_list(
     """
     kw: dict[str, Any] = {} if state is None else {"state": RUN_STATES[state]}
 
+    def job_exists() -> None:
+        # ListRuns filters by name and cannot tell "no runs" from "no such job": ask.
+        try:
+            s.client().get_job(job_name)
+        except errors.NotFound:
+            raise errors.NotFound(f"--job: no job named {job_name!r}") from None
+
     def render() -> tuple[object, Any]:
         runs = s.client().list_runs(job=job_name, limit=limit, **kw)
+        if not runs and job_name:
+            job_exists()
         return runs, lambda: output.runs_table(runs)
 
     if watch is not None:
+        if job_name:
+            job_exists()  # once: a typo is not redrawn as an empty table forever
         title = (
             "schedctl run list"
             + (f" --job {job_name}" if job_name else "")

@@ -118,6 +118,10 @@ class Runner:
             return job
         return "*" if self._default is not None else "none"
 
+    def handler_names(self) -> list[str]:
+        """The jobs with a handler, sorted; ``*`` when a default handler is set."""
+        return sorted(self._handlers) + (["*"] if self._default is not None else [])
+
     def lookup(self, job: str) -> Handler | None:
         """The handler for ``job``: its own, else the default, else None."""
         return self._handlers.get(job) or self._default

@@ -13,8 +13,8 @@ For each firing it runs ``argv`` as a child process (no shell) with the parent's
 ``SCHEDD_WORKER_ID``        this worker's id
 ==========================  ==================================================================
 
-Exit code 0 is success; anything else is a failure reported as ``exit code N`` (plus the last
-line the child wrote to stderr), with N sent as the completion's ``exit_code`` (which a job's
+Exit code 0 is success; anything else is a failure reported as ``exit code N`` (plus the end
+of what the child wrote to stderr, its last 2 KiB at most), with N sent as the completion's ``exit_code`` (which a job's
 retry policy can list as non-retryable). A child killed by a signal reports no exit code; its
 error text names the signal. The child's stdout and stderr pass through to ours. If the
 lease is lost or the worker is stopping past its drain timeout, the child's process group gets
@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
 from schedd.agent import Context, HandlerFailure, Worker
-from schedd.agent.core import kv
+from schedd.agent.core import MAX_ERROR_CHARS, kv
 from schedd.sched.schedule import format_ms
 from schedd.sdk.credentials import Credentials
 
@@ -45,6 +46,7 @@ __all__ = [
     "KILL_AFTER_S",
     "CommandFailed",
     "child_env",
+    "command_problem",
     "describe_exit",
     "run_shell_worker",
     "shell_handler",
@@ -53,7 +55,9 @@ __all__ = [
 #: Seconds between SIGTERM and SIGKILL when a running child must stop.
 KILL_AFTER_S = 5.0
 _POLL_S = 0.05
-_MAX_LINE = 500
+#: Bytes of the end of a child's stderr kept for a failed run's error: the last lines are where
+#: a command says why it failed; the whole stream still passes through to the worker's stderr.
+STDERR_TAIL_BYTES = 2048
 
 
 class CommandFailed(HandlerFailure):
@@ -78,24 +82,41 @@ def child_env(ctx: Context, base: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def describe_exit(returncode: int, last_stderr_line: str = "") -> str:
-    """``exit code N`` (a negative N is a signal, named), plus ``: <last stderr line>``."""
+def describe_exit(returncode: int, stderr_tail: str = "") -> str:
+    """``exit code N`` (a negative N is a signal, named), plus ``: <stderr tail>``: the end of
+    what the child wrote to stderr, cut at the front so that the whole text fits in a run's
+    error (``MAX_ERROR_CHARS``) with its last line intact."""
     text = f"exit code {returncode}"
     if returncode < 0:
         try:
             text += f" ({signal.Signals(-returncode).name})"
         except ValueError:
             pass
-    line = last_stderr_line.strip()
-    if line:
-        if len(line) > _MAX_LINE:
-            line = line[: _MAX_LINE - 3] + "..."
-        text += f": {line}"
+    tail = stderr_tail.strip()
+    if tail:
+        room = MAX_ERROR_CHARS - len(text) - 2
+        if len(tail) > room:
+            tail = "..." + tail[-(room - 3) :]
+        text += f": {tail}"
     return text
 
 
-def _tee(src: IO[bytes], dst: IO[bytes], last: list[str]) -> None:
-    """Copy the child's stderr to ours line by line, remembering the last non-empty line."""
+def command_problem(argv0: str, path: str) -> str:
+    """Why ``argv0`` cannot be started as a command ("" when it can): a name without a slash is
+    looked up in ``path`` (the PATH a child gets), a path must be an executable file."""
+    if os.sep in argv0:
+        if not os.path.exists(argv0):
+            return f"command {argv0!r} does not exist"
+        if os.path.isdir(argv0) or not os.access(argv0, os.X_OK):
+            return f"command {argv0!r} is not an executable file"
+        return ""
+    if shutil.which(argv0, path=path) is None:
+        return f"command {argv0!r} not found in PATH={path}"
+    return ""
+
+
+def _tee(src: IO[bytes], dst: IO[bytes], tail: bytearray) -> None:
+    """Copy the child's stderr to ours line by line, keeping its last ``STDERR_TAIL_BYTES``."""
     try:
         for raw in iter(src.readline, b""):
             try:
@@ -103,9 +124,8 @@ def _tee(src: IO[bytes], dst: IO[bytes], last: list[str]) -> None:
                 dst.flush()
             except (OSError, ValueError):
                 pass
-            text = raw.decode("utf-8", "replace").strip()
-            if text:
-                last[0] = text
+            tail += raw
+            del tail[:-STDERR_TAIL_BYTES]
     finally:
         src.close()
 
@@ -121,25 +141,29 @@ def shell_handler(
     argv: Sequence[str], log: logging.Logger | None = None
 ) -> Callable[[Context], None]:
     """A handler that runs ``argv`` per firing. Failure contract: raises ``CommandFailed`` on a
-    non-zero exit, ``OSError`` when the command cannot be started; never leaves a child behind
-    unless it survives SIGKILL."""
+    non-zero exit (with the end of the child's stderr) or when the command cannot be started
+    (one line naming it: no traceback for what is the command's fault, not the worker's);
+    never leaves a child behind unless it survives SIGKILL."""
     argv = list(argv)
     log = log or logging.getLogger("schedd.shellworker")
 
     def handle(ctx: Context) -> None:
-        last = [""]
-        proc = subprocess.Popen(
-            argv,
-            env=child_env(ctx, os.environ),
-            stdin=subprocess.DEVNULL,
-            stdout=None,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        tail = bytearray()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                env=child_env(ctx, os.environ),
+                stdin=subprocess.DEVNULL,
+                stdout=None,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:  # checked at start, but it may have gone since
+            raise CommandFailed(f"cannot start {shlex.join(argv)}: {exc.strerror or exc}") from None
         assert proc.stderr is not None
         tee = threading.Thread(
             target=_tee,
-            args=(proc.stderr, _stderr_sink(), last),
+            args=(proc.stderr, _stderr_sink(), tail),
             name=f"schedd-stderr-{proc.pid}",
             daemon=True,
         )
@@ -164,7 +188,8 @@ def shell_handler(
                 _signal_group(proc, signal.SIGKILL)
         tee.join(timeout=1.0)  # a grandchild may hold stderr open; do not wait for it
         if rc != 0:
-            raise CommandFailed(describe_exit(rc, last[0]), exit_code=rc if rc > 0 else None)
+            text = describe_exit(rc, tail.decode("utf-8", "replace"))
+            raise CommandFailed(text, exit_code=rc if rc > 0 else None)
 
     return handle
 
@@ -194,7 +219,8 @@ def run_shell_worker(
     """Run the shell worker until SIGINT/SIGTERM (or ``stop`` from elsewhere).
 
     Returns 0 after a clean stop, 2 with a one-line error on stderr for bad arguments (empty
-    ``argv``, no endpoints, concurrency < 1, bad ``tags`` or ``drain_timeout``). ``tags``: what
+    ``argv``, a command that cannot be started: not in PATH, missing or not executable; no
+    endpoints, concurrency < 1, bad ``tags`` or ``drain_timeout``). ``tags``: what
     this worker offers (jobs with tags go only to workers carrying them); ``drain_timeout``:
     seconds running commands get to finish on SIGTERM before their leases are released;
     ``credentials``: as for :class:`schedd.agent.Worker` (default: the ``SCHEDD_*`` variables).
@@ -206,6 +232,11 @@ def run_shell_worker(
             "error: no command given; usage: schedctl worker run [--queue Q] -- CMD [ARGS...]",
             file=sys.stderr,
         )
+        return 2
+    # Checked once here rather than failing every firing: a typo is found before connecting.
+    problem = command_problem(argv[0], os.environ.get("PATH", os.defpath))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         worker = Worker(

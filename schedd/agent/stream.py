@@ -379,6 +379,9 @@ class Stream:
                 "connected",
                 node_id=w.node_id,
                 target=session.target,
+                queues=",".join(self._queues),
+                # What this worker will run, so a job without a handler is noticed at start.
+                handlers=",".join(self._runner.handler_names()) or "(none)",
                 lease_ttl_ms=w.lease_ttl_ms,
                 heartbeat_ms=w.heartbeat_interval_ms,
                 reattached=len(w.reattached),

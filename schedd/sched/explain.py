@@ -40,6 +40,40 @@ def _state(run: types_pb2.Run) -> str:
 def explain(
     job: types_pb2.Job, sched: Schedule, at_ms: int, now_ms: int, records_before: RecordsBefore
 ) -> api_pb2.ExplainResponse:
+    """Why job ``job`` did (or will) run or not at ``at_ms``.
+
+    ``at_ms`` need not be a slot: a time between slots is answered about the slot nearest at or
+    before it (``slot_ms``), and the sentence says so ("-5m" means "the firing before then").
+    Only a time in a skipped daylight-saving gap answers ``dst_gap``, and one before the first
+    slot ``not_a_slot``. ``previous_slot_ms``/``next_slot_ms`` are the slots around ``at_ms``.
+    """
+    prev = sched.previous_slot(at_ms, _BACK_LIMIT_MS)
+    if prev and prev != at_ms and not _in_skipped_gap(job, sched, prev, at_ms):
+        out = _explain_slot(job, sched, prev, now_ms, records_before)
+        out.explanation = between_slots(at_ms, prev) + out.explanation
+        return out
+    return _explain_slot(job, sched, at_ms, now_ms, records_before)
+
+
+def between_slots(at_ms: int, slot_ms: int) -> str:
+    """The sentence that opens an answer about ``slot_ms`` for a question about ``at_ms``."""
+    return f"{format_ms(at_ms)} is not a slot; the last slot before it is {format_ms(slot_ms)}. "
+
+
+def _in_skipped_gap(job: types_pb2.Job, sched: Schedule, prev: int, at_ms: int) -> bool:
+    """Whether ``at_ms`` (after slot ``prev``) lies where the job's dst_gap skip policy dropped
+    local times: the asked-about time itself did not exist, which is the answer to give."""
+    nxt = sched.next_after(at_ms)
+    return bool(
+        nxt
+        and job.schedule.dst_gap == types_pb2.DST_GAP_SKIP
+        and _dst_gap_between(sched, prev, nxt)
+    )
+
+
+def _explain_slot(
+    job: types_pb2.Job, sched: Schedule, at_ms: int, now_ms: int, records_before: RecordsBefore
+) -> api_pb2.ExplainResponse:
     out = api_pb2.ExplainResponse()
     prev = sched.previous_slot(at_ms, _BACK_LIMIT_MS)
     nxt = sched.next_after(at_ms)
@@ -71,7 +105,8 @@ def explain(
             )
         return answer(
             "not_a_slot",
-            f"{when} is not a slot of the job's schedule, so nothing was due then." + around,
+            f"{when} is not a slot of the job's schedule and no slot comes before it, so nothing "
+            "was due then." + around,
         )
     out.slot_ms = at_ms
     if at_ms < job.created_ms and not records_before(at_ms, 1):

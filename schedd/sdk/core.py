@@ -91,6 +91,10 @@ def summarize_failure(code: str, details: str, timeout: float | None = None) -> 
         return f"no answer within {timeout:g}s" if timeout is not None else "timed out"
     if code == "UNAVAILABLE":
         for needle, reason in (
+            # TLS first: grpc reports a failed handshake as a failed connection.
+            ("certificate_verify_failed", f"TLS handshake failed: {TLS_UNTRUSTED}"),
+            ("wrong_version_number", f"TLS handshake failed: {TLS_PLAINTEXT_SERVER}"),
+            ("handshake failed", f"TLS handshake failed: {TLS_OTHER}"),
             ("connection refused", "connection refused"),
             ("failed to connect", "cannot connect"),
             ("name resolution", "unknown host"),
@@ -101,6 +105,66 @@ def summarize_failure(code: str, details: str, timeout: float | None = None) -> 
             if needle in low:
                 return reason
     return details or code.lower().replace("_", " ")
+
+
+#: What a failed TLS handshake most likely means, for the messages of summarize_failure.
+TLS_UNTRUSTED = (
+    "the node's certificate is not signed by the CA this client trusts (check SCHEDD_CA / --ca)"
+)
+TLS_PLAINTEXT_SERVER = (
+    "the node does not speak TLS (started with --insecure? then set SCHEDD_INSECURE=1 / "
+    "pass --insecure)"
+)
+TLS_OTHER = "check SCHEDD_CA / --ca, SCHEDD_CERT / --cert and SCHEDD_KEY / --key"
+#: A plaintext client at a TLS port sees the node close the connection during set-up.
+PLAINTEXT_AT_TLS = (
+    "connection closed during set-up (a plaintext client at a TLS port? unset SCHEDD_INSECURE "
+    "/ drop --insecure)"
+)
+
+
+def unreached_reason(code: str, details: str, timeout: float, *, maybe_sent: bool) -> str:
+    """Why an attempt never reached its node, or ``""`` when it did (or may have).
+
+    gRPC says "failed to connect to all addresses" when the channel never got a connection
+    for the call (refused, unknown host, a failed TLS handshake): the request was not sent.
+    A deadline that passed while the channel never connected (``maybe_sent`` False) is the
+    same for a host that does not answer TCP.
+    """
+    low = one_line(details or "").lower()
+    if code == "UNAVAILABLE" and "failed to connect to all addresses" in low:
+        if "socket closed" in low:
+            return PLAINTEXT_AT_TLS
+        return summarize_failure(code, details, timeout)
+    if code == "DEADLINE_EXCEEDED" and not maybe_sent:
+        return f"no connection within {timeout:g}s"
+    return ""
+
+
+#: Method-name prefixes of the calls that change nothing.
+READ_PREFIXES = ("Get", "List", "Explain", "Preview")
+
+
+def unreachable_error(unreached: Mapping[str, str], method: str = "") -> errors.Unreachable:
+    """The error of a call ``method`` none of whose endpoints could be reached (endpoint ->
+    reason): endpoints grouped by reason, what to check, and for a write that it was not
+    applied (it was never sent)."""
+    by_reason: dict[str, list[str]] = {}
+    for endpoint, reason in unreached.items():
+        by_reason.setdefault(reason, []).append(endpoint)
+    parts = "; ".join(f"{', '.join(eps)}: {reason}" for reason, eps in by_reason.items())
+    if all("TLS" in r or "plaintext" in r for r in by_reason):
+        hint = "the client's TLS settings do not match the cluster's"
+    else:
+        hint = (
+            "is the cluster running? (`schedd dev` starts a local one; check SCHEDD_ENDPOINTS "
+            "or --endpoints)"
+        )
+    if method and not method.startswith(READ_PREFIXES):
+        return errors.Unreachable(
+            f"{method} not applied: no node could be reached ({parts}): {hint}"
+        )
+    return errors.Unreachable(f"no node could be reached ({parts}): {hint}")
 
 
 def error_from_status(code: str, details: str, hint: str = "") -> errors.SchedError:
@@ -169,7 +233,10 @@ class Attempts:
     :class:`schedd.errors.SchedError` or moves ``target`` and returns the delay to wait first.
     Hints are followed at once, at most ``len(endpoints) + 1`` times in a row (so two nodes
     naming each other cannot ping-pong without back-off); every other retry backs off 50 ms,
-    doubling, at most 1 s; no retry starts after ``retry_for`` seconds. Where to go and how
+    doubling, at most 1 s; no retry starts after ``retry_for`` seconds. When every configured
+    endpoint failed to connect and no attempt reached a node, the call raises
+    :class:`schedd.errors.Unreachable` at once, or keeps trying up to ``wait_for`` seconds (a
+    cluster that is starting). Where to go and how
     long to wait is the :class:`schedd.sdk.navigation.Navigator` shared with the worker agent;
     this class adds what is the SDK's own: which failures are final, and giving up.
     """
@@ -184,13 +251,20 @@ class Attempts:
         timeout: float,
         retry_for: float,
         now: float,
+        wait_for: float = 0.0,
     ) -> None:
         self._endpoints = list(endpoints)
         self._nav = Navigator(self._endpoints, first=first, max_free_hops=len(self._endpoints) + 1)
         self._method = method
         self._idempotent = idempotent
         self._timeout = timeout
-        self._give_up_at = now + retry_for
+        self._give_up_at = now + max(retry_for, wait_for)
+        self._wait_until = now + wait_for
+        # Configured endpoints this call could not reach, with why; while no attempt reached a
+        # node and every endpoint is here, the call gives up at wait_until, not give_up_at:
+        # retrying helps through an election, not against a cluster that is not there.
+        self._unreached: dict[str, str] = {}
+        self._reached = False
 
     @property
     def target(self) -> str:
@@ -216,12 +290,23 @@ class Attempts:
                 )
             raise error_from_status(code, details, hint)
 
+        unreached = unreached_reason(code, details, self._timeout, maybe_sent=maybe_sent)
+        if not unreached:
+            self._reached = True
+        elif target in self._endpoints:
+            self._unreached[target] = unreached
         if code == "DEADLINE_EXCEEDED" and not maybe_sent:
             last = f"{target}: no connection within {self._timeout:g}s"
         else:
             last = f"{target}: {summarize_failure(code, details, self._timeout)}"
         # No suspects: an RPC deadline does not tell a frozen node from a slow answer.
         delay = self._nav.failed(Move(action.value), hint=hint, now=now)
+        nowhere = not self._reached and set(self._unreached) == set(self._endpoints)
+        if nowhere and (now + delay > self._wait_until or now + delay > self._give_up_at):
+            raise unreachable_error(
+                {e: self._unreached[e] for e in self._endpoints if e in self._unreached},
+                self._method,
+            )
         if now + delay > self._give_up_at:
             raise errors.Unavailable(
                 f"no leader reachable at {','.join(self._endpoints)} (last error: {last}): "
@@ -345,6 +430,10 @@ def job_request(
     client can tell locally; the server validates everything again."""
     if sum(x is not None for x in (cron, at_ms, every_ms)) != 1:
         raise errors.InvalidArgument("schedule", "give exactly one of cron, every_ms or at_ms")
+    for field, value in (("every_ms", every_ms), ("at_ms", at_ms), ("jitter_ms", jitter_ms)):
+        # protobuf would refuse it too, but without naming the field
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise errors.InvalidArgument(f"schedule.{field}", f"{value} ms is out of range")
     if max_attempts < 0:
         raise errors.InvalidArgument("max_attempts", f"{max_attempts} must not be negative")
     if cron is not None:

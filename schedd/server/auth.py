@@ -332,9 +332,10 @@ def request_namespace(request: Any) -> str:
     UpdateJob's ``job.namespace``), else the namespace its ``run_id`` names, else ``default``.
     Not validated here: a malformed namespace is granted to nobody but a cluster admin, and the
     handler then answers INVALID_ARGUMENT naming the field."""
-    if request is None:
+    descriptor = getattr(request, "DESCRIPTOR", None)
+    if descriptor is None:  # no request, or one that did not decode (schedd.server.decode)
         return namespaces.DEFAULT
-    fields = request.DESCRIPTOR.fields_by_name
+    fields = descriptor.fields_by_name
     if "namespace" in fields:
         return str(request.namespace) or namespaces.DEFAULT
     if "job" in fields and fields["job"].message_type is not None:

@@ -30,6 +30,7 @@ from schedd.raft.settings import RaftSettings
 from schedd.raft.transport import RaftTls, TlsConfigError, TlsFiles, read_secret_file
 from schedd.security.tls import ServerTLS, TLSConfigError, server_credentials
 from schedd.server.auth import AuthInterceptor, TokenTable, bootstrap_token
+from schedd.server.decode import DecodeInterceptor
 from schedd.server.dispatcher import Dispatcher, DispatchSettings
 from schedd.server.limits import Limits, ScanSlots, WriteRates
 from schedd.server.metrics import MetricsServer, NodeMetrics, parse_listen
@@ -328,7 +329,8 @@ class Node:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="grpc"),
             options=[("grpc.so_reuseport", 0)],
-            # metrics first: it also counts the calls authentication refuses
+            # metrics first: it also counts the calls authentication refuses; then auth, so a
+            # caller without credentials learns nothing about its request
             interceptors=[
                 *([MetricsInterceptor(self.metrics.registry)] if self.metrics else []),
                 AuthInterceptor(
@@ -336,6 +338,7 @@ class Node:
                     insecure=config.insecure,
                     leader_hint=lambda: None if self.raft.is_leader() else self.leader_grpc(),
                 ),
+                DecodeInterceptor(),
             ],
         )
         names = add_services(self.server, self)

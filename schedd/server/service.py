@@ -294,13 +294,12 @@ class JobService(_Base, api_grpc.JobServiceServicer):
     ) -> api_pb2.ExplainResponse:
         self._leader()
         job = self._job(req.name, req.namespace)
-        if req.at_ms <= 0:
-            raise InvalidArgument("at_ms", "is required (the time to explain)")
+        at_ms = validate.instant(req.at_ms, "at_ms")
         store = self.node.store
         answer = explain(
             job,
             compile_schedule(job.schedule),
-            req.at_ms,
+            at_ms,
             self.node.clock.now_ms(),
             lambda at, n: store.runs_at_or_before(job.name, job.uid, at, n),
         )

@@ -108,11 +108,49 @@ def payload(value: str) -> str:
             "keep big data elsewhere and pass a reference",
         )
     if value:
+        depth = _json_depth(value)
+        if depth > MAX_PAYLOAD_DEPTH:
+            raise InvalidArgument(
+                "payload", f"is nested {depth} levels deep; the limit is {MAX_PAYLOAD_DEPTH}"
+            )
         try:
-            json.loads(value)
+            json.loads(value, parse_constant=_not_json)
         except ValueError as e:
             raise InvalidArgument("payload", f"is not valid JSON ({e})") from None
     return value
+
+
+#: Arrays and objects inside each other in a payload: deeper ones would exhaust the recursion of
+#: the JSON decoders that read them (the server's, and the workers').
+MAX_PAYLOAD_DEPTH = 100
+
+
+def _not_json(word: str) -> None:
+    """``json.loads`` accepts NaN and Infinity, which JSON (RFC 8259) does not: other
+    languages' decoders would refuse the payload a worker gets."""
+    raise ValueError(f"{word} is not a JSON value")
+
+
+def _json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in ``text`` (strings skipped), without recursing."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def first_due(schedule: types_pb2.Schedule, now_ms: int, job_name: str = "") -> int:
@@ -146,7 +184,12 @@ def _cron_or_every(s: types_pb2.Schedule, out: types_pb2.Schedule) -> None:
     text = collapse_blanks(s.cron, "schedule.cron")
     if text.lower().startswith("@every"):  # an alias of an interval: stored as one
         out.kind = types_pb2.SCHEDULE_KIND_INTERVAL
-        out.every_ms = parse_duration(text[len("@every") :], "schedule.cron")
+        every = parse_duration(text[len("@every") :], "schedule.cron")
+        if every > MAX_INTERVAL_MS:  # checked before the int64 field could refuse it
+            raise InvalidArgument(
+                "schedule.cron", f"{text!r} is over the maximum interval of 366 days"
+            )
+        out.every_ms = every
         for f in ("dst_gap", "dst_repeat"):
             if getattr(s, f):
                 raise InvalidArgument(
@@ -534,6 +577,19 @@ def create_token(req: api_pb2.CreateTokenRequest, now_ms: int) -> types_pb2.Toke
         queues=queues,
         expires_ms=now_ms + req.ttl_s * 1000 if req.ttl_s else 0,
     )
+
+
+#: The latest instant schedd schedules or explains: 9999-01-01T00:00:00Z (schedule.py's _MAX_S).
+MAX_TIME_MS = 253_370_764_800_000
+
+
+def instant(value: int, field: str) -> int:
+    """A time a request asks about, in epoch ms: after the epoch and before the year 9999."""
+    if value <= 0:
+        raise InvalidArgument(field, "is required (a time in epoch milliseconds)")
+    if value > MAX_TIME_MS:
+        raise InvalidArgument(field, f"{value} is after 9999-01-01T00:00:00Z")
+    return value
 
 
 def page_limit(value: int, field: str, *, default: int, maximum: int, hint: str = "") -> int:

@@ -5,8 +5,10 @@ No network, no threads: every test drives the book the way the agent's stream lo
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -25,7 +27,7 @@ from schedd.agent.core import (
     context_from_firing,
     kv,
 )
-from schedd.agent.shell import child_env, describe_exit, run_shell_worker
+from schedd.agent.shell import child_env, command_problem, describe_exit, run_shell_worker
 from schedd.clock import FakeClock
 from schedd.sdk.endpoints import backoff_delays, parse_endpoints
 
@@ -409,7 +411,21 @@ def test_describe_exit() -> None:
     assert describe_exit(3) == "exit code 3"
     assert describe_exit(1, "  boom: disk full \n") == "exit code 1: boom: disk full"
     assert describe_exit(-15) == "exit code -15 (SIGTERM)"
-    assert len(describe_exit(2, "y" * 5000)) < 600
+    long = describe_exit(2, "x" * 3000 + "\nthe last line")
+    assert len(long) <= 2000 and long.startswith("exit code 2: ...")
+    assert long.endswith("x\nthe last line")  # the end is kept: that is where the reason is
+
+
+def test_command_problem_names_the_command_and_path(tmp_path: Path) -> None:
+    assert command_problem("sh", os.defpath) == ""
+    assert command_problem("no-such-cmd-x", "/usr/bin:/bin") == (
+        "command 'no-such-cmd-x' not found in PATH=/usr/bin:/bin"
+    )
+    assert "does not exist" in command_problem("/no/such/cmd", os.defpath)
+    plain = tmp_path / "plain.sh"
+    plain.write_text("echo hi\n")
+    assert "not an executable file" in command_problem(str(plain), os.defpath)
+    assert "not an executable file" in command_problem(str(tmp_path) + "/", os.defpath)
 
 
 def test_shell_worker_rejects_empty_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -602,6 +602,7 @@ def test_welcome_adopts_the_leaders_settings_and_resends_completions() -> None:
     assert queued(sess) == [Intent.FLUSH]
     [line] = rig.logs.lines("connected")
     assert "node_id=n2" in line and "lost=1" in line
+    assert "queues=" in line and "handlers=" in line  # what the worker serves, at a glance
     assert rig.logs.lines("lease_lost")  # r0 was not re-attached
     assert rig.shared.wake.is_set()
 

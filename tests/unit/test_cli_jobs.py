@@ -358,7 +358,7 @@ def test_explain_prints_verdict_sentence_slots_and_records(server: type[FakeServ
     assert "The slot was skipped: the job was paused." in lines[1]
     assert "2030-01-01T00:00:00Z" in lines[3] and lines[3].startswith("slot")
     assert lines[-1].split()[3:] == ["skipped", "schedule", "0", "-", "-", "paused"]
-    doc = json.loads(invoke(*EP, "job", "explain", "n", "--json").stdout)
+    doc = json.loads(invoke(*EP, "job", "explain", "n", "--at", "now", "--json").stdout)
     assert doc["verdict"] == "skipped" and doc["slot_at"] == "2030-01-01T00:00:00Z"
     assert doc["runs"][0]["skip_reason"] == "SKIP_REASON_PAUSED"
 

@@ -192,7 +192,7 @@ def test_run_explain_trigger_and_cluster_documents(server: type[FakeServer]) -> 
         and runs[0]["origin"] == "RUN_ORIGIN_BACKFILL"
     )
     server.explain = api_pb2.ExplainResponse(verdict="ran", runs=[types_pb2.Run(run_id="r")])
-    explained = j("job", "explain", "n", "--json")
+    explained = j("job", "explain", "n", "--at", "now", "--json")
     assert keys(explained, EXPLAIN_KEYS) == EXPLAIN_KEYS
     assert keys(explained["runs"][0], RUN_KEYS) == RUN_KEYS
     assert invoke(*EP, "job", "create", "n", "--every", "1h").exit_code == 0

@@ -231,7 +231,7 @@ class FakeCluster:
 
 
 def make_client(
-    handler: Handler, endpoints: str = "a:1,b:2,c:3", retry_for: float = 20.0
+    handler: Handler, endpoints: str = "a:1,b:2,c:3", retry_for: float = 20.0, wait_for: float = 0.0
 ) -> tuple[Client, FakeCluster, FakeClock, list[float]]:
     clock = FakeClock()
     sleeps: list[float] = []
@@ -240,7 +240,9 @@ def make_client(
         sleeps.append(s)
         clock.advance(s)
 
-    client = Client(endpoints, timeout=1.0, retry_for=retry_for, clock=clock, sleep=sleep)
+    client = Client(
+        endpoints, timeout=1.0, retry_for=retry_for, wait_for=wait_for, clock=clock, sleep=sleep
+    )
     fake = FakeCluster(handler)
     client._stub = fake.stub  # type: ignore[method-assign]
     return client, fake, clock, sleeps
@@ -279,20 +281,107 @@ def test_dead_nodes_are_rotated_past_with_backoff() -> None:
 
 
 def test_gives_up_after_retry_for_with_an_actionable_unavailable() -> None:
+    # Reachable nodes that know no leader (an election): retried for retry_for, as before.
     def handler(target: str, method: str, req: Any) -> Any:
-        raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED)
+        if target == "a:1":
+            raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED)
+        raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, "no leader known")
 
     client, fake, clock, _ = make_client(handler, retry_for=5.0)
     start = clock.monotonic()
     with pytest.raises(errors.Unavailable) as info:
         client.get_job("j")
     assert not isinstance(info.value, grpc.RpcError)
-    assert clock.monotonic() - start <= 5.0
+    assert not isinstance(info.value, errors.Unreachable)
+    assert 4.0 <= clock.monotonic() - start <= 5.0
     msg = info.value.message
     assert "no leader reachable at a:1,b:2,c:3" in msg
-    assert "connection refused" in msg
     assert "schedctl cluster status" in msg
     assert {t for t, _, _ in fake.calls} == {"a:1", "b:2", "c:3"}
+
+
+def test_no_endpoint_reachable_fails_after_one_round_naming_them() -> None:
+    def handler(target: str, method: str, req: Any) -> Any:
+        raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED)
+
+    client, fake, clock, sleeps = make_client(handler, retry_for=20.0)
+    with pytest.raises(errors.Unreachable) as info:
+        client.get_job("j")
+    assert [t for t, _, _ in fake.calls] == ["a:1", "b:2", "c:3"]
+    assert sum(sleeps) < 1.0
+    msg = info.value.message
+    assert "no node could be reached (a:1, b:2, c:3: connection refused)" in msg
+    assert "is the cluster running?" in msg and "schedd dev" in msg and "SCHEDD_ENDPOINTS" in msg
+    assert "not applied" not in msg  # a read
+
+
+def test_a_write_that_reached_no_node_says_it_was_not_applied() -> None:
+    def handler(target: str, method: str, req: Any) -> Any:
+        raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED)
+
+    client, _, _, _ = make_client(handler)
+    with pytest.raises(errors.Unreachable) as info:
+        client.pause_job("j")
+    assert info.value.message.startswith("PauseJob not applied: no node could be reached")
+    assert "may or may not" not in info.value.message
+
+
+def test_wait_for_keeps_trying_unreachable_endpoints_until_it_passes() -> None:
+    calls = 0
+
+    def handler(target: str, method: str, req: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls < 8:
+            raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED)
+        return job_response()
+
+    client, _, clock, _ = make_client(handler, retry_for=1.0, wait_for=30.0)
+    start = clock.monotonic()
+    assert client.get_job("j").name == "j"
+    assert clock.monotonic() - start > 1.0  # past retry_for: wait_for is the longer budget
+
+    def refused(target: str, method: str, req: Any) -> Any:
+        raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED)
+
+    client, _, clock, _ = make_client(refused, wait_for=3.0)
+    start = clock.monotonic()
+    with pytest.raises(errors.Unreachable):
+        client.get_job("j")
+    assert 2.0 <= clock.monotonic() - start <= 3.0
+
+
+@pytest.mark.parametrize(
+    ("details", "needle"),
+    [
+        (
+            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:7: Tls "
+            "handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL "
+            "routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: unable to get local issuer",
+            "SCHEDD_CA / --ca",
+        ),
+        (
+            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:7: Tls "
+            "handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:100000f7:SSL "
+            "routines:OPENSSL_internal:WRONG_VERSION_NUMBER",
+            "does not speak TLS",
+        ),
+        (
+            "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:7: "
+            "Socket closed",
+            "plaintext client at a TLS port",
+        ),
+    ],
+)
+def test_tls_mismatches_are_named_not_reported_as_no_leader(details: str, needle: str) -> None:
+    def handler(target: str, method: str, req: Any) -> Any:
+        raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, details)
+
+    client, _, _, _ = make_client(handler)
+    with pytest.raises(errors.Unreachable) as info:
+        client.get_job("j")
+    assert needle in info.value.message and "TLS" in info.value.message
+    assert "no leader" not in info.value.message
 
 
 def test_hint_ping_pong_between_two_nodes_backs_off_and_ends() -> None:

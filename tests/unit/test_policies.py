@@ -452,7 +452,11 @@ def test_explain_answers_from_the_records() -> None:
     assert explain(job, sched, T0 + 1000, c.now, records).verdict == "running"
     e = explain(job, sched, T0 + 3000, c.now, records)
     assert e.verdict == "skipped" and "still active" in e.explanation
-    assert explain(job, sched, T0 + 2500, c.now, records).verdict == "not_a_slot"
+    # Between slots: the slot before it is explained, and the sentence says which one.
+    between = explain(job, sched, T0 + 2500, c.now, records)
+    assert between.slot_ms == T0 + 2000 and between.verdict != "not_a_slot"
+    assert "is not a slot; the last slot before it is" in between.explanation
+    assert between.previous_slot_ms == T0 + 2000 and between.next_slot_ms == T0 + 3000
     assert explain(job, sched, T0 + 9000, c.now, records).verdict == "not_due_yet"
     assert explain(job, sched, T0 - 5000, c.now, records).verdict == "before_created"
 

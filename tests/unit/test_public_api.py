@@ -165,6 +165,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "SchedError": "exported",
         "StaleFence": "exported",
         "Unavailable": "exported",
+        "Unreachable": "exported",
         "__version__": "exported",
     },
     "schedd.agent": {
@@ -193,10 +194,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "__aexit__": "def(self, *exc_info: 'object') -> 'None'",
             "__init__": "def(self, endpoints: 'str | Sequence[str]', *, "
             "timeout: 'float' = 5.0, retry_for: 'float' = 20.0, "
-            "clock: 'Clock | None' = None, sleep: "
-            "'Callable[[float], Awaitable[None]]' = <function "
-            "sleep>, credentials: 'Credentials | None' = None, "
-            "namespace: 'str | None' = None) -> 'None'",
+            "wait_for: 'float' = 0.0, clock: 'Clock | None' = "
+            "None, sleep: 'Callable[[float], Awaitable[None]]' = "
+            "<function sleep>, credentials: 'Credentials | None' = "
+            "None, namespace: 'str | None' = None) -> 'None'",
             "backfill": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', "
             "*, chunk: 'int' = 1000, overlap: 'str | int' = 0) -> "
             "'AsyncIterator[BackfillResult]'",
@@ -259,10 +260,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "__enter__": "def(self) -> 'Client'",
             "__exit__": "def(self, *exc_info: 'object') -> 'None'",
             "__init__": "def(self, endpoints: 'str | Sequence[str]', *, timeout: "
-            "'float' = 5.0, retry_for: 'float' = 20.0, clock: 'Clock "
-            "| None' = None, sleep: 'Callable[[float], None]' = "
-            "<built-in function sleep>, credentials: 'Credentials | "
-            "None' = None, namespace: 'str | None' = None) -> 'None'",
+            "'float' = 5.0, retry_for: 'float' = 20.0, wait_for: "
+            "'float' = 0.0, clock: 'Clock | None' = None, sleep: "
+            "'Callable[[float], None]' = <built-in function sleep>, "
+            "credentials: 'Credentials | None' = None, namespace: "
+            "'str | None' = None) -> 'None'",
             "backfill": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', *, "
             "chunk: 'int' = 1000, overlap: 'str | int' = 0) -> "
             "'Iterator[BackfillResult]'",
@@ -401,6 +403,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "Unavailable": {
             "__init__": "def(self, message: 'str') -> 'None'",
             "class": "SchedError",
+            "code": "attribute str",
+        },
+        "Unreachable": {
+            "__init__": "def(self, message: 'str') -> 'None'",
+            "class": "Unavailable",
             "code": "attribute str",
         },
         "from_code": "def(code: 'str', message: 'str') -> 'SchedError'",

@@ -451,3 +451,49 @@ def test_existing_records_without_new_fields_still_compile() -> None:
     assert isinstance(s.trigger, Cron)
     assert (s.trigger.dst_gap, s.trigger.dst_repeat) == (DstGap.SHIFT, DstRepeat.ONCE)
     assert (s.start_ms, s.end_ms, s.jitter_ms) == (0, 0, 0)
+
+
+# ---- bad input that used to answer INTERNAL (first-hour issue) ------------------------------
+
+
+def test_payload_depth_counts_brackets_outside_strings_only() -> None:
+    assert validate.payload('{"a": "[[[[[[[[[[" }') == '{"a": "[[[[[[[[[[" }'
+    deep = "[" * (validate.MAX_PAYLOAD_DEPTH + 1) + "]" * (validate.MAX_PAYLOAD_DEPTH + 1)
+    with pytest.raises(InvalidArgument, match=r"^payload: is nested 101 levels deep"):
+        validate.payload(deep)
+    ok = "[" * validate.MAX_PAYLOAD_DEPTH + "]" * validate.MAX_PAYLOAD_DEPTH
+    assert validate.payload(ok) == ok
+    assert validate.payload('"\\\\"') == '"\\\\"'  # an escaped backslash ends the string
+
+
+@pytest.mark.parametrize("text", ['{"a": NaN}', "[Infinity]", "-Infinity"])
+def test_payload_is_strict_json(text: str) -> None:
+    with pytest.raises(InvalidArgument, match=r"^payload: is not valid JSON"):
+        validate.payload(text)
+
+
+def test_every_alias_beyond_the_maximum_interval_names_the_field() -> None:
+    s = types_pb2.Schedule(kind=CRON, cron="@every 100000000000000000000h")
+    with pytest.raises(InvalidArgument, match=r"^schedule\.cron: .* maximum interval"):
+        validate.schedule(s, 0)
+
+
+def test_an_instant_is_between_the_epoch_and_9999() -> None:
+    assert validate.instant(1, "at_ms") == 1
+    assert validate.instant(validate.MAX_TIME_MS, "at_ms") == validate.MAX_TIME_MS
+    for bad in (0, -1, validate.MAX_TIME_MS + 1, 2**63 - 1):
+        with pytest.raises(InvalidArgument, match=r"^at_ms: "):
+            validate.instant(bad, "at_ms")
+
+
+def test_bad_utf8_field_names_the_nested_field() -> None:
+    from schedd.server.decode import bad_utf8_field
+
+    req = api_pb2.CreateJobRequest(
+        name="ok", schedule=types_pb2.Schedule(kind=CRON, cron="* * * * ZZ"), tags={"k": "VV"}
+    ).SerializeToString()
+    desc = api_pb2.CreateJobRequest.DESCRIPTOR
+    assert bad_utf8_field(req, desc) == ""
+    assert bad_utf8_field(req.replace(b"ZZ", b"\xc3("), desc) == "schedule.cron"
+    assert bad_utf8_field(req.replace(b"VV", b"\xffV"), desc) == "tags.value"
+    assert bad_utf8_field(b"\x0a\xff", desc) == ""  # truncated: no field to name

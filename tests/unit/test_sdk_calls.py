@@ -50,7 +50,12 @@ class Harness:
     """One client of either kind wired to a fake cluster; ``call`` runs a method to completion."""
 
     def __init__(
-        self, kind: str, handler: Handler, endpoints: str = "a:1,b:2,c:3", retry_for: float = 20.0
+        self,
+        kind: str,
+        handler: Handler,
+        endpoints: str = "a:1,b:2,c:3",
+        retry_for: float = 20.0,
+        wait_for: float = 0.0,
     ) -> None:
         self.kind = kind
         self.clock = FakeClock()
@@ -64,7 +69,12 @@ class Harness:
                 self.clock.advance(s)
 
             self.client = Client(
-                endpoints, timeout=1.0, retry_for=retry_for, clock=self.clock, sleep=sleep
+                endpoints,
+                timeout=1.0,
+                retry_for=retry_for,
+                wait_for=wait_for,
+                clock=self.clock,
+                sleep=sleep,
             )
         else:
             self.fake = AsyncFakeCluster(handler)
@@ -74,7 +84,12 @@ class Harness:
                 self.clock.advance(s)
 
             self.client = AsyncClient(
-                endpoints, timeout=1.0, retry_for=retry_for, clock=self.clock, sleep=asleep
+                endpoints,
+                timeout=1.0,
+                retry_for=retry_for,
+                wait_for=wait_for,
+                clock=self.clock,
+                sleep=asleep,
             )
         self.client._stub = self.fake.stub
 
@@ -305,13 +320,24 @@ def test_dead_nodes_are_rotated_with_backoff_then_unavailable(kind: str) -> None
     def handler(target: str, method: str, req: Any) -> Any:
         raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED)
 
-    h = Harness(kind, handler, retry_for=3.0)
-    with pytest.raises(errors.Unavailable) as info:
+    h = Harness(kind, handler, retry_for=3.0, wait_for=3.0)
+    with pytest.raises(errors.Unreachable) as info:
         h.call("get_job", "j")
     assert not isinstance(info.value, grpc.RpcError)
-    assert "no leader reachable at a:1,b:2,c:3" in info.value.message
+    assert "no node could be reached (a:1, b:2, c:3: connection refused)" in info.value.message
     assert h.sleeps[:3] == [0.05, 0.1, 0.2] and sum(h.sleeps) <= 3.0
     assert set(h.targets) == {"a:1", "b:2", "c:3"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_reachable_node_fails_after_one_round(kind: str) -> None:
+    def handler(target: str, method: str, req: Any) -> Any:
+        raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, REFUSED)
+
+    h = Harness(kind, handler)
+    with pytest.raises(errors.Unreachable):
+        h.call("get_job", "j")
+    assert h.targets == ["a:1", "b:2", "c:3"] and sum(h.sleeps) < 1.0
 
 
 @pytest.mark.parametrize("kind", KINDS)
