@@ -130,6 +130,11 @@ def test_save_under_load_and_restore_into_a_new_cluster(
             worker_b.start()
             wait_for(lambda: len(new_fences) >= 20, 60, "firings on the new cluster")
             assert min(new_fences) >= header["next_fence"] > largest_in_snapshot
+            # quiet, so that the replicas can be compared at one applied index: with a worker
+            # and 20 jobs firing every second the index moves between the status calls
+            worker_b.stop()
+            for i in range(20):
+                client.pause_job(f"tick-{i}")
             client.create_job("after-restore", every_ms=HOUR_MS)
         b.wait_converged(timeout=30)
         # a restored node restarted replays its own journal from the backup's index; one that
