@@ -576,18 +576,26 @@ class Client:
     def _leader_endpoint(self) -> str:
         """The gRPC address of the node that says it leads (or that the others name)."""
         hints = []
+        failures = []
         for rep in self.cluster_status():
             st = rep.status
-            if st is not None and st.role == "leader":
+            if st is None:
+                failures.append(f"{rep.endpoint}: {rep.error}")
+            elif st.role == "leader":
                 with self._lock:
                     self._leader = rep.endpoint
                 return rep.endpoint
-            if st is not None and st.leader_grpc:
+            elif st.leader_grpc:
                 hints.append(st.leader_grpc)
         if hints:
             return hints[0]
+        if len(failures) == len(self._endpoints):
+            raise errors.Unavailable(
+                f"no node answered ({'; '.join(failures)}); is the cluster running?"
+            )
         raise errors.Unavailable(
-            f"no leader among {', '.join(self._endpoints)}; check `schedctl cluster status`"
+            f"no leader among {', '.join(self._endpoints)} (an election may be in progress); "
+            "retry in a few seconds"
         )
 
     # -- machinery --

@@ -160,3 +160,11 @@ def test_inspect_refuses_a_damaged_file_in_one_line(tmp_path: Path) -> None:
     got = schedctl("127.0.0.1:1", "snapshot", "inspect", str(bad))
     assert got.returncode == 1
     assert got.stderr.count("\n") == 1 and "not a schedd backup" in got.stderr
+
+
+def test_save_without_a_cluster_is_one_line_and_leaves_no_file(tmp_path: Path) -> None:
+    target = tmp_path / "never.snap"
+    got = schedctl("127.0.0.1:1", "snapshot", "save", str(target))
+    assert got.returncode == 4, got.stderr
+    assert got.stderr.count("\n") == 1 and "no node answered" in got.stderr
+    assert list(tmp_path.iterdir()) == []
