@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 import grpc
 
 from schedd import errors
+from schedd.backup import BackupHeader, write_backup
 from schedd.clock import Clock, SystemClock
 from schedd.models import (
     AuditRecord,
@@ -535,6 +536,84 @@ class Client:
         with ThreadPoolExecutor(max_workers=len(self._endpoints)) as pool:
             return list(pool.map(ask, self._endpoints))
 
+    def save_snapshot(
+        self,
+        path: str,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        timeout: float = 3600.0,
+    ) -> BackupHeader:
+        """Save a consistent snapshot of the leader's replicated state to the file ``path``
+        (cluster-admin): every job, run, token and namespace, as of one log index. The file is
+        written atomically (a temporary file renamed into place once complete, synced and its
+        SHA-256 checked); ``progress(bytes done, bytes total)`` is called as it arrives.
+        Restore it into a new cluster with ``schedd restore`` (docs/operations.md).
+
+        Raises Unavailable when no leader answers, PermissionDenied without the cluster-admin
+        role, ResourceExhausted when the leader is already saving one or lacks disk space, and
+        :class:`schedd.backup.BackupError` when the file cannot be written or arrived damaged."""
+        from schedd.pb import api_pb2
+
+        deadline = self._clock.monotonic() + self._retry_for
+        while True:
+            target = self._leader_endpoint()
+            try:
+                stream = self._stub(target).cluster.SaveSnapshot(
+                    api_pb2.SaveSnapshotRequest(), timeout=timeout, **self._md
+                )
+                first = next(stream)
+                info = first.info
+                header = BackupHeader(
+                    format_version=info.format_version,
+                    applied_index=info.applied_index,
+                    created_ms=info.created_ms,
+                    size_bytes=info.size_bytes,
+                    sha256=info.sha256,
+                    cluster_id=info.cluster_id,
+                    node_ids=tuple(info.node_ids),
+                    leader_id=info.leader_id,
+                    next_fence=info.next_fence,
+                    jobs=info.jobs,
+                    runs=info.runs,
+                    schedd_version=_version(),
+                )
+                return write_backup(path, header, (c.data for c in stream), progress)
+            except grpc.RpcError as exc:
+                code, details, hint = core.status_of(exc)
+                err = core.node_failure(target, code, details, hint, timeout)
+            except StopIteration:
+                err = errors.Unavailable(f"{target} ended the snapshot stream without data")
+            except ValueError as exc:  # grpc: channel closed under us
+                raise errors.FailedPrecondition(f"client is closed ({exc})") from None
+            if not isinstance(err, errors.Unavailable) or self._clock.monotonic() > deadline:
+                raise err
+            self._sleep(0.5)  # a leader change: find the new leader and start again
+
+    def _leader_endpoint(self) -> str:
+        """The gRPC address of the node that says it leads (or that the others name)."""
+        hints = []
+        failures = []
+        for rep in self.cluster_status():
+            st = rep.status
+            if st is None:
+                failures.append(f"{rep.endpoint}: {rep.error}")
+            elif st.role == "leader":
+                with self._lock:
+                    self._leader = rep.endpoint
+                return rep.endpoint
+            elif st.leader_grpc:
+                hints.append(st.leader_grpc)
+        if hints:
+            return hints[0]
+        if len(failures) == len(self._endpoints):
+            raise errors.Unavailable(
+                f"no node answered ({'; '.join(failures)}); is the cluster running?"
+            )
+        raise errors.Unavailable(
+            f"no leader among {', '.join(self._endpoints)} (an election may be in progress); "
+            "retry in a few seconds"
+        )
+
     # -- machinery --
 
     def _stub(self, target: str) -> _Stubs:
@@ -594,3 +673,12 @@ class Client:
                 self._leader = attempts.target
             if delay:
                 self._sleep(delay)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("schedd")
+    except PackageNotFoundError:
+        return ""

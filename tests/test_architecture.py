@@ -71,6 +71,8 @@ PURE: dict[str, tuple[str, ...]] = {
     # (explain names a run's queue and namespace: schedd.namespaces splits stored names, pure)
     "schedd.sched": ("schedd.errors", "schedd.pb", "schedd.sched", "schedd.namespaces"),
     "schedd.state.keys": (),
+    # when the (local, unreplicated) LMDB map grows
+    "schedd.state.mapsize": (),
     # apply must not read time-zone data either: the leader computes every due time
     "schedd.state.apply": (
         "schedd.pb",
@@ -82,6 +84,8 @@ PURE: dict[str, tuple[str, ...]] = {
         "schedd.sched.misfire",
     ),
     "schedd.raft.replication": (),
+    # when a node reports its gRPC health as SERVING (a working majority)
+    "schedd.raft.quorum": (),
     # what a Raft frame may decode to (sizes, the restricted unpickler): no sockets, no pysyncobj
     "schedd.raft.wire": (),
     "schedd.server.leases": (),

@@ -39,6 +39,7 @@ from schedctl.config_cmd import config_group
 from schedctl.jobs import job
 from schedctl.namespaces import namespace_group
 from schedctl.runs import RUN_STATES, run
+from schedctl.snapshot import snapshot
 from schedctl.tokens import token
 from schedd import errors
 from schedd.client import Client  # the factory Settings uses; tests replace it here
@@ -254,6 +255,7 @@ cli.add_command(config_group)
 cli.add_command(token)
 cli.add_command(audit)
 cli.add_command(namespace_group)
+cli.add_command(snapshot)
 
 
 # ---- cluster -------------------------------------------------------------------------------

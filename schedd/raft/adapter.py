@@ -57,6 +57,7 @@ from schedd.errors import InvalidArgument, NotLeader, OutcomeUnknown, Unavailabl
 from schedd.raft import replication
 from schedd.raft import transport as raft_transport
 from schedd.raft.journal import DurableJournal
+from schedd.raft.quorum import QuorumView
 from schedd.raft.settings import RaftSettings, sync_obj_conf
 from schedd.raft.transport import RaftTls
 from schedd.raft.wire import PickleShim, WireLimits
@@ -432,6 +433,12 @@ class RaftNode(SyncObj):
             self._seen_leader = leader
             if leader is not None:
                 self.leader_changes += 1
+            log.info(
+                "event=leader_changed leader=%s term=%d role=%s",
+                "-" if leader is None else getattr(leader, "id", leader),
+                self.raftCurrentTerm,
+                "leader" if self._isLeader() else "follower",
+            )
         if self._journal.dirty:
             # pysyncobj runs tick callbacks after it appended and sent this tick's new entries
             # and before it waits for answers: the leader's sync now overlaps the followers'
@@ -487,6 +494,18 @@ class RaftNode(SyncObj):
 
     def status(self) -> dict[str, object]:
         return self.getStatus()
+
+    def quorum_view(self) -> QuorumView:
+        """Whether this node is part of a working majority right now (any thread; each field is
+        one read of pysyncobj's state, no lock). A follower "heard" its leader while pysyncobj's
+        election deadline, pushed forward by every message from the leader, is in the future:
+        an isolated follower keeps its stale leader for ever (pysyncobj starts no election
+        without a connection), so knowing a leader is not enough."""
+        leader = self._isLeader()
+        heard = leader or (
+            self._getLeader() is not None and monotonic() < self._SyncObj__raftElectionDeadline  # type: ignore[attr-defined]
+        )
+        return QuorumView(is_leader=leader, has_quorum=bool(self.hasQuorum), leader_heard=heard)
 
 
 def _reason(code: object) -> str:

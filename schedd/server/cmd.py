@@ -25,12 +25,12 @@ from schedd.errors import SchedError
 log = logging.getLogger("schedd")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, log_format: str = "text") -> None:
+    from schedd.server.logformat import formatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # pysyncobj's warnings matter: its CRITICAL "truncating already-applied log entries" was the
     # visible sign of a follower dropping acknowledged entries, which schedd.raft now prevents;
     # should it ever appear again it is a bug to report, not noise.
@@ -217,7 +217,19 @@ def _write_rate(text: str) -> dict[str, Any]:
     type=float,
     help="Cluster-wide limit on catch-up runs (missed slots fired late, backfills), per second [100].",
 )
-@click.option("--map-size", default=None, type=int, help="LMDB map size in MiB [4096].")
+@click.option(
+    "--map-size",
+    default=None,
+    type=click.IntRange(1, None),
+    help="Initial LMDB map size in MiB [4096]; it grows online up to --max-map-size.",
+)
+@click.option(
+    "--max-map-size",
+    default=None,
+    type=click.IntRange(1, None),
+    help="Ceiling of the LMDB map in MiB: the map doubles when 80%% full, up to this; client "
+    "writes are refused (RESOURCE_EXHAUSTED) near it [8 x --map-size].",
+)
 @click.option(
     "--min-free",
     default=None,
@@ -293,6 +305,13 @@ def _write_rate(text: str) -> dict[str, Any]:
     "no job payloads). Off unless given; bind it to an address only your monitoring reaches.",
 )
 @click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as key=value text, or one JSON object per line (time, level, logger, "
+    "message and the message's key=value fields as keys) [text].",
+)
 def run(
     config_file: str | None,
     node_id: str | None,
@@ -306,6 +325,7 @@ def run(
     retry_backoff: str | None,
     catchup_rate: float | None,
     map_size: int | None,
+    max_map_size: int | None,
     min_free: int | None,
     max_worker_streams: int | None,
     hello_timeout: str | None,
@@ -319,6 +339,7 @@ def run(
     bootstrap_token_file: str | None,
     metrics_addr: str | None,
     log_level: str,
+    log_format: str | None,
 ) -> None:
     """Run one schedd node until SIGTERM or Ctrl-C.
 
@@ -340,7 +361,10 @@ def run(
     def pick(value: Any, key: str, default: Any = None) -> Any:
         return value if value not in (None, ()) else conf.get(key, default)
 
-    _setup_logging(pick(log_level if log_level != "info" else None, "log_level", "info"))
+    fmt = pick(log_format, "log_format", "text")
+    if fmt not in ("text", "json"):
+        _fail(f'--config: log_format must be "text" or "json", not {fmt!r}')
+    _setup_logging(pick(log_level if log_level != "info" else None, "log_level", "info"), fmt)
     # Everything this process creates (its data directory, the journal, LMDB, snapshots,
     # including the files libraries create) is private to the node's user.
     os.umask(0o077)
@@ -437,6 +461,7 @@ def run(
             dispatch=settings,
             raft_settings=RaftSettings(fsync=not unsafe),
             map_size=int(pick(map_size, "map_size_mib", 4096)) << 20,
+            max_map_size=int(pick(max_map_size, "max_map_size_mib", 0)) << 20,
             min_free_bytes=int(pick(min_free, "min_free_mib", 64)) << 20,
             tls=ServerTLS(cert, key, ca or "") if cert else None,
             insecure=plain,
@@ -461,6 +486,50 @@ def run(
         pass
     node.stop()
     sys.exit(0)
+
+
+@main.command()
+@click.argument("backup_file", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option(
+    "--data-dir",
+    required=True,
+    help="The new node's data directory (absent or empty); run once per node of the new cluster.",
+)
+@click.option(
+    "--map-size",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(1, None),
+    help="Initial LMDB map size in MiB (raised to fit the backup).",
+)
+def restore(backup_file: str, data_dir: str, map_size: int) -> None:
+    """Seed the data directory of one node of a NEW cluster from a backup made by
+    `schedctl snapshot save`. Then start the nodes with `schedd run` as usual.
+
+    \b
+    Example (each node of the new cluster, before its first start):
+        schedd restore backup.snap --data-dir /var/lib/schedd
+    """
+    _require_server()
+    os.umask(0o077)
+    from schedd.backup import BackupError
+    from schedd.server.restore import restore as seed
+
+    t0 = time.monotonic()
+    try:
+        header = seed(backup_file, data_dir, map_size << 20)
+    except BackupError as e:
+        _fail(str(e), 1)
+        return
+    except OSError as e:
+        _fail(f"cannot restore into {data_dir}: {e}", 1)
+        return
+    click.echo(
+        f"restored {header.jobs} jobs and {header.runs} runs at log index "
+        f"{header.applied_index} into {data_dir} in {time.monotonic() - t0:.1f}s; "
+        "start the node with `schedd run --data-dir "
+        f"{data_dir} ...` (every node of the new cluster restored from the same file)"
+    )
 
 
 @main.command()
@@ -499,7 +568,22 @@ def run(
     show_default=True,
     help="Serve each node's Prometheus metrics on 127.0.0.1, ports BASE+200...",
 )
-def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool, metrics: bool) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="The nodes' log format (schedd run --log-format).",
+)
+def dev(
+    nodes: int,
+    root: str,
+    base_port: int,
+    demo: bool,
+    insecure: bool,
+    metrics: bool,
+    log_format: str,
+) -> None:
     """Start a local cluster of real `schedd run` processes on 127.0.0.1 and keep it running
     until Ctrl-C.
 
@@ -526,7 +610,12 @@ def dev(nodes: int, root: str, base_port: int, demo: bool, insecure: bool, metri
                     f"--base-port: port {port} is in use (another schedd dev?); stop it or pick another --base-port"
                 )
     cluster = LocalCluster(
-        root, nodes=nodes, base_port=base_port, secure=not insecure, metrics=metrics
+        root,
+        nodes=nodes,
+        base_port=base_port,
+        secure=not insecure,
+        metrics=metrics,
+        extra_args=["--log-format", log_format] if log_format != "text" else [],
     )
     click.echo(
         f"starting {nodes} schedd nodes in {cluster.root} (logs: {cluster.root}/n*/node.log)"

@@ -27,9 +27,10 @@ class Limits:
     reserved_grpc_threads: int = 16
     #: At most one TransferLeadership per this many seconds on one node.
     transfer_min_interval_s: float = 3.0
-    #: Client writes are refused once the LMDB map is this full (or has less than
-    #: ``storage_reserve_bytes`` left: one Raft entry may be 3 MiB), instead of letting apply
-    #: meet MapFullError, which stops the node (exit 70) on every replica alike.
+    #: Client writes are refused once the LMDB state fills this much of the map's ceiling
+    #: (--max-map-size; or has less than ``storage_reserve_bytes`` left below it: one Raft entry
+    #: may be 3 MiB), instead of letting apply meet MapFullError at the ceiling, which stops
+    #: the node (exit 70) on every replica alike.
     storage_full_fraction: float = 0.9
     storage_reserve_bytes: int = 6 << 20
     #: Reads that walk a whole table (ListJobs, ListRuns without a job, ListAudit) at once on
@@ -42,7 +43,8 @@ class Limits:
 
 
 def check_storage(used_bytes: int, map_bytes: int, limits: Limits) -> None:
-    """Raise ResourceExhausted when a client write could fill the LMDB map."""
+    """Raise ResourceExhausted when a client write could fill the LMDB map up to its ceiling
+    ``map_bytes`` (the map below it grows on its own)."""
     free = map_bytes - used_bytes
     if (
         used_bytes < limits.storage_full_fraction * map_bytes
@@ -50,12 +52,12 @@ def check_storage(used_bytes: int, map_bytes: int, limits: Limits) -> None:
     ):
         return
     raise ResourceExhausted(
-        f"storage: the state database is {100 * used_bytes // max(1, map_bytes)}% full "
+        f"storage: the state database is {100 * used_bytes // max(1, map_bytes)}% of its ceiling "
         f"({used_bytes >> 20} of {map_bytes >> 20} MiB, {free >> 20} MiB free); writes need it "
         f"under {int(limits.storage_full_fraction * 100)}% with at least "
         f"{limits.storage_reserve_bytes >> 20} MiB free (one Raft entry can be 3 MiB). Restart "
-        "the nodes one by one with a larger --map-size, or delete jobs and let retention remove "
-        "finished runs"
+        "the nodes one by one with a larger --max-map-size, or delete jobs and let retention "
+        "remove finished runs"
     )
 
 

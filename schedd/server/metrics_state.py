@@ -100,6 +100,22 @@ class NodeCollector(Collector):
             "apply backlog.",
             node.store.applied_index(),
         )
+        used, map_size = node.store.usage()
+        yield _gauge(
+            "schedd_lmdb_used_bytes",
+            "Bytes of the LMDB map in use by the state (pages of every table).",
+            used,
+        )
+        yield _gauge(
+            "schedd_lmdb_map_size_bytes",
+            "The LMDB map's current size on this node; it grows online (event=map_grown).",
+            map_size,
+        )
+        yield _gauge(
+            "schedd_lmdb_map_max_bytes",
+            "The LMDB map's ceiling (--max-map-size); client writes are refused at 90 % of it.",
+            node.store.max_map_size,
+        )
         changes = CounterMetricFamily(
             "schedd_raft_leader_changes",
             "Times this node saw the Raft leader change to a known leader (its first one included).",

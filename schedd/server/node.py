@@ -24,6 +24,7 @@ from schedd.errors import InvalidArgument, NotLeader, Unavailable
 from schedd.pb import api_pb2
 from schedd.raft.adapter import RaftNode, StateAheadOfJournal
 from schedd.raft.journal import JournalCorrupt
+from schedd.raft.quorum import QuorumHealth
 from schedd.raft.settings import RaftSettings
 from schedd.raft.transport import RaftTls, TlsConfigError, TlsFiles, read_secret_file
 from schedd.security.tls import ServerTLS, TLSConfigError, server_credentials
@@ -36,6 +37,7 @@ from schedd.server.metrics import MetricsServer, NodeMetrics, parse_listen
 from schedd.server.metrics_grpc import MetricsInterceptor
 from schedd.server.metrics_state import NodeCollector
 from schedd.server.service import add_services
+from schedd.server.snapshots import Snapshots
 from schedd.server.workers import Registry
 from schedd.state import disk
 from schedd.state.apply import Result
@@ -80,6 +82,8 @@ class NodeConfig:
     raft_settings: RaftSettings = field(default_factory=RaftSettings)
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     map_size: int = 4 << 30
+    #: the LMDB map grows online up to this (0: 8 x map_size); client writes are refused near it
+    max_map_size: int = 0
     grpc_workers: int = 64
     min_free_bytes: int = 64 << 20  # stop (exit 70) below this much free disk
     #: the node's certificate: served on the gRPC port (None: plaintext, allowed only with
@@ -125,6 +129,19 @@ class NodeConfig:
             raise InvalidArgument("--insecure", "cannot be combined with --tls-cert")
         if self.metrics:
             parse_listen(self.metrics)
+        if self.map_size < (1 << 20):
+            raise InvalidArgument("--map-size", f"{self.map_size >> 20} MiB is below 1 MiB")
+        if self.max_map_size and self.max_map_size < self.map_size:
+            raise InvalidArgument(
+                "--max-map-size",
+                f"{self.max_map_size >> 20} MiB is below --map-size ({self.map_size >> 20} MiB); "
+                "the map only grows: give a ceiling at least as large",
+            )
+
+    @property
+    def map_ceiling(self) -> int:
+        """The LMDB map's ceiling in bytes (--max-map-size, default 8 x --map-size)."""
+        return self.max_map_size or 8 * self.map_size
 
 
 def _read_bootstrap(path: str) -> str:
@@ -244,9 +261,15 @@ class Node:
         state_dir = os.path.join(config.data_dir, "state")
         self._running_marker = os.path.join(config.data_dir, "running.boot")
         _set_aside_state_torn_by_a_machine_crash(state_dir, self._running_marker)
-        self.store = Store(state_dir, map_size=config.map_size)
+        self.store = Store(state_dir, map_size=config.map_size, max_map_size=config.map_ceiling)
         disk.write_file(self._running_marker, _boot_id().encode())
         self.registry = Registry()
+        self.snapshots = Snapshots(
+            self.store,
+            config.data_dir,
+            config.min_free_bytes,
+            [config.node_id, *(p.node_id for p in config.peers)],
+        )
         self.scans = ScanSlots(config.limits.max_concurrent_scans)
         self.write_rates = WriteRates(config.limits.write_rate_per_s, config.limits.write_burst)
         try:
@@ -324,6 +347,9 @@ class Node:
         )
         names = add_services(self.server, self)
         self.health = health.HealthServicer()
+        #: the names the health check answers for: the server ("") and each schedd.v1 service
+        self._health_names = ["", *names]
+        self.quorum_health = QuorumHealth(config.raft_settings.election_max_s, time.monotonic())
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable(self.server, [*names, health.SERVICE_NAME])  # v1 and v1alpha
         if grpc_creds is not None:
@@ -357,9 +383,10 @@ class Node:
     def start(self) -> None:
         self.server.start()
         self.dispatcher.start()
-        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._syncer = threading.Thread(target=self._sync_loop, name="lmdb-sync", daemon=True)
         self._syncer.start()
+        threading.Thread(target=self._health_loop, name="health", daemon=True).start()
         if self._bootstrap_secret:
             threading.Thread(target=self._bootstrap_loop, name="bootstrap", daemon=True).start()
         log.info(
@@ -373,6 +400,32 @@ class Node:
             log.info(
                 "event=metrics_serving node=%s url=%s", self.config.node_id, self.metrics_server.url
             )
+
+    def _set_health(self, status: int) -> None:
+        for name in self._health_names:
+            self.health.set(name, status)  # type: ignore[arg-type]
+
+    def _health_loop(self) -> None:
+        """Every 200 ms: the gRPC health status follows whether this node is part of a working
+        majority (schedd.raft.quorum), so a load balancer or a readiness probe stops sending
+        callers to a node that cannot commit anything."""
+        serving = health_pb2.HealthCheckResponse.SERVING
+        while not self._stopped.wait(0.2):
+            try:
+                q = self.quorum_health
+                if q.observe(self.raft.quorum_view(), time.monotonic()):
+                    status = serving if q.serving else health_pb2.HealthCheckResponse.NOT_SERVING
+                    if not self._stopped.is_set():  # stop() set NOT_SERVING for good
+                        self._set_health(status)
+                    log.log(
+                        logging.INFO if q.serving else logging.WARNING,
+                        "event=health_changed node=%s status=%s reason=%s",
+                        self.config.node_id,
+                        "SERVING" if q.serving else "NOT_SERVING",
+                        q.reason or "-",
+                    )
+            except Exception:
+                log.exception("event=health_check_failed")
 
     def _sync_loop(self) -> None:
         # Every second: stop the node cleanly before the disk is full (an I/O error would stop
@@ -393,6 +446,8 @@ class Node:
                         f"(the minimum is {self.config.min_free_bytes >> 20} MiB): free some space "
                         "or grow the volume, then restart the node; it catches up from its peers"
                     )
+                # the map is local: growing it needs no agreement (schedd.state.mapsize)
+                self.store.maybe_grow()
                 if seconds % every == 0:
                     self.raft.checkpoint()
             except Exception:

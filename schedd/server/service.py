@@ -46,7 +46,7 @@ from schedd.sched.explain import explain, with_pending_cause
 from schedd.sched.schedule import compile_schedule
 from schedd.sdk.endpoints import LEADER_METADATA_KEY
 from schedd.security.roles import Role
-from schedd.server import commands, identity, limits, validate
+from schedd.server import commands, identity, limits, snapshots, validate
 from schedd.server.auth import current_principal, secret_hash
 from schedd.server.leases import completion_verdict
 from schedd.server.workers import WorkerSession
@@ -114,8 +114,10 @@ class _Base:
         cmd.principal = cmd.principal or identity.principal_of_call()
         self.node.write_rates.check(cmd.principal, self.node.clock.monotonic())
         if grows:
-            used, size = self.node.store.usage()
-            limits.check_storage(used, size, self.node.config.limits)
+            # against the ceiling, not the current map: the same on every node, while the map
+            # itself grows at different moments on different nodes
+            used, _ = self.node.store.usage()
+            limits.check_storage(used, self.node.store.max_map_size, self.node.config.limits)
         return _result(self.node.raft.propose(encode(cmd), self.node.propose_timeout_s))
 
 
@@ -737,6 +739,29 @@ class ClusterService(_Base, api_grpc.ClusterServiceServicer):
         self, req: api_pb2.NodeStatusRequest, context: grpc.ServicerContext
     ) -> api_pb2.NodeStatus:
         return self.node.status(with_digest=req.with_digest)
+
+    def SaveSnapshot(
+        self, req: api_pb2.SaveSnapshotRequest, context: grpc.ServicerContext
+    ) -> Iterator[api_pb2.SnapshotChunk]:
+        """A consistent copy of the leader's state: the info first, then the image in chunks.
+        The image is first copied to a private file in the data directory (one read
+        transaction; applies go on), so the stream never holds a transaction open while a slow
+        client reads."""
+        try:
+            self._leader()
+            image = self.node.snapshots.take(leader_id=self.node.config.node_id)
+        except SchedError as e:
+            abort(context, e)
+            return
+        try:
+            yield api_pb2.SnapshotChunk(info=image.info)
+            with open(image.path, "rb") as f:
+                while chunk := f.read(snapshots.CHUNK_BYTES):
+                    if not context.is_active():
+                        return
+                    yield api_pb2.SnapshotChunk(data=chunk)
+        finally:
+            image.discard()
 
     @rpc
     def ListAudit(

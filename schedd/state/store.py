@@ -1,9 +1,13 @@
 """LMDB storage of the replicated state: executes what ``apply`` decides, serves reads, and
 writes/restores snapshots for pysyncobj.
 
-Failure contract: any LMDB error while applying an entry (disk full, map full, I/O) stops the
-process at once with a log line saying what to do. The entry is never skipped; the node
-re-applies it from the Raft journal after the operator fixes the disk.
+Failure contract: any LMDB error while applying an entry (disk full, I/O, a map full at its
+ceiling) stops the process at once with a log line saying what to do. The entry is never
+skipped; the node re-applies it from the Raft journal after the operator fixes the disk.
+
+The LMDB map grows online (:meth:`Store.maybe_grow`, :class:`~schedd.state.mapsize.MapGrowth`)
+up to ``max_map_size``. ``env.set_mapsize`` must not run while any transaction of this process
+is open, so every read goes through :class:`_ReadGate` and every write holds the apply lock.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from schedd.state.apply import (
     request_recorded_at,
     state_digest,
 )
+from schedd.state.mapsize import MIB, MapGrowth
 
 log = logging.getLogger("schedd.store")
 
@@ -78,11 +83,67 @@ class _TxnReader:
         return out
 
 
+class _ReadGate:
+    """Read transactions versus map resizes: many readers, or one resize and no reader.
+
+    A resize waiting for the gate stops new readers from entering, so the short read
+    transactions in flight drain quickly. Re-entrant per thread (a reader that opens a second
+    read inside its first one does not wait for a resize that waits for it)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._resizing = False
+        self._local = threading.local()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        depth: int = getattr(self._local, "depth", 0)
+        if depth == 0:
+            with self._cond:
+                while self._resizing:
+                    self._cond.wait()
+                self._readers += 1
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                with self._cond:
+                    self._readers -= 1
+                    if self._readers == 0:
+                        self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self, timeout_s: float) -> Iterator[bool]:
+        """Yields True with no reader inside (and none let in until the block ends), or False
+        when readers did not drain within ``timeout_s`` (then nothing is held)."""
+        with self._cond:
+            while self._resizing:  # one resize at a time
+                self._cond.wait()
+            self._resizing = True
+            drained = self._cond.wait_for(lambda: self._readers == 0, timeout_s)
+            if not drained:
+                self._resizing = False
+                self._cond.notify_all()
+        try:
+            yield drained
+        finally:
+            if drained:
+                with self._cond:
+                    self._resizing = False
+                    self._cond.notify_all()
+
+
 class Store:
     """The node's LMDB environment. Apply runs in pysyncobj's tick thread only; reads may come
-    from any thread (each uses its own short read transaction)."""
+    from any thread (each uses its own short read transaction, inside the read gate).
 
-    def __init__(self, path: str, map_size: int = 4 << 30) -> None:
+    ``map_size`` is the initial LMDB map; it grows online up to ``max_map_size`` (None: the
+    initial size, no growth)."""
+
+    def __init__(self, path: str, map_size: int = 4 << 30, max_map_size: int | None = None) -> None:
         os.makedirs(path, mode=0o700, exist_ok=True)
         self.path = path
         self._env = lmdb.open(
@@ -99,10 +160,17 @@ class Store:
         disk.fsync_dir(path)
         disk.fsync_dir(os.path.dirname(os.path.abspath(path)))
         self._apply_lock = threading.Lock()
+        self._gate = _ReadGate()
+        self.growth = MapGrowth(ceiling=max(map_size, max_map_size or map_size))
+        #: called after the map grew, with (old size, new size) in bytes
+        self.on_grown: Callable[[int, int], None] | None = None
         self.on_applied: Callable[[int, Result], None] | None = None
         with self._env.begin(write=True) as txn:
             if txn.get(keys.SCHEMA, db=self._dbs["meta"]) is None:
                 txn.put(keys.SCHEMA, keys.SCHEMA_VERSION, db=self._dbs["meta"])
+        # A node restarted with a smaller --map-size opens at the size of its data: grow now,
+        # before replay meets a full map.
+        self.maybe_grow()
 
     def close(self) -> None:
         self.sync()
@@ -111,12 +179,88 @@ class Store:
     def sync(self) -> None:
         """Make every committed LMDB transaction durable (the node calls this once a second,
         right after syncing the Raft journal)."""
-        self._env.sync(True)
+        with self._gate.reading():
+            self._env.sync(True)
+
+    # ---- map size ----------------------------------------------------------------------------
+
+    @property
+    def max_map_size(self) -> int:
+        return self.growth.ceiling
+
+    def map_size(self) -> int:
+        with self._gate.reading():
+            return int(self._env.info()["map_size"])
+
+    def maybe_grow(self, *, full: bool = False, wait_s: float = 0.2) -> bool:
+        """Grow the map when :attr:`growth` says so (``full``: apply met MapFullError). True
+        when it grew. Waits up to ``wait_s`` for the apply lock and for open reads to finish;
+        gives up (False) rather than stall longer, the next call tries again.
+
+        Why the short default: while it waits it holds the apply lock and keeps new reads out,
+        so the Raft tick thread may wait too; 0.2 s stays well below an election timeout. Reads
+        take milliseconds; a long one (a snapshot copy, a full-table scan) only defers the
+        growth to the next second."""
+        used, current = self.usage()
+        target = self.growth.next_size(used, current, full=full)
+        if target is None:
+            return False
+        if not self._apply_lock.acquire(timeout=wait_s):
+            return False
+        try:
+            with self._gate.exclusive(wait_s) as alone:
+                if not alone:
+                    log.info(
+                        "event=map_grow_deferred path=%s: reads did not finish within %gs",
+                        self.path,
+                        wait_s,
+                    )
+                    return False
+                current = int(self._env.info()["map_size"])  # another caller may have grown it
+                if current >= target:
+                    return False
+                self._env.set_mapsize(target)
+        finally:
+            self._apply_lock.release()
+        log.info(
+            "event=map_grown from_mib=%d to_mib=%d used_mib=%d max_mib=%d path=%s",
+            current // MIB,
+            target // MIB,
+            used // MIB,
+            self.growth.ceiling // MIB,
+            self.path,
+        )
+        if self.on_grown is not None:
+            self.on_grown(current, target)
+        return True
 
     # ---- apply -------------------------------------------------------------------------------
 
     def apply_entry(self, data: bytes, index: int) -> Result:
-        """Apply one committed log entry (tick thread). Never raises."""
+        """Apply one committed log entry (tick thread). Never raises.
+
+        A full map is grown (up to the ceiling) and the entry applied again: the failed
+        transaction was aborted, so the second attempt starts from the same state."""
+        try:
+            return self._apply_once(data, index)
+        except lmdb.MapFullError:
+            pass
+        if self.maybe_grow(full=True, wait_s=30.0):
+            try:
+                return self._apply_once(data, index)
+            except lmdb.MapFullError:
+                pass
+        used, current = self.usage()
+        fatal(
+            f"LMDB map is full at {self.path} applying log index {index} ({used // MIB} MiB in "
+            f"use, map {current // MIB} MiB, ceiling {self.growth.ceiling // MIB} MiB): restart "
+            "the node with a larger --max-map-size (every node the same), then delete jobs or set "
+            "retention so the state shrinks"
+        )
+        raise AssertionError("unreachable")
+
+    def _apply_once(self, data: bytes, index: int) -> Result:
+        """One attempt at :meth:`apply_entry`; raises MapFullError, stops on anything else."""
         try:
             with self._apply_lock, self._env.begin(write=True) as txn:
                 mutations, result = apply(_TxnReader(txn, self._dbs), data, index)
@@ -132,11 +276,7 @@ class Store:
                     else:
                         txn.delete(m.key, db=self._dbs[m.db])
         except lmdb.MapFullError:
-            fatal(
-                f"LMDB map is full at {self.path} applying log index {index}: "
-                "restart the node with a larger --map-size"
-            )
-            raise  # unreachable
+            raise
         except lmdb.Error as e:
             fatal(
                 f"LMDB failed at {self.path} applying log index {index}: {e}; "
@@ -160,7 +300,7 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[lmdb.Transaction[bytes]]:
-        with self._env.begin(buffers=False) as txn:
+        with self._gate.reading(), self._env.begin(buffers=False) as txn:
             yield txn
 
     def db(self, name: str) -> Any:
@@ -256,13 +396,14 @@ class Store:
     def usage(self) -> tuple[int, int]:
         """(bytes in use, map size) of the LMDB environment. In use: the pages of every
         database (free pages LMDB will reuse do not count) plus LMDB's own two meta pages."""
-        psize = self._env.stat()["psize"]
-        with self._env.begin() as txn:
-            pages = 2
-            for db in [None, *self._dbs.values()]:
-                st = txn.stat(db) if db is not None else self._env.stat()
-                pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
-        return pages * psize, self._env.info()["map_size"]
+        with self._gate.reading():
+            psize = self._env.stat()["psize"]
+            with self._env.begin() as txn:
+                pages = 2
+                for db in [None, *self._dbs.values()]:
+                    st = txn.stat(db) if db is not None else self._env.stat()
+                    pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+            return pages * psize, self._env.info()["map_size"]
 
     def get_run(self, rid: str) -> types_pb2.Run | None:
         with self.read() as txn:
@@ -498,7 +639,8 @@ class Store:
         meta = json.dumps(_encode_raft_meta(raft_meta)).encode()
         fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, disk.FILE_MODE)
         with os.fdopen(fd, "wb") as f:
-            self._env.copyfd(f.fileno(), compact=True)
+            with self._gate.reading():  # the copy is a read transaction: no resize under it
+                self._env.copyfd(f.fileno(), compact=True)
             f.seek(0, os.SEEK_END)
             f.write(meta)
             f.write(_TRAILER.pack(len(meta), SNAPSHOT_MAGIC))
@@ -559,6 +701,28 @@ class Store:
                 shutil.rmtree(tmp, ignore_errors=True)
         log.info("restored state from snapshot at index %d", snap_index)
         return raft_meta
+
+    # ---- backups (schedctl snapshot save, schedd restore) ------------------------------------
+
+    def save_image(self, fd: int) -> tuple[int, int, int, int]:
+        """Write a compacted copy of the state to ``fd``, consistent as of one read transaction;
+        (applied index, next fence, jobs, runs) of that same transaction. Any thread: applies go
+        on meanwhile (LMDB's MVCC), only a map growth waits for the copy."""
+        with self.read() as txn:
+            meta = self._dbs["meta"]
+            raw = txn.get(keys.APPLIED_INDEX, db=meta)
+            applied = 0 if raw is None else keys.from_be64(bytes(raw))
+            raw = txn.get(keys.NEXT_FENCE, db=meta)
+            next_fence = 1 if raw is None else keys.from_be64(bytes(raw))
+            jobs = txn.stat(self._dbs["jobs"])["entries"]
+            runs = txn.stat(self._dbs["runs"])["entries"]
+            self._env.copyfd(fd, compact=True, txn=txn)
+        return applied, next_fence, jobs, runs
+
+    def restore_image(self, path: str) -> None:
+        """Replace the whole state by the LMDB image in directory ``path`` (its ``data.mdb``),
+        in one write transaction. For ``schedd restore`` into a new, empty node."""
+        self._restore_from(path)
 
     def _restore_from(self, path: str) -> None:
         src = lmdb.open(path, readonly=True, lock=False, max_dbs=len(keys.DBS) + 2, subdir=True)

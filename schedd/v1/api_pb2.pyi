@@ -544,6 +544,44 @@ class ListNamespacesResponse(_message.Message):
     namespaces: _containers.RepeatedCompositeFieldContainer[_types_pb2.Namespace]
     def __init__(self, namespaces: _Optional[_Iterable[_Union[_types_pb2.Namespace, _Mapping]]] = ...) -> None: ...
 
+class SaveSnapshotRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SnapshotInfo(_message.Message):
+    __slots__ = ("format_version", "cluster_id", "node_ids", "applied_index", "created_ms", "size_bytes", "sha256", "leader_id", "next_fence", "jobs", "runs")
+    FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FENCE_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    format_version: int
+    cluster_id: str
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    applied_index: int
+    created_ms: int
+    size_bytes: int
+    sha256: str
+    leader_id: str
+    next_fence: int
+    jobs: int
+    runs: int
+    def __init__(self, format_version: _Optional[int] = ..., cluster_id: _Optional[str] = ..., node_ids: _Optional[_Iterable[str]] = ..., applied_index: _Optional[int] = ..., created_ms: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., leader_id: _Optional[str] = ..., next_fence: _Optional[int] = ..., jobs: _Optional[int] = ..., runs: _Optional[int] = ...) -> None: ...
+
+class SnapshotChunk(_message.Message):
+    __slots__ = ("info", "data")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    info: SnapshotInfo
+    data: bytes
+    def __init__(self, info: _Optional[_Union[SnapshotInfo, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class CreateTokenRequest(_message.Message):
     __slots__ = ("name", "grants", "queues", "ttl_s")
     NAME_FIELD_NUMBER: _ClassVar[int]

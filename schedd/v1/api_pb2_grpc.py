@@ -889,6 +889,11 @@ class ClusterServiceStub:
                 request_serializer=schedd_dot_v1_dot_api__pb2.ListNamespacesRequest.SerializeToString,
                 response_deserializer=schedd_dot_v1_dot_api__pb2.ListNamespacesResponse.FromString,
                 _registered_method=True)
+        self.SaveSnapshot = channel.unary_stream(
+                '/schedd.v1.ClusterService/SaveSnapshot',
+                request_serializer=schedd_dot_v1_dot_api__pb2.SaveSnapshotRequest.SerializeToString,
+                response_deserializer=schedd_dot_v1_dot_api__pb2.SnapshotChunk.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -930,6 +935,12 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SaveSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -962,6 +973,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.ListNamespaces,
                     request_deserializer=schedd_dot_v1_dot_api__pb2.ListNamespacesRequest.FromString,
                     response_serializer=schedd_dot_v1_dot_api__pb2.ListNamespacesResponse.SerializeToString,
+            ),
+            'SaveSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.SaveSnapshot,
+                    request_deserializer=schedd_dot_v1_dot_api__pb2.SaveSnapshotRequest.FromString,
+                    response_serializer=schedd_dot_v1_dot_api__pb2.SnapshotChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1126,6 +1142,33 @@ class ClusterService:
             '/schedd.v1.ClusterService/ListNamespaces',
             schedd_dot_v1_dot_api__pb2.ListNamespacesRequest.SerializeToString,
             schedd_dot_v1_dot_api__pb2.ListNamespacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/schedd.v1.ClusterService/SaveSnapshot',
+            schedd_dot_v1_dot_api__pb2.SaveSnapshotRequest.SerializeToString,
+            schedd_dot_v1_dot_api__pb2.SnapshotChunk.FromString,
             options,
             channel_credentials,
             insecure,

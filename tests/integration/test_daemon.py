@@ -29,6 +29,11 @@ def schedd(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         ([], {}, "Raft password is required"),
         (["--peer", "n2=nonsense"], {"SCHEDD_RAFT_PASSWORD": "x" * 32}, "--peer"),
         (["--lease-ttl", "soon"], {"SCHEDD_RAFT_PASSWORD": "x" * 32}, "--lease-ttl"),
+        (
+            ["--insecure", "--map-size", "64", "--max-map-size", "32"],
+            {"SCHEDD_RAFT_PASSWORD": "x" * 32},
+            "--max-map-size",
+        ),
     ],
 )
 def test_bad_configuration_is_refused_with_one_line(tmp_path, extra, env, needle) -> None:

@@ -179,6 +179,16 @@ def test_exactly_one_node_reports_leading(metered: tuple[LocalCluster, Collector
     wait_for(one_leader, 20, "exactly one node with schedd_raft_is_leader 1")
 
 
+def test_every_node_reports_its_lmdb_map(metered: tuple[LocalCluster, CollectorRegistry]) -> None:
+    cluster, _ = metered
+    for s in cluster.specs:
+        got = samples(scrape_text(cluster.metrics_url(s.node_id)))
+        used = value(got, "schedd_lmdb_used_bytes")
+        size = value(got, "schedd_lmdb_map_size_bytes")
+        ceiling = value(got, "schedd_lmdb_map_max_bytes")
+        assert 0 < used < size <= ceiling, (used, size, ceiling)
+
+
 def test_agent_registry_records_handlers(metered: tuple[LocalCluster, CollectorRegistry]) -> None:
     _, registry = metered
 

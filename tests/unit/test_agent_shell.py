@@ -201,6 +201,9 @@ class FakeChannel:
 
         return Unary()
 
+    def unary_stream(self, path: str, **_: Any) -> Any:
+        return None  # ClusterService.SaveSnapshot: made with the stubs, never called by workers
+
     def stream_stream(self, path: str, **_: Any) -> Callable[[Iterator[Any]], FakeCall]:
         def connect(requests: Iterator[Any]) -> FakeCall:
             call = FakeCall(self.target, requests)

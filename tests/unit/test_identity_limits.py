@@ -118,7 +118,7 @@ def test_storage_refuses_writes_before_the_map_is_full() -> None:
     check_storage(50 << 20, 100 << 20, lim)
     with pytest.raises(ResourceExhausted) as info:
         check_storage(91 << 20, 100 << 20, lim)
-    assert "--map-size" in info.value.message
+    assert "--max-map-size" in info.value.message
     with pytest.raises(ResourceExhausted):  # 25% free, but less than one big entry
         check_storage(12 << 20, 16 << 20, lim)
 

@@ -317,6 +317,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "resume_job": "def(self, name: 'str', *, skip_missed: 'bool' = False) -> 'Job'",
             "retry_run": "def(self, run_id: 'str', request_id: 'str | None' = None) -> 'Run'",
             "revoke_token": "def(self, name: 'str') -> 'Token'",
+            "save_snapshot": "def(self, path: 'str', *, progress: "
+            "'Callable[[int, int], None] | None' = None, "
+            "timeout: 'float' = 3600.0) -> 'BackupHeader'",
             "set_namespace_quota": "def(self, namespace: 'str', *, max_jobs: "
             "'int' = 0, max_runs: 'int' = 0) -> "
             "'Namespace'",
