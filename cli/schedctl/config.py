@@ -6,16 +6,17 @@ Where: ``$SCHEDD_CONFIG`` if set, else ``$XDG_CONFIG_HOME/schedd/config.toml``, 
     current-context = "prod"
 
     [contexts.prod]
-    endpoints = ["10.0.0.1:7101", "10.0.0.2:7101", "10.0.0.3:7101"]
+    endpoints = ["10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"]
 
     ca = "/etc/schedd/ca.pem"             # optional: TLS roots, client certificate, token
     cert = "/home/me/.schedd/me.pem"
     key = "/home/me/.schedd/me.key"
     token-file = "/home/me/.schedd/prod.token"
+    namespace = "team-a"                  # optional: the namespace commands act in
 
     [contexts.dev]
-    endpoints = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
-    insecure = true                       # a node started with --insecure
+    endpoints = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053"   # schedd dev's ports
+    insecure = true                       # nodes started with --insecure (schedd dev --insecure)
 
 A missing file is an empty config. A file that cannot be parsed, or a context without endpoints,
 is an InvalidArgument naming the file. schedctl rewrites the file when a ``config`` command changes

@@ -114,7 +114,7 @@ def set_context(
 
     \b
     Example:
-      schedctl config set-context prod --endpoints 10.0.0.1:7101,10.0.0.2:7101,10.0.0.3:7101 \\
+      schedctl config set-context prod --endpoints 10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000 \\
           --ca ca.pem --token-file prod.token --use
     """
     if not name.strip():
