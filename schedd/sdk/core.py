@@ -516,7 +516,11 @@ def resolve_namespace(namespace: str | None) -> str:
 
 def in_namespace(call: Call[_T], namespace: str) -> Call[_T]:
     """``call`` acting in ``namespace`` (requests without a namespace field are left alone;
-    run ids name their own namespace). Only an unset field is filled in."""
+    run ids name their own namespace). Only an unset field is filled in, and ``default`` is
+    left unset: an empty namespace means ``default`` on the wire, so a request reads the same
+    to a server from before namespaces, and a resent request is byte-for-byte the first one."""
+    if namespace == namespaces.DEFAULT:
+        return call
     req = call.request
     fields = req.DESCRIPTOR.fields_by_name
     if "namespace" in fields:

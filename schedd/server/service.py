@@ -158,10 +158,12 @@ def _run_out(run: types_pb2.Run | None) -> types_pb2.Run | None:
 
 
 def _clear_request_id(req: Message) -> None:
-    if isinstance(req, api_pb2.UpdateJobRequest):
-        req.job.request_id = ""
-    else:
-        req.request_id = ""  # type: ignore[attr-defined]
+    """Clear the request id and write the namespace one way (``default`` and empty are the same
+    namespace), so that the hash stands for what the request does, not how it was spelled."""
+    body: Any = req.job if isinstance(req, api_pb2.UpdateJobRequest) else req
+    body.request_id = ""
+    if "namespace" in body.DESCRIPTOR.fields_by_name and body.namespace == namespaces.DEFAULT:
+        body.namespace = ""
 
 
 class JobService(_Base, api_grpc.JobServiceServicer):

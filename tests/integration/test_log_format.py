@@ -25,6 +25,9 @@ def test_json_logs_parse_line_by_line(tmp_path_factory: pytest.TempPathFactory) 
         leader = c.wait_for_leader(timeout=30)
         with c.client() as client:
             client.create_job("logged", cron="0 3 * * *")
+        # every node has heard from the leader (a create commits on a majority: the third node
+        # may not have, on a loaded machine)
+        c.wait_converged(timeout=30)
     finally:
         c.stop()
     events: dict[str, set[str]] = {}
