@@ -59,6 +59,8 @@ def test_torn_journal_tail_is_repaired_and_the_node_catches_up(make_cluster) -> 
 def test_damage_before_the_tail_stops_the_node_naming_file_and_offset(make_cluster) -> None:
     cluster: LocalCluster = make_cluster()
     write_jobs(cluster, "a", 20)
+    # the writes commit on a majority: wait until the follower damaged below holds them too
+    wait_for(lambda: converged(cluster), 30, "convergence")
     node = follower(cluster)
     cluster.kill_node(node)
     journal = os.path.join(cluster.spec(node).data_dir, "raft.journal")
