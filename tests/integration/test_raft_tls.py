@@ -75,8 +75,12 @@ def test_a_node_with_a_certificate_from_another_ca_or_host_cannot_join(tls_clust
     with cluster.client(timeout=5.0) as c:
         for i in range(10):
             c.create_job(f"ca-{i}", cron="0 0 1 1 *", request_id=f"ca-{i}")
-    n1 = cluster.status("n1", timeout=2)
-    assert n1 is not None and n1.applied_index >= 10
+
+    def n1_applied() -> bool:  # a follower learns the commit index with the next message
+        n1 = cluster.status("n1", timeout=2)  # None on a failed call: asked again
+        return n1 is not None and n1.applied_index >= 10
+
+    wait_for(n1_applied, 15, "n1 to apply the 10 creates")
 
     def refused() -> list[str]:  # n3 may still be starting when the others elect a leader
         return [
