@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from schedd.errors import InvalidArgument
 from schedd.pb import types_pb2
@@ -59,6 +60,23 @@ def of_run_id(run_id: str) -> str:
     """The namespace a run id belongs to (run ids start with their job's stored name)."""
     head = run_id.split(":", 1)[0]
     return split(head)[0]
+
+
+def carrier(request: Any) -> Any:
+    """The message that holds a request's ``namespace`` field: the request itself, or the job
+    inside it (UpdateJobRequest's ``job``); None for a request without one (run ids name their
+    namespace themselves) or an object that is not a protobuf message."""
+    descriptor = getattr(request, "DESCRIPTOR", None)
+    if descriptor is None:
+        return None
+    fields = descriptor.fields_by_name
+    if "namespace" in fields:
+        return request
+    job = fields.get("job")
+    if job is not None and job.message_type is not None:
+        if "namespace" in job.message_type.fields_by_name:
+            return request.job
+    return None
 
 
 def prefix(ns: str) -> bytes:

@@ -521,14 +521,9 @@ def in_namespace(call: Call[_T], namespace: str) -> Call[_T]:
     to a server from before namespaces, and a resent request is byte-for-byte the first one."""
     if namespace == namespaces.DEFAULT:
         return call
-    req = call.request
-    fields = req.DESCRIPTOR.fields_by_name
-    if "namespace" in fields:
-        if not req.namespace:
-            req.namespace = namespace
-    elif "job" in fields and fields["job"].message_type is not None:
-        if not req.job.namespace:
-            req.job.namespace = namespace
+    holder = namespaces.carrier(call.request)
+    if holder is not None and not holder.namespace:
+        holder.namespace = namespace
     return call
 
 

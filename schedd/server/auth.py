@@ -332,15 +332,11 @@ def request_namespace(request: Any) -> str:
     UpdateJob's ``job.namespace``), else the namespace its ``run_id`` names, else ``default``.
     Not validated here: a malformed namespace is granted to nobody but a cluster admin, and the
     handler then answers INVALID_ARGUMENT naming the field."""
-    descriptor = getattr(request, "DESCRIPTOR", None)
-    if descriptor is None:  # no request, or one that did not decode (schedd.server.decode)
-        return namespaces.DEFAULT
-    fields = descriptor.fields_by_name
-    if "namespace" in fields:
-        return str(request.namespace) or namespaces.DEFAULT
-    if "job" in fields and fields["job"].message_type is not None:
-        return str(request.job.namespace) or namespaces.DEFAULT
-    if "run_id" in fields:
+    holder = namespaces.carrier(request)
+    if holder is not None:
+        return str(holder.namespace) or namespaces.DEFAULT
+    # no request, one that did not decode (schedd.server.decode), or one naming a run
+    if "run_id" in getattr(getattr(request, "DESCRIPTOR", None), "fields_by_name", ()):
         return namespaces.of_run_id(str(request.run_id))
     return namespaces.DEFAULT
 

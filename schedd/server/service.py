@@ -162,8 +162,9 @@ def _clear_request_id(req: Message) -> None:
     namespace), so that the hash stands for what the request does, not how it was spelled."""
     body: Any = req.job if isinstance(req, api_pb2.UpdateJobRequest) else req
     body.request_id = ""
-    if "namespace" in body.DESCRIPTOR.fields_by_name and body.namespace == namespaces.DEFAULT:
-        body.namespace = ""
+    holder = namespaces.carrier(req)
+    if holder is not None and holder.namespace == namespaces.DEFAULT:
+        holder.namespace = ""
 
 
 class JobService(_Base, api_grpc.JobServiceServicer):
