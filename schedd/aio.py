@@ -37,6 +37,7 @@ from schedd.models import (
     BackfillResult,
     Explanation,
     Job,
+    Member,
     Namespace,
     NewToken,
     NodeReport,
@@ -363,6 +364,26 @@ class AsyncClient:
     async def revoke_token(self, name: str) -> Token:
         """Revoke a token on every node (each refuses it once it has applied the revocation)."""
         return await self._invoke(core.revoke_token(name))
+
+    async def list_members(self) -> list[Member]:
+        """The cluster's members as the leader sees them (a reader may ask)."""
+        return await self._invoke(core.list_members())
+
+    async def add_member(self, node_id: str, raft_address: str, grpc_address: str) -> list[Member]:
+        """Add a voting member (cluster-admin); returns the members after the change. Start
+        the new node with ``schedd run --join`` (which makes this call itself).
+
+        Raises FailedPrecondition when the cluster could not commit without the new node (a
+        member is down or behind) or another change is in progress, InvalidArgument when the
+        id or Raft address belongs to another member."""
+        return await self._invoke(core.add_member(node_id, raft_address, grpc_address))
+
+    async def remove_member(self, node_id: str) -> list[Member]:
+        """Remove a member (cluster-admin); returns the members left. Removing the leader
+        moves leadership first. Raises NotFound for a node that is not a member and
+        FailedPrecondition when the members left could not commit. Stop the removed node's
+        process afterwards."""
+        return await self._invoke(core.remove_member(node_id))
 
     async def transfer_leadership(self, to_node_id: str = "") -> None:
         """Ask the leader to hand leadership to ``to_node_id`` (empty: any caught-up follower);

@@ -45,6 +45,7 @@ __all__ = [
     "Explanation",
     "Job",
     "JobState",
+    "Member",
     "MisfirePolicy",
     "Namespace",
     "NewToken",
@@ -764,6 +765,23 @@ class WorkerInfo(Record):
         return _utc(self.last_seen_ms)
 
 
+@dataclass(frozen=True)
+class Member(Record):
+    """A member of the cluster as the leader sees it (``schedd.v1.Member``): whether it is in
+    the Raft configuration (``voter``), connected, and how far its log is known to match
+    (``match_index``; the leader's own is the commit index)."""
+
+    _pb: ClassVar[type[Message]] = api_pb2.Member
+
+    node_id: str = ""
+    raft_address: str = ""
+    grpc_address: str = ""
+    leader: bool = False
+    voter: bool = False
+    connected: bool = False
+    match_index: int = 0
+
+
 _RECORD_BY_PROTO: dict[str, type[Record]] = {
     cls._pb.DESCRIPTOR.full_name: cls
     for cls in (
@@ -775,6 +793,7 @@ _RECORD_BY_PROTO: dict[str, type[Record]] = {
         BackfillResult,
         Explanation,
         WorkerInfo,
+        Member,
     )
 }
 

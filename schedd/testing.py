@@ -89,6 +89,7 @@ class NodeSpec:
     data_dir: str
     log_path: str
     metrics: str = ""  # HOST:PORT of its /metrics ("" without metrics)
+    join: str = ""  # gRPC endpoint it joins through (``--join``), instead of ``--peer`` flags
 
 
 class LocalCluster:
@@ -262,9 +263,12 @@ class LocalCluster:
             "--raft-password-file",
             self.password_file,
         ]
-        for other in self.specs:
-            if other is not spec:
-                cmd += ["--peer", f"{other.node_id}={other.raft}/{other.grpc}"]
+        if spec.join:
+            cmd += ["--join", spec.join]
+        else:
+            for other in self.specs:
+                if other is not spec and not other.join:
+                    cmd += ["--peer", f"{other.node_id}={other.raft}/{other.grpc}"]
         if spec.metrics:
             cmd += ["--metrics", spec.metrics]
         return cmd + self.security_args(spec) + self.extra_args
@@ -303,6 +307,40 @@ class LocalCluster:
             start_new_session=True,
         )
         log.close()
+
+    def add_node(self, node_id: str | None = None, join_via: str | None = None) -> NodeSpec:
+        """A new node (fresh ports, data directory and certificate) started with ``--join``
+        through ``join_via`` (default: the first running node's gRPC address); it asks the
+        cluster to add it and catches up from the leader. Returns its spec."""
+        node_id = node_id or f"n{len(self.specs) + 1}"
+        if any(s.node_id == node_id for s in self.specs):
+            raise ValueError(f"{node_id} exists already")
+        grpc_port, raft_port = free_ports(2)
+        via = join_via or next(s.grpc for s in self.specs if self.alive(s.node_id))
+        spec = NodeSpec(
+            node_id,
+            f"127.0.0.1:{raft_port}",
+            f"127.0.0.1:{grpc_port}",
+            os.path.join(self.root, node_id),
+            os.path.join(self.root, node_id, "node.log"),
+            join=via,
+        )
+        if self.secure:
+            from schedd.security.pki import DevPKI
+
+            self.node_certs[node_id] = DevPKI(self.pki_dir).node(node_id)
+        self.specs.append(spec)
+        self.start_node(node_id)
+        return spec
+
+    def forget_node(self, node_id: str) -> None:
+        """Stop node ``node_id`` and drop it from this cluster's specs (after removing it from
+        the cluster's members)."""
+        self.stop_node(node_id)
+        self.specs = [s for s in self.specs if s.node_id != node_id]
+        ch = self._channels.pop(node_id, None)
+        if ch is not None:
+            ch.close()
 
     def alive(self, node_id: str) -> bool:
         """Whether the node's process is running (a SIGSTOPped one counts as running)."""

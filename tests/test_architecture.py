@@ -84,6 +84,8 @@ PURE: dict[str, tuple[str, ...]] = {
         "schedd.sched.misfire",
     ),
     "schedd.raft.replication": (),
+    # who the members are and whether a change keeps a working majority
+    "schedd.raft.membership": ("schedd.errors",),
     # when a node reports its gRPC health as SERVING (a working majority)
     "schedd.raft.quorum": (),
     # what a Raft frame may decode to (sizes, the restricted unpickler): no sockets, no pysyncobj

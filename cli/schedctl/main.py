@@ -37,6 +37,7 @@ from schedctl.common import fail_line as _fail
 from schedctl.completion import context_names
 from schedctl.config_cmd import config_group
 from schedctl.jobs import job
+from schedctl.members import leader_group, member_group
 from schedctl.namespaces import namespace_group
 from schedctl.runs import RUN_STATES, run
 from schedctl.snapshot import snapshot
@@ -256,6 +257,8 @@ cli.add_command(token)
 cli.add_command(audit)
 cli.add_command(namespace_group)
 cli.add_command(snapshot)
+cli.add_command(member_group)
+cli.add_command(leader_group)
 
 
 # ---- cluster -------------------------------------------------------------------------------

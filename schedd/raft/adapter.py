@@ -32,6 +32,13 @@ version is pinned and checked at import):
   optionally carried over mutual TLS between node certificates. pysyncobj's own ``pickle.loads``
   of log entries (at apply, and of a chunked entry) is replaced by the same restricted one, so
   no peer can place a pickle in the log that runs code on the others.
+* **Membership** (:mod:`schedd.raft.membership`): pysyncobj's single-server changes, with the
+  entry's payload extended by the node's id, gRPC address and the whole member list, which apply
+  writes into LMDB (:meth:`Store.apply_members`). pysyncobj applies a change when it is
+  appended (leader) or received (follower) but, after a restart, only when the entry is applied
+  again; Raft uses the latest configuration in the log, committed or not, so the changes in the
+  journal after the last applied entry are replayed at the first tick (:meth:`_replay_membership`).
+  A snapshot without a member set (``schedd restore`` writes one) keeps the configured members.
 * A crash between pysyncobj renaming a new snapshot into place and compacting the journal left
   a journal that does not start at the snapshot; pysyncobj then cleared the journal *including
   entries after the snapshot*. The journal is aligned with the snapshot first instead.
@@ -51,16 +58,24 @@ from typing import Any
 import pysyncobj.syncobj as _syncobj
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjException, replicated
 from pysyncobj.monotonic import monotonic
+from pysyncobj.syncobj import _COMMAND_TYPE
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
-from schedd.errors import InvalidArgument, NotLeader, OutcomeUnknown, Unavailable
-from schedd.raft import replication
+from schedd.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotLeader,
+    OutcomeUnknown,
+    Unavailable,
+)
+from schedd.raft import membership, replication
 from schedd.raft import transport as raft_transport
 from schedd.raft.journal import DurableJournal
 from schedd.raft.quorum import QuorumView
 from schedd.raft.settings import RaftSettings, sync_obj_conf
 from schedd.raft.transport import RaftTls
 from schedd.raft.wire import PickleShim, WireLimits
+from schedd.raft.wire import dumps as wire_dumps
 from schedd.state.apply import Result
 from schedd.state.store import Store, fatal
 
@@ -137,6 +152,10 @@ class RaftNode(SyncObj):
             Any, int
         ] = {}  # leader: lowest reset per follower since its last success
         self._snapshot_path = f"{journal_dir}/raft.snapshot"
+        #: membership entries up to this index were replayed at start (their apply skips them)
+        self._membership_replayed_to: int | None = None
+        #: called after a membership entry is applied (tick thread): (index, members after)
+        self.on_members: Callable[[int, tuple[membership.Member, ...]], None] | None = None
         # Observability (schedd.server.metrics binds these; None costs one comparison):
         # on_propose(seconds, outcome) after every propose; leader_changes counts the changes
         # of the known leader this node saw (tick thread), no leader in between included.
@@ -242,6 +261,8 @@ class RaftNode(SyncObj):
         node (a peer holding the password and, with TLS, a node certificate wrote it). pysyncobj
         would retry it every tick for ever; the node stops instead, naming the entry."""
         try:
+            if command[:1] == bytes([_COMMAND_TYPE.MEMBERSHIP]):
+                return self._apply_membership(command)
             return SyncObj._SyncObj__doApplyCommand(self, command)  # type: ignore[attr-defined]
         except pickle.UnpicklingError as e:
             fatal(
@@ -250,6 +271,139 @@ class RaftNode(SyncObj):
                 "see event=raft_connection_refused lines) before restarting this node"
             )
             raise
+
+    # ---- membership --------------------------------------------------------------------------
+
+    def _SyncObj__doChangeCluster(self, request: Any, reverse: bool = False) -> bool:  # noqa: N802
+        """pysyncobj's one place that changes the member set (on append, on receipt, on apply
+        after a restart, and reversed when an entry is truncated): schedd's payload is cut to
+        pysyncobj's ``[op, address]``."""
+        try:
+            op, address, _after = membership.decode_payload(request)
+        except ValueError as e:
+            fatal(
+                f"a Raft membership entry cannot be read ({e}): it was not written by a schedd "
+                "node. Find the peer that wrote it before restarting this node"
+            )
+            raise
+        changed: bool = SyncObj._SyncObj__doChangeCluster(self, [op, address], reverse)  # type: ignore[attr-defined]
+        if changed:
+            log.info(
+                "event=raft_members_changed op=%s address=%s reverse=%s voters=%s",
+                "add" if op == membership.ADD else "remove",
+                address,
+                reverse,
+                ",".join(sorted(str(n.id) for n in self._SyncObj__otherNodes)) or "-",
+            )
+        return changed
+
+    def _replay_membership(self) -> None:
+        """Raft's rule, which pysyncobj keeps only until a restart: a node uses the latest
+        member set in its log. At the first tick (the snapshot loaded), every membership entry
+        after the last applied one is applied to the member set in log order; their later
+        apply does not repeat it (out of order with the entries after it)."""
+        journal = self._journal
+        if not len(journal):
+            self._membership_replayed_to = 0
+            return
+        first, last = journal[0][1], journal[-1][1]
+        start = max(first, self.raftLastApplied + 1)
+        for i in range(start - first, last - first + 1):
+            command = journal[i][0]
+            if command[:1] == bytes([_COMMAND_TYPE.MEMBERSHIP]):
+                self._SyncObj__doChangeCluster(PickleShim.loads(command[1:]))
+        self._membership_replayed_to = last
+
+    def _apply_membership(self, command: bytes) -> None:
+        index = self.raftLastApplied + 1
+        request = PickleShim.loads(command[1:])
+        replayed = self._membership_replayed_to
+        if replayed is None or index > replayed:
+            self._SyncObj__doChangeCluster(request)  # idempotent; as pysyncobj does at apply
+        op, address, after = membership.decode_payload(request)
+        if after is None:
+            return
+        if self._journal.dirty:
+            self._sync_journal()
+        self._store.apply_members(membership.to_json(after), index)
+        log.info(
+            "event=member_change_applied index=%d op=%s address=%s members=%s",
+            index,
+            "add" if op == membership.ADD else "remove",
+            address,
+            ",".join(f"{m.node_id}@{m.raft}" for m in after),
+        )
+        hook = self.on_members
+        if hook is not None:
+            hook(index, after)
+
+    def propose_membership(self, change: membership.Change, timeout: float) -> int:
+        """Replicate one membership change; return its log index once committed. Raises
+        FailedPrecondition when pysyncobj refuses it (a change still uncommitted, or a leader
+        that has not committed its first entry yet), NotLeader, and OutcomeUnknown on a
+        timeout (the change may still commit: look at the member list)."""
+        done = threading.Event()
+        answer: list[Any] = []
+
+        def callback(result: Any, error: Any) -> None:  # tick thread, before the index moves
+            answer.append((error, self.raftLastApplied + 1))
+            done.set()
+
+        payload = wire_dumps(change.payload())
+        self._applyCommand(payload, callback, _COMMAND_TYPE.MEMBERSHIP)
+        if not done.wait(timeout):
+            raise OutcomeUnknown(
+                f"the membership change ({change.op} {change.member.node_id}) was not confirmed "
+                f"within {timeout:g}s; it may still commit: check `schedctl member list`"
+            )
+        error, index = answer[0]
+        if error == FAIL_REASON.SUCCESS:
+            return int(index)
+        if error == FAIL_REASON.REQUEST_DENIED:
+            raise FailedPrecondition(
+                "the leader refused the membership change: another change is not committed yet, "
+                "or the leader was just elected; retry in a moment"
+            )
+        if error in (FAIL_REASON.NOT_LEADER, FAIL_REASON.MISSING_LEADER):
+            raise NotLeader("this node is not the leader", self.leader_address())
+        raise OutcomeUnknown(
+            f"membership change outcome unknown ({_reason(error)}); check `schedctl member list`"
+        )
+
+    def in_tick(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Run ``fn`` in the tick thread (where pysyncobj's state may be read safely) and return
+        its result. Raises Unavailable when the tick thread does not get to it in time."""
+        done = threading.Event()
+        box: list[Any] = []
+
+        def run() -> None:
+            try:
+                box.append((True, fn()))
+            except Exception as e:  # handed to the caller
+                box.append((False, e))
+            finally:
+                done.set()
+
+        self._tick_actions.put(run)
+        if not done.wait(timeout):
+            raise Unavailable("the Raft thread did not answer in time; retry")
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    def voters(self) -> set[str]:
+        """The Raft addresses of the current member set, this node's included (tick thread)."""
+        return {str(self._SyncObj__selfNode.id), *(str(n.id) for n in self._SyncObj__otherNodes)}
+
+    def peer_states(self) -> dict[str, membership.PeerState]:
+        """The leader's view of every other member (tick thread)."""
+        connected = self._SyncObj__connectedNodes
+        match = self._SyncObj__raftMatchIndex
+        return {
+            str(n.id): membership.PeerState(n in connected, int(match.get(n, 0)))
+            for n in self._SyncObj__otherNodes
+        }
 
     # ---- replication fix ---------------------------------------------------------------------
 
@@ -353,6 +507,10 @@ class RaftNode(SyncObj):
             disk.fsync_dir(os.path.dirname(os.path.abspath(filename)))
         meta = self._store.read_snapshot(filename)
         last, prev = meta[0], meta[1]
+        if not meta[2]:
+            # no member set (a snapshot `schedd restore` wrote): keep the configured one, else
+            # pysyncobj would make this node a cluster of one
+            meta = (last, prev, {self._SyncObj__selfNode, *self._SyncObj__otherNodes})
         entries = self._journal
         first = entries[0][1] if len(entries) else None
         if first is not None and first < prev[1] <= entries[-1][1]:
@@ -428,6 +586,8 @@ class RaftNode(SyncObj):
     def _run_tick_actions(self) -> None:
         # Registered once: pysyncobj holds its callback lock while calling us, so a callback
         # must never add or remove tick callbacks itself.
+        if self._membership_replayed_to is None:
+            self._replay_membership()
         leader = self._getLeader()
         if leader != self._seen_leader:
             self._seen_leader = leader

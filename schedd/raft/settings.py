@@ -58,6 +58,6 @@ def sync_obj_conf(s: RaftSettings, password: str, journal_dir: str, **extra: obj
         logCompactionMinEntries=s.compaction_min_entries,
         logCompactionMinTime=s.compaction_min_time_s,
         logCompactionSplit=True,
-        dynamicMembershipChange=False,
+        dynamicMembershipChange=True,  # one member at a time: schedd.raft.membership
         **extra,
     )

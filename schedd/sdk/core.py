@@ -688,6 +688,44 @@ def transfer_leadership(to_node_id: str) -> Call[None]:
     return Call("cluster", "TransferLeadership", req, False, _nothing)
 
 
+def list_members() -> Call[list[models.Member]]:
+    """ListMembers (a read, answered by the leader)."""
+    req = build(lambda: api_pb2.ListMembersRequest())
+    return Call(
+        "cluster",
+        "ListMembers",
+        req,
+        True,
+        lambda resp: [models.Member.from_pb(m) for m in resp.members],
+    )
+
+
+def add_member(node_id: str, raft_address: str, grpc_address: str) -> Call[list[models.Member]]:
+    """AddMember; safe to resend (adding a member that is one with the same addresses is a
+    no-op)."""
+    req = build(
+        lambda: api_pb2.AddMemberRequest(
+            node_id=node_id, raft_address=raft_address, grpc_address=grpc_address
+        )
+    )
+    return Call(
+        "cluster", "AddMember", req, True, lambda r: [models.Member.from_pb(m) for m in r.members]
+    )
+
+
+def remove_member(node_id: str) -> Call[list[models.Member]]:
+    """RemoveMember; not resent after a timeout (a resend of a removal that committed answers
+    NOT_FOUND)."""
+    req = build(lambda: api_pb2.RemoveMemberRequest(node_id=node_id))
+    return Call(
+        "cluster",
+        "RemoveMember",
+        req,
+        False,
+        lambda r: [models.Member.from_pb(m) for m in r.members],
+    )
+
+
 def _new_token(resp: Any) -> models.NewToken:
     return models.NewToken(models.Token.from_pb(resp.token), resp.secret)
 

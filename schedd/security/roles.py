@@ -172,6 +172,9 @@ METHOD_ROLES: dict[str, Role] = {
     f"/{SERVICE}ClusterService/ListNamespaces": Role.CLUSTER_ADMIN,
     # the whole state, every namespace and the token hashes included
     f"/{SERVICE}ClusterService/SaveSnapshot": Role.CLUSTER_ADMIN,
+    f"/{SERVICE}ClusterService/ListMembers": Role.READER,
+    f"/{SERVICE}ClusterService/AddMember": Role.CLUSTER_ADMIN,
+    f"/{SERVICE}ClusterService/RemoveMember": Role.CLUSTER_ADMIN,
     f"/{SERVICE}TokenService/CreateToken": Role.CLUSTER_ADMIN,
     f"/{SERVICE}TokenService/ListTokens": Role.CLUSTER_ADMIN,
     f"/{SERVICE}TokenService/RevokeToken": Role.CLUSTER_ADMIN,

@@ -198,6 +198,18 @@ def _write_rate(text: str) -> dict[str, Any]:
     help="ID=RAFT_HOST:PORT/GRPC_HOST:PORT of another node; repeat.",
 )
 @click.option(
+    "--join",
+    "join_endpoint",
+    help="HOST:PORT of a running cluster's gRPC API: ask it to add this node as a member, then "
+    "start with its members as peers (instead of --peer). Ignored once this node's state has "
+    "recorded the member list (a restart).",
+)
+@click.option(
+    "--advertise-grpc",
+    help="HOST:PORT clients and the other nodes are given for this node, when --grpc binds an "
+    "address they cannot dial (such as 0.0.0.0 in a container) [--grpc].",
+)
+@click.option(
     "--raft-password-file",
     type=click.Path(dir_okay=False),
     help="File holding the Raft password (else SCHEDD_RAFT_PASSWORD).",
@@ -319,6 +331,8 @@ def run(
     raft_addr: str | None,
     grpc_addr: str | None,
     peers: tuple[str, ...],
+    join_endpoint: str | None,
+    advertise_grpc: str | None,
     raft_password_file: str | None,
     lease_ttl: str | None,
     heartbeat_interval: str | None,
@@ -450,6 +464,25 @@ def run(
         from prometheus_client import disable_created_metrics
 
         disable_created_metrics()  # the *_created series only double the output
+    peer_specs = tuple(pick(peers, "peers", ()))
+    join_at = pick(join_endpoint, "join", "")
+    advertised = str(pick(advertise_grpc, "advertise_grpc", ""))
+    if join_at:
+        peer_specs = (
+            _join(
+                join_at,
+                node_id=pick(node_id, "node_id"),
+                data_dir=pick(data_dir, "data_dir"),
+                raft=pick(raft_addr, "raft"),
+                grpc_address=advertised or pick(grpc_addr, "grpc"),
+                ca=ca or "",
+                cert=cert or "",
+                key=key or "",
+                token_file=pick(bootstrap_token_file, "bootstrap_token_file", ""),
+                insecure=plain,
+            )
+            or peer_specs
+        )
     try:
         config = NodeConfig(
             node_id=pick(node_id, "node_id"),
@@ -457,7 +490,8 @@ def run(
             raft=pick(raft_addr, "raft"),
             grpc=pick(grpc_addr, "grpc"),
             password=password,
-            peers=tuple(Peer.parse(p) for p in pick(peers, "peers", ())),
+            peers=tuple(Peer.parse(p) for p in peer_specs),
+            advertise_grpc=advertised,
             dispatch=settings,
             raft_settings=RaftSettings(fsync=not unsafe),
             map_size=int(pick(map_size, "map_size_mib", 4096)) << 20,
@@ -486,6 +520,26 @@ def run(
         pass
     node.stop()
     sys.exit(0)
+
+
+def _join(endpoint: str, *, node_id: str, data_dir: str, **kw: Any) -> tuple[str, ...]:
+    """``--join``: the peers as ``--peer`` strings, () when the state already records them."""
+    from schedd.server import join
+
+    if not join.needs_join(data_dir):
+        log.info("event=join_skipped node=%s: the state records the member list", node_id)
+        return ()
+    raft, grpc_address = kw.pop("raft"), kw.pop("grpc_address")
+    try:
+        creds = join.credentials(**kw)
+        members = join.join(endpoint, node_id, raft, grpc_address, creds)
+    except SchedError as e:
+        _fail(
+            f"--join {endpoint}: the cluster did not add {node_id}: {e.message}. Fix that and "
+            "start this node again (nothing was changed on this node)"
+        )
+        raise
+    return tuple(f"{i}={r}/{g}" for i, r, g in members if i != node_id)
 
 
 @main.command()

@@ -6,12 +6,14 @@ peer first when this node leads, so a rolling restart does not wait out an elect
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +22,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from schedd.clock import Clock, SystemClock
-from schedd.errors import InvalidArgument, NotLeader, Unavailable
+from schedd.errors import FailedPrecondition, InvalidArgument, NotLeader, Unavailable
 from schedd.pb import api_pb2
+from schedd.raft import membership
 from schedd.raft.adapter import RaftNode, StateAheadOfJournal
 from schedd.raft.journal import JournalCorrupt
 from schedd.raft.quorum import QuorumHealth
@@ -98,6 +101,14 @@ class NodeConfig:
     limits: Limits = field(default_factory=Limits)
     #: HOST:PORT to serve Prometheus metrics on, plain HTTP ("": no metrics, no port opened)
     metrics: str = ""
+    #: the gRPC address clients and the other nodes are told for this node, when --grpc binds
+    #: an address they cannot dial (0.0.0.0 in a container) ("": --grpc itself)
+    advertise_grpc: str = ""
+
+    @property
+    def grpc_address(self) -> str:
+        """Where clients reach this node (what leader hints and the member list say)."""
+        return self.advertise_grpc or self.grpc
 
     def validate(self) -> None:
         if not self.node_id:
@@ -127,6 +138,8 @@ class NodeConfig:
             )
         if self.tls is not None and self.insecure:
             raise InvalidArgument("--insecure", "cannot be combined with --tls-cert")
+        if self.advertise_grpc and not _is_addr(self.advertise_grpc):
+            raise InvalidArgument("--advertise-grpc", f"{self.advertise_grpc!r} is not HOST:PORT")
         if self.metrics:
             parse_listen(self.metrics)
         if self.map_size < (1 << 20):
@@ -256,26 +269,27 @@ class Node:
             except TlsConfigError as e:
                 raise InvalidArgument(e.flag, e.problem) from None
         _private_dir(config.data_dir)
-        self._members = {config.raft: (config.node_id, config.grpc)}
-        self._members.update({p.raft: (p.node_id, p.grpc) for p in config.peers})
         state_dir = os.path.join(config.data_dir, "state")
         self._running_marker = os.path.join(config.data_dir, "running.boot")
         _set_aside_state_torn_by_a_machine_crash(state_dir, self._running_marker)
         self.store = Store(state_dir, map_size=config.map_size, max_map_size=config.map_ceiling)
         disk.write_file(self._running_marker, _boot_id().encode())
+        self._member_lock = threading.Lock()  # one membership change at a time on this node
+        members = self._initial_members()
+        self._members = {m.raft: m for m in members}
         self.registry = Registry()
         self.snapshots = Snapshots(
             self.store,
             config.data_dir,
             config.min_free_bytes,
-            [config.node_id, *(p.node_id for p in config.peers)],
+            lambda: [m.node_id for m in self._members.values()],
         )
         self.scans = ScanSlots(config.limits.max_concurrent_scans)
         self.write_rates = WriteRates(config.limits.write_rate_per_s, config.limits.write_burst)
         try:
             self.raft = RaftNode(
                 config.raft,
-                [p.raft for p in config.peers],
+                [m.raft for m in members if m.raft != config.raft],
                 self.store,
                 config.data_dir,
                 config.password,
@@ -306,6 +320,7 @@ class Node:
                 "(docs/security.md)",
                 config.node_id,
             )
+        self.raft.on_members = self._members_applied
         if self.metrics is not None:
             self.raft.on_propose = self.metrics.propose
             self.raft.journal.on_sync = self.metrics.fsync
@@ -372,6 +387,59 @@ class Node:
         if self.metrics is not None:
             self.metrics.registry.register(NodeCollector(self))
 
+    def _initial_members(self) -> tuple[membership.Member, ...]:
+        """The member list this node starts with: the one its state recorded at the last
+        membership change it applied, else its flags (``--node-id`` and ``--peer``; or the list
+        ``--join`` fetched). A node whose state names it with another Raft address stops: it
+        would claim another node's place."""
+        config = self.config
+        flags = (
+            membership.Member(config.node_id, config.raft, config.grpc_address),
+            *(membership.Member(p.node_id, p.raft, p.grpc) for p in config.peers),
+        )
+        recorded = self.store.members()
+        if recorded is None:
+            return flags
+        members = membership.from_json(recorded)
+        me = next((m for m in members if m.node_id == config.node_id), None)
+        if me is not None and me.raft != config.raft:
+            fatal(
+                f"this node's state records it as member {config.node_id} with Raft address "
+                f"{me.raft}, but it was started with --raft {config.raft}: start it with --raft "
+                f"{me.raft}, or remove it (schedctl member remove {config.node_id}), delete its "
+                "data directory and add it again with the new address"
+            )
+            raise SystemExit(70)
+        if me is None:
+            log.warning(
+                "event=not_a_member node=%s: this node was removed from the cluster (members: %s); "
+                "it receives nothing and takes no part in elections. Stop it, or delete its data "
+                "directory and start it with --join to add it again",
+                config.node_id,
+                ",".join(m.node_id for m in members),
+            )
+        ignored = {p.node_id for p in config.peers} - {m.node_id for m in members}
+        if ignored:
+            log.info(
+                "event=peer_flags_superseded node=%s ignored=%s: the member list in the state "
+                "(changed with schedctl member add/remove) is used, not --peer",
+                config.node_id,
+                ",".join(sorted(ignored)),
+            )
+        return members
+
+    def _members_applied(self, index: int, members: tuple[membership.Member, ...]) -> None:
+        """The Raft layer applied a membership change (tick thread)."""
+        was_member = self.config.raft in self._members
+        self._members = {m.raft: m for m in members}
+        if was_member and self.config.raft not in self._members:
+            log.warning(
+                "event=removed_from_cluster node=%s index=%d: this node is no longer a member; "
+                "stop its process (it receives nothing more)",
+                self.config.node_id,
+                index,
+            )
+
     def _applied(self, _index: int, result: Result) -> None:
         """The store's hook for every applied entry (tick thread)."""
         if self.metrics is not None:
@@ -394,7 +462,7 @@ class Node:
             self.config.node_id,
             self.config.raft,
             self.config.grpc,
-            ",".join(p.node_id for p in self.config.peers) or "-",
+            ",".join(m.node_id for m in self.members() if m.raft != self.config.raft) or "-",
         )
         if self.metrics_server is not None:
             log.info(
@@ -459,7 +527,7 @@ class Node:
         log.info(
             "event=node_stopping node=%s leader=%s", self.config.node_id, self.raft.is_leader()
         )
-        if self.raft.is_leader() and self.config.peers and self.raft.hasQuorum:
+        if self.raft.is_leader() and len(self._members) > 1 and self.raft.hasQuorum:
             self._hand_over(handover_s)
         self._stopped.set()
         self.health.enter_graceful_shutdown()
@@ -509,11 +577,94 @@ class Node:
 
     def leader_grpc(self) -> str:
         member = self._members.get(self.raft.leader_address())
-        return member[1] if member else ""
+        return member.grpc if member else ""
 
     def leader_id(self) -> str:
         member = self._members.get(self.raft.leader_address())
-        return member[0] if member else ""
+        return member.node_id if member else ""
+
+    def members(self) -> tuple[membership.Member, ...]:
+        """The member list as this node knows it (the last change it applied, or its flags)."""
+        return tuple(sorted(self._members.values()))
+
+    def _self_member(self) -> membership.Member:
+        return self._members.get(self.config.raft) or membership.Member(
+            self.config.node_id, self.config.raft, self.config.grpc_address
+        )
+
+    def member_view(
+        self,
+    ) -> tuple[tuple[membership.Member, ...], set[str], dict[str, membership.PeerState], int]:
+        """(members, Raft voters' addresses, the leader's view of each peer, commit index)."""
+
+        def read() -> tuple[set[str], dict[str, membership.PeerState], int]:
+            return self.raft.voters(), self.raft.peer_states(), int(self.raft.raftCommitIndex)
+
+        voters, peers, commit = self.raft.in_tick(read)
+        return self.members(), voters, peers, commit
+
+    def add_member(self, new: membership.Member, timeout: float = 10.0) -> bool:
+        """Add ``new`` as a voting member (leader). False when it already is one with these
+        addresses. Raises FailedPrecondition when the cluster could not commit without it (or
+        another change is in progress), InvalidArgument for a clashing id or address."""
+        with self._change_turn():
+            self.require_leader()
+            members, _voters, peers, commit = self.member_view()
+            change = membership.plan_add(members, self._self_member(), peers, commit, new)
+            if change is None:
+                return False
+            index = self.raft.propose_membership(change, timeout)
+            log.info(
+                "event=member_added node=%s raft=%s grpc=%s index=%d members=%s",
+                new.node_id,
+                new.raft,
+                new.grpc,
+                index,
+                ",".join(m.node_id for m in change.members_after),
+            )
+            return True
+
+    def remove_member(self, node_id: str, timeout: float = 10.0) -> None:
+        """Remove member ``node_id`` (leader). The leader itself is removed by handing
+        leadership to a caught-up member first and answering NotLeader naming it (the client
+        repeats the call there). Raises NotFound / FailedPrecondition as
+        :func:`schedd.raft.membership.plan_remove` says."""
+        with self._change_turn():
+            self.require_leader()
+            members, _voters, peers, commit = self.member_view()
+            me = self._self_member()
+            if node_id == me.node_id and len(members) > 1:
+                others = [m for m in members if m != me]
+                membership.plan_remove(others + [me], others[0], peers, commit, node_id)
+                log.info("event=leader_leaving node=%s: handing leadership over first", node_id)
+                self.transfer_leadership("")
+                deadline = time.monotonic() + 10.0
+                while time.monotonic() < deadline and (
+                    self.raft.is_leader() or not self.leader_grpc()
+                ):
+                    time.sleep(0.05)
+                self.require_leader()  # NotLeader with the new leader's address
+                raise Unavailable("leadership did not move in time; retry")
+            change = membership.plan_remove(members, me, peers, commit, node_id)
+            index = self.raft.propose_membership(change, timeout)
+            log.info(
+                "event=member_removed node=%s raft=%s index=%d members=%s",
+                node_id,
+                change.member.raft,
+                index,
+                ",".join(m.node_id for m in change.members_after),
+            )
+
+    @contextlib.contextmanager
+    def _change_turn(self) -> Iterator[None]:
+        if not self._member_lock.acquire(timeout=15.0):
+            raise FailedPrecondition(
+                "another membership change is in progress on the leader; retry when it is done"
+            )
+        try:
+            yield
+        finally:
+            self._member_lock.release()
 
     def require_leader(self) -> None:
         if not self.raft.is_leader():
@@ -540,7 +691,14 @@ class Node:
         there is no such peer."""
         if not to_node_id:
             return None
-        target = next((p.raft for p in self.config.peers if p.node_id == to_node_id), None)
+        target = next(
+            (
+                m.raft
+                for m in self._members.values()
+                if m.node_id == to_node_id and m.raft != self.config.raft
+            ),
+            None,
+        )
         if target is None:
             raise InvalidArgument("to_node_id", f"no peer named {to_node_id!r}")
         return target
@@ -584,12 +742,12 @@ class Node:
             applied_index=self.store.applied_index(),
             leader_id=self.leader_id(),
             leader_grpc=self.leader_grpc(),
-            grpc_address=self.config.grpc,
+            grpc_address=self.config.grpc_address,
             raft_address=self.config.raft,
             has_quorum=bool(st.get("has_quorum", False)),
             state_digest=self.store.digest() if with_digest else "",
             workers=len(self.registry),
-            peers=[p.node_id for p in self.config.peers],
+            peers=[m.node_id for m in self.members() if m.raft != self.config.raft],
             unsafe_no_fsync=not self.config.raft_settings.fsync,
             pid=os.getpid(),
             started_ms=PROCESS_STARTED_MS,

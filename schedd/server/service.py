@@ -41,6 +41,7 @@ from schedd.errors import (
     from_code,
 )
 from schedd.pb import api_grpc, api_pb2, command_pb2, types_pb2
+from schedd.raft import membership
 from schedd.sched import policies
 from schedd.sched.explain import explain, with_pending_cause
 from schedd.sched.schedule import compile_schedule
@@ -822,6 +823,52 @@ class ClusterService(_Base, api_grpc.ClusterServiceServicer):
         they exist as soon as a job names them)."""
         self._leader()
         return api_pb2.ListNamespacesResponse(namespaces=self.node.store.list_namespaces())
+
+    def _member_list(self) -> api_pb2.ListMembersResponse:
+        members, voters, peers, commit = self.node.member_view()
+        me = self.node.config.raft
+        out = []
+        for m in members:
+            peer = peers.get(m.raft)
+            out.append(
+                api_pb2.Member(
+                    node_id=m.node_id,
+                    raft_address=m.raft,
+                    grpc_address=m.grpc,
+                    leader=m.raft == me,
+                    voter=m.raft in voters,
+                    connected=m.raft == me or (peer is not None and peer.connected),
+                    match_index=commit if m.raft == me else (peer.match_index if peer else 0),
+                )
+            )
+        return api_pb2.ListMembersResponse(members=out, commit_index=commit)
+
+    @rpc
+    def ListMembers(
+        self, req: api_pb2.ListMembersRequest, context: grpc.ServicerContext
+    ) -> api_pb2.ListMembersResponse:
+        """The members as the leader sees them (whether each is connected and caught up)."""
+        self._leader()
+        return self._member_list()
+
+    @rpc
+    def AddMember(
+        self, req: api_pb2.AddMemberRequest, context: grpc.ServicerContext
+    ) -> api_pb2.AddMemberResponse:
+        new = membership.Member(
+            validate.node_id(req.node_id),
+            validate.host_port(req.raft_address, "raft_address"),
+            validate.host_port(req.grpc_address, "grpc_address"),
+        )
+        added = self.node.add_member(new)
+        return api_pb2.AddMemberResponse(added=added, members=self._member_list().members)
+
+    @rpc
+    def RemoveMember(
+        self, req: api_pb2.RemoveMemberRequest, context: grpc.ServicerContext
+    ) -> api_pb2.RemoveMemberResponse:
+        self.node.remove_member(validate.node_id(req.node_id))
+        return api_pb2.RemoveMemberResponse(members=self._member_list().members)
 
     @rpc
     def TransferLeadership(

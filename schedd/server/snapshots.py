@@ -56,12 +56,16 @@ class Snapshots:
     deleted when the node starts."""
 
     def __init__(
-        self, store: Store, data_dir: str, min_free_bytes: int, node_ids: list[str]
+        self,
+        store: Store,
+        data_dir: str,
+        min_free_bytes: int,
+        node_ids: Callable[[], list[str]],
     ) -> None:
         self._store = store
         self._dir = data_dir
         self._min_free = min_free_bytes
-        self._node_ids = sorted(node_ids)
+        self._node_ids = node_ids  # the members now
         self._busy = threading.Lock()
         for name in os.listdir(data_dir):
             if name.startswith(".snapshot-") and name.endswith(".mdb"):
@@ -100,7 +104,7 @@ class Snapshots:
                 raise
             info = api_pb2.SnapshotInfo(
                 format_version=FORMAT_VERSION,
-                node_ids=self._node_ids,
+                node_ids=sorted(self._node_ids()),
                 applied_index=applied,
                 created_ms=int(time.time() * 1000),
                 size_bytes=size,

@@ -556,6 +556,26 @@ MAX_TOKEN_GRANTS = 32
 MAX_TOKEN_TTL_S = 10 * 366 * 86_400
 
 
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def node_id(value: str, field: str = "node_id") -> str:
+    if not _NODE_ID.fullmatch(value):
+        raise InvalidArgument(
+            field, f"{value!r:.80} is not a node id ([A-Za-z0-9][A-Za-z0-9._-]{{0,62}})"
+        )
+    return value
+
+
+def host_port(value: str, field: str) -> str:
+    host, colon, port = value.rpartition(":")
+    if not (colon and host and port.isdigit() and 0 < int(port) < 65536) or any(
+        c.isspace() or c in "/@" for c in value
+    ):
+        raise InvalidArgument(field, f"{value!r:.80} is not HOST:PORT")
+    return value
+
+
 def token_name(value: str, field: str = "name") -> str:
     if not TOKEN_NAME_RE.match(value):
         raise InvalidArgument(

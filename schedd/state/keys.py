@@ -47,6 +47,7 @@ NEXT_FENCE = b"next_fence"
 CATCHUP_NEXT = b"catchup_next"  # earliest not_before of the next paced catch-up run
 AUDIT_COUNT = b"audit_count"  # records in the audit database (capped)
 TOKENS_VERSION = b"tokens_version"  # grows with every token change (authenticators reload)
+MEMBERS = b"members"  # the member list, JSON (schedd.raft.membership); absent: the flags' list
 SCHEMA = b"schema"
 SCHEMA_VERSION = b"1"
 

@@ -165,6 +165,8 @@ class Store:
         #: called after the map grew, with (old size, new size) in bytes
         self.on_grown: Callable[[int, int], None] | None = None
         self.on_applied: Callable[[int, Result], None] | None = None
+        #: grows with every applied membership change (readers cache the member list by it)
+        self.members_version = 0
         with self._env.begin(write=True) as txn:
             if txn.get(keys.SCHEMA, db=self._dbs["meta"]) is None:
                 txn.put(keys.SCHEMA, keys.SCHEMA_VERSION, db=self._dbs["meta"])
@@ -295,6 +297,50 @@ class Store:
             except Exception:
                 log.exception("on_applied hook failed")
         return result
+
+    def apply_members(self, members_json: bytes, index: int) -> None:
+        """Apply a membership entry (tick thread): record the member list it carries and its
+        index, unless that index is already applied (a replay after a restart). Stops the node
+        on an LMDB error, like :meth:`apply_entry`."""
+        try:
+            with self._apply_lock, self._env.begin(write=True) as txn:
+                meta = self._dbs["meta"]
+                raw = txn.get(keys.APPLIED_INDEX, db=meta)
+                if raw is not None and index <= keys.from_be64(bytes(raw)):
+                    return
+                txn.put(keys.MEMBERS, members_json, db=meta)
+                txn.put(keys.APPLIED_INDEX, keys.be64(index), db=meta)
+        except lmdb.Error as e:
+            fatal(
+                f"LMDB failed at {self.path} applying log index {index} (a membership change): "
+                f"{e}; check the disk (space, permissions) and restart the node"
+            )
+            raise
+        self.members_version += 1
+
+    @staticmethod
+    def recorded_members(path: str) -> bytes | None:
+        """:meth:`members` of the state in ``path`` without opening it for writing (None when
+        there is no state yet). For a node deciding, before it starts, whether to join."""
+        if not os.path.exists(os.path.join(path, "data.mdb")):
+            return None
+        env = lmdb.open(path, readonly=True, lock=False, max_dbs=len(keys.DBS) + 2, subdir=True)
+        try:
+            with env.begin() as txn:
+                try:
+                    meta = env.open_db(b"meta", txn=txn, create=False)
+                except lmdb.NotFoundError:
+                    return None
+                raw = txn.get(keys.MEMBERS, db=meta)
+                return None if raw is None else bytes(raw)
+        finally:
+            env.close()
+
+    def members(self) -> bytes | None:
+        """The member list of the last applied membership change (JSON), None before any."""
+        with self.read() as txn:
+            raw = txn.get(keys.MEMBERS, db=self._dbs["meta"])
+        return None if raw is None else bytes(raw)
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -721,8 +767,11 @@ class Store:
 
     def restore_image(self, path: str) -> None:
         """Replace the whole state by the LMDB image in directory ``path`` (its ``data.mdb``),
-        in one write transaction. For ``schedd restore`` into a new, empty node."""
+        in one write transaction. For ``schedd restore`` into a new, empty node: the old
+        cluster's member list is left out (the new cluster's members are its nodes' flags)."""
         self._restore_from(path)
+        with self._apply_lock, self._env.begin(write=True) as txn:
+            txn.delete(keys.MEMBERS, db=self._dbs["meta"])
 
     def _restore_from(self, path: str) -> None:
         src = lmdb.open(path, readonly=True, lock=False, max_dbs=len(keys.DBS) + 2, subdir=True)

@@ -894,6 +894,21 @@ class ClusterServiceStub:
                 request_serializer=schedd_dot_v1_dot_api__pb2.SaveSnapshotRequest.SerializeToString,
                 response_deserializer=schedd_dot_v1_dot_api__pb2.SnapshotChunk.FromString,
                 _registered_method=True)
+        self.ListMembers = channel.unary_unary(
+                '/schedd.v1.ClusterService/ListMembers',
+                request_serializer=schedd_dot_v1_dot_api__pb2.ListMembersRequest.SerializeToString,
+                response_deserializer=schedd_dot_v1_dot_api__pb2.ListMembersResponse.FromString,
+                _registered_method=True)
+        self.AddMember = channel.unary_unary(
+                '/schedd.v1.ClusterService/AddMember',
+                request_serializer=schedd_dot_v1_dot_api__pb2.AddMemberRequest.SerializeToString,
+                response_deserializer=schedd_dot_v1_dot_api__pb2.AddMemberResponse.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/schedd.v1.ClusterService/RemoveMember',
+                request_serializer=schedd_dot_v1_dot_api__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=schedd_dot_v1_dot_api__pb2.RemoveMemberResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -941,6 +956,24 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMembers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -978,6 +1011,21 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.SaveSnapshot,
                     request_deserializer=schedd_dot_v1_dot_api__pb2.SaveSnapshotRequest.FromString,
                     response_serializer=schedd_dot_v1_dot_api__pb2.SnapshotChunk.SerializeToString,
+            ),
+            'ListMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMembers,
+                    request_deserializer=schedd_dot_v1_dot_api__pb2.ListMembersRequest.FromString,
+                    response_serializer=schedd_dot_v1_dot_api__pb2.ListMembersResponse.SerializeToString,
+            ),
+            'AddMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMember,
+                    request_deserializer=schedd_dot_v1_dot_api__pb2.AddMemberRequest.FromString,
+                    response_serializer=schedd_dot_v1_dot_api__pb2.AddMemberResponse.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=schedd_dot_v1_dot_api__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=schedd_dot_v1_dot_api__pb2.RemoveMemberResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1169,6 +1217,87 @@ class ClusterService:
             '/schedd.v1.ClusterService/SaveSnapshot',
             schedd_dot_v1_dot_api__pb2.SaveSnapshotRequest.SerializeToString,
             schedd_dot_v1_dot_api__pb2.SnapshotChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schedd.v1.ClusterService/ListMembers',
+            schedd_dot_v1_dot_api__pb2.ListMembersRequest.SerializeToString,
+            schedd_dot_v1_dot_api__pb2.ListMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schedd.v1.ClusterService/AddMember',
+            schedd_dot_v1_dot_api__pb2.AddMemberRequest.SerializeToString,
+            schedd_dot_v1_dot_api__pb2.AddMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schedd.v1.ClusterService/RemoveMember',
+            schedd_dot_v1_dot_api__pb2.RemoveMemberRequest.SerializeToString,
+            schedd_dot_v1_dot_api__pb2.RemoveMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -198,6 +198,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "None, sleep: 'Callable[[float], Awaitable[None]]' = "
             "<function sleep>, credentials: 'Credentials | None' = "
             "None, namespace: 'str | None' = None) -> 'None'",
+            "add_member": "def(self, node_id: 'str', raft_address: 'str', "
+            "grpc_address: 'str') -> 'list[Member]'",
             "backfill": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', "
             "*, chunk: 'int' = 1000, overlap: 'str | int' = 0) -> "
             "'AsyncIterator[BackfillResult]'",
@@ -235,6 +237,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "'', target: 'str' = '', before_index: 'int' = 0) -> "
             "'tuple[list[AuditRecord], int]'",
             "list_jobs": "def(self, limit: 'int | None' = 1000) -> 'list[Job]'",
+            "list_members": "def(self) -> 'list[Member]'",
             "list_namespaces": "def(self) -> 'list[Namespace]'",
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, "
             "state: 'int | str | None' = None) -> 'list[Run]'",
@@ -244,6 +247,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "node_status": "def(self, endpoint: 'str', with_digest: 'bool' = "
             "False, timeout: 'float' = 2.0) -> 'NodeStatus'",
             "pause_job": "def(self, name: 'str') -> 'Job'",
+            "remove_member": "def(self, node_id: 'str') -> 'list[Member]'",
             "resume_job": "def(self, name: 'str', *, skip_missed: 'bool' = False) -> 'Job'",
             "retry_run": "def(self, run_id: 'str', request_id: 'str | None' = None) -> 'Run'",
             "revoke_token": "def(self, name: 'str') -> 'Token'",
@@ -268,6 +272,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "'Callable[[float], None]' = <built-in function sleep>, "
             "credentials: 'Credentials | None' = None, namespace: "
             "'str | None' = None) -> 'None'",
+            "add_member": "def(self, node_id: 'str', raft_address: 'str', "
+            "grpc_address: 'str') -> 'list[Member]'",
             "backfill": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', *, "
             "chunk: 'int' = 1000, overlap: 'str | int' = 0) -> "
             "'Iterator[BackfillResult]'",
@@ -305,6 +311,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "'', target: 'str' = '', before_index: 'int' = 0) -> "
             "'tuple[list[AuditRecord], int]'",
             "list_jobs": "def(self, limit: 'int | None' = 1000) -> 'list[Job]'",
+            "list_members": "def(self) -> 'list[Member]'",
             "list_namespaces": "def(self) -> 'list[Namespace]'",
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, state: "
             "'int | str | None' = None) -> 'list[Run]'",
@@ -314,6 +321,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "node_status": "def(self, endpoint: 'str', with_digest: 'bool' = "
             "False, timeout: 'float' = 2.0) -> 'NodeStatus'",
             "pause_job": "def(self, name: 'str') -> 'Job'",
+            "remove_member": "def(self, node_id: 'str') -> 'list[Member]'",
             "resume_job": "def(self, name: 'str', *, skip_missed: 'bool' = False) -> 'Job'",
             "retry_run": "def(self, run_id: 'str', request_id: 'str | None' = None) -> 'Run'",
             "revoke_token": "def(self, name: 'str') -> 'Token'",
@@ -504,6 +512,17 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "parse": "classmethod(value: 'str | int') -> 'Self'",
             "proto_name": "property",
             "word": "property",
+        },
+        "Member": {
+            "HasField": "def(self, name: 'str') -> 'bool'",
+            "__init__": "def(self, node_id: 'str' = '', raft_address: 'str' = "
+            "'', grpc_address: 'str' = '', leader: 'bool' = False, "
+            "voter: 'bool' = False, connected: 'bool' = False, "
+            "match_index: 'int' = 0) -> None",
+            "class": "Record",
+            "from_pb": "classmethod(msg: 'Message') -> 'Self'",
+            "to_dict": "def(self) -> 'dict[str, Any]'",
+            "to_pb": "def(self) -> 'Any'",
         },
         "MisfirePolicy": {
             "class": "ProtoEnum",
@@ -714,6 +733,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "'Sequence[str]' = (), env: 'dict[str, str] | "
             "None' = None, secure: 'bool' = True, metrics: "
             "'bool' = False) -> 'None'",
+            "add_node": "def(self, node_id: 'str | None' = None, "
+            "join_via: 'str | None' = None) -> 'NodeSpec'",
             "alive": "def(self, node_id: 'str') -> 'bool'",
             "async_client": "def(self, **options: 'Any') -> 'AsyncClient'",
             "class": "object",
@@ -724,6 +745,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "credentials": "attribute cached_property",
             "endpoints": "property",
             "endpoints_env": "property",
+            "forget_node": "def(self, node_id: 'str') -> 'None'",
             "kill_leader": "def(self, sig: 'int' = <Signals.SIGKILL: 9>, "
             "timeout: 'float' = 30.0) -> 'str'",
             "kill_node": "def(self, node_id: 'str', sig: 'int' = <Signals.SIGKILL: 9>) -> 'None'",
@@ -748,7 +770,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "NodeSpec": {
             "__init__": "def(self, node_id: 'str', raft: 'str', grpc: 'str', "
             "data_dir: 'str', log_path: 'str', metrics: 'str' = "
-            "'') -> None",
+            "'', join: 'str' = '') -> None",
             "class": "object",
         },
         "RunningCluster": {
