@@ -53,6 +53,9 @@ def sync_obj_conf(s: RaftSettings, password: str, journal_dir: str, **extra: obj
         raftMinTimeout=s.election_min_s,
         raftMaxTimeout=s.election_max_s,
         connectionTimeout=max(s.connection_timeout_s, s.election_max_s),
+        # a node that was down (or has just been added) is dialled again within a second, not
+        # pysyncobj's 5 s: it is sent what it missed that much sooner
+        connectionRetryTime=1.0,
         leaderFallbackTimeout=s.leader_fallback_s,
         commandsWaitLeader=False,
         logCompactionMinEntries=s.compaction_min_entries,

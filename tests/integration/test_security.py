@@ -95,6 +95,10 @@ REQUESTS: dict[str, Any] = {
     "GetNamespace": api_pb2.GetNamespaceRequest(),
     "ListNamespaces": api_pb2.ListNamespacesRequest(),
     "SaveSnapshot": api_pb2.SaveSnapshotRequest(),
+    "ListMembers": api_pb2.ListMembersRequest(),
+    # invalid (no addresses) and unknown: refused by validation, nothing changes
+    "AddMember": api_pb2.AddMemberRequest(node_id="role-probe"),
+    "RemoveMember": api_pb2.RemoveMemberRequest(node_id="no-such-node"),
     "CreateToken": api_pb2.CreateTokenRequest(name="", grants=["reader"]),
     "ListTokens": api_pb2.ListTokensRequest(),
     "RevokeToken": api_pb2.RevokeTokenRequest(name="no-such-token"),
