@@ -610,6 +610,8 @@ class NodeStatus(Record):
     unsafe_no_fsync: bool = False
     pid: int = 0
     started_ms: int = 0
+    feature_level: int = 0
+    features_supported: int = 0
 
     @property
     def started_at(self) -> datetime | None:

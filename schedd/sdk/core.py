@@ -700,12 +700,17 @@ def list_members() -> Call[list[models.Member]]:
     )
 
 
-def add_member(node_id: str, raft_address: str, grpc_address: str) -> Call[list[models.Member]]:
+def add_member(
+    node_id: str, raft_address: str, grpc_address: str, features_supported: int = 0
+) -> Call[list[models.Member]]:
     """AddMember; safe to resend (adding a member that is one with the same addresses is a
-    no-op)."""
+    no-op). ``features_supported``: the joining node's own version (``schedd run --join``)."""
     req = build(
         lambda: api_pb2.AddMemberRequest(
-            node_id=node_id, raft_address=raft_address, grpc_address=grpc_address
+            node_id=node_id,
+            raft_address=raft_address,
+            grpc_address=grpc_address,
+            features_supported=features_supported,
         )
     )
     return Call(

@@ -63,10 +63,14 @@ def join(
     ``(node_id, raft, grpc)``. Raises SchedError with the server's reason (for example: a
     member is down, so the cluster could not commit without the new node)."""
     from schedd.client import Client
+    from schedd.sdk import core
+    from schedd.state.apply import features
 
     log.info("event=joining node=%s raft=%s grpc=%s via=%s", node_id, raft, grpc_address, endpoint)
     with Client(endpoint, credentials=creds, wait_for=wait_s, retry_for=wait_s) as client:
-        members = client.add_member(node_id, raft, grpc_address)
+        # the public add_member without the version check's input: this node's own version
+        call = core.add_member(node_id, raft, grpc_address, features.SUPPORTED)
+        members = client._invoke(call)
     if not any(m.node_id == node_id and m.raft_address == raft for m in members):
         raise SchedError(f"the cluster at {endpoint} did not list {node_id} after adding it")
     log.info(

@@ -43,7 +43,7 @@ from schedd.server.service import add_services
 from schedd.server.snapshots import Snapshots
 from schedd.server.workers import Registry
 from schedd.state import disk
-from schedd.state.apply import Result
+from schedd.state.apply import Result, features
 from schedd.state.store import Store, fatal
 
 log = logging.getLogger("schedd.node")
@@ -275,6 +275,16 @@ class Node:
         self.store = Store(state_dir, map_size=config.map_size, max_map_size=config.map_ceiling)
         disk.write_file(self._running_marker, _boot_id().encode())
         self._member_lock = threading.Lock()  # one membership change at a time on this node
+        level = self.store.feature_level()
+        if level > features.SUPPORTED:
+            fatal(
+                f"the state in {state_dir} is at feature level {level} "
+                f"({features.NAMES.get(level, 'newer')}); this version supports up to "
+                f"{features.SUPPORTED}: run the version the rest of the cluster runs (a node "
+                "cannot go back to a version older than the cluster's feature level)"
+            )
+            raise SystemExit(70)
+        self._features_reported = 0  # the level this process has reported through the log
         members = self._initial_members()
         self._members = {m.raft: m for m in members}
         self.registry = Registry()
@@ -457,6 +467,7 @@ class Node:
         threading.Thread(target=self._health_loop, name="health", daemon=True).start()
         if self._bootstrap_secret:
             threading.Thread(target=self._bootstrap_loop, name="bootstrap", daemon=True).start()
+        threading.Thread(target=self._features_loop, name="features", daemon=True).start()
         log.info(
             "event=node_started node=%s raft=%s grpc=%s peers=%s",
             self.config.node_id,
@@ -573,6 +584,75 @@ class Node:
             log.debug("event=bootstrap_token_deferred error=%r", e)
         return False
 
+    # ---- feature levels (schedd.state.apply.features) -----------------------------------------
+
+    def _features_loop(self) -> None:
+        """Every 500 ms until stopped: report this version's feature level through the log
+        (once per process), and on the leader raise the cluster's level when every member
+        supports a higher one."""
+        while not self._stopped.wait(0.5):
+            try:
+                self._features_step()
+            except Exception as e:  # no leader, no quorum, a timeout: try again shortly
+                log.debug("event=features_deferred error=%r", e)
+
+    def _features_step(self) -> None:
+        from schedd.pb import command_pb2
+        from schedd.state.apply import encode
+
+        supported = features.SUPPORTED
+        levels = features.node_levels(self.store.node_features())
+        me = self.config.node_id
+        if levels.get(me) != supported and self._features_reported != supported:
+            if not self.raft.leader_address():
+                return
+            cmd = command_pb2.Command(now_ms=self.clock.now_ms(), principal=f"node:{me}")
+            cmd.report_features.node_id = me
+            cmd.report_features.supported = supported
+            self.raft.propose(
+                encode(cmd), self.propose_timeout_s
+            )  # a follower's goes to the leader
+            self._features_reported = supported
+            log.info("event=features_reported node=%s supported=%d", me, supported)
+            return
+        if not self.raft.is_leader() or not self.dispatcher.active:
+            return
+        members = self.members()
+        common = min(levels.get(m.node_id, 0) for m in members)
+        current = self.store.feature_level()
+        if common > current:
+            cmd = command_pb2.Command(now_ms=self.clock.now_ms(), principal=f"node:{me}")
+            cmd.set_feature_level.level = min(common, supported)
+            self.raft.propose(encode(cmd), self.propose_timeout_s)
+            log.info(
+                "event=feature_level_raised from=%d to=%d members=%s",
+                current,
+                min(common, supported),
+                ",".join(f"{m.node_id}:{levels.get(m.node_id, 0)}" for m in members),
+            )
+
+    def require_feature(self, needed: int, what: str, wait_s: float = 3.0) -> None:
+        """FailedPrecondition unless the cluster runs at feature level ``needed`` or above
+        (waits up to ``wait_s`` for the leader to raise it: a new cluster raises it within a
+        second of electing its first leader)."""
+
+        def behind() -> list[str]:
+            levels = features.node_levels(self.store.node_features())
+            return sorted(m.node_id for m in self.members() if levels.get(m.node_id, 0) < needed)
+
+        deadline = time.monotonic() + wait_s
+        # wait only while the raise is due (every member reported): the leader makes it soon
+        while self.store.feature_level() < needed and not behind() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        level = self.store.feature_level()
+        if level >= needed:
+            return
+        raise FailedPrecondition(
+            f"{what} need cluster feature level {needed}; the cluster runs at {level} because "
+            f"{', '.join(behind()) or 'a member'} run(s) an older version: upgrade them first "
+            "(docs/operations.md, Upgrades)"
+        )
+
     # ---- leadership --------------------------------------------------------------------------
 
     def leader_grpc(self) -> str:
@@ -603,12 +683,21 @@ class Node:
         voters, peers, commit = self.raft.in_tick(read)
         return self.members(), voters, peers, commit
 
-    def add_member(self, new: membership.Member, timeout: float = 10.0) -> bool:
+    def add_member(self, new: membership.Member, supported: int = 0, timeout: float = 10.0) -> bool:
         """Add ``new`` as a voting member (leader). False when it already is one with these
         addresses. Raises FailedPrecondition when the cluster could not commit without it (or
-        another change is in progress), InvalidArgument for a clashing id or address."""
+        another change is in progress, or the new node's version (``supported``: its highest
+        feature level, 0 = unknown) is older than the cluster's feature level), InvalidArgument
+        for a clashing id or address."""
         with self._change_turn():
             self.require_leader()
+            self.require_feature(features.MEMBERSHIP, "membership changes")
+            level = self.store.feature_level()
+            if 0 < supported < level:
+                raise FailedPrecondition(
+                    f"{new.node_id} runs a version that supports feature level {supported}; the "
+                    f"cluster runs at {level}: start it with the version the other nodes run"
+                )
             members, _voters, peers, commit = self.member_view()
             change = membership.plan_add(members, self._self_member(), peers, commit, new)
             if change is None:
@@ -631,6 +720,7 @@ class Node:
         :func:`schedd.raft.membership.plan_remove` says."""
         with self._change_turn():
             self.require_leader()
+            self.require_feature(features.MEMBERSHIP, "membership changes")
             members, _voters, peers, commit = self.member_view()
             me = self._self_member()
             if node_id == me.node_id and len(members) > 1:
@@ -751,4 +841,6 @@ class Node:
             unsafe_no_fsync=not self.config.raft_settings.fsync,
             pid=os.getpid(),
             started_ms=PROCESS_STARTED_MS,
+            feature_level=self.store.feature_level(),
+            features_supported=features.SUPPORTED,
         )

@@ -860,7 +860,7 @@ class ClusterService(_Base, api_grpc.ClusterServiceServicer):
             validate.host_port(req.raft_address, "raft_address"),
             validate.host_port(req.grpc_address, "grpc_address"),
         )
-        added = self.node.add_member(new)
+        added = self.node.add_member(new, supported=req.features_supported)
         return api_pb2.AddMemberResponse(added=added, members=self._member_list().members)
 
     @rpc

@@ -48,6 +48,8 @@ CATCHUP_NEXT = b"catchup_next"  # earliest not_before of the next paced catch-up
 AUDIT_COUNT = b"audit_count"  # records in the audit database (capped)
 TOKENS_VERSION = b"tokens_version"  # grows with every token change (authenticators reload)
 MEMBERS = b"members"  # the member list, JSON (schedd.raft.membership); absent: the flags' list
+FEATURE_LEVEL = b"feature_level"  # the cluster's feature level (apply.features); absent: 0
+NODE_FEATURES = b"node_features"  # JSON {node_id: highest level its version supports}
 SCHEMA = b"schema"
 SCHEMA_VERSION = b"1"
 

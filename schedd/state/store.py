@@ -318,6 +318,18 @@ class Store:
             raise
         self.members_version += 1
 
+    def feature_level(self) -> int:
+        """The cluster's feature level as applied here (schedd.state.apply.features)."""
+        with self.read() as txn:
+            raw = txn.get(keys.FEATURE_LEVEL, db=self._dbs["meta"])
+        return 0 if raw is None else keys.from_be64(bytes(raw))
+
+    def node_features(self) -> bytes | None:
+        """The highest feature level each node reported (JSON), None before any report."""
+        with self.read() as txn:
+            raw = txn.get(keys.NODE_FEATURES, db=self._dbs["meta"])
+        return None if raw is None else bytes(raw)
+
     @staticmethod
     def recorded_members(path: str) -> bytes | None:
         """:meth:`members` of the state in ``path`` without opening it for writing (None when

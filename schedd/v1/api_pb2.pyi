@@ -453,7 +453,7 @@ class NodeStatusRequest(_message.Message):
     def __init__(self, with_digest: _Optional[bool] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("node_id", "role", "term", "commit_index", "applied_index", "leader_id", "leader_grpc", "grpc_address", "raft_address", "has_quorum", "state_digest", "workers", "peers", "unsafe_no_fsync", "pid", "started_ms")
+    __slots__ = ("node_id", "role", "term", "commit_index", "applied_index", "leader_id", "leader_grpc", "grpc_address", "raft_address", "has_quorum", "state_digest", "workers", "peers", "unsafe_no_fsync", "pid", "started_ms", "feature_level", "features_supported")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -470,6 +470,8 @@ class NodeStatus(_message.Message):
     UNSAFE_NO_FSYNC_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     STARTED_MS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: str
     term: int
@@ -486,7 +488,9 @@ class NodeStatus(_message.Message):
     unsafe_no_fsync: bool
     pid: int
     started_ms: int
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_grpc: _Optional[str] = ..., grpc_address: _Optional[str] = ..., raft_address: _Optional[str] = ..., has_quorum: _Optional[bool] = ..., state_digest: _Optional[str] = ..., workers: _Optional[int] = ..., peers: _Optional[_Iterable[str]] = ..., unsafe_no_fsync: _Optional[bool] = ..., pid: _Optional[int] = ..., started_ms: _Optional[int] = ...) -> None: ...
+    feature_level: int
+    features_supported: int
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_grpc: _Optional[str] = ..., grpc_address: _Optional[str] = ..., raft_address: _Optional[str] = ..., has_quorum: _Optional[bool] = ..., state_digest: _Optional[str] = ..., workers: _Optional[int] = ..., peers: _Optional[_Iterable[str]] = ..., unsafe_no_fsync: _Optional[bool] = ..., pid: _Optional[int] = ..., started_ms: _Optional[int] = ..., feature_level: _Optional[int] = ..., features_supported: _Optional[int] = ...) -> None: ...
 
 class TransferLeadershipRequest(_message.Message):
     __slots__ = ("to_node_id",)
@@ -529,14 +533,16 @@ class ListMembersResponse(_message.Message):
     def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., commit_index: _Optional[int] = ...) -> None: ...
 
 class AddMemberRequest(_message.Message):
-    __slots__ = ("node_id", "raft_address", "grpc_address")
+    __slots__ = ("node_id", "raft_address", "grpc_address", "features_supported")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     raft_address: str
     grpc_address: str
-    def __init__(self, node_id: _Optional[str] = ..., raft_address: _Optional[str] = ..., grpc_address: _Optional[str] = ...) -> None: ...
+    features_supported: int
+    def __init__(self, node_id: _Optional[str] = ..., raft_address: _Optional[str] = ..., grpc_address: _Optional[str] = ..., features_supported: _Optional[int] = ...) -> None: ...
 
 class AddMemberResponse(_message.Message):
     __slots__ = ("added", "members")

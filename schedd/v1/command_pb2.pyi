@@ -259,8 +259,22 @@ class CancelRunCmd(_message.Message):
     reason: str
     def __init__(self, run_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class ReportFeaturesCmd(_message.Message):
+    __slots__ = ("node_id", "supported")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    supported: int
+    def __init__(self, node_id: _Optional[str] = ..., supported: _Optional[int] = ...) -> None: ...
+
+class SetFeatureLevelCmd(_message.Message):
+    __slots__ = ("level",)
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    level: int
+    def __init__(self, level: _Optional[int] = ...) -> None: ...
+
 class Command(_message.Message):
-    __slots__ = ("version", "now_ms", "request_id", "principal", "request_hash", "create_job", "delete_job", "pause_job", "resume_job", "trigger_job", "retry_run", "update_job", "backfill", "fire_due", "grant_leases", "expire_leases", "complete_runs", "dispatch_timeout", "prune_runs", "barrier", "batch", "create_token", "revoke_token", "set_namespace", "cancel_run")
+    __slots__ = ("version", "now_ms", "request_id", "principal", "request_hash", "create_job", "delete_job", "pause_job", "resume_job", "trigger_job", "retry_run", "update_job", "backfill", "fire_due", "grant_leases", "expire_leases", "complete_runs", "dispatch_timeout", "prune_runs", "barrier", "batch", "create_token", "revoke_token", "set_namespace", "cancel_run", "report_features", "set_feature_level")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NOW_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +300,8 @@ class Command(_message.Message):
     REVOKE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SET_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_RUN_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    SET_FEATURE_LEVEL_FIELD_NUMBER: _ClassVar[int]
     version: int
     now_ms: int
     request_id: str
@@ -311,4 +327,6 @@ class Command(_message.Message):
     revoke_token: RevokeTokenCmd
     set_namespace: SetNamespaceCmd
     cancel_run: CancelRunCmd
-    def __init__(self, version: _Optional[int] = ..., now_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., principal: _Optional[str] = ..., request_hash: _Optional[bytes] = ..., create_job: _Optional[_Union[CreateJobCmd, _Mapping]] = ..., delete_job: _Optional[_Union[DeleteJobCmd, _Mapping]] = ..., pause_job: _Optional[_Union[PauseJobCmd, _Mapping]] = ..., resume_job: _Optional[_Union[ResumeJobCmd, _Mapping]] = ..., trigger_job: _Optional[_Union[TriggerJobCmd, _Mapping]] = ..., retry_run: _Optional[_Union[RetryRunCmd, _Mapping]] = ..., update_job: _Optional[_Union[UpdateJobCmd, _Mapping]] = ..., backfill: _Optional[_Union[BackfillCmd, _Mapping]] = ..., fire_due: _Optional[_Union[FireDueCmd, _Mapping]] = ..., grant_leases: _Optional[_Union[GrantLeasesCmd, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesCmd, _Mapping]] = ..., complete_runs: _Optional[_Union[CompleteRunsCmd, _Mapping]] = ..., dispatch_timeout: _Optional[_Union[DispatchTimeoutCmd, _Mapping]] = ..., prune_runs: _Optional[_Union[PruneRunsCmd, _Mapping]] = ..., barrier: _Optional[_Union[BarrierCmd, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., create_token: _Optional[_Union[CreateTokenCmd, _Mapping]] = ..., revoke_token: _Optional[_Union[RevokeTokenCmd, _Mapping]] = ..., set_namespace: _Optional[_Union[SetNamespaceCmd, _Mapping]] = ..., cancel_run: _Optional[_Union[CancelRunCmd, _Mapping]] = ...) -> None: ...
+    report_features: ReportFeaturesCmd
+    set_feature_level: SetFeatureLevelCmd
+    def __init__(self, version: _Optional[int] = ..., now_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., principal: _Optional[str] = ..., request_hash: _Optional[bytes] = ..., create_job: _Optional[_Union[CreateJobCmd, _Mapping]] = ..., delete_job: _Optional[_Union[DeleteJobCmd, _Mapping]] = ..., pause_job: _Optional[_Union[PauseJobCmd, _Mapping]] = ..., resume_job: _Optional[_Union[ResumeJobCmd, _Mapping]] = ..., trigger_job: _Optional[_Union[TriggerJobCmd, _Mapping]] = ..., retry_run: _Optional[_Union[RetryRunCmd, _Mapping]] = ..., update_job: _Optional[_Union[UpdateJobCmd, _Mapping]] = ..., backfill: _Optional[_Union[BackfillCmd, _Mapping]] = ..., fire_due: _Optional[_Union[FireDueCmd, _Mapping]] = ..., grant_leases: _Optional[_Union[GrantLeasesCmd, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesCmd, _Mapping]] = ..., complete_runs: _Optional[_Union[CompleteRunsCmd, _Mapping]] = ..., dispatch_timeout: _Optional[_Union[DispatchTimeoutCmd, _Mapping]] = ..., prune_runs: _Optional[_Union[PruneRunsCmd, _Mapping]] = ..., barrier: _Optional[_Union[BarrierCmd, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., create_token: _Optional[_Union[CreateTokenCmd, _Mapping]] = ..., revoke_token: _Optional[_Union[RevokeTokenCmd, _Mapping]] = ..., set_namespace: _Optional[_Union[SetNamespaceCmd, _Mapping]] = ..., cancel_run: _Optional[_Union[CancelRunCmd, _Mapping]] = ..., report_features: _Optional[_Union[ReportFeaturesCmd, _Mapping]] = ..., set_feature_level: _Optional[_Union[SetFeatureLevelCmd, _Mapping]] = ...) -> None: ...

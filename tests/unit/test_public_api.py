@@ -562,7 +562,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "False, state_digest: 'str' = '', workers: 'int' = "
             "0, peers: 'tuple[str, ...]' = (), unsafe_no_fsync: "
             "'bool' = False, pid: 'int' = 0, started_ms: 'int' = "
-            "0) -> None",
+            "0, feature_level: 'int' = 0, features_supported: "
+            "'int' = 0) -> None",
             "class": "Record",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
             "is_leader": "property",

@@ -44,7 +44,7 @@ from google.protobuf.message import DecodeError
 
 from schedd.pb import command_pb2, types_pb2
 from schedd.state import keys
-from schedd.state.apply import audit, quotas
+from schedd.state.apply import audit, features, quotas
 from schedd.state.apply.firing import _fire_due
 from schedd.state.apply.jobs import (
     _backfill,
@@ -208,6 +208,8 @@ _HANDLERS: dict[str, _Handler] = {
     "create_token": _create_token,
     "revoke_token": _revoke_token,
     "set_namespace": quotas.set_namespace,
+    "report_features": features.report,
+    "set_feature_level": features.set_level,
 }
 
 

@@ -1,0 +1,70 @@
+"""Feature levels: what lets a cluster be upgraded one node at a time. Pure.
+
+A *feature level* names a set of behaviours of the replicated state machine (new command types,
+new apply rules). Every version of schedd supports the levels up to :data:`SUPPORTED`; the
+cluster runs at one level, ``meta.feature_level``, raised (never lowered) by the leader once
+every member has reported, through the log, that its version supports the new level
+(``ReportFeaturesCmd``). Until then a leader never proposes anything that needs the new level,
+so old and new nodes apply every entry alike and the replicas cannot diverge.
+
+Failure contract: a node that applies ``SetFeatureLevelCmd`` for a level its version does not
+support gets UNSUPPORTED, and the store stops the node ("upgrade this node"), as for any command
+it does not understand; a node whose state is at a level above its version's refuses to start
+(:mod:`schedd.server.node`).
+
+Levels:
+
+1. the baseline: everything before feature levels existed;
+2. online membership changes (``schedctl member add|remove``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from schedd.pb import command_pb2
+from schedd.state import keys
+from schedd.state.apply.txn import Result, Txn
+
+BASELINE = 1
+MEMBERSHIP = 2
+#: the highest level this version supports (a module attribute, read when used)
+SUPPORTED = MEMBERSHIP
+
+NAMES = {BASELINE: "baseline", MEMBERSHIP: "membership changes"}
+
+
+def level(txn: Txn) -> int:
+    return txn.counter(keys.FEATURE_LEVEL, 0)
+
+
+def node_levels(raw: bytes | None) -> dict[str, int]:
+    return {} if raw is None else {str(k): int(v) for k, v in json.loads(raw).items()}
+
+
+def report(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    r = cmd.report_features
+    if not r.node_id:
+        return Result("INVALID_ARGUMENT", "report_features.node_id: required")
+    levels = node_levels(txn.get("meta", keys.NODE_FEATURES))
+    levels[r.node_id] = r.supported  # the latest report: a node may have been downgraded
+    txn.put("meta", keys.NODE_FEATURES, json.dumps(levels, sort_keys=True).encode())
+    return Result(message=f"node {r.node_id} supports feature level {r.supported}")
+
+
+def set_level(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    want = cmd.set_feature_level.level
+    if want > SUPPORTED:
+        return Result(
+            "UNIMPLEMENTED",
+            f"feature level {want} ({NAMES.get(want, 'newer')}) is above the {SUPPORTED} this "
+            "version supports",
+        )
+    current = level(txn)
+    if want <= current:
+        return Result(message=f"feature level {current} already")
+    txn.put("meta", keys.FEATURE_LEVEL, keys.be64(want))
+    return Result(message=f"feature level {current} -> {want}")
+
+
+__all__ = ["BASELINE", "MEMBERSHIP", "NAMES", "SUPPORTED", "level", "node_levels"]
