@@ -147,6 +147,9 @@ def test_a_dead_node_is_replaced_by_a_new_one_on_a_new_port(make_cluster) -> Non
         register(cluster)
         wait_for(lambda: caught_up(client, 3), 60, "the new node caught up")
         assert {m.node_id for m in client.list_members()} == {s.node_id for s in cluster.specs}
+        moved = schedctl(cluster.endpoints_env, "leader", "transfer", "n4")
+        assert moved.returncode == 0, moved.stderr
+        wait_for(lambda: cluster.leader() == "n4", 30, "n4 to lead")
         client.create_job("after", cron="0 4 * * *")
     _, digest = cluster.wait_converged(timeout=60)
     # a full restart: the original nodes' --peer flags still name the dead node; the state's
