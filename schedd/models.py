@@ -612,6 +612,8 @@ class NodeStatus(Record):
     started_ms: int = 0
     feature_level: int = 0
     features_supported: int = 0
+    not_serving: bool = False
+    not_serving_reason: str = ""
 
     @property
     def started_at(self) -> datetime | None:

@@ -315,7 +315,9 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
     now_ms = int(time.time() * 1000)
     down = any(st is None for _, st, _ in reports)
     unsafe = any(st is not None and getattr(st, "unsafe_no_fsync", False) for _, st, _ in reports)
-    if down or unsafe:
+    sick = any(st is not None and getattr(st, "not_serving", False) for _, st, _ in reports)
+    noted = down or unsafe or sick
+    if noted:
         headers.append("NOTE")
     rows: list[list[object]] = []
     for ep, st, err in reports:
@@ -334,12 +336,14 @@ def _status_table(reports: Sequence[tuple[str, Any, str]]) -> str:
                 _uptime(now_ms, getattr(st, "started_ms", 0)),
                 st.grpc_address or ep,
             ]
-            if down or unsafe:
-                row.append(
-                    "UNSAFE: --unsafe-no-fsync (writes not on disk when acknowledged)"
-                    if getattr(st, "unsafe_no_fsync", False)
-                    else ""
-                )
+            if noted:
+                notes = []
+                if getattr(st, "not_serving", False):
+                    reason = getattr(st, "not_serving_reason", "") or "no working majority"
+                    notes.append(f"NOT SERVING: {reason}")
+                if getattr(st, "unsafe_no_fsync", False):
+                    notes.append("UNSAFE: --unsafe-no-fsync (writes not on disk when acknowledged)")
+                row.append("; ".join(notes))
         rows.append(row)
     return output.table(headers, rows)
 

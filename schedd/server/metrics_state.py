@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from schedd.pb import types_pb2
 from schedd.state import keys
+from schedd.state.apply import features
 
 if TYPE_CHECKING:
     from schedd.server.node import Node
@@ -115,6 +116,22 @@ class NodeCollector(Collector):
             "schedd_lmdb_map_max_bytes",
             "The LMDB map's ceiling (--max-map-size); client writes are refused at 90 % of it.",
             node.store.max_map_size,
+        )
+        yield _gauge(
+            "schedd_cluster_members",
+            "Members of the cluster as this node last applied them (schedctl member list).",
+            len(node.members()),
+        )
+        yield _gauge(
+            "schedd_cluster_feature_level",
+            "The cluster's feature level as this node applied it; below "
+            "schedd_node_features_supported on every node: a rolling upgrade is not finished.",
+            node.store.feature_level(),
+        )
+        yield _gauge(
+            "schedd_node_features_supported",
+            "The highest feature level this node's version supports.",
+            features.SUPPORTED,
         )
         changes = CounterMetricFamily(
             "schedd_raft_leader_changes",

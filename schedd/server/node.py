@@ -843,4 +843,6 @@ class Node:
             started_ms=PROCESS_STARTED_MS,
             feature_level=self.store.feature_level(),
             features_supported=features.SUPPORTED,
+            not_serving=not self.quorum_health.serving,
+            not_serving_reason=self.quorum_health.reason,
         )

@@ -453,7 +453,7 @@ class NodeStatusRequest(_message.Message):
     def __init__(self, with_digest: _Optional[bool] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("node_id", "role", "term", "commit_index", "applied_index", "leader_id", "leader_grpc", "grpc_address", "raft_address", "has_quorum", "state_digest", "workers", "peers", "unsafe_no_fsync", "pid", "started_ms", "feature_level", "features_supported")
+    __slots__ = ("node_id", "role", "term", "commit_index", "applied_index", "leader_id", "leader_grpc", "grpc_address", "raft_address", "has_quorum", "state_digest", "workers", "peers", "unsafe_no_fsync", "pid", "started_ms", "feature_level", "features_supported", "not_serving", "not_serving_reason")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -472,6 +472,8 @@ class NodeStatus(_message.Message):
     STARTED_MS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_LEVEL_FIELD_NUMBER: _ClassVar[int]
     FEATURES_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    NOT_SERVING_FIELD_NUMBER: _ClassVar[int]
+    NOT_SERVING_REASON_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: str
     term: int
@@ -490,7 +492,9 @@ class NodeStatus(_message.Message):
     started_ms: int
     feature_level: int
     features_supported: int
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_grpc: _Optional[str] = ..., grpc_address: _Optional[str] = ..., raft_address: _Optional[str] = ..., has_quorum: _Optional[bool] = ..., state_digest: _Optional[str] = ..., workers: _Optional[int] = ..., peers: _Optional[_Iterable[str]] = ..., unsafe_no_fsync: _Optional[bool] = ..., pid: _Optional[int] = ..., started_ms: _Optional[int] = ..., feature_level: _Optional[int] = ..., features_supported: _Optional[int] = ...) -> None: ...
+    not_serving: bool
+    not_serving_reason: str
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_grpc: _Optional[str] = ..., grpc_address: _Optional[str] = ..., raft_address: _Optional[str] = ..., has_quorum: _Optional[bool] = ..., state_digest: _Optional[str] = ..., workers: _Optional[int] = ..., peers: _Optional[_Iterable[str]] = ..., unsafe_no_fsync: _Optional[bool] = ..., pid: _Optional[int] = ..., started_ms: _Optional[int] = ..., feature_level: _Optional[int] = ..., features_supported: _Optional[int] = ..., not_serving: _Optional[bool] = ..., not_serving_reason: _Optional[str] = ...) -> None: ...
 
 class TransferLeadershipRequest(_message.Message):
     __slots__ = ("to_node_id",)

@@ -5,6 +5,9 @@ service) within a few seconds, and SERVING again once the majority is back."""
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
 import time
 
 import grpc
@@ -65,6 +68,15 @@ def test_health_follows_quorum(tmp_path_factory: pytest.TempPathFactory) -> None
         wait_for(lambda: _statuses(c, leader) == {NOT_SERVING}, 10, "the survivor NOT_SERVING")
         took = time.monotonic() - t0
         assert took < 8, took
+        # schedctl cluster status says so too, with the reason
+        shown = subprocess.run(
+            [sys.executable, "-m", "schedctl", "cluster", "status"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **c.client_env, "SCHEDD_ENDPOINTS": c.spec(leader).grpc},
+            timeout=60,
+        )
+        assert "NOT SERVING: " in shown.stdout, shown.stdout + shown.stderr
         for node_id in others:
             c.start_node(node_id)
         wait_for(lambda: _statuses(c, leader) == {SERVING}, 30, "the survivor SERVING again")

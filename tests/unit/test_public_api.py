@@ -563,7 +563,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "0, peers: 'tuple[str, ...]' = (), unsafe_no_fsync: "
             "'bool' = False, pid: 'int' = 0, started_ms: 'int' = "
             "0, feature_level: 'int' = 0, features_supported: "
-            "'int' = 0) -> None",
+            "'int' = 0, not_serving: 'bool' = False, "
+            "not_serving_reason: 'str' = '') -> None",
             "class": "Record",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
             "is_leader": "property",
