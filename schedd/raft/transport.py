@@ -200,6 +200,10 @@ class RaftConnection:
         self._wbuf = bytearray()
         self._wpos = 0
         self._last_read = monotonic()
+        #: when the first frame of the current exchange went out without an answer since (None:
+        #: nothing unanswered), and when the last frame went out (see _stale)
+        self._awaiting: float | None = None
+        self._last_send = 0.0
         self._handshaking = False
         self._peer = "?"
         self._on_message: Callable[[Any], None] | None = None
@@ -274,6 +278,10 @@ class RaftConnection:
             data = self.encryptor.encrypt_at_time(data, int(monotonic()))
         self._wbuf += _PREFIX.pack(len(data))
         self._wbuf += data
+        now = monotonic()
+        if self._awaiting is None or now - self._last_send > self._timeout:
+            self._awaiting = now  # a new exchange after a quiet link
+        self._last_send = now
         self._try_send()
 
     def disconnect(self) -> None:
@@ -300,6 +308,7 @@ class RaftConnection:
         self._rbuf = bytearray()
         self._wbuf = bytearray()
         self._wpos = 0
+        self._awaiting = None
         self._handshaking = False
         self.peer_cert = None
         self.trusted = False
@@ -320,7 +329,7 @@ class RaftConnection:
         if event & POLL_EVENT_TYPE.ERROR:
             self.disconnect()
             return
-        if monotonic() - self._last_read > self._timeout:
+        if self._stale():
             self.disconnect()
             return
         sock = self._sock
@@ -387,12 +396,32 @@ class RaftConnection:
                 return False
         return True
 
+    def _stale(self) -> bool:
+        """Whether the peer is presumed gone: it has not answered for longer than the timeout
+        while this side waited: for the connect and TLS handshake, or, once connected, while
+        this side keeps sending (a leader's heartbeats) and nothing came back since the first
+        of those frames. A link that is merely quiet is not stale, however long: followers send
+        each other nothing between elections, and some frames are never answered (a vote, an
+        acknowledgement to a deposed leader). pysyncobj's rule (nothing read for the timeout)
+        closed such a link at its next frame, in either direction, and dropped that frame: the
+        vote requests of a leadership transfer or an election, so on 4 or 5 nodes the
+        transfer's target could not win (tests/integration/test_transfer.py). A peer that is
+        gone while nothing is sent is found by TCP keepalive."""
+        now = monotonic()
+        if self._handshaking or self._state != CONNECTION_STATE.CONNECTED:
+            return now - self._last_read > self._timeout
+        return (
+            self._awaiting is not None
+            and now - self._last_send <= self._timeout
+            and now - max(self._awaiting, self._last_read) > self._timeout
+        )
+
     def _try_send(self) -> None:
         if self._state == CONNECTION_STATE.DISCONNECTED:
             return
         if self._handshaking or self._state != CONNECTION_STATE.CONNECTED:
             return
-        if monotonic() - self._last_read > self._timeout:
+        if self._stale():
             self.disconnect()
             return
         sock = self._sock
@@ -434,6 +463,7 @@ class RaftConnection:
                 self.disconnect()
                 return
             self._last_read = monotonic()
+            self._awaiting = None
             self._rbuf += incoming
             if not self._parse():
                 return
