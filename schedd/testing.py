@@ -336,9 +336,10 @@ class LocalCluster:
     def forget_node(self, node_id: str) -> None:
         """Stop node ``node_id`` and drop it from this cluster's specs (after removing it from
         the cluster's members)."""
+        spec = self.spec(node_id)
         self.stop_node(node_id)
         self.specs = [s for s in self.specs if s.node_id != node_id]
-        ch = self._channels.pop(node_id, None)
+        ch = self._channels.pop(spec.grpc, None)
         if ch is not None:
             ch.close()
 

@@ -325,7 +325,8 @@ class RaftNode(SyncObj):
             return
         if self._journal.dirty:
             self._sync_journal()
-        self._store.apply_members(membership.to_json(after), index)
+        if not self._store.apply_members(membership.to_json(after), index):
+            return  # applied before this restart
         log.info(
             "event=member_change_applied index=%d op=%s address=%s members=%s",
             index,
@@ -334,8 +335,20 @@ class RaftNode(SyncObj):
             ",".join(f"{m.node_id}@{m.raft}" for m in after),
         )
         hook = self.on_members
-        if hook is not None:
+        if hook is not None and not self._later_membership_in_log(index):
+            # a node catching up applies old changes too: its live member list (leader hints,
+            # transfer targets) stays the newest one its log holds
             hook(index, after)
+
+    def _later_membership_in_log(self, index: int) -> bool:
+        """Whether the journal holds a membership entry after ``index`` (tick thread; runs only
+        when a membership entry is applied, which is rare)."""
+        journal = self._journal
+        if not len(journal):
+            return False
+        first, last = journal[0][1], journal[-1][1]
+        tag = bytes([_COMMAND_TYPE.MEMBERSHIP])
+        return any(journal[i][0][:1] == tag for i in range(index + 1 - first, last - first + 1))
 
     def propose_membership(self, change: membership.Change, timeout: float) -> int:
         """Replicate one membership change; return its log index once committed. Raises

@@ -73,6 +73,12 @@ class Change:
         ]
 
 
+#: a connected member whose log is at most this many entries behind the leader's commit index
+#: counts as able to take part in commits (under load a healthy follower is a few entries behind;
+#: one catching up from a snapshot or a long outage is thousands behind)
+CAUGHT_UP_SLACK = 1000
+
+
 def majority(n: int) -> int:
     return n // 2 + 1
 
@@ -105,12 +111,16 @@ def _healthy(
     members: Sequence[Member], leader: Member, peers: dict[str, PeerState], commit_index: int
 ) -> list[Member]:
     """Members that could take part in a commit right now: the leader, and every connected
-    member whose log has reached the commit index."""
+    member whose log is within :data:`CAUGHT_UP_SLACK` entries of the commit index."""
     return [
         m
         for m in members
         if m == leader
-        or ((p := peers.get(m.raft)) is not None and p.connected and p.match_index >= commit_index)
+        or (
+            (p := peers.get(m.raft)) is not None
+            and p.connected
+            and p.match_index + CAUGHT_UP_SLACK >= commit_index
+        )
     ]
 
 
@@ -184,6 +194,7 @@ def plan_remove(
 
 __all__ = [
     "ADD",
+    "CAUGHT_UP_SLACK",
     "REMOVE",
     "Change",
     "Member",

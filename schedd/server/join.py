@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
-from schedd.errors import SchedError
+from schedd.errors import FailedPrecondition, SchedError
 from schedd.sdk.credentials import Credentials
 
 log = logging.getLogger("schedd.server")
@@ -60,17 +61,34 @@ def join(
     wait_s: float = 60.0,
 ) -> list[tuple[str, str, str]]:
     """Ask the cluster at ``endpoint`` to add this node; return the members after the change as
-    ``(node_id, raft, grpc)``. Raises SchedError with the server's reason (for example: a
-    member is down, so the cluster could not commit without the new node)."""
+    ``(node_id, raft, grpc)``. A refusal (FAILED_PRECONDITION) is asked again every 2 s for up
+    to ``wait_s``; then, or for any other error, raises SchedError with the server's reason (for
+    example: a member is down, so the cluster could not commit without the new node)."""
     from schedd.client import Client
     from schedd.sdk import core
     from schedd.state.apply import features
 
     log.info("event=joining node=%s raft=%s grpc=%s via=%s", node_id, raft, grpc_address, endpoint)
+    deadline = time.monotonic() + wait_s
+    last = ""
     with Client(endpoint, credentials=creds, wait_for=wait_s, retry_for=wait_s) as client:
-        # the public add_member without the version check's input: this node's own version
-        call = core.add_member(node_id, raft, grpc_address, features.SUPPORTED)
-        members = client._invoke(call)
+        while True:
+            # the public add_member without the version check's input: this node's own version
+            call = core.add_member(node_id, raft, grpc_address, features.SUPPORTED)
+            try:
+                members = client._invoke(call)
+                break
+            except FailedPrecondition as e:
+                # a member behind for a moment, another change in progress, a leader just
+                # elected: worth asking again until wait_s is up
+                if time.monotonic() + 2 > deadline:
+                    raise
+                if e.message != last:
+                    log.warning(
+                        "event=join_refused node=%s reason=%r; retrying", node_id, e.message
+                    )
+                    last = e.message
+                time.sleep(2)
     if not any(m.node_id == node_id and m.raft_address == raft for m in members):
         raise SchedError(f"the cluster at {endpoint} did not list {node_id} after adding it")
     log.info(

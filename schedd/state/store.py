@@ -298,16 +298,16 @@ class Store:
                 log.exception("on_applied hook failed")
         return result
 
-    def apply_members(self, members_json: bytes, index: int) -> None:
+    def apply_members(self, members_json: bytes, index: int) -> bool:
         """Apply a membership entry (tick thread): record the member list it carries and its
-        index, unless that index is already applied (a replay after a restart). Stops the node
-        on an LMDB error, like :meth:`apply_entry`."""
+        index, unless that index is already applied (a replay after a restart: False). Stops
+        the node on an LMDB error, like :meth:`apply_entry`."""
         try:
             with self._apply_lock, self._env.begin(write=True) as txn:
                 meta = self._dbs["meta"]
                 raw = txn.get(keys.APPLIED_INDEX, db=meta)
                 if raw is not None and index <= keys.from_be64(bytes(raw)):
-                    return
+                    return False
                 txn.put(keys.MEMBERS, members_json, db=meta)
                 txn.put(keys.APPLIED_INDEX, keys.be64(index), db=meta)
         except lmdb.Error as e:
@@ -317,6 +317,7 @@ class Store:
             )
             raise
         self.members_version += 1
+        return True
 
     def feature_level(self) -> int:
         """The cluster's feature level as applied here (schedd.state.apply.features)."""

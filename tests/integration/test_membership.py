@@ -84,6 +84,10 @@ def test_grow_to_five_and_shrink_to_three_under_load(make_cluster, tmp_path) -> 
                 register(cluster)
                 wait_for(lambda: caught_up(client, len(cluster.specs)), 60, f"{node} caught up")
             assert statuses_agree(cluster, {"n1", "n2", "n3", "n4", "n5"})
+            # n5 caught up through n4's addition, whose member list lacks n5: an old change
+            # it applied, not its removal
+            with open(cluster.spec("n5").log_path) as f:
+                assert "event=removed_from_cluster" not in f.read()
             listed = schedctl(cluster.endpoints_env, "member", "list")
             assert listed.returncode == 0, listed.stderr
             assert all(f"n{i}" in listed.stdout for i in range(1, 6)), listed.stdout
