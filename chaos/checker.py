@@ -20,6 +20,13 @@ Checks (ids as in ``research/reliability.md`` §5.1):
 * **Convergence (C7).** Every node reports the same applied index and state digest.
 * **Raft log safety (C10).** No node log holds pysyncobj's CRITICAL "truncating already-applied
   log entries": a node deleting entries it had applied means committed entries were dropped.
+* **Membership (C11)**, when the scenario expects a member set (``expect`` ``members``, after
+  nodes joined or left): the running nodes are exactly the members; exactly one leads and every
+  other follows it; every node's member list (``GetNodeStatus.peers`` and itself) is the
+  expected one, so none thinks it is a cluster of one; the leader's ``ListMembers`` lists them
+  at their Raft addresses, each a voter and connected; and the Raft configuration each node
+  runs with (pysyncobj's, from its log: the last ``raft_members_changed`` since the node
+  process started, else the peers it started with) is the other members' Raft addresses.
 * **P3 failover (C8).** For each leader fault: time from the fault to the first handler that
   completed successfully for a firing scheduled after the fault (a new leader must have fired
   and granted it). p50/p99/max are reported; a fault with no such firing is a violation.
@@ -33,6 +40,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -161,6 +170,7 @@ def check(out: str, p3_bound_s: float = P3_BOUND_S) -> Report:
     _check_convergence(rep, final)
     _check_p3(rep, events, p3_bound_s)
     _check_expectations(rep, events, final, sink_log, applies, starts)
+    _check_members(rep, events, final, out)
     _check_punctuality(rep, events, runs, starts)
     return rep
 
@@ -437,6 +447,119 @@ def _check_convergence(rep: Report, final: dict[str, Any]) -> None:
         )
 
 
+def _check_members(
+    rep: Report, events: list[dict[str, Any]], final: dict[str, Any], out: str
+) -> None:
+    for e in events:
+        if e["op"] == "node_exited":
+            rep.notes.append(
+                f"{e['node']} exited by itself (rc {e['rc']}) and was restarted: {e.get('error', '')}"
+            )
+        if e["op"] == "member_removed" and e.get("handovers", 0) > 1:
+            rep.notes.append(
+                f"removing leader {e['node']} took {e['handovers']} handovers (leadership came "
+                f"back to it {e['handovers'] - 1} times), {e['seconds']}s"
+            )
+    expects = [e for e in events if e["op"] == "expect" and e.get("what") == "members"]
+    if not expects:
+        return
+    want: dict[str, str] = expects[-1]["members"]  # node id -> Raft address
+    ids = set(want)
+    nodes: dict[str, Any] = final.get("nodes", {})
+    if set(nodes) != ids:
+        rep.violations.append(
+            f"C11: nodes running at the end {sorted(nodes)} are not the members {sorted(ids)}"
+        )
+    leaders = sorted(n for n, st in nodes.items() if st is not None and st["role"] == "leader")
+    if len(leaders) != 1:
+        rep.violations.append(f"C11: {len(leaders)} nodes lead at the end: {leaders}")
+    for n, st in sorted(nodes.items()):
+        if st is None or "peers" not in st:
+            continue  # C7 reports a node that does not answer
+        listed = {n, *st["peers"]}
+        if listed != ids:
+            alone = " (a cluster of one)" if listed == {n} else ""
+            rep.violations.append(
+                f"C11: {n} lists members {sorted(listed)}{alone}, want {sorted(ids)}"
+            )
+        if len(leaders) == 1 and st.get("leader_id") != leaders[0]:
+            rep.violations.append(
+                f"C11: {n} follows {st.get('leader_id') or 'no one'}, the leader is {leaders[0]}"
+            )
+    view = final.get("members")
+    if view is None:
+        rep.violations.append("C11: no leader answered ListMembers at the end")
+    else:
+        got = {m["node_id"]: m for m in view["members"]}
+        if {i: m["raft_address"] for i, m in got.items()} != want:
+            rep.violations.append(
+                f"C11: the leader {view['leader']} lists "
+                f"{sorted((i, m['raft_address']) for i, m in got.items())}, want {sorted(want.items())}"
+            )
+        bad = sorted(i for i, m in got.items() if not (m["voter"] and m["connected"]))
+        if bad:
+            rep.violations.append(
+                f"C11: the leader {view['leader']} has {bad} outside its Raft configuration "
+                f"or not connected: {[got[i] for i in bad]}"
+            )
+    for n in sorted(ids & set(nodes)):
+        voters = raft_voters(out, n, events, want)
+        if voters is None:
+            rep.notes.append(f"{n}: no node_started line in its log since its last start")
+        elif voters != {want[m] for m in ids if m != n}:
+            rep.violations.append(
+                f"C11: {n} runs Raft with peers {sorted(voters)}, want "
+                f"{sorted(want[m] for m in ids if m != n)}"
+            )
+
+
+_LOG_TS = re.compile(r"^ts=(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
+
+
+def raft_voters(
+    out: str, node: str, events: list[dict[str, Any]], addresses: dict[str, str]
+) -> set[str] | None:
+    """The Raft addresses of the peers node ``node`` runs pysyncobj with at the end of the run,
+    from its log: the last ``raft_members_changed`` (whose ``voters=`` is the whole set after
+    the change) since its process last started, else the ``peers=`` it started with (node ids,
+    mapped by ``addresses``). None without a start line."""
+    since = max(
+        (
+            e["t"]
+            for e in events
+            if e["proc"] == "nemesis"
+            and e["op"] in ("restart_node", "add_node")
+            and e.get("node") == node
+        ),
+        default=0.0,
+    )
+    started: set[str] | None = None
+    changed: set[str] | None = None
+    try:
+        with open(os.path.join(out, "cluster", node, "node.log"), errors="replace") as f:
+            for line in f:
+                m = _LOG_TS.match(line)
+                if m is None:
+                    continue
+                t = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))
+                if t + int(m.group(2)) / 1000 < since:
+                    continue
+                fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+                if f"event=node_started node={node} " in line:
+                    peers = fields.get("peers", "-")
+                    started = {
+                        addresses.get(p, f"?{p}") for p in peers.split(",") if p and p != "-"
+                    }
+                elif "event=raft_members_changed " in line:
+                    voters = fields.get("voters", "-")
+                    changed = {v for v in voters.split(",") if v and v != "-"}
+    except OSError:
+        return None
+    if started is None:
+        return None
+    return changed if changed is not None else started
+
+
 def _check_p3(rep: Report, events: list[dict[str, Any]], bound_s: float) -> None:
     faults = [e for e in events if e["proc"] == "nemesis" and e.get("leader_fault")]
     done = sorted(
@@ -544,5 +667,5 @@ def _check_expectations(
                 )
             else:
                 rep.notes.append(f"{x['node']} stopped with exit 70: {critical[-1][-200:]}")
-        else:
+        elif what != "members":  # members: _check_members
             rep.notes.append(f"unknown expectation {what}")

@@ -16,6 +16,13 @@ string comparison is the numeric one.
 are the proxy addresses, so the leader hints a follower hands out point through the proxies,
 and workers and the workload client only ever talk through them. The harness's own monitor and
 final-state reads use the real addresses.
+
+**Membership changes** need one Raft address per node that every node dials (a member entry
+carries it), which the per-pair proxy addresses of the trick cannot be. So the membership
+scenarios build the cluster with ``raft_proxies=False``: Raft runs node to node (no Raft link
+faults, no ``assert_raft_proxied``), gRPC stays proxied, every node advertises its gRPC proxy
+(``--advertise-grpc``), and ``Harness.add_node`` / ``remove_member`` / ``wait_members`` grow and
+shrink the cluster. Every other scenario runs exactly as before.
 """
 
 from __future__ import annotations
@@ -85,15 +92,27 @@ def _addr(port: int) -> str:
 
 
 class ProxiedCluster(LocalCluster):
-    """A LocalCluster whose Raft pairs and gRPC ports sit behind ``hub`` proxies."""
+    """A LocalCluster whose Raft pairs and gRPC ports sit behind ``hub`` proxies (only the gRPC
+    ports with ``raft_proxies=False``: then nodes can be added with :meth:`add_node`)."""
 
     def __init__(
-        self, root: str, hub: ProxyHub, nodes: int = 3, extra_args: list[str] | None = None
+        self,
+        root: str,
+        hub: ProxyHub,
+        nodes: int = 3,
+        extra_args: list[str] | None = None,
+        raft_proxies: bool = True,
     ) -> None:
         super().__init__(root, nodes=nodes, extra_args=extra_args or FAST_ARGS)
-        pairs = nodes * (nodes - 1) // 2
-        raft_side = sorted(free_ports(nodes + pairs))
-        grpc_side = free_ports(2 * nodes)
+        #: False: Raft runs node to node, without proxies (and without the identity trick), so
+        #: that nodes can join and leave: a member entry carries one Raft address per node that
+        #: every node dials, which per-pair proxy addresses cannot follow. Only the gRPC ports
+        #: are proxied then, and every node advertises its gRPC proxy (``--advertise-grpc``).
+        self.raft_proxies = raft_proxies
+        pairs = nodes * (nodes - 1) // 2 if raft_proxies else 0
+        # one call: ports from two calls can coincide (each call releases its ports at the end)
+        ports = free_ports(nodes + pairs + 2 * nodes)
+        raft_side, grpc_side = sorted(ports[: nodes + pairs]), ports[nodes + pairs :]
         if any(not 10000 <= p <= 65535 for p in raft_side):
             raise RuntimeError(f"the identity trick needs 5-digit ports; got {raft_side}")
         raft_ports, proxy_ports = (
@@ -120,7 +139,7 @@ class ProxiedCluster(LocalCluster):
         k = 0
         for a in self.specs:
             for b in self.specs:
-                if a.raft < b.raft:
+                if raft_proxies and a.raft < b.raft:
                     link = hub.add(f"raft-{a.node_id}-{b.node_id}", _addr(proxy_ports[k]), a.raft)
                     assert len(link.listen) == len(b.raft) and link.listen < b.raft
                     self.raft_links[(a.node_id, b.node_id)] = link
@@ -130,6 +149,7 @@ class ProxiedCluster(LocalCluster):
         #: module run instead of ``schedd`` (``chaos.faketime_node`` for a node under libfaketime)
         self.node_env: dict[str, dict[str, str]] = {}
         self.node_module: dict[str, str] = {}
+        self._deferred: set[str] = set()  # being prepared by add_node: start_node waits
 
     @property
     def proxy_endpoints(self) -> list[str]:
@@ -143,6 +163,8 @@ class ProxiedCluster(LocalCluster):
 
     def start_node(self, node_id: str) -> None:
         spec = self.spec(node_id)
+        if node_id in self._deferred:  # add_node prepares it, its caller starts it
+            return
         os.makedirs(spec.data_dir, exist_ok=True)
         os.makedirs(os.path.dirname(spec.log_path), exist_ok=True)
         env = dict(self.env)
@@ -176,16 +198,62 @@ class ProxiedCluster(LocalCluster):
             "--raft-password-file",
             self.password_file,
         ]
+        if not self.raft_proxies:
+            cmd += ["--advertise-grpc", self.grpc_links[spec.node_id].listen]
+        if spec.join:
+            cmd += ["--join", spec.join]
+            return cmd + self.security_args(spec) + self.extra_args
         for other in self.specs:
-            if other is spec:
+            if other is spec or other.join:
                 continue
             raft = (
                 self.raft_links[(other.node_id, spec.node_id)].listen
-                if other.raft < spec.raft
+                if self.raft_proxies and other.raft < spec.raft
                 else other.raft
             )
             cmd += ["--peer", f"{other.node_id}={raft}/{self.grpc_links[other.node_id].listen}"]
         return cmd + self.security_args(spec) + self.extra_args
+
+    def _unused_port(self, but: NodeSpec | None = None) -> int:
+        """A free port that no node (running or not; ``but`` excepted) and no proxy of this
+        cluster uses."""
+        taken = {
+            int(a.rsplit(":", 1)[1]) for s in self.specs if s is not but for a in (s.raft, s.grpc)
+        }
+        taken |= {int(link.listen.rsplit(":", 1)[1]) for link in self.hub.links.values()}
+        while True:
+            port = free_ports(1)[0]
+            if port not in taken:
+                return port
+
+    def add_node(
+        self, node_id: str | None = None, join_via: str | None = None, start: bool = True
+    ) -> NodeSpec:
+        """A new node that joins the running cluster (``--join``) behind a gRPC proxy of its own.
+        Only without Raft proxies (see ``raft_proxies``). ``start=False``: its spec, certificate
+        and proxy only; :meth:`start_node` starts it."""
+        if self.raft_proxies:
+            raise RuntimeError(
+                "nodes cannot join a cluster whose Raft links run through per-pair proxies "
+                "(the identity trick); build it with raft_proxies=False"
+            )
+        node_id = node_id or f"n{len(self.specs) + 1}"
+        self._deferred.add(node_id)
+        try:
+            spec = super().add_node(node_id, join_via)
+        finally:
+            self._deferred.discard(node_id)
+        # its ports were free, but a node that is down or not started yet leaves its own free
+        spec.raft = _addr(self._unused_port(but=spec))
+        spec.grpc = _addr(self._unused_port(but=spec))
+        if spec.grpc == spec.raft:
+            spec.grpc = _addr(self._unused_port())  # spec.raft now counts as taken
+        self.grpc_links[node_id] = self.hub.add(
+            f"grpc-{node_id}", _addr(self._unused_port()), spec.grpc
+        )
+        if start:
+            self.start_node(node_id)
+        return spec
 
     def links_of(self, node_id: str) -> list[Link]:
         return [link for (a, b), link in self.raft_links.items() if node_id in (a, b)]
@@ -219,6 +287,16 @@ class ProxiedCluster(LocalCluster):
             if local in node_ports and remote not in proxy_up:
                 bad.append(f"{remote}->{local}")
         return bad
+
+
+def _last_error(log_path: str) -> str:
+    """The last line of a node log that says why the node stopped by itself ("" if none)."""
+    try:
+        with open(log_path, errors="replace") as f:
+            lines = [ln.strip() for ln in f if "error" in ln.lower() or "CRITICAL" in ln]
+    except OSError:
+        return ""
+    return lines[-1][:400] if lines else ""
 
 
 def _established_tcp() -> list[tuple[int, int]]:
@@ -258,6 +336,7 @@ class Harness:
         seed: int = 0,
         fencing: bool = True,
         workload: list[tuple[str, str, str, dict[str, Any]]] | None = None,
+        raft_proxies: bool = True,
     ) -> None:
         self.out = os.path.abspath(out)
         os.makedirs(self.out, exist_ok=True)
@@ -274,7 +353,9 @@ class Harness:
         self.nemesis = History(self.history_path, "nemesis")
         self.clienth = History(self.history_path, "client")
         self.hub = ProxyHub()
-        self.cluster = ProxiedCluster(os.path.join(self.out, "cluster"), self.hub, nodes=nodes)
+        self.cluster = ProxiedCluster(
+            os.path.join(self.out, "cluster"), self.hub, nodes=nodes, raft_proxies=raft_proxies
+        )
         self.workers = {wid: WorkerProc(wid, kind, queues) for wid, kind, queues in WORKERS}
         self._stop = threading.Event()
         self._crud_stop = threading.Event()
@@ -291,6 +372,7 @@ class Harness:
             nodes=nodes,
             fencing=fencing,
             lease_ttl_s=LEASE_TTL_S,
+            raft_proxies=raft_proxies,
             specs=[
                 {
                     "node": s.node_id,
@@ -310,7 +392,10 @@ class Harness:
     def start(self) -> None:
         self.cluster.start()
         self.cluster.wait_for_leader(timeout=30)
-        self.h.write("proxy_check", **self.cluster.assert_raft_proxied())
+        if self.cluster.raft_proxies:
+            self.h.write("proxy_check", **self.cluster.assert_raft_proxied())
+        else:
+            self.h.write("proxy_check", raft_proxies=False)
         self._spawn(self._monitor_loop, "monitor")
         for w in self.workers.values():
             self.start_worker(w.worker_id)
@@ -455,8 +540,10 @@ class Harness:
         st = self.cluster.status(node, timeout=1.0)
         return st.term if st is not None else -1
 
-    def kill_node(self, node: str, leader_fault: bool = False) -> None:
-        term = self._term(node)
+    def kill_node(self, node: str, leader_fault: bool = False, term: int | None = None) -> None:
+        """SIGKILL ``node``. ``term``: its term, read beforehand when the kill must not wait
+        for a status call."""
+        term = self._term(node) if term is None else term
         self.nemesis.write("kill_node", node=node, leader_fault=leader_fault, term=term)
         self.faults += 1
         self.cluster.kill_node(node, signal.SIGKILL)
@@ -534,6 +621,172 @@ class Harness:
                 time.sleep(0.1)
         self.h.write("leader_move_failed", to=to, leader=self.cluster.leader())
         return False
+
+    # ---- membership (a cluster built with raft_proxies=False) --------------------------------
+
+    def add_node(self, join_via: str | None = None, start: bool = True) -> NodeSpec:
+        """Start a new node that asks the cluster to add it (``schedd run --join``, through
+        ``join_via``, default the first running node) and then catches up. ``start=False``:
+        prepare it only (ports, certificate, gRPC proxy); :meth:`start_joiner` starts it."""
+        spec = self.cluster.add_node(join_via=join_via, start=start)
+        if start:
+            self._node_added(spec)
+        return spec
+
+    def start_joiner(self, spec: NodeSpec) -> None:
+        """Start a node prepared with ``add_node(start=False)``."""
+        self.cluster.start_node(spec.node_id)
+        self._node_added(spec)
+
+    def _node_added(self, spec: NodeSpec) -> None:
+        self.nemesis.write(
+            "add_node",
+            node=spec.node_id,
+            raft=spec.raft,
+            grpc=spec.grpc,
+            grpc_proxy=self.cluster.grpc_links[spec.node_id].listen,
+            join_via=spec.join,
+        )
+
+    def remove_member(self, node_id: str, timeout: float = 120.0) -> int:
+        """Remove member ``node_id`` through the SDK (a leader hands leadership over first and
+        the SDK follows it), then stop the node and forget it. A removal of the leader is a
+        leader fault (the checker measures the failover). The leader's handover may fail
+        (it answers UNAVAILABLE "leadership did not move in time; retry" after 10 s): the call
+        is repeated, as the answer says, for up to ``timeout`` seconds. Returns the attempts."""
+        leader = self.cluster.leader()
+        self.nemesis.write(
+            "remove_member",
+            node=node_id,
+            leader_fault=node_id == leader,
+            term=self._term(node_id),
+        )
+        log_path = self.cluster.spec(node_id).log_path
+        offset = os.path.getsize(log_path)
+        t0 = time.monotonic()
+        attempts = 0
+        # the leader waits up to 10 s for its handover before answering: a longer deadline
+        with self.cluster.client(
+            timeout=15, retry_for=20, wait_for=30, endpoints=self.cluster.proxy_endpoints
+        ) as c:
+            while True:
+                attempts += 1
+                status, res = self.call(
+                    "remove_member", lambda: c.remove_member(node_id), node=node_id
+                )
+                if status == "ok":
+                    break
+                # NOT_FOUND after a try whose outcome is unknown: that one committed
+                if isinstance(res, errors.NotFound):
+                    break
+                if time.monotonic() - t0 > timeout:
+                    raise RuntimeError(f"could not remove {node_id} in {attempts} attempts: {res}")
+                time.sleep(1.0)
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            handovers = f.read().count(f"event=leader_leaving node={node_id}:".encode())
+        self.h.write(
+            "member_removed",
+            node=node_id,
+            was_leader=node_id == leader,
+            attempts=attempts,
+            handovers=handovers,  # the leader handed leadership over this many times
+            seconds=round(time.monotonic() - t0, 2),
+        )
+        rc = self.cluster.stop_node(node_id)
+        self.cluster.forget_node(node_id)
+        self.h.write("node_retired", node=node_id, rc=rc)
+        return attempts
+
+    def members_view(self) -> tuple[str | None, list[api_pb2.Member], int]:
+        """(leader, its member list, its commit index); ``[]`` when no leader answers."""
+        leader = self.cluster.leader()
+        if leader is None:
+            return None, [], 0
+        try:
+            resp = self.cluster._stub(leader).ListMembers(
+                api_pb2.ListMembersRequest(),
+                timeout=2,
+                metadata=self.cluster.credentials.metadata,
+            )
+        except grpc.RpcError:
+            return leader, [], 0
+        return leader, list(resp.members), int(resp.commit_index)
+
+    def membership_problems(self, expected: set[str], leader: str) -> list[str]:
+        """How the running nodes disagree with member set ``expected`` and with ``leader``
+        (each node's GetNodeStatus: its peers, role and leader); [] when they all agree."""
+        problems = []
+        running = {s.node_id for s in self.cluster.specs if self.cluster.alive(s.node_id)}
+        if running != expected:
+            problems.append(f"running {sorted(running)}")
+        for node in sorted(running):
+            st = self.cluster.status(node, timeout=1.0)
+            if st is None:
+                problems.append(f"{node} does not answer")
+                continue
+            listed = {node, *st.peers}
+            if listed != expected:
+                problems.append(f"{node} lists {sorted(listed)}")
+            if (st.role == "leader") != (node == leader) or st.leader_id != leader:
+                problems.append(f"{node} is {st.role} following {st.leader_id or '-'}")
+        return problems
+
+    def wait_members(
+        self, expected: set[str], timeout: float = 30.0, restart_exited: bool = False
+    ) -> float:
+        """Wait until the leader lists exactly ``expected``, each a voter, connected, and with
+        its log at least at the commit index of the previous look (caught up), and every
+        running node lists the same members and follows that leader. Returns the seconds it
+        took; raises RuntimeError on timeout. ``restart_exited``: restart a node whose process
+        exited by itself (a ``--join`` that failed)."""
+        t0 = time.monotonic()
+        prev_commit: int | None = None
+        last: list[str] = []
+        while True:
+            if restart_exited:
+                for spec in list(self.cluster.specs):
+                    p = self.cluster.procs.get(spec.node_id)
+                    if p is not None and p.poll() is not None:
+                        self.h.write(
+                            "node_exited",
+                            node=spec.node_id,
+                            rc=p.returncode,
+                            error=_last_error(spec.log_path),
+                        )
+                        self.restart_node(spec.node_id)
+            leader, members, commit = self.members_view()
+            if leader is None or not members:
+                last = ["no leader answers ListMembers"]
+            else:
+                listed = {m.node_id for m in members}
+                behind = [
+                    f"{m.node_id}(voter={m.voter},connected={m.connected},match={m.match_index})"
+                    for m in members
+                    if not (
+                        m.voter
+                        and m.connected
+                        and prev_commit is not None
+                        and m.match_index >= prev_commit
+                    )
+                ]
+                last = [f"leader {leader} lists {sorted(listed)}"] if listed != expected else []
+                last += [f"behind: {', '.join(behind)}"] if behind else []
+                if not last:
+                    last = self.membership_problems(expected, leader)
+                prev_commit = commit
+            took = time.monotonic() - t0
+            if not last:
+                self.h.write(
+                    "members_ok", members=sorted(expected), leader=leader, seconds=round(took, 2)
+                )
+                return took
+            if took > timeout:
+                self.h.write("members_timeout", members=sorted(expected), problems=last)
+                raise RuntimeError(
+                    f"members {sorted(expected)} not in place after {timeout:g}s: {'; '.join(last)}"
+                )
+            time.sleep(0.3)
 
     # ---- clock (libfaketime, one node) -------------------------------------------------------
 
@@ -769,8 +1022,11 @@ class Harness:
         hist = History(self.history_path, "monitor")
         seen: set[tuple[str, int]] = set()
         while not self._stop.wait(0.2):
-            for spec in self.cluster.specs:
-                st = self.cluster.status(spec.node_id, timeout=0.4)
+            for spec in list(self.cluster.specs):
+                try:
+                    st = self.cluster.status(spec.node_id, timeout=0.4)
+                except StopIteration:  # removed from the cluster meanwhile (forget_node)
+                    continue
                 if st is not None and st.role == "leader" and (spec.node_id, st.term) not in seen:
                     seen.add((spec.node_id, st.term))
                     hist.write("leader", node=spec.node_id, term=st.term)
@@ -877,8 +1133,31 @@ class Harness:
                     "applied_index": st.applied_index,
                     "commit_index": st.commit_index,
                     "digest": st.state_digest,
+                    "leader_id": st.leader_id,
+                    "peers": sorted(st.peers),
                 }
             )
+        leader, members, commit = self.members_view()
+        final["members"] = (
+            None
+            if not members
+            else {
+                "leader": leader,
+                "commit_index": commit,
+                "members": [
+                    {
+                        "node_id": m.node_id,
+                        "raft_address": m.raft_address,
+                        "grpc_address": m.grpc_address,
+                        "leader": m.leader,
+                        "voter": m.voter,
+                        "connected": m.connected,
+                        "match_index": m.match_index,
+                    }
+                    for m in members
+                ],
+            }
+        )
         with open(os.path.join(self.out, "final.json"), "w") as f:
             json.dump(final, f, indent=1)
         self.h.write(

@@ -22,6 +22,7 @@ import grpc
 from chaos import checker, faketime, history, scenarios_power, truncation
 from chaos.harness import LEASE_TTL_S, Harness
 from schedd.pb import api_grpc, api_pb2, types_pb2
+from schedd.testing import NodeSpec
 
 OUT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 WARMUP_S = 4.0
@@ -48,6 +49,9 @@ class Scenario:
     demonstrates: tuple[str, ...] = ()
     #: fault seconds in the CI smoke set (tests/chaos/test_smoke.py) when shorter than its default
     smoke_duration: float | None = None
+    #: False: Raft runs without the per-pair proxies (no Raft link faults), so that nodes can
+    #: join and leave (membership scenarios); gRPC stays proxied
+    raft_proxies: bool = True
 
 
 def _until(deadline: float, need: float) -> bool:
@@ -532,6 +536,157 @@ def disk_full(h: Harness, duration: float) -> None:
     _settle(h, 5)
 
 
+# ---- membership changes ------------------------------------------------------------------------
+
+
+def _members(h: Harness) -> set[str]:
+    return {s.node_id for s in h.cluster.specs}
+
+
+def _expect_members(h: Harness) -> None:
+    """The final state must hold exactly the cluster's current nodes as members (checker C11)."""
+    h.expect("members", members={s.node_id: s.raft for s in h.cluster.specs})
+
+
+def _log_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _wait_log(path: str, needle: str, offset: int, timeout: float) -> bool:
+    """Wait until ``needle`` appears in the file at ``path`` after byte ``offset`` (polled
+    every 5 ms: a fault is injected the moment a node logs a step)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                if needle.encode() in f.read():
+                    return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+
+
+def member_grow_shrink(h: Harness, duration: float) -> None:
+    """Grow the cluster by two nodes (``--join``, one at a time, each connected and caught up
+    before the next; a node whose join was refused exits and is started again, as a service
+    manager would), then shrink it by two: the leader (it hands leadership over first; the
+    removal is repeated while the leader answers that the handover failed), then a follower
+    picked by the seed; each removed node is stopped. Under the full workload."""
+    for _ in range(2):
+        spec = h.add_node()
+        h.wait_members(_members(h), timeout=45, restart_exited=True)
+        h.h.write("grown", node=spec.node_id, members=sorted(_members(h)))
+        time.sleep(2)
+    leader = h.leader()
+    h.remove_member(leader)
+    h.wait_members(_members(h), timeout=30)
+    time.sleep(2)
+    leader = h.leader()
+    follower = h.rng.choice(sorted(_members(h) - {leader}))
+    h.remove_member(follower)
+    h.wait_members(_members(h), timeout=30)
+    _expect_members(h)
+    _settle(h, 2)
+
+
+def _restart_after_kill(h: Harness, killed: str, down_s: float) -> None:
+    """Record how long the survivors took to elect a leader (≤ 20 s), keep ``killed`` down for
+    ``down_s`` seconds in all, restart it."""
+    t0 = time.monotonic()
+    leader = None
+    while time.monotonic() - t0 < 20 and leader is None:
+        leader = h.cluster.leader()
+        time.sleep(0.05)
+    h.h.write(
+        "elected_after_kill",
+        killed=killed,
+        leader=leader,
+        seconds=round(time.monotonic() - t0, 2) if leader else None,
+    )
+    time.sleep(max(0.0, down_s - (time.monotonic() - t0)))
+    h.restart_node(killed)
+
+
+def _add_member_raw(h: Harness, leader: str, spec: NodeSpec) -> grpc.Future:
+    """Send AddMember for ``spec`` straight to ``leader`` (no retry); the call's future."""
+    req = api_pb2.AddMemberRequest(
+        node_id=spec.node_id,
+        raft_address=spec.raft,
+        grpc_address=h.cluster.grpc_links[spec.node_id].listen,  # what the node advertises
+    )
+    h.clienth.write("add_member", "invoke", node=spec.node_id, leader=leader, raw=True)
+    return h.cluster._stub(leader).AddMember.future(
+        req, timeout=10, metadata=h.cluster.credentials.metadata
+    )
+
+
+def member_change_leader_kill(h: Harness, duration: float) -> None:
+    """SIGKILL the leader in the middle of adding a node, twice, then heal and converge:
+
+    1. a node joins (``--join``); the moment its join returns (the addition committed; the node
+       has no log and no Raft connection yet) the leader is killed. With 3 -> 4 members the two
+       survivors need the new node's vote: it must connect and catch up before a leader wins.
+    2. AddMember for another node is sent straight to the leader, which is killed (seeded,
+       half the seeds each) 0-50 ms later or the moment it logs that it appended the entry:
+       before the entry is appended, before it is replicated or committed, or before the
+       answer. The addition may survive or be lost; then the node is started with
+       ``--join``, asking again (adding is idempotent; a refusal makes it exit, and it is
+       restarted).
+
+    After each round the killed node is restarted and every node must agree on the members."""
+    # (1) the addition committed, the new node not caught up yet
+    leader = h.leader()
+    spec = h.add_node()
+    joined = _wait_log(spec.log_path, "event=joined", 0, timeout=30)
+    h.kill_node(leader, leader_fault=True)
+    h.h.write("kill_at", round=1, node=spec.node_id, joined=joined)
+    _restart_after_kill(h, leader, down_s=3)
+    h.wait_members(_members(h), timeout=60, restart_exited=True)
+    _settle(h, 2)
+
+    # (2) the leader dies right after AddMember was sent to it
+    leader = h.leader()
+    term = h._term(leader)
+    spec = h.add_node(start=False)
+    log_path = h.cluster.spec(leader).log_path
+    offset = _log_size(log_path)
+    at_append = h.rng.random() < 0.5
+    delay = h.rng.uniform(0.0, 0.05)
+    needle = f"raft_members_changed op=add address={spec.raft} "
+    t0 = time.monotonic()
+    fut = _add_member_raw(h, leader, spec)
+    if at_append:  # the moment the leader logs that it appended the entry
+        _wait_log(log_path, needle, offset, timeout=5)
+    else:
+        time.sleep(delay)
+    waited = time.monotonic() - t0
+    h.kill_node(leader, leader_fault=True, term=term)
+    status, code = _raw_outcome(fut)
+    h.clienth.write("add_member", status, node=spec.node_id, leader=leader, raw=True, error=code)
+    h.h.write(
+        "kill_at",
+        round=2,
+        node=spec.node_id,
+        at="append" if at_append else "delay",
+        delay_ms=round(waited * 1000, 1),
+        # how far the killed leader got, from its log
+        appended=_wait_log(log_path, needle, offset, 0),
+        committed=_wait_log(log_path, f"event=member_added node={spec.node_id} ", offset, 0),
+        answered=status == "ok",
+    )
+    h.start_joiner(spec)
+    _restart_after_kill(h, leader, down_s=3)
+    h.wait_members(_members(h), timeout=60, restart_exited=True)
+    _expect_members(h)
+    _settle(h, 2)
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -638,6 +793,23 @@ SCENARIOS: dict[str, Scenario] = {
             setup=_disk_setup,
         ),
         Scenario(
+            "member-grow-shrink",
+            "grow 3 -> 5 with schedd run --join (each connected and caught up before the "
+            "next), then shrink 5 -> 3: remove the leader, then a follower (no Raft proxies)",
+            member_grow_shrink,
+            raft_proxies=False,
+            smoke_duration=10.0,
+        ),
+        Scenario(
+            "member-change-leader-kill",
+            "SIGKILL the leader the moment a joining node's addition committed (3 -> 4), then "
+            "0-50 ms after AddMember was sent to it or when it appended the entry (4 -> 5); "
+            "restart, members must agree on every node (no Raft proxies)",
+            member_change_leader_kill,
+            raft_proxies=False,
+            smoke_duration=10.0,
+        ),
+        Scenario(
             "power-loss-majority",
             "power model on every node, Raft log compacted every 100 entries or 4 s: "
             "a majority (the leader and a follower, then the followers) loses power at once right after "
@@ -696,7 +868,7 @@ def run(
     sc = SCENARIOS[name]
     out = os.path.join(out_root, f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-n{nodes}-s{seed}")
     t0 = time.monotonic()
-    h = Harness(out, nodes=nodes, seed=seed, fencing=sc.fencing)
+    h = Harness(out, nodes=nodes, seed=seed, fencing=sc.fencing, raft_proxies=sc.raft_proxies)
     if sc.setup is not None:
         try:
             sc.setup(h)

@@ -259,3 +259,88 @@ def test_truncated_applied_entries_in_a_node_log(tmp_path) -> None:
     )
     rep = checker.check(out)
     assert [v[:35] for v in rep.violations] == ["C10: n2 truncated applied Raft entr"]
+
+
+RAFT = {"n3": "127.0.0.1:40003", "n4": "127.0.0.1:40004", "n5": "127.0.0.1:40005"}
+
+
+def _membership_run(
+    tmp_path, nodes: dict[str, Any], logs: dict[str, str], voter: bool = True
+) -> str:
+    """A run whose scenario expects members n3, n4, n5 (``RAFT``): nodes' final statuses,
+    the leader's member list and the node logs as given."""
+    ev = [("harness", "expect", {"what": "members", "members": RAFT})]
+    full = {
+        n: {"applied_index": 9, "digest": "d", "term": 2, "commit_index": 9, **st}
+        for n, st in nodes.items()
+    }
+    out = make(tmp_path, applies=ALL, extra=ev, nodes=full)
+    with open(f"{out}/final.json") as f:
+        final = json.load(f)
+    final["members"] = {
+        "leader": "n5",
+        "commit_index": 9,
+        "members": [
+            {
+                "node_id": n,
+                "raft_address": a,
+                "grpc_address": "",
+                "leader": n == "n5",
+                "voter": voter,
+                "connected": True,
+                "match_index": 9,
+            }
+            for n, a in RAFT.items()
+        ],
+    }
+    with open(f"{out}/final.json", "w") as f:
+        json.dump(final, f)
+    for n, text in logs.items():
+        (tmp_path / "cluster" / n).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "cluster" / n / "node.log").write_text(text)
+    return out
+
+
+def _log(node: str, peers: str, voters: str | None = None) -> str:
+    ts = "ts=2026-01-01 00:00:00,000 level=INFO"
+    text = f"{ts} logger=schedd.node event=node_started node={node} raft=x grpc=y peers={peers}\n"
+    if voters is not None:
+        text += f"{ts} logger=schedd.raft event=raft_members_changed op=remove address=z reverse=False voters={voters}\n"
+    return text
+
+
+AGREE = {
+    "n3": {"role": "follower", "leader_id": "n5", "peers": ["n4", "n5"]},
+    "n4": {"role": "follower", "leader_id": "n5", "peers": ["n3", "n5"]},
+    "n5": {"role": "leader", "leader_id": "n5", "peers": ["n3", "n4"]},
+}
+LOGS = {
+    "n3": _log("n3", "n1,n2", f"{RAFT['n4']},{RAFT['n5']}"),  # started 3 -> changed
+    "n4": _log("n4", "n3,n5"),
+    "n5": _log("n5", "n3,n4"),
+}
+
+
+def test_membership_agreement(tmp_path) -> None:
+    rep = checker.check(_membership_run(tmp_path / "ok", AGREE, LOGS))
+    assert rep.ok, rep.violations
+
+    alone = {**AGREE, "n4": {"role": "leader", "leader_id": "n4", "peers": []}}
+    rep = checker.check(_membership_run(tmp_path / "alone", alone, LOGS))
+    assert "C11: 2 nodes lead at the end: ['n4', 'n5']" in rep.violations, rep.violations
+    assert any("n4 lists members ['n4'] (a cluster of one)" in v for v in rep.violations)
+
+    lost = {**AGREE, "n3": {"role": "candidate", "leader_id": "", "peers": ["n4", "n5"]}}
+    rep = checker.check(_membership_run(tmp_path / "lost", lost, LOGS))
+    assert rep.violations == ["C11: n3 follows no one, the leader is n5"], rep.violations
+
+    stale = {**LOGS, "n3": _log("n3", "n1,n2", f"127.0.0.1:40001,{RAFT['n4']},{RAFT['n5']}")}
+    rep = checker.check(_membership_run(tmp_path / "stale", AGREE, stale))
+    assert [v[:30] for v in rep.violations] == ["C11: n3 runs Raft with peers ["], rep.violations
+
+    rep = checker.check(_membership_run(tmp_path / "nonvoter", AGREE, LOGS, voter=False))
+    assert any("outside its Raft configuration" in v for v in rep.violations), rep.violations
+
+    extra = {**AGREE, "n1": {"role": "follower", "leader_id": "n5", "peers": ["n3", "n4", "n5"]}}
+    rep = checker.check(_membership_run(tmp_path / "extra", extra, LOGS))
+    assert any(v.startswith("C11: nodes running at the end") for v in rep.violations)

@@ -1,5 +1,6 @@
 """Chaos smoke set (CI): each scenario of ``chaos/`` in short form on a real 3-node cluster whose
-Raft and gRPC links run through the harness's proxies. Fails on any checker violation; a
+Raft and gRPC links run through the harness's proxies (gRPC only for the membership scenarios,
+whose nodes join and leave). Fails on any checker violation; a
 negative control fails when the checker does *not* see what it exists for: the duplicates that
 running without fencing must produce, the acknowledged writes a power cut loses with
 ``--unsafe-no-fsync``. A scenario's ``smoke_duration`` shortens its fault phase here. Longer
