@@ -149,6 +149,7 @@ class LocalCluster:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._channels: dict[str, grpc.Channel] = {}
         self._bootstrap_seen = False  # the leader has recorded the bootstrap token
+        self._features_seen = False  # the leader has raised the feature level (every node reported)
         self.pki_dir = os.path.join(self.root, "pki")
         self.token_file = os.path.join(self.root, "admin.token")
         if secure:
@@ -449,7 +450,12 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             leader = self.leader()
-            if leader is not None and leader != exclude and self._bootstrapped(leader):
+            if (
+                leader is not None
+                and leader != exclude
+                and self._bootstrapped(leader)
+                and self._features_settled(leader)
+            ):
                 return leader
             self._check_alive()
             time.sleep(0.1)
@@ -470,6 +476,18 @@ class LocalCluster:
             return False
         self._bootstrap_seen = any(t.name == "bootstrap" for t in tokens.tokens)
         return self._bootstrap_seen
+
+    def _features_settled(self, leader: str) -> bool:
+        """Whether the leader has raised the cluster's feature level at least once, i.e. every
+        node's report of its version is in the log (a new cluster's first entries after the
+        bootstrap token): waiting for it keeps them out of what a test measures next."""
+        if self._features_seen:
+            return True
+        st = self.status(leader)
+        if st is None:
+            return False
+        self._features_seen = st.feature_level > 0
+        return self._features_seen
 
     def _check_alive(self) -> None:
         for node_id, proc in self.procs.items():
