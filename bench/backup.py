@@ -147,7 +147,9 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if not values:
             out[key] = runs[0][key]
             continue
-        out[key] = statistics.median(values)
+        median = statistics.median(values)
+        whole = all(isinstance(v, int) for v in values) and median == int(median)
+        out[key] = int(median) if whole else round(median, 3)
         if len(values) > 1 and min(values) != max(values):
             out[f"{key}_range"] = [min(values), max(values)]
     return out

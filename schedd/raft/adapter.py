@@ -216,6 +216,21 @@ class RaftNode(SyncObj):
         self._sync_journal()
         super()._onTick(timeToWait)
 
+    def _SyncObj__applyLogEntries(self) -> bool:  # noqa: N802
+        """pysyncobj applies every committed entry it holds in one go, in the Raft thread. A
+        follower catching up (a joined node, one back from a long outage) can spend seconds
+        there, longer than an election timeout, without reading its leader's messages; it then
+        found its election deadline passed, became a candidate with a higher term and, with no
+        pre-vote in pysyncobj, deposed a healthy leader every few seconds of its catch-up
+        (measured: bench/join.py, bench/README.md). Time spent applying is not silence from the
+        leader: a follower's election deadline moves on by it."""
+        started = monotonic()
+        sent: bool = SyncObj._SyncObj__applyLogEntries(self)  # type: ignore[attr-defined]
+        busy = monotonic() - started
+        if busy > 0.05 and not self._isLeader() and self._getLeader() is not None:
+            self._SyncObj__raftElectionDeadline += busy
+        return sent
+
     def _sync_journal(self) -> None:
         self._journal.sync()  # an I/O error stops the node (the journal's on_io_error)
         if self._deferred_acks:
