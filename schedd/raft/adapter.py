@@ -356,12 +356,14 @@ class RaftNode(SyncObj):
             hook(index, after)
 
     def _later_membership_in_log(self, index: int) -> bool:
-        """Whether the journal holds a membership entry after ``index`` (tick thread; runs only
-        when a membership entry is applied, which is rare)."""
+        """Whether the journal holds a *committed* membership entry after ``index`` (tick thread;
+        runs only when a membership entry is applied, which is rare). An uncommitted one does not
+        count: it may still be truncated, and the list applied now would then be the newest."""
         journal = self._journal
         if not len(journal):
             return False
-        first, last = journal[0][1], journal[-1][1]
+        first = journal[0][1]
+        last = min(journal[-1][1], int(self.raftCommitIndex))
         tag = bytes([_COMMAND_TYPE.MEMBERSHIP])
         return any(journal[i][0][:1] == tag for i in range(index + 1 - first, last - first + 1))
 
