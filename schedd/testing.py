@@ -448,15 +448,17 @@ class LocalCluster:
         """Wait until a node (other than ``exclude``) leads; its id. Raises TimeoutError naming the
         logs, or RuntimeError when a node exited on its own."""
         deadline = time.monotonic() + timeout
+        led_since: float | None = None
         while time.monotonic() < deadline:
             leader = self.leader()
-            if (
-                leader is not None
-                and leader != exclude
-                and self._bootstrapped(leader)
-                and self._features_settled(leader)
-            ):
-                return leader
+            if leader is not None and leader != exclude and self._bootstrapped(leader):
+                # the feature level rises only once every member reported: with a member that
+                # cannot reach the others it never does, so it is waited for a few seconds only
+                led_since = led_since if led_since is not None else time.monotonic()
+                if self._features_settled(leader) or time.monotonic() - led_since > 5.0:
+                    return leader
+            else:
+                led_since = None
             self._check_alive()
             time.sleep(0.1)
         raise TimeoutError(f"no leader within {timeout}s; node logs are in {self.root}/n*/node.log")
