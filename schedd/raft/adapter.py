@@ -52,7 +52,7 @@ import pickle
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pysyncobj.syncobj as _syncobj
@@ -318,15 +318,9 @@ class RaftNode(SyncObj):
         after the last applied one is applied to the member set in log order; their later
         apply does not repeat it (out of order with the entries after it)."""
         journal = self._journal
-        if not len(journal):
-            self._membership_replayed_to = 0
-            return
-        first, last = journal[0][1], journal[-1][1]
-        start = max(first, self.raftLastApplied + 1)
-        for i in range(start - first, last - first + 1):
-            command = journal[i][0]
-            if command[:1] == bytes([_COMMAND_TYPE.MEMBERSHIP]):
-                self._SyncObj__doChangeCluster(PickleShim.loads(command[1:]))
+        last = journal[-1][1] if len(journal) else 0
+        for command in self._membership_entries(self.raftLastApplied + 1, last):
+            self._SyncObj__doChangeCluster(PickleShim.loads(command[1:]))
         self._membership_replayed_to = last
 
     def _apply_membership(self, command: bytes) -> None:
@@ -359,13 +353,20 @@ class RaftNode(SyncObj):
         """Whether the journal holds a *committed* membership entry after ``index`` (tick thread;
         runs only when a membership entry is applied, which is rare). An uncommitted one does not
         count: it may still be truncated, and the list applied now would then be the newest."""
+        return any(True for _ in self._membership_entries(index + 1, int(self.raftCommitIndex)))
+
+    def _membership_entries(self, start: int, end: int) -> Iterator[bytes]:
+        """The membership entries the journal holds from log index ``start`` to ``end``
+        (inclusive), in log order (tick thread)."""
         journal = self._journal
         if not len(journal):
-            return False
+            return
         first = journal[0][1]
-        last = min(journal[-1][1], int(self.raftCommitIndex))
         tag = bytes([_COMMAND_TYPE.MEMBERSHIP])
-        return any(journal[i][0][:1] == tag for i in range(index + 1 - first, last - first + 1))
+        for i in range(max(start, first) - first, min(end, journal[-1][1]) - first + 1):
+            command = journal[i][0]
+            if command[:1] == tag:
+                yield command
 
     def propose_membership(self, change: membership.Change, timeout: float) -> int:
         """Replicate one membership change; return its log index once committed. Raises

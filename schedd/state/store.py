@@ -165,8 +165,6 @@ class Store:
         #: called after the map grew, with (old size, new size) in bytes
         self.on_grown: Callable[[int, int], None] | None = None
         self.on_applied: Callable[[int, Result], None] | None = None
-        #: grows with every applied membership change (readers cache the member list by it)
-        self.members_version = 0
         with self._env.begin(write=True) as txn:
             if txn.get(keys.SCHEMA, db=self._dbs["meta"]) is None:
                 txn.put(keys.SCHEMA, keys.SCHEMA_VERSION, db=self._dbs["meta"])
@@ -316,7 +314,6 @@ class Store:
                 f"{e}; check the disk (space, permissions) and restart the node"
             )
             raise
-        self.members_version += 1
         return True
 
     def feature_level(self) -> int:
