@@ -78,6 +78,7 @@ class Candidate:
     priority: int = 0
     tags: Mapping[str, str] = field(default_factory=dict)
     job: str = ""  # the stored job name ('' only in old tests: any worker may take it)
+    ready_ms: int = 0  # its not-before time: the grant order's "oldest first"
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,13 @@ def plan_fires(
             # Late (catch-up) runs are paced by apply: they wait for their not_before.
             new_runs.extend(
                 Candidate(
-                    keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags), name
+                    keys.run_id(name, job.uid, t),
+                    1,
+                    job.queue,
+                    job.priority,
+                    dict(job.tags),
+                    name,
+                    ready_ms=d,
                 )
                 for t, d in zip(item.slots_ms, item.dues_ms, strict=True)
                 if not is_late(job, t, d, now_ms)
@@ -180,7 +187,13 @@ def plan_fires(
         )
         new_runs.extend(
             Candidate(
-                keys.run_id(name, job.uid, t), 1, job.queue, job.priority, dict(job.tags), name
+                keys.run_id(name, job.uid, t),
+                1,
+                job.queue,
+                job.priority,
+                dict(job.tags),
+                name,
+                ready_ms=t,
             )
             for t in slots
         )
@@ -213,18 +226,23 @@ def plan_grants(
     want = min(s.max_grants_per_tick, total_free)
     # Per served queue (a queue without workers cannot starve the others), reading past
     # `want` so that priority and tags can choose among more due runs than free slots.
-    pending: list[types_pb2.Run] = []
     for q in by_queue:
-        pending += view.pending_in_queue(q, now_ms, limit=max(4 * want, 200))
-    pending.sort(
-        key=lambda r: (r.not_before_ms, r.run_id)
-    )  # oldest first; ties by id, across queues too
-    for run in pending:
-        if run.run_id not in seen:
-            candidates.append(
-                Candidate(run.run_id, run.attempt, run.queue, run.priority, dict(run.tags), run.job)
-            )
-    candidates.sort(key=lambda c: -c.priority)  # stable: time order within a priority
+        for run in view.pending_in_queue(q, now_ms, limit=max(4 * want, 200)):
+            if run.run_id not in seen:
+                candidates.append(
+                    Candidate(
+                        run.run_id,
+                        run.attempt,
+                        run.queue,
+                        run.priority,
+                        dict(run.tags),
+                        run.job,
+                        run.not_before_ms,
+                    )
+                )
+    # One order for stored runs and the ones this tick fires: a fired run is never older than
+    # the backlog, so under overload the backlog still drains oldest first.
+    candidates.sort(key=lambda c: (-c.priority, c.ready_ms, c.run_id))
     grants: list[command_pb2.GrantItem] = []
     for c in candidates:
         if len(grants) >= want:
