@@ -190,6 +190,10 @@ class LeaseBook:
         self._hello: tuple[frozenset[LeaseKey], float] | None = None
         self._releases: dict[LeaseKey, bool] = {}  # given back -> written on the current stream
         self._contact: float | None = None  # last heartbeat written / welcome received
+        # No live lease expires before this instant (a lower bound: renewals and finishes only
+        # move deadlines later), so ``expire`` scans the leases only once it has passed instead
+        # of on every firing.
+        self._expiry_floor = float("inf")
         self.retry_delay_s = 0.5
 
     # ---- leases ----------------------------------------------------------------------------
@@ -216,6 +220,8 @@ class LeaseBook:
         if self._contact is not None:
             start = min(start, self._contact)
         self._held[key] = _Held(run_id, fence, ttl_s, start)
+        if start + ttl_s < self._expiry_floor:
+            self._expiry_floor = start + ttl_s
         return True
 
     def contact(self, at: float) -> None:
@@ -262,19 +268,29 @@ class LeaseBook:
     def expire(self) -> list[LostLease]:
         """Leases whose last confirmed renewal is more than their TTL ago: newly lost."""
         now = self._clock()
+        if now <= self._expiry_floor:
+            return []
         out = []
+        floor = float("inf")
         for h in self._held.values():
-            if h.lost_reason is None and now - h.renewed_at > h.ttl_s:
+            if h.lost_reason is not None:
+                continue
+            if now - h.renewed_at > h.ttl_s:
                 reason = f"no contact with a leader for more than {int(h.ttl_s * 1000)} ms"
                 lost = self._lose(h, reason)
                 assert lost is not None
                 out.append(lost)
+            elif h.renewed_at + h.ttl_s < floor:
+                floor = h.renewed_at + h.ttl_s
+        self._expiry_floor = floor
         return out
 
     def next_expiry(self) -> float | None:
-        """The earliest monotonic instant at which ``expire`` may report a lease."""
+        """The earliest monotonic instant at which ``expire`` may report a lease. A full scan
+        (the ticker asks a few times a second, not per firing); it also sharpens the floor."""
         times = [h.renewed_at + h.ttl_s for h in self._held.values() if h.lost_reason is None]
-        return min(times) if times else None
+        self._expiry_floor = min(times) if times else float("inf")
+        return self._expiry_floor if times else None
 
     # ---- releases (drain) ------------------------------------------------------------------
 
@@ -380,6 +396,9 @@ class LeaseBook:
     def has_unsent(self) -> bool:
         now = self._clock()
         return any(not p.sent and p.not_before <= now for p in self._pending.values())
+
+    def pending_count(self) -> int:
+        return len(self._pending)
 
     def pending(self) -> list[CompletionRecord]:
         """Every completion not yet finally acknowledged."""
@@ -507,6 +526,27 @@ class Context:
             await asyncio.sleep(poll_s)
 
 
+class CancelEvent(threading.Event):
+    """A :class:`threading.Event` whose condition variable is made on first ``set``/``wait``.
+    Most handlers never wait on ``ctx.cancelled`` and most runs are never cancelled; the
+    condition and its lock were a large share of the agent's per-firing cost."""
+
+    _making = threading.Lock()
+
+    def __init__(self) -> None:  # not Event.__init__: no condition yet
+        self._flag = False
+
+    @property  # type: ignore[override]
+    def _cond(self) -> threading.Condition:
+        cond: threading.Condition | None = self.__dict__.get("_lazy_cond")
+        if cond is None:
+            with CancelEvent._making:
+                cond = self.__dict__.get("_lazy_cond")
+                if cond is None:
+                    cond = self.__dict__["_lazy_cond"] = threading.Condition(threading.Lock())
+        return cond
+
+
 def context_from_firing(
     firing: Any, worker_id: str, cancelled: threading.Event | None = None
 ) -> Context:
@@ -523,7 +563,7 @@ def context_from_firing(
         worker_id=worker_id,
         lease_ttl_ms=firing.lease_ttl_ms,
         namespace=getattr(firing, "namespace", "") or "default",
-        cancelled=cancelled if cancelled is not None else threading.Event(),
+        cancelled=cancelled if cancelled is not None else CancelEvent(),
     )
 
 

@@ -1,9 +1,9 @@
 """The agent's handler runner: the pool that runs your handlers, their cancellation, the drain.
 
-Sync handlers run on ``concurrency`` pool threads (``schedd-handler-*``). Async handlers run as
-tasks on an event loop the runner owns (``schedd-agent-asyncio``, started on first use); a pool
-thread waits for each, so ``concurrency`` bounds them too, and cancels its task when
-``ctx.cancelled`` is set. What a handler's return or exception means for the attempt is the
+Sync handlers run on ``concurrency`` pool threads (``schedd-handler_*``, see
+:mod:`schedd.agent.pool`). Async handlers run as tasks on an event loop the runner owns
+(``schedd-agent-asyncio``, started on first use); a pool thread waits for each, so
+``concurrency`` bounds them too, and cancels its task when ``ctx.cancelled`` is set. What a handler's return or exception means for the attempt is the
 delivery contract of :mod:`schedd.agent`; the outcome goes to the lease book
 (``LeaseBook.finish``) and the stream is asked to flush it.
 
@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from schedd.agent.core import (
     Outcome,
     kv,
 )
+from schedd.agent.pool import HandlerPool
 from schedd.agent.shared import Intent, Shared
 from schedd.errors import StaleFence
 
@@ -94,7 +96,9 @@ class Runner:
         self._concurrency = concurrency
         self._handlers: dict[str, Handler] = {}
         self._default: Handler | None = None
-        self._pool = executor
+        self._pool = executor  # tests: run handlers inline
+        self._threads: HandlerPool[Context] | None = None
+        self._async: dict[Handler, bool] = {}  # handler -> is a coroutine function
         self._aloop: asyncio.AbstractEventLoop | None = None  # runs async handlers (lazily started)
         self._aloop_lock = threading.Lock()
 
@@ -129,17 +133,20 @@ class Runner:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Create the pool (unless one was given)."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="schedd-handler")
+        """Create the pool (unless an executor was given)."""
+        if self._pool is None and self._threads is None:
+            self._threads = HandlerPool(self._concurrency, self.run, "schedd-handler")
 
     def submit(self, ctx: Context) -> None:
         """Run the handler for ``ctx``, whose lease the caller has acquired and entered in
         ``Shared.active``. When the pool is shut down (the worker is closing), the handler never
         starts and the lease is dropped; the leader expires it."""
-        assert self._pool is not None, "start() first"
         try:
-            self._pool.submit(self.run, ctx)
+            if self._threads is not None:
+                self._threads.submit(ctx)
+            else:
+                assert self._pool is not None, "start() first"
+                self._pool.submit(self.run, ctx)
         except RuntimeError:  # pool shut down: we are closing; the lease will expire
             key = (ctx.run_id, ctx.fence)
             with self._shared.lock:
@@ -150,6 +157,8 @@ class Runner:
         """Stop taking work and stop the event loop of async handlers. Does not wait: a sync
         handler that ignores its cancellation keeps its thread (Python joins it at exit); async
         handlers still running are cancelled when the loop stops."""
+        if self._threads is not None:
+            self._threads.shutdown()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         with self._aloop_lock:
@@ -223,8 +232,11 @@ class Runner:
                 )
                 log.error(kv("no_handler", run_id=ctx.run_id, job=ctx.job))
             else:
-                log.debug(kv("handler_started", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence))
-                if inspect.iscoroutinefunction(fn):
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        kv("handler_started", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence)
+                    )
+                if self._is_async(fn):
                     self._run_async(fn, ctx)
                 else:
                     fn(ctx)
@@ -267,18 +279,28 @@ class Runner:
             metrics.finished(
                 self._handler_name(ctx.job), outcome.name.lower(), shared.clock() - started
             )
-        log.info(
-            kv(
-                "handler_finished",
-                run_id=ctx.run_id,
-                job=ctx.job,
-                fence=ctx.fence,
-                outcome=outcome.name,
-                ms=int((shared.clock() - started) * 1000),
-                error=error or None,
-                result="not sent: lease released" if released else None,
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                kv(
+                    "handler_finished",
+                    run_id=ctx.run_id,
+                    job=ctx.job,
+                    fence=ctx.fence,
+                    outcome=outcome.name,
+                    ms=int((shared.clock() - started) * 1000),
+                    error=error or None,
+                    result="not sent: lease released" if released else None,
+                )
             )
-        )
+
+    def _is_async(self, fn: Handler) -> bool:
+        try:
+            is_async = self._async.get(fn)
+            if is_async is None:
+                is_async = self._async[fn] = inspect.iscoroutinefunction(fn)
+        except TypeError:  # an unhashable callable object
+            return inspect.iscoroutinefunction(fn)
+        return is_async
 
     # ---- async handlers --------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ Private module: :class:`schedd.agent.Worker` is the API.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, cast
@@ -330,7 +331,7 @@ class Stream:
                             ]
                         )
                     )
-            if intent is Intent.FLUSH:
+            if intent is Intent.FLUSH and shared.log.isEnabledFor(logging.DEBUG):
                 shared.log.debug(kv("completions_sent", count=len(msg.completions.completions)))
             yield msg
             if intent is Intent.HEARTBEAT:
@@ -466,17 +467,21 @@ class Stream:
             )
             self._runner.cancel([x for x in expired if x.key != key])
             return
-        self._runner.cancel(expired)
-        log.info(
-            kv(
-                "firing_received",
-                run_id=firing.run_id,
-                job=firing.job,
-                fence=firing.fence,
-                attempt=firing.attempt,
-                scheduled_ms=firing.scheduled_ms,
+        if expired:
+            self._runner.cancel(expired)
+        # Per-firing lines are DEBUG and built only when wanted: at thousands of firings a
+        # second, formatting them was a large share of the agent's CPU (bench/agent_hotpath.py).
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                kv(
+                    "firing_received",
+                    run_id=firing.run_id,
+                    job=firing.job,
+                    fence=firing.fence,
+                    attempt=firing.attempt,
+                    scheduled_ms=firing.scheduled_ms,
+                )
             )
-        )
         self._runner.submit(ctx)
 
     def on_acks(self, acks: Iterable[Any]) -> None:
@@ -489,17 +494,19 @@ class Stream:
             for a in acks:
                 results.append(shared.book.on_ack(a.run_id, a.fence, a.code, a.message))
             shared.changed.notify_all()
+        debug = log.isEnabledFor(logging.DEBUG)
         for r in results:
             rec = r.record
             if r.kind is AckKind.OK and rec is not None:
-                log.info(
-                    kv(
-                        "completion_acked",
-                        run_id=rec.run_id,
-                        fence=rec.fence,
-                        outcome=rec.outcome.name,
+                if debug:
+                    log.debug(
+                        kv(
+                            "completion_acked",
+                            run_id=rec.run_id,
+                            fence=rec.fence,
+                            outcome=rec.outcome.name,
+                        )
                     )
-                )
             elif r.kind is AckKind.STALE and rec is not None:
                 log.warning(
                     kv(

@@ -293,6 +293,59 @@ def test_property_pending_until_final_ack(ops: list[tuple]) -> None:
     assert {r.key for r in book.take_unsent()} == finished - final
 
 
+# ---- a property: the expiry floor never hides an expired lease -------------------------------
+
+_expiry_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("acquire"), st.integers(0, 7), st.sampled_from([0, 3000, 20000])),
+        st.tuples(st.just("finish"), st.integers(0, 7)),
+        st.tuples(st.just("heartbeat"), st.integers(0, 3)),
+        st.tuples(st.just("lost"), st.integers(0, 7)),
+        st.tuples(st.just("advance"), st.integers(0, 12_000)),
+        st.tuples(st.just("expire"), st.just(0)),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_expiry_ops)
+def test_property_expire_matches_a_full_scan(ops: list[tuple]) -> None:
+    """``expire`` skips the scan while no deadline can have passed; it must still report
+    exactly the leases a full scan would, and ``next_expiry`` never lies after the earliest
+    live deadline."""
+    clock = FakeClock()
+    book = LeaseBook(clock.monotonic, default_ttl_ms=TTL_MS)
+    sent_at: list[float] = []
+    for op in ops:
+        if op[0] == "acquire":
+            book.acquire(f"r{op[1]}", 1, op[2])
+        elif op[0] == "finish" and book.is_held(f"r{op[1]}", 1):
+            book.finish(f"r{op[1]}", 1, Outcome.SUCCEEDED)
+        elif op[0] == "heartbeat":
+            sent_at.append(clock.monotonic())
+            # a heartbeat handed over some steps ago is written now
+            at = sent_at[max(0, len(sent_at) - 1 - op[1])]
+            book.contact(at)
+            book.heartbeat_written(book.live(), at)
+        elif op[0] == "lost":
+            book.server_lost([(f"r{op[1]}", 1)], "revoked")
+        elif op[0] == "advance":
+            clock.advance(op[1] / 1000.0)
+        else:
+            now = clock.monotonic()
+            want = sorted(
+                k
+                for k, h in book._held.items()
+                if h.lost_reason is None and now - h.renewed_at > h.ttl_s
+            )
+            assert sorted(x.key for x in book.expire()) == want
+        deadlines = [h.renewed_at + h.ttl_s for h in book._held.values() if h.lost_reason is None]
+        nxt = book.next_expiry()
+        if deadlines:
+            assert nxt is not None and nxt <= min(deadlines)
+
+
 # ---- context, helpers ------------------------------------------------------------------------
 
 
