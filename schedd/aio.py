@@ -282,7 +282,10 @@ class AsyncClient:
     ) -> list[Run]:
         """The newest ``limit`` runs (of ``job``, or all), oldest first, optionally only those in
         ``state``; see :meth:`schedd.client.Client.list_runs`."""
-        return await self._invoke(core.list_runs(job, limit, state))
+        pager = core.RunPager(job, limit, state)
+        while (call := pager.next_call()) is not None:
+            pager.add(await self._invoke(call))
+        return pager.runs
 
     async def retry_run(self, run_id: str, request_id: str | None = None) -> Run:
         """Replay a DEAD (or FAILED) run; see :meth:`schedd.client.Client.retry_run`."""

@@ -389,8 +389,12 @@ class Client:
 
         ``state`` keeps only runs in that state, given as a ``RunState`` value or its short name
         (``"dead"`` lists the dead letters). The server scans the runs for it: O(runs).
+        Fetched in pages of at most ~3 MiB each, so any ``limit`` fits gRPC's message limit.
         """
-        return self._invoke(core.list_runs(job, limit, state))
+        pager = core.RunPager(job, limit, state)
+        while (call := pager.next_call()) is not None:
+            pager.add(self._invoke(call))
+        return pager.runs
 
     def retry_run(self, run_id: str, request_id: str | None = None) -> Run:
         """Replay a DEAD (or FAILED) run: it is PENDING again, due now, at the next attempt number,

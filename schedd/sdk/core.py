@@ -620,15 +620,62 @@ def trigger_job(name: str, request_id: str | None, overlap: str | int) -> Call[m
     return Call("jobs", "TriggerJob", req, True, _run)
 
 
-def list_runs(job: str, limit: int, state: int | str | None) -> Call[list[models.Run]]:
-    """ListRuns (a read)."""
-    if limit < 0:
-        raise errors.InvalidArgument("limit", f"{limit} must not be negative")
-    st = run_state(state) if state is not None else 0
-    req = build(lambda: api_pb2.ListRunsRequest(job=job, limit=limit, state=cast(Any, st)))
-    return Call(
-        "runs", "ListRuns", req, True, lambda resp: [models.Run.from_pb(r) for r in resp.runs]
-    )
+class RunPager:
+    """The paging of :meth:`Client.list_runs`: ``next_call()`` until it returns None, feeding
+    each response to ``add``; ``runs`` is then the newest ``limit`` runs, oldest first. The
+    server sends the newest page first and at most ~3 MiB per response (gRPC's message limit),
+    with a token to continue with older runs."""
+
+    def __init__(self, job: str, limit: int, state: int | str | None) -> None:
+        if limit < 0:
+            raise errors.InvalidArgument("limit", f"{limit} must not be negative")
+        self._job = job
+        self._limit = limit
+        self._state = run_state(state) if state is not None else 0
+        self._token = b""
+        self._done = limit == 0
+        self._pages: list[list[models.Run]] = []
+        self._count = 0
+
+    def next_call(self) -> Call[tuple[list[models.Run], bytes]] | None:
+        """The call fetching the next (older) page, or None when the listing is complete."""
+        if self._done:
+            return None
+        job, token, st = self._job, self._token, self._state
+        want = min(self._limit - self._count, RUN_PAGE_MAX)
+        req = build(
+            lambda: api_pb2.ListRunsRequest(
+                job=job, limit=want, state=cast(Any, st), page_token=token
+            )
+        )
+        return Call(
+            "runs",
+            "ListRuns",
+            req,
+            True,
+            lambda resp: ([models.Run.from_pb(r) for r in resp.runs], resp.next_page_token),
+        )
+
+    def add(self, page: tuple[list[models.Run], bytes]) -> None:
+        """Take one response. The listing ends with the limit, an empty page, or no token."""
+        runs, token = page
+        self._pages.append(runs)
+        self._count += len(runs)
+        self._token = token
+        # (A server older than page tokens sends one page and no token: that is all it gives.)
+        if not runs or not token or self._count >= self._limit:
+            self._done = True
+
+    @property
+    def runs(self) -> list[models.Run]:
+        out: list[models.Run] = []
+        for page in reversed(self._pages):  # pages come newest first, each oldest first
+            out.extend(page)
+        return out[-self._limit :] if self._limit else []
+
+
+#: The most runs one ListRuns request asks for (the server's maximum).
+RUN_PAGE_MAX = 100_000
 
 
 def get_run(run_id: str) -> Call[models.Run]:

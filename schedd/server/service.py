@@ -51,6 +51,7 @@ from schedd.server import commands, identity, limits, snapshots, validate
 from schedd.server.auth import current_principal, secret_hash
 from schedd.server.leases import completion_verdict
 from schedd.server.workers import WorkerSession
+from schedd.state import keys
 from schedd.state.apply import Result, encode
 
 if TYPE_CHECKING:
@@ -98,6 +99,11 @@ def _result(result: Result) -> Result:
     if not result.ok:
         raise from_code(result.code, result.message)
     return result
+
+
+#: Stored bytes of runs per ListRuns response: well under gRPC's default 4 MiB message limit
+#: (presented runs differ from stored ones only by a few bytes each).
+RUN_PAGE_BYTES = 3 * 1024 * 1024
 
 
 class _Base:
@@ -336,14 +342,18 @@ class RunService(_Base, api_grpc.RunServiceServicer):
         ns = namespaces.namespace(req.namespace)
         job = validate.job_key(req.job, ns, "job") if req.job else ""
         state = validate.run_state(req.state)
+        before = _run_page_key(req.page_token, job, ns)
+        store = self.node.store
         if job:
-            runs = self.node.store.list_runs(job, limit, state)
+            runs, nxt = store.list_runs_page(job, limit, state, None, before, RUN_PAGE_BYTES)
         else:  # every run of the namespace: a scan, so it takes one of the scan slots
             with limits.scan_slot(self.node.scans, "ListRuns"):
-                runs = self.node.store.list_runs("", limit, state, namespace=ns)
+                runs, nxt = store.list_runs_page("", limit, state, ns, before, RUN_PAGE_BYTES)
         for run in runs:
             namespaces.present_run(self._with_progress(run))
-        return api_pb2.ListRunsResponse(runs=runs)
+        return api_pb2.ListRunsResponse(
+            runs=runs, next_page_token=RUN_PAGE_TOKEN_VERSION + nxt if nxt else b""
+        )
 
     def _with_progress(self, run: Any) -> Any:
         """Fill ``Run.progress`` of a leased run from the leader's memory (never stored)."""
@@ -964,3 +974,37 @@ def add_services(server: grpc.Server, node: Node) -> list[str]:
         api_pb2.DESCRIPTOR.services_by_name[n].full_name
         for n in ("JobService", "RunService", "WorkerService", "ClusterService", "TokenService")
     ]
+
+
+#: The first byte of a ListRuns page token (its format may change; an old token is refused).
+RUN_PAGE_TOKEN_VERSION = b"\x01"
+
+
+def _run_page_key(token: bytes, job: str, namespace: str) -> bytes | None:
+    """The store key a ListRuns ``page_token`` continues from (None without a token).
+    InvalidArgument when it is not a token of this listing (another job or namespace, or not
+    one this server wrote): a token never reaches past the listing it came from."""
+    if not token:
+        return None
+    key = token[1:]
+    if token[:1] != RUN_PAGE_TOKEN_VERSION or not key or not _in_listing(key, job, namespace):
+        raise InvalidArgument(
+            "page_token",
+            "is not a token from a previous response of this listing (same job, state and "
+            "namespace); start again without one",
+        )
+    return key
+
+
+def _in_listing(key: bytes, job: str, namespace: str) -> bool:
+    """Whether a page key (a ``runs_by_job`` key for a job's runs, a run id for all runs) lies
+    in the listing of ``job``'s runs, or else of ``namespace``'s."""
+    if job:
+        return key.startswith(keys.by_job_prefix(job))
+    pre = namespaces.prefix(namespace)
+    if pre:
+        return key.startswith(pre)
+    try:
+        return namespaces.in_namespace(key, namespace)
+    except UnicodeDecodeError:
+        return False

@@ -512,38 +512,73 @@ class Store:
         first. With ``state``, only runs in that state: there is no index by state, so this
         walks the runs (of the job, or all of them) until it has ``limit``: O(runs) at worst.
         With ``namespace`` (and no job), only that namespace's runs."""
-        out: list[types_pb2.Run] = []
+        return self.list_runs_page(job, limit, state, namespace)[0]
 
-        def keep(raw: bytes | memoryview) -> None:
+    def list_runs_page(
+        self,
+        job: str = "",
+        limit: int = 100,
+        state: int = 0,
+        namespace: str | None = None,
+        before: bytes | None = None,
+        budget_bytes: int | None = None,
+    ) -> tuple[list[types_pb2.Run], bytes | None]:
+        """One page of :meth:`list_runs`, walking from the newest run (or from just before the
+        key ``before``) towards older ones. Stops at ``limit`` runs, or once the stored runs
+        taken exceed ``budget_bytes`` (at least one is always taken). Returns the runs, oldest
+        first, and, when it stopped before the oldest run, the key to pass as ``before`` to
+        continue (None: nothing older is left). Keys are ``runs_by_job`` keys for a job's
+        runs, run ids for all runs (the service checks a token's key belongs to its listing)."""
+        out: list[types_pb2.Run] = []
+        spent = 0
+        last: bytes | None = None  # key of the last run taken
+        more = False  # stopped before the end of the walk
+
+        def keep(raw: bytes | memoryview) -> bool:
+            """Take the run if it matches; True when it was taken."""
+            nonlocal spent
             run = types_pb2.Run.FromString(bytes(raw))
-            if not state or run.state == state:
-                out.append(run)
+            if state and run.state != state:
+                return False
+            out.append(run)
+            spent += len(raw)
+            return True
+
+        def full() -> bool:
+            return len(out) >= limit or (budget_bytes is not None and spent > budget_bytes)
 
         with self.read() as txn:
             if job:
-                for _, raw in self._job_runs_backwards(txn, job):
-                    if len(out) >= limit:
+                for rid, raw in self._job_runs_backwards(txn, job, before):
+                    if full():
+                        more = True
                         break
-                    keep(raw)
+                    if keep(raw):
+                        last = keys.by_job_key(job, out[-1].scheduled_ms, rid)
             else:
                 pre = namespaces.prefix(namespace) if namespace is not None else b""
                 cur = txn.cursor(db=self._dbs["runs"])
-                if pre:
-                    # from just past the namespace's last id ("ns0" sorts right after "ns/")
+                # from just past the namespace's last id ("ns0" sorts right after "ns/")
+                end = before
+                if end is None and pre:
                     end = pre[:-1] + bytes([pre[-1] + 1])
+                if end is not None:
                     ok = cur.prev() if cur.set_range(end) else cur.last()
                 else:
                     ok = cur.last()
                 only = namespace if namespace == namespaces.DEFAULT else None
-                while ok and len(out) < limit:
+                while ok:
                     key = bytes(cur.key())
                     if pre and not key.startswith(pre):
                         break
-                    if only is None or namespaces.in_namespace(key, only):
-                        keep(cur.value())
+                    if full():
+                        more = True
+                        break
+                    if (only is None or namespaces.in_namespace(key, only)) and keep(cur.value()):
+                        last = key
                     ok = cur.prev()
         out.reverse()
-        return out
+        return out, (last if more else None)
 
     def finished_runs_newest_first(self, job: str) -> Generator[types_pb2.Run, None, None]:
         """The job's finished runs (any incarnation), newest scheduled first; lazily, in one

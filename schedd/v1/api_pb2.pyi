@@ -203,22 +203,26 @@ class TriggerJobResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[_types_pb2.Run, _Mapping]] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("job", "limit", "state", "namespace")
+    __slots__ = ("job", "limit", "state", "namespace", "page_token")
     JOB_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     job: str
     limit: int
     state: _types_pb2.RunState
     namespace: str
-    def __init__(self, job: _Optional[str] = ..., limit: _Optional[int] = ..., state: _Optional[_Union[_types_pb2.RunState, str]] = ..., namespace: _Optional[str] = ...) -> None: ...
+    page_token: bytes
+    def __init__(self, job: _Optional[str] = ..., limit: _Optional[int] = ..., state: _Optional[_Union[_types_pb2.RunState, str]] = ..., namespace: _Optional[str] = ..., page_token: _Optional[bytes] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
-    __slots__ = ("runs",)
+    __slots__ = ("runs", "next_page_token")
     RUNS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[_types_pb2.Run]
-    def __init__(self, runs: _Optional[_Iterable[_Union[_types_pb2.Run, _Mapping]]] = ...) -> None: ...
+    next_page_token: bytes
+    def __init__(self, runs: _Optional[_Iterable[_Union[_types_pb2.Run, _Mapping]]] = ..., next_page_token: _Optional[bytes] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("run_id",)

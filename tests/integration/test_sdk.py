@@ -19,8 +19,9 @@ from schedd import errors, models
 from schedd.agent import Worker
 from schedd.aio import AsyncClient
 from schedd.client import Client
-from schedd.pb import types_pb2
+from schedd.pb import api_pb2, types_pb2
 from schedd.pytest_plugin import schedd_cluster  # noqa: F401  (the fixture, as users get it)
+from schedd.sdk import core
 from schedd.testing import RunningCluster, local_cluster
 from tests._util import wait_for, wait_for_async
 
@@ -362,3 +363,35 @@ def test_local_cluster_cleans_up_its_temp_dir() -> None:
         assert cluster.client.cluster_status()[0].ok
         assert os.path.exists(os.path.join(root, "n1", "node.log"))
     assert not os.path.exists(root)
+
+
+# ---- listings larger than one gRPC message ---------------------------------------------------
+
+
+def test_list_runs_pages_past_grpcs_message_limit(shared: RunningCluster) -> None:
+    """3,000 runs of a job with 16 long tags (copied into every run) are ~6 MiB: one response
+    would exceed gRPC's 4 MiB limit (RESOURCE_EXHAUSTED before page tokens). Both clients
+    page under the hood and return exactly the newest ``limit`` runs, oldest first."""
+    client = shared.client
+    tags = {f"t{i:02d}": "v" * 120 for i in range(16)}
+    client.create_job("sdk-wide", every_ms=1000, queue="sdk-nobody", tags=tags)
+    client.pause_job("sdk-wide")
+    start = 1_700_000_000_000
+    for _ in client.backfill("sdk-wide", start, start + 2_999_000, chunk=1000):
+        pass
+    runs = client.list_runs("sdk-wide", limit=100_000)
+    assert [r.scheduled_ms for r in runs] == [start + i * 1000 for i in range(3000)]
+    newest = client.list_runs("sdk-wide", limit=2500, state="pending")
+    assert [r.run_id for r in newest] == [r.run_id for r in runs[500:]]
+    everything = client.list_runs(limit=100_000)
+    assert [r.run_id for r in everything if r.job == "sdk-wide"] == sorted(r.run_id for r in runs)
+
+    async def listed() -> list[models.Run]:
+        async with AsyncClient(shared.endpoints, credentials=shared.credentials) as aio:
+            return await aio.list_runs("sdk-wide", limit=2999)
+
+    assert [r.run_id for r in asyncio.run(listed())] == [r.run_id for r in runs[1:]]
+    # A token of another listing (here: forged) is refused, naming the field.
+    forged = api_pb2.ListRunsRequest(job="sdk-wide", page_token=b"\x01other\x00")
+    with pytest.raises(errors.InvalidArgument, match="page_token"):
+        client._invoke(core.Call("runs", "ListRuns", forged, True, lambda resp: resp))

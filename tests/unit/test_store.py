@@ -184,3 +184,72 @@ def test_state_and_snapshot_files_are_private_whatever_the_umask(tmp_path) -> No
         ]
     }
     assert modes == {"state": 0o700, "data.mdb": 0o600, "lock.mdb": 0o600, "raft.snapshot": 0o600}
+
+
+def _store_with_runs(path: str) -> Store:
+    """Jobs a, ab and team/x (namespace team) with manual runs, some cancelled."""
+    store = Store(path)
+    idx = 0
+    for name in ("a", "ab", "team/x"):
+        idx += 1
+        store.apply_entry(job_cmd(name, T0 + 1), idx)
+    for i in range(40):
+        idx += 1
+        name = ("a", "ab", "team/x", "a")[i % 4]
+        store.apply_entry(
+            encode(
+                command_pb2.Command(
+                    now_ms=T0 + 10 + i, trigger_job=command_pb2.TriggerJobCmd(name=name)
+                )
+            ),
+            idx,
+        )
+        if i % 3 == 0:
+            idx += 1
+            rid = keys.manual_run_id(name, 1, T0 + 10 + i)
+            store.apply_entry(
+                encode(
+                    command_pb2.Command(
+                        now_ms=T0 + 10 + i, cancel_run=command_pb2.CancelRunCmd(run_id=rid)
+                    )
+                ),
+                idx,
+            )
+    return store
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    job=st.sampled_from(["", "a", "ab", "team/x", "nope"]),
+    namespace=st.sampled_from([None, "default", "team"]),
+    state=st.sampled_from([0, types_pb2.RUN_STATE_CANCELLED, types_pb2.RUN_STATE_PENDING]),
+    limit=st.integers(1, 50),
+    budget=st.integers(0, 2_000),
+)
+def test_run_pages_put_together_are_the_unpaged_listing(
+    tmp_path_factory, job: str, namespace: str | None, state: int, limit: int, budget: int
+) -> None:
+    """ListRuns pages (a byte budget per response, a key to continue from) put together give
+    exactly the one-shot listing: the newest ``limit`` runs, oldest first, nothing twice."""
+    store = _PAGED.get("store")
+    if store is None:
+        store = _PAGED["store"] = _store_with_runs(str(tmp_path_factory.mktemp("paged")))
+    ns = None if job else namespace
+    want = store.list_runs(job, limit, state, namespace=ns)
+    pages: list[list[types_pb2.Run]] = []
+    before = None
+    got = 0
+    while True:
+        runs, before = store.list_runs_page(job, limit - got, state, ns, before, budget)
+        pages.append(runs)
+        got += len(runs)
+        assert len(pages) <= 100
+        if before is None or got >= limit:
+            break
+    together = [r for page in reversed(pages) for r in page]
+    assert [r.run_id for r in together] == [r.run_id for r in want]
+    if job and want:
+        assert all(r.job == job for r in together)
+
+
+_PAGED: dict[str, Store] = {}
