@@ -6,8 +6,9 @@
   stream after another. Where it goes next and how long it waits first is the
   :class:`schedd.sdk.navigation.Navigator` shared with the SDK: a follower's ``schedd-leader``
   hint is followed (the first hop at once, the next after a back-off), else the endpoints are
-  rotated with a 50 ms → 1 s back-off (restarting after each welcomed stream), and a node that
-  looked frozen is skipped for 5 s (followers still naming it are asked 50 ms apart). One hop
+  rotated with a 50 ms → 1 s back-off (at most 250 ms in an outage's first 5 s; restarting
+  after each welcomed stream), and a node that looked frozen is skipped for 5 s (followers
+  still naming it are asked 50 ms apart). One hop
   in a row is free (``FREE_HOPS``). Each stream (:meth:`Stream.session_to`) waits for its
   connection, sends Hello and dispatches the server's messages (Welcome, Firings,
   CompletionAcks, LeasesLost) until it breaks.
@@ -58,6 +59,9 @@ CONNECT_TIMEOUT_S = 3.0
 WELCOME_TIMEOUT_S = 5.0
 #: While no leader can be reached, one ``no_leader`` warning per this many seconds.
 NO_LEADER_LOG_EVERY_S = 10.0
+#: For this many seconds of an outage, no reconnect waits longer than this: the new leader is
+#: found within a quarter second of its election (1 s back-offs found it up to 1 s late).
+FAST_BACKOFF = (5.0, 0.25)
 #: Hints followed at once in a row. One, where the SDK allows ``len(endpoints) + 1``: every hop
 #: costs a worker a connection and a Hello, and after a failover every worker hops at once.
 FREE_HOPS = 1
@@ -116,7 +120,9 @@ class Stream:
         self._tags = dict(tags)
         self._channel = channel
         self._md = {"metadata": tuple(metadata)} if metadata else {}
-        self.nav = Navigator(endpoints, max_free_hops=FREE_HOPS, suspect_for=SUSPECT_S)
+        self.nav = Navigator(
+            endpoints, max_free_hops=FREE_HOPS, suspect_for=SUSPECT_S, fast=FAST_BACKOFF
+        )
 
     # ---- the stream loop -------------------------------------------------------------------
 

@@ -16,7 +16,10 @@ its rules:
 * **Retry.** A node that names itself as the leader while refusing us is changing hands (a new
   term); the next attempt goes to it again.
 * **Back off.** Every other move waits first: 50 ms, doubling, at most 1 s. The schedule
-  restarts only when an attempt succeeds (:meth:`Navigator.connected`).
+  restarts only when an attempt succeeds (:meth:`Navigator.connected`). With ``fast`` (the
+  agent's), the delays of an outage's first seconds are capped lower: a failover elects a new
+  leader within about two seconds, and a worker that backed off to a full second found it up
+  to a second late (``python bench/failover.py``).
 * **Suspects.** A node that looked frozen (it accepted TCP but never answered; a probe went
   unanswered) is skipped for ``suspect_for`` seconds: not rotated to, and not followed when a
   stale hint names it, as long as some endpoint is not suspect (when all are, none is skipped).
@@ -70,14 +73,15 @@ class Navigator:
     leader remembered from an earlier call). ``max_free_hops``: hints followed without delay in
     a row (default ``len(endpoints) + 1``); the next hop backs off and starts a new run.
     ``backoff``: ``(initial, maximum)`` seconds. ``suspect_for``: seconds a node that looked
-    frozen is skipped.
+    frozen is skipped. ``fast``: ``(seconds, cap)``: for ``seconds`` from an outage's first
+    back-off (since construction or :meth:`connected`), no back-off exceeds ``cap``.
 
     Contract, for any sequence of calls:
 
     * :meth:`failed` returns 0 at most ``max_free_hops`` times in a row, and only for a hop to
       a hint; after a hint naming a skipped suspect it returns ``initial``; every other delay
-      is the next of ``initial``, doubling, capped at ``maximum``, the schedule restarting only
-      after :meth:`connected`.
+      is the next of ``initial``, doubling, capped at ``maximum`` (and at ``fast``'s cap
+      during the fast phase), the schedule restarting only after :meth:`connected`.
     * After :meth:`failed`, ``target`` is not a suspect at ``now`` unless every listed
       endpoint is one (then suspicion says nothing and rotation goes round all of them).
     * A suspect is skipped until ``suspect_for`` seconds after it was last found frozen.
@@ -91,6 +95,7 @@ class Navigator:
         max_free_hops: int | None = None,
         backoff: tuple[float, float] = (0.05, 1.0),
         suspect_for: float = SUSPECT_S,
+        fast: tuple[float, float] | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("endpoints: at least one is required")
@@ -104,6 +109,8 @@ class Navigator:
         self._suspect_for = suspect_for
         self._suspects: dict[str, float] = {}  # address -> until when it is skipped
         self._hops = 0  # free hops in a row so far
+        self._fast = fast
+        self._fast_until: float | None = None  # end of this outage's fast phase
 
     @property
     def target(self) -> str:
@@ -130,6 +137,7 @@ class Navigator:
         answered. The SDK needs none of this: each call starts a fresh navigator."""
         self._delays = backoff_delays(*self._backoff)
         self._hops = 0
+        self._fast_until = None
         self._suspects.pop(self._target, None)
 
     def failed(self, move: Move, *, hint: str = "", now: float, frozen: bool = False) -> float:
@@ -159,11 +167,21 @@ class Navigator:
         else:
             self._hops = 0
             delay = next(self._delays)
+            if self._fast is not None and now < self._fast_until_from(now):
+                delay = min(delay, self._fast[1])
         if follow:
             self._target = hint
         elif move is not Move.RETRY or self._skipped(self._target, now):
             self._target = self._after(self._target, now)
         return delay
+
+    def _fast_until_from(self, now: float) -> float:
+        """The end of the fast phase of the outage under way (it starts with its first
+        back-off)."""
+        assert self._fast is not None
+        if self._fast_until is None:
+            self._fast_until = now + self._fast[0]
+        return self._fast_until
 
     def _skipped(self, address: str, now: float) -> bool:
         """A suspect is skipped while some listed endpoint is not one; when every endpoint is,

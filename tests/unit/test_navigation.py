@@ -140,6 +140,48 @@ def test_free_hops_are_follows_and_bounded_in_a_row(
 
 @settings(max_examples=300, deadline=None)
 @given(_config(), st.lists(_outcome(), max_size=60))
+def test_the_fast_phase_caps_an_outages_first_seconds_only(
+    config: tuple[list[str], int], outcomes: list[Fail | Connected]
+) -> None:
+    """With ``fast=(5, 0.25)`` (the agent's): the same schedule, each delay capped at 250 ms
+    until 5 s after the outage's first back-off; a connection starts a new outage."""
+    endpoints, free = config
+    nav = Navigator(endpoints, max_free_hops=free, fast=(5.0, 0.25))
+    clock = FakeClock()
+    expected = backoff_delays()
+    began: float | None = None
+    t = 0.0  # the clock as _drive moved it: each outcome's dt, then its delay
+    for o, delay, stale in _drive(nav, outcomes, clock):
+        t += o.dt
+        at, t = t, t + max(delay, 0.0)
+        if isinstance(o, Connected):
+            expected, began = backoff_delays(), None
+        elif stale:
+            assert delay == 0.05
+        elif delay:
+            began = at if began is None else began
+            want = next(expected)
+            assert delay == (min(want, 0.25) if at < began + 5.0 else want)
+
+
+def test_the_fast_phase_finds_a_leader_elected_after_one_and_a_half_seconds_sooner() -> None:
+    """Negative control for the property above: without the fast phase, an outage's retries
+    after 1.5 s wait up to a second."""
+
+    def attempts(nav: Navigator) -> list[float]:
+        t, out = 0.0, []
+        while t < 3.0:
+            t += nav.failed(Move.ROTATE, now=t)
+            out.append(round(t, 2))
+        return out
+
+    slow, fast = attempts(Navigator(EPS)), attempts(Navigator(EPS, fast=(5.0, 0.25)))
+    assert [t for t in slow if 1.5 <= t < 2.6] == [1.55, 2.55]
+    assert [t for t in fast if 1.5 <= t < 2.6] == [1.6, 1.85, 2.1, 2.35]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_config(), st.lists(_outcome(), max_size=60))
 def test_back_off_doubles_from_50ms_capped_at_1s_restarting_after_a_connection(
     config: tuple[list[str], int], outcomes: list[Fail | Connected]
 ) -> None:
