@@ -215,7 +215,7 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         n = len(batch.batch.commands)
         if not n:
             return api_pb2.CreateJobsResponse()
-        self.node.require_feature(features.BULK_CREATE, "bulk job creation (CreateJobs)")
+        self.node.require_feature(features.BULK_CREATE, "CreateJobs calls (bulk job creation)")
         result = self._propose(batch)
         if len(result.sub) != n:  # pragma: no cover - apply answers every sub-command
             raise SchedError(f"CreateJobs: {len(result.sub)} results for {n} jobs")
