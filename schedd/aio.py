@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -37,6 +37,7 @@ from schedd.models import (
     BackfillResult,
     Explanation,
     Job,
+    JobCreateResult,
     Member,
     Namespace,
     NewToken,
@@ -48,7 +49,7 @@ from schedd.models import (
 )
 from schedd.pb import api_grpc
 from schedd.sdk import core
-from schedd.sdk.core import RetrySpec
+from schedd.sdk.core import JobSpec, RetrySpec
 from schedd.sdk.credentials import Credentials
 from schedd.sdk.endpoints import parse_endpoint, parse_endpoints
 
@@ -207,6 +208,11 @@ class AsyncClient:
             **policies,
         )
         return await self._invoke(core.create_job(name, request_id, definition))
+
+    async def create_jobs(self, specs: Iterable[JobSpec]) -> list[JobCreateResult]:
+        """Create many jobs in one call and one replicated entry; see
+        :meth:`schedd.client.Client.create_jobs`."""
+        return await self._invoke(core.create_jobs(specs))
 
     async def update_job(
         self,

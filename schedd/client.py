@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -58,6 +58,7 @@ from schedd.models import (
     BackfillResult,
     Explanation,
     Job,
+    JobCreateResult,
     Member,
     Namespace,
     NewToken,
@@ -73,6 +74,7 @@ from schedd.sdk.core import (
     Action as Action,
 )
 from schedd.sdk.core import (
+    JobSpec,
     RetrySpec,
     new_request_id,
     retry_policy,
@@ -289,6 +291,27 @@ class Client:
             **policies,
         )
         return self._invoke(core.create_job(name, request_id, definition))
+
+    def create_jobs(self, specs: Iterable[JobSpec]) -> list[JobCreateResult]:
+        """Create many jobs in one call and one replicated entry; return one
+        :class:`~schedd.models.JobCreateResult` per job, in order.
+
+        ``specs``: at most 1,000 jobs (and 2 MiB), each a dict of :meth:`create_job`'s keyword
+        arguments with its ``name`` (``{"name": "a", "cron": "0 * * * *", "queue": "q"}``),
+        optionally its own ``request_id``, or a ``CreateJobRequest``. All of them are in this
+        client's namespace.
+
+        All or nothing at validation: if any job is invalid (or two share a name or a request
+        id), InvalidArgument names each bad one by index and field (``jobs[3].schedule.cron:
+        ...``) and nothing is created. Otherwise the jobs are created in order (a job may chain
+        to one before it) and what happened to each is its result: ``"OK"`` with the job, or
+        e.g. ``"ALREADY_EXISTS"`` for a name that exists, while the others are created.
+
+        Safe to retry: every job carries a request id (generated when it has none), so a
+        resent call creates nothing twice and returns each job's first outcome. Raises
+        InvalidArgument, FailedPrecondition (a cluster not yet fully upgraded), Unavailable.
+        """
+        return self._invoke(core.create_jobs(specs))
 
     def update_job(
         self,

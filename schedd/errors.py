@@ -142,6 +142,34 @@ BY_CODE: dict[str, type[SchedError]] = {
 }
 
 
+#: gRPC status-code names by number (the numbers are fixed by the gRPC specification), for
+#: codes carried inside a message (``CreateJobResult.code``).
+STATUS_NAMES = (
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+)
+
+
+def status_name(number: int) -> str:
+    """The status-code name of a gRPC status number (``CODE_<n>`` when unknown)."""
+    return STATUS_NAMES[number] if 0 <= number < len(STATUS_NAMES) else f"CODE_{number}"
+
+
 def from_code(code: str, message: str) -> SchedError:
     """Build the typed error for a status-code name (unknown names become ``Internal``)."""
     cls = BY_CODE.get(code, Internal)

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, NamedTuple, Self
 from google.protobuf.message import Message
 
 from schedd import rules
-from schedd.errors import InvalidArgument
+from schedd.errors import InvalidArgument, SchedError, from_code
 from schedd.pb import api_pb2, types_pb2
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "DstRepeat",
     "Explanation",
     "Job",
+    "JobCreateResult",
     "JobState",
     "Member",
     "MisfirePolicy",
@@ -685,6 +686,33 @@ class NewToken:
 
     token: Token
     secret: str
+
+
+@dataclass(frozen=True)
+class JobCreateResult:
+    """The outcome of one job of a bulk create (``Client.create_jobs``), in the order given.
+
+    ``code`` is a gRPC status-code name: ``"OK"`` (``job`` is the job created), or what apply
+    decided for this job alone, e.g. ``"ALREADY_EXISTS"`` or ``"RESOURCE_EXHAUSTED"`` (a
+    quota), with ``message`` naming the field as a single create's error would. A retried call
+    (the same request ids) gets the first outcome of each job again. ``error`` is that outcome
+    as the typed exception a single ``create_job`` would raise (``None`` when OK)."""
+
+    index: int
+    name: str
+    code: str = "OK"
+    message: str = ""
+    job: Job | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the job was created (or, for a retried call, had been)."""
+        return self.code == "OK"
+
+    @property
+    def error(self) -> SchedError | None:
+        """The typed error a single ``create_job`` would have raised; ``None`` when OK."""
+        return None if self.ok else from_code(self.code, self.message)
 
 
 @dataclass(frozen=True)

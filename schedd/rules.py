@@ -21,6 +21,11 @@ MAX_TAG_VALUE_CHARS = 128
 MAX_JOB_TAGS = 16  # what a job requires of a worker
 MAX_WORKER_TAGS = 64  # what a worker carries
 MAX_WORKER_ID_CHARS = 128
+#: CreateJobs: jobs per call, and bytes per request (the replicated entry it becomes carries a
+#: little more per job and must stay under the Raft entry cap of 3 MiB; gRPC's default message
+#: limit is 4 MiB). The SDK checks them before sending; the server enforces them.
+MAX_CREATE_JOBS = 1000
+MAX_CREATE_JOBS_BYTES = 2 << 20
 
 #: A run in one of these states is over: nothing will change it but retention or a replay.
 FINAL_RUN_STATES = frozenset(

@@ -10,15 +10,21 @@ A dry run checks each job it would create or update with the leader's own valida
 (:func:`schedd.server.validate.create_job`, on the request the real apply would send), so it
 refuses what the apply would refuse (a one-shot ``at`` in the past, a bad cron, ...).
 
+Jobs to create are sent in bulk (CreateJobs, up to 1,000 per call): one replicated entry per
+call instead of one per job.
+
 Failure contract: the whole file is checked before anything is sent (a bad key or value is an
 InvalidArgument naming the file, the job and the key, and nothing changes). A server error stops
 at that job: the jobs before it are done and reported, the rest are not tried; fix and re-run.
+A bulk call is all or nothing at validation, so a job the server refuses stops the apply with
+nothing of its call created (the calls before it are done and reported).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import sys
 import tomllib
 from collections.abc import Iterable
@@ -255,6 +261,7 @@ def job_apply(
     sel = parse_selector(selector) if selector else None
     client = s.client()
     results: list[dict[str, Any]] = []
+    creates = _Creates(client, results)
     doing = ""
     try:
         for name, sp in specs:
@@ -267,8 +274,9 @@ def job_apply(
                 changes = spec.diff(sp, None)
                 if dry_run:
                     check_like_the_leader(name, spec.to_kwargs(sp))
-                else:
-                    client.create_job(name, request_id=new_request_id(), **spec.to_kwargs(sp))
+                else:  # sent in bulk, before the next update (which may chain to it)
+                    creates.add(name, spec.to_kwargs(sp), _change_doc(changes))
+                    continue
                 action = "created"
             else:
                 base = spec.job_to_spec(current)
@@ -277,13 +285,18 @@ def job_apply(
                 if changes and dry_run:
                     check_like_the_leader(name, spec.to_kwargs(spec.merge_file(base, sp)))
                 elif changes:
+                    doing = ""
+                    creates.flush()
+                    doing = f"job {name!r}: "
                     client.update_job(
                         name,
                         expect_version=output.as_pb(current).version,
                         request_id=new_request_id(),
                         **spec.to_kwargs(spec.merge_file(base, sp)),
                     )
-            results.append({"name": name, "action": action, "changes": _change_doc(changes)})
+            creates.line({"name": name, "action": action, "changes": _change_doc(changes)})
+        doing = ""
+        creates.flush()
         if sel is not None:
             declared = {name for name, _ in specs}
             doing = "--prune: "
@@ -305,6 +318,115 @@ def job_apply(
         exc.args = (exc.message,)
         raise
     _report(s, results, dry_run)
+
+
+class _Creates:
+    """The jobs ``job apply`` creates, sent in bulk (CreateJobs, at most 1,000 per call) and in
+    file order: a run of creates is sent when an update comes next (it may chain to them) or at
+    the end. Result lines keep file order: a line that follows pending creates waits for them.
+
+    Failure contract, as with one create per call: a call with an invalid job creates nothing
+    and its error names the job (``job 'x': schedule.cron: ...``); a job that fails when applied
+    (e.g. created meanwhile by someone else) stops the apply after that call, the jobs it did
+    create listed. Against a server or cluster without CreateJobs (an older version, or a
+    rolling upgrade not finished) the jobs are created one call each."""
+
+    def __init__(self, client: Any, results: list[dict[str, Any]]) -> None:
+        self.client = client
+        self.results = results
+        self.pending: dict[str, dict[str, Any]] = {}  # name -> create_job's keyword arguments
+        self.waiting: list[dict[str, Any]] = []  # result lines behind the pending creates
+        self.bulk = True
+
+    def add(self, name: str, definition: dict[str, Any], changes: list[dict[str, Any]]) -> None:
+        self.pending[name] = {"request_id": new_request_id(), **definition}
+        self.waiting.append({"name": name, "action": "created", "changes": changes})
+
+    def line(self, result: dict[str, Any]) -> None:
+        """A result line, in file order."""
+        (self.waiting if self.pending else self.results).append(result)
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, {}
+        lines, self.waiting = self.waiting, []
+        done: set[str] = set()
+        try:
+            try:
+                items = [
+                    core.job_item(i, {"name": n, **d}) for i, (n, d) in enumerate(pending.items())
+                ]
+            except errors.InvalidArgument as exc:
+                raise _named(exc, list(pending)) from None
+            for chunk in core.job_batches(items):
+                self._send(chunk, pending, done)
+        finally:
+            self.results.extend(
+                line for line in lines if line["action"] != "created" or line["name"] in done
+            )
+
+    def _send(self, chunk: list[Any], pending: dict[str, dict[str, Any]], done: set[str]) -> None:
+        if self.bulk:
+            try:
+                answers = self.client.create_jobs(chunk)
+            except errors.InvalidArgument as exc:
+                raise _named(exc, [item.name for item in chunk]) from None
+            except errors.SchedError as exc:
+                if not _no_bulk(exc):
+                    raise
+                self.bulk = False  # nothing was created: one call per job from here on
+        if not self.bulk:
+            for item in chunk:
+                try:
+                    self.client.create_job(item.name, **pending[item.name])
+                except errors.SchedError as exc:
+                    exc.message = f"job {item.name!r}: {exc.message}"
+                    exc.args = (exc.message,)
+                    raise
+                done.add(item.name)
+            return
+        done.update(a.name for a in answers if a.ok)
+        failed = [a for a in answers if not a.ok]
+        if failed:
+            first = failed[0]
+            err = first.error or errors.Internal(first.message)
+            more = ""
+            if len(failed) > 1:
+                names = ", ".join(repr(a.name) for a in failed[1:6])
+                more = (
+                    f" ({len(failed) - 1} more failed: {names}{', ...' if len(failed) > 6 else ''})"
+                )
+            err.message = f"job {first.name!r}: {first.message}{more}"
+            err.args = (err.message,)
+            raise err
+
+
+def _named(exc: errors.InvalidArgument, names: list[str]) -> errors.InvalidArgument:
+    """The bulk call's error with each ``jobs[i].`` written as that job's name, like a single
+    create's error (``job 'x': schedule.cron: ...``)."""
+
+    def name(m: re.Match[str]) -> str:
+        i = int(m.group(1))
+        return f"job {names[i]!r}: " if i < len(names) else m.group(0)
+
+    out = errors.InvalidArgument(exc.field, "")
+    out.message = _ITEM.sub(name, exc.message)
+    out.args = (out.message,)
+    return out
+
+
+_ITEM = re.compile(r"jobs\[(\d+)\]\.")
+
+
+def _no_bulk(exc: errors.SchedError) -> bool:
+    """Does ``exc`` say the server or cluster has no CreateJobs yet (an older version answers
+    UNIMPLEMENTED, a cluster in a rolling upgrade FAILED_PRECONDITION naming the feature
+    level)? Nothing was created then."""
+    text = exc.message.lower()
+    if isinstance(exc, errors.FailedPrecondition):
+        return "feature level" in text and "createjobs" in text
+    return isinstance(exc, errors.Internal) and (
+        "unimplemented" in text or "method not found" in text
+    )
 
 
 def check_like_the_leader(name: str, definition: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from schedd import errors, models, namespaces
+from schedd import errors, models, namespaces, rules
 from schedd.pb import api_pb2, types_pb2
 from schedd.sched import policies
 from schedd.sdk.endpoints import leader_hint
@@ -548,6 +548,99 @@ def create_job(name: str, request_id: str | None, definition: dict[str, Any]) ->
     rid = request_id or new_request_id()
     req = build(lambda: job_request(name, request_id=rid, **definition))
     return Call("jobs", "CreateJob", req, True, _job)
+
+
+#: One job of :func:`create_jobs`: a dict of :meth:`Client.create_job`'s keyword arguments with
+#: its ``name`` (and optionally its ``request_id``), or a CreateJobRequest.
+JobSpec = Mapping[str, Any] | api_pb2.CreateJobRequest
+
+
+def job_item(index: int, spec: JobSpec) -> api_pb2.CreateJobRequest:
+    """The CreateJobRequest of the ``index``-th job of a bulk create, with a request id (one is
+    generated when it has none). InvalidArgument names ``jobs[index].<field>``."""
+    at = f"jobs[{index}]"
+    if isinstance(spec, api_pb2.CreateJobRequest):
+        req = api_pb2.CreateJobRequest()
+        req.CopyFrom(spec)
+    elif isinstance(spec, Mapping):
+        options = dict(spec)
+        name = options.pop("name", None)
+        if not isinstance(name, str) or not name:
+            raise errors.InvalidArgument(f"{at}.name", "is required")
+        rid = options.pop("request_id", None) or ""
+        try:
+            req = build(lambda: job_request(name, request_id=rid, **options))
+        except errors.InvalidArgument as e:
+            raise errors.InvalidArgument(
+                f"{at}.{e.field}", e.message.removeprefix(e.field + ": ")
+            ) from None
+    else:
+        raise errors.InvalidArgument(
+            at, f"a {type(spec).__name__}; give a dict of create_job's arguments with 'name'"
+        )
+    if not req.request_id:
+        req.request_id = new_request_id()
+    return req
+
+
+def job_batches(
+    items: Sequence[api_pb2.CreateJobRequest],
+    max_jobs: int = rules.MAX_CREATE_JOBS,
+    max_bytes: int = rules.MAX_CREATE_JOBS_BYTES,
+) -> list[list[api_pb2.CreateJobRequest]]:
+    """``items`` in order, cut into the fewest consecutive CreateJobs calls within the limits
+    (at most ``max_jobs`` jobs and ``max_bytes`` request bytes each; a margin is kept for the
+    call's namespace)."""
+    budget = max_bytes - 128
+    out: list[list[api_pb2.CreateJobRequest]] = []
+    size = 0
+    for item in items:
+        cost = item.ByteSize() + 6  # the field tag and its length
+        if not out or len(out[-1]) >= max_jobs or size + cost > budget:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += cost
+    return out
+
+
+def create_jobs(specs: Iterable[JobSpec]) -> Call[list[models.JobCreateResult]]:
+    """CreateJobs: every job in one call and one replicated entry. Safe to resend: each job
+    carries a request id (generated when it has none), and a resent call returns each job's
+    first outcome."""
+    items = [job_item(i, spec) for i, spec in enumerate(specs)]
+    if len(items) > rules.MAX_CREATE_JOBS:
+        raise errors.InvalidArgument(
+            "jobs",
+            f"{len(items)} jobs in one call, over the limit of {rules.MAX_CREATE_JOBS}; "
+            f"send them in calls of at most {rules.MAX_CREATE_JOBS}",
+        )
+    req = api_pb2.CreateJobsRequest(jobs=items)
+    if req.ByteSize() > rules.MAX_CREATE_JOBS_BYTES:
+        raise errors.InvalidArgument(
+            "jobs",
+            f"the request is {req.ByteSize()} bytes, over the limit of "
+            f"{rules.MAX_CREATE_JOBS_BYTES} bytes per call; send fewer jobs per call",
+        )
+    names = [item.name for item in items]
+
+    def results(resp: Any) -> list[models.JobCreateResult]:
+        if len(resp.results) != len(names):
+            raise errors.Internal(
+                f"CreateJobs: the server answered {len(resp.results)} results for {len(names)} jobs"
+            )
+        return [
+            models.JobCreateResult(
+                index=i,
+                name=names[i],
+                code=errors.status_name(r.code),
+                message=r.message,
+                job=models.Job.from_pb(r.job) if r.HasField("job") else None,
+            )
+            for i, r in enumerate(resp.results)
+        ]
+
+    return Call("jobs", "CreateJobs", req, True, results)
 
 
 def update_job(

@@ -148,6 +148,7 @@ SERVICE = "schedd.v1."
 #: full method name -> role required in the call's namespace. Every schedd RPC is listed.
 METHOD_ROLES: dict[str, Role] = {
     f"/{SERVICE}JobService/CreateJob": Role.WRITER,
+    f"/{SERVICE}JobService/CreateJobs": Role.WRITER,
     f"/{SERVICE}JobService/GetJob": Role.READER,
     f"/{SERVICE}JobService/ListJobs": Role.READER,
     f"/{SERVICE}JobService/DeleteJob": Role.WRITER,

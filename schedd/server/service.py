@@ -52,7 +52,7 @@ from schedd.server.auth import current_principal, secret_hash
 from schedd.server.leases import completion_verdict
 from schedd.server.workers import WorkerSession
 from schedd.state import keys
-from schedd.state.apply import Result, encode
+from schedd.state.apply import Result, encode, features
 
 if TYPE_CHECKING:
     from schedd.server.node import Node
@@ -146,6 +146,24 @@ def scope_request(
     return cmd
 
 
+def create_jobs_command(
+    req: api_pb2.CreateJobsRequest, now_ms: int, context: grpc.ServicerContext
+) -> command_pb2.Command:
+    """The entry of a bulk create: a Batch of exactly the CreateJob commands its items would be
+    alone, each stamped with the caller's principal and, with a request id, the hash of the item
+    as a CreateJob request; so an item retried in another bulk call, or alone, gets its first
+    outcome. Raises InvalidArgument (all or nothing, :func:`validate.create_jobs`)."""
+    principal = identity.principal(context)
+    subs = []
+    for item, cmd in validate.create_jobs(req, now_ms):
+        scope_request(cmd, context, "CreateJob", item)
+        cmd.principal = principal  # also without a request id: the audit trail names it
+        subs.append(cmd)
+    return command_pb2.Command(
+        now_ms=now_ms, principal=principal, batch=command_pb2.Batch(commands=subs)
+    )
+
+
 def _job_out(job: types_pb2.Job | None) -> types_pb2.Job | None:
     """A job from a command's result as its namespace's clients see it (a copy: results may be
     shared with other waiters)."""
@@ -183,6 +201,34 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         cmd = validate.create_job(req, self.node.clock.now_ms())
         scope_request(cmd, context, "CreateJob", req)
         return api_pb2.JobResponse(job=_job_out(self._propose(cmd).job))
+
+    @rpc
+    def CreateJobs(
+        self, req: api_pb2.CreateJobsRequest, context: grpc.ServicerContext
+    ) -> api_pb2.CreateJobsResponse:
+        """Many creates in one entry: a Batch of the CreateJob commands each item would have
+        been alone (its own request id, principal and request hash, so a retried item, bulk
+        or not, returns its first outcome). Validation is all or nothing; apply's outcome is
+        per item."""
+        self._leader()
+        batch = create_jobs_command(req, self.node.clock.now_ms(), context)
+        n = len(batch.batch.commands)
+        if not n:
+            return api_pb2.CreateJobsResponse()
+        self.node.require_feature(features.BULK_CREATE, "CreateJobs calls (bulk job creation)")
+        result = self._propose(batch)
+        if len(result.sub) != n:  # pragma: no cover - apply answers every sub-command
+            raise SchedError(f"CreateJobs: {len(result.sub)} results for {n} jobs")
+        return api_pb2.CreateJobsResponse(
+            results=[
+                api_pb2.CreateJobResult(
+                    code=getattr(grpc.StatusCode, r.code).value[0],
+                    message=r.message,
+                    job=_job_out(r.job),
+                )
+                for r in result.sub
+            ]
+        )
 
     @rpc
     def GetJob(self, req: api_pb2.JobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:

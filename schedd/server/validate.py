@@ -485,6 +485,82 @@ def create_job(req: api_pb2.CreateJobRequest, now_ms: int) -> command_pb2.Comman
     )
 
 
+MAX_CREATE_JOBS = rules.MAX_CREATE_JOBS
+MAX_CREATE_JOBS_BYTES = rules.MAX_CREATE_JOBS_BYTES
+#: item errors named in one INVALID_ARGUMENT message (the rest are counted)
+MAX_ITEM_ERRORS = 20
+
+
+def create_jobs(
+    req: api_pb2.CreateJobsRequest, now_ms: int
+) -> list[tuple[api_pb2.CreateJobRequest, command_pb2.Command]]:
+    """Every item of a bulk create as CreateJob validates it: (the item as created, with the
+    call's namespace written into it, its command). All or nothing: one InvalidArgument naming
+    each bad item by index and field (``jobs[3].schedule.cron: ...``, the first
+    ``MAX_ITEM_ERRORS`` of them), including a name or request id that two items share."""
+    ns = namespaces.namespace(req.namespace)
+    if len(req.jobs) > MAX_CREATE_JOBS:
+        raise InvalidArgument(
+            "jobs",
+            f"{len(req.jobs)} jobs in one call, over the limit of {MAX_CREATE_JOBS}; "
+            f"send them in calls of at most {MAX_CREATE_JOBS}",
+        )
+    size = req.ByteSize()
+    if size > MAX_CREATE_JOBS_BYTES:
+        raise InvalidArgument(
+            "jobs",
+            f"the request is {size} bytes, over the limit of {MAX_CREATE_JOBS_BYTES} bytes "
+            "per call; send fewer jobs per call",
+        )
+    out: list[tuple[api_pb2.CreateJobRequest, command_pb2.Command]] = []
+    bad: list[tuple[str, str]] = []
+    names: dict[str, int] = {}
+    ids: dict[str, int] = {}
+    for i, given in enumerate(req.jobs):
+        at = f"jobs[{i}]."
+        try:
+            if given.namespace and namespaces.namespace(given.namespace, at + "namespace") != ns:
+                raise InvalidArgument(
+                    at + "namespace",
+                    f"{given.namespace!r} is not the call's namespace {ns!r}: one call creates "
+                    "jobs in one namespace",
+                )
+            item = api_pb2.CreateJobRequest()
+            item.CopyFrom(given)
+            item.namespace = "" if ns == namespaces.DEFAULT else ns
+            try:
+                cmd = create_job(item, now_ms)
+            except InvalidArgument as e:
+                raise InvalidArgument(at + e.field, _problem(e)) from None
+            for seen, value, fld, what in (
+                (names, item.name, "name", "name"),
+                (ids, item.request_id, "request_id", "request id"),
+            ):
+                if value in seen:
+                    raise InvalidArgument(
+                        at + fld, f"{value!r} is also the {what} of jobs[{seen[value]}]"
+                    )
+                if value:
+                    seen[value] = i
+        except InvalidArgument as e:
+            bad.append((e.field, _problem(e)))
+            continue
+        out.append((item, cmd))
+    if bad:
+        shown = [f"{f}: {p}" for f, p in bad[:MAX_ITEM_ERRORS]]
+        more = len(bad) - len(shown)
+        if more:
+            shown.append(f"and {more} more invalid job{'s' if more > 1 else ''}")
+        text = "; ".join(shown)
+        raise InvalidArgument(bad[0][0], text[len(bad[0][0]) + 2 :])
+    return out
+
+
+def _problem(e: InvalidArgument) -> str:
+    """The problem of ``e`` without its field (its message is ``field: problem``)."""
+    return e.message.removeprefix(e.field + ": ")
+
+
 def update_job(req: api_pb2.UpdateJobRequest, now_ms: int) -> command_pb2.Command:
     job = job_definition(req.job, now_ms)
     return command_pb2.Command(

@@ -421,10 +421,13 @@ class Store:
     ) -> tuple[list[types_pb2.AuditRecord], int]:
         """Audit records, newest first, below ``before_index`` (0: from the newest), filtered;
         and the index to pass next (0: no more). Reads at most ``limit`` matches and scans at
-        most 100 x ``limit`` records, so a rare filter answers in pages rather than all at once."""
+        most 100 x ``limit`` records, so a rare filter answers in pages rather than all at once.
+        A page ends between entries, never inside one: an entry of a bulk create holds one
+        record per job (up to 1,000), so such a page may hold more than ``limit``."""
         out: list[types_pb2.AuditRecord] = []
         budget = max(1, limit) * 100
         next_before = 0
+        last = -1  # the index of the record read before
         with self.read() as txn:
             cur = txn.cursor(db=self._dbs["audit"])
             ok = cur.set_range(keys.be64(before_index)) if before_index else cur.last()
@@ -437,10 +440,11 @@ class Store:
                 if before_index and idx >= before_index:
                     ok = cur.prev()
                     continue
-                if len(out) >= limit or budget <= 0:
+                if (len(out) >= limit or budget <= 0) and idx != last:
                     next_before = idx + 1
                     break
                 budget -= 1
+                last = idx
                 rec = types_pb2.AuditRecord.FromString(bytes(cur.value()))
                 if (not principal or rec.principal == principal) and (
                     not target or rec.target == target

@@ -76,6 +76,30 @@ class CreateJobRequest(_message.Message):
     namespace: str
     def __init__(self, name: _Optional[str] = ..., schedule: _Optional[_Union[_types_pb2.Schedule, _Mapping]] = ..., queue: _Optional[str] = ..., payload: _Optional[str] = ..., max_attempts: _Optional[int] = ..., request_id: _Optional[str] = ..., retry: _Optional[_Union[_types_pb2.RetryPolicy, _Mapping]] = ..., run_timeout_ms: _Optional[int] = ..., misfire: _Optional[_Union[_types_pb2.MisfirePolicy, str]] = ..., misfire_grace_ms: _Optional[int] = ..., catchup_window_ms: _Optional[int] = ..., max_catchup: _Optional[int] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ..., max_concurrent: _Optional[int] = ..., dispatch_timeout_ms: _Optional[int] = ..., on_success: _Optional[str] = ..., on_failure: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., keep_runs: _Optional[int] = ..., keep_for_ms: _Optional[int] = ..., max_runs: _Optional[int] = ..., allow_past: _Optional[bool] = ..., namespace: _Optional[str] = ...) -> None: ...
 
+class CreateJobsRequest(_message.Message):
+    __slots__ = ("jobs", "namespace")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[CreateJobRequest]
+    namespace: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[CreateJobRequest, _Mapping]]] = ..., namespace: _Optional[str] = ...) -> None: ...
+
+class CreateJobResult(_message.Message):
+    __slots__ = ("code", "message", "job")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    job: _types_pb2.Job
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., job: _Optional[_Union[_types_pb2.Job, _Mapping]] = ...) -> None: ...
+
+class CreateJobsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CreateJobResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CreateJobResult, _Mapping]]] = ...) -> None: ...
+
 class JobRequest(_message.Message):
     __slots__ = ("name", "namespace")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class JobServiceStub:
                 request_serializer=schedd_dot_v1_dot_api__pb2.CreateJobRequest.SerializeToString,
                 response_deserializer=schedd_dot_v1_dot_api__pb2.JobResponse.FromString,
                 _registered_method=True)
+        self.CreateJobs = channel.unary_unary(
+                '/schedd.v1.JobService/CreateJobs',
+                request_serializer=schedd_dot_v1_dot_api__pb2.CreateJobsRequest.SerializeToString,
+                response_deserializer=schedd_dot_v1_dot_api__pb2.CreateJobsResponse.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/schedd.v1.JobService/GetJob',
                 request_serializer=schedd_dot_v1_dot_api__pb2.JobRequest.SerializeToString,
@@ -91,6 +96,12 @@ class JobServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateJobs(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,6 +169,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.CreateJob,
                     request_deserializer=schedd_dot_v1_dot_api__pb2.CreateJobRequest.FromString,
                     response_serializer=schedd_dot_v1_dot_api__pb2.JobResponse.SerializeToString,
+            ),
+            'CreateJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJobs,
+                    request_deserializer=schedd_dot_v1_dot_api__pb2.CreateJobsRequest.FromString,
+                    response_serializer=schedd_dot_v1_dot_api__pb2.CreateJobsResponse.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
@@ -232,6 +248,33 @@ class JobService:
             '/schedd.v1.JobService/CreateJob',
             schedd_dot_v1_dot_api__pb2.CreateJobRequest.SerializeToString,
             schedd_dot_v1_dot_api__pb2.JobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schedd.v1.JobService/CreateJobs',
+            schedd_dot_v1_dot_api__pb2.CreateJobsRequest.SerializeToString,
+            schedd_dot_v1_dot_api__pb2.CreateJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

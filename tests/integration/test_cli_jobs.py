@@ -314,3 +314,32 @@ def test_contexts_pick_the_cluster(cluster, tmp_path: Path) -> None:
     assert run_with_config(cfg, "config", "current-context").stdout.strip() == "local"
     p = run_with_config(cfg, "--context", "elsewhere", "job", "list")
     assert p.returncode == 2 and "elsewhere" in one_error(p)
+
+
+def test_apply_of_many_jobs_creates_them_in_bulk_and_names_a_bad_one(
+    cluster, tmp_path: Path
+) -> None:
+    eps = cluster.endpoints_env
+    many = "".join(
+        f'[[job]]\nname = "bulk-{i:04d}"\nevery = "1h"\nqueue = "bulk"\n\n' for i in range(1200)
+    )
+    f = tmp_path / "many.toml"
+    f.write_text(many)
+    doc = js(eps, "job", "apply", "-f", str(f))  # two CreateJobs calls: 1,000 + 200
+    assert doc["counts"]["created"] == 1200
+    assert [j["name"] for j in doc["jobs"][:2]] == ["bulk-0000", "bulk-0001"]
+    listed = js(eps, "job", "list", "--limit", "100000")
+    names = {j["name"] for j in listed if j["name"].startswith("bulk-")}
+    assert len(names) == 1200
+    assert js(eps, "job", "apply", "-f", str(f))["counts"]["unchanged"] == 1200
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(  # in the first call: all or nothing, so nothing is created
+        '[[job]]\nname = "bulkbad-late"\nat = "2001-01-01T00:00:00Z"\n\n'
+        + many.replace("bulk-", "bulkbad-")
+    )
+    p = schedctl(eps, "job", "apply", "-f", str(bad))
+    assert p.returncode == 2
+    assert one_error(p).startswith("error: job 'bulkbad-late': schedule.at_ms: ")
+    listed = js(eps, "job", "list", "--limit", "100000")
+    assert not [j for j in listed if j["name"].startswith("bulkbad-")]

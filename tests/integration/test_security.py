@@ -73,6 +73,14 @@ REQUESTS: dict[str, Any] = {
         name="role-probe",
         schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=YEARLY),
     ),
+    "CreateJobs": api_pb2.CreateJobsRequest(
+        jobs=[
+            api_pb2.CreateJobRequest(
+                name="role-probe-bulk",
+                schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron=YEARLY),
+            )
+        ]
+    ),
     "GetJob": api_pb2.JobRequest(name="sec-job"),
     "ListJobs": api_pb2.ListJobsRequest(limit=1),
     "DeleteJob": api_pb2.JobRequest(name="no-such-job"),

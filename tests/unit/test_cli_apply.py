@@ -12,6 +12,7 @@ import yaml
 from schedctl import spec, tomlout
 
 from schedd import errors
+from schedd.pb import types_pb2
 
 from .test_cli_fakes import EP, NOW, FakeServer, invoke, writes
 
@@ -65,7 +66,8 @@ def test_apply_creates_then_is_idempotent(server: type[FakeServer], tmp_path: Pa
     f = write(tmp_path, "jobs.toml", JOBS_TOML)
     r = invoke(*EP, "job", "apply", "-f", f)
     assert r.exit_code == 0, r.output
-    assert [c[0] for c in writes()] == ["create_job"] * 4
+    # one bulk call (CreateJobs) for the four creates
+    assert [(c[0], c[2]["call"]) for c in writes()] == [("create_jobs", 1)] * 4
     # on_failure names "alert": it is created before "nightly"
     assert [c[1] for c in writes()].index("alert") < [c[1] for c in writes()].index("nightly")
     assert "4 jobs: 4 created" in r.stdout
@@ -273,6 +275,110 @@ def test_a_concurrent_change_stops_the_apply_with_exit_1(
         "error: job 'nightly': job 'nightly' is at version 2, not 1; the jobs listed above were "
         "applied, the rest were not tried"
     ]
+
+
+def many_jobs(n: int, start: int = 0) -> str:
+    return "".join(
+        f'[[job]]\nname = "j{i:05d}"\nevery = "1h"\npayload = {{ n = {i} }}\n\n'
+        for i in range(start, start + n)
+    )
+
+
+def test_many_jobs_are_created_in_bulk_calls_of_at_most_1000(
+    server: type[FakeServer], tmp_path: Path
+) -> None:
+    f = write(tmp_path, "many.toml", many_jobs(2500))
+    r = invoke(*EP, "job", "apply", "-f", f)
+    assert r.exit_code == 0, r.output
+    calls = [c[2]["call"] for c in writes()]
+    assert [calls.count(k) for k in (1, 2, 3)] == [1000, 1000, 500] and len(calls) == 2500
+    assert len(server.jobs) == 2500
+    lines = r.stdout.splitlines()
+    assert lines[0] == "job j00000: created" and lines[-1] == "2500 jobs: 2500 created"
+    server.calls.clear()
+    r = invoke(*EP, "--json", "job", "apply", "-f", f)
+    assert json.loads(r.stdout)["counts"]["unchanged"] == 2500 and writes() == []
+
+
+def test_creates_go_before_an_update_that_follows_them_and_lines_keep_file_order(
+    server: type[FakeServer], tmp_path: Path
+) -> None:
+    assert invoke(*EP, "job", "apply", "-f", write(tmp_path, "a.toml", many_jobs(2))).exit_code == 0
+    server.calls.clear()
+    text = many_jobs(1, 5) + many_jobs(1, 0) + many_jobs(1, 1).replace('"1h"', '"2h"')
+    text += many_jobs(1, 6)
+    r = invoke(*EP, "job", "apply", "-f", write(tmp_path, "b.toml", text))
+    assert r.exit_code == 0, r.output
+    assert [(c[0], c[1]) for c in writes()] == [
+        ("create_jobs", "j00005"),
+        ("update_job", "j00001"),
+        ("create_jobs", "j00006"),
+    ]
+    assert [ln for ln in r.stdout.splitlines() if not ln.startswith("  +")] == [
+        "job j00005: created",
+        "job j00000: unchanged",
+        "job j00001: updated",
+        "  every_ms: 1h -> 2h",
+        "job j00006: created",
+        "4 jobs: 2 created, 1 updated, 1 unchanged",
+    ]
+
+
+def test_an_invalid_job_in_a_bulk_call_is_named_and_nothing_is_created(
+    server: type[FakeServer], tmp_path: Path
+) -> None:
+    text = many_jobs(3) + '[[job]]\nname = "late"\nat = 2001-01-01T00:00:00Z\n'
+    r = invoke(*EP, "job", "apply", "-f", write(tmp_path, "bad.toml", text))
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: job 'late': schedule.at_ms: "), lines
+    assert server.jobs == {}
+
+
+def test_a_job_created_meanwhile_stops_the_apply_after_its_call(
+    server: type[FakeServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_get = FakeServer.get_job
+
+    def racing_get(self: FakeServer, name: str) -> object:
+        try:
+            return real_get(self, name)
+        finally:  # after apply read j00001 (not found), someone else creates it
+            if name == "j00002":
+                FakeServer.jobs["j00001"] = types_pb2.Job(name="j00001")
+
+    monkeypatch.setattr(FakeServer, "get_job", racing_get)
+    r = invoke(*EP, "job", "apply", "-f", write(tmp_path, "m.toml", many_jobs(3)))
+    assert r.exit_code == 5, r.output  # ALREADY_EXISTS, as for a single create
+    assert [ln for ln in r.stdout.splitlines() if not ln.startswith("  +")] == [
+        "job j00000: created",
+        "job j00002: created",
+        "2 jobs: 2 created",
+    ]
+    assert r.stderr.strip() == (
+        "error: job 'j00001': name: a job named 'j00001' already exists; the jobs listed above "
+        "were applied, the rest were not tried"
+    )
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        errors.Internal("Method not found!"),
+        errors.FailedPrecondition(
+            "CreateJobs calls (bulk job creation) need cluster feature level 3; the cluster runs "
+            "at 2 because n1 run(s) an older version"
+        ),
+    ],
+)
+def test_without_create_jobs_on_the_server_each_job_is_created_alone(
+    server: type[FakeServer], tmp_path: Path, refusal: errors.SchedError
+) -> None:
+    server.fail = {"create_jobs": refusal}
+    r = invoke(*EP, "job", "apply", "-f", write(tmp_path, "m.toml", many_jobs(3)))
+    assert r.exit_code == 0, r.output
+    assert [c[0] for c in writes()] == ["create_jobs"] + ["create_job"] * 3
+    assert sorted(server.jobs) == ["j00000", "j00001", "j00002"]
 
 
 # ---- the pure parts ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ access, not on protobuf-only methods.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,11 @@ except ImportError:  # a source checkout: the package lives in cli/
 
 from schedctl import main as cli_main  # noqa: E402
 
-from schedd import errors
+from schedd import errors, models
 from schedd.client import job_request  # noqa: E402
 from schedd.pb import api_pb2, types_pb2  # noqa: E402
 from schedd.sched import policies
+from schedd.sdk import core
 from schedd.server import validate  # noqa: E402
 
 NOW = 1_893_456_000_000  # 2030-01-01T00:00:00Z
@@ -103,6 +104,7 @@ class FakeServer:
     @classmethod
     def reset(cls) -> None:
         cls.jobs, cls.calls, cls.fail, cls.backfill_chunks, cls.runs = {}, [], {}, [], []
+        cls.bulk_calls = 0
         cls.explain = api_pb2.ExplainResponse()
         cls.endpoints_seen = []
 
@@ -132,6 +134,27 @@ class FakeServer:
         job.version, job.created_ms, job.state = 1, NOW, types_pb2.JOB_STATE_ACTIVE
         self.jobs[name] = job
         return Record(job)
+
+    bulk_calls = 0
+
+    def create_jobs(self, specs: Iterable[Any]) -> list[models.JobCreateResult]:
+        """CreateJobs as the server answers it: all-or-nothing validation, then per job."""
+        items = [core.job_item(i, sp) for i, sp in enumerate(specs)]
+        FakeServer.bulk_calls += 1
+        for item in items:
+            self._call("create_jobs", item.name, call=FakeServer.bulk_calls)
+        validate.create_jobs(api_pb2.CreateJobsRequest(jobs=items), NOW)
+        out = []
+        for i, item in enumerate(items):
+            if item.name in self.jobs:
+                msg = f"name: a job named {item.name!r} already exists"
+                out.append(models.JobCreateResult(i, item.name, "ALREADY_EXISTS", msg))
+                continue
+            job = self._store(item)
+            job.version, job.created_ms, job.state = 1, NOW, types_pb2.JOB_STATE_ACTIVE
+            self.jobs[item.name] = job
+            out.append(models.JobCreateResult(i, item.name, "OK", "", models.Job.from_pb(job)))
+        return out
 
     def update_job(self, name: str, *, expect_version: int = 0, **kw: Any) -> Record:
         self._call("update_job", name, expect_version=expect_version, **kw)
@@ -216,7 +239,11 @@ class FakeServer:
 
 
 def writes() -> list[tuple[str, str, dict[str, Any]]]:
-    return [c for c in FakeServer.calls if c[0] in ("create_job", "update_job", "delete_job")]
+    return [
+        c
+        for c in FakeServer.calls
+        if c[0] in ("create_job", "create_jobs", "update_job", "delete_job")
+    ]
 
 
 def invoke(

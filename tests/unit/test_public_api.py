@@ -223,6 +223,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "None' = None, retry: 'RetrySpec | None' = None, "
             "run_timeout_ms: 'int' = 0, **policies: 'Any') -> "
             "'Job'",
+            "create_jobs": "def(self, specs: 'Iterable[JobSpec]') -> 'list[JobCreateResult]'",
             "create_token": "def(self, name: 'str', grants: 'Sequence[str]', "
             "*, queues: 'Sequence[str]' = (), ttl_s: 'int' = "
             "0) -> 'NewToken'",
@@ -297,6 +298,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "None, retry: 'RetrySpec | None' = None, "
             "run_timeout_ms: 'int' = 0, **policies: 'Any') -> "
             "'Job'",
+            "create_jobs": "def(self, specs: 'Iterable[JobSpec]') -> 'list[JobCreateResult]'",
             "create_token": "def(self, name: 'str', grants: 'Sequence[str]', *, "
             "queues: 'Sequence[str]' = (), ttl_s: 'int' = 0) -> "
             "'NewToken'",
@@ -425,6 +427,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "code": "attribute str",
         },
         "from_code": "def(code: 'str', message: 'str') -> 'SchedError'",
+        "status_name": "def(number: 'int') -> 'str'",
     },
     "schedd.models": {
         "AuditRecord": {
@@ -505,6 +508,14 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "to_dict": "def(self) -> 'dict[str, Any]'",
             "to_pb": "def(self) -> 'Any'",
             "updated_at": "property",
+        },
+        "JobCreateResult": {
+            "__init__": "def(self, index: 'int', name: 'str', code: "
+            "'str' = 'OK', message: 'str' = '', job: 'Job | "
+            "None' = None) -> None",
+            "class": "object",
+            "error": "property",
+            "ok": "property",
         },
         "JobState": {
             "class": "ProtoEnum",

@@ -253,3 +253,26 @@ def test_run_pages_put_together_are_the_unpaged_listing(
 
 
 _PAGED: dict[str, Store] = {}
+
+
+def test_list_audit_pages_between_entries_never_inside_a_bulk_one(tmp_path) -> None:
+    """An entry of a bulk create holds one audit record per job under one log index: a page
+    holds all of them or none, so paging by index neither repeats nor skips a record."""
+    from tests.unit.test_bulk_create import bulk, entry, item
+
+    store = Store(str(tmp_path / "s"))
+    store.apply_entry(entry(bulk(item("a"))), 1)
+    store.apply_entry(entry(bulk(*(item(f"b{i}") for i in range(5)))), 2)
+    store.apply_entry(entry(bulk(item("c"))), 3)
+    seen, before = [], 0
+    while True:
+        page, before = store.list_audit(2, before)
+        seen.append([(r.index, r.target) for r in page])
+        if not before:
+            break
+    assert seen == [
+        [(3, "c"), (2, "b4"), (2, "b3"), (2, "b2"), (2, "b1"), (2, "b0")],
+        [(1, "a")],
+    ]
+    assert [r.target for r in store.list_audit(10, target="b2")[0]] == ["b2"]
+    store.close()

@@ -99,7 +99,7 @@ def apply(reader: Reader, data: bytes, index: int) -> tuple[list[Mutation], Resu
                 f"command.version: {cmd.version} is not supported (want {COMMAND_VERSION})",
             )
         else:
-            result = _apply_with_request_id(txn, cmd, index)
+            result = _apply_with_request_id(txn, cmd, index, cmd.now_ms)
             if result.code != UNSUPPORTED:
                 audit.record(txn, cmd, index, result)
     if txn.revoked:
@@ -111,7 +111,7 @@ def apply(reader: Reader, data: bytes, index: int) -> tuple[list[Mutation], Resu
     return txn.mutations, result
 
 
-def _apply_with_request_id(txn: Txn, cmd: command_pb2.Command, index: int) -> Result:
+def _apply_with_request_id(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
     """Client request ids. A command stamped with ``request_hash`` (every one from this
     version's services) is keyed by (``principal``, request id), both stamped by the service
     from the authenticated caller, and remembers the hash of its request: the same id from the
@@ -134,12 +134,12 @@ def _apply_with_request_id(txn: Txn, cmd: command_pb2.Command, index: int) -> Re
                     "same request)",
                 )
             return _replay_result(txn, record)
-    result = _dispatch(txn, cmd, index, cmd.now_ms)
+    result = _dispatch(txn, cmd, index, now)
     if rid:
         record = {
             "code": result.code,
             "message": result.message,
-            "at": cmd.now_ms,
+            "at": now,
             "job": result.job.name if result.job is not None else "",
             "run": result.run.run_id if result.run is not None else "",
         }
@@ -169,14 +169,27 @@ def _barrier(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result
 
 
 def _batch(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
+    """Each sub-command in order, each with its own result. A client's sub-command (a bulk
+    create: it carries a principal) keeps what it would have alone: its request id (a retried
+    item returns its first outcome) and its audit record, the n-th under the entry's index
+    (``audit.record``'s ``position``). The dispatcher's sub-commands carry neither, as every
+    batch did before feature level 3 (``features.BULK_CREATE``): those apply as they always did."""
     subs = []
+    audited = 0
     for sub in cmd.batch.commands:
         if sub.WhichOneof("body") == "batch":
             subs.append(Result("INVALID_ARGUMENT", "command.batch: batches do not nest"))
             continue
-        subs.append(_dispatch(txn, sub, index, sub.now_ms or now))
+        if sub.request_id:
+            subs.append(_apply_with_request_id(txn, sub, index, sub.now_ms or now))
+        else:
+            subs.append(_dispatch(txn, sub, index, sub.now_ms or now))
         if subs[-1].code == UNSUPPORTED:
             return subs[-1]  # the whole entry is not understood
+        if sub.principal and audit.record(txn, sub, index, subs[-1], position=audited, trim=False):
+            audited += 1
+    if audited:
+        audit.trim_oldest(txn)
     return Result(sub=tuple(subs))
 
 

@@ -38,12 +38,23 @@ TARGETS: dict[str, Callable[[command_pb2.Command], str]] = {
 }
 
 
-def record(txn: Txn, cmd: command_pb2.Command, index: int, result: Result) -> None:
-    """Record ``cmd``'s outcome if it is an audited client command (it has a principal)."""
+def record(
+    txn: Txn,
+    cmd: command_pb2.Command,
+    index: int,
+    result: Result,
+    *,
+    position: int | None = None,
+    trim: bool = True,
+) -> bool:
+    """Record ``cmd``'s outcome if it is an audited client command (it has a principal); True
+    when it was. ``position``: the n-th client sub-command of a batch (a bulk create), recorded
+    under the key index + n (:func:`key`), so one entry holds one record per item. ``trim``:
+    drop the oldest records over ``MAX_RECORDS`` now (a batch trims once, after its last)."""
     kind = cmd.WhichOneof("body") or ""
     target = TARGETS.get(kind)
     if target is None or not cmd.principal:
-        return
+        return False
     rec = types_pb2.AuditRecord(
         index=index,
         at_ms=cmd.now_ms,
@@ -54,11 +65,26 @@ def record(txn: Txn, cmd: command_pb2.Command, index: int, result: Result) -> No
         message=result.message[:MAX_MESSAGE],
         request_id=cmd.request_id,
     )
-    txn.put("audit", keys.be64(index), rec.SerializeToString(deterministic=True))
-    count = txn.counter(keys.AUDIT_COUNT, 0) + 1
-    if count > MAX_RECORDS:
-        oldest = txn.scan("audit", b"", 1)
-        if oldest:
-            txn.delete("audit", oldest[0])
-            count -= 1
-    txn.put("meta", keys.AUDIT_COUNT, keys.be64(count))
+    txn.put("audit", key(index, position), rec.SerializeToString(deterministic=True))
+    txn.put("meta", keys.AUDIT_COUNT, keys.be64(txn.counter(keys.AUDIT_COUNT, 0) + 1))
+    if trim:
+        trim_oldest(txn)
+    return True
+
+
+def key(index: int, position: int | None = None) -> bytes:
+    """The audit key of a record: the entry's log index (big-endian, so key order is log order),
+    plus the 4-byte position of a batch's n-th record. Readers take the index from the first 8
+    bytes (``keys.from_be64``)."""
+    return keys.be64(index) + (b"" if position is None else position.to_bytes(4, "big"))
+
+
+def trim_oldest(txn: Txn) -> None:
+    """Drop the oldest records until at most ``MAX_RECORDS`` are kept (one scan)."""
+    count = txn.counter(keys.AUDIT_COUNT, 0)
+    if count <= MAX_RECORDS:
+        return
+    oldest = txn.scan("audit", b"", count - MAX_RECORDS)
+    for k in oldest:
+        txn.delete("audit", k)
+    txn.put("meta", keys.AUDIT_COUNT, keys.be64(count - len(oldest)))

@@ -15,7 +15,10 @@ it does not understand; a node whose state is at a level above its version's ref
 Levels:
 
 1. the baseline: everything before feature levels existed;
-2. online membership changes (``schedctl member add|remove``).
+2. online membership changes (``schedctl member add|remove``);
+3. bulk job creation (``CreateJobs``): the sub-commands of a ``Batch`` keep their own request
+   ids and audit records (:func:`schedd.state.apply._batch`). An older version would apply
+   such a batch without them, so the replicas' request and audit tables would differ.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from schedd.state.apply.txn import Result, Txn
 
 BASELINE = 1
 MEMBERSHIP = 2
+BULK_CREATE = 3
 #: the highest level this version supports (a module attribute, read when used)
-SUPPORTED = MEMBERSHIP
+SUPPORTED = BULK_CREATE
 
-NAMES = {BASELINE: "baseline", MEMBERSHIP: "membership changes"}
+NAMES = {BASELINE: "baseline", MEMBERSHIP: "membership changes", BULK_CREATE: "bulk job creation"}
 
 
 def level(txn: Txn) -> int:
@@ -67,4 +71,4 @@ def set_level(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
     return Result(message=f"feature level {current} -> {want}")
 
 
-__all__ = ["BASELINE", "MEMBERSHIP", "NAMES", "SUPPORTED", "level", "node_levels"]
+__all__ = ["BASELINE", "BULK_CREATE", "MEMBERSHIP", "NAMES", "SUPPORTED", "level", "node_levels"]
