@@ -236,7 +236,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "list_audit": "def(self, limit: 'int' = 100, *, principal: 'str' = "
             "'', target: 'str' = '', before_index: 'int' = 0) -> "
             "'tuple[list[AuditRecord], int]'",
-            "list_jobs": "def(self, limit: 'int | None' = 1000) -> 'list[Job]'",
+            "list_jobs": "def(self, limit: 'int | None' = 1000, *, after: 'str' = '') -> 'list[Job]'",
             "list_members": "def(self) -> 'list[Member]'",
             "list_namespaces": "def(self) -> 'list[Namespace]'",
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, "
@@ -310,7 +310,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "list_audit": "def(self, limit: 'int' = 100, *, principal: 'str' = "
             "'', target: 'str' = '', before_index: 'int' = 0) -> "
             "'tuple[list[AuditRecord], int]'",
-            "list_jobs": "def(self, limit: 'int | None' = 1000) -> 'list[Job]'",
+            "list_jobs": "def(self, limit: 'int | None' = 1000, *, after: 'str' = '') -> 'list[Job]'",
             "list_members": "def(self) -> 'list[Member]'",
             "list_namespaces": "def(self) -> 'list[Namespace]'",
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, state: "
