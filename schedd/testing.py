@@ -89,8 +89,8 @@ class NodeSpec:
     data_dir: str
     log_path: str
     metrics: str = ""  # HOST:PORT of its /metrics ("" without metrics)
-    http: str = ""  # HOST:PORT of its web dashboard ("" without one)
     join: str = ""  # gRPC endpoint it joins through (``--join``), instead of ``--peer`` flags
+    http: str = ""  # HOST:PORT of its web dashboard ("" without one)
 
 
 class LocalCluster:

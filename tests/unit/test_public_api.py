@@ -734,7 +734,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "base_port: 'int | None' = None, extra_args: "
             "'Sequence[str]' = (), env: 'dict[str, str] | "
             "None' = None, secure: 'bool' = True, metrics: "
-            "'bool' = False) -> 'None'",
+            "'bool' = False, http: 'bool' = False, http_plaintext: 'bool' = False) -> 'None'",
             "add_node": "def(self, node_id: 'str | None' = None, "
             "join_via: 'str | None' = None) -> 'NodeSpec'",
             "alive": "def(self, node_id: 'str') -> 'bool'",
@@ -745,6 +745,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "client_env": "property",
             "command": "def(self, spec: 'NodeSpec') -> 'list[str]'",
             "credentials": "attribute cached_property",
+            "dashboard_login_url": "def(self, node_id: 'str') -> 'str'",
+            "dashboard_url": "def(self, node_id: 'str') -> 'str'",
             "endpoints": "property",
             "endpoints_env": "property",
             "forget_node": "def(self, node_id: 'str') -> 'None'",
@@ -772,7 +774,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "NodeSpec": {
             "__init__": "def(self, node_id: 'str', raft: 'str', grpc: 'str', "
             "data_dir: 'str', log_path: 'str', metrics: 'str' = "
-            "'', join: 'str' = '') -> None",
+            "'', join: 'str' = '', http: 'str' = '') -> None",
             "class": "object",
         },
         "RunningCluster": {
