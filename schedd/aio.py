@@ -255,9 +255,10 @@ class AsyncClient:
         """The job called ``name``. Raises NotFound."""
         return await self._invoke(core.get_job(name))
 
-    async def list_jobs(self, limit: int | None = 1000) -> list[Job]:
-        """Jobs in name order, at most ``limit`` of them (``None``: all), fetched page by page."""
-        pager = core.JobPager(limit)
+    async def list_jobs(self, limit: int | None = 1000, *, after: str = "") -> list[Job]:
+        """Jobs in name order, at most ``limit`` of them (``None``: all), fetched page by page;
+        ``after``: only names after this one (the last name of the previous page)."""
+        pager = core.JobPager(limit, after)
         while (call := pager.next_call()) is not None:
             pager.add(await self._invoke(call))
         return pager.jobs

@@ -366,9 +366,10 @@ class Client:
         """The job called ``name``. Raises NotFound."""
         return self._invoke(core.get_job(name))
 
-    def list_jobs(self, limit: int | None = 1000) -> list[Job]:
-        """Jobs in name order, at most ``limit`` of them (``None``: all), fetched page by page."""
-        pager = core.JobPager(limit)
+    def list_jobs(self, limit: int | None = 1000, *, after: str = "") -> list[Job]:
+        """Jobs in name order, at most ``limit`` of them (``None``: all), fetched page by page;
+        ``after``: only names after this one (the last name of the previous page)."""
+        pager = core.JobPager(limit, after)
         while (call := pager.next_call()) is not None:
             pager.add(self._invoke(call))
         return pager.jobs

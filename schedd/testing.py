@@ -90,6 +90,7 @@ class NodeSpec:
     log_path: str
     metrics: str = ""  # HOST:PORT of its /metrics ("" without metrics)
     join: str = ""  # gRPC endpoint it joins through (``--join``), instead of ``--peer`` flags
+    http: str = ""  # HOST:PORT of its web dashboard ("" without one)
 
 
 class LocalCluster:
@@ -103,6 +104,9 @@ class LocalCluster:
     ``secure=False`` starts the nodes with ``--insecure`` (plaintext, no authentication).
     ``metrics``: each node serves Prometheus metrics (``--metrics``) on a port of its own
     (base+200+i with ``base_port``), at :meth:`metrics_url`.
+    ``http``: each node serves the web dashboard (``--http``; base+300+i with ``base_port``) at
+    :meth:`dashboard_url`: HTTPS with the node's certificate on a secure cluster, plain HTTP
+    with ``http_plaintext`` (``schedd dev``) or on an insecure one.
     """
 
     def __init__(
@@ -114,18 +118,22 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         secure: bool = True,
         metrics: bool = False,
+        http: bool = False,
+        http_plaintext: bool = False,
     ) -> None:
         self.root = os.path.abspath(root)
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         self.secure = secure
+        self.http_plaintext = http_plaintext or (http and not secure)
         if base_port is None:
-            ports = free_ports((3 if metrics else 2) * nodes)
+            ports = free_ports(4 * nodes)
             grpc_ports, raft_ports = ports[:nodes], ports[nodes : 2 * nodes]
-            metrics_ports = ports[2 * nodes :]
+            metrics_ports, http_ports = ports[2 * nodes : 3 * nodes], ports[3 * nodes :]
         else:
             grpc_ports = [base_port + i for i in range(nodes)]
             raft_ports = [base_port + 100 + i for i in range(nodes)]
             metrics_ports = [base_port + 200 + i for i in range(nodes)]
+            http_ports = [base_port + 300 + i for i in range(nodes)]
         self.specs = [
             NodeSpec(
                 f"n{i + 1}",
@@ -134,6 +142,7 @@ class LocalCluster:
                 os.path.join(self.root, f"n{i + 1}"),
                 os.path.join(self.root, f"n{i + 1}", "node.log"),
                 f"127.0.0.1:{metrics_ports[i]}" if metrics else "",
+                http=f"127.0.0.1:{http_ports[i]}" if http else "",
             )
             for i in range(nodes)
         ]
@@ -242,6 +251,26 @@ class LocalCluster:
             )
         return f"http://{spec.metrics}/metrics"
 
+    def dashboard_url(self, node_id: str) -> str:
+        """``https://HOST:PORT/`` (``http://`` when plaintext) of node ``node_id``'s dashboard;
+        ValueError without ``http``."""
+        spec = self.spec(node_id)
+        if not spec.http:
+            raise ValueError(
+                "this cluster was started without dashboards (LocalCluster(http=True))"
+            )
+        return f"{'http' if self.http_plaintext else 'https'}://{spec.http}/"
+
+    def dashboard_login_url(self, node_id: str) -> str:
+        """The dashboard URL that signs in with the admin token (what ``schedd dev`` prints);
+        the plain URL on an insecure cluster, which needs no sign-in."""
+        base = self.dashboard_url(node_id)
+        if not self.secure:
+            return base
+        with open(self.token_file) as f:
+            token = f.read().strip()
+        return f"{base}login?token={token}"
+
     def spec(self, node_id: str) -> NodeSpec:
         """The spec of node ``node_id`` (``n1``, ``n2``, ...). Raises StopIteration if none."""
         return next(s for s in self.specs if s.node_id == node_id)
@@ -272,6 +301,8 @@ class LocalCluster:
                     cmd += ["--peer", f"{other.node_id}={other.raft}/{other.grpc}"]
         if spec.metrics:
             cmd += ["--metrics", spec.metrics]
+        if spec.http:
+            cmd += ["--http", spec.http] + (["--http-plaintext"] if self.http_plaintext else [])
         return cmd + self.security_args(spec) + self.extra_args
 
     def security_args(self, spec: NodeSpec) -> list[str]:

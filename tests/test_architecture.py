@@ -114,6 +114,9 @@ PURE: dict[str, tuple[str, ...]] = {
     # the clients' address helpers and the leader navigation shared by the SDK and the agent
     "schedd.sdk.endpoints": ("schedd.errors",),
     "schedd.sdk.navigation": ("schedd.sdk.endpoints",),
+    # the dashboard's records-to-rows helpers and its rates: no I/O, the time is a parameter
+    "schedd.web.viewmodel": ("schedd.errors", "schedd.models", "schedd.sched"),
+    "schedd.web.figures": (),
 }
 EXTRA_FORBIDDEN = {"schedd.state.apply": {"zoneinfo"}}
 
@@ -203,6 +206,39 @@ def test_the_rule_can_fail(tmp_path: pathlib.Path) -> None:
             "schedd.sched._architecture_probe imports grpc",
             "schedd.sched._architecture_probe imports schedd.state.store",
             "schedd.sched._architecture_probe imports time",
+        ]
+    finally:
+        os.unlink(fake)
+
+
+#: what the dashboard (schedd.web) may not import: it is a client of the gRPC API like any
+#: other, so it never reads the state, the Raft log or the servicers' internals directly
+WEB_FORBIDDEN = ("schedd.state", "schedd.raft", "schedd.server", "schedd.agent")
+
+
+def web_violations(path: pathlib.Path) -> list[str]:
+    name = module_name(path)
+    return [
+        f"{name} imports {imp}"
+        for imp in sorted(imports_of(path))
+        if any(imp == f or imp.startswith(f + ".") for f in WEB_FORBIDDEN)
+    ]
+
+
+@pytest.mark.parametrize(
+    "path", sorted((PKG / "web").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_the_dashboard_is_an_api_client(path: pathlib.Path) -> None:
+    assert web_violations(path) == []
+
+
+def test_the_web_rule_can_fail() -> None:
+    fake = PKG / "web" / "_architecture_probe.py"
+    fake.write_text("from schedd.state.store import Store\nimport schedd.server.auth\n")
+    try:
+        assert web_violations(fake) == [
+            "schedd.web._architecture_probe imports schedd.server.auth",
+            "schedd.web._architecture_probe imports schedd.state.store",
         ]
     finally:
         os.unlink(fake)

@@ -968,11 +968,11 @@ class JobPager:
     """The paging of :meth:`Client.list_jobs`: ``next_call()`` until it returns None, feeding each
     page's jobs to ``add``; ``jobs`` is then the result (at most ``limit``, ``None`` = all)."""
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, after: str = "") -> None:
         if limit is not None and limit < 0:
             raise errors.InvalidArgument("limit", f"{limit} must not be negative")
         self._limit = limit
-        self._after = ""
+        self._after = after
         self._done = False
         self.jobs: list[models.Job] = []
 

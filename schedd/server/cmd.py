@@ -73,6 +73,9 @@ SERVER_MODULES = {
     "grpc_health": "grpcio-health-checking",
     "grpc_reflection": "grpcio-reflection",
     "prometheus_client": "prometheus-client",
+    "starlette": "starlette",
+    "jinja2": "jinja2",
+    "uvicorn": "uvicorn",
 }
 
 
@@ -316,6 +319,20 @@ def _write_rate(text: str) -> dict[str, Any]:
     help="HOST:PORT to serve Prometheus metrics on (/metrics, plain HTTP, no authentication; "
     "no job payloads). Off unless given; bind it to an address only your monitoring reaches.",
 )
+@click.option(
+    "--http",
+    "http_addr",
+    help="HOST:PORT to serve the web dashboard on (docs/dashboard.md): HTTPS with --tls-cert; "
+    "people sign in with an API token and act with its roles. Off unless given.",
+)
+@click.option(
+    "--http-plaintext",
+    is_flag=True,
+    default=None,
+    help="Serve --http as plain HTTP instead of HTTPS (required on an --insecure node). Tokens "
+    "typed into the dashboard then cross the network unencrypted: only for 127.0.0.1 (schedd "
+    "dev) or behind a TLS-terminating proxy on the same host.",
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.option(
     "--log-format",
@@ -352,6 +369,8 @@ def run(
     insecure: bool | None,
     bootstrap_token_file: str | None,
     metrics_addr: str | None,
+    http_addr: str | None,
+    http_plaintext: bool | None,
     log_level: str,
     log_format: str | None,
 ) -> None:
@@ -447,6 +466,9 @@ def run(
     plain = pick(insecure, "insecure", False)
     if not isinstance(plain, bool):
         _fail(f"--config: insecure must be true or false, not {plain!r}")
+    http_plain = pick(http_plaintext, "http_plaintext", False)
+    if not isinstance(http_plain, bool):
+        _fail(f"--config: http_plaintext must be true or false, not {http_plain!r}")
     from schedd.server.limits import Limits
 
     dl = Limits()
@@ -502,6 +524,8 @@ def run(
             bootstrap_token_file=pick(bootstrap_token_file, "bootstrap_token_file", ""),
             limits=node_limits,
             metrics=str(pick(metrics_addr, "metrics", "")),
+            http=str(pick(http_addr, "http", "")),
+            http_plaintext=http_plain,
         )
         node = Node(config)
     except SchedError as e:
@@ -623,6 +647,14 @@ def restore(backup_file: str, data_dir: str, map_size: int) -> None:
     help="Serve each node's Prometheus metrics on 127.0.0.1, ports BASE+200...",
 )
 @click.option(
+    "--http/--no-http",
+    "http",
+    default=True,
+    show_default=True,
+    help="Serve each node's web dashboard on 127.0.0.1, ports BASE+300..., as plain HTTP "
+    "(loopback only; sign-in with a token still required).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -636,6 +668,7 @@ def dev(
     demo: bool,
     insecure: bool,
     metrics: bool,
+    http: bool,
     log_format: str,
 ) -> None:
     """Start a local cluster of real `schedd run` processes on 127.0.0.1 and keep it running
@@ -657,6 +690,8 @@ def dev(
     ports = [base_port + i for i in range(nodes)] + [base_port + 100 + i for i in range(nodes)]
     if metrics:
         ports += [base_port + 200 + i for i in range(nodes)]
+    if http:
+        ports += [base_port + 300 + i for i in range(nodes)]
     for port in ports:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -669,6 +704,10 @@ def dev(
         base_port=base_port,
         secure=not insecure,
         metrics=metrics,
+        # Plain HTTP on 127.0.0.1 only: the browser would refuse the dev CA's certificate, and
+        # loopback traffic does not leave the machine; a token is still needed to sign in.
+        http=http,
+        http_plaintext=http,
         extra_args=["--log-format", log_format] if log_format != "text" else [],
     )
     click.echo(
@@ -691,6 +730,14 @@ def dev(
             click.echo(
                 f"  {spec.node_id}: grpc {spec.grpc}  raft {spec.raft}"
                 + (f"  metrics http://{spec.metrics}/metrics" if spec.metrics else "")
+            )
+        if http:
+            click.echo(f"dashboard: {cluster.dashboard_login_url(cluster.specs[0].node_id)}")
+            click.echo(
+                "  (the link signs you in with the admin token and drops it from the address; "
+                "every node serves the dashboard: "
+                + ", ".join(f"http://{s.http}/" for s in cluster.specs)
+                + ")"
             )
         if insecure:
             click.echo("security: OFF (--insecure): plaintext, no authentication")

@@ -246,6 +246,7 @@ class NodeMetrics:
             LAG_BUCKETS,
             registry=reg,
         ).child()
+        self._counted = (created, finished)
         expirations = Counter(
             "schedd_lease_expirations_total",
             "Leader: leases taken back, by reason: heartbeat (none for a lease period), "
@@ -292,6 +293,27 @@ class NodeMetrics:
             finished={s: finished.labels(o) for s, o in _FINAL.items()},
             durations={s: self.run_duration.child(o) for s, o in _FINAL.items()},
         )
+
+    def totals(self) -> dict[str, float]:
+        """The totals the dashboard's cluster view turns into rates (schedd.web.figures), read
+        from the same series ``/metrics`` exposes: ``runs_created``, ``finished_<outcome>``,
+        ``fire_commit_lag_sum`` and ``fire_commit_lag_count`` (leader only). Cheap: no
+        scrape-time collector runs."""
+        out: dict[str, float] = {"runs_created": 0.0}
+        created, finished = self._counted
+        for family in created.collect():
+            for s in family.samples:
+                if s.name.endswith("_total"):
+                    out["runs_created"] += s.value
+        for family in finished.collect():
+            for s in family.samples:
+                if s.name.endswith("_total"):
+                    key = "finished_" + s.labels.get("outcome", "")
+                    out[key] = out.get(key, 0.0) + s.value
+        buckets, total = self.fire_commit_lag.snapshot()
+        out["fire_commit_lag_sum"] = total
+        out["fire_commit_lag_count"] = buckets[-1][1] if buckets else 0.0
+        return out
 
     # ---- recording (hot paths) -----------------------------------------------------------
 

@@ -101,6 +101,10 @@ class NodeConfig:
     limits: Limits = field(default_factory=Limits)
     #: HOST:PORT to serve Prometheus metrics on, plain HTTP ("": no metrics, no port opened)
     metrics: str = ""
+    #: HOST:PORT to serve the web dashboard on ("": none): HTTPS with the node's certificate,
+    #: plain HTTP only with http_plaintext (docs/dashboard.md)
+    http: str = ""
+    http_plaintext: bool = False
     #: the gRPC address clients and the other nodes are told for this node, when --grpc binds
     #: an address they cannot dial (0.0.0.0 in a container) ("": --grpc itself)
     advertise_grpc: str = ""
@@ -142,6 +146,16 @@ class NodeConfig:
             raise InvalidArgument("--advertise-grpc", f"{self.advertise_grpc!r} is not HOST:PORT")
         if self.metrics:
             parse_listen(self.metrics)
+        if self.http_plaintext and not self.http:
+            raise InvalidArgument("--http-plaintext", "needs --http HOST:PORT")
+        if self.http:
+            parse_listen(self.http, "--http")
+            if self.tls is None and not self.http_plaintext:
+                raise InvalidArgument(
+                    "--http",
+                    "this node has no certificate to serve HTTPS with (--insecure): add "
+                    "--http-plaintext to serve the dashboard over plain HTTP, knowingly",
+                )
         if self.map_size < (1 << 20):
             raise InvalidArgument("--map-size", f"{self.map_size >> 20} MiB is below 1 MiB")
         if self.max_map_size and self.max_map_size < self.map_size:
@@ -260,6 +274,7 @@ class Node:
         self.metrics_server = (
             MetricsServer(config.metrics, self.metrics.registry) if self.metrics else None
         )
+        self.dashboard = self._dashboard() if config.http else None
         raft_tls = None
         if config.tls is not None and config.tls.ca:
             # the same certificate and CA: mutual TLS between the nodes' Raft ports
@@ -397,6 +412,37 @@ class Node:
         if self.metrics is not None:
             self.metrics.registry.register(NodeCollector(self))
 
+    def _dashboard(self) -> Any:
+        """The web dashboard's server, its port bound (a port in use: InvalidArgument naming
+        --http). Its SDK clients reach this node first, then the peers, with this node's TLS
+        files; every call carries the signed-in user's token (schedd.web.gateway)."""
+        from schedd.web import dashboard_server
+        from schedd.web.gateway import endpoints_of
+        from schedd.web.server import is_loopback
+        from schedd.web.server import parse_listen as parse_http
+
+        config = self.config
+        tls = config.tls
+        if config.http_plaintext and not is_loopback(parse_http(config.http)[0]):
+            log.warning(
+                "event=dashboard_plaintext node=%s http=%s: the dashboard serves plain HTTP on a "
+                "non-loopback address (--http-plaintext); tokens typed into it cross the network "
+                "unencrypted",
+                config.node_id,
+                config.http,
+            )
+        return dashboard_server(
+            config.http,
+            node_id=config.node_id,
+            endpoints=endpoints_of(config.grpc_address, [p.grpc for p in config.peers]),
+            cert=tls.cert if tls else "",
+            key=tls.key if tls else "",
+            ca=tls.ca if tls else "",
+            insecure=config.insecure,
+            plaintext=config.http_plaintext,
+            figures=self.metrics.totals if self.metrics is not None else None,
+        )
+
     def _initial_members(self) -> tuple[membership.Member, ...]:
         """The member list this node starts with: the one its state recorded at the last
         membership change it applied, else its flags (``--node-id`` and ``--peer``; or the list
@@ -479,6 +525,11 @@ class Node:
             log.info(
                 "event=metrics_serving node=%s url=%s", self.config.node_id, self.metrics_server.url
             )
+        if self.dashboard is not None:
+            self.dashboard.start()
+            log.info(
+                "event=dashboard_serving node=%s url=%s", self.config.node_id, self.dashboard.url
+            )
 
     def _set_health(self, status: int) -> None:
         for name in self._health_names:
@@ -543,6 +594,8 @@ class Node:
         self._stopped.set()
         self.health.enter_graceful_shutdown()
         self.dispatcher.stop()
+        if self.dashboard is not None:
+            self.dashboard.stop()
         self.server.stop(grace=1.0).wait(2.0)
         self.raft.destroy_synchronous()
         self.store.close()

@@ -58,6 +58,7 @@ SERVER_ONLY = [
     "schedd.raft",
     "schedd.server.dispatcher",
     "schedd.server.service",
+    "schedd.web.app",
 ]
 
 

@@ -8,6 +8,7 @@ Every test here failed before the change it pins (see CHANGELOG, "First hour").
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import random
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,10 +29,11 @@ pytestmark = pytest.mark.integration
 
 
 def _base_port() -> int:
-    """A base port whose gRPC (base..base+2) and Raft (base+100..) ports are free now."""
+    """A base port whose gRPC (base..base+2), Raft (base+100..) and dashboard (base+300..)
+    ports are free now."""
     for _ in range(50):
         base = random.randrange(20000, 40000)
-        ports = [base + i for i in range(3)] + [base + 100 + i for i in range(3)]
+        ports = [base + off + i for off in (0, 100, 300) for i in range(3)]
         free = True
         for p in ports:
             with socket.socket() as s:
@@ -148,11 +151,33 @@ def test_dev_reports_and_restarts_a_killed_node(dev_root: Path) -> None:
         dev.stop()
 
 
+def _demo_fires_in_the_dashboard(dev: Dev) -> None:
+    """The banner's dashboard link signs in (plain HTTP on 127.0.0.1) and lands on the job list
+    without the token in the address; the demo job shows up there, firing."""
+    [line] = [ln for ln in dev.lines if ln.startswith("dashboard: ")]
+    url = line.removeprefix("dashboard: ").strip()
+    assert url.startswith("http://127.0.0.1:") and "/login?token=sdt_" in url, line
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    with opener.open(url, timeout=10) as r:
+        assert r.url.endswith("/jobs") and "token" not in r.url
+
+    def demo_succeeded() -> bool:
+        with opener.open(url.split("/login")[0] + "/jobs?q=demo", timeout=10) as r:
+            page = r.read().decode()
+        row = page.partition('data-job="demo"')[2].partition("</tr>")[0]
+        return "succeeded" in row
+
+    wait_for(demo_succeeded, 30, "the demo job's last outcome in the dashboard")
+
+
 def test_demo_has_its_own_queue_and_stops_firing_without_demo(dev_root: Path) -> None:
     dev = Dev(dev_root, "--demo")
     try:
         job = json.loads(dev.schedctl("--json", "job", "get", "demo").stdout)
         assert job["queue"] == "demo" and job["state"] == "JOB_STATE_ACTIVE"
+        _demo_fires_in_the_dashboard(dev)
     finally:
         dev.stop()
     dev = Dev(dev_root)

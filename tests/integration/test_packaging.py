@@ -159,8 +159,10 @@ print(schedd.client.__file__)
         "-I",
         "-c",
         """
-import importlib.metadata
-import schedd.client, schedd.agent, schedd.server.node
+import importlib.metadata, importlib.resources
+import schedd.client, schedd.agent, schedd.server.node, schedd.web.app
+web = importlib.resources.files("schedd.web")
+assert (web / "templates" / "jobs.html").is_file() and (web / "static" / "dash.js").is_file()
 try:
     print(importlib.metadata.version("grpcio-tools"))
 except importlib.metadata.PackageNotFoundError:

@@ -237,7 +237,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "list_audit": "def(self, limit: 'int' = 100, *, principal: 'str' = "
             "'', target: 'str' = '', before_index: 'int' = 0) -> "
             "'tuple[list[AuditRecord], int]'",
-            "list_jobs": "def(self, limit: 'int | None' = 1000) -> 'list[Job]'",
+            "list_jobs": "def(self, limit: 'int | None' = 1000, *, after: 'str' = '') -> 'list[Job]'",
             "list_members": "def(self) -> 'list[Member]'",
             "list_namespaces": "def(self) -> 'list[Namespace]'",
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, "
@@ -312,7 +312,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "list_audit": "def(self, limit: 'int' = 100, *, principal: 'str' = "
             "'', target: 'str' = '', before_index: 'int' = 0) -> "
             "'tuple[list[AuditRecord], int]'",
-            "list_jobs": "def(self, limit: 'int | None' = 1000) -> 'list[Job]'",
+            "list_jobs": "def(self, limit: 'int | None' = 1000, *, after: 'str' = '') -> 'list[Job]'",
             "list_members": "def(self) -> 'list[Member]'",
             "list_namespaces": "def(self) -> 'list[Namespace]'",
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, state: "
@@ -745,7 +745,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "base_port: 'int | None' = None, extra_args: "
             "'Sequence[str]' = (), env: 'dict[str, str] | "
             "None' = None, secure: 'bool' = True, metrics: "
-            "'bool' = False) -> 'None'",
+            "'bool' = False, http: 'bool' = False, http_plaintext: 'bool' = False) -> 'None'",
             "add_node": "def(self, node_id: 'str | None' = None, "
             "join_via: 'str | None' = None) -> 'NodeSpec'",
             "alive": "def(self, node_id: 'str') -> 'bool'",
@@ -756,6 +756,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "client_env": "property",
             "command": "def(self, spec: 'NodeSpec') -> 'list[str]'",
             "credentials": "attribute cached_property",
+            "dashboard_login_url": "def(self, node_id: 'str') -> 'str'",
+            "dashboard_url": "def(self, node_id: 'str') -> 'str'",
             "endpoints": "property",
             "endpoints_env": "property",
             "forget_node": "def(self, node_id: 'str') -> 'None'",
@@ -783,7 +785,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "NodeSpec": {
             "__init__": "def(self, node_id: 'str', raft: 'str', grpc: 'str', "
             "data_dir: 'str', log_path: 'str', metrics: 'str' = "
-            "'', join: 'str' = '') -> None",
+            "'', join: 'str' = '', http: 'str' = '') -> None",
             "class": "object",
         },
         "RunningCluster": {
