@@ -253,10 +253,18 @@ def _write_rate(text: str) -> dict[str, Any]:
     help="Stop (exit 70) when the data disk has less free space, MiB [64].",
 )
 @click.option(
+    "--worker-streams",
+    default=None,
+    type=click.IntRange(1, 100_000),
+    help="Worker streams the node serves at once, all identities together (each holds a "
+    "thread; 64 more threads serve every other call) [1024].",
+)
+@click.option(
     "--max-worker-streams",
     default=None,
     type=click.IntRange(1, 100_000),
-    help="Worker streams one client identity may hold on the leader at once [32].",
+    help="Worker streams one client identity may hold on the leader at once [1024]; lower it "
+    "when several teams share the cluster.",
 )
 @click.option(
     "--hello-timeout",
@@ -358,6 +366,7 @@ def run(
     map_size: int | None,
     max_map_size: int | None,
     min_free: int | None,
+    worker_streams: int | None,
     max_worker_streams: int | None,
     hello_timeout: str | None,
     max_scans: int | None,
@@ -473,6 +482,7 @@ def run(
 
     dl = Limits()
     node_limits = Limits(
+        max_worker_streams=int(pick(worker_streams, "worker_streams", dl.max_worker_streams)),
         max_worker_streams_per_principal=int(
             pick(max_worker_streams, "max_worker_streams", dl.max_worker_streams_per_principal)
         ),

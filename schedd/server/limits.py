@@ -18,13 +18,16 @@ from schedd.errors import ResourceExhausted
 class Limits:
     #: A Connect stream must send its Hello within this many seconds (--hello-timeout).
     hello_timeout_s: float = 10.0
-    #: Worker streams one principal may hold on the leader at once (--max-worker-streams).
-    #: Each stream holds one of the node's gRPC threads for as long as it lasts.
-    max_worker_streams_per_principal: int = 32
-    #: Worker streams of all principals together; the rest of the gRPC threads stay free for
-    #: every other call. 0: the node's gRPC threads minus ``reserved_grpc_threads``.
-    max_worker_streams: int = 0
-    reserved_grpc_threads: int = 16
+    #: Worker streams one principal may hold on the leader at once (--max-worker-streams). A
+    #: fleet of workers often shares one identity, so by default one identity may use every
+    #: stream; lower it when several teams share a cluster.
+    max_worker_streams_per_principal: int = 1024
+    #: Worker streams of all principals together, from the moment a stream opens (before its
+    #: Hello) to its end (--worker-streams). Each holds one of the node's gRPC threads while it
+    #: lasts, so the node has this many threads for streams plus ``reserved_grpc_threads`` for
+    #: every other call: streams can never starve the API (health checks included).
+    max_worker_streams: int = 1024
+    reserved_grpc_threads: int = 64
     #: At most one TransferLeadership per this many seconds on one node.
     transfer_min_interval_s: float = 3.0
     #: Client writes are refused once the LMDB state fills this much of the map's ceiling
@@ -89,8 +92,8 @@ class RateGate:
 
 
 class ScanSlots:
-    """A fixed number of concurrent full-scan reads; a scan that finds none free is refused at
-    once (never queued: a queue of scans would hold gRPC threads just the same)."""
+    """A fixed number of concurrent full-scan reads (or worker streams); one that finds none
+    free is refused at once (never queued: a queue would hold gRPC threads just the same)."""
 
     def __init__(self, slots: int) -> None:
         self.slots = max(1, slots)

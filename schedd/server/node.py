@@ -87,7 +87,9 @@ class NodeConfig:
     map_size: int = 4 << 30
     #: the LMDB map grows online up to this (0: 8 x map_size); client writes are refused near it
     max_map_size: int = 0
-    grpc_workers: int = 64
+    #: the gRPC server's threads (0: one per worker stream plus the reserve for other calls,
+    #: ``limits.max_worker_streams + limits.reserved_grpc_threads``)
+    grpc_workers: int = 0
     min_free_bytes: int = 64 << 20  # stop (exit 70) below this much free disk
     #: the node's certificate: served on the gRPC port (None: plaintext, allowed only with
     #: insecure=True); with a CA also mutual TLS between the nodes' Raft ports (without one,
@@ -310,6 +312,7 @@ class Node:
             lambda: [m.node_id for m in self._members.values()],
         )
         self.scans = ScanSlots(config.limits.max_concurrent_scans)
+        self.worker_streams = ScanSlots(config.limits.max_worker_streams)
         self.write_rates = WriteRates(config.limits.write_rate_per_s, config.limits.write_burst)
         try:
             self.raft = RaftNode(
@@ -371,7 +374,11 @@ class Node:
             self.store.tokens_version, self.store.list_tokens, self.clock.now_ms
         )
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="grpc"),
+            futures.ThreadPoolExecutor(
+                max_workers=config.grpc_workers
+                or config.limits.max_worker_streams + config.limits.reserved_grpc_threads,
+                thread_name_prefix="grpc",
+            ),
             options=[("grpc.so_reuseport", 0)],
             # metrics first: it also counts the calls authentication refuses; then auth, so a
             # caller without credentials learns nothing about its request

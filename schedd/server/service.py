@@ -507,6 +507,28 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
     def Connect(
         self, request_iterator: Iterator[api_pb2.WorkerMessage], context: grpc.ServicerContext
     ) -> Iterator[api_pb2.ServerMessage]:
+        """A worker's stream. It holds one of the node's worker-stream slots from the moment it
+        opens (before its Hello, so connections that never say Hello cannot take the threads
+        the rest of the API needs) until it ends; with none free it is refused at once."""
+        slots = self.node.worker_streams
+        if not slots.try_acquire():
+            abort(
+                context,
+                ResourceExhausted(
+                    f"worker streams: this node already serves {slots.slots} worker streams "
+                    "(opened or attached); stop some workers, or raise --worker-streams on the "
+                    "nodes"
+                ),
+            )
+            return
+        try:
+            yield from self._connect(request_iterator, context)
+        finally:
+            slots.release()
+
+    def _connect(
+        self, request_iterator: Iterator[api_pb2.WorkerMessage], context: grpc.ServicerContext
+    ) -> Iterator[api_pb2.ServerMessage]:
         node = self.node
         lim = node.config.limits
         try:
@@ -576,8 +598,7 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                 session,
                 list(hello.running),
                 per_principal=lim.max_worker_streams_per_principal,
-                total=lim.max_worker_streams
-                or max(1, node.config.grpc_workers - lim.reserved_grpc_threads),
+                total=lim.max_worker_streams,
             )
         except SchedError as e:
             abort(context, e)
@@ -618,7 +639,10 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
             )
             while True:
                 try:
-                    msg = session.outbound.get(timeout=1.0)
+                    # Closing the session (the RPC ended, replaced, leadership lost) puts None
+                    # here; the timeout only catches a peer gone without a word. Not 1 s: with
+                    # a thousand streams, a thousand wake-ups a second cost the leader CPU.
+                    msg = session.outbound.get(timeout=5.0)
                 except queue.Empty:
                     if not context.is_active():
                         session.close("rpc terminated")

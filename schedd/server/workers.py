@@ -100,8 +100,8 @@ class Registry:
             if total and len(others) >= total:
                 raise ResourceExhausted(
                     f"worker streams: this node already serves {len(others)} worker streams "
-                    f"(the limit is {total}); stop some workers, or give the nodes more gRPC "
-                    "threads"
+                    f"(the limit is {total}); stop some workers, or raise --worker-streams on the "
+                    "nodes"
                 )
             self._sessions[session.worker_id] = session
         if old is not None and old is not session:

@@ -3,7 +3,7 @@ hurting everyone. Each test replays an attack measured on a real 3-node cluster.
 
 Workers here are raw Connect streams (``RawWorker``), so a test can act as the holder and as
 an intruder that knows the fence (ListRuns shows it). The node limits come from a --config
-file (hello timeout, worker streams per identity).
+file (hello timeout, worker streams per identity and per node).
 Runtime: about 40 s (two clusters).
 """
 
@@ -39,7 +39,7 @@ OK, PERMISSION_DENIED = grpc.StatusCode.OK.value[0], grpc.StatusCode.PERMISSION_
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     root = tmp_path_factory.mktemp("lease-security")
     config = Path(root) / "limits.toml"
-    config.write_text('hello_timeout = "1s"\nmax_worker_streams = 4\n')
+    config.write_text('hello_timeout = "1s"\nmax_worker_streams = 4\nworker_streams = 12\n')
     c = LocalCluster(str(root), nodes=3, extra_args=[*FAST_ARGS, "--config", str(config)])
     # raw workers present the cluster's worker certificate (one identity for all of them)
     CREDS["worker"] = c.worker_credentials
@@ -329,6 +329,41 @@ def test_worker_streams_per_identity_are_limited(cluster: LocalCluster, client: 
     finally:
         for w in workers:
             w.close()
+
+
+def test_streams_that_never_say_hello_cannot_take_the_apis_threads(
+    cluster: LocalCluster, client: Client
+) -> None:
+    """A worker stream holds a slot from the moment it opens: with the node's 12 slots
+    (``worker_streams``) held by connections that never send Hello, further streams are
+    refused at once, naming --worker-streams, and unary calls still have their own threads.
+    The silent streams are closed after the hello timeout (1 s), and a worker gets in again."""
+    addr = leader_addr(cluster)
+    silent = [RawWorker(addr, f"mute-{i}", [], hello=False) for i in range(16)]
+    try:
+        # within the hello timeout, while the slots are held: the API answers
+        assert client.list_workers() is not None
+        codes = []
+        for w in silent:
+            try:
+                w.next("welcome", timeout=5)
+            except grpc.RpcError as e:
+                codes.append((e.code(), e.details() or ""))
+        refused = [d for c, d in codes if c == grpc.StatusCode.RESOURCE_EXHAUSTED]
+        assert len(refused) >= 4, codes  # 16 opened, at most 12 held
+        assert all("--worker-streams" in d for d in refused)
+        assert {c for c, _ in codes} <= {
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            grpc.StatusCode.DEADLINE_EXCEEDED,  # the ones that held a slot, closed at 1 s
+        }
+    finally:
+        for w in silent:
+            w.close()
+    back = RawWorker(addr, "after-the-mute", ["none"])
+    try:
+        back.next("welcome", timeout=15)
+    finally:
+        back.close()
 
 
 def test_leader_transfers_are_rate_limited(cluster: LocalCluster) -> None:
