@@ -113,12 +113,18 @@ SKIPPED = Result(code="SKIPPED", message="entry at or below the applied index")
 
 
 class Txn:
-    """A write overlay over a Reader: reads see earlier writes; writes become mutations."""
+    """A write overlay over a Reader: reads see earlier writes; the last write of each key
+    becomes its mutation.
+
+    Only each key's final value is emitted (:attr:`mutations`), in the order keys were first
+    written: the storage transaction ends in the same state as if every write were executed in
+    order (writes to different keys commute), without executing the ones a later write of the
+    same entry overrides (a run created and granted in one entry: its pending-index entries
+    come and go, its record is written once)."""
 
     def __init__(self, reader: Reader) -> None:
         self._reader = reader
         self._writes: dict[tuple[str, bytes], bytes | None] = {}
-        self.mutations: list[Mutation] = []
         self.revoked: list[Revoked] = []
         # metrics only (see Tally): written here, never read by apply
         self.created: dict[int, int] = {}
@@ -134,11 +140,17 @@ class Txn:
 
     def put(self, db: str, key: bytes, value: bytes) -> None:
         self._writes[(db, key)] = value
-        self.mutations.append(Put(db, key, value))
 
     def delete(self, db: str, key: bytes) -> None:
         self._writes[(db, key)] = None
-        self.mutations.append(Delete(db, key))
+
+    @property
+    def mutations(self) -> list[Mutation]:
+        """The entry's writes, one per key: its final value (Delete for None)."""
+        return [
+            Delete(db, key) if value is None else Put(db, key, value)
+            for (db, key), value in self._writes.items()
+        ]
 
     def scan(self, db: str, prefix: bytes, limit: int) -> list[bytes]:
         """Keys with ``prefix`` in key order, earlier writes of this entry included."""
