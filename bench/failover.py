@@ -82,9 +82,9 @@ def _settle(cluster: LocalCluster, starts: list[float], timeout: float = 60.0) -
     raise TimeoutError("the cluster did not settle within 60 s; see n*/node.log")
 
 
-def run(kills: int, sig: int, keep: bool) -> dict[str, Any]:
+def run(kills: int, sig: int, keep: bool, node_args: list[str] | None = None) -> dict[str, Any]:
     root = tempfile.mkdtemp(prefix="schedd-bench-failover-")
-    cluster = LocalCluster(root, nodes=3)
+    cluster = LocalCluster(root, nodes=3, extra_args=node_args or [])
     conns = Connections()
     log = logging.getLogger("bench.failover.agent")
     log.setLevel(logging.INFO)
@@ -180,6 +180,7 @@ def run(kills: int, sig: int, keep: bool) -> dict[str, Any]:
 
     return {
         "signal": signal.Signals(sig).name,
+        "node_args": node_args or [],
         "kills": kills,
         "elected": summary(elected),
         "first_firing": summary(first),
@@ -193,8 +194,11 @@ def main() -> None:
     p.add_argument("--signal", choices=["KILL", "TERM"], default="KILL")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (node logs)")
     p.add_argument("--json", default=None, help="also write the result here")
+    p.add_argument(
+        "--node-arg", action="append", default=[], help="extra `schedd run` flag (repeatable)"
+    )
     args = p.parse_args()
-    result = run(args.kills, getattr(signal, f"SIG{args.signal}"), args.keep)
+    result = run(args.kills, getattr(signal, f"SIG{args.signal}"), args.keep, args.node_arg)
     e, f = result["elected"], result["first_firing"]
     print(
         f"leader SIG{args.signal} x{args.kills}: elected p50 {e.get('p50_s')} s, p99 "

@@ -26,7 +26,7 @@ from schedd.testing import NodeSpec
 
 OUT_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 WARMUP_S = 4.0
-ELECTION_MAX_S = 2.0  # schedd's RaftSettings.election_max_s
+ELECTION_MAX_S = 1.0  # schedd's RaftSettings.election_max_s
 
 
 class Skip(Exception):

@@ -42,7 +42,7 @@ from schedd.sdk.endpoints import backoff_delays
 
 __all__ = ["Move", "Navigator", "move_after"]
 
-#: Seconds a node that looked frozen is skipped (an election takes 0.8-2 s; a frozen leader's
+#: Seconds a node that looked frozen is skipped (an election takes 0.4-1 s; a frozen leader's
 #: followers have elected a new one well within this).
 SUSPECT_S = 5.0
 

@@ -122,6 +122,23 @@ def _raft_password(pw_file: str | None) -> tuple[str, str]:
     raise AssertionError("unreachable")
 
 
+def _election_timeout(text: str) -> tuple[float, float] | None:
+    """``--election-timeout MIN-MAX`` in seconds (None when not given)."""
+    if not text.strip():
+        return None
+    lo, sep, hi = text.partition("-")
+    if not sep:
+        _fail(f"--election-timeout: {text!r} is not a range such as 400ms-1s")
+    low = _parse_duration(lo, "--election-timeout")
+    high = _parse_duration(hi, "--election-timeout")
+    if not 0.3 <= low < high <= 60:
+        _fail(
+            f"--election-timeout: {text!r} must be MIN-MAX with 300ms <= MIN < MAX <= 60s "
+            "(a leader heartbeats every 100 ms)"
+        )
+    return low, high
+
+
 def _parse_duration(text: str, option: str) -> float:
     """A flag's duration in seconds, by the one duration syntax (``500ms``, ``10s``, ``2.5s``,
     ``1m30s``; a bare number is seconds)."""
@@ -253,6 +270,14 @@ def _write_rate(text: str) -> dict[str, Any]:
     help="Stop (exit 70) when the data disk has less free space, MiB [64].",
 )
 @click.option(
+    "--election-timeout",
+    default=None,
+    help="Raft election timeout range MIN-MAX: a follower that hears nothing from a leader for "
+    "a random time in it starts an election. Lower is faster failover; too low for the "
+    "machine's load means needless elections (python bench/failover.py measures both) "
+    "[400ms-1s].",
+)
+@click.option(
     "--worker-streams",
     default=None,
     type=click.IntRange(1, 100_000),
@@ -366,6 +391,7 @@ def run(
     map_size: int | None,
     max_map_size: int | None,
     min_free: int | None,
+    election_timeout: str | None,
     worker_streams: int | None,
     max_worker_streams: int | None,
     hello_timeout: str | None,
@@ -515,6 +541,11 @@ def run(
             )
             or peer_specs
         )
+    defaults = RaftSettings()
+    elect = _election_timeout(str(pick(election_timeout, "election_timeout", ""))) or (
+        defaults.election_min_s,
+        defaults.election_max_s,
+    )
     try:
         config = NodeConfig(
             node_id=pick(node_id, "node_id"),
@@ -525,7 +556,11 @@ def run(
             peers=tuple(Peer.parse(p) for p in peer_specs),
             advertise_grpc=advertised,
             dispatch=settings,
-            raft_settings=RaftSettings(fsync=not unsafe),
+            raft_settings=RaftSettings(
+                fsync=not unsafe,
+                election_min_s=elect[0],
+                election_max_s=elect[1],
+            ),
             map_size=int(pick(map_size, "map_size_mib", 4096)) << 20,
             max_map_size=int(pick(max_map_size, "max_map_size_mib", 0)) << 20,
             min_free_bytes=int(pick(min_free, "min_free_mib", 64)) << 20,

@@ -29,6 +29,12 @@ def schedd(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         ([], {}, "Raft password is required"),
         (["--peer", "n2=nonsense"], {"SCHEDD_RAFT_PASSWORD": "x" * 32}, "--peer"),
         (["--lease-ttl", "soon"], {"SCHEDD_RAFT_PASSWORD": "x" * 32}, "--lease-ttl"),
+        (["--election-timeout", "1s"], {"SCHEDD_RAFT_PASSWORD": "x" * 32}, "--election-timeout"),
+        (
+            ["--election-timeout", "2s-1s"],
+            {"SCHEDD_RAFT_PASSWORD": "x" * 32},
+            "--election-timeout",
+        ),
         (
             ["--insecure", "--map-size", "64", "--max-map-size", "32"],
             {"SCHEDD_RAFT_PASSWORD": "x" * 32},

@@ -1,0 +1,146 @@
+"""Sustained aligned load: ``--jobs`` cron jobs ``* * * * * *`` (that many firings due at every
+whole second) for ``--seconds``, on a fresh 3-node cluster with one in-process worker.
+
+Reports, for the firings scheduled inside the window: delivered / expected (a handler started
+by the end of the window plus ``--drain`` seconds), the start lag of the delivered ones
+(p50/p99/max: handler start minus scheduled time), whether the oldest went first (the
+scheduled time of the oldest undelivered firing at the end of the window, and the lag of the
+last firings delivered), the CPU per delivered firing of each process, and the **leader
+changes** during the run (term changes in the nodes' logs): above capacity, a node that is
+late with its heartbeats must not cost an election (pysyncobj has no pre-vote).
+
+    python bench/sustained.py --jobs 2000 --seconds 60
+    python bench/sustained.py --jobs 2000 --seconds 60 --node-arg=--election-timeout=400ms-1s
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import CpuMeter, latency_summary_ms, progress  # noqa: E402
+
+from schedd.agent import Context, Worker  # noqa: E402
+from schedd.testing import LocalCluster  # noqa: E402
+
+
+def run(jobs: int, seconds: float, drain: float, node_args: list[str], keep: bool) -> dict:
+    root = tempfile.mkdtemp(prefix="schedd-bench-sustained-")
+    cluster = LocalCluster(root, nodes=3, extra_args=node_args)
+    starts: list[tuple[float, int]] = []
+    lock = threading.Lock()
+    worker: Worker | None = None
+    result: dict[str, Any] = {"jobs": jobs, "seconds": seconds, "node_args": node_args}
+    ok = False
+    try:
+        progress(f"sustained: starting 3 nodes in {root}")
+        cluster.start()
+        leader = cluster.wait_for_leader(timeout=30)
+        with cluster.client(timeout=30, retry_for=60) as client:
+            specs = [
+                {"name": f"s-{i:06d}", "cron": "* * * * * *", "queue": "sustained"}
+                for i in range(jobs)
+            ]
+            for at in range(0, jobs, 1000):
+                for r in client.create_jobs(specs[at : at + 1000]):
+                    if not r.ok:
+                        raise RuntimeError(f"create {r.name}: {r.message}")
+        worker = Worker(
+            cluster.endpoints,
+            queues=["sustained"],
+            credentials=cluster.worker_credentials,
+            concurrency=512,
+            worker_id="bench-sustained",
+        )
+
+        @worker.handler("*")
+        def _run(ctx: Context) -> None:
+            with lock:
+                starts.append((time.time(), ctx.scheduled_ms))
+
+        pids = {f"{n}{' (leader)' if n == leader else ''}": p.pid for n, p in cluster.procs.items()}
+        pids["bench_process"] = os.getpid()
+        meter = CpuMeter(pids)
+        worker.start()
+        time.sleep(3.0)  # warm-up: the worker connects, the first seconds fire
+        t0 = int(time.time()) + 1
+        time.sleep(max(0.0, t0 - time.time()))
+        meter.start()
+        progress(f"sustained: measuring {seconds:g} s of {jobs} firings/s")
+        time.sleep(seconds)
+        t1 = t0 + int(seconds)
+        time.sleep(drain)
+        result["cpu_cores"] = meter.stop()
+        with lock:
+            window = [(s, ms) for s, ms in starts if t0 * 1000 <= ms < t1 * 1000]
+        expected = jobs * int(seconds)
+        result["expected"] = expected
+        result["delivered"] = len(window)
+        result["delivered_fraction"] = round(len(window) / expected, 3)
+        lags = [s - ms / 1000.0 for s, ms in window]
+        result["lag"] = latency_summary_ms(lags)
+        by_second: dict[int, int] = {}
+        for _, ms in window:
+            by_second[ms // 1000] = by_second.get(ms // 1000, 0) + 1
+        incomplete = sorted(sec for sec in range(t0, t1) if by_second.get(sec, 0) < jobs)
+        result["oldest_incomplete_second"] = (incomplete[0] - t0) if incomplete else None
+        result["complete_seconds"] = len(range(t0, t1)) - len(incomplete)
+        cpu = meter.cpu_s
+        result["cpu_us_per_delivered"] = {
+            k: round(v / max(1, len(window)) * 1e6, 1) for k, v in cpu.items() if v is not None
+        }
+        terms: set[int] = set()
+        for log in glob.glob(os.path.join(root, "n*", "node.log")):
+            with open(log) as f:
+                for line in f:
+                    if "event=leader_changed" in line and "term=" in line:
+                        terms.add(int(line.split("term=")[1].split()[0]))
+        result["terms"] = sorted(terms)
+        result["leader_changes"] = max(0, len(terms) - 1)
+        ok = True
+    finally:
+        if worker is not None:
+            worker.stop(drain_timeout=1.0)
+        cluster.stop()
+        if ok and not keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            progress(f"sustained: logs kept in {root}")
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=2000, help="firings due at every whole second")
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--drain", type=float, default=2.0, help="seconds after the window")
+    p.add_argument("--node-arg", action="append", default=[])
+    p.add_argument("--keep", action="store_true")
+    p.add_argument("--json", default=None)
+    a = p.parse_args()
+    r = run(a.jobs, a.seconds, a.drain, a.node_arg, a.keep)
+    lag = r["lag"]
+    print(
+        f"{a.jobs}/s for {a.seconds:g} s {a.node_arg or ''}: delivered {r['delivered']}/"
+        f"{r['expected']} ({r['delivered_fraction']:.0%}); lag p50 {lag.get('p50_ms')} ms, "
+        f"p99 {lag.get('p99_ms')} ms, max {lag.get('max_ms')} ms; seconds fully delivered "
+        f"{r['complete_seconds']}, oldest incomplete second +{r['oldest_incomplete_second']}; "
+        f"leader changes {r['leader_changes']}; CPU us per firing {r['cpu_us_per_delivered']}"
+    )
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(r, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
