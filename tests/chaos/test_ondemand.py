@@ -1,6 +1,8 @@
 """On-demand chaos scenarios that need something beyond the CI machine's defaults, or minutes:
 
 * ``clock-jump`` (F13): libfaketime (``apt-get install -y faketime``); about 4 minutes
+* ``member-grow-shrink``: about 40 s; the suite's tests/integration/test_membership.py grows
+  3 -> 5 and shrinks back under load with the same once-per-slot check in every run
 * ``disk-full`` (F14): root, to mount a tmpfs; about 40 s. **Fails today**: the node whose disk
   fills dies from SIGBUS in pysyncobj's journal mmap in most runs instead of exiting 70
   (chaos/README.md, Findings)
@@ -22,7 +24,7 @@ from chaos import scenarios
 
 pytestmark = [pytest.mark.chaos]
 
-ON_DEMAND = ["clock-jump", "disk-full"]
+ON_DEMAND = ["clock-jump", "disk-full", "member-grow-shrink"]
 
 
 def test_setup_skip_is_a_skip_not_a_failure(tmp_path) -> None:

@@ -15,7 +15,7 @@ from chaos import scenarios
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
-SMOKE_DURATION_S = 10.0
+SMOKE_DURATION_S = 8.0
 #: seeds a race-dependent negative control may take to show its violation (see below)
 CONTROL_SEEDS = (1, 2, 3)
 

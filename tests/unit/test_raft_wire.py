@@ -33,7 +33,8 @@ MESSAGES: list[Any] = [
     {"type": "request_vote", "term": 8, "last_log_index": 42, "last_log_term": 7},
     {"type": "apply_command_response", "request_id": 12, "error": None, "log_idx": 3},
     {"type": "append_entries", "transmission": "finish", "data": b"\xff" * 10, "x": 1.5},
-    (os.urandom(32), {"type": "response_vote", "term": -1, "vote": True, "big": 2**80}),
+    # fixed bytes, not os.urandom: test ids must be the same in every collection (pytest-xdist)
+    (bytes(range(200, 232)), {"type": "response_vote", "term": -1, "vote": True, "big": 2**80}),
     "127.0.0.1:7101",
     (3, (b"\x00\x80\xff",), {}),  # a replicated call as pysyncobj stores it in the log
 ]
