@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schedd.pb import command_pb2
 from schedd.state import keys
-from schedd.state.apply import quotas
+from schedd.state.apply import deps, quotas
 from schedd.state.apply.runs import FINISHED_STATES
 from schedd.state.apply.txn import Result, Txn, request_recorded_at
 
@@ -19,6 +19,8 @@ def _prune_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
         txn.delete("runs", rid.encode())
         quotas.add_runs(txn, run.job, -1)
         txn.delete("runs_by_job", keys.by_job_key(run.job, run.scheduled_ms, rid))
+        if run.upstream_runs:
+            deps.pruned(txn, run)
         job = txn.job(run.job)
         if job is not None and job.open_skip == rid:
             job.open_skip = ""

@@ -126,6 +126,8 @@ def _skip(
             rec.finished_ms = now
             txn.put_run(rec)
             txn.skipped[reason] = txn.skipped.get(reason, 0) + max(1, count)
+            if job.dependents:
+                _upstream_changed(txn, job, rec, now, lo=slot_ms, hi=until)
             return rec
     rid = _rid(job, slot_ms, origin)
     while txn.get("runs", rid.encode()) is not None:
@@ -153,7 +155,18 @@ def _skip(
     quotas.add_runs(txn, job.name, 1)
     job.open_skip = rid if merge else ""
     txn.skipped[reason] = txn.skipped.get(reason, 0) + max(1, count)
+    if job.dependents:
+        _upstream_changed(txn, job, rec, now, lo=slot_ms, hi=until)
     return rec
+
+
+def _upstream_changed(
+    txn: Txn, job: Job, rec: Run, now: int, *, lo: int = -1, hi: int = -1, reopened: bool = False
+) -> None:
+    """A record of ``job``, which others depend on, changed (schedd.state.apply.deps)."""
+    from schedd.state.apply import deps  # deps builds on this module
+
+    deps.changed(txn, job, rec, now, lo=lo, hi=hi, reopened=reopened)
 
 
 def _cancel_active(txn: Txn, run: Run, now: int, why: str) -> None:
@@ -169,6 +182,9 @@ def _cancel_active(txn: Txn, run: Run, now: int, why: str) -> None:
     txn.put_run(run)
     txn.delete("active", _active_key(run))
     txn.count_finished(run)
+    job = _job_of(txn, run)
+    if job is not None and job.dependents:
+        _upstream_changed(txn, job, run, now)
 
 
 RUN, BUFFER = 0, -1  # decisions of _admit besides a SkipReason
@@ -286,6 +302,8 @@ def _ended(txn: Txn, run: Run, now: int, *, success: bool | None) -> None:
     if job.buffered_run:
         _promote_buffered(txn, job, now)
         txn.put_job(job)
+    if job.dependents:
+        _upstream_changed(txn, job, run, now)
     target = "" if success is None else (job.on_success if success else job.on_failure)
     if target:
         _chain(txn, run, target, now, "on_success" if success else "on_failure")
