@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
 from datetime import UTC, datetime
+from typing import cast
 
 from schedd import namespaces
 from schedd.pb import api_pb2, types_pb2

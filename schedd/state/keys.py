@@ -23,6 +23,8 @@ dep_failed     upstream run id + 0x00 + downstream run id      empty   (skipped 
                                                                         by that dead run)
 dep_waiting    downstream job + 0x00 + run id                  be64(deadline) (its WAITING runs)
 dep_deadline   be64(dependency deadline) + run id              empty   (WAITING runs with one)
+dep_skips      job + 0x00 + be64(uid) + be64(last slot) + id   be64(first slot) (skip records of
+                                                                        jobs others depend on)
 meta           applied_index / next_fence / schema             be64 or text
 =============  ==============================================  ==========================
 
@@ -51,10 +53,11 @@ DBS = (
     "dep_failed",
     "dep_waiting",
     "dep_deadline",
+    "dep_skips",
 )
 
 #: Databases added after the first release, hashed into the state digest only when not empty.
-OPTIONAL_DBS = frozenset({"dep_wait", "dep_failed", "dep_waiting", "dep_deadline"})
+OPTIONAL_DBS = frozenset({"dep_wait", "dep_failed", "dep_waiting", "dep_deadline", "dep_skips"})
 
 APPLIED_INDEX = b"applied_index"
 NEXT_FENCE = b"next_fence"

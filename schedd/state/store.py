@@ -70,10 +70,10 @@ class _TxnReader:
     def get(self, db: str, key: bytes) -> bytes | None:
         return _bytes(self._txn.get(key, db=self._dbs[db]))
 
-    def scan(self, db: str, prefix: bytes, limit: int) -> list[bytes]:
+    def scan(self, db: str, prefix: bytes, limit: int, start: bytes = b"") -> list[bytes]:
         cur = self._txn.cursor(db=self._dbs[db])
         out: list[bytes] = []
-        ok = cur.set_range(prefix)
+        ok = cur.set_range(max(prefix, start))
         while ok and len(out) < limit:
             k = _key(cur)
             if not k.startswith(prefix):

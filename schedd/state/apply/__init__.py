@@ -241,8 +241,8 @@ class MemoryState:
     def get(self, db: str, key: bytes) -> bytes | None:
         return self.data[db].get(key)
 
-    def scan(self, db: str, prefix: bytes, limit: int) -> list[bytes]:
-        return sorted(k for k in self.data[db] if k.startswith(prefix))[:limit]
+    def scan(self, db: str, prefix: bytes, limit: int, start: bytes = b"") -> list[bytes]:
+        return sorted(k for k in self.data[db] if k.startswith(prefix) and k >= start)[:limit]
 
     def execute(self, mutations: list[Mutation]) -> None:
         for m in mutations:

@@ -283,6 +283,9 @@ def force_unlink(txn: Txn, job: Job, now: int) -> list[str]:
             _evaluate(txn, w, now, work)
     job.ClearField("dependents")
     _drain(txn, now, work)
+    prefix = keys.dep_wait_prefix(job.name, job.uid)
+    for key in txn.scan("dep_skips", prefix, _SCAN):
+        txn.delete("dep_skips", key)
     return changed_jobs
 
 
@@ -372,9 +375,13 @@ def _index_waiting(txn: Txn, w: Run) -> None:
 
 
 def _covering(txn: Txn, uj: Job, t: int, hint: str) -> Run | None:
-    """A skip record of ``uj`` covering its slot ``t``: the leader's hint or the job's open
-    skip record, whichever still does (a record made earlier in this entry is the open one)."""
-    for rid in (hint, uj.open_skip):
+    """A skip record of ``uj`` covering its slot ``t``: found by one seek in ``dep_skips``
+    (every skip record written while others depend on ``uj``, this entry's included), else the
+    leader's hint (records from before), if it still does."""
+    prefix = keys.dep_wait_prefix(uj.name, uj.uid)
+    found = txn.scan("dep_skips", prefix, 1, start=prefix + keys.be64(t))
+    candidates = [found[0][len(prefix) + 8 :].decode()] if found else []
+    for rid in (*candidates, hint):
         if not rid:
             continue
         rec = txn.run(rid)
@@ -412,7 +419,8 @@ def _outcome(txn: Txn, rid: str) -> int | None:
     uj = txn.job(job)
     if uj is None or uj.uid != uid or ms == 0 or ms < uj.created_ms:
         return MISSING
-    return None
+    cover = None if rid.endswith("m") else _covering(txn, uj, ms, "")
+    return cover.state if cover is not None else None
 
 
 def _key_of(rid: str, waiting_rid: str) -> bytes:
@@ -478,9 +486,10 @@ def _evaluate(txn: Txn, w: Run, now: int, work: _Work, job: Job | None = None) -
         for rid, o in zip(w.upstream_runs, outcomes, strict=True):
             if o is None or (o != MISSING and o not in _FINAL):
                 w.waiting_for.append(keys.split_run_id(rid)[0])
-                txn.put("dep_wait", _key_of(rid, w.run_id), b"")
-            else:
+            if o == MISSING:
                 _unwait(txn, w, rid)
+            else:  # also when final: a replay of a dead run makes it undecided again
+                txn.put("dep_wait", _key_of(rid, w.run_id), b"")
         w.waiting_for.extend(pending)
         txn.put_run(w)
         return
@@ -574,8 +583,8 @@ def _one(
     txn: Txn, job: Job, rec: Run, now: int, work: _Work, lo: int, hi: int, reopened: bool
 ) -> None:
     if reopened:
-        _reopen(txn, rec, now, work)
-        return
+        _reopen(txn, rec, now, work)  # the runs it made skip, then the ones still waiting
+        lo = hi = rec.scheduled_ms
     if lo < 0:
         lo = rec.scheduled_ms
         hi = max(rec.skipped_until_ms, lo) if rec.state == _SKIPPED else lo
@@ -602,7 +611,7 @@ def _one(
             continue
         touched.add(w.job)
         _evaluate(txn, w, now, work)
-    if rec.state not in _ENDED or rec.isolated:
+    if reopened or rec.state not in _ENDED or rec.isolated:
         return
     for down in job.dependents:
         if down in touched:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schedd.pb import command_pb2
+from schedd.pb import command_pb2, types_pb2
 from schedd.state import keys
 from schedd.state.apply import deps, quotas
 from schedd.state.apply.runs import FINISHED_STATES
@@ -22,6 +22,9 @@ def _prune_runs(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
         if run.upstream_runs:
             deps.pruned(txn, run)
         job = txn.job(run.job)
+        if job is not None and job.dependents and run.state == types_pb2.RUN_STATE_SKIPPED:
+            until = max(run.skipped_until_ms, run.scheduled_ms)
+            txn.delete("dep_skips", keys.dep_wait_key(run.job, job.uid, until, rid))
         if job is not None and job.open_skip == rid:
             job.open_skip = ""
             txn.put_job(job)

@@ -121,12 +121,15 @@ def _skip(
             and rec.skip_reason == reason
             and rec.skipped_until_ms < slot_ms
         ):
+            old_until = rec.skipped_until_ms
             rec.skipped_until_ms = until
             rec.skipped_count = rec.skipped_count + count if rec.skipped_count and count else 0
             rec.finished_ms = now
             txn.put_run(rec)
             txn.skipped[reason] = txn.skipped.get(reason, 0) + max(1, count)
             if job.dependents:
+                txn.delete("dep_skips", keys.dep_wait_key(job.name, job.uid, old_until, rec.run_id))
+                _index_skip(txn, job, rec)
                 _upstream_changed(txn, job, rec, now, lo=slot_ms, hi=until)
             return rec
     rid = _rid(job, slot_ms, origin)
@@ -156,8 +159,18 @@ def _skip(
     job.open_skip = rid if merge else ""
     txn.skipped[reason] = txn.skipped.get(reason, 0) + max(1, count)
     if job.dependents:
+        _index_skip(txn, job, rec)
         _upstream_changed(txn, job, rec, now, lo=slot_ms, hi=until)
     return rec
+
+
+def _index_skip(txn: Txn, job: Job, rec: Run) -> None:
+    """Skip records of a job others depend on, by last slot: a run matched to a slot finds the
+    record covering it with one seek (schedd.state.apply.deps)."""
+    key = keys.dep_wait_key(
+        job.name, job.uid, max(rec.skipped_until_ms, rec.scheduled_ms), rec.run_id
+    )
+    txn.put("dep_skips", key, keys.be64(rec.scheduled_ms))
 
 
 def _upstream_changed(
