@@ -253,7 +253,10 @@ def job_delete(s: Settings, name: str, force: bool) -> None:
       schedctl job delete nightly
       schedctl job delete extract --force
     """
-    unlinked = s.client().delete_job(name, force=force)
+    client = s.client()
+    unlinked = list(
+        (client.delete_job(name, force=True) if force else client.delete_job(name)) or []
+    )
 
     def human() -> str:
         text = f"deleted job {name}"
@@ -261,7 +264,10 @@ def job_delete(s: Settings, name: str, force: bool) -> None:
             text += f"; removed it from the dependencies (--after) of {', '.join(unlinked)}"
         return text
 
-    s.emit({"name": name, "deleted": True, "unlinked": unlinked}, human)
+    doc: dict[str, Any] = {"name": name, "deleted": True}
+    if force:
+        doc["unlinked"] = unlinked
+    s.emit(doc, human)
 
 
 @job.command("pause")
@@ -597,7 +603,7 @@ def job_backfill(
             to_ms,
             chunk=chunk,
             overlap=overlap.lower() if overlap else 0,
-            with_downstream=with_downstream,
+            **({"with_downstream": True} if with_downstream else {}),
         ):
             r = output.as_pb(resp)
             chunks += 1
@@ -628,8 +634,9 @@ def job_backfill(
         "created": created,
         "existing": existing,
         "chunks": chunks,
-        "downstream_created": downstream,
     }
+    if with_downstream:
+        doc["downstream_created"] = downstream
     s.emit(
         doc,
         lambda: (
