@@ -138,7 +138,7 @@ def test_the_cli_creates_shows_explains_and_deletes_dependencies(cluster: LocalC
 
     bad = schedctl(ep, "job", "create", "loop", "--every", "1h", "--after", "loop")
     assert bad.returncode == 2 and "--after" in bad.stderr + bad.stdout, bad
-    bad = schedctl(ep, "job", "update", "raw", "--after", "report")
+    bad = schedctl(ep, "job", "update", "raw", "--after", "clean")
     assert bad.returncode != 0 and "cycle" in bad.stderr, bad.stderr
 
     with cluster.client(timeout=5, retry_for=30) as client:
