@@ -138,8 +138,9 @@ def load_specs(files: Iterable[str], fmt: str | None) -> list[tuple[str, spec.Sp
 
 
 def chain_order(specs: list[tuple[str, spec.Spec]]) -> list[tuple[str, spec.Spec]]:
-    """File order, except that a job named by another's on_success / on_failure comes first (the
-    server needs the target to exist). A cycle keeps file order (the server refuses it)."""
+    """File order, except that a job named by another's on_success / on_failure / depends_on
+    comes first (the server needs the target or upstream to exist). A cycle keeps file order
+    (the server refuses it)."""
     by_name = dict(specs)
     done: list[tuple[str, spec.Spec]] = []
     placed: set[str] = set()
@@ -149,8 +150,8 @@ def chain_order(specs: list[tuple[str, spec.Spec]]) -> list[tuple[str, spec.Spec
         if name in placed or name in visiting:
             return
         visiting.add(name)
-        for key in ("on_success", "on_failure"):
-            target = by_name[name].get(key)
+        sp = by_name[name]
+        for target in [sp.get("on_success"), sp.get("on_failure"), *sp.get("depends_on", [])]:
             if target and target in by_name:
                 visit(target)
         visiting.discard(name)
