@@ -384,6 +384,11 @@ def job_preview(
                 "--tz and --jitter apply to --cron/--every; a job's own settings are used"
             )
         job_name, schedule = name, output.as_pb(s.client().get_job(name)).schedule
+        if not schedule.kind:
+            raise errors.FailedPrecondition(
+                f"name: job {name!r} has no schedule: it runs when its upstreams are "
+                f"satisfied (schedctl job deps {name})"
+            )
     else:
         if every is not None and tz:
             raise click.UsageError("--tz applies to --cron only")

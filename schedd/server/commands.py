@@ -23,7 +23,10 @@ def plan_resume(job: types_pb2.Job, now_ms: int, skip_missed: bool) -> command_p
     recorded as SKIPPED (paused) and the job jumps to its first slot after now (a one-shot job
     has nothing to skip)."""
     body = command_pb2.ResumeJobCmd(name=job.name, mode=command_pb2.RESUME_MISFIRE)
-    if skip_missed and job.schedule.kind != types_pb2.SCHEDULE_KIND_AT:
+    if skip_missed and job.schedule.kind not in (
+        types_pb2.SCHEDULE_KIND_AT,
+        types_pb2.SCHEDULE_KIND_UNSPECIFIED,  # no schedule (depends_on only): nothing to skip
+    ):
         body.mode = command_pb2.RESUME_SKIP_MISSED
         body.from_due_ms = job.next_due_ms
         body.next_due_ms = validate.resume_due(job, now_ms)

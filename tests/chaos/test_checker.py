@@ -428,9 +428,7 @@ def test_the_dag_check_passes_a_correct_dag() -> None:
 def test_the_dag_check_sees_a_wrong_rule_a_doubled_and_a_missed_downstream_run() -> None:
     rep = checker.Report(out="")
     checker._check_dag(rep, *_dag_history("SUCCEEDED", "DEAD", [f"down:2:{T0}"]))
-    assert any("say skip" in v for v in rep.violations), (
-        rep.violations
-    )  # ran after a dead upstream
+    assert any("say skip" in v for v in rep.violations), rep.violations  # ran after a dead upstream
     rep = checker.Report(out="")
     checker._check_dag(rep, *_dag_history("SUCCEEDED", "SUCCEEDED", [f"down:2:{T0}"] * 2))
     assert any("started both" in v for v in rep.violations), rep.violations

@@ -264,3 +264,127 @@ def test_deleting_an_upstream_is_refused_unless_forced() -> None:
     r = c.apply(command_pb2.Command(delete_job=command_pb2.DeleteJobCmd(name="c")))
     assert r.ok
     assert c.job("b").dependents == []
+
+
+def test_requests_are_checked_field_by_field() -> None:
+    import pytest
+
+    from schedd.errors import InvalidArgument
+
+    def create(**kw: Any) -> None:
+        validate.create_job(api_pb2.CreateJobRequest(name="d", **kw), T0)
+
+    every = types_pb2.Schedule(kind=R.SCHEDULE_KIND_INTERVAL, every_ms=10_000)
+    for kw, field in (
+        ({"depends_on": ["d"]}, "depends_on[0]"),
+        ({"depends_on": ["a", "a"]}, "depends_on[1]"),
+        ({"depends_on": ["bad name"]}, "depends_on[0]"),
+        ({"schedule": every, "trigger_rule": R.TRIGGER_RULE_ALL_DONE}, "trigger_rule"),
+        ({"schedule": every, "dependency_timeout_ms": 5000}, "dependency_timeout_ms"),
+        ({"depends_on": ["a"], "dependency_timeout_ms": 10}, "dependency_timeout_ms"),
+        ({"depends_on": ["a"], "trigger_rule": 9}, "trigger_rule"),  # type: ignore[dict-item]
+        ({}, "schedule.kind"),  # no schedule without depends_on
+    ):
+        with pytest.raises(InvalidArgument) as e:
+            create(**kw)
+        assert e.value.field == field, (kw, e.value)
+    c = Cluster()
+    assert c.create("a", 10).ok
+    assert c.create("d", 10, depends_on=["nope"]).message == "depends_on: no job named 'nope'"
+    assert c.create("u2", depends_on=["a"]).ok
+    r = c.create("d", 10, depends_on=["u2"])
+    assert r.code == "INVALID_ARGUMENT" and "has no schedule" in r.message, r
+
+
+def test_a_job_without_a_schedule_pauses_resumes_and_records_paused_gatherings() -> None:
+    from schedd.server import commands
+
+    c = Cluster()
+    c.create("a", 10)
+    c.create("g", depends_on=["a"])
+    assert c.apply(command_pb2.Command(pause_job=command_pb2.PauseJobCmd(name="g"))).ok
+    s = T0 + 10_000
+    c.tick(s)
+    c.finish(slot_run(c, "a", s).run_id, True)
+    (g,) = c.runs("g")
+    assert g.state == R.RUN_STATE_SKIPPED and g.skip_reason == R.SKIP_REASON_PAUSED
+    body = commands.plan_resume(c.job("g"), c.now, skip_missed=True)
+    r = c.apply(command_pb2.Command(resume_job=body))
+    assert r.ok and r.job is not None and r.job.state == R.JOB_STATE_ACTIVE, r
+
+
+def test_a_trigger_runs_at_once_without_waiting_for_upstreams() -> None:
+    c = Cluster()
+    c.create("a", 10)
+    c.create("d", 10, depends_on=["a"])
+    r = c.apply(command_pb2.Command(trigger_job=command_pb2.TriggerJobCmd(name="d")))
+    assert r.ok and r.run is not None and r.run.state == R.RUN_STATE_PENDING
+
+
+def test_a_skip_range_of_the_upstream_decides_a_waiting_run() -> None:
+    """a paused upstream: its missed slots become one paused skip record on resume (skip
+    missed), which decides the downstream slot waiting for one of them."""
+    from schedd.server import commands
+
+    c = Cluster()
+    c.create("a", 10)
+    c.create("d", 10, depends_on=["a"], trigger_rule=R.TRIGGER_RULE_ALL_DONE)
+    assert c.apply(command_pb2.Command(pause_job=command_pb2.PauseJobCmd(name="a"))).ok
+    s = T0 + 10_000
+    c.tick(s)
+    c.tick(s + 10_000)
+    assert slot_run(c, "d", s + 10_000).state == R.RUN_STATE_WAITING
+    c.now = s + 15_000
+    body = commands.plan_resume(c.job("a"), c.now, skip_missed=True)
+    assert c.apply(command_pb2.Command(resume_job=body)).ok
+    for slot in (s, s + 10_000):
+        w = slot_run(c, "d", slot)
+        assert w.state == R.RUN_STATE_PENDING, w  # all_done: the skip record is an outcome
+        (rid,) = w.upstream_runs
+        assert c.state.get("runs", rid.encode()) is not None
+
+
+def test_job_files_carry_dependencies_and_round_trip() -> None:
+    from schedctl import spec
+
+    name, sp = spec.from_entry(
+        {"name": "r", "after": ["a", "b"], "trigger_rule": "all_done", "dependency_timeout": "2h"},
+        "jobs.toml: job 1",
+    )
+    assert sp == {
+        "depends_on": ["a", "b"],
+        "trigger_rule": "all_done",
+        "dependency_timeout_ms": 7_200_000,
+    }
+    c = Cluster()
+    c.create("a", 10)
+    c.create("b", 10)
+    r = c.create(
+        "r",
+        depends_on=["a", "b"],
+        trigger_rule=R.TRIGGER_RULE_ALL_DONE,
+        dependency_timeout_ms=7_200_000,
+    )
+    assert r.job is not None
+    stored = spec.job_to_spec(r.job)
+    assert spec.diff(sp, stored) == []
+    entry = spec.to_entry(name, stored)
+    assert entry["depends_on"] == ["a", "b"] and entry["dependency_timeout"] == "2h"
+    again = spec.from_entry(entry, "x")[1]
+    assert {k: again[k] for k in sp} == sp
+
+
+def test_retention_keeps_an_upstream_run_a_downstream_run_still_waits_for() -> None:
+    c = Cluster()
+    c.create("a", 10)
+    c.create("b", 10)
+    c.create("d", 10, depends_on=["a", "b"])
+    s = T0 + 10_000
+    c.tick(s)
+    a = slot_run(c, "a", s)
+    c.finish(a.run_id, True)
+    prune = command_pb2.Command(prune_runs=command_pb2.PruneRunsCmd(run_ids=[a.run_id]))
+    assert c.apply(prune).count == 0  # d's run still needs a's outcome
+    c.finish(slot_run(c, "b", s).run_id, True)
+    assert slot_run(c, "d", s).state == R.RUN_STATE_PENDING
+    assert c.apply(prune).count == 1

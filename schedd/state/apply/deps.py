@@ -738,6 +738,17 @@ def cancel_waiting(txn: Txn, w: Run, why: str, now: int) -> None:
     _drain(txn, now, work)
 
 
+def still_needed(txn: Txn, run: Run) -> bool:
+    """Whether a run waiting for upstreams waits for ``run``'s outcome (retention keeps it)."""
+    job, uid, ms = keys.split_run_id(run.run_id)
+    prefix = keys.dep_wait_prefix(job, uid)
+    for key in txn.scan("dep_wait", prefix + keys.be64(ms), 64):
+        w = txn.run(key[len(prefix) + 8 :].decode())
+        if w is not None and run.run_id in w.upstream_runs and waiting_on_upstreams(w):
+            return True
+    return False
+
+
 def pruned(txn: Txn, run: Run) -> None:
     """A finished run of a job with depends_on is deleted (retention): its re-open entries go."""
     for rid in run.upstream_runs:
