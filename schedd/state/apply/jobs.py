@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schedd.pb import command_pb2, types_pb2
 from schedd.state import keys
-from schedd.state.apply import deps, quotas
+from schedd.state.apply import deps, graph, quotas
 from schedd.state.apply.runs import (
     _free_slot,
     _missing,
@@ -31,7 +31,7 @@ def _create_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
         return Result("ALREADY_EXISTS", f"name: a job named {job.name!r} already exists")
     job.ClearField("dependents")  # kept by apply alone
     job.gathering_run = ""
-    err = deps.graph_error(txn, job, None)
+    err = graph.graph_error(txn, job, None)
     if err is None:
         err = quotas.job_refused(txn, job.name)
     if err is not None:
@@ -44,7 +44,7 @@ def _create_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
     if job.next_due_ms:
         txn.put("due", keys.due_key(job.next_due_ms, job.name), b"")
     if job.depends_on:
-        deps.link(txn, job, None)
+        graph.link(txn, job, None)
     txn.put_job(job)
     return Result(job=job)
 
@@ -63,7 +63,7 @@ def _update_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
             f"{max(job.version, 1)}, not {want}; read it again and retry",
             job=job,
         )
-    err = deps.graph_error(txn, new, job)
+    err = graph.graph_error(txn, new, job)
     if err is not None:
         return err
     same_schedule = new.schedule.SerializeToString(
@@ -100,7 +100,7 @@ def _update_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
     if new.buffered_run and new.overlap != types_pb2.OVERLAP_POLICY_BUFFER_ONE:
         _promote_buffered(txn, new, now)
     if new.depends_on or job.depends_on:
-        deps.link(txn, new, job)
+        graph.link(txn, new, job)
     txn.put_job(new)
     return Result(job=new)
 
