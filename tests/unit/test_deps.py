@@ -388,3 +388,34 @@ def test_retention_keeps_an_upstream_run_a_downstream_run_still_waits_for() -> N
     c.finish(slot_run(c, "b", s).run_id, True)
     assert slot_run(c, "d", s).state == R.RUN_STATE_PENDING
     assert c.apply(prune).count == 1
+
+
+def test_time_zones_match_as_utc_instants() -> None:
+    """An upstream at 02:00 Europe/Berlin and a downstream at 21:00 America/New_York (03:00 in
+    Berlin, winter): each downstream slot matches the upstream slot of the same Berlin night,
+    and in summer too (both zones shift by an hour); the planner computes it."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    c = Cluster()
+    c.now = int(datetime(2026, 1, 10, tzinfo=ZoneInfo("UTC")).timestamp() * 1000)
+    c.create(
+        "extract",
+        schedule=types_pb2.Schedule(
+            kind=R.SCHEDULE_KIND_CRON, cron="0 2 * * *", timezone="Europe/Berlin"
+        ),
+    )
+    c.create(
+        "report",
+        depends_on=["extract"],
+        schedule=types_pb2.Schedule(
+            kind=R.SCHEDULE_KIND_CRON, cron="0 21 * * *", timezone="America/New_York"
+        ),
+    )
+    job = c.job("report")
+    for day in (datetime(2026, 1, 12), datetime(2026, 7, 12)):
+        ny = int(day.replace(hour=21, tzinfo=ZoneInfo("America/New_York")).timestamp() * 1000)
+        (m,) = planner.match_upstreams(c.state, job, [ny], compile_schedule)
+        berlin = datetime.fromtimestamp(m.slots_ms[0] / 1000, ZoneInfo("Europe/Berlin"))
+        assert (berlin.hour, berlin.minute) == (2, 0)
+        assert berlin.date() == datetime.fromtimestamp(ny / 1000, ZoneInfo("Europe/Berlin")).date()
