@@ -1111,8 +1111,12 @@ class Harness:
                     self.quiesce.paused[name] = res.next_due_ms
                     break
                 time.sleep(0.5)
-        # the DAG downstream first: every slot it claimed then has its upstream slots
-        for name, *_ in reversed(self.dag):
+        # the DAG downstream first: every slot it claimed then has its upstream slots (a job
+        # without a schedule stays active: it runs for every upstream outcome, and the drain
+        # waits for it)
+        for name, cron, *_ in reversed(self.dag):
+            if not cron:
+                continue
             for _ in range(10):
                 status, res = self.call(
                     "pause_job", lambda n=name: c.pause_job(n), name=name, quiesce=True, dag=True
