@@ -74,13 +74,15 @@ WORKLOAD: list[tuple[str, str, str, dict[str, Any]]] = [
 ]
 MAX_ATTEMPTS = 20
 #: A DAG (depends_on, docs/dependencies.md) for the dag scenarios: (name, cron or "" for none,
-#: upstreams, trigger rule, payload behaviour, max attempts). dag-a fails a quarter of its runs
-#: for good (one attempt), so all_succeeded downstreams are skipped upstream_failed; dag-done
-#: runs on its own period and matches the latest upstream slots at or before its own.
+#: upstreams, trigger rule, payload behaviour, max attempts). dag-a, dag-b and dag-all fail some
+#: runs for good (one attempt), so all_succeeded downstreams are skipped upstream_failed (and
+#: any_succeeded ones when both upstreams died), and dag-after sees dead runs of dag-all;
+#: dag-done and dag-any run on periods of their own and match the latest upstream slots at or
+#: before theirs.
 DAG_WORKLOAD: list[tuple[str, str, list[str], str, dict[str, Any], int]] = [
     ("dag-a", "*/2 * * * * *", [], "", {"fail_p": 0.25}, 1),
-    ("dag-b", "*/2 * * * * *", [], "", {"fail_p": 0.1}, 3),
-    ("dag-all", "*/2 * * * * *", ["dag-a", "dag-b"], "all_succeeded", {}, 3),
+    ("dag-b", "*/2 * * * * *", [], "", {"fail_p": 0.2}, 1),
+    ("dag-all", "*/2 * * * * *", ["dag-a", "dag-b"], "all_succeeded", {"fail_p": 0.2}, 1),
     ("dag-done", "*/3 * * * * *", ["dag-a", "dag-b"], "all_done", {}, 3),
     ("dag-any", "*/4 * * * * *", ["dag-a", "dag-b"], "any_succeeded", {}, 3),
     ("dag-after", "", ["dag-all"], "all_succeeded", {}, 3),

@@ -148,10 +148,15 @@ def force_unlink(txn: Txn, job: Job, now: int) -> list[str]:
             _evaluate(txn, w, now, work)
     job.ClearField("dependents")
     _drain(txn, now, work)
+    return changed_jobs
+
+
+def forget(txn: Txn, job: Job) -> None:
+    """``job`` is being deleted: the index of its skip records goes (written while others
+    depended on it)."""
     prefix = keys.dep_wait_prefix(job.name, job.uid)
     for key in txn.scan("dep_skips", prefix, _SCAN):
         txn.delete("dep_skips", key)
-    return changed_jobs
 
 
 # ---- creating waiting runs -------------------------------------------------------------------

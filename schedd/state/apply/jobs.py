@@ -122,6 +122,7 @@ def _delete_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
         unlinked = deps.force_unlink(txn, job, now)
     if job.depends_on or job.gathering_run:
         deps.unlink_deleted(txn, job, now)
+    deps.forget(txn, job)
     if job.next_due_ms and job.state == types_pb2.JOB_STATE_ACTIVE:
         txn.delete("due", keys.due_key(job.next_due_ms, name))
     if job.buffered_run:
