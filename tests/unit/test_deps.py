@@ -419,3 +419,45 @@ def test_time_zones_match_as_utc_instants() -> None:
         berlin = datetime.fromtimestamp(m.slots_ms[0] / 1000, ZoneInfo("Europe/Berlin"))
         assert (berlin.hour, berlin.minute) == (2, 0)
         assert berlin.date() == datetime.fromtimestamp(ny / 1000, ZoneInfo("Europe/Berlin")).date()
+
+
+def test_explain_says_what_a_run_waits_for() -> None:
+    from schedd.sched.explain import (
+        WorkerView,
+        explain,
+        explain_unscheduled,
+        with_upstreams,
+    )
+
+    c = Cluster()
+    c.create("a", 10, queue="etl")
+    c.create("b", 10, queue="etl")
+    c.create("d", 10, depends_on=["a", "b"])
+    c.create("g", depends_on=["a", "b"])
+    s = T0 + 10_000
+    c.tick(s)
+    c.finish(slot_run(c, "a", s).run_id, True)
+
+    def records(job: types_pb2.Job) -> Any:
+        return lambda at, n: c.state.runs_at_or_before(job.name, job.uid, at, n)
+
+    d = c.job("d")
+    ans = explain(d, compile_schedule(d.schedule), s, c.now, records(d))
+    assert ans.verdict == "waiting" and "waiting for its upstreams" in ans.explanation
+    workers = [WorkerView("w1", frozenset({"other"}), 1)]
+
+    def get_run(rid: str) -> types_pb2.Run | None:
+        raw = c.state.get("runs", rid.encode())
+        return None if raw is None else types_pb2.Run.FromString(raw)
+
+    with_upstreams(ans, ans.runs[0], get_run, c.state.get_job, workers, c.now)
+    assert "waiting for b's run of" in ans.explanation, ans.explanation
+    assert "(pending, no worker on queue etl)" in ans.explanation, ans.explanation
+    assert [r.job for r in ans.upstream] == ["b"]
+
+    g = c.job("g")
+    ans = explain_unscheduled(g, c.now, records(g))
+    assert ans.verdict == "waiting" and "has no schedule" in ans.explanation, ans
+    with_upstreams(ans, ans.runs[0], get_run, c.state.get_job, workers, c.now)
+    assert "a new outcome of b (not fired yet)" in ans.explanation, ans.explanation
+    assert explain_unscheduled(g, T0, records(g)).verdict == "no_record"
