@@ -163,6 +163,22 @@ def chain_order(specs: list[tuple[str, spec.Spec]]) -> list[tuple[str, spec.Spec
     return done
 
 
+def downstream_first(jobs: list[Any]) -> list[Any]:
+    """``jobs`` (stored Jobs) in name order, except that a job comes after every one of them
+    that depends on it (a job others depend on cannot be deleted before them)."""
+    left = sorted(jobs, key=lambda j: j.name)
+    names = {j.name for j in left}
+    out: list[Any] = []
+    while left:
+        gone = {j.name for j in out}
+        ready = [j for j in left if not (set(j.dependents) & names) - gone]
+        if not ready:  # a cycle cannot be stored; keep going in name order
+            ready = left[:1]
+        out.append(ready[0])
+        left.remove(ready[0])
+    return out
+
+
 def parse_selector(text: str) -> dict[str, str]:
     """``queue=Q,name=GLOB`` -> {"queue": "Q", "name": "GLOB"}."""
     sel: dict[str, str] = {}
@@ -301,10 +317,12 @@ def job_apply(
         if sel is not None:
             declared = {name for name, _ in specs}
             doing = "--prune: "
-            for j in client.list_jobs(limit=None):
-                jb = output.as_pb(j)
-                if jb.name in declared or not _selected(jb, sel):
-                    continue
+            doomed = [
+                output.as_pb(j)
+                for j in client.list_jobs(limit=None)
+                if output.as_pb(j).name not in declared and _selected(output.as_pb(j), sel)
+            ]
+            for jb in downstream_first(doomed):
                 doing = f"--prune: job {jb.name!r}: "
                 if not dry_run:
                     client.delete_job(jb.name)

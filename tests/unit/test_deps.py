@@ -461,3 +461,17 @@ def test_explain_says_what_a_run_waits_for() -> None:
     with_upstreams(ans, ans.runs[0], get_run, c.state.get_job, workers, c.now)
     assert "a new outcome of b (not fired yet)" in ans.explanation, ans.explanation
     assert explain_unscheduled(g, T0, records(g)).verdict == "no_record"
+
+
+def test_apply_prune_deletes_downstream_jobs_before_their_upstreams() -> None:
+    from schedctl.apply_cmd import chain_order, downstream_first
+
+    jobs = [
+        types_pb2.Job(name="a", dependents=["c"]),
+        types_pb2.Job(name="b", dependents=["c"]),
+        types_pb2.Job(name="c", depends_on=["a", "b"], dependents=["d"]),
+        types_pb2.Job(name="d", depends_on=["c"]),
+    ]
+    assert [j.name for j in downstream_first(jobs)] == ["d", "c", "a", "b"]
+    ordered = chain_order([("d", {"depends_on": ["c"]}), ("c", {"depends_on": ["a"]}), ("a", {})])
+    assert [n for n, _ in ordered] == ["a", "c", "d"]  # creates: upstreams first
