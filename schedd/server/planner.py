@@ -221,9 +221,12 @@ def match_upstreams(
     out: list[command_pb2.UpstreamMatch] = []
     for up in job.depends_on:
         uj = view.get_job(up)
-        if uj is None:
+        m = command_pb2.UpstreamMatch(job=up, uid=uj.uid if uj is not None else 0)
+        out.append(m)
+        if uj is None:  # deleted: no slot (apply reads the outcome as missing)
+            m.slots_ms.extend([0] * len(slots))
+            m.records.extend([""] * len(slots))
             continue
-        m = command_pb2.UpstreamMatch(job=up, uid=uj.uid)
         try:
             sched: Schedule | None = schedule_of(uj.schedule)
         except SchedError:
@@ -232,7 +235,6 @@ def match_upstreams(
             t = (sched.previous_slot(slot, MATCH_BACK_MS) if sched is not None else None) or 0
             m.slots_ms.append(t)
             m.records.append(covering_record(view, uj, t) if t else "")
-        out.append(m)
     return out
 
 

@@ -475,3 +475,35 @@ def test_apply_prune_deletes_downstream_jobs_before_their_upstreams() -> None:
     assert [j.name for j in downstream_first(jobs)] == ["d", "c", "a", "b"]
     ordered = chain_order([("d", {"depends_on": ["c"]}), ("c", {"depends_on": ["a"]}), ("a", {})])
     assert [n for n, _ in ordered] == ["a", "c", "d"]  # creates: upstreams first
+
+
+def test_a_firedue_planned_before_an_update_of_the_upstreams_is_replanned() -> None:
+    c = Cluster()
+    c.create("a", 10)
+    c.create("b", 10)
+    c.create("d", 10, depends_on=["a"])
+    c.now = s = T0 + 10_000
+    plan = planner.plan_tick(
+        c.state,
+        s,
+        planner.PlanSettings(catchup_spacing_ms=0),
+        completions=[],
+        expiries=[],
+        workers=[],
+        cursor={},  # type: ignore[arg-type]
+        schedule_of=compile_schedule,
+    )
+    req = api_pb2.UpdateJobRequest(
+        job=api_pb2.CreateJobRequest(
+            name="d",
+            max_attempts=1,
+            schedule=types_pb2.Schedule(kind=R.SCHEDULE_KIND_INTERVAL, every_ms=10_000),
+            depends_on=["a", "b"],
+        )
+    )
+    assert c.apply(validate.update_job(req, s)).ok
+    assert c.apply(plan.batch()).ok  # d's item is stale now; a's and b's fire
+    assert c.state.get("runs", keys.run_id("d", c.job("d").uid, s).encode()) is None
+    c.tick(s + 1)
+    w = slot_run(c, "d", s)
+    assert sorted(w.waiting_for) == ["a", "b"] and len(w.upstream_runs) == 2

@@ -26,6 +26,9 @@ def _fire_due(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
         ):
             stale += 1
             continue
+        if job.depends_on and {m.job for m in item.upstream} != set(job.depends_on):
+            stale += 1  # planned before an update changed its upstreams: the next tick replans
+            continue
         if item.policy and job.misfire:
             fired += _fire_with_policy(txn, job, item, now, cmd.fire_due.catchup_spacing_ms)
         else:
