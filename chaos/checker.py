@@ -65,6 +65,7 @@ class Report:
     duplicates: int = 0
     lost: int = 0
     fenced: int = 0
+    dag_runs: int = 0  # slots of the DAG workload's downstream jobs checked (dag scenarios)
     failover: list[float] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -91,6 +92,7 @@ class Report:
                 "duplicates",
                 "lost",
                 "fenced",
+                "dag_runs",
                 "failover",
                 "violations",
                 "notes",
@@ -172,7 +174,141 @@ def check(out: str, p3_bound_s: float = P3_BOUND_S) -> Report:
     _check_expectations(rep, events, final, sink_log, applies, starts)
     _check_members(rep, events, final, out)
     _check_punctuality(rep, events, runs, starts)
+    _check_dag(rep, events, runs)
     return rep
+
+
+#: outcomes of runs that ended, as the trigger rules see them (docs/dependencies.md)
+_ENDED = {"SUCCEEDED", "DEAD", "FAILED", "CANCELLED", "SKIPPED", "MISSING"}
+
+
+def ref_rule(rule: str, outcomes: list[str]) -> str:
+    """The trigger rules (docs/dependencies.md), on final outcomes: run / skip / wait."""
+    ok = sum(1 for o in outcomes if o == "SUCCEEDED")
+    ended = sum(1 for o in outcomes if o in _ENDED)
+    if rule == "all_done":
+        return "run" if ended == len(outcomes) else "wait"
+    if rule == "any_succeeded":
+        return "run" if ok or not outcomes else ("skip" if ended == len(outcomes) else "wait")
+    if ended > ok:
+        return "skip"
+    return "run" if ok == len(outcomes) else "wait"
+
+
+def _check_dag(rep: Report, events: list[dict[str, Any]], runs: dict[str, Any]) -> None:
+    """The DAG workload (dag scenarios): every slot of a scheduled downstream job has exactly
+    one record, matched to each upstream's record of its latest slot at or before it, and
+    decided as its trigger rule says from the upstream outcomes; a downstream job without a
+    schedule ran once per upstream run that ended (none twice, none missed)."""
+    jobs = {
+        e["name"]: {
+            **e["job"],
+            "depends_on": e["depends_on"],
+            "rule": e["trigger_rule"],
+            "created_ms": int(e["t"] * 1000),
+        }
+        for e in events
+        if e["op"] == "create_job" and e["type"] == "ok" and e.get("dag")
+    }
+    if not jobs:
+        return
+    paused = {
+        e["name"]: e["job"]["next_due_ms"]
+        for e in events
+        if e["op"] == "pause_job" and e["type"] == "ok" and e.get("dag")
+    }
+
+    def outcome(up: str, slot: int) -> tuple[str, str]:
+        u = jobs[up]
+        rid = f"{up}:{u['uid']}:{slot}"
+        r = runs.get(rid)
+        if r is not None:
+            return rid, r["state"]
+        return rid, "MISSING" if slot < u["next_due_ms"] else "NONE"
+
+    checked = 0
+    for name, job in jobs.items():
+        if not job["depends_on"]:
+            continue
+        mine = {rid: r for rid, r in runs.items() if r["job"] == name}
+        if not job["cron"]:
+            _check_gathering(rep, name, job, mine, runs)
+            continue
+        if name not in paused:
+            rep.violations.append(f"DAG: job {name} was never paused at the quiesce point")
+            continue
+        for slot in cron_slots(job["cron"], job["next_due_ms"], paused[name]):
+            rid = f"{name}:{job['uid']}:{slot}"
+            r = runs.get(rid)
+            if r is None:
+                rep.violations.append(f"DAG: slot {rid} has no record (lost downstream run)")
+                continue
+            checked += 1
+            want = []
+            outs = []
+            for up in job["depends_on"]:
+                latest = cron_slots(jobs[up]["cron"], slot - 60_000, slot + 1)
+                urid, state = outcome(up, latest[-1] if latest else 0)
+                want.append(urid)
+                outs.append(state)
+            if sorted(r.get("upstream_runs", [])) != sorted(want):
+                rep.violations.append(
+                    f"DAG: {rid} waited for {r.get('upstream_runs')}, expected {want}"
+                )
+            verdict = ref_rule(job["rule"], outs)
+            state, reason = r["state"], r.get("skip_reason", "")
+            if state == "SKIPPED" and reason == "UPSTREAM_FAILED":
+                ok = verdict == "skip"
+            elif state in ("SUCCEEDED", "DEAD"):
+                ok = verdict == "run"
+            else:
+                ok = False
+            if not ok:
+                rep.violations.append(
+                    f"DAG: {rid} ({job['rule']}) ended {state} {reason} but its upstream "
+                    f"outcomes {dict(zip(want, outs, strict=True))} say {verdict}"
+                )
+        extra = [
+            rid for rid, r in mine.items() if not r["manual"] and r["scheduled_ms"] >= paused[name]
+        ]
+        if extra:
+            rep.violations.append(f"DAG: {name} fired past its quiesce point: {extra[:5]}")
+    rep.dag_runs = checked
+
+
+def _check_gathering(
+    rep: Report, name: str, job: dict[str, Any], mine: dict[str, Any], runs: dict[str, Any]
+) -> None:
+    """A job without a schedule and one upstream: one run per upstream run that ended
+    (succeeded or dead) after it existed; succeeded -> it ran, dead -> skipped upstream_failed."""
+    (up,) = job["depends_on"]
+    fed: dict[str, str] = {}
+    for rid, r in mine.items():
+        ups = r.get("upstream_runs", [])
+        if r["origin"] != "DEPENDENCY":
+            continue
+        if len(ups) != 1:
+            rep.violations.append(f"DAG: {rid} names {ups}, expected one run of {up}")
+            continue
+        if ups[0] in fed:
+            rep.violations.append(f"DAG: {ups[0]} started both {fed[ups[0]]} and {rid}")
+        fed[ups[0]] = rid
+        u = runs.get(ups[0])
+        ustate = u["state"] if u else "NONE"
+        want = "run" if ustate == "SUCCEEDED" else "skip"
+        got = "skip" if r["state"] == "SKIPPED" else "run"
+        if r["state"] not in ("SUCCEEDED", "DEAD", "SKIPPED") or want != got:
+            rep.violations.append(
+                f"DAG: {rid} ended {r['state']} {r.get('skip_reason')} for {ups[0]} ({ustate})"
+            )
+    for rid, r in runs.items():
+        if (
+            r["job"] == up
+            and r["state"] in ("SUCCEEDED", "DEAD")
+            and r.get("finished_ms", 0) >= job.get("created_ms", 0)
+            and rid not in fed
+        ):
+            rep.violations.append(f"DAG: {rid} of {up} ended {r['state']} but {name} never ran")
 
 
 #: a firing may start this much before its slot with every clock true (the workers and the

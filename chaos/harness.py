@@ -73,6 +73,20 @@ WORKLOAD: list[tuple[str, str, str, dict[str, Any]]] = [
     ),  # the server's default (5 attempts)
 ]
 MAX_ATTEMPTS = 20
+#: A DAG (depends_on, docs/dependencies.md) for the dag scenarios: (name, cron or "" for none,
+#: upstreams, trigger rule, payload behaviour, max attempts). dag-a, dag-b and dag-all fail some
+#: runs for good (one attempt), so all_succeeded downstreams are skipped upstream_failed (and
+#: any_succeeded ones when both upstreams died), and dag-after sees dead runs of dag-all;
+#: dag-done and dag-any run on periods of their own and match the latest upstream slots at or
+#: before theirs.
+DAG_WORKLOAD: list[tuple[str, str, list[str], str, dict[str, Any], int]] = [
+    ("dag-a", "*/2 * * * * *", [], "", {"fail_p": 0.25}, 1),
+    ("dag-b", "*/2 * * * * *", [], "", {"fail_p": 0.2}, 1),
+    ("dag-all", "*/2 * * * * *", ["dag-a", "dag-b"], "all_succeeded", {"fail_p": 0.2}, 1),
+    ("dag-done", "*/3 * * * * *", ["dag-a", "dag-b"], "all_done", {}, 3),
+    ("dag-any", "*/4 * * * * *", ["dag-a", "dag-b"], "any_succeeded", {}, 3),
+    ("dag-after", "", ["dag-all"], "all_succeeded", {}, 3),
+]
 #: P1 holds the cluster to every slot of the workload, so no slot may be a legitimate misfire:
 #: a leader's wall clock steps forward by up to 2 x CHAOS_CLOCK_SKEW_S in clock-jump (120 s by
 #: default), past the default 60 s grace. Every other fault delays firings by seconds.
@@ -344,6 +358,7 @@ class Harness:
         self.rng = random.Random(seed)
         self.fencing = fencing
         self.workload = WORKLOAD if workload is None else workload
+        self.dag: list[tuple[str, str, list[str], str, dict[str, Any], int]] = []
         self.history_path = os.path.join(self.out, "history.jsonl")
         self.sink_path = os.path.join(self.out, "sink.db")
         self.ctl = os.path.join(self.out, "ctl")
@@ -979,6 +994,35 @@ class Harness:
             else:
                 raise RuntimeError(f"could not create workload job {name}")
 
+        for name, cron, ups, rule, behaviour, attempts in self.dag:
+            sched: dict[str, Any] = {"cron": cron} if cron else {}
+            if ups:
+                sched.update(depends_on=ups, trigger_rule=rule)
+            for _ in range(5):
+                status, _ = self.call(
+                    "create_job",
+                    lambda n=name, kw=sched, b=behaviour, a=attempts: c.create_job(
+                        n,
+                        queue="default",
+                        payload=json.dumps(b),
+                        max_attempts=a,
+                        request_id=f"dag-{n}",
+                        misfire="fire_all",
+                        misfire_grace_ms=WORKLOAD_GRACE_MS,
+                        **kw,
+                    ),
+                    name=name,
+                    dag=True,
+                    cron=cron,
+                    depends_on=ups,
+                    trigger_rule=rule,
+                    request_id=f"dag-{name}",
+                )
+                if status == "ok":
+                    break
+            else:
+                raise RuntimeError(f"could not create DAG job {name}")
+
     def start_crud(self, every_s: float = 0.6) -> None:
         self._spawn(lambda: self._crud_loop(every_s), "crud")
 
@@ -1069,6 +1113,20 @@ class Harness:
                     self.quiesce.paused[name] = res.next_due_ms
                     break
                 time.sleep(0.5)
+        # the DAG downstream first: every slot it claimed then has its upstream slots (a job
+        # without a schedule stays active: it runs for every upstream outcome, and the drain
+        # waits for it)
+        for name, cron, *_ in reversed(self.dag):
+            if not cron:
+                continue
+            for _ in range(10):
+                status, res = self.call(
+                    "pause_job", lambda n=name: c.pause_job(n), name=name, quiesce=True, dag=True
+                )
+                if status == "ok":
+                    self.quiesce.paused[name] = res.next_due_ms
+                    break
+                time.sleep(0.5)
         self.h.write("quiesced", paused=self.quiesce.paused)
         deadline = time.monotonic() + drain_timeout
         open_runs: list[str] = []
@@ -1109,6 +1167,12 @@ class Harness:
                         "fence": r.fence,
                         "worker_id": r.worker_id,
                         "manual": r.manual,
+                        "origin": types_pb2.RunOrigin.Name(r.origin).removeprefix("RUN_ORIGIN_"),
+                        "skip_reason": types_pb2.SkipReason.Name(r.skip_reason).removeprefix(
+                            "SKIP_REASON_"
+                        ),
+                        "upstream_runs": list(r.upstream_runs),
+                        "finished_ms": r.finished_ms,
                     }
                     for r in c.list_runs(limit=100_000)
                 ]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import grpc
 
 from chaos import checker, faketime, history, scenarios_power, truncation
-from chaos.harness import LEASE_TTL_S, Harness
+from chaos.harness import DAG_WORKLOAD, LEASE_TTL_S, Harness
 from schedd.pb import api_grpc, api_pb2, types_pb2
 from schedd.testing import NodeSpec
 
@@ -687,11 +687,23 @@ def member_change_leader_kill(h: Harness, duration: float) -> None:
     _settle(h, 2)
 
 
+def _dag_setup(h: Harness) -> None:
+    h.dag = list(DAG_WORKLOAD)
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
         Scenario(
             "leader-kill", "SIGKILL the leader, restart it 5 s later; repeat (F1)", leader_kill
+        ),
+        Scenario(
+            "dag-leader-kill",
+            "a DAG (depends_on: all_succeeded, all_done, any_succeeded on other periods, and a "
+            "job without a schedule) whose upstreams fail for good now and then; SIGKILL the "
+            "leader, restart it; the checker verifies matching, trigger rules, one run per slot",
+            leader_kill,
+            setup=_dag_setup,
         ),
         Scenario(
             "leader-pause",

@@ -35,6 +35,7 @@ from schedd.clock import Clock, SystemClock
 from schedd.models import (
     AuditRecord,
     BackfillResult,
+    DependencyNode,
     Explanation,
     Job,
     JobCreateResult,
@@ -227,20 +228,38 @@ class AsyncClient:
         return await self._invoke(core.update_job(name, expect_version, request_id, definition))
 
     async def backfill_job(
-        self, name: str, from_ms: int, to_ms: int, *, limit: int = 1000, overlap: str | int = 0
+        self,
+        name: str,
+        from_ms: int,
+        to_ms: int,
+        *,
+        limit: int = 1000,
+        overlap: str | int = 0,
+        with_downstream: bool = False,
     ) -> BackfillResult:
         """Create runs for the slots of ``name`` in ``from_ms .. to_ms``, at most ``limit``; see
         :meth:`schedd.client.Client.backfill_job`."""
-        return await self._invoke(core.backfill_job(name, from_ms, to_ms, limit, overlap))
+        return await self._invoke(
+            core.backfill_job(name, from_ms, to_ms, limit, overlap, with_downstream)
+        )
 
     async def backfill(
-        self, name: str, from_ms: int, to_ms: int, *, chunk: int = 1000, overlap: str | int = 0
+        self,
+        name: str,
+        from_ms: int,
+        to_ms: int,
+        *,
+        chunk: int = 1000,
+        overlap: str | int = 0,
+        with_downstream: bool = False,
     ) -> AsyncIterator[BackfillResult]:
         """Backfill ``from_ms .. to_ms`` chunk by chunk (``async for``), yielding each chunk's
         result. Interrupting it leaves the chunks done so far in place."""
         start = from_ms
         while True:
-            result = await self.backfill_job(name, start, to_ms, limit=chunk, overlap=overlap)
+            result = await self.backfill_job(
+                name, start, to_ms, limit=chunk, overlap=overlap, with_downstream=with_downstream
+            )
             yield result
             if result.done:
                 return
@@ -263,9 +282,14 @@ class AsyncClient:
             pager.add(await self._invoke(call))
         return pager.jobs
 
-    async def delete_job(self, name: str) -> None:
+    async def delete_job(self, name: str, *, force: bool = False) -> list[str]:
         """Delete job ``name``; see :meth:`schedd.client.Client.delete_job`."""
-        await self._invoke(core.delete_job(name))
+        return await self._invoke(core.delete_job(name, force))
+
+    async def dependencies(self, name: str) -> list[DependencyNode]:
+        """The dependency graph around job ``name``; see
+        :meth:`schedd.client.Client.dependencies`."""
+        return await self._invoke(core.get_dependencies(name))
 
     async def pause_job(self, name: str) -> Job:
         """Stop scheduling new firings of ``name``; return the job."""

@@ -56,6 +56,7 @@ from schedd.clock import Clock, SystemClock
 from schedd.models import (
     AuditRecord,
     BackfillResult,
+    DependencyNode,
     Explanation,
     Job,
     JobCreateResult,
@@ -274,6 +275,12 @@ class Client:
         ``max_runs``, ``start_ms``, ``end_ms``, ``dst_gap`` (``"shift"``/``"skip"``),
         ``dst_repeat`` (``"once"``/``"twice"``), ``anchor_ms``, ``allow_past``.
 
+        Dependencies (docs/dependencies.md): ``depends_on`` (a list of job names: run each slot
+        only once their matching runs satisfy the trigger rule; with no schedule given, run each
+        time they are satisfied), ``trigger_rule`` (``"all_succeeded"``, the default,
+        ``"all_done"``, ``"any_succeeded"``), ``dependency_timeout_ms`` (waiting longer skips
+        the run; default 1 day, 0 = never).
+
         Safe to retry with the same ``request_id`` (one is generated when omitted): a resent
         create returns the first answer. Raises InvalidArgument, AlreadyExists, Unavailable.
         """
@@ -333,23 +340,41 @@ class Client:
         return self._invoke(core.update_job(name, expect_version, request_id, definition))
 
     def backfill_job(
-        self, name: str, from_ms: int, to_ms: int, *, limit: int = 1000, overlap: str | int = 0
+        self,
+        name: str,
+        from_ms: int,
+        to_ms: int,
+        *,
+        limit: int = 1000,
+        overlap: str | int = 0,
+        with_downstream: bool = False,
     ) -> BackfillResult:
         """Create runs for the slots of ``name`` in ``from_ms .. to_ms`` (inclusive), at most
         ``limit`` per call; call again from ``next_from_ms`` until it is 0 (:meth:`backfill`
         does the loop). ``overlap`` overrides the job's overlap policy for these runs. Slots that
         already have a run are left alone, so a repeated call is safe. Raises NotFound,
         InvalidArgument."""
-        return self._invoke(core.backfill_job(name, from_ms, to_ms, limit, overlap))
+        return self._invoke(
+            core.backfill_job(name, from_ms, to_ms, limit, overlap, with_downstream)
+        )
 
     def backfill(
-        self, name: str, from_ms: int, to_ms: int, *, chunk: int = 1000, overlap: str | int = 0
+        self,
+        name: str,
+        from_ms: int,
+        to_ms: int,
+        *,
+        chunk: int = 1000,
+        overlap: str | int = 0,
+        with_downstream: bool = False,
     ) -> Iterator[BackfillResult]:
         """Backfill ``from_ms .. to_ms`` chunk by chunk, yielding each chunk's result (for a
         progress display). Interrupting it leaves the chunks done so far in place."""
         start = from_ms
         while True:
-            result = self.backfill_job(name, start, to_ms, limit=chunk, overlap=overlap)
+            result = self.backfill_job(
+                name, start, to_ms, limit=chunk, overlap=overlap, with_downstream=with_downstream
+            )
             yield result
             if result.done:
                 return
@@ -374,13 +399,24 @@ class Client:
             pager.add(self._invoke(call))
         return pager.jobs
 
-    def delete_job(self, name: str) -> None:
+    def delete_job(self, name: str, *, force: bool = False) -> list[str]:
         """Delete job ``name``; its pending runs are cancelled. Raises NotFound.
+
+        A job that other jobs depend on (their ``depends_on`` names it) is not deleted:
+        FailedPrecondition names them. With ``force`` it is, and its name is removed from
+        their ``depends_on``; the return value lists those jobs (empty otherwise).
 
         Not retried after a timeout (raises OutcomeUnknown). After a lost connection it is retried,
         so a delete that did commit before the connection broke may then report NotFound.
         """
-        self._invoke(core.delete_job(name))
+        return self._invoke(core.delete_job(name, force))
+
+    def dependencies(self, name: str) -> list[DependencyNode]:
+        """The dependency graph around job ``name`` (docs/dependencies.md): the job first, then
+        every job upstream and downstream of it (``depends_on`` and chain edges, transitively,
+        at most 200), each with its newest run record and its runs waiting for upstreams.
+        Raises NotFound."""
+        return self._invoke(core.get_dependencies(name))
 
     def pause_job(self, name: str) -> Job:
         """Stop scheduling new firings of ``name`` (runs already created still run); return the

@@ -40,6 +40,7 @@ from schedd.pb import api_pb2, types_pb2
 __all__ = [
     "AuditRecord",
     "BackfillResult",
+    "DependencyNode",
     "DstGap",
     "DstRepeat",
     "Explanation",
@@ -64,6 +65,7 @@ __all__ = [
     "ScheduleKind",
     "SkipReason",
     "Token",
+    "TriggerRule",
     "WorkerInfo",
 ]
 
@@ -185,6 +187,8 @@ class SkipReason(ProtoEnum):
     MAX_RUNS = 8
     DST_GAP = 9
     QUOTA = 10
+    UPSTREAM_FAILED = 11
+    DEPENDENCY_TIMEOUT = 12
 
 
 class RunOrigin(ProtoEnum):
@@ -196,6 +200,16 @@ class RunOrigin(ProtoEnum):
     TRIGGER = 3
     BACKFILL = 4
     CHAIN = 5
+    DEPENDENCY = 6
+
+
+class TriggerRule(ProtoEnum):
+    """``schedd.v1.TriggerRule``: when a job with depends_on runs (docs/dependencies.md)."""
+
+    UNSPECIFIED = 0
+    ALL_SUCCEEDED = 1
+    ALL_DONE = 2
+    ANY_SUCCEEDED = 3
 
 
 class JobState(ProtoEnum):
@@ -246,6 +260,7 @@ _PB_ENUMS: dict[type[ProtoEnum], Any] = {
     OverlapPolicy: types_pb2.OverlapPolicy,
     SkipReason: types_pb2.SkipReason,
     RunOrigin: types_pb2.RunOrigin,
+    TriggerRule: types_pb2.TriggerRule,
     JobState: types_pb2.JobState,
     RunState: types_pb2.RunState,
     Outcome: api_pb2.Outcome,
@@ -490,6 +505,11 @@ class Job(Record):
     open_skip: str = ""
     resumed_ms: int = 0
     namespace: str = ""
+    depends_on: tuple[str, ...] = ()
+    trigger_rule: TriggerRule = TriggerRule.UNSPECIFIED
+    dependency_timeout_ms: int = 0
+    dependents: tuple[str, ...] = ()
+    gathering_run: str = ""
 
     @property
     def next_due_at(self) -> datetime | None:
@@ -551,6 +571,10 @@ class Run(Record):
     caused_by: str = ""
     progress: str = ""
     namespace: str = ""
+    upstream_runs: tuple[str, ...] = ()
+    waiting_for: tuple[str, ...] = ()
+    dependency_deadline_ms: int = 0
+    isolated: bool = False
 
     @property
     def scheduled_at(self) -> datetime | None:
@@ -726,6 +750,7 @@ class BackfillResult(Record):
     existing: int = 0
     next_from_ms: int = 0
     total_slots: int = 0
+    downstream_created: int = 0
 
     @property
     def done(self) -> bool:
@@ -747,6 +772,7 @@ class Explanation(Record):
     previous_slot_ms: int = 0
     next_slot_ms: int = 0
     pending_cause: str = ""
+    upstream: tuple[Run, ...] = ()
 
     @property
     def slot_at(self) -> datetime | None:
@@ -762,6 +788,18 @@ class Explanation(Record):
     def next_slot_at(self) -> datetime | None:
         """The slot after the time asked about, in UTC (``None``: none)."""
         return _utc(self.next_slot_ms)
+
+
+@dataclass(frozen=True)
+class DependencyNode(Record):
+    """One job of :meth:`schedd.client.Client.dependencies` (``schedd.v1.DependencyNode``):
+    the job, its newest run record (``None``: none) and its runs waiting for upstreams."""
+
+    _pb: ClassVar[type[Message]] = api_pb2.DependencyNode
+
+    job: Job = field(default_factory=Job)
+    last: Run | None = None
+    waiting: tuple[Run, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -824,6 +862,7 @@ _RECORD_BY_PROTO: dict[str, type[Record]] = {
         NodeStatus,
         BackfillResult,
         Explanation,
+        DependencyNode,
         WorkerInfo,
         Member,
     )

@@ -106,6 +106,10 @@ def present_job(job: types_pb2.Job) -> types_pb2.Job:
         job.on_success = bare(job.on_success)
     if job.on_failure:
         job.on_failure = bare(job.on_failure)
+    for names in (job.depends_on, job.dependents):
+        bare_names = [bare(n) for n in names]
+        del names[:]
+        names.extend(bare_names)
     return job
 
 
@@ -116,6 +120,10 @@ def present_run(run: types_pb2.Run) -> types_pb2.Run:
     run.namespace = ns
     if run.queue:
         run.queue = bare(run.queue)
+    if run.waiting_for:
+        waiting = [bare(n) for n in run.waiting_for]
+        del run.waiting_for[:]
+        run.waiting_for.extend(waiting)
     return run
 
 

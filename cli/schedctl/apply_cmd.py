@@ -138,8 +138,9 @@ def load_specs(files: Iterable[str], fmt: str | None) -> list[tuple[str, spec.Sp
 
 
 def chain_order(specs: list[tuple[str, spec.Spec]]) -> list[tuple[str, spec.Spec]]:
-    """File order, except that a job named by another's on_success / on_failure comes first (the
-    server needs the target to exist). A cycle keeps file order (the server refuses it)."""
+    """File order, except that a job named by another's on_success / on_failure / depends_on
+    comes first (the server needs the target or upstream to exist). A cycle keeps file order
+    (the server refuses it)."""
     by_name = dict(specs)
     done: list[tuple[str, spec.Spec]] = []
     placed: set[str] = set()
@@ -149,8 +150,8 @@ def chain_order(specs: list[tuple[str, spec.Spec]]) -> list[tuple[str, spec.Spec
         if name in placed or name in visiting:
             return
         visiting.add(name)
-        for key in ("on_success", "on_failure"):
-            target = by_name[name].get(key)
+        sp = by_name[name]
+        for target in [sp.get("on_success"), sp.get("on_failure"), *sp.get("depends_on", [])]:
             if target and target in by_name:
                 visit(target)
         visiting.discard(name)
@@ -160,6 +161,22 @@ def chain_order(specs: list[tuple[str, spec.Spec]]) -> list[tuple[str, spec.Spec
     for name, _ in specs:
         visit(name)
     return done
+
+
+def downstream_first(jobs: list[Any]) -> list[Any]:
+    """``jobs`` (stored Jobs) in name order, except that a job comes after every one of them
+    that depends on it (a job others depend on cannot be deleted before them)."""
+    left = sorted(jobs, key=lambda j: j.name)
+    names = {j.name for j in left}
+    out: list[Any] = []
+    while left:
+        gone = {j.name for j in out}
+        ready = [j for j in left if not (set(j.dependents) & names) - gone]
+        if not ready:  # a cycle cannot be stored; keep going in name order
+            ready = left[:1]
+        out.append(ready[0])
+        left.remove(ready[0])
+    return out
 
 
 def parse_selector(text: str) -> dict[str, str]:
@@ -300,10 +317,12 @@ def job_apply(
         if sel is not None:
             declared = {name for name, _ in specs}
             doing = "--prune: "
-            for j in client.list_jobs(limit=None):
-                jb = output.as_pb(j)
-                if jb.name in declared or not _selected(jb, sel):
-                    continue
+            doomed = [
+                output.as_pb(j)
+                for j in client.list_jobs(limit=None)
+                if output.as_pb(j).name not in declared and _selected(output.as_pb(j), sel)
+            ]
+            for jb in downstream_first(doomed):
                 doing = f"--prune: job {jb.name!r}: "
                 if not dry_run:
                     client.delete_job(jb.name)

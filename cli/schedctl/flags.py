@@ -161,6 +161,26 @@ DEFINITION_OPTIONS: list[Callable[[Any], Any]] = [
         "--on-failure", metavar="JOB", help='Trigger JOB when a run ends dead (`""` clears it).'
     ),
     click.option(
+        "--after",
+        "depends_on",
+        metavar="JOB[,JOB...]",
+        help="Run only after these jobs (depends_on; docs/dependencies.md): each slot waits for "
+        "their matching runs; without a schedule, the job runs each time they are satisfied. "
+        'Repeatable or comma-separated; `""` clears it.',
+        multiple=True,
+    ),
+    click.option(
+        "--trigger-rule",
+        type=click.Choice(list(policies.TRIGGER_RULE_NAMES), case_sensitive=False),
+        help="With --after: run when all upstreams succeeded (all_succeeded, default), all "
+        "ended whatever the outcome (all_done), or one succeeded (any_succeeded).",
+    ),
+    _duration_opt(
+        "--dependency-timeout",
+        "With --after: a run still waiting for its upstreams after DURATION is skipped "
+        "(default 1d; 0s: wait forever).",
+    ),
+    click.option(
         "--priority",
         type=click.IntRange(0, 100),
         metavar="N",
@@ -247,6 +267,7 @@ def overlay_from_flags(p: dict[str, Any], now: int, *, update: bool) -> spec.Spe
         ("catchup_window_ms", "--catchup-window", "catchup_window"),
         ("dispatch_timeout_ms", "--dispatch-timeout", "dispatch_timeout"),
         ("keep_for_ms", "--keep-for", "keep_for"),
+        ("dependency_timeout_ms", "--dependency-timeout", "dependency_timeout"),
     ):
         if p[param] is not None:
             o[key] = 0 if p[param].strip() == "0" else parse_duration(p[param], opt)
@@ -255,7 +276,9 @@ def overlay_from_flags(p: dict[str, Any], now: int, *, update: bool) -> spec.Spe
             o[key] = _bound(p[key.removesuffix("_ms")], opt, now)
     if p["anchor"] is not None:
         o["anchor_ms"] = parse_time(p["anchor"], "--anchor", now)
-    for key in ("dst_gap", "dst_repeat", "misfire", "overlap"):
+    if p["depends_on"]:
+        o["depends_on"] = [j.strip() for v in p["depends_on"] for j in v.split(",") if j.strip()]
+    for key in ("dst_gap", "dst_repeat", "misfire", "overlap", "trigger_rule"):
         if p[key] is not None:
             o[key] = p[key].lower()
     for key in (

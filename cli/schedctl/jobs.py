@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from schedctl import common, output, spec
+from schedctl import common, deps_view, output, spec
 from schedctl.common import (
     EXIT_INTERRUPTED,
     Settings,
@@ -68,10 +68,14 @@ def job_create(s: Settings, name: str, request_id: str | None, **p: Any) -> None
       schedctl job create etl --cron '0 * * * *' --max-attempts 4 --backoff 10s \\
           --max-backoff 5m --non-retryable-exit-code 3 --run-timeout 30m \\
           --misfire fire_all --catchup-window 6h --tag gpu=yes --keep-runs 100
+      schedctl job create report --cron '0 3 * * *' --after extract,load
+      schedctl job create publish --after report --trigger-rule all_done
     """
-    if sum(p[k] is not None for k in ("cron", "every", "at", "in_")) != 1:
+    kinds = sum(p[k] is not None for k in ("cron", "every", "at", "in_"))
+    if kinds != 1 and not (kinds == 0 and any(x.strip(", ") for x in p["depends_on"])):
         raise click.UsageError(
-            "give exactly one of --cron EXPR, --every DURATION, --at TIME or --in DURATION"
+            "give exactly one of --cron EXPR, --every DURATION, --at TIME or --in DURATION "
+            "(or none with --after JOB: the job then runs whenever its upstreams are satisfied)"
         )
     if p["cron"] is None and p["tz"] is not None:
         raise click.UsageError("--tz applies to --cron only; put the UTC offset into --at")
@@ -232,16 +236,38 @@ def job_list(s: Settings, limit: int) -> None:
 
 @job.command("delete")
 @click.argument("name", shell_complete=job_names)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also when other jobs depend on it: its name is removed from their --after lists.",
+)
 @pass_settings
-def job_delete(s: Settings, name: str) -> None:
+def job_delete(s: Settings, name: str, force: bool) -> None:
     """Delete job NAME; its runs that have not started are cancelled.
 
+    A job that others depend on (--after NAME) is not deleted: the error names them (exit 1).
+    --force deletes it anyway and removes it from their dependencies, and says so.
+
     \b
-    Example:
+    Examples:
       schedctl job delete nightly
+      schedctl job delete extract --force
     """
-    s.client().delete_job(name)
-    s.emit({"name": name, "deleted": True}, lambda: f"deleted job {name}")
+    client = s.client()
+    unlinked = list(
+        (client.delete_job(name, force=True) if force else client.delete_job(name)) or []
+    )
+
+    def human() -> str:
+        text = f"deleted job {name}"
+        if unlinked:
+            text += f"; removed it from the dependencies (--after) of {', '.join(unlinked)}"
+        return text
+
+    doc: dict[str, Any] = {"name": name, "deleted": True}
+    if force:
+        doc["unlinked"] = unlinked
+    s.emit(doc, human)
 
 
 @job.command("pause")
@@ -358,6 +384,11 @@ def job_preview(
                 "--tz and --jitter apply to --cron/--every; a job's own settings are used"
             )
         job_name, schedule = name, output.as_pb(s.client().get_job(name)).schedule
+        if not schedule.kind:
+            raise errors.FailedPrecondition(
+                f"name: job {name!r} has no schedule: it runs when its upstreams are "
+                f"satisfied (schedctl job deps {name})"
+            )
     else:
         if every is not None and tz:
             raise click.UsageError("--tz applies to --cron only")
@@ -529,9 +560,21 @@ class Progress:
     metavar="N",
     help="Runs created per request.",
 )
+@click.option(
+    "--with-downstream",
+    is_flag=True,
+    help="Also the jobs that depend on it: scheduled ones get a run for each slot matched to "
+    "a backfilled one, jobs without a schedule run as the backfilled runs end.",
+)
 @pass_settings
 def job_backfill(
-    s: Settings, name: str, from_: str, to: str, overlap: str | None, chunk: int
+    s: Settings,
+    name: str,
+    from_: str,
+    to: str,
+    overlap: str | None,
+    chunk: int,
+    with_downstream: bool,
 ) -> None:
     """Create runs for the slots of job NAME from --from to --to (inclusive), chunk by chunk.
 
@@ -544,6 +587,7 @@ def job_backfill(
     Examples:
       schedctl job backfill nightly --from 2026-01-01T00:00:00Z --to 2026-01-31T23:59:59Z
       schedctl job backfill poll --from -6h --to now --overlap forbid --chunk 200
+      schedctl job backfill extract --from -3d --to now --with-downstream
     """
     now = common.now_ms()
     from_ms = parse_time(from_, "--from", now)
@@ -552,18 +596,24 @@ def job_backfill(
         raise errors.InvalidArgument(
             "--to", f"{format_ms(to_ms)} is before --from {format_ms(from_ms)}"
         )
-    created = existing = chunks = 0
+    created = existing = chunks = downstream = 0
     total = 0
     next_from = from_ms
     bar = Progress(sys.stderr.isatty())
     client = s.client()
     try:
         for resp in client.backfill(
-            name, from_ms, to_ms, chunk=chunk, overlap=overlap.lower() if overlap else 0
+            name,
+            from_ms,
+            to_ms,
+            chunk=chunk,
+            overlap=overlap.lower() if overlap else 0,
+            **({"with_downstream": True} if with_downstream else {}),
         ):
             r = output.as_pb(resp)
             chunks += 1
             created += r.created
+            downstream += r.downstream_created
             existing += r.existing
             total = total or int(r.total_slots)
             next_from = int(r.next_from_ms)
@@ -573,7 +623,8 @@ def job_backfill(
         click.echo(
             f"interrupted: {created} runs created in {chunks} chunks stay in place; continue with: "
             f"schedctl job backfill {name} --from {format_ms(next_from)} --to {format_ms(to_ms)}"
-            + (f" --overlap {overlap.lower()}" if overlap else ""),
+            + (f" --overlap {overlap.lower()}" if overlap else "")
+            + (" --with-downstream" if with_downstream else ""),
             err=True,
         )
         raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
@@ -589,11 +640,46 @@ def job_backfill(
         "existing": existing,
         "chunks": chunks,
     }
+    if with_downstream:
+        doc["downstream_created"] = downstream
     s.emit(
         doc,
         lambda: (
             f"backfilled job {name} from {format_ms(from_ms)} to {format_ms(to_ms)}: "
             f"{created} runs created, {existing} slots already had a run or skip "
             f"record ({total} slots, {chunks} chunks)"
+            + (f"; {downstream} runs created for downstream jobs" if with_downstream else "")
         ),
     )
+
+
+# ---- deps ----------------------------------------------------------------------------------------
+
+
+@job.command("deps")
+@click.argument("name", shell_complete=job_names)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tree", "dot", "mermaid"], case_sensitive=False),
+    default="tree",
+    show_default=True,
+    help="tree: upstreams and downstreams with their last outcome; dot (Graphviz) or mermaid: "
+    "the graph as text to render.",
+)
+@pass_settings
+def job_deps(s: Settings, name: str, fmt: str) -> None:
+    """Show the dependency graph around job NAME: what it waits for (upstream, --after) and
+    what waits for it (downstream), transitively, with each job's last outcome and its runs
+    waiting for upstreams. Chain edges (--on-success, --on-failure) are shown too.
+
+    \b
+    Examples:
+      schedctl job deps report
+      schedctl job deps report --format mermaid
+      schedctl job deps report --format dot | dot -Tsvg > report.svg
+    """
+    nodes = s.client().dependencies(name)
+    graph = deps_view.Graph.of(nodes)
+    render = {"tree": graph.tree, "dot": graph.dot, "mermaid": graph.mermaid}[fmt.lower()]
+    s.emit(nodes, render)

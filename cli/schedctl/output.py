@@ -114,7 +114,7 @@ def overlap(value: int) -> str:
     return enum_word(types_pb2.OverlapPolicy.DESCRIPTOR, value or types_pb2.OVERLAP_POLICY_ALLOW)
 
 
-def schedule_text(s: Any) -> str:
+def schedule_text(s: Any, deps_only: bool = False) -> str:
     """``cron "0 3 * * *" Europe/Berlin``, ``every 1m30s`` or ``at 2026-01-02T03:04:05Z``."""
     if s.kind == types_pb2.SCHEDULE_KIND_CRON:
         return f'cron "{s.cron}" {s.timezone or "UTC"}'
@@ -122,7 +122,7 @@ def schedule_text(s: Any) -> str:
         return f"every {format_duration(s.every_ms)}"
     if s.kind == types_pb2.SCHEDULE_KIND_AT:
         return f"at {when(s.at_ms)}"
-    return "-"
+    return "none (runs when its upstreams are satisfied)" if deps_only else "-"
 
 
 def schedule_details(s: Any) -> str:
@@ -207,7 +207,9 @@ def run_row(run: Any) -> list[object]:
         r.attempt,
         r.fence or "-",
         r.worker_id or "-",
-        skip_text(r),
+        f"for {','.join(r.waiting_for)}"
+        if r.state == types_pb2.RUN_STATE_WAITING and r.waiting_for
+        else skip_text(r),
     ]
 
 
@@ -280,7 +282,7 @@ def job_block(job: Any) -> str:
         [
             ("name", j.name),
             ("state", _state_since(j)),
-            ("schedule", schedule_text(j.schedule)),
+            ("schedule", schedule_text(j.schedule, bool(j.depends_on))),
             ("schedule options", schedule_details(j.schedule)),
             ("queue", j.queue),
             ("next due", when(j.next_due_ms)),
@@ -294,6 +296,9 @@ def job_block(job: Any) -> str:
             ("tags", tags),
             ("on success", j.on_success or "-"),
             ("on failure", j.on_failure or "-"),
+            ("depends on", ", ".join(j.depends_on) or "-"),
+            ("trigger rule", _rule_text(j) if j.depends_on else "-"),
+            ("dependents", ", ".join(j.dependents) or "-"),
             (
                 "max runs",
                 f"{j.fired_runs} fired of {j.max_runs}"
@@ -307,6 +312,22 @@ def job_block(job: Any) -> str:
             ("updated", when(j.updated_ms)),
             ("uid", j.uid),
         ]
+    )
+
+
+def _rule_text(j: Any) -> str:
+    timeout = (
+        f"dependency timeout {duration(j.dependency_timeout_ms)}"
+        if j.dependency_timeout_ms
+        else "no dependency timeout"
+    )
+    return f"{trigger_rule(j.trigger_rule)}, {timeout}"
+
+
+def trigger_rule(value: int) -> str:
+    """Short name of a TriggerRule value (0 reads ``all_succeeded``, the default)."""
+    return enum_word(
+        types_pb2.TriggerRule.DESCRIPTOR, value or types_pb2.TRIGGER_RULE_ALL_SUCCEEDED
     )
 
 
@@ -341,6 +362,12 @@ def run_block(run: Any) -> str:
         ("caused by", r.caused_by or "-"),
         ("note", r.note or "-"),
     ]
+    if r.upstream_runs or r.waiting_for:
+        pairs += [
+            ("waiting for", ", ".join(r.waiting_for) or "-"),
+            ("upstream runs", ", ".join(r.upstream_runs) or "-"),
+            ("dependency deadline", when(r.dependency_deadline_ms)),
+        ]
     return block(pairs)
 
 

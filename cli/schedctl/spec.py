@@ -86,6 +86,9 @@ FIELDS: dict[str, str] = {
     "keep_runs": "int",
     "keep_for_ms": "duration",
     "max_runs": "int",
+    "depends_on": "strs",
+    "trigger_rule": "word",
+    "dependency_timeout_ms": "duration",
     "allow_past": "bool",
 }
 WORDS: dict[str, tuple[str, ...]] = {
@@ -93,6 +96,7 @@ WORDS: dict[str, tuple[str, ...]] = {
     "overlap": tuple(policies.OVERLAP_NAMES),
     "dst_gap": ("shift", "skip"),
     "dst_repeat": ("once", "twice"),
+    "trigger_rule": tuple(policies.TRIGGER_RULE_NAMES),
 }
 RETRY_FIELDS: dict[str, str] = {
     "max_attempts": "int",
@@ -122,6 +126,8 @@ ALIASES: dict[str, str] = {
     "initial_backoff": "initial_backoff_ms",
     "backoff": "initial_backoff_ms",
     "max_backoff": "max_backoff_ms",
+    "after": "depends_on",
+    "dependency_timeout": "dependency_timeout_ms",
 }
 
 #: what the server writes out for a setting left unset (docs/policies.md); export leaves these out
@@ -149,7 +155,12 @@ DEFAULTS: dict[str, Any] = {
     "keep_runs": 0,
     "keep_for_ms": 0,
     "max_runs": 0,
+    "depends_on": [],
+    "trigger_rule": "all_succeeded",
+    "dependency_timeout_ms": 86_400_000,
 }
+#: keys that only apply with depends_on (the server refuses them without)
+DEPENDENCY_ONLY = ("trigger_rule", "dependency_timeout_ms")
 
 _GAP_WORD = {types_pb2.DST_GAP_SHIFT: "shift", types_pb2.DST_GAP_SKIP: "skip"}
 _REPEAT_WORD = {types_pb2.DST_REPEAT_ONCE: "once", types_pb2.DST_REPEAT_TWICE: "twice"}
@@ -217,7 +228,21 @@ def job_to_spec(job: Any) -> Spec:
         keep_for_ms=int(j.keep_for_ms),
         max_runs=int(j.max_runs),
     )
+    if j.depends_on:
+        spec.update(
+            depends_on=list(j.depends_on),
+            trigger_rule=policies.trigger_rule_name(j.trigger_rule),
+            dependency_timeout_ms=int(j.dependency_timeout_ms),
+        )
     return spec
+
+
+def _follow_depends_on(out: Spec) -> None:
+    """Without upstreams, the settings that apply only to them go (the server refuses them)."""
+    if not out.get("depends_on"):
+        out.pop("depends_on", None)
+        for k in DEPENDENCY_ONLY:
+            out.pop(k, None)
 
 
 def to_kwargs(spec: Spec) -> dict[str, Any]:
@@ -294,6 +319,7 @@ def merge_flags(base: Spec, overlay: Mapping[str, Any]) -> Spec:
             out[k] = v
     _follow_max_attempts(out, overlay)
     _follow_overlap(out, base, overlay)
+    _follow_depends_on(out)
     return out
 
 
@@ -306,6 +332,7 @@ def merge_file(base: Spec, entry: Spec) -> Spec:
     if "retry" not in entry:
         _follow_max_attempts(out, entry)
     _follow_overlap(out, base, entry)
+    _follow_depends_on(out)
     return out
 
 
@@ -477,6 +504,11 @@ def _normalise_schedule(spec: Spec, where: str) -> None:
         spec["every_ms"] = parse_duration(text[len("@every") :], f"{where}: cron")
         del spec["cron"]
     kinds = [k for k in KIND_KEYS if k in spec]
+    if not kinds and spec.get("depends_on"):
+        for k in SCHEDULE_KEYS:
+            if k in spec:
+                raise _bad(where, k, "applies to a schedule; this job has none (only depends_on)")
+        return  # no schedule: it runs whenever its upstreams are satisfied
     if len(kinds) != 1:
         raise _bad(
             where,
@@ -634,6 +666,9 @@ def to_entry(name: str, spec: Spec) -> dict[str, Any]:
         "keep_runs",
         "keep_for_ms",
         "max_runs",
+        "depends_on",
+        "trigger_rule",
+        "dependency_timeout_ms",
     ):
         if key not in spec:
             continue
@@ -643,7 +678,9 @@ def to_entry(name: str, spec: Spec) -> dict[str, Any]:
             default = _default_max_concurrent(spec.get("overlap", "allow"))
         if v == default:
             continue
-        if FIELDS[key] == "duration":
+        if key == "dependency_timeout_ms" and v == 0:
+            e["dependency_timeout"] = "0"
+        elif FIELDS[key] == "duration":
             e[friendly_names.get(key, key)] = format_duration(v)
         else:
             e[key] = v

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 from schedd import namespaces
 from schedd.pb import api_pb2, types_pb2
@@ -19,6 +20,8 @@ from schedd.sched import policies
 from schedd.sched.schedule import Cron, Schedule, format_ms
 
 _BACK_LIMIT_MS = 400 * 86_400_000
+#: skip reasons whose record's note says more (which upstream run)
+_NOTED = (types_pb2.SKIP_REASON_UPSTREAM_FAILED, types_pb2.SKIP_REASON_DEPENDENCY_TIMEOUT)
 
 RecordsBefore = Callable[[int, int], list[types_pb2.Run]]  # (at_ms, limit) -> newest first
 
@@ -222,6 +225,8 @@ def _explain_slot(
                 else f" The record covers {format_ms(rec.scheduled_ms)} .. {format_ms(rec.skipped_until_ms)}"
                 + (f" ({rec.skipped_count} slots)." if rec.skipped_count else ".")
             )
+            if rec.note and rec.skip_reason in _NOTED:
+                span += f" ({rec.note})"
             return answer("skipped", f"The slot at {when} did not run: {reason}.{span}", rec)
         if rec.state == types_pb2.RUN_STATE_SUCCEEDED:
             return answer(
@@ -242,6 +247,13 @@ def _explain_slot(
                 "cancelled",
                 f"Run {rec.run_id} for {when} was cancelled: "
                 f"{rec.note or rec.error or 'no reason recorded'}.",
+                rec,
+            )
+        if rec.state == types_pb2.RUN_STATE_WAITING and rec.waiting_for:
+            return answer(
+                "waiting",
+                f"Run {rec.run_id} for {when}{how} is waiting for its upstreams "
+                f"(trigger rule {policies.trigger_rule_name(job.trigger_rule)}).",
                 rec,
             )
         if rec.state == types_pb2.RUN_STATE_WAITING:
@@ -290,3 +302,117 @@ def _explain_slot(
         f"No run or skip record exists for {when}. It was created before "
         "schedd recorded skip reasons, or its job was re-created.",
     )
+
+
+def explain_unscheduled(
+    job: types_pb2.Job, at_ms: int, records_before: RecordsBefore
+) -> api_pb2.ExplainResponse:
+    """``job explain`` for a job without a schedule (it runs when its upstreams are
+    satisfied): about its newest record at or before ``at_ms``."""
+    ups = ", ".join(namespaces.bare(u) for u in job.depends_on) or "none"
+    recs = records_before(at_ms, 1)
+    if not recs:
+        out = api_pb2.ExplainResponse(
+            verdict="no_record",
+            explanation=f"The job has no schedule: it runs when its upstreams ({ups}) satisfy "
+            f"its trigger rule ({policies.trigger_rule_name(job.trigger_rule)}), and none has "
+            f"by {format_ms(at_ms)}.",
+        )
+        return out
+    rec = recs[0]
+    slot = cast(Schedule, _NoSchedule(rec.scheduled_ms))  # only these three methods are used
+    out = _explain_slot(job, slot, rec.scheduled_ms, at_ms, lambda a, n: recs)
+    out.explanation = f"The job has no schedule (upstreams: {ups}); its latest record: " + (
+        out.explanation
+    )
+    return out
+
+
+class _NoSchedule:
+    """The one "slot" an answer about an unscheduled job's record needs."""
+
+    def __init__(self, slot_ms: int) -> None:
+        self.slot_ms = slot_ms
+
+    def previous_slot(self, at_ms: int, max_back_ms: int) -> int | None:
+        return self.slot_ms if self.slot_ms <= at_ms else None
+
+    def next_after(self, at_ms: int) -> int | None:
+        return None
+
+    def due_ms(self, name: str, slot_ms: int) -> int:
+        return slot_ms
+
+
+_PHRASE = {
+    "backoff": "in its retry backoff",
+    "no_worker": "no worker on queue {queue}",
+    "tags": "no worker of queue {queue} with its tags",
+    "no_handler": "no worker of queue {queue} with a handler for it",
+    "busy": "every worker of queue {queue} is busy",
+}
+
+
+def upstream_phrase(
+    upstream: types_pb2.Run | None,
+    job: str,
+    slot_ms: int,
+    workers: Sequence[WorkerView],
+    now_ms: int,
+) -> str:
+    """``B's run of 02:00 (pending, no worker on queue etl)``: one upstream a run waits for
+    (``upstream`` None: no record yet)."""
+    who = (
+        f"{namespaces.bare(job)}'s run of {format_ms(slot_ms)}"
+        if slot_ms
+        else (f"a new outcome of {namespaces.bare(job)}")
+    )
+    if upstream is None:
+        return f"{who} (not fired yet)"
+    state = _state(upstream)
+    if upstream.state == types_pb2.RUN_STATE_PENDING:
+        cause, _ = pending_cause(upstream, workers, now_ms)
+        if cause in _PHRASE:
+            state += ", " + _PHRASE[cause].format(queue=namespaces.bare(upstream.queue))
+    elif upstream.state == types_pb2.RUN_STATE_WAITING and upstream.waiting_for:
+        state += " for " + ", ".join(namespaces.bare(u) for u in upstream.waiting_for)
+    return f"{who} ({state})"
+
+
+def with_upstreams(
+    answer: api_pb2.ExplainResponse,
+    run: types_pb2.Run,
+    get_run: Callable[[str], types_pb2.Run | None],
+    get_job: Callable[[str], types_pb2.Job | None],
+    workers: Sequence[WorkerView],
+    now_ms: int,
+) -> api_pb2.ExplainResponse:
+    """``answer`` (a ``waiting`` verdict about ``run``, which waits for upstreams) with what it
+    waits for: "waiting for B's run of 02:00 (pending, no worker on queue etl)"."""
+    parts = []
+    by_job = {r.rsplit(":", 2)[0]: r for r in run.upstream_runs}
+    for up in run.waiting_for:
+        rid = by_job.get(up, "")
+        rec = get_run(rid) if rid else None
+        slot = 0
+        if rid and not rid.endswith("m"):
+            try:
+                slot = int(rid.rsplit(":", 1)[1])
+            except ValueError:
+                slot = 0
+        if rec is not None:
+            slot = rec.scheduled_ms if rec.origin != types_pb2.RUN_ORIGIN_DEPENDENCY else 0
+            answer.upstream.append(rec)
+        uj = get_job(up)
+        if rid and slot == 0 and uj is not None and uj.schedule.kind and rec is None:
+            parts.append(f"{namespaces.bare(up)} (it has no slot at or before this one)")
+            continue
+        parts.append(upstream_phrase(rec, up, slot, workers, now_ms))
+    if parts:
+        answer.explanation += " It is waiting for " + "; ".join(parts) + "."
+    if run.dependency_deadline_ms:
+        answer.explanation += (
+            f" It is skipped (dependency_timeout) if still waiting at "
+            f"{format_ms(run.dependency_deadline_ms)}."
+        )
+    return answer

@@ -39,6 +39,8 @@ SKIP_REASON_TEXT: dict[int, str] = {
     types_pb2.SKIP_REASON_MAX_RUNS: "the job had reached max_runs",
     types_pb2.SKIP_REASON_DST_GAP: "the local time did not exist (daylight-saving gap; dst_gap is skip)",
     types_pb2.SKIP_REASON_QUOTA: "the namespace held its max_runs stored runs (schedctl namespace get)",
+    types_pb2.SKIP_REASON_UPSTREAM_FAILED: "an upstream run it depends on did not succeed",
+    types_pb2.SKIP_REASON_DEPENDENCY_TIMEOUT: "its upstreams did not decide it within the dependency timeout",
 }
 SKIP_REASON_WORD: dict[int, str] = {
     types_pb2.SKIP_REASON_MISFIRE: "misfire",
@@ -51,6 +53,8 @@ SKIP_REASON_WORD: dict[int, str] = {
     types_pb2.SKIP_REASON_MAX_RUNS: "max_runs",
     types_pb2.SKIP_REASON_DST_GAP: "dst_gap",
     types_pb2.SKIP_REASON_QUOTA: "quota",
+    types_pb2.SKIP_REASON_UPSTREAM_FAILED: "upstream_failed",
+    types_pb2.SKIP_REASON_DEPENDENCY_TIMEOUT: "dependency_timeout",
 }
 ORIGIN_WORD: dict[int, str] = {
     types_pb2.RUN_ORIGIN_UNSPECIFIED: "",
@@ -59,6 +63,13 @@ ORIGIN_WORD: dict[int, str] = {
     types_pb2.RUN_ORIGIN_TRIGGER: "trigger",
     types_pb2.RUN_ORIGIN_BACKFILL: "backfill",
     types_pb2.RUN_ORIGIN_CHAIN: "chain",
+    types_pb2.RUN_ORIGIN_DEPENDENCY: "dependency",
+}
+#: trigger rules of depends_on (docs/dependencies.md)
+TRIGGER_RULE_NAMES: dict[str, int] = {
+    "all_succeeded": types_pb2.TRIGGER_RULE_ALL_SUCCEEDED,
+    "all_done": types_pb2.TRIGGER_RULE_ALL_DONE,
+    "any_succeeded": types_pb2.TRIGGER_RULE_ANY_SUCCEEDED,
 }
 
 
@@ -83,6 +94,18 @@ def misfire_from(value: str | int, field: str = "misfire") -> int:
 def overlap_from(value: str | int, field: str = "overlap") -> int:
     """An overlap policy from its name (``allow``, ``forbid``, ``buffer_one``, ``replace``)."""
     return _from(value, OVERLAP_NAMES, types_pb2.OverlapPolicy.values(), field, "an overlap policy")
+
+
+def trigger_rule_from(value: str | int, field: str = "trigger_rule") -> int:
+    """A trigger rule from its name (``all_succeeded``, ``all_done``, ``any_succeeded``)."""
+    return _from(value, TRIGGER_RULE_NAMES, types_pb2.TriggerRule.values(), field, "a trigger rule")
+
+
+def trigger_rule_name(value: int) -> str:
+    for k, v in TRIGGER_RULE_NAMES.items():
+        if v == value:
+            return k
+    return "all_succeeded" if value == 0 else str(value)
 
 
 def misfire_name(value: int) -> str:

@@ -428,15 +428,23 @@ def job_request(
     """Build the CreateJobRequest for :meth:`Client.create_job`'s arguments (also the job
     definition of an update). Raises InvalidArgument for an unknown option or a bad value the
     client can tell locally; the server validates everything again."""
-    if sum(x is not None for x in (cron, at_ms, every_ms)) != 1:
-        raise errors.InvalidArgument("schedule", "give exactly one of cron, every_ms or at_ms")
+    kinds = sum(x is not None for x in (cron, at_ms, every_ms))
+    unscheduled = kinds == 0 and bool(options.get("depends_on"))
+    if kinds != 1 and not unscheduled:
+        raise errors.InvalidArgument(
+            "schedule",
+            "give exactly one of cron, every_ms or at_ms (or none, with depends_on: the job then "
+            "runs whenever its upstreams are satisfied)",
+        )
     for field, value in (("every_ms", every_ms), ("at_ms", at_ms), ("jitter_ms", jitter_ms)):
         # protobuf would refuse it too, but without naming the field
         if isinstance(value, int) and not -(2**63) <= value < 2**63:
             raise errors.InvalidArgument(f"schedule.{field}", f"{value} ms is out of range")
     if max_attempts < 0:
         raise errors.InvalidArgument("max_attempts", f"{max_attempts} must not be negative")
-    if cron is not None:
+    if unscheduled:
+        schedule = types_pb2.Schedule()
+    elif cron is not None:
         schedule = types_pb2.Schedule(
             kind=types_pb2.SCHEDULE_KIND_CRON, cron=cron, timezone=tz or "UTC"
         )
@@ -444,7 +452,8 @@ def job_request(
         schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=every_ms)
     else:
         schedule = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=cast(int, at_ms))
-    schedule.jitter_ms = jitter_ms
+    if jitter_ms:
+        schedule.jitter_ms = jitter_ms
     req = api_pb2.CreateJobRequest(
         name=name,
         schedule=schedule,
@@ -467,6 +476,13 @@ def job_request(
             setattr(req, key, int(value))
         elif key in ("on_success", "on_failure"):
             setattr(req, key, str(value))
+        elif key == "depends_on":
+            names = value.split(",") if isinstance(value, str) else list(value)
+            req.depends_on.extend(str(v).strip() for v in names if str(v).strip())
+        elif key == "trigger_rule":
+            req.trigger_rule = cast(Any, policies.trigger_rule_from(value))
+        elif key == "dependency_timeout_ms":
+            req.dependency_timeout_ms = int(value)
         elif key == "tags":
             req.tags.update({str(k): str(v) for k, v in dict(value).items()})
         elif key == "allow_past":
@@ -659,7 +675,12 @@ def update_job(
 
 
 def backfill_job(
-    name: str, from_ms: int, to_ms: int, limit: int, overlap: str | int
+    name: str,
+    from_ms: int,
+    to_ms: int,
+    limit: int,
+    overlap: str | int,
+    with_downstream: bool = False,
 ) -> Call[models.BackfillResult]:
     """BackfillJob; safe to resend (slots that already have a run are left alone)."""
     if limit < 0:
@@ -669,7 +690,12 @@ def backfill_job(
     ov = _overlap(overlap)
     req = build(
         lambda: api_pb2.BackfillRequest(
-            name=name, from_ms=from_ms, to_ms=to_ms, limit=limit, overlap=cast(Any, ov)
+            name=name,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            limit=limit,
+            overlap=cast(Any, ov),
+            with_downstream=with_downstream,
         )
     )
     return Call("jobs", "BackfillJob", req, True, models.BackfillResult.from_pb)
@@ -687,10 +713,23 @@ def get_job(name: str) -> Call[models.Job]:
     return Call("jobs", "GetJob", req, True, _job)
 
 
-def delete_job(name: str) -> Call[None]:
-    """DeleteJob; not resent after a timeout (no request id in the protocol)."""
+def delete_job(name: str, force: bool = False) -> Call[list[str]]:
+    """DeleteJob; not resent after a timeout (no request id in the protocol). The result: the
+    jobs whose depends_on lost it (``force``)."""
+    req = build(lambda: api_pb2.JobRequest(name=name, force=force))
+    return Call("jobs", "DeleteJob", req, False, lambda resp: list(resp.unlinked))
+
+
+def get_dependencies(name: str) -> Call[list[models.DependencyNode]]:
+    """GetDependencies (a read): the job first, then its upstreams and downstreams."""
     req = build(lambda: api_pb2.JobRequest(name=name))
-    return Call("jobs", "DeleteJob", req, False, _nothing)
+    return Call(
+        "jobs",
+        "GetDependencies",
+        req,
+        True,
+        lambda resp: [models.DependencyNode.from_pb(n) for n in resp.nodes],
+    )
 
 
 def pause_job(name: str) -> Call[models.Job]:

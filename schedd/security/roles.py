@@ -158,6 +158,7 @@ METHOD_ROLES: dict[str, Role] = {
     f"/{SERVICE}JobService/TriggerJob": Role.WRITER,
     f"/{SERVICE}JobService/BackfillJob": Role.WRITER,
     f"/{SERVICE}JobService/ExplainJob": Role.READER,
+    f"/{SERVICE}JobService/GetDependencies": Role.READER,
     f"/{SERVICE}RunService/ListRuns": Role.READER,
     f"/{SERVICE}RunService/GetRun": Role.READER,
     f"/{SERVICE}RunService/CompleteRun": Role.WORKER,

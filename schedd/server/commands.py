@@ -6,6 +6,7 @@ job, call these and propose the result; the model test of apply calls the same f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from schedd.pb import command_pb2, types_pb2
@@ -22,7 +23,10 @@ def plan_resume(job: types_pb2.Job, now_ms: int, skip_missed: bool) -> command_p
     recorded as SKIPPED (paused) and the job jumps to its first slot after now (a one-shot job
     has nothing to skip)."""
     body = command_pb2.ResumeJobCmd(name=job.name, mode=command_pb2.RESUME_MISFIRE)
-    if skip_missed and job.schedule.kind != types_pb2.SCHEDULE_KIND_AT:
+    if skip_missed and job.schedule.kind not in (
+        types_pb2.SCHEDULE_KIND_AT,
+        types_pb2.SCHEDULE_KIND_UNSPECIFIED,  # no schedule (depends_on only): nothing to skip
+    ):
         body.mode = command_pb2.RESUME_SKIP_MISSED
         body.from_due_ms = job.next_due_ms
         body.next_due_ms = validate.resume_due(job, now_ms)
@@ -68,3 +72,45 @@ def capped_count(sched: Schedule, start: int, end: int) -> int:
             return 0
         slot = sched.next_after(slot)
     return n
+
+
+#: downstream jobs and slots one backfill chunk may add (with_downstream)
+MAX_DOWNSTREAM_JOBS = 100
+MAX_DOWNSTREAM_SLOTS = 10_000
+
+
+def plan_downstream(
+    get_job: Callable[[str], types_pb2.Job | None],
+    job: types_pb2.Job,
+    slots: Sequence[int],
+) -> list[tuple[types_pb2.Job, list[int]]]:
+    """Backfill ``with_downstream``: for each job with a schedule that depends on ``job``
+    (transitively, breadth first), its slots whose matched upstream slot is one of ``slots``:
+    those from the first of them up to (not including) the upstream's next slot after the
+    last. Jobs without a schedule need nothing: the backfilled runs start them as they end."""
+    out: list[tuple[types_pb2.Job, list[int]]] = []
+    todo: list[tuple[types_pb2.Job, list[int]]] = [(job, sorted(slots))]
+    seen = {job.name}
+    budget = MAX_DOWNSTREAM_SLOTS
+    while todo and len(out) < MAX_DOWNSTREAM_JOBS:
+        up, up_slots = todo.pop(0)
+        if not up_slots:
+            continue
+        end = compile_schedule(up.schedule).next_after(up_slots[-1])
+        for name in up.dependents:
+            down = get_job(name)
+            if down is None or name in seen or not down.schedule.kind:
+                continue
+            if up.name not in down.depends_on:
+                continue
+            seen.add(name)
+            sched = compile_schedule(down.schedule)
+            mine: list[int] = []
+            slot = sched.next_after(up_slots[0] - 1)
+            while slot is not None and (end is None or slot < end) and len(mine) < budget:
+                mine.append(slot)
+                slot = sched.next_after(slot)
+            budget -= len(mine)
+            out.append((down, mine))
+            todo.append((down, mine))
+    return out

@@ -688,6 +688,7 @@ class Dispatcher:
                     dispatch_timeout=command_pb2.DispatchTimeoutCmd(items=late[:1000])
                 )
             )
+        cmds += planner.plan_dependency_timeouts(self.store, now_ms, limit=1000)
         prune = self._plan_prune(now_ms)
         requests = self._plan_prune_requests(now_ms)
         if prune or requests:

@@ -42,6 +42,10 @@ class PlanView(Protocol):
         """PENDING runs of one queue whose not-before time has come, earliest first."""
         ...
 
+    def runs_at_or_before(self, job: str, uid: int, at_ms: int, limit: int) -> list[types_pb2.Run]:
+        """Records of one job incarnation scheduled at or before ``at_ms``, newest first."""
+        ...
+
 
 @dataclass(frozen=True)
 class PlanSettings:
@@ -151,7 +155,11 @@ def plan_fires(
         if job.misfire:
             item = plan_fire(sched, job, due_ms, now_ms, max_slots=min(s.max_slots_per_job, budget))
             budget -= len(item.slots_ms)
+            if job.depends_on:
+                item.upstream.extend(match_upstreams(view, job, item.slots_ms, schedule_of))
             items.append(item)
+            if job.depends_on:
+                continue  # its runs wait for their upstreams: nothing to grant in this tick
             # Late (catch-up) runs are paced by apply: they wait for their not_before.
             new_runs.extend(
                 Candidate(
@@ -198,6 +206,64 @@ def plan_fires(
             for t in slots
         )
     return items, new_runs
+
+
+#: how far back an upstream's slot is looked for (a yearly upstream still matches)
+MATCH_BACK_MS = 400 * 86_400_000
+
+
+def match_upstreams(
+    view: PlanView, job: types_pb2.Job, slots: Sequence[int], schedule_of: ScheduleOf
+) -> list[command_pb2.UpstreamMatch]:
+    """For each upstream of ``job`` (which has depends_on), its latest slot at or before each
+    of ``slots`` (0: none, or its schedule does not compile), and a skip record covering that
+    slot when one is stored (docs/dependencies.md, "Which upstream run")."""
+    out: list[command_pb2.UpstreamMatch] = []
+    for up in job.depends_on:
+        uj = view.get_job(up)
+        m = command_pb2.UpstreamMatch(job=up, uid=uj.uid if uj is not None else 0)
+        out.append(m)
+        if uj is None:  # deleted: no slot (apply reads the outcome as missing)
+            m.slots_ms.extend([0] * len(slots))
+            m.records.extend([""] * len(slots))
+            continue
+        try:
+            sched: Schedule | None = schedule_of(uj.schedule)
+        except SchedError:
+            sched = None
+        for slot in slots:
+            t = (sched.previous_slot(slot, MATCH_BACK_MS) if sched is not None else None) or 0
+            m.slots_ms.append(t)
+            m.records.append(covering_record(view, uj, t) if t else "")
+    return out
+
+
+def covering_record(view: PlanView, uj: types_pb2.Job, slot_ms: int) -> str:
+    """The id of a skip record of ``uj`` covering ``slot_ms`` whose id is not the slot's own
+    ("" when none): apply finds the slot's own record by id."""
+    for rec in view.runs_at_or_before(uj.name, uj.uid, slot_ms, 1):
+        if (
+            rec.state == types_pb2.RUN_STATE_SKIPPED
+            and rec.scheduled_ms < slot_ms <= rec.skipped_until_ms
+        ):
+            return rec.run_id
+    return ""
+
+
+def plan_dependency_timeouts(
+    view: DeadlineView, now_ms: int, limit: int
+) -> list[command_pb2.Command]:
+    """A DependencyTimeoutCmd for the runs waiting for upstreams past their deadline."""
+    late = view.dependency_deadlines_until(now_ms, limit)
+    if not late:
+        return []
+    return [command_pb2.Command(dependency_timeout=command_pb2.DependencyTimeoutCmd(run_ids=late))]
+
+
+class DeadlineView(Protocol):
+    def dependency_deadlines_until(self, now_ms: int, limit: int) -> list[str]:
+        """Run ids of WAITING runs whose dependency deadline is at or before ``now_ms``."""
+        ...
 
 
 def plan_grants(

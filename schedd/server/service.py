@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 
 from schedd import namespaces, rules
 from schedd.errors import (
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     NotLeader,
@@ -43,11 +44,11 @@ from schedd.errors import (
 from schedd.pb import api_grpc, api_pb2, command_pb2, types_pb2
 from schedd.raft import membership
 from schedd.sched import policies
-from schedd.sched.explain import explain, with_pending_cause
+from schedd.sched.explain import explain, explain_unscheduled, with_pending_cause, with_upstreams
 from schedd.sched.schedule import compile_schedule
 from schedd.sdk.endpoints import LEADER_METADATA_KEY
 from schedd.security.roles import Role
-from schedd.server import commands, identity, limits, snapshots, validate
+from schedd.server import commands, identity, limits, planner, snapshots, validate
 from schedd.server.auth import current_principal, secret_hash
 from schedd.server.leases import completion_verdict
 from schedd.server.workers import WorkerSession
@@ -64,6 +65,9 @@ LIST_PAGE_BYTES = 2 << 20
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+#: GetDependencies answers about at most this many jobs
+MAX_GRAPH_NODES = 200
 
 #: ListWorkers names at most this many run ids per worker (``WorkerInfo.leases`` counts all).
 MAX_LISTED_RUN_IDS = 100
@@ -199,6 +203,8 @@ class JobService(_Base, api_grpc.JobServiceServicer):
     ) -> api_pb2.JobResponse:
         self._leader()
         cmd = validate.create_job(req, self.node.clock.now_ms())
+        if req.depends_on:
+            self.node.require_feature(features.DEPENDENCIES, "depends_on (job dependencies)")
         scope_request(cmd, context, "CreateJob", req)
         return api_pb2.JobResponse(job=_job_out(self._propose(cmd).job))
 
@@ -216,6 +222,8 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         if not n:
             return api_pb2.CreateJobsResponse()
         self.node.require_feature(features.BULK_CREATE, "CreateJobs calls (bulk job creation)")
+        if any(item.depends_on for item in req.jobs):
+            self.node.require_feature(features.DEPENDENCIES, "depends_on (job dependencies)")
         result = self._propose(batch)
         if len(result.sub) != n:  # pragma: no cover - apply answers every sub-command
             raise SchedError(f"CreateJobs: {len(result.sub)} results for {n} jobs")
@@ -254,14 +262,18 @@ class JobService(_Base, api_grpc.JobServiceServicer):
     def DeleteJob(
         self, req: api_pb2.JobRequest, context: grpc.ServicerContext
     ) -> api_pb2.DeleteJobResponse:
-        self._propose(
+        result = self._propose(
             command_pb2.Command(
                 now_ms=self.node.clock.now_ms(),
-                delete_job=command_pb2.DeleteJobCmd(name=validate.job_key(req.name, req.namespace)),
+                delete_job=command_pb2.DeleteJobCmd(
+                    name=validate.job_key(req.name, req.namespace), force=req.force
+                ),
             ),
             grows=False,
         )
-        return api_pb2.DeleteJobResponse()
+        return api_pb2.DeleteJobResponse(
+            unlinked=[namespaces.bare(j) for code, j in result.items if code == "UNLINKED"]
+        )
 
     @rpc
     def PauseJob(
@@ -279,6 +291,8 @@ class JobService(_Base, api_grpc.JobServiceServicer):
     ) -> api_pb2.JobResponse:
         self._leader()
         cmd = validate.update_job(req, self.node.clock.now_ms())
+        if req.job.depends_on:
+            self.node.require_feature(features.DEPENDENCIES, "depends_on (job dependencies)")
         scope_request(cmd, context, "UpdateJob", req)
         return api_pb2.JobResponse(job=_job_out(self._propose(cmd).job))
 
@@ -328,25 +342,56 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         self._leader()
         start, end, limit = validate.backfill_range(req)
         job = self._job(req.name, req.namespace)
+        if not job.schedule.kind:
+            raise FailedPrecondition(
+                f"name: job {req.name!r} has no schedule, so it has no slots to backfill; "
+                "backfill its upstreams with with_downstream (schedctl: --with-downstream)"
+            )
         chunk = commands.plan_backfill(job, start, end, limit)
         resp = api_pb2.BackfillResponse(
             next_from_ms=chunk.next_from_ms, total_slots=chunk.total_slots
         )
         if not chunk.slots:
             return resp
-        cmd = command_pb2.Command(
-            now_ms=self.node.clock.now_ms(),
-            backfill=command_pb2.BackfillCmd(
-                name=job.name,
-                uid=job.uid,
-                slots_ms=chunk.slots,
-                overlap=req.overlap,
-                spacing_ms=self.node.dispatcher.settings.catchup_spacing_ms,
-            ),
+        now = self.node.clock.now_ms()
+        spacing = self.node.dispatcher.settings.catchup_spacing_ms
+        cmd = command_pb2.Command(now_ms=now, backfill=self._backfill_cmd(job, chunk.slots, req))
+        cmd.backfill.spacing_ms = spacing
+        cmd.backfill.isolate = not req.with_downstream and bool(job.dependents)
+        if not (req.with_downstream and job.dependents):
+            result = self._propose(cmd)
+            resp.created, resp.existing = result.count, result.existing
+            return resp
+        # with_downstream: this chunk and the matching slots of every scheduled downstream job,
+        # in one entry (a repeated chunk creates nothing twice)
+        subs = [cmd]
+        for down, slots in commands.plan_downstream(self.node.store.get_job, job, chunk.slots):
+            if slots:
+                sub = command_pb2.Command(now_ms=now, backfill=self._backfill_cmd(down, slots, req))
+                sub.backfill.spacing_ms = spacing
+                subs.append(sub)
+        principal = identity.principal(context)
+        for sub in subs:
+            sub.principal = principal
+        result = self._propose(
+            command_pb2.Command(now_ms=now, batch=command_pb2.Batch(commands=subs))
         )
-        result = self._propose(cmd)
-        resp.created, resp.existing = result.count, result.existing
+        first = result.sub[0] if result.sub else result
+        _result(first)
+        resp.created, resp.existing = first.count, first.existing
+        resp.downstream_created = sum(r.count for r in result.sub[1:])
         return resp
+
+    def _backfill_cmd(
+        self, job: types_pb2.Job, slots: list[int], req: api_pb2.BackfillRequest
+    ) -> command_pb2.BackfillCmd:
+        body = command_pb2.BackfillCmd(name=job.name, uid=job.uid, slots_ms=slots)
+        body.overlap = req.overlap
+        if job.depends_on:
+            body.upstream.extend(
+                planner.match_upstreams(self.node.store, job, slots, compile_schedule)
+            )
+        return body
 
     @rpc
     def ExplainJob(
@@ -357,13 +402,14 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         at_ms = validate.instant(req.at_ms, "at_ms")
         store = self.node.store
         now_ms = self.node.clock.now_ms()
-        answer = explain(
-            job,
-            compile_schedule(job.schedule),
-            at_ms,
-            now_ms,
-            lambda at, n: store.runs_at_or_before(job.name, job.uid, at, n),
-        )
+        records = lambda at, n: store.runs_at_or_before(job.name, job.uid, at, n)  # noqa: E731
+        if job.schedule.kind:
+            answer = explain(job, compile_schedule(job.schedule), at_ms, now_ms, records)
+        else:
+            answer = explain_unscheduled(job, at_ms, records)
+        if answer.verdict == "waiting" and answer.runs and answer.runs[0].waiting_for:
+            workers = self.node.dispatcher.worker_views()
+            with_upstreams(answer, answer.runs[0], store.get_run, store.get_job, workers, now_ms)
         if answer.verdict == "pending" and answer.runs:
             # Why it has not started: from the leader's workers, as the grant planner sees them.
             with_pending_cause(
@@ -373,9 +419,42 @@ class JobService(_Base, api_grpc.JobServiceServicer):
                 now_ms,
                 paused=job.state == types_pb2.JOB_STATE_PAUSED,
             )
-        for run in answer.runs:
+        for run in (*answer.runs, *answer.upstream):
             namespaces.present_run(run)
         return answer
+
+    @rpc
+    def GetDependencies(
+        self, req: api_pb2.JobRequest, context: grpc.ServicerContext
+    ) -> api_pb2.DependenciesResponse:
+        """The job, its upstreams and its downstreams, transitively, each with its newest
+        record and its runs waiting for upstreams (a read; at most MAX_GRAPH_NODES jobs)."""
+        self._leader()
+        root = self._job(req.name, req.namespace)
+        store = self.node.store
+        resp = api_pb2.DependenciesResponse()
+        seen = {root.name}
+        todo = [root]
+        while todo:
+            job = todo.pop(0)
+            node = resp.nodes.add()
+            node.job.CopyFrom(job)
+            last = store.runs_at_or_before(job.name, job.uid, 2**62, 1)
+            if last:
+                node.last.CopyFrom(namespaces.present_run(last[0]))
+            node.waiting.extend(namespaces.present_run(r) for r in store.waiting_runs(job.name, 10))
+            namespaces.present_job(node.job)
+            for nxt in (*job.depends_on, *job.dependents, job.on_success, job.on_failure):
+                if not nxt or nxt in seen:
+                    continue
+                if len(seen) >= MAX_GRAPH_NODES:
+                    resp.truncated = True
+                    continue
+                found = store.get_job(nxt)
+                if found is not None:
+                    seen.add(nxt)
+                    todo.append(found)
+        return resp
 
 
 class RunService(_Base, api_grpc.RunServiceServicer):

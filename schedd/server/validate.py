@@ -453,7 +453,8 @@ def job_definition(req: api_pb2.CreateJobRequest, now_ms: int) -> types_pb2.Job:
             "is in the past; pick a future time, or set allow_past "
             "(schedctl: --allow-past) to run it at once",
         )
-    sched = schedule(s, now_ms, allow_past=req.allow_past)
+    unscheduled = bool(req.depends_on) and s == types_pb2.Schedule()
+    sched = types_pb2.Schedule() if unscheduled else schedule(s, now_ms, allow_past=req.allow_past)
     # Names are checked bare and stored qualified with the namespace (schedd.namespaces); the
     # jitter hashes the stored name, as the dispatcher does.
     ns = namespaces.namespace(req.namespace)
@@ -465,8 +466,9 @@ def job_definition(req: api_pb2.CreateJobRequest, now_ms: int) -> types_pb2.Job:
         payload=payload(req.payload),
         max_attempts=req.max_attempts or DEFAULT_MAX_ATTEMPTS,
         run_timeout_ms=run_timeout(req.run_timeout_ms),
-        next_due_ms=first_due(sched, now_ms, job_name=stored),
+        next_due_ms=0 if unscheduled else first_due(sched, now_ms, job_name=stored),
     )
+    dependencies_into(req, job, ns)
     if req.HasField("retry"):
         job.retry.CopyFrom(retry_policy(req.retry, req.max_attempts))
         job.max_attempts = job.retry.max_attempts
@@ -474,6 +476,50 @@ def job_definition(req: api_pb2.CreateJobRequest, now_ms: int) -> types_pb2.Job:
     job.on_success = namespaces.qualify(ns, job.on_success)
     job.on_failure = namespaces.qualify(ns, job.on_failure)
     return job
+
+
+MAX_DEPENDS_ON = 32
+DEFAULT_DEPENDENCY_TIMEOUT_MS = DAY_MS
+MAX_DEPENDENCY_TIMEOUT_MS = 30 * DAY_MS
+
+
+def dependencies_into(req: api_pb2.CreateJobRequest, job: types_pb2.Job, ns: str) -> None:
+    """Validate depends_on, trigger_rule and dependency_timeout_ms into ``job`` (upstreams
+    stored qualified with the namespace; the default timeout written out). Whether the
+    upstreams exist and make no cycle is checked by apply, against the committed jobs."""
+    seen: set[str] = set()
+    if len(req.depends_on) > MAX_DEPENDS_ON:
+        raise InvalidArgument(
+            "depends_on", f"{len(req.depends_on)} jobs, over the limit of {MAX_DEPENDS_ON}"
+        )
+    for i, up in enumerate(req.depends_on):
+        fld = f"depends_on[{i}]"
+        name(up, fld)
+        if up == req.name:
+            raise InvalidArgument(fld, "a job cannot depend on itself")
+        if up in seen:
+            raise InvalidArgument(fld, f"{up!r} is listed twice")
+        seen.add(up)
+        job.depends_on.append(namespaces.qualify(ns, up))
+    if req.trigger_rule not in types_pb2.TriggerRule.values():
+        raise InvalidArgument(
+            "trigger_rule",
+            f"{req.trigger_rule} is not one of all_succeeded, all_done, any_succeeded",
+        )
+    timeout = _opt(req, "dependency_timeout_ms", DEFAULT_DEPENDENCY_TIMEOUT_MS)
+    if not req.depends_on:
+        if req.trigger_rule:
+            raise InvalidArgument("trigger_rule", "applies to jobs with depends_on only")
+        if req.HasField("dependency_timeout_ms"):
+            raise InvalidArgument("dependency_timeout_ms", "applies to jobs with depends_on only")
+        return
+    if timeout < 0 or (timeout and not 1000 <= timeout <= MAX_DEPENDENCY_TIMEOUT_MS):
+        raise InvalidArgument(
+            "dependency_timeout_ms",
+            f"{timeout} ms is out of range: 0 (wait forever) or 1 s .. 30 days",
+        )
+    job.trigger_rule = req.trigger_rule or types_pb2.TRIGGER_RULE_ALL_SUCCEEDED  # type: ignore[assignment]
+    job.dependency_timeout_ms = timeout
 
 
 def create_job(req: api_pb2.CreateJobRequest, now_ms: int) -> command_pb2.Command:

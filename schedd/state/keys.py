@@ -16,6 +16,15 @@ audit          be64(log index)                                 types_pb2.AuditRe
 namespaces     namespace name                                  types_pb2.Namespace (quotas)
 requests       0x00 + principal + 0x00 + client request id    JSON result of the first apply
                (entries before scoping: the bare request id)   (with the request's hash)
+dep_wait       upstream job + 0x00 + be64(uid) + be64(slot)    empty   (a WAITING run of a job
+               + run id of the waiting downstream run                   with depends_on waits
+                                                                        for that upstream slot)
+dep_failed     upstream run id + 0x00 + downstream run id      empty   (skipped upstream_failed
+                                                                        by that dead run)
+dep_waiting    downstream job + 0x00 + run id                  be64(deadline) (its WAITING runs)
+dep_deadline   be64(dependency deadline) + run id              empty   (WAITING runs with one)
+dep_skips      job + 0x00 + be64(uid) + be64(last slot) + id   be64(first slot) (skip records of
+                                                                        jobs others depend on)
 meta           applied_index / next_fence / schema             be64 or text
 =============  ==============================================  ==========================
 
@@ -40,7 +49,15 @@ DBS = (
     "tokens",
     "audit",
     "namespaces",
+    "dep_wait",
+    "dep_failed",
+    "dep_waiting",
+    "dep_deadline",
+    "dep_skips",
 )
+
+#: Databases added after the first release, hashed into the state digest only when not empty.
+OPTIONAL_DBS = frozenset({"dep_wait", "dep_failed", "dep_waiting", "dep_deadline", "dep_skips"})
 
 APPLIED_INDEX = b"applied_index"
 NEXT_FENCE = b"next_fence"
@@ -143,3 +160,35 @@ def queue_pending_prefix(queue: str) -> bytes:
 
 def queue_pending_key(queue: str, not_before_ms: int, rid: str) -> bytes:
     return queue_pending_prefix(queue) + be64(not_before_ms) + rid.encode()
+
+
+# ---- dependencies (depends_on; schedd.state.apply.deps) ------------------------------------
+
+
+def dep_wait_prefix(job: str, uid: int) -> bytes:
+    """Prefix of the waits on one upstream job incarnation's slots, in slot order."""
+    return job.encode() + b"\x00" + be64(uid)
+
+
+def dep_wait_key(job: str, uid: int, slot_ms: int, waiting_rid: str) -> bytes:
+    return dep_wait_prefix(job, uid) + be64(slot_ms) + waiting_rid.encode()
+
+
+def split_run_id(rid: str) -> tuple[str, int, int]:
+    """(job, uid, ms) of a run id: the slot of a scheduled run, the instant of a manual one
+    (its ``m`` dropped). (rid, 0, 0) when it does not parse."""
+    parts = rid.rsplit(":", 2)
+    if len(parts) != 3:
+        return rid, 0, 0
+    try:
+        return parts[0], int(parts[1]), int(parts[2].removesuffix("m"))
+    except ValueError:
+        return rid, 0, 0
+
+
+def dep_failed_prefix(upstream_rid: str) -> bytes:
+    return upstream_rid.encode() + b"\x00"
+
+
+def dep_waiting_prefix(job: str) -> bytes:
+    return job.encode() + b"\x00"

@@ -70,10 +70,10 @@ class _TxnReader:
     def get(self, db: str, key: bytes) -> bytes | None:
         return _bytes(self._txn.get(key, db=self._dbs[db]))
 
-    def scan(self, db: str, prefix: bytes, limit: int) -> list[bytes]:
+    def scan(self, db: str, prefix: bytes, limit: int, start: bytes = b"") -> list[bytes]:
         cur = self._txn.cursor(db=self._dbs[db])
         out: list[bytes] = []
-        ok = cur.set_range(prefix)
+        ok = cur.set_range(max(prefix, start))
         while ok and len(out) < limit:
             k = _key(cur)
             if not k.startswith(prefix):
@@ -663,6 +663,27 @@ class Store:
 
     def next_due_ms(self) -> int | None:
         return self._first_time("due")
+
+    def dependency_deadlines_until(self, now_ms: int, limit: int) -> list[str]:
+        """Run ids of runs waiting for upstreams past their dependency deadline, earliest first."""
+        return [rid for _, rid in self._until("dep_deadline", now_ms, limit)]
+
+    def waiting_runs(self, job: str, limit: int) -> list[types_pb2.Run]:
+        """The runs of ``job`` waiting for upstreams (at most ``limit``)."""
+        prefix = keys.dep_waiting_prefix(job)
+        out: list[types_pb2.Run] = []
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["dep_waiting"])
+            ok = cur.set_range(prefix)
+            while ok and len(out) < limit:
+                k = _key(cur)
+                if not k.startswith(prefix):
+                    break
+                raw = txn.get(k[len(prefix) :], db=self._dbs["runs"])
+                if raw is not None:
+                    out.append(types_pb2.Run.FromString(raw))
+                ok = cur.next()
+        return out
 
     def pending_until(self, now_ms: int, limit: int) -> list[types_pb2.Run]:
         """PENDING runs whose not-before time has come, earliest first."""

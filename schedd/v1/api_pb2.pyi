@@ -18,7 +18,7 @@ OUTCOME_SUCCEEDED: Outcome
 OUTCOME_FAILED: Outcome
 
 class CreateJobRequest(_message.Message):
-    __slots__ = ("name", "schedule", "queue", "payload", "max_attempts", "request_id", "retry", "run_timeout_ms", "misfire", "misfire_grace_ms", "catchup_window_ms", "max_catchup", "overlap", "max_concurrent", "dispatch_timeout_ms", "on_success", "on_failure", "priority", "tags", "keep_runs", "keep_for_ms", "max_runs", "allow_past", "namespace")
+    __slots__ = ("name", "schedule", "queue", "payload", "max_attempts", "request_id", "retry", "run_timeout_ms", "misfire", "misfire_grace_ms", "catchup_window_ms", "max_catchup", "overlap", "max_concurrent", "dispatch_timeout_ms", "on_success", "on_failure", "priority", "tags", "keep_runs", "keep_for_ms", "max_runs", "allow_past", "namespace", "depends_on", "trigger_rule", "dependency_timeout_ms")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,9 @@ class CreateJobRequest(_message.Message):
     MAX_RUNS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PAST_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_RULE_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCY_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     schedule: _types_pb2.Schedule
     queue: str
@@ -74,7 +77,10 @@ class CreateJobRequest(_message.Message):
     max_runs: int
     allow_past: bool
     namespace: str
-    def __init__(self, name: _Optional[str] = ..., schedule: _Optional[_Union[_types_pb2.Schedule, _Mapping]] = ..., queue: _Optional[str] = ..., payload: _Optional[str] = ..., max_attempts: _Optional[int] = ..., request_id: _Optional[str] = ..., retry: _Optional[_Union[_types_pb2.RetryPolicy, _Mapping]] = ..., run_timeout_ms: _Optional[int] = ..., misfire: _Optional[_Union[_types_pb2.MisfirePolicy, str]] = ..., misfire_grace_ms: _Optional[int] = ..., catchup_window_ms: _Optional[int] = ..., max_catchup: _Optional[int] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ..., max_concurrent: _Optional[int] = ..., dispatch_timeout_ms: _Optional[int] = ..., on_success: _Optional[str] = ..., on_failure: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., keep_runs: _Optional[int] = ..., keep_for_ms: _Optional[int] = ..., max_runs: _Optional[int] = ..., allow_past: _Optional[bool] = ..., namespace: _Optional[str] = ...) -> None: ...
+    depends_on: _containers.RepeatedScalarFieldContainer[str]
+    trigger_rule: _types_pb2.TriggerRule
+    dependency_timeout_ms: int
+    def __init__(self, name: _Optional[str] = ..., schedule: _Optional[_Union[_types_pb2.Schedule, _Mapping]] = ..., queue: _Optional[str] = ..., payload: _Optional[str] = ..., max_attempts: _Optional[int] = ..., request_id: _Optional[str] = ..., retry: _Optional[_Union[_types_pb2.RetryPolicy, _Mapping]] = ..., run_timeout_ms: _Optional[int] = ..., misfire: _Optional[_Union[_types_pb2.MisfirePolicy, str]] = ..., misfire_grace_ms: _Optional[int] = ..., catchup_window_ms: _Optional[int] = ..., max_catchup: _Optional[int] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ..., max_concurrent: _Optional[int] = ..., dispatch_timeout_ms: _Optional[int] = ..., on_success: _Optional[str] = ..., on_failure: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., keep_runs: _Optional[int] = ..., keep_for_ms: _Optional[int] = ..., max_runs: _Optional[int] = ..., allow_past: _Optional[bool] = ..., namespace: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ..., trigger_rule: _Optional[_Union[_types_pb2.TriggerRule, str]] = ..., dependency_timeout_ms: _Optional[int] = ...) -> None: ...
 
 class CreateJobsRequest(_message.Message):
     __slots__ = ("jobs", "namespace")
@@ -101,12 +107,14 @@ class CreateJobsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[CreateJobResult, _Mapping]]] = ...) -> None: ...
 
 class JobRequest(_message.Message):
-    __slots__ = ("name", "namespace")
+    __slots__ = ("name", "namespace", "force")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     name: str
     namespace: str
-    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class UpdateJobRequest(_message.Message):
     __slots__ = ("job", "expect_version")
@@ -127,32 +135,36 @@ class ResumeJobRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., skip_missed: _Optional[bool] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class BackfillRequest(_message.Message):
-    __slots__ = ("name", "from_ms", "to_ms", "limit", "overlap", "namespace")
+    __slots__ = ("name", "from_ms", "to_ms", "limit", "overlap", "namespace", "with_downstream")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FROM_MS_FIELD_NUMBER: _ClassVar[int]
     TO_MS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OVERLAP_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    WITH_DOWNSTREAM_FIELD_NUMBER: _ClassVar[int]
     name: str
     from_ms: int
     to_ms: int
     limit: int
     overlap: _types_pb2.OverlapPolicy
     namespace: str
-    def __init__(self, name: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., limit: _Optional[int] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ..., namespace: _Optional[str] = ...) -> None: ...
+    with_downstream: bool
+    def __init__(self, name: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., limit: _Optional[int] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ..., namespace: _Optional[str] = ..., with_downstream: _Optional[bool] = ...) -> None: ...
 
 class BackfillResponse(_message.Message):
-    __slots__ = ("created", "existing", "next_from_ms", "total_slots")
+    __slots__ = ("created", "existing", "next_from_ms", "total_slots", "downstream_created")
     CREATED_FIELD_NUMBER: _ClassVar[int]
     EXISTING_FIELD_NUMBER: _ClassVar[int]
     NEXT_FROM_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    DOWNSTREAM_CREATED_FIELD_NUMBER: _ClassVar[int]
     created: int
     existing: int
     next_from_ms: int
     total_slots: int
-    def __init__(self, created: _Optional[int] = ..., existing: _Optional[int] = ..., next_from_ms: _Optional[int] = ..., total_slots: _Optional[int] = ...) -> None: ...
+    downstream_created: int
+    def __init__(self, created: _Optional[int] = ..., existing: _Optional[int] = ..., next_from_ms: _Optional[int] = ..., total_slots: _Optional[int] = ..., downstream_created: _Optional[int] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
     __slots__ = ("name", "at_ms", "namespace")
@@ -165,7 +177,7 @@ class ExplainRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., at_ms: _Optional[int] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("verdict", "explanation", "slot_ms", "runs", "previous_slot_ms", "next_slot_ms", "pending_cause")
+    __slots__ = ("verdict", "explanation", "slot_ms", "runs", "previous_slot_ms", "next_slot_ms", "pending_cause", "upstream")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     SLOT_MS_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +185,7 @@ class ExplainResponse(_message.Message):
     PREVIOUS_SLOT_MS_FIELD_NUMBER: _ClassVar[int]
     NEXT_SLOT_MS_FIELD_NUMBER: _ClassVar[int]
     PENDING_CAUSE_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_FIELD_NUMBER: _ClassVar[int]
     verdict: str
     explanation: str
     slot_ms: int
@@ -180,7 +193,8 @@ class ExplainResponse(_message.Message):
     previous_slot_ms: int
     next_slot_ms: int
     pending_cause: str
-    def __init__(self, verdict: _Optional[str] = ..., explanation: _Optional[str] = ..., slot_ms: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[_types_pb2.Run, _Mapping]]] = ..., previous_slot_ms: _Optional[int] = ..., next_slot_ms: _Optional[int] = ..., pending_cause: _Optional[str] = ...) -> None: ...
+    upstream: _containers.RepeatedCompositeFieldContainer[_types_pb2.Run]
+    def __init__(self, verdict: _Optional[str] = ..., explanation: _Optional[str] = ..., slot_ms: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[_types_pb2.Run, _Mapping]]] = ..., previous_slot_ms: _Optional[int] = ..., next_slot_ms: _Optional[int] = ..., pending_cause: _Optional[str] = ..., upstream: _Optional[_Iterable[_Union[_types_pb2.Run, _Mapping]]] = ...) -> None: ...
 
 class JobResponse(_message.Message):
     __slots__ = ("job",)
@@ -205,8 +219,28 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[_types_pb2.Job, _Mapping]]] = ...) -> None: ...
 
 class DeleteJobResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("unlinked",)
+    UNLINKED_FIELD_NUMBER: _ClassVar[int]
+    unlinked: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, unlinked: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DependencyNode(_message.Message):
+    __slots__ = ("job", "last", "waiting")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    job: _types_pb2.Job
+    last: _types_pb2.Run
+    waiting: _containers.RepeatedCompositeFieldContainer[_types_pb2.Run]
+    def __init__(self, job: _Optional[_Union[_types_pb2.Job, _Mapping]] = ..., last: _Optional[_Union[_types_pb2.Run, _Mapping]] = ..., waiting: _Optional[_Iterable[_Union[_types_pb2.Run, _Mapping]]] = ...) -> None: ...
+
+class DependenciesResponse(_message.Message):
+    __slots__ = ("nodes", "truncated")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[DependencyNode]
+    truncated: bool
+    def __init__(self, nodes: _Optional[_Iterable[_Union[DependencyNode, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class TriggerJobRequest(_message.Message):
     __slots__ = ("name", "request_id", "overlap", "namespace")

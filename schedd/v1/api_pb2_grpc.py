@@ -90,6 +90,11 @@ class JobServiceStub:
                 request_serializer=schedd_dot_v1_dot_api__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=schedd_dot_v1_dot_api__pb2.ExplainResponse.FromString,
                 _registered_method=True)
+        self.GetDependencies = channel.unary_unary(
+                '/schedd.v1.JobService/GetDependencies',
+                request_serializer=schedd_dot_v1_dot_api__pb2.JobRequest.SerializeToString,
+                response_deserializer=schedd_dot_v1_dot_api__pb2.DependenciesResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -162,6 +167,13 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDependencies(self, request, context):
+        """The upstream/downstream graph of a job with each job's last outcome (a read).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +231,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ExplainJob,
                     request_deserializer=schedd_dot_v1_dot_api__pb2.ExplainRequest.FromString,
                     response_serializer=schedd_dot_v1_dot_api__pb2.ExplainResponse.SerializeToString,
+            ),
+            'GetDependencies': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDependencies,
+                    request_deserializer=schedd_dot_v1_dot_api__pb2.JobRequest.FromString,
+                    response_serializer=schedd_dot_v1_dot_api__pb2.DependenciesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -518,6 +535,33 @@ class JobService:
             '/schedd.v1.JobService/ExplainJob',
             schedd_dot_v1_dot_api__pb2.ExplainRequest.SerializeToString,
             schedd_dot_v1_dot_api__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDependencies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/schedd.v1.JobService/GetDependencies',
+            schedd_dot_v1_dot_api__pb2.JobRequest.SerializeToString,
+            schedd_dot_v1_dot_api__pb2.DependenciesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,10 +24,12 @@ class CreateJobCmd(_message.Message):
     def __init__(self, job: _Optional[_Union[_types_pb2.Job, _Mapping]] = ...) -> None: ...
 
 class DeleteJobCmd(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "force")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class PauseJobCmd(_message.Message):
     __slots__ = ("name",)
@@ -65,22 +67,38 @@ class UpdateJobCmd(_message.Message):
     expect_version: int
     def __init__(self, job: _Optional[_Union[_types_pb2.Job, _Mapping]] = ..., expect_version: _Optional[int] = ...) -> None: ...
 
+class UpstreamMatch(_message.Message):
+    __slots__ = ("job", "uid", "slots_ms", "records")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_MS_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    job: str
+    uid: int
+    slots_ms: _containers.RepeatedScalarFieldContainer[int]
+    records: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job: _Optional[str] = ..., uid: _Optional[int] = ..., slots_ms: _Optional[_Iterable[int]] = ..., records: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class BackfillCmd(_message.Message):
-    __slots__ = ("name", "uid", "slots_ms", "overlap", "spacing_ms")
+    __slots__ = ("name", "uid", "slots_ms", "overlap", "spacing_ms", "upstream", "isolate")
     NAME_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     SLOTS_MS_FIELD_NUMBER: _ClassVar[int]
     OVERLAP_FIELD_NUMBER: _ClassVar[int]
     SPACING_MS_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_FIELD_NUMBER: _ClassVar[int]
+    ISOLATE_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: int
     slots_ms: _containers.RepeatedScalarFieldContainer[int]
     overlap: _types_pb2.OverlapPolicy
     spacing_ms: int
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[int] = ..., slots_ms: _Optional[_Iterable[int]] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ..., spacing_ms: _Optional[int] = ...) -> None: ...
+    upstream: _containers.RepeatedCompositeFieldContainer[UpstreamMatch]
+    isolate: bool
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[int] = ..., slots_ms: _Optional[_Iterable[int]] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ..., spacing_ms: _Optional[int] = ..., upstream: _Optional[_Iterable[_Union[UpstreamMatch, _Mapping]]] = ..., isolate: _Optional[bool] = ...) -> None: ...
 
 class FireItem(_message.Message):
-    __slots__ = ("name", "uid", "from_due_ms", "slots_ms", "next_due_ms", "policy", "dues_ms", "dropped_first_ms", "dropped_last_ms", "dropped_count", "late_first_ms", "late_last_ms", "late_count", "dst_gap_ms")
+    __slots__ = ("name", "uid", "from_due_ms", "slots_ms", "next_due_ms", "policy", "dues_ms", "dropped_first_ms", "dropped_last_ms", "dropped_count", "late_first_ms", "late_last_ms", "late_count", "dst_gap_ms", "upstream")
     NAME_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     FROM_DUE_MS_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +113,7 @@ class FireItem(_message.Message):
     LATE_LAST_MS_FIELD_NUMBER: _ClassVar[int]
     LATE_COUNT_FIELD_NUMBER: _ClassVar[int]
     DST_GAP_MS_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: int
     from_due_ms: int
@@ -109,7 +128,8 @@ class FireItem(_message.Message):
     late_last_ms: int
     late_count: int
     dst_gap_ms: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[int] = ..., from_due_ms: _Optional[int] = ..., slots_ms: _Optional[_Iterable[int]] = ..., next_due_ms: _Optional[int] = ..., policy: _Optional[bool] = ..., dues_ms: _Optional[_Iterable[int]] = ..., dropped_first_ms: _Optional[int] = ..., dropped_last_ms: _Optional[int] = ..., dropped_count: _Optional[int] = ..., late_first_ms: _Optional[int] = ..., late_last_ms: _Optional[int] = ..., late_count: _Optional[int] = ..., dst_gap_ms: _Optional[_Iterable[int]] = ...) -> None: ...
+    upstream: _containers.RepeatedCompositeFieldContainer[UpstreamMatch]
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[int] = ..., from_due_ms: _Optional[int] = ..., slots_ms: _Optional[_Iterable[int]] = ..., next_due_ms: _Optional[int] = ..., policy: _Optional[bool] = ..., dues_ms: _Optional[_Iterable[int]] = ..., dropped_first_ms: _Optional[int] = ..., dropped_last_ms: _Optional[int] = ..., dropped_count: _Optional[int] = ..., late_first_ms: _Optional[int] = ..., late_last_ms: _Optional[int] = ..., late_count: _Optional[int] = ..., dst_gap_ms: _Optional[_Iterable[int]] = ..., upstream: _Optional[_Iterable[_Union[UpstreamMatch, _Mapping]]] = ...) -> None: ...
 
 class FireDueCmd(_message.Message):
     __slots__ = ("items", "catchup_spacing_ms")
@@ -201,6 +221,12 @@ class DispatchTimeoutCmd(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[DispatchTimeoutItem]
     def __init__(self, items: _Optional[_Iterable[_Union[DispatchTimeoutItem, _Mapping]]] = ...) -> None: ...
 
+class DependencyTimeoutCmd(_message.Message):
+    __slots__ = ("run_ids",)
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class PruneRunsCmd(_message.Message):
     __slots__ = ("run_ids", "request_ids", "request_ttl_ms")
     RUN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -274,7 +300,7 @@ class SetFeatureLevelCmd(_message.Message):
     def __init__(self, level: _Optional[int] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("version", "now_ms", "request_id", "principal", "request_hash", "create_job", "delete_job", "pause_job", "resume_job", "trigger_job", "retry_run", "update_job", "backfill", "fire_due", "grant_leases", "expire_leases", "complete_runs", "dispatch_timeout", "prune_runs", "barrier", "batch", "create_token", "revoke_token", "set_namespace", "cancel_run", "report_features", "set_feature_level")
+    __slots__ = ("version", "now_ms", "request_id", "principal", "request_hash", "create_job", "delete_job", "pause_job", "resume_job", "trigger_job", "retry_run", "update_job", "backfill", "fire_due", "grant_leases", "expire_leases", "complete_runs", "dispatch_timeout", "prune_runs", "barrier", "batch", "create_token", "revoke_token", "set_namespace", "cancel_run", "report_features", "set_feature_level", "dependency_timeout")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NOW_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -302,6 +328,7 @@ class Command(_message.Message):
     CANCEL_RUN_FIELD_NUMBER: _ClassVar[int]
     REPORT_FEATURES_FIELD_NUMBER: _ClassVar[int]
     SET_FEATURE_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCY_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     version: int
     now_ms: int
     request_id: str
@@ -329,4 +356,5 @@ class Command(_message.Message):
     cancel_run: CancelRunCmd
     report_features: ReportFeaturesCmd
     set_feature_level: SetFeatureLevelCmd
-    def __init__(self, version: _Optional[int] = ..., now_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., principal: _Optional[str] = ..., request_hash: _Optional[bytes] = ..., create_job: _Optional[_Union[CreateJobCmd, _Mapping]] = ..., delete_job: _Optional[_Union[DeleteJobCmd, _Mapping]] = ..., pause_job: _Optional[_Union[PauseJobCmd, _Mapping]] = ..., resume_job: _Optional[_Union[ResumeJobCmd, _Mapping]] = ..., trigger_job: _Optional[_Union[TriggerJobCmd, _Mapping]] = ..., retry_run: _Optional[_Union[RetryRunCmd, _Mapping]] = ..., update_job: _Optional[_Union[UpdateJobCmd, _Mapping]] = ..., backfill: _Optional[_Union[BackfillCmd, _Mapping]] = ..., fire_due: _Optional[_Union[FireDueCmd, _Mapping]] = ..., grant_leases: _Optional[_Union[GrantLeasesCmd, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesCmd, _Mapping]] = ..., complete_runs: _Optional[_Union[CompleteRunsCmd, _Mapping]] = ..., dispatch_timeout: _Optional[_Union[DispatchTimeoutCmd, _Mapping]] = ..., prune_runs: _Optional[_Union[PruneRunsCmd, _Mapping]] = ..., barrier: _Optional[_Union[BarrierCmd, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., create_token: _Optional[_Union[CreateTokenCmd, _Mapping]] = ..., revoke_token: _Optional[_Union[RevokeTokenCmd, _Mapping]] = ..., set_namespace: _Optional[_Union[SetNamespaceCmd, _Mapping]] = ..., cancel_run: _Optional[_Union[CancelRunCmd, _Mapping]] = ..., report_features: _Optional[_Union[ReportFeaturesCmd, _Mapping]] = ..., set_feature_level: _Optional[_Union[SetFeatureLevelCmd, _Mapping]] = ...) -> None: ...
+    dependency_timeout: DependencyTimeoutCmd
+    def __init__(self, version: _Optional[int] = ..., now_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., principal: _Optional[str] = ..., request_hash: _Optional[bytes] = ..., create_job: _Optional[_Union[CreateJobCmd, _Mapping]] = ..., delete_job: _Optional[_Union[DeleteJobCmd, _Mapping]] = ..., pause_job: _Optional[_Union[PauseJobCmd, _Mapping]] = ..., resume_job: _Optional[_Union[ResumeJobCmd, _Mapping]] = ..., trigger_job: _Optional[_Union[TriggerJobCmd, _Mapping]] = ..., retry_run: _Optional[_Union[RetryRunCmd, _Mapping]] = ..., update_job: _Optional[_Union[UpdateJobCmd, _Mapping]] = ..., backfill: _Optional[_Union[BackfillCmd, _Mapping]] = ..., fire_due: _Optional[_Union[FireDueCmd, _Mapping]] = ..., grant_leases: _Optional[_Union[GrantLeasesCmd, _Mapping]] = ..., expire_leases: _Optional[_Union[ExpireLeasesCmd, _Mapping]] = ..., complete_runs: _Optional[_Union[CompleteRunsCmd, _Mapping]] = ..., dispatch_timeout: _Optional[_Union[DispatchTimeoutCmd, _Mapping]] = ..., prune_runs: _Optional[_Union[PruneRunsCmd, _Mapping]] = ..., barrier: _Optional[_Union[BarrierCmd, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ..., create_token: _Optional[_Union[CreateTokenCmd, _Mapping]] = ..., revoke_token: _Optional[_Union[RevokeTokenCmd, _Mapping]] = ..., set_namespace: _Optional[_Union[SetNamespaceCmd, _Mapping]] = ..., cancel_run: _Optional[_Union[CancelRunCmd, _Mapping]] = ..., report_features: _Optional[_Union[ReportFeaturesCmd, _Mapping]] = ..., set_feature_level: _Optional[_Union[SetFeatureLevelCmd, _Mapping]] = ..., dependency_timeout: _Optional[_Union[DependencyTimeoutCmd, _Mapping]] = ...) -> None: ...

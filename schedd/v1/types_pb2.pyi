@@ -54,6 +54,8 @@ class SkipReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SKIP_REASON_MAX_RUNS: _ClassVar[SkipReason]
     SKIP_REASON_DST_GAP: _ClassVar[SkipReason]
     SKIP_REASON_QUOTA: _ClassVar[SkipReason]
+    SKIP_REASON_UPSTREAM_FAILED: _ClassVar[SkipReason]
+    SKIP_REASON_DEPENDENCY_TIMEOUT: _ClassVar[SkipReason]
 
 class RunOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -63,6 +65,14 @@ class RunOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_ORIGIN_TRIGGER: _ClassVar[RunOrigin]
     RUN_ORIGIN_BACKFILL: _ClassVar[RunOrigin]
     RUN_ORIGIN_CHAIN: _ClassVar[RunOrigin]
+    RUN_ORIGIN_DEPENDENCY: _ClassVar[RunOrigin]
+
+class TriggerRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRIGGER_RULE_UNSPECIFIED: _ClassVar[TriggerRule]
+    TRIGGER_RULE_ALL_SUCCEEDED: _ClassVar[TriggerRule]
+    TRIGGER_RULE_ALL_DONE: _ClassVar[TriggerRule]
+    TRIGGER_RULE_ANY_SUCCEEDED: _ClassVar[TriggerRule]
 
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -112,12 +122,19 @@ SKIP_REASON_PAUSED: SkipReason
 SKIP_REASON_MAX_RUNS: SkipReason
 SKIP_REASON_DST_GAP: SkipReason
 SKIP_REASON_QUOTA: SkipReason
+SKIP_REASON_UPSTREAM_FAILED: SkipReason
+SKIP_REASON_DEPENDENCY_TIMEOUT: SkipReason
 RUN_ORIGIN_UNSPECIFIED: RunOrigin
 RUN_ORIGIN_SCHEDULE: RunOrigin
 RUN_ORIGIN_CATCHUP: RunOrigin
 RUN_ORIGIN_TRIGGER: RunOrigin
 RUN_ORIGIN_BACKFILL: RunOrigin
 RUN_ORIGIN_CHAIN: RunOrigin
+RUN_ORIGIN_DEPENDENCY: RunOrigin
+TRIGGER_RULE_UNSPECIFIED: TriggerRule
+TRIGGER_RULE_ALL_SUCCEEDED: TriggerRule
+TRIGGER_RULE_ALL_DONE: TriggerRule
+TRIGGER_RULE_ANY_SUCCEEDED: TriggerRule
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_ACTIVE: JobState
 JOB_STATE_PAUSED: JobState
@@ -175,7 +192,7 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff_ms: _Optional[int] = ..., multiplier: _Optional[float] = ..., max_backoff_ms: _Optional[int] = ..., non_retryable_exit_codes: _Optional[_Iterable[int]] = ..., non_retryable_errors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "schedule", "queue", "payload", "state", "next_due_ms", "created_ms", "uid", "max_attempts", "retry", "run_timeout_ms", "misfire", "misfire_grace_ms", "catchup_window_ms", "max_catchup", "overlap", "max_concurrent", "dispatch_timeout_ms", "on_success", "on_failure", "priority", "tags", "keep_runs", "keep_for_ms", "version", "paused_ms", "max_runs", "fired_runs", "buffered_run", "updated_ms", "open_skip", "resumed_ms", "namespace")
+    __slots__ = ("name", "schedule", "queue", "payload", "state", "next_due_ms", "created_ms", "uid", "max_attempts", "retry", "run_timeout_ms", "misfire", "misfire_grace_ms", "catchup_window_ms", "max_catchup", "overlap", "max_concurrent", "dispatch_timeout_ms", "on_success", "on_failure", "priority", "tags", "keep_runs", "keep_for_ms", "version", "paused_ms", "max_runs", "fired_runs", "buffered_run", "updated_ms", "open_skip", "resumed_ms", "namespace", "depends_on", "trigger_rule", "dependency_timeout_ms", "dependents", "gathering_run")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +233,11 @@ class Job(_message.Message):
     OPEN_SKIP_FIELD_NUMBER: _ClassVar[int]
     RESUMED_MS_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_RULE_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCY_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENTS_FIELD_NUMBER: _ClassVar[int]
+    GATHERING_RUN_FIELD_NUMBER: _ClassVar[int]
     name: str
     schedule: Schedule
     queue: str
@@ -249,10 +271,15 @@ class Job(_message.Message):
     open_skip: str
     resumed_ms: int
     namespace: str
-    def __init__(self, name: _Optional[str] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., queue: _Optional[str] = ..., payload: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., next_due_ms: _Optional[int] = ..., created_ms: _Optional[int] = ..., uid: _Optional[int] = ..., max_attempts: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., run_timeout_ms: _Optional[int] = ..., misfire: _Optional[_Union[MisfirePolicy, str]] = ..., misfire_grace_ms: _Optional[int] = ..., catchup_window_ms: _Optional[int] = ..., max_catchup: _Optional[int] = ..., overlap: _Optional[_Union[OverlapPolicy, str]] = ..., max_concurrent: _Optional[int] = ..., dispatch_timeout_ms: _Optional[int] = ..., on_success: _Optional[str] = ..., on_failure: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., keep_runs: _Optional[int] = ..., keep_for_ms: _Optional[int] = ..., version: _Optional[int] = ..., paused_ms: _Optional[int] = ..., max_runs: _Optional[int] = ..., fired_runs: _Optional[int] = ..., buffered_run: _Optional[str] = ..., updated_ms: _Optional[int] = ..., open_skip: _Optional[str] = ..., resumed_ms: _Optional[int] = ..., namespace: _Optional[str] = ...) -> None: ...
+    depends_on: _containers.RepeatedScalarFieldContainer[str]
+    trigger_rule: TriggerRule
+    dependency_timeout_ms: int
+    dependents: _containers.RepeatedScalarFieldContainer[str]
+    gathering_run: str
+    def __init__(self, name: _Optional[str] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., queue: _Optional[str] = ..., payload: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., next_due_ms: _Optional[int] = ..., created_ms: _Optional[int] = ..., uid: _Optional[int] = ..., max_attempts: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., run_timeout_ms: _Optional[int] = ..., misfire: _Optional[_Union[MisfirePolicy, str]] = ..., misfire_grace_ms: _Optional[int] = ..., catchup_window_ms: _Optional[int] = ..., max_catchup: _Optional[int] = ..., overlap: _Optional[_Union[OverlapPolicy, str]] = ..., max_concurrent: _Optional[int] = ..., dispatch_timeout_ms: _Optional[int] = ..., on_success: _Optional[str] = ..., on_failure: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., keep_runs: _Optional[int] = ..., keep_for_ms: _Optional[int] = ..., version: _Optional[int] = ..., paused_ms: _Optional[int] = ..., max_runs: _Optional[int] = ..., fired_runs: _Optional[int] = ..., buffered_run: _Optional[str] = ..., updated_ms: _Optional[int] = ..., open_skip: _Optional[str] = ..., resumed_ms: _Optional[int] = ..., namespace: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ..., trigger_rule: _Optional[_Union[TriggerRule, str]] = ..., dependency_timeout_ms: _Optional[int] = ..., dependents: _Optional[_Iterable[str]] = ..., gathering_run: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "job", "scheduled_ms", "state", "attempt", "fence", "worker_id", "not_before_ms", "started_ms", "finished_ms", "error", "queue", "manual", "exit_code", "attempt_base", "origin", "skip_reason", "skipped_until_ms", "skipped_count", "note", "priority", "tags", "dispatch_deadline_ms", "caused_by", "progress", "namespace")
+    __slots__ = ("run_id", "job", "scheduled_ms", "state", "attempt", "fence", "worker_id", "not_before_ms", "started_ms", "finished_ms", "error", "queue", "manual", "exit_code", "attempt_base", "origin", "skip_reason", "skipped_until_ms", "skipped_count", "note", "priority", "tags", "dispatch_deadline_ms", "caused_by", "progress", "namespace", "upstream_runs", "waiting_for", "dependency_deadline_ms", "isolated")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +313,10 @@ class Run(_message.Message):
     CAUSED_BY_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_RUNS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCY_DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    ISOLATED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     job: str
     scheduled_ms: int
@@ -312,7 +343,11 @@ class Run(_message.Message):
     caused_by: str
     progress: str
     namespace: str
-    def __init__(self, run_id: _Optional[str] = ..., job: _Optional[str] = ..., scheduled_ms: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., attempt: _Optional[int] = ..., fence: _Optional[int] = ..., worker_id: _Optional[str] = ..., not_before_ms: _Optional[int] = ..., started_ms: _Optional[int] = ..., finished_ms: _Optional[int] = ..., error: _Optional[str] = ..., queue: _Optional[str] = ..., manual: _Optional[bool] = ..., exit_code: _Optional[int] = ..., attempt_base: _Optional[int] = ..., origin: _Optional[_Union[RunOrigin, str]] = ..., skip_reason: _Optional[_Union[SkipReason, str]] = ..., skipped_until_ms: _Optional[int] = ..., skipped_count: _Optional[int] = ..., note: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., dispatch_deadline_ms: _Optional[int] = ..., caused_by: _Optional[str] = ..., progress: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
+    upstream_runs: _containers.RepeatedScalarFieldContainer[str]
+    waiting_for: _containers.RepeatedScalarFieldContainer[str]
+    dependency_deadline_ms: int
+    isolated: bool
+    def __init__(self, run_id: _Optional[str] = ..., job: _Optional[str] = ..., scheduled_ms: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., attempt: _Optional[int] = ..., fence: _Optional[int] = ..., worker_id: _Optional[str] = ..., not_before_ms: _Optional[int] = ..., started_ms: _Optional[int] = ..., finished_ms: _Optional[int] = ..., error: _Optional[str] = ..., queue: _Optional[str] = ..., manual: _Optional[bool] = ..., exit_code: _Optional[int] = ..., attempt_base: _Optional[int] = ..., origin: _Optional[_Union[RunOrigin, str]] = ..., skip_reason: _Optional[_Union[SkipReason, str]] = ..., skipped_until_ms: _Optional[int] = ..., skipped_count: _Optional[int] = ..., note: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., dispatch_deadline_ms: _Optional[int] = ..., caused_by: _Optional[str] = ..., progress: _Optional[str] = ..., namespace: _Optional[str] = ..., upstream_runs: _Optional[_Iterable[str]] = ..., waiting_for: _Optional[_Iterable[str]] = ..., dependency_deadline_ms: _Optional[int] = ..., isolated: _Optional[bool] = ...) -> None: ...
 
 class Firing(_message.Message):
     __slots__ = ("run_id", "job", "scheduled_ms", "attempt", "fence", "payload", "queue", "lease_ttl_ms", "namespace")

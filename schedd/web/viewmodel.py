@@ -116,6 +116,8 @@ _SKIP_WORDS = {
     SkipReason.MAX_RUNS: "the job had reached max_runs",
     SkipReason.DST_GAP: "the local time did not exist (DST gap, dst_gap skip)",
     SkipReason.QUOTA: "the namespace was at its max_runs quota",
+    SkipReason.UPSTREAM_FAILED: "an upstream run it depends on did not succeed",
+    SkipReason.DEPENDENCY_TIMEOUT: "its upstreams did not decide it in time",
 }
 
 

@@ -344,3 +344,99 @@ def test_membership_agreement(tmp_path) -> None:
     extra = {**AGREE, "n1": {"role": "follower", "leader_id": "n5", "peers": ["n3", "n4", "n5"]}}
     rep = checker.check(_membership_run(tmp_path / "extra", extra, LOGS))
     assert any(v.startswith("C11: nodes running at the end") for v in rep.violations)
+
+
+# ---- the DAG workload's checks (dag scenarios) ----------------------------------------------
+
+
+def _dag_history(down_state: str, up_state: str, gather: list[str]) -> tuple[list, dict]:
+    def created(name: str, uid: int, cron: str, ups: list[str]) -> dict[str, Any]:
+        return {
+            "op": "create_job",
+            "type": "ok",
+            "t": (T0 - 60_000) / 1000,
+            "name": name,
+            "dag": True,
+            "depends_on": ups,
+            "trigger_rule": "all_succeeded" if ups else "",
+            "job": {"name": name, "uid": uid, "next_due_ms": T0 if cron else 0, "cron": cron},
+        }
+
+    events = [
+        created("up", 1, "*/2 * * * * *", []),
+        created("down", 2, "*/2 * * * * *", ["up"]),
+        created("after", 3, "", ["down"]),
+        *(
+            {
+                "op": "pause_job",
+                "type": "ok",
+                "name": n,
+                "dag": True,
+                "job": {"next_due_ms": T0 + 2000},
+            }
+            for n in ("up", "down", "after")
+        ),
+    ]
+
+    def run(rid: str, job: str, state: str, **kw: Any) -> dict[str, Any]:
+        slot = int(rid.rsplit(":", 1)[1].rstrip("m"))
+        return {
+            "run_id": rid,
+            "job": job,
+            "scheduled_ms": slot,
+            "state": state,
+            "manual": rid.endswith("m"),
+            "origin": kw.pop("origin", "SCHEDULE"),
+            "skip_reason": kw.pop("skip_reason", "UNSPECIFIED"),
+            "upstream_runs": kw.pop("upstream_runs", []),
+            "finished_ms": T0 + 500,
+        }
+
+    runs = [
+        run(f"up:1:{T0}", "up", up_state),
+        run(
+            f"down:2:{T0}",
+            "down",
+            down_state,
+            upstream_runs=[f"up:1:{T0}"],
+            skip_reason="UPSTREAM_FAILED" if down_state == "SKIPPED" else "UNSPECIFIED",
+        ),
+        *(
+            run(
+                f"after:3:{T0 + 600 + i}m",
+                "after",
+                "SUCCEEDED",
+                origin="DEPENDENCY",
+                upstream_runs=[u],
+            )
+            for i, u in enumerate(gather)
+        ),
+    ]
+    return events, {r["run_id"]: r for r in runs}
+
+
+def test_the_dag_check_passes_a_correct_dag() -> None:
+    rep = checker.Report(out="")
+    checker._check_dag(rep, *_dag_history("SUCCEEDED", "SUCCEEDED", [f"down:2:{T0}"]))
+    assert rep.ok, rep.violations
+    assert rep.dag_runs == 1
+    rep = checker.Report(out="")
+    checker._check_dag(rep, *_dag_history("SKIPPED", "DEAD", []))
+    assert rep.ok, rep.violations
+
+
+def test_the_dag_check_sees_a_wrong_rule_a_doubled_and_a_missed_downstream_run() -> None:
+    rep = checker.Report(out="")
+    checker._check_dag(rep, *_dag_history("SUCCEEDED", "DEAD", [f"down:2:{T0}"]))
+    assert any("say skip" in v for v in rep.violations), rep.violations  # ran after a dead upstream
+    rep = checker.Report(out="")
+    checker._check_dag(rep, *_dag_history("SUCCEEDED", "SUCCEEDED", [f"down:2:{T0}"] * 2))
+    assert any("started both" in v for v in rep.violations), rep.violations
+    rep = checker.Report(out="")
+    checker._check_dag(rep, *_dag_history("SUCCEEDED", "SUCCEEDED", []))
+    assert any("never ran" in v for v in rep.violations), rep.violations
+    events, runs = _dag_history("SUCCEEDED", "SUCCEEDED", [f"down:2:{T0}"])
+    del runs[f"down:2:{T0}"]
+    rep = checker.Report(out="")
+    checker._check_dag(rep, events, runs)
+    assert any("has no record" in v for v in rep.violations), rep.violations

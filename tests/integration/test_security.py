@@ -90,6 +90,7 @@ REQUESTS: dict[str, Any] = {
     "TriggerJob": api_pb2.TriggerJobRequest(name="no-such-job"),
     "BackfillJob": api_pb2.BackfillRequest(name="no-such-job"),
     "ExplainJob": api_pb2.ExplainRequest(name="sec-job"),
+    "GetDependencies": api_pb2.JobRequest(name="sec-job"),
     "ListRuns": api_pb2.ListRunsRequest(limit=1),
     "GetRun": api_pb2.GetRunRequest(run_id="no-such-run:1:1"),
     "CompleteRun": api_pb2.Completion(run_id="no-such-run:1:1", fence=1),

@@ -1,5 +1,6 @@
 """A rolling upgrade on real processes: three nodes of a version that supports feature level 1
-are restarted one at a time with this version (level 3: online membership changes, bulk creation) while a job
+are restarted one at a time with this version (level 4: online membership changes, bulk
+creation, job dependencies) while a job
 fires every second. The cluster's level rises only once every member runs the new version;
 until then a membership change is refused naming the old nodes; a node restarted with the old
 version after the raise refuses to start; nothing is lost on the way."""
@@ -44,7 +45,7 @@ def levels(cluster: LocalCluster) -> dict[str, tuple[int, int]]:
 
 
 def test_a_rolling_upgrade_raises_the_level_once_every_node_runs_the_new_version(tmp_path) -> None:
-    assert features.SUPPORTED == features.BULK_CREATE == 3
+    assert features.SUPPORTED == features.DEPENDENCIES == 4
     cluster = MixedVersions(str(tmp_path / "c"), nodes=3, extra_args=list(FAST_ARGS))
     cluster.old = {"n1", "n2", "n3"}
     register(cluster)
@@ -66,6 +67,8 @@ def test_a_rolling_upgrade_raises_the_level_once_every_node_runs_the_new_version
                 client.add_member("n9", "127.0.0.1:1", "127.0.0.1:2")
             with pytest.raises(errors.FailedPrecondition, match="n1, n2, n3 run"):
                 client.create_jobs([{"name": "bulk", "every_ms": 60_000}])
+            with pytest.raises(errors.FailedPrecondition, match="n1, n2, n3 run"):
+                client.create_job("after-tick", depends_on=["tick"])
 
             for node in ("n1", "n2", "n3"):
                 cluster.old.discard(node)
@@ -75,10 +78,12 @@ def test_a_rolling_upgrade_raises_the_level_once_every_node_runs_the_new_version
                 if node != "n3":
                     assert all(lvl == 1 for lvl, _ in levels(cluster).values()), levels(cluster)
             wait_for(
-                lambda: levels(cluster) == {n: (3, 3) for n in ("n1", "n2", "n3")},
+                lambda: levels(cluster) == {n: (4, 4) for n in ("n1", "n2", "n3")},
                 30,
-                "the level raised to 3 on every node",
+                "the level raised to 4 on every node",
             )
+            after = client.create_job("after-tick", depends_on=["tick"], queue="nobody-serves-it")
+            assert after.depends_on == ("tick",)
 
             # back to the old version after the raise: refused at start, exit 70
             cluster.old.add("n2")
@@ -87,7 +92,7 @@ def test_a_rolling_upgrade_raises_the_level_once_every_node_runs_the_new_version
             code = cluster.procs["n2"].wait(timeout=30)
             assert code == 70
             with open(cluster.spec("n2").log_path) as f:
-                assert "feature level 3" in f.read()
+                assert "feature level 4" in f.read()
             cluster.old.discard("n2")
             cluster.start_node("n2")
             wait_for(lambda: caught_up(client, 3), 60, "n2 back")

@@ -180,9 +180,10 @@ class FakeServer:
     def list_jobs(self, limit: int | None = 1000) -> list[Record]:
         return [Record(self.jobs[n]) for n in sorted(self.jobs)][:limit]
 
-    def delete_job(self, name: str) -> None:
-        self._call("delete_job", name)
+    def delete_job(self, name: str, *, force: bool = False) -> list[str]:
+        self._call("delete_job", name, **({"force": True} if force else {}))
         del self.jobs[name]
+        return []
 
     def resume_job(self, name: str, *, skip_missed: bool = False) -> Record:
         self._call("resume_job", name, skip_missed=skip_missed)
@@ -209,9 +210,19 @@ class FakeServer:
         )
 
     def backfill(
-        self, name: str, from_ms: int, to_ms: int, *, chunk: int = 1000, overlap: str | int = 0
+        self,
+        name: str,
+        from_ms: int,
+        to_ms: int,
+        *,
+        chunk: int = 1000,
+        overlap: str | int = 0,
+        with_downstream: bool = False,
     ) -> Iterator[Record]:
-        self._call("backfill", name, from_ms=from_ms, to_ms=to_ms, chunk=chunk, overlap=overlap)
+        more = {"with_downstream": True} if with_downstream else {}
+        self._call(
+            "backfill", name, from_ms=from_ms, to_ms=to_ms, chunk=chunk, overlap=overlap, **more
+        )
         for resp in self.backfill_chunks:
             if isinstance(resp, BaseException):
                 raise resp

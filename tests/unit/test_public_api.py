@@ -201,11 +201,13 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "add_member": "def(self, node_id: 'str', raft_address: 'str', "
             "grpc_address: 'str') -> 'list[Member]'",
             "backfill": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', "
-            "*, chunk: 'int' = 1000, overlap: 'str | int' = 0) -> "
+            "*, chunk: 'int' = 1000, overlap: 'str | int' = 0, "
+            "with_downstream: 'bool' = False) -> "
             "'AsyncIterator[BackfillResult]'",
             "backfill_job": "def(self, name: 'str', from_ms: 'int', to_ms: "
             "'int', *, limit: 'int' = 1000, overlap: 'str | "
-            "int' = 0) -> 'BackfillResult'",
+            "int' = 0, with_downstream: 'bool' = False) -> "
+            "'BackfillResult'",
             "cancel_run": "def(self, run_id: 'str', reason: 'str' = '', "
             "request_id: 'str | None' = None) -> 'Run'",
             "class": "object",
@@ -227,7 +229,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "create_token": "def(self, name: 'str', grants: 'Sequence[str]', "
             "*, queues: 'Sequence[str]' = (), ttl_s: 'int' = "
             "0) -> 'NewToken'",
-            "delete_job": "def(self, name: 'str') -> 'None'",
+            "delete_job": "def(self, name: 'str', *, force: 'bool' = False) -> 'list[str]'",
+            "dependencies": "def(self, name: 'str') -> 'list[DependencyNode]'",
             "endpoints": "property",
             "explain_job": "def(self, name: 'str', at_ms: 'int') -> 'Explanation'",
             "get_job": "def(self, name: 'str') -> 'Job'",
@@ -237,7 +240,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "list_audit": "def(self, limit: 'int' = 100, *, principal: 'str' = "
             "'', target: 'str' = '', before_index: 'int' = 0) -> "
             "'tuple[list[AuditRecord], int]'",
-            "list_jobs": "def(self, limit: 'int | None' = 1000, *, after: 'str' = '') -> 'list[Job]'",
+            "list_jobs": "def(self, limit: 'int | None' = 1000, *, after: "
+            "'str' = '') -> 'list[Job]'",
             "list_members": "def(self) -> 'list[Member]'",
             "list_namespaces": "def(self) -> 'list[Namespace]'",
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, "
@@ -276,11 +280,13 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "add_member": "def(self, node_id: 'str', raft_address: 'str', "
             "grpc_address: 'str') -> 'list[Member]'",
             "backfill": "def(self, name: 'str', from_ms: 'int', to_ms: 'int', *, "
-            "chunk: 'int' = 1000, overlap: 'str | int' = 0) -> "
+            "chunk: 'int' = 1000, overlap: 'str | int' = 0, "
+            "with_downstream: 'bool' = False) -> "
             "'Iterator[BackfillResult]'",
             "backfill_job": "def(self, name: 'str', from_ms: 'int', to_ms: "
             "'int', *, limit: 'int' = 1000, overlap: 'str | int' "
-            "= 0) -> 'BackfillResult'",
+            "= 0, with_downstream: 'bool' = False) -> "
+            "'BackfillResult'",
             "cancel_run": "def(self, run_id: 'str', reason: 'str' = '', "
             "request_id: 'str | None' = None) -> 'Run'",
             "class": "object",
@@ -302,7 +308,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "create_token": "def(self, name: 'str', grants: 'Sequence[str]', *, "
             "queues: 'Sequence[str]' = (), ttl_s: 'int' = 0) -> "
             "'NewToken'",
-            "delete_job": "def(self, name: 'str') -> 'None'",
+            "delete_job": "def(self, name: 'str', *, force: 'bool' = False) -> 'list[str]'",
+            "dependencies": "def(self, name: 'str') -> 'list[DependencyNode]'",
             "endpoints": "property",
             "explain_job": "def(self, name: 'str', at_ms: 'int') -> 'Explanation'",
             "get_job": "def(self, name: 'str') -> 'Job'",
@@ -312,7 +319,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "list_audit": "def(self, limit: 'int' = 100, *, principal: 'str' = "
             "'', target: 'str' = '', before_index: 'int' = 0) -> "
             "'tuple[list[AuditRecord], int]'",
-            "list_jobs": "def(self, limit: 'int | None' = 1000, *, after: 'str' = '') -> 'list[Job]'",
+            "list_jobs": "def(self, limit: 'int | None' = 1000, *, after: 'str' "
+            "= '') -> 'list[Job]'",
             "list_members": "def(self) -> 'list[Member]'",
             "list_namespaces": "def(self) -> 'list[Namespace]'",
             "list_runs": "def(self, job: 'str' = '', limit: 'int' = 100, state: "
@@ -445,9 +453,19 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "HasField": "def(self, name: 'str') -> 'bool'",
             "__init__": "def(self, created: 'int' = 0, existing: 'int' = "
             "0, next_from_ms: 'int' = 0, total_slots: 'int' "
-            "= 0) -> None",
+            "= 0, downstream_created: 'int' = 0) -> None",
             "class": "Record",
             "done": "property",
+            "from_pb": "classmethod(msg: 'Message') -> 'Self'",
+            "to_dict": "def(self) -> 'dict[str, Any]'",
+            "to_pb": "def(self) -> 'Any'",
+        },
+        "DependencyNode": {
+            "HasField": "def(self, name: 'str') -> 'bool'",
+            "__init__": "def(self, job: 'Job' = <factory>, last: 'Run | "
+            "None' = None, waiting: 'tuple[Run, ...]' = ()) "
+            "-> None",
+            "class": "Record",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
             "to_dict": "def(self) -> 'dict[str, Any]'",
             "to_pb": "def(self) -> 'Any'",
@@ -471,7 +489,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "__init__": "def(self, verdict: 'str' = '', explanation: 'str' "
             "= '', slot_ms: 'int' = 0, runs: 'tuple[Run, ...]' "
             "= (), previous_slot_ms: 'int' = 0, next_slot_ms: "
-            "'int' = 0, pending_cause: 'str' = '') -> None",
+            "'int' = 0, pending_cause: 'str' = '', upstream: "
+            "'tuple[Run, ...]' = ()) -> None",
             "class": "Record",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
             "next_slot_at": "property",
@@ -498,7 +517,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "paused_ms: 'int' = 0, max_runs: 'int' = 0, fired_runs: "
             "'int' = 0, buffered_run: 'str' = '', updated_ms: 'int' = "
             "0, open_skip: 'str' = '', resumed_ms: 'int' = 0, "
-            "namespace: 'str' = '') -> None",
+            "namespace: 'str' = '', depends_on: 'tuple[str, ...]' = (), "
+            "trigger_rule: 'TriggerRule' = <TriggerRule.UNSPECIFIED: "
+            "0>, dependency_timeout_ms: 'int' = 0, dependents: "
+            "'tuple[str, ...]' = (), gathering_run: 'str' = '') -> None",
             "class": "Record",
             "created_at": "property",
             "from_pb": "classmethod(msg: 'Message') -> 'Self'",
@@ -639,7 +661,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "note: 'str' = '', priority: 'int' = 0, tags: 'dict[str, "
             "str]' = <factory>, dispatch_deadline_ms: 'int' = 0, "
             "caused_by: 'str' = '', progress: 'str' = '', namespace: "
-            "'str' = '') -> None",
+            "'str' = '', upstream_runs: 'tuple[str, ...]' = (), "
+            "waiting_for: 'tuple[str, ...]' = (), "
+            "dependency_deadline_ms: 'int' = 0, isolated: 'bool' = "
+            "False) -> None",
             "class": "Record",
             "dispatch_deadline_at": "property",
             "done": "property",
@@ -654,7 +679,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         },
         "RunOrigin": {
             "class": "ProtoEnum",
-            "members": "UNSPECIFIED=0, SCHEDULE=1, CATCHUP=2, TRIGGER=3, BACKFILL=4, CHAIN=5",
+            "members": "UNSPECIFIED=0, SCHEDULE=1, CATCHUP=2, TRIGGER=3, "
+            "BACKFILL=4, CHAIN=5, DEPENDENCY=6",
             "parse": "classmethod(value: 'str | int') -> 'Self'",
             "proto_name": "property",
             "word": "property",
@@ -698,7 +724,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "members": "UNSPECIFIED=0, MISFIRE=1, COALESCED=2, "
             "CATCHUP_WINDOW=3, CATCHUP_LIMIT=4, OVERLAP=5, "
             "BUFFER_FULL=6, PAUSED=7, MAX_RUNS=8, DST_GAP=9, "
-            "QUOTA=10",
+            "QUOTA=10, UPSTREAM_FAILED=11, DEPENDENCY_TIMEOUT=12",
             "parse": "classmethod(value: 'str | int') -> 'Self'",
             "proto_name": "property",
             "word": "property",
@@ -714,6 +740,13 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "revoked": "property",
             "to_dict": "def(self) -> 'dict[str, Any]'",
             "to_pb": "def(self) -> 'Any'",
+        },
+        "TriggerRule": {
+            "class": "ProtoEnum",
+            "members": "UNSPECIFIED=0, ALL_SUCCEEDED=1, ALL_DONE=2, ANY_SUCCEEDED=3",
+            "parse": "classmethod(value: 'str | int') -> 'Self'",
+            "proto_name": "property",
+            "word": "property",
         },
         "WorkerInfo": {
             "HasField": "def(self, name: 'str') -> 'bool'",
@@ -745,7 +778,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "base_port: 'int | None' = None, extra_args: "
             "'Sequence[str]' = (), env: 'dict[str, str] | "
             "None' = None, secure: 'bool' = True, metrics: "
-            "'bool' = False, http: 'bool' = False, http_plaintext: 'bool' = False) -> 'None'",
+            "'bool' = False, http: 'bool' = False, "
+            "http_plaintext: 'bool' = False) -> 'None'",
             "add_node": "def(self, node_id: 'str | None' = None, "
             "join_via: 'str | None' = None) -> 'NodeSpec'",
             "alive": "def(self, node_id: 'str') -> 'bool'",

@@ -44,7 +44,7 @@ from google.protobuf.message import DecodeError
 
 from schedd.pb import command_pb2, types_pb2
 from schedd.state import keys
-from schedd.state.apply import audit, features, quotas
+from schedd.state.apply import audit, deps, features, quotas
 from schedd.state.apply.firing import _fire_due
 from schedd.state.apply.jobs import (
     _backfill,
@@ -223,6 +223,7 @@ _HANDLERS: dict[str, _Handler] = {
     "set_namespace": quotas.set_namespace,
     "report_features": features.report,
     "set_feature_level": features.set_level,
+    "dependency_timeout": deps.timeout,
 }
 
 
@@ -240,8 +241,8 @@ class MemoryState:
     def get(self, db: str, key: bytes) -> bytes | None:
         return self.data[db].get(key)
 
-    def scan(self, db: str, prefix: bytes, limit: int) -> list[bytes]:
-        return sorted(k for k in self.data[db] if k.startswith(prefix))[:limit]
+    def scan(self, db: str, prefix: bytes, limit: int, start: bytes = b"") -> list[bytes]:
+        return sorted(k for k in self.data[db] if k.startswith(prefix) and k >= start)[:limit]
 
     def execute(self, mutations: list[Mutation]) -> None:
         for m in mutations:
@@ -285,16 +286,45 @@ class MemoryState:
                 out.append(types_pb2.Run.FromString(raw))
         return out
 
+    def runs_at_or_before(self, job: str, uid: int, at_ms: int, limit: int) -> list[types_pb2.Run]:
+        prefix = keys.by_job_prefix(job)
+        out: list[types_pb2.Run] = []
+        for k in sorted(
+            (k for k in self.data["runs_by_job"] if k.startswith(prefix)), reverse=True
+        ):
+            if keys.from_be64(k[len(prefix) : len(prefix) + 8]) > at_ms:
+                continue
+            rid = k[len(prefix) + 8 :].decode()
+            raw = self.data["runs"].get(rid.encode())
+            if raw is not None and keys.uid_of_run_id(rid) == uid:
+                out.append(types_pb2.Run.FromString(raw))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def dependency_deadlines_until(self, now_ms: int, limit: int) -> list[str]:
+        out = [keys.split_time_key(k) for k in sorted(self.data["dep_deadline"])]
+        return [rid for t, rid in out if t <= now_ms][:limit]
+
 
 def state_digest(dbs: object, skip_meta: tuple[bytes, ...] = ()) -> str:
     """SHA-256 over every (db, key, value) in key order, leaving out ``meta.applied_index``
     (a position in the log, not state). ``dbs`` yields (db name, iterable of (key, value))."""
     import hashlib
+    import itertools
 
     h = hashlib.sha256()
     for db, items in dbs:  # type: ignore[attr-defined]
+        it = iter(items)
+        if db in keys.OPTIONAL_DBS:
+            # named only when it holds something: a state without dependencies has the digest
+            # it had before these databases existed (replicas of two versions compare equal)
+            first = next(it, None)
+            if first is None:
+                continue
+            it = itertools.chain([first], it)
         h.update(db.encode() + b"\x00")
-        for k, v in items:
+        for k, v in it:
             if db == "meta" and (k == keys.APPLIED_INDEX or k in skip_meta):
                 continue
             h.update(keys.be64(len(k)) + k + keys.be64(len(v)) + v)

@@ -19,6 +19,9 @@ Levels:
 3. bulk job creation (``CreateJobs``): the sub-commands of a ``Batch`` keep their own request
    ids and audit records (:func:`schedd.state.apply._batch`). An older version would apply
    such a batch without them, so the replicas' request and audit tables would differ.
+4. job dependencies (``Job.depends_on``, trigger rules, waiting runs, ``DeleteJobCmd.force``,
+   ``DependencyTimeoutCmd``; :mod:`schedd.state.apply.deps`). An older version would store a
+   job without its upstreams and run it on its schedule alone.
 """
 
 from __future__ import annotations
@@ -32,10 +35,16 @@ from schedd.state.apply.txn import Result, Txn
 BASELINE = 1
 MEMBERSHIP = 2
 BULK_CREATE = 3
+DEPENDENCIES = 4
 #: the highest level this version supports (a module attribute, read when used)
-SUPPORTED = BULK_CREATE
+SUPPORTED = DEPENDENCIES
 
-NAMES = {BASELINE: "baseline", MEMBERSHIP: "membership changes", BULK_CREATE: "bulk job creation"}
+NAMES = {
+    BASELINE: "baseline",
+    MEMBERSHIP: "membership changes",
+    BULK_CREATE: "bulk job creation",
+    DEPENDENCIES: "job dependencies",
+}
 
 
 def level(txn: Txn) -> int:
@@ -71,4 +80,13 @@ def set_level(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
     return Result(message=f"feature level {current} -> {want}")
 
 
-__all__ = ["BASELINE", "BULK_CREATE", "MEMBERSHIP", "NAMES", "SUPPORTED", "level", "node_levels"]
+__all__ = [
+    "BASELINE",
+    "BULK_CREATE",
+    "DEPENDENCIES",
+    "MEMBERSHIP",
+    "NAMES",
+    "SUPPORTED",
+    "level",
+    "node_levels",
+]

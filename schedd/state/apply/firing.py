@@ -7,7 +7,7 @@ from __future__ import annotations
 from schedd.pb import command_pb2, types_pb2
 from schedd.sched.misfire import in_pause, is_late
 from schedd.state import keys
-from schedd.state.apply import quotas
+from schedd.state.apply import deps, quotas
 from schedd.state.apply.runs import _new_run, _paced, _skip, _start_run
 from schedd.state.apply.txn import Job, Result, Txn
 
@@ -25,6 +25,9 @@ def _fire_due(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
             or (item.next_due_ms and item.next_due_ms <= item.from_due_ms)
         ):
             stale += 1
+            continue
+        if job.depends_on and {m.job for m in item.upstream} != set(job.depends_on):
+            stale += 1  # planned before an update changed its upstreams: the next tick replans
             continue
         if item.policy and job.misfire:
             fired += _fire_with_policy(txn, job, item, now, cmd.fire_due.catchup_spacing_ms)
@@ -108,6 +111,7 @@ def _fire_with_policy(
             catchup = late
         fire = [(s, -1, types_pb2.RUN_ORIGIN_CATCHUP) for s in catchup] + fire
     fired = 0
+    position = {s: i for i, s in enumerate(slots)}
     for slot, due, origin in fire:
         if job.max_runs and job.fired_runs >= job.max_runs:
             break
@@ -115,7 +119,19 @@ def _fire_with_policy(
             job.open_skip = ""  # (a backfill's) record of its own: later skips start anew
             continue
         not_before = _paced(txn, now, spacing_ms) if due < 0 else due
-        run = _start_run(txn, job, slot, not_before, now, origin=origin)
+        if job.depends_on:
+            run = deps.start_waiting(
+                txn,
+                job,
+                slot,
+                not_before,
+                now,
+                origin=origin,
+                matches=item.upstream,
+                index=position[slot],
+            )
+        else:
+            run = _start_run(txn, job, slot, not_before, now, origin=origin)
         if run is not None and run.state != types_pb2.RUN_STATE_SKIPPED:
             job.fired_runs += 1
             job.open_skip = ""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from schedd.pb import command_pb2, types_pb2
 from schedd.state import keys
-from schedd.state.apply import quotas
+from schedd.state.apply import deps, graph, quotas
 from schedd.state.apply.runs import (
-    _MAX_CHAIN_WALK,
     _free_slot,
     _missing,
     _paced,
@@ -17,49 +16,10 @@ from schedd.state.apply.runs import (
 from schedd.state.apply.txn import Job, Result, Txn
 
 
-def _chain_error(txn: Txn, name: str, on_success: str, on_failure: str) -> Result | None:
-    """INVALID_ARGUMENT when a chain target is missing or the new edges close a cycle."""
-    for fld, target in (("on_success", on_success), ("on_failure", on_failure)):
-        if not target:
-            continue
-        if target == name:
-            return Result("INVALID_ARGUMENT", f"{fld}: a job cannot chain to itself")
-        if txn.job(target) is None:
-            return Result("INVALID_ARGUMENT", f"{fld}: no job named {target!r}")
-    for fld, target in (("on_success", on_success), ("on_failure", on_failure)):
-        if not target:
-            continue
-        # Depth-first over the stored chain edges, looking for a way back to `name`.
-        parent: dict[str, str] = {target: name}
-        stack = [target]
-        steps = 0
-        while stack:
-            cur = stack.pop()
-            steps += 1
-            if steps > _MAX_CHAIN_WALK:
-                return Result(
-                    "INVALID_ARGUMENT",
-                    f"{fld}: the chain from {target!r} is longer than {_MAX_CHAIN_WALK} jobs",
-                )
-            job = txn.job(cur)
-            if job is None:
-                continue
-            for nxt in (job.on_success, job.on_failure):
-                if not nxt or nxt in parent:
-                    continue
-                parent[nxt] = cur
-                if nxt == name:
-                    path = [name]
-                    while path[-1] != target:
-                        path.append(parent[path[-1]])
-                    path.append(name)
-                    return Result(
-                        "INVALID_ARGUMENT",
-                        f"{fld}: chaining to {target!r} makes a cycle: "
-                        + " -> ".join(reversed(path)),
-                    )
-                stack.append(nxt)
-    return None
+def _live(job: Job) -> bool:
+    """Whether ``job`` can still fire: a due slot, or (without a schedule) upstreams that start
+    it when they are satisfied."""
+    return bool(job.next_due_ms) or (not deps.scheduled(job) and bool(job.depends_on))
 
 
 def _create_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
@@ -69,7 +29,9 @@ def _create_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
         return Result("INVALID_ARGUMENT", "name: is required")
     if txn.get("jobs", job.name.encode()) is not None:
         return Result("ALREADY_EXISTS", f"name: a job named {job.name!r} already exists")
-    err = _chain_error(txn, job.name, job.on_success, job.on_failure)
+    job.ClearField("dependents")  # kept by apply alone
+    job.gathering_run = ""
+    err = graph.graph_error(txn, job, None)
     if err is None:
         err = quotas.job_refused(txn, job.name)
     if err is not None:
@@ -78,9 +40,11 @@ def _create_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
     job.uid = index
     job.created_ms = now
     job.version = 1
-    job.state = types_pb2.JOB_STATE_ACTIVE if job.next_due_ms else types_pb2.JOB_STATE_FINISHED
+    job.state = types_pb2.JOB_STATE_ACTIVE if _live(job) else types_pb2.JOB_STATE_FINISHED
     if job.next_due_ms:
         txn.put("due", keys.due_key(job.next_due_ms, job.name), b"")
+    if job.depends_on:
+        graph.link(txn, job, None)
     txn.put_job(job)
     return Result(job=job)
 
@@ -99,7 +63,7 @@ def _update_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
             f"{max(job.version, 1)}, not {want}; read it again and retry",
             job=job,
         )
-    err = _chain_error(txn, new.name, new.on_success, new.on_failure)
+    err = graph.graph_error(txn, new, job)
     if err is not None:
         return err
     same_schedule = new.schedule.SerializeToString(
@@ -117,8 +81,11 @@ def _update_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
         "open_skip",
         "paused_ms",
         "resumed_ms",
+        "gathering_run",
     ):
         setattr(new, f, getattr(job, f))
+    new.ClearField("dependents")
+    new.dependents.extend(job.dependents)
     if not same_schedule:
         new.open_skip = ""  # the new slot sequence starts its own skip records
     new.version = max(job.version, 1) + 1
@@ -127,11 +94,13 @@ def _update_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
     if new.max_runs and new.fired_runs >= new.max_runs:
         new.next_due_ms = 0
     if new.state != types_pb2.JOB_STATE_PAUSED:
-        new.state = types_pb2.JOB_STATE_ACTIVE if new.next_due_ms else types_pb2.JOB_STATE_FINISHED
-    if new.state == types_pb2.JOB_STATE_ACTIVE:
+        new.state = types_pb2.JOB_STATE_ACTIVE if _live(new) else types_pb2.JOB_STATE_FINISHED
+    if new.state == types_pb2.JOB_STATE_ACTIVE and new.next_due_ms:
         txn.put("due", keys.due_key(new.next_due_ms, new.name), b"")
     if new.buffered_run and new.overlap != types_pb2.OVERLAP_POLICY_BUFFER_ONE:
         _promote_buffered(txn, new, now)
+    if new.depends_on or job.depends_on:
+        graph.link(txn, new, job)
     txn.put_job(new)
     return Result(job=new)
 
@@ -141,6 +110,19 @@ def _delete_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
     job = txn.job(name)
     if job is None:
         return _missing(name)
+    unlinked: list[str] = []
+    if job.dependents:
+        if not cmd.delete_job.force:
+            return Result(
+                "FAILED_PRECONDITION",
+                f"name: jobs depend on {name!r}: {', '.join(job.dependents)}; delete or change "
+                "them first, or force the delete (their depends_on then loses it)",
+                job=job,
+            )
+        unlinked = deps.force_unlink(txn, job, now)
+    if job.depends_on or job.gathering_run:
+        deps.unlink_deleted(txn, job, now)
+    deps.forget(txn, job)
     if job.next_due_ms and job.state == types_pb2.JOB_STATE_ACTIVE:
         txn.delete("due", keys.due_key(job.next_due_ms, name))
     if job.buffered_run:
@@ -153,7 +135,13 @@ def _delete_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
     txn.delete("jobs", name.encode())
     quotas.add_jobs(txn, name, -1)
     # Its PENDING runs are cancelled lazily, when the dispatcher tries to grant them.
-    return Result(job=job)
+    return Result(
+        job=job,
+        message=f"removed {name!r} from the depends_on of {', '.join(unlinked)}"
+        if unlinked
+        else "",
+        items=tuple(("UNLINKED", j) for j in unlinked),
+    )
 
 
 def _pause_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
@@ -208,7 +196,7 @@ def _resume_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
         job.state = types_pb2.JOB_STATE_ACTIVE
         txn.put("due", keys.due_key(job.next_due_ms, job.name), b"")
     else:
-        job.state = types_pb2.JOB_STATE_FINISHED
+        job.state = types_pb2.JOB_STATE_ACTIVE if _live(job) else types_pb2.JOB_STATE_FINISHED
     txn.put_job(job)
     return Result(job=job)
 
@@ -246,20 +234,36 @@ def _backfill(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
     if refused is not None:
         return refused
     created = existing = 0
-    for slot in body.slots_ms:
+    for i, slot in enumerate(body.slots_ms):
         if txn.get("runs", keys.run_id(job.name, job.uid, slot).encode()) is not None:
             existing += 1
             continue
-        run = _start_run(
-            txn,
-            job,
-            slot,
-            _paced(txn, now, body.spacing_ms),
-            now,
-            origin=types_pb2.RUN_ORIGIN_BACKFILL,
-            override=body.overlap or types_pb2.OVERLAP_POLICY_ALLOW,
-            merge_skip=False,
-        )
+        if job.depends_on and deps.scheduled(job):
+            run = deps.start_waiting(
+                txn,
+                job,
+                slot,
+                _paced(txn, now, body.spacing_ms),
+                now,
+                origin=types_pb2.RUN_ORIGIN_BACKFILL,
+                matches=body.upstream,
+                index=i,
+                isolated=body.isolate,
+            )
+        else:
+            run = _start_run(
+                txn,
+                job,
+                slot,
+                _paced(txn, now, body.spacing_ms),
+                now,
+                origin=types_pb2.RUN_ORIGIN_BACKFILL,
+                override=body.overlap or types_pb2.OVERLAP_POLICY_ALLOW,
+                merge_skip=False,
+            )
+            if run is not None and body.isolate:
+                run.isolated = True
+                txn.put_run(run)
         created += run is not None
     txn.put_job(job)
     return Result(job=job, count=created, existing=existing)

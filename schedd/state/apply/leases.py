@@ -7,6 +7,7 @@ from __future__ import annotations
 from schedd.pb import command_pb2, types_pb2
 from schedd.sched import retry
 from schedd.state import keys
+from schedd.state.apply import deps
 from schedd.state.apply.runs import (
     _active_key,
     _cancel_active,
@@ -15,6 +16,7 @@ from schedd.state.apply.runs import (
     _pend,
     _promote_buffered,
     _unpend,
+    _upstream_changed,
 )
 from schedd.state.apply.txn import Granted, Result, Run, Txn
 
@@ -240,6 +242,9 @@ def _cancel_run(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
     why = "cancelled" + (f" by {cmd.principal}" if cmd.principal else "")
     why += f": {c.reason}" if c.reason else ""
     job = _job_of(txn, run)
+    if run.state == types_pb2.RUN_STATE_WAITING and run.waiting_for:
+        deps.cancel_waiting(txn, run, why, now)  # waiting for upstreams, not buffered
+        return Result(run=run)
     if run.state == types_pb2.RUN_STATE_WAITING:
         if job is not None and job.buffered_run == run.run_id:
             job.buffered_run = ""
@@ -303,4 +308,6 @@ def _retry_run(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resu
     txn.put_run(run)
     _pend(txn, run)
     txn.put("active", _active_key(run), b"")
+    if job.dependents:  # the runs its death made skip wait for it again
+        _upstream_changed(txn, job, run, now, reopened=True)
     return Result(job=job, run=run)

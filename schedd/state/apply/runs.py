@@ -121,11 +121,16 @@ def _skip(
             and rec.skip_reason == reason
             and rec.skipped_until_ms < slot_ms
         ):
+            old_until = rec.skipped_until_ms
             rec.skipped_until_ms = until
             rec.skipped_count = rec.skipped_count + count if rec.skipped_count and count else 0
             rec.finished_ms = now
             txn.put_run(rec)
             txn.skipped[reason] = txn.skipped.get(reason, 0) + max(1, count)
+            if job.dependents:
+                txn.delete("dep_skips", keys.dep_wait_key(job.name, job.uid, old_until, rec.run_id))
+                _index_skip(txn, job, rec)
+                _upstream_changed(txn, job, rec, now, lo=slot_ms, hi=until)
             return rec
     rid = _rid(job, slot_ms, origin)
     while txn.get("runs", rid.encode()) is not None:
@@ -153,7 +158,28 @@ def _skip(
     quotas.add_runs(txn, job.name, 1)
     job.open_skip = rid if merge else ""
     txn.skipped[reason] = txn.skipped.get(reason, 0) + max(1, count)
+    if job.dependents:
+        _index_skip(txn, job, rec)
+        _upstream_changed(txn, job, rec, now, lo=slot_ms, hi=until)
     return rec
+
+
+def _index_skip(txn: Txn, job: Job, rec: Run) -> None:
+    """Skip records of a job others depend on, by last slot: a run matched to a slot finds the
+    record covering it with one seek (schedd.state.apply.deps)."""
+    key = keys.dep_wait_key(
+        job.name, job.uid, max(rec.skipped_until_ms, rec.scheduled_ms), rec.run_id
+    )
+    txn.put("dep_skips", key, keys.be64(rec.scheduled_ms))
+
+
+def _upstream_changed(
+    txn: Txn, job: Job, rec: Run, now: int, *, lo: int = -1, hi: int = -1, reopened: bool = False
+) -> None:
+    """A record of ``job``, which others depend on, changed (schedd.state.apply.deps)."""
+    from schedd.state.apply import deps  # deps builds on this module
+
+    deps.changed(txn, job, rec, now, lo=lo, hi=hi, reopened=reopened)
 
 
 def _cancel_active(txn: Txn, run: Run, now: int, why: str) -> None:
@@ -169,6 +195,9 @@ def _cancel_active(txn: Txn, run: Run, now: int, why: str) -> None:
     txn.put_run(run)
     txn.delete("active", _active_key(run))
     txn.count_finished(run)
+    job = _job_of(txn, run)
+    if job is not None and job.dependents:
+        _upstream_changed(txn, job, run, now)
 
 
 RUN, BUFFER = 0, -1  # decisions of _admit besides a SkipReason
@@ -286,6 +315,8 @@ def _ended(txn: Txn, run: Run, now: int, *, success: bool | None) -> None:
     if job.buffered_run:
         _promote_buffered(txn, job, now)
         txn.put_job(job)
+    if job.dependents:
+        _upstream_changed(txn, job, run, now)
     target = "" if success is None else (job.on_success if success else job.on_failure)
     if target:
         _chain(txn, run, target, now, "on_success" if success else "on_failure")

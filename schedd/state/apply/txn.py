@@ -22,11 +22,12 @@ Run = types_pb2.Run
 
 class Reader(Protocol):
     """Read access to committed state: ``get(db, key)`` (None when absent) and ``scan(db,
-    prefix, limit)``: the first ``limit`` keys starting with ``prefix``, in key order."""
+    prefix, limit, start)``: the first ``limit`` keys starting with ``prefix``, in key order,
+    from ``start`` on (a seek; b"": from the first)."""
 
     def get(self, db: str, key: bytes) -> bytes | None: ...
 
-    def scan(self, db: str, prefix: bytes, limit: int) -> list[bytes]: ...
+    def scan(self, db: str, prefix: bytes, limit: int, start: bytes = b"") -> list[bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -152,11 +153,15 @@ class Txn:
             for (db, key), value in self._writes.items()
         ]
 
-    def scan(self, db: str, prefix: bytes, limit: int) -> list[bytes]:
-        """Keys with ``prefix`` in key order, earlier writes of this entry included."""
-        found = set(self._reader.scan(db, prefix, limit + len(self._writes)))
+    def scan(self, db: str, prefix: bytes, limit: int, start: bytes = b"") -> list[bytes]:
+        """Keys with ``prefix`` in key order from ``start`` on, earlier writes of this entry
+        included."""
+        if start:
+            found = set(self._reader.scan(db, prefix, limit + len(self._writes), start))
+        else:  # (the call every reader has always answered)
+            found = set(self._reader.scan(db, prefix, limit + len(self._writes)))
         for (d, k), v in self._writes.items():
-            if d == db and k.startswith(prefix):
+            if d == db and k.startswith(prefix) and k >= start:
                 if v is None:
                     found.discard(k)
                 else:
