@@ -159,9 +159,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     procs: list[subprocess.Popen[bytes]] = []
     with Client(args.endpoints, retry_for=30) as client:
-        # Hourly: it never fires by itself during the demo; we trigger one run.
+        # Due once, a week from now: it never fires by itself during the demo (an hourly job
+        # did, when the demo ran across the top of an hour); we trigger one run.
         client.create_job(
-            job, every_ms=3600_000, queue=queue, retry={"max_attempts": 5, "initial_backoff_ms": 0}
+            job,
+            at_ms=int(time.time() * 1000) + 7 * 24 * 3600_000,
+            queue=queue,
+            retry={"max_attempts": 5, "initial_backoff_ms": 0},
         )
         try:
             a = spawn(args, "A", queue, job, work)
