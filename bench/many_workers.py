@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import percentile, process_cpu_s, progress  # noqa: E402
+from common import latency_summary_ms, process_cpu_s, progress  # noqa: E402
 
 from schedd.testing import LocalCluster  # noqa: E402
 
@@ -141,18 +140,11 @@ def _latencies(client: Any, seconds: float) -> dict[str, Any]:
         except Exception as e:
             errors.append(repr(e)[:200])
 
-    def summary(xs: list[float]) -> dict[str, Any]:
-        xs = sorted(xs)
-        if not xs:
-            return {"n": 0}
-        return {
-            "n": len(xs),
-            "p50_ms": round(statistics.median(xs) * 1000, 2),
-            "p99_ms": round(percentile(xs, 99) * 1000, 2),
-            "max_ms": round(xs[-1] * 1000, 2),
-        }
-
-    return {"get_job": summary(reads), "trigger_job": summary(writes), "errors": errors[:5]}
+    return {
+        "get_job": latency_summary_ms(reads),
+        "trigger_job": latency_summary_ms(writes),
+        "errors": errors[:5],
+    }
 
 
 def run(workers: int, procs: int, seconds: float, node_args: list[str], keep: bool) -> dict:
