@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +32,7 @@ from common import CpuMeter, latency_summary_ms, load_average, progress
 
 from schedd.agent import Context, Worker
 from schedd.client import Client
-from schedd.pb import types_pb2
+from schedd.pb import api_pb2, types_pb2
 from schedd.testing import LocalCluster
 
 BENCH_PROCESS = "bench process (worker, client)"
@@ -395,17 +395,23 @@ def lag(
     unsafe_no_fsync: bool = False,
     insecure: bool = False,
     metrics: bool = False,
+    spread: bool = False,
+    extra_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     """(b) ``jobs`` cron jobs firing every second (``jobs`` firings/s) for ``duration_s``; lag is
     handler start (``time.time()``) minus the firing's scheduled time, per firing.
+    ``spread``: instead, interval jobs of 1 s whose slots are spread evenly over the second
+    (job i at i x 1000/jobs ms past each second), so firings come one at a time.
+    ``extra_args``: more ``schedd run`` flags for every node (e.g. ``--fire-ahead 0``).
     ``unsafe_no_fsync``: every node runs with ``--unsafe-no-fsync``; ``insecure``: with
     ``--insecure`` (plaintext, no tokens) instead of mutual TLS and a token."""
-    node_args = list(UNSAFE_ARGS) if unsafe_no_fsync else []
+    node_args = (list(UNSAFE_ARGS) if unsafe_no_fsync else []) + list(extra_args)
     result: dict[str, Any] = {
         "mode": mode_name(unsafe_no_fsync, insecure, metrics),
         "node_args": node_args,
         "jobs": jobs,
-        "cron": "* * * * * *",
+        "workload": "spread" if spread else "aligned",
+        "cron": "" if spread else "* * * * * *",
         "duration_s": duration_s,
         "rate_per_s": jobs,
         "worker_concurrency": concurrency,
@@ -422,8 +428,27 @@ def lag(
         secure=not insecure,
         metrics=metrics,
     ) as h:
-        specs = [(f"lag-{i:04d}", {"cron": "* * * * * *"}) for i in range(jobs)]
-        create_s = _create_jobs(h.client, specs, 16)
+        t0 = time.monotonic()
+        if spread:
+            step = 1000 // max(1, jobs)
+            for first in range(0, jobs, 500):
+                h.client.create_jobs(
+                    [
+                        api_pb2.CreateJobRequest(
+                            name=f"lag-{i:04d}",
+                            schedule=types_pb2.Schedule(
+                                kind=types_pb2.SCHEDULE_KIND_INTERVAL,
+                                every_ms=1000,
+                                anchor_ms=i * step,
+                            ),
+                        )
+                        for i in range(first, min(jobs, first + 500))
+                    ]
+                )
+            create_s = time.monotonic() - t0
+        else:
+            specs = [(f"lag-{i:04d}", {"cron": "* * * * * *"}) for i in range(jobs)]
+            create_s = _create_jobs(h.client, specs, 16)
         result["create_s"] = round(create_s, 3)
         start = math.ceil(time.time()) + warmup_s
         end = start + duration_s

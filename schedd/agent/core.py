@@ -498,6 +498,9 @@ class Context:
     worker_id: str
     lease_ttl_ms: int = 0
     namespace: str = "default"  # the namespace of the job (job and queue are names within it)
+    # When the handler may start (epoch ms; 0: at once). The leader commits some firings a
+    # little ahead of their due time (--fire-ahead); the agent waits for this instant first.
+    start_at_ms: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     _progress: list[str] = field(default_factory=lambda: [""], repr=False, compare=False)
 
@@ -563,6 +566,7 @@ def context_from_firing(
         worker_id=worker_id,
         lease_ttl_ms=firing.lease_ttl_ms,
         namespace=getattr(firing, "namespace", "") or "default",
+        start_at_ms=getattr(firing, "start_at_ms", 0),
         cancelled=cancelled if cancelled is not None else CancelEvent(),
     )
 

@@ -20,6 +20,7 @@ import asyncio
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -213,6 +214,12 @@ class Runner:
         normally. The completion is then flushed to the current stream."""
         shared = self._shared
         log = shared.log
+        if ctx.start_at_ms:
+            # Committed ahead of its due time: start on time by this machine's clock, not
+            # before (a lease revoked meanwhile sets ``cancelled`` and ends the wait).
+            delay = ctx.start_at_ms / 1000 - time.time()
+            while delay > 0 and not ctx.cancelled.wait(delay):
+                delay = ctx.start_at_ms / 1000 - time.time()
         _in_handler.active = True
         key = (ctx.run_id, ctx.fence)
         started = shared.clock()

@@ -269,6 +269,9 @@ class Stream:
                 namespace=self._namespace,
                 # The leader grants this worker only firings of these jobs ("*": any job).
                 jobs=self._runner.handler_names(),
+                # Runner.run starts no handler before Firing.start_at_ms: the leader may
+                # commit our firings ahead of their due time (--fire-ahead).
+                waits_for_start=True,
             )
         )
         while True:

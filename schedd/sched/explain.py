@@ -67,14 +67,22 @@ def pending_cause(
     run: types_pb2.Run, workers: Sequence[WorkerView], now_ms: int
 ) -> tuple[str, str]:
     """Why the PENDING run ``run`` (stored names) has not started: ``(cause, sentence)``, the
-    first that holds of: ``backoff`` (its not-before time is still ahead), ``no_worker`` (no live
+    first that holds of: ``backoff`` (its not-before time is still ahead; for a first scheduled
+    attempt fired ahead of its time, only when no cause below holds), ``no_worker`` (no live
     worker serves its queue), ``tags`` (none of those carries its tags), ``no_handler`` (none of
     those announces its job), ``busy`` (all of those hold as many leases as their concurrency);
     else ``""`` with a sentence saying a worker can take it. Mirrors the grant planner's rule
     (schedd.server.planner.plan_grants)."""
     ns, queue = namespaces.split(run.queue)
     where = f"queue {queue!r}" + (f" of namespace {ns!r}" if ns != namespaces.DEFAULT else "")
-    if run.not_before_ms > now_ms:
+    # A first scheduled attempt fired ahead of its time (--fire-ahead) is due in a moment: what
+    # matters is whether a worker can take it then, so the worker checks below come first.
+    ahead = (
+        run.not_before_ms > now_ms
+        and run.attempt == 1
+        and run.origin == types_pb2.RUN_ORIGIN_SCHEDULE
+    )
+    if run.not_before_ms > now_ms and not ahead:
         why = (
             f"waiting for its retry backoff (attempt {run.attempt})"
             if run.attempt > 1
@@ -111,6 +119,11 @@ def pending_cause(
         return "busy", (
             f"Every worker that can run it is busy ({_ids(capable)}: leases held = "
             "concurrency); it starts when one finishes."
+        )
+    if ahead:
+        return "backoff", (
+            f"It was fired ahead of its time and goes to a worker ({_ids(capable)}) to start "
+            f"at {format_ms(run.not_before_ms)}."
         )
     return "", f"A worker can take it ({_ids(capable)}): it should start within a moment."
 

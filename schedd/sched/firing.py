@@ -52,8 +52,12 @@ def plan_fire(
     *,
     max_slots: int,
     scan_cap: int = DEFAULT_SCAN_CAP,
+    horizon_ms: int | None = None,
 ) -> command_pb2.FireItem:
-    """The FireItem for ``job`` whose committed next due time ``due_ms`` has come (<= now)."""
+    """The FireItem for ``job`` whose committed next due time ``due_ms`` has come (<= now), or
+    comes by ``horizon_ms`` (firing ahead: slots due up to the horizon are listed; whether one
+    is late is still judged at ``now_ms``)."""
+    horizon = now_ms if horizon_ms is None else max(now_ms, horizon_ms)
     name = job.name
     item = command_pb2.FireItem(name=name, uid=job.uid, from_due_ms=due_ms, policy=True)
     real: Schedule | None = None
@@ -90,7 +94,7 @@ def plan_fire(
     partial = False
     while slot is not None:
         due = due_of(slot)
-        if due > now_ms:
+        if due > horizon:
             break
         if is_gap(slot):
             item.dst_gap_ms.append(slot)

@@ -139,6 +139,13 @@ def _election_timeout(text: str) -> tuple[float, float] | None:
     return low, high
 
 
+def _fire_ahead(text: str) -> int:
+    """``--fire-ahead`` in ms: a duration, or 0 (off)."""
+    if text.strip() in ("0", "0s", "0ms", "off"):
+        return 0
+    return int(round(_parse_duration(text, "--fire-ahead") * 1000))
+
+
 def _parse_duration(text: str, option: str) -> float:
     """A flag's duration in seconds, by the one duration syntax (``500ms``, ``10s``, ``2.5s``,
     ``1m30s``; a bare number is seconds)."""
@@ -238,6 +245,15 @@ def _write_rate(text: str) -> dict[str, Any]:
     "--lease-ttl", default=None, help="Lease period of a firing without heartbeats [10s]."
 )
 @click.option("--heartbeat-interval", default=None, help="How often workers heartbeat [2s].")
+@click.option(
+    "--fire-ahead",
+    default=None,
+    help="Commit and lease a firing up to this long before it is due, to a worker that waits "
+    "for the due time on its own clock (this version's agent): the handler starts on time "
+    "instead of after a Raft round. Jobs with an overlap limit or upstreams fire once due; "
+    "a pause, delete or update in the window takes the early firing back. 0 turns it off "
+    "[100ms; at most 5s and half of --lease-ttl].",
+)
 @click.option(
     "--retry-backoff",
     default=None,
@@ -386,6 +402,7 @@ def run(
     raft_password_file: str | None,
     lease_ttl: str | None,
     heartbeat_interval: str | None,
+    fire_ahead: str | None,
     retry_backoff: str | None,
     catchup_rate: float | None,
     map_size: int | None,
@@ -478,7 +495,13 @@ def run(
         catchup_spacing_ms=_catchup_spacing(
             pick(catchup_rate, "catchup_rate", 1000 / d.catchup_spacing_ms)
         ),
+        fire_ahead_ms=_fire_ahead(str(pick(fire_ahead, "fire_ahead", f"{d.fire_ahead_ms}ms"))),
     )
+    if settings.fire_ahead_ms > min(5000, settings.lease_ttl_s * 500):
+        _fail(
+            f"--fire-ahead: {settings.fire_ahead_ms} ms is over the limit of 5s and half of "
+            "--lease-ttl (the lease must outlast the wait for the due time)"
+        )
     if settings.heartbeat_interval_s * 2 > settings.lease_ttl_s:
         _fail(
             "--heartbeat-interval: must be at most half of --lease-ttl so one lost heartbeat does not expire a lease"

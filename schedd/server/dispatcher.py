@@ -41,7 +41,7 @@ from schedd.sched.schedule import Schedule, compile_schedule, format_duration
 from schedd.server import planner, validate
 from schedd.server.leases import LeaseTable, completion_verdict
 from schedd.server.workers import Registry, WorkerSession
-from schedd.state.apply import Result, Revoked, encode
+from schedd.state.apply import Result, Revoked, encode, features
 
 if TYPE_CHECKING:
     from schedd.raft.adapter import RaftNode
@@ -60,6 +60,9 @@ class DispatchSettings:
     # Cluster-wide pacing of catch-up runs (missed slots fired late, backfills): at most one per
     # this many ms in not_before time, across all jobs (10 ms = 100 catch-up runs per second).
     catchup_spacing_ms: int = 10
+    # Slots of jobs that fire ahead (planner.fires_ahead) are committed and leased this long
+    # before they are due, to workers that wait for Firing.start_at_ms (feature level 5).
+    fire_ahead_ms: int = 100
     max_slots_per_job: int = 100  # per tick; the rest come next tick
     # Bounds on one tick's Raft entry: a smaller entry commits (and reaches workers) sooner;
     # the next tick follows at once while work remains.
@@ -123,6 +126,7 @@ class Dispatcher:
         self._last_housekeeping = 0.0
         self._prune_cursor = ""
         self._request_cursor = ""
+        self._ahead_level_ok = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -557,10 +561,15 @@ class Dispatcher:
 
     def _idle_wait(self, now_ms: int, mono: float) -> float:
         wait = self.settings.idle_tick_s
+        ahead = self._plan_settings.fire_ahead_ms
         for t in (self.store.next_due_ms(), self.store.next_pending_ms()):
             # A time already past is work this tick could not do (no worker with a free slot
             # serves that queue): a worker attaching or finishing wakes the loop, so do not spin.
-            if t is not None and t > now_ms:
+            if t is not None and t - ahead > now_ms:
+                wait = min(wait, (t - ahead - now_ms) / 1000)
+            elif t is not None and t > now_ms:
+                # inside the fire-ahead window but not fired (a job that fires once due, or
+                # no waiting worker): wake at the due time itself
                 wait = min(wait, (t - now_ms) / 1000)
         with self._lock:
             exp = self.leases.next_expiry()
@@ -626,7 +635,18 @@ class Dispatcher:
             catchup_spacing_ms=s.catchup_spacing_ms,
             retry_backoff_ms=s.retry_backoff_ms,
             lease_ttl_ms=int(s.lease_ttl_s * 1000),
+            fire_ahead_ms=self._fire_ahead_ms(),
         )
+
+    def _fire_ahead_ms(self) -> int:
+        """The configured fire-ahead once the cluster runs at the level that revokes early
+        runs on pause, delete and update (every replica then does); 0 before."""
+        if not self.settings.fire_ahead_ms:
+            return 0
+        if self._ahead_level_ok or self.store.feature_level() >= features.FIRE_AHEAD:
+            self._ahead_level_ok = True  # a feature level is never lowered
+            return self.settings.fire_ahead_ms
+        return 0
 
     def worker_views(self) -> list[WorkerView]:
         """Every attached worker as plain data for ``job explain`` (draining and silent ones
@@ -669,6 +689,7 @@ class Dispatcher:
                     dict(w.tags),
                     w.concurrency - self.leases.count_for(w.worker_id),
                     w.jobs,
+                    early=w.waits_for_start,
                 )
                 for w in sessions
             ]

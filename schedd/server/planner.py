@@ -58,6 +58,9 @@ class PlanSettings:
     catchup_spacing_ms: int = 10
     retry_backoff_ms: int = 1000
     lease_ttl_ms: int = 10_000
+    # How long before its due time a slot may be committed and leased to a worker that waits
+    # for Firing.start_at_ms (FreeWorker.early); 0: only once due. See fires_ahead().
+    fire_ahead_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class FreeWorker:
     free: int
     # The stored (namespace-qualified) names of the jobs it has a handler for; None: any job.
     jobs: frozenset[str] | None = None
+    # It honours Firing.start_at_ms (Hello.waits_for_start): it may get runs before they are due.
+    early: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,27 +138,56 @@ class Outbox:
 ScheduleOf = Callable[[types_pb2.Schedule], Schedule]
 
 
+def fires_ahead(job: types_pb2.Job) -> bool:
+    """Whether ``job``'s slots may be committed before they are due (``fire_ahead_ms``).
+
+    Only jobs whose firing decision cannot depend on what happens in the last moments before
+    the slot: misfire-policy jobs with overlap ``allow``, no ``max_concurrent`` and no upstreams.
+    For them, firing early decides exactly what firing on time would (a run per slot); what can
+    still change in the window (pause, delete, update) revokes the early run in apply
+    (:func:`schedd.state.apply.jobs.revoke_early`). Other jobs fire once due, as before."""
+    return (
+        bool(job.misfire)
+        and job.overlap in (types_pb2.OVERLAP_POLICY_UNSPECIFIED, types_pb2.OVERLAP_POLICY_ALLOW)
+        and not job.max_concurrent
+        and not job.depends_on
+    )
+
+
 def plan_fires(
     view: PlanView, now_ms: int, s: PlanSettings, schedule_of: ScheduleOf
 ) -> tuple[list[command_pb2.FireItem], list[Candidate]]:
     """FireDue items for the jobs due now (at most ``max_fires_per_tick`` slots in all) and the
-    on-time runs they create, which the same tick may grant. A job whose schedule no longer
-    compiles is left alone (its due entry stays; the error is the caller's to log)."""
+    on-time runs they create, which the same tick may grant. Jobs that :func:`fires_ahead`
+    also fire their slots due up to ``fire_ahead_ms`` from now (lateness is still judged at
+    ``now_ms``). A job whose schedule no longer compiles is left alone (its due entry stays;
+    the error is the caller's to log)."""
     items: list[command_pb2.FireItem] = []
     new_runs: list[Candidate] = []
     budget = s.max_fires_per_tick
-    for due_ms, name in view.due_until(now_ms, limit=s.max_fires_per_tick):
+    horizon = now_ms + max(0, s.fire_ahead_ms)
+    for due_ms, name in view.due_until(horizon, limit=s.max_fires_per_tick):
         if budget <= 0:
             break
         job = view.get_job(name)
         if job is None or job.next_due_ms != due_ms or job.state != types_pb2.JOB_STATE_ACTIVE:
+            continue
+        ahead = horizon > now_ms and fires_ahead(job)
+        if due_ms > now_ms and not ahead:
             continue
         try:
             sched = schedule_of(job.schedule)
         except SchedError:
             continue
         if job.misfire:
-            item = plan_fire(sched, job, due_ms, now_ms, max_slots=min(s.max_slots_per_job, budget))
+            item = plan_fire(
+                sched,
+                job,
+                due_ms,
+                now_ms,
+                max_slots=min(s.max_slots_per_job, budget),
+                horizon_ms=horizon if ahead else None,
+            )
             budget -= len(item.slots_ms)
             if job.depends_on:
                 item.upstream.extend(match_upstreams(view, job, item.slots_ms, schedule_of))
@@ -290,10 +324,12 @@ def plan_grants(
     candidates = list(new_runs)
     seen = {c.run_id for c in new_runs}
     want = min(s.max_grants_per_tick, total_free)
+    # Runs due within fire_ahead_ms go early, but only to workers that wait for their time.
+    horizon = now_ms + max(0, s.fire_ahead_ms) if any(w.early for w in workers) else now_ms
     # Per served queue (a queue without workers cannot starve the others), reading past
     # `want` so that priority and tags can choose among more due runs than free slots.
     for q in by_queue:
-        for run in view.pending_in_queue(q, now_ms, limit=max(4 * want, 200)):
+        for run in view.pending_in_queue(q, horizon, limit=max(4 * want, 200)):
             if run.run_id not in seen:
                 candidates.append(
                     Candidate(
@@ -316,10 +352,16 @@ def plan_grants(
         pool = by_queue.get(c.queue)
         if not pool:
             continue
+        early = c.ready_ms > now_ms
         for _ in range(len(pool)):
             w = pool[cursor[c.queue] % len(pool)]
             cursor[c.queue] += 1
-            if free[w.worker_id] > 0 and carries(w.tags, c.tags) and runs_job(w.jobs, c.job):
+            if (
+                free[w.worker_id] > 0
+                and (w.early or not early)
+                and carries(w.tags, c.tags)
+                and runs_job(w.jobs, c.job)
+            ):
                 free[w.worker_id] -= 1
                 grants.append(
                     command_pb2.GrantItem(run_id=c.run_id, attempt=c.attempt, worker_id=w.worker_id)
@@ -434,6 +476,8 @@ def after_commit(plan: TickPlan, result: Result) -> Outbox:
                             payload=g.payload,
                             queue=run.queue,
                             lease_ttl_ms=plan.lease_ttl_ms,
+                            # granted before it is due (fire_ahead_ms): the worker waits for it
+                            start_at_ms=run.not_before_ms if run.not_before_ms > plan.now_ms else 0,
                         )
                     ),
                     run.worker_id,

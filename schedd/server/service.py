@@ -672,6 +672,7 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
                 namespace=ns,
                 connected_ms=now_ms,
                 last_seen_ms=now_ms,
+                waits_for_start=hello.waits_for_start,
             )
             reattached, lost = node.dispatcher.attach(
                 session,

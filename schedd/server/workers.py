@@ -44,6 +44,9 @@ class WorkerSession:
     # to it. None: any job (it announced none, or a default handler "*").
     jobs: frozenset[str] | None = None
     namespace: str = "default"  # Hello.namespace
+    # Hello.waits_for_start: it starts no handler before Firing.start_at_ms, so it may be given
+    # firings before they are due (--fire-ahead)
+    waits_for_start: bool = False
     connected_ms: int = 0  # wall-clock time the stream was attached (for listing)
     last_seen_ms: int = 0  # wall-clock time of the last message from the worker (for listing)
 

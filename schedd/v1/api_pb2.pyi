@@ -343,7 +343,7 @@ class Lease(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., fence: _Optional[int] = ..., progress: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "queues", "concurrency", "running", "tags", "namespace", "jobs")
+    __slots__ = ("worker_id", "queues", "concurrency", "running", "tags", "namespace", "jobs", "waits_for_start")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -358,6 +358,7 @@ class Hello(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    WAITS_FOR_START_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     queues: _containers.RepeatedScalarFieldContainer[str]
     concurrency: int
@@ -365,7 +366,8 @@ class Hello(_message.Message):
     tags: _containers.ScalarMap[str, str]
     namespace: str
     jobs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, worker_id: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ..., jobs: _Optional[_Iterable[str]] = ...) -> None: ...
+    waits_for_start: bool
+    def __init__(self, worker_id: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ..., namespace: _Optional[str] = ..., jobs: _Optional[_Iterable[str]] = ..., waits_for_start: _Optional[bool] = ...) -> None: ...
 
 class Release(_message.Message):
     __slots__ = ("leases", "reason", "drain")

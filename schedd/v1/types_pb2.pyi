@@ -350,7 +350,7 @@ class Run(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., job: _Optional[str] = ..., scheduled_ms: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., attempt: _Optional[int] = ..., fence: _Optional[int] = ..., worker_id: _Optional[str] = ..., not_before_ms: _Optional[int] = ..., started_ms: _Optional[int] = ..., finished_ms: _Optional[int] = ..., error: _Optional[str] = ..., queue: _Optional[str] = ..., manual: _Optional[bool] = ..., exit_code: _Optional[int] = ..., attempt_base: _Optional[int] = ..., origin: _Optional[_Union[RunOrigin, str]] = ..., skip_reason: _Optional[_Union[SkipReason, str]] = ..., skipped_until_ms: _Optional[int] = ..., skipped_count: _Optional[int] = ..., note: _Optional[str] = ..., priority: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., dispatch_deadline_ms: _Optional[int] = ..., caused_by: _Optional[str] = ..., progress: _Optional[str] = ..., namespace: _Optional[str] = ..., upstream_runs: _Optional[_Iterable[str]] = ..., waiting_for: _Optional[_Iterable[str]] = ..., dependency_deadline_ms: _Optional[int] = ..., isolated: _Optional[bool] = ...) -> None: ...
 
 class Firing(_message.Message):
-    __slots__ = ("run_id", "job", "scheduled_ms", "attempt", "fence", "payload", "queue", "lease_ttl_ms", "namespace")
+    __slots__ = ("run_id", "job", "scheduled_ms", "attempt", "fence", "payload", "queue", "lease_ttl_ms", "namespace", "start_at_ms")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_MS_FIELD_NUMBER: _ClassVar[int]
@@ -360,6 +360,7 @@ class Firing(_message.Message):
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     LEASE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    START_AT_MS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     job: str
     scheduled_ms: int
@@ -369,7 +370,8 @@ class Firing(_message.Message):
     queue: str
     lease_ttl_ms: int
     namespace: str
-    def __init__(self, run_id: _Optional[str] = ..., job: _Optional[str] = ..., scheduled_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., fence: _Optional[int] = ..., payload: _Optional[str] = ..., queue: _Optional[str] = ..., lease_ttl_ms: _Optional[int] = ..., namespace: _Optional[str] = ...) -> None: ...
+    start_at_ms: int
+    def __init__(self, run_id: _Optional[str] = ..., job: _Optional[str] = ..., scheduled_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., fence: _Optional[int] = ..., payload: _Optional[str] = ..., queue: _Optional[str] = ..., lease_ttl_ms: _Optional[int] = ..., namespace: _Optional[str] = ..., start_at_ms: _Optional[int] = ...) -> None: ...
 
 class Token(_message.Message):
     __slots__ = ("name", "secret_sha256", "grants", "queues", "created_ms", "expires_ms", "created_by", "revoked_ms")

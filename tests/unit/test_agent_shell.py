@@ -449,6 +449,50 @@ def test_a_handler_cancelled_before_it_started_is_not_run() -> None:
     assert (rec.outcome, rec.error) == (Outcome.FAILED, "cancelled before start")
 
 
+def test_a_firing_committed_ahead_starts_no_earlier_than_its_start_time() -> None:
+    """--fire-ahead: the leader leases a run before it is due and the agent waits for
+    ``start_at_ms`` on its own clock (without the wait the handler would start 150 ms early)."""
+    rig = Rig()
+    started: list[float] = []
+    rig.runner.add("j", lambda ctx: started.append(time.time()))
+    f = firing()
+    f.start_at_ms = int(time.time() * 1000) + 150
+    rig.stream.on_firing(f)
+    _, (ctx,) = rig.pool.queued.pop()
+    assert ctx.start_at_ms == f.start_at_ms
+    rig.runner.run(ctx)
+    assert started and started[0] >= f.start_at_ms / 1000
+    [rec] = rig.shared.book.pending()
+    assert rec.outcome == Outcome.SUCCEEDED
+
+
+def test_a_lease_revoked_while_waiting_for_its_start_time_never_runs() -> None:
+    """A pause, delete or update before the due time revokes the early lease: the wait ends at
+    once and the handler does not run."""
+    rig = Rig()
+    ran: list[int] = []
+    rig.runner.add("j", lambda ctx: ran.append(1))
+    f = firing()
+    f.start_at_ms = int(time.time() * 1000) + 60_000
+    rig.stream.on_firing(f)
+    _, (ctx,) = rig.pool.queued.pop()
+
+    def revoke() -> None:
+        time.sleep(0.05)  # the revoke arrives while the handler waits for its start time
+        rig.runner.cancel(
+            rig.shared.book.server_lost([("r1", 7)], "job paused before the slot was due")
+        )
+
+    t = threading.Thread(target=revoke)
+    t.start()
+    t0 = time.monotonic()
+    rig.runner.run(ctx)
+    t.join()
+    assert ran == [] and time.monotonic() - t0 < 30
+    [line] = rig.logs.lines("lease_lost")
+    assert "job paused before the slot was due" in line
+
+
 def test_a_released_lease_is_not_reported() -> None:
     rig = Rig()
     rig.runner.add("j", lambda ctx: None)

@@ -36,14 +36,16 @@ BASELINE = 1
 MEMBERSHIP = 2
 BULK_CREATE = 3
 DEPENDENCIES = 4
+FIRE_AHEAD = 5
 #: the highest level this version supports (a module attribute, read when used)
-SUPPORTED = DEPENDENCIES
+SUPPORTED = FIRE_AHEAD
 
 NAMES = {
     BASELINE: "baseline",
     MEMBERSHIP: "membership changes",
     BULK_CREATE: "bulk job creation",
     DEPENDENCIES: "job dependencies",
+    FIRE_AHEAD: "firing ahead of the due time",
 }
 
 
@@ -84,6 +86,7 @@ __all__ = [
     "BASELINE",
     "BULK_CREATE",
     "DEPENDENCIES",
+    "FIRE_AHEAD",
     "MEMBERSHIP",
     "NAMES",
     "SUPPORTED",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from schedd.pb import command_pb2, types_pb2
 from schedd.state import keys
 from schedd.state.apply import deps, graph, quotas
+from schedd.state.apply.ahead import revoke_early
 from schedd.state.apply.runs import (
     _free_slot,
     _missing,
@@ -66,6 +67,7 @@ def _update_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
     err = graph.graph_error(txn, new, job)
     if err is not None:
         return err
+    revoke_early(txn, job, now, "job updated before the slot was due")
     same_schedule = new.schedule.SerializeToString(
         deterministic=True
     ) == job.schedule.SerializeToString(deterministic=True)
@@ -120,6 +122,7 @@ def _delete_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Res
                 job=job,
             )
         unlinked = deps.force_unlink(txn, job, now)
+    revoke_early(txn, job, now, "job deleted before the slot was due")
     if job.depends_on or job.gathering_run:
         deps.unlink_deleted(txn, job, now)
     deps.forget(txn, job)
@@ -149,6 +152,7 @@ def _pause_job(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resu
     job = txn.job(name)
     if job is None:
         return _missing(name)
+    revoke_early(txn, job, now, "job paused before the slot was due")
     if job.state == types_pb2.JOB_STATE_ACTIVE:
         if job.next_due_ms:
             txn.delete("due", keys.due_key(job.next_due_ms, name))

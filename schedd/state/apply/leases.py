@@ -43,7 +43,8 @@ def _grant_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> R
         run.state = types_pb2.RUN_STATE_LEASED
         run.fence = fence
         run.worker_id = item.worker_id
-        run.started_ms = now
+        # Granted ahead of its time (fire-ahead), it starts at its due time, not now.
+        run.started_ms = max(now, run.not_before_ms)
         txn.put_run(run)
         txn.put("leases", run.run_id.encode(), keys.lease_value(fence, item.worker_id))
         granted.append(Granted(run=run, payload=job.payload, run_timeout_ms=job.run_timeout_ms))
