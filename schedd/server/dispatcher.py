@@ -75,6 +75,13 @@ class DispatchSettings:
     max_timeouts_per_tick: int = 1000
     propose_timeout_s: float = 5.0
     idle_tick_s: float = 0.05
+    # Completions that arrive while the loop has nothing else to commit wait up to this long
+    # for company (the next fire or grant, or more completions) instead of costing a Raft entry
+    # each. Their worker's slot is free at once (the lease table releases it on arrival); only
+    # the acknowledgement waits. 0: each wakes the loop.
+    completion_linger_s: float = 0.05
+    # Queued completions past this count are committed at once, lingering or not.
+    completion_linger_max: int = 256
     reconcile_every_s: float = 1.0
     housekeeping_every_s: float = 5.0  # dispatch timeouts and retention
     prune_jobs_per_pass: int = 200  # retention visits this many jobs per housekeeping pass
@@ -127,6 +134,7 @@ class Dispatcher:
         self._prune_cursor = ""
         self._request_cursor = ""
         self._ahead_level_ok = False
+        self._completions_since = 0.0  # monotonic arrival of the oldest queued completion
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -205,8 +213,11 @@ class Dispatcher:
     def applied(self, result: Result) -> None:
         """Hook for every applied entry (any proposer): tell workers about leases the entry
         revoked (overlap REPLACE, CancelRun), so their handlers stop now rather than at the next
-        heartbeat."""
-        if result.revoked and self._active:
+        heartbeat. Wakes the loop on the leader (a follower's loop only watches for becoming
+        leader: waking it for every entry cost a thread switch per entry)."""
+        if not self._active:
+            return
+        if result.revoked:
             self._revoke(list(result.revoked))
         self.wake()
 
@@ -327,8 +338,11 @@ class Dispatcher:
                 )
                 if c.HasField("exit_code"):
                     item.exit_code = c.exit_code
+                if not self._completions:
+                    self._completions_since = self.clock.monotonic()
                 self._completions.append((item, functools.partial(callback, c)))
-            self._wake.notify_all()
+            if not self._lingering(self.clock.monotonic()):
+                self._wake.notify_all()
         for c, code, message in answers:
             callback(c, code, message)
 
@@ -355,8 +369,25 @@ class Dispatcher:
 
     def _sleep(self, seconds: float) -> None:
         with self._wake:
-            if not self._completions and not self._released:
-                self._wake.wait(timeout=max(0.0, seconds))
+            if self._released:
+                return
+            if self._completions:
+                left = self._linger_left(self.clock.monotonic())
+                if left <= 0:
+                    return
+                seconds = min(seconds, left)
+            self._wake.wait(timeout=max(0.0, seconds))
+
+    def _linger_left(self, mono: float) -> float:
+        """Seconds the queued completions may still wait for company (<= 0: commit them now).
+        Caller holds the lock."""
+        s = self.settings
+        if len(self._completions) >= s.completion_linger_max:
+            return 0.0
+        return self._completions_since + s.completion_linger_s - mono
+
+    def _lingering(self, mono: float) -> bool:
+        return bool(self._completions) and self._linger_left(mono) > 0
 
     def _activate(self, term: int) -> None:
         try:
@@ -423,7 +454,6 @@ class Dispatcher:
             self._need_reconcile = False
 
         with self._lock:
-            completions = self._take_completions()
             released = self._released[: s.max_releases_per_tick]
             del self._released[: s.max_releases_per_tick]
             for r in released:  # a reconcile above may have put them back; they are given up
@@ -449,17 +479,24 @@ class Dispatcher:
             command_pb2.ExpireItem(run_id=t.run_id, fence=t.fence, reason=t.reason)
             for t in timed_out
         ]
+        settings = self._plan_settings
         plan = planner.plan_tick(
             self.store,
             now_ms,
-            self._plan_settings,
-            completions=[i for i, _ in completions],
+            settings,
+            completions=[],
             expiries=expiries,
             workers=self._free_workers(),
             cursor=self._rr_cursor,
             schedule_of=self._schedule,
             chores=chores,
         )
+        with self._lock:
+            # Completions ride with this tick's other work; alone, they may linger a little
+            # for company (completion_linger_s) instead of costing an entry each.
+            linger = not plan.commands and self._lingering(self.clock.monotonic())
+            completions = [] if linger else self._take_completions()
+        plan = planner.add_completions(plan, [i for i, _ in completions], settings)
         if not plan.commands:
             self._sleep(self._idle_wait(now_ms, mono))
             return
@@ -562,11 +599,15 @@ class Dispatcher:
     def _idle_wait(self, now_ms: int, mono: float) -> float:
         wait = self.settings.idle_tick_s
         ahead = self._plan_settings.fire_ahead_ms
+        # Wake when a slot is half the window ahead, and fire everything due in the window:
+        # slots due within a few ms of each other share an entry and a stream message, and
+        # each still has at least half the window to commit and reach its worker.
+        lead = ahead - ahead // 2
         for t in (self.store.next_due_ms(), self.store.next_pending_ms()):
             # A time already past is work this tick could not do (no worker with a free slot
             # serves that queue): a worker attaching or finishing wakes the loop, so do not spin.
-            if t is not None and t - ahead > now_ms:
-                wait = min(wait, (t - ahead - now_ms) / 1000)
+            if t is not None and t - lead > now_ms:
+                wait = min(wait, (t - lead - now_ms) / 1000)
             elif t is not None and t > now_ms:
                 # inside the fire-ahead window but not fired (a job that fires once due, or
                 # no waiting worker): wake at the due time itself
@@ -578,6 +619,9 @@ class Dispatcher:
             wait = min(wait, exp - mono)
         if deadline is not None:
             wait = min(wait, (deadline - now_ms) / 1000)
+        with self._lock:
+            if self._completions:
+                wait = min(wait, self._linger_left(mono))
         return max(0.001, wait)
 
     def _execute(

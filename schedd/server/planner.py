@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from schedd.errors import SchedError
@@ -398,14 +398,6 @@ def plan_tick(
     fires, new_runs = plan_fires(view, now_ms, s, schedule_of)
     grants = plan_grants(view, now_ms, new_runs, workers, cursor, s) if workers else []
     cmds: list[command_pb2.Command] = []
-    if completions:
-        cmds.append(
-            command_pb2.Command(
-                complete_runs=command_pb2.CompleteRunsCmd(
-                    items=list(completions), retry_backoff_ms=s.retry_backoff_ms, dead_letter=True
-                )
-            )
-        )
     if expiries:
         cmds.append(
             command_pb2.Command(
@@ -429,13 +421,29 @@ def plan_tick(
             )
         )
     cmds += chores
-    return TickPlan(
-        now_ms,
-        tuple(cmds),
-        completions=len(completions),
-        fires=len(fires),
-        grants=len(grants),
-        lease_ttl_ms=s.lease_ttl_ms,
+    plan = TickPlan(
+        now_ms, tuple(cmds), fires=len(fires), grants=len(grants), lease_ttl_ms=s.lease_ttl_ms
+    )
+    return add_completions(plan, completions, s)
+
+
+def add_completions(
+    plan: TickPlan, completions: Sequence[command_pb2.CompleteItem], s: PlanSettings
+) -> TickPlan:
+    """``plan`` with ``completions`` committed first (they free slots and end runs before the
+    rest of the entry applies). The shell may plan a tick before it decides whether queued
+    completions go into it."""
+    if not completions:
+        return plan
+    cmd = command_pb2.Command(
+        complete_runs=command_pb2.CompleteRunsCmd(
+            items=list(completions), retry_backoff_ms=s.retry_backoff_ms, dead_letter=True
+        )
+    )
+    return replace(
+        plan,
+        commands=(cmd, *plan.commands),
+        completions=plan.completions + len(completions),
     )
 
 
