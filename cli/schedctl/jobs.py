@@ -9,6 +9,7 @@ overwritten.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -223,7 +224,13 @@ def job_list(s: Settings, limit: int) -> None:
       schedctl job list
       schedctl job list --json | jq -r '.[].name'
     """
-    jobs = s.client().list_jobs(limit=limit)
+    client = s.client()
+    if s.json:
+        # One JSON array, written page by page as the pages arrive: the first jobs show at
+        # once and memory stays bounded, whatever --limit is.
+        output.stream_json_list(_job_pages(client, limit), click.echo)
+        return
+    jobs = client.list_jobs(limit=limit)
     s.emit(
         jobs,
         lambda: (
@@ -232,6 +239,25 @@ def job_list(s: Settings, limit: int) -> None:
             else "no jobs"
         ),
     )
+
+
+#: jobs per ListJobs page of a streamed listing
+JOB_PAGE = 1000
+
+
+def _job_pages(client: Any, limit: int) -> Iterator[list[Any]]:
+    """Up to ``limit`` jobs in name order, one page at a time."""
+    after = ""
+    while limit > 0:
+        want = min(JOB_PAGE, limit)
+        page = client.list_jobs(limit=want, after=after)
+        if not page:
+            return
+        yield page
+        limit -= len(page)
+        if len(page) < want or page[-1].name <= after:
+            return
+        after = page[-1].name
 
 
 @job.command("delete")

@@ -14,7 +14,7 @@ output goes through :func:`jsonable` (via :func:`dumps`), so both kinds print id
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
@@ -392,11 +392,88 @@ def jsonable(obj: Any) -> Any:
 
 
 def message_to_dict(msg: Message) -> dict[str, Any]:
-    """A protobuf message as the stable JSON object described in the module docstring."""
+    """A protobuf message as the stable JSON object described in the module docstring.
+
+    Messages made only of fields this module can convert directly (integers, strings, bools,
+    enums, nested messages, string maps) take a direct path, about ten times faster than
+    protobuf's ``MessageToDict`` (a 100,000-job ``job list --json`` spent most of its time
+    there); any other message takes :func:`reference_message_to_dict`. Both give the same
+    object: tests/unit/test_cli_json.py checks it on generated messages."""
+    desc = msg.DESCRIPTOR
+    plan = _PLANS.get(desc, _UNPLANNED)
+    if plan is _UNPLANNED:
+        plan = _PLANS[desc] = _plan(desc)
+    if plan is None:
+        return reference_message_to_dict(msg)
+    out: dict[str, Any] = {}
+    for name, kind, extra, time_key in plan:
+        value = getattr(msg, name)
+        if kind == _SCALAR:
+            out[name] = value
+            if time_key:
+                out[time_key] = format_ms(value) if value else None
+        elif kind == _MESSAGE:
+            out[name] = message_to_dict(value) if msg.HasField(name) else None
+        elif kind == _MESSAGES:
+            out[name] = [message_to_dict(v) for v in value]
+        elif kind == _ENUM:
+            e = extra.get(value)
+            out[name] = e.name if e is not None else value
+        elif kind == _ENUMS:
+            out[name] = [(e.name if (e := extra.get(v)) is not None else v) for v in value]
+        elif kind == _MAP:
+            out[name] = dict(value)
+        else:  # _REPEATED scalars
+            out[name] = list(value)
+    return out
+
+
+def reference_message_to_dict(msg: Message) -> dict[str, Any]:
+    """:func:`message_to_dict` through protobuf's ``MessageToDict``: any message, slower."""
     raw = json_format.MessageToDict(
         msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
     return _normalize(raw, msg.DESCRIPTOR)
+
+
+_SCALAR, _MESSAGE, _MESSAGES, _ENUM, _ENUMS, _MAP, _REPEATED = range(7)
+_UNPLANNED: Any = object()
+#: descriptor -> (field name, kind, enum values by number, time key) in field-number order;
+#: None: the message has a field the direct path does not convert (floats, bytes, other maps)
+_PLANS: dict[Any, list[tuple[str, int, Any, str | None]] | None] = {}
+_INTEGERS = (
+    FieldDescriptor.CPPTYPE_INT32,
+    FieldDescriptor.CPPTYPE_UINT32,
+    FieldDescriptor.CPPTYPE_INT64,
+    FieldDescriptor.CPPTYPE_UINT64,
+)
+_DIRECT = (*_INTEGERS, FieldDescriptor.CPPTYPE_BOOL, FieldDescriptor.CPPTYPE_STRING)
+
+
+def _plan(desc: Any) -> list[tuple[str, int, Any, str | None]] | None:
+    plan: list[tuple[str, int, Any, str | None]] = []
+    for f in sorted(desc.fields, key=lambda f: f.number):
+        repeated = f.is_repeated
+        if f.message_type is not None and f.message_type.GetOptions().map_entry:
+            key, value = (
+                f.message_type.fields_by_name["key"],
+                f.message_type.fields_by_name["value"],
+            )
+            if FieldDescriptor.CPPTYPE_STRING != key.cpp_type or value.cpp_type != key.cpp_type:
+                return None
+            plan.append((f.name, _MAP, None, None))
+        elif f.message_type is not None:
+            plan.append((f.name, _MESSAGES if repeated else _MESSAGE, None, None))
+        elif f.enum_type is not None:
+            plan.append((f.name, _ENUMS if repeated else _ENUM, f.enum_type.values_by_number, None))
+        elif f.cpp_type not in _DIRECT or f.type == FieldDescriptor.TYPE_BYTES:
+            return None
+        elif repeated:
+            plan.append((f.name, _REPEATED, None, None))
+        else:
+            timed = f.cpp_type in _INTEGERS and f.name in TIME_FIELDS
+            plan.append((f.name, _SCALAR, None, TIME_FIELDS[f.name] if timed else None))
+    return plan
 
 
 def _default(field: FieldDescriptor | UpbFieldDescriptor) -> Any:
@@ -441,6 +518,19 @@ def _normalize(obj: Mapping[str, Any], desc: Descriptor | UpbDescriptor) -> dict
         if key in TIME_FIELDS and isinstance(value, int):
             out[TIME_FIELDS[key]] = format_ms(value) if value else None
     return out
+
+
+def stream_json_list(pages: Iterable[Sequence[Any]], echo: Callable[..., Any]) -> None:
+    """Write the items of ``pages`` as one JSON array, page by page, exactly as
+    ``echo(dumps(all_items))`` would (``echo`` is ``click.echo``: ``nl=False`` continues a line)."""
+    opened = False
+    for page in pages:
+        if not page:
+            continue
+        body = dumps(list(page))[2:-2]  # '[\n' ... '\n]': the items, indented as in the array
+        echo(("[\n" if not opened else ",\n") + body, nl=False)
+        opened = True
+    echo("\n]" if opened else "[]")
 
 
 def dumps(doc: object, *, compact: bool = False) -> str:

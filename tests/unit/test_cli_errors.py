@@ -245,8 +245,8 @@ class FakeClient:
     def list_runs(self, job: str = "", limit: int = 100) -> list[types_pb2.Run]:
         return self._do("list_runs", [RUN], job=job, limit=limit)
 
-    def list_jobs(self, limit: int = 1000) -> list[types_pb2.Job]:
-        return self._do("list_jobs", [JOB], limit=limit)
+    def list_jobs(self, limit: int = 1000, *, after: str = "") -> list[types_pb2.Job]:
+        return self._do("list_jobs", [j for j in [JOB] if j.name > after], limit=limit)
 
     def cluster_status(self) -> list[tuple[str, api_pb2.NodeStatus | None, str]]:
         st = api_pb2.NodeStatus(

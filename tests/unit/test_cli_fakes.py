@@ -177,8 +177,9 @@ class FakeServer:
             raise errors.NotFound(f"name: job {name!r} not found")
         return Record(self.jobs[name])
 
-    def list_jobs(self, limit: int | None = 1000) -> list[Record]:
-        return [Record(self.jobs[n]) for n in sorted(self.jobs)][:limit]
+    def list_jobs(self, limit: int | None = 1000, *, after: str = "") -> list[Record]:
+        self._call("list_jobs", after, limit=limit)
+        return [Record(self.jobs[n]) for n in sorted(self.jobs) if n > after][:limit]
 
     def delete_job(self, name: str, *, force: bool = False) -> list[str]:
         self._call("delete_job", name, **({"force": True} if force else {}))
