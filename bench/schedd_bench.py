@@ -284,14 +284,16 @@ def throughput(
     unsafe_no_fsync: bool = False,
     insecure: bool = False,
     metrics: bool = False,
+    extra_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     """(a) ``jobs`` one-shot jobs due at one instant; time from that instant until the leader has
     acknowledged (committed) the last completion. Completion times are counted from the agent's
     ``completion_acked`` events; ``list_runs`` confirms the final states afterwards. The due
     instant is ``lead_s`` ahead, by default measured on the cluster (:func:`_burst_lead`).
     ``unsafe_no_fsync``: every node runs with ``--unsafe-no-fsync``; ``insecure``: with
-    ``--insecure`` (plaintext, no tokens) instead of mutual TLS and a token."""
-    node_args = list(UNSAFE_ARGS) if unsafe_no_fsync else []
+    ``--insecure`` (plaintext, no tokens) instead of mutual TLS and a token. ``extra_args``:
+    more ``schedd run`` flags for every node (e.g. ``--fire-ahead 0``)."""
+    node_args = (list(UNSAFE_ARGS) if unsafe_no_fsync else []) + list(extra_args)
     result: dict[str, Any] = {
         "mode": mode_name(unsafe_no_fsync, insecure, metrics),
         "node_args": node_args,

@@ -486,6 +486,11 @@ class Cron(Trigger):
     _fields: _Fields = field(init=False, repr=False, compare=False)
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
     _fires: bool = field(init=False, repr=False, compare=False)
+    # next_after results by whole second (the answer depends on nothing else): compiled
+    # schedules are shared (a cache in the dispatcher and in validation), and many jobs with
+    # one expression ask for the slot after the same instant: a bulk create ("first slot after
+    # now"), or a tick firing them all ("next slot after this one").
+    _memo: dict[int, int | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         expr = MACROS.get(self.expr, self.expr)
@@ -493,6 +498,7 @@ class Cron(Trigger):
         object.__setattr__(self, "_fields", fields)
         object.__setattr__(self, "_zone", ZoneInfo(self.tz))
         object.__setattr__(self, "_fires", fields.can_fire())
+        object.__setattr__(self, "_memo", {})
 
     @property
     def fires(self) -> bool:
@@ -560,8 +566,24 @@ class Cron(Trigger):
             day, tod = day + 1, 0
             d = d + timedelta(days=1)
 
+    #: at most this many remembered answers per expression (then the memo starts over)
+    MEMO_SIZE = 64
+
     def next_after(self, after_ms: int) -> int | None:
         after = max(after_ms // 1000, _MIN_S - 1)
+        memo = self._memo
+        try:
+            return memo[after]
+        except KeyError:
+            pass
+        slot = self._next_after_s(after)
+        if len(memo) >= self.MEMO_SIZE:
+            memo.clear()
+        memo[after] = slot
+        return slot
+
+    def _next_after_s(self, after: int) -> int | None:
+        """The first slot (ms) strictly after the whole second ``after``."""
         if after >= _MAX_S or not self._fires:
             return None
         off, fold = self._offset_at(after)

@@ -326,3 +326,29 @@ def test_sparse_crons_agree_over_months(
                 assert got == want[0], (expr, tz, after)
                 return
     assert got is None or got > after + 390 * 86_400_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    afters=st.lists(
+        st.integers(1_500_000_000_000, 1_900_000_000_000), min_size=1, max_size=Cron.MEMO_SIZE * 2
+    ),
+    expr=st.sampled_from(["* * * * * *", "0 3 1 1 *", "30 2 * * *", "*/7 * * * *", "0 0 29 2 *"]),
+    tz=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]),
+)
+def test_the_next_after_memo_never_changes_an_answer(afters: list[int], expr: str, tz: str) -> None:
+    """Cron.next_after remembers answers by whole second; asked again (the same instant, another
+    millisecond of the same second, or after the memo started over) it answers what a fresh
+    expression does."""
+    shared = Cron(expr, tz)
+    for after in afters + afters + [a + 999 - a % 1000 for a in afters]:
+        assert shared.next_after(after) == Cron(expr, tz).next_after(after)
+    assert len(shared._memo) <= Cron.MEMO_SIZE
+
+
+def test_the_next_after_memo_is_used() -> None:
+    """Negative control for the property above: the second answer comes from the memo."""
+    c = Cron("0 3 1 1 *", "Europe/Berlin")
+    first = c.next_after(1_800_000_000_123)
+    c._memo[1_800_000_000] = 42  # what only the memo could answer
+    assert c.next_after(1_800_000_000_999) == 42 and first != 42
