@@ -43,6 +43,7 @@ def _patch() -> None:
     class Compaction(settings.RaftSettings):
         compaction_min_entries: int = entries
         compaction_min_time_s: float = seconds
+        compaction_min_interval_s: float = min(seconds, base.compaction_min_interval_s)
 
     settings.RaftSettings = Compaction  # type: ignore[misc]
 

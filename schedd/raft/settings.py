@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from pysyncobj import SyncObjConf
 
+from schedd.raft.compaction import CompactionPolicy
+
 
 @dataclass(frozen=True)
 class RaftSettings:
@@ -34,13 +36,35 @@ class RaftSettings:
     heartbeat_s: float = 0.1
     connection_timeout_s: float = 3.5
     leader_fallback_s: float = 3.0
+    # Log compaction (schedd.raft.compaction.CompactionPolicy): once the journal holds
+    # compaction_min_entries entries or compaction_min_bytes bytes, or every compaction_min_time_s when it holds any; never
+    # more often than compaction_min_interval_s, nor than keeps the time spent compacting
+    # under compaction_max_share; nodes staggered.
     compaction_min_entries: int = 50_000
+    compaction_min_bytes: int = 256 << 20
     compaction_min_time_s: float = 600.0
+    compaction_min_interval_s: float = 30.0
+    compaction_max_share: float = 0.05
     max_in_flight: int = 256
     fsync: bool = True
     replication_fix: bool = True
     append_batch_bytes: int = 4 << 20
     max_entry_bytes: int = 3 << 20
+
+
+#: pysyncobj's compaction thresholds, set out of reach (schedd decides: schedd.raft.compaction)
+NEVER_ENTRIES = 1 << 62
+NEVER_S = 1e12
+
+
+def compaction_policy(s: RaftSettings) -> CompactionPolicy:
+    return CompactionPolicy(
+        min_entries=s.compaction_min_entries,
+        min_bytes=s.compaction_min_bytes,
+        max_interval_s=s.compaction_min_time_s,
+        min_interval_s=s.compaction_min_interval_s,
+        max_share=s.compaction_max_share,
+    )
 
 
 def sync_obj_conf(s: RaftSettings, password: str, journal_dir: str, **extra: object) -> SyncObjConf:
@@ -61,9 +85,12 @@ def sync_obj_conf(s: RaftSettings, password: str, journal_dir: str, **extra: obj
         connectionRetryTime=1.0,
         leaderFallbackTimeout=s.leader_fallback_s,
         commandsWaitLeader=False,
-        logCompactionMinEntries=s.compaction_min_entries,
-        logCompactionMinTime=s.compaction_min_time_s,
-        logCompactionSplit=True,
+        # pysyncobj's own trigger never fires: schedd.raft.adapter asks for each compaction
+        # (schedd.raft.compaction). Its "split" slots would hold a compaction back for up to
+        # logCompactionMinTime whatever the write rate.
+        logCompactionMinEntries=NEVER_ENTRIES,
+        logCompactionMinTime=NEVER_S,
+        logCompactionSplit=False,
         dynamicMembershipChange=True,  # one member at a time: schedd.raft.membership
         **extra,
     )

@@ -16,6 +16,8 @@ COMPACT_EVERY = int(os.environ.get("SCHEDD_TEST_COMPACT_EVERY", "50"))
 class _Compacting(settings.RaftSettings):
     compaction_min_entries: int = COMPACT_EVERY
     compaction_min_time_s: float = 2.0
+    compaction_min_interval_s: float = 0.0
+    compaction_max_share: float = 0.0
 
 
 settings.RaftSettings = _Compacting  # type: ignore[misc]
