@@ -214,13 +214,13 @@ class RaftNode(SyncObj):
         """Ask pysyncobj for a compaction when the policy says so (pysyncobj's own trigger is
         set out of reach; it still skips one that would cover nothing new)."""
         since = monotonic() - self._compaction.last_end
-        if since < self._compaction_policy.min_interval_s or self._SyncObj__forceLogCompaction:  # type: ignore[attr-defined]
+        forced: bool = getattr(self, "_SyncObj__forceLogCompaction", False)
+        if since < self._compaction_policy.min_interval_s or forced:
             return  # (the cheap answer of most ticks)
-        ids = sorted(
-            str(getattr(n, "id", n))
-            for n in (*self._SyncObj__otherNodes, self._SyncObj__selfNode)  # type: ignore[attr-defined]
-        )
-        me = str(getattr(self._SyncObj__selfNode, "id", self._SyncObj__selfNode))  # type: ignore[attr-defined]
+        me_node: Any = getattr(self, "_SyncObj__selfNode")  # noqa: B009 (pysyncobj's private name)
+        others: Any = getattr(self, "_SyncObj__otherNodes")  # noqa: B009
+        ids = sorted(str(getattr(n, "id", n)) for n in (*others, me_node))
+        me = str(getattr(me_node, "id", me_node))
         if self._compaction_policy.due(
             entries=len(self._journal),
             journal_bytes=self._journal.size_bytes,

@@ -351,19 +351,21 @@ class NodeMetrics:
     def tick_committed(self, plan: TickPlan, commit_ms: int) -> None:
         """Leader: the tick's entry committed at ``commit_ms``: the lag of every job it fired,
         from the job's due time (its earliest slot, jitter included). Per job, not per slot:
-        reading every slot of a protobuf repeated field cost more than the rest together."""
+        reading every slot of a protobuf repeated field cost more than the rest together. A job
+        fired ahead of its due time (--fire-ahead) counts as 0, not as a negative lag."""
         if not plan.fires:
             return
         for cmd in plan.commands:
             if cmd.WhichOneof("body") == "fire_due":
                 self.fire_commit_lag.observe_many(
-                    [(commit_ms - item.from_due_ms) / 1000 for item in cmd.fire_due.items]
+                    [max(0, commit_ms - item.from_due_ms) / 1000 for item in cmd.fire_due.items]
                 )
 
     def dispatched(self, granted: Sequence[GrantedLease], sent_ms: int) -> None:
-        """Leader: these firings were written to their workers' streams at ``sent_ms``."""
+        """Leader: these firings were written to their workers' streams at ``sent_ms`` (one
+        sent ahead of its time counts as 0)."""
         self.dispatch_lag.observe_many(
-            (sent_ms - g.ready_ms) / 1000 for g in granted if g.ready_ms > 0
+            max(0, sent_ms - g.ready_ms) / 1000 for g in granted if g.ready_ms > 0
         )
 
     def lease_expired(self, reason: str, n: int = 1) -> None:
