@@ -123,6 +123,7 @@ class Dispatcher:
         self.active_since = 0.0  # monotonic time this node started dispatching (as leader)
         self._term = -1
         self._stop = threading.Event()
+        self._held = threading.Event()  # hold(): handing leadership over, propose nothing
         self._thread: threading.Thread | None = None
         self._last_reconcile = 0.0
         self._need_reconcile = False
@@ -154,6 +155,13 @@ class Dispatcher:
     def wake(self) -> None:
         with self._wake:
             self._wake.notify_all()
+
+    def hold(self) -> None:
+        """Propose nothing more (the node is handing leadership over before it stops: a log
+        that keeps growing keeps the peers from being caught up, which the transfer needs).
+        Streams stay open; :meth:`stop` ends them with the new leader's address."""
+        self._held.set()
+        self.wake()
 
     @property
     def active(self) -> bool:
@@ -360,6 +368,9 @@ class Dispatcher:
                         self._activate(term)
                     else:
                         self._sleep(self.settings.idle_tick_s)
+                    continue
+                if self._held.is_set():
+                    self._stop.wait(0.01)
                     continue
                 self._tick()
             except Exception:  # keep dispatching; a bug here must not silently stop firings

@@ -155,3 +155,37 @@ def test_hello_jobs_are_qualified_with_the_namespace_and_star_means_any() -> Non
         assert e.field == "hello.jobs"
     else:
         raise AssertionError("a bad job name in Hello.jobs was accepted")
+
+
+class _Leading:
+    """A Raft stand-in that always leads, in term 1."""
+
+    raftCurrentTerm = 1  # noqa: N815 (pysyncobj's name)
+
+    def is_leader(self) -> bool:
+        return True
+
+
+def _ticks_in(d: Dispatcher, seconds: float) -> int:
+    import threading
+    import time
+
+    calls: list[int] = []
+    d._tick = lambda: (calls.append(1), d._stop.wait(0.001))  # type: ignore[method-assign]
+    d.raft = cast(Any, _Leading())
+    d._term = 1
+    t = threading.Thread(target=d._loop, daemon=True)
+    t.start()
+    time.sleep(seconds)  # the loop runs on its own for this long
+    d._stop.set()
+    t.join(timeout=5)
+    return len(calls)
+
+
+def test_a_held_dispatcher_proposes_nothing() -> None:
+    """Node.stop holds the dispatcher before handing leadership over: a log that keeps growing
+    keeps every peer behind, and pysyncobj refuses a transfer to a peer that is behind."""
+    held = dispatcher(Registry())
+    held.hold()
+    assert _ticks_in(held, 0.1) == 0
+    assert _ticks_in(dispatcher(Registry()), 0.1) > 0  # negative control: it ticks unless held
