@@ -145,7 +145,7 @@ def fires_ahead(job: types_pb2.Job) -> bool:
     the slot: misfire-policy jobs with overlap ``allow``, no ``max_concurrent`` and no upstreams.
     For them, firing early decides exactly what firing on time would (a run per slot); what can
     still change in the window (pause, delete, update) revokes the early run in apply
-    (:func:`schedd.state.apply.jobs.revoke_early`). Other jobs fire once due, as before."""
+    (:func:`schedd.state.apply.ahead.revoke_early`). Other jobs fire once due, as before."""
     return (
         bool(job.misfire)
         and job.overlap in (types_pb2.OVERLAP_POLICY_UNSPECIFIED, types_pb2.OVERLAP_POLICY_ALLOW)
