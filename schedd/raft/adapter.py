@@ -213,19 +213,23 @@ class RaftNode(SyncObj):
     def _maybe_compact(self) -> None:
         """Ask pysyncobj for a compaction when the policy says so (pysyncobj's own trigger is
         set out of reach; it still skips one that would cover nothing new)."""
-        since = monotonic() - self._compaction.last_end
+        policy, clock = self._compaction_policy, self._compaction
+        since = monotonic() - clock.last_end
+        entries, size = len(self._journal), self._journal.size_bytes
         forced: bool = getattr(self, "_SyncObj__forceLogCompaction", False)
-        if since < self._compaction_policy.min_interval_s or forced:
+        if forced or not policy.may_be_due(
+            entries=entries, since_s=since, journal_bytes=size, last_took_s=clock.last_took_s
+        ):
             return  # (the cheap answer of most ticks)
         me_node: Any = getattr(self, "_SyncObj__selfNode")  # noqa: B009 (pysyncobj's private name)
         others: Any = getattr(self, "_SyncObj__otherNodes")  # noqa: B009
         ids = sorted(str(getattr(n, "id", n)) for n in (*others, me_node))
         me = str(getattr(me_node, "id", me_node))
-        if self._compaction_policy.due(
-            entries=len(self._journal),
-            journal_bytes=self._journal.size_bytes,
+        if policy.due(
+            entries=entries,
+            journal_bytes=size,
             since_s=since,
-            last_took_s=self._compaction.last_took_s,
+            last_took_s=clock.last_took_s,
             rank=ids.index(me) if me in ids else 0,
             members=len(ids),
             leader=self._isLeader(),

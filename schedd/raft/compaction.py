@@ -46,15 +46,12 @@ class CompactionPolicy:
         leader: bool,
     ) -> bool:
         """Whether to compact now. ``entries``: journal entries held (those since the last
-        snapshot), ``journal_bytes`` their size; ``since_s``: seconds since the last compaction ended (or the node started);
-        ``last_took_s``: how long the last one took (0: none yet); ``rank``: this node's place
-        among the ``members`` in id order."""
-        if entries <= 1:  # nothing applied since the last snapshot
-            return False
-        floor = self.min_interval_s
-        if self.max_share > 0:
-            floor = max(floor, last_took_s / self.max_share)
-        if since_s < floor:
+        snapshot), ``journal_bytes`` their size; ``since_s``: seconds since the last compaction
+        ended (or the node started); ``last_took_s``: how long the last one took (0: none yet);
+        ``rank``: this node's place among the ``members`` in id order."""
+        if not self.may_be_due(
+            entries=entries, since_s=since_s, journal_bytes=journal_bytes, last_took_s=last_took_s
+        ):
             return False
         members = max(1, members)
         turn = members if leader else min(rank, members - 1)
@@ -63,6 +60,24 @@ class CompactionPolicy:
             entries >= self.min_entries * scale
             or journal_bytes >= self.min_bytes * scale
             or since_s >= self.max_interval_s * scale
+        )
+
+    def may_be_due(
+        self, *, entries: int, since_s: float, journal_bytes: int, last_took_s: float
+    ) -> bool:
+        """False when :meth:`due` is False for every rank (the thresholds only grow with the
+        rank): the answer of most ticks, without looking at the membership."""
+        if entries <= 1:  # nothing applied since the last snapshot
+            return False
+        floor = self.min_interval_s
+        if self.max_share > 0:
+            floor = max(floor, last_took_s / self.max_share)
+        if since_s < floor:
+            return False
+        return (
+            entries >= self.min_entries
+            or journal_bytes >= self.min_bytes
+            or since_s >= self.max_interval_s
         )
 
 

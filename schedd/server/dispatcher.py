@@ -626,13 +626,12 @@ class Dispatcher:
         with self._lock:
             exp = self.leases.next_expiry()
             deadline = min((d for _, d, _ in self._deadlines.values()), default=None)
+            if self._completions:
+                wait = min(wait, self._linger_left(mono))
         if exp is not None:
             wait = min(wait, exp - mono)
         if deadline is not None:
             wait = min(wait, (deadline - now_ms) / 1000)
-        with self._lock:
-            if self._completions:
-                wait = min(wait, self._linger_left(mono))
         return max(0.001, wait)
 
     def _execute(

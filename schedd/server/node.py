@@ -870,14 +870,7 @@ class Node:
         while self.raft.is_leader():
             answer: list[bool] = []
             answered = threading.Event()
-
-            def done(
-                sent: bool, answer: list[bool] = answer, answered: threading.Event = answered
-            ) -> None:
-                answer.append(sent)
-                answered.set()
-
-            self.raft.request_transfer(target, done)
+            self.raft.request_transfer(target, functools.partial(_record_answer, answer, answered))
             answered.wait(1.0)
             if answer and answer[0]:
                 return

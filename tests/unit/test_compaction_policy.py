@@ -88,3 +88,29 @@ def test_the_clock_remembers_the_last_compaction() -> None:
     c = CompactionClock(last_end=5.0)
     c.finished(10.0, 12.5)
     assert (c.last_end, c.last_took_s) == (12.5, 2.5)
+
+
+@given(
+    entries=st.integers(0, 10**6),
+    size=st.integers(0, 1 << 22),
+    since=st.floats(0, 2000),
+    took=st.floats(0, 10),
+    rank=st.integers(0, 6),
+    members=st.integers(1, 7),
+    leader=st.booleans(),
+)
+def test_may_be_due_is_never_false_when_due(
+    entries: int, size: int, since: float, took: float, rank: int, members: int, leader: bool
+) -> None:
+    """The adapter skips the membership lookup when may_be_due is False: that must never hide
+    a compaction that due() would ask for."""
+    if P.due(
+        entries=entries,
+        since_s=since,
+        journal_bytes=size,
+        last_took_s=took,
+        rank=rank,
+        members=members,
+        leader=leader,
+    ):
+        assert P.may_be_due(entries=entries, since_s=since, journal_bytes=size, last_took_s=took)
