@@ -35,6 +35,13 @@ def schedd(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
             {"SCHEDD_RAFT_PASSWORD": "x" * 32},
             "--election-timeout",
         ),
+        (["--fire-ahead", "soon"], {"SCHEDD_RAFT_PASSWORD": "x" * 32}, "--fire-ahead"),
+        # over half the lease: the lease would not outlast the wait for the due time
+        (
+            ["--lease-ttl", "2s", "--fire-ahead", "1500ms"],
+            {"SCHEDD_RAFT_PASSWORD": "x" * 32},
+            "--fire-ahead",
+        ),
         (
             ["--insecure", "--map-size", "64", "--max-map-size", "32"],
             {"SCHEDD_RAFT_PASSWORD": "x" * 32},
