@@ -185,6 +185,8 @@ def run(kills: int, sig: int, keep: bool, node_args: list[str] | None = None) ->
         "elected": summary(elected),
         "first_firing": summary(first),
         "samples": samples,
+        # every kill was followed by a new leader and a firing under it
+        "valid": len(first) == len(elected) == kills,
     }
 
 

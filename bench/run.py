@@ -1,7 +1,7 @@
 """schedd benchmark: schedd next to raw pysyncobj and APScheduler, measured in one run.
 
     python bench/run.py [--quick] [--runs 3] [--no-unsafe] [--no-insecure] [--metrics]
-                        [--out FILE.json]
+                        [--extended] [--out FILE.json]
 
 Parts (see bench/README.md for what each figure means):
   (a) schedd burst throughput: N one-shot jobs due at one instant, 3-node cluster, one worker
@@ -14,6 +14,15 @@ Parts (see bench/README.md for what each figure means):
       next to the default runs (mutual TLS + a token; unless --no-insecure): the cost of security
   (g) with --metrics: (a) and (b) again with every node serving Prometheus metrics, right
       next to the default runs (metrics off): the cost of metrics (target: >= 0.95x firings/s)
+  (h) the floor (bench/floor.py): a minimal replicated dispatcher on schedd's own Raft layer,
+      the same burst as (a); and (b) with the firings spread evenly over each second
+  with --extended:
+  (i) sustained load (bench/sustained.py): 1,000, 5,000 and 10,000 firings/s aligned and
+      1,000/s spread, delivered/expected, lag and CPU per firing per process
+  (j) failover (bench/failover.py): --kills leader SIGKILLs, then as many SIGTERMs
+  (k) bulk create (bench/populate.py): --bulk-jobs jobs through CreateJobs
+
+Also prints the issue's targets with the figure measured for each and whether it is met.
 
 Prints a table (figure, schedd, baseline, ratio) and a durable vs --unsafe-no-fsync table on
 stdout and writes every raw number to the JSON file. Progress goes to stderr. Everything binds
@@ -60,6 +69,10 @@ class Plan:
     )
     insecure: bool = True  # also run (a) and (b) with --insecure, interleaved likewise
     metrics: bool = False  # also run (a) and (b) with --metrics on every node, likewise
+    extended: bool = False  # also the sustained, failover and bulk-create parts (i)-(k)
+    sustained_s: float = 20.0
+    kills: int = 10
+    bulk_jobs: int = 20_000
 
 
 # part names, by mode: the default (durable journal, mutual TLS + token), --unsafe-no-fsync,
@@ -155,10 +168,43 @@ def _part(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) 
     results.setdefault(name, []).append(res)
 
 
+SUSTAINED = ((1000, False), (5000, False), (10000, False), (1000, True))
+
+
+def sustained_name(rate: int, spread: bool) -> str:
+    return f"sustained_{rate}_{'spread' if spread else 'aligned'}"
+
+
+def bulk_create(jobs: int, keep: bool) -> dict[str, Any]:
+    """(k) ``jobs`` jobs created through ``CreateJobs`` (1,000 per call, 2 calls in flight) on
+    a fresh cluster: jobs/s and CPU per job (``bench/populate.py``)."""
+    import shutil
+    import tempfile
+
+    import populate
+
+    root = tempfile.mkdtemp(prefix="schedd-bench-bulk-")
+    ok = False
+    try:
+        res = populate.measure("bulk", jobs, root, in_flight=2, threads=32)
+        res["valid"] = ok = res["listed"] == jobs and res["elections"] == 0
+        return res
+    finally:
+        if ok and not keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            progress(f"bulk create: kept {root}")
+
+
 def run_all(plan: Plan) -> dict[str, Any]:
+    import signal
+
     import aps_bench
+    import failover
+    import floor
     import raw_raft
     import schedd_bench
+    import sustained
 
     parts: dict[str, list[dict[str, Any]]] = {}
 
@@ -202,12 +248,45 @@ def run_all(plan: Plan) -> dict[str, Any]:
             "raw_pysyncobj",
             lambda: raw_raft.run(plan.raft_s, plan.raft_inflight, keep=plan.keep),
         )
+        _part(parts, "floor", lambda: floor.run(plan.jobs, plan.concurrency, keep=plan.keep))
         for mode in modes:
             _part(parts, SCHEDD_THROUGHPUT[mode], partial(throughput, mode))
         _part(parts, "apscheduler_throughput", lambda: aps_bench.throughput(plan.jobs))
         for mode in modes:
             _part(parts, SCHEDD_LAG[mode], partial(lag, mode))
+        _part(
+            parts,
+            "schedd_lag_spread",
+            lambda: schedd_bench.lag(
+                100,
+                plan.lag_s,
+                concurrency=plan.concurrency,
+                keep=plan.keep,
+                server_path=plan.server_path,
+                spread=True,
+            ),
+        )
         _part(parts, "apscheduler_lag", lambda: aps_bench.lag(100, plan.lag_s))
+        if not plan.extended:
+            continue
+        for rate, spread in SUSTAINED:
+            _part(
+                parts,
+                sustained_name(rate, spread),
+                partial(
+                    sustained.run,
+                    rate,
+                    plan.sustained_s,
+                    2.0,
+                    [],
+                    plan.keep,
+                    spread=spread,
+                    server_path=plan.server_path,
+                ),
+            )
+        _part(parts, "failover_kill", partial(failover.run, plan.kills, signal.SIGKILL, plan.keep))
+        _part(parts, "failover_term", partial(failover.run, plan.kills, signal.SIGTERM, plan.keep))
+        _part(parts, "bulk_create", partial(bulk_create, plan.bulk_jobs, plan.keep))
     return parts
 
 
@@ -267,8 +346,45 @@ def summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[dict[str
         parts.get("apscheduler_throughput", []),
         parts.get("apscheduler_lag", []),
     )
+    fl, sp = parts.get("floor", []), parts.get("schedd_lag_spread", [])
     fps = Stat.of(sa, "firings_per_s")
+    none = Stat(None, None, None, 0, 0)
     rows: list[tuple[str, Stat, str, Stat, int]] = [
+        (
+            f"burst: firings/s, {plan.jobs} due at once",
+            fps,
+            "floor firings/s (bench/floor.py, same burst)",
+            Stat.of(fl, "firings_per_s"),
+            0,
+        ),
+        (
+            "burst: CPU µs per firing, all processes",
+            Stat.of(sa, "cpu_us_per_firing", "all"),
+            "floor, all processes",
+            Stat.of(fl, "cpu_us_per_firing", "all"),
+            0,
+        ),
+        (
+            "burst: CPU µs per firing, leader",
+            Stat.of(sa, "cpu_us_per_firing", "leader"),
+            "floor leader",
+            Stat.of(fl, "cpu_us_per_firing", "leader"),
+            0,
+        ),
+        (
+            "burst: CPU µs per firing, both followers",
+            Stat.of(sa, "cpu_us_per_firing", "followers"),
+            "floor, both followers",
+            Stat.of(fl, "cpu_us_per_firing", "followers"),
+            0,
+        ),
+        (
+            "burst: CPU µs per firing, worker (+ bench client)",
+            Stat.of(sa, "cpu_us_per_firing", "bench_process"),
+            "floor echoing worker",
+            Stat.of(fl, "cpu_us_per_firing", "worker"),
+            0,
+        ),
         (
             f"burst: firings/s, {plan.jobs} due at once (due → completion committed)",
             fps,
@@ -312,6 +428,20 @@ def summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[dict[str
             1,
         ),
         (
+            "lag p50 ms at 100 firings/s spread",
+            Stat.of(sp, "lag", "p50_ms"),
+            "—",
+            none,
+            1,
+        ),
+        (
+            "lag p99 ms at 100 firings/s spread",
+            Stat.of(sp, "lag", "p99_ms"),
+            "—",
+            none,
+            1,
+        ),
+        (
             "lag p50 ms at 100 firings/s",
             Stat.of(sb, "lag", "p50_ms"),
             "raw pysyncobj one sync call p50 ms",
@@ -337,10 +467,141 @@ def summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[dict[str
             }
             for f, s, bname, b, d in rows
         ]
+        + extended_summary(parts, plan)
         + fsync_summary(parts, plan, "unsafe")
         + fsync_summary(parts, plan, "insecure")
         + fsync_summary(parts, plan, "metrics")
     )
+
+
+def extended_summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[dict[str, str]]:
+    """Rows of the --extended parts (no baseline: the figures stand alone)."""
+    if not plan.extended:
+        return []
+    specs: list[tuple[str, str, tuple[str, ...], int]] = []
+    for rate, spread in SUSTAINED:
+        name = sustained_name(rate, spread)
+        kind = "spread" if spread else "aligned"
+        specs += [
+            (f"sustained {rate:,}/s {kind}: delivered/expected", name, ("delivered_fraction",), 3),
+            (f"sustained {rate:,}/s {kind}: lag p99 ms", name, ("lag", "p99_ms"), 0),
+        ]
+    for sig in ("kill", "term"):
+        for what in ("elected", "first_firing"):
+            specs.append(
+                (
+                    f"leader SIG{sig.upper()} → {what.replace('_', ' ')} p99 s ({plan.kills} kills)",
+                    f"failover_{sig}",
+                    (what, "p99_s"),
+                    2,
+                )
+            )
+    specs += [
+        (f"bulk create {plan.bulk_jobs:,} jobs: jobs/s", "bulk_create", ("create_per_s",), 0),
+        (
+            "bulk create: leader CPU µs per job",
+            "bulk_create",
+            ("leader_cpu_us_per_job",),
+            0,
+        ),
+    ]
+    return [
+        {
+            "figure": figure,
+            "schedd": Stat.of(parts.get(part, []), *path).fmt(digits),
+            "baseline": "—",
+            "baseline_value": "",
+            "ratio": "",
+        }
+        for figure, part, path, digits in specs
+    ]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the performance issue's targets, and the figure that answers it."""
+
+    text: str
+    part: str
+    path: tuple[str, ...]
+    limit: float
+    at_least: bool  # the figure must be >= limit (else <= limit)
+    baseline: tuple[str, tuple[str, ...]] | None = None  # compare to limit x this baseline
+
+
+TARGETS = (
+    Target(
+        "CPU per firing, whole box ≤ 100 µs",
+        "schedd_throughput",
+        ("cpu_us_per_firing", "all"),
+        100,
+        False,
+    ),
+    Target("burst ≥ 15,000 firings/s", "schedd_throughput", ("firings_per_s",), 15_000, True),
+    Target(
+        "burst ≥ 0.6× the floor",
+        "schedd_throughput",
+        ("firings_per_s",),
+        0.6,
+        True,
+        ("floor", ("firings_per_s",)),
+    ),
+    Target(
+        "burst ≥ 1× APScheduler in memory",
+        "schedd_throughput",
+        ("firings_per_s",),
+        1.0,
+        True,
+        ("apscheduler_throughput", ("firings_per_s",)),
+    ),
+    Target("lag aligned p50 ≤ 3 ms", "schedd_lag", ("lag", "p50_ms"), 3, False),
+    Target("lag aligned p99 ≤ 10 ms", "schedd_lag", ("lag", "p99_ms"), 10, False),
+    Target("lag spread p50 ≤ 3 ms", "schedd_lag_spread", ("lag", "p50_ms"), 3, False),
+    Target("lag spread p99 ≤ 10 ms", "schedd_lag_spread", ("lag", "p99_ms"), 10, False),
+    Target(
+        "sustained 5,000/s aligned: 100 % delivered",
+        sustained_name(5000, False),
+        ("delivered_fraction",),
+        1.0,
+        True,
+    ),
+    Target(
+        "sustained 5,000/s aligned: lag p99 ≤ 1 s",
+        sustained_name(5000, False),
+        ("lag", "p99_ms"),
+        1000,
+        False,
+    ),
+    Target(
+        "leader SIGKILL → first firing p99 ≤ 2 s",
+        "failover_kill",
+        ("first_firing", "p99_s"),
+        2.0,
+        False,
+    ),
+    Target("SIGTERM handover p99 ≤ 0.5 s", "failover_term", ("elected", "p99_s"), 0.5, False),
+    Target("bulk create ≥ 20,000 jobs/s", "bulk_create", ("create_per_s",), 20_000, True),
+)
+
+
+def targets(parts: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
+    """Each target with the median figure measured for it (and, for ratios, the same-run
+    baseline) and a verdict; targets whose part did not run are left out."""
+    out = []
+    for t in TARGETS:
+        figure = Stat.of(parts.get(t.part, []), *t.path)
+        if figure.median is None:
+            continue
+        measured, value = f"{figure.median:,.3g}", figure.median
+        if t.baseline is not None:
+            base = Stat.of(parts.get(t.baseline[0], []), *t.baseline[1])
+            if not base.median:
+                continue
+            value = figure.median / base.median
+            measured = f"{value:.2f}× ({figure.median:,.0f} / {base.median:,.0f})"
+        met = value >= t.limit if t.at_least else value <= t.limit
+        out.append({"target": t.text, "measured": measured, "verdict": "met" if met else "NOT met"})
+    return out
 
 
 FSYNC_TARGET = 0.75  # the issue's target: durable >= 0.75x unsafe on every figure with a target
@@ -508,7 +769,12 @@ def print_table(rows: list[dict[str, str]], parts: dict[str, list[dict[str, Any]
     _print_rows(
         ["figure", "schedd", "baseline", "ratio"],
         [
-            [r["figure"], r["schedd"], f"{r['baseline_value']} ({r['baseline']})", r["ratio"]]
+            [
+                r["figure"],
+                r["schedd"],
+                f"{r['baseline_value']} ({r['baseline']})" if r["baseline_value"] else "—",
+                r["ratio"],
+            ]
             for r in main
         ],
     )
@@ -611,6 +877,13 @@ def print_table(rows: list[dict[str, str]], parts: dict[str, list[dict[str, Any]
                 f"{r.get('firings', '?')}/{r.get('expected_firings', '?')}" for r in lag
             )
             print(f"\n{name} firings received/expected per run: {counts}")
+    goals = targets(parts)
+    if goals:
+        print("\nThe performance issue's targets (medians of this run):\n")
+        _print_rows(
+            ["target", "measured", "verdict"],
+            [[g["target"], g["measured"], g["verdict"]] for g in goals],
+        )
     bad = [
         f"{name} run {i + 1}: {r.get('error') or 'invalid (see JSON)'}"
         for name, runs in parts.items()
@@ -661,6 +934,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the schedd parts with --metrics on every node (metrics on vs off)",
     )
     parser.add_argument(
+        "--extended",
+        action="store_true",
+        help="also the sustained-rate (1k, 5k, 10k/s aligned, 1k/s spread), failover "
+        "(--kills SIGKILLs and SIGTERMs) and bulk-create parts",
+    )
+    parser.add_argument("--kills", type=int, default=10, help="--extended: leader kills per signal")
+    parser.add_argument(
         "--server-path",
         default=None,
         help="directory put first on the nodes' PYTHONPATH: measure the schedd server of another "
@@ -679,6 +959,10 @@ def main(argv: list[str] | None = None) -> int:
         unsafe=not args.no_unsafe,
         insecure=not args.no_insecure,
         metrics=args.metrics,
+        extended=args.extended,
+        sustained_s=10.0 if args.quick else 20.0,
+        kills=args.kills,
+        bulk_jobs=5_000 if args.quick else 20_000,
     )
     started = time.monotonic()
     meta = {
@@ -694,7 +978,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = run_all(plan)
     rows = summary(parts, plan)
     meta["wall_s"] = round(time.monotonic() - started, 1)
-    report = {"meta": meta, "table": rows, "parts": parts}
+    report = {"meta": meta, "table": rows, "targets": targets(parts), "parts": parts}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2, sort_keys=False)

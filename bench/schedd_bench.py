@@ -58,11 +58,15 @@ def _suffix(unsafe_no_fsync: bool, insecure: bool, metrics: bool = False) -> str
 
 def cpu_us_per(cpu_s: dict[str, float | None], count: int) -> dict[str, float | None]:
     """CPU microseconds per item (firing, created job) spent in a measured window by ``nodes``
-    (the 3 schedd processes together), by the ``leader`` alone and by the ``bench process``
-    (the in-process worker and client). None when a process's CPU time is unknown. The
+    (the 3 schedd processes together), by the ``leader`` alone, by the two ``followers``
+    together, by the ``bench process`` (the in-process worker and client) and by ``all`` of
+    them (the whole box's share of the work). None when a process's CPU time is unknown. The
     window also holds whatever else the processes did then (heartbeats, idle ticks)."""
     nodes = [v for name, v in cpu_s.items() if name != BENCH_PROCESS]
     leader = [v for name, v in cpu_s.items() if name.endswith("(leader)")]
+    followers = [
+        v for name, v in cpu_s.items() if name != BENCH_PROCESS and not name.endswith("(leader)")
+    ]
 
     def per(values: list[float | None]) -> float | None:
         if count <= 0 or not values or any(v is None for v in values):
@@ -72,7 +76,9 @@ def cpu_us_per(cpu_s: dict[str, float | None], count: int) -> dict[str, float | 
     return {
         "nodes": per(nodes),
         "leader": per(leader),
+        "followers": per(followers),
         "bench_process": per([cpu_s.get(BENCH_PROCESS)]),
+        "all": per(list(cpu_s.values())),
     }
 
 
