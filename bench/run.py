@@ -592,7 +592,8 @@ def targets(parts: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
         figure = Stat.of(parts.get(t.part, []), *t.path)
         if figure.median is None:
             continue
-        measured, value = f"{figure.median:,.3g}", figure.median
+        value = figure.median
+        measured = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
         if t.baseline is not None:
             base = Stat.of(parts.get(t.baseline[0], []), *t.baseline[1])
             if not base.median:

@@ -75,6 +75,58 @@ class DrainResult:
     still_running: int  # handlers still running (released, or ignoring cancellation)
 
 
+class StartGate:
+    """Handlers due to start go before the bookkeeping of handlers that just finished.
+
+    Firings committed ahead of their due time (``start_at_ms``) often share one start instant
+    (a hundred jobs due on the same second). Their pool threads wake together and each needs
+    the GIL to call its handler; a handler that finished meanwhile would hold it for its
+    outcome's bookkeeping and log line, and every start after it would be that much late.
+    So a finished handler's thread waits (releasing the GIL) while some start whose instant
+    has come is still pending, at most ``max_wait_s``: starts are not held up by finishes, and
+    a finish (its completion, and the slot it frees) is delayed by at most that bound, and only
+    while starts are due.
+
+    Every :meth:`expect` is matched by one :meth:`started` (whether the handler runs or not).
+    """
+
+    def __init__(self, clock_ms: Any = None, max_wait_s: float = 0.02) -> None:
+        self._cv = threading.Condition(threading.Lock())
+        self._pending: dict[int, int] = {}  # start instant (ms) -> handlers not started yet
+        self._clock_ms = clock_ms or (lambda: time.time() * 1000)
+        self.max_wait_s = max_wait_s
+
+    def expect(self, at_ms: int) -> None:
+        with self._cv:
+            self._pending[at_ms] = self._pending.get(at_ms, 0) + 1
+
+    def started(self, at_ms: int) -> None:
+        with self._cv:
+            left = self._pending.get(at_ms, 0) - 1
+            if left > 0:
+                self._pending[at_ms] = left
+                return
+            self._pending.pop(at_ms, None)
+            self._cv.notify_all()
+
+    def _due_locked(self) -> bool:
+        now = self._clock_ms()
+        return any(at <= now for at in self._pending)
+
+    def yield_to_starts(self) -> None:
+        """Return once no start whose instant has come is pending, or after ``max_wait_s``."""
+        if not self._pending:
+            return  # the common case (a dict's truth is read atomically under the GIL)
+        with self._cv:
+            if not self._due_locked():
+                return
+            deadline = time.monotonic() + self.max_wait_s
+            while self._due_locked():
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._cv.wait(left):
+                    return
+
+
 class Runner:
     """Runs a handler per firing and reports its outcome; see the module docstring.
 
@@ -102,6 +154,7 @@ class Runner:
         self._async: dict[Handler, bool] = {}  # handler -> is a coroutine function
         self._aloop: asyncio.AbstractEventLoop | None = None  # runs async handlers (lazily started)
         self._aloop_lock = threading.Lock()
+        self._gate = StartGate()
 
     # ---- registration ----------------------------------------------------------------------
 
@@ -214,12 +267,17 @@ class Runner:
         normally. The completion is then flushed to the current stream."""
         shared = self._shared
         log = shared.log
+        gate = self._gate
         if ctx.start_at_ms:
             # Committed ahead of its due time: start on time by this machine's clock, not
             # before (a lease revoked meanwhile sets ``cancelled`` and ends the wait).
-            delay = ctx.start_at_ms / 1000 - time.time()
-            while delay > 0 and not ctx.cancelled.wait(delay):
+            gate.expect(ctx.start_at_ms)
+            try:
                 delay = ctx.start_at_ms / 1000 - time.time()
+                while delay > 0 and not ctx.cancelled.wait(delay):
+                    delay = ctx.start_at_ms / 1000 - time.time()
+            finally:
+                gate.started(ctx.start_at_ms)
         _in_handler.active = True
         key = (ctx.run_id, ctx.fence)
         started = shared.clock()
@@ -273,6 +331,7 @@ class Runner:
             )
         finally:
             _in_handler.active = False
+        gate.yield_to_starts()
         with shared.changed:
             act = shared.active.pop(key, None)
             if ctx.cancelled.is_set() and (outcome is Outcome.SUCCEEDED or error == "cancelled"):
