@@ -4,7 +4,8 @@ A fresh 3-node cluster (real ``schedd run`` processes, product defaults, durable
 
 * **create**: ``--jobs`` jobs in bulk (``CreateJobs`` of 1,000, 2 calls in flight; cron
   ``0 3 1 1 *``, never due during the run): jobs/s and CPU per job per node;
-* **hold**: each node's resident memory (``VmRSS``, and its peak ``VmHWM``), the size of its
+* **hold**: each node's resident memory (``VmRSS``, its peak ``VmHWM``, and its two parts:
+  ``RssAnon``, the process's own memory, and ``RssFile``, LMDB's mapped pages), the size of its
   LMDB file, Raft journal and snapshot, and the log compactions it made (``event=log_compacted``
   lines: how many, and how long the last took);
 * **list**: every job through the SDK (``Client.list_jobs(limit=None)``, pages of 1,000);
@@ -45,7 +46,8 @@ def _memory_mib(pid: int) -> dict[str, float]:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
+            # RssFile: LMDB's mapped pages (page cache the kernel can reclaim); RssAnon: the heap
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 out[key] = round(int(value.split()[0]) / 1024, 1)
     return out
 

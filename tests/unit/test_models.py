@@ -12,9 +12,12 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schedd import errors, models
 from schedd.pb import api_pb2, types_pb2
+from tests.unit.test_cli_json import _fill  # fills any message, enums with unnamed numbers too
 
 RECORDS: list[tuple[type[models.Record], type[Message]]] = [
     (models.Schedule, types_pb2.Schedule),
@@ -233,3 +236,40 @@ def test_equal_records_hash_alike_even_with_map_fields() -> None:
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
     assert models.Run(run_id="r") != models.Job(name="r")
     assert len({models.Job(name="x"), models.Job(name="y")}) == 2
+
+
+# ---- the compiled conversion ----------------------------------------------------------------
+
+_ALL_RECORDS = sorted(models._RECORD_BY_PROTO.values(), key=lambda c: c.__name__)
+
+
+@st.composite
+def record_messages(draw: st.DrawFn) -> tuple[type[Any], Any]:
+    record = draw(st.sampled_from(_ALL_RECORDS))
+    msg = record._pb()
+    _fill(draw, msg, 2)  # enums also set to numbers no member names
+    return record, msg
+
+
+@settings(max_examples=400, deadline=None)
+@given(record_messages())
+def test_the_compiled_conversion_is_the_plan_interpreted(case: tuple[type[Any], Any]) -> None:
+    record, msg = case
+    got, want = record.from_pb(msg), record._from_pb_reference(msg)
+    assert got == want and hash(got) == hash(want)
+    assert got.to_dict() == want.to_dict()
+    for f in dataclasses.fields(record):  # the same kinds of values, enum members identical
+        a, b = getattr(got, f.name), getattr(want, f.name)
+        assert type(a) is type(b), f.name
+        if isinstance(a, models.ProtoEnum):  # named members are singletons; UNKNOWN_<n> not
+            assert a.name == b.name and (a is b or a.name.startswith("UNKNOWN_")), f.name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.__setattr__(dataclasses.fields(record)[0].name, None)
+
+
+def test_every_record_uses_a_compiled_conversion() -> None:
+    """Negative control: the property above would hold trivially if from_pb fell back."""
+    for record in _ALL_RECORDS:
+        record.from_pb(record._pb())
+        convert = record.__dict__["_convert_cache"]
+        assert convert.__name__ == "convert", record
