@@ -32,9 +32,8 @@ from schedd.state import disk, keys
 from schedd.state.apply import (
     FINISHED_STATES,
     UNSUPPORTED,
-    Put,
     Result,
-    apply,
+    apply_writes,
     request_recorded_at,
     state_digest,
 )
@@ -263,18 +262,19 @@ class Store:
         """One attempt at :meth:`apply_entry`; raises MapFullError, stops on anything else."""
         try:
             with self._apply_lock, self._env.begin(write=True) as txn:
-                mutations, result = apply(_TxnReader(txn, self._dbs), data, index)
+                writes, result = apply_writes(_TxnReader(txn, self._dbs), data, index)
                 if result.code == UNSUPPORTED:
                     fatal(
                         f"log index {index} holds a command this version does not understand "
                         f"({result.message}): it was written by a newer schedd. Upgrade this "
                         "node to that version and restart it; the entry is not skipped"
                     )
-                for m in mutations:
-                    if isinstance(m, Put):
-                        txn.put(m.key, m.value, db=self._dbs[m.db])
+                dbs, put, delete = self._dbs, txn.put, txn.delete
+                for (db, key), value in writes:
+                    if value is None:
+                        delete(key, db=dbs[db])
                     else:
-                        txn.delete(m.key, db=self._dbs[m.db])
+                        put(key, value, db=dbs[db])
         except lmdb.MapFullError:
             raise
         except lmdb.Error as e:

@@ -5,6 +5,7 @@ mutations it returns (``Put``, ``Delete``), and its ``Result``. Pure.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,6 +45,9 @@ class Delete:
 
 
 Mutation = Put | Delete
+
+#: An entry's writes as ``((db, key), value)``, ``None`` for a delete, in first-write order.
+Writes = Collection[tuple[tuple[str, bytes], bytes | None]]
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,11 @@ class Txn:
 
     def delete(self, db: str, key: bytes) -> None:
         self._writes[(db, key)] = None
+
+    def writes(self) -> Writes:
+        """The entry's writes, one per key (its final value; None: delete), in the order keys
+        were first written: :attr:`mutations` without an object per write."""
+        return self._writes.items()
 
     @property
     def mutations(self) -> list[Mutation]:
