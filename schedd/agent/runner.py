@@ -21,7 +21,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -90,7 +90,9 @@ class StartGate:
     Every :meth:`expect` is matched by one :meth:`started` (whether the handler runs or not).
     """
 
-    def __init__(self, clock_ms: Any = None, max_wait_s: float = 0.02) -> None:
+    def __init__(
+        self, clock_ms: Callable[[], float] | None = None, max_wait_s: float = 0.02
+    ) -> None:
         self._cv = threading.Condition(threading.Lock())
         self._pending: dict[int, int] = {}  # start instant (ms) -> handlers not started yet
         self._clock_ms = clock_ms or (lambda: time.time() * 1000)
