@@ -86,19 +86,26 @@ def _from(
     return value
 
 
+# The numbers each enum defines (EnumTypeWrapper.values() builds a new list on every call, and
+# validation asks for every job of a bulk create).
+_MISFIRE_NUMBERS = frozenset(types_pb2.MisfirePolicy.values())
+_OVERLAP_NUMBERS = frozenset(types_pb2.OverlapPolicy.values())
+TRIGGER_RULE_NUMBERS = frozenset(types_pb2.TriggerRule.values())
+
+
 def misfire_from(value: str | int, field: str = "misfire") -> int:
     """A misfire policy from its name (``skip``, ``fire_once``, ``fire_all``) or pb value."""
-    return _from(value, MISFIRE_NAMES, types_pb2.MisfirePolicy.values(), field, "a misfire policy")
+    return _from(value, MISFIRE_NAMES, _MISFIRE_NUMBERS, field, "a misfire policy")
 
 
 def overlap_from(value: str | int, field: str = "overlap") -> int:
     """An overlap policy from its name (``allow``, ``forbid``, ``buffer_one``, ``replace``)."""
-    return _from(value, OVERLAP_NAMES, types_pb2.OverlapPolicy.values(), field, "an overlap policy")
+    return _from(value, OVERLAP_NAMES, _OVERLAP_NUMBERS, field, "an overlap policy")
 
 
 def trigger_rule_from(value: str | int, field: str = "trigger_rule") -> int:
     """A trigger rule from its name (``all_succeeded``, ``all_done``, ``any_succeeded``)."""
-    return _from(value, TRIGGER_RULE_NAMES, types_pb2.TriggerRule.values(), field, "a trigger rule")
+    return _from(value, TRIGGER_RULE_NAMES, TRIGGER_RULE_NUMBERS, field, "a trigger rule")
 
 
 def trigger_rule_name(value: int) -> str:

@@ -28,6 +28,7 @@ from schedd.sched.schedule import (
     MAX_JITTER_MS,
     MIN_INTERVAL_MS,
     REPEAT_TO_PB,
+    Schedule,
     collapse_blanks,
     compile_schedule,
     dst_gap_from_pb,
@@ -153,11 +154,17 @@ def _json_depth(text: str) -> int:
     return deepest
 
 
-def first_due(schedule: types_pb2.Schedule, now_ms: int, job_name: str = "") -> int:
+def first_due(
+    schedule: types_pb2.Schedule,
+    now_ms: int,
+    job_name: str = "",
+    compiled: Schedule | None = None,
+) -> int:
     """The first due instant of a validated schedule (0: none): for a recurring schedule, the
     due time (jitter applied) of the first slot strictly after ``now_ms``; for a one-shot, the
-    due time of ``at_ms`` even if it is a little in the past (it fires at once)."""
-    sched = compile_schedule(schedule)
+    due time of ``at_ms`` even if it is a little in the past (it fires at once). ``compiled``:
+    the schedule already compiled (by :func:`schedule_compiled`)."""
+    sched = compiled if compiled is not None else compile_schedule(schedule)
     if schedule.kind == types_pb2.SCHEDULE_KIND_AT:
         return sched.due_ms(job_name, schedule.at_ms)
     return sched.first_due(job_name, now_ms)
@@ -220,6 +227,14 @@ def _interval_fields(s: types_pb2.Schedule, out: types_pb2.Schedule, every_field
 def schedule(s: types_pb2.Schedule, now_ms: int, allow_past: bool = False) -> types_pb2.Schedule:
     """Validate a schedule and return it normalized, every default written out (so a later
     change of a default never changes a stored job)."""
+    return schedule_compiled(s, now_ms, allow_past)[0]
+
+
+def schedule_compiled(
+    s: types_pb2.Schedule, now_ms: int, allow_past: bool = False
+) -> tuple[types_pb2.Schedule, Schedule]:
+    """:func:`schedule`, and the normalized schedule compiled (a job's first due time needs it
+    too: compiling once halves what a bulk create spends on schedules)."""
     out = types_pb2.Schedule()
     if s.kind != types_pb2.SCHEDULE_KIND_CRON:
         for f in ("dst_gap", "dst_repeat"):
@@ -262,7 +277,7 @@ def schedule(s: types_pb2.Schedule, now_ms: int, allow_past: bool = False) -> ty
                 "the schedule has no firing between now (or schedule.start_ms) and schedule.end_ms",
             )
         raise InvalidArgument("schedule.cron", "the schedule never fires after now")
-    return out
+    return out, sched
 
 
 def _ms(value: int, field: str, low: int, high: int, what: str) -> int:
@@ -454,7 +469,11 @@ def job_definition(req: api_pb2.CreateJobRequest, now_ms: int) -> types_pb2.Job:
             "(schedctl: --allow-past) to run it at once",
         )
     unscheduled = bool(req.depends_on) and s == types_pb2.Schedule()
-    sched = types_pb2.Schedule() if unscheduled else schedule(s, now_ms, allow_past=req.allow_past)
+    sched, compiled = (
+        (types_pb2.Schedule(), None)
+        if unscheduled
+        else schedule_compiled(s, now_ms, allow_past=req.allow_past)
+    )
     # Names are checked bare and stored qualified with the namespace (schedd.namespaces); the
     # jitter hashes the stored name, as the dispatcher does.
     ns = namespaces.namespace(req.namespace)
@@ -466,7 +485,7 @@ def job_definition(req: api_pb2.CreateJobRequest, now_ms: int) -> types_pb2.Job:
         payload=payload(req.payload),
         max_attempts=req.max_attempts or DEFAULT_MAX_ATTEMPTS,
         run_timeout_ms=run_timeout(req.run_timeout_ms),
-        next_due_ms=0 if unscheduled else first_due(sched, now_ms, job_name=stored),
+        next_due_ms=0 if unscheduled else first_due(sched, now_ms, stored, compiled),
     )
     dependencies_into(req, job, ns)
     if req.HasField("retry"):
@@ -501,7 +520,7 @@ def dependencies_into(req: api_pb2.CreateJobRequest, job: types_pb2.Job, ns: str
             raise InvalidArgument(fld, f"{up!r} is listed twice")
         seen.add(up)
         job.depends_on.append(namespaces.qualify(ns, up))
-    if req.trigger_rule not in types_pb2.TriggerRule.values():
+    if req.trigger_rule not in policies.TRIGGER_RULE_NUMBERS:
         raise InvalidArgument(
             "trigger_rule",
             f"{req.trigger_rule} is not one of all_succeeded, all_done, any_succeeded",
