@@ -4,7 +4,8 @@ A fresh 3-node cluster whose nodes compact after 20 entries or 5 s (``compaction
 schedd's policy with smaller thresholds, so that compactions happen while jobs are created).
 Creates ``--jobs`` jobs in bulk (1,000 per call), waits ``--settle`` seconds, then reads every
 node's ``event=log_compacted`` lines (the copy's milliseconds and the journal entries it
-covered) and the LMDB file size. The last compactions copy the whole state.
+covered), the leader changes it saw (terms in its ``event=leader_changed`` lines, minus the
+first) and the LMDB file size. The last compactions copy the whole state.
 
     python bench/compaction.py --jobs 100000
 """
@@ -57,11 +58,14 @@ def main() -> None:
             with open(spec.log_path) as f:
                 text = f.read()
             ms = [int(x) for x in re.findall(r"event=log_compacted ms=(\d+)", text)]
+            # a copy in the Raft thread longer than an election timeout costs an election
+            terms = set(re.findall(r"event=leader_changed .*?term=(\d+)", text))
             mdb = glob.glob(os.path.join(spec.data_dir, "**", "data.mdb"), recursive=True)
             nodes[spec.node_id] = {
                 "compactions": len(ms),
                 "last_ms": ms[-3:],
                 "max_ms": max(ms, default=0),
+                "leader_changes": max(0, len(terms) - 1),
                 "lmdb_bytes": sum(os.path.getsize(m) for m in mdb),
             }
         result["nodes"] = nodes
