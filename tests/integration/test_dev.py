@@ -71,8 +71,18 @@ class Dev:
             text=True,
             env={k: v for k, v in os.environ.items() if not k.startswith("SCHEDD_")},
         )
-        threading.Thread(target=self._read, daemon=True).start()
-        wait_for(lambda: self.saw("press Ctrl-C"), 60, "schedd dev ready:\n" + self.text)
+        reader = threading.Thread(target=self._read, daemon=True)
+        reader.start()
+        try:
+            wait_for(lambda: self.saw("press Ctrl-C") or self.proc.poll() is not None, 60, "dev")
+        except AssertionError:
+            self.proc.kill()
+            raise AssertionError(
+                f"schedd dev not ready within 60 s; it printed:\n{self.text}"
+            ) from None
+        if not self.saw("press Ctrl-C"):  # it exited: say how, with all it printed
+            reader.join(5)
+            raise AssertionError(f"schedd dev exited with {self.proc.returncode}:\n{self.text}")
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
