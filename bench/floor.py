@@ -294,7 +294,7 @@ def run(
     jobs: int = 5000, concurrency: int = 512, lead_s: float = 3.0, keep: bool = False
 ) -> dict[str, Any]:
     """Start 3 floor nodes and a worker, burst ``jobs`` firings, stop everything."""
-    from common import CpuMeter, load_average, progress
+    from common import CpuMeter, load_average, progress, stop_processes
 
     from schedd.testing import free_ports
 
@@ -422,15 +422,7 @@ def run(
             f"{result['cpu_us_per_firing']['all']} µs CPU per firing (all processes)"
         )
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in procs.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(procs.values())
         if ok and not keep:
             shutil.rmtree(root, ignore_errors=True)
             result["tmp_dir"] = None

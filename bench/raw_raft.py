@@ -159,7 +159,7 @@ def run(
     keep: bool = False,
 ) -> dict[str, Any]:
     """Start 3 raw pysyncobj processes, wait for the leader's figures, stop all three."""
-    from common import load_average, progress
+    from common import load_average, progress, stop_processes
 
     from schedd.testing import free_ports
 
@@ -223,15 +223,7 @@ def run(
         ok = not result.get("term_changed") and not result.get("errors")
         result["valid"] = ok
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(procs)
         if ok and not keep:
             shutil.rmtree(root, ignore_errors=True)
             result["tmp_dir"] = None

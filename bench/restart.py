@@ -32,6 +32,32 @@ from common import latency_summary_ms, progress  # noqa: E402
 from schedd.testing import LocalCluster  # noqa: E402
 
 
+def start_and_catch_up(
+    cluster: LocalCluster,
+    node: str,
+    target: int,
+    timeout_s: float,
+    poll_s: float = 0.02,
+    status_timeout_s: float = 0.5,
+) -> tuple[float, float]:
+    """Start the stopped ``node``; seconds from the start command until it answers
+    ``GetNodeStatus``, and until its applied index reaches ``target`` (the leader's commit
+    index before the start), to within ``poll_s``."""
+    t0 = time.monotonic()
+    cluster.start_node(node)
+    served: float | None = None
+    while True:
+        st = cluster.status(node, timeout=status_timeout_s)
+        now = time.monotonic() - t0
+        if st is not None and served is None:
+            served = now
+        if st is not None and st.applied_index >= target:
+            return (now if served is None else served), now
+        if now > timeout_s:
+            raise TimeoutError(f"{node} did not catch up within {timeout_s:g} s")
+        time.sleep(poll_s)  # polled: the figures are to within poll_s
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--restarts", type=int, default=6)
@@ -63,20 +89,7 @@ def main() -> None:
                 leader_st = cluster.status(leader)
                 assert leader_st is not None, "the leader stopped answering"
                 target = leader_st.commit_index
-                t0 = time.monotonic()
-                cluster.start_node(victim)
-                served: float | None = None
-                while True:
-                    st = cluster.status(victim, timeout=0.5)
-                    now = time.monotonic() - t0
-                    if st is not None and served is None:
-                        served = now
-                    if st is not None and st.applied_index >= target:
-                        break
-                    if now > 120:
-                        raise TimeoutError(f"{victim} did not catch up within 120 s")
-                    time.sleep(0.02)
-                assert served is not None
+                served, now = start_and_catch_up(cluster, victim, target, 120.0)
                 answering.append(served)
                 caught_up.append(now)
                 progress(

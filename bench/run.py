@@ -357,33 +357,20 @@ def summary(parts: dict[str, list[dict[str, Any]]], plan: Plan) -> list[dict[str
             Stat.of(fl, "firings_per_s"),
             0,
         ),
-        (
-            "burst: CPU µs per firing, all processes",
-            Stat.of(sa, "cpu_us_per_firing", "all"),
-            "floor, all processes",
-            Stat.of(fl, "cpu_us_per_firing", "all"),
-            0,
-        ),
-        (
-            "burst: CPU µs per firing, leader",
-            Stat.of(sa, "cpu_us_per_firing", "leader"),
-            "floor leader",
-            Stat.of(fl, "cpu_us_per_firing", "leader"),
-            0,
-        ),
-        (
-            "burst: CPU µs per firing, both followers",
-            Stat.of(sa, "cpu_us_per_firing", "followers"),
-            "floor, both followers",
-            Stat.of(fl, "cpu_us_per_firing", "followers"),
-            0,
-        ),
-        (
-            "burst: CPU µs per firing, worker (+ bench client)",
-            Stat.of(sa, "cpu_us_per_firing", "bench_process"),
-            "floor echoing worker",
-            Stat.of(fl, "cpu_us_per_firing", "worker"),
-            0,
+        *(
+            (
+                f"burst: CPU µs per firing, {ours}",
+                Stat.of(sa, "cpu_us_per_firing", our_key),
+                f"floor, {theirs}",
+                Stat.of(fl, "cpu_us_per_firing", their_key),
+                0,
+            )
+            for ours, our_key, theirs, their_key in (
+                ("all processes", "all", "all processes", "all"),
+                ("leader", "leader", "leader", "leader"),
+                ("both followers", "followers", "both followers", "followers"),
+                ("worker (+ bench client)", "bench_process", "echoing worker", "worker"),
+            )
         ),
         (
             f"burst: firings/s, {plan.jobs} due at once (due → completion committed)",

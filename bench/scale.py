@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import latency_summary_ms, load_average, progress  # noqa: E402
 from populate import create_jobs  # noqa: E402
+from restart import start_and_catch_up  # noqa: E402
 
 from schedd.testing import LocalCluster  # noqa: E402
 
@@ -155,24 +156,13 @@ def main() -> int:
             leader_st = cluster.status(leader)
             assert leader_st is not None, "the leader stopped answering"
             target = leader_st.commit_index
-            t0 = time.monotonic()
-            cluster.start_node(victim)
-            served = None
-            while True:
-                st = cluster.status(victim, timeout=1.0)
-                now = time.monotonic() - t0
-                if st is not None and served is None:
-                    served = now
-                if st is not None and st.applied_index >= target:
-                    break
-                if now > 600:
-                    raise TimeoutError(f"{victim} did not catch up within 600 s")
-                # polled: the figure is to the nearest 50 ms
-                time.sleep(0.05)
+            served, caught_up = start_and_catch_up(
+                cluster, victim, target, 600.0, poll_s=0.05, status_timeout_s=1.0
+            )
             result["restart"] = {
                 "node": victim,
-                "answering_s": round(served or 0.0, 2),
-                "caught_up_s": round(now, 2),
+                "answering_s": round(served, 2),
+                "caught_up_s": round(caught_up, 2),
                 "memory_after_mib": _memory_mib(cluster.procs[victim].pid),
             }
             progress(f"scale: restart {result['restart']}")
