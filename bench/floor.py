@@ -282,12 +282,18 @@ def _worker_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _call(target: str, method: str, req: bytes, timeout: float = 5.0) -> bytes:
+def _call(
+    channels: dict[str, Any], target: str, method: str, req: bytes, timeout: float = 5.0
+) -> bytes:
+    """One unary call on the channel to ``target`` kept in ``channels`` (one connection per
+    node for the whole run: the leader is polled every 10 ms during the measured window)."""
     import grpc
 
-    with grpc.insecure_channel(target) as ch:
-        out: bytes = ch.unary_unary(f"/{SERVICE}/{method}")(req, timeout=timeout)
-        return out
+    ch = channels.get(target)
+    if ch is None:
+        ch = channels[target] = grpc.insecure_channel(target)
+    out: bytes = ch.unary_unary(f"/{SERVICE}/{method}")(req, timeout=timeout)
+    return out
 
 
 def run(
@@ -306,6 +312,7 @@ def run(
     with open(pw, "w") as f:
         f.write(os.urandom(16).hex())
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    channels: dict[str, Any] = {}
     result: dict[str, Any] = {"jobs": jobs, "worker_concurrency": concurrency, "tmp_dir": root}
     ok = False
 
@@ -342,7 +349,7 @@ def run(
                 raise TimeoutError(f"floor: no leader within 30 s; logs in {root}")
             for i, target in enumerate(rpc):
                 try:
-                    if json.loads(_call(target, "Status", b"", 1.0))["leader"]:
+                    if json.loads(_call(channels, target, "Status", b"", 1.0))["leader"]:
                         leader = i
                 except Exception:  # not up yet
                     pass
@@ -354,28 +361,28 @@ def run(
             for i in range(3)
         }
         names["worker"] = procs["worker"].pid
-        first = json.loads(_call(rpc[leader], "Status", b""))
+        first = json.loads(_call(channels, rpc[leader], "Status", b""))
         due_ms = int((time.time() + lead_s) * 1000)
         t0 = time.monotonic()
-        _call(rpc[leader], "Load", struct.pack("<QQ", jobs, due_ms), 60.0)
+        _call(channels, rpc[leader], "Load", struct.pack("<QQ", jobs, due_ms), 60.0)
         result["create_s"] = round(time.monotonic() - t0, 3)
         due = due_ms / 1000
         result["valid"] = time.time() < due
         meter = CpuMeter(names)
         # sleeps until just before the due instant, where the CPU window starts
         time.sleep(max(0.0, due - time.time() - 0.05))
-        cpu0 = {i: json.loads(_call(rpc[i], "Status", b""))["cpu_s"] for i in range(3)}
+        cpu0 = {i: json.loads(_call(channels, rpc[i], "Status", b""))["cpu_s"] for i in range(3)}
         meter.start()
         deadline = time.monotonic() + 60 + jobs / 100
         st = first
         while time.monotonic() < deadline:
             # polled every 10 ms; the node stamps the last commit itself
             time.sleep(0.01)
-            st = json.loads(_call(rpc[leader], "Status", b""))
+            st = json.loads(_call(channels, rpc[leader], "Status", b""))
             if st["completed"] >= jobs:
                 break
         meter.stop()
-        cpu1 = {i: json.loads(_call(rpc[i], "Status", b""))["cpu_s"] for i in range(3)}
+        cpu1 = {i: json.loads(_call(channels, rpc[i], "Status", b""))["cpu_s"] for i in range(3)}
         for i in range(3):  # the nodes' own accounting replaces /proc's clock ticks
             meter.cpu_s[f"n{i + 1}{' (leader)' if i == leader else ''}"] = round(
                 cpu1[i] - cpu0[i], 6
@@ -422,6 +429,8 @@ def run(
             f"{result['cpu_us_per_firing']['all']} µs CPU per firing (all processes)"
         )
     finally:
+        for ch in channels.values():
+            ch.close()
         stop_processes(procs.values())
         if ok and not keep:
             shutil.rmtree(root, ignore_errors=True)
