@@ -10,25 +10,19 @@ from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched.schedule import compile_schedule
 from schedd.server import planner, validate
 from schedd.state import keys
-from schedd.state.apply import MemoryState, Result, encode
+from schedd.state.apply import Result
+from tests.unit._replica import Replica
 
 T0 = 1_700_000_040_000  # a whole minute (UTC)
 R = types_pb2
 
 
-class Cluster:
+class Cluster(Replica):
     """One replica and its log, a fake clock, and the leader's planner."""
 
     def __init__(self) -> None:
-        self.state = MemoryState()
-        self.log: list[bytes] = []
-        self.now = T0
+        super().__init__(T0)
         self.cursor: dict[str, int] = {}
-
-    def apply(self, cmd: command_pb2.Command) -> Result:
-        cmd.now_ms = cmd.now_ms or self.now
-        self.log.append(encode(cmd))
-        return self.state.apply(self.log[-1], len(self.log))
 
     def create(self, name: str, every_s: int = 0, **kw: Any) -> Result:
         req = api_pb2.CreateJobRequest(name=name, max_attempts=kw.pop("max_attempts", 1), **kw)
@@ -36,15 +30,6 @@ class Cluster:
             req.schedule.kind = R.SCHEDULE_KIND_INTERVAL
             req.schedule.every_ms = every_s * 1000
         return self.apply(validate.create_job(req, self.now))
-
-    def job(self, name: str) -> types_pb2.Job:
-        job = self.state.get_job(name)
-        assert job is not None
-        return job
-
-    def runs(self, job: str) -> list[types_pb2.Run]:
-        out = [types_pb2.Run.FromString(v) for v in self.state.data["runs"].values()]
-        return sorted((r for r in out if r.job == job), key=lambda r: (r.scheduled_ms, r.run_id))
 
     def tick(self, to_ms: int | None = None) -> None:
         """Advance the clock and fire what is due (no workers: grants are explicit)."""

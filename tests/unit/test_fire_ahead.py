@@ -13,20 +13,19 @@ import pytest
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched.schedule import compile_schedule
 from schedd.server import planner, validate
-from schedd.state.apply import MemoryState, Result, encode, features
+from schedd.state.apply import Result, features
+from tests.unit._replica import Replica
 
 T0 = 1_700_000_040_000  # a whole minute (UTC)
 AHEAD = 100
 R = types_pb2
 
 
-class Cluster:
+class Cluster(Replica):
     """One replica and its log, a fake clock, the leader's planner and one worker."""
 
     def __init__(self, level: int = features.FIRE_AHEAD, early: bool = True) -> None:
-        self.state = MemoryState()
-        self.log: list[bytes] = []
-        self.now = T0
+        super().__init__(T0)
         self.cursor: dict[str, int] = defaultdict(int)
         self.early = early
         self.sent: list[types_pb2.Firing] = []
@@ -36,9 +35,7 @@ class Cluster:
         )
 
     def apply(self, cmd: command_pb2.Command) -> Result:
-        cmd.now_ms = cmd.now_ms or self.now
-        self.log.append(encode(cmd))
-        result = self.state.apply(self.log[-1], len(self.log))
+        result = super().apply(cmd)
         self.revoked += [r.run_id for r in result.revoked]
         return result
 
@@ -50,15 +47,6 @@ class Cluster:
         result = self.apply(validate.create_job(req, self.now))
         assert result.ok, result.message
         return self.job(name)
-
-    def job(self, name: str) -> types_pb2.Job:
-        job = self.state.get_job(name)
-        assert job is not None
-        return job
-
-    def runs(self, job: str) -> list[types_pb2.Run]:
-        out = [types_pb2.Run.FromString(v) for v in self.state.data["runs"].values()]
-        return sorted((r for r in out if r.job == job), key=lambda r: r.scheduled_ms)
 
     def tick(self, to_ms: int, ahead: int = AHEAD) -> planner.TickPlan:
         self.now = to_ms
