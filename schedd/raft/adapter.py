@@ -5,7 +5,8 @@
   method would re-map old log entries. Never add one.
 * The entry's log index is ``raftLastApplied + 1`` (apply runs in log order in the tick thread).
 * Snapshots go through the store's serializer (an LMDB image plus Raft metadata in one file),
-  never pysyncobj's fork-and-pickle default (unsafe with gRPC threads).
+  never pysyncobj's fork-and-pickle default (unsafe with gRPC threads), and are copied in a
+  background thread (:mod:`schedd.raft.snapshots`): the tick thread keeps heartbeating.
 * ``propose`` always has a timeout. A timeout, LEADER_CHANGED or UNKNOWN_OUTCOME means the
   outcome is unknown (the entry may still commit): callers retry only with the same request id.
 
@@ -74,11 +75,12 @@ from schedd.raft.compaction import CompactionClock
 from schedd.raft.journal import DurableJournal
 from schedd.raft.quorum import QuorumView
 from schedd.raft.settings import RaftSettings, compaction_policy, sync_obj_conf
+from schedd.raft.snapshots import BackgroundSnapshots
 from schedd.raft.transport import RaftTls
 from schedd.raft.wire import PickleShim, WireLimits
 from schedd.raft.wire import dumps as wire_dumps
 from schedd.state.apply import Result
-from schedd.state.store import Store, fatal
+from schedd.state.store import SnapshotSource, Store, fatal
 
 log = logging.getLogger("schedd.raft")
 
@@ -153,6 +155,7 @@ class RaftNode(SyncObj):
             Any, int
         ] = {}  # leader: lowest reset per follower since its last success
         self._snapshot_path = f"{journal_dir}/raft.snapshot"
+        self._snapshot_entries = 0  # the journal's length when the last snapshot copy began
         #: membership entries up to this index were replayed at start (their apply skips them)
         self._membership_replayed_to: int | None = None
         #: called after a membership entry is applied (tick thread): (index, members after)
@@ -190,25 +193,63 @@ class RaftNode(SyncObj):
             raise RuntimeError(
                 "pysyncobj did not take schedd's journal (createJournal hook not used)"
             )
+        self._snapshots: BackgroundSnapshots | None = None
+        if s.background_snapshots:
+            self._snapshots = BackgroundSnapshots(
+                conf.fullDumpFile,
+                conf.logCompactionBatchSize,
+                self._read_snapshot,
+                self._open_snapshot,
+                self._snapshot_done,
+            )
+            self._SyncObj__serializer = self._snapshots
         self.addOnTickCallback(self._run_tick_actions)
 
     # ---- log compaction (schedd.raft.compaction) -----------------------------------------------
 
     def _write_snapshot(self, filename: str, raft_meta: Any) -> None:
-        """pysyncobj's serializer hook (tick thread): the store's snapshot, timed for the
-        compaction policy's cost bound."""
+        """pysyncobj's serializer hook, used only with ``background_snapshots`` off: the
+        store's snapshot, copied in the tick thread (which stalls meanwhile)."""
         started = monotonic()
+        index = int(raft_meta[0][1])
+        self._snapshot_entries = len(self._journal)
+        ok = False
         try:
             self._store.write_snapshot(filename, raft_meta)
+            ok = True
         finally:
-            ended = monotonic()
-            self._compaction.finished(started, ended)
-            log.info(
-                "event=log_compacted ms=%d entries=%d journal_bytes=%d",
-                (ended - started) * 1000,
-                len(self._journal),
-                self._journal.size_bytes,
-            )
+            self._snapshot_done(started, monotonic(), ok, index)
+
+    def _open_snapshot(self, raft_meta: tuple[Any, Any, Any]) -> SnapshotSource:
+        """Hold the state for a background copy (tick thread, between applies)."""
+        self._snapshot_entries = len(self._journal)
+        return self._store.snapshot_source(raft_meta)
+
+    def _snapshot_done(self, started: float, ended: float, kept: bool, index: int) -> None:
+        """A snapshot copy ended (tick thread), before pysyncobj compacts the journal to
+        ``index``; timed for the compaction policy's cost bound either way. ``entries`` in the
+        log line: the journal's length when the copy began."""
+        self._compaction.finished(started, ended)
+        if not kept:
+            return
+        log.info(
+            "event=log_compacted ms=%d entries=%d journal_bytes=%d index=%d background=%d",
+            (ended - started) * 1000,
+            self._snapshot_entries,
+            self._journal.size_bytes,
+            index,
+            self._snapshots is not None,
+        )
+
+    def destroy_synchronous(self) -> None:
+        """Stop the tick thread, then wait for a snapshot copy still running (its read
+        transaction must end before the store may close)."""
+        super().destroy_synchronous()
+        snapshots = self._snapshots
+        if snapshots is not None and snapshots.copying:
+            log.info("event=waiting_for_snapshot_copy: the node stops once it ends")
+            if not snapshots.wait(timeout_s=120.0):
+                log.warning("event=snapshot_copy_still_running: stopping without it")
 
     def _maybe_compact(self) -> None:
         """Ask pysyncobj for a compaction when the policy says so (pysyncobj's own trigger is

@@ -1,7 +1,7 @@
 """When a node compacts its Raft log: a pure policy the Raft adapter asks every tick.
 
-A compaction writes a snapshot (a compacted copy of the whole LMDB, in the Raft thread) and
-drops the journal entries it covers. pysyncobj's own rule compacts when the journal holds more
+A compaction writes a snapshot (a compacted copy of the whole LMDB, in a background thread:
+:mod:`schedd.raft.snapshots`) and drops the journal entries it covers. pysyncobj's own rule compacts when the journal holds more
 than N entries *or* T seconds passed, but with its "split" option only inside each node's slot
 of every T-second period: 600 s by default, so at a high write rate the journal (held in
 memory) grew for up to ten minutes whatever N was. Without "split", all nodes would copy their
@@ -14,9 +14,8 @@ state at the same moment. This policy instead:
   time spent compacting under ``max_share`` of the node's time (a state that takes 2 s to copy
   is compacted at most every 40 s with the default 5 %);
 * staggers the nodes: each node's thresholds are scaled by its rank (members in id order), and
-  the leader's by the largest rank plus one (its Raft thread stalls while it copies, and the
-  followers notice a silent leader first), so the nodes of a cluster under one write load
-  take turns instead of copying at once.
+  the leader's by the largest rank plus one (its CPU and disk are the busiest), so the nodes
+  of a cluster under one write load take turns instead of copying at once.
 
 Pure: the adapter passes the clock readings and the journal length.
 """

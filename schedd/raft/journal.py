@@ -397,12 +397,17 @@ class DurableJournal(Journal):
 
     @_io
     def _destroy(self) -> None:
+        """Sync and close. Idempotent: a second call must not close the descriptor number
+        again, which by then may be another file's (LMDB's)."""
+        if self._fd < 0:
+            return
         try:
             self.sync(force=True)
             if not self._meta_saved:
                 self._save_meta(sync=self.fsync)
         finally:
-            os.close(self._fd)
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
     def setRaftCommitIndex(self, raftCommitIndex: int) -> None:  # noqa: N802,N803
         if raftCommitIndex != self._meta["commit_index"]:

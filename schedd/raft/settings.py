@@ -45,6 +45,9 @@ class RaftSettings:
     compaction_min_time_s: float = 600.0
     compaction_min_interval_s: float = 30.0
     compaction_max_share: float = 0.05
+    # The snapshot copy in a background thread (schedd.raft.snapshots); False copies in the
+    # tick thread as pysyncobj does (a negative control for tests and bench/compaction.py).
+    background_snapshots: bool = True
     max_in_flight: int = 256
     fsync: bool = True
     replication_fix: bool = True

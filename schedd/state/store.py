@@ -114,6 +114,30 @@ class _ReadGate:
                     if self._readers == 0:
                         self._cond.notify_all()
 
+    def hold(self) -> Callable[[], None]:
+        """Enter as a reader that another thread will leave (a snapshot copy opened in the tick
+        thread, written in a background one); returns the release, which is idempotent."""
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+        left = threading.Event()
+
+        def release() -> None:
+            if left.is_set():
+                return
+            left.set()
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+        return release
+
+    @property
+    def readers(self) -> int:
+        return self._readers
+
     @contextmanager
     def exclusive(self, timeout_s: float) -> Iterator[bool]:
         """Yields True with no reader inside (and none let in until the block ends), or False
@@ -133,6 +157,55 @@ class _ReadGate:
                 with self._cond:
                     self._resizing = False
                     self._cond.notify_all()
+
+
+class SnapshotSource:
+    """One read transaction held for a snapshot (:meth:`Store.snapshot_source`). Written once,
+    by any one thread; :meth:`close` (idempotent) gives the transaction and the read gate back,
+    and :meth:`write` closes it whatever happens."""
+
+    def __init__(
+        self,
+        env: lmdb.Environment,
+        txn: lmdb.Transaction[bytes],
+        release: Callable[[], None],
+        raft_meta: tuple[Any, Any, Any],
+    ) -> None:
+        self._env = env
+        self._txn: lmdb.Transaction[bytes] | None = txn
+        self._release = release
+        self._meta = json.dumps(_encode_raft_meta(raft_meta)).encode()
+        self._lock = threading.Lock()
+
+    def write(self, filename: str) -> int:
+        """One regular file: a compacted LMDB image, pysyncobj's metadata as JSON, then a
+        trailer (metadata length + magic); its data synced before this returns. Returns its
+        size in bytes."""
+        try:
+            txn = self._txn
+            if txn is None:
+                raise RuntimeError("this snapshot source was already written or closed")
+            fd = os.open(
+                filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, disk.FILE_MODE
+            )
+            with os.fdopen(fd, "wb") as f:
+                # LMDB's copy runs without the GIL: the tick thread goes on while it copies.
+                self._env.copyfd(f.fileno(), compact=True, txn=txn)
+                f.seek(0, os.SEEK_END)
+                f.write(self._meta)
+                f.write(_TRAILER.pack(len(self._meta), SNAPSHOT_MAGIC))
+                f.flush()
+                disk.fdatasync(f.fileno(), filename)
+                return f.tell()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            txn, self._txn = self._txn, None
+        if txn is not None:
+            txn.abort()
+            self._release()
 
 
 class Store:
@@ -172,7 +245,18 @@ class Store:
         self.maybe_grow()
 
     def close(self) -> None:
+        """Sync, then close LMDB, unless a snapshot copy still reads it in another thread: then
+        the environment is left open for the process's exit (closing it would free the pages
+        under the copy; everything committed is synced either way)."""
         self.sync()
+        if self._gate.readers:
+            log.warning(
+                "event=store_left_open path=%s readers=%d: a snapshot copy is still running; "
+                "its partial file is removed at the next start",
+                self.path,
+                self._gate.readers,
+            )
+            return
         self._env.close()
 
     def sync(self) -> None:
@@ -749,19 +833,23 @@ class Store:
     # ---- snapshots (pysyncobj serializer hooks; tick thread) --------------------------------
 
     def write_snapshot(self, filename: str, raft_meta: tuple[Any, Any, Any]) -> None:
-        """One regular file: a compacted LMDB image, then pysyncobj's metadata as JSON, then a
-        trailer (metadata length + magic). State is exactly at the last applied entry because
-        this runs in the tick thread between applies."""
-        meta = json.dumps(_encode_raft_meta(raft_meta)).encode()
-        fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, disk.FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            with self._gate.reading():  # the copy is a read transaction: no resize under it
-                self._env.copyfd(f.fileno(), compact=True)
-            f.seek(0, os.SEEK_END)
-            f.write(meta)
-            f.write(_TRAILER.pack(len(meta), SNAPSHOT_MAGIC))
-            f.flush()
-            disk.fdatasync(f.fileno(), filename)
+        """Write a snapshot of the state now (see :meth:`snapshot_source`) to ``filename``."""
+        self.snapshot_source(raft_meta).write(filename)
+
+    def snapshot_source(self, raft_meta: tuple[Any, Any, Any]) -> SnapshotSource:
+        """Hold the state as it is now for a snapshot that another thread may write later.
+
+        Called in the tick thread between applies, so the state is exactly at the last applied
+        entry, whatever is applied while the copy runs (LMDB's MVCC). Until the source is
+        written or closed, LMDB cannot reuse the pages it pins and the map cannot grow (a
+        growth waits, see :meth:`maybe_grow`)."""
+        release = self._gate.hold()
+        try:
+            txn = self._env.begin(buffers=False)
+        except BaseException:
+            release()
+            raise
+        return SnapshotSource(self._env, txn, release, raft_meta)
 
     @staticmethod
     def snapshot_last_index(filename: str) -> int:

@@ -373,3 +373,15 @@ class JournalMachine(RuleBasedStateMachine):
 
 TestJournalMachine = JournalMachine.TestCase
 TestJournalMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_a_second_destroy_leaves_other_files_alone(path: str, tmp_path: os.PathLike[str]) -> None:
+    """pysyncobj's destroy may run twice (destroy, then destroy_synchronous): the descriptor
+    number the journal closed may belong to another file by then (LMDB's, a snapshot copy's)."""
+    j = DurableJournal(path)
+    j.add(*entries(1)[0])
+    j._destroy()
+    with open(os.path.join(str(tmp_path), "other"), "wb") as other:
+        j._destroy()
+        other.write(b"still open")
+        other.flush()  # EBADF here if the second destroy closed it

@@ -1,0 +1,206 @@
+"""Log compaction's snapshot copy, in a background thread instead of pysyncobj's tick thread.
+
+pysyncobj writes a snapshot by calling the custom serializer in its tick thread and renaming
+the file into place right after. schedd's serializer copies the whole LMDB: 1.4-3.1 s at a
+million jobs (``bench/compaction.py``), longer than the election timeout, so every compaction
+of the leader cost a leader change and every compaction of a follower a missed heartbeat round.
+
+:class:`BackgroundSnapshots` replaces pysyncobj's ``Serializer`` object (same file, same
+transmission code) and changes only when the work happens:
+
+* ``serialize`` (tick thread, between applies) opens the read transaction that fixes the
+  state at the last applied entry, the one the Raft metadata names, then starts a thread that
+  writes it to ``<snapshot>.tmp`` and syncs it. The tick thread returns at once.
+* ``checkSerializing`` (tick thread, every tick) answers SERIALIZING while the thread runs.
+  Once it is done, it renames the file into place *in the tick thread* and answers SUCCESS;
+  pysyncobj then compacts the journal up to the snapshot (whose first step syncs the directory,
+  so the rename is durable before any entry is dropped: the order of the synchronous path).
+* While a copy runs, no snapshot is sent to a follower (pysyncobj's rule for its own forked
+  serializer); transmissions in progress restart from the new file after it.
+* A snapshot received from the leader while a copy runs supersedes it: the copy is discarded
+  when it ends, never renamed over the newer file.
+* A failed copy leaves the previous snapshot and the whole journal: the next compaction tries
+  again.
+* Shutdown waits for a running copy (:meth:`wait`); a copy cut short by a crash leaves only
+  ``<snapshot>.tmp``, removed at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pysyncobj.config import SERIALIZER_STATE
+from pysyncobj.monotonic import monotonic
+from pysyncobj.serializer import Serializer
+
+from schedd.state import disk
+
+log = logging.getLogger("schedd.raft")
+
+
+class Source(Protocol):
+    """A state held for a snapshot (:class:`schedd.state.store.SnapshotSource`)."""
+
+    def write(self, filename: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Copy:
+    id: int
+    source: Source
+    generation: int
+    started: float
+    thread: threading.Thread | None = None
+    size: int = 0
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def temporary_path(file_name: str) -> str:
+    return file_name + ".tmp"
+
+
+class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is untyped)
+    """pysyncobj's snapshot file handling with the copy in a thread.
+
+    ``open_source(raft_meta)`` runs in the tick thread and holds the state to copy;
+    ``on_done(started, ended, kept, index)`` runs in the tick thread when a copy ends, kept
+    (renamed into place, the journal is compacted next) or not."""
+
+    def __init__(
+        self,
+        file_name: str,
+        transmission_batch_size: int,
+        deserializer: Callable[[str], Any],
+        open_source: Callable[[tuple[Any, Any, Any]], Source],
+        on_done: Callable[[float, float, bool, int], None],
+    ) -> None:
+        super().__init__(
+            file_name, transmission_batch_size, False, _never_called, deserializer, None
+        )
+        self._file = file_name
+        self._open_source = open_source
+        self._on_done = on_done
+        self._copy: _Copy | None = None
+        self._generation = 0  # snapshots received from the leader
+        try:
+            os.unlink(temporary_path(file_name))  # a copy a crash cut short
+        except FileNotFoundError:
+            pass
+
+    @property
+    def copying(self) -> bool:
+        return self._copy is not None
+
+    # ---- pysyncobj's calls (tick thread) -----------------------------------------------------
+
+    def serialize(self, data: Any, id: int) -> None:  # noqa: A002 (pysyncobj's signature)
+        pid: int = getattr(self, "_Serializer__pid")  # noqa: B009 (pysyncobj's private name)
+        if self._copy is not None or pid != 0:
+            return
+        started = monotonic()
+        try:
+            source = self._open_source(data[1:])  # (last applied entry, the one before, members)
+        except Exception:
+            log.exception("event=log_compaction_failed step=open")
+            self._on_done(started, monotonic(), False, id)
+            return
+        copy = _Copy(id=id, source=source, generation=self._generation, started=started)
+        copy.thread = threading.Thread(
+            target=self._write, args=(copy,), name="snapshot-copy", daemon=True
+        )
+        self._copy = copy
+        self._Serializer__currentID = id
+        self._Serializer__pid = -3  # not 0: pysyncobj sends no snapshot meanwhile
+        copy.thread.start()
+
+    def checkSerializing(self) -> tuple[Any, int | None]:  # noqa: N802 (pysyncobj's name)
+        copy = self._copy
+        if copy is None:
+            return SERIALIZER_STATE.NOT_SERIALIZING, None
+        if not copy.done.is_set():
+            return SERIALIZER_STATE.SERIALIZING, copy.id
+        self._copy = None
+        self._Serializer__pid = 0
+        tmp = temporary_path(self._file)
+        ended = monotonic()
+        if copy.error is not None:
+            _remove(tmp)
+            log.error(
+                "event=log_compaction_failed step=copy error=%r: the previous snapshot and the "
+                "whole journal are kept; check the disk of %s (space, permissions)",
+                copy.error,
+                os.path.dirname(os.path.abspath(self._file)),
+            )
+            self._on_done(copy.started, ended, False, copy.id)
+            return SERIALIZER_STATE.FAILED, copy.id
+        if copy.generation != self._generation:
+            _remove(tmp)
+            log.info("event=log_compaction_superseded index=%d: a newer snapshot came", copy.id)
+            self._on_done(copy.started, ended, False, copy.id)
+            return SERIALIZER_STATE.NOT_SERIALIZING, None
+        try:
+            disk.rename(tmp, self._file)
+        except OSError as e:
+            _remove(tmp)
+            log.error("event=log_compaction_failed step=rename error=%r", e)
+            self._on_done(copy.started, ended, False, copy.id)
+            return SERIALIZER_STATE.FAILED, copy.id
+        self._restart_transmissions()
+        self._on_done(copy.started, ended, True, copy.id)
+        return SERIALIZER_STATE.SUCCESS, copy.id
+
+    def setTransmissionData(self, data: Any) -> bool:  # noqa: N802 (pysyncobj's name)
+        complete: bool = super().setTransmissionData(data)
+        if complete:  # a snapshot from the leader is in place: a running copy is older
+            self._generation += 1
+        return complete
+
+    # ---- shutdown ----------------------------------------------------------------------------
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait for a running copy to end; True when none is left running."""
+        copy = self._copy
+        if copy is None:
+            return True
+        if not copy.done.wait(timeout_s):
+            return False
+        _remove(temporary_path(self._file))  # not renamed: the journal still holds its entries
+        return True
+
+    # ---- the copy's thread -------------------------------------------------------------------
+
+    def _write(self, copy: _Copy) -> None:
+        try:
+            copy.size = copy.source.write(temporary_path(self._file))
+        except BaseException as e:  # reported by the tick thread
+            copy.error = e
+        finally:
+            copy.source.close()
+            copy.done.set()
+
+    def _restart_transmissions(self) -> None:
+        transmissions: dict[Any, dict[str, Any]] = self._Serializer__transmissions
+        for t in transmissions.values():
+            f = t.get("file")
+            if f is not None:
+                f.close()
+        transmissions.clear()
+
+
+def _never_called(filename: str, raft_meta: Any) -> None:
+    raise AssertionError("BackgroundSnapshots.serialize replaces pysyncobj's serializer call")
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
