@@ -7,8 +7,9 @@ A fresh 3-node cluster (real ``schedd run`` processes, product defaults, durable
 * **hold**: each node's resident memory (``VmRSS``, its peak ``VmHWM``, and its two parts:
   ``RssAnon``, the process's own memory, and ``RssFile``, LMDB's mapped pages), the size of its
   LMDB file, Raft journal and snapshot, and the log compactions it made (``event=log_compacted``
-  lines: how many, and how long the last took);
-* **list**: every job through the SDK (``Client.list_jobs(limit=None)``, pages of 1,000);
+  lines: how many, how long the last and the longest took) and the leader changes it saw;
+* **list**: every job through the SDK (``Client.list_jobs``, 100,000 per call, each in pages
+  of 1,000);
 * **explain**: ``Client.explain_job`` of 50 jobs spread over the name range, p50/p99;
 * **restart**: a follower stopped (SIGTERM) and started: until it answers ``GetNodeStatus``,
   and until it has applied the leader's commit index; its memory once caught up;
@@ -58,18 +59,41 @@ def _size_mib(pattern: str) -> float:
 
 
 def _compactions(log_path: str) -> dict[str, Any]:
+    """The node's log compactions (how many, how long the last and the longest took) and the
+    leader changes it saw (the terms of its ``event=leader_changed`` lines, minus the first)."""
     took = []
+    terms = set()
     with open(log_path, errors="replace") as f:
         for line in f:
             if "event=log_compacted" in line:
                 m = re.search(r"\bms=(\d+)", line)
                 if m:
                     took.append(int(m.group(1)))
+            elif "event=leader_changed" in line:
+                m = re.search(r"\bterm=(\d+)", line)
+                if m:
+                    terms.add(m.group(1))
     return {
         "count": len(took),
         "last_ms": took[-1] if took else None,
         "max_ms": max(took, default=None),
+        "leader_changes": max(0, len(terms) - 1),
     }
+
+
+def _list_all(client: Any, expected: int, chunk: int = 100_000) -> tuple[int, list[str]]:
+    """List every job through the SDK, ``chunk`` at a time (each chunk is pages of 1,000), so
+    the client never holds more than one chunk: 10 M job objects would not fit beside the
+    nodes. Returns how many were listed and 50 names spread over the table."""
+    listed, after, names = 0, "", []
+    step = max(1, expected // 50)
+    while True:
+        got = client.list_jobs(limit=chunk, after=after)
+        names += [j.name for i, j in enumerate(got) if (listed + i) % step == 0]
+        listed += len(got)
+        if len(got) < chunk:
+            return listed, names[:50]
+        after = got[-1].name
 
 
 def _holding(cluster: LocalCluster) -> dict[str, Any]:
@@ -134,11 +158,8 @@ def main() -> int:
             progress(f"scale: holding {json.dumps(result['hold'])}")
 
             t0 = time.monotonic()
-            listed = client.list_jobs(limit=None)
+            result["listed"], names = _list_all(client, a.jobs)
             result["list_all_s"] = round(time.monotonic() - t0, 2)
-            result["listed"] = len(listed)
-            names = [j.name for j in listed[:: max(1, len(listed) // 50)]][:50]
-            del listed
             progress(f"scale: listed {result['listed']} jobs in {result['list_all_s']} s")
 
             lat = []

@@ -223,6 +223,7 @@ class RaftNode(SyncObj):
     def _open_snapshot(self, raft_meta: tuple[Any, Any, Any]) -> SnapshotSource:
         """Hold the state for a background copy (tick thread, between applies)."""
         self._snapshot_entries = len(self._journal)
+        self._store.make_room_for_copy()
         return self._store.snapshot_source(raft_meta)
 
     def _snapshot_done(self, started: float, ended: float, kept: bool, index: int) -> None:

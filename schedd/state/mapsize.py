@@ -23,16 +23,20 @@ class MapGrowth:
     threshold: float = 0.8
     factor: int = 2
 
-    def next_size(self, used: int, current: int, *, full: bool = False) -> int | None:
+    def next_size(
+        self, used: int, current: int, *, full: bool = False, threshold: float | None = None
+    ) -> int | None:
         """The map size to grow to, or None to stay. ``full``: apply just met MapFullError,
-        so grow whatever the usage says (LMDB needs room for the transaction's new pages)."""
+        so grow whatever the usage says (LMDB needs room for the transaction's new pages).
+        ``threshold`` replaces :attr:`threshold` (more room ahead of a long read)."""
+        limit = self.threshold if threshold is None else threshold
         if current >= self.ceiling:
             return None
-        if not full and used <= self.threshold * current:
+        if not full and used <= limit * current:
             return None
         target = current * self.factor
         # big enough that the data sits under the threshold again, if the ceiling allows
-        while target < self.ceiling and used > self.threshold * target:
+        while target < self.ceiling and used > limit * target:
             target *= self.factor
         target = min(self.ceiling, target)
         return (target // MIB) * MIB if target > current + MIB else self.ceiling

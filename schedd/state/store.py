@@ -275,7 +275,14 @@ class Store:
         with self._gate.reading():
             return int(self._env.info()["map_size"])
 
-    def maybe_grow(self, *, full: bool = False, wait_s: float = 0.2) -> bool:
+    def maybe_grow(
+        self,
+        *,
+        full: bool = False,
+        wait_s: float = 0.2,
+        threshold: float | None = None,
+        high_water: bool = False,
+    ) -> bool:
         """Grow the map when :attr:`growth` says so (``full``: apply met MapFullError). True
         when it grew. Waits up to ``wait_s`` for the apply lock and for open reads to finish;
         gives up (False) rather than stall longer, the next call tries again.
@@ -283,9 +290,14 @@ class Store:
         Why the short default: while it waits it holds the apply lock and keeps new reads out,
         so the Raft tick thread may wait too; 0.2 s stays well below an election timeout. Reads
         take milliseconds; a long one (a snapshot copy, a full-table scan) only defers the
-        growth to the next second."""
+        growth to the next second.
+
+        ``threshold`` overrides the growth policy's; ``high_water`` counts the file's high-water
+        mark as in use too (pages freed but not yet reusable: see :meth:`make_room_for_copy`)."""
         used, current = self.usage()
-        target = self.growth.next_size(used, current, full=full)
+        if high_water:
+            used = max(used, self.high_water())
+        target = self.growth.next_size(used, current, full=full, threshold=threshold)
         if target is None:
             return False
         if not self._apply_lock.acquire(timeout=wait_s):
@@ -548,6 +560,20 @@ class Store:
                     st = txn.stat(db) if db is not None else self._env.stat()
                     pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
             return pages * psize, self._env.info()["map_size"]
+
+    def high_water(self) -> int:
+        """Bytes up to the LMDB file's highest page in use: where the next new page goes when
+        no freed page may be reused."""
+        with self._gate.reading():
+            return int((self._env.info()["last_pgno"] + 1) * self._env.stat()["psize"])
+
+    def make_room_for_copy(self) -> bool:
+        """Before a snapshot copy (tick thread): while its read transaction is open, LMDB reuses
+        no page freed after it began, so every write takes new pages past the high-water mark,
+        and the map cannot grow (a growth waits for readers). A copy of a large state lasts
+        seconds: grow now when the high-water mark is past half the map, rather than meet a
+        full map during the copy and stall apply until it ends. True when it grew."""
+        return self.maybe_grow(wait_s=0.05, threshold=0.5, high_water=True)
 
     def get_run(self, rid: str) -> types_pb2.Run | None:
         with self.read() as txn:

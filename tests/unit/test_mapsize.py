@@ -23,6 +23,8 @@ def test_grows_by_doubling_past_the_threshold_up_to_the_ceiling() -> None:
     assert g.next_size(60 * MIB, 48 * MIB) == 64 * MIB  # capped
     assert g.next_size(60 * MIB, 64 * MIB) is None  # at the ceiling
     assert g.next_size(1 * MIB, 16 * MIB, full=True) == 32 * MIB  # apply met MapFullError
+    assert g.next_size(9 * MIB, 16 * MIB, threshold=0.5) == 32 * MIB  # room ahead of a copy
+    assert g.next_size(7 * MIB, 16 * MIB, threshold=0.5) is None
 
 
 def test_a_store_grows_online_and_keeps_its_data(
@@ -65,4 +67,31 @@ def test_a_growth_waits_for_open_reads_and_gives_up_rather_than_stall(tmp_path: 
     assert store.map_size() == 2 * MIB
     assert store.maybe_grow(full=True, wait_s=0.2)
     assert store.map_size() == 4 * MIB
+    store.close()
+
+
+def test_a_snapshot_copy_gets_room_first_since_the_map_cannot_grow_under_it(
+    tmp_path: Path,
+) -> None:
+    """While a copy holds its read transaction, writes take new pages past the high-water mark
+    and a growth waits: the store grows before the copy when the file is past half the map,
+    not only past the usual 80 %."""
+    store = Store(str(tmp_path / "state"), map_size=4 * MIB, max_map_size=16 * MIB)
+    index = 0
+    while store.high_water() < int(0.6 * 4 * MIB):
+        index += 1
+        job = types_pb2.Job(
+            name=f"j{index}",
+            queue="default",
+            max_attempts=3,
+            payload='"' + "x" * 20_000 + '"',
+            schedule=types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=T0, timezone="UTC"),
+            next_due_ms=T0,
+        )
+        cmd = command_pb2.Command(now_ms=T0, create_job=command_pb2.CreateJobCmd(job=job))
+        assert store.apply_entry(encode(cmd), index).ok
+    assert not store.maybe_grow()  # under 80 %: the usual policy stays
+    assert store.make_room_for_copy()
+    assert store.map_size() == 8 * MIB
+    assert not store.make_room_for_copy()  # under half now
     store.close()
