@@ -156,6 +156,7 @@ class RaftNode(SyncObj):
         ] = {}  # leader: lowest reset per follower since its last success
         self._snapshot_path = f"{journal_dir}/raft.snapshot"
         self._snapshot_entries = 0  # the journal's length when the last snapshot copy began
+        self._snapshot_index = 0  # and the last log index it holds
         #: membership entries up to this index were replayed at start (their apply skips them)
         self._membership_replayed_to: int | None = None
         #: called after a membership entry is applied (tick thread): (index, members after)
@@ -211,25 +212,28 @@ class RaftNode(SyncObj):
         """pysyncobj's serializer hook, used only with ``background_snapshots`` off: the
         store's snapshot, copied in the tick thread (which stalls meanwhile)."""
         started = monotonic()
-        index = int(raft_meta[0][1])
-        self._snapshot_entries = len(self._journal)
+        self._snapshot_began(raft_meta)
         ok = False
         try:
             self._store.write_snapshot(filename, raft_meta)
             ok = True
         finally:
-            self._snapshot_done(started, monotonic(), ok, index)
+            self._snapshot_done(started, monotonic(), ok)
 
     def _open_snapshot(self, raft_meta: tuple[Any, Any, Any]) -> SnapshotSource:
         """Hold the state for a background copy (tick thread, between applies)."""
-        self._snapshot_entries = len(self._journal)
+        self._snapshot_began(raft_meta)
         self._store.make_room_for_copy()
         return self._store.snapshot_source(raft_meta)
 
-    def _snapshot_done(self, started: float, ended: float, kept: bool, index: int) -> None:
-        """A snapshot copy ended (tick thread), before pysyncobj compacts the journal to
-        ``index``; timed for the compaction policy's cost bound either way. ``entries`` in the
-        log line: the journal's length when the copy began."""
+    def _snapshot_began(self, raft_meta: tuple[Any, Any, Any]) -> None:
+        # for the log line once it ends: the journal's length now, the snapshot's last index
+        self._snapshot_entries = len(self._journal)
+        self._snapshot_index = int(raft_meta[0][1])
+
+    def _snapshot_done(self, started: float, ended: float, kept: bool) -> None:
+        """A snapshot copy ended (tick thread); if ``kept``, pysyncobj compacts the journal
+        next. Timed for the compaction policy's cost bound either way."""
         self._compaction.finished(started, ended)
         if not kept:
             return
@@ -238,7 +242,7 @@ class RaftNode(SyncObj):
             (ended - started) * 1000,
             self._snapshot_entries,
             self._journal.size_bytes,
-            index,
+            self._snapshot_index,
             self._snapshots is not None,
         )
 
@@ -259,6 +263,10 @@ class RaftNode(SyncObj):
         since = monotonic() - clock.last_end
         entries, size = len(self._journal), self._journal.size_bytes
         forced: bool = getattr(self, "_SyncObj__forceLogCompaction", False)
+        if self._snapshots is not None and self._snapshots.copying:
+            # one at a time; and a request made now would start the next copy the tick after
+            # this one ends, whatever the policy's interval and share say
+            return
         if forced or not policy.may_be_due(
             entries=entries, since_s=since, journal_bytes=size, last_took_s=clock.last_took_s
         ):

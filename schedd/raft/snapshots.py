@@ -71,8 +71,8 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
     """pysyncobj's snapshot file handling with the copy in a thread.
 
     ``open_source(raft_meta)`` runs in the tick thread and holds the state to copy;
-    ``on_done(started, ended, kept, index)`` runs in the tick thread when a copy ends, kept
-    (renamed into place, the journal is compacted next) or not."""
+    ``on_done(started, ended, kept)`` runs in the tick thread when a copy ends, kept (renamed
+    into place, the journal is compacted next) or not."""
 
     def __init__(
         self,
@@ -80,7 +80,7 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
         transmission_batch_size: int,
         deserializer: Callable[[str], Any],
         open_source: Callable[[tuple[Any, Any, Any]], Source],
-        on_done: Callable[[float, float, bool, int], None],
+        on_done: Callable[[float, float, bool], None],
     ) -> None:
         super().__init__(
             file_name, transmission_batch_size, False, _never_called, deserializer, None
@@ -110,7 +110,7 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
             source = self._open_source(data[1:])  # (last applied entry, the one before, members)
         except Exception:
             log.exception("event=log_compaction_failed step=open")
-            self._on_done(started, monotonic(), False, id)
+            self._on_done(started, monotonic(), False)
             return
         copy = _Copy(id=id, source=source, generation=self._generation, started=started)
         copy.thread = threading.Thread(
@@ -139,22 +139,22 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
                 copy.error,
                 os.path.dirname(os.path.abspath(self._file)),
             )
-            self._on_done(copy.started, ended, False, copy.id)
+            self._on_done(copy.started, ended, False)
             return SERIALIZER_STATE.FAILED, copy.id
         if copy.generation != self._generation:
             _remove(tmp)
             log.info("event=log_compaction_superseded index=%d: a newer snapshot came", copy.id)
-            self._on_done(copy.started, ended, False, copy.id)
+            self._on_done(copy.started, ended, False)
             return SERIALIZER_STATE.NOT_SERIALIZING, None
         try:
             disk.rename(tmp, self._file)
         except OSError as e:
             _remove(tmp)
             log.error("event=log_compaction_failed step=rename error=%r", e)
-            self._on_done(copy.started, ended, False, copy.id)
+            self._on_done(copy.started, ended, False)
             return SERIALIZER_STATE.FAILED, copy.id
         self._restart_transmissions()
-        self._on_done(copy.started, ended, True, copy.id)
+        self._on_done(copy.started, ended, True)
         return SERIALIZER_STATE.SUCCESS, copy.id
 
     def setTransmissionData(self, data: Any) -> bool:  # noqa: N802 (pysyncobj's name)
@@ -166,13 +166,17 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
     # ---- shutdown ----------------------------------------------------------------------------
 
     def wait(self, timeout_s: float) -> bool:
-        """Wait for a running copy to end; True when none is left running."""
+        """At shutdown (the tick thread stopped): wait for a running copy to end and drop it;
+        True when none is left running."""
         copy = self._copy
         if copy is None:
             return True
         if not copy.done.wait(timeout_s):
             return False
-        _remove(temporary_path(self._file))  # not renamed: the journal still holds its entries
+        # abandoned, never renamed: the journal still holds everything it covers
+        self._copy = None
+        self._Serializer__pid = 0
+        _remove(temporary_path(self._file))
         return True
 
     # ---- the copy's thread -------------------------------------------------------------------

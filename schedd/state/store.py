@@ -251,8 +251,9 @@ class Store:
         self.sync()
         if self._gate.readers:
             log.warning(
-                "event=store_left_open path=%s readers=%d: a snapshot copy is still running; "
-                "its partial file is removed at the next start",
+                "event=store_left_open path=%s readers=%d: reads (a snapshot copy) are still "
+                "open; LMDB is synced and closes with the process, a partial snapshot copy is "
+                "removed at the next start",
                 self.path,
                 self._gate.readers,
             )

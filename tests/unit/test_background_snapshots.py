@@ -28,7 +28,9 @@ NO_OP = b"\x01"  # pysyncobj's no-op command: committed and applied, no state ch
 
 
 class Node:
-    def __init__(self, root: str, background: bool = True) -> None:
+    def __init__(
+        self, root: str, background: bool = True, settings: RaftSettings | None = None
+    ) -> None:
         self.root = root
         self.store = HeldStore(os.path.join(root, "state"), map_size=16 << 20)
         self.raft = RaftNode(
@@ -37,7 +39,7 @@ class Node:
             self.store,
             root,
             "pw",
-            RaftSettings(background_snapshots=background),
+            settings or RaftSettings(background_snapshots=background),
             transport_class=RecordingTransport,
             auto_tick=False,
         )
@@ -170,6 +172,32 @@ def test_negative_control_without_the_generation_check_the_older_copy_wins(
     node.store.release.set()
     node.tick_until_copied()
     assert Store.snapshot_last_index(node.snapshot) == 10
+
+
+def test_the_policy_asks_for_no_compaction_while_a_copy_runs(tmp_path: Any) -> None:
+    """A request made during a copy would start the next copy the tick after it ends,
+    whatever the policy's minimum interval and cost share say."""
+    settings = RaftSettings(
+        compaction_min_entries=5, compaction_min_interval_s=1.0, compaction_max_share=0.0
+    )
+    n = Node(str(tmp_path), settings=settings)
+    try:
+        n.receive(2, 10)
+        n.tick()
+        n.store.hold.set()
+        n.start_copy()
+        n.receive(11, 30)
+        n.raft._compaction.last_end -= 10.0  # the previous compaction ended long ago
+        for _ in range(3):
+            n.tick()
+        assert not n.raft._SyncObj__forceLogCompaction  # type: ignore[attr-defined]
+        n.store.release.set()
+        n.store.copying.clear()
+        n.tick_until_copied()
+        n.tick()
+        assert not n.store.copying.is_set()  # the next one waits for the policy's interval
+    finally:
+        n.close()
 
 
 def test_a_failed_copy_keeps_the_previous_snapshot_and_the_journal(node: Node) -> None:
