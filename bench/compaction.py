@@ -6,7 +6,9 @@ Creates ``--jobs`` jobs in bulk (1,000 per call), waits ``--settle`` seconds, th
 node's ``event=log_compacted`` lines (the copy's milliseconds and the journal entries it
 covered), the leader changes it saw (terms in its ``event=leader_changed`` lines, minus the
 first) and the LMDB file size. The last compactions copy the whole state. ``call_ms``: the
-create calls' latency (a stalled or changing leader shows there). ``--sync-snapshots`` copies
+create calls' latency (a stalled or changing leader shows there). ``probe``: the lag of
+``--probe-jobs`` jobs firing every second meanwhile, on a worker in this process (the effect
+of the compactions, and of the create load itself, on firing). ``--sync-snapshots`` copies
 in the Raft thread, as before the background copy: the baseline.
 
     python bench/compaction.py --jobs 100000
@@ -27,8 +29,57 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import progress  # noqa: E402
+from common import latency_summary_ms, progress  # noqa: E402
 from compaction_node import CompactionCluster  # noqa: E402
+
+from schedd.agent import Context, Worker  # noqa: E402
+from schedd.client import Client  # noqa: E402
+
+
+class LagProbe:
+    """Jobs firing every second (``* * * * * *``) on a worker in this process while the jobs
+    are created: how late each firing's handler starts (``time.time()`` at start minus its
+    scheduled time), and how many slots of the window never started."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.scheduled: dict[str, float] = {}
+        self.window_start = 0.0
+        self.window_end = 0.0
+
+    def start(self, cluster: CompactionCluster, client: Client, jobs: int) -> Worker:
+        worker = Worker(
+            cluster.endpoints,
+            credentials=cluster.worker_credentials,
+            concurrency=64,
+            worker_id="compaction-probe",
+        )
+
+        @worker.handler("*")
+        def _probe(ctx: Context) -> None:
+            t = time.time()
+            self.started.setdefault(ctx.run_id, t)
+            self.scheduled[ctx.run_id] = ctx.scheduled_ms / 1000.0
+
+        worker.start()
+        client.create_jobs([{"name": f"probe-{i:02d}", "cron": "* * * * * *"} for i in range(jobs)])
+        return worker
+
+    def summary(self, jobs: int) -> dict[str, object]:
+        lags = [
+            self.started[r] - at
+            for r, at in self.scheduled.items()
+            if self.window_start <= at < self.window_end
+        ]
+        expected = int(self.window_end - self.window_start) * jobs
+        return {
+            "jobs": jobs,
+            "window_s": round(self.window_end - self.window_start, 1),
+            "lag": latency_summary_ms(lags),
+            "late_over_1s": sum(1 for x in lags if x > 1.0),
+            "started": len(lags),
+            "expected_about": expected,
+        }
 
 
 def main() -> None:
@@ -39,6 +90,12 @@ def main() -> None:
         "--sync-snapshots",
         action="store_true",
         help="copy in the Raft thread, as before the background copy (the baseline)",
+    )
+    p.add_argument(
+        "--probe-jobs",
+        type=int,
+        default=10,
+        help="jobs firing every second during the create, whose lag is measured (0: none)",
     )
     p.add_argument("--json", dest="out")
     a = p.parse_args()
@@ -51,10 +108,16 @@ def main() -> None:
         "copy": "raft thread" if a.sync_snapshots else "background",
     }
     calls: list[float] = []
+    probe = LagProbe()
+    worker: Worker | None = None
     try:
         cluster.start()
         cluster.wait_for_leader(timeout=30)
+        with cluster.client(retry_for=60) as client:
+            if a.probe_jobs:
+                worker = probe.start(cluster, client, a.probe_jobs)
         t0 = time.monotonic()
+        probe.window_start = time.time() + 2.0  # the probe jobs' first slots are warm-up
         with cluster.client(retry_for=60) as client:
             for first in range(0, a.jobs, 1000):
                 c0 = time.monotonic()
@@ -68,6 +131,7 @@ def main() -> None:
                 if first % 20_000 == 0:
                     progress(f"{first + 1000} jobs")
         result["create_s"] = round(time.monotonic() - t0, 1)
+        probe.window_end = time.time()
         # A leader change or a stalled leader shows as a slow call (the client retries).
         calls.sort()
         result["call_ms"] = {
@@ -77,6 +141,10 @@ def main() -> None:
             "over_1s": sum(1 for c in calls if c > 1.0),
         }
         time.sleep(a.settle)  # at least one more compaction per node, of the whole state
+        if worker is not None:
+            result["probe"] = probe.summary(a.probe_jobs)
+            worker.stop()
+            worker = None
         nodes: dict[str, object] = {}
         for spec in cluster.specs:
             with open(spec.log_path) as f:
@@ -94,6 +162,8 @@ def main() -> None:
             }
         result["nodes"] = nodes
     finally:
+        if worker is not None:
+            worker.stop()
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result, indent=1))
