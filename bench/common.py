@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 _T0 = time.monotonic()
 
@@ -109,3 +112,21 @@ def stop_processes(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 10
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def node_log_events(log_path: str) -> tuple[list[int], int]:
+    """From a node's log: the milliseconds of each log compaction (its ``event=log_compacted
+    ms=`` lines, in order) and the leader changes it saw (the terms of its
+    ``event=leader_changed`` lines, minus the first)."""
+    with open(log_path, errors="replace") as f:
+        text = f.read()
+    took = [int(x) for x in re.findall(r"event=log_compacted ms=(\d+)", text)]
+    terms = set(re.findall(r"event=leader_changed .*?term=(\d+)", text))
+    return took, max(0, len(terms) - 1)
+
+
+def save_json(path: str | None, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` (a bench's ``--json``); nothing when it is None."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(data, f, indent=2)

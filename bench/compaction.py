@@ -21,7 +21,6 @@ import argparse
 import glob
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import latency_summary_ms, progress  # noqa: E402
+from common import latency_summary_ms, node_log_events, progress, save_json  # noqa: E402
 from compaction_node import CompactionCluster  # noqa: E402
 
 from schedd.agent import Context, Worker  # noqa: E402
@@ -147,17 +146,13 @@ def main() -> None:
             worker = None
         nodes: dict[str, object] = {}
         for spec in cluster.specs:
-            with open(spec.log_path) as f:
-                text = f.read()
-            ms = [int(x) for x in re.findall(r"event=log_compacted ms=(\d+)", text)]
-            # a copy in the Raft thread longer than an election timeout cost an election
-            terms = set(re.findall(r"event=leader_changed .*?term=(\d+)", text))
+            ms, leader_changes = node_log_events(spec.log_path)
             mdb = glob.glob(os.path.join(spec.data_dir, "**", "data.mdb"), recursive=True)
             nodes[spec.node_id] = {
                 "compactions": len(ms),
                 "last_ms": ms[-3:],
                 "max_ms": max(ms, default=0),
-                "leader_changes": max(0, len(terms) - 1),
+                "leader_changes": leader_changes,
                 "lmdb_bytes": sum(os.path.getsize(m) for m in mdb),
             }
         result["nodes"] = nodes
@@ -167,9 +162,7 @@ def main() -> None:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result, indent=1))
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(result, f, indent=2)
+    save_json(a.out, result)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import lmdb
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import latency_summary_ms, progress  # noqa: E402
+from common import latency_summary_ms, progress, save_json  # noqa: E402
 
 
 def build(path: str, mib: int) -> None:
@@ -134,9 +134,7 @@ def main() -> None:
         for b in burners:
             b.terminate()
     print(json.dumps(results, indent=1))
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(results, f, indent=2)
+    save_json(a.out, results)
 
 
 if __name__ == "__main__":

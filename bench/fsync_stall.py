@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import latency_summary_ms, progress  # noqa: E402
+from common import latency_summary_ms, progress, save_json  # noqa: E402
 
 from schedd.state import disk  # noqa: E402
 
@@ -156,9 +156,7 @@ def main() -> None:
             )
             results.append(res)
     print(json.dumps(results, indent=1))
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(results, f, indent=2)
+    save_json(a.out, results)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ again, and measure from the start command
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -27,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import latency_summary_ms, progress  # noqa: E402
+from common import latency_summary_ms, progress, save_json  # noqa: E402
 
 from schedd.testing import LocalCluster  # noqa: E402
 
@@ -113,9 +112,7 @@ def main() -> None:
         f"caught up p50 {statistics.median(caught_up):.2f} s, max {max(caught_up):.2f} s "
         f"({a.restarts} restarts, {a.jobs} jobs missed each)"
     )
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(result, f, indent=2)
+    save_json(a.out, result)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,13 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import latency_summary_ms, load_average, progress  # noqa: E402
+from common import (  # noqa: E402
+    latency_summary_ms,
+    load_average,
+    node_log_events,
+    progress,
+    save_json,
+)
 from populate import create_jobs  # noqa: E402
 from restart import start_and_catch_up  # noqa: E402
 
@@ -60,24 +66,13 @@ def _size_mib(pattern: str) -> float:
 
 def _compactions(log_path: str) -> dict[str, Any]:
     """The node's log compactions (how many, how long the last and the longest took) and the
-    leader changes it saw (the terms of its ``event=leader_changed`` lines, minus the first)."""
-    took = []
-    terms = set()
-    with open(log_path, errors="replace") as f:
-        for line in f:
-            if "event=log_compacted" in line:
-                m = re.search(r"\bms=(\d+)", line)
-                if m:
-                    took.append(int(m.group(1)))
-            elif "event=leader_changed" in line:
-                m = re.search(r"\bterm=(\d+)", line)
-                if m:
-                    terms.add(m.group(1))
+    leader changes it saw."""
+    took, leader_changes = node_log_events(log_path)
     return {
         "count": len(took),
         "last_ms": took[-1] if took else None,
         "max_ms": max(took, default=None),
-        "leader_changes": max(0, len(terms) - 1),
+        "leader_changes": leader_changes,
     }
 
 
@@ -209,9 +204,7 @@ def main() -> int:
         f"{result['restart']['caught_up_s']} s; retention full pass "
         f"{result.get('retention_pass', 'not waited for')}"
     )
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(result, f, indent=2)
+    save_json(a.out, result)
     return 0
 
 

@@ -57,8 +57,6 @@ class _Copy:
     source: Source
     generation: int
     started: float
-    thread: threading.Thread | None = None
-    size: int = 0
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -113,13 +111,11 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
             self._on_done(started, monotonic(), False)
             return
         copy = _Copy(id=id, source=source, generation=self._generation, started=started)
-        copy.thread = threading.Thread(
-            target=self._write, args=(copy,), name="snapshot-copy", daemon=True
-        )
         self._copy = copy
-        self._Serializer__currentID = id
         self._Serializer__pid = -3  # not 0: pysyncobj sends no snapshot meanwhile
-        copy.thread.start()
+        threading.Thread(
+            target=self._write, args=(copy,), name="snapshot-copy", daemon=True
+        ).start()
 
     def checkSerializing(self) -> tuple[Any, int | None]:  # noqa: N802 (pysyncobj's name)
         copy = self._copy
@@ -183,7 +179,7 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
 
     def _write(self, copy: _Copy) -> None:
         try:
-            copy.size = copy.source.write(temporary_path(self._file))
+            copy.source.write(temporary_path(self._file))
         except BaseException as e:  # reported by the tick thread
             copy.error = e
         finally:

@@ -151,16 +151,9 @@ class Txn:
 
     def writes(self) -> Writes:
         """The entry's writes, one per key (its final value; None: delete), in the order keys
-        were first written: :attr:`mutations` without an object per write."""
+        were first written (:func:`schedd.state.apply.apply` turns them into ``Put`` and
+        ``Delete``)."""
         return self._writes.items()
-
-    @property
-    def mutations(self) -> list[Mutation]:
-        """The entry's writes, one per key: its final value (Delete for None)."""
-        return [
-            Delete(db, key) if value is None else Put(db, key, value)
-            for (db, key), value in self._writes.items()
-        ]
 
     def scan(self, db: str, prefix: bytes, limit: int, start: bytes = b"") -> list[bytes]:
         """Keys with ``prefix`` in key order from ``start`` on, earlier writes of this entry
