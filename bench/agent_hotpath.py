@@ -9,6 +9,7 @@ work (reading and writing the stream), which the cluster benchmark (bench/run.py
     python bench/agent_hotpath.py                     # 20,000 firings, 100 per message
     python bench/agent_hotpath.py --log-level INFO    # with the agent's INFO lines emitted
     python bench/agent_hotpath.py --held 512          # with 512 other leases held meanwhile
+    python bench/agent_hotpath.py --unacked 5000      # 5,000 completions awaiting their ack
 
 Prints CPU microseconds per firing (process time, all threads) and firings/s, median of
 ``--repeat`` rounds. ``--log-level`` sets the agent logger's level with a handler that formats
@@ -33,7 +34,14 @@ from schedd.pb import api_pb2, types_pb2
 CODE_OK = 0
 
 
-def one_round(firings: int, per_msg: int, held: int, concurrency: int, logger: logging.Logger):
+def one_round(
+    firings: int,
+    per_msg: int,
+    held: int,
+    concurrency: int,
+    logger: logging.Logger,
+    unacked: int = 0,
+):
     shared = Shared(time.monotonic, logger)
     runner = Runner(shared, worker_id="w1", concurrency=concurrency)
 
@@ -79,6 +87,7 @@ def one_round(firings: int, per_msg: int, held: int, concurrency: int, logger: l
                 )
             )
         msgs.append(msg)
+    waiting: list = []
     t0, c0 = time.perf_counter(), time.process_time()
     for n, msg in enumerate(msgs):
         if n % 20 == 0:  # the heartbeat the ticker would have written meanwhile
@@ -94,8 +103,13 @@ def one_round(firings: int, per_msg: int, held: int, concurrency: int, logger: l
                 records += shared.book.take_unsent()
                 if len(records) < len(msg.firings.firings):
                     shared.changed.wait(0.01)
+        # The leader acknowledges a completion once its entry commits; under a burst, thousands
+        # wait for that (``unacked``): the oldest beyond that many are acknowledged now.
+        waiting.extend(records)
+        ack_now = waiting[: max(0, len(waiting) - unacked)] if n < len(msgs) - 1 else list(waiting)
+        del waiting[: len(ack_now)]
         acks = api_pb2.ServerMessage()
-        for r in records:
+        for r in ack_now:
             acks.acks.acks.append(
                 api_pb2.CompletionAck(run_id=r.run_id, fence=r.fence, code=CODE_OK)
             )
@@ -113,6 +127,7 @@ def main() -> None:
     p.add_argument("--firings", type=int, default=20_000)
     p.add_argument("--per-message", type=int, default=100)
     p.add_argument("--held", type=int, default=0)
+    p.add_argument("--unacked", type=int, default=0, help="completions awaiting their ack")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING"])
@@ -124,7 +139,7 @@ def main() -> None:
     handler.setFormatter(logging.Formatter("ts=%(asctime)s level=%(levelname)s %(message)s"))
     logger.addHandler(handler)
     rounds = [
-        one_round(args.firings, args.per_message, args.held, args.concurrency, logger)
+        one_round(args.firings, args.per_message, args.held, args.concurrency, logger, args.unacked)
         for _ in range(args.repeat)
     ]
     cpu = statistics.median(r[0] for r in rounds)
@@ -132,7 +147,7 @@ def main() -> None:
     print(
         f"agent hot path: {cpu:.1f} µs CPU per firing, {rate:,.0f} firings/s "
         f"(median of {args.repeat}; {args.firings} firings, {args.per_message} per message, "
-        f"{args.held} other leases held, log level {args.log_level})"
+        f"{args.held} other leases held, {args.unacked} completions awaiting their ack, log level {args.log_level})"
     )
 
 

@@ -187,6 +187,11 @@ class LeaseBook:
         self._ttl_s = default_ttl_ms / 1000.0
         self._held: dict[LeaseKey, _Held] = {}
         self._pending: dict[LeaseKey, _Pending] = {}
+        # The pending completions not written on the current stream (some may wait for a retry
+        # delay), in the order they became unsent: ``take_unsent`` visits these, not every
+        # pending completion. Under a burst thousands wait for the leader's ack, and scanning
+        # them all for each message to write made the agent quadratic.
+        self._unsent: dict[LeaseKey, None] = {}
         self._hello: tuple[frozenset[LeaseKey], float] | None = None
         self._releases: dict[LeaseKey, bool] = {}  # given back -> written on the current stream
         self._contact: float | None = None  # last heartbeat written / welcome received
@@ -332,6 +337,7 @@ class LeaseBook:
         for p in self._pending.values():
             p.sent = False
             p.not_before = 0.0
+        self._unsent = dict.fromkeys(self._pending)
         for k in self._releases:  # the old stream may have died before the leader read them
             self._releases[k] = False
         return leases
@@ -381,21 +387,30 @@ class LeaseBook:
         record = CompletionRecord(run_id, fence, Outcome(outcome), error, exit_code)
         if key not in self._releases:
             self._pending[key] = _Pending(record)
+            self._unsent[key] = None
         return record
 
     def take_unsent(self) -> list[CompletionRecord]:
         """Completions to write now (unsent, and past any retry delay); marks them sent."""
         now = self._clock()
         out = []
-        for p in self._pending.values():
-            if not p.sent and p.not_before <= now:
+        for key in list(self._unsent):
+            p = self._pending.get(key)
+            if p is None or p.sent:  # acknowledged meanwhile
+                del self._unsent[key]
+            elif p.not_before <= now:
                 p.sent = True
+                del self._unsent[key]
                 out.append(p.record)
         return out
 
     def has_unsent(self) -> bool:
         now = self._clock()
-        return any(not p.sent and p.not_before <= now for p in self._pending.values())
+        for key in self._unsent:
+            p = self._pending.get(key)
+            if p is not None and not p.sent and p.not_before <= now:
+                return True
+        return False
 
     def pending_count(self) -> int:
         return len(self._pending)
@@ -413,8 +428,10 @@ class LeaseBook:
         if code in _RETRYABLE_CODES:
             p.sent = False
             p.not_before = self._clock() + self.retry_delay_s
+            self._unsent[key] = None
             return AckResult(AckKind.RETRY, p.record, code, message)
         del self._pending[key]
+        self._unsent.pop(key, None)
         kind = (
             AckKind.OK
             if code == CODE_OK
