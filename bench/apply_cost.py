@@ -9,6 +9,11 @@ firing for planning (leader only) and for apply (each replica), median of ``--re
 
     python bench/apply_cost.py                      # 5,000 jobs, 512 slots
     python bench/apply_cost.py --jobs 20000 --repeat 5
+    python bench/apply_cost.py --slots 64 --compare-index   # the backlog from LMDB vs in memory
+
+``--compare-index`` runs each round twice, interleaved: the planner reading the PENDING backlog
+from LMDB, and from the leader's in-memory index (schedd.server.pending), whose upkeep is then
+part of apply (the leader's only; a follower keeps no index).
 
 Compare two trees in the same minute with ``PYTHONPATH=<tree> python bench/apply_cost.py``.
 """
@@ -25,15 +30,17 @@ from collections import defaultdict
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched.schedule import compile_schedule
 from schedd.server import planner, validate
+from schedd.server.pending import PendingIndex
 from schedd.state.apply import encode
 from schedd.state.store import Store
 
 T0 = 1_800_000_000_000
 
 
-def one_round(jobs: int, slots: int) -> tuple[float, float, int]:
+def one_round(jobs: int, slots: int, index: bool = False) -> tuple[float, float, int]:
     root = tempfile.mkdtemp(prefix="schedd-apply-cost-")
     store = Store(root)
+    pending = PendingIndex(store) if index else None
     try:
         index = 0
         for i in range(jobs):
@@ -54,6 +61,9 @@ def one_round(jobs: int, slots: int) -> tuple[float, float, int]:
                 schedules[key] = compile_schedule(s)
             return schedules[key]
 
+        if pending is not None:
+            pending.start().join()
+            assert pending.ready
         completions: list[command_pb2.CompleteItem] = []
         plan_s = apply_s = 0.0
         done = 0
@@ -70,6 +80,7 @@ def one_round(jobs: int, slots: int) -> tuple[float, float, int]:
                 workers=[planner.FreeWorker("w", ("default",), {}, free)],
                 cursor=cursor,
                 schedule_of=schedule_of,
+                pending=pending,
             )
             c1 = time.process_time()
             if not plan.commands:
@@ -90,6 +101,8 @@ def one_round(jobs: int, slots: int) -> tuple[float, float, int]:
             now += 2
         return plan_s / jobs * 1e6, apply_s / jobs * 1e6, index
     finally:
+        if pending is not None:
+            pending.stop()
         store.close()
         shutil.rmtree(root, ignore_errors=True)
 
@@ -99,14 +112,29 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=5000)
     p.add_argument("--slots", type=int, default=512)
     p.add_argument("--repeat", type=int, default=3)
-    a = p.parse_args()
-    rounds = [one_round(a.jobs, a.slots) for _ in range(a.repeat)]
-    plan = statistics.median(r[0] for r in rounds)
-    apply = statistics.median(r[1] for r in rounds)
-    print(
-        f"per firing: planning {plan:.1f} µs (leader), apply {apply:.1f} µs (each replica); "
-        f"{a.jobs} jobs, {a.slots} slots, median of {a.repeat}"
+    p.add_argument(
+        "--compare-index",
+        action="store_true",
+        help="also plan from the in-memory pending index, interleaved with the LMDB reads",
     )
+    a = p.parse_args()
+    modes = [False, True] if a.compare_index else [False]
+    rounds: dict[bool, list[tuple[float, float, int]]] = {m: [] for m in modes}
+    for _ in range(a.repeat):
+        for m in modes:
+            rounds[m].append(one_round(a.jobs, a.slots, index=m))
+    for m in modes:
+        plan = statistics.median(r[0] for r in rounds[m])
+        apply = statistics.median(r[1] for r in rounds[m])
+        how = (
+            " (backlog from the in-memory index)"
+            if m
+            else (" (backlog read from LMDB)" if a.compare_index else "")
+        )
+        print(
+            f"per firing: planning {plan:.1f} µs (leader), apply {apply:.1f} µs (each replica)"
+            f"{how}; {a.jobs} jobs, {a.slots} slots, median of {a.repeat}"
+        )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from schedd.sched.explain import WorkerView
 from schedd.sched.schedule import Schedule, compile_schedule, format_duration
 from schedd.server import planner, validate
 from schedd.server.leases import LeaseTable, completion_verdict
+from schedd.server.pending import PendingIndex
 from schedd.server.workers import Registry, WorkerSession
 from schedd.state.apply import Result, Revoked, encode, features
 
@@ -143,6 +144,10 @@ class Dispatcher:
         self._request_cursor = ""
         self._ahead_level_ok = False
         self._completions_since = 0.0  # monotonic arrival of the oldest queued completion
+        # PENDING runs in grant order, in memory while this node leads (built in the background
+        # on activation; the planner reads LMDB until it is ready)
+        self.pending = PendingIndex(store)
+        self._pending_retry_at = 0.0  # monotonic: rebuild a switched-off index after this
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -426,11 +431,13 @@ class Dispatcher:
             self._term = term
             self._active = True
             self.active_since = self.clock.monotonic()
+        self.pending.start()
         log.info(
             "event=dispatch_started node=%s term=%d leases=%d", self.node_id, term, len(self.leases)
         )
 
     def _deactivate(self, reason: str) -> None:
+        self.pending.stop()  # (takes the store's apply lock: not under ours)
         with self._lock:
             was = self._active
             self._active = False
@@ -484,6 +491,7 @@ class Dispatcher:
         if mono - self._last_housekeeping >= s.housekeeping_every_s:
             self._last_housekeeping = mono
             chores = self._housekeeping(now_ms)
+            self._restart_pending_index(mono)
         expiries = list(released)
         expiries += [
             command_pb2.ExpireItem(
@@ -508,6 +516,7 @@ class Dispatcher:
             cursor=self._rr_cursor,
             schedule_of=self._schedule,
             chores=chores,
+            pending=self.pending if self.pending.ready else None,
         )
         with self._lock:
             # Completions ride with this tick's other work; alone, they may linger a little
@@ -756,6 +765,17 @@ class Dispatcher:
             ]
 
     # ---- housekeeping: dispatch timeouts, retention ------------------------------------------
+
+    def _restart_pending_index(self, mono: float) -> None:
+        """Rebuild the pending index a minute after it switched itself off (a backlog past its
+        bound), in case the backlog has shrunk; each attempt reads the backlog once."""
+        if not self.pending.overflowed:
+            self._pending_retry_at = 0.0
+        elif not self._pending_retry_at:
+            self._pending_retry_at = mono + 60.0
+        elif mono >= self._pending_retry_at:
+            self._pending_retry_at = 0.0
+            self.pending.start()
 
     def _housekeeping(self, now_ms: int) -> list[command_pb2.Command]:
         cmds: list[command_pb2.Command] = []

@@ -48,6 +48,15 @@ class PlanView(Protocol):
         ...
 
 
+class PendingSource(Protocol):
+    """The PENDING runs of a queue in grant order, from memory (schedd.server.pending)."""
+
+    def candidates(self, queue: str, horizon_ms: int, limit: int) -> list[Candidate]:
+        """Up to ``limit`` runs of ``queue`` ready at or before ``horizon_ms``: highest
+        priority first, then oldest ready time, then run id."""
+        ...
+
+
 @dataclass(frozen=True)
 class PlanSettings:
     """The planner's bounds (a subset of DispatchSettings)."""
@@ -313,12 +322,18 @@ def plan_grants(
     workers: Sequence[FreeWorker],
     cursor: MutableMapping[str, int],
     s: PlanSettings,
+    pending: PendingSource | None = None,
 ) -> list[command_pb2.GrantItem]:
     """Grants for due PENDING runs: highest priority first, then oldest (ties: run id); a run goes only to a
     worker of its queue that carries all of its tags, runs its job (``FreeWorker.jobs``) and has a
     free slot, round-robin over the
     queue's workers from ``cursor[queue]`` (advanced in place, kept across ticks so retries do
-    not go back to the same worker)."""
+    not go back to the same worker).
+
+    The stored runs come from ``pending`` (the leader's in-memory index, in grant order) when
+    given, else from ``view``: the oldest ``max(4 × want, 200)`` of each queue by ready time,
+    among which a higher priority still goes first (a high-priority run behind that many older
+    ones waits; the index has no such horizon)."""
     free = {w.worker_id: w.free for w in workers}
     total_free = sum(max(0, f) for f in free.values())
     if total_free <= 0:
@@ -334,8 +349,14 @@ def plan_grants(
     horizon = now_ms + max(0, s.fire_ahead_ms) if any(w.early for w in workers) else now_ms
     # Per served queue (a queue without workers cannot starve the others), reading past
     # `want` so that priority and tags can choose among more due runs than free slots.
+    limit = max(4 * want, 200)
     for q in by_queue:
-        for run in view.pending_in_queue(q, horizon, limit=max(4 * want, 200)):
+        if pending is not None:
+            candidates.extend(
+                c for c in pending.candidates(q, horizon, limit) if c.run_id not in seen
+            )
+            continue
+        for run in view.pending_in_queue(q, horizon, limit=limit):
             if run.run_id not in seen:
                 candidates.append(
                     Candidate(
@@ -397,12 +418,13 @@ def plan_tick(
     cursor: MutableMapping[str, int],
     schedule_of: ScheduleOf,
     chores: Sequence[command_pb2.Command] = (),
+    pending: PendingSource | None = None,
 ) -> TickPlan:
     """One tick's entry, in apply order: completions (they free slots and end runs), expiries,
     FireDue (creates runs), grants (may name runs the FireDue just created), then ``chores``
     (dispatch timeouts, retention). An empty plan has no commands."""
     fires, new_runs = plan_fires(view, now_ms, s, schedule_of)
-    grants = plan_grants(view, now_ms, new_runs, workers, cursor, s) if workers else []
+    grants = plan_grants(view, now_ms, new_runs, workers, cursor, s, pending) if workers else []
     cmds: list[command_pb2.Command] = []
     if expiries:
         cmds.append(

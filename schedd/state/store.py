@@ -208,6 +208,28 @@ class SnapshotSource:
             self._release()
 
 
+#: (log index, runs the entry made PENDING, ids of runs it took out of pending_q)
+PendingFeed = Callable[[int, list[types_pb2.Run], list[str]], None]
+
+
+def _pending_run(key: bytes, txn: Any, runs_db: Any) -> types_pb2.Run | None:
+    """The PENDING run a ``pending_q`` key names (queue, NUL, be64 ready time, run id)."""
+    raw = txn.get(key[key.index(b"\x00") + 9 :], db=runs_db)
+    if raw is None:
+        return None
+    run = types_pb2.Run.FromString(raw)
+    return run if run.state == types_pb2.RUN_STATE_PENDING else None
+
+
+def _pending_changes(
+    puts: list[bytes], deletes: list[bytes], txn: Any, runs_db: Any
+) -> tuple[list[types_pb2.Run], list[str]]:
+    """What an entry did to pending_q (the keys it put and deleted, already written in
+    ``txn``): the runs it made PENDING, as they now stand, and the ids of the runs taken out."""
+    added = [run for key in puts if (run := _pending_run(key, txn, runs_db)) is not None]
+    return added, [key[key.index(b"\x00") + 9 :].decode() for key in deletes]
+
+
 class Store:
     """The node's LMDB environment. Apply runs in pysyncobj's tick thread only; reads may come
     from any thread (each uses its own short read transaction, inside the read gate).
@@ -237,6 +259,9 @@ class Store:
         #: called after the map grew, with (old size, new size) in bytes
         self.on_grown: Callable[[int, int], None] | None = None
         self.on_applied: Callable[[int, Result], None] | None = None
+        # The leader's index of PENDING runs (schedd.server.pending), fed after each commit
+        # with (log index, runs made PENDING, ids of runs taken out of pending_q); None: off.
+        self._pending_feed: PendingFeed | None = None
         with self._env.begin(write=True) as txn:
             if txn.get(keys.SCHEMA, db=self._dbs["meta"]) is None:
                 txn.put(keys.SCHEMA, keys.SCHEMA_VERSION, db=self._dbs["meta"])
@@ -357,6 +382,9 @@ class Store:
 
     def _apply_once(self, data: bytes, index: int) -> Result:
         """One attempt at :meth:`apply_entry`; raises MapFullError, stops on anything else."""
+        feed: PendingFeed | None = None
+        added: list[types_pb2.Run] = []
+        removed: list[str] = []
         try:
             with self._apply_lock, self._env.begin(write=True) as txn:
                 writes, result = apply_writes(_TxnReader(txn, self._dbs), data, index)
@@ -367,11 +395,27 @@ class Store:
                         "node to that version and restart it; the entry is not skipped"
                     )
                 dbs, put, delete = self._dbs, txn.put, txn.delete
-                for (db, key), value in writes:
-                    if value is None:
-                        delete(key, db=dbs[db])
-                    else:
-                        put(key, value, db=dbs[db])
+                feed = self._pending_feed
+                if feed is None:
+                    for (db, key), value in writes:
+                        if value is None:
+                            delete(key, db=dbs[db])
+                        else:
+                            put(key, value, db=dbs[db])
+                else:  # the same, noting what changes pending_q on the way
+                    puts: list[bytes] = []
+                    deletes: list[bytes] = []
+                    for (db, key), value in writes:
+                        if value is None:
+                            delete(key, db=dbs[db])
+                            if db == "pending_q":
+                                deletes.append(key)
+                        else:
+                            put(key, value, db=dbs[db])
+                            if db == "pending_q":
+                                puts.append(key)
+                    if puts or deletes:
+                        added, removed = _pending_changes(puts, deletes, txn, dbs["runs"])
         except lmdb.MapFullError:
             raise
         except lmdb.Error as e:
@@ -386,6 +430,8 @@ class Store:
                 f"apply raised at log index {index}; this is a bug, please report it with the log"
             )
             raise
+        if feed is not None and (added or removed):
+            feed(index, added, removed)
         if self.on_applied is not None:
             try:
                 self.on_applied(index, result)
@@ -800,6 +846,30 @@ class Store:
         """PENDING runs whose not-before time has come, earliest first."""
         runs = (self.get_run(rid) for _, rid in self._until("pending", now_ms, limit))
         return [r for r in runs if r is not None]
+
+    def watch_pending(self, feed: PendingFeed | None) -> None:
+        """Call ``feed(index, runs made PENDING, ids taken out of pending_q)`` after every entry
+        committed from now on that changes ``pending_q`` (None: stop). Set under the apply lock:
+        an entry either committed before this returns (a snapshot taken afterwards holds it) or
+        reaches ``feed``."""
+        with self._apply_lock:
+            self._pending_feed = feed
+
+    def pending_snapshot(self, limit: int) -> tuple[int, list[types_pb2.Run]]:
+        """(applied index, every PENDING run with a ``pending_q`` key) from one read
+        transaction; at most ``limit`` runs."""
+        out: list[types_pb2.Run] = []
+        with self.read() as txn:
+            raw = txn.get(keys.APPLIED_INDEX, db=self._dbs["meta"])
+            applied = 0 if raw is None else keys.from_be64(bytes(raw))
+            runs = self._dbs["runs"]
+            for k in txn.cursor(db=self._dbs["pending_q"]).iternext(values=False):
+                run = _pending_run(bytes(k), txn, runs)
+                if run is not None:
+                    out.append(run)
+                    if len(out) >= limit:
+                        break
+        return applied, out
 
     def pending_in_queue(self, queue: str, now_ms: int, limit: int) -> list[types_pb2.Run]:
         """PENDING runs of one queue whose not-before time has come, earliest first."""
