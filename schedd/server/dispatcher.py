@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from schedd.state.store import Store
 
 log = logging.getLogger("schedd.dispatcher")
+
+#: compiled schedules the leader keeps (a tick plans at most max_fires_per_tick jobs)
+SCHEDULE_CACHE = 8192
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,8 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._last_reconcile = 0.0
         self._need_reconcile = False
-        self._schedules: dict[bytes, Schedule] = {}  # compiled, by serialized Schedule
+        # compiled schedules by serialized Schedule, the most recently used SCHEDULE_CACHE
+        self._schedules: OrderedDict[bytes, Schedule] = OrderedDict()
         self._rr_cursor: dict[str, int] = defaultdict(int)
         # run id -> (fence, deadline ms, timeout ms) of leases whose job has a run timeout
         self._deadlines: dict[str, tuple[int, int, int]] = {}
@@ -682,16 +686,23 @@ class Dispatcher:
     # ---- planning (reads committed state; decisions are re-checked by apply) -----------------
 
     def _schedule(self, schedule: types_pb2.Schedule) -> Schedule:
-        """Compiled schedules, cached by content. One that does not compile (a bug in validation,
-        or stored by an older version) is logged and skipped by the planner."""
+        """Compiled schedules, cached by content, the ``SCHEDULE_CACHE`` most recently used (every
+        one-shot job has a schedule of its own: a cache without a bound grew by about 300 bytes
+        per job ever fired). One that does not compile (a bug in validation, or stored by an
+        older version) is logged and skipped by the planner."""
         key = schedule.SerializeToString(deterministic=True)
-        compiled = self._schedules.get(key)
-        if compiled is None:
-            try:
-                compiled = self._schedules[key] = compile_schedule(schedule)
-            except SchedError:
-                log.error("event=bad_schedule schedule=%r", schedule)
-                raise
+        cache = self._schedules
+        compiled = cache.get(key)
+        if compiled is not None:
+            cache.move_to_end(key)
+            return compiled
+        try:
+            compiled = cache[key] = compile_schedule(schedule)
+        except SchedError:
+            log.error("event=bad_schedule schedule=%r", schedule)
+            raise
+        if len(cache) > SCHEDULE_CACHE:
+            cache.popitem(last=False)
         return compiled
 
     @property
