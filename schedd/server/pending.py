@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("schedd.dispatcher")
 
-#: runs held before the index switches itself off (a few hundred bytes each in memory)
+#: runs held before the index switches itself off (about 400 bytes each: 200 MB)
 MAX_RUNS = 500_000
 
 

@@ -298,3 +298,40 @@ def test_the_shell_worker_runs_only_the_jobs_it_is_given(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_a_high_priority_run_goes_first_however_long_the_backlog(
+    cluster: LocalCluster, client: Client
+) -> None:
+    """300 low-priority runs wait in a queue nobody serves; an urgent one becomes PENDING after
+    them. The first run a worker of that queue gets is the urgent one. Before the leader kept
+    its PENDING runs in memory in grant order, it read only the oldest 200 of a queue per tick,
+    so the urgent run waited behind the backlog."""
+    queue = f"backlog-{uid()}"
+    prefix = f"low-{uid()}-"
+    due = int(time.time() * 1000) + 3000
+    results = client.create_jobs(
+        [{"name": f"{prefix}{i:03d}", "at_ms": due, "queue": queue} for i in range(300)]
+    )
+    assert all(r.ok for r in results), results[:3]
+    urgent = f"urgent-{uid()}"
+    client.create_job(urgent, at_ms=due + 500, queue=queue, priority=9)
+
+    def pending() -> int:
+        runs = client.list_runs(state=types_pb2.RUN_STATE_PENDING, limit=10_000)
+        return sum(1 for r in runs if r.job.startswith(prefix) or r.job == urgent)
+
+    wait_for(lambda: pending() == 301, 60, "every run pending (no worker serves the queue)")
+    order: list[str] = []
+    w = worker(cluster, queue, f"w-backlog-{uid()}", concurrency=1)
+
+    @w.handler("*")
+    def handle(ctx: Context) -> None:
+        order.append(ctx.job)
+
+    w.start()
+    try:
+        wait_for(lambda: len(order) >= 3, 30, "the worker ran its first runs")
+        assert order[0] == urgent, order[:5]
+    finally:
+        w.stop(drain_timeout=5)
