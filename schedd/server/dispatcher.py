@@ -510,6 +510,8 @@ class Dispatcher:
             for t in timed_out
         ]
         settings = self._plan_settings
+        if self.pending.ready:
+            self.pending.drain()  # parse what the last entries made PENDING (off the Raft thread)
         plan = planner.plan_tick(
             self.store,
             now_ms,

@@ -8,20 +8,24 @@ runs, so that read was the largest part of the leader's planning, and a high-pri
 behind that many older runs of its queue was not seen at all. This index answers the same
 question from memory, in exact grant order, for any backlog.
 
-Where it comes from: the store hands it, after each committed entry, the runs that entry made
-PENDING and the ids of the runs it took out of ``pending_q`` (:meth:`Store.watch_pending`,
-computed from the entry's own writes). It is built from one LMDB snapshot when the node starts
-leading, in a thread of its own; entries applied meanwhile are buffered with their log index and
-replayed if the snapshot does not contain them. Until it is built, the planner reads LMDB as
-before (:attr:`ready` is False).
+Where it comes from: the store hands it, after each committed entry, the records of the runs
+that entry put into ``pending_q`` and the ids of the runs it took out (:meth:`Store.watch_pending`,
+from the entry's own writes). The Raft thread only queues them (an inbox): the records are parsed
+when the dispatcher thread next reads (:meth:`drain`, also done by :meth:`candidates`), so the
+index costs the Raft thread, which also sends heartbeats, next to nothing. It is built from one
+LMDB snapshot when the node starts leading, in a thread of its own; entries applied meanwhile
+are buffered with their log index and replayed if the snapshot does not contain them. Until it
+is built, the planner reads LMDB as before (:attr:`ready` is False).
 
-Invariant (once ready): the index holds exactly the PENDING runs that have a ``pending_q`` key in
-LMDB as of the last entry applied on this node, each as its record stood then. It is derived
-state of the leader only: nothing replicated reads it, so a lost or stale index can make a
-grant plan worse, never a state diverge (apply re-checks every grant). Past ``max_runs`` runs it
-switches itself off (memory is bounded; the planner falls back to LMDB) until restarted.
+Invariant (once ready, after a drain): the index holds exactly the PENDING runs that have a
+``pending_q`` key in LMDB as of the last entry applied on this node, each as its record stood
+then. It is derived state of the leader only: nothing replicated reads it, so a lost or stale
+index can make a grant plan worse, never a state diverge (apply re-checks every grant). Past
+``max_runs`` runs it switches itself off (memory is bounded; the planner falls back to LMDB)
+until restarted.
 
-Threads: the Raft tick thread feeds it, the dispatcher thread builds and reads it; one lock.
+Threads: the Raft tick thread feeds it (a list append under a lock); a thread of its own builds
+it; the dispatcher thread drains and reads it. Nothing is parsed under the lock.
 """
 
 from __future__ import annotations
@@ -88,20 +92,83 @@ class _Bucket:
         return self.runs.values()
 
 
+class _Tables:
+    """The runs themselves: per queue and priority a bucket, and an index by run id. Touched by
+    one thread at a time: the build thread before it hands them over, the dispatcher after."""
+
+    def __init__(self) -> None:
+        # queue -> priority -> its runs; the priorities of a queue, highest first
+        self.queues: dict[str, dict[int, _Bucket]] = {}
+        self.priorities: dict[str, list[int]] = {}
+        self.runs: dict[str, Candidate] = {}  # run id -> its candidate
+
+    def change(self, added: Sequence[tuple[str, bytes]], removed: Sequence[str]) -> None:
+        for rid in removed:  # first: an entry may take a run out and make it PENDING again
+            self.remove(rid)
+        for rid, record in added:
+            self.remove(rid)
+            run = types_pb2.Run.FromString(record)
+            if run.state == types_pb2.RUN_STATE_PENDING:
+                self.add(candidate_of(run))
+
+    def add(self, c: Candidate) -> None:
+        buckets = self.queues.get(c.queue)
+        if buckets is None:
+            buckets = self.queues[c.queue] = {}
+        bucket = buckets.get(c.priority)
+        if bucket is None:
+            bucket = buckets[c.priority] = _Bucket()
+            self.priorities[c.queue] = sorted(buckets, reverse=True)
+        bucket.add(c)
+        self.runs[c.run_id] = c
+
+    def remove(self, rid: str) -> None:
+        c = self.runs.pop(rid, None)
+        if c is None:
+            return
+        buckets = self.queues[c.queue]
+        bucket = buckets[c.priority]
+        del bucket.runs[rid]
+        if not bucket.runs:
+            del buckets[c.priority]
+            if buckets:
+                self.priorities[c.queue].remove(c.priority)
+            else:
+                del self.queues[c.queue], self.priorities[c.queue]
+
+    def candidates(self, queue: str, horizon_ms: int, limit: int) -> list[Candidate]:
+        out: list[Candidate] = []
+        buckets = self.queues.get(queue)
+        if buckets is None:
+            return out
+        for priority in self.priorities[queue]:
+            for c in buckets[priority].in_order():
+                if c.ready_ms > horizon_ms:
+                    break  # the rest of this priority is not ready either
+                out.append(c)
+                if len(out) >= limit:
+                    return out
+        return out
+
+
 class PendingIndex:
-    """See the module docstring. ``start`` begins a build; ``stop`` drops everything."""
+    """See the module docstring. ``start`` begins a build; ``stop`` drops everything.
+
+    The lock guards only what the Raft thread touches (the buffer, the inbox, the state
+    flags) and the swap of the tables: nothing is parsed under it, so the Raft thread never
+    waits for more than a list append."""
 
     def __init__(self, store: Store, max_runs: int = MAX_RUNS) -> None:
         self._store = store
         self._max_runs = max_runs
         self._lock = threading.Lock()
-        # queue -> priority -> its runs; the priorities of a queue, highest first
-        self._queues: dict[str, dict[int, _Bucket]] = {}
-        self._priorities: dict[str, list[int]] = {}
-        self._runs: dict[str, Candidate] = {}  # run id -> its candidate
-        self._generation = 0  # bumped by start and stop: a build of an older one is dropped
+        self._tables = _Tables()
+        self._generation = 0  # bumped by start, stop and a switch-off: older work is dropped
         self._building = False
-        self._buffer: list[tuple[int, Sequence[types_pb2.Run], Sequence[str]]] = []
+        # (log index, [(run id, record)] put in, ids taken out) of the entries applied during
+        # a build (replayed after it), and of those since the last drain
+        self._buffer: list[tuple[int, Sequence[tuple[str, bytes]], Sequence[str]]] = []
+        self._inbox: list[tuple[Sequence[tuple[str, bytes]], Sequence[str]]] = []
         self.ready = False
         self.overflowed = False
 
@@ -112,7 +179,7 @@ class PendingIndex:
         with self._lock:
             self._generation += 1
             generation = self._generation
-            self._clear()
+            self._reset()
             self._building = True
             self.overflowed = False
         # Set under the store's apply lock: every entry committed after this point reaches
@@ -130,119 +197,93 @@ class PendingIndex:
         with self._lock:
             self._generation += 1
             self._building = False
-            self._clear()
+            self._reset()
 
-    def _clear(self) -> None:
+    def _reset(self) -> None:
+        """Forget everything (caller holds the lock). The tables are replaced, not cleared: a
+        reader still holding the old ones finishes on them."""
         self.ready = False
-        self._queues.clear()
-        self._priorities.clear()
-        self._runs.clear()
-        self._buffer.clear()
+        self._tables = _Tables()
+        self._buffer = []
+        self._inbox = []
 
     def _build(self, generation: int) -> None:
         try:
-            applied, runs = self._store.pending_snapshot(limit=self._max_runs + 1)
+            applied, records = self._store.pending_snapshot(limit=self._max_runs + 1)
+            tables = _Tables()
+            tables.change(records, ())
         except Exception:  # the planner keeps reading LMDB; the next leadership retries
             log.exception("event=pending_index_build_failed")
             with self._lock:
                 if generation == self._generation:
                     self._building = False
             return
-        with self._lock:
-            if generation != self._generation:
-                return  # stopped or restarted meanwhile
-            self._building = False
-            for run in runs:
-                self._add(candidate_of(run))
-            for index, added, removed in self._buffer:
+        del records
+        while True:  # replay what was applied meanwhile, outside the lock, until nothing is left
+            with self._lock:
+                if generation != self._generation:
+                    return  # stopped or restarted meanwhile
+                if len(tables.runs) > self._max_runs:
+                    self._switch_off(len(tables.runs))
+                    return
+                meanwhile, self._buffer = self._buffer, []
+                if not meanwhile:
+                    self._building = False
+                    self._tables = tables
+                    self.ready = True
+                    break
+            for index, added, removed in meanwhile:
                 if index > applied:
-                    self._change(added, removed)
-            self._buffer.clear()
-            if not self._check_size():
-                return
-            self.ready = True
-            count = len(self._runs)
-        log.info("event=pending_index_ready runs=%d applied_index=%d", count, applied)
+                    tables.change(added, removed)
+        log.info("event=pending_index_ready runs=%d applied_index=%d", len(tables.runs), applied)
 
     # ---- feed (Raft tick thread) -------------------------------------------------------------
 
-    def _feed(self, index: int, added: Sequence[types_pb2.Run], removed: Sequence[str]) -> None:
+    def _feed(self, index: int, added: Sequence[tuple[str, bytes]], removed: Sequence[str]) -> None:
         with self._lock:
             if self._building:
                 self._buffer.append((index, added, removed))
             elif self.ready:
-                self._change(added, removed)
-                self._check_size()
+                self._inbox.append((added, removed))
 
-    def _change(self, added: Sequence[types_pb2.Run], removed: Sequence[str]) -> None:
-        for rid in removed:  # first: an entry may take a run out and make it PENDING again
-            self._remove(rid)
-        for run in added:
-            self._remove(run.run_id)
-            self._add(candidate_of(run))
+    # ---- upkeep and reads (dispatcher thread) ------------------------------------------------
 
-    def _check_size(self) -> bool:
-        """Switch off past max_runs (caller holds the lock); False when it did."""
-        if len(self._runs) <= self._max_runs:
-            return True
-        count = len(self._runs)
+    def drain(self) -> None:
+        """Take in the entries applied since the last drain (the dispatcher calls it every
+        tick, so the inbox stays small even when no worker asks for candidates)."""
+        with self._lock:
+            if not self._inbox:
+                return
+            inbox, self._inbox = self._inbox, []
+            tables, generation = self._tables, self._generation
+        for added, removed in inbox:
+            tables.change(added, removed)
+        if len(tables.runs) > self._max_runs:
+            with self._lock:
+                if generation == self._generation:
+                    self._switch_off(len(tables.runs))
+
+    def _switch_off(self, count: int) -> None:
+        """Past max_runs (caller holds the lock): forget everything until restarted."""
         self._generation += 1
-        self._clear()
+        self._building = False
+        self._reset()
         self.overflowed = True
         # (the store keeps calling _feed until stop(); it finds the index neither ready nor
-        # building and does nothing)
+        # building and queues nothing)
         log.warning(
             "event=pending_index_off runs=%d limit=%d note=%s",
             count,
             self._max_runs,
             "grant planning reads LMDB until the backlog shrinks and the index is rebuilt",
         )
-        return False
-
-    def _add(self, c: Candidate) -> None:
-        buckets = self._queues.get(c.queue)
-        if buckets is None:
-            buckets = self._queues[c.queue] = {}
-        bucket = buckets.get(c.priority)
-        if bucket is None:
-            bucket = buckets[c.priority] = _Bucket()
-            self._priorities[c.queue] = sorted(buckets, reverse=True)
-        bucket.add(c)
-        self._runs[c.run_id] = c
-
-    def _remove(self, rid: str) -> None:
-        c = self._runs.pop(rid, None)
-        if c is None:
-            return
-        buckets = self._queues[c.queue]
-        bucket = buckets[c.priority]
-        del bucket.runs[rid]
-        if not bucket.runs:
-            del buckets[c.priority]
-            if buckets:
-                self._priorities[c.queue].remove(c.priority)
-            else:
-                del self._queues[c.queue], self._priorities[c.queue]
-
-    # ---- reads (dispatcher thread) -----------------------------------------------------------
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._runs)
+        self.drain()
+        return len(self._tables.runs)
 
     def candidates(self, queue: str, horizon_ms: int, limit: int) -> list[Candidate]:
         """Up to ``limit`` PENDING runs of ``queue`` ready at or before ``horizon_ms``, in grant
         order (highest priority, then oldest ready time, then run id)."""
-        out: list[Candidate] = []
-        with self._lock:
-            buckets = self._queues.get(queue)
-            if buckets is None:
-                return out
-            for priority in self._priorities[queue]:
-                for c in buckets[priority].in_order():
-                    if c.ready_ms > horizon_ms:
-                        break  # the rest of this priority is not ready either
-                    out.append(c)
-                    if len(out) >= limit:
-                        return out
-        return out
+        self.drain()
+        return self._tables.candidates(queue, horizon_ms, limit)

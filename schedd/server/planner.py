@@ -39,6 +39,10 @@ class PlanView(Protocol):
 
     def get_job(self, name: str) -> types_pb2.Job | None: ...
 
+    def get_jobs(self, names: Sequence[str]) -> list[types_pb2.Job | None]:
+        """``get_job`` of each name, in order (one read of the store for all)."""
+        ...
+
     def pending_in_queue(self, queue: str, now_ms: int, limit: int) -> list[types_pb2.Run]:
         """PENDING runs of one queue whose not-before time has come, earliest first."""
         ...
@@ -187,10 +191,10 @@ def plan_fires(
     new_runs: list[Candidate] = []
     budget = s.max_fires_per_tick
     horizon = now_ms + max(0, s.fire_ahead_ms)
-    for due_ms, name in view.due_until(horizon, limit=s.max_fires_per_tick):
+    due = view.due_until(horizon, limit=s.max_fires_per_tick)
+    for (due_ms, name), job in zip(due, view.get_jobs([name for _, name in due]), strict=True):
         if budget <= 0:
             break
-        job = view.get_job(name)
         if job is None or job.next_due_ms != due_ms or job.state != types_pb2.JOB_STATE_ACTIVE:
             continue
         ahead = horizon > now_ms and fires_ahead(job)

@@ -79,6 +79,9 @@ class OneRun:
     def get_job(self, name: str) -> types_pb2.Job | None:
         return None
 
+    def get_jobs(self, names: list[str]) -> list[types_pb2.Job | None]:
+        return [None for _ in names]
+
     def pending_in_queue(self, queue: str, now_ms: int, limit: int) -> list[types_pb2.Run]:
         ok = self.r.queue == queue and self.r.not_before_ms <= now_ms
         return [self.r] if ok else []

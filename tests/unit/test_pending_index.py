@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import random
+import threading
 from collections import defaultdict
 from typing import Any
 
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched.schedule import compile_schedule
-from schedd.server import planner, validate
+from schedd.server import pending, planner, validate
 from schedd.server.pending import PendingIndex
 from schedd.state import keys
 from schedd.state.apply import Result, encode
@@ -236,6 +237,7 @@ def test_past_its_bound_the_index_switches_off_and_the_planner_reads_lmdb(tmp_pa
         for i in range(11):
             leader.create(f"a{i:02d}", schedule=R.Schedule(kind=R.SCHEDULE_KIND_AT, at_ms=T0))
         leader.commit(leader.plan({}, None, leader.cursor))
+        index.drain()  # (the dispatcher drains every tick)
         assert not index.ready and index.overflowed and len(index) == 0
         # the backlog shrinks; a rebuild works again
         leader.commit(leader.plan({"default": 5}, None, leader.cursor))
@@ -311,5 +313,39 @@ def test_a_run_that_becomes_pending_out_of_order_is_still_found(tmp_path: Any) -
         assert [c.job for c in index.candidates("default", T0 + 60, 10)] == ["b", "a"]
         assert indexed(index, "default", T0 + 60) == stored(leader.store, "default", T0 + 60)
     finally:
+        index.stop()
+        leader.store.close()
+
+
+def test_the_raft_thread_never_waits_for_a_build(tmp_path: Any) -> None:
+    """A new leader's build parses the whole backlog; the Raft thread feeding entries meanwhile
+    only appends to a list. Fails when the build parses under the index's lock."""
+    leader = Leader(str(tmp_path))
+    leader.create("a", schedule=R.Schedule(kind=R.SCHEDULE_KIND_AT, at_ms=T0))
+    leader.commit(leader.plan({}, None, leader.cursor))
+    index = PendingIndex(leader.store)
+    parsing, release = threading.Event(), threading.Event()
+    real_change = pending._Tables.change
+
+    def slow_change(self: Any, added: Any, removed: Any) -> None:
+        if not parsing.is_set():  # the build's load of the snapshot
+            parsing.set()
+            release.wait(10)
+        real_change(self, added, removed)
+
+    fed = threading.Event()
+    try:
+        pending._Tables.change = slow_change  # type: ignore[method-assign]
+        t = index.start()
+        assert parsing.wait(10)
+        feeder = threading.Thread(target=lambda: (index._feed(99, [], ["x"]), fed.set()))
+        feeder.start()
+        assert fed.wait(5), "the feed waited for the build"
+        release.set()
+        t.join(10)
+        assert index.ready
+    finally:
+        release.set()
+        pending._Tables.change = real_change  # type: ignore[method-assign]
         index.stop()
         leader.store.close()

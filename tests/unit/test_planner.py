@@ -43,6 +43,9 @@ class View:
     def get_job(self, name: str) -> types_pb2.Job | None:
         return None
 
+    def get_jobs(self, names: list[str]) -> list[types_pb2.Job | None]:
+        return [None for _ in names]
+
     def pending_in_queue(self, queue: str, now_ms: int, limit: int) -> list[types_pb2.Run]:
         mine = sorted(
             (r for r in self.runs if r.queue == queue and r.not_before_ms <= now_ms),

@@ -37,7 +37,7 @@ this module is the envelope: decoding, versions, request ids, batches, dispatch.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -280,6 +280,9 @@ class MemoryState:
     def get_job(self, name: str) -> types_pb2.Job | None:
         raw = self.data["jobs"].get(name.encode())
         return None if raw is None else types_pb2.Job.FromString(raw)
+
+    def get_jobs(self, names: Sequence[str]) -> list[types_pb2.Job | None]:
+        return [self.get_job(name) for name in names]
 
     def due_until(self, now_ms: int, limit: int) -> list[tuple[int, str]]:
         out = [keys.split_time_key(k) for k in sorted(self.data["due"])]
