@@ -13,6 +13,7 @@ late with its heartbeats must not cost an election (pysyncobj has no pre-vote).
     python bench/sustained.py --jobs 2000 --seconds 60
     python bench/sustained.py --jobs 1000 --seconds 20 --spread
     python bench/sustained.py --jobs 2000 --seconds 60 --node-arg=--election-timeout=400ms-1s
+    python bench/sustained.py --jobs 5000 --seconds 20 --server-path <tree>   # another server
 """
 
 from __future__ import annotations
@@ -158,8 +159,15 @@ def main() -> None:
     p.add_argument("--spread", action="store_true", help="slots spread over each second")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--json", default=None)
+    p.add_argument(
+        "--server-path",
+        default=None,
+        help="directory put first on the nodes' PYTHONPATH (another tree's server)",
+    )
     a = p.parse_args()
-    r = run(a.jobs, a.seconds, a.drain, a.node_arg, a.keep, spread=a.spread)
+    r = run(
+        a.jobs, a.seconds, a.drain, a.node_arg, a.keep, spread=a.spread, server_path=a.server_path
+    )
     lag = r["lag"]
     print(
         f"{a.jobs}/s {r['workload']} for {a.seconds:g} s {a.node_arg or ''}: delivered {r['delivered']}/"

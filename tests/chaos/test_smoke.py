@@ -16,8 +16,10 @@ from chaos import scenarios
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 SMOKE_DURATION_S = 8.0
-#: seeds a race-dependent negative control may take to show its violation (see below)
-CONTROL_SEEDS = (1, 2, 3)
+#: seeds a race-dependent negative control may take to show its violation (see below); three
+#: were not always enough on the shared 2-core box (in one full suite run the Raft truncation
+#: showed on none of them), and a seed costs time only when the ones before it did not show it
+CONTROL_SEEDS = (1, 2, 3, 4, 5, 6)
 
 
 @pytest.mark.parametrize("name", [s.name for s in scenarios.SMOKE])
