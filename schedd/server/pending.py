@@ -30,9 +30,10 @@ it; the dispatcher thread drains and reads it. Nothing is parsed under the lock.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from schedd.pb import types_pb2
@@ -63,33 +64,65 @@ def candidate_of(run: types_pb2.Run) -> Candidate:
 class _Bucket:
     """The runs of one queue and one priority, in (ready time, run id) order.
 
-    A dict keeps insertion order, and runs mostly become PENDING in that order (fired slot by
-    slot, retried after a back-off), so adding is an append and removing a delete. A run that
-    arrives out of order marks the bucket unsorted; the next read sorts it once."""
+    Runs mostly become PENDING in that order (fired slot by slot, retried after a back-off), so
+    ``main``, a dict in insertion order, holds them sorted: adding is an append, removing a
+    delete. A run that arrives out of order (a slot fired after a retry that waits for its
+    back-off) goes to ``late``, kept sorted by insertion; reads merge the two. When ``late``
+    grows past a share of the bucket, the two are folded into one sorted ``main`` again, so no
+    read ever sorts the whole backlog."""
 
-    __slots__ = ("runs", "last", "ordered")
+    __slots__ = ("main", "late", "late_keys", "last")
 
     def __init__(self) -> None:
-        self.runs: dict[str, Candidate] = {}
-        self.last: tuple[int, str] = (-1, "")
-        self.ordered = True
+        self.main: dict[str, Candidate] = {}
+        self.late: dict[str, Candidate] = {}
+        self.late_keys: list[tuple[int, str]] = []  # the keys of ``late``, sorted
+        self.last: tuple[int, str] = (-1, "")  # the largest key ever appended to ``main``
+
+    def __len__(self) -> int:
+        return len(self.main) + len(self.late)
 
     def add(self, c: Candidate) -> None:
         key = (c.ready_ms, c.run_id)
-        if key < self.last:
-            self.ordered = False
-        else:
+        if key > self.last:
+            self.main[c.run_id] = c
             self.last = key
-        self.runs[c.run_id] = c
+            return
+        self.late[c.run_id] = c
+        bisect.insort(self.late_keys, key)
+        if len(self.late_keys) > 64 + len(self.main) // 4:
+            self._fold()
 
-    def in_order(self) -> Iterable[Candidate]:
-        if not self.ordered:
-            self.runs = {
-                c.run_id: c
-                for c in sorted(self.runs.values(), key=lambda c: (c.ready_ms, c.run_id))
-            }
-            self.ordered = True
-        return self.runs.values()
+    def remove(self, c: Candidate) -> None:
+        if self.main.pop(c.run_id, None) is not None:
+            return
+        del self.late[c.run_id]
+        keys = self.late_keys
+        del keys[bisect.bisect_left(keys, (c.ready_ms, c.run_id))]
+
+    def _fold(self) -> None:
+        runs = sorted((*self.main.values(), *self.late.values()), key=_key)
+        self.main = {c.run_id: c for c in runs}
+        self.late, self.late_keys = {}, []
+        self.last = _key(runs[-1])
+
+    def in_order(self) -> Iterator[Candidate]:
+        """Every run, in (ready time, run id) order."""
+        if not self.late:
+            yield from self.main.values()
+            return
+        late, keys, i = self.late, self.late_keys, 0
+        for c in self.main.values():
+            while i < len(keys) and keys[i] < (c.ready_ms, c.run_id):
+                yield late[keys[i][1]]
+                i += 1
+            yield c
+        for key in keys[i:]:
+            yield late[key[1]]
+
+
+def _key(c: Candidate) -> tuple[int, str]:
+    return (c.ready_ms, c.run_id)
 
 
 class _Tables:
@@ -128,8 +161,8 @@ class _Tables:
             return
         buckets = self.queues[c.queue]
         bucket = buckets[c.priority]
-        del bucket.runs[rid]
-        if not bucket.runs:
+        bucket.remove(c)
+        if not bucket:
             del buckets[c.priority]
             if buckets:
                 self.priorities[c.queue].remove(c.priority)

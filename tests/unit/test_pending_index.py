@@ -349,3 +349,52 @@ def test_the_raft_thread_never_waits_for_a_build(tmp_path: Any) -> None:
         pending._Tables.change = real_change  # type: ignore[method-assign]
         index.stop()
         leader.store.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),  # add (or remove)
+            st.integers(0, 40),  # run
+            st.sampled_from(QUEUES),
+            st.sampled_from((0, 1, 5)),
+            st.integers(0, 60),  # ready time
+        ),
+        max_size=120,
+    ),
+    st.integers(0, 70),
+    st.integers(1, 30),
+)
+def test_the_tables_give_runs_in_grant_order_whatever_the_arrival_order(
+    ops: list[tuple[bool, int, str, int, int]], horizon: int, limit: int
+) -> None:
+    """Runs added in any order and removed at random: a read gives the ready ones, highest
+    priority first, then oldest, then run id, as a sort of the whole set would."""
+    tables = pending._Tables()
+    model: dict[str, planner.Candidate] = {}
+    for add, n, queue, priority, ready in ops:
+        rid = f"r{n:02d}"
+        if add:
+            run = R.Run(
+                run_id=rid,
+                attempt=1,
+                queue=queue,
+                priority=priority,
+                not_before_ms=ready,
+                job="j",
+                state=R.RUN_STATE_PENDING,
+            )
+            tables.change([(rid, run.SerializeToString())], ())
+            model[rid] = pending.candidate_of(run)
+        else:
+            tables.change((), [rid])
+            model.pop(rid, None)
+        for q in QUEUES:
+            for h, n in ((horizon, limit), (10**6, 10**6)):  # the given window, and everything
+                want = sorted(
+                    (c for c in model.values() if c.queue == q and c.ready_ms <= h),
+                    key=lambda c: (-c.priority, c.ready_ms, c.run_id),
+                )[:n]
+                assert tables.candidates(q, h, n) == want
+    assert len(tables.runs) == len(model)
