@@ -266,7 +266,7 @@ class Store:
         self.on_grown: Callable[[int, int], None] | None = None
         self.on_applied: Callable[[int, Result], None] | None = None
         # The leader's index of PENDING runs (schedd.server.pending), fed after each commit
-        # with (log index, runs made PENDING, ids of runs taken out of pending_q); None: off.
+        # (see PendingFeed); None: off (every follower).
         self._pending_feed: PendingFeed | None = None
         with self._env.begin(write=True) as txn:
             if txn.get(keys.SCHEMA, db=self._dbs["meta"]) is None:
@@ -868,8 +868,8 @@ class Store:
         return [types_pb2.Run.FromString(raw) for raw in raws if raw is not None]
 
     def watch_pending(self, feed: PendingFeed | None) -> None:
-        """Call ``feed(index, runs made PENDING, ids taken out of pending_q)`` after every entry
-        committed from now on that changes ``pending_q`` (None: stop). Set under the apply lock:
+        """Call ``feed(index, [(run id, record)] put into pending_q, ids taken out)`` after every
+        entry committed from now on that changes ``pending_q`` (None: stop). Set under the apply lock:
         an entry either committed before this returns (a snapshot taken afterwards holds it) or
         reaches ``feed``."""
         with self._apply_lock:
