@@ -393,12 +393,15 @@ def _parse_field(text: str, spec: _Spec, err: str) -> tuple[set[int], bool, set[
 _BAD_BLANK = re.compile(r"[^\S \t]")  # whitespace other than space and tab
 
 
+@functools.lru_cache(maxsize=4096)
 def collapse_blanks(text: str, field_name: str = "schedule.cron") -> str:
     """The canonical spacing of a cron (or ``@every``) text: runs of spaces and tabs become one
     space, none at either end. Raises InvalidArgument naming ``field_name`` for any other
     whitespace (a newline, U+00A0 NO-BREAK SPACE, U+3000 IDEOGRAPHIC SPACE, ...): cronie
     separates fields by spaces and tabs only, and a look-alike blank is more likely a paste
-    accident than an intended separator."""
+    accident than an intended separator. Cached (a valid text only: an error is raised
+    again each time): a bulk create's jobs mostly share a few expressions, each collapsed
+    several times on the way."""
     if bad := _BAD_BLANK.search(text):
         ch = bad.group()
         name = unicodedata.name(ch, "")
@@ -639,6 +642,7 @@ def parse_zone(tz: str, field_name: str = "schedule.timezone") -> str:
     return tz
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_cron(
     expr: str,
     tz: str = "UTC",
@@ -646,7 +650,10 @@ def parse_cron(
     dst_gap: DstGap = DstGap.SHIFT,
     dst_repeat: DstRepeat = DstRepeat.ONCE,
 ) -> Cron:
-    """Validate a cron expression and zone; raise InvalidArgument naming the field."""
+    """Validate a cron expression and zone; raise InvalidArgument naming the field. Cached
+    (a valid expression only: an error is raised again each time; a Cron is immutable, so the
+    callers share it): validating a job parses its expression twice, and a bulk create's jobs
+    mostly share a few."""
     expr = normalize_cron(expr, field)
     zone = parse_zone(tz)
     cron = _checked_cron(expr, zone, dst_gap, dst_repeat)

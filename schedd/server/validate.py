@@ -66,10 +66,13 @@ name = rules.name
 queue = rules.queue
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def request_id(value: str) -> str:
     if len(value) > MAX_REQUEST_ID:
         raise InvalidArgument("request_id", f"longer than {MAX_REQUEST_ID} characters")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if _CONTROL.search(value):
         raise InvalidArgument("request_id", "must not contain control characters")
     return value
 
