@@ -792,11 +792,19 @@ class Dispatcher:
 
     def _housekeeping(self, now_ms: int) -> list[command_pb2.Command]:
         cmds: list[command_pb2.Command] = []
-        late = [
-            command_pb2.DispatchTimeoutItem(run_id=r.run_id, attempt=r.attempt)
-            for r in self.store.pending_until(now_ms, limit=5000)
-            if r.dispatch_deadline_ms and r.dispatch_deadline_ms <= now_ms
-        ]
+        if self.pending.ready:
+            late = [
+                command_pb2.DispatchTimeoutItem(run_id=rid, attempt=attempt)
+                for rid, attempt in self.pending.dispatch_expired(now_ms, limit=1000)
+            ]
+        else:
+            # Only the 5,000 runs that became ready first are looked at: a run with a deadline
+            # behind a longer backlog waits for the index (or for the backlog to shrink).
+            late = [
+                command_pb2.DispatchTimeoutItem(run_id=r.run_id, attempt=r.attempt)
+                for r in self.store.pending_until(now_ms, limit=5000)
+                if r.dispatch_deadline_ms and r.dispatch_deadline_ms <= now_ms
+            ]
         if late:
             cmds.append(
                 command_pb2.Command(

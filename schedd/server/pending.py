@@ -134,6 +134,8 @@ class _Tables:
         self.queues: dict[str, dict[int, _Bucket]] = {}
         self.priorities: dict[str, list[int]] = {}
         self.runs: dict[str, Candidate] = {}  # run id -> its candidate
+        # run id -> (dispatch deadline ms, attempt) of the runs that have one
+        self.deadlines: dict[str, tuple[int, int]] = {}
 
     def change(self, added: Sequence[tuple[str, bytes]], removed: Sequence[str]) -> None:
         for rid in removed:  # first: an entry may take a run out and make it PENDING again
@@ -143,6 +145,14 @@ class _Tables:
             run = types_pb2.Run.FromString(record)
             if run.state == types_pb2.RUN_STATE_PENDING:
                 self.add(candidate_of(run))
+                if run.dispatch_deadline_ms:
+                    self.deadlines[rid] = (run.dispatch_deadline_ms, run.attempt)
+
+    def expired(self, now_ms: int, limit: int) -> list[tuple[str, int]]:
+        """(run id, attempt) of up to ``limit`` runs past their dispatch deadline, earliest
+        first. A scan of the runs that have a deadline (few, and read every few seconds)."""
+        late = sorted((d, rid, a) for rid, (d, a) in self.deadlines.items() if d <= now_ms)
+        return [(rid, a) for _, rid, a in late[:limit]]
 
     def add(self, c: Candidate) -> None:
         buckets = self.queues.get(c.queue)
@@ -159,6 +169,7 @@ class _Tables:
         c = self.runs.pop(rid, None)
         if c is None:
             return
+        self.deadlines.pop(rid, None)
         buckets = self.queues[c.queue]
         bucket = buckets[c.priority]
         bucket.remove(c)
@@ -320,3 +331,9 @@ class PendingIndex:
         order (highest priority, then oldest ready time, then run id)."""
         self.drain()
         return self._tables.candidates(queue, horizon_ms, limit)
+
+    def dispatch_expired(self, now_ms: int, limit: int) -> list[tuple[str, int]]:
+        """(run id, attempt) of up to ``limit`` PENDING runs whose dispatch deadline is at or
+        before ``now_ms``, earliest deadline first, however many runs wait ahead of them."""
+        self.drain()
+        return self._tables.expired(now_ms, limit)

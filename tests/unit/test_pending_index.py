@@ -105,6 +105,21 @@ def stored(store: Store, queue: str, horizon: int) -> list[tuple[Any, ...]]:
     return [(r.run_id, r.attempt, r.priority, r.not_before_ms, dict(r.tags), r.job) for r in runs]
 
 
+def past_deadline(store: Store, now: int) -> list[tuple[str, int]]:
+    """What LMDB holds: (run id, attempt) of the PENDING runs past their dispatch deadline,
+    earliest deadline first."""
+    runs = [
+        r
+        for q in QUEUES
+        for r in store.pending_in_queue(q, 2**62, 10**6)
+        if r.state == R.RUN_STATE_PENDING
+        and r.dispatch_deadline_ms
+        and r.dispatch_deadline_ms <= now
+    ]
+    runs.sort(key=lambda r: (r.dispatch_deadline_ms, r.run_id))
+    return [(r.run_id, r.attempt) for r in runs]
+
+
 def indexed(index: PendingIndex, queue: str, horizon: int) -> list[tuple[Any, ...]]:
     return [
         (c.run_id, c.attempt, c.priority, c.ready_ms, dict(c.tags), c.job)
@@ -154,6 +169,7 @@ def test_the_index_holds_what_lmdb_holds_and_plans_the_same_grants(
                         priority=rnd.choice((0, 0, 1, 5)),
                         tags={"zone": "a"} if rnd.random() < 0.2 else {},
                         schedule=R.Schedule(kind=R.SCHEDULE_KIND_AT, at_ms=leader.now + step[2]),
+                        dispatch_timeout_ms=rnd.choice((0, 0, 1000, 2000)),
                     )
             elif step[0] == "tick":
                 leader.now += step[1]
@@ -171,6 +187,8 @@ def test_the_index_holds_what_lmdb_holds_and_plans_the_same_grants(
             for q in QUEUES:
                 for horizon in sorted(horizons):  # every ready time and just before it
                     assert indexed(index, q, horizon) == stored(leader.store, q, horizon)
+            for now in (leader.now, leader.now + 1000, leader.now + 2000, 2**62):
+                assert index.dispatch_expired(now, 10**6) == past_deadline(leader.store, now)
         assert len(index) == sum(len(stored(leader.store, q, 2**62)) for q in QUEUES)
     finally:
         index.stop()
@@ -398,3 +416,37 @@ def test_the_tables_give_runs_in_grant_order_whatever_the_arrival_order(
                 )[:n]
                 assert tables.candidates(q, h, n) == want
     assert len(tables.runs) == len(model)
+
+
+def test_a_dispatch_deadline_behind_a_long_backlog_is_found(tmp_path: Any) -> None:
+    """The leader looked for expired dispatch deadlines among the 5,000 runs that became ready
+    first: a run whose deadline passed behind a longer backlog of runs without one waited for
+    that backlog. The index finds it. Negative control: the LMDB scan does not."""
+    leader = Leader(str(tmp_path))
+    for i in range(5001):
+        leader.create(f"old{i:04d}", schedule=R.Schedule(kind=R.SCHEDULE_KIND_AT, at_ms=T0))
+    leader.create(
+        "strict",
+        schedule=R.Schedule(kind=R.SCHEDULE_KIND_AT, at_ms=T0 + 100),
+        dispatch_timeout_ms=1000,
+    )
+    leader.now = T0 + 200
+    for _ in range(12):  # 500 slots per tick: every job fires; no worker takes any
+        leader.commit(leader.plan({}, None, leader.cursor))
+    index = PendingIndex(leader.store)
+    try:
+        wait_ready(index, index.start())
+        assert len(index) == 5002
+        now = T0 + 100 + 1000
+        strict = keys.run_id("strict", _uid(leader, "strict"), T0 + 100)
+        assert index.dispatch_expired(now - 1, 1000) == []
+        assert index.dispatch_expired(now, 1000) == [(strict, 1)]
+        lmdb_scan = [
+            r.run_id
+            for r in leader.store.pending_until(now, limit=5000)
+            if r.dispatch_deadline_ms and r.dispatch_deadline_ms <= now
+        ]
+        assert lmdb_scan == []  # (the dispatcher's read before the index)
+    finally:
+        index.stop()
+        leader.store.close()
