@@ -335,3 +335,23 @@ def test_a_high_priority_run_goes_first_however_long_the_backlog(
         assert order[0] == urgent, order[:5]
     finally:
         w.stop(drain_timeout=5)
+
+
+def test_a_run_nobody_takes_ends_dead_at_its_dispatch_deadline(
+    cluster: LocalCluster, client: Client
+) -> None:
+    """A run of a queue no worker serves, with a dispatch timeout: the leader's housekeeping
+    finds it past its deadline (the pending index keeps the deadlines) and it ends DEAD with a
+    message saying why, instead of waiting for a worker forever."""
+    name = f"strict-{uid()}"
+    client.create_job(
+        name, every_ms=HOUR_MS, queue=f"nobody-{uid()}", dispatch_timeout_ms=1000, max_attempts=1
+    )
+    run = client.trigger_job(name)
+    wait_for(
+        lambda: client.get_run(run.run_id).state == types_pb2.RUN_STATE_DEAD,
+        30,
+        "the run ended DEAD at its dispatch deadline",
+    )
+    ended = client.get_run(run.run_id)
+    assert "dispatch timeout" in ended.error and ended.attempt == 1, ended
