@@ -37,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from schedd.pb import types_pb2
-from schedd.server.planner import NO_TAGS, Candidate
+from schedd.server.planner import Candidate, candidate_of
 
 if TYPE_CHECKING:
     from schedd.state.store import Store
@@ -46,19 +46,6 @@ log = logging.getLogger("schedd.dispatcher")
 
 #: runs held before the index switches itself off (about 400 bytes each: 200 MB)
 MAX_RUNS = 500_000
-
-
-def candidate_of(run: types_pb2.Run) -> Candidate:
-    """The planner's view of a PENDING run record."""
-    return Candidate(
-        run.run_id,
-        run.attempt,
-        run.queue,
-        run.priority,
-        dict(run.tags) if run.tags else NO_TAGS,
-        run.job,
-        run.not_before_ms,
-    )
 
 
 class _Bucket:

@@ -115,6 +115,19 @@ def _tags(tags: Mapping[str, str]) -> Mapping[str, str]:
     return dict(tags) if tags else NO_TAGS
 
 
+def candidate_of(run: types_pb2.Run) -> Candidate:
+    """The planner's view of a stored PENDING run."""
+    return Candidate(
+        run.run_id,
+        run.attempt,
+        run.queue,
+        run.priority,
+        _tags(run.tags),
+        run.job,
+        run.not_before_ms,
+    )
+
+
 @dataclass(frozen=True)
 class TickPlan:
     """One tick's entry: ``commands`` go into one Batch stamped with ``now_ms``. ``completions``
@@ -362,17 +375,7 @@ def plan_grants(
             continue
         for run in view.pending_in_queue(q, horizon, limit=limit):
             if run.run_id not in seen:
-                candidates.append(
-                    Candidate(
-                        run.run_id,
-                        run.attempt,
-                        run.queue,
-                        run.priority,
-                        _tags(run.tags),
-                        run.job,
-                        run.not_before_ms,
-                    )
-                )
+                candidates.append(candidate_of(run))
     # One order for stored runs and the ones this tick fires: a fired run is never older than
     # the backlog, so under overload the backlog still drains oldest first.
     candidates.sort(key=lambda c: (-c.priority, c.ready_ms, c.run_id))

@@ -162,6 +162,11 @@ def queue_pending_key(queue: str, not_before_ms: int, rid: str) -> bytes:
     return queue_pending_prefix(queue) + be64(not_before_ms) + rid.encode()
 
 
+def rid_of_queue_pending_key(key: bytes) -> bytes:
+    """The run id in a :func:`queue_pending_key` (a queue name holds no NUL)."""
+    return key[key.index(b"\x00") + 9 :]
+
+
 # ---- dependencies (depends_on; schedd.state.apply.deps) ------------------------------------
 
 

@@ -214,11 +214,6 @@ class SnapshotSource:
 PendingFeed = Callable[[int, list[tuple[str, bytes]], list[str]], None]
 
 
-def _run_id_of_pending_key(key: bytes) -> bytes:
-    """The run id in a ``pending_q`` key (queue, NUL, be64 ready time, run id)."""
-    return key[key.index(b"\x00") + 9 :]
-
-
 def _pending_changes(
     puts: list[bytes], deletes: list[bytes], runs: dict[bytes, bytes], txn: Any, runs_db: Any
 ) -> tuple[list[tuple[str, bytes]], list[str]]:
@@ -227,13 +222,13 @@ def _pending_changes(
     it now stands, and the ids of the runs it took out."""
     added: list[tuple[str, bytes]] = []
     for key in puts:
-        rid = _run_id_of_pending_key(key)
+        rid = keys.rid_of_queue_pending_key(key)
         raw = runs.get(rid)
         if raw is None:  # indexed without its record being written (not expected)
             raw = txn.get(rid, db=runs_db)
         if raw is not None:
             added.append((rid.decode(), bytes(raw)))
-    return added, [_run_id_of_pending_key(key).decode() for key in deletes]
+    return added, [keys.rid_of_queue_pending_key(key).decode() for key in deletes]
 
 
 class Store:
@@ -884,7 +879,7 @@ class Store:
             applied = 0 if raw is None else keys.from_be64(bytes(raw))
             runs = self._dbs["runs"]
             for k in txn.cursor(db=self._dbs["pending_q"]).iternext(values=False):
-                rid = _run_id_of_pending_key(bytes(k))
+                rid = keys.rid_of_queue_pending_key(bytes(k))
                 record = txn.get(rid, db=runs)
                 if record is not None:
                     out.append((rid.decode(), bytes(record)))
