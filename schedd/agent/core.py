@@ -156,7 +156,6 @@ class _Held:
 @dataclass
 class _Pending:
     record: CompletionRecord
-    sent: bool = False  # written on the current stream (reset on reconnect)
     not_before: float = 0.0  # monotonic: do not resend before this (after a RETRY ack)
 
 
@@ -188,9 +187,10 @@ class LeaseBook:
         self._held: dict[LeaseKey, _Held] = {}
         self._pending: dict[LeaseKey, _Pending] = {}
         # The pending completions not written on the current stream (some may wait for a retry
-        # delay), in the order they became unsent: ``take_unsent`` visits these, not every
-        # pending completion. Under a burst thousands wait for the leader's ack, and scanning
-        # them all for each message to write made the agent quadratic.
+        # delay), in the order they became unsent; every other pending completion was written.
+        # ``take_unsent`` visits these, not every pending completion: under a burst thousands
+        # wait for the leader's ack, and scanning them all for each message made the agent
+        # quadratic.
         self._unsent: dict[LeaseKey, None] = {}
         self._hello: tuple[frozenset[LeaseKey], float] | None = None
         self._releases: dict[LeaseKey, bool] = {}  # given back -> written on the current stream
@@ -335,7 +335,6 @@ class LeaseBook:
         leases = self.live()
         self._hello = (frozenset(leases), self._clock())
         for p in self._pending.values():
-            p.sent = False
             p.not_before = 0.0
         self._unsent = dict.fromkeys(self._pending)
         for k in self._releases:  # the old stream may have died before the leader read them
@@ -395,22 +394,15 @@ class LeaseBook:
         now = self._clock()
         out = []
         for key in list(self._unsent):
-            p = self._pending.get(key)
-            if p is None or p.sent:  # acknowledged meanwhile
-                del self._unsent[key]
-            elif p.not_before <= now:
-                p.sent = True
+            p = self._pending[key]
+            if p.not_before <= now:
                 del self._unsent[key]
                 out.append(p.record)
         return out
 
     def has_unsent(self) -> bool:
         now = self._clock()
-        for key in self._unsent:
-            p = self._pending.get(key)
-            if p is not None and not p.sent and p.not_before <= now:
-                return True
-        return False
+        return any(self._pending[key].not_before <= now for key in self._unsent)
 
     def pending_count(self) -> int:
         return len(self._pending)
@@ -426,7 +418,6 @@ class LeaseBook:
         if p is None:
             return AckResult(AckKind.UNKNOWN, None, code, message)
         if code in _RETRYABLE_CODES:
-            p.sent = False
             p.not_before = self._clock() + self.retry_delay_s
             self._unsent[key] = None
             return AckResult(AckKind.RETRY, p.record, code, message)
