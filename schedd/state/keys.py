@@ -98,7 +98,7 @@ def manual_run_id(job: str, uid: int, at_ms: int) -> str:
 
 def time_key(ms: int, ident: str) -> bytes:
     """Key of a time-ordered index (``due``: job name; ``pending``: run id)."""
-    return be64(ms) + ident.encode()
+    return _BE.pack(max(0, ms)) + ident.encode()  # (be64, inlined: several per firing)
 
 
 def split_time_key(key: bytes) -> tuple[int, str]:
@@ -116,7 +116,8 @@ def by_job_prefix(job: str) -> bytes:
 
 
 def by_job_key(job: str, scheduled_ms: int, rid: str) -> bytes:
-    return by_job_prefix(job) + be64(scheduled_ms) + rid.encode()
+    # by_job_prefix(job) + be64(scheduled_ms) + rid, inlined (one per new run)
+    return job.encode() + b"\x00" + _BE.pack(max(0, scheduled_ms)) + rid.encode()
 
 
 def request_key(principal: str, request_id: str) -> bytes:
@@ -159,7 +160,8 @@ def queue_pending_prefix(queue: str) -> bytes:
 
 
 def queue_pending_key(queue: str, not_before_ms: int, rid: str) -> bytes:
-    return queue_pending_prefix(queue) + be64(not_before_ms) + rid.encode()
+    # queue_pending_prefix(queue) + be64(not_before_ms) + rid, inlined (two per firing)
+    return queue.encode() + b"\x00" + _BE.pack(max(0, not_before_ms)) + rid.encode()
 
 
 def rid_of_queue_pending_key(key: bytes) -> bytes:

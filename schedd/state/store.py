@@ -67,7 +67,9 @@ class _TxnReader:
         self._dbs = dbs
 
     def get(self, db: str, key: bytes) -> bytes | None:
-        return _bytes(self._txn.get(key, db=self._dbs[db]))
+        value = self._txn.get(key, db=self._dbs[db])
+        # (_bytes inlined: one call fewer on every read of apply, ~10 per firing)
+        return value if value is None or type(value) is bytes else bytes(value)
 
     def scan(self, db: str, prefix: bytes, limit: int, start: bytes = b"") -> list[bytes]:
         cur = self._txn.cursor(db=self._dbs[db])

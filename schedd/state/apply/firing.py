@@ -62,16 +62,12 @@ def _fire_with_policy(
 ) -> int:
     """Decide each slot of ``item`` by the job's misfire policy, then its overlap policy."""
     misfire = job.misfire
-
-    def why(slot: int, default: int) -> int:
-        return types_pb2.SKIP_REASON_PAUSED if in_pause(job, slot, now) else default
-
     if item.dropped_first_ms:
         _skip(
             txn,
             job,
             item.dropped_first_ms,
-            why(item.dropped_first_ms, types_pb2.SKIP_REASON_CATCHUP_WINDOW),
+            _why(job, item.dropped_first_ms, now, types_pb2.SKIP_REASON_CATCHUP_WINDOW),
             now,
             until=item.dropped_last_ms,
             count=int(item.dropped_count),
@@ -82,7 +78,7 @@ def _fire_with_policy(
             txn,
             job,
             item.late_first_ms,
-            why(item.late_first_ms, range_reason),
+            _why(job, item.late_first_ms, now, range_reason),
             now,
             until=item.late_last_ms,
             count=int(item.late_count),
@@ -97,11 +93,11 @@ def _fire_with_policy(
         if is_late(job, s, d, now):
             late.append(s)
         else:
-            fire.append((s, d, types_pb2.RUN_ORIGIN_SCHEDULE))
+            fire.append((s, d, _SCHEDULE))
     if late:
         if misfire == types_pb2.MISFIRE_POLICY_SKIP:
             for s in late:
-                _skip(txn, job, s, why(s, types_pb2.SKIP_REASON_MISFIRE), now)
+                _skip(txn, job, s, _why(job, s, now, types_pb2.SKIP_REASON_MISFIRE), now)
             catchup = []
         elif misfire == types_pb2.MISFIRE_POLICY_FIRE_ONCE:
             for s in late[:-1]:
@@ -111,15 +107,17 @@ def _fire_with_policy(
             catchup = late
         fire = [(s, -1, types_pb2.RUN_ORIGIN_CATCHUP) for s in catchup] + fire
     fired = 0
-    position = {s: i for i, s in enumerate(slots)}
+    # (the slots' positions only matter to a job with upstreams: not built for the others)
+    position = {s: i for i, s in enumerate(slots)} if job.depends_on else {}
+    name, uid, max_runs = job.name, job.uid, job.max_runs
     for slot, due, origin in fire:
-        if job.max_runs and job.fired_runs >= job.max_runs:
+        if max_runs and job.fired_runs >= max_runs:
             break
-        if txn.get("runs", keys.run_id(job.name, job.uid, slot).encode()) is not None:
+        if txn.get("runs", keys.run_id(name, uid, slot).encode()) is not None:
             job.open_skip = ""  # (a backfill's) record of its own: later skips start anew
             continue
         not_before = _paced(txn, now, spacing_ms) if due < 0 else due
-        if job.depends_on:
+        if position:
             run = deps.start_waiting(
                 txn,
                 job,
@@ -137,3 +135,11 @@ def _fire_with_policy(
             job.open_skip = ""
             fired += 1
     return fired
+
+
+_SCHEDULE = types_pb2.RUN_ORIGIN_SCHEDULE
+
+
+def _why(job: Job, slot: int, now: int, default: int) -> int:
+    """Why ``slot`` did not fire: paused when it fell in the job's pause, else ``default``."""
+    return types_pb2.SKIP_REASON_PAUSED if in_pause(job, slot, now) else default

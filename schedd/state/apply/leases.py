@@ -24,8 +24,10 @@ from schedd.state.apply.txn import Granted, Result, Run, Txn
 def _grant_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
     granted: list[Granted] = []
     ttl = cmd.grant_leases.lease_ttl_ms
+    fence = 0  # the next fence: read from the counter at the first grant, stored after the last
     for item in cmd.grant_leases.items:
-        run = txn.run(item.run_id)
+        rid = item.run_id
+        run = txn.run(rid)
         if run is None or run.state != types_pb2.RUN_STATE_PENDING or run.attempt != item.attempt:
             continue
         job = _job_of(txn, run)
@@ -38,16 +40,20 @@ def _grant_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> R
             txn.delete("active", _active_key(run))
             txn.count_finished(run)
             continue
-        fence = txn.counter(keys.NEXT_FENCE, 1)
-        txn.put("meta", keys.NEXT_FENCE, keys.be64(fence + 1))
+        if not fence:
+            fence = txn.counter(keys.NEXT_FENCE, 1)
+        worker = item.worker_id
         run.state = types_pb2.RUN_STATE_LEASED
         run.fence = fence
-        run.worker_id = item.worker_id
+        run.worker_id = worker
         # Granted ahead of its time (fire-ahead), it starts at its due time, not now.
         run.started_ms = max(now, run.not_before_ms)
         txn.put_run(run)
-        txn.put("leases", run.run_id.encode(), keys.lease_value(fence, item.worker_id))
-        granted.append(Granted(run=run, payload=job.payload, run_timeout_ms=job.run_timeout_ms))
+        txn.put("leases", rid.encode(), keys.lease_value(fence, worker))
+        granted.append(Granted(run, job.payload, job.run_timeout_ms))
+        fence += 1
+    if fence:
+        txn.put("meta", keys.NEXT_FENCE, keys.be64(fence))
     del ttl  # the expiry lives in the leader's memory; renewals are not replicated
     return Result(granted=tuple(granted), count=len(granted))
 

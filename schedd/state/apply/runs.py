@@ -36,13 +36,15 @@ def _job_of(txn: Txn, run: Run) -> Job | None:
 def _pend(txn: Txn, run: Run) -> None:
     """Index a PENDING run by due time, overall and per queue (the grant planner reads the
     queues its workers serve, so a queue nobody serves cannot starve the others)."""
-    txn.put("pending", keys.pending_key(run.not_before_ms, run.run_id), b"")
-    txn.put("pending_q", keys.queue_pending_key(run.queue, run.not_before_ms, run.run_id), b"")
+    rid, at = run.run_id, run.not_before_ms
+    txn.put("pending", keys.pending_key(at, rid), b"")
+    txn.put("pending_q", keys.queue_pending_key(run.queue, at, rid), b"")
 
 
 def _unpend(txn: Txn, run: Run) -> None:
-    txn.delete("pending", keys.pending_key(run.not_before_ms, run.run_id))
-    txn.delete("pending_q", keys.queue_pending_key(run.queue, run.not_before_ms, run.run_id))
+    rid, at = run.run_id, run.not_before_ms
+    txn.delete("pending", keys.pending_key(at, rid))
+    txn.delete("pending_q", keys.queue_pending_key(run.queue, at, rid))
 
 
 def _active_key(run: Run, uid: int | None = None) -> bytes:
@@ -70,28 +72,35 @@ def _new_run(
     caused_by: str = "",
 ) -> Run:
     job.open_skip = ""  # a later skip must not extend a record over this run's slot
+    name = job.name
+    rid = _rid(job, scheduled_ms, origin)
+    # Fields at their default are not set (proto3 writes no default): the same bytes, and one
+    # firing's run is built once per replica on the hot path.
     run = Run(
-        run_id=_rid(job, scheduled_ms, origin),
-        job=job.name,
+        run_id=rid,
+        job=name,
         scheduled_ms=scheduled_ms,
         state=types_pb2.RUN_STATE_PENDING,
         attempt=1,
         not_before_ms=not_before_ms,
         queue=job.queue,
-        manual=manual,
-        origin=cast(Any, origin),
-        priority=job.priority,
-        caused_by=caused_by,
+        origin=origin,  # type: ignore[arg-type]
     )
+    if manual:
+        run.manual = True
+    if job.priority:
+        run.priority = job.priority
+    if caused_by:
+        run.caused_by = caused_by
     if job.tags:
         run.tags.update(job.tags)
     if job.dispatch_timeout_ms:
         run.dispatch_deadline_ms = not_before_ms + job.dispatch_timeout_ms
     txn.put_run(run)
-    txn.put("runs_by_job", keys.by_job_key(job.name, scheduled_ms, run.run_id), b"")
-    quotas.add_runs(txn, job.name, 1)
+    txn.put("runs_by_job", keys.by_job_key(name, scheduled_ms, rid), b"")
+    quotas.add_runs(txn, name, 1)
     _pend(txn, run)
-    txn.put("active", _active_key(run, job.uid), b"")
+    txn.put("active", keys.active_key(name, job.uid, scheduled_ms, rid), b"")
     txn.created[origin] = txn.created.get(origin, 0) + 1
     return run
 

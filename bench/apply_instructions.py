@@ -1,0 +1,117 @@
+"""Apply's cost per firing in CPU instructions, counted by valgrind: steady on a noisy box.
+
+Wall-clock and CPU-time figures of apply move by 1.3-1.7x from one minute to the next on a
+shared machine, more than most changes to apply. The number of instructions executed does not
+(it moves by well under 1% between runs), so two trees compare in one run each.
+
+The workload is ``bench/apply_cost.py``'s: ``--jobs`` one-shot jobs due at one instant, one
+worker with ``--slots`` free slots, the leader's own planner. The log it commits is recorded
+with the tree under test (its planner writes the entries), then replayed into a fresh LMDB
+store under ``valgrind --tool=callgrind`` twice: up to the first dispatcher tick, and to the
+end. The difference, divided by the firings, is what every replica executes per firing to apply
+the ticks (FireDue, grants, completions; the LMDB commits included).
+
+    python bench/apply_instructions.py                       # this tree
+    python bench/apply_instructions.py --tree ../old-tree    # and another tree, same workload
+
+Needs valgrind (``apt-get install valgrind``). Takes about a minute per tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+RECORD = """
+import pickle, sys
+import schedd
+assert schedd.__file__.startswith({tree!r}), schedd.__file__
+sys.path.insert(0, {bench!r})
+import apply_cost
+from schedd.state.store import Store
+log = []
+real = Store.apply_entry
+def recording(self, data, index):
+    log.append((index, data))
+    return real(self, data, index)
+Store.apply_entry = recording
+apply_cost.one_round({jobs}, {slots})
+pickle.dump(log, open({out!r}, "wb"))
+"""
+
+REPLAY = """
+import pickle, shutil, sys, tempfile
+from schedd.pb import command_pb2
+from schedd.state.store import Store
+log = pickle.load(open({log!r}, "rb"))
+full = sys.argv[1] == "full"
+root = tempfile.mkdtemp()
+store = Store(root)
+for index, data in log:
+    if not full and command_pb2.Command.FromString(data).WhichOneof("body") == "batch":
+        break
+    store.apply_entry(data, index)
+store.close()
+shutil.rmtree(root)
+"""
+
+
+def _instructions(python: str, env: dict[str, str], script: str, mode: str) -> int:
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, "-c", script]
+        + [mode],
+        env=env,
+        cwd=env["SCHEDD_BENCH_WORK"],  # not a source tree: `python -c` imports from its cwd
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    m = re.search(r"Collected : (\d+)", out.stderr)
+    if m is None:
+        raise SystemExit(f"valgrind printed no instruction count:\n{out.stderr[-2000:]}")
+    return int(m.group(1))
+
+
+def measure(tree: Path, jobs: int, slots: int, work: Path) -> float:
+    """Instructions per firing to apply the ticks, with ``tree``'s schedd."""
+    env = dict(os.environ, PYTHONPATH=str(tree), SCHEDD_BENCH_WORK=str(work))
+    # The interpreter itself: valgrind would count a launcher script (pyenv shims are shell)
+    python = os.path.realpath(sys.executable)
+    log = work / f"log-{abs(hash(str(tree)))}.pkl"
+    record = RECORD.format(tree=str(tree), bench=str(HERE), jobs=jobs, slots=slots, out=str(log))
+    subprocess.run([python, "-c", record], env=env, cwd=work, check=True, capture_output=True)
+    replay = REPLAY.format(log=str(log))
+    setup = _instructions(python, env, replay, "setup")
+    full = _instructions(python, env, replay, "full")
+    return (full - setup) / jobs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=2000)
+    p.add_argument("--slots", type=int, default=512)
+    p.add_argument("--tree", action="append", default=[], help="another source tree to measure")
+    a = p.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed: apt-get install valgrind")
+    trees = [HERE.parent, *(Path(t).resolve() for t in a.tree)]
+    with tempfile.TemporaryDirectory(prefix="schedd-apply-ir-") as work:
+        results = [(t, measure(t, a.jobs, a.slots, Path(work))) for t in trees]
+    base = results[0][1]
+    for tree, ir in results:
+        print(
+            f"{tree}: {ir:,.0f} instructions per firing to apply the ticks "
+            f"({ir / base:.2f}x this tree); {a.jobs} jobs, {a.slots} slots"
+        )
+
+
+if __name__ == "__main__":
+    main()
