@@ -10,6 +10,7 @@ firing for planning (leader only) and for apply (each replica), median of ``--re
     python bench/apply_cost.py                      # 5,000 jobs, 512 slots
     python bench/apply_cost.py --jobs 20000 --repeat 5
     python bench/apply_cost.py --slots 64 --compare-index   # the backlog from LMDB vs in memory
+    python bench/apply_cost.py --level 5                    # ticks as before feature level 6
 
 ``--compare-index`` runs each round twice, interleaved: the planner reading the PENDING backlog
 from LMDB, and from the leader's in-memory index (schedd.server.pending), whose upkeep is then
@@ -21,6 +22,7 @@ Compare two trees in the same minute with ``PYTHONPATH=<tree> python bench/apply
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import statistics
 import tempfile
@@ -31,18 +33,32 @@ from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched.schedule import compile_schedule
 from schedd.server import planner, validate
 from schedd.server.pending import PendingIndex
-from schedd.state.apply import encode
+from schedd.state.apply import encode, features
 from schedd.state.store import Store
 
 T0 = 1_800_000_000_000
 
 
-def one_round(jobs: int, slots: int, index: bool = False) -> tuple[float, float, int]:
+def one_round(
+    jobs: int, slots: int, index: bool = False, level: int | None = None
+) -> tuple[float, float, int]:
+    """``level``: the cluster's feature level (default: the highest this tree supports, as a
+    cluster of this version runs); from 6 on the ticks lease the runs they fire in the FireItem."""
     root = tempfile.mkdtemp(prefix="schedd-apply-cost-")
     store = Store(root)
     pending = PendingIndex(store) if index else None
+    level = features.SUPPORTED if level is None else level
     try:
-        index = 0
+        index = 1
+        store.apply_entry(
+            encode(
+                command_pb2.Command(
+                    now_ms=T0 - 120_000,
+                    set_feature_level=command_pb2.SetFeatureLevelCmd(level=level),
+                )
+            ),
+            index,
+        )
         for i in range(jobs):
             index += 1
             req = api_pb2.CreateJobRequest(
@@ -52,6 +68,8 @@ def one_round(jobs: int, slots: int, index: bool = False) -> tuple[float, float,
             )
             store.apply_entry(encode(validate.create_job(req, T0 - 60_000)), index)
         settings = planner.PlanSettings(max_grants_per_tick=slots)
+        if level >= 6:  # (FIRE_AND_LEASE; a tree without it has no such setting)
+            settings = dataclasses.replace(settings, lease_in_fire=True)
         cursor: dict[str, int] = defaultdict(int)
         schedules: dict[bytes, object] = {}
 
@@ -113,6 +131,12 @@ def main() -> None:
     p.add_argument("--slots", type=int, default=512)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument(
+        "--level",
+        type=int,
+        default=None,
+        help="the cluster's feature level (default: the highest this tree supports)",
+    )
+    p.add_argument(
         "--compare-index",
         action="store_true",
         help="also plan from the in-memory pending index, interleaved with the LMDB reads",
@@ -122,7 +146,7 @@ def main() -> None:
     rounds: dict[bool, list[tuple[float, float, int]]] = {m: [] for m in modes}
     for _ in range(a.repeat):
         for m in modes:
-            rounds[m].append(one_round(a.jobs, a.slots, index=m))
+            rounds[m].append(one_round(a.jobs, a.slots, index=m, level=a.level))
     for m in modes:
         plan = statistics.median(r[0] for r in rounds[m])
         apply = statistics.median(r[1] for r in rounds[m])

@@ -13,6 +13,7 @@ the ticks (FireDue, grants, completions; the LMDB commits included).
 
     python bench/apply_instructions.py                       # this tree
     python bench/apply_instructions.py --tree ../old-tree    # and another tree, same workload
+    python bench/apply_instructions.py --level 5 --level 6   # this tree at two feature levels
 
 Needs valgrind (``apt-get install valgrind``). Takes about a minute per tree.
 """
@@ -43,7 +44,7 @@ def recording(self, data, index):
     log.append((index, data))
     return real(self, data, index)
 Store.apply_entry = recording
-apply_cost.one_round({jobs}, {slots})
+apply_cost.one_round({jobs}, {slots}, level={level})
 pickle.dump(log, open({out!r}, "wb"))
 """
 
@@ -80,13 +81,16 @@ def _instructions(python: str, env: dict[str, str], script: str, mode: str) -> i
     return int(m.group(1))
 
 
-def measure(tree: Path, jobs: int, slots: int, work: Path) -> float:
-    """Instructions per firing to apply the ticks, with ``tree``'s schedd."""
+def measure(tree: Path, jobs: int, slots: int, work: Path, level: int | None = None) -> float:
+    """Instructions per firing to apply the ticks, with ``tree``'s schedd at feature ``level``
+    (None: the highest that tree supports)."""
     env = dict(os.environ, PYTHONPATH=str(tree), SCHEDD_BENCH_WORK=str(work))
     # The interpreter itself: valgrind would count a launcher script (pyenv shims are shell)
     python = os.path.realpath(sys.executable)
-    log = work / f"log-{abs(hash(str(tree)))}.pkl"
-    record = RECORD.format(tree=str(tree), bench=str(HERE), jobs=jobs, slots=slots, out=str(log))
+    log = work / f"log-{abs(hash((str(tree), level)))}.pkl"
+    record = RECORD.format(
+        tree=str(tree), bench=str(HERE), jobs=jobs, slots=slots, level=level, out=str(log)
+    )
     subprocess.run([python, "-c", record], env=env, cwd=work, check=True, capture_output=True)
     replay = REPLAY.format(log=str(log))
     setup = _instructions(python, env, replay, "setup")
@@ -99,17 +103,28 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2000)
     p.add_argument("--slots", type=int, default=512)
     p.add_argument("--tree", action="append", default=[], help="another source tree to measure")
+    p.add_argument(
+        "--level",
+        type=int,
+        action="append",
+        default=[],
+        help="feature levels to measure each tree at (default: the highest it supports)",
+    )
     a = p.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install valgrind")
     trees = [HERE.parent, *(Path(t).resolve() for t in a.tree)]
+    levels: list[int | None] = list(a.level) or [None]
     with tempfile.TemporaryDirectory(prefix="schedd-apply-ir-") as work:
-        results = [(t, measure(t, a.jobs, a.slots, Path(work))) for t in trees]
-    base = results[0][1]
-    for tree, ir in results:
+        results = [
+            (t, lvl, measure(t, a.jobs, a.slots, Path(work), lvl)) for t in trees for lvl in levels
+        ]
+    base = results[0][2]
+    for tree, lvl, ir in results:
+        at = "its highest feature level" if lvl is None else f"feature level {lvl}"
         print(
-            f"{tree}: {ir:,.0f} instructions per firing to apply the ticks "
-            f"({ir / base:.2f}x this tree); {a.jobs} jobs, {a.slots} slots"
+            f"{tree} at {at}: {ir:,.0f} instructions per firing to apply the ticks "
+            f"({ir / base:.2f}x the first); {a.jobs} jobs, {a.slots} slots"
         )
 
 

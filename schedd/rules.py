@@ -102,3 +102,12 @@ def worker_id(value: str, field: str = "worker_id") -> str:
     if not value or len(value) > MAX_WORKER_ID_CHARS:
         raise InvalidArgument(field, f"must be 1 to {MAX_WORKER_ID_CHARS} characters")
     return value
+
+
+def leases_in_fire(job: types_pb2.Job) -> bool:
+    """Whether a tick at feature level FIRE_AND_LEASE leases ``job``'s new runs in the FireItem
+    that creates them: the leader's planner proposes it only then, and apply honours
+    ``FireItem.lease_to`` only then. Not under overlap REPLACE: a later slot of the same item
+    may cancel a run an earlier slot created, and a lease granted and revoked in one entry
+    would still go to a worker. Such runs get a GrantItem, after the FireDue."""
+    return job.overlap != types_pb2.OVERLAP_POLICY_REPLACE

@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
 """Record the apply corpus that tests/unit/test_apply_golden.py replays.
 
-    python3 scripts/gen_apply_corpus.py            # rewrite tests/unit/data/apply_corpus.bin.gz
+    python3 scripts/gen_apply_corpus.py            # add the sources the corpus lacks
     python3 scripts/gen_apply_corpus.py --check    # exit 1 if this tree's apply disagrees with it
 
-Three sources, each run with fixed seeds, so a rerun on the same code records the same logs:
+The sources, each run with fixed seeds, so a rerun on the same code records the same logs:
 
 * the apply model (tests/unit/test_apply_model.py): interval jobs with every misfire and
   overlap policy, pauses, resumes, triggers, ticks, completions, expiries, duplicates, replays;
 * the dependency model (tests/unit/test_deps_model.py): DAGs, trigger rules, waiting runs;
 * a dispatcher workload written here: many jobs (cron every second, intervals, one-shots,
   priorities, tags, retries, timeouts, chains, bulk creates) through the leader's own planner,
-  with successes, failures and expiries, as a busy leader commits them.
+  with successes, failures and expiries, as a busy leader commits them;
+* the apply model and the dispatcher workload again at feature level 6, where a tick leases
+  the runs it fires in their FireItem.
+
+A recording is only ever added or removed, never changed: the entries an older version wrote
+must replay to the same states on every later version.
 
 Every replica (a ``MemoryState``) the sources create is recorded with the log it applied, a
 digest of every result and the digest of its final state.
@@ -28,6 +33,7 @@ import importlib
 import random
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,7 +152,7 @@ def _job_request(rnd: random.Random, i: int, names: list[str]) -> api_pb2.Create
     return req
 
 
-def _dispatcher(seed: int, jobs: int, seconds: int) -> list[Recording]:
+def _dispatcher(seed: int, jobs: int, seconds: int, level: int = 5) -> list[Recording]:
     """A busy leader: ``jobs`` jobs, two workers per queue, a tick every 50-400 ms, completions
     of the runs granted in earlier ticks (most succeed), now and then a lost worker's leases
     expire."""
@@ -183,10 +189,12 @@ def _dispatcher(seed: int, jobs: int, seconds: int) -> list[Recording]:
             now += 7
         commit(
             command_pb2.Command(
-                now_ms=now, set_feature_level=command_pb2.SetFeatureLevelCmd(level=5)
+                now_ms=now, set_feature_level=command_pb2.SetFeatureLevelCmd(level=level)
             )
         )
-        settings = planner.PlanSettings(max_grants_per_tick=64, lease_ttl_ms=5_000)
+        settings = planner.PlanSettings(
+            max_grants_per_tick=64, lease_ttl_ms=5_000, lease_in_fire=level >= 6
+        )
         cursor: dict[str, int] = defaultdict(int)
         schedules: dict[bytes, object] = {}
 
@@ -276,35 +284,65 @@ def _dispatcher(seed: int, jobs: int, seconds: int) -> list[Recording]:
         return rec.take(f"dispatcher-{seed}")
 
 
-def record() -> list[Recording]:
+#: source name -> how to record it. A source is recorded once, when it is added here; later
+#: runs keep its recordings as they are (see the module docstring).
+def _sources() -> dict[str, Callable[[], list[Recording]]]:
     # by name: the models are tests, which this repository does not type-check
-    apply_model = importlib.import_module("tests.unit.test_apply_model").ApplyModel
+    models = importlib.import_module("tests.unit.test_apply_model")
     deps_model = importlib.import_module("tests.unit.test_deps_model").DagModel
-    out = _model(apply_model, "apply-model", examples=150, steps=50)
-    out += _model(deps_model, "deps-model", examples=100, steps=40)
-    for seed in (1, 2, 3):
-        out += _dispatcher(seed, jobs=300, seconds=120)
-    for i, rec in enumerate(out):
-        prefix = rec.name.split("/")[0].split("-")[0]
-        source = "dispatcher" if prefix == "dispatcher" else rec.name.split("/")[0]
-        out[i] = Recording(f"{source}/{i}", rec.entries, rec.results, rec.digest)
+    return {
+        "apply-model": lambda: _model(models.ApplyModel, "apply-model", examples=150, steps=50),
+        "deps-model": lambda: _model(deps_model, "deps-model", examples=100, steps=40),
+        "dispatcher": lambda: [
+            r for seed in (1, 2, 3) for r in _dispatcher(seed, jobs=300, seconds=120)
+        ],
+        # feature level 6 (FIRE_AND_LEASE): ticks lease the runs they fire in the FireItem
+        "apply-model-6": lambda: _model(
+            models.LeaseInFireModel, "apply-model-6", examples=60, steps=50
+        ),
+        "dispatcher-6": lambda: [
+            r for seed in (4, 5) for r in _dispatcher(seed, jobs=300, seconds=120, level=6)
+        ],
+    }
+
+
+def source_of(rec: Recording) -> str:
+    return rec.name.split("/")[0]
+
+
+def record(keep: list[Recording]) -> list[Recording]:
+    """``keep``, and the recordings of every source it has none of."""
+    have = {source_of(r) for r in keep}
+    out = list(keep)
+    for source, make in _sources().items():
+        if source not in have:
+            out += [
+                Recording(f"{source}/{n}", r.entries, r.results, r.digest)
+                for n, r in enumerate(make())
+            ]
     return out
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="replay the corpus; write nothing")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="record every source anew (drops the recordings older versions made)",
+    )
     a = p.parse_args()
     if a.check:
         bad = [r.name for r in read_corpus() if replay(r) != (r.results, r.digest)]
         print(f"{len(bad)} recorded logs replay differently" + (f": {bad[:5]}" if bad else ""))
         return 1 if bad else 0
-    recs = record()
+    keep = [] if a.fresh or not CORPUS.exists() else read_corpus()
+    recs = record(keep)
     write_corpus(CORPUS, recs)
     entries = sum(len(r.entries) for r in recs)
     print(
-        f"wrote {CORPUS.relative_to(ROOT)}: {len(recs)} replicas, {entries} entries, "
-        f"{CORPUS.stat().st_size} bytes"
+        f"wrote {CORPUS.relative_to(ROOT)}: {len(recs)} replicas ({len(recs) - len(keep)} new), "
+        f"{entries} entries, {CORPUS.stat().st_size} bytes"
     )
     return 0
 

@@ -107,6 +107,7 @@ PURE: dict[str, tuple[str, ...]] = {
         "schedd.errors",
         "schedd.namespaces",
         "schedd.pb",
+        "schedd.rules",  # (which runs a FireItem may lease: the same rule as apply's)
         "schedd.sched",
         "schedd.state.keys",
         "schedd.state.apply",

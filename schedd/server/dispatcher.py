@@ -147,6 +147,7 @@ class Dispatcher:
         self._prune_pass = (0.0, 0, 0)
         self._request_cursor = ""
         self._ahead_level_ok = False
+        self._lease_level_ok = False
         self._completions_since = 0.0  # monotonic arrival of the oldest queued completion
         # PENDING runs in grant order, in memory while this node leads (built in the background
         # on activation; the planner reads LMDB until it is ready)
@@ -719,7 +720,15 @@ class Dispatcher:
             retry_backoff_ms=s.retry_backoff_ms,
             lease_ttl_ms=int(s.lease_ttl_s * 1000),
             fire_ahead_ms=self._fire_ahead_ms(),
+            lease_in_fire=self._lease_in_fire(),
         )
+
+    def _lease_in_fire(self) -> bool:
+        """Whether ticks lease the runs they fire in the FireItem: once the cluster runs at
+        FIRE_AND_LEASE (every replica then honours ``FireItem.lease_to``)."""
+        if not self._lease_level_ok:
+            self._lease_level_ok = self.store.feature_level() >= features.FIRE_AND_LEASE
+        return self._lease_level_ok  # a feature level is never lowered
 
     def _fire_ahead_ms(self) -> int:
         """The configured fire-ahead once the cluster runs at the level that revokes early

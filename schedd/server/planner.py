@@ -15,11 +15,12 @@ plan made from a state that has since moved on changes nothing.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
+from schedd import rules
 from schedd.errors import SchedError
 from schedd.namespaces import present_firing
 from schedd.pb import command_pb2, types_pb2
@@ -75,6 +76,9 @@ class PlanSettings:
     # How long before its due time a slot may be committed and leased to a worker that waits
     # for Firing.start_at_ms (FreeWorker.early); 0: only once due. See fires_ahead().
     fire_ahead_ms: int = 0
+    # Lease the runs a tick fires in their FireItem (FireItem.lease_to) instead of a GrantItem
+    # each: only once the cluster is at feature level FIRE_AND_LEASE.
+    lease_in_fire: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,14 +198,16 @@ def fires_ahead(job: types_pb2.Job) -> bool:
 
 def plan_fires(
     view: PlanView, now_ms: int, s: PlanSettings, schedule_of: ScheduleOf
-) -> tuple[list[command_pb2.FireItem], list[Candidate]]:
-    """FireDue items for the jobs due now (at most ``max_fires_per_tick`` slots in all) and the
-    on-time runs they create, which the same tick may grant. Jobs that :func:`fires_ahead`
+) -> tuple[list[command_pb2.FireItem], list[Candidate], set[str]]:
+    """FireDue items for the jobs due now (at most ``max_fires_per_tick`` slots in all), the
+    on-time runs they create, which the same tick may grant, and the jobs among them whose
+    runs cannot be leased in their item (:func:`schedd.rules.leases_in_fire`). Jobs that :func:`fires_ahead`
     also fire their slots due up to ``fire_ahead_ms`` from now (lateness is still judged at
     ``now_ms``). A job whose schedule no longer compiles is left alone (its due entry stays;
     the error is the caller's to log)."""
     items: list[command_pb2.FireItem] = []
     new_runs: list[Candidate] = []
+    no_lease: set[str] = set()
     budget = s.max_fires_per_tick
     horizon = now_ms + max(0, s.fire_ahead_ms)
     due = view.due_until(horizon, limit=s.max_fires_per_tick)
@@ -232,6 +238,8 @@ def plan_fires(
             items.append(item)
             if job.depends_on:
                 continue  # its runs wait for their upstreams: nothing to grant in this tick
+            if not rules.leases_in_fire(job):
+                no_lease.add(name)
             # Late (catch-up) runs are paced by apply: they wait for their not_before.
             tags = _tags(job.tags)
             new_runs.extend(
@@ -271,7 +279,7 @@ def plan_fires(
             Candidate(keys.run_id(name, job.uid, t), 1, job.queue, job.priority, tags, name, t)
             for t in slots
         )
-    return items, new_runs
+    return items, new_runs, no_lease
 
 
 #: how far back an upstream's slot is looked for (a yearly upstream still matches)
@@ -430,8 +438,11 @@ def plan_tick(
     """One tick's entry, in apply order: completions (they free slots and end runs), expiries,
     FireDue (creates runs), grants (may name runs the FireDue just created), then ``chores``
     (dispatch timeouts, retention). An empty plan has no commands."""
-    fires, new_runs = plan_fires(view, now_ms, s, schedule_of)
+    fires, new_runs, no_lease = plan_fires(view, now_ms, s, schedule_of)
     grants = plan_grants(view, now_ms, new_runs, workers, cursor, s, pending) if workers else []
+    granting = len(grants)
+    if s.lease_in_fire and fires and grants:
+        grants = lease_in_fire(fires, grants, no_lease)
     cmds: list[command_pb2.Command] = []
     if expiries:
         cmds.append(
@@ -457,9 +468,37 @@ def plan_tick(
         )
     cmds += chores
     plan = TickPlan(
-        now_ms, tuple(cmds), fires=len(fires), grants=len(grants), lease_ttl_ms=s.lease_ttl_ms
+        now_ms, tuple(cmds), fires=len(fires), grants=granting, lease_ttl_ms=s.lease_ttl_ms
     )
     return add_completions(plan, completions, s)
+
+
+def lease_in_fire(
+    fires: Sequence[command_pb2.FireItem],
+    grants: Sequence[command_pb2.GrantItem],
+    no_lease: Collection[str] = (),
+) -> list[command_pb2.GrantItem]:
+    """Move the grants of runs that ``fires`` creates into the items' ``lease_to`` (feature
+    level FIRE_AND_LEASE: apply creates such a run LEASED, writing it once), except for the
+    items of the jobs in ``no_lease``; returns the other grants, still GrantItems. Which run
+    goes to which worker does not change."""
+    where: dict[str, tuple[command_pb2.FireItem, int]] = {}
+    for item in fires:
+        if item.name in no_lease:
+            continue
+        for pos, slot in enumerate(item.slots_ms):
+            where[keys.run_id(item.name, item.uid, slot)] = (item, pos)
+    rest: list[command_pb2.GrantItem] = []
+    for g in grants:
+        hit = where.get(g.run_id) if g.attempt == 1 else None
+        if hit is None:
+            rest.append(g)
+            continue
+        item, pos = hit
+        if not item.lease_to:
+            item.lease_to.extend([""] * len(item.slots_ms))
+        item.lease_to[pos] = g.worker_id
+    return rest
 
 
 def add_completions(
@@ -502,9 +541,11 @@ def after_commit(plan: TickPlan, result: Result) -> Outbox:
                 f"{len(answers)} completion results for {plan.completions} completions"
             )
     granted: list[GrantedLease] = []
-    grant = subs.get("grant_leases")
-    if grant is not None:
-        for g in grant.granted:
+    for kind in ("fire_due", "grant_leases"):  # (FireDue leases its runs from level 6 on)
+        sub = subs.get(kind)
+        if sub is None:
+            continue
+        for g in sub.granted:
             run = g.run
             deadline = run.started_ms + g.run_timeout_ms if g.run_timeout_ms > 0 else 0
             granted.append(

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from schedd.v1 import types_pb2 as schedd_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17schedd/v1/command.proto\x12\tschedd.v1\x1a\x15schedd/v1/types.proto\"+\n\x0c\x43reateJobCmd\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.schedd.v1.Job\"+\n\x0c\x44\x65leteJobCmd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x1b\n\x0bPauseJobCmd\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x84\x01\n\x0cResumeJobCmd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bnext_due_ms\x18\x02 \x01(\x03\x12#\n\x04mode\x18\x03 \x01(\x0e\x32\x15.schedd.v1.ResumeMode\x12\x17\n\x0fmissed_first_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x66rom_due_ms\x18\x05 \x01(\x03\"H\n\rTriggerJobCmd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x07overlap\x18\x02 \x01(\x0e\x32\x18.schedd.v1.OverlapPolicy\"C\n\x0cUpdateJobCmd\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.schedd.v1.Job\x12\x16\n\x0e\x65xpect_version\x18\x02 \x01(\x04\"L\n\rUpstreamMatch\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\x04\x12\x10\n\x08slots_ms\x18\x03 \x03(\x03\x12\x0f\n\x07records\x18\x04 \x03(\t\"\xb6\x01\n\x0b\x42\x61\x63kfillCmd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\x04\x12\x10\n\x08slots_ms\x18\x03 \x03(\x03\x12)\n\x07overlap\x18\x04 \x01(\x0e\x32\x18.schedd.v1.OverlapPolicy\x12\x12\n\nspacing_ms\x18\x05 \x01(\x03\x12*\n\x08upstream\x18\x06 \x03(\x0b\x32\x18.schedd.v1.UpstreamMatch\x12\x0f\n\x07isolate\x18\x07 \x01(\x08\"\xcd\x02\n\x08\x46ireItem\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\x04\x12\x13\n\x0b\x66rom_due_ms\x18\x03 \x01(\x03\x12\x10\n\x08slots_ms\x18\x04 \x03(\x03\x12\x13\n\x0bnext_due_ms\x18\x05 \x01(\x03\x12\x0e\n\x06policy\x18\x06 \x01(\x08\x12\x0f\n\x07\x64ues_ms\x18\x07 \x03(\x03\x12\x18\n\x10\x64ropped_first_ms\x18\x08 \x01(\x03\x12\x17\n\x0f\x64ropped_last_ms\x18\t \x01(\x03\x12\x15\n\rdropped_count\x18\n \x01(\x04\x12\x15\n\rlate_first_ms\x18\x0b \x01(\x03\x12\x14\n\x0clate_last_ms\x18\x0c \x01(\x03\x12\x12\n\nlate_count\x18\r \x01(\x04\x12\x12\n\ndst_gap_ms\x18\x0e \x03(\x03\x12*\n\x08upstream\x18\x0f \x03(\x0b\x32\x18.schedd.v1.UpstreamMatch\"L\n\nFireDueCmd\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.schedd.v1.FireItem\x12\x1a\n\x12\x63\x61tchup_spacing_ms\x18\x02 \x01(\x03\"?\n\tGrantItem\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x11\n\tworker_id\x18\x03 \x01(\t\"K\n\x0eGrantLeasesCmd\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.schedd.v1.GrantItem\x12\x14\n\x0clease_ttl_ms\x18\x02 \x01(\x03\"`\n\nExpireItem\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05\x66\x65nce\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08released\x18\x04 \x01(\x08\x12\x11\n\tworker_id\x18\x05 \x01(\t\"f\n\x0f\x45xpireLeasesCmd\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.schedd.v1.ExpireItem\x12\x18\n\x10retry_backoff_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x64\x65\x61\x64_letter\x18\x03 \x01(\x08\"\x86\x01\n\x0c\x43ompleteItem\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05\x66\x65nce\x18\x02 \x01(\x04\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\tworker_id\x18\x06 \x01(\tB\x0c\n\n_exit_code\"h\n\x0f\x43ompleteRunsCmd\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.schedd.v1.CompleteItem\x12\x18\n\x10retry_backoff_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x64\x65\x61\x64_letter\x18\x03 \x01(\x08\"6\n\x13\x44ispatchTimeoutItem\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"C\n\x12\x44ispatchTimeoutCmd\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.schedd.v1.DispatchTimeoutItem\"\'\n\x14\x44\x65pendencyTimeoutCmd\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\"L\n\x0cPruneRunsCmd\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x13\n\x0brequest_ids\x18\x02 \x03(\t\x12\x16\n\x0erequest_ttl_ms\x18\x03 \x01(\x03\"\x1d\n\x0bRetryRunCmd\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"+\n\nBarrierCmd\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\"-\n\x05\x42\x61tch\x12$\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x12.schedd.v1.Command\"1\n\x0e\x43reateTokenCmd\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.schedd.v1.Token\"2\n\x0eRevokeTokenCmd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrevoked_by\x18\x02 \x01(\t\":\n\x0fSetNamespaceCmd\x12\'\n\tnamespace\x18\x01 \x01(\x0b\x32\x14.schedd.v1.Namespace\".\n\x0c\x43\x61ncelRunCmd\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x11ReportFeaturesCmd\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tsupported\x18\x02 \x01(\r\"#\n\x12SetFeatureLevelCmd\x12\r\n\x05level\x18\x01 \x01(\r\"\xdf\t\n\x07\x43ommand\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06now_ms\x18\x02 \x01(\x03\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x14\n\x0crequest_hash\x18\x05 \x01(\x0c\x12-\n\ncreate_job\x18\n \x01(\x0b\x32\x17.schedd.v1.CreateJobCmdH\x00\x12-\n\ndelete_job\x18\x0b \x01(\x0b\x32\x17.schedd.v1.DeleteJobCmdH\x00\x12+\n\tpause_job\x18\x0c \x01(\x0b\x32\x16.schedd.v1.PauseJobCmdH\x00\x12-\n\nresume_job\x18\r \x01(\x0b\x32\x17.schedd.v1.ResumeJobCmdH\x00\x12/\n\x0btrigger_job\x18\x0e \x01(\x0b\x32\x18.schedd.v1.TriggerJobCmdH\x00\x12+\n\tretry_run\x18\x0f \x01(\x0b\x32\x16.schedd.v1.RetryRunCmdH\x00\x12-\n\nupdate_job\x18\x10 \x01(\x0b\x32\x17.schedd.v1.UpdateJobCmdH\x00\x12*\n\x08\x62\x61\x63kfill\x18\x11 \x01(\x0b\x32\x16.schedd.v1.BackfillCmdH\x00\x12)\n\x08\x66ire_due\x18\x14 \x01(\x0b\x32\x15.schedd.v1.FireDueCmdH\x00\x12\x31\n\x0cgrant_leases\x18\x15 \x01(\x0b\x32\x19.schedd.v1.GrantLeasesCmdH\x00\x12\x33\n\rexpire_leases\x18\x16 \x01(\x0b\x32\x1a.schedd.v1.ExpireLeasesCmdH\x00\x12\x33\n\rcomplete_runs\x18\x17 \x01(\x0b\x32\x1a.schedd.v1.CompleteRunsCmdH\x00\x12\x39\n\x10\x64ispatch_timeout\x18\x18 \x01(\x0b\x32\x1d.schedd.v1.DispatchTimeoutCmdH\x00\x12-\n\nprune_runs\x18\x19 \x01(\x0b\x32\x17.schedd.v1.PruneRunsCmdH\x00\x12(\n\x07\x62\x61rrier\x18\x1e \x01(\x0b\x32\x15.schedd.v1.BarrierCmdH\x00\x12!\n\x05\x62\x61tch\x18\x1f \x01(\x0b\x32\x10.schedd.v1.BatchH\x00\x12\x31\n\x0c\x63reate_token\x18( \x01(\x0b\x32\x19.schedd.v1.CreateTokenCmdH\x00\x12\x31\n\x0crevoke_token\x18) \x01(\x0b\x32\x19.schedd.v1.RevokeTokenCmdH\x00\x12\x33\n\rset_namespace\x18* \x01(\x0b\x32\x1a.schedd.v1.SetNamespaceCmdH\x00\x12-\n\ncancel_run\x18+ \x01(\x0b\x32\x17.schedd.v1.CancelRunCmdH\x00\x12\x37\n\x0freport_features\x18, \x01(\x0b\x32\x1c.schedd.v1.ReportFeaturesCmdH\x00\x12:\n\x11set_feature_level\x18- \x01(\x0b\x32\x1d.schedd.v1.SetFeatureLevelCmdH\x00\x12=\n\x12\x64\x65pendency_timeout\x18. \x01(\x0b\x32\x1f.schedd.v1.DependencyTimeoutCmdH\x00\x42\x06\n\x04\x62ody*K\n\nResumeMode\x12\x11\n\rRESUME_LEGACY\x10\x00\x12\x12\n\x0eRESUME_MISFIRE\x10\x01\x12\x16\n\x12RESUME_SKIP_MISSED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17schedd/v1/command.proto\x12\tschedd.v1\x1a\x15schedd/v1/types.proto\"+\n\x0c\x43reateJobCmd\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.schedd.v1.Job\"+\n\x0c\x44\x65leteJobCmd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x1b\n\x0bPauseJobCmd\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x84\x01\n\x0cResumeJobCmd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bnext_due_ms\x18\x02 \x01(\x03\x12#\n\x04mode\x18\x03 \x01(\x0e\x32\x15.schedd.v1.ResumeMode\x12\x17\n\x0fmissed_first_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x66rom_due_ms\x18\x05 \x01(\x03\"H\n\rTriggerJobCmd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x07overlap\x18\x02 \x01(\x0e\x32\x18.schedd.v1.OverlapPolicy\"C\n\x0cUpdateJobCmd\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.schedd.v1.Job\x12\x16\n\x0e\x65xpect_version\x18\x02 \x01(\x04\"L\n\rUpstreamMatch\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\x04\x12\x10\n\x08slots_ms\x18\x03 \x03(\x03\x12\x0f\n\x07records\x18\x04 \x03(\t\"\xb6\x01\n\x0b\x42\x61\x63kfillCmd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\x04\x12\x10\n\x08slots_ms\x18\x03 \x03(\x03\x12)\n\x07overlap\x18\x04 \x01(\x0e\x32\x18.schedd.v1.OverlapPolicy\x12\x12\n\nspacing_ms\x18\x05 \x01(\x03\x12*\n\x08upstream\x18\x06 \x03(\x0b\x32\x18.schedd.v1.UpstreamMatch\x12\x0f\n\x07isolate\x18\x07 \x01(\x08\"\xdf\x02\n\x08\x46ireItem\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\x04\x12\x13\n\x0b\x66rom_due_ms\x18\x03 \x01(\x03\x12\x10\n\x08slots_ms\x18\x04 \x03(\x03\x12\x13\n\x0bnext_due_ms\x18\x05 \x01(\x03\x12\x0e\n\x06policy\x18\x06 \x01(\x08\x12\x0f\n\x07\x64ues_ms\x18\x07 \x03(\x03\x12\x18\n\x10\x64ropped_first_ms\x18\x08 \x01(\x03\x12\x17\n\x0f\x64ropped_last_ms\x18\t \x01(\x03\x12\x15\n\rdropped_count\x18\n \x01(\x04\x12\x15\n\rlate_first_ms\x18\x0b \x01(\x03\x12\x14\n\x0clate_last_ms\x18\x0c \x01(\x03\x12\x12\n\nlate_count\x18\r \x01(\x04\x12\x12\n\ndst_gap_ms\x18\x0e \x03(\x03\x12*\n\x08upstream\x18\x0f \x03(\x0b\x32\x18.schedd.v1.UpstreamMatch\x12\x10\n\x08lease_to\x18\x10 \x03(\t\"L\n\nFireDueCmd\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.schedd.v1.FireItem\x12\x1a\n\x12\x63\x61tchup_spacing_ms\x18\x02 \x01(\x03\"?\n\tGrantItem\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x11\n\tworker_id\x18\x03 \x01(\t\"K\n\x0eGrantLeasesCmd\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.schedd.v1.GrantItem\x12\x14\n\x0clease_ttl_ms\x18\x02 \x01(\x03\"`\n\nExpireItem\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05\x66\x65nce\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08released\x18\x04 \x01(\x08\x12\x11\n\tworker_id\x18\x05 \x01(\t\"f\n\x0f\x45xpireLeasesCmd\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.schedd.v1.ExpireItem\x12\x18\n\x10retry_backoff_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x64\x65\x61\x64_letter\x18\x03 \x01(\x08\"\x86\x01\n\x0c\x43ompleteItem\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05\x66\x65nce\x18\x02 \x01(\x04\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\tworker_id\x18\x06 \x01(\tB\x0c\n\n_exit_code\"h\n\x0f\x43ompleteRunsCmd\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.schedd.v1.CompleteItem\x12\x18\n\x10retry_backoff_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x64\x65\x61\x64_letter\x18\x03 \x01(\x08\"6\n\x13\x44ispatchTimeoutItem\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"C\n\x12\x44ispatchTimeoutCmd\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.schedd.v1.DispatchTimeoutItem\"\'\n\x14\x44\x65pendencyTimeoutCmd\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\"L\n\x0cPruneRunsCmd\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x13\n\x0brequest_ids\x18\x02 \x03(\t\x12\x16\n\x0erequest_ttl_ms\x18\x03 \x01(\x03\"\x1d\n\x0bRetryRunCmd\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"+\n\nBarrierCmd\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\"-\n\x05\x42\x61tch\x12$\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x12.schedd.v1.Command\"1\n\x0e\x43reateTokenCmd\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.schedd.v1.Token\"2\n\x0eRevokeTokenCmd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrevoked_by\x18\x02 \x01(\t\":\n\x0fSetNamespaceCmd\x12\'\n\tnamespace\x18\x01 \x01(\x0b\x32\x14.schedd.v1.Namespace\".\n\x0c\x43\x61ncelRunCmd\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x11ReportFeaturesCmd\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tsupported\x18\x02 \x01(\r\"#\n\x12SetFeatureLevelCmd\x12\r\n\x05level\x18\x01 \x01(\r\"\xdf\t\n\x07\x43ommand\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06now_ms\x18\x02 \x01(\x03\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x14\n\x0crequest_hash\x18\x05 \x01(\x0c\x12-\n\ncreate_job\x18\n \x01(\x0b\x32\x17.schedd.v1.CreateJobCmdH\x00\x12-\n\ndelete_job\x18\x0b \x01(\x0b\x32\x17.schedd.v1.DeleteJobCmdH\x00\x12+\n\tpause_job\x18\x0c \x01(\x0b\x32\x16.schedd.v1.PauseJobCmdH\x00\x12-\n\nresume_job\x18\r \x01(\x0b\x32\x17.schedd.v1.ResumeJobCmdH\x00\x12/\n\x0btrigger_job\x18\x0e \x01(\x0b\x32\x18.schedd.v1.TriggerJobCmdH\x00\x12+\n\tretry_run\x18\x0f \x01(\x0b\x32\x16.schedd.v1.RetryRunCmdH\x00\x12-\n\nupdate_job\x18\x10 \x01(\x0b\x32\x17.schedd.v1.UpdateJobCmdH\x00\x12*\n\x08\x62\x61\x63kfill\x18\x11 \x01(\x0b\x32\x16.schedd.v1.BackfillCmdH\x00\x12)\n\x08\x66ire_due\x18\x14 \x01(\x0b\x32\x15.schedd.v1.FireDueCmdH\x00\x12\x31\n\x0cgrant_leases\x18\x15 \x01(\x0b\x32\x19.schedd.v1.GrantLeasesCmdH\x00\x12\x33\n\rexpire_leases\x18\x16 \x01(\x0b\x32\x1a.schedd.v1.ExpireLeasesCmdH\x00\x12\x33\n\rcomplete_runs\x18\x17 \x01(\x0b\x32\x1a.schedd.v1.CompleteRunsCmdH\x00\x12\x39\n\x10\x64ispatch_timeout\x18\x18 \x01(\x0b\x32\x1d.schedd.v1.DispatchTimeoutCmdH\x00\x12-\n\nprune_runs\x18\x19 \x01(\x0b\x32\x17.schedd.v1.PruneRunsCmdH\x00\x12(\n\x07\x62\x61rrier\x18\x1e \x01(\x0b\x32\x15.schedd.v1.BarrierCmdH\x00\x12!\n\x05\x62\x61tch\x18\x1f \x01(\x0b\x32\x10.schedd.v1.BatchH\x00\x12\x31\n\x0c\x63reate_token\x18( \x01(\x0b\x32\x19.schedd.v1.CreateTokenCmdH\x00\x12\x31\n\x0crevoke_token\x18) \x01(\x0b\x32\x19.schedd.v1.RevokeTokenCmdH\x00\x12\x33\n\rset_namespace\x18* \x01(\x0b\x32\x1a.schedd.v1.SetNamespaceCmdH\x00\x12-\n\ncancel_run\x18+ \x01(\x0b\x32\x17.schedd.v1.CancelRunCmdH\x00\x12\x37\n\x0freport_features\x18, \x01(\x0b\x32\x1c.schedd.v1.ReportFeaturesCmdH\x00\x12:\n\x11set_feature_level\x18- \x01(\x0b\x32\x1d.schedd.v1.SetFeatureLevelCmdH\x00\x12=\n\x12\x64\x65pendency_timeout\x18. \x01(\x0b\x32\x1f.schedd.v1.DependencyTimeoutCmdH\x00\x42\x06\n\x04\x62ody*K\n\nResumeMode\x12\x11\n\rRESUME_LEGACY\x10\x00\x12\x12\n\x0eRESUME_MISFIRE\x10\x01\x12\x16\n\x12RESUME_SKIP_MISSED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'schedd.v1.command_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESUMEMODE']._serialized_start=3644
-  _globals['_RESUMEMODE']._serialized_end=3719
+  _globals['_RESUMEMODE']._serialized_start=3662
+  _globals['_RESUMEMODE']._serialized_end=3737
   _globals['_CREATEJOBCMD']._serialized_start=61
   _globals['_CREATEJOBCMD']._serialized_end=104
   _globals['_DELETEJOBCMD']._serialized_start=106
@@ -51,47 +51,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BACKFILLCMD']._serialized_start=537
   _globals['_BACKFILLCMD']._serialized_end=719
   _globals['_FIREITEM']._serialized_start=722
-  _globals['_FIREITEM']._serialized_end=1055
-  _globals['_FIREDUECMD']._serialized_start=1057
-  _globals['_FIREDUECMD']._serialized_end=1133
-  _globals['_GRANTITEM']._serialized_start=1135
-  _globals['_GRANTITEM']._serialized_end=1198
-  _globals['_GRANTLEASESCMD']._serialized_start=1200
-  _globals['_GRANTLEASESCMD']._serialized_end=1275
-  _globals['_EXPIREITEM']._serialized_start=1277
-  _globals['_EXPIREITEM']._serialized_end=1373
-  _globals['_EXPIRELEASESCMD']._serialized_start=1375
-  _globals['_EXPIRELEASESCMD']._serialized_end=1477
-  _globals['_COMPLETEITEM']._serialized_start=1480
-  _globals['_COMPLETEITEM']._serialized_end=1614
-  _globals['_COMPLETERUNSCMD']._serialized_start=1616
-  _globals['_COMPLETERUNSCMD']._serialized_end=1720
-  _globals['_DISPATCHTIMEOUTITEM']._serialized_start=1722
-  _globals['_DISPATCHTIMEOUTITEM']._serialized_end=1776
-  _globals['_DISPATCHTIMEOUTCMD']._serialized_start=1778
-  _globals['_DISPATCHTIMEOUTCMD']._serialized_end=1845
-  _globals['_DEPENDENCYTIMEOUTCMD']._serialized_start=1847
-  _globals['_DEPENDENCYTIMEOUTCMD']._serialized_end=1886
-  _globals['_PRUNERUNSCMD']._serialized_start=1888
-  _globals['_PRUNERUNSCMD']._serialized_end=1964
-  _globals['_RETRYRUNCMD']._serialized_start=1966
-  _globals['_RETRYRUNCMD']._serialized_end=1995
-  _globals['_BARRIERCMD']._serialized_start=1997
-  _globals['_BARRIERCMD']._serialized_end=2040
-  _globals['_BATCH']._serialized_start=2042
-  _globals['_BATCH']._serialized_end=2087
-  _globals['_CREATETOKENCMD']._serialized_start=2089
-  _globals['_CREATETOKENCMD']._serialized_end=2138
-  _globals['_REVOKETOKENCMD']._serialized_start=2140
-  _globals['_REVOKETOKENCMD']._serialized_end=2190
-  _globals['_SETNAMESPACECMD']._serialized_start=2192
-  _globals['_SETNAMESPACECMD']._serialized_end=2250
-  _globals['_CANCELRUNCMD']._serialized_start=2252
-  _globals['_CANCELRUNCMD']._serialized_end=2298
-  _globals['_REPORTFEATURESCMD']._serialized_start=2300
-  _globals['_REPORTFEATURESCMD']._serialized_end=2355
-  _globals['_SETFEATURELEVELCMD']._serialized_start=2357
-  _globals['_SETFEATURELEVELCMD']._serialized_end=2392
-  _globals['_COMMAND']._serialized_start=2395
-  _globals['_COMMAND']._serialized_end=3642
+  _globals['_FIREITEM']._serialized_end=1073
+  _globals['_FIREDUECMD']._serialized_start=1075
+  _globals['_FIREDUECMD']._serialized_end=1151
+  _globals['_GRANTITEM']._serialized_start=1153
+  _globals['_GRANTITEM']._serialized_end=1216
+  _globals['_GRANTLEASESCMD']._serialized_start=1218
+  _globals['_GRANTLEASESCMD']._serialized_end=1293
+  _globals['_EXPIREITEM']._serialized_start=1295
+  _globals['_EXPIREITEM']._serialized_end=1391
+  _globals['_EXPIRELEASESCMD']._serialized_start=1393
+  _globals['_EXPIRELEASESCMD']._serialized_end=1495
+  _globals['_COMPLETEITEM']._serialized_start=1498
+  _globals['_COMPLETEITEM']._serialized_end=1632
+  _globals['_COMPLETERUNSCMD']._serialized_start=1634
+  _globals['_COMPLETERUNSCMD']._serialized_end=1738
+  _globals['_DISPATCHTIMEOUTITEM']._serialized_start=1740
+  _globals['_DISPATCHTIMEOUTITEM']._serialized_end=1794
+  _globals['_DISPATCHTIMEOUTCMD']._serialized_start=1796
+  _globals['_DISPATCHTIMEOUTCMD']._serialized_end=1863
+  _globals['_DEPENDENCYTIMEOUTCMD']._serialized_start=1865
+  _globals['_DEPENDENCYTIMEOUTCMD']._serialized_end=1904
+  _globals['_PRUNERUNSCMD']._serialized_start=1906
+  _globals['_PRUNERUNSCMD']._serialized_end=1982
+  _globals['_RETRYRUNCMD']._serialized_start=1984
+  _globals['_RETRYRUNCMD']._serialized_end=2013
+  _globals['_BARRIERCMD']._serialized_start=2015
+  _globals['_BARRIERCMD']._serialized_end=2058
+  _globals['_BATCH']._serialized_start=2060
+  _globals['_BATCH']._serialized_end=2105
+  _globals['_CREATETOKENCMD']._serialized_start=2107
+  _globals['_CREATETOKENCMD']._serialized_end=2156
+  _globals['_REVOKETOKENCMD']._serialized_start=2158
+  _globals['_REVOKETOKENCMD']._serialized_end=2208
+  _globals['_SETNAMESPACECMD']._serialized_start=2210
+  _globals['_SETNAMESPACECMD']._serialized_end=2268
+  _globals['_CANCELRUNCMD']._serialized_start=2270
+  _globals['_CANCELRUNCMD']._serialized_end=2316
+  _globals['_REPORTFEATURESCMD']._serialized_start=2318
+  _globals['_REPORTFEATURESCMD']._serialized_end=2373
+  _globals['_SETFEATURELEVELCMD']._serialized_start=2375
+  _globals['_SETFEATURELEVELCMD']._serialized_end=2410
+  _globals['_COMMAND']._serialized_start=2413
+  _globals['_COMMAND']._serialized_end=3660
 # @@protoc_insertion_point(module_scope)

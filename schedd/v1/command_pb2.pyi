@@ -98,7 +98,7 @@ class BackfillCmd(_message.Message):
     def __init__(self, name: _Optional[str] = ..., uid: _Optional[int] = ..., slots_ms: _Optional[_Iterable[int]] = ..., overlap: _Optional[_Union[_types_pb2.OverlapPolicy, str]] = ..., spacing_ms: _Optional[int] = ..., upstream: _Optional[_Iterable[_Union[UpstreamMatch, _Mapping]]] = ..., isolate: _Optional[bool] = ...) -> None: ...
 
 class FireItem(_message.Message):
-    __slots__ = ("name", "uid", "from_due_ms", "slots_ms", "next_due_ms", "policy", "dues_ms", "dropped_first_ms", "dropped_last_ms", "dropped_count", "late_first_ms", "late_last_ms", "late_count", "dst_gap_ms", "upstream")
+    __slots__ = ("name", "uid", "from_due_ms", "slots_ms", "next_due_ms", "policy", "dues_ms", "dropped_first_ms", "dropped_last_ms", "dropped_count", "late_first_ms", "late_last_ms", "late_count", "dst_gap_ms", "upstream", "lease_to")
     NAME_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     FROM_DUE_MS_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class FireItem(_message.Message):
     LATE_COUNT_FIELD_NUMBER: _ClassVar[int]
     DST_GAP_MS_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TO_FIELD_NUMBER: _ClassVar[int]
     name: str
     uid: int
     from_due_ms: int
@@ -129,7 +130,8 @@ class FireItem(_message.Message):
     late_count: int
     dst_gap_ms: _containers.RepeatedScalarFieldContainer[int]
     upstream: _containers.RepeatedCompositeFieldContainer[UpstreamMatch]
-    def __init__(self, name: _Optional[str] = ..., uid: _Optional[int] = ..., from_due_ms: _Optional[int] = ..., slots_ms: _Optional[_Iterable[int]] = ..., next_due_ms: _Optional[int] = ..., policy: _Optional[bool] = ..., dues_ms: _Optional[_Iterable[int]] = ..., dropped_first_ms: _Optional[int] = ..., dropped_last_ms: _Optional[int] = ..., dropped_count: _Optional[int] = ..., late_first_ms: _Optional[int] = ..., late_last_ms: _Optional[int] = ..., late_count: _Optional[int] = ..., dst_gap_ms: _Optional[_Iterable[int]] = ..., upstream: _Optional[_Iterable[_Union[UpstreamMatch, _Mapping]]] = ...) -> None: ...
+    lease_to: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[int] = ..., from_due_ms: _Optional[int] = ..., slots_ms: _Optional[_Iterable[int]] = ..., next_due_ms: _Optional[int] = ..., policy: _Optional[bool] = ..., dues_ms: _Optional[_Iterable[int]] = ..., dropped_first_ms: _Optional[int] = ..., dropped_last_ms: _Optional[int] = ..., dropped_count: _Optional[int] = ..., late_first_ms: _Optional[int] = ..., late_last_ms: _Optional[int] = ..., late_count: _Optional[int] = ..., dst_gap_ms: _Optional[_Iterable[int]] = ..., upstream: _Optional[_Iterable[_Union[UpstreamMatch, _Mapping]]] = ..., lease_to: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FireDueCmd(_message.Message):
     __slots__ = ("items", "catchup_spacing_ms")

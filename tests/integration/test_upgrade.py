@@ -45,7 +45,7 @@ def levels(cluster: LocalCluster) -> dict[str, tuple[int, int]]:
 
 
 def test_a_rolling_upgrade_raises_the_level_once_every_node_runs_the_new_version(tmp_path) -> None:
-    assert features.SUPPORTED == features.FIRE_AHEAD == 5
+    assert features.SUPPORTED == features.FIRE_AND_LEASE == 6
     cluster = MixedVersions(str(tmp_path / "c"), nodes=3, extra_args=list(FAST_ARGS))
     cluster.old = {"n1", "n2", "n3"}
     register(cluster)
@@ -78,9 +78,9 @@ def test_a_rolling_upgrade_raises_the_level_once_every_node_runs_the_new_version
                 if node != "n3":
                     assert all(lvl == 1 for lvl, _ in levels(cluster).values()), levels(cluster)
             wait_for(
-                lambda: levels(cluster) == {n: (5, 5) for n in ("n1", "n2", "n3")},
+                lambda: levels(cluster) == {n: (6, 6) for n in ("n1", "n2", "n3")},
                 30,
-                "the level raised to 5 on every node",
+                "the level raised to 6 on every node",
             )
             after = client.create_job("after-tick", depends_on=["tick"], queue="nobody-serves-it")
             assert after.depends_on == ("tick",)
@@ -92,7 +92,7 @@ def test_a_rolling_upgrade_raises_the_level_once_every_node_runs_the_new_version
             code = cluster.procs["n2"].wait(timeout=30)
             assert code == 70
             with open(cluster.spec("n2").log_path) as f:
-                assert "feature level 5" in f.read()
+                assert "feature level 6" in f.read()
             cluster.old.discard("n2")
             cluster.start_node("n2")
             wait_for(lambda: caught_up(client, 3), 60, "n2 back")

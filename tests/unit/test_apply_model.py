@@ -73,7 +73,7 @@ from schedd.sched.firing import plan_fire
 from schedd.sched.schedule import compile_schedule
 from schedd.server import commands, planner, validate
 from schedd.state import keys
-from schedd.state.apply import MemoryState, Result, encode, state_digest
+from schedd.state.apply import MemoryState, Result, encode, features, state_digest
 
 T0 = 1_700_000_000_000
 NAMES = ("a", "b")
@@ -178,6 +178,9 @@ JUMP = st.sampled_from([20_000, 45_000, 61_000, 600_000, 3_600_000, 3 * 3_600_00
 
 
 class ApplyModel(RuleBasedStateMachine):
+    #: plan ticks that lease the runs they fire in the FireItem (feature level FIRE_AND_LEASE)
+    LEASE_IN_FIRE = False
+
     def __init__(self) -> None:
         super().__init__()
         self.state = MemoryState()
@@ -191,6 +194,9 @@ class ApplyModel(RuleBasedStateMachine):
         self.cursor: dict[str, int] = defaultdict(
             int
         )  # the planner's round-robin, kept across ticks
+        if self.LEASE_IN_FIRE:
+            level = command_pb2.SetFeatureLevelCmd(level=features.FIRE_AND_LEASE)
+            assert self._apply(command_pb2.Command(now_ms=T0, set_feature_level=level)).ok
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -416,7 +422,9 @@ class ApplyModel(RuleBasedStateMachine):
         plan = planner.plan_tick(
             self.state,
             now,
-            planner.PlanSettings(catchup_spacing_ms=spacing, lease_ttl_ms=10_000),
+            planner.PlanSettings(
+                catchup_spacing_ms=spacing, lease_ttl_ms=10_000, lease_in_fire=self.LEASE_IN_FIRE
+            ),
             completions=[],
             expiries=[],
             workers=workers,
@@ -986,3 +994,20 @@ ApplyModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestApplyModel = ApplyModel.TestCase
+
+
+class LeaseInFireModel(ApplyModel):
+    """The same model, with ticks that lease the runs they fire in their FireItem (feature
+    level 6): every invariant above holds as it does with a GrantItem per run."""
+
+    LEASE_IN_FIRE = True
+
+
+LeaseInFireModel.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=50,
+    deadline=None,
+    report_multiple_bugs=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestLeaseInFireModel = LeaseInFireModel.TestCase

@@ -22,6 +22,11 @@ Levels:
 4. job dependencies (``Job.depends_on``, trigger rules, waiting runs, ``DeleteJobCmd.force``,
    ``DependencyTimeoutCmd``; :mod:`schedd.state.apply.deps`). An older version would store a
    job without its upstreams and run it on its schedule alone.
+5. firing ahead of the due time (:mod:`schedd.state.apply.ahead`): pause, delete and update
+   revoke the early leases.
+6. a firing leased in the item that fires it (``FireItem.lease_to``): the run is written once,
+   LEASED, and never indexed as pending. An older version would ignore the field and leave the
+   run PENDING, so the replicas' runs and leases would differ.
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ MEMBERSHIP = 2
 BULK_CREATE = 3
 DEPENDENCIES = 4
 FIRE_AHEAD = 5
+FIRE_AND_LEASE = 6
 #: the highest level this version supports (a module attribute, read when used)
-SUPPORTED = FIRE_AHEAD
+SUPPORTED = FIRE_AND_LEASE
 
 NAMES = {
     BASELINE: "baseline",
@@ -46,6 +52,7 @@ NAMES = {
     BULK_CREATE: "bulk job creation",
     DEPENDENCIES: "job dependencies",
     FIRE_AHEAD: "firing ahead of the due time",
+    FIRE_AND_LEASE: "firings leased as they fire",
 }
 
 

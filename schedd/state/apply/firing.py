@@ -4,17 +4,22 @@ policies, so every replica and every later leader decides the same. Pure.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from schedd.pb import command_pb2, types_pb2
+from schedd.rules import leases_in_fire
 from schedd.sched.misfire import in_pause, is_late
 from schedd.state import keys
-from schedd.state.apply import deps, quotas
+from schedd.state.apply import deps, features, quotas
 from schedd.state.apply.runs import _new_run, _paced, _skip, _start_run
-from schedd.state.apply.txn import Job, Result, Txn
+from schedd.state.apply.txn import Granted, Job, Result, Txn
 
 
 def _fire_due(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
     fired = 0
     stale = 0
+    granted: list[Granted] = []
+    leasing: bool | None = None  # the cluster is at FIRE_AND_LEASE (read once, when needed)
     for item in cmd.fire_due.items:
         job = txn.job(item.name)
         if (
@@ -29,15 +34,26 @@ def _fire_due(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
         if job.depends_on and {m.job for m in item.upstream} != set(job.depends_on):
             stale += 1  # planned before an update changed its upstreams: the next tick replans
             continue
+        lease_to: Sequence[str] = ()
+        if item.lease_to:
+            if leasing is None:
+                leasing = features.level(txn) >= features.FIRE_AND_LEASE
+            if leasing:
+                lease_to = item.lease_to
         if item.policy and job.misfire:
-            fired += _fire_with_policy(txn, job, item, now, cmd.fire_due.catchup_spacing_ms)
+            fired += _fire_with_policy(
+                txn, job, item, now, cmd.fire_due.catchup_spacing_ms, lease_to, granted
+            )
         else:
-            for slot in item.slots_ms:
+            for pos, slot in enumerate(item.slots_ms):
                 if txn.get("runs", keys.run_id(job.name, job.uid, slot).encode()) is None:
                     if quotas.runs_refused(txn, job.name) is not None:
                         _skip(txn, job, slot, types_pb2.SKIP_REASON_QUOTA, now)
                         continue
-                    _new_run(txn, job, slot, slot, manual=False)
+                    worker = lease_to[pos] if pos < len(lease_to) else ""
+                    run = _new_run(txn, job, slot, slot, manual=False, lease_to=worker, now=now)
+                    if worker:
+                        granted.append(Granted(run, job.payload, job.run_timeout_ms))
                     fired += 1
         txn.delete("due", keys.due_key(job.next_due_ms, job.name))
         job.next_due_ms = item.next_due_ms
@@ -48,7 +64,7 @@ def _fire_due(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Resul
         else:
             job.state = types_pb2.JOB_STATE_FINISHED
         txn.put_job(job)
-    return Result(count=fired, message=f"{stale} stale" if stale else "")
+    return Result(count=fired, message=f"{stale} stale" if stale else "", granted=tuple(granted))
 
 
 _RANGE_REASON = {
@@ -58,9 +74,18 @@ _RANGE_REASON = {
 
 
 def _fire_with_policy(
-    txn: Txn, job: Job, item: command_pb2.FireItem, now: int, spacing_ms: int
+    txn: Txn,
+    job: Job,
+    item: command_pb2.FireItem,
+    now: int,
+    spacing_ms: int,
+    lease_to: Sequence[str],
+    granted: list[Granted],
 ) -> int:
-    """Decide each slot of ``item`` by the job's misfire policy, then its overlap policy."""
+    """Decide each slot of ``item`` by the job's misfire policy, then its overlap policy. An
+    on-time slot with a worker in ``lease_to`` (parallel to the item's slots) that becomes a
+    PENDING run is leased to it at once and added to ``granted``; a catch-up run never is (it
+    waits for its paced not_before)."""
     misfire = job.misfire
     if item.dropped_first_ms:
         _skip(
@@ -109,6 +134,7 @@ def _fire_with_policy(
     fired = 0
     # (the slots' positions only matter to a job with upstreams: not built for the others)
     position = {s: i for i, s in enumerate(slots)} if job.depends_on else {}
+    workers = dict(zip(slots, lease_to, strict=False)) if lease_to and leases_in_fire(job) else {}
     name, uid, max_runs = job.name, job.uid, job.max_runs
     for slot, due, origin in fire:
         if max_runs and job.fired_runs >= max_runs:
@@ -129,7 +155,10 @@ def _fire_with_policy(
                 index=position[slot],
             )
         else:
-            run = _start_run(txn, job, slot, not_before, now, origin=origin)
+            worker = workers.get(slot, "") if due >= 0 else ""
+            run = _start_run(txn, job, slot, not_before, now, origin=origin, lease_to=worker)
+            if worker and run is not None and run.state == types_pb2.RUN_STATE_LEASED:
+                granted.append(Granted(run, job.payload, job.run_timeout_ms))
         if run is not None and run.state != types_pb2.RUN_STATE_SKIPPED:
             job.fired_runs += 1
             job.open_skip = ""

@@ -13,6 +13,7 @@ from schedd.state.apply.runs import (
     _cancel_active,
     _ended,
     _job_of,
+    _lease,
     _pend,
     _promote_buffered,
     _unpend,
@@ -24,10 +25,8 @@ from schedd.state.apply.txn import Granted, Result, Run, Txn
 def _grant_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> Result:
     granted: list[Granted] = []
     ttl = cmd.grant_leases.lease_ttl_ms
-    fence = 0  # the next fence: read from the counter at the first grant, stored after the last
     for item in cmd.grant_leases.items:
-        rid = item.run_id
-        run = txn.run(rid)
+        run = txn.run(item.run_id)
         if run is None or run.state != types_pb2.RUN_STATE_PENDING or run.attempt != item.attempt:
             continue
         job = _job_of(txn, run)
@@ -40,20 +39,9 @@ def _grant_leases(txn: Txn, cmd: command_pb2.Command, index: int, now: int) -> R
             txn.delete("active", _active_key(run))
             txn.count_finished(run)
             continue
-        if not fence:
-            fence = txn.counter(keys.NEXT_FENCE, 1)
-        worker = item.worker_id
-        run.state = types_pb2.RUN_STATE_LEASED
-        run.fence = fence
-        run.worker_id = worker
-        # Granted ahead of its time (fire-ahead), it starts at its due time, not now.
-        run.started_ms = max(now, run.not_before_ms)
+        _lease(txn, run, item.worker_id, now)
         txn.put_run(run)
-        txn.put("leases", rid.encode(), keys.lease_value(fence, worker))
         granted.append(Granted(run, job.payload, job.run_timeout_ms))
-        fence += 1
-    if fence:
-        txn.put("meta", keys.NEXT_FENCE, keys.be64(fence))
     del ttl  # the expiry lives in the leader's memory; renewals are not replicated
     return Result(granted=tuple(granted), count=len(granted))
 

@@ -47,6 +47,19 @@ def _unpend(txn: Txn, run: Run) -> None:
     txn.delete("pending_q", keys.queue_pending_key(run.queue, at, rid))
 
 
+def _lease(txn: Txn, run: Run, worker_id: str, now: int) -> None:
+    """Lease the PENDING ``run`` (not in the pending index) to ``worker_id`` under the next
+    fence from the replicated counter; the caller saves ``run``."""
+    fence = txn.counter(keys.NEXT_FENCE, 1)
+    txn.put("meta", keys.NEXT_FENCE, keys.be64(fence + 1))
+    run.state = types_pb2.RUN_STATE_LEASED
+    run.fence = fence
+    run.worker_id = worker_id
+    # Leased ahead of its time (fire-ahead), it starts at its due time, not now.
+    run.started_ms = max(now, run.not_before_ms)
+    txn.put("leases", run.run_id.encode(), keys.lease_value(fence, worker_id))
+
+
 def _active_key(run: Run, uid: int | None = None) -> bytes:
     return keys.active_key(
         run.job,
@@ -70,7 +83,13 @@ def _new_run(
     manual: bool,
     origin: int = types_pb2.RUN_ORIGIN_SCHEDULE,
     caused_by: str = "",
+    *,
+    lease_to: str = "",
+    now: int = 0,
 ) -> Run:
+    """A new PENDING run of ``job`` for ``scheduled_ms``; with ``lease_to``, LEASED to that
+    worker at once (``now``: the entry's time), as a grant right after would have leased it,
+    without the pending index entries the grant would delete again."""
     job.open_skip = ""  # a later skip must not extend a record over this run's slot
     name = job.name
     rid = _rid(job, scheduled_ms, origin)
@@ -96,10 +115,13 @@ def _new_run(
         run.tags.update(job.tags)
     if job.dispatch_timeout_ms:
         run.dispatch_deadline_ms = not_before_ms + job.dispatch_timeout_ms
+    if lease_to:
+        _lease(txn, run, lease_to, now)
     txn.put_run(run)
     txn.put("runs_by_job", keys.by_job_key(name, scheduled_ms, rid), b"")
     quotas.add_runs(txn, name, 1)
-    _pend(txn, run)
+    if not lease_to:
+        _pend(txn, run)
     txn.put("active", keys.active_key(name, job.uid, scheduled_ms, rid), b"")
     txn.created[origin] = txn.created.get(origin, 0) + 1
     return run
@@ -252,9 +274,11 @@ def _start_run(
     manual: bool = False,
     caused_by: str = "",
     merge_skip: bool = True,
+    lease_to: str = "",
 ) -> Run | None:
-    """A new run of ``job`` for ``slot_ms`` through its overlap policy: PENDING, WAITING
-    (buffered) or a SKIPPED record. The caller saves ``job``."""
+    """A new run of ``job`` for ``slot_ms`` through its overlap policy: PENDING (LEASED to
+    ``lease_to`` when given), WAITING (buffered) or a SKIPPED record. The caller saves
+    ``job``."""
     rid = _rid(job, slot_ms, origin)
     if quotas.runs_refused(txn, job.name) is not None:
         # Trigger and backfill refuse before they get here; a slot of the schedule or a chain
@@ -262,7 +286,9 @@ def _start_run(
         return _skip(txn, job, slot_ms, types_pb2.SKIP_REASON_QUOTA, now, origin=origin)
     decision = _admit(txn, job, now, override, rid)
     if decision == RUN:
-        return _new_run(txn, job, slot_ms, not_before_ms, manual, origin, caused_by)
+        return _new_run(
+            txn, job, slot_ms, not_before_ms, manual, origin, caused_by, lease_to=lease_to, now=now
+        )
     if decision == BUFFER:
         run = Run(
             run_id=rid,
