@@ -81,9 +81,11 @@ def _instructions(python: str, env: dict[str, str], script: str, mode: str) -> i
     return int(m.group(1))
 
 
-def measure(tree: Path, jobs: int, slots: int, work: Path, level: int | None = None) -> float:
+def measure(
+    tree: Path, jobs: int, slots: int, work: Path, level: int | None = None
+) -> float | None:
     """Instructions per firing to apply the ticks, with ``tree``'s schedd at feature ``level``
-    (None: the highest that tree supports)."""
+    (None: the highest that tree supports); None when the tree could not run it."""
     env = dict(os.environ, PYTHONPATH=str(tree), SCHEDD_BENCH_WORK=str(work))
     # The interpreter itself: valgrind would count a launcher script (pyenv shims are shell)
     python = os.path.realpath(sys.executable)
@@ -91,7 +93,9 @@ def measure(tree: Path, jobs: int, slots: int, work: Path, level: int | None = N
     record = RECORD.format(
         tree=str(tree), bench=str(HERE), jobs=jobs, slots=slots, level=level, out=str(log)
     )
-    subprocess.run([python, "-c", record], env=env, cwd=work, check=True, capture_output=True)
+    done = subprocess.run([python, "-c", record], env=env, cwd=work, capture_output=True)
+    if done.returncode != 0:  # (70: the store stopped at a level that tree does not support)
+        return None
     replay = REPLAY.format(log=str(log))
     setup = _instructions(python, env, replay, "setup")
     full = _instructions(python, env, replay, "full")
@@ -119,9 +123,12 @@ def main() -> None:
         results = [
             (t, lvl, measure(t, a.jobs, a.slots, Path(work), lvl)) for t in trees for lvl in levels
         ]
-    base = results[0][2]
+    base = next((ir for _, _, ir in results if ir is not None), 1.0)
     for tree, lvl, ir in results:
         at = "its highest feature level" if lvl is None else f"feature level {lvl}"
+        if ir is None:
+            print(f"{tree} at {at}: failed (a level that tree does not support?)")
+            continue
         print(
             f"{tree} at {at}: {ir:,.0f} instructions per firing to apply the ticks "
             f"({ir / base:.2f}x the first); {a.jobs} jobs, {a.slots} slots"
