@@ -143,7 +143,7 @@ def _fire_with_policy(
             job.open_skip = ""  # (a backfill's) record of its own: later skips start anew
             continue
         not_before = _paced(txn, now, spacing_ms) if due < 0 else due
-        if position:
+        if job.depends_on:
             run = deps.start_waiting(
                 txn,
                 job,
