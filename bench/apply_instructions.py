@@ -14,6 +14,7 @@ the ticks (FireDue, grants, completions; the LMDB commits included).
     python bench/apply_instructions.py                       # this tree
     python bench/apply_instructions.py --tree ../old-tree    # and another tree, same workload
     python bench/apply_instructions.py --level 5 --level 6   # this tree at two feature levels
+    python bench/apply_instructions.py --bulk                # CreateJobs batches, per job
 
 Needs valgrind (``apt-get install valgrind``). Takes about a minute per tree.
 """
@@ -45,6 +46,32 @@ def recording(self, data, index):
     return real(self, data, index)
 Store.apply_entry = recording
 apply_cost.one_round({jobs}, {slots}, level={level})
+pickle.dump(log, open({out!r}, "wb"))
+"""
+
+RECORD_BULK = """
+import hashlib, pickle
+import schedd
+assert schedd.__file__.startswith({tree!r}), schedd.__file__
+from schedd.pb import api_pb2, command_pb2, types_pb2
+from schedd.server import validate
+from schedd.state.apply import encode, features
+T0 = 1_800_000_000_000
+level = features.SUPPORTED if {level!r} is None else {level!r}
+log = [(1, encode(command_pb2.Command(
+    now_ms=T0, set_feature_level=command_pb2.SetFeatureLevelCmd(level=level))))]
+cron = types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron="*/5 * * * *")
+for b in range({jobs} // 1000):
+    req = api_pb2.CreateJobsRequest(jobs=[
+        api_pb2.CreateJobRequest(name=f"j{{b:04d}}-{{i:04d}}", request_id=f"r{{b}}-{{i}}", schedule=cron)
+        for i in range(1000)
+    ])
+    cmds = validate.create_jobs(req, T0)
+    for item, cmd in cmds:  # stamped as the service stamps them
+        cmd.principal = "bench"
+        cmd.request_hash = hashlib.sha256(item.SerializeToString(deterministic=True)).digest()
+    batch = command_pb2.Batch(commands=[cmd for _, cmd in cmds])
+    log.append((b + 2, encode(command_pb2.Command(now_ms=T0, batch=batch))))
 pickle.dump(log, open({out!r}, "wb"))
 """
 
@@ -82,7 +109,7 @@ def _instructions(python: str, env: dict[str, str], script: str, mode: str) -> i
 
 
 def measure(
-    tree: Path, jobs: int, slots: int, work: Path, level: int | None = None
+    tree: Path, jobs: int, slots: int, work: Path, level: int | None = None, bulk: bool = False
 ) -> float | None:
     """Instructions per firing to apply the ticks, with ``tree``'s schedd at feature ``level``
     (None: the highest that tree supports); None when the tree could not run it."""
@@ -90,7 +117,7 @@ def measure(
     # The interpreter itself: valgrind would count a launcher script (pyenv shims are shell)
     python = os.path.realpath(sys.executable)
     log = work / f"log-{abs(hash((str(tree), level)))}.pkl"
-    record = RECORD.format(
+    record = (RECORD_BULK if bulk else RECORD).format(
         tree=str(tree), bench=str(HERE), jobs=jobs, slots=slots, level=level, out=str(log)
     )
     done = subprocess.run([python, "-c", record], env=env, cwd=work, capture_output=True)
@@ -99,6 +126,7 @@ def measure(
     replay = REPLAY.format(log=str(log))
     setup = _instructions(python, env, replay, "setup")
     full = _instructions(python, env, replay, "full")
+    # (bulk: the first batch is not in "setup": every job of the log is counted)
     return (full - setup) / jobs
 
 
@@ -114,6 +142,11 @@ def main() -> None:
         default=[],
         help="feature levels to measure each tree at (default: the highest it supports)",
     )
+    p.add_argument(
+        "--bulk",
+        action="store_true",
+        help="apply CreateJobs batches of 1,000 jobs (per job) instead of dispatcher ticks",
+    )
     a = p.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install valgrind")
@@ -121,7 +154,9 @@ def main() -> None:
     levels: list[int | None] = list(a.level) or [None]
     with tempfile.TemporaryDirectory(prefix="schedd-apply-ir-") as work:
         results = [
-            (t, lvl, measure(t, a.jobs, a.slots, Path(work), lvl)) for t in trees for lvl in levels
+            (t, lvl, measure(t, a.jobs, a.slots, Path(work), lvl, a.bulk))
+            for t in trees
+            for lvl in levels
         ]
     base = next((ir for _, _, ir in results if ir is not None), 1.0)
     for tree, lvl, ir in results:
@@ -129,9 +164,11 @@ def main() -> None:
         if ir is None:
             print(f"{tree} at {at}: failed (a level that tree does not support?)")
             continue
+        what = "job to apply bulk creates" if a.bulk else "firing to apply the ticks"
+        shape = "batches of 1,000" if a.bulk else f"{a.slots} slots"
         print(
-            f"{tree} at {at}: {ir:,.0f} instructions per firing to apply the ticks "
-            f"({ir / base:.2f}x the first); {a.jobs} jobs, {a.slots} slots"
+            f"{tree} at {at}: {ir:,.0f} instructions per {what} "
+            f"({ir / base:.2f}x the first); {a.jobs} jobs, {shape}"
         )
 
 

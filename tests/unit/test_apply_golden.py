@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 
 from schedd.state.apply import MemoryState, Result
+from schedd.state.apply.txn import request_record
 from schedd.state.store import Store
 
 CORPUS = Path(__file__).parent / "data" / "apply_corpus.bin.gz"
@@ -197,3 +201,24 @@ def test_the_replay_sees_a_change_of_apply(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setitem(apply_module._HANDLERS, "grant_leases", changed)
     rec = next(r for r in _recordings() if r.name.startswith("dispatcher"))
     assert replay(rec) != (rec.results, rec.digest)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    code=st.text(),
+    message=st.text(),
+    at=st.integers(0, 2**63 - 1),
+    job=st.text(),
+    run=st.text(),
+    digest=st.one_of(st.just(""), st.text(min_size=1)),
+)
+def test_a_request_record_is_what_json_dumps_wrote(
+    code: str, message: str, at: int, job: str, run: str, digest: str
+) -> None:
+    """The request record is built without json.dumps, byte for byte as json.dumps built it
+    (quotes, backslashes, control characters and non-ASCII text included)."""
+    record = {"code": code, "message": message, "at": at, "job": job, "run": run}
+    if digest:
+        record["hash"] = digest
+    want = json.dumps(record, sort_keys=True).encode()
+    assert request_record(code, message, at, job, run, digest) == want

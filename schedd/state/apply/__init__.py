@@ -81,6 +81,7 @@ from schedd.state.apply.txn import (
     Txn,
     Writes,
     encode,
+    request_record,
     request_recorded_at,
 )
 
@@ -146,16 +147,15 @@ def _apply_with_request_id(txn: Txn, cmd: command_pb2.Command, index: int, now: 
             return _replay_result(txn, record)
     result = _dispatch(txn, cmd, index, now)
     if rid:
-        record = {
-            "code": result.code,
-            "message": result.message,
-            "at": now,
-            "job": result.job.name if result.job is not None else "",
-            "run": result.run.run_id if result.run is not None else "",
-        }
-        if cmd.request_hash:
-            record["hash"] = digest
-        txn.put("requests", key, json.dumps(record, sort_keys=True).encode())
+        record = request_record(
+            result.code,
+            result.message,
+            now,
+            result.job.name if result.job is not None else "",
+            result.run.run_id if result.run is not None else "",
+            digest if cmd.request_hash else "",
+        )
+        txn.put("requests", key, record)
     return result
 
 

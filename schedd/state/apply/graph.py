@@ -25,6 +25,8 @@ def graph_error(txn: Txn, new: Job, old: Job | None) -> Result | None:
     on_success / on_failure / depends_on edges (the message shows the path). Also refuses a job
     with a schedule depending on one without, and removing the schedule of a job that scheduled
     jobs depend on."""
+    if old is None and not (new.on_success or new.on_failure or new.depends_on):
+        return None  # a new job with no edge cannot close a cycle or miss a target
     name = new.name
     for fld, target in (("on_success", new.on_success), ("on_failure", new.on_failure)):
         if not target:

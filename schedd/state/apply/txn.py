@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _json_str
 from typing import NamedTuple, Protocol
 
 from schedd.pb import command_pb2, types_pb2
@@ -222,6 +223,18 @@ def encode(cmd: command_pb2.Command) -> bytes:
     if not cmd.version:
         cmd.version = COMMAND_VERSION
     return cmd.SerializeToString(deterministic=True)
+
+
+def request_record(code: str, message: str, at: int, job: str, run: str, digest: str) -> bytes:
+    """A client request's record (``requests`` db): byte for byte what
+    ``json.dumps(record, sort_keys=True)`` writes for it (the format every version has stored;
+    ``digest`` "" leaves ``hash`` out), built directly: json.dumps took ~4.4 µs per request, a
+    large part of a bulk create's apply per job. Strings go through json's own C escaper."""
+    out = f'{{"at": {int(at)}, "code": {_json_str(code)}'
+    if digest:
+        out += f', "hash": {_json_str(digest)}'
+    out += f', "job": {_json_str(job)}, "message": {_json_str(message)}, "run": {_json_str(run)}}}'
+    return out.encode()
 
 
 def request_recorded_at(raw: bytes) -> int:
