@@ -146,8 +146,7 @@ class Dispatcher:
         # (monotonic start, jobs visited, housekeeping passes) of the current full retention pass
         self._prune_pass = (0.0, 0, 0)
         self._request_cursor = ""
-        self._ahead_level_ok = False
-        self._lease_level_ok = False
+        self._level = 0  # the cluster's feature level as last read (it is never lowered)
         self._completions_since = 0.0  # monotonic arrival of the oldest queued completion
         # PENDING runs in grant order, in memory while this node leads (built in the background
         # on activation; the planner reads LMDB until it is ready)
@@ -723,22 +722,24 @@ class Dispatcher:
             lease_in_fire=self._lease_in_fire(),
         )
 
+    def _cluster_at(self, level: int) -> bool:
+        """Whether the cluster runs at feature ``level`` or above; read from the store until it
+        does (a feature level is never lowered, so a level reached stays reached)."""
+        if self._level < level:
+            self._level = self.store.feature_level()
+        return self._level >= level
+
     def _lease_in_fire(self) -> bool:
         """Whether ticks lease the runs they fire in the FireItem: once the cluster runs at
         FIRE_AND_LEASE (every replica then honours ``FireItem.lease_to``)."""
-        if not self._lease_level_ok:
-            self._lease_level_ok = self.store.feature_level() >= features.FIRE_AND_LEASE
-        return self._lease_level_ok  # a feature level is never lowered
+        return self._cluster_at(features.FIRE_AND_LEASE)
 
     def _fire_ahead_ms(self) -> int:
         """The configured fire-ahead once the cluster runs at the level that revokes early
         runs on pause, delete and update (every replica then does); 0 before."""
-        if not self.settings.fire_ahead_ms:
+        if not self.settings.fire_ahead_ms or not self._cluster_at(features.FIRE_AHEAD):
             return 0
-        if self._ahead_level_ok or self.store.feature_level() >= features.FIRE_AHEAD:
-            self._ahead_level_ok = True  # a feature level is never lowered
-            return self.settings.fire_ahead_ms
-        return 0
+        return self.settings.fire_ahead_ms
 
     def worker_views(self) -> list[WorkerView]:
         """Every attached worker as plain data for ``job explain`` (draining and silent ones

@@ -986,13 +986,17 @@ def test_resume_skip_missed_does_not_revive_a_job_that_reached_max_runs() -> Non
     assert job.state == types_pb2.JOB_STATE_FINISHED and job.next_due_ms == 0, job
 
 
-ApplyModel.TestCase.settings = settings(
-    max_examples=300,
-    stateful_step_count=50,
-    deadline=None,
-    report_multiple_bugs=False,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+def _model_settings(examples: int) -> settings:
+    return settings(
+        max_examples=examples,
+        stateful_step_count=50,
+        deadline=None,
+        report_multiple_bugs=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
+ApplyModel.TestCase.settings = _model_settings(300)
 TestApplyModel = ApplyModel.TestCase
 
 
@@ -1003,11 +1007,5 @@ class LeaseInFireModel(ApplyModel):
     LEASE_IN_FIRE = True
 
 
-LeaseInFireModel.TestCase.settings = settings(
-    max_examples=150,
-    stateful_step_count=50,
-    deadline=None,
-    report_multiple_bugs=False,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+LeaseInFireModel.TestCase.settings = _model_settings(150)
 TestLeaseInFireModel = LeaseInFireModel.TestCase
