@@ -20,12 +20,21 @@ CRON_COUNT_CAP = 20_000  # ~0.2 s of cron math; every chunk call counts its rema
 
 def plan_resume(job: types_pb2.Job, now_ms: int, skip_missed: bool) -> command_pb2.ResumeJobCmd:
     """Resume ``job``: missed slots go through its misfire policy, or with ``skip_missed`` are
-    recorded as SKIPPED (paused) and the job jumps to its first slot after now (a one-shot job
-    has nothing to skip)."""
+    recorded as SKIPPED (paused) and the job jumps to its first slot after now.
+
+    A one-shot job has nothing to skip, nor has a job with no next slot (it reached
+    ``max_runs``, even if raised again while paused, or its schedule ended): a plain resume
+    leaves it finished, where a jump past now would revive it with the pause's slots
+    unrecorded."""
     body = command_pb2.ResumeJobCmd(name=job.name, mode=command_pb2.RESUME_MISFIRE)
-    if skip_missed and job.schedule.kind not in (
-        types_pb2.SCHEDULE_KIND_AT,
-        types_pb2.SCHEDULE_KIND_UNSPECIFIED,  # no schedule (depends_on only): nothing to skip
+    if (
+        skip_missed
+        and job.next_due_ms
+        and job.schedule.kind
+        not in (
+            types_pb2.SCHEDULE_KIND_AT,
+            types_pb2.SCHEDULE_KIND_UNSPECIFIED,  # no schedule (depends_on only): nothing to skip
+        )
     ):
         body.mode = command_pb2.RESUME_SKIP_MISSED
         body.from_due_ms = job.next_due_ms

@@ -39,6 +39,13 @@ def test_resume_skip_missed_of_a_one_shot_has_nothing_to_skip() -> None:
     assert commands.plan_resume(job, T0 + 5000, skip_missed=True).mode == command_pb2.RESUME_MISFIRE
 
 
+def test_resume_skip_missed_of_a_job_with_nothing_due_has_nothing_to_skip() -> None:
+    """A paused job with no next slot (it reached max_runs, or its schedule ended) stays
+    finished: skipping would jump to the first slot after now and revive it."""
+    body = commands.plan_resume(interval_job(0), T0 + 5000, skip_missed=True)
+    assert body.mode == command_pb2.RESUME_MISFIRE and not body.next_due_ms
+
+
 def test_backfill_chunks_and_counts() -> None:
     job = interval_job(T0)
     first = commands.plan_backfill(job, T0, T0 + 9_999, limit=4)
