@@ -608,6 +608,79 @@ def test_leader_expires_a_lease_held_past_the_run_timeout(tmp_path: Path) -> Non
         store.close()
 
 
+def test_completions_are_answered_from_the_lease_table_then_from_the_run(tmp_path: Path) -> None:
+    """A completion for a lease the leader's table holds (this fence, this worker) is queued
+    without reading the run; every other one is answered from the committed run, as before:
+    stale fence ABORTED, another worker PERMISSION_DENIED, unknown run NOT_FOUND."""
+    store = Store(str(tmp_path / "lmdb"))
+    clock = FakeClock(T0)
+    raft = FakeRaft(store)
+    d = Dispatcher(
+        node_id="n1",
+        store=store,
+        raft=raft,
+        clock=clock,
+        registry=Registry(),  # type: ignore[arg-type]
+        leader_hint=lambda: "",
+        settings=DispatchSettings(lease_ttl_s=3600),
+    )
+    reads: list[str] = []
+    get_run = store.get_run
+
+    def counted(rid: str) -> types_pb2.Run | None:
+        reads.append(rid)
+        return get_run(rid)
+
+    store.get_run = counted  # type: ignore[method-assign]
+    try:
+        raft.propose(encode(validate.create_job(create_req("a", cron="0 0 1 1 *"), T0)), 0)
+        rids = [
+            raft.propose(
+                encode(
+                    command_pb2.Command(now_ms=T0, trigger_job=command_pb2.TriggerJobCmd(name="a"))
+                ),
+                0,
+            ).run.run_id
+            for _ in range(2)
+        ]
+        d._activate(1)
+        session = WorkerSession("w1", frozenset({"default"}), 2, last_seen=clock.monotonic())
+        d.attach(session, [])
+        d._tick()  # grants both runs to w1
+        runs = [store.get_run(r) for r in rids]
+        assert all(r is not None and r.state == LEASED for r in runs)
+        fences = [r.fence for r in runs if r is not None]
+        answers: list[tuple[str, str]] = []
+
+        def answer(c: api_pb2.Completion, code: str, msg: str) -> None:
+            answers.append((c.run_id, code))
+
+        def complete(rid: str, fence: int, worker: str) -> None:
+            item = api_pb2.Completion(run_id=rid, fence=fence, outcome=api_pb2.OUTCOME_SUCCEEDED)
+            d.submit_completions([item], answer, worker)
+
+        reads.clear()
+        complete(rids[0], fences[0] + 100, "w1")
+        complete(rids[0], fences[0], "w2")
+        complete("a:9:1", 1, "w1")
+        assert answers == [
+            (rids[0], "ABORTED"),
+            (rids[0], "PERMISSION_DENIED"),
+            ("a:9:1", "NOT_FOUND"),
+        ]
+        assert reads == [rids[0], rids[0], "a:9:1"]
+        answers.clear()
+        reads.clear()
+        complete(rids[0], fences[0], "w1")
+        assert reads == [] and answers == []  # held: queued for the next tick unread
+        clock.advance(1.0)  # past the linger a lone completion may wait for company
+        d._tick()
+        assert answers == [(rids[0], "OK")]
+        assert store.get_run(rids[0]).state == types_pb2.RUN_STATE_SUCCEEDED  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
 # ---- SDK and schedctl ----------------------------------------------------------------------
 
 
