@@ -559,13 +559,76 @@ MAX_CREATE_JOBS_BYTES = rules.MAX_CREATE_JOBS_BYTES
 MAX_ITEM_ERRORS = 20
 
 
+#: a bulk item's shape (:func:`_shape_of`) -> the job its first item validated to, and its
+#: compiled schedule when the due time hashes the job's name (jitter), else None
+_Shapes = dict[bytes, tuple[types_pb2.Job, Schedule | None]]
+
+
+def _shape_of(item: api_pb2.CreateJobRequest) -> bytes | None:
+    """What validates ``item`` apart from its name, request id and payload: the request with
+    those three cleared, serialized. None for an item whose checks compare another field with
+    its own name (a chain target or an upstream: "cannot chain to itself")."""
+    if item.depends_on or item.on_success or item.on_failure:
+        return None
+    name_, rid, data = item.name, item.request_id, item.payload
+    item.name = item.request_id = item.payload = ""
+    shape = item.SerializeToString(deterministic=True)
+    item.name, item.request_id, item.payload = name_, rid, data
+    return shape
+
+
+def _create_like(
+    item: api_pb2.CreateJobRequest,
+    now_ms: int,
+    like: types_pb2.Job,
+    compiled: Schedule | None,
+) -> command_pb2.Command:
+    """:func:`create_job` of ``item``, whose shape validated to ``like``: only what depends on
+    the name, request id and payload is checked and set again, in the order create_job checks
+    them (name, payload, request id), so the first error is the one it would raise."""
+    ns = namespaces.namespace(item.namespace)
+    stored = namespaces.qualify(ns, name(item.name))
+    data = payload(item.payload)
+    cmd = command_pb2.Command(now_ms=now_ms, request_id=request_id(item.request_id))
+    job = cmd.create_job.job  # (built in place: a CreateJobCmd(job=...) would copy it again)
+    job.CopyFrom(like)
+    job.name = stored
+    job.payload = data
+    if compiled is not None:
+        job.next_due_ms = first_due(job.schedule, now_ms, stored, compiled)
+    return cmd
+
+
+def _create_item(
+    item: api_pb2.CreateJobRequest, now_ms: int, shapes: _Shapes | None
+) -> command_pb2.Command:
+    """:func:`create_job` of one bulk item; an item shaped like an earlier valid one reuses its
+    validated job (bulk calls repeat one schedule and policy set across thousands of jobs)."""
+    shape = _shape_of(item) if shapes is not None else None
+    if shape is not None and shapes is not None:
+        hit = shapes.get(shape)
+        if hit is not None:
+            return _create_like(item, now_ms, *hit)
+    cmd = create_job(item, now_ms)
+    if shape is not None and shapes is not None:
+        job = cmd.create_job.job
+        # (a shape has a schedule: only an item with upstreams may lack one)
+        shapes[shape] = (job, compile_schedule(job.schedule) if job.schedule.jitter_ms else None)
+    return cmd
+
+
 def create_jobs(
-    req: api_pb2.CreateJobsRequest, now_ms: int
+    req: api_pb2.CreateJobsRequest, now_ms: int, *, reuse_shapes: bool = True
 ) -> list[tuple[api_pb2.CreateJobRequest, command_pb2.Command]]:
     """Every item of a bulk create as CreateJob validates it: (the item as created, with the
     call's namespace written into it, its command). All or nothing: one InvalidArgument naming
     each bad item by index and field (``jobs[3].schedule.cron: ...``, the first
-    ``MAX_ITEM_ERRORS`` of them), including a name or request id that two items share."""
+    ``MAX_ITEM_ERRORS`` of them), including a name or request id that two items share.
+
+    Items alike but for name, request id and payload are validated in full once
+    (``reuse_shapes=False``: every item in full, the reference the tests compare with); the
+    commands and errors are the same either way."""
+    shapes: _Shapes | None = {} if reuse_shapes else None
     ns = namespaces.namespace(req.namespace)
     if len(req.jobs) > MAX_CREATE_JOBS:
         raise InvalidArgument(
@@ -597,7 +660,7 @@ def create_jobs(
             item.CopyFrom(given)
             item.namespace = "" if ns == namespaces.DEFAULT else ns
             try:
-                cmd = create_job(item, now_ms)
+                cmd = _create_item(item, now_ms, shapes)
             except InvalidArgument as e:
                 raise InvalidArgument(at + e.field, _problem(e)) from None
             for seen, value, fld, what in (

@@ -124,6 +124,87 @@ def test_the_error_names_exactly_the_bad_items(n: int, bad: set[int]) -> None:
     assert e.value.field == f"jobs[{min(bad)}].schedule.cron"
 
 
+_NAMES = st.sampled_from(["a", "b", "job-1", "x" * 200, "", "bad name", "ns/x", "c"])
+_PAYLOADS = st.sampled_from(["", '{"k": 1}', "not json", "x" * 70_000])
+_SCHEDULES = st.sampled_from(
+    [
+        types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron="*/5 * * * *"),
+        types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron="0 3 * * *", jitter_ms=60_000),
+        types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_CRON, cron="61 * * * *"),
+        types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=5000, jitter_ms=999),
+        types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_INTERVAL, every_ms=10),
+        types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=T0 + 5000, jitter_ms=3000),
+        types_pb2.Schedule(kind=types_pb2.SCHEDULE_KIND_AT, at_ms=T0 - 3_600_000),
+        types_pb2.Schedule(),
+    ]
+)
+
+
+@st.composite
+def _shapes(draw: st.DrawFn) -> api_pb2.CreateJobRequest:
+    """What an item is validated by apart from its name, request id and payload."""
+    req = api_pb2.CreateJobRequest(
+        schedule=draw(_SCHEDULES),
+        priority=draw(st.sampled_from([0, 0, 10_000])),
+        queue=draw(st.sampled_from(["", "", "bad queue"])),
+    )
+    if draw(st.booleans()):
+        req.max_catchup = draw(st.sampled_from([0, 3]))
+    for f in ("on_success", "depends_on"):
+        target = draw(st.sampled_from(["", "", "a", "b"]))
+        if target and f == "depends_on":
+            req.depends_on.append(target)
+        elif target:
+            req.on_success = target
+    return req
+
+
+@st.composite
+def _bulk(draw: st.DrawFn) -> list[api_pb2.CreateJobRequest]:
+    """Up to 12 items over at most three shapes, so most items share one with an earlier."""
+    shapes = draw(st.lists(_shapes(), min_size=1, max_size=3))
+    items = []
+    for _ in range(draw(st.integers(0, 12))):
+        req = api_pb2.CreateJobRequest()
+        req.CopyFrom(draw(st.sampled_from(shapes)))
+        req.name = draw(_NAMES)
+        req.request_id = draw(st.sampled_from(["", "r1", "r2", "bad\nid"]))
+        req.payload = draw(_PAYLOADS)
+        items.append(req)
+    return items
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=_bulk(), namespace=st.sampled_from(["", "team-a"]))
+def test_items_of_one_shape_validate_as_each_would_in_full(
+    items: list[api_pb2.CreateJobRequest], namespace: str
+) -> None:
+    """Items alike but for name, request id and payload reuse the first one's validated job:
+    the commands, or the error (its field and every item it names), are those of validating
+    each item in full. Jitter hashes the name, a chain target or upstream is compared with it."""
+    req = bulk(*items, namespace=namespace)
+
+    def outcome(reuse: bool) -> Any:
+        try:
+            return [
+                (i.SerializeToString(), c.SerializeToString(deterministic=True))
+                for i, c in validate.create_jobs(req, T0, reuse_shapes=reuse)
+            ]
+        except errors.InvalidArgument as e:
+            return (e.field, e.message)
+
+    assert outcome(True) == outcome(False)
+
+
+def test_jittered_items_of_one_shape_get_each_their_own_due_time() -> None:
+    sched = types_pb2.Schedule(
+        kind=types_pb2.SCHEDULE_KIND_CRON, cron="0 3 * * *", jitter_ms=3_600_000
+    )
+    req = bulk(*(api_pb2.CreateJobRequest(name=f"j{i}", schedule=sched) for i in range(20)))
+    dues = {c.create_job.job.next_due_ms for _, c in validate.create_jobs(req, T0)}
+    assert len(dues) > 10
+
+
 # ---- apply: one entry, an outcome per item, request ids per item ------------------------------
 
 
