@@ -133,17 +133,22 @@ class _Base:
 
 
 def scope_request(
-    cmd: command_pb2.Command, context: grpc.ServicerContext, method: str, req: Message
+    cmd: command_pb2.Command,
+    context: grpc.ServicerContext,
+    method: str,
+    req: Message,
+    principal: str | None = None,
 ) -> command_pb2.Command:
     """Stamp the caller's principal and the request's hash into a command with a request id:
     apply keys the id by principal and refuses the same id with another request. The hash is
     over the method and the request without its id, so a retry of the same request matches
-    whatever the leader computed into the command (times, next due)."""
+    whatever the leader computed into the command (times, next due). ``principal``: the
+    caller's, when the caller has it already (else read from ``context``)."""
     if cmd.request_id:
         body = type(req)()
         body.CopyFrom(req)
         _clear_request_id(body)
-        cmd.principal = identity.principal(context)
+        cmd.principal = principal if principal is not None else identity.principal(context)
         cmd.request_hash = hashlib.sha256(
             method.encode() + b"\x00" + body.SerializeToString(deterministic=True)
         ).digest()
@@ -158,14 +163,14 @@ def create_jobs_command(
     as a CreateJob request; so an item retried in another bulk call, or alone, gets its first
     outcome. Raises InvalidArgument (all or nothing, :func:`validate.create_jobs`)."""
     principal = identity.principal(context)
-    subs = []
+    out = command_pb2.Command(now_ms=now_ms, principal=principal)
+    out.batch.SetInParent()  # (a Batch even of no command, as before)
+    subs = out.batch.commands
     for item, cmd in validate.create_jobs(req, now_ms):
-        scope_request(cmd, context, "CreateJob", item)
+        scope_request(cmd, context, "CreateJob", item, principal)
         cmd.principal = principal  # also without a request id: the audit trail names it
         subs.append(cmd)
-    return command_pb2.Command(
-        now_ms=now_ms, principal=principal, batch=command_pb2.Batch(commands=subs)
-    )
+    return out
 
 
 def _job_out(job: types_pb2.Job | None) -> types_pb2.Job | None:
@@ -227,16 +232,15 @@ class JobService(_Base, api_grpc.JobServiceServicer):
         result = self._propose(batch)
         if len(result.sub) != n:  # pragma: no cover - apply answers every sub-command
             raise SchedError(f"CreateJobs: {len(result.sub)} results for {n} jobs")
-        return api_pb2.CreateJobsResponse(
-            results=[
-                api_pb2.CreateJobResult(
-                    code=getattr(grpc.StatusCode, r.code).value[0],
-                    message=r.message,
-                    job=_job_out(r.job),
-                )
-                for r in result.sub
-            ]
-        )
+        out = api_pb2.CreateJobsResponse()
+        for r in result.sub:
+            item = out.results.add(
+                code=getattr(grpc.StatusCode, r.code).value[0], message=r.message
+            )
+            if r.job is not None:  # copied once, into the response, and shown from there
+                item.job.CopyFrom(r.job)
+                namespaces.present_job(item.job)
+        return out
 
     @rpc
     def GetJob(self, req: api_pb2.JobRequest, context: grpc.ServicerContext) -> api_pb2.JobResponse:
