@@ -13,7 +13,9 @@ The sources, each run with fixed seeds, so a rerun on the same code records the 
   priorities, tags, retries, timeouts, chains, bulk creates) through the leader's own planner,
   with successes, failures and expiries, as a busy leader commits them;
 * the apply model and the dispatcher workload again at feature level 6, where a tick leases
-  the runs it fires in their FireItem.
+  the runs it fires in their FireItem;
+* the dependency model again at feature level 7, where a replay re-opens a run that several
+  failed upstreams skipped.
 
 A recording is only ever added or removed, never changed: the entries an older version wrote
 must replay to the same states on every later version.
@@ -303,6 +305,9 @@ def _sources() -> dict[str, Callable[[], list[Recording]]]:
         "dispatcher-6": lambda: [
             r for seed in (4, 5) for r in _dispatcher(seed, jobs=300, seconds=120, level=6)
         ],
+        # feature level 7 (REOPEN_EVERY_FAILED): the dependency model now runs at this
+        # version's level (its older recordings, under "deps-model", are at level 0)
+        "deps-model-7": lambda: _model(deps_model, "deps-model-7", examples=60, steps=40),
     }
 
 

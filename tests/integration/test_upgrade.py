@@ -1,6 +1,7 @@
 """A rolling upgrade on real processes: three nodes of a version that supports feature level 1
-are restarted one at a time with this version (level 5: online membership changes, bulk
-creation, job dependencies, firing ahead) while a job
+are restarted one at a time with this version (level 7: online membership changes, bulk
+creation, job dependencies, firing ahead, leases in the fire item, re-opens after several
+failed upstreams) while a job
 fires every second (ahead of its time once the level is raised). The cluster's level rises only once every member runs the new version;
 until then a membership change is refused naming the old nodes; a node restarted with the old
 version after the raise refuses to start; nothing is lost on the way."""
@@ -45,7 +46,7 @@ def levels(cluster: LocalCluster) -> dict[str, tuple[int, int]]:
 
 
 def test_a_rolling_upgrade_raises_the_level_once_every_node_runs_the_new_version(tmp_path) -> None:
-    assert features.SUPPORTED == features.FIRE_AND_LEASE == 6
+    assert features.SUPPORTED == features.REOPEN_EVERY_FAILED == 7
     cluster = MixedVersions(str(tmp_path / "c"), nodes=3, extra_args=list(FAST_ARGS))
     cluster.old = {"n1", "n2", "n3"}
     register(cluster)
@@ -78,9 +79,9 @@ def test_a_rolling_upgrade_raises_the_level_once_every_node_runs_the_new_version
                 if node != "n3":
                     assert all(lvl == 1 for lvl, _ in levels(cluster).values()), levels(cluster)
             wait_for(
-                lambda: levels(cluster) == {n: (6, 6) for n in ("n1", "n2", "n3")},
+                lambda: levels(cluster) == {n: (7, 7) for n in ("n1", "n2", "n3")},
                 30,
-                "the level raised to 6 on every node",
+                "the level raised to 7 on every node",
             )
             after = client.create_job("after-tick", depends_on=["tick"], queue="nobody-serves-it")
             assert after.depends_on == ("tick",)
@@ -92,7 +93,7 @@ def test_a_rolling_upgrade_raises_the_level_once_every_node_runs_the_new_version
             code = cluster.procs["n2"].wait(timeout=30)
             assert code == 70
             with open(cluster.spec("n2").log_path) as f:
-                assert "feature level 6" in f.read()
+                assert "feature level 7" in f.read()
             cluster.old.discard("n2")
             cluster.start_node("n2")
             wait_for(lambda: caught_up(client, 3), 60, "n2 back")

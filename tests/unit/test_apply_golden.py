@@ -147,6 +147,7 @@ def test_the_corpus_covers_the_hot_path_and_the_policies() -> None:
         "dispatcher",
         "apply-model-6",
         "dispatcher-6",
+        "deps-model-7",
     }, sources
     assert sum(len(r.entries) for r in recs) > 5_000
 

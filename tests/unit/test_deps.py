@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched.schedule import compile_schedule
 from schedd.server import planner, validate
 from schedd.state import keys
-from schedd.state.apply import Result
+from schedd.state.apply import Result, features
 from tests.unit._replica import Replica
 
 T0 = 1_700_000_040_000  # a whole minute (UTC)
@@ -130,6 +132,58 @@ def test_a_dead_upstream_skips_all_succeeded_and_its_replay_reopens_it() -> None
     assert slot_run(c, "c", s).state == R.RUN_STATE_PENDING
     c.finish(slot_run(c, "c", s).run_id, True)
     assert slot_run(c, "d", s).state == R.RUN_STATE_PENDING
+
+
+@pytest.mark.parametrize("level", [features.FIRE_AND_LEASE, features.REOPEN_EVERY_FAILED])
+def test_a_run_two_dead_upstreams_skipped_reopens_once_both_are_replayed(level: int) -> None:
+    """c (all_succeeded on a and b) is skipped when a's run dies; b's run dies after that. The
+    replay of a does not re-open c (b still fails it); the replay of b must. Before feature
+    level 7 the first replay left no trace of b, and c stayed skipped with both upstreams
+    running again (found by the dependency model)."""
+    c = Cluster()
+    c.apply(command_pb2.Command(set_feature_level=command_pb2.SetFeatureLevelCmd(level=level)))
+    c.create("a", 10)
+    c.create("b", 10)
+    c.create("c", 10, depends_on=["a", "b"])
+    s = T0 + 10_000
+    c.tick(s)
+    a, b = slot_run(c, "a", s), slot_run(c, "b", s)
+    c.finish(a.run_id, False)
+    assert slot_run(c, "c", s).state == R.RUN_STATE_SKIPPED
+    c.finish(b.run_id, False)
+    assert c.retry(a.run_id).ok
+    cr = slot_run(c, "c", s)
+    assert cr.state == R.RUN_STATE_SKIPPED  # b's run is still dead
+    assert c.retry(b.run_id).ok
+    cr = slot_run(c, "c", s)
+    if level < features.REOPEN_EVERY_FAILED:  # the gate: as a replica of the older version
+        assert cr.state == R.RUN_STATE_SKIPPED and cr.caused_by == a.run_id
+        return
+    assert cr.state == R.RUN_STATE_WAITING and sorted(cr.waiting_for) == ["a", "b"]
+    c.finish(a.run_id, True)
+    c.finish(b.run_id, True)
+    assert slot_run(c, "c", s).state == R.RUN_STATE_PENDING
+
+
+def test_a_run_still_skipped_after_a_replay_names_the_upstream_that_still_fails_it() -> None:
+    c = Cluster()
+    c.apply(
+        command_pb2.Command(
+            set_feature_level=command_pb2.SetFeatureLevelCmd(level=features.REOPEN_EVERY_FAILED)
+        )
+    )
+    c.create("a", 10)
+    c.create("b", 10)
+    c.create("c", 10, depends_on=["a", "b"])
+    s = T0 + 10_000
+    c.tick(s)
+    a, b = slot_run(c, "a", s), slot_run(c, "b", s)
+    c.finish(a.run_id, False)
+    c.finish(b.run_id, False)
+    assert slot_run(c, "c", s).caused_by == a.run_id
+    assert c.retry(a.run_id).ok
+    cr = slot_run(c, "c", s)
+    assert cr.state == R.RUN_STATE_SKIPPED and cr.caused_by == b.run_id and b.run_id in cr.note
 
 
 def test_all_done_runs_after_a_dead_upstream_and_any_succeeded_after_one_success() -> None:

@@ -60,7 +60,7 @@ from schedd.pb import api_pb2, command_pb2, types_pb2
 from schedd.sched.schedule import compile_schedule
 from schedd.server import commands, planner, validate
 from schedd.state import keys
-from schedd.state.apply import MemoryState, Result, deps, encode
+from schedd.state.apply import MemoryState, Result, deps, encode, features
 
 T0 = 1_700_000_040_000
 R = types_pb2
@@ -173,6 +173,10 @@ class DagModel(RuleBasedStateMachine):
         self.jobs: dict[str, JobModel] = {}
         self.cursor: dict[str, int] = {}
         self.before: dict[str, types_pb2.Run] = {}
+        # at this version's feature level (from 7 on, a replay re-opens a run that several
+        # failed upstreams skipped: below it such a run stays skipped, as older versions did)
+        level = command_pb2.SetFeatureLevelCmd(level=features.SUPPORTED)
+        assert self.apply(command_pb2.Command(now_ms=T0, set_feature_level=level)).ok
 
     # ---- plumbing -----------------------------------------------------------------------------
 

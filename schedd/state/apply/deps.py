@@ -43,7 +43,7 @@ from typing import Any, cast
 from schedd import rules
 from schedd.pb import command_pb2, types_pb2
 from schedd.state import keys
-from schedd.state.apply import quotas
+from schedd.state.apply import features, quotas
 from schedd.state.apply.txn import Job, Result, Run, Txn
 
 RUN, SKIP, WAIT = "run", "skip", "wait"
@@ -368,28 +368,37 @@ def _evaluate(txn: Txn, w: Run, now: int, work: _Work, job: Job | None = None) -
         w.ClearField("waiting_for")
         _admit_waiting(txn, job, w, now, work)
     else:
-        failed = [
-            (rid, o)
-            for rid, o in zip(w.upstream_runs, outcomes, strict=True)
-            if o is not None and (o == MISSING or o in _FINAL) and o != _SUCCEEDED
-        ]
-        first, state = failed[0] if failed else ("", MISSING)
-        w.caused_by = first
-        _finish(
-            txn,
-            w,
-            _SKIPPED,
-            now,
-            reason=types_pb2.SKIP_REASON_UPSTREAM_FAILED,
-            note=f"upstream run {first} is {state_word(state)} (trigger rule "
-            f"{rule_name(job.trigger_rule)})",
-        )
-        for rid, o in failed:
-            if o in _REPLAYABLE or (o == _SKIPPED and _reopenable(txn, rid)):
-                txn.put("dep_failed", keys.dep_failed_prefix(rid) + w.run_id.encode(), b"")
+        failed = _failed(w, outcomes)
+        _finish(txn, w, _SKIPPED, now, reason=types_pb2.SKIP_REASON_UPSTREAM_FAILED)
+        _blame(txn, w, job, failed)
         work.add(w)
     if own:
         txn.put_job(job)
+
+
+def _failed(w: Run, outcomes: Sequence[int | None]) -> list[tuple[str, int]]:
+    """(run id, outcome) of ``w``'s upstream records that failed it: ended, not succeeded."""
+    return [
+        (rid, o)
+        for rid, o in zip(w.upstream_runs, outcomes, strict=False)
+        if o is not None and (o == MISSING or o in _FINAL) and o != _SUCCEEDED
+    ]
+
+
+def _blame(txn: Txn, w: Run, job: Job, failed: list[tuple[str, int]]) -> None:
+    """``w`` is skipped upstream_failed by the records ``failed``: it names the first as its
+    cause, and a replay of any of them that can be replayed (a dead or failed run, or a skip
+    record a replay further up re-opens) re-opens it (``dep_failed``). The caller saved, or
+    saves, ``w``."""
+    first, state = failed[0] if failed else ("", MISSING)
+    w.caused_by = first
+    w.note = (
+        f"upstream run {first} is {state_word(state)} (trigger rule {rule_name(job.trigger_rule)})"
+    )
+    txn.put_run(w)
+    for rid, o in failed:
+        if o in _REPLAYABLE or (o == _SKIPPED and _reopenable(txn, rid)):
+            txn.put("dep_failed", keys.dep_failed_prefix(rid) + w.run_id.encode(), b"")
 
 
 def _reopenable(txn: Txn, rid: str) -> bool:
@@ -539,7 +548,12 @@ def _reopen(txn: Txn, rec: Run, now: int, work: _Work) -> None:
         pending = _pending_jobs(w)
         outcomes = [_outcome(txn, rid) for rid in w.upstream_runs] + [None] * len(pending)
         if decide(job.trigger_rule, outcomes) == SKIP:
-            continue  # another upstream still fails it
+            # Another upstream still fails it: from level 7 on, a replay of that one re-opens
+            # it (it may have failed after w was skipped, leaving no dep_failed entry), and w
+            # names it as the cause. An older version only skips it (the same level everywhere).
+            if features.level(txn) >= features.REOPEN_EVERY_FAILED:
+                _blame(txn, w, job, _failed(w, outcomes))
+            continue
         for rid in w.upstream_runs:
             txn.delete("dep_failed", keys.dep_failed_prefix(rid) + w.run_id.encode())
         w.state = _WAITING

@@ -27,6 +27,10 @@ Levels:
 6. a firing leased in the item that fires it (``FireItem.lease_to``): the run is written once,
    LEASED, and never indexed as pending. An older version would ignore the field and leave the
    run PENDING, so the replicas' runs and leases would differ.
+7. a run skipped ``upstream_failed`` that a replay does not re-open (another upstream still
+   fails it) is re-opened by the replay of that other upstream, and names it as the cause
+   (:func:`schedd.state.apply.deps._reopen`). An older version would leave it skipped with
+   every upstream running again, so the replicas' runs would differ.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ BULK_CREATE = 3
 DEPENDENCIES = 4
 FIRE_AHEAD = 5
 FIRE_AND_LEASE = 6
+REOPEN_EVERY_FAILED = 7
 #: the highest level this version supports (a module attribute, read when used)
-SUPPORTED = FIRE_AND_LEASE
+SUPPORTED = REOPEN_EVERY_FAILED
 
 NAMES = {
     BASELINE: "baseline",
@@ -53,6 +58,7 @@ NAMES = {
     DEPENDENCIES: "job dependencies",
     FIRE_AHEAD: "firing ahead of the due time",
     FIRE_AND_LEASE: "firings leased as they fire",
+    REOPEN_EVERY_FAILED: "replays re-open runs skipped by several failed upstreams",
 }
 
 
