@@ -374,9 +374,11 @@ def test_list_runs_pages_past_grpcs_message_limit(shared: RunningCluster) -> Non
     page under the hood and return exactly the newest ``limit`` runs, oldest first."""
     client = shared.client
     tags = {f"t{i:02d}": "v" * 120 for i in range(16)}
-    client.create_job("sdk-wide", every_ms=1000, queue="sdk-nobody", tags=tags)
-    client.pause_job("sdk-wide")
-    start = 1_700_000_000_000
+    # Every second of every 29 February: its next slot is years away, so no run of its own
+    # joins the backfilled ones (an every-second job, paused right after its creation, could
+    # still fire its first slot in between: it is due within a second, and may fire ahead).
+    client.create_job("sdk-wide", cron="* * * 29 2 *", queue="sdk-nobody", tags=tags)
+    start = 1_709_164_800_000  # 2024-02-29T00:00:00Z
     for _ in client.backfill("sdk-wide", start, start + 2_999_000, chunk=1000):
         pass
     runs = client.list_runs("sdk-wide", limit=100_000)
