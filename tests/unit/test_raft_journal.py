@@ -372,7 +372,11 @@ class JournalMachine(RuleBasedStateMachine):
 
 
 TestJournalMachine = JournalMachine.TestCase
-TestJournalMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+TestJournalMachine.settings = settings(
+    max_examples=int(os.environ.get("MODEL_EXAMPLES", "60")),  # more for a longer run
+    stateful_step_count=30,
+    deadline=None,
+)
 
 
 def test_a_second_destroy_leaves_other_files_alone(path: str, tmp_path: os.PathLike[str]) -> None:
