@@ -99,6 +99,22 @@ class DispatchSettings:
     prune_requests_per_pass: int = 2000
 
 
+def run_verdict(
+    run: types_pb2.Run, completion: api_pb2.Completion, worker_id: str
+) -> tuple[str, str] | None:
+    """:func:`~schedd.server.leases.completion_verdict` of ``completion`` from ``worker_id``
+    against the committed ``run`` (the worker stream's check and CompleteRun's)."""
+    return completion_verdict(
+        run.state == types_pb2.RUN_STATE_LEASED,
+        run.state == types_pb2.RUN_STATE_SUCCEEDED,
+        run.fence,
+        run.worker_id,
+        completion.fence,
+        completion.outcome == api_pb2.OUTCOME_SUCCEEDED,
+        worker_id,
+    )
+
+
 CompletionCallback = Callable[[str, str], None]  # (status code name, message)
 
 
@@ -344,15 +360,7 @@ class Dispatcher:
                     if run is None:
                         answers.append((c, "NOT_FOUND", f"run_id: no run {c.run_id!r}"))
                         continue
-                    verdict = completion_verdict(
-                        run.state == types_pb2.RUN_STATE_LEASED,
-                        run.state == types_pb2.RUN_STATE_SUCCEEDED,
-                        run.fence,
-                        run.worker_id,
-                        c.fence,
-                        c.outcome == api_pb2.OUTCOME_SUCCEEDED,
-                        worker_id,
-                    )
+                    verdict = run_verdict(run, c, worker_id)
                     if verdict is not None:
                         answers.append((c, *verdict))
                         continue

@@ -50,7 +50,7 @@ from schedd.sdk.endpoints import LEADER_METADATA_KEY
 from schedd.security.roles import Role
 from schedd.server import commands, identity, limits, planner, snapshots, validate
 from schedd.server.auth import current_principal, secret_hash
-from schedd.server.leases import completion_verdict
+from schedd.server.dispatcher import run_verdict
 from schedd.server.workers import WorkerSession
 from schedd.state import keys
 from schedd.state.apply import Result, encode, features
@@ -544,15 +544,7 @@ class RunService(_Base, api_grpc.RunServiceServicer):
         run = self.node.store.get_run(c.run_id)
         if run is None:
             raise NotFound(f"run_id: no run {c.run_id!r}")
-        verdict = completion_verdict(
-            run.state == types_pb2.RUN_STATE_LEASED,
-            run.state == types_pb2.RUN_STATE_SUCCEEDED,
-            run.fence,
-            run.worker_id,
-            c.fence,
-            c.outcome == api_pb2.OUTCOME_SUCCEEDED,
-            run.worker_id,
-        )
+        verdict = run_verdict(run, c, run.worker_id)  # (the holder: the session proves it)
         if verdict is not None:
             raise from_code(*verdict)
         holder = self.node.registry.get(run.worker_id)

@@ -134,12 +134,9 @@ def test_a_dead_upstream_skips_all_succeeded_and_its_replay_reopens_it() -> None
     assert slot_run(c, "d", s).state == R.RUN_STATE_PENDING
 
 
-@pytest.mark.parametrize("level", [features.FIRE_AND_LEASE, features.REOPEN_EVERY_FAILED])
-def test_a_run_two_dead_upstreams_skipped_reopens_once_both_are_replayed(level: int) -> None:
-    """c (all_succeeded on a and b) is skipped when a's run dies; b's run dies after that. The
-    replay of a does not re-open c (b still fails it); the replay of b must. Before feature
-    level 7 the first replay left no trace of b, and c stayed skipped with both upstreams
-    running again (found by the dependency model)."""
+def two_upstreams(level: int) -> tuple[Cluster, int, types_pb2.Run, types_pb2.Run]:
+    """At feature ``level``: c depends on a and b (all_succeeded), all three fired at slot s;
+    returns the cluster, s, and a's and b's runs for it."""
     c = Cluster()
     c.apply(command_pb2.Command(set_feature_level=command_pb2.SetFeatureLevelCmd(level=level)))
     c.create("a", 10)
@@ -147,7 +144,16 @@ def test_a_run_two_dead_upstreams_skipped_reopens_once_both_are_replayed(level: 
     c.create("c", 10, depends_on=["a", "b"])
     s = T0 + 10_000
     c.tick(s)
-    a, b = slot_run(c, "a", s), slot_run(c, "b", s)
+    return c, s, slot_run(c, "a", s), slot_run(c, "b", s)
+
+
+@pytest.mark.parametrize("level", [features.FIRE_AND_LEASE, features.REOPEN_EVERY_FAILED])
+def test_a_run_two_dead_upstreams_skipped_reopens_once_both_are_replayed(level: int) -> None:
+    """c (all_succeeded on a and b) is skipped when a's run dies; b's run dies after that. The
+    replay of a does not re-open c (b still fails it); the replay of b must. Before feature
+    level 7 the first replay left no trace of b, and c stayed skipped with both upstreams
+    running again (found by the dependency model)."""
+    c, s, a, b = two_upstreams(level)
     c.finish(a.run_id, False)
     assert slot_run(c, "c", s).state == R.RUN_STATE_SKIPPED
     c.finish(b.run_id, False)
@@ -166,18 +172,7 @@ def test_a_run_two_dead_upstreams_skipped_reopens_once_both_are_replayed(level: 
 
 
 def test_a_run_still_skipped_after_a_replay_names_the_upstream_that_still_fails_it() -> None:
-    c = Cluster()
-    c.apply(
-        command_pb2.Command(
-            set_feature_level=command_pb2.SetFeatureLevelCmd(level=features.REOPEN_EVERY_FAILED)
-        )
-    )
-    c.create("a", 10)
-    c.create("b", 10)
-    c.create("c", 10, depends_on=["a", "b"])
-    s = T0 + 10_000
-    c.tick(s)
-    a, b = slot_run(c, "a", s), slot_run(c, "b", s)
+    c, s, a, b = two_upstreams(features.REOPEN_EVERY_FAILED)
     c.finish(a.run_id, False)
     c.finish(b.run_id, False)
     assert slot_run(c, "c", s).caused_by == a.run_id
