@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import faulthandler
+import gc
 import importlib.util
 import logging
 import os
@@ -382,6 +383,14 @@ def _write_rate(text: str) -> dict[str, Any]:
     "typed into the dashboard then cross the network unencrypted: only for 127.0.0.1 (schedd "
     "dev) or behind a TLS-terminating proxy on the same host.",
 )
+@click.option(
+    "--gc-threshold",
+    default=None,
+    type=int,
+    help="Objects allocated (net) between two young garbage collections [50000]; 700 is "
+    "Python's default, which on a busy node collects every few milliseconds for nothing "
+    "(docs/operations.md, Garbage collection).",
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.option(
     "--log-format",
@@ -423,6 +432,7 @@ def run(
     metrics_addr: str | None,
     http_addr: str | None,
     http_plaintext: bool | None,
+    gc_threshold: int | None,
     log_level: str,
     log_format: str | None,
 ) -> None:
@@ -454,6 +464,14 @@ def run(
     # including the files libraries create) is private to the node's user.
     os.umask(0o077)
     faulthandler.enable()  # a fatal signal (SIGBUS, SIGSEGV) leaves a stack in the log
+    from schedd.server import gc_tuning
+
+    threshold = pick(gc_threshold, "gc_threshold", gc_tuning.DEFAULT_GEN0)
+    if type(threshold) is not int or not 700 <= threshold <= 10_000_000:
+        where = "--gc-threshold" if gc_threshold is not None else "--config: gc_threshold"
+        _fail(f"{where} must be a whole number from 700 to 10000000, not {threshold!r}")
+    gc_tuning.configure(threshold)
+    gc_tuning.watch_pauses()
     from schedd.server.dispatcher import DispatchSettings
     from schedd.server.node import Node, NodeConfig, Peer
 
@@ -608,6 +626,14 @@ def run(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     node.start()
+    # Start-up's objects live as long as the process: no later collection needs to see them.
+    frozen = gc_tuning.freeze_startup()
+    log.info(
+        "event=gc_configured node=%s thresholds=%s frozen=%d",
+        config.node_id,
+        "/".join(map(str, gc.get_threshold())),
+        frozen,
+    )
     while not stop.wait(0.5):
         pass
     node.stop()

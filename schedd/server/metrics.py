@@ -47,6 +47,7 @@ from prometheus_client.registry import Collector
 
 from schedd.errors import InvalidArgument
 from schedd.pb import types_pb2
+from schedd.server import gc_tuning
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -155,6 +156,29 @@ class Histogram(Collector):
         yield family
 
 
+class _GcPauses(Collector):
+    """``schedd_gc_pause_seconds``: the process's garbage collections by generation, as the
+    daemon's :class:`schedd.server.gc_tuning.PauseWatch` timed them (no samples in a process
+    that installed none, e.g. tests running nodes in process)."""
+
+    NAME = "schedd_gc_pause_seconds"
+    DOC = (
+        "Garbage collections of this node's process, by generation (0-2), and how long each "
+        "held the interpreter: every thread, Raft heartbeats included, waited that long."
+    )
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.NAME, self.DOC, labels=["generation"])]
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.NAME, self.DOC, labels=["generation"])
+        watch = gc_tuning.WATCH
+        if watch is not None:
+            for gen, (buckets, total) in sorted(watch.snapshot().items()):
+                family.add_metric([str(gen)], buckets, total)
+        yield family
+
+
 def enum_label(name: str, prefix: str) -> str:
     """``SKIP_REASON_CATCHUP_WINDOW`` -> ``catchup_window``: a protobuf enum value as a label."""
     return name.removeprefix(prefix).lower()
@@ -197,6 +221,7 @@ class NodeMetrics:
         PlatformCollector(registry=reg)
         if GC_COLLECTOR is not None:
             GCCollector(registry=reg)
+        reg.register(_GcPauses())
 
         created = Counter(
             "schedd_runs_created_total",

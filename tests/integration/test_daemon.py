@@ -42,6 +42,8 @@ def schedd(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
             {"SCHEDD_RAFT_PASSWORD": "x" * 32},
             "--fire-ahead",
         ),
+        # below Python's own default: refused, not silently raised
+        (["--gc-threshold", "10"], {"SCHEDD_RAFT_PASSWORD": "x" * 32}, "--gc-threshold"),
         (
             ["--insecure", "--map-size", "64", "--max-map-size", "32"],
             {"SCHEDD_RAFT_PASSWORD": "x" * 32},
@@ -67,6 +69,15 @@ def test_bad_configuration_is_refused_with_one_line(tmp_path, extra, env, needle
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in p.stderr
+
+
+def test_a_bad_gc_threshold_in_the_config_file_is_refused(tmp_path) -> None:
+    conf = tmp_path / "n1.toml"
+    conf.write_text('gc_threshold = "lots"\n')
+    p = schedd("run", "--config", str(conf))
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gc_threshold" in lines[0] and "Traceback" not in p.stderr
 
 
 def test_sigterm_on_the_leader_hands_over_and_exits_cleanly(make_cluster) -> None:
@@ -116,11 +127,15 @@ def test_the_defaults_start_a_node(tmp_path) -> None:
         )
     try:
         wait_for(
-            lambda: p.poll() is not None or "event=node_started" in log.read_text(),
+            lambda: p.poll() is not None or "event=gc_configured" in log.read_text(),
             20,
             "the node to start",
         )
         assert p.poll() is None, log.read_text()
+        text = log.read_text()
+        assert "event=node_started" in text
+        # the collector's default for the daemon: a young collection every 50,000 objects
+        assert "event=gc_configured node=n1 thresholds=50000/" in text, text
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=20)

@@ -124,6 +124,8 @@ def test_counters_lags_and_grpc_move_on_the_leader(
         got, "schedd_fire_commit_lag_seconds_count"
     )
     assert value(got, "schedd_journal_fsync_duration_seconds_count") > 0
+    # the daemon's watch saw at least the full collection that froze start-up's objects
+    assert value(got, "schedd_gc_pause_seconds_count", generation="2") >= 1
     assert value(got, "schedd_raft_propose_duration_seconds_count") > 0
     assert value(got, "schedd_workers_connected", queue="default") == 1
     assert value(got, "schedd_dispatcher_active") == 1
