@@ -10,6 +10,7 @@ work (reading and writing the stream), which the cluster benchmark (bench/run.py
     python bench/agent_hotpath.py --log-level INFO    # with the agent's INFO lines emitted
     python bench/agent_hotpath.py --held 512          # with 512 other leases held meanwhile
     python bench/agent_hotpath.py --unacked 5000      # 5,000 completions awaiting their ack
+    python bench/agent_hotpath.py --gc-threshold 50000   # the worker process's collector tuned
 
 Prints CPU microseconds per firing (process time, all threads) and firings/s, median of
 ``--repeat`` rounds. ``--log-level`` sets the agent logger's level with a handler that formats
@@ -20,6 +21,7 @@ a worker whose application never configured INFO logging.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import logging
 import statistics
@@ -131,7 +133,18 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING"])
+    p.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=0,
+        help="set the young garbage collection threshold and freeze what exists first, as "
+        "`schedd run` does for itself (0: Python's defaults)",
+    )
     args = p.parse_args()
+    if args.gc_threshold:
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
+        gc.collect()
+        gc.freeze()
     logger = logging.getLogger("bench.agent_hotpath")
     logger.propagate = False
     logger.setLevel(args.log_level)
@@ -147,7 +160,8 @@ def main() -> None:
     print(
         f"agent hot path: {cpu:.1f} µs CPU per firing, {rate:,.0f} firings/s "
         f"(median of {args.repeat}; {args.firings} firings, {args.per_message} per message, "
-        f"{args.held} other leases held, {args.unacked} completions awaiting their ack, log level {args.log_level})"
+        f"{args.held} other leases held, {args.unacked} completions awaiting their ack, log level {args.log_level}, "
+        f"gc thresholds {'/'.join(map(str, gc.get_threshold()))})"
     )
 
 
