@@ -107,9 +107,12 @@ def present_job(job: types_pb2.Job) -> types_pb2.Job:
     if job.on_failure:
         job.on_failure = bare(job.on_failure)
     for names in (job.depends_on, job.dependents):
-        bare_names = [bare(n) for n in names]
-        del names[:]
-        names.extend(bare_names)
+        # (emptying and refilling the two empty fields took 1.1 of the 2.8 µs that presenting
+        # a job cost; most jobs have neither)
+        if names:
+            bare_names = [bare(n) for n in names]
+            del names[:]
+            names.extend(bare_names)
     return job
 
 

@@ -53,6 +53,10 @@ def test_presenting_a_job_shows_bare_names_and_the_namespace() -> None:
     job = types_pb2.Job(name="t/a", queue="t/q", on_success="t/b", on_failure="")
     namespaces.present_job(job)
     assert (job.name, job.queue, job.on_success, job.namespace) == ("a", "q", "b", "t")
+    assert not job.depends_on and not job.dependents
+    linked = types_pb2.Job(name="t/c", depends_on=["t/a", "t/b"], dependents=["t/d"])
+    namespaces.present_job(linked)
+    assert (list(linked.depends_on), list(linked.dependents)) == (["a", "b"], ["d"])
     firing = namespaces.present_firing(types_pb2.Firing(job="t/a", queue="t/q", run_id="t/a:1:2"))
     assert (firing.job, firing.queue, firing.namespace, firing.run_id) == ("a", "q", "t", "t/a:1:2")
 
