@@ -60,8 +60,16 @@ def configure(gen0: int = DEFAULT_GEN0) -> tuple[int, int, int]:
 
 def freeze_startup() -> int:
     """Collect once, then move every object tracked so far out of all later collections (call
-    once start-up is done); returns how many objects are frozen."""
-    gc.collect()
+    once start-up is done); returns how many objects are frozen. The process's pause watch
+    counts that collection but does not log it as slow: it is asked for, once."""
+    watch = WATCH
+    if watch is not None:
+        watch.quiet = True
+    try:
+        gc.collect()
+    finally:
+        if watch is not None:
+            watch.quiet = False
     gc.freeze()
     return gc.get_freeze_count()
 
@@ -82,6 +90,7 @@ class PauseWatch:
         self._sums = [0.0, 0.0, 0.0]
         self._started = 0.0
         self._installed = False
+        self.quiet = False  # (freeze_startup's own collection: counted, not logged)
 
     def install(self) -> PauseWatch:
         if not self._installed:
@@ -101,7 +110,7 @@ class PauseWatch:
         took = time.perf_counter() - self._started
         gen = info.get("generation", 2)
         self.observe(gen, took)
-        if took >= self.slow_s:
+        if took >= self.slow_s and not self.quiet:
             log.warning(
                 "event=gc_pause generation=%d ms=%d collected=%d note=%s",
                 gen,

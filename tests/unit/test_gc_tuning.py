@@ -81,6 +81,22 @@ def test_the_watch_times_real_collections_and_logs_slow_ones(
     assert watch.snapshot()[2][0][-1] == ("+Inf", 1)
 
 
+def test_the_freezes_own_collection_is_counted_not_logged(
+    restore_gc: None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watch = gc_tuning.PauseWatch(slow_s=0.0).install()
+    monkeypatch.setattr(gc_tuning, "WATCH", watch)
+    try:
+        with caplog.at_level(logging.WARNING, logger="schedd.gc"):
+            gc_tuning.freeze_startup()
+            assert not caplog.records
+            gc.collect()  # a later one is logged again
+    finally:
+        watch.uninstall()
+    assert len(caplog.records) == 1
+    assert watch.snapshot()[2][0][-1] == ("+Inf", 2)
+
+
 def test_a_fast_collection_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
     watch = gc_tuning.PauseWatch(slow_s=60.0).install()
     try:
