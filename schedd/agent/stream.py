@@ -360,8 +360,11 @@ class Stream:
         if body == "welcome":
             self.on_welcome(session, msg.welcome)
         elif body == "firings":
+            refused: list[tuple[Any, str]] = []
             for firing in msg.firings.firings:
-                self.on_firing(firing)
+                self.on_firing(firing, refused)
+            if refused:
+                self._log_refused(refused)
         elif body == "acks":
             self.on_acks(msg.acks.acks)
         elif body == "lost":
@@ -411,10 +414,12 @@ class Stream:
         self._runner.cancel(lost)
         shared.wake.set()
 
-    def on_firing(self, firing: Any) -> None:
+    def on_firing(self, firing: Any, refused: list[tuple[Any, str]] | None = None) -> None:
         """Start a handler for ``firing``, unless it is a duplicate, its lease expired while it
         waited in the socket (the process was frozen), or the worker is draining or has no
-        handler for its job (then it is released back at once, without using an attempt)."""
+        handler for its job (then it is released back at once, without using an attempt).
+        A refusal is logged at once, or, with ``refused`` (one message's firings), appended
+        there for :meth:`_log_refused`."""
         shared = self._shared
         log = shared.log
         key = (firing.run_id, firing.fence)
@@ -432,16 +437,10 @@ class Stream:
             with shared.lock:
                 shared.book.release([key], refuse)
                 shared.kick_locked(Intent.RELEASE)
-            log.warning(
-                kv(
-                    "firing_refused",
-                    run_id=firing.run_id,
-                    fence=firing.fence,
-                    job=firing.job,
-                    reason=refuse,
-                    note="not started; released back to the leader",
-                )
-            )
+            if refused is None:
+                self._log_refused([(firing, refuse)])
+            else:
+                refused.append((firing, refuse))
             return
         with shared.lock:
             expired: list[LostLease] = []
@@ -492,6 +491,32 @@ class Stream:
                 )
             )
         self._runner.submit(ctx)
+
+    def _log_refused(self, refused: list[tuple[Any, str]]) -> None:
+        """One warning per reason for the firings of one message that were refused: a worker
+        stopping under load is sent a message of hundreds of firings before the leader reads
+        its drain, and a line for each of them buried the log (693 lines in one bench run)."""
+        by_reason: dict[str, list[Any]] = {}
+        for firing, reason in refused:
+            by_reason.setdefault(reason, []).append(firing)
+        for reason, firings in by_reason.items():
+            first = firings[0]
+            more = (
+                {"count": len(firings), "last_run_id": firings[-1].run_id}
+                if len(firings) > 1
+                else {}
+            )
+            self._shared.log.warning(
+                kv(
+                    "firing_refused",
+                    run_id=first.run_id,
+                    fence=first.fence,
+                    job=first.job,
+                    reason=reason,
+                    **more,
+                    note="not started; released back to the leader",
+                )
+            )
 
     def on_acks(self, acks: Iterable[Any]) -> None:
         """Apply ``CompletionAck`` s to the book and log each outcome; a retryable code wakes

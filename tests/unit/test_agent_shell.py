@@ -724,6 +724,29 @@ def test_a_firing_that_arrives_while_draining_is_released() -> None:
     assert rig.logs.lines("firing_refused")
 
 
+def test_a_messages_firings_refused_while_draining_are_one_line() -> None:
+    """A worker stopping under load is sent hundreds of firings before the leader reads its
+    drain: every one goes back, and the log says so once per message and reason."""
+    rig = Rig()
+    rig.runner.add("j", lambda ctx: None)
+    sess = rig.session()
+    rig.shared.draining.set()
+    batch = [firing(f"r{i}", i) for i in range(1, 4)] + [firing("r9", 9, job="nobody")]
+    rig.stream.on_message(sess, api_pb2.ServerMessage(firings=api_pb2.Firings(firings=batch)))
+    assert rig.pool.queued == []
+    with rig.shared.lock:
+        assert rig.shared.book.take_releases() == [("r1", 1), ("r2", 2), ("r3", 3), ("r9", 9)]
+    [line] = rig.logs.lines("firing_refused")  # (draining: "nobody" is refused for that too)
+    assert "run_id=r1 " in line and "count=4 last_run_id=r9 " in line, line
+    assert 'reason="worker stopping"' in line
+    rig.shared.draining.clear()
+    rig.stream.on_message(
+        sess, api_pb2.ServerMessage(firings=api_pb2.Firings(firings=[firing("r10", 10, job="x")]))
+    )
+    [_, alone] = rig.logs.lines("firing_refused")
+    assert "run_id=r10 " in alone and "count=" not in alone and "no handler for job 'x'" in alone
+
+
 def test_acks_are_applied_and_logged_by_kind() -> None:
     rig = Rig()
     for run in ("ok", "stale", "retry", "bad"):
