@@ -6,8 +6,8 @@ threshold (700 by default). A dispatcher tick or an applied entry of a few thous
 keeps that many tuples, lists and dataclasses alive for a moment, so on a busy node the
 collector ran every few milliseconds, found nothing to free, and promoted the tick's objects
 into older generations, which it then traversed again. Measured on 3-node clusters at 3,000
-firings/s (``bench/README.md``, "The garbage collector"): 2,600 collections in 20 s on the
-leader, about 4 % of its CPU. Every collection holds the GIL, so it also pauses the Raft
+firings/s (``bench/README.md``, "The garbage collector"): about 2,900 collections in 20 s on
+the leader, 6-7 % of its CPU. Every collection holds the GIL, so it also pauses the Raft
 thread's heartbeats and the dispatcher.
 
 What the daemon (``schedd run``, which owns its process) does instead:
@@ -17,14 +17,14 @@ What the daemon (``schedd run``, which owns its process) does instead:
   The bound on garbage that only the collector can free (reference cycles) rises with it: at
   most that many objects wait for the next collection.
 * **Start-up's objects frozen** (:func:`freeze_startup`, once the node serves): modules,
-  descriptors, gRPC and Raft objects (about 45,000) are moved out of every later collection,
+  descriptors, gRPC and Raft objects (about 44,000) are moved out of every later collection,
   so a full collection traverses only what the node built since. Frozen objects are still
   freed by reference counting; only a cycle among them would outlive its use (start-up builds
   none that it drops).
 * **Pauses watched** (:class:`PauseWatch`): every collection's duration by generation, as the
   ``schedd_gc_pause_seconds`` histogram (:mod:`schedd.server.metrics`), and a warning log line
   for one of :data:`SLOW_PAUSE_S` or more: a full collection traverses every tracked object the
-  node holds (the leader's PENDING index holds about one per run: 130 ms at 500,000 runs on the
+  node holds (the leader's PENDING index holds about one per run: 95-130 ms at 500,000 runs on the
   2-core box), and a pause near the election timeout costs a leader change.
 
 Process-wide, so only the daemon's entry point calls :func:`configure`; tests that start nodes
