@@ -444,12 +444,15 @@ class Stream:
             return
         with shared.lock:
             expired: list[LostLease] = []
+            lapsed = False  # this firing's own lease among the expired ones
             if not shared.book.acquire(firing.run_id, firing.fence, firing.lease_ttl_ms):
                 dup = True
             else:
                 dup = False
                 expired = shared.book.expire()
-                if any(x.key == key for x in expired):
+                # (nearly always empty: no generator is built per firing for it)
+                lapsed = bool(expired) and any(x.key == key for x in expired)
+                if lapsed:
                     # Frozen since before it arrived: the leader has expired this lease already.
                     shared.book.finish(
                         firing.run_id,
@@ -463,7 +466,7 @@ class Stream:
         if dup:
             log.info(kv("firing_duplicate", run_id=firing.run_id, fence=firing.fence))
             return
-        if any(x.key == key for x in expired):
+        if lapsed:
             log.warning(
                 kv(
                     "firing_expired",
