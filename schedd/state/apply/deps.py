@@ -368,9 +368,8 @@ def _evaluate(txn: Txn, w: Run, now: int, work: _Work, job: Job | None = None) -
         w.ClearField("waiting_for")
         _admit_waiting(txn, job, w, now, work)
     else:
-        failed = _failed(w, outcomes)
-        _finish(txn, w, _SKIPPED, now, reason=types_pb2.SKIP_REASON_UPSTREAM_FAILED)
-        _blame(txn, w, job, failed)
+        _blame(txn, w, job, _failed(w, outcomes))
+        _finish(txn, w, _SKIPPED, now, reason=types_pb2.SKIP_REASON_UPSTREAM_FAILED)  # saves w
         work.add(w)
     if own:
         txn.put_job(job)
@@ -388,14 +387,13 @@ def _failed(w: Run, outcomes: Sequence[int | None]) -> list[tuple[str, int]]:
 def _blame(txn: Txn, w: Run, job: Job, failed: list[tuple[str, int]]) -> None:
     """``w`` is skipped upstream_failed by the records ``failed``: it names the first as its
     cause, and a replay of any of them that can be replayed (a dead or failed run, or a skip
-    record a replay further up re-opens) re-opens it (``dep_failed``). The caller saved, or
-    saves, ``w``."""
+    record a replay further up re-opens) re-opens it (``dep_failed``). The caller saves
+    ``w``."""
     first, state = failed[0] if failed else ("", MISSING)
     w.caused_by = first
     w.note = (
         f"upstream run {first} is {state_word(state)} (trigger rule {rule_name(job.trigger_rule)})"
     )
-    txn.put_run(w)
     for rid, o in failed:
         if o in _REPLAYABLE or (o == _SKIPPED and _reopenable(txn, rid)):
             txn.put("dep_failed", keys.dep_failed_prefix(rid) + w.run_id.encode(), b"")
@@ -553,6 +551,7 @@ def _reopen(txn: Txn, rec: Run, now: int, work: _Work) -> None:
             # names it as the cause. An older version only skips it (the same level everywhere).
             if features.level(txn) >= features.REOPEN_EVERY_FAILED:
                 _blame(txn, w, job, _failed(w, outcomes))
+                txn.put_run(w)
             continue
         for rid in w.upstream_runs:
             txn.delete("dep_failed", keys.dep_failed_prefix(rid) + w.run_id.encode())
