@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
-from bisect import bisect_left
 from typing import Any
+
+from schedd.server.histogram import Series
 
 log = logging.getLogger("schedd.gc")
 
@@ -79,15 +79,11 @@ class PauseWatch:
     generation, the bucket counts and sum for a Prometheus histogram; logs slow ones.
 
     The hook runs in whatever thread triggered the collection, while it holds the GIL, so it
-    does the least it can: two clock reads and a bucket increment under its own lock."""
+    does the least it can: two clock reads and a bucket increment under the series' lock."""
 
     def __init__(self, buckets: tuple[float, ...] = PAUSE_BUCKETS, slow_s: float = SLOW_PAUSE_S):
-        self.buckets = buckets
         self.slow_s = slow_s
-        self._lock = threading.Lock()
-        # generation -> (count per bucket, +Inf last; sum of seconds)
-        self._counts = {g: [0] * (len(buckets) + 1) for g in range(3)}
-        self._sums = [0.0, 0.0, 0.0]
+        self._series = [Series(buckets) for _ in range(3)]  # by generation
         self._started = 0.0
         self._installed = False
         self.quiet = False  # (freeze_startup's own collection: counted, not logged)
@@ -121,27 +117,12 @@ class PauseWatch:
             )
 
     def observe(self, generation: int, seconds: float) -> None:
-        i = bisect_left(self.buckets, seconds)  # (bucket i: seconds <= buckets[i])
-        with self._lock:
-            self._counts[generation][i] += 1
-            self._sums[generation] += seconds
+        self._series[generation].observe(seconds)
 
     def snapshot(self) -> dict[int, tuple[list[tuple[str, float]], float]]:
         """Per generation: cumulative ``(le, count)`` pairs ending with ``+Inf`` (a Prometheus
         histogram's buckets) and the sum of the collections' seconds."""
-        with self._lock:
-            raw = {g: (list(c), self._sums[g]) for g, c in self._counts.items()}
-        out = {}
-        for g, (counts, total) in raw.items():
-            running = 0
-            buckets: list[tuple[str, float]] = []
-            for bound, n in zip(
-                (*map(repr, map(float, self.buckets)), "+Inf"), counts, strict=True
-            ):
-                running += n
-                buckets.append((bound, running))
-            out[g] = (buckets, total)
-        return out
+        return {g: series.snapshot() for g, series in enumerate(self._series)}
 
 
 #: the process's watch once :func:`watch_pauses` ran (the daemon); None in other processes

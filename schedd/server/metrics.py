@@ -28,8 +28,7 @@ are bound once, histograms take their lock once per batch (:class:`Histogram`).
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,6 +47,7 @@ from prometheus_client.registry import Collector
 from schedd.errors import InvalidArgument
 from schedd.pb import types_pb2
 from schedd.server import gc_tuning
+from schedd.server.histogram import Series
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -63,52 +63,6 @@ RUN_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3
 FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 #: a Raft proposal (commit + apply) and a unary RPC
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-class Series:
-    """The buckets of one histogram series. ``observe_many`` takes the lock once for a batch
-    (the leader observes hundreds of lags per tick in a burst). Bucket ``i`` counts values
-    ``<= bounds[i]``; the last one, values above every bound (``+Inf``)."""
-
-    __slots__ = ("_counts", "_lock", "_sum", "bounds")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self._counts = [0] * (len(self.bounds) + 1)
-        self._sum = 0.0
-        self._lock = threading.Lock()
-
-    def observe(self, value: float) -> None:
-        i = bisect_left(self.bounds, value)
-        with self._lock:
-            self._counts[i] += 1
-            self._sum += value
-
-    def observe_many(self, values: Iterable[float]) -> None:
-        bounds = self.bounds
-        values = list(values)
-        at = [bisect_left(bounds, v) for v in values]
-        total = sum(values)
-        with self._lock:
-            counts = self._counts
-            for i in at:
-                counts[i] += 1
-            self._sum += total
-
-    def snapshot(self) -> tuple[list[tuple[str, float]], float]:
-        """Cumulative ``(le, count)`` pairs ending with ``+Inf``, and the sum."""
-        with self._lock:
-            counts, total = list(self._counts), self._sum
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, n in zip((*map(_le, self.bounds), "+Inf"), counts, strict=True):
-            running += n
-            out.append((bound, running))
-        return out, total
-
-
-def _le(bound: float) -> str:
-    return repr(float(bound))
 
 
 class Histogram(Collector):
