@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from pysyncobj.config import SERIALIZER_STATE
 
+from schedd.raft import snapshots
 from schedd.raft.adapter import RaftNode
 from schedd.raft.settings import RaftSettings
 from schedd.raft.snapshots import BackgroundSnapshots
@@ -256,6 +257,80 @@ def test_a_partial_copy_left_by_a_crash_is_removed_at_start(tmp_path: Any) -> No
     n = Node(str(tmp_path))
     try:
         assert not partial.exists()
+    finally:
+        n.close()
+
+
+def _record_releases(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
+    """Replace the release thread by a record of (path, inode, links) at the moment the old
+    snapshot was handed over: what the tick thread left for the thread to free."""
+    released: list[tuple[str, int, int]] = []
+
+    def record(path: str) -> None:
+        st = os.stat(path)
+        released.append((path, st.st_ino, st.st_nlink))
+
+    monkeypatch.setattr(snapshots, "release", record)
+    return released
+
+
+def test_the_old_snapshot_is_freed_after_the_rename_not_by_it(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node.receive(2, 10)
+    node.tick()
+    node.start_copy()
+    node.tick_until_copied()
+    old_inode = os.stat(node.snapshot).st_ino
+    released = _record_releases(monkeypatch)
+    node.receive(11, 20)
+    node.tick()
+    node.store.copying.clear()
+    node.start_copy()
+    node.tick_until_copied()
+    assert Store.snapshot_last_index(node.snapshot) == 20
+    # the rename left the old file whole, under its second name only, for the thread
+    [(aside, inode, links)] = released
+    assert (inode, links) == (old_inode, 1)
+    assert aside.startswith(node.snapshot + ".old.")
+    monkeypatch.undo()
+    snapshots.release(aside)
+    wait_for(lambda: not os.path.exists(aside), 10, "the old snapshot freed")
+
+
+def test_a_received_snapshot_sets_the_old_one_aside_too(
+    node: Node, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node.receive(2, 10)
+    node.tick()
+    node.start_copy()
+    node.tick_until_copied()
+    old_inode = os.stat(node.snapshot).st_ino
+    released = _record_releases(monkeypatch)
+    _send_snapshot(node, _snapshot_file(str(tmp_path / "leader"), last=30))
+    assert Store.snapshot_last_index(node.snapshot) == 30
+    assert [(i, n) for _, i, n in released] == [(old_inode, 1)]
+
+
+def test_a_first_snapshot_has_nothing_to_set_aside(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released = _record_releases(monkeypatch)
+    node.receive(2, 10)
+    node.tick()
+    node.start_copy()
+    node.tick_until_copied()
+    assert Store.snapshot_last_index(node.snapshot) == 10
+    assert released == []
+    assert not [n for n in os.listdir(node.root) if ".old." in n]
+
+
+def test_set_aside_files_left_by_a_crash_are_freed_at_start(tmp_path: Any) -> None:
+    left = tmp_path / "raft.snapshot.old.123.1"
+    left.write_bytes(b"x" * (3 * snapshots.RELEASE_STEP_BYTES // 2))
+    n = Node(str(tmp_path))
+    try:
+        wait_for(lambda: not left.exists(), 10, "the leftover freed")
     finally:
         n.close()
 
