@@ -1,5 +1,5 @@
 """How long a Raft journal's syncs wait while a big file is written beside it (a snapshot copy
-of a large state), with and without write-back pacing.
+of a large state), with and without write-back pacing, and at a limited rate.
 
 On the way to ten million jobs, while nodes' snapshot copies of 1.5-2.6 GB ran, ``perf trace``
 saw the Raft threads wait 0.3-1 s in fdatasync and rename, and leaders changed
@@ -14,11 +14,13 @@ Two threads in one process, on the disk of ``--dir``:
   durable journal does; every operation is timed;
 * the *copy*: writes ``--mib`` MiB in 1 MiB chunks as fast as it can, then fdatasyncs once, as
   LMDB's copy of a large state does; ``paced`` starts the write-out every 0.1 s meanwhile
-  (:class:`Pacer`).
+  (:class:`Pacer`); ``--rate R`` (repeatable) adds a copy limited to R MiB/s that writes out
+  and waits every 8 MiB, as schedd's snapshot copy does (``--snapshot-copy-rate``).
 
 Each round runs both modes, alternating; the journal's latencies are reported per mode.
 
     python bench/fsync_stall.py --mib 2048 --rounds 2
+    python bench/fsync_stall.py --mib 2048 --rounds 2 --rate 64 --rate 160
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from common import latency_summary_ms, progress, save_json  # noqa: E402
 
 from schedd.state import disk  # noqa: E402
 
-_WAIT_BEFORE, _WRITE = 1, 2  # sync_file_range flags
+_WAIT_BEFORE, _WRITE, _WAIT_AFTER = 1, 2, 4  # sync_file_range flags
 
 
 def _sync_file_range() -> Callable[[int, int, int, int], int]:
@@ -90,7 +92,7 @@ def journal(d: str, stop: threading.Event, syncs: list[float], renames: list[flo
         os.close(fd)
 
 
-def copy(d: str, mib: int, paced: bool) -> float:
+def copy(d: str, mib: int, paced: bool, rate: float = 0.0) -> float:
     path = os.path.join(d, "snapshot.tmp")
     chunk = os.urandom(1 << 20)
     t = time.perf_counter()
@@ -99,9 +101,16 @@ def copy(d: str, mib: int, paced: bool) -> float:
         pacer = Pacer(fd) if paced else None
         if pacer is not None:
             pacer.thread.start()
+        srf = _sync_file_range() if rate else None
         try:
-            for _ in range(mib):
+            for i in range(mib):
                 os.write(fd, chunk)
+                if srf is not None:
+                    if (i + 1) % 8 == 0:  # write out what was written, wait for it
+                        srf(fd, 0, 0, _WAIT_BEFORE | _WRITE | _WAIT_AFTER)
+                    ahead = t + (i + 1) / rate - time.perf_counter()
+                    if ahead > 0:
+                        time.sleep(ahead)
         finally:
             if pacer is not None:
                 pacer.stop.set()
@@ -114,7 +123,7 @@ def copy(d: str, mib: int, paced: bool) -> float:
     return took
 
 
-def one(root: str, mib: int, paced: bool) -> dict[str, object]:
+def one(root: str, mib: int, paced: bool, rate: float = 0.0) -> dict[str, object]:
     d = tempfile.mkdtemp(prefix="stall-", dir=root)
     stop = threading.Event()
     syncs: list[float] = []
@@ -123,13 +132,13 @@ def one(root: str, mib: int, paced: bool) -> dict[str, object]:
     j.start()
     # a quiet second first, then the copy; the journal runs a second past its end
     time.sleep(1.0)
-    took = copy(d, mib, paced)
+    took = copy(d, mib, paced, rate)
     time.sleep(1.0)
     stop.set()
     j.join()
     shutil.rmtree(d, ignore_errors=True)
     return {
-        "mode": "paced" if paced else "plain",
+        "mode": f"rate {rate:g} MiB/s" if rate else "paced" if paced else "plain",
         "copy_s": round(took, 2),
         "journal_fdatasync": latency_summary_ms(syncs),
         "meta_replace": latency_summary_ms(renames),
@@ -143,11 +152,19 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--dir", default=tempfile.gettempdir(), help="a directory on the disk to test")
     p.add_argument("--json", dest="out")
+    p.add_argument(
+        "--rate",
+        type=float,
+        action="append",
+        default=[],
+        help="also a copy limited to this many MiB/s, written out every 8 MiB (repeatable)",
+    )
     a = p.parse_args()
     results = []
     for r in range(a.rounds):
-        for paced in (False, True) if r % 2 == 0 else (True, False):
-            res = one(a.dir, a.mib, paced)
+        modes = [(False, 0.0), (True, 0.0)] + [(False, x) for x in a.rate]
+        for paced, rate in modes if r % 2 == 0 else modes[::-1]:
+            res = one(a.dir, a.mib, paced, rate)
             progress(
                 f"round {r + 1} {res['mode']}: copy {res['copy_s']} s, journal fdatasync "
                 f"p99 {res['journal_fdatasync'].get('p99_ms')} ms max "  # type: ignore[union-attr]

@@ -26,14 +26,18 @@ class Held:
     def __init__(self, source: SnapshotSource, store: HeldStore) -> None:
         self.source, self.store = source, store
 
-    def write(self, filename: str) -> int:
+    @property
+    def paused_s(self) -> float:
+        return self.source.paused_s
+
+    def write(self, filename: str, rate_bytes_s: float = 0.0) -> int:
         try:
             self.store.copying.set()
             if self.store.hold.is_set():
                 assert self.store.release.wait(60), "the test never released the copy"
             if self.store.fail_with is not None:
                 raise self.store.fail_with
-            size = self.source.write(filename)
+            size = self.source.write(filename, rate_bytes_s)
         finally:
             self.source.close()
         self.store.written.append(filename)

@@ -53,7 +53,9 @@ log = logging.getLogger("schedd.raft")
 class Source(Protocol):
     """A state held for a snapshot (:class:`schedd.state.store.SnapshotSource`)."""
 
-    def write(self, filename: str) -> int: ...
+    paused_s: float  # how long the last write waited for its pace
+
+    def write(self, filename: str, rate_bytes_s: float = 0.0) -> int: ...
 
     def close(self) -> None: ...
 
@@ -65,6 +67,7 @@ class _Copy:
     generation: int
     started: float
     error: BaseException | None = None
+    paused_s: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -132,8 +135,9 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
     """pysyncobj's snapshot file handling with the copy in a thread.
 
     ``open_source(raft_meta)`` runs in the tick thread and holds the state to copy;
-    ``on_done(started, ended, kept)`` runs in the tick thread when a copy ends, kept (renamed
-    into place, the journal is compacted next) or not."""
+    ``on_done(started, ended, kept, paused_s)`` runs in the tick thread when a copy ends, kept
+    (renamed into place, the journal is compacted next) or not; ``paused_s`` of its time the
+    copy waited for its pace, ``rate_bytes_s`` (0: none)."""
 
     def __init__(
         self,
@@ -141,7 +145,8 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
         transmission_batch_size: int,
         deserializer: Callable[[str], Any],
         open_source: Callable[[tuple[Any, Any, Any]], Source],
-        on_done: Callable[[float, float, bool], None],
+        on_done: Callable[[float, float, bool, float], None],
+        rate_bytes_s: float = 0.0,
     ) -> None:
         super().__init__(
             file_name, transmission_batch_size, False, _never_called, deserializer, None
@@ -149,6 +154,7 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
         self._file = file_name
         self._open_source = open_source
         self._on_done = on_done
+        self._rate = rate_bytes_s
         self._copy: _Copy | None = None
         self._generation = 0  # snapshots received from the leader
         try:
@@ -172,7 +178,7 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
             source = self._open_source(data[1:])  # (last applied entry, the one before, members)
         except Exception:
             log.exception("event=log_compaction_failed step=open")
-            self._on_done(started, monotonic(), False)
+            self._on_done(started, monotonic(), False, 0.0)
             return
         copy = _Copy(id=id, source=source, generation=self._generation, started=started)
         self._copy = copy
@@ -199,12 +205,12 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
                 copy.error,
                 os.path.dirname(os.path.abspath(self._file)),
             )
-            self._on_done(copy.started, ended, False)
+            self._on_done(copy.started, ended, False, copy.paused_s)
             return SERIALIZER_STATE.FAILED, copy.id
         if copy.generation != self._generation:
             _remove(tmp)
             log.info("event=log_compaction_superseded index=%d: a newer snapshot came", copy.id)
-            self._on_done(copy.started, ended, False)
+            self._on_done(copy.started, ended, False, copy.paused_s)
             return SERIALIZER_STATE.NOT_SERIALIZING, None
         aside = set_aside(self._file)
         try:
@@ -214,13 +220,13 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
             if aside is not None:
                 _remove(aside)  # the snapshot still has its own name: this frees nothing
             log.error("event=log_compaction_failed step=rename error=%r", e)
-            self._on_done(copy.started, ended, False)
+            self._on_done(copy.started, ended, False, copy.paused_s)
             return SERIALIZER_STATE.FAILED, copy.id
         # (first: a transmission's open file of the old snapshot must not be its last holder)
         self._restart_transmissions()
         if aside is not None:
             release(aside)
-        self._on_done(copy.started, ended, True)
+        self._on_done(copy.started, ended, True, copy.paused_s)
         return SERIALIZER_STATE.SUCCESS, copy.id
 
     def setTransmissionData(self, data: Any) -> bool:  # noqa: N802 (pysyncobj's name)
@@ -262,10 +268,11 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
 
     def _write(self, copy: _Copy) -> None:
         try:
-            copy.source.write(temporary_path(self._file))
+            copy.source.write(temporary_path(self._file), rate_bytes_s=self._rate)
         except BaseException as e:  # reported by the tick thread
             copy.error = e
         finally:
+            copy.paused_s = copy.source.paused_s
             copy.source.close()
             copy.done.set()
 

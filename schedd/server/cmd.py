@@ -391,6 +391,14 @@ def _write_rate(text: str) -> dict[str, Any]:
     "Python's default, which on a busy node collects every few milliseconds for nothing "
     "(docs/operations.md, Garbage collection).",
 )
+@click.option(
+    "--snapshot-copy-rate",
+    default=None,
+    type=float,
+    help="MiB per second a Raft log compaction writes its snapshot at [100]; 0: as fast as the "
+    "disk goes, which on a large state holds the Raft journal's syncs back (docs/operations.md, "
+    "Log compaction).",
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.option(
     "--log-format",
@@ -433,6 +441,7 @@ def run(
     http_addr: str | None,
     http_plaintext: bool | None,
     gc_threshold: int | None,
+    snapshot_copy_rate: float | None,
     log_level: str,
     log_format: str | None,
 ) -> None:
@@ -472,6 +481,16 @@ def run(
         _fail(f"{where} must be a whole number from 700 to 10000000, not {threshold!r}")
     gc_tuning.configure(threshold)
     gc_tuning.watch_pauses()
+    from schedd.raft.settings import RaftSettings
+
+    copy_rate = pick(snapshot_copy_rate, "snapshot_copy_mib_s", RaftSettings.snapshot_copy_mib_s)
+    if type(copy_rate) not in (int, float) or not 0 <= copy_rate <= 100_000:
+        where = (
+            "--snapshot-copy-rate"
+            if snapshot_copy_rate is not None
+            else "--config: snapshot_copy_mib_s"
+        )
+        _fail(f"{where} must be a number of MiB/s from 0 (no limit) to 100000, not {copy_rate!r}")
     from schedd.server.dispatcher import DispatchSettings
     from schedd.server.node import Node, NodeConfig, Peer
 
@@ -527,7 +546,6 @@ def run(
     unsafe = pick(unsafe_no_fsync, "unsafe_no_fsync", False)
     if not isinstance(unsafe, bool):
         _fail(f"--config: unsafe_no_fsync must be true or false, not {unsafe!r}")
-    from schedd.raft.settings import RaftSettings
     from schedd.security.tls import ServerTLS
 
     cert, key, ca = (
@@ -601,6 +619,7 @@ def run(
                 fsync=not unsafe,
                 election_min_s=elect[0],
                 election_max_s=elect[1],
+                snapshot_copy_mib_s=float(copy_rate),
             ),
             map_size=int(pick(map_size, "map_size_mib", 4096)) << 20,
             max_map_size=int(pick(max_map_size, "max_map_size_mib", 0)) << 20,

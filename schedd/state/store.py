@@ -13,6 +13,7 @@ is open, so every read goes through :class:`_ReadGate` and every write holds the
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import shutil
 import struct
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -178,11 +180,13 @@ class SnapshotSource:
         self._release = release
         self._meta = json.dumps(_encode_raft_meta(raft_meta)).encode()
         self._lock = threading.Lock()
+        self.paused_s = 0.0
 
-    def write(self, filename: str) -> int:
+    def write(self, filename: str, rate_bytes_s: float = 0.0) -> int:
         """One regular file: a compacted LMDB image, pysyncobj's metadata as JSON, then a
         trailer (metadata length + magic); its data synced before this returns. Returns its
-        size in bytes."""
+        size in bytes. ``rate_bytes_s`` > 0 paces the image's writing (:func:`copy_paced`);
+        :attr:`paused_s` then says how long the pacing waited."""
         try:
             txn = self._txn
             if txn is None:
@@ -191,8 +195,11 @@ class SnapshotSource:
                 filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, disk.FILE_MODE
             )
             with os.fdopen(fd, "wb") as f:
-                # LMDB's copy runs without the GIL: the tick thread goes on while it copies.
-                self._env.copyfd(f.fileno(), compact=True, txn=txn)
+                if rate_bytes_s > 0:
+                    self.paused_s = copy_paced(self._env, txn, f.fileno(), filename, rate_bytes_s)
+                else:
+                    # LMDB's copy runs without the GIL: the tick thread goes on while it copies.
+                    self._env.copyfd(f.fileno(), compact=True, txn=txn)
                 f.seek(0, os.SEEK_END)
                 f.write(self._meta)
                 f.write(_TRAILER.pack(len(self._meta), SNAPSHOT_MAGIC))
@@ -208,6 +215,75 @@ class SnapshotSource:
         if txn is not None:
             txn.abort()
             self._release()
+
+
+#: how much a paced copy writes between two write-outs (:func:`schedd.state.disk.write_out`)
+PACED_WRITE_OUT_BYTES = 8 << 20
+_F_SETPIPE_SZ = 1031  # Linux fcntl
+
+
+def copy_paced(
+    env: lmdb.Environment, txn: lmdb.Transaction[bytes], fd: int, path: str, rate_bytes_s: float
+) -> float:
+    """LMDB's compacted copy of ``txn`` written to ``fd`` at most ``rate_bytes_s`` bytes a
+    second, and written out every :data:`PACED_WRITE_OUT_BYTES`, so that the copy never leaves
+    much dirty for the Raft journal's syncs to queue behind. Returns the seconds it paused.
+
+    LMDB copies into a pipe in a thread of its own (without the GIL); this thread moves the
+    pipe's bytes into ``fd`` (``os.splice``: no copy through Python) at the rate. The bytes are
+    the same as :meth:`lmdb.Environment.copyfd`'s into the file. Raises what either side
+    raised; the copying thread has ended when this returns."""
+    r, w = os.pipe()
+    with contextlib.suppress(OSError, ImportError):  # a bigger pipe: fewer, larger moves
+        import fcntl  # (POSIX only)
+
+        fcntl.fcntl(w, _F_SETPIPE_SZ, 1 << 20)
+    failed: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            env.copyfd(w, compact=True, txn=txn)
+        except BaseException as e:  # raised by the caller below
+            failed.append(e)
+        finally:
+            os.close(w)
+
+    producer = threading.Thread(target=produce, name="snapshot-copy-lmdb", daemon=True)
+    producer.start()
+    paused = 0.0
+    try:
+        start = time.monotonic()
+        written = unflushed = 0
+        while True:
+            n = _move(r, fd, 1 << 20)
+            if n == 0:
+                break
+            written += n
+            unflushed += n
+            if unflushed >= PACED_WRITE_OUT_BYTES:
+                disk.write_out(fd, path)
+                unflushed = 0
+            ahead = start + written / rate_bytes_s - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)  # the pace
+                paused += ahead
+    finally:
+        os.close(r)  # a producer still writing gets EPIPE and ends
+        producer.join()
+    if failed:
+        raise failed[0]
+    return paused
+
+
+def _move(src: int, dst: int, limit: int) -> int:
+    """Up to ``limit`` bytes from the pipe ``src`` to the end of ``dst``; 0 at the pipe's end."""
+    if hasattr(os, "splice"):  # Linux: kernel to kernel
+        return os.splice(src, dst, limit)
+    data = os.read(src, limit)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(dst, view) :]
+    return len(data)
 
 
 #: (log index, [(run id, its record as stored)] of the runs the entry put into pending_q, ids

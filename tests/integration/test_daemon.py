@@ -45,6 +45,11 @@ def schedd(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         # below Python's own default: refused, not silently raised
         (["--gc-threshold", "10"], {"SCHEDD_RAFT_PASSWORD": "x" * 32}, "--gc-threshold"),
         (
+            ["--snapshot-copy-rate", "-5"],
+            {"SCHEDD_RAFT_PASSWORD": "x" * 32},
+            "--snapshot-copy-rate",
+        ),
+        (
             ["--insecure", "--map-size", "64", "--max-map-size", "32"],
             {"SCHEDD_RAFT_PASSWORD": "x" * 32},
             "--max-map-size",
@@ -78,6 +83,15 @@ def test_a_bad_gc_threshold_in_the_config_file_is_refused(tmp_path) -> None:
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "gc_threshold" in lines[0] and "Traceback" not in p.stderr
+
+
+def test_a_bad_snapshot_copy_rate_in_the_config_file_is_refused(tmp_path) -> None:
+    conf = tmp_path / "n1.toml"
+    conf.write_text('snapshot_copy_mib_s = "fast"\n')
+    p = schedd("run", "--config", str(conf))
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "snapshot_copy_mib_s" in lines[0] and "Traceback" not in p.stderr
 
 
 def test_sigterm_on_the_leader_hands_over_and_exits_cleanly(make_cluster) -> None:

@@ -358,3 +358,34 @@ def _send_snapshot(node: Node, image: bytes) -> None:
             LEADER,
             {"type": "append_entries", "term": 1, "commit_index": 30, "serialized": chunk},
         )
+
+
+def test_the_time_a_paced_copy_waited_is_not_counted_as_its_cost(node: Node) -> None:
+    """The policy spaces compactions by what they cost (``compaction_max_share``); a copy that
+    took 4 s of which it waited 3.5 s for its pace cost 0.5 s."""
+    node.raft._snapshot_done(10.0, 14.0, True, 3.5)
+    assert node.raft._compaction.last_took_s == pytest.approx(0.5)
+    assert node.raft._compaction.last_end == 14.0
+
+
+def test_copies_are_paced_at_the_configured_rate(tmp_path: Any) -> None:
+    # the image of an almost empty state is ~16 KiB: at 0.1 MiB/s about 0.15 s, mostly waited
+    n = Node(str(tmp_path), settings=RaftSettings(snapshot_copy_mib_s=0.1))
+    done: list[tuple[bool, float]] = []
+    real = n.raft._snapshots._on_done  # type: ignore[union-attr]
+
+    def record(started: float, ended: float, kept: bool, paused_s: float) -> None:
+        done.append((kept, paused_s))
+        real(started, ended, kept, paused_s)
+
+    n.raft._snapshots._on_done = record  # type: ignore[union-attr]
+    try:
+        n.receive(2, 10)
+        n.tick()
+        n.start_copy()
+        n.tick_until_copied()
+        assert Store.snapshot_last_index(n.snapshot) == 10
+        [(kept, paused_s)] = done
+        assert kept and paused_s > 0
+    finally:
+        n.close()

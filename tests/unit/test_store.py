@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import given, settings
 
 from schedd.pb import command_pb2, types_pb2
 from schedd.state import keys
 from schedd.state.apply import MemoryState, encode
-from schedd.state.store import Store
+from schedd.state.store import Store, copy_paced
 
 T0 = 1_700_000_000_000
 
@@ -276,3 +278,46 @@ def test_list_audit_pages_between_entries_never_inside_a_bulk_one(tmp_path) -> N
     ]
     assert [r.target for r in store.list_audit(10, target="b2")[0]] == ["b2"]
     store.close()
+
+
+def _store_with_jobs(path: str, n: int) -> Store:
+    store = Store(path, map_size=64 << 20)
+    for i in range(n):
+        store.apply_entry(job_cmd(f"job-{i:05d}", T0 + i), i + 1)
+    return store
+
+
+def test_a_paced_snapshot_is_the_same_file_as_an_unpaced_one(tmp_path) -> None:
+    store = _store_with_jobs(str(tmp_path / "state"), 2000)
+    meta = ((b"c", 2000, 1), (b"c", 1999, 1), set())
+    try:
+        plain, paced = str(tmp_path / "plain"), str(tmp_path / "paced")
+        store.snapshot_source(meta).write(plain)
+        source = store.snapshot_source(meta)
+        size = source.write(paced, rate_bytes_s=float(os.path.getsize(plain)) * 4)
+        with open(plain, "rb") as a, open(paced, "rb") as b:
+            assert a.read() == b.read()
+        assert size == os.path.getsize(plain)
+        # a quarter of a second at that rate: the pacing waited for most of it
+        assert source.paused_s > 0
+        restored = Store(str(tmp_path / "restored"), map_size=64 << 20)
+        restored.read_snapshot(paced)
+        assert restored.digest() == store.digest()
+        restored.close()
+    finally:
+        store.close()
+
+
+def test_a_paced_copy_that_cannot_write_raises_and_leaves_no_thread(tmp_path) -> None:
+    store = _store_with_jobs(str(tmp_path / "state"), 200)
+    try:
+        readonly = str(tmp_path / "ro")
+        open(readonly, "wb").close()
+        fd = os.open(readonly, os.O_RDONLY)
+        threads = threading.active_count()
+        with store.read() as txn, pytest.raises(OSError):
+            copy_paced(store._env, txn, fd, readonly, 1 << 30)
+        os.close(fd)
+        assert threading.active_count() == threads  # LMDB's side ended too (EPIPE)
+    finally:
+        store.close()
