@@ -43,5 +43,8 @@ class Held:
         self.store.written.append(filename)
         return size
 
+    def cancel(self) -> None:
+        self.source.cancel()
+
     def close(self) -> None:
         self.source.close()

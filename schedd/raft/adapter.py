@@ -259,7 +259,7 @@ class RaftNode(SyncObj):
         super().destroy_synchronous()
         snapshots = self._snapshots
         if snapshots is not None and snapshots.copying:
-            log.info("event=waiting_for_snapshot_copy: the node stops once it ends")
+            log.info("event=waiting_for_snapshot_copy: cancelled; the node stops once it ends")
             if not snapshots.wait(timeout_s=120.0):
                 log.warning("event=snapshot_copy_still_running: stopping without it")
 

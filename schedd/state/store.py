@@ -180,7 +180,13 @@ class SnapshotSource:
         self._release = release
         self._meta = json.dumps(_encode_raft_meta(raft_meta)).encode()
         self._lock = threading.Lock()
+        self._cancel = threading.Event()
         self.paused_s = 0.0
+
+    def cancel(self) -> None:
+        """Make a paced :meth:`write` (in another thread) stop soon with :class:`CopyCancelled`
+        (the node is stopping); an unpaced one runs to its end."""
+        self._cancel.set()
 
     def write(self, filename: str, rate_bytes_s: float = 0.0) -> int:
         """One regular file: a compacted LMDB image, pysyncobj's metadata as JSON, then a
@@ -196,7 +202,9 @@ class SnapshotSource:
             )
             with os.fdopen(fd, "wb") as f:
                 if rate_bytes_s > 0:
-                    self.paused_s = copy_paced(self._env, txn, f.fileno(), filename, rate_bytes_s)
+                    self.paused_s = copy_paced(
+                        self._env, txn, f.fileno(), filename, rate_bytes_s, self._cancel
+                    )
                 else:
                     # LMDB's copy runs without the GIL: the tick thread goes on while it copies.
                     self._env.copyfd(f.fileno(), compact=True, txn=txn)
@@ -222,8 +230,17 @@ PACED_WRITE_OUT_BYTES = 8 << 20
 _F_SETPIPE_SZ = 1031  # Linux fcntl
 
 
+class CopyCancelled(Exception):
+    """A paced snapshot copy was cancelled before its end (the node is stopping)."""
+
+
 def copy_paced(
-    env: lmdb.Environment, txn: lmdb.Transaction[bytes], fd: int, path: str, rate_bytes_s: float
+    env: lmdb.Environment,
+    txn: lmdb.Transaction[bytes],
+    fd: int,
+    path: str,
+    rate_bytes_s: float,
+    cancel: threading.Event | None = None,
 ) -> float:
     """LMDB's compacted copy of ``txn`` written to ``fd`` at most ``rate_bytes_s`` bytes a
     second, and written out every :data:`PACED_WRITE_OUT_BYTES`, so that the copy never leaves
@@ -232,7 +249,9 @@ def copy_paced(
     LMDB copies into a pipe in a thread of its own (without the GIL); this thread moves the
     pipe's bytes into ``fd`` (``os.splice``: no copy through Python) at the rate. The bytes are
     the same as :meth:`lmdb.Environment.copyfd`'s into the file. Raises what either side
-    raised; the copying thread has ended when this returns."""
+    raised, or :class:`CopyCancelled` soon after ``cancel`` is set; the copying thread has ended
+    when this returns."""
+    cancel = cancel or threading.Event()
     r, w = os.pipe()
     with contextlib.suppress(OSError, ImportError):  # a bigger pipe: fewer, larger moves
         import fcntl  # (POSIX only)
@@ -255,6 +274,8 @@ def copy_paced(
         start = time.monotonic()
         written = unflushed = 0
         while True:
+            if cancel.is_set():
+                raise CopyCancelled(f"the snapshot copy to {path} was cancelled")
             n = _move(r, fd, 1 << 20)
             if n == 0:
                 break
@@ -265,7 +286,7 @@ def copy_paced(
                 unflushed = 0
             ahead = start + written / rate_bytes_s - time.monotonic()
             if ahead > 0:
-                time.sleep(ahead)  # the pace
+                cancel.wait(ahead)  # the pace
                 paused += ahead
     finally:
         os.close(r)  # a producer still writing gets EPIPE and ends

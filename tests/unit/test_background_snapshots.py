@@ -20,7 +20,7 @@ from schedd.raft import snapshots
 from schedd.raft.adapter import RaftNode
 from schedd.raft.settings import RaftSettings
 from schedd.raft.snapshots import BackgroundSnapshots
-from schedd.state.store import Store
+from schedd.state.store import CopyCancelled, Store
 from tests._held_store import HeldStore
 from tests._util import wait_for
 from tests.unit.test_raft_replication import LEADER, OTHER, SELF, RecordingTransport
@@ -387,5 +387,23 @@ def test_copies_are_paced_at_the_configured_rate(tmp_path: Any) -> None:
         assert Store.snapshot_last_index(n.snapshot) == 10
         [(kept, paused_s)] = done
         assert kept and paused_s > 0
+    finally:
+        n.close()
+
+
+def test_stopping_cancels_a_paced_copy(tmp_path: Any) -> None:
+    # ~16 KiB at 1 KiB/s would take ~16 s; cancelled, the copy ends at its next step
+    n = Node(str(tmp_path), settings=RaftSettings(snapshot_copy_mib_s=1 / 1024))
+    try:
+        n.receive(2, 10)
+        n.tick()
+        n.start_copy()
+        copy = n.snapshots._copy
+        assert copy is not None
+        n.raft.destroy()
+        assert n.snapshots.wait(30)
+        assert isinstance(copy.error, CopyCancelled)
+        assert not os.path.exists(n.snapshot + ".tmp")
+        assert not os.path.exists(n.snapshot)
     finally:
         n.close()
