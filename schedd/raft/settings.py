@@ -50,8 +50,9 @@ class RaftSettings:
     background_snapshots: bool = True
     # The background copy's pace, MiB/s (0: none). Unpaced, a multi-gigabyte copy left so much
     # dirty that the journal's fdatasync waited up to 0.85 s behind it (bench/README.md, "Ten
-    # million jobs"); at 64-160 MiB/s a journal's sync beside an 2 GiB copy waited at most
+    # million jobs"); at 64-160 MiB/s a journal's sync beside a 2 GiB copy waited at most
     # 49-80 ms, unpaced 181-384 ms (python bench/fsync_stall.py --rate 64 --rate 160).
+    # Backup images (schedctl snapshot save) are paced the same.
     snapshot_copy_mib_s: float = 100.0
     max_in_flight: int = 256
     fsync: bool = True

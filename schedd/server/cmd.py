@@ -397,7 +397,7 @@ def _write_rate(text: str) -> dict[str, Any]:
     type=float,
     help="MiB per second a Raft log compaction writes its snapshot at [100]; 0: as fast as the "
     "disk goes, which on a large state holds the Raft journal's syncs back (docs/operations.md, "
-    "Log compaction).",
+    "Disk and data). Backups (schedctl snapshot save) are written at the same pace.",
 )
 @click.option("--log-level", default="info", show_default=True)
 @click.option(

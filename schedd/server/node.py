@@ -311,6 +311,7 @@ class Node:
             config.data_dir,
             config.min_free_bytes,
             lambda: [m.node_id for m in self._members.values()],
+            rate_bytes_s=config.raft_settings.snapshot_copy_mib_s * (1 << 20),
         )
         self.scans = ScanSlots(config.limits.max_concurrent_scans)
         self.worker_streams = ScanSlots(config.limits.max_worker_streams)

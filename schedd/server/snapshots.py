@@ -1,5 +1,8 @@
 """The leader's side of ``SaveSnapshot``: a consistent image of the state, on local disk first.
 
+The image is written at the Raft snapshot copy's pace (``--snapshot-copy-rate``): the leader's
+journal syncs must not queue behind gigabytes of it either.
+
 Failure contract: :meth:`Snapshots.take` raises ResourceExhausted when another snapshot is being
 taken on this node or the disk has no room for the image above ``--min-free`` (a copy must not
 stop the node), and never leaves a file behind once :meth:`Image.discard` ran.
@@ -61,8 +64,10 @@ class Snapshots:
         data_dir: str,
         min_free_bytes: int,
         node_ids: Callable[[], list[str]],
+        rate_bytes_s: float = 0.0,
     ) -> None:
         self._store = store
+        self._rate = rate_bytes_s  # the image's pace, as the Raft snapshot copy's (0: none)
         self._dir = data_dir
         self._min_free = min_free_bytes
         self._node_ids = node_ids  # the members now
@@ -91,7 +96,7 @@ class Snapshots:
             fd, path = tempfile.mkstemp(prefix=".snapshot-", suffix=".mdb", dir=self._dir)
             try:
                 with os.fdopen(fd, "wb") as f:
-                    applied, next_fence, jobs, runs = self._store.save_image(f.fileno())
+                    applied, next_fence, jobs, runs = self._store.save_image(f.fileno(), self._rate)
                     disk.fdatasync(f.fileno(), path)
                 digest = hashlib.sha256()
                 with open(path, "rb") as f:

@@ -14,7 +14,6 @@ dropped the dirty pages, so a retry that "succeeds" would hide lost data.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Callable
 
@@ -84,18 +83,20 @@ def write_file(path: str, data: bytes, sync: bool = True) -> None:
         fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).sync_file_range
-    except (AttributeError, OSError, TypeError):  # not Linux
-        return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    return fn  # type: ignore[no-any-return]
-
-
-_SFR = _sync_file_range()
+_SFR: list[Callable[[int, int, int, int], int] | None] = []  # looked up on first use
 # SYNC_FILE_RANGE_WAIT_BEFORE | WRITE | WAIT_AFTER: start writing out, and wait for it
 _SFR_WRITE_AND_WAIT = 1 | 2 | 4
+
+
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not _SFR:
+        try:  # the process's own symbols: libc's, without searching for the library
+            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+            fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+        except (AttributeError, OSError, TypeError):  # not Linux
+            fn = None
+        _SFR.append(fn)
+    return _SFR[0]
 
 
 def write_out(fd: int, path: str) -> None:
@@ -103,6 +104,7 @@ def write_out(fd: int, path: str) -> None:
     promise (no metadata, no disk cache flush: that is :func:`fdatasync`'s job). Bounds how
     much a long copy leaves dirty, so that other files' syncs do not queue behind it. A no-op
     where Linux's ``sync_file_range`` is missing."""
-    if _SFR is not None and _SFR(fd, 0, 0, _SFR_WRITE_AND_WAIT) != 0:
+    sfr = _sync_file_range()
+    if sfr is not None and sfr(fd, 0, 0, _SFR_WRITE_AND_WAIT) != 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e), path)

@@ -1120,10 +1120,11 @@ class Store:
 
     # ---- backups (schedctl snapshot save, schedd restore) ------------------------------------
 
-    def save_image(self, fd: int) -> tuple[int, int, int, int]:
+    def save_image(self, fd: int, rate_bytes_s: float = 0.0) -> tuple[int, int, int, int]:
         """Write a compacted copy of the state to ``fd``, consistent as of one read transaction;
         (applied index, next fence, jobs, runs) of that same transaction. Any thread: applies go
-        on meanwhile (LMDB's MVCC), only a map growth waits for the copy."""
+        on meanwhile (LMDB's MVCC), only a map growth waits for the copy. ``rate_bytes_s`` > 0
+        paces it (:func:`copy_paced`)."""
         with self.read() as txn:
             meta = self._dbs["meta"]
             raw = txn.get(keys.APPLIED_INDEX, db=meta)
@@ -1132,7 +1133,10 @@ class Store:
             next_fence = 1 if raw is None else keys.from_be64(bytes(raw))
             jobs = txn.stat(self._dbs["jobs"])["entries"]
             runs = txn.stat(self._dbs["runs"])["entries"]
-            self._env.copyfd(fd, compact=True, txn=txn)
+            if rate_bytes_s > 0:
+                copy_paced(self._env, txn, fd, "the backup image", rate_bytes_s)
+            else:
+                self._env.copyfd(fd, compact=True, txn=txn)
         return applied, next_fence, jobs, runs
 
     def restore_image(self, path: str) -> None:

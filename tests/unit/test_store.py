@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 
 from schedd.pb import command_pb2, types_pb2
-from schedd.state import keys
+from schedd.state import disk, keys
+from schedd.state import store as store_module
 from schedd.state.apply import MemoryState, encode
 from schedd.state.store import Store, copy_paced
 
@@ -287,7 +288,9 @@ def _store_with_jobs(path: str, n: int) -> Store:
     return store
 
 
-def test_a_paced_snapshot_is_the_same_file_as_an_unpaced_one(tmp_path) -> None:
+def test_a_paced_snapshot_is_the_same_file_as_an_unpaced_one(tmp_path, monkeypatch) -> None:
+    # written out every 64 KiB instead of 8 MiB: a small image goes through every step
+    monkeypatch.setattr(store_module, "PACED_WRITE_OUT_BYTES", 64 << 10)
     store = _store_with_jobs(str(tmp_path / "state"), 2000)
     meta = ((b"c", 2000, 1), (b"c", 1999, 1), set())
     try:
@@ -319,5 +322,37 @@ def test_a_paced_copy_that_cannot_write_raises_and_leaves_no_thread(tmp_path) ->
             copy_paced(store._env, txn, fd, readonly, 1 << 30)
         os.close(fd)
         assert threading.active_count() == threads  # LMDB's side ended too (EPIPE)
+    finally:
+        store.close()
+
+
+def test_write_out_names_the_file_it_could_not_write_out(tmp_path) -> None:
+    path = str(tmp_path / "f")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"x" * 100_000)
+    disk.write_out(fd, path)
+    os.close(fd)
+    r, w = os.pipe()
+    try:
+        with pytest.raises(OSError) as e:
+            disk.write_out(w, path)  # a pipe has no pages to write out (ESPIPE)
+        assert e.value.filename == path
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_paced_backup_image_is_the_same_as_an_unpaced_one(tmp_path) -> None:
+    store = _store_with_jobs(str(tmp_path / "state"), 500)
+    try:
+        images = []
+        for rate in (0.0, 1e9):
+            path = str(tmp_path / f"image-{rate}")
+            with open(path, "wb") as f:
+                counts = store.save_image(f.fileno(), rate)
+            with open(path, "rb") as f:
+                images.append((counts, f.read()))
+        assert images[0] == images[1]
+        assert images[0][0][2] == 500  # jobs
     finally:
         store.close()
