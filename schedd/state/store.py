@@ -13,7 +13,6 @@ is open, so every read goes through :class:`_ReadGate` and every write holds the
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import os
@@ -227,7 +226,6 @@ class SnapshotSource:
 
 #: how much a paced copy writes between two write-outs (:func:`schedd.state.disk.write_out`)
 PACED_WRITE_OUT_BYTES = 8 << 20
-_F_SETPIPE_SZ = 1031  # Linux fcntl
 
 
 class CopyCancelled(Exception):
@@ -253,10 +251,6 @@ def copy_paced(
     when this returns."""
     cancel = cancel or threading.Event()
     r, w = os.pipe()
-    with contextlib.suppress(OSError, ImportError):  # a bigger pipe: fewer, larger moves
-        import fcntl  # (POSIX only)
-
-        fcntl.fcntl(w, _F_SETPIPE_SZ, 1 << 20)
     failed: list[BaseException] = []
 
     def produce() -> None:

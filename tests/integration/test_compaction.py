@@ -29,7 +29,10 @@ class Compacting(LocalCluster):
 def compactions(cluster: LocalCluster, node: str) -> list[int]:
     """The journal length each compaction of ``node`` covered, from its log."""
     with open(cluster.spec(node).log_path) as f:
-        return [int(m) for m in re.findall(r"event=log_compacted ms=\d+ entries=(\d+)", f.read())]
+        return [
+            int(m)
+            for m in re.findall(r"event=log_compacted ms=\d+ paused_ms=\d+ entries=(\d+)", f.read())
+        ]
 
 
 def test_every_node_compacts_as_its_journal_grows(tmp_path) -> None:
