@@ -71,11 +71,11 @@ from schedd.errors import (
 )
 from schedd.raft import membership, replication
 from schedd.raft import transport as raft_transport
-from schedd.raft.compaction import CompactionClock
+from schedd.raft.compaction import CompactionClock, CompactionCounts
 from schedd.raft.journal import DurableJournal
 from schedd.raft.quorum import QuorumView
 from schedd.raft.settings import RaftSettings, compaction_policy, sync_obj_conf
-from schedd.raft.snapshots import BackgroundSnapshots
+from schedd.raft.snapshots import FAILED, KEPT, OUTCOMES, BackgroundSnapshots
 from schedd.raft.transport import RaftTls
 from schedd.raft.wire import PickleShim, WireLimits
 from schedd.raft.wire import dumps as wire_dumps
@@ -166,6 +166,8 @@ class RaftNode(SyncObj):
         # of the known leader this node saw (tick thread), no leader in between included.
         self.on_propose: Callable[[float, str], None] | None = None
         self.leader_changes = 0
+        #: log compactions by outcome and the seconds they took (read by the metrics)
+        self.compactions = CompactionCounts(by_outcome=dict.fromkeys(OUTCOMES, 0))
         self._seen_leader: Any = None
         conf = sync_obj_conf(
             s,
@@ -219,7 +221,7 @@ class RaftNode(SyncObj):
             self._store.write_snapshot(filename, raft_meta)
             ok = True
         finally:
-            self._snapshot_done(started, monotonic(), ok)
+            self._snapshot_done(started, monotonic(), KEPT if ok else FAILED)
 
     def _open_snapshot(self, raft_meta: tuple[Any, Any, Any]) -> SnapshotSource:
         """Hold the state for a background copy (tick thread, between applies)."""
@@ -233,14 +235,15 @@ class RaftNode(SyncObj):
         self._snapshot_index = int(raft_meta[0][1])
 
     def _snapshot_done(
-        self, started: float, ended: float, kept: bool, paused_s: float = 0.0
+        self, started: float, ended: float, outcome: str, paused_s: float = 0.0
     ) -> None:
-        """A snapshot copy ended (tick thread); if ``kept``, pysyncobj compacts the journal
+        """A snapshot copy ended (tick thread); if ``KEPT``, pysyncobj compacts the journal
         next. Timed for the compaction policy's cost bound either way: the time the copy
         worked, not the time it waited for its pace (a paced copy costs no more for taking
-        longer)."""
+        longer). Counted in :attr:`compactions`."""
         self._compaction.finished(started + paused_s, ended)
-        if not kept:
+        self.compactions.record(outcome, ended - started, paused_s)
+        if outcome != KEPT:
             return
         log.info(
             "event=log_compacted ms=%d paused_ms=%d entries=%d journal_bytes=%d index=%d "
@@ -780,6 +783,13 @@ class RaftNode(SyncObj):
     @property
     def journal(self) -> DurableJournal:
         return self._journal
+
+    @property
+    def snapshot_copying(self) -> bool:
+        """True while a background snapshot copy runs."""
+        # (getattr: pysyncobj's __init__ reads every attribute, before this one can be set)
+        snapshots: BackgroundSnapshots | None = getattr(self, "_snapshots", None)
+        return snapshots is not None and snapshots.copying
 
     def is_leader(self) -> bool:
         return self._isLeader()

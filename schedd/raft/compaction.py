@@ -22,7 +22,7 @@ Pure: the adapter passes the clock readings and the journal length.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,19 @@ class CompactionClock:
     def finished(self, started: float, ended: float) -> None:
         self.last_took_s = max(0.0, ended - started)
         self.last_end = ended
+
+
+@dataclass
+class CompactionCounts:
+    """Log compactions since the node started, for the metrics: how many by outcome (kept,
+    failed, superseded), and the seconds their copies took and waited for their pace. Written
+    by the Raft thread, read by a scrape (plain numbers: a torn read is one scrape off)."""
+
+    by_outcome: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    paused_seconds: float = 0.0
+
+    def record(self, outcome: str, seconds: float, paused_s: float) -> None:
+        self.by_outcome[outcome] = self.by_outcome.get(outcome, 0) + 1
+        self.seconds += max(0.0, seconds)
+        self.paused_seconds += max(0.0, paused_s)

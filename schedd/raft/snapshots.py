@@ -73,6 +73,11 @@ class _Copy:
     done: threading.Event = field(default_factory=threading.Event)
 
 
+#: how a compaction's copy ended (``on_done``'s outcome, and the metric's label)
+KEPT, FAILED, SUPERSEDED = "kept", "failed", "superseded"
+OUTCOMES = (KEPT, FAILED, SUPERSEDED)
+
+
 def temporary_path(file_name: str) -> str:
     return file_name + ".tmp"
 
@@ -137,8 +142,9 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
     """pysyncobj's snapshot file handling with the copy in a thread.
 
     ``open_source(raft_meta)`` runs in the tick thread and holds the state to copy;
-    ``on_done(started, ended, kept, paused_s)`` runs in the tick thread when a copy ends, kept
-    (renamed into place, the journal is compacted next) or not; ``paused_s`` of its time the
+    ``on_done(started, ended, outcome, paused_s)`` runs in the tick thread when a copy ends:
+    ``outcome`` is ``KEPT`` (renamed into place, the journal is compacted next), ``FAILED`` or
+    ``SUPERSEDED`` (a snapshot from the leader came meanwhile); ``paused_s`` of its time the
     copy waited for its pace, ``rate_bytes_s`` (0: none)."""
 
     def __init__(
@@ -147,7 +153,7 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
         transmission_batch_size: int,
         deserializer: Callable[[str], Any],
         open_source: Callable[[tuple[Any, Any, Any]], Source],
-        on_done: Callable[[float, float, bool, float], None],
+        on_done: Callable[[float, float, str, float], None],
         rate_bytes_s: float = 0.0,
     ) -> None:
         super().__init__(
@@ -180,7 +186,7 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
             source = self._open_source(data[1:])  # (last applied entry, the one before, members)
         except Exception:
             log.exception("event=log_compaction_failed step=open")
-            self._on_done(started, monotonic(), False, 0.0)
+            self._on_done(started, monotonic(), FAILED, 0.0)
             return
         copy = _Copy(id=id, source=source, generation=self._generation, started=started)
         self._copy = copy
@@ -207,12 +213,12 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
                 copy.error,
                 os.path.dirname(os.path.abspath(self._file)),
             )
-            self._on_done(copy.started, ended, False, copy.paused_s)
+            self._on_done(copy.started, ended, FAILED, copy.paused_s)
             return SERIALIZER_STATE.FAILED, copy.id
         if copy.generation != self._generation:
             _remove(tmp)
             log.info("event=log_compaction_superseded index=%d: a newer snapshot came", copy.id)
-            self._on_done(copy.started, ended, False, copy.paused_s)
+            self._on_done(copy.started, ended, SUPERSEDED, copy.paused_s)
             return SERIALIZER_STATE.NOT_SERIALIZING, None
         aside = set_aside(self._file)
         try:
@@ -222,13 +228,13 @@ class BackgroundSnapshots(Serializer):  # type: ignore[misc]  # (pysyncobj is un
             if aside is not None:
                 _remove(aside)  # the snapshot still has its own name: this frees nothing
             log.error("event=log_compaction_failed step=rename error=%r", e)
-            self._on_done(copy.started, ended, False, copy.paused_s)
+            self._on_done(copy.started, ended, FAILED, copy.paused_s)
             return SERIALIZER_STATE.FAILED, copy.id
         # (first: a transmission's open file of the old snapshot must not be its last holder)
         self._restart_transmissions()
         if aside is not None:
             release(aside)
-        self._on_done(copy.started, ended, True, copy.paused_s)
+        self._on_done(copy.started, ended, KEPT, copy.paused_s)
         return SERIALIZER_STATE.SUCCESS, copy.id
 
     def setTransmissionData(self, data: Any) -> bool:  # noqa: N802 (pysyncobj's name)

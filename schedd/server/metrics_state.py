@@ -139,6 +139,7 @@ class NodeCollector(Collector):
         )
         changes.add_metric([], node.raft.leader_changes)
         yield changes
+        yield from _compaction_figures(node)
         dispatching = node.dispatcher.active
         yield _gauge(
             "schedd_dispatcher_active",
@@ -239,3 +240,46 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     g = GaugeMetricFamily(name, documentation)
     g.add_metric([], value)
     return g
+
+
+def _compaction_figures(node: Node) -> Iterator[Metric]:
+    raft = node.raft
+    yield _gauge(
+        "schedd_raft_journal_bytes",
+        "Size of this node's Raft journal (the entries since its last snapshot). The node "
+        "holds it in memory too; a log compaction brings it down.",
+        raft.journal.size_bytes,
+    )
+    yield _gauge(
+        "schedd_raft_journal_entries",
+        "Entries in this node's Raft journal.",
+        len(raft.journal),
+    )
+    yield _gauge(
+        "schedd_raft_snapshot_copying",
+        "1 while this node copies its state into a snapshot for a log compaction.",
+        int(raft.snapshot_copying),
+    )
+    counts = raft.compactions
+    done = CounterMetricFamily(
+        "schedd_raft_log_compactions",
+        "Log compactions since the node started, by outcome: kept (the journal was compacted), "
+        "failed (event=log_compaction_failed says which step and what to check), superseded (a "
+        "snapshot from the leader came during the copy).",
+        labels=["outcome"],
+    )
+    for outcome, n in sorted(counts.by_outcome.items()):
+        done.add_metric([outcome], n)
+    yield done
+    took = CounterMetricFamily(
+        "schedd_raft_log_compaction_seconds",
+        "Seconds the log compactions' snapshot copies took, their pace's waits included.",
+    )
+    took.add_metric([], counts.seconds)
+    yield took
+    paused = CounterMetricFamily(
+        "schedd_raft_log_compaction_paused_seconds",
+        "Of those, the seconds the copies waited for their pace (--snapshot-copy-rate).",
+    )
+    paused.add_metric([], counts.paused_seconds)
+    yield paused

@@ -191,6 +191,26 @@ def test_every_node_reports_its_lmdb_map(metered: tuple[LocalCluster, CollectorR
         assert 0 < used < size <= ceiling, (used, size, ceiling)
 
 
+def test_every_node_reports_its_journal_and_compactions(
+    metered: tuple[LocalCluster, CollectorRegistry],
+) -> None:
+    cluster, _ = metered
+    for s in cluster.specs:
+        got = samples(scrape_text(cluster.metrics_url(s.node_id)))
+        assert value(got, "schedd_raft_journal_bytes") > 0
+        assert value(got, "schedd_raft_journal_entries") >= 1
+        # (served from the start, before any compaction: a missing series reads as 0)
+        present = {(name, labels) for name, labels in got}
+        assert ("schedd_raft_snapshot_copying", frozenset()) in present
+        for outcome in ("kept", "failed", "superseded"):
+            assert (
+                "schedd_raft_log_compactions_total",
+                frozenset({("outcome", outcome)}),
+            ) in present
+        for name in ("seconds", "paused_seconds"):
+            assert (f"schedd_raft_log_compaction_{name}_total", frozenset()) in present
+
+
 def test_agent_registry_records_handlers(metered: tuple[LocalCluster, CollectorRegistry]) -> None:
     _, registry = metered
 

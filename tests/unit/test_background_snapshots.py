@@ -153,6 +153,7 @@ def test_a_snapshot_received_during_the_copy_supersedes_it(node: Node, tmp_path:
     assert Store.snapshot_last_index(node.snapshot) == 30
     assert node.journal()[:2] == [29, 30]
     assert not os.path.exists(node.snapshot + ".tmp")
+    assert node.raft.compactions.by_outcome["superseded"] == 1
 
 
 def test_negative_control_without_the_generation_check_the_older_copy_wins(
@@ -214,6 +215,7 @@ def test_a_failed_copy_keeps_the_previous_snapshot_and_the_journal(node: Node) -
     node.start_copy()
     node.tick_until_copied()
     assert Store.snapshot_last_index(node.snapshot) == 10
+    assert node.raft.compactions.by_outcome == {"kept": 1, "failed": 1, "superseded": 0}
     assert node.journal() == list(range(9, 21))
     assert not os.path.exists(node.snapshot + ".tmp")
     # and the next compaction works
@@ -363,7 +365,7 @@ def _send_snapshot(node: Node, image: bytes) -> None:
 def test_the_time_a_paced_copy_waited_is_not_counted_as_its_cost(node: Node) -> None:
     """The policy spaces compactions by what they cost (``compaction_max_share``); a copy that
     took 4 s of which it waited 3.5 s for its pace cost 0.5 s."""
-    node.raft._snapshot_done(10.0, 14.0, True, 3.5)
+    node.raft._snapshot_done(10.0, 14.0, "kept", 3.5)
     assert node.raft._compaction.last_took_s == pytest.approx(0.5)
     assert node.raft._compaction.last_end == 14.0
 
@@ -371,12 +373,12 @@ def test_the_time_a_paced_copy_waited_is_not_counted_as_its_cost(node: Node) -> 
 def test_copies_are_paced_at_the_configured_rate(tmp_path: Any) -> None:
     # the image of an almost empty state is ~16 KiB: at 0.1 MiB/s about 0.15 s, mostly waited
     n = Node(str(tmp_path), settings=RaftSettings(snapshot_copy_mib_s=0.1))
-    done: list[tuple[bool, float]] = []
+    done: list[tuple[str, float]] = []
     real = n.raft._snapshots._on_done  # type: ignore[union-attr]
 
-    def record(started: float, ended: float, kept: bool, paused_s: float) -> None:
-        done.append((kept, paused_s))
-        real(started, ended, kept, paused_s)
+    def record(started: float, ended: float, outcome: str, paused_s: float) -> None:
+        done.append((outcome, paused_s))
+        real(started, ended, outcome, paused_s)
 
     n.raft._snapshots._on_done = record  # type: ignore[union-attr]
     try:
@@ -385,8 +387,11 @@ def test_copies_are_paced_at_the_configured_rate(tmp_path: Any) -> None:
         n.start_copy()
         n.tick_until_copied()
         assert Store.snapshot_last_index(n.snapshot) == 10
-        [(kept, paused_s)] = done
-        assert kept and paused_s > 0
+        [(outcome, paused_s)] = done
+        assert outcome == "kept" and paused_s > 0
+        counts = n.raft.compactions
+        assert counts.by_outcome == {"kept": 1, "failed": 0, "superseded": 0}
+        assert counts.paused_seconds == pytest.approx(paused_s)
     finally:
         n.close()
 
