@@ -24,8 +24,8 @@ transmission code) and changes only when the work happens:
 * Shutdown cancels a running copy and waits for it to end (:meth:`wait`); a copy cut short by
   a crash leaves only ``<snapshot>.tmp``, removed at the next start.
 * A file renamed over the previous snapshot (a copy, or one received from the leader) would
-  free the old file's blocks inside the rename, in the tick thread: 0.55 s for 3 GB on ext4
-  (``python bench/snapshot_replace.py``). So the old file first gets a second name
+  free the old file's blocks inside the rename, in the tick thread: 0.59-0.60 s for 3 GB on
+  ext4 (``python bench/snapshot_replace.py``). So the old file first gets a second name
   (``<snapshot>.old.N``, a hard link) and a thread frees it in steps after the rename
   (:func:`release`); one left by a crash is freed the same way at the next start.
 """
@@ -84,8 +84,9 @@ def temporary_path(file_name: str) -> str:
 
 _aside_numbers = itertools.count(1)
 
-#: the step :func:`release` frees a file by, and its pause between steps: freeing 3 GB at once
-#: held the journal's fdatasync up to 47-75 ms on this box, in 64 MiB steps 14-15 ms
+#: the step :func:`release` frees a file by, and its pause between steps: a 3 GB snapshot freed
+#: by the rename held a journal's fdatasync beside it up to 48-61 ms on the 2-core box, freed in
+#: 64 MiB steps by a thread 13-14 ms (python bench/snapshot_replace.py --mib 3072)
 RELEASE_STEP_BYTES = 64 << 20
 RELEASE_PAUSE_S = 0.01
 
