@@ -61,7 +61,8 @@ def configure(gen0: int = DEFAULT_GEN0) -> tuple[int, int, int]:
 def freeze_startup() -> int:
     """Collect once, then move every object tracked so far out of all later collections (call
     once start-up is done); returns how many objects are frozen. The process's pause watch
-    counts that collection but does not log it as slow: it is asked for, once."""
+    counts that collection but does not log it as slow (it is asked for, once), and logs slow
+    pauses from then on."""
     watch = WATCH
     if watch is not None:
         watch.quiet = True
@@ -130,8 +131,12 @@ WATCH: PauseWatch | None = None
 
 
 def watch_pauses() -> PauseWatch:
-    """Install the process's pause watch (idempotent) and return it."""
+    """Install the process's pause watch (idempotent) and return it. It counts from now but
+    logs no slow pause until :func:`freeze_startup` (start-up is done): before the node
+    serves, a slow collection holds back no heartbeat, and a node refusing its configuration
+    must say so in one line."""
     global WATCH
     if WATCH is None:
         WATCH = PauseWatch().install()
+        WATCH.quiet = True
     return WATCH

@@ -97,6 +97,26 @@ def test_the_freezes_own_collection_is_counted_not_logged(
     assert watch.snapshot()[2][0][-1] == ("+Inf", 2)
 
 
+def test_the_process_watch_logs_nothing_before_start_up_is_done(
+    restore_gc: None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that refuses its configuration prints one line: a slow collection during
+    start-up (a busy machine) is counted, not logged, until the node serves."""
+    monkeypatch.setattr(gc_tuning, "WATCH", None)
+    watch = gc_tuning.watch_pauses()
+    watch.slow_s = 0.0  # every pause counts as slow
+    try:
+        with caplog.at_level(logging.WARNING, logger="schedd.gc"):
+            gc.collect()
+            assert not caplog.records
+            gc_tuning.freeze_startup()
+            gc.collect()
+    finally:
+        watch.uninstall()
+    assert len(caplog.records) == 1  # only the one after start-up
+    assert watch.snapshot()[2][0][-1] == ("+Inf", 3)
+
+
 def test_a_fast_collection_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
     watch = gc_tuning.PauseWatch(slow_s=60.0).install()
     try:
