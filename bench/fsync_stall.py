@@ -17,7 +17,7 @@ Two threads in one process, on the disk of ``--dir``:
   (:class:`Pacer`); ``--rate R`` (repeatable) adds a copy limited to R MiB/s that writes out
   and waits every 8 MiB, as schedd's snapshot copy does (``--snapshot-copy-rate``).
 
-Each round runs both modes, alternating; the journal's latencies are reported per mode.
+Each round runs every mode, in alternating order; the journal's latencies are reported per mode.
 
     python bench/fsync_stall.py --mib 2048 --rounds 2
     python bench/fsync_stall.py --mib 2048 --rounds 2 --rate 64 --rate 160

@@ -96,7 +96,8 @@ class CompactionClock:
 class CompactionCounts:
     """Log compactions since the node started, for the metrics: how many by outcome (kept,
     failed, superseded), and the seconds their copies took and waited for their pace. Written
-    by the Raft thread, read by a scrape (plain numbers: a torn read is one scrape off)."""
+    by the Raft thread, read by a scrape (plain numbers: a torn read is one scrape off). Give
+    ``by_outcome`` every key at the start: a scrape must never iterate it while it grows."""
 
     by_outcome: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
