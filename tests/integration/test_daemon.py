@@ -76,22 +76,20 @@ def test_bad_configuration_is_refused_with_one_line(tmp_path, extra, env, needle
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in p.stderr
 
 
-def test_a_bad_gc_threshold_in_the_config_file_is_refused(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        ("gc_threshold", 'gc_threshold = "lots"'),
+        ("snapshot_copy_mib_s", 'snapshot_copy_mib_s = "fast"'),
+    ],
+)
+def test_a_bad_setting_in_the_config_file_is_refused(tmp_path, key: str, line: str) -> None:
     conf = tmp_path / "n1.toml"
-    conf.write_text('gc_threshold = "lots"\n')
+    conf.write_text(line + "\n")
     p = schedd("run", "--config", str(conf))
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "gc_threshold" in lines[0] and "Traceback" not in p.stderr
-
-
-def test_a_bad_snapshot_copy_rate_in_the_config_file_is_refused(tmp_path) -> None:
-    conf = tmp_path / "n1.toml"
-    conf.write_text('snapshot_copy_mib_s = "fast"\n')
-    p = schedd("run", "--config", str(conf))
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "snapshot_copy_mib_s" in lines[0] and "Traceback" not in p.stderr
+    assert len(lines) == 1 and key in lines[0] and "Traceback" not in p.stderr
 
 
 def test_sigterm_on_the_leader_hands_over_and_exits_cleanly(make_cluster) -> None:

@@ -276,14 +276,19 @@ def _record_releases(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, in
     return released
 
 
-def test_the_old_snapshot_is_freed_after_the_rename_not_by_it(
-    node: Node, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _first_snapshot(node: Node) -> int:
+    """Entries 2..10 applied and compacted into a first snapshot; its inode."""
     node.receive(2, 10)
     node.tick()
     node.start_copy()
     node.tick_until_copied()
-    old_inode = os.stat(node.snapshot).st_ino
+    return os.stat(node.snapshot).st_ino
+
+
+def test_the_old_snapshot_is_freed_after_the_rename_not_by_it(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_inode = _first_snapshot(node)
     released = _record_releases(monkeypatch)
     node.receive(11, 20)
     node.tick()
@@ -303,11 +308,7 @@ def test_the_old_snapshot_is_freed_after_the_rename_not_by_it(
 def test_a_received_snapshot_sets_the_old_one_aside_too(
     node: Node, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    node.receive(2, 10)
-    node.tick()
-    node.start_copy()
-    node.tick_until_copied()
-    old_inode = os.stat(node.snapshot).st_ino
+    old_inode = _first_snapshot(node)
     released = _record_releases(monkeypatch)
     _send_snapshot(node, _snapshot_file(str(tmp_path / "leader"), last=30))
     assert Store.snapshot_last_index(node.snapshot) == 30
@@ -318,10 +319,7 @@ def test_a_first_snapshot_has_nothing_to_set_aside(
     node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     released = _record_releases(monkeypatch)
-    node.receive(2, 10)
-    node.tick()
-    node.start_copy()
-    node.tick_until_copied()
+    _first_snapshot(node)
     assert Store.snapshot_last_index(node.snapshot) == 10
     assert released == []
     assert not [n for n in os.listdir(node.root) if ".old." in n]
