@@ -11,11 +11,18 @@ work (reading and writing the stream), which the cluster benchmark (bench/run.py
     python bench/agent_hotpath.py --held 512          # with 512 other leases held meanwhile
     python bench/agent_hotpath.py --unacked 5000      # 5,000 completions awaiting their ack
     python bench/agent_hotpath.py --gc-threshold 50000   # the worker process's collector tuned
+    python bench/agent_hotpath.py --start-in 300 --firings 3000 --per-message 500 \
+        --concurrency 5000                        # firings committed ahead, one start instant
 
 Prints CPU microseconds per firing (process time, all threads) and firings/s, median of
 ``--repeat`` rounds. ``--log-level`` sets the agent logger's level with a handler that formats
 every record it gets (as a deployment that logs to a file would); the default ``WARNING`` is
 a worker whose application never configured INFO logging.
+
+``--start-in MS``: every firing of a round carries ``start_at_ms`` MS from when the round
+begins (a leader with ``--fire-ahead`` commits a whole second's aligned firings before it), all
+messages are sent at once, and the round ends when every handler has run. Prints the CPU per
+firing and the start lag (handler start minus ``start_at_ms``), p50 and p99 of all rounds.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import gc
 import io
 import logging
 import statistics
+import threading
 import time
 
 from schedd.agent.core import Context
@@ -124,6 +132,73 @@ def one_round(
     return cpu / firings * 1e6, firings / wall
 
 
+def one_instant(
+    firings: int, per_msg: int, concurrency: int, logger: logging.Logger, start_in_ms: int
+) -> tuple[float, list[float]]:
+    """One round of ``--start-in``: CPU µs per firing, and each handler's start lag in ms."""
+    shared = Shared(time.monotonic, logger)
+    runner = Runner(shared, worker_id="w1", concurrency=concurrency)
+    lags: list[float] = []
+    lock = threading.Lock()
+
+    def handle(ctx: Context) -> None:
+        # Under a lock, as bench/sustained.py's handler records its starts: handlers that
+        # start together then contend for it, as real ones do for their own locks.
+        with lock:
+            lags.append(time.time() * 1000 - ctx.start_at_ms)
+
+    runner.add_default(handle)
+    runner.start()
+    stream = Stream(
+        shared,
+        runner,
+        endpoints=["127.0.0.1:1"],
+        worker_id="w1",
+        queues=["q"],
+        concurrency=concurrency,
+        tags={},
+    )
+    sess = Session("127.0.0.1:1")
+    sess.started_at = time.monotonic()
+    with shared.lock:
+        shared.book.start_session()
+        shared.session = sess
+    stream.on_welcome(
+        sess, api_pb2.Welcome(node_id="n1", lease_ttl_ms=10_000, heartbeat_interval_ms=2000)
+    )
+    c0 = time.process_time()
+    at = int(time.time() * 1000) + start_in_ms
+    for start in range(0, firings, per_msg):
+        msg = api_pb2.ServerMessage()
+        for i in range(start, min(firings, start + per_msg)):
+            msg.firings.firings.append(
+                types_pb2.Firing(
+                    run_id=f"job-{i}@{at}",
+                    job=f"job-{i}",
+                    scheduled_ms=at,
+                    attempt=1,
+                    fence=i + 1,
+                    queue="q",
+                    lease_ttl_ms=10_000,
+                    start_at_ms=at,
+                )
+            )
+        stream.on_message(sess, msg)
+    records = []
+    with shared.changed:
+        while len(records) < firings:
+            records += shared.book.take_unsent()
+            if len(records) < firings:
+                shared.changed.wait(0.01)
+    acks = api_pb2.ServerMessage()
+    for r in records:
+        acks.acks.acks.append(api_pb2.CompletionAck(run_id=r.run_id, fence=r.fence, code=CODE_OK))
+    stream.on_message(sess, acks)
+    cpu = time.process_time() - c0
+    runner.shutdown()
+    return cpu / firings * 1e6, lags
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--firings", type=int, default=20_000)
@@ -140,6 +215,12 @@ def main() -> None:
         help="set the young garbage collection threshold and freeze what exists first, as "
         "`schedd run` does for itself (0: Python's defaults)",
     )
+    p.add_argument(
+        "--start-in",
+        type=int,
+        default=0,
+        help="ms: every firing of a round starts at one instant this far ahead (see above)",
+    )
     args = p.parse_args()
     if args.gc_threshold:
         gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
@@ -151,6 +232,20 @@ def main() -> None:
     handler = logging.StreamHandler(io.StringIO())  # formats every record, keeps it in memory
     handler.setFormatter(logging.Formatter("ts=%(asctime)s level=%(levelname)s %(message)s"))
     logger.addHandler(handler)
+    if args.start_in:
+        timed = [
+            one_instant(args.firings, args.per_message, args.concurrency, logger, args.start_in)
+            for _ in range(args.repeat)
+        ]
+        lags = sorted(lag for _, round_lags in timed for lag in round_lags)
+        print(
+            f"agent, one start instant {args.start_in} ms ahead: "
+            f"{statistics.median(c for c, _ in timed):.1f} µs CPU per firing (median of "
+            f"{args.repeat}); start lag p50 {lags[len(lags) // 2]:.1f} ms, p99 "
+            f"{lags[int(len(lags) * 0.99)]:.1f} ms, max {lags[-1]:.1f} ms ({args.firings} "
+            f"firings, {args.per_message} per message, concurrency {args.concurrency})"
+        )
+        return
     rounds = [
         one_round(args.firings, args.per_message, args.held, args.concurrency, logger, args.unacked)
         for _ in range(args.repeat)

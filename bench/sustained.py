@@ -14,6 +14,11 @@ late with its heartbeats must not cost an election (pysyncobj has no pre-vote).
     python bench/sustained.py --jobs 1000 --seconds 20 --spread
     python bench/sustained.py --jobs 2000 --seconds 60 --node-arg=--election-timeout=400ms-1s
     python bench/sustained.py --jobs 5000 --seconds 20 --server-path <tree>   # another server
+    python bench/sustained.py --jobs 3000 --seconds 20 --concurrency 5000 \
+        --node-arg=--fire-ahead=1s             # a second's firings committed ahead
+
+``--concurrency`` is the bench worker's (512 by default): with fire-ahead, a worker only gets
+as many firings ahead as it has free slots.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ def run(
     keep: bool,
     spread: bool = False,
     server_path: str | None = None,
+    concurrency: int = 512,
 ) -> dict:
     """One sustained run (see the module docstring). ``spread``: interval jobs of 1 s whose
     slots are spread evenly over the second (job i at i x 1000/jobs ms past it) instead of cron
@@ -65,6 +71,7 @@ def run(
         "seconds": seconds,
         "node_args": node_args,
         "workload": "spread" if spread else "aligned",
+        "concurrency": concurrency,
     }
     ok = False
     try:
@@ -89,7 +96,7 @@ def run(
             cluster.endpoints,
             queues=["sustained"],
             credentials=cluster.worker_credentials,
-            concurrency=512,
+            concurrency=concurrency,
             worker_id="bench-sustained",
         )
 
@@ -160,13 +167,23 @@ def main() -> None:
     p.add_argument("--keep", action="store_true")
     p.add_argument("--json", default=None)
     p.add_argument(
+        "--concurrency", type=int, default=512, help="the bench worker's concurrency [512]"
+    )
+    p.add_argument(
         "--server-path",
         default=None,
         help="directory put first on the nodes' PYTHONPATH (another tree's server)",
     )
     a = p.parse_args()
     r = run(
-        a.jobs, a.seconds, a.drain, a.node_arg, a.keep, spread=a.spread, server_path=a.server_path
+        a.jobs,
+        a.seconds,
+        a.drain,
+        a.node_arg,
+        a.keep,
+        spread=a.spread,
+        server_path=a.server_path,
+        concurrency=a.concurrency,
     )
     lag = r["lag"]
     print(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -45,6 +46,12 @@ class AgentMetrics:
         self.in_flight = Gauge(
             "schedd_agent_handlers_in_flight",
             "Handlers running now.",
+            registry=registry,
+        )
+        self.waiting = Gauge(
+            "schedd_agent_firings_waiting",
+            "Firings the leader committed ahead of their start instant (--fire-ahead) that "
+            "wait for it in the waiting room: leased, no handler running yet.",
             registry=registry,
         )
         self.lease_losses = Counter(
@@ -78,6 +85,10 @@ class AgentMetrics:
             with self._lock:
                 child = self._bound.setdefault(key, self._duration.labels(handler, outcome))
         child.observe(seconds)
+
+    def watch_waiting(self, count: Callable[[], int]) -> None:
+        """Read the waiting firings from ``count`` at each scrape."""
+        self.waiting.set_function(count)
 
     def lease_lost(self, n: int = 1) -> None:
         self.lease_losses.inc(n)

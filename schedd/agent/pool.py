@@ -62,21 +62,26 @@ class HandlerPool(Generic[T]):
 
     def submit(self, item: T) -> None:
         """Queue ``item``; start a thread when none is idle and the pool is not full."""
+        self.submit_many([item])
+
+    def submit_many(self, items: list[T]) -> None:
+        """Queue ``items`` in order, taking the lock once, and start a thread for each item no
+        idle thread is promised to, within the size. (A whole start instant's worth at once:
+        one at a time, the caller would queue behind the pool's threads for the GIL.)"""
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot submit after shutdown")
-            if self._idle:
-                self._idle -= 1
-                start = 0
-            elif self._threads < self._size:
-                self._threads += 1
-                start = self._threads
-            else:
-                start = 0
-        self._q.put(item)
-        if start:
+            taken = min(self._idle, len(items))
+            self._idle -= taken
+            new = min(len(items) - taken, self._size - self._threads)
+            first = self._threads
+            self._threads += new
+        put = self._q.put
+        for item in items:
+            put(item)
+        for n in range(first, first + new):
             threading.Thread(
-                target=self._serve, name=f"{self._name}_{start - 1}", daemon=_register is None
+                target=self._serve, name=f"{self._name}_{n}", daemon=_register is None
             ).start()
 
     def shutdown(self) -> None:

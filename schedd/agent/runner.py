@@ -1,7 +1,8 @@
 """The agent's handler runner: the pool that runs your handlers, their cancellation, the drain.
 
 Sync handlers run on ``concurrency`` pool threads (``schedd-handler_*``, see
-:mod:`schedd.agent.pool`). Async handlers run as tasks on an event loop the runner owns
+:mod:`schedd.agent.pool`); a firing committed ahead of its start instant waits for it in the
+waiting room (:mod:`schedd.agent.waiting`), holding no pool thread. Async handlers run as tasks on an event loop the runner owns
 (``schedd-agent-asyncio``, started on first use); a pool thread waits for each, so
 ``concurrency`` bounds them too, and cancels its task when ``ctx.cancelled`` is set. What a handler's return or exception means for the attempt is the
 delivery contract of :mod:`schedd.agent`; the outcome goes to the lease book
@@ -38,6 +39,7 @@ from schedd.agent.core import (
 )
 from schedd.agent.pool import HandlerPool
 from schedd.agent.shared import Intent, Shared
+from schedd.agent.waiting import WaitingRoom
 from schedd.errors import StaleFence
 
 if TYPE_CHECKING:
@@ -157,6 +159,11 @@ class Runner:
         self._aloop: asyncio.AbstractEventLoop | None = None  # runs async handlers (lazily started)
         self._aloop_lock = threading.Lock()
         self._gate = StartGate()
+        # Firings committed ahead wait for their start instant here, not on pool threads
+        # (only with the runner's own pool: an executor given in its place runs them as before).
+        self._waiting = WaitingRoom(self._submit_now)
+        if metrics is not None:
+            metrics.watch_waiting(self._waiting.__len__)
 
     # ---- registration ----------------------------------------------------------------------
 
@@ -195,24 +202,43 @@ class Runner:
 
     def submit(self, ctx: Context) -> None:
         """Run the handler for ``ctx``, whose lease the caller has acquired and entered in
-        ``Shared.active``. When the pool is shut down (the worker is closing), the handler never
-        starts and the lease is dropped; the leader expires it."""
-        try:
-            if self._threads is not None:
-                self._threads.submit(ctx)
-            else:
-                assert self._pool is not None, "start() first"
+        ``Shared.active``. A firing committed ahead of its time waits in the waiting room until
+        its ``start_at_ms`` (no thread is held meanwhile). When the pool is shut down (the
+        worker is closing), the handler never starts and the lease is dropped; the leader
+        expires it."""
+        if self._threads is None:
+            assert self._pool is not None, "start() first"
+            try:
                 self._pool.submit(self.run, ctx)
-        except RuntimeError:  # pool shut down: we are closing; the lease will expire
-            key = (ctx.run_id, ctx.fence)
-            with self._shared.lock:
-                self._shared.active.pop(key, None)
-                self._shared.book.server_lost([key], "worker closed")
+            except RuntimeError:  # shut down: we are closing; the lease will expire
+                self._dropped(ctx)
+            return
+        if ctx.start_at_ms > time.time() * 1000 and self._waiting.add(ctx):
+            return
+        self._submit_now([ctx])
+
+    def _submit_now(self, ctxs: list[Context]) -> None:
+        """Hand ``ctxs`` to the pool, in order, at once (a whole start instant's worth: one at
+        a time, the waiting room's thread would queue behind the pool threads for the GIL)."""
+        assert self._threads is not None
+        try:
+            self._threads.submit_many(ctxs)
+        except RuntimeError:  # pool shut down: we are closing; the leases will expire
+            for ctx in ctxs:
+                self._dropped(ctx)
+
+    def _dropped(self, ctx: Context) -> None:
+        key = (ctx.run_id, ctx.fence)
+        with self._shared.lock:
+            self._shared.active.pop(key, None)
+            self._shared.book.server_lost([key], "worker closed")
 
     def shutdown(self) -> None:
         """Stop taking work and stop the event loop of async handlers. Does not wait: a sync
         handler that ignores its cancellation keeps its thread (Python joins it at exit); async
         handlers still running are cancelled when the loop stops."""
+        for ctx in self._waiting.close():
+            self._dropped(ctx)
         if self._threads is not None:
             self._threads.shutdown()
         if self._pool is not None:
@@ -236,6 +262,7 @@ class Runner:
                     if not act.reason:
                         act.reason.append(f"lease lost: {le.reason}")
                     act.ctx.cancelled.set()
+                    self._waiting.poke()
             self._shared.log.warning(
                 kv(
                     "lease_lost",
@@ -252,6 +279,7 @@ class Runner:
             if not act.reason:
                 act.reason.append(reason)
             act.ctx.cancelled.set()
+        self._waiting.poke()
 
     def progress_locked(self, key: LeaseKey) -> str:
         """The progress text of the handler holding ``key`` ('' when none runs). The caller

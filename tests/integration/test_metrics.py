@@ -233,6 +233,7 @@ def test_agent_registry_records_handlers(metered: tuple[LocalCluster, CollectorR
     got = wait_for(counted, 30, "the agent's handler figures")
     assert value(got, "schedd_agent_handler_start_lag_seconds_count") >= 3
     assert value(got, "schedd_agent_handlers_in_flight") in (0.0, 1.0, 2.0)
+    assert ("schedd_agent_firings_waiting", frozenset()) in {(n, labels) for n, labels in got}
 
 
 def _names_in(expr: str) -> set[str]:

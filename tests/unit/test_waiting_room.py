@@ -1,0 +1,253 @@
+"""Firings committed ahead of their start instant wait in the waiting room, not on a handler
+thread (``schedd.agent.waiting``), and the pool takes a start instant's firings at once
+(``HandlerPool.submit_many``). Real threads and the real pool; instants a few hundred ms ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from schedd.agent.core import Context, Outcome
+from schedd.agent.metrics import AgentMetrics
+from schedd.agent.pool import HandlerPool
+from schedd.agent.runner import Runner
+from schedd.agent.shared import Session, Shared
+from schedd.agent.stream import Stream
+from schedd.agent.waiting import WaitingRoom
+from schedd.pb import api_pb2, types_pb2
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def ctx(run_id: str, at: int, fence: int = 1) -> Context:
+    """A bare context starting at ``at`` (epoch ms)."""
+    return Context(
+        run_id=run_id,
+        job="j",
+        scheduled_at=datetime.fromtimestamp(at / 1000, UTC),
+        scheduled_ms=at,
+        attempt=1,
+        fence=fence,
+        payload="",
+        queue="q",
+        worker_id="w1",
+        start_at_ms=at,
+    )
+
+
+def handler_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("schedd-handler")]
+
+
+class Agent:
+    """A Stream and a Runner with its own pool over one Shared, welcomed by a leader."""
+
+    def __init__(self, concurrency: int = 100, metrics: AgentMetrics | None = None) -> None:
+        log = logging.getLogger(f"test.waiting.{id(self)}")
+        self.shared = Shared(time.monotonic, log)
+        self.runner = Runner(self.shared, worker_id="w1", concurrency=concurrency, metrics=metrics)
+        self.runner.start()
+        self.stream = Stream(
+            self.shared,
+            self.runner,
+            endpoints=["127.0.0.1:1"],
+            worker_id="w1",
+            queues=["q"],
+            concurrency=concurrency,
+            tags={},
+        )
+        sess = Session("127.0.0.1:1")
+        sess.started_at = time.monotonic()
+        with self.shared.lock:
+            self.shared.book.start_session()
+            self.shared.session = sess
+        self.stream.on_welcome(
+            sess, api_pb2.Welcome(node_id="n1", lease_ttl_ms=60_000, heartbeat_interval_ms=2000)
+        )
+        self.lock = threading.Lock()
+        self.starts: list[tuple[str, float]] = []
+
+        def handle(ctx: Context) -> None:
+            with self.lock:
+                self.starts.append((ctx.run_id, time.time() * 1000))
+
+        self.runner.add_default(handle)
+
+    def fire(self, run_id: str, fence: int, start_at_ms: int) -> None:
+        self.stream.on_firing(
+            types_pb2.Firing(
+                run_id=run_id,
+                job="j",
+                scheduled_ms=start_at_ms,
+                attempt=1,
+                fence=fence,
+                queue="q",
+                lease_ttl_ms=60_000,
+                start_at_ms=start_at_ms,
+            )
+        )
+
+    def finished(self, n: int, timeout: float = 20.0) -> list:
+        """Wait until ``n`` outcomes are in the lease book; returns them."""
+        deadline = time.monotonic() + timeout
+        with self.shared.changed:
+            while len(self.shared.book.pending()) < n and time.monotonic() < deadline:
+                self.shared.changed.wait(0.05)
+            return list(self.shared.book.pending())
+
+
+def test_firings_waiting_for_their_start_instant_hold_no_handler_thread() -> None:
+    """50 firings committed 600 ms ahead: none holds a pool thread while it waits (a thread
+    each, before: 50 threads started, then woken at one instant), and each handler starts no
+    earlier than its instant."""
+    agent = Agent(concurrency=100)
+    before = len(handler_threads())
+    at = now_ms() + 600
+    for i in range(50):
+        agent.fire(f"r{i}", i + 1, at)
+    assert len(handler_threads()) - before == 0
+    assert len(agent.runner._waiting) == 50
+    outcomes = agent.finished(50)
+    assert len(outcomes) == 50 and all(o.outcome == Outcome.SUCCEEDED for o in outcomes)
+    assert all(t >= at for _, t in agent.starts)
+    agent.runner.shutdown()
+
+
+def test_the_waiting_firings_are_a_gauge() -> None:
+    registry = CollectorRegistry()
+    agent = Agent(metrics=AgentMetrics(registry))
+    assert registry.get_sample_value("schedd_agent_firings_waiting") == 0
+    for i in range(3):
+        agent.fire(f"r{i}", i + 1, now_ms() + 60_000)
+    assert registry.get_sample_value("schedd_agent_firings_waiting") == 3
+    agent.runner.shutdown()
+    assert registry.get_sample_value("schedd_agent_firings_waiting") == 0
+
+
+def test_firings_start_in_the_order_of_their_instants() -> None:
+    agent = Agent(concurrency=1)  # one thread: the start order is the hand-over order
+    base = now_ms() + 300
+    for i, offset in enumerate([200, 0, 100, 0]):
+        agent.fire(f"r{i}-{offset}", i + 1, base + offset)
+    agent.finished(4)
+    assert [r for r, _ in agent.starts] == ["r1-0", "r3-0", "r2-100", "r0-200"]
+    agent.runner.shutdown()
+
+
+def test_a_lease_revoked_while_waiting_ends_at_once_and_never_runs() -> None:
+    """The revoke wakes the room (``poke``): the firing is recorded as cancelled before start
+    right away, not when its instant a minute from now comes."""
+    agent = Agent()
+    agent.fire("r1", 7, now_ms() + 60_000)
+    agent.fire("r2", 8, now_ms() + 60_000)
+    t0 = time.monotonic()
+    agent.runner.cancel(agent.shared.book.server_lost([("r1", 7)], "job paused"))
+    [rec] = agent.finished(1)
+    assert time.monotonic() - t0 < 10
+    assert (rec.run_id, rec.outcome) == ("r1", Outcome.FAILED)
+    assert rec.error.startswith("cancelled")
+    assert agent.starts == [] and len(agent.runner._waiting) == 1  # r2 still waits
+    assert agent.runner._gate._pending == {}  # the gate expects no start it will not see
+    agent.runner.shutdown()
+
+
+def test_a_forced_stop_cancels_waiting_firings_at_once() -> None:
+    agent = Agent()
+    for i in range(3):
+        agent.fire(f"r{i}", i + 1, now_ms() + 60_000)
+    with agent.shared.lock:
+        agent.runner.cancel_all_locked("worker stopping (forced)")
+    recs = agent.finished(3)
+    assert sorted(r.run_id for r in recs) == ["r0", "r1", "r2"]
+    assert all(r.outcome == Outcome.FAILED for r in recs) and agent.starts == []
+    agent.runner.shutdown()
+
+
+def test_shutdown_drops_waiting_firings_and_their_leases() -> None:
+    agent = Agent()
+    agent.fire("r1", 7, now_ms() + 300)
+    agent.runner.shutdown()
+    assert len(agent.runner._waiting) == 0
+    with agent.shared.lock:
+        assert ("r1", 7) not in agent.shared.active
+    time.sleep(0.5)  # past the instant: the room is closed, nothing is handed over
+    assert agent.starts == []
+    assert not agent.runner._waiting.add(ctx("x", now_ms() + 100))  # closed: nothing held
+
+
+def test_the_room_hands_over_in_start_order_and_never_early() -> None:
+    got: list[tuple[str, float]] = []
+    done = threading.Event()
+
+    def submit(ctxs: list[Context]) -> None:
+        got.extend((c.run_id, time.time() * 1000) for c in ctxs)
+        if len(got) == 4:
+            done.set()
+
+    room = WaitingRoom(submit)
+    base = now_ms() + 200
+    for name, at in [("c", base + 150), ("a", base), ("b", base + 50), ("a2", base)]:
+        assert room.add(ctx(name, at))
+    assert done.wait(10)
+    assert [n for n, _ in got] == ["a", "a2", "b", "c"]
+    ats = {"a": base, "a2": base, "b": base + 50, "c": base + 150}
+    assert all(t >= ats[n] for n, t in got)
+    assert room.close() == []
+
+
+def test_an_earlier_instant_added_later_is_not_held_behind_a_later_one() -> None:
+    """The room's thread sleeps until the earliest instant it knows; a sooner one wakes it."""
+    got: list[str] = []
+    done = threading.Event()
+
+    def submit(ctxs: list[Context]) -> None:
+        got.extend(c.run_id for c in ctxs)
+        done.set()
+
+    room = WaitingRoom(submit)
+    far = now_ms() + 60_000
+    room.add(ctx("far", far))
+    soon = now_ms() + 100
+    room.add(ctx("soon", soon, fence=2))
+    assert done.wait(10) and got == ["soon"]
+    assert [c.run_id for c in room.close()] == ["far"]
+
+
+@pytest.mark.parametrize("idle_first", [False, True])
+def test_submit_many_runs_every_item_in_order_on_as_many_threads_as_needed(
+    idle_first: bool,
+) -> None:
+    ran: list[int] = []
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def run(i: int) -> None:
+        if i >= 0:
+            release.wait(10)
+        with lock:
+            ran.append(i)
+
+    pool: HandlerPool[int] = HandlerPool(4, run, f"test-pool-{idle_first}")
+    if idle_first:  # one thread started and back to idle: it is reused, not doubled
+        pool.submit(-1)
+        deadline = time.monotonic() + 5
+        while pool._idle == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the thread goes idle once its item is done
+    pool.submit_many(list(range(6)))
+    assert pool._threads == 4  # six items: the size bounds the threads
+    release.set()
+    deadline = time.monotonic() + 10
+    while len(ran) < 6 + idle_first and time.monotonic() < deadline:
+        time.sleep(0.01)  # the items run on the pool's threads
+    assert sorted(i for i in ran if i >= 0) == list(range(6))
+    pool.shutdown()
+    with pytest.raises(RuntimeError):
+        pool.submit_many([1])
