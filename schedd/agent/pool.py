@@ -62,7 +62,22 @@ class HandlerPool(Generic[T]):
 
     def submit(self, item: T) -> None:
         """Queue ``item``; start a thread when none is idle and the pool is not full."""
-        self.submit_many([item])
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot submit after shutdown")
+            if self._idle:
+                self._idle -= 1
+                start = 0
+            elif self._threads < self._size:
+                self._threads += 1
+                start = self._threads
+            else:
+                start = 0
+        self._q.put(item)
+        if start:
+            threading.Thread(
+                target=self._serve, name=f"{self._name}_{start - 1}", daemon=_register is None
+            ).start()
 
     def submit_many(self, items: list[T]) -> None:
         """Queue ``items`` in order, taking the lock once, and start a thread for each item no

@@ -215,7 +215,10 @@ class Runner:
             return
         if ctx.start_at_ms > time.time() * 1000 and self._waiting.add(ctx):
             return
-        self._submit_now([ctx])
+        try:
+            self._threads.submit(ctx)
+        except RuntimeError:  # pool shut down: we are closing; the lease will expire
+            self._dropped(ctx)
 
     def _submit_now(self, ctxs: list[Context]) -> None:
         """Hand ``ctxs`` to the pool, in order, at once (a whole start instant's worth: one at
