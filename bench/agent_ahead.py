@@ -1,0 +1,148 @@
+"""The worker agent under a steady stream of firings committed ahead, in process: no cluster.
+
+What a leader with ``--fire-ahead`` sends a worker whose jobs are all due on whole seconds:
+every second, ``--jobs`` firings for the next whole second, in ``--messages`` messages spread
+over the first half of the ``--ahead`` ms before it, each with ``start_at_ms`` on that second.
+A real :class:`~schedd.agent.stream.Stream` and :class:`~schedd.agent.runner.Runner` (its own
+pool of ``--concurrency`` threads) run a handler that records its start under a lock (as
+bench/sustained.py's does); a thread acknowledges completions as the leader would. Prints the
+handlers run, the CPU per firing of the whole process, and the start lag (handler start minus
+``start_at_ms``) p50 / p99 / max over every firing of ``--seconds`` seconds.
+
+    python bench/agent_ahead.py                                   # 3,000/s, 1 s ahead, 5,000 slots
+    python bench/agent_ahead.py --jobs 500 --ahead 100 --concurrency 512
+    PYTHONPATH=<tree> python bench/agent_ahead.py                 # another tree's agent
+
+``bench/sustained.py --concurrency 5000 --node-arg=--fire-ahead=1s`` measures the same with a
+cluster; this leaves the nodes out, so two trees' agents compare within a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+
+from schedd.agent.core import Context
+from schedd.agent.runner import Runner
+from schedd.agent.shared import Session, Shared
+from schedd.agent.stream import Stream
+from schedd.pb import api_pb2, types_pb2
+
+
+def run(jobs: int, ahead_ms: int, concurrency: int, seconds: int, messages: int) -> dict:
+    log = logging.getLogger("bench.agent_ahead")
+    log.setLevel(logging.WARNING)
+    shared = Shared(time.monotonic, log)
+    runner = Runner(shared, worker_id="w1", concurrency=concurrency)
+    lags: list[float] = []
+    lock = threading.Lock()
+
+    def handle(ctx: Context) -> None:
+        with lock:
+            lags.append(time.time() * 1000 - ctx.start_at_ms)
+
+    runner.add_default(handle)
+    runner.start()
+    stream = Stream(
+        shared,
+        runner,
+        endpoints=["127.0.0.1:1"],
+        worker_id="w1",
+        queues=["q"],
+        concurrency=concurrency,
+        tags={},
+    )
+    sess = Session("127.0.0.1:1")
+    sess.started_at = time.monotonic()
+    with shared.lock:
+        shared.book.start_session()
+        shared.session = sess
+    stream.on_welcome(
+        sess, api_pb2.Welcome(node_id="n1", lease_ttl_ms=60_000, heartbeat_interval_ms=2000)
+    )
+    stop = threading.Event()
+
+    def acknowledge() -> None:  # the leader's CompletionAcks, once its entry commits
+        while not stop.is_set():
+            with shared.changed:
+                records = shared.book.take_unsent()
+                if not records:
+                    shared.changed.wait(0.01)
+                    continue
+            acks = api_pb2.ServerMessage()
+            for r in records:
+                acks.acks.acks.append(api_pb2.CompletionAck(run_id=r.run_id, fence=r.fence))
+            stream.on_message(sess, acks)
+
+    acker = threading.Thread(target=acknowledge, daemon=True)
+    acker.start()
+    c0 = time.process_time()
+    fence = 0
+    first = (int(time.time()) + 2) * 1000
+    for s in range(seconds):
+        at = first + s * 1000
+        for m in range(messages):
+            send_at = at - ahead_ms + m * (ahead_ms // 2) // messages
+            delay = send_at / 1000 - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            msg = api_pb2.ServerMessage()
+            for i in range(m * jobs // messages, (m + 1) * jobs // messages):
+                fence += 1
+                msg.firings.firings.append(
+                    types_pb2.Firing(
+                        run_id=f"j{i}@{at}",
+                        job=f"j{i}",
+                        scheduled_ms=at,
+                        attempt=1,
+                        fence=fence,
+                        queue="q",
+                        lease_ttl_ms=60_000,
+                        start_at_ms=at,
+                    )
+                )
+            stream.on_message(sess, msg)
+    deadline = time.monotonic() + 30
+    while len(lags) < jobs * seconds and time.monotonic() < deadline:
+        time.sleep(0.05)  # the last second's handlers finish
+    cpu = time.process_time() - c0
+    stop.set()
+    acker.join()
+    runner.shutdown()
+    lags.sort()
+    n = len(lags)
+    return {
+        "ran": n,
+        "expected": jobs * seconds,
+        "cpu_us_per_firing": round(cpu / max(1, n) * 1e6, 1),
+        "lag_ms": {
+            "p50": round(lags[n // 2], 1),
+            "p99": round(lags[int(n * 0.99)], 1),
+            "max": round(lags[-1], 1),
+        }
+        if n
+        else {},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=3000, help="firings due on every whole second")
+    p.add_argument("--ahead", type=int, default=1000, help="ms: the leader's --fire-ahead")
+    p.add_argument("--concurrency", type=int, default=5000)
+    p.add_argument("--seconds", type=int, default=8)
+    p.add_argument("--messages", type=int, default=6, help="messages per second's firings")
+    a = p.parse_args()
+    r = run(a.jobs, a.ahead, a.concurrency, a.seconds, a.messages)
+    lag = r["lag_ms"]
+    print(
+        f"agent, {a.jobs} firings/s committed {a.ahead} ms ahead, concurrency {a.concurrency}: "
+        f"ran {r['ran']}/{r['expected']}, {r['cpu_us_per_firing']} µs CPU per firing, start "
+        f"lag p50 {lag.get('p50')} ms, p99 {lag.get('p99')} ms, max {lag.get('max')} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
