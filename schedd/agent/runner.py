@@ -2,15 +2,18 @@
 
 Sync handlers run on ``concurrency`` pool threads (``schedd-handler_*``, see
 :mod:`schedd.agent.pool`); a firing committed ahead of its start instant waits for it in the
-waiting room (:mod:`schedd.agent.waiting`), holding no pool thread. Async handlers run as tasks on an event loop the runner owns
-(``schedd-agent-asyncio``, started on first use); a pool thread waits for each, so
-``concurrency`` bounds them too, and cancels its task when ``ctx.cancelled`` is set. What a handler's return or exception means for the attempt is the
+waiting room (:mod:`schedd.agent.waiting`), holding no pool thread. Async handlers run as
+tasks on an event loop the runner owns (``schedd-agent-asyncio``, started on first use); a pool
+thread waits for each, so ``concurrency`` bounds them too, and cancels its task when
+``ctx.cancelled`` is set. What a handler's return or exception means for the attempt is the
 delivery contract of :mod:`schedd.agent`; the outcome goes to the lease book
 (``LeaseBook.finish``) and the stream is asked to flush it.
 
 Threads and locking: :meth:`Runner.run` executes on a pool thread; everything else may be
 called from any thread. Shared state is touched only under ``Shared.lock`` (see
-:mod:`schedd.agent.shared`), and never while a handler runs.
+:mod:`schedd.agent.shared`), and never while a handler runs. The waiting room's lock may be
+taken while ``Shared.lock`` is held, never the other way round: its thread hands firings to the
+pool without holding it.
 
 Private module: :class:`schedd.agent.Worker` is the API.
 """

@@ -105,15 +105,15 @@ class Agent:
 
 
 def test_firings_waiting_for_their_start_instant_hold_no_handler_thread() -> None:
-    """50 firings committed 600 ms ahead: none holds a pool thread while it waits (a thread
-    each, before: 50 threads started, then woken at one instant), and each handler starts no
+    """50 firings committed 2 s ahead: none holds a pool thread while it waits (a thread each,
+    before: 50 threads started, then woken at one instant), and each handler starts no
     earlier than its instant."""
     agent = Agent(concurrency=100)
     before = len(handler_threads())
-    at = now_ms() + 600
+    at = now_ms() + 2000
     for i in range(50):
         agent.fire(f"r{i}", i + 1, at)
-    assert len(handler_threads()) - before == 0
+    assert len(handler_threads()) - before <= 0  # (an earlier test's idle threads may end)
     assert len(agent.runner._waiting) == 50
     outcomes = agent.finished(50)
     assert len(outcomes) == 50 and all(o.outcome == Outcome.SUCCEEDED for o in outcomes)
@@ -134,7 +134,7 @@ def test_the_waiting_firings_are_a_gauge() -> None:
 
 def test_firings_start_in_the_order_of_their_instants() -> None:
     agent = Agent(concurrency=1)  # one thread: the start order is the hand-over order
-    base = now_ms() + 300
+    base = now_ms() + 1000  # (all four are in the room before the first instant)
     for i, offset in enumerate([200, 0, 100, 0]):
         agent.fire(f"r{i}-{offset}", i + 1, base + offset)
     agent.finished(4)
@@ -173,12 +173,12 @@ def test_a_forced_stop_cancels_waiting_firings_at_once() -> None:
 
 def test_shutdown_drops_waiting_firings_and_their_leases() -> None:
     agent = Agent()
-    agent.fire("r1", 7, now_ms() + 300)
+    agent.fire("r1", 7, now_ms() + 1000)
     agent.runner.shutdown()
     assert len(agent.runner._waiting) == 0
     with agent.shared.lock:
         assert ("r1", 7) not in agent.shared.active
-    time.sleep(0.5)  # past the instant: the room is closed, nothing is handed over
+    time.sleep(1.2)  # past the instant: the room is closed, nothing is handed over
     assert agent.starts == []
     assert not agent.runner._waiting.add(ctx("x", now_ms() + 100))  # closed: nothing held
 
@@ -193,7 +193,7 @@ def test_the_room_hands_over_in_start_order_and_never_early() -> None:
             done.set()
 
     room = WaitingRoom(submit)
-    base = now_ms() + 200
+    base = now_ms() + 1000
     for name, at in [("c", base + 150), ("a", base), ("b", base + 50), ("a2", base)]:
         assert room.add(ctx(name, at))
     assert done.wait(10)
