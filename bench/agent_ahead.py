@@ -24,18 +24,15 @@ import logging
 import threading
 import time
 
+from agent_rig import attached_agent
+
 from schedd.agent.core import Context
-from schedd.agent.runner import Runner
-from schedd.agent.shared import Session, Shared
-from schedd.agent.stream import Stream
 from schedd.pb import api_pb2, types_pb2
 
 
 def run(jobs: int, ahead_ms: int, concurrency: int, seconds: int, messages: int) -> dict:
     log = logging.getLogger("bench.agent_ahead")
     log.setLevel(logging.WARNING)
-    shared = Shared(time.monotonic, log)
-    runner = Runner(shared, worker_id="w1", concurrency=concurrency)
     lags: list[float] = []
     lock = threading.Lock()
 
@@ -43,25 +40,7 @@ def run(jobs: int, ahead_ms: int, concurrency: int, seconds: int, messages: int)
         with lock:
             lags.append(time.time() * 1000 - ctx.start_at_ms)
 
-    runner.add_default(handle)
-    runner.start()
-    stream = Stream(
-        shared,
-        runner,
-        endpoints=["127.0.0.1:1"],
-        worker_id="w1",
-        queues=["q"],
-        concurrency=concurrency,
-        tags={},
-    )
-    sess = Session("127.0.0.1:1")
-    sess.started_at = time.monotonic()
-    with shared.lock:
-        shared.book.start_session()
-        shared.session = sess
-    stream.on_welcome(
-        sess, api_pb2.Welcome(node_id="n1", lease_ttl_ms=60_000, heartbeat_interval_ms=2000)
-    )
+    shared, runner, stream, sess = attached_agent(concurrency, log, handle, lease_ttl_ms=60_000)
     stop = threading.Event()
 
     def acknowledge() -> None:  # the leader's CompletionAcks, once its entry commits

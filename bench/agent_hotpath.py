@@ -35,10 +35,9 @@ import statistics
 import threading
 import time
 
+from agent_rig import attached_agent
+
 from schedd.agent.core import Context
-from schedd.agent.runner import Runner
-from schedd.agent.shared import Session, Shared
-from schedd.agent.stream import Stream
 from schedd.pb import api_pb2, types_pb2
 
 CODE_OK = 0
@@ -52,31 +51,10 @@ def one_round(
     logger: logging.Logger,
     unacked: int = 0,
 ):
-    shared = Shared(time.monotonic, logger)
-    runner = Runner(shared, worker_id="w1", concurrency=concurrency)
-
     def handle(ctx: Context) -> None:
         pass
 
-    runner.add_default(handle)
-    runner.start()
-    stream = Stream(
-        shared,
-        runner,
-        endpoints=["127.0.0.1:1"],
-        worker_id="w1",
-        queues=["q"],
-        concurrency=concurrency,
-        tags={},
-    )
-    sess = Session("127.0.0.1:1")
-    sess.started_at = time.monotonic()
-    with shared.lock:
-        shared.book.start_session()
-        shared.session = sess
-    stream.on_welcome(
-        sess, api_pb2.Welcome(node_id="n1", lease_ttl_ms=10_000, heartbeat_interval_ms=2000)
-    )
+    shared, runner, stream, sess = attached_agent(concurrency, logger, handle)
     # Leases held all along (long-running handlers elsewhere): what a lease scan pays for.
     with shared.lock:
         for i in range(held):
@@ -135,9 +113,10 @@ def one_round(
 def one_instant(
     firings: int, per_msg: int, concurrency: int, logger: logging.Logger, start_in_ms: int
 ) -> tuple[float, list[float]]:
-    """One round of ``--start-in``: CPU µs per firing, and each handler's start lag in ms."""
-    shared = Shared(time.monotonic, logger)
-    runner = Runner(shared, worker_id="w1", concurrency=concurrency)
+    """One round of ``--start-in``: CPU µs per firing, and each handler's start lag in ms.
+    Returns once the round's threads have ended, so that their exit is not the next round's
+    CPU."""
+    threads_before = threading.active_count()
     lags: list[float] = []
     lock = threading.Lock()
 
@@ -147,25 +126,7 @@ def one_instant(
         with lock:
             lags.append(time.time() * 1000 - ctx.start_at_ms)
 
-    runner.add_default(handle)
-    runner.start()
-    stream = Stream(
-        shared,
-        runner,
-        endpoints=["127.0.0.1:1"],
-        worker_id="w1",
-        queues=["q"],
-        concurrency=concurrency,
-        tags={},
-    )
-    sess = Session("127.0.0.1:1")
-    sess.started_at = time.monotonic()
-    with shared.lock:
-        shared.book.start_session()
-        shared.session = sess
-    stream.on_welcome(
-        sess, api_pb2.Welcome(node_id="n1", lease_ttl_ms=10_000, heartbeat_interval_ms=2000)
-    )
+    shared, runner, stream, sess = attached_agent(concurrency, logger, handle)
     c0 = time.process_time()
     at = int(time.time() * 1000) + start_in_ms
     for start in range(0, firings, per_msg):
@@ -196,6 +157,9 @@ def one_instant(
     stream.on_message(sess, acks)
     cpu = time.process_time() - c0
     runner.shutdown()
+    deadline = time.monotonic() + 30
+    while threading.active_count() > threads_before and time.monotonic() < deadline:
+        time.sleep(0.05)  # the pool's threads end once they take their stop
     return cpu / firings * 1e6, lags
 
 

@@ -1,0 +1,48 @@
+"""An agent in process for the agent benchmarks: a real Stream and Runner over one Shared,
+attached to a session a leader has welcomed, with no network (the benchmark feeds the stream
+the messages a leader would send). Used by ``agent_hotpath.py`` and ``agent_ahead.py``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from schedd.agent.runner import Runner
+from schedd.agent.shared import Session, Shared
+from schedd.agent.stream import Stream
+from schedd.pb import api_pb2
+
+
+def attached_agent(
+    concurrency: int,
+    logger: logging.Logger,
+    handler: Callable[[Any], None],
+    lease_ttl_ms: int = 10_000,
+) -> tuple[Shared, Runner, Stream, Session]:
+    """A started Runner of ``concurrency`` threads running ``handler`` for every job, and its
+    Stream, welcomed on a current session (heartbeats every 2 s, leases of ``lease_ttl_ms``)."""
+    shared = Shared(time.monotonic, logger)
+    runner = Runner(shared, worker_id="w1", concurrency=concurrency)
+    runner.add_default(handler)
+    runner.start()
+    stream = Stream(
+        shared,
+        runner,
+        endpoints=["127.0.0.1:1"],
+        worker_id="w1",
+        queues=["q"],
+        concurrency=concurrency,
+        tags={},
+    )
+    sess = Session("127.0.0.1:1")
+    sess.started_at = time.monotonic()
+    with shared.lock:
+        shared.book.start_session()
+        shared.session = sess
+    stream.on_welcome(
+        sess,
+        api_pb2.Welcome(node_id="n1", lease_ttl_ms=lease_ttl_ms, heartbeat_interval_ms=2000),
+    )
+    return shared, runner, stream, sess
