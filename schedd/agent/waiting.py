@@ -108,9 +108,14 @@ class WaitingRoom:
                     ready.append(heapq.heappop(heap)[2])
                 if self._poked:
                     self._poked = False
-                    kept = [e for e in heap if not e[2].cancelled.is_set()]
-                    if len(kept) != len(heap):
-                        ready += [ctx for _, _, ctx in sorted(heap) if ctx.cancelled.is_set()]
+                    # One look at each flag: a firing cancelled meanwhile must not end up both
+                    # handed over and kept (it would then run twice).
+                    kept: list[tuple[int, int, Context]] = []
+                    cancelled: list[tuple[int, int, Context]] = []
+                    for entry in heap:
+                        (cancelled if entry[2].cancelled.is_set() else kept).append(entry)
+                    if cancelled:
+                        ready += [ctx for _, _, ctx in sorted(cancelled)]
                         heap[:] = kept
                         heapq.heapify(heap)
                 if ready:

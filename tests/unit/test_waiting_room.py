@@ -203,6 +203,29 @@ def test_the_room_hands_over_in_start_order_and_never_early() -> None:
     assert room.close() == []
 
 
+def test_a_poke_hands_over_each_cancelled_firing_once_and_keeps_the_others() -> None:
+    handed: list[str] = []
+    got = threading.Event()
+
+    def submit(ctxs: list[Context]) -> None:
+        handed.extend(c.run_id for c in ctxs)
+        got.set()
+
+    room = WaitingRoom(submit)
+    far = now_ms() + 60_000
+    contexts = [ctx(f"r{i}", far + i, fence=i + 1) for i in range(5)]
+    for c in contexts:
+        room.add(c)
+    contexts[1].cancelled.set()
+    contexts[3].cancelled.set()
+    room.poke()
+    assert got.wait(10)
+    room.poke()  # nothing more was cancelled: nothing more is handed over
+    time.sleep(0.2)  # (time for a wrong second hand-over to show)
+    assert handed == ["r1", "r3"]
+    assert [c.run_id for c in room.close()] == ["r0", "r2", "r4"]
+
+
 def test_an_earlier_instant_added_later_is_not_held_behind_a_later_one() -> None:
     """The room's thread sleeps until the earliest instant it knows; a sooner one wakes it."""
     got: list[str] = []
