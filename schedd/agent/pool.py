@@ -75,9 +75,7 @@ class HandlerPool(Generic[T]):
                 start = 0
         self._q.put(item)
         if start:
-            threading.Thread(
-                target=self._serve, name=f"{self._name}_{start - 1}", daemon=_register is None
-            ).start()
+            self._start_threads(start - 1, 1)
 
     def submit_many(self, items: list[T]) -> None:
         """Queue ``items`` in order, taking the lock once, and start a thread for each item no
@@ -94,7 +92,11 @@ class HandlerPool(Generic[T]):
         put = self._q.put
         for item in items:
             put(item)
-        for n in range(first, first + new):
+        self._start_threads(first, new)
+
+    def _start_threads(self, first: int, count: int) -> None:
+        """Start ``count`` threads numbered from ``first`` (counted in ``_threads`` already)."""
+        for n in range(first, first + count):
             threading.Thread(
                 target=self._serve, name=f"{self._name}_{n}", daemon=_register is None
             ).start()

@@ -216,7 +216,8 @@ class Runner:
             except RuntimeError:  # shut down: we are closing; the lease will expire
                 self._dropped(ctx)
             return
-        if ctx.start_at_ms > time.time() * 1000 and self._waiting.add(ctx):
+        at = ctx.start_at_ms
+        if at and at > time.time() * 1000 and self._waiting.add(ctx):
             return
         try:
             self._threads.submit(ctx)
@@ -261,6 +262,7 @@ class Runner:
         kept for the completion's error text) and log ``lease_lost``."""
         if self._metrics is not None and lost:
             self._metrics.lease_lost(len(lost))
+        cancelled = False
         for le in lost:
             with self._shared.lock:
                 act = self._shared.active.get(le.key)
@@ -268,7 +270,7 @@ class Runner:
                     if not act.reason:
                         act.reason.append(f"lease lost: {le.reason}")
                     act.ctx.cancelled.set()
-                    self._waiting.poke()
+                    cancelled = True
             self._shared.log.warning(
                 kv(
                     "lease_lost",
@@ -278,6 +280,8 @@ class Runner:
                     action="handler cancelled" if act else "none running",
                 )
             )
+        if cancelled:
+            self._waiting.poke()  # those still waiting for their start end now
 
     def cancel_all_locked(self, reason: str) -> None:
         """Cancel every running handler with ``reason``. The caller holds ``Shared.lock``."""

@@ -12,8 +12,8 @@ ahead to 5,000 slots: 0.48-0.78 ms of the agent's CPU per firing before, 0.12-0.
 Contract:
 
 * A firing is handed over (``submit(ready)``, every firing whose instant came, at once) no
-  earlier than its ``start_at_ms`` by ``clock_ms``, in start order, firings of one instant in
-  arrival order.
+  earlier than its ``start_at_ms`` by this machine's wall clock (``time.time``, the clock
+  ``Runner.run`` checks it by), in start order, firings of one instant in arrival order.
 * A firing whose ``ctx.cancelled`` is set while it waits is handed over at once after a
   :meth:`poke` (its lease was revoked or the worker stops: the runner records it as cancelled
   before start and frees its slot without waiting for the instant).
@@ -37,24 +37,12 @@ from schedd.agent.core import Context
 __all__ = ["WaitingRoom"]
 
 
-def _wall_ms() -> float:
-    return time.time() * 1000
-
-
 class WaitingRoom:
     """Holds contexts until their ``start_at_ms``, then calls ``submit(ready)`` with those whose
     instant came (in start order)."""
 
-    def __init__(
-        self,
-        submit: Callable[[list[Context]], None],
-        *,
-        clock_ms: Callable[[], float] = _wall_ms,
-        name: str = "schedd-start-timer",
-    ) -> None:
+    def __init__(self, submit: Callable[[list[Context]], None]) -> None:
         self._submit = submit
-        self._clock_ms = clock_ms
-        self._name = name
         self._cv = threading.Condition(threading.Lock())
         self._heap: list[tuple[int, int, Context]] = []
         self._seq = itertools.count()
@@ -75,7 +63,9 @@ class WaitingRoom:
             if self._thread is None:
                 # A daemon: firings still waiting must not hold up the interpreter's exit
                 # (their leases expire at the leader, as for a pool's queued work).
-                self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+                self._thread = threading.Thread(
+                    target=self._serve, name="schedd-start-timer", daemon=True
+                )
                 self._thread.start()
             elif self._heap[0] is entry:
                 self._cv.notify()  # sooner than the instant the thread sleeps until
@@ -102,7 +92,7 @@ class WaitingRoom:
         heap = self._heap
         with self._cv:
             while not self._closed:
-                now = self._clock_ms()
+                now = time.time() * 1000
                 ready: list[Context] = []
                 while heap and heap[0][0] <= now:
                     ready.append(heapq.heappop(heap)[2])
