@@ -24,10 +24,10 @@ import logging
 import threading
 import time
 
-from agent_rig import attached_agent
+from agent_rig import attached_agent, firings_message
 
 from schedd.agent.core import Context
-from schedd.pb import api_pb2, types_pb2
+from schedd.pb import api_pb2
 
 
 def run(jobs: int, ahead_ms: int, concurrency: int, seconds: int, messages: int) -> dict:
@@ -67,21 +67,11 @@ def run(jobs: int, ahead_ms: int, concurrency: int, seconds: int, messages: int)
             delay = send_at / 1000 - time.time()
             if delay > 0:
                 time.sleep(delay)
-            msg = api_pb2.ServerMessage()
-            for i in range(m * jobs // messages, (m + 1) * jobs // messages):
-                fence += 1
-                msg.firings.firings.append(
-                    types_pb2.Firing(
-                        run_id=f"j{i}@{at}",
-                        job=f"j{i}",
-                        scheduled_ms=at,
-                        attempt=1,
-                        fence=fence,
-                        queue="q",
-                        lease_ttl_ms=60_000,
-                        start_at_ms=at,
-                    )
-                )
+            part = range(m * jobs // messages, (m + 1) * jobs // messages)
+            msg = firings_message(
+                part, at, first_fence=fence + 1, start_at_ms=at, lease_ttl_ms=60_000
+            )
+            fence += len(part)
             stream.on_message(sess, msg)
     deadline = time.monotonic() + 30
     while len(lags) < jobs * seconds and time.monotonic() < deadline:

@@ -35,10 +35,10 @@ import statistics
 import threading
 import time
 
-from agent_rig import attached_agent
+from agent_rig import attached_agent, firings_message
 
 from schedd.agent.core import Context
-from schedd.pb import api_pb2, types_pb2
+from schedd.pb import api_pb2
 
 CODE_OK = 0
 
@@ -61,20 +61,8 @@ def one_round(
             shared.book.acquire(f"held-{i}", 1, 10_000)
     msgs = []
     for start in range(0, firings, per_msg):
-        msg = api_pb2.ServerMessage()
-        for i in range(start, min(firings, start + per_msg)):
-            msg.firings.firings.append(
-                types_pb2.Firing(
-                    run_id=f"job-{i}@1700000000000",
-                    job=f"job-{i}",
-                    scheduled_ms=1_700_000_000_000,
-                    attempt=1,
-                    fence=i + 1,
-                    queue="q",
-                    lease_ttl_ms=10_000,
-                )
-            )
-        msgs.append(msg)
+        jobs = range(start, min(firings, start + per_msg))
+        msgs.append(firings_message(jobs, 1_700_000_000_000, first_fence=start + 1))
     waiting: list = []
     t0, c0 = time.perf_counter(), time.process_time()
     for n, msg in enumerate(msgs):
@@ -130,21 +118,8 @@ def one_instant(
     c0 = time.process_time()
     at = int(time.time() * 1000) + start_in_ms
     for start in range(0, firings, per_msg):
-        msg = api_pb2.ServerMessage()
-        for i in range(start, min(firings, start + per_msg)):
-            msg.firings.firings.append(
-                types_pb2.Firing(
-                    run_id=f"job-{i}@{at}",
-                    job=f"job-{i}",
-                    scheduled_ms=at,
-                    attempt=1,
-                    fence=i + 1,
-                    queue="q",
-                    lease_ttl_ms=10_000,
-                    start_at_ms=at,
-                )
-            )
-        stream.on_message(sess, msg)
+        jobs = range(start, min(firings, start + per_msg))
+        stream.on_message(sess, firings_message(jobs, at, first_fence=start + 1, start_at_ms=at))
     records = []
     with shared.changed:
         while len(records) < firings:
