@@ -11,6 +11,7 @@ handlers run, the CPU per firing of the whole process, and the start lag (handle
 
     python bench/agent_ahead.py                                   # 3,000/s, 1 s ahead, 5,000 slots
     python bench/agent_ahead.py --jobs 500 --ahead 100 --concurrency 512
+    python bench/agent_ahead.py --async-handler                   # the handler is an async def
     PYTHONPATH=<tree> python bench/agent_ahead.py                 # another tree's agent
 
 ``bench/sustained.py --concurrency 5000 --node-arg=--fire-ahead=1s`` measures the same with a
@@ -30,16 +31,27 @@ from schedd.agent.core import Context
 from schedd.pb import api_pb2
 
 
-def run(jobs: int, ahead_ms: int, concurrency: int, seconds: int, messages: int) -> dict:
+def run(
+    jobs: int,
+    ahead_ms: int,
+    concurrency: int,
+    seconds: int,
+    messages: int,
+    async_handler: bool = False,
+) -> dict:
     log = logging.getLogger("bench.agent_ahead")
     log.setLevel(logging.WARNING)
     lags: list[float] = []
     lock = threading.Lock()
 
-    def handle(ctx: Context) -> None:
+    def record(ctx: Context) -> None:
         with lock:
             lags.append(time.time() * 1000 - ctx.start_at_ms)
 
+    async def record_async(ctx: Context) -> None:
+        record(ctx)
+
+    handle = record_async if async_handler else record
     shared, runner, stream, sess = attached_agent(concurrency, log, handle, lease_ttl_ms=60_000)
     stop = threading.Event()
 
@@ -103,11 +115,15 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=5000)
     p.add_argument("--seconds", type=int, default=8)
     p.add_argument("--messages", type=int, default=6, help="messages per second's firings")
+    p.add_argument(
+        "--async-handler", action="store_true", help="the handler is an async def (a task)"
+    )
     a = p.parse_args()
-    r = run(a.jobs, a.ahead, a.concurrency, a.seconds, a.messages)
+    r = run(a.jobs, a.ahead, a.concurrency, a.seconds, a.messages, a.async_handler)
     lag = r["lag_ms"]
     print(
-        f"agent, {a.jobs} firings/s committed {a.ahead} ms ahead, concurrency {a.concurrency}: "
+        f"agent, {a.jobs} firings/s committed {a.ahead} ms ahead, concurrency {a.concurrency}"
+        f"{', async handler' if a.async_handler else ''}: "
         f"ran {r['ran']}/{r['expected']}, {r['cpu_us_per_firing']} µs CPU per firing, start "
         f"lag p50 {lag.get('p50')} ms, p99 {lag.get('p99')} ms, max {lag.get('max')} ms"
     )

@@ -19,7 +19,7 @@ from schedd.pb import api_pb2, types_pb2
 def attached_agent(
     concurrency: int,
     logger: logging.Logger,
-    handler: Callable[[Any], None],
+    handler: Callable[[Any], Any],
     lease_ttl_ms: int = 10_000,
 ) -> tuple[Shared, Runner, Stream, Session]:
     """A started Runner of ``concurrency`` threads running ``handler`` for every job, and its

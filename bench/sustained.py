@@ -51,6 +51,7 @@ def run(
     spread: bool = False,
     server_path: str | None = None,
     concurrency: int = 512,
+    async_handler: bool = False,
 ) -> dict:
     """One sustained run (see the module docstring). ``spread``: interval jobs of 1 s whose
     slots are spread evenly over the second (job i at i x 1000/jobs ms past it) instead of cron
@@ -72,6 +73,7 @@ def run(
         "node_args": node_args,
         "workload": "spread" if spread else "aligned",
         "concurrency": concurrency,
+        "handler": "async" if async_handler else "sync",
     }
     ok = False
     try:
@@ -100,10 +102,18 @@ def run(
             worker_id="bench-sustained",
         )
 
-        @worker.handler("*")
-        def _run(ctx: Context) -> None:
+        def record(ctx: Context) -> None:
             with lock:
                 starts.append((time.time(), ctx.scheduled_ms))
+
+        if async_handler:
+
+            @worker.handler("*")
+            async def _run_async(ctx: Context) -> None:
+                record(ctx)
+
+        else:
+            worker.handler("*")(record)
 
         pids = {f"{n}{' (leader)' if n == leader else ''}": p.pid for n, p in cluster.procs.items()}
         pids["bench_process"] = os.getpid()
@@ -170,6 +180,11 @@ def main() -> None:
         "--concurrency", type=int, default=512, help="the bench worker's concurrency [512]"
     )
     p.add_argument(
+        "--async-handler",
+        action="store_true",
+        help="the bench worker's handler is an async def (a task on the agent's loop)",
+    )
+    p.add_argument(
         "--server-path",
         default=None,
         help="directory put first on the nodes' PYTHONPATH (another tree's server)",
@@ -184,10 +199,12 @@ def main() -> None:
         spread=a.spread,
         server_path=a.server_path,
         concurrency=a.concurrency,
+        async_handler=a.async_handler,
     )
     lag = r["lag"]
     print(
-        f"{a.jobs}/s {r['workload']} for {a.seconds:g} s {a.node_arg or ''}: delivered {r['delivered']}/"
+        f"{a.jobs}/s {r['workload']} for {a.seconds:g} s {a.node_arg or ''}"
+        f"{' (async handler)' if a.async_handler else ''}: delivered {r['delivered']}/"
         f"{r['expected']} ({r['delivered_fraction']:.0%}); lag p50 {lag.get('p50_ms')} ms, "
         f"p99 {lag.get('p99_ms')} ms, max {lag.get('max_ms')} ms; seconds fully delivered "
         f"{r['complete_seconds']}, oldest incomplete second +{r['oldest_incomplete_second']}; "

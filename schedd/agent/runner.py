@@ -3,11 +3,14 @@
 Sync handlers run on ``concurrency`` pool threads (``schedd-handler_*``, see
 :mod:`schedd.agent.pool`); a firing committed ahead of its start instant waits for it in the
 waiting room (:mod:`schedd.agent.waiting`), holding no pool thread. Async handlers run as
-tasks on an event loop the runner owns (``schedd-agent-asyncio``, started on first use); a pool
-thread waits for each, so ``concurrency`` bounds them too, and cancels its task when
-``ctx.cancelled`` is set. What a handler's return or exception means for the attempt is the
-delivery contract of :mod:`schedd.agent`; the outcome goes to the lease book
-(``LeaseBook.finish``) and the stream is asked to flush it.
+tasks on an event loop the runner owns (``schedd-agent-asyncio``, started on first use) and
+hold no pool thread either: a start instant's firings become tasks in one loop callback, a
+task's done callback records its outcome, and a lost lease cancels its task at once.
+``concurrency`` bounds them through the leader, which leases a worker no more runs than its
+slots. (With an ``executor`` in place of the pool, tests only, a thread of it waits for each
+task.) What a handler's return or exception means for the attempt is the delivery contract of
+:mod:`schedd.agent`; the outcome goes to the lease book (``LeaseBook.finish``) and the stream
+is asked to flush it.
 
 Threads and locking: :meth:`Runner.run` executes on a pool thread; everything else may be
 called from any thread. Shared state is touched only under ``Shared.lock`` (see
@@ -21,6 +24,7 @@ Private module: :class:`schedd.agent.Worker` is the API.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import threading
@@ -161,6 +165,10 @@ class Runner:
         self._async: dict[Handler, bool] = {}  # handler -> is a coroutine function
         self._aloop: asyncio.AbstractEventLoop | None = None  # runs async handlers (lazily started)
         self._aloop_lock = threading.Lock()
+        # Tasks of async handlers started by the runner's own pool path, by lease (loop only)
+        self._tasks: dict[LeaseKey, asyncio.Task[Any]] = {}
+        self._closed = False
+        self._any_async = False  # some handler is a coroutine function
         self._gate = StartGate()
         # Firings committed ahead wait for their start instant here, not on pool threads
         # (only with the runner's own pool: an executor given in its place runs them as before).
@@ -175,12 +183,14 @@ class Runner:
         if job in self._handlers:
             raise ValueError(f"handler: job {job!r} already has a handler")
         self._handlers[job] = fn
+        self._any_async = self._any_async or self._is_async(fn)
 
     def add_default(self, fn: Handler) -> None:
         """Run ``fn`` for any job without its own handler. ValueError if one is set."""
         if self._default is not None:
             raise ValueError("handler: a default ('*') handler is already registered")
         self._default = fn
+        self._any_async = self._any_async or self._is_async(fn)
 
     def _handler_name(self, job: str) -> str:
         """The name ``job``'s handler was registered under: the metrics label."""
@@ -219,6 +229,9 @@ class Runner:
         at = ctx.start_at_ms
         if at and at > time.time() * 1000 and self._waiting.add(ctx):
             return
+        if self._any_async and self._on_loop(ctx):
+            self._start_tasks([ctx])
+            return
         try:
             self._threads.submit(ctx)
         except RuntimeError:  # pool shut down: we are closing; the lease will expire
@@ -226,13 +239,26 @@ class Runner:
 
     def _submit_now(self, ctxs: list[Context]) -> None:
         """Hand ``ctxs`` to the pool, in order, at once (a whole start instant's worth: one at
-        a time, the waiting room's thread would queue behind the pool threads for the GIL)."""
+        a time, the waiting room's thread would queue behind the pool threads for the GIL);
+        those of async handlers to the event loop, at once too."""
         assert self._threads is not None
+        tasks = [c for c in ctxs if self._on_loop(c)] if self._any_async else []
+        if tasks:
+            self._start_tasks(tasks)
+            if len(tasks) == len(ctxs):
+                return
+            ctxs = [c for c in ctxs if not self._on_loop(c)]
         try:
             self._threads.submit_many(ctxs)
         except RuntimeError:  # pool shut down: we are closing; the leases will expire
             for ctx in ctxs:
                 self._dropped(ctx)
+
+    def _on_loop(self, ctx: Context) -> bool:
+        """Whether ``ctx``'s handler is a coroutine function: it runs as a task on the event
+        loop, holding no pool thread."""
+        fn = self.lookup(ctx.job)
+        return fn is not None and self._is_async(fn)
 
     def _dropped(self, ctx: Context) -> None:
         key = (ctx.run_id, ctx.fence)
@@ -244,6 +270,7 @@ class Runner:
         """Stop taking work and stop the event loop of async handlers. Does not wait: a sync
         handler that ignores its cancellation keeps its thread (Python joins it at exit); async
         handlers still running are cancelled when the loop stops."""
+        self._closed = True
         for ctx in self._waiting.close():
             self._dropped(ctx)
         if self._threads is not None:
@@ -262,7 +289,7 @@ class Runner:
         kept for the completion's error text) and log ``lease_lost``."""
         if self._metrics is not None and lost:
             self._metrics.lease_lost(len(lost))
-        cancelled = False
+        cancelled: list[LeaseKey] = []
         for le in lost:
             with self._shared.lock:
                 act = self._shared.active.get(le.key)
@@ -270,7 +297,7 @@ class Runner:
                     if not act.reason:
                         act.reason.append(f"lease lost: {le.reason}")
                     act.ctx.cancelled.set()
-                    cancelled = True
+                    cancelled.append(le.key)
             self._shared.log.warning(
                 kv(
                     "lease_lost",
@@ -282,6 +309,7 @@ class Runner:
             )
         if cancelled:
             self._waiting.poke()  # those still waiting for their start end now
+            self._cancel_tasks(cancelled)
 
     def cancel_all_locked(self, reason: str) -> None:
         """Cancel every running handler with ``reason``. The caller holds ``Shared.lock``."""
@@ -290,6 +318,26 @@ class Runner:
                 act.reason.append(reason)
             act.ctx.cancelled.set()
         self._waiting.poke()
+        self._cancel_tasks(list(self._shared.active))
+
+    def _cancel_tasks(self, keys: list[LeaseKey]) -> None:
+        """Cancel the tasks of async handlers holding ``keys`` (``ctx.cancelled`` is set
+        already: one not started yet ends "cancelled before start"). Never blocks: the loop
+        does it."""
+        loop = self._aloop
+        if loop is None or not keys:
+            return
+        try:
+            loop.call_soon_threadsafe(self._cancel_on_loop, keys)
+        except RuntimeError:  # the loop is closed: its tasks were cancelled when it stopped
+            pass
+
+    def _cancel_on_loop(self, keys: list[LeaseKey]) -> None:
+        tasks = self._tasks
+        for key in keys:
+            task = tasks.get(key)
+            if task is not None:
+                task.cancel()
 
     def progress_locked(self, key: LeaseKey) -> str:
         """The progress text of the handler holding ``key`` ('' when none runs). The caller
@@ -305,8 +353,6 @@ class Runner:
         ``StaleFence``: one warning line; anything else: ``repr`` and a traceback); a handler
         whose ``ctx.cancelled`` was set by then failed ("cancelled: <why>"), even if it returned
         normally. The completion is then flushed to the current stream."""
-        shared = self._shared
-        log = shared.log
         gate = self._gate
         if ctx.start_at_ms:
             # Committed ahead of its due time: start on time by this machine's clock, not
@@ -319,38 +365,51 @@ class Runner:
             finally:
                 gate.started(ctx.start_at_ms)
         _in_handler.active = True
-        key = (ctx.run_id, ctx.fence)
-        started = shared.clock()
+        started = self._shared.clock()
         fn = self.lookup(ctx.job)
+        if self._metrics is not None:
+            self._metrics.started(ctx.scheduled_ms, ctx.attempt)
         outcome, error = Outcome.SUCCEEDED, ""
         exit_code: int | None = None
-        metrics = self._metrics
-        if metrics is not None:
-            metrics.started(ctx.scheduled_ms, ctx.attempt)
         try:
-            if ctx.cancelled.is_set():
-                outcome, error = Outcome.FAILED, "cancelled before start"
-            elif fn is None:
-                outcome, error = (
-                    Outcome.FAILED,
-                    f"no handler registered for job {ctx.job!r} on worker {self._worker_id}",
-                )
-                log.error(kv("no_handler", run_id=ctx.run_id, job=ctx.job))
+            refused = self._refused(ctx, fn)
+            if refused is not None:
+                outcome, error = refused
+            elif self._is_async(fn):  # type: ignore[arg-type]  # (not None: _refused)
+                self._run_async(fn, ctx)  # type: ignore[arg-type]
             else:
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug(
-                        kv("handler_started", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence)
-                    )
-                if self._is_async(fn):
-                    self._run_async(fn, ctx)
-                else:
-                    fn(ctx)
-        except HandlerFailure as e:  # expected: handler_finished below carries the text
-            outcome, error, exit_code = Outcome.FAILED, str(e) or repr(e), e.exit_code
-        except AsyncCancelled:
-            outcome, error = Outcome.FAILED, "cancelled"  # the reason is added below
-        except StaleFence as e:  # a fenced write refused: expected after a lost lease, one line
-            outcome, error = Outcome.FAILED, str(e)
+                fn(ctx)  # type: ignore[misc]
+        except BaseException as e:  # a handler's failure is a result, not a crash
+            outcome, error, exit_code = self._failure(ctx, e)
+        finally:
+            _in_handler.active = False
+        gate.yield_to_starts()
+        self._finish(ctx, started, outcome, error, exit_code)
+
+    def _refused(self, ctx: Context, fn: Handler | None) -> tuple[Outcome, str] | None:
+        """Why the handler does not start (cancelled, or none registered), else None; logs
+        ``handler_started`` at debug level when it does."""
+        log = self._shared.log
+        if ctx.cancelled.is_set():
+            return Outcome.FAILED, "cancelled before start"
+        if fn is None:
+            log.error(kv("no_handler", run_id=ctx.run_id, job=ctx.job))
+            return (
+                Outcome.FAILED,
+                f"no handler registered for job {ctx.job!r} on worker {self._worker_id}",
+            )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(kv("handler_started", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence))
+        return None
+
+    def _failure(self, ctx: Context, e: BaseException) -> tuple[Outcome, str, int | None]:
+        """What a handler's exception means for the attempt (see :meth:`run`), logged."""
+        if isinstance(e, HandlerFailure):  # expected: handler_finished carries the text
+            return Outcome.FAILED, str(e) or repr(e), e.exit_code
+        if isinstance(e, AsyncCancelled):
+            return Outcome.FAILED, "cancelled", None  # the reason is added by _finish
+        log = self._shared.log
+        if isinstance(e, StaleFence):  # a fenced write refused: expected after a lost lease
             log.warning(
                 kv(
                     "stale_fence",
@@ -361,17 +420,26 @@ class Runner:
                     note="a newer attempt owns this run; the effect was not applied",
                 )
             )
-        except BaseException as e:  # a handler's failure is a result, not a crash
-            outcome, error = Outcome.FAILED, repr(e)
-            log.error(
-                kv(
-                    "handler_failed", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence, error=repr(e)
-                ),
-                exc_info=True,
-            )
-        finally:
-            _in_handler.active = False
-        gate.yield_to_starts()
+            return Outcome.FAILED, str(e), None
+        log.error(
+            kv("handler_failed", run_id=ctx.run_id, job=ctx.job, fence=ctx.fence, error=repr(e)),
+            exc_info=e,
+        )
+        return Outcome.FAILED, repr(e), None
+
+    def _finish(
+        self,
+        ctx: Context,
+        started: float,
+        outcome: Outcome,
+        error: str,
+        exit_code: int | None,
+    ) -> None:
+        """Record the attempt's outcome in the lease book (a handler cancelled meanwhile
+        failed, with the first reason), free its slot and flush; metrics and the
+        ``handler_finished`` line."""
+        shared = self._shared
+        key = (ctx.run_id, ctx.fence)
         with shared.changed:
             act = shared.active.pop(key, None)
             if ctx.cancelled.is_set() and (outcome is Outcome.SUCCEEDED or error == "cancelled"):
@@ -381,10 +449,11 @@ class Runner:
             shared.book.finish(ctx.run_id, ctx.fence, outcome, error, exit_code)
             shared.kick_locked(Intent.FLUSH)
             shared.changed.notify_all()
-        if metrics is not None:
-            metrics.finished(
+        if self._metrics is not None:
+            self._metrics.finished(
                 self._handler_name(ctx.job), outcome.name.lower(), shared.clock() - started
             )
+        log = shared.log
         if log.isEnabledFor(logging.INFO):
             log.info(
                 kv(
@@ -419,6 +488,9 @@ class Runner:
                 ready = threading.Event()
 
                 def serve() -> None:
+                    # Only handlers run here: a Worker.stop() from one must not wait for a
+                    # drain that waits for it.
+                    _in_handler.active = True
                     asyncio.set_event_loop(loop)
                     loop.call_soon(ready.set)
                     try:
@@ -438,9 +510,60 @@ class Runner:
                 self._aloop = loop
             return self._aloop
 
+    def _start_tasks(self, ctxs: list[Context]) -> None:
+        """Start the async handlers of ``ctxs`` as tasks on the loop, in order, in one
+        callback; none holds a pool thread. Dropped like queued work once shut down."""
+        if not self._closed:
+            loop = self._async_loop()
+            try:
+                loop.call_soon_threadsafe(self._begin_tasks, ctxs)
+                return
+            except RuntimeError:  # closed meanwhile: the worker stops
+                pass
+        for ctx in ctxs:
+            self._dropped(ctx)
+
+    def _begin_tasks(self, ctxs: list[Context]) -> None:
+        """On the loop: one task per context, its outcome recorded by :meth:`_task_done`
+        (the contract of :meth:`run`; ``concurrency`` bounds them through the leader, which
+        leases no more than the worker's slots)."""
+        loop = asyncio.get_running_loop()
+        clock = self._shared.clock
+        metrics = self._metrics
+        for ctx in ctxs:
+            if self._closed:
+                self._dropped(ctx)
+                continue
+            started = clock()
+            if metrics is not None:
+                metrics.started(ctx.scheduled_ms, ctx.attempt)
+            fn = self.lookup(ctx.job)
+            refused = self._refused(ctx, fn)
+            if refused is not None:
+                self._finish(ctx, started, refused[0], refused[1], None)
+                continue
+            try:
+                task = loop.create_task(fn(ctx))  # type: ignore[arg-type,misc]
+            except BaseException as e:  # a callable that fails before its coroutine exists
+                self._finish(ctx, started, *self._failure(ctx, e))
+                continue
+            self._tasks[(ctx.run_id, ctx.fence)] = task
+            task.add_done_callback(functools.partial(self._task_done, ctx, started))
+
+    def _task_done(self, ctx: Context, started: float, task: asyncio.Task[Any]) -> None:
+        self._tasks.pop((ctx.run_id, ctx.fence), None)
+        if task.cancelled():
+            self._finish(ctx, started, Outcome.FAILED, "cancelled", None)
+            return
+        exc = task.exception()
+        if exc is None:
+            self._finish(ctx, started, Outcome.SUCCEEDED, "", None)
+        else:
+            self._finish(ctx, started, *self._failure(ctx, exc))
+
     def _run_async(self, fn: Handler, ctx: Context) -> None:
-        """Run ``await fn(ctx)`` on the runner's loop; this pool thread waits for it (so
-        ``concurrency`` bounds async handlers too). When ``ctx.cancelled`` is set, the task is
+        """Run ``await fn(ctx)`` on the runner's loop; the calling thread waits for it (the
+        path of :meth:`run`: an ``executor`` in place of the pool). When ``ctx.cancelled`` is set, the task is
         cancelled: ``asyncio.CancelledError`` is raised at its current ``await``. Raises what
         the coroutine raised, or ``AsyncCancelled`` when it ended cancelled."""
         loop = self._async_loop()

@@ -82,10 +82,10 @@ class Worker:
       the stream's connection; no answer within ~2 heartbeat intervals, or "not leader", tears
       the stream down); it aborts a stream that got no Welcome within 5 s, and cancels leases
       that have had no confirmed renewal for a TTL, even while disconnected.
-    * **handler pool** (:mod:`schedd.agent.runner`) — ``concurrency`` threads running your
-      handlers (for an async handler, the thread waits for its task and cancels it when
-      ``ctx.cancelled`` is set).
-    * **asyncio** — the event loop async handlers run on, started on first use.
+    * **handler pool** (:mod:`schedd.agent.runner`) — up to ``concurrency`` threads running
+      your sync handlers.
+    * **asyncio** — the event loop async handlers run on as tasks (no pool thread each),
+      started on first use; a lost lease cancels the task.
 
     One lock guards the ``LeaseBook``, the active handlers and the current session; no I/O or
     user code runs under it. Reconnect: a new stream starts with ``LeaseBook.start_session``
