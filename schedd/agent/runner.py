@@ -479,10 +479,13 @@ class Runner:
 
     # ---- async handlers --------------------------------------------------------------------
 
-    def _async_loop(self) -> asyncio.AbstractEventLoop:
+    def _async_loop(self, refuse_closed: bool = False) -> asyncio.AbstractEventLoop | None:
         """The event loop for async handlers, started on first use in its own thread
-        (``schedd-agent-asyncio``) and stopped by :meth:`shutdown`."""
+        (``schedd-agent-asyncio``) and stopped by :meth:`shutdown`. With ``refuse_closed``,
+        None once shut down (no new loop is started for a closing worker)."""
         with self._aloop_lock:
+            if refuse_closed and self._closed:
+                return None
             if self._aloop is None:
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
@@ -496,8 +499,11 @@ class Runner:
                     try:
                         loop.run_forever()
                     finally:
+                        # Callbacks queued behind the stop (tasks to begin, cancels) run once
+                        # more: a firing handed over as the worker closed is dropped, not lost.
+                        loop.run_until_complete(asyncio.sleep(0))
                         # Stopped with handlers still running (released, or ignoring their
-                        # cancellation): cancel them so the pool threads waiting for them end.
+                        # cancellation): cancel them; their outcomes are recorded as they end.
                         tasks = asyncio.all_tasks(loop)
                         for t in tasks:
                             t.cancel()
@@ -513,8 +519,8 @@ class Runner:
     def _start_tasks(self, ctxs: list[Context]) -> None:
         """Start the async handlers of ``ctxs`` as tasks on the loop, in order, in one
         callback; none holds a pool thread. Dropped like queued work once shut down."""
-        if not self._closed:
-            loop = self._async_loop()
+        loop = self._async_loop(refuse_closed=True)
+        if loop is not None:
             try:
                 loop.call_soon_threadsafe(self._begin_tasks, ctxs)
                 return
@@ -563,10 +569,12 @@ class Runner:
 
     def _run_async(self, fn: Handler, ctx: Context) -> None:
         """Run ``await fn(ctx)`` on the runner's loop; the calling thread waits for it (the
-        path of :meth:`run`: an ``executor`` in place of the pool). When ``ctx.cancelled`` is set, the task is
-        cancelled: ``asyncio.CancelledError`` is raised at its current ``await``. Raises what
-        the coroutine raised, or ``AsyncCancelled`` when it ended cancelled."""
+        path of :meth:`run`: an ``executor`` in place of the pool). When ``ctx.cancelled`` is
+        set, the task is cancelled: ``asyncio.CancelledError`` is raised at its current
+        ``await``. Raises what the coroutine raised, or ``AsyncCancelled`` when it ended
+        cancelled."""
         loop = self._async_loop()
+        assert loop is not None
         done = threading.Event()
         box: list[asyncio.Task[Any]] = []
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 from schedd.agent import Context, Worker
 from schedd.state.store import Store
@@ -15,7 +16,7 @@ from tests._util import wait_for
 BENCH = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 
 
-def test_a_replayed_journal_reaches_the_nodes_own_state(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_replayed_journal_reaches_the_nodes_own_state(tmp_path: Path) -> None:
     sys.path.insert(0, BENCH)
     try:
         import replay_journal
