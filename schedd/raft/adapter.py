@@ -798,6 +798,16 @@ class RaftNode(SyncObj):
         leader = self._getLeader()
         return "" if leader is None else str(getattr(leader, "id", leader))
 
+    def leader_linked(self) -> bool:
+        """Whether this node leads, or knows a leader and its Raft link to it is up (any
+        thread; one read each of pysyncobj's state, no lock). Right after a leader dies its
+        followers still name it until their election timeout: the closed link tells them
+        apart from a live one."""
+        if self._isLeader():
+            return True
+        leader = self._getLeader()
+        return leader is not None and leader in self._SyncObj__connectedNodes  # type: ignore[attr-defined]
+
     def status(self) -> dict[str, object]:
         return self.getStatus()
 

@@ -578,6 +578,11 @@ class RunService(_Base, api_grpc.RunServiceServicer):
         return api_pb2.CompleteRunResponse()
 
 
+#: The longest a worker's Connect waits for an election to name a leader (pysyncobj's
+#: elections take 0.4-1 s each with the default timeouts; a split vote takes another).
+LEADER_WAIT_S = 2.0
+
+
 class WorkerService(_Base, api_grpc.WorkerServiceServicer):
     def Connect(
         self, request_iterator: Iterator[api_pb2.WorkerMessage], context: grpc.ServicerContext
@@ -607,6 +612,10 @@ class WorkerService(_Base, api_grpc.WorkerServiceServicer):
         node = self.node
         lim = node.config.limits
         try:
+            # During an election (or while this node takes over), answer once the new leader
+            # is known instead of at once with a stale or no hint. Well under the agent's
+            # 5 s Welcome timeout, after which it would skip this node as frozen.
+            node.await_leader(LEADER_WAIT_S, context.is_active)
             node.require_leader()
             if not node.dispatcher.active:
                 raise NotLeader(

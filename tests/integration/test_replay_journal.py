@@ -8,12 +8,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from schedd.agent import Context, Worker
 from schedd.state.store import Store
 from schedd.testing import LocalCluster
 from tests._util import wait_for
 
 BENCH = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
+
+pytestmark = pytest.mark.integration
 
 
 def test_a_replayed_journal_reaches_the_nodes_own_state(tmp_path: Path) -> None:
