@@ -16,9 +16,11 @@ late with its heartbeats must not cost an election (pysyncobj has no pre-vote).
     python bench/sustained.py --jobs 5000 --seconds 20 --server-path <tree>   # another server
     python bench/sustained.py --jobs 3000 --seconds 20 --concurrency 5000 \
         --node-arg=--fire-ahead=1s             # a second's firings committed ahead
+    python bench/sustained.py --jobs 5000 --seconds 20 --concurrency 5000 --async-handler
 
 ``--concurrency`` is the bench worker's (512 by default): with fire-ahead, a worker only gets
-as many firings ahead as it has free slots.
+as many firings ahead as it has free slots. ``--async-handler``: its handler is an ``async def``
+(a task on the agent's event loop, no thread per firing).
 """
 
 from __future__ import annotations
