@@ -242,12 +242,16 @@ class Runner:
         a time, the waiting room's thread would queue behind the pool threads for the GIL);
         those of async handlers to the event loop, at once too."""
         assert self._threads is not None
-        tasks = [c for c in ctxs if self._on_loop(c)] if self._any_async else []
-        if tasks:
-            self._start_tasks(tasks)
-            if len(tasks) == len(ctxs):
+        if self._any_async:
+            tasks: list[Context] = []
+            threads: list[Context] = []
+            for c in ctxs:
+                (tasks if self._on_loop(c) else threads).append(c)
+            if tasks:
+                self._start_tasks(tasks)
+            if not threads:
                 return
-            ctxs = [c for c in ctxs if not self._on_loop(c)]
+            ctxs = threads
         try:
             self._threads.submit_many(ctxs)
         except RuntimeError:  # pool shut down: we are closing; the leases will expire
